@@ -1,0 +1,117 @@
+package home
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// maxConfigSize bounds config.toml.
+const maxConfigSize = 1 << 20
+
+// Config is the node's config.toml: settings only, never keys. The comments
+// of the fields are written into the file.
+type Config struct {
+	Profile      string   `toml:"profile" comment:"The profile this home was created with: personal, relay or test. It chooses the\nDHT mode (client on personal nodes until publicly reachable, server on relays\nand test nodes) and the defaults written below."`
+	Listen       []string `toml:"listen,multiline" comment:"Addresses to listen on, as multiaddrs (TCP and QUIC). Port 0 picks a free port.\n'sealpost daemon --listen MADDR' (repeatable) replaces this list for one run."`
+	Bootstrap    []string `toml:"bootstrap,multiline" comment:"Peers to connect to at start, as full multiaddrs ending in /p2p/<peer ID>\n(what 'sealpost id' prints on that node). 'sealpost daemon --bootstrap MADDR'\nadds to this list for one run."`
+	MDNS         bool     `toml:"mdns" comment:"Find peers on the local network with mDNS ('sealpost daemon --no-mdns' turns\nit off for one run)."`
+	RelayService bool     `toml:"relay_service" comment:"Serve as a community relay: keep mailboxes of sealed envelopes for others,\nand relay connections (circuit relay v2)."`
+	API          string   `toml:"api" comment:"Also serve the local API on this loopback TCP address, e.g. \"127.0.0.1:7711\"\n(requests need the bearer token in HOME/api.token). Empty: only the unix\nsocket HOME/api.sock."`
+	Metrics      string   `toml:"metrics" comment:"Serve Prometheus metrics at /metrics on this address, e.g. \"127.0.0.1:7712\".\nEmpty: metrics only at /metrics of the local API."`
+}
+
+// Profiles are the names accepted by --profile.
+const (
+	ProfilePersonal = "personal"
+	ProfileRelay    = "relay"
+	ProfileTest     = "test"
+)
+
+// Default ports (DESIGN.md §6).
+const (
+	DefaultPort        = 7710
+	DefaultAPIPort     = 7711
+	DefaultMetricsPort = 7712
+)
+
+// DefaultConfig returns the settings `sealpost init --profile` writes.
+func DefaultConfig(profile string) (Config, error) {
+	all := func(port int) []string {
+		p := fmt.Sprint(port)
+		return []string{
+			"/ip4/0.0.0.0/tcp/" + p,
+			"/ip4/0.0.0.0/udp/" + p + "/quic-v1",
+			"/ip6/::/tcp/" + p,
+			"/ip6/::/udp/" + p + "/quic-v1",
+		}
+	}
+	switch profile {
+	case ProfilePersonal, "":
+		return Config{Profile: ProfilePersonal, Listen: all(DefaultPort), Bootstrap: []string{}, MDNS: true}, nil
+	case ProfileRelay:
+		return Config{Profile: ProfileRelay, Listen: all(DefaultPort), Bootstrap: []string{}, RelayService: true}, nil
+	case ProfileTest:
+		return Config{
+			Profile:   ProfileTest,
+			Listen:    []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
+			Bootstrap: []string{},
+		}, nil
+	}
+	return Config{}, fmt.Errorf("home: unknown profile %q (want personal, relay or test)", profile)
+}
+
+const configHeader = `# sealpost node configuration, written by 'sealpost init'.
+# Keys never go here: the identity and device keys are in the encrypted store.
+# Flags of 'sealpost daemon' override these settings for one run.
+
+`
+
+// MarshalConfig returns cfg as the commented TOML of config.toml.
+func MarshalConfig(cfg Config) ([]byte, error) {
+	b, err := toml.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("home: %w", err)
+	}
+	return append([]byte(configHeader), b...), nil
+}
+
+// ReadConfig reads HOME/config.toml. Unknown settings are an error, so a
+// typo does not silently fall back to a default. It returns
+// ErrNotInitialized when the file does not exist.
+func (h Home) ReadConfig() (Config, error) {
+	f, err := os.Open(h.Path(ConfigFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Config{}, ErrNotInitialized
+	}
+	if err != nil {
+		return Config{}, fmt.Errorf("home: %w", err)
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(f, maxConfigSize+1)); err != nil {
+		return Config{}, fmt.Errorf("home: read config: %w", err)
+	}
+	if buf.Len() > maxConfigSize {
+		return Config{}, fmt.Errorf("home: %s is larger than %d bytes", h.Path(ConfigFile), maxConfigSize)
+	}
+	var cfg Config
+	dec := toml.NewDecoder(&buf)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) {
+			return Config{}, fmt.Errorf("home: %s: %s", h.Path(ConfigFile), strict.String())
+		}
+		return Config{}, fmt.Errorf("home: %s: %w", h.Path(ConfigFile), err)
+	}
+	if _, err := DefaultConfig(cfg.Profile); err != nil {
+		return Config{}, fmt.Errorf("home: %s: %w", h.Path(ConfigFile), err)
+	}
+	return cfg, nil
+}
