@@ -110,14 +110,25 @@ func (r *DeviceRecord) Seq() uint64 { return r.seq }
 // signatures. It does not check that DeviceID belongs to DeviceKey: that
 // needs libp2p, and is the caller's job.
 func (r *DeviceRecord) Verify() error {
-	if err := ecc.CheckEd25519Public(r.identity[:]); err != nil {
-		return fmt.Errorf("%w: device record identity key: %w", ErrInvalid, err)
+	v, err := r.identity.Verifier()
+	if err != nil {
+		return fmt.Errorf("device record: %w", err)
+	}
+	return r.VerifyFor(v)
+}
+
+// VerifyFor is Verify for a record that must belong to the identity whose
+// Verifier is v: it refuses a record of another identity with
+// ErrIdentityChanged, and does not repeat the identity key's point checks.
+func (r *DeviceRecord) VerifyFor(v Verifier) error {
+	if !v.UserID().Equal(r.identity) {
+		return ErrIdentityChanged
 	}
 	if err := ecc.CheckEd25519Public(r.deviceKey[:]); err != nil {
 		return fmt.Errorf("%w: device key: %w", ErrInvalid, err)
 	}
 	body := r.appendBody(make([]byte, 0, deviceBodyFixed+len(r.deviceID)+SignatureSize))
-	if !ed25519.Verify(r.identity[:], labelled(LabelDeviceRecord, body), r.idSig[:]) {
+	if !v.Verify(LabelDeviceRecord, body, r.idSig[:]) {
 		return fmt.Errorf("%w: device record identity signature", ErrInvalid)
 	}
 	if !ed25519.Verify(r.deviceKey[:], labelled(LabelDeviceCountersign, append(body, r.idSig[:]...)), r.devSig[:]) {

@@ -173,16 +173,23 @@ func (p *Public) DHKey() DHKey { return p.dh }
 // of small order), the X25519 key passes the public-key checks (canonical,
 // not of low order), and the signature over the X25519 key verifies.
 func (p *Public) Verify() error {
-	if err := ecc.CheckEd25519Public(p.id[:]); err != nil {
-		return fmt.Errorf("%w: Ed25519 identity key: %w", ErrInvalid, err)
+	_, err := p.Verifier()
+	return err
+}
+
+// Verifier runs Verify and returns a Verifier for further signatures by p.
+func (p *Public) Verifier() (Verifier, error) {
+	v, err := p.id.Verifier()
+	if err != nil {
+		return Verifier{}, fmt.Errorf("identity key: %w", err)
 	}
 	if err := ecc.CheckX25519Public(p.dh[:]); err != nil {
-		return fmt.Errorf("%w: X25519 identity key: %w", ErrInvalid, err)
+		return Verifier{}, fmt.Errorf("%w: X25519 identity key: %w", ErrInvalid, err)
 	}
-	if !ed25519.Verify(p.id[:], labelled(LabelIdentityKey, p.signedBody()), p.sig[:]) {
-		return fmt.Errorf("%w: X25519 identity key signature", ErrInvalid)
+	if !v.Verify(LabelIdentityKey, p.signedBody(), p.sig[:]) {
+		return Verifier{}, fmt.Errorf("%w: X25519 identity key signature", ErrInvalid)
 	}
-	return nil
+	return v, nil
 }
 
 // Equal reports whether p and q are the same identity (all of the public

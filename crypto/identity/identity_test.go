@@ -579,3 +579,36 @@ func BenchmarkSafetyNumber(b *testing.B) {
 		NewSafetyNumber(a, c)
 	}
 }
+
+func TestVerifier(t *testing.T) {
+	k, eve := mustGenerate(t, 30), mustGenerate(t, 31)
+	v, err := k.Public().Verifier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.UserID().Equal(k.UserID()) {
+		t.Error("Verifier.UserID")
+	}
+	sig := k.Sign("sealpost/v1/test", []byte("x"))
+	if !v.Verify("sealpost/v1/test", []byte("x"), sig) {
+		t.Error("Verifier refuses a good signature")
+	}
+	if v.Verify("sealpost/v1/test", []byte("x"), sig[:63]) || (Verifier{}).Verify("sealpost/v1/test", []byte("x"), sig) {
+		t.Error("short signature or zero Verifier accepted")
+	}
+	for _, pt := range smallOrderPoints(t) {
+		var id UserID
+		copy(id[:], pt)
+		if _, err := id.Verifier(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Verifier for small-order key %x: %v", pt, err)
+		}
+	}
+	r, _ := NewDeviceRecord(k, ed25519.NewKeyFromSeed(make([]byte, 32)), []byte("d"), time.Unix(1, 0), 1)
+	if err := r.VerifyFor(v); err != nil {
+		t.Errorf("VerifyFor own identity: %v", err)
+	}
+	ve, _ := eve.Public().Verifier()
+	if err := r.VerifyFor(ve); !errors.Is(err, ErrIdentityChanged) {
+		t.Errorf("VerifyFor another identity: %v", err)
+	}
+}
