@@ -1,0 +1,40 @@
+package store
+
+// Key layout. Every key starts with one table byte; the rest of the key is
+// the record's identity in a form that sorts the way the table is scanned.
+// Index tables map a sort key to the primary key, with an empty or tiny
+// value. Table bytes are never reused; a new typed store takes the next free
+// one (and, if existing data must be rewritten, a migration in migrate.go).
+const (
+	tMeta          byte = 0x00 // "schema" -> uvarint version
+	tSelf          byte = 0x01 // (single key) -> Self
+	tPrekey        byte = 0x02 // kind(1) id(4) -> Prekey
+	tPrekeyState   byte = 0x03 // kind(1) state(1) id(4) -> ""
+	tSession       byte = 0x04 // peer(32) len(1) device sid(16) -> Session
+	tContact       byte = 0x05 // user(32) -> Contact
+	tContactName   byte = 0x06 // name -> user(32)
+	tMessage       byte = 0x07 // id(16) -> Message
+	tMessageByConv byte = 0x08 // peer(32) order(8) -> id(16)
+	tMessageByOrd  byte = 0x09 // order(8) -> id(16)
+	tOutbox        byte = 0x0a // id(16) -> OutboxEntry
+	tOutboxDue     byte = 0x0b // nextAttempt(8) id(16) -> "" (schema 2)
+	tSeen          byte = 0x0c // hash(32) -> until (time)
+	tSeenExpiry    byte = 0x0d // until(8) hash(32) -> ""
+	tMailbox       byte = 0x0e // id(32) -> Mailbox
+	tToken         byte = 0x0f // token(16) -> DepositToken
+	tCounter       byte = 0x10 // name -> uint64 (8 bytes big-endian)
+)
+
+// key concatenates a table byte and parts.
+func key(table byte, parts ...[]byte) []byte {
+	n := 1
+	for _, p := range parts {
+		n += len(p)
+	}
+	k := make([]byte, 1, n)
+	k[0] = table
+	for _, p := range parts {
+		k = append(k, p...)
+	}
+	return k
+}

@@ -1,0 +1,149 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// UserID is a user's identity: the 32-byte Ed25519 public key.
+type UserID = [32]byte
+
+// SessionID names one ratchet session with a device. Several sessions with
+// the same device exist briefly when both sides initiate at once.
+type SessionID = [16]byte
+
+// MaxDeviceIDLen bounds a device ID (a libp2p peer ID in bytes).
+const MaxDeviceIDLen = 128
+
+// MaxSessionState bounds a stored ratchet state.
+const MaxSessionState = 1 << 20
+
+// Session is a ratchet session with one device of a peer, identified by
+// (Peer, Device, ID). State is the ratchet state as crypto/ratchet
+// marshals it.
+type Session struct {
+	Peer          UserID
+	Device        []byte
+	ID            SessionID
+	State         []byte
+	CreatedAt     time.Time
+	LastDecryptAt time.Time
+	LastUsedAt    time.Time
+}
+
+const sessionVersion = 1
+
+func (s *Session) validate() error {
+	if len(s.Device) == 0 || len(s.Device) > MaxDeviceIDLen {
+		return fmt.Errorf("session: %w: device ID length %d", ErrInvalid, len(s.Device))
+	}
+	if len(s.State) > MaxSessionState {
+		return fmt.Errorf("session: %w: state too long", ErrInvalid)
+	}
+	return nil
+}
+
+func (s *Session) marshal() []byte {
+	e := newEnc(sessionVersion, 96+len(s.Device)+len(s.State))
+	e.fixed(s.Peer[:])
+	e.bytes(s.Device)
+	e.fixed(s.ID[:])
+	e.bytes(s.State)
+	e.time(s.CreatedAt)
+	e.time(s.LastDecryptAt)
+	e.time(s.LastUsedAt)
+	return e.b
+}
+
+func (s *Session) unmarshal(b []byte) error {
+	d, _ := newDec("session", b, sessionVersion)
+	d.fixed(s.Peer[:])
+	s.Device = d.bytes(MaxDeviceIDLen)
+	d.fixed(s.ID[:])
+	s.State = d.bytes(MaxSessionState)
+	s.CreatedAt = d.time()
+	s.LastDecryptAt = d.time()
+	s.LastUsedAt = d.time()
+	if err := d.finish("session"); err != nil {
+		return err
+	}
+	if len(s.Device) == 0 {
+		return fmt.Errorf("decode session: %w: empty device", ErrCorrupt)
+	}
+	return nil
+}
+
+func sessionDevicePrefix(peer UserID, device []byte) []byte {
+	return key(tSession, peer[:], []byte{byte(len(device))}, device)
+}
+
+func sessionKey(peer UserID, device []byte, id SessionID) []byte {
+	return key(tSession, peer[:], []byte{byte(len(device))}, device, id[:])
+}
+
+// Sessions is the table of ratchet sessions.
+type Sessions struct{ tx *Tx }
+
+// Sessions returns the session table.
+func (tx *Tx) Sessions() Sessions { return Sessions{tx} }
+
+// Get returns one session, or ErrNotFound.
+func (s Sessions) Get(peer UserID, device []byte, id SessionID) (Session, error) {
+	var ses Session
+	if len(device) == 0 || len(device) > MaxDeviceIDLen {
+		return ses, fmt.Errorf("session: %w: device ID length %d", ErrInvalid, len(device))
+	}
+	b, err := s.tx.get(sessionKey(peer, device, id))
+	if errors.Is(err, ErrNotFound) {
+		return ses, notFound("session", id)
+	}
+	if err != nil {
+		return ses, err
+	}
+	err = ses.unmarshal(b)
+	return ses, err
+}
+
+// Put creates or replaces a session.
+func (s Sessions) Put(ses Session) error {
+	if err := ses.validate(); err != nil {
+		return err
+	}
+	return s.tx.set(sessionKey(ses.Peer, ses.Device, ses.ID), ses.marshal())
+}
+
+// Delete removes a session; a missing one is not an error.
+func (s Sessions) Delete(peer UserID, device []byte, id SessionID) error {
+	if len(device) == 0 || len(device) > MaxDeviceIDLen {
+		return fmt.Errorf("session: %w: device ID length %d", ErrInvalid, len(device))
+	}
+	return s.tx.del(sessionKey(peer, device, id))
+}
+
+// List returns every session with every device of peer, ordered by device
+// and session ID.
+func (s Sessions) List(peer UserID) ([]Session, error) {
+	return s.list(key(tSession, peer[:]))
+}
+
+// ListDevice returns the sessions with one device of peer, by session ID.
+func (s Sessions) ListDevice(peer UserID, device []byte) ([]Session, error) {
+	if len(device) == 0 || len(device) > MaxDeviceIDLen {
+		return nil, fmt.Errorf("session: %w: device ID length %d", ErrInvalid, len(device))
+	}
+	return s.list(sessionDevicePrefix(peer, device))
+}
+
+func (s Sessions) list(prefix []byte) ([]Session, error) {
+	var out []Session
+	err := s.tx.scanPrefix(prefix, false, func(_, v []byte) error {
+		var ses Session
+		if err := ses.unmarshal(v); err != nil {
+			return err
+		}
+		out = append(out, ses)
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,234 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// Errors returned by stores. Backends translate their own errors into these
+// at the boundary, so callers compare with errors.Is and never see a
+// backend's error types.
+var (
+	// ErrNotFound: the record does not exist.
+	ErrNotFound = errors.New("store: not found")
+	// ErrExists: a record that must be new already exists (for example
+	// creating a store in a directory that holds one).
+	ErrExists = errors.New("store: already exists")
+	// ErrNameTaken: another contact already uses this name.
+	ErrNameTaken = errors.New("store: contact name already in use")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store: closed")
+	// ErrReadOnly: a write was attempted inside View.
+	ErrReadOnly = errors.New("store: write in a read-only transaction")
+	// ErrConflict: a transaction kept conflicting with concurrent ones and
+	// was given up after a bounded number of attempts.
+	ErrConflict = errors.New("store: transaction conflict")
+	// ErrTxnTooBig: the transaction holds more writes than the backend can
+	// commit at once; split the work (the bulk methods take a limit).
+	ErrTxnTooBig = errors.New("store: transaction too big")
+	// ErrTooLarge: a key or value exceeds MaxKeySize or MaxValueSize.
+	ErrTooLarge = errors.New("store: record too large")
+	// ErrInvalid: a record handed to the store fails validation (zero ID,
+	// unknown state, a name too long, ...).
+	ErrInvalid = errors.New("store: invalid record")
+	// ErrCorrupt: a stored record or key does not decode.
+	ErrCorrupt = errors.New("store: corrupt record")
+	// ErrSchemaTooNew: the data was written by a newer version of sealpost.
+	ErrSchemaTooNew = errors.New("store: schema is newer than this program")
+	// ErrWrongPassphrase: the passphrase does not unlock the data key.
+	ErrWrongPassphrase = errors.New("store: wrong passphrase")
+	// ErrPassphraseRequired: the store is protected by a passphrase and none
+	// was given.
+	ErrPassphraseRequired = errors.New("store: passphrase required")
+	// ErrLocked: another process has the store open.
+	ErrLocked = errors.New("store: in use by another process")
+	// ErrCloseTimeout: Close gave up waiting for the backend; every write
+	// that Update acknowledged is durable regardless.
+	ErrCloseTimeout = errors.New("store: close timed out")
+)
+
+// Size limits enforced on every write (and relied on by decoders).
+const (
+	// MaxKeySize bounds a backend key.
+	MaxKeySize = 1024
+	// MaxValueSize bounds an encoded record.
+	MaxValueSize = 4 << 20
+)
+
+// Store is a transactional store of typed records.
+//
+// View runs fn in a read-only snapshot. Update runs fn in a read-write
+// transaction and returns only when the transaction is durable (fsynced);
+// concurrent Updates share one fsync (group commit), so a caller that needs
+// many small durable writes per second issues them concurrently.
+//
+// fn may run more than once: a backend with optimistic concurrency control
+// (badger) retries a transaction that conflicted with a concurrent one, a
+// bounded number of times, before returning ErrConflict. fn must therefore
+// have no effects outside tx that a rerun would repeat or lose, and must
+// not keep tx, or anything read through it, after it returns (decoded
+// records are copies and may be kept). If fn returns an error, nothing it
+// wrote is committed and Update returns that error.
+//
+// ctx is checked before fn runs and before the commit; once the commit has
+// begun Update waits for durability regardless of ctx, so that a nil error
+// always means durable and a non-nil error after the commit began is never
+// a lie about an uncommitted write (it is ErrClosed or an I/O error).
+//
+// Do not call View or Update from inside fn.
+type Store interface {
+	View(ctx context.Context, fn func(tx *Tx) error) error
+	Update(ctx context.Context, fn func(tx *Tx) error) error
+	Close() error
+}
+
+// Backend is an ordered, transactional key-value store: the only thing a
+// storage engine implements. The typed layer (Tx and the record stores) is
+// written once over it.
+//
+// Update commits durably before it returns nil and retries conflicting
+// transactions itself (calling fn again). Both propagate fn's error
+// unchanged. Errors of the engine are translated to this package's
+// sentinels (ErrNotFound, ErrClosed, ErrConflict, ErrTxnTooBig, ...).
+type Backend interface {
+	View(ctx context.Context, fn func(kv KV) error) error
+	Update(ctx context.Context, fn func(kv KV) error) error
+	Close() error
+}
+
+// KV is one transaction of a Backend. Keys are compared bytewise. Slices
+// passed to Set may not be modified by the caller afterwards; slices
+// returned by Get are the caller's; slices passed to a Scan callback are
+// valid only during the call.
+type KV interface {
+	// Get returns the value of key, or ErrNotFound.
+	Get(key []byte) ([]byte, error)
+	// Set writes key.
+	Set(key, value []byte) error
+	// Delete removes key; deleting a missing key is not an error.
+	Delete(key []byte) error
+	// Scan calls fn for every key k with lo <= k < hi (hi nil: no upper
+	// bound), in ascending order, or descending if reverse. It sees the
+	// transaction's own writes. It stops at, and returns, the first error
+	// fn returns.
+	Scan(lo, hi []byte, reverse bool, fn func(key, value []byte) error) error
+}
+
+// Open runs the schema migrations on b (or initializes an empty backend to
+// the current schema) and returns the Store over it. Closing the Store
+// closes b; if Open fails, b is left open.
+func Open(ctx context.Context, b Backend) (Store, error) {
+	if err := migrate(ctx, b, migrations); err != nil {
+		return nil, err
+	}
+	return &db{b: b}, nil
+}
+
+// db is the Store over a Backend.
+type db struct {
+	b         Backend
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func (d *db) View(ctx context.Context, fn func(tx *Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return d.b.View(ctx, func(kv KV) error {
+		return fn(&Tx{kv: kv})
+	})
+}
+
+func (d *db) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return d.b.Update(ctx, func(kv KV) error {
+		return fn(&Tx{kv: kv, writable: true})
+	})
+}
+
+func (d *db) Close() error {
+	d.closeOnce.Do(func() { d.closeErr = d.b.Close() })
+	return d.closeErr
+}
+
+// Tx is one transaction. It hands out the typed stores; it is valid only
+// inside the function it was passed to and is not safe for concurrent use.
+type Tx struct {
+	kv       KV
+	writable bool
+}
+
+// Writable reports whether tx belongs to Update.
+func (tx *Tx) Writable() bool { return tx.writable }
+
+func (tx *Tx) get(key []byte) ([]byte, error) { return tx.kv.Get(key) }
+
+func (tx *Tx) set(key, value []byte) error {
+	if !tx.writable {
+		return ErrReadOnly
+	}
+	if len(key) > MaxKeySize || len(value) > MaxValueSize {
+		return ErrTooLarge
+	}
+	return tx.kv.Set(key, value)
+}
+
+func (tx *Tx) del(key []byte) error {
+	if !tx.writable {
+		return ErrReadOnly
+	}
+	return tx.kv.Delete(key)
+}
+
+// errStop ends a scan early without an error.
+var errStop = errors.New("store: stop scan")
+
+// scan iterates [lo, hi) and treats errStop as a normal end.
+func (tx *Tx) scan(lo, hi []byte, reverse bool, fn func(key, value []byte) error) error {
+	err := tx.kv.Scan(lo, hi, reverse, fn)
+	if errors.Is(err, errStop) {
+		return nil
+	}
+	return err
+}
+
+// scanPrefix iterates every key that starts with prefix.
+func (tx *Tx) scanPrefix(prefix []byte, reverse bool, fn func(key, value []byte) error) error {
+	return tx.scan(prefix, prefixEnd(prefix), reverse, fn)
+}
+
+// exists reports whether key is present.
+func (tx *Tx) exists(key []byte) (bool, error) {
+	_, err := tx.kv.Get(key)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p,
+// or nil if there is none (p is all 0xff).
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// notFound wraps ErrNotFound with what was looked for.
+func notFound(what string, id any) error {
+	return fmt.Errorf("%s %x: %w", what, id, ErrNotFound)
+}
