@@ -1,0 +1,369 @@
+package bench
+
+import (
+	"crypto/ecdh"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"time"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/crypto/ratchet"
+	"github.com/sealpost/sealpost/crypto/seal"
+)
+
+// Options tune Crypto.
+type Options struct {
+	// Duration is the total measuring time, spread over every figure and
+	// primitive and over the rounds. Zero means 3 seconds.
+	Duration time.Duration
+	// Rounds is how many times each operation is measured; the best round
+	// counts. Zero means 3.
+	Rounds int
+}
+
+// Names of the figures Crypto returns.
+const (
+	RatchetRoundTrip = "ratchet_roundtrip"
+	RatchetDHStep    = "ratchet_dh_step"
+	RatchetAllocs    = "ratchet_allocs_per_message"
+	PQXDHInitiate    = "pqxdh_initiate"
+	PQXDHRespond     = "pqxdh_respond"
+	SealOpen         = "seal_open"
+)
+
+// payloadSize is the plaintext size of the ratchet figures.
+const payloadSize = 256
+
+// Crypto measures the crypto figures, each with the limit computed from the
+// primitives timed in the same run (see the package documentation for the
+// formulas), and the allocations per ratchet message.
+func Crypto(opts Options) ([]Figure, error) {
+	if opts.Duration <= 0 {
+		opts.Duration = 3 * time.Second
+	}
+	if opts.Rounds <= 0 {
+		opts.Rounds = 3
+	}
+	w, err := newWorkload()
+	if err != nil {
+		return nil, err
+	}
+	ops := w.ops()
+	per := opts.Duration / time.Duration(len(ops)*opts.Rounds)
+	if err := measureAll(ops, opts.Rounds, per); err != nil {
+		return nil, err
+	}
+	ns := make(map[string]float64, len(ops))
+	for _, o := range ops {
+		ns[o.name] = o.best
+	}
+
+	roundTripLimit := 2*(2*ns[primHMAC]+2*ns[primHMAC]) +
+		ns[primAEADSeal] + ns[primAEADOpen] + ns[primHeaderSeal] + ns[primHeaderOpen]
+	dhStepLimit := roundTripLimit + ns[primX25519KeyGen] + 2*ns[primX25519] + 2*4*ns[primHMAC]
+	sealLimit := ns[primX25519KeyGen] + 2*ns[primX25519] + 2*ns[primSealHKDF] +
+		ns[primEnvelopeSeal] + ns[primEnvelopeOpen]
+
+	allocs, err := allocsPerRun(1000, w.roundTrip)
+	if err != nil {
+		return nil, err
+	}
+	figures := []Figure{
+		throughput(RatchetRoundTrip, ns[RatchetRoundTrip], roundTripLimit),
+		throughput(RatchetDHStep, ns[RatchetDHStep], dhStepLimit),
+		throughput(SealOpen, ns[SealOpen], sealLimit),
+		{Name: RatchetAllocs, Unit: "allocs/msg", Value: allocs},
+	}
+	return figures, nil
+}
+
+// throughput makes an ops/s figure from ns/op of the operation and of its
+// limit.
+func throughput(name string, ns, limitNS float64) Figure {
+	f := Figure{Name: name, Unit: "ops/s", Value: 1e9 / ns}
+	if limitNS > 0 {
+		f.Limit = 1e9 / limitNS
+		f.Ratio = f.Value / f.Limit
+	}
+	return f
+}
+
+// Names of the primitives.
+const (
+	primHMAC         = "hmac_sha256"
+	primAEADSeal     = "chacha20poly1305_seal_256"
+	primAEADOpen     = "chacha20poly1305_open_256"
+	primHeaderSeal   = "xchacha20poly1305_seal_header"
+	primHeaderOpen   = "xchacha20poly1305_open_header"
+	primX25519KeyGen = "x25519_keygen"
+	primX25519       = "x25519"
+	primSealHKDF     = "seal_hkdf"
+	primEnvelopeSeal = "chacha20poly1305_seal_envelope"
+	primEnvelopeOpen = "chacha20poly1305_open_envelope"
+)
+
+// workload holds the sessions, keys and buffers the operations use.
+type workload struct {
+	rand io.Reader
+
+	// Ratchet sessions: a and b for the round trip, c and d for DH steps.
+	a, b, c, d *ratchet.State
+	ad         []byte
+	pt, msg    []byte
+	out        []byte
+
+	// Sealing.
+	sender   *identity.Private
+	sealing  *ecdh.PrivateKey
+	mailbox  seal.MailboxID
+	device   []byte
+	envelope []byte
+	ratchMsg []byte
+
+	// Primitive inputs.
+	key        [32]byte
+	hmacKey    [32]byte
+	nonce      [chacha20poly1305.NonceSizeX]byte
+	header     []byte
+	headerCT   []byte
+	headerAEAD interface {
+		Seal(dst, nonce, plaintext, ad []byte) []byte
+		Open(dst, nonce, ciphertext, ad []byte) ([]byte, error)
+	}
+	aeadCT     []byte
+	aeadAD     []byte
+	envPT      []byte
+	envCT      []byte
+	x25519Priv *ecdh.PrivateKey
+	x25519Pub  *ecdh.PublicKey
+	hkdfInfo   []byte
+	scratch    []byte
+}
+
+func newWorkload() (*workload, error) {
+	w := &workload{rand: rand.Reader}
+	var err error
+	// A realistic AD size: both public identities and both device IDs.
+	w.ad = make([]byte, 1+2*identity.PublicSize+2*38)
+	if _, err := io.ReadFull(w.rand, w.ad); err != nil {
+		return nil, err
+	}
+	if w.a, w.b, err = w.session(); err != nil {
+		return nil, err
+	}
+	if w.c, w.d, err = w.session(); err != nil {
+		return nil, err
+	}
+	w.pt = make([]byte, payloadSize)
+	w.msg = make([]byte, 0, payloadSize+ratchet.Overhead)
+	w.out = make([]byte, 0, payloadSize)
+	// Prime both sessions so that b and d can send.
+	if err := w.roundTrip(); err != nil {
+		return nil, err
+	}
+	if err := w.dhStep(); err != nil {
+		return nil, err
+	}
+
+	if w.sender, err = identity.Generate(w.rand); err != nil {
+		return nil, err
+	}
+	if w.sealing, err = ecdh.X25519().GenerateKey(w.rand); err != nil {
+		return nil, err
+	}
+	w.device = make([]byte, 38)
+	w.ratchMsg = make([]byte, payloadSize+ratchet.Overhead)
+
+	// Primitive inputs.
+	if _, err := io.ReadFull(w.rand, w.key[:]); err != nil {
+		return nil, err
+	}
+	xa, err := chacha20poly1305.NewX(w.key[:])
+	if err != nil {
+		return nil, err
+	}
+	w.headerAEAD = xa
+	w.header = make([]byte, ratchet.HeaderSize)
+	w.headerCT = xa.Seal(nil, w.nonce[:], w.header, w.nonce[:1])
+	w.aeadAD = make([]byte, len(w.ad)+1+ratchet.EncryptedHeaderSize)
+	ca, err := chacha20poly1305.New(w.key[:])
+	if err != nil {
+		return nil, err
+	}
+	w.aeadCT = ca.Seal(nil, w.nonce[:12], w.pt, w.aeadAD)
+	envSize := seal.EnvelopeSize(len(w.ratchMsg), len(w.device))
+	w.envPT = make([]byte, envSize-seal.Overhead)
+	w.envCT = ca.Seal(nil, w.nonce[:12], w.envPT, w.aeadAD[:seal.HeaderSize])
+	if w.x25519Priv, err = ecdh.X25519().GenerateKey(w.rand); err != nil {
+		return nil, err
+	}
+	w.x25519Pub = w.sealing.PublicKey()
+	w.hkdfInfo = make([]byte, len("sealpost/v1/seal")+seal.HeaderSize+64)
+	w.scratch = make([]byte, 0, 64<<10)
+	return w, nil
+}
+
+// session starts a pair of ratchet sessions from a random secret.
+func (w *workload) session() (*ratchet.State, *ratchet.State, error) {
+	var secret [32]byte
+	if _, err := io.ReadFull(w.rand, secret[:]); err != nil {
+		return nil, nil, err
+	}
+	spk, err := ecdh.X25519().GenerateKey(w.rand)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := ratchet.NewInitiator(secret, w.ad, spk.PublicKey().Bytes(), ratchet.Version, w.rand)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := ratchet.NewResponder(secret, w.ad, spk, ratchet.Version)
+	return a, b, err
+}
+
+func (w *workload) ops() []*op {
+	return []*op{
+		{name: RatchetRoundTrip, fn: w.roundTrip},
+		{name: RatchetDHStep, fn: w.dhStep},
+		{name: SealOpen, fn: w.sealOpen},
+		{name: primHMAC, fn: w.hmac},
+		{name: primAEADSeal, fn: w.aeadSeal},
+		{name: primAEADOpen, fn: w.aeadOpen},
+		{name: primHeaderSeal, fn: w.headerSeal},
+		{name: primHeaderOpen, fn: w.headerOpen},
+		{name: primX25519KeyGen, fn: w.keyGen},
+		{name: primX25519, fn: w.x25519},
+		{name: primSealHKDF, fn: w.sealHKDF},
+		{name: primEnvelopeSeal, fn: w.envelopeSeal},
+		{name: primEnvelopeOpen, fn: w.envelopeOpen},
+	}
+}
+
+// roundTrip: a encrypts 256 bytes, b decrypts; no DH step.
+func (w *workload) roundTrip() error {
+	var err error
+	if w.msg, err = w.a.Encrypt(w.msg[:0], w.pt, w.rand); err != nil {
+		return err
+	}
+	w.out, err = w.b.Decrypt(w.out[:0], w.msg, time.Unix(0, 0))
+	return err
+}
+
+// dhStep: one message the other way than the last, so it carries a new
+// ratchet key.
+func (w *workload) dhStep() error {
+	var err error
+	if w.msg, err = w.c.Encrypt(w.msg[:0], w.pt, w.rand); err != nil {
+		return err
+	}
+	if w.out, err = w.d.Decrypt(w.out[:0], w.msg, time.Unix(0, 0)); err != nil {
+		return fmt.Errorf("dh step: %w", err)
+	}
+	w.c, w.d = w.d, w.c
+	return nil
+}
+
+// sealOpen seals a 256-byte ratchet message and opens it.
+func (w *workload) sealOpen() error {
+	env, err := seal.Seal(w.scratch[:0], w.mailbox, w.x25519Pub.Bytes(), w.sender.Public(), w.device, w.ratchMsg, w.rand)
+	if err != nil {
+		return err
+	}
+	_, err = seal.Open(env, w.sealing)
+	return err
+}
+
+// hmac is HMAC-SHA256 (RFC 2104) under a fresh 32-byte key of a message of
+// at most 55 bytes, computed as its definition with two SHA-256 calls: the
+// cheapest form for a key used once.
+func (w *workload) hmac() error {
+	var inner [64 + 32]byte
+	for i := range 32 {
+		inner[i] = w.hmacKey[i] ^ 0x36
+	}
+	for i := 32; i < 64; i++ {
+		inner[i] = 0x36
+	}
+	copy(inner[64:], w.hmacKey[:])
+	ih := sha256.Sum256(inner[:])
+	var outer [64 + 32]byte
+	for i := range 32 {
+		outer[i] = w.hmacKey[i] ^ 0x5c
+	}
+	for i := 32; i < 64; i++ {
+		outer[i] = 0x5c
+	}
+	copy(outer[64:], ih[:])
+	w.hmacKey = sha256.Sum256(outer[:])
+	return nil
+}
+
+func (w *workload) aeadSeal() error {
+	a, err := chacha20poly1305.New(w.key[:])
+	if err != nil {
+		return err
+	}
+	w.scratch = a.Seal(w.scratch[:0], w.nonce[:12], w.pt, w.aeadAD)
+	return nil
+}
+
+func (w *workload) aeadOpen() error {
+	a, err := chacha20poly1305.New(w.key[:])
+	if err != nil {
+		return err
+	}
+	w.scratch, err = a.Open(w.scratch[:0], w.nonce[:12], w.aeadCT, w.aeadAD)
+	return err
+}
+
+func (w *workload) headerSeal() error {
+	w.scratch = w.headerAEAD.Seal(w.scratch[:0], w.nonce[:], w.header, w.nonce[:1])
+	return nil
+}
+
+func (w *workload) headerOpen() error {
+	var err error
+	w.scratch, err = w.headerAEAD.Open(w.scratch[:0], w.nonce[:], w.headerCT, w.nonce[:1])
+	return err
+}
+
+func (w *workload) keyGen() error {
+	var seed [32]byte
+	if _, err := io.ReadFull(w.rand, seed[:]); err != nil {
+		return err
+	}
+	_, err := ecdh.X25519().NewPrivateKey(seed[:])
+	return err
+}
+
+func (w *workload) x25519() error {
+	_, err := w.x25519Priv.ECDH(w.x25519Pub)
+	return err
+}
+
+func (w *workload) sealHKDF() error {
+	_, err := hkdfKey(w.key[:], string(w.hkdfInfo))
+	return err
+}
+
+func (w *workload) envelopeSeal() error {
+	a, err := chacha20poly1305.New(w.key[:])
+	if err != nil {
+		return err
+	}
+	w.scratch = a.Seal(w.scratch[:0], w.nonce[:12], w.envPT, w.aeadAD[:seal.HeaderSize])
+	return nil
+}
+
+func (w *workload) envelopeOpen() error {
+	a, err := chacha20poly1305.New(w.key[:])
+	if err != nil {
+		return err
+	}
+	w.scratch, err = a.Open(w.scratch[:0], w.nonce[:12], w.envCT, w.aeadAD[:seal.HeaderSize])
+	return err
+}

@@ -1,0 +1,30 @@
+package bench
+
+import (
+	"testing"
+	"time"
+)
+
+func TestCrypto(t *testing.T) {
+	figs, err := Crypto(Options{Duration: 300 * time.Millisecond, Rounds: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{RatchetRoundTrip: true, RatchetDHStep: true, SealOpen: true, RatchetAllocs: true}
+	for _, f := range figs {
+		t.Logf("%-28s %12.1f %-10s limit %12.1f ratio %.2f", f.Name, f.Value, f.Unit, f.Limit, f.Ratio)
+		if !want[f.Name] {
+			t.Errorf("unexpected figure %q", f.Name)
+		}
+		delete(want, f.Name)
+		if f.Value <= 0 {
+			t.Errorf("%s: value %v", f.Name, f.Value)
+		}
+		if f.Unit == "ops/s" && (f.Limit <= 0 || f.Ratio <= 0) {
+			t.Errorf("%s: no limit", f.Name)
+		}
+	}
+	for name := range want {
+		t.Errorf("figure %s missing", name)
+	}
+}
