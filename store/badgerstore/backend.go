@@ -1,0 +1,553 @@
+package badgerstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"golang.org/x/sys/unix"
+
+	"github.com/sealpost/sealpost/store"
+)
+
+// maxAttempts bounds how often Update runs a transaction that keeps
+// conflicting with concurrent ones.
+const maxAttempts = 64
+
+// backend is the store.Backend over one badger database.
+type backend struct {
+	db   *badger.DB
+	dir  string
+	log  *slog.Logger
+	lock *os.File // flock on dir/../lock, held while open
+
+	gcAfterDeletes int64
+	deletes        atomic.Int64
+	gcKick         chan struct{}
+
+	sync *syncer
+	// Commits and syncs are counted so that a transaction that only reads
+	// returns after what it read is durable too (see settle).
+	inCommit atomic.Int64
+	commits  atomic.Uint64
+	synced   atomic.Uint64
+
+	mu       sync.RWMutex // guards closed against new operations
+	closed   bool
+	inflight sync.WaitGroup
+
+	closing   chan struct{} // closed when Close starts
+	stop      chan struct{} // closed when the background goroutines must end
+	bg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+	timeout   time.Duration
+}
+
+func badgerOptions(dir string, dataKey []byte, o Options) badger.Options {
+	opt := badger.DefaultOptions(dir)
+	opt.Logger = badgerLogger{o.Logger}
+	opt.SyncWrites = false // Update syncs, shared by every waiting transaction
+	opt.MetricsEnabled = false
+	opt.NumGoroutines = 1
+	opt.MemTableSize = o.MemTableSize
+	opt.NumMemtables = 2
+	opt.NumLevelZeroTables = 2
+	opt.NumLevelZeroTablesStall = 8
+	opt.BaseTableSize = 2 << 20
+	opt.BaseLevelSize = 8 << 20
+	opt.NumCompactors = 2
+	opt.ValueThreshold = o.ValueThreshold
+	opt.ValueLogFileSize = 16 << 20
+	opt.Compression = options.None
+	opt.BlockCacheSize = o.BlockCacheSize
+	opt.IndexCacheSize = o.IndexCacheSize
+	opt.CompactL0OnClose = false
+	opt.DetectConflicts = true
+	if len(dataKey) > 0 {
+		opt.EncryptionKey = dataKey
+	}
+	return opt
+}
+
+func openBackend(dir string, dataKey []byte, o Options) (*backend, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	lock, err := lockDir(filepath.Join(filepath.Dir(dir), "lock"))
+	if err != nil {
+		return nil, err
+	}
+	db, err := badger.Open(badgerOptions(dir, dataKey, o))
+	if err != nil {
+		lock.Close()
+		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return nil, fmt.Errorf("%w: %v", store.ErrLocked, err)
+		}
+		return nil, fmt.Errorf("open badger: %w", translate(err))
+	}
+	b := &backend{
+		db:             db,
+		dir:            dir,
+		log:            o.Logger,
+		lock:           lock,
+		gcAfterDeletes: int64(o.GCAfterDeletes),
+		gcKick:         make(chan struct{}, 1),
+		closing:        make(chan struct{}),
+		stop:           make(chan struct{}),
+		timeout:        o.CloseTimeout,
+	}
+	b.sync = newSyncer(func() error {
+		n := b.commits.Load()
+		if err := b.syncAll(); err != nil {
+			return err
+		}
+		b.synced.Store(n)
+		return nil
+	})
+	b.bg.Add(2)
+	go func() {
+		defer b.bg.Done()
+		b.sync.run(b.stop)
+	}()
+	go func() {
+		defer b.bg.Done()
+		b.gcLoop(o.GCInterval)
+	}()
+	return b, nil
+}
+
+// lockDir takes an exclusive advisory lock on path, so that a second
+// process gets store.ErrLocked before touching anything.
+func lockDir(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: %w", filepath.Dir(path), store.ErrLocked)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// enter registers an operation, or fails if the backend is closed.
+func (b *backend) enter() error {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return store.ErrClosed
+	}
+	b.inflight.Add(1)
+	return nil
+}
+
+func (b *backend) View(ctx context.Context, fn func(store.KV) error) error {
+	if err := b.enter(); err != nil {
+		return err
+	}
+	defer b.inflight.Done()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	txn := b.db.NewTransaction(false)
+	err := fn(&kvTxn{txn: txn})
+	txn.Discard()
+	if err != nil {
+		return err
+	}
+	return b.settle()
+}
+
+// settle returns once every transaction committed so far is durable,
+// without waiting when none is pending. A transaction that only reads
+// calls it before returning, so that it never reports (and its caller
+// never acknowledges to a peer) data that a crash could still take back:
+// a transaction whose data it saw either had counted its commit already
+// (commits > synced until a sync that started after that commit ends) or
+// was still inside Commit (inCommit > 0).
+func (b *backend) settle() error {
+	if b.inCommit.Load() == 0 && b.commits.Load() <= b.synced.Load() {
+		return nil
+	}
+	if err := b.sync.wait(); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	return nil
+}
+
+func (b *backend) Update(ctx context.Context, fn func(store.KV) error) error {
+	if err := b.enter(); err != nil {
+		return err
+	}
+	defer b.inflight.Done()
+	var deletes int64
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		txn := b.db.NewTransaction(true)
+		kv := &kvTxn{txn: txn, writable: true}
+		if err := fn(kv); err != nil {
+			txn.Discard()
+			return err
+		}
+		if !kv.dirty {
+			txn.Discard()
+			return b.settle()
+		}
+		if err := ctx.Err(); err != nil {
+			txn.Discard()
+			return err
+		}
+		b.inCommit.Add(1)
+		err := txn.Commit()
+		if err == nil {
+			b.commits.Add(1)
+		}
+		b.inCommit.Add(-1)
+		if err == nil {
+			deletes = kv.deletes
+			break
+		}
+		if !errors.Is(err, badger.ErrConflict) || attempt == maxAttempts {
+			return fmt.Errorf("commit: %w", translate(err))
+		}
+		// Back off a little, with jitter, so that conflicting writers
+		// spread out.
+		d := time.Duration(rand.Int64N(int64(10*time.Microsecond) << min(attempt, 7)))
+		time.Sleep(d)
+	}
+	if deletes > 0 && b.deletes.Add(deletes) >= b.gcAfterDeletes {
+		b.deletes.Store(0)
+		select {
+		case b.gcKick <- struct{}{}:
+		default:
+		}
+	}
+	if err := b.sync.wait(); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	return nil
+}
+
+// syncAll makes every committed transaction durable; see the package doc.
+func (b *backend) syncAll() error {
+	if err := b.db.Sync(); err != nil {
+		return translate(err)
+	}
+	return b.syncRotatedWALs()
+}
+
+// syncRotatedWALs fdatasyncs the write-ahead logs of memtables that were
+// rotated out but not yet flushed: every *.mem file but the newest (the
+// newest belongs to the active memtable, which DB.Sync just synced, or to
+// one created since, which holds no transaction of this round). A log
+// deleted meanwhile was flushed to a synced table.
+func (b *backend) syncRotatedWALs() error {
+	d, err := os.Open(b.dir)
+	if err != nil {
+		return err
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return err
+	}
+	var mems []string
+	for _, n := range names {
+		if strings.HasSuffix(n, ".mem") {
+			mems = append(mems, n)
+		}
+	}
+	if len(mems) < 2 {
+		return nil
+	}
+	// Memtable logs are named by increasing, zero-padded file IDs.
+	slices.SortFunc(mems, func(a, b string) int {
+		if len(a) != len(b) {
+			return len(a) - len(b)
+		}
+		return strings.Compare(a, b)
+	})
+	for _, n := range mems[:len(mems)-1] {
+		f, err := os.OpenFile(filepath.Join(b.dir, n), os.O_RDWR, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = unix.Fdatasync(int(f.Fd()))
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("sync %s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+func (b *backend) gcLoop(interval time.Duration) {
+	var tick <-chan time.Time
+	if interval > 0 {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-tick:
+		case <-b.gcKick:
+		}
+		if _, err := b.runGC(); err != nil {
+			b.log.Warn("value log GC failed", "err", err)
+		}
+	}
+}
+
+// runGC rewrites value-log files while badger finds one at least half
+// garbage, at most 16 in a row (or until Close).
+func (b *backend) runGC() (int, error) {
+	if err := b.enter(); err != nil {
+		return 0, err
+	}
+	defer b.inflight.Done()
+	n := 0
+	for n < 16 {
+		select {
+		case <-b.closing:
+			return n, nil
+		default:
+		}
+		err := b.db.RunValueLogGC(0.5)
+		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+			break
+		}
+		if err != nil {
+			return n, translate(err)
+		}
+		n++
+	}
+	if n > 0 {
+		b.log.Debug("value log GC", "files", n)
+	}
+	return n, nil
+}
+
+// Close stops new operations, waits for those in flight, the syncer and
+// the GC, and closes badger, all within the close timeout. If the timeout
+// passes first it returns store.ErrCloseTimeout and lets the close finish
+// in the background; every write Update acknowledged is durable already.
+func (b *backend) Close() error {
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
+		close(b.closing)
+		done := make(chan error, 1)
+		go func() {
+			b.inflight.Wait()
+			close(b.stop)
+			b.bg.Wait()
+			err := translate(b.db.Close())
+			b.lock.Close()
+			done <- err
+		}()
+		t := time.NewTimer(b.timeout)
+		defer t.Stop()
+		select {
+		case b.closeErr = <-done:
+		case <-t.C:
+			b.closeErr = store.ErrCloseTimeout
+		}
+	})
+	return b.closeErr
+}
+
+// kvTxn is a store.KV over a badger transaction.
+type kvTxn struct {
+	txn      *badger.Txn
+	writable bool
+	dirty    bool
+	deletes  int64
+	scanning bool
+}
+
+func (t *kvTxn) Get(key []byte) ([]byte, error) {
+	item, err := t.txn.Get(key)
+	if err != nil {
+		return nil, translate(err)
+	}
+	v, err := item.ValueCopy(nil)
+	return v, translate(err)
+}
+
+func (t *kvTxn) Set(key, value []byte) error {
+	if !t.writable {
+		return store.ErrReadOnly
+	}
+	if err := t.txn.Set(key, value); err != nil {
+		return translate(err)
+	}
+	t.dirty = true
+	return nil
+}
+
+func (t *kvTxn) Delete(key []byte) error {
+	if !t.writable {
+		return store.ErrReadOnly
+	}
+	if err := t.txn.Delete(key); err != nil {
+		return translate(err)
+	}
+	t.dirty = true
+	t.deletes++
+	return nil
+}
+
+// errNestedScan: badger allows one iterator at a time in a read-write
+// transaction.
+var errNestedScan = errors.New("badgerstore: Scan inside a Scan callback")
+
+func (t *kvTxn) Scan(lo, hi []byte, reverse bool, fn func(k, v []byte) error) error {
+	if t.scanning {
+		return errNestedScan
+	}
+	t.scanning = true
+	defer func() { t.scanning = false }()
+	opt := badger.DefaultIteratorOptions
+	opt.PrefetchValues = false
+	opt.Reverse = reverse
+	if hi != nil {
+		// Let badger skip tables that cannot hold the range.
+		opt.Prefix = commonPrefix(lo, hi)
+	}
+	it := t.txn.NewIterator(opt)
+	defer it.Close()
+	if reverse {
+		if hi == nil {
+			it.Rewind()
+		} else {
+			it.Seek(hi)
+		}
+	} else {
+		it.Seek(lo)
+	}
+	for ; it.Valid(); it.Next() {
+		item := it.Item()
+		k := item.Key()
+		if reverse {
+			if hi != nil && bytes.Compare(k, hi) >= 0 {
+				continue
+			}
+			if bytes.Compare(k, lo) < 0 {
+				return nil
+			}
+		} else if hi != nil && bytes.Compare(k, hi) >= 0 {
+			return nil
+		}
+		var ferr error
+		err := item.Value(func(v []byte) error {
+			ferr = fn(k, v)
+			return nil
+		})
+		if err != nil {
+			return translate(err)
+		}
+		if ferr != nil {
+			return ferr
+		}
+	}
+	return nil
+}
+
+func commonPrefix(a, b []byte) []byte {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return a[:n:n]
+}
+
+// syncer runs one sync for every caller waiting at the moment it starts
+// (group commit). A caller's round is the one open when it calls wait,
+// which starts after the caller's commit, so the sync covers it.
+type syncer struct {
+	fn   func() error
+	mu   sync.Mutex
+	next *round // the open round: new waiters join it
+	kick chan struct{}
+	done bool // the loop has ended
+}
+
+type round struct {
+	waiters int
+	err     error
+	done    chan struct{}
+}
+
+func newSyncer(fn func() error) *syncer {
+	return &syncer{fn: fn, next: &round{done: make(chan struct{})}, kick: make(chan struct{}, 1)}
+}
+
+// wait returns once a sync that started after the call has finished.
+func (s *syncer) wait() error {
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return store.ErrClosed
+	}
+	r := s.next
+	r.waiters++
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	<-r.done
+	return r.err
+}
+
+// run syncs for waiting callers until stop is closed, then syncs once more
+// for any that are left.
+func (s *syncer) run(stop <-chan struct{}) {
+	for {
+		stopping := false
+		select {
+		case <-s.kick:
+		case <-stop:
+			stopping = true
+		}
+		s.mu.Lock()
+		r := s.next
+		s.next = &round{done: make(chan struct{})}
+		if stopping {
+			s.done = true
+		}
+		s.mu.Unlock()
+		if r.waiters > 0 {
+			r.err = s.fn()
+		}
+		close(r.done)
+		if stopping {
+			return
+		}
+	}
+}
