@@ -1,0 +1,49 @@
+// Package protocol defines sealpost's wire formats: the stream protocol IDs,
+// framing, the messages of direct delivery, bundle fetch and (issue 5) the
+// relay, the typed plaintext and contact card that travel inside the Double
+// Ratchet, invite links, size limits, validation, and the table from error
+// sentinels to wire error codes. docs/PROTOCOL.md §9 is the byte-level
+// specification; this package is its reference implementation.
+//
+// # Byte layout
+//
+// Every message is a protobuf message (proto3, the .proto files in
+// internal/pb) in its one canonical encoding: fields in field-number order,
+// each at most once, default values (zero, empty) left out, minimal varints,
+// no unknown fields. Field 1 of every top-level message is its version; this
+// package speaks version 1 (Version). Sub-records (Mailbox in a Card,
+// InviteRelay in an Invite) are versioned by the record that holds them.
+// Byte strings that crypto/ defines (public identities, device records,
+// bundles, PQXDH initial messages, ratchet messages) are carried as opaque
+// bytes and never re-encoded; peer IDs and multiaddrs are carried as their
+// binary forms. Times are Unix milliseconds, unsigned varints.
+//
+// On a stream, each message is a frame:
+//
+//	frame = uvarint(len(message)) || message      1 <= len <= the protocol's limit
+//
+// Ciphertext (the outbox's unit) = {1 version, 2 prekey, 3 ratchet}.
+// Deliver = {1 version, 2 id, 3 identity, 4 device, 5 ciphertext (an encoded
+// Ciphertext)}; Ack = {1 version, 2 id, 3 code}. Plaintext = {1 version, 2 id,
+// 3 seq, 4 sent_at, 5 kind, 6 text, 7 covers, 8 payload, 9 card, 10
+// invite_secret}. Card = {1 version, 2 identity, 3 device, 4 name, 5 addrs,
+// 6 mailboxes, 7 updated_at, 8 seq}. BundleRequest = {1 version, 2 pin};
+// BundleResponse = {1 version, 2 code, 3 bundle}. An invite link is
+// "sealpost://" || base64url-without-padding(Invite), Invite = {1 version,
+// 2 identity, 3 device_key | 4 device_id, 5 addrs, 6 bundle_pin, 7 secret,
+// 8 name, 9 relays}.
+//
+// # Using it
+//
+// Other packages see only the hand-written types here. Marshal validates
+// and encodes; Unmarshal decodes and validates, so whatever comes out of
+// Unmarshal (or FrameReader.Read) is within every limit; a decoding error
+// wraps one of the sentinels of errors.go, and CodeOf turns it into the code
+// to send back. Byte slices in a decoded message are its own (never the
+// frame buffer). A stream handler reads with NewFrameReader(stream,
+// MaxMsgFrame) and writes with WriteFrame or AppendFrame; it sets a deadline
+// on the stream and resets it after any frame or message error. Adding a
+// protocol means: its ID in ids.go, its frame limit in limits.go, a .proto
+// file in internal/pb (added to the go:generate line), a Go file with its
+// types, and its codes in errors.go.
+package protocol

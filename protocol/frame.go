@@ -1,0 +1,166 @@
+package protocol
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// A frame is uvarint(n) || n bytes of one encoded message. n is at least 1
+// (every message has a version) and at most the protocol's frame limit; the
+// uvarint is minimal (no trailing 0x80 groups).
+
+// AppendFrame appends m as one frame to dst: its canonical encoding with its
+// length in front. It fails with ErrTooLarge when the encoding is over m's
+// limit. A caller that keeps dst between calls writes frames without
+// allocating, and can put several frames (a batch of Acks) in one Write.
+func AppendFrame(dst []byte, m Message) ([]byte, error) {
+	start := len(dst)
+	// Reserve the largest prefix a frame can have, encode after it, then
+	// move the encoding next to its real prefix.
+	dst = append(dst, make([]byte, maxFramePrefix)...)
+	out, err := encode(dst, m)
+	if err != nil {
+		return dst[:start], err
+	}
+	n := len(out) - start - maxFramePrefix
+	p := binary.PutUvarint(out[start:start+maxFramePrefix], uint64(n))
+	if p < maxFramePrefix {
+		copy(out[start+p:], out[start+maxFramePrefix:])
+	}
+	return out[:start+p+n], nil
+}
+
+// maxFramePrefix is the longest length prefix of any frame this package
+// writes: every message's limit is below 2^21.
+const maxFramePrefix = 3
+
+// WriteFrame writes m to w as one frame, in a single Write.
+func WriteFrame(w io.Writer, m Message) error {
+	b, err := AppendFrame(nil, m)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		return fmt.Errorf("protocol: write %s frame: %w", m.kind(), err)
+	}
+	return nil
+}
+
+// FrameReader reads frames of one protocol from a stream. It checks each
+// frame's length against its limit before reading or allocating anything
+// for it, and reuses one buffer, which grows to at most the limit. Not safe
+// for concurrent use.
+type FrameReader struct {
+	r      *bufio.Reader
+	limit  int
+	prefix int // longest minimal prefix of a length <= limit
+	buf    []byte
+}
+
+// frameReadBuffer is the size of the FrameReader's read-ahead buffer: the
+// small frames of a pipelined stream (Acks, short messages) are read with
+// few system calls, and Buffered can tell whether the next frame is already
+// there. Larger frames are read straight into the frame buffer.
+const frameReadBuffer = 4 << 10
+
+// NewFrameReader returns a reader of frames of at most limit bytes (one of
+// the Max...Frame constants; see FrameLimit).
+func NewFrameReader(r io.Reader, limit int) *FrameReader {
+	if limit < 1 {
+		panic("protocol: frame limit below 1")
+	}
+	return &FrameReader{
+		r:      bufio.NewReaderSize(r, frameReadBuffer),
+		limit:  limit,
+		prefix: uvarintLen(uint64(limit)),
+	}
+}
+
+// Next reads the next frame and returns its payload, valid until the next
+// call. It returns io.EOF when the stream ends between frames; ErrTruncated
+// when it ends inside one; ErrTooLarge when the length is over the limit
+// (nothing of the payload has been read then); ErrMalformed for a zero or
+// non-minimal length. After an error the stream is out of step: reset it.
+func (fr *FrameReader) Next() ([]byte, error) {
+	var n uint64
+	for i := 0; ; i++ {
+		c, err := fr.r.ReadByte()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				if i == 0 {
+					return nil, io.EOF
+				}
+				return nil, fmt.Errorf("%w: stream ended in a length prefix", ErrTruncated)
+			}
+			return nil, fmt.Errorf("protocol: read frame: %w", err)
+		}
+		if i == fr.prefix {
+			// A minimal prefix this long holds a length over the limit.
+			return nil, fmt.Errorf("%w: frame length prefix longer than %d bytes, limit %d", ErrTooLarge, fr.prefix, fr.limit)
+		}
+		n |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			if c == 0 && i > 0 {
+				return nil, fmt.Errorf("%w: frame length not minimally encoded", ErrMalformed)
+			}
+			break
+		}
+	}
+	if n > uint64(fr.limit) {
+		return nil, fmt.Errorf("%w: frame of %d bytes, limit %d", ErrTooLarge, n, fr.limit)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%w: empty frame", ErrMalformed)
+	}
+	if uint64(cap(fr.buf)) < n {
+		fr.buf = make([]byte, n, fr.grow(int(n)))
+	}
+	b := fr.buf[:n]
+	if k, err := io.ReadFull(fr.r, b); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("%w: stream ended after %d of %d bytes", ErrTruncated, k, n)
+		}
+		return nil, fmt.Errorf("protocol: read frame: %w", err)
+	}
+	return b, nil
+}
+
+// grow picks the new capacity of the frame buffer: double the old one, so a
+// stream of slowly growing frames does not allocate each time, but never
+// over the limit.
+func (fr *FrameReader) grow(n int) int {
+	c := max(2*cap(fr.buf), 512, n)
+	return min(c, fr.limit)
+}
+
+// Read reads the next frame into m (see Next for the errors; m's Unmarshal
+// errors are returned as they are).
+func (fr *FrameReader) Read(m Message) error {
+	b, err := fr.Next()
+	if err != nil {
+		return err
+	}
+	return m.Unmarshal(b)
+}
+
+// Buffered reports whether a whole frame has already arrived, so that Next
+// will not block. A receiver batches with it: it reads one frame (blocking),
+// then more while Buffered is true (up to its batch size), commits the batch
+// and acknowledges it. A frame larger than the read-ahead buffer is never
+// reported; it simply ends the batch.
+func (fr *FrameReader) Buffered() bool {
+	have := fr.r.Buffered()
+	if have == 0 {
+		return false
+	}
+	head, _ := fr.r.Peek(min(have, fr.prefix))
+	n, k := binary.Uvarint(head)
+	if k <= 0 {
+		// Incomplete prefix (false), or a bad one: let Next report it.
+		return k < 0 || len(head) == fr.prefix
+	}
+	return n > uint64(fr.limit) || uint64(have-k) >= n
+}

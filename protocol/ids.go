@@ -1,0 +1,35 @@
+package protocol
+
+// Stream protocol IDs. Node converts them to libp2p protocol.IDs; a new
+// major version of a protocol gets a new ID next to the old one, so both can
+// be served during an upgrade.
+const (
+	// MsgProtocol is direct delivery: one long-lived stream per peer, Deliver
+	// frames one way and Ack frames the other. Frames up to MaxMsgFrame.
+	MsgProtocol = "/sealpost/msg/1.0.0"
+	// BundleProtocol is bundle fetch: one BundleRequest, one BundleResponse,
+	// then the stream is closed. Frames up to MaxBundleFrame.
+	BundleProtocol = "/sealpost/bundle/1.0.0"
+	// RelayProtocol is the relay service of issue 5 (mailboxes, deposits,
+	// fetches). Frames up to MaxRelayFrame.
+	RelayProtocol = "/sealpost/relay/1.0.0"
+)
+
+// DHTPrefix is the Kademlia protocol prefix: sealpost's DHT speaks
+// "/sealpost/kad/1.0.0" and stays apart from the public IPFS DHT.
+const DHTPrefix = "/sealpost"
+
+// FrameLimit returns the frame limit of a stream protocol, and false for an
+// ID this package does not know. A node that serves a protocol reads its
+// frames with NewFrameReader(stream, FrameLimit(id)).
+func FrameLimit(id string) (int, bool) {
+	switch id {
+	case MsgProtocol:
+		return MaxMsgFrame, true
+	case BundleProtocol:
+		return MaxBundleFrame, true
+	case RelayProtocol:
+		return MaxRelayFrame, true
+	}
+	return 0, false
+}
