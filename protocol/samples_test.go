@@ -28,8 +28,8 @@ func mustHex(t testing.TB, s string) []byte {
 // Multiaddrs as go-multiaddr encodes them (checked with go-multiaddr
 // v0.16.1 outside this package, which may not import it).
 var (
-	addrTCP  = []byte{0x04, 127, 0, 0, 1, 0x06, 0xa1, 0x13}                     // /ip4/127.0.0.1/tcp/41235
-	addrQUIC = []byte{0x04, 127, 0, 0, 1, 0x91, 0x02, 0xa1, 0x13, 0xcd, 0x03}    // /ip4/127.0.0.1/udp/41235/quic-v1
+	addrTCP  = []byte{0x04, 127, 0, 0, 1, 0x06, 0xa1, 0x13}                           // /ip4/127.0.0.1/tcp/41235
+	addrQUIC = []byte{0x04, 127, 0, 0, 1, 0x91, 0x02, 0xa1, 0x13, 0xcd, 0x03}         // /ip4/127.0.0.1/udp/41235/quic-v1
 	addrDNS  = append([]byte{0x36, 0x11}, []byte("relay.example.org\x06\x1e\x1e")...) // /dns4/relay.example.org/tcp/7710
 )
 
