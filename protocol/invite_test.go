@@ -48,7 +48,7 @@ func TestCheckPeerID(t *testing.T) {
 		ed25519Peer(1),
 		sha256Peer(1),
 		append(mustHex(t, "002508021221"), pattern(33, 2)...), // secp256k1, inlined
-		append([]byte{0x00, 42}, pattern(42, 3)...),            // the largest inlined key
+		append([]byte{0x00, 42}, pattern(42, 3)...),           // the largest inlined key
 	}
 	for _, id := range good {
 		if err := checkPeerID(id, "id"); err != nil {
@@ -61,10 +61,10 @@ func TestCheckPeerID(t *testing.T) {
 	}{
 		{nil, ErrMalformed},
 		{append([]byte{0x00, 43}, pattern(43, 3)...), ErrTooLarge},
-		{[]byte{0x00, 0x00}, ErrMalformed},                       // empty identity digest
-		{append([]byte{0x12, 0x14}, pattern(20, 1)...), ErrMalformed}, // short SHA-256
-		{append([]byte{0x13, 0x20}, pattern(32, 1)...), ErrMalformed}, // SHA-512 code
-		{append([]byte{0x12, 0x21}, pattern(32, 1)...), ErrMalformed}, // length past the end
+		{[]byte{0x00, 0x00}, ErrMalformed},                                  // empty identity digest
+		{append([]byte{0x12, 0x14}, pattern(20, 1)...), ErrMalformed},       // short SHA-256
+		{append([]byte{0x13, 0x20}, pattern(32, 1)...), ErrMalformed},       // SHA-512 code
+		{append([]byte{0x12, 0x21}, pattern(32, 1)...), ErrMalformed},       // length past the end
 		{append([]byte{0x92, 0x00, 0x20}, pattern(32, 1)...), ErrMalformed}, // non-minimal code
 		{[]byte{0x80}, ErrMalformed},
 		{append([]byte{0x00, 0x80, 0x00}, pattern(2, 1)...), ErrMalformed}, // non-minimal length
