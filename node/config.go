@@ -27,7 +27,8 @@ const (
 	// Test is for tests and local networks: random loopback ports, no
 	// mDNS, no default bootstrap peers, the DHT in server mode so that a
 	// network of loopback nodes is routable, small limits so that many
-	// nodes fit in one process.
+	// nodes fit in one process, and no AutoNAT v2 (it checks only public
+	// addresses, through a second host per node).
 	Test Profile = "test"
 )
 
