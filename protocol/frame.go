@@ -97,16 +97,17 @@ func (fr *FrameReader) Next() ([]byte, error) {
 			}
 			return nil, fmt.Errorf("protocol: read frame: %w", err)
 		}
-		if i == fr.prefix {
-			// A minimal prefix this long holds a length over the limit.
-			return nil, fmt.Errorf("%w: frame length prefix longer than %d bytes, limit %d", ErrTooLarge, fr.prefix, fr.limit)
-		}
 		n |= uint64(c&0x7f) << (7 * i)
 		if c < 0x80 {
 			if c == 0 && i > 0 {
 				return nil, fmt.Errorf("%w: frame length not minimally encoded", ErrMalformed)
 			}
 			break
+		}
+		if i+1 == fr.prefix {
+			// A minimal prefix longer than this holds a length over the
+			// limit: refuse without waiting for more.
+			return nil, fmt.Errorf("%w: frame length prefix longer than %d bytes, limit %d", ErrTooLarge, fr.prefix, fr.limit)
 		}
 	}
 	if n > uint64(fr.limit) {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/crypto/pqxdh"
 	"github.com/sealpost/sealpost/crypto/prekey"
 	"github.com/sealpost/sealpost/crypto/ratchet"
 	"github.com/sealpost/sealpost/crypto/seal"
@@ -25,6 +26,9 @@ func TestLimitsFitCrypto(t *testing.T) {
 	}
 	if MaxPlaintext > ratchet.MaxPlaintextSize {
 		t.Errorf("MaxPlaintext %d over ratchet's %d", MaxPlaintext, ratchet.MaxPlaintextSize)
+	}
+	if pqxdh.MaxInitialMessageSize > MaxPrekeyMessage {
+		t.Errorf("crypto/pqxdh initial messages reach %d bytes, MaxPrekeyMessage %d", pqxdh.MaxInitialMessageSize, MaxPrekeyMessage)
 	}
 	if prekey.MaxBundleSize > MaxBundle {
 		t.Errorf("crypto/prekey bundles reach %d bytes, MaxBundle %d", prekey.MaxBundleSize, MaxBundle)
