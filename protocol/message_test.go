@@ -10,6 +10,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sealpost/sealpost/crypto/ratchet"
 	"github.com/sealpost/sealpost/protocol/internal/pb"
 )
 
@@ -436,14 +437,18 @@ func TestAckCommitted(t *testing.T) {
 	}
 }
 
-func TestCiphertextHash(t *testing.T) {
-	a, b := sampleCiphertextBytes(t), sampleCiphertextBytes(t)
-	if CiphertextHash(a) != CiphertextHash(b) {
-		t.Error("one ciphertext, two hashes")
+func TestSeenKey(t *testing.T) {
+	c := sampleCiphertext()
+	if c.SeenKey() != ratchet.MessageHash(c.Ratchet) {
+		t.Error("SeenKey is not the ratchet message hash")
 	}
-	b[len(b)-1] ^= 1
-	if CiphertextHash(a) == CiphertextHash(b) {
-		t.Error("two ciphertexts, one hash")
+	stripped := &Ciphertext{Ratchet: c.Ratchet}
+	if stripped.SeenKey() != c.SeenKey() {
+		t.Error("stripping the prekey message changes the seen key")
+	}
+	other := &Ciphertext{Prekey: c.Prekey, Ratchet: pattern(48, 0x41)}
+	if other.SeenKey() == c.SeenKey() {
+		t.Error("two ratchet messages, one seen key")
 	}
 }
 

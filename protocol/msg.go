@@ -1,17 +1,17 @@
 package protocol
 
 import (
-	"crypto/sha256"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sealpost/sealpost/crypto/ratchet"
 	"github.com/sealpost/sealpost/protocol/internal/pb"
 )
 
 // Ciphertext is one encrypted message as its sender commits it to the
 // outbox: encrypted once, sent as the same bytes on every retry and every
-// path (direct in a Deliver, or sealed in a relay envelope).
+// path (direct in a Deliver, or as the payload of a sealed envelope).
 type Ciphertext struct {
 	// Prekey is the crypto/pqxdh initial message. A sender attaches it to
 	// every message of a new session until it has decrypted the peer's
@@ -53,11 +53,12 @@ func (c *Ciphertext) wire() proto.Message {
 func (c *Ciphertext) limit() int   { return MaxCiphertext }
 func (c *Ciphertext) kind() string { return "ciphertext" }
 
-// CiphertextHash is the seen-set key of an encoded Ciphertext: SHA-256 of
-// its bytes, exactly as committed to the sender's outbox and as received
-// (in a Deliver or out of a sealed envelope). Since Unmarshal accepts only
-// the canonical encoding, one Ciphertext has one hash.
-func CiphertextHash(encoded []byte) [32]byte { return sha256.Sum256(encoded) }
+// SeenKey is the receiver's seen-set key for c: crypto/ratchet's
+// MessageHash of the ratchet message (docs/PROTOCOL.md §6.5). It is the same
+// for the direct copy and every relayed copy, and also for a copy whose
+// prekey field was stripped or altered on the way, which must count as seen
+// too; so it covers the ratchet message, not the whole Ciphertext.
+func (c *Ciphertext) SeenKey() [32]byte { return ratchet.MessageHash(c.Ratchet) }
 
 // Deliver carries one Ciphertext on MsgProtocol.
 type Deliver struct {
@@ -69,9 +70,8 @@ type Deliver struct {
 	// Device is the sender's device peer ID. The receiver refuses the
 	// Deliver (CodeWrongSender) unless it is the stream's remote peer.
 	Device []byte
-	// Ciphertext is an encoded Ciphertext; Validate decodes it. Its bytes
-	// are those the sender committed, so CiphertextHash of them is the same
-	// on every path.
+	// Ciphertext is an encoded Ciphertext, the bytes the sender committed
+	// to its outbox; Validate decodes it.
 	Ciphertext []byte
 }
 

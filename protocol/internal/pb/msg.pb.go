@@ -23,8 +23,9 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Ciphertext is what a sender encrypts once and keeps in its outbox. Its
-// encoded bytes are the seen-set key (hashed), identical on every path.
+// Ciphertext is what a sender encrypts once, keeps in its outbox and sends
+// as the same bytes on every path. The receiver's seen-set key is the hash
+// of its ratchet message.
 type Ciphertext struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
