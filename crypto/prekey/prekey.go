@@ -162,13 +162,3 @@ func checkVersions(v []uint8) error {
 	}
 	return nil
 }
-
-func checkKEMKey(ek []byte) error {
-	if len(ek) != KEMKeySize {
-		return fmt.Errorf("%w: ML-KEM-768 key of %d bytes", ErrInvalid, len(ek))
-	}
-	if _, err := mlkem.NewEncapsulationKey768(ek); err != nil {
-		return fmt.Errorf("%w: ML-KEM-768 key: %v", ErrInvalid, err)
-	}
-	return nil
-}

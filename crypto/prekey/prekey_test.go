@@ -342,13 +342,13 @@ func TestBundleKeysSwapped(t *testing.T) {
 	// one-time prekey.
 	otp := *o.otps[0].Public()
 	copy(otp.dh[:], o.spk.Public().key[:])
-	otp.kem = o.kem.Public().Key()
+	otp.kem = newKEMKey(o.kem.Public().Key())
 	if err := otp.Verify(v); !errors.Is(err, ErrInvalid) {
 		t.Errorf("one-time prekey made of the other keys: %v", err)
 	}
 	// The one-time prekey's halves from two different one-time prekeys.
 	mixed := *o.otps[0].Public()
-	mixed.kem = o.otps[1].Public().KEMKey()
+	mixed.kem = newKEMKey(o.otps[1].Public().KEMKey())
 	if err := mixed.Verify(v); !errors.Is(err, ErrInvalid) {
 		t.Errorf("one-time prekey halves mixed: %v", err)
 	}
@@ -404,9 +404,9 @@ func TestWycheproofMLKEMKeys(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			kem := &KEMPrekey{record: record{id: 8, createdAt: uint64(t0.Unix())}, key: ek}
+			kem := &KEMPrekey{record: record{id: 8, createdAt: uint64(t0.Unix())}, key: kemKey{raw: ek}}
 			copy(kem.sig[:], o.id.Sign(LabelKEMPrekey, kem.appendBody(nil)))
-			otp := &OneTimePrekey{record: record{id: 9, createdAt: uint64(t0.Unix())}, kem: ek}
+			otp := &OneTimePrekey{record: record{id: 9, createdAt: uint64(t0.Unix())}, kem: kemKey{raw: ek}}
 			copy(otp.dh[:], o.otps[0].Public().dh[:])
 			copy(otp.sig[:], o.id.Sign(LabelOneTimePrekey, otp.appendBody(nil)))
 			asKEM := o.bundle(false)

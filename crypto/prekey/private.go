@@ -111,7 +111,8 @@ func NewKEMPrekey(id *identity.Private, keyID uint32, now time.Time, rand io.Rea
 	if err != nil {
 		return nil, err
 	}
-	p := &KEMPrekey{record: r, key: dk.EncapsulationKey().Bytes()}
+	ek := dk.EncapsulationKey()
+	p := &KEMPrekey{record: r, key: kemKey{raw: ek.Bytes(), ek: ek}}
 	copy(p.sig[:], id.Sign(LabelKEMPrekey, p.appendBody(nil)))
 	return &KEMPrekeyPrivate{pub: p, key: dk}, nil
 }
@@ -148,7 +149,7 @@ func ParseKEMPrekeyPrivate(b []byte) (*KEMPrekeyPrivate, error) {
 	if err != nil {
 		return nil, err
 	}
-	if subtle.ConstantTimeCompare(dk.EncapsulationKey().Bytes(), pub.key) != 1 {
+	if subtle.ConstantTimeCompare(dk.EncapsulationKey().Bytes(), pub.key.raw) != 1 {
 		return nil, fmt.Errorf("%w: private KEM prekey does not match its public key", ErrMalformed)
 	}
 	return &KEMPrekeyPrivate{pub: pub, key: dk}, nil
@@ -185,7 +186,8 @@ func NewOneTimePrekeys(id *identity.Private, firstID uint32, n int, now time.Tim
 		if err != nil {
 			return nil, err
 		}
-		p := &OneTimePrekey{record: r, kem: kem.EncapsulationKey().Bytes()}
+		ek := kem.EncapsulationKey()
+		p := &OneTimePrekey{record: r, kem: kemKey{raw: ek.Bytes(), ek: ek}}
 		copy(p.dh[:], dh.PublicKey().Bytes())
 		copy(p.sig[:], id.Sign(LabelOneTimePrekey, p.appendBody(nil)))
 		out = append(out, &OneTimePrekeyPrivate{pub: p, dh: dh, kem: kem})
@@ -236,7 +238,7 @@ func ParseOneTimePrekeyPrivate(b []byte) (*OneTimePrekeyPrivate, error) {
 		return nil, err
 	}
 	if subtle.ConstantTimeCompare(dh.PublicKey().Bytes(), pub.dh[:]) != 1 ||
-		subtle.ConstantTimeCompare(kem.EncapsulationKey().Bytes(), pub.kem) != 1 {
+		subtle.ConstantTimeCompare(kem.EncapsulationKey().Bytes(), pub.kem.raw) != 1 {
 		return nil, fmt.Errorf("%w: private one-time prekey does not match its public keys", ErrMalformed)
 	}
 	return &OneTimePrekeyPrivate{pub: pub, dh: dh, kem: kem}, nil

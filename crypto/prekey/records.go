@@ -98,26 +98,27 @@ func readSignedPrekey(b []byte) (*SignedPrekey, []byte, error) {
 // one-time prekey is available.
 type KEMPrekey struct {
 	record
-	key []byte // KEMKeySize bytes once parsed
+	key kemKey
 }
 
 // appendBody appends id || created_at || encapsulation key.
 func (p *KEMPrekey) appendBody(b []byte) []byte {
-	return append(p.appendHeader(b), p.key...)
+	return append(p.appendHeader(b), p.key.raw...)
 }
 
 // Key returns the ML-KEM-768 encapsulation key bytes.
-func (p *KEMPrekey) Key() []byte { return slices.Clone(p.key) }
+func (p *KEMPrekey) Key() []byte { return slices.Clone(p.key.raw) }
 
-// EncapsulationKey parses the encapsulation key.
+// EncapsulationKey returns the parsed encapsulation key, or an error
+// wrapping ErrInvalid if it fails the ML-KEM check.
 func (p *KEMPrekey) EncapsulationKey() (*mlkem.EncapsulationKey768, error) {
-	return parseKEMKey(p.key)
+	return p.key.parsed()
 }
 
 // Verify checks the ML-KEM-768 key (length, every coefficient reduced) and
 // the signature by the identity v. It does not check the age.
 func (p *KEMPrekey) Verify(v identity.Verifier) error {
-	if err := checkKEMKey(p.key); err != nil {
+	if _, err := p.key.parsed(); err != nil {
 		return fmt.Errorf("last-resort KEM prekey: %w", err)
 	}
 	if !v.Verify(LabelKEMPrekey, p.appendBody(nil), p.sig[:]) {
@@ -154,7 +155,7 @@ func readKEMPrekey(b []byte) (*KEMPrekey, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	p.key = slices.Clone(b[:KEMKeySize])
+	p.key = newKEMKey(slices.Clone(b[:KEMKeySize]))
 	b = b[KEMKeySize:]
 	b = b[copy(p.sig[:], b):]
 	return p, b, nil
@@ -165,24 +166,25 @@ func readKEMPrekey(b []byte) (*KEMPrekey, []byte, error) {
 type OneTimePrekey struct {
 	record
 	dh  [X25519KeySize]byte
-	kem []byte // KEMKeySize bytes once parsed
+	kem kemKey
 }
 
 // appendBody appends id || created_at || X25519 key || encapsulation key.
 func (p *OneTimePrekey) appendBody(b []byte) []byte {
 	b = append(p.appendHeader(b), p.dh[:]...)
-	return append(b, p.kem...)
+	return append(b, p.kem.raw...)
 }
 
 // DHKey returns the X25519 public key.
 func (p *OneTimePrekey) DHKey() []byte { return slices.Clone(p.dh[:]) }
 
 // KEMKey returns the ML-KEM-768 encapsulation key bytes.
-func (p *OneTimePrekey) KEMKey() []byte { return slices.Clone(p.kem) }
+func (p *OneTimePrekey) KEMKey() []byte { return slices.Clone(p.kem.raw) }
 
-// EncapsulationKey parses the encapsulation key.
+// EncapsulationKey returns the parsed encapsulation key, or an error
+// wrapping ErrInvalid if it fails the ML-KEM check.
 func (p *OneTimePrekey) EncapsulationKey() (*mlkem.EncapsulationKey768, error) {
-	return parseKEMKey(p.kem)
+	return p.kem.parsed()
 }
 
 // Verify checks both keys and the signature by the identity v. It does not
@@ -191,7 +193,7 @@ func (p *OneTimePrekey) Verify(v identity.Verifier) error {
 	if err := ecc.CheckX25519Public(p.dh[:]); err != nil {
 		return fmt.Errorf("%w: one-time prekey: %w", ErrInvalid, err)
 	}
-	if err := checkKEMKey(p.kem); err != nil {
+	if _, err := p.kem.parsed(); err != nil {
 		return fmt.Errorf("one-time prekey: %w", err)
 	}
 	if !v.Verify(LabelOneTimePrekey, p.appendBody(nil), p.sig[:]) {
@@ -229,18 +231,42 @@ func readOneTimePrekey(b []byte) (*OneTimePrekey, []byte, error) {
 		return nil, nil, err
 	}
 	b = b[copy(p.dh[:], b):]
-	p.kem = slices.Clone(b[:KEMKeySize])
+	p.kem = newKEMKey(slices.Clone(b[:KEMKeySize]))
 	b = b[KEMKeySize:]
 	b = b[copy(p.sig[:], b):]
 	return p, b, nil
 }
 
-func parseKEMKey(b []byte) (*mlkem.EncapsulationKey768, error) {
-	k, err := mlkem.NewEncapsulationKey768(b)
+// kemKey is an ML-KEM-768 encapsulation key as received, with its parsed
+// form when it passes the ML-KEM check. Parsing expands the key's matrix,
+// which costs about as much as an encapsulation, so it is done once, when
+// the record is made or parsed.
+type kemKey struct {
+	raw []byte
+	ek  *mlkem.EncapsulationKey768 // nil if raw fails the check
+}
+
+func newKEMKey(raw []byte) kemKey {
+	ek, err := mlkem.NewEncapsulationKey768(raw)
+	if err != nil {
+		ek = nil
+	}
+	return kemKey{raw: raw, ek: ek}
+}
+
+// parsed returns the parsed key, or the reason raw fails the ML-KEM check.
+func (k *kemKey) parsed() (*mlkem.EncapsulationKey768, error) {
+	if k.ek != nil {
+		return k.ek, nil
+	}
+	if len(k.raw) != KEMKeySize {
+		return nil, fmt.Errorf("%w: ML-KEM-768 key of %d bytes", ErrInvalid, len(k.raw))
+	}
+	ek, err := mlkem.NewEncapsulationKey768(k.raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w: ML-KEM-768 key: %v", ErrInvalid, err)
 	}
-	return k, nil
+	return ek, nil
 }
 
 func noTrailing(rest []byte, what string) error {
