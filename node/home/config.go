@@ -9,6 +9,8 @@ import (
 	"os"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"github.com/sealpost/sealpost/node"
 )
 
 // maxConfigSize bounds config.toml.
@@ -26,44 +28,28 @@ type Config struct {
 	Metrics      string   `toml:"metrics" comment:"Serve Prometheus metrics at /metrics on this address, e.g. \"127.0.0.1:7712\".\nEmpty: metrics only at /metrics of the local API."`
 }
 
-// Profiles are the names accepted by --profile.
+// Profiles are the names accepted by --profile (node.Profile's values).
 const (
-	ProfilePersonal = "personal"
-	ProfileRelay    = "relay"
-	ProfileTest     = "test"
+	ProfilePersonal = string(node.Personal)
+	ProfileRelay    = string(node.Relay)
+	ProfileTest     = string(node.Test)
 )
 
-// Default ports (DESIGN.md §6).
-const (
-	DefaultPort        = 7710
-	DefaultAPIPort     = 7711
-	DefaultMetricsPort = 7712
-)
-
-// DefaultConfig returns the settings `sealpost init --profile` writes.
+// DefaultConfig returns the settings `sealpost init --profile` writes: the
+// node's defaults for the profile (node.Defaults). The empty profile is
+// personal.
 func DefaultConfig(profile string) (Config, error) {
-	all := func(port int) []string {
-		p := fmt.Sprint(port)
-		return []string{
-			"/ip4/0.0.0.0/tcp/" + p,
-			"/ip4/0.0.0.0/udp/" + p + "/quic-v1",
-			"/ip6/::/tcp/" + p,
-			"/ip6/::/udp/" + p + "/quic-v1",
-		}
+	d, err := node.Defaults(node.Profile(profile))
+	if err != nil {
+		return Config{}, fmt.Errorf("home: unknown profile %q (want personal, relay or test)", profile)
 	}
-	switch profile {
-	case ProfilePersonal, "":
-		return Config{Profile: ProfilePersonal, Listen: all(DefaultPort), Bootstrap: []string{}, MDNS: true}, nil
-	case ProfileRelay:
-		return Config{Profile: ProfileRelay, Listen: all(DefaultPort), Bootstrap: []string{}, RelayService: true}, nil
-	case ProfileTest:
-		return Config{
-			Profile:   ProfileTest,
-			Listen:    []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"},
-			Bootstrap: []string{},
-		}, nil
-	}
-	return Config{}, fmt.Errorf("home: unknown profile %q (want personal, relay or test)", profile)
+	return Config{
+		Profile:      string(d.Profile),
+		Listen:       d.Listen,
+		Bootstrap:    append([]string{}, d.Bootstrap...),
+		MDNS:         d.MDNS,
+		RelayService: d.RelayService,
+	}, nil
 }
 
 const configHeader = `# sealpost node configuration, written by 'sealpost init'.

@@ -1,0 +1,195 @@
+package home
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/node"
+	"github.com/sealpost/sealpost/store"
+	"github.com/sealpost/sealpost/store/badgerstore"
+)
+
+// tokenBytes is the entropy of the API token.
+const tokenBytes = 32
+
+// Create makes the home directory (mode 0700, parents as needed). An
+// existing directory is left as it is.
+func (h Home) Create() error {
+	if err := os.MkdirAll(h.Dir, 0o700); err != nil {
+		return fmt.Errorf("home: %w", err)
+	}
+	return nil
+}
+
+// InitOptions are what Init needs.
+type InitOptions struct {
+	// Name is the user's display name.
+	Name string
+	// Profile chooses the settings written to config.toml; empty: personal.
+	Profile string
+	// Passphrase protects the store; it must be empty with NoPassphrase and
+	// not empty without it.
+	Passphrase []byte
+	// NoPassphrase keeps the data key in a file next to the database
+	// (badgerstore.ModeKeyFile): no protection against disk theft.
+	NoPassphrase bool
+	// Rand is the source of every key; nil: crypto/rand.
+	Rand io.Reader
+	// Logger receives the store's messages; nil: discarded.
+	Logger *slog.Logger
+}
+
+// Identity is who a freshly initialized node is.
+type Identity struct {
+	UserID string
+	PeerID string
+}
+
+// Init initializes the home, which the caller has created (Create) and
+// locked (Lock): the API token, the store with the identity and device key
+// (node.Provision), and config.toml, written last so that a home is
+// initialized only when everything is there. If a step fails, what Init
+// created is removed. It returns the store, open.
+func (h Home) Init(ctx context.Context, o InitOptions) (_ store.Store, _ Identity, err error) {
+	if h.Initialized() {
+		return nil, Identity{}, ErrInitialized
+	}
+	cfg, err := DefaultConfig(o.Profile)
+	if err != nil {
+		return nil, Identity{}, err
+	}
+	if o.NoPassphrase != (len(o.Passphrase) == 0) {
+		return nil, Identity{}, errors.New("home: init needs a passphrase or NoPassphrase, not both or neither")
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	config, err := MarshalConfig(cfg)
+	if err != nil {
+		return nil, Identity{}, err
+	}
+
+	if _, serr := os.Stat(h.Path(TokenFile)); errors.Is(serr, fs.ErrNotExist) {
+		if err := writeToken(h.Path(TokenFile), o.Rand); err != nil {
+			return nil, Identity{}, err
+		}
+		defer func() {
+			if err != nil {
+				os.Remove(h.Path(TokenFile))
+			}
+		}()
+	}
+
+	mode := badgerstore.ModePassphrase
+	if o.NoPassphrase {
+		mode = badgerstore.ModeKeyFile
+	}
+	dir := h.Path(StoreDir)
+	st, err := badgerstore.Create(ctx, dir, mode, badgerstore.Options{Passphrase: o.Passphrase, Rand: o.Rand, Logger: o.Logger})
+	if errors.Is(err, store.ErrExists) {
+		return nil, Identity{}, fmt.Errorf("home: %s holds a store but no config.toml (an init that did not finish?); remove it and init again", dir)
+	}
+	if err != nil {
+		return nil, Identity{}, fmt.Errorf("home: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			st.Close()
+			os.RemoveAll(dir)
+		}
+	}()
+	if err := node.Provision(ctx, st, o.Name, o.Rand); err != nil {
+		return nil, Identity{}, err
+	}
+	id, err := readIdentity(ctx, st)
+	if err != nil {
+		return nil, Identity{}, err
+	}
+	if err := writeFileAtomic(h.Path(ConfigFile), config, 0o600); err != nil {
+		return nil, Identity{}, err
+	}
+	return st, id, nil
+}
+
+// writeToken writes a new random API token to path (0600).
+func writeToken(path string, rand io.Reader) error {
+	var t [tokenBytes]byte
+	if _, err := io.ReadFull(rand, t[:]); err != nil {
+		return fmt.Errorf("home: token: %w", err)
+	}
+	return writeFileAtomic(path, []byte(hex.EncodeToString(t[:])+"\n"), 0o600)
+}
+
+// readIdentity reads the user ID and peer ID that Provision wrote.
+func readIdentity(ctx context.Context, st store.Store) (Identity, error) {
+	var self store.Self
+	err := st.View(ctx, func(tx *store.Tx) error {
+		var err error
+		self, err = tx.Self()
+		return err
+	})
+	if err != nil {
+		return Identity{}, fmt.Errorf("home: read identity: %w", err)
+	}
+	id, err := identity.ParsePrivate(self.Identity)
+	if err != nil {
+		return Identity{}, fmt.Errorf("home: read identity: %w", err)
+	}
+	key, err := crypto.UnmarshalPrivateKey(self.DeviceKey)
+	if err != nil {
+		return Identity{}, fmt.Errorf("home: read device key: %w", err)
+	}
+	pid, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return Identity{}, fmt.Errorf("home: read device key: %w", err)
+	}
+	return Identity{UserID: id.UserID().String(), PeerID: pid.String()}, nil
+}
+
+// Protected reports whether the home's store needs a passphrase to open.
+func (h Home) Protected() (bool, error) {
+	mode, err := badgerstore.ReadMode(h.Path(StoreDir))
+	if errors.Is(err, store.ErrNotFound) {
+		return false, fmt.Errorf("home: %s holds no store", h.Dir)
+	}
+	if err != nil {
+		return false, fmt.Errorf("home: %w", err)
+	}
+	return mode == badgerstore.ModePassphrase, nil
+}
+
+// OpenStore opens the home's store; passphrase is needed if Protected. The
+// errors wrap store.ErrWrongPassphrase, store.ErrPassphraseRequired,
+// store.ErrLocked and store.ErrSchemaTooNew where they apply.
+func (h Home) OpenStore(ctx context.Context, passphrase []byte, log *slog.Logger) (store.Store, error) {
+	st, err := badgerstore.Open(ctx, h.Path(StoreDir), badgerstore.Options{Passphrase: passphrase, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("home: %w", err)
+	}
+	return st, nil
+}
+
+// Token returns the API's bearer token from HOME/api.token.
+func (h Home) Token() (string, error) {
+	b, err := os.ReadFile(h.Path(TokenFile))
+	if err != nil {
+		return "", fmt.Errorf("home: api token: %w", err)
+	}
+	t := strings.TrimSpace(string(b))
+	if len(t) < 2*tokenBytes {
+		return "", fmt.Errorf("home: %s is too short to be a token", h.Path(TokenFile))
+	}
+	return t, nil
+}
