@@ -1,0 +1,230 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/sealpost/sealpost/node"
+	"github.com/sealpost/sealpost/node/home"
+)
+
+// maxResponseBody bounds a JSON response the client reads; maxEventLine
+// bounds one line of an event stream.
+const (
+	maxResponseBody = 16 << 20
+	maxEventLine    = 1 << 20
+)
+
+// Client calls a daemon's API. It is what the sealpost command uses for
+// everything but init, bench and version.
+type Client struct {
+	hc    *http.Client
+	base  string
+	token string
+}
+
+// Dial returns a client for the daemon running on home h, over its unix
+// socket. It does not connect: a request returns ErrNoDaemon when nothing
+// listens there (no socket, or a stale one left by a daemon that died).
+func Dial(h home.Home) (*Client, error) {
+	path, err := h.SocketPath()
+	if errors.Is(err, home.ErrNoSocket) {
+		return nil, ErrNoDaemon
+	}
+	if err != nil {
+		return nil, err
+	}
+	return NewUnixClient(path), nil
+}
+
+// NewUnixClient returns a client for the API socket at path.
+func NewUnixClient(path string) *Client {
+	dialer := &net.Dialer{}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, "unix", path)
+		},
+		DisableCompression: true,
+	}
+	return &Client{hc: &http.Client{Transport: tr}, base: "http://sealpost"}
+}
+
+// NewTCPClient returns a client for the API over TCP at addr (host:port on
+// loopback) with the bearer token from HOME/api.token.
+func NewTCPClient(addr, token string) *Client {
+	tr := &http.Transport{DisableCompression: true, Proxy: nil}
+	return &Client{hc: &http.Client{Transport: tr}, base: "http://" + addr, token: token}
+}
+
+// CloseIdleConnections closes the client's idle connections.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
+// request sends one request; in is sent as JSON unless nil.
+func (c *Client) request(ctx context.Context, method, path string, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("api: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, ErrNoDaemon
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return resp, nil
+}
+
+// do sends a request and decodes the JSON response into out (unless nil).
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	resp, err := c.request(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponseBody)).Decode(out); err != nil {
+		return fmt.Errorf("api: decode %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// decodeError turns a failed response into an *Error.
+func decodeError(resp *http.Response) error {
+	var body errorBody
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, MaxRequestBody))
+	if err := json.Unmarshal(b, &body); err != nil || body.Error == nil || body.Error.Code == "" {
+		return &Error{Code: CodeInternal, Message: fmt.Sprintf("daemon answered %s", resp.Status)}
+	}
+	return body.Error
+}
+
+// Health calls GET /healthz.
+func (c *Client) Health(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/healthz", nil, nil)
+}
+
+// OpenAPI returns the daemon's OpenAPI document.
+func (c *Client) OpenAPI(ctx context.Context) (json.RawMessage, error) {
+	var doc json.RawMessage
+	err := c.do(ctx, http.MethodGet, "/openapi.json", nil, &doc)
+	return doc, err
+}
+
+// Events streams the daemon's events (GET /v1/events) to fn until ctx ends,
+// the daemon closes the stream, or fn returns an error, which Events returns.
+// It returns nil when ctx ends, and io.ErrUnexpectedEOF when the daemon
+// ends the stream (as it does when it shuts down).
+func (c *Client) Events(ctx context.Context, fn func(Event) error) error {
+	resp, err := c.request(ctx, http.MethodGet, "/v1/events", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	err = readEvents(resp.Body, fn)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// readEvents parses a server-sent event stream, calling fn for each event
+// whose data is one JSON Event.
+func readEvents(r io.Reader, fn func(Event) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), maxEventLine)
+	var data strings.Builder
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if data.Len() == 0 {
+				continue
+			}
+			var ev Event
+			if err := json.Unmarshal([]byte(data.String()), &ev); err != nil {
+				return fmt.Errorf("api: bad event: %w", err)
+			}
+			data.Reset()
+			if err := fn(ev); err != nil {
+				return err
+			}
+		case strings.HasPrefix(line, "data:"):
+			if data.Len() > 0 {
+				data.WriteByte('\n')
+			}
+			data.WriteString(strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
+			if data.Len() > maxEventLine {
+				return fmt.Errorf("api: event larger than %d bytes", maxEventLine)
+			}
+		}
+		// "event:", "id:", "retry:" and comments need nothing: the JSON data
+		// carries the type.
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("api: event stream: %w", err)
+	}
+	return io.ErrUnexpectedEOF
+}
+
+// ID calls GET /v1/id: the node's user ID, peer ID, addresses and relays.
+func (c *Client) ID(ctx context.Context) (node.Info, error) {
+	var info node.Info
+	err := c.do(ctx, http.MethodGet, "/v1/id", nil, &info)
+	return info, err
+}
+
+// Status calls GET /v1/status.
+func (c *Client) Status(ctx context.Context) (node.Status, error) {
+	var st node.Status
+	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
+	return st, err
+}
+
+// Peers calls GET /v1/peers: the connected peers.
+func (c *Client) Peers(ctx context.Context) ([]node.PeerInfo, error) {
+	var list PeerList
+	err := c.do(ctx, http.MethodGet, "/v1/peers", nil, &list)
+	return list.Peers, err
+}
+
+// Connect calls POST /v1/peers/connect: the daemon connects the peer at
+// maddr (which ends in /p2p/<peer ID>).
+func (c *Client) Connect(ctx context.Context, maddr string) (ConnectResult, error) {
+	var res ConnectResult
+	err := c.do(ctx, http.MethodPost, "/v1/peers/connect", ConnectRequest{Addr: maddr}, &res)
+	return res, err
+}

@@ -1,0 +1,306 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Limits of the server.
+const (
+	// MaxRequestBody bounds a request body.
+	MaxRequestBody = 64 << 10
+	// heartbeat is the interval of SSE comments that keep idle streams open
+	// through proxies and let the server notice a gone client.
+	heartbeat = 15 * time.Second
+)
+
+//go:embed openapi.json
+var openAPIDocument []byte
+
+// Config is what New needs.
+type Config struct {
+	// Node is the node the API serves. Required.
+	Node Node
+	// Gatherer is served at /metrics; nil serves no metrics.
+	Gatherer prometheus.Gatherer
+	// Token is the bearer token required of requests over TCP (all routes but
+	// /healthz and /metrics). Empty refuses TCP listeners.
+	Token string
+	// Logger receives request failures; nil discards them.
+	Logger *slog.Logger
+}
+
+// Server is the daemon's local API. Its routes are one table (see routes);
+// each listener given to Serve decides who may call it: a unix socket is
+// trusted by its file mode, a TCP listener needs the bearer token and a
+// loopback Host header.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	tokenHash [sha256.Size]byte
+	handler   http.Handler
+
+	// ctx ends with Shutdown, which ends long-lived streams (SSE).
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	servers []*http.Server
+	closed  bool
+}
+
+// route is one entry of the API: its ServeMux pattern ("GET /v1/id"),
+// whether TCP callers may use it without the token, and its handler.
+type route struct {
+	pattern string
+	public  bool
+	handler http.Handler
+}
+
+// New returns a Server for cfg. It listens on nothing until Serve.
+func New(cfg Config) (*Server, error) {
+	if cfg.Node == nil {
+		return nil, errors.New("api: Config.Node is nil")
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.tokenHash = sha256.Sum256([]byte(cfg.Token))
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	mux := http.NewServeMux()
+	paths := map[string]bool{}
+	for _, r := range s.routes() {
+		h := r.handler
+		if !r.public {
+			h = s.requireToken(h)
+		}
+		mux.Handle(r.pattern, h)
+		_, path, _ := strings.Cut(r.pattern, " ")
+		paths[path] = true
+	}
+	mux.Handle("/", s.requireToken(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if paths[r.URL.Path] {
+			s.writeError(w, Errorf(CodeBadRequest, "method %s not allowed on %s", r.Method, r.URL.Path))
+			return
+		}
+		s.writeError(w, Errorf(CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
+	})))
+	s.handler = s.checkHost(mux)
+	return s, nil
+}
+
+// routes is the API. Features add their routes here (and to openapi.json;
+// a test checks that the two agree).
+func (s *Server) routes() []route {
+	rs := []route{
+		{"GET /healthz", true, http.HandlerFunc(s.healthz)},
+		{"GET /openapi.json", false, http.HandlerFunc(serveOpenAPI)},
+	}
+	if s.cfg.Gatherer != nil {
+		rs = append(rs, route{"GET /metrics", true, s.metricsHandler()})
+	}
+	return append(rs, s.nodeRoutes()...)
+}
+
+// Serve answers API requests on ln until Shutdown, and then returns nil.
+// Connections accepted on a unix socket are trusted; on TCP every request
+// must name a loopback Host with the listener's port, and every route but
+// /healthz and /metrics needs the bearer token.
+func (s *Server) Serve(ln net.Listener) error {
+	if _, isTCP := ln.Addr().(*net.TCPAddr); isTCP && s.cfg.Token == "" {
+		return errors.New("api: TCP listener without a token")
+	}
+	return s.serve(ln, s.handler)
+}
+
+// ServeMetrics answers only GET /metrics on ln (the --metrics address),
+// without token or Host checks: the metrics carry no per-contact labels.
+func (s *Server) ServeMetrics(ln net.Listener) error {
+	if s.cfg.Gatherer == nil {
+		return errors.New("api: ServeMetrics without a Gatherer")
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metricsHandler())
+	return s.serve(ln, mux)
+}
+
+func (s *Server) serve(ln net.Listener, h http.Handler) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return s.ctx },
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, localAddrKey{}, c.LocalAddr())
+		},
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.servers = append(s.servers, srv)
+	s.mu.Unlock()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("api: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting requests, ends event streams, and waits for
+// running requests until ctx ends; then it closes what is left. It closes
+// every listener given to Serve and ServeMetrics. It is idempotent.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	servers := s.servers
+	s.servers = nil
+	s.mu.Unlock()
+	s.cancel()
+	var errs []error
+	for _, srv := range servers {
+		if err := srv.Shutdown(ctx); err != nil {
+			srv.Close()
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type localAddrKey struct{}
+
+// tcpPort returns the local port of a request that came over TCP, or false
+// for a unix socket.
+func tcpPort(r *http.Request) (int, bool) {
+	a, ok := r.Context().Value(localAddrKey{}).(*net.TCPAddr)
+	if !ok {
+		return 0, false
+	}
+	return a.Port, true
+}
+
+// checkHost refuses TCP requests whose Host header is not a loopback name
+// with the listener's port: a web page that rebinds its own DNS name to
+// 127.0.0.1 sends its own name as Host.
+func (s *Server) checkHost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if port, ok := tcpPort(r); ok && !allowedHost(r.Host, port) {
+			s.writeError(w, Errorf(CodeForbiddenHost, "host %q is not allowed; use localhost, 127.0.0.1 or [::1] with the port", r.Host))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func allowedHost(host string, port int) bool {
+	p := strconv.Itoa(port)
+	for _, name := range []string{"localhost", "127.0.0.1", "[::1]"} {
+		if strings.EqualFold(host, name+":"+p) {
+			return true
+		}
+	}
+	return false
+}
+
+// requireToken refuses TCP requests without the bearer token. The
+// comparison is over hashes, in constant time.
+func (s *Server) requireToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := tcpPort(r); ok {
+			token, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			got := sha256.Sum256([]byte(token))
+			if !found || s.cfg.Token == "" || subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="sealpost"`)
+				s.writeError(w, Errorf(CodeUnauthorized, "missing or wrong bearer token (see HOME/api.token)"))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func serveOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(openAPIDocument)
+}
+
+func (s *Server) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ErrorHandling: promhttp.ContinueOnError,
+	})
+}
+
+// handle adapts a handler that returns a value to send as JSON, or an error.
+func (s *Server) handle(fn func(r *http.Request) (any, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, err := fn(r)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, v)
+	})
+}
+
+// decodeBody reads a JSON request body of at most MaxRequestBody bytes into
+// v, refusing unknown fields and trailing data.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, MaxRequestBody+1))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return Errorf(CodeBadRequest, "bad request body: %v", err)
+	}
+	if dec.InputOffset() > MaxRequestBody {
+		return Errorf(CodeBadRequest, "request body larger than %d bytes", MaxRequestBody)
+	}
+	if dec.More() {
+		return Errorf(CodeBadRequest, "bad request body: data after the JSON object")
+	}
+	return nil
+}
+
+func (s *Server) writeError(w http.ResponseWriter, err error) {
+	e, internal := toAPIError(err)
+	if internal {
+		s.log.Error("api request failed", "err", err)
+	}
+	writeJSON(w, e.Code.HTTPStatus(), errorBody{Error: e})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(errorBody{Error: &Error{Code: CodeInternal, Message: "internal error"}})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
