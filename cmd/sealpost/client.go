@@ -1,0 +1,153 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sealpost/sealpost/node"
+	"github.com/sealpost/sealpost/node/api"
+)
+
+// The commands in this file are clients of the running daemon's API.
+
+func (c *cli) idCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "id",
+		Short: "Print the user ID, peer ID, addresses (with /p2p/) and relays",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			info, err := cl.ID(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return c.print(info, func(w io.Writer) {
+				fmt.Fprintf(w, "user id: %s\npeer id: %s\n", info.UserID, info.PeerID)
+				printList(w, "addrs", info.Addrs)
+				printList(w, "relays", info.Relays)
+			})
+		},
+	}
+}
+
+func printList(w io.Writer, name string, items []string) {
+	if len(items) == 0 {
+		fmt.Fprintf(w, "%s: none\n", name)
+		return
+	}
+	fmt.Fprintf(w, "%s:\n", name)
+	for _, it := range items {
+		fmt.Fprintf(w, "  %s\n", it)
+	}
+}
+
+func (c *cli) statusCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Print the node's state: peers, relays, outbox, sessions, DHT, reachability",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			st, err := cl.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return c.print(st, func(w io.Writer) {
+				serving := "not serving"
+				if st.DHTServing {
+					serving = "serving"
+				}
+				record := "not published yet"
+				if st.Record.Seq > 0 {
+					record = fmt.Sprintf("seq %d, %d addrs, expires %s", st.Record.Seq, st.Record.Addrs, st.Record.Expires.Local().Format(time.DateTime))
+				}
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintf(tw, "peers\t%d\n", st.Peers)
+				fmt.Fprintf(tw, "relays\t%d\n", st.Relays)
+				fmt.Fprintf(tw, "outbox\t%d\n", st.Outbox)
+				fmt.Fprintf(tw, "sessions\t%d\n", st.Sessions)
+				fmt.Fprintf(tw, "dht\t%s, %s, %d in routing table\n", st.DHTMode, serving, st.RoutingTable)
+				fmt.Fprintf(tw, "reachability\t%s\n", st.Reachability)
+				fmt.Fprintf(tw, "address record\t%s\n", record)
+				tw.Flush()
+			})
+		},
+	}
+}
+
+func (c *cli) peersCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "peers",
+		Short: "List or connect peers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return userErrorf("peers needs a subcommand: ls or connect MADDR")
+		},
+	}
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List the connected peers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			peers, err := cl.Peers(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return c.print(api.PeerList{Peers: peers}, func(w io.Writer) { printPeers(w, peers) })
+		},
+	}
+	connect := &cobra.Command{
+		Use:   "connect MADDR",
+		Short: "Connect the peer at MADDR (a multiaddr ending in /p2p/<peer ID>)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			res, err := cl.Connect(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return c.print(res, func(w io.Writer) { fmt.Fprintf(w, "connected %s\n", res.PeerID) })
+		},
+	}
+	cmd.AddCommand(ls, connect)
+	return cmd
+}
+
+func printPeers(w io.Writer, peers []node.PeerInfo) {
+	if len(peers) == 0 {
+		fmt.Fprintln(w, "no peers")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER ID\tDIRECTION\tLATENCY\tADDRS")
+	for _, p := range peers {
+		latency := "-"
+		if p.Latency > 0 {
+			latency = p.Latency.Round(10 * time.Microsecond).String()
+		}
+		dir := p.Direction
+		if p.Limited {
+			dir += " (relayed)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.PeerID, dir, latency, strings.Join(p.Addrs, " "))
+	}
+	tw.Flush()
+}

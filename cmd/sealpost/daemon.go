@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/sealpost/sealpost/node"
+	"github.com/sealpost/sealpost/node/api"
+	"github.com/sealpost/sealpost/node/home"
+	"github.com/sealpost/sealpost/store"
+)
+
+// shutdownTimeout bounds a graceful shutdown: after it the daemon exits 2
+// without waiting any longer.
+const shutdownTimeout = 15 * time.Second
+
+type daemonOptions struct {
+	init         initOptions
+	doInit       bool
+	listen       []string
+	bootstrap    []string
+	relayService bool
+	noMDNS       bool
+	apiAddr      string
+	metricsAddr  string
+	logLevel     string
+}
+
+func (c *cli) daemonCommand() *cobra.Command {
+	var o daemonOptions
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the node until SIGINT or SIGTERM",
+		Long: `Run the node: the libp2p host, its store, and the local API on HOME/api.sock.
+SIGINT or SIGTERM shut it down gracefully (exit 0). Only one daemon runs on a home.
+
+With --init, a home that is not initialized yet is initialized first, as by
+'sealpost init' (the --name, --profile, --passphrase-file and --no-passphrase
+flags are those of init). The passphrase of a protected home comes from
+--passphrase-file, SEALPOST_PASSPHRASE, or a prompt on a terminal.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.daemon(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.doInit, "init", false, "initialize the home first if it is not initialized")
+	o.init.addFlags(f)
+	f.StringArrayVar(&o.listen, "listen", nil, "listen on this multiaddr instead of config.toml's (repeatable)")
+	f.StringArrayVar(&o.bootstrap, "bootstrap", nil, "also bootstrap from this multiaddr with /p2p/ (repeatable)")
+	f.BoolVar(&o.relayService, "relay-service", false, "run the community relay service")
+	f.BoolVar(&o.noMDNS, "no-mdns", false, "do not discover peers on the local network")
+	f.StringVar(&o.apiAddr, "api", "", fmt.Sprintf("also serve the API on this loopback TCP address (e.g. 127.0.0.1:%d; token in HOME/api.token)", api.DefaultPort))
+	f.StringVar(&o.metricsAddr, "metrics", "", fmt.Sprintf("serve Prometheus /metrics on this address (e.g. 127.0.0.1:%d)", api.DefaultMetricsPort))
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.MarkFlagsMutuallyExclusive("passphrase-file", "no-passphrase")
+	return cmd
+}
+
+// daemon runs the node until a signal, then shuts down in order: API, node,
+// store, lock.
+func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return userErrorf("bad --log-level %q: want debug, info, warn or error", o.logLevel)
+	}
+	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+
+	// Signals end the daemon from here on. Once they have (or the API
+	// failed), the shutdown has shutdownTimeout to finish.
+	sigCtx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+	ctx, cancel := context.WithCancel(sigCtx)
+	defer cancel()
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		select {
+		case <-finished:
+			return
+		case <-ctx.Done():
+		}
+		select {
+		case <-finished:
+		case <-time.After(shutdownTimeout):
+			fmt.Fprintf(c.stderr, "sealpost: shutdown took longer than %v; exiting\n", shutdownTimeout)
+			os.Exit(api.ExitInternal)
+		}
+	}()
+
+	h, err := c.home()
+	if err != nil {
+		return err
+	}
+	if !h.Initialized() && !o.doInit {
+		return userErrorf("%s is not initialized: run 'sealpost init' or 'sealpost daemon --init'", h.Dir)
+	}
+	if err := h.Create(); err != nil {
+		return err
+	}
+	lock, err := c.lock(h)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+
+	var st store.Store
+	if h.Initialized() {
+		if o.init.profile != "" {
+			// An initialized home keeps its profile; say so rather than ignore the flag.
+			if cfg, err := h.ReadConfig(); err == nil && cfg.Profile != o.init.profile {
+				return userErrorf("%s was initialized with profile %s; edit its config.toml to change settings", h.Dir, cfg.Profile)
+			}
+		}
+		if st, err = c.openStore(ctx, h, o.init.passphraseFile, log); err != nil {
+			return err
+		}
+	} else if st, _, err = c.initHome(ctx, h, o.init, log); err != nil {
+		return err
+	}
+	storeOpen := time.Now()
+	defer func() {
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close store: %w", cerr)
+		}
+	}()
+
+	cfg, err := h.ReadConfig()
+	if err != nil {
+		return userError(err)
+	}
+	applyDaemonFlags(&cfg, o)
+	if err := checkLoopback("--api", cfg.API); err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	nc, err := node.Defaults(node.Profile(cfg.Profile))
+	if err != nil {
+		return userError(err)
+	}
+	nc.Store = st
+	nc.Listen = cfg.Listen
+	nc.Bootstrap = cfg.Bootstrap
+	nc.MDNS = cfg.MDNS
+	nc.RelayService = cfg.RelayService
+	nc.Logger = log
+	nc.Registry = reg
+	n, err := node.New(ctx, nc)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped by a signal while starting
+		}
+		return fmt.Errorf("start node: %w", err)
+	}
+	defer func() {
+		if cerr := n.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close node: %w", cerr)
+		}
+	}()
+
+	token, err := h.Token()
+	if err != nil {
+		return err
+	}
+	srv, err := api.New(api.Config{Node: n, Gatherer: reg, Token: token, Logger: log})
+	if err != nil {
+		return err
+	}
+	serveErr := make(chan error, 3)
+	sock, sockPath, err := h.ListenSocket()
+	if err != nil {
+		return err
+	}
+	go func() { serveErr <- srv.Serve(sock) }()
+	// From here on the socket exists: Shutdown closes it, also on the error
+	// paths below.
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	if cfg.API != "" {
+		ln, err := net.Listen("tcp", cfg.API)
+		if err != nil {
+			return userErrorf("--api %s: %v", cfg.API, err)
+		}
+		go func() { serveErr <- srv.Serve(ln) }()
+	}
+	if cfg.Metrics != "" {
+		ln, err := net.Listen("tcp", cfg.Metrics)
+		if err != nil {
+			return userErrorf("--metrics %s: %v", cfg.Metrics, err)
+		}
+		go func() { serveErr <- srv.ServeMetrics(ln) }()
+	}
+
+	info := n.Info()
+	log.Info("sealpost daemon ready",
+		"home", h.Dir, "api", sockPath, "peer_id", info.PeerID, "user_id", info.UserID,
+		"profile", cfg.Profile, "since_start", time.Since(c.start).Round(time.Millisecond),
+		"since_store_open", time.Since(storeOpen).Round(time.Millisecond))
+	for _, a := range info.Addrs {
+		log.Info("listening", "addr", a)
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		stopSignals() // the default action again: a second signal ends the process
+		return nil
+	case err := <-serveErr:
+		cancel() // the shutdown's deadline starts
+		return err
+	}
+}
+
+// applyDaemonFlags lays the daemon's flags over the config file's settings.
+func applyDaemonFlags(cfg *home.Config, o daemonOptions) {
+	if len(o.listen) > 0 {
+		cfg.Listen = o.listen
+	}
+	cfg.Bootstrap = append(cfg.Bootstrap, o.bootstrap...)
+	if o.relayService {
+		cfg.RelayService = true
+	}
+	if o.noMDNS {
+		cfg.MDNS = false
+	}
+	if o.apiAddr != "" {
+		cfg.API = o.apiAddr
+	}
+	if o.metricsAddr != "" {
+		cfg.Metrics = o.metricsAddr
+	}
+}
+
+// checkLoopback refuses an API address that is not a loopback IP with a
+// port: the API over TCP is for this machine only.
+func checkLoopback(flag, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return userErrorf("%s %s: want HOST:PORT", flag, addr)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return userErrorf("%s %s: the API listens only on loopback (127.0.0.1, [::1] or localhost)", flag, addr)
+	}
+	return nil
+}

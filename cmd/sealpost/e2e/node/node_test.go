@@ -1,0 +1,452 @@
+// Package node_test runs the sealpost binary as real processes on 127.0.0.1:
+// the node foundation of DESIGN.md §6 (init, daemon, id, status, peers, the
+// local API, lifecycle and exit codes).
+package node_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/cmd/sealpost/e2e/harness"
+)
+
+var bin *harness.Binary
+
+func TestMain(m *testing.M) { os.Exit(harness.Main(m, &bin)) }
+
+// idJSON is the part of `sealpost id --json` these tests read.
+type idJSON struct {
+	UserID string   `json:"user_id"`
+	PeerID string   `json:"peer_id"`
+	Addrs  []string `json:"addrs"`
+	Relays []string `json:"relays"`
+}
+
+type peersJSON struct {
+	Peers []struct {
+		PeerID string   `json:"peer_id"`
+		Addrs  []string `json:"addrs"`
+	} `json:"peers"`
+}
+
+// eventually retries f every 200 ms for up to 30 s, until it returns true.
+func eventually(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30 s: %s", what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func loopbackTCP(t *testing.T, id idJSON) string {
+	t.Helper()
+	for _, a := range id.Addrs {
+		if strings.HasPrefix(a, "/ip4/127.0.0.1/tcp/") {
+			return a
+		}
+	}
+	t.Fatalf("id has no /ip4/127.0.0.1/tcp/ address: %v", id.Addrs)
+	return ""
+}
+
+func lists(h *harness.Home, peerID string) bool {
+	r := h.Run("--json", "peers", "ls")
+	if r.Code != 0 {
+		return false
+	}
+	var ps peersJSON
+	if json.Unmarshal([]byte(r.Stdout), &ps) != nil {
+		return false
+	}
+	return slices.ContainsFunc(ps.Peers, func(p struct {
+		PeerID string   `json:"peer_id"`
+		Addrs  []string `json:"addrs"`
+	}) bool {
+		return p.PeerID == peerID
+	})
+}
+
+func TestTwoDaemonsFindEachOther(t *testing.T) {
+	a, b := bin.Home(t), bin.Home(t)
+	a.Init("--name", "alice")
+	b.Init("--name", "bob")
+	da := a.Start("--listen", "/ip4/127.0.0.1/tcp/0")
+
+	var ida idJSON
+	a.JSON(&ida, "id")
+	if ida.UserID == "" || ida.PeerID == "" {
+		t.Fatalf("id --json lacks user_id or peer_id: %+v", ida)
+	}
+	if ida.Relays == nil {
+		t.Errorf("id --json has no relays list (want [] when there are none)")
+	}
+	for _, addr := range ida.Addrs {
+		if !strings.HasSuffix(addr, "/p2p/"+ida.PeerID) {
+			t.Errorf("address %s does not end in /p2p/%s", addr, ida.PeerID)
+		}
+	}
+	db := b.Start("--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", loopbackTCP(t, ida))
+	var idb idJSON
+	b.JSON(&idb, "id")
+	if idb.UserID == ida.UserID || idb.PeerID == ida.PeerID {
+		t.Fatalf("two homes share an identity: %+v %+v", ida, idb)
+	}
+
+	eventually(t, "b lists a in peers ls", func() bool { return lists(b, ida.PeerID) })
+	eventually(t, "a lists b in peers ls", func() bool { return lists(a, idb.PeerID) })
+
+	// Plain output names the peer too.
+	if r := b.MustRun("peers", "ls"); !strings.Contains(r.Stdout, ida.PeerID) {
+		t.Errorf("peers ls does not show %s:\n%s", ida.PeerID, r.Stdout)
+	}
+	var status map[string]any
+	b.JSON(&status, "status")
+	if n, _ := status["peers"].(float64); n < 1 {
+		t.Errorf("status of b: peers = %v, want at least 1 (%v)", status["peers"], status)
+	}
+
+	if code := db.Stop(syscall.SIGTERM); code != 0 {
+		t.Errorf("b exited %d on SIGTERM, want 0", code)
+	}
+	if code := da.Stop(syscall.SIGTERM); code != 0 {
+		t.Errorf("a exited %d on SIGTERM, want 0", code)
+	}
+	if r := a.Run("status"); r.Code != 6 {
+		t.Errorf("status after the daemon stopped: %s\nwant exit 6", r)
+	}
+}
+
+func TestConnect(t *testing.T) {
+	a, b := bin.Home(t), bin.Home(t)
+	a.Init()
+	b.Init()
+	a.Start()
+	b.Start()
+	var ida idJSON
+	a.JSON(&ida, "id")
+	var out map[string]any
+	b.JSON(&out, "peers", "connect", loopbackTCP(t, ida))
+	if !lists(b, ida.PeerID) {
+		t.Errorf("b does not list a right after peers connect")
+	}
+	if r := b.Run("peers", "connect", "not-a-multiaddr"); r.Code != 1 || !strings.HasPrefix(r.Stderr, "sealpost: ") {
+		t.Errorf("connect to a malformed address: %s\nwant exit 1 with a sealpost: error", r)
+	}
+	// A peer that is not running, at a port nothing listens on: a network
+	// error.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	var idc struct {
+		PeerID string `json:"peer_id"`
+	}
+	bin.Home(t).JSON(&idc, "init", "--profile", "test", "--no-passphrase")
+	if idc.PeerID == "" {
+		t.Fatal("init --json printed no peer_id")
+	}
+	if r := b.Run("peers", "connect", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, idc.PeerID)); r.Code != 3 {
+		t.Errorf("connect to a closed port: %s\nwant exit 3", r)
+	}
+}
+
+func TestSignals(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			h := bin.Home(t)
+			h.Init()
+			d := h.Start()
+			if code := d.Stop(sig); code != 0 {
+				t.Errorf("exit %d on %v, want 0\n%s", code, sig, d.Output())
+			}
+			if _, err := os.Stat(filepath.Join(h.Dir, "api.sock")); !os.IsNotExist(err) {
+				t.Errorf("api.sock left after a clean stop: %v", err)
+			}
+			// The store was closed cleanly: the next start opens it.
+			h.Start().Stop(syscall.SIGTERM)
+		})
+	}
+}
+
+func TestSecondDaemonRefused(t *testing.T) {
+	h := bin.Home(t)
+	h.Init()
+	first := h.Start()
+	second := h.Spawn()
+	if code := second.Wait(); code != 1 {
+		t.Errorf("second daemon exited %d, want 1\n%s", code, second.Output())
+	}
+	if out := second.Output(); !strings.Contains(out, "sealpost: ") || !strings.Contains(out, "already running") {
+		t.Errorf("second daemon's error does not say a daemon is already running:\n%s", out)
+	}
+	if r := h.Run("status"); r.Code != 0 {
+		t.Errorf("first daemon no longer answers: %s", r)
+	}
+	if first.Exited() {
+		t.Errorf("first daemon exited")
+	}
+}
+
+func TestNoDaemon(t *testing.T) {
+	h := bin.Home(t)
+	h.Init()
+	for _, cmd := range [][]string{{"status"}, {"id"}, {"peers", "ls"}} {
+		r := h.Run(cmd...)
+		if r.Code != 6 || !strings.Contains(r.Stderr, "sealpost: no daemon running") {
+			t.Errorf("%v without a daemon: %s\nwant exit 6 and 'no daemon running'", cmd, r)
+		}
+	}
+	// A socket file left behind by a daemon that was killed.
+	ln, err := net.Listen("unix", filepath.Join(h.Dir, "api.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	if r := h.Run("status"); r.Code != 6 {
+		t.Errorf("status with a stale socket: %s\nwant exit 6", r)
+	}
+	// And a daemon starts over the stale socket.
+	h.Start()
+	// An uninitialized home has no daemon either.
+	if r := bin.Home(t).Run("status"); r.Code != 6 {
+		t.Errorf("status on an empty home: %s\nwant exit 6", r)
+	}
+}
+
+func TestKilledDaemonRestarts(t *testing.T) {
+	h := bin.Home(t)
+	h.Init()
+	var before idJSON
+	d := h.Start()
+	h.JSON(&before, "id")
+	d.Stop(syscall.SIGKILL)
+	h.Start()
+	var after idJSON
+	h.JSON(&after, "id")
+	if after.UserID != before.UserID || after.PeerID != before.PeerID {
+		t.Errorf("identity changed across a SIGKILL: %+v -> %+v", before, after)
+	}
+}
+
+func TestFileModes(t *testing.T) {
+	h := bin.Home(t)
+	h.Init()
+	h.Start()
+	for name, want := range map[string]os.FileMode{
+		"":          0o700 | os.ModeDir,
+		"api.sock":  0o600 | os.ModeSocket,
+		"api.token": 0o600,
+	} {
+		fi, err := os.Stat(filepath.Join(h.Dir, name))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if got := fi.Mode() & (os.ModeType | os.ModePerm); got != want {
+			t.Errorf("%s: mode %v, want %v", filepath.Join(h.Dir, name), got, want)
+		}
+	}
+}
+
+func TestConfigHasNoKeys(t *testing.T) {
+	h := bin.Home(t)
+	h.Init()
+	b, err := os.ReadFile(filepath.Join(h.Dir, "config.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(b)
+	for _, want := range []string{"#", "profile", "listen", "bootstrap", "mdns", "api", "metrics", "relay_service"} {
+		if !strings.Contains(cfg, want) {
+			t.Errorf("config.toml lacks %q:\n%s", want, cfg)
+		}
+	}
+	token, err := os.ReadFile(filepath.Join(h.Dir, "api.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.ToLower(cfg), "key =") || strings.Contains(cfg, strings.TrimSpace(string(token))) {
+		t.Errorf("config.toml holds a key or the token:\n%s", cfg)
+	}
+	if r := h.Run("init", "--no-passphrase"); r.Code != 1 {
+		t.Errorf("init of an initialized home: %s\nwant exit 1", r)
+	}
+}
+
+func TestPassphrases(t *testing.T) {
+	t.Run("no source, no terminal", func(t *testing.T) {
+		for _, args := range [][]string{{"init"}, {"daemon", "--init"}} {
+			h := bin.Home(t)
+			r := h.Run(args...)
+			if r.Code != 1 || !strings.Contains(r.Stderr, "--no-passphrase") || !strings.HasPrefix(r.Stderr, "sealpost: ") {
+				t.Errorf("%v without passphrase or terminal: %s\nwant exit 1 and an error naming --no-passphrase", args, r)
+			}
+			if _, err := os.Stat(filepath.Join(h.Dir, "config.toml")); err == nil {
+				t.Errorf("%v left an initialized home behind", args)
+			}
+		}
+	})
+	t.Run("no passphrase warns", func(t *testing.T) {
+		h := bin.Home(t)
+		r := h.MustRun("init", "--profile", "test", "--no-passphrase")
+		if !strings.Contains(r.Stderr, "disk") {
+			t.Errorf("init --no-passphrase does not warn about disk theft:\n%s", r)
+		}
+	})
+	t.Run("env, file and wrong", func(t *testing.T) {
+		h := bin.Home(t)
+		h.Env = []string{"SEALPOST_PASSPHRASE=correct horse"}
+		h.MustRun("init", "--profile", "test")
+		h.Start().Stop(syscall.SIGTERM)
+
+		h.Env = []string{"SEALPOST_PASSPHRASE=wrong horse"}
+		d := h.Spawn()
+		if code := d.Wait(); code != 1 || !strings.Contains(d.Output(), "sealpost: wrong passphrase") {
+			t.Errorf("daemon with a wrong passphrase exited %d:\n%s\nwant exit 1 and 'wrong passphrase'", code, d.Output())
+		}
+
+		h.Env = nil
+		file := filepath.Join(t.TempDir(), "pass")
+		os.WriteFile(file, []byte("correct horse\n"), 0o600)
+		h.Start("--passphrase-file", file)
+	})
+	t.Run("daemon without passphrase", func(t *testing.T) {
+		h := bin.Home(t)
+		h.Env = []string{"SEALPOST_PASSPHRASE=correct horse"}
+		h.MustRun("init", "--profile", "test")
+		h.Env = nil
+		d := h.Spawn()
+		if code := d.Wait(); code != 1 || !strings.Contains(d.Output(), "passphrase") {
+			t.Errorf("daemon of a protected home without a passphrase exited %d:\n%s\nwant exit 1 naming the passphrase", code, d.Output())
+		}
+	})
+}
+
+// TestTCPAPI checks the API over TCP: bearer token and Host allowlist, and
+// that /healthz and /metrics need no token.
+func TestTCPAPI(t *testing.T) {
+	h := bin.Home(t)
+	h.Init()
+	apiAddr := freeLoopbackAddr(t)
+	metricsAddr := freeLoopbackAddr(t)
+	h.Start("--api", apiAddr, "--metrics", metricsAddr)
+	token, err := os.ReadFile(filepath.Join(h.Dir, "api.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bearer := "Bearer " + strings.TrimSpace(string(token))
+	_, port, _ := net.SplitHostPort(apiAddr)
+
+	tests := []struct {
+		name, path, host, auth string
+		status                 int
+		code                   string
+	}{
+		{"no token", "/v1/id", "", "", 401, "unauthorized"},
+		{"wrong token", "/v1/id", "", "Bearer nope", 401, "unauthorized"},
+		{"foreign host", "/v1/id", "evil.example:" + port, bearer, 403, "forbidden_host"},
+		{"foreign host without token", "/healthz", "evil.example:" + port, "", 403, "forbidden_host"},
+		{"localhost", "/v1/id", "localhost:" + port, bearer, 200, ""},
+		{"ip", "/v1/id", "", bearer, 200, ""},
+		{"openapi needs the token", "/openapi.json", "", "", 401, "unauthorized"},
+		{"healthz without token", "/healthz", "", "", 200, ""},
+		{"metrics without token", "/metrics", "", "", 200, ""},
+		{"unknown route", "/v1/nope", "", bearer, 404, "not_found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", "http://"+apiAddr+tt.path, nil)
+			if tt.host != "" {
+				req.Host = tt.host
+			}
+			if tt.auth != "" {
+				req.Header.Set("Authorization", tt.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, body)
+			}
+			if tt.code != "" {
+				var e struct {
+					Error struct{ Code, Message string }
+				}
+				if err := json.Unmarshal(body, &e); err != nil || e.Error.Code != tt.code {
+					t.Errorf("body %s: want error code %q", body, tt.code)
+				}
+			}
+		})
+	}
+
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "go_goroutines") {
+		t.Errorf("--metrics: status %d, body lacks go_goroutines", resp.StatusCode)
+	}
+}
+
+// TestOpenAPIOverSocket reads the OpenAPI document and an event stream over
+// the unix socket, as another program would.
+func TestOpenAPIOverSocket(t *testing.T) {
+	h := bin.Home(t)
+	h.Init()
+	h.Start()
+	c := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(h.Dir, "api.sock"))
+		},
+	}}
+	resp, err := c.Get("http://sealpost/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		OpenAPI string                    `json:"openapi"`
+		Paths   map[string]map[string]any `json:"paths"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&doc)
+	resp.Body.Close()
+	if err != nil || !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("openapi.json: %v, version %q", err, doc.OpenAPI)
+	}
+	for _, p := range []string{"/v1/id", "/v1/status", "/v1/peers", "/v1/events", "/healthz", "/metrics"} {
+		if doc.Paths[p] == nil {
+			t.Errorf("openapi.json does not describe %s", p)
+		}
+	}
+}
+
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/sealpost/sealpost/node/home"
+	"github.com/sealpost/sealpost/store"
+)
+
+// noPassphraseWarning is printed whenever a home is created without a passphrase.
+const noPassphraseWarning = `sealpost: warning: --no-passphrase: the data key is stored unencrypted next to
+the database, so it protects nothing against disk theft: whoever copies the
+home reads everything.`
+
+// errNoPassphrase is what the user sees when no passphrase source exists.
+var errNoPassphrase = userErrorf("no passphrase: give --passphrase-file FILE, set %s, run on a terminal to be asked, or pass --no-passphrase to store the data key unprotected", home.EnvPassphrase)
+
+type initOptions struct {
+	name           string
+	profile        string
+	passphraseFile string
+	noPassphrase   bool
+}
+
+func (o *initOptions) addFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.name, "name", "", "your display name")
+	f.StringVar(&o.profile, "profile", "", "defaults to write into config.toml: personal, relay or test (default personal)")
+	f.StringVar(&o.passphraseFile, "passphrase-file", "", "read the passphrase from this file (else $"+home.EnvPassphrase+", else a prompt on a terminal)")
+	f.BoolVar(&o.noPassphrase, "no-passphrase", false, "store the data key unprotected next to the database (no protection against disk theft)")
+}
+
+// initResult is what `sealpost init` prints.
+type initResult struct {
+	Home    string `json:"home"`
+	Profile string `json:"profile"`
+	UserID  string `json:"user_id"`
+	PeerID  string `json:"peer_id"`
+}
+
+func (c *cli) initCommand() *cobra.Command {
+	var o initOptions
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create the home: identity, device key, encrypted store, config.toml",
+		Long: `Create the home directory (mode 0700) with a new identity and device key in an
+encrypted store, a commented config.toml for the profile, and the API token.
+
+The store is protected by a passphrase from --passphrase-file, $` + home.EnvPassphrase + `,
+or a prompt when standard input is a terminal; without any of them init stops
+with an error rather than wait. --no-passphrase stores the data key next to the
+database instead, which protects nothing against disk theft.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, err := c.home()
+			if err != nil {
+				return err
+			}
+			if h.Initialized() {
+				return userErrorf("%s is already initialized", h.Dir)
+			}
+			if err := h.Create(); err != nil {
+				return err
+			}
+			lock, err := c.lock(h)
+			if err != nil {
+				return err
+			}
+			defer lock.Unlock()
+			st, res, err := c.initHome(cmd.Context(), h, o, nil)
+			if err != nil {
+				return err
+			}
+			if err := st.Close(); err != nil {
+				return fmt.Errorf("close store: %w", err)
+			}
+			return c.print(res, func(w io.Writer) {
+				fmt.Fprintf(w, "initialized %s (profile %s)\nuser id: %s\npeer id: %s\n", res.Home, res.Profile, res.UserID, res.PeerID)
+			})
+		},
+	}
+	o.addFlags(cmd.Flags())
+	cmd.MarkFlagsMutuallyExclusive("passphrase-file", "no-passphrase")
+	return cmd
+}
+
+// initHome initializes h, which the caller has locked, and returns its
+// open store.
+func (c *cli) initHome(ctx context.Context, h home.Home, o initOptions, log *slog.Logger) (store.Store, initResult, error) {
+	if o.profile == "" {
+		o.profile = home.ProfilePersonal
+	}
+	if _, err := home.DefaultConfig(o.profile); err != nil {
+		return nil, initResult{}, userError(err)
+	}
+	var pass []byte
+	if o.noPassphrase {
+		fmt.Fprintln(c.stderr, noPassphraseWarning)
+	} else {
+		var err error
+		if pass, err = c.passphrase(o.passphraseFile, true); err != nil {
+			return nil, initResult{}, err
+		}
+	}
+	st, id, err := h.Init(ctx, home.InitOptions{
+		Name:         o.name,
+		Profile:      o.profile,
+		Passphrase:   pass,
+		NoPassphrase: o.noPassphrase,
+		Logger:       log,
+	})
+	if errors.Is(err, home.ErrInitialized) {
+		return nil, initResult{}, userErrorf("%s is already initialized", h.Dir)
+	}
+	if err != nil {
+		return nil, initResult{}, fmt.Errorf("init %s: %w", h.Dir, err)
+	}
+	return st, initResult{Home: h.Dir, Profile: o.profile, UserID: id.UserID, PeerID: id.PeerID}, nil
+}
+
+// openStore opens the store of an initialized home, asking for the
+// passphrase only when the store has one.
+func (c *cli) openStore(ctx context.Context, h home.Home, passphraseFile string, log *slog.Logger) (store.Store, error) {
+	var pass []byte
+	protected, err := h.Protected()
+	if err != nil {
+		return nil, err
+	}
+	if protected {
+		if pass, err = c.passphrase(passphraseFile, false); err != nil {
+			return nil, err
+		}
+	}
+	st, err := h.OpenStore(ctx, pass, log)
+	switch {
+	case errors.Is(err, store.ErrWrongPassphrase):
+		return nil, userErrorf("wrong passphrase for %s", h.Dir)
+	case errors.Is(err, store.ErrSchemaTooNew):
+		return nil, userErrorf("%s was written by a newer sealpost; upgrade to open it", h.Dir)
+	case err != nil:
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return st, nil
+}
+
+// passphrase reads the passphrase from its sources (home.Passphrase).
+func (c *cli) passphrase(file string, confirm bool) ([]byte, error) {
+	pass, err := home.Passphrase{File: file, Getenv: c.getenv, Stdin: c.stdin, Prompt: c.stderr}.Read(confirm)
+	switch {
+	case errors.Is(err, home.ErrNoPassphrase):
+		return nil, errNoPassphrase
+	case err != nil:
+		return nil, userError(err)
+	}
+	return pass, nil
+}
+
+// lock takes the home's daemon lock, refusing when a daemon runs on it.
+func (c *cli) lock(h home.Home) (*home.Lock, error) {
+	l, err := h.Lock()
+	if errors.Is(err, home.ErrLocked) {
+		return nil, userErrorf("a daemon is already running on %s%s", h.Dir, strings.TrimPrefix(err.Error(), home.ErrLocked.Error()))
+	}
+	return l, err
+}
