@@ -313,3 +313,20 @@ func TestFrameLimitOf(t *testing.T) {
 		t.Error("unknown protocol has a limit")
 	}
 }
+
+func TestFrameReaderRead(t *testing.T) {
+	fr := NewFrameReader(bytes.NewReader([]byte{0x02, 0x08, 0x01}), MaxMsgFrame)
+	var a Ack
+	if err := fr.Read(&a); !errors.Is(err, ErrMalformed) {
+		t.Errorf("invalid ack: got %v", err)
+	}
+	if err := fr.Read(&a); err != io.EOF {
+		t.Errorf("at the end: got %v, want io.EOF", err)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("NewFrameReader with limit 0 did not panic")
+		}
+	}()
+	NewFrameReader(bytes.NewReader(nil), 0)
+}

@@ -494,3 +494,20 @@ func TestValidateUTF8(t *testing.T) {
 		}
 	}
 }
+
+func TestIDs(t *testing.T) {
+	id := MessageID(pattern(16, 0xf0))
+	if got := id.String(); got != "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff" {
+		t.Errorf("MessageID.String() = %s", got)
+	}
+	mb := MailboxID(pattern(32, 0))
+	if got := mb.String(); got != "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f" {
+		t.Errorf("MailboxID.String() = %s", got)
+	}
+	if id.IsZero() || mb.IsZero() || SealingKey(pattern(32, 1)).IsZero() || InviteSecret(pattern(16, 1)).IsZero() || BundlePin(pattern(16, 1)).IsZero() {
+		t.Error("non-zero value IsZero")
+	}
+	if !(MessageID{}).IsZero() || !(MailboxID{}).IsZero() || !(SealingKey{}).IsZero() || !(InviteSecret{}).IsZero() || !(BundlePin{}).IsZero() {
+		t.Error("zero value not IsZero")
+	}
+}
