@@ -247,19 +247,12 @@ func (b *backend) Update(ctx context.Context, fn func(store.KV) error) error {
 }
 
 // syncAll makes every committed transaction durable; see the package doc.
+// It fdatasyncs, in parallel, the newest value-log file and the log of
+// every memtable still on disk (the active one and any rotated out but not
+// yet flushed). Badger writes both through shared mmaps, whose dirty pages
+// fdatasync writes back like msync does; DB.Sync would sync only the
+// active memtable's log, and the two files one after the other.
 func (b *backend) syncAll() error {
-	if err := b.db.Sync(); err != nil {
-		return translate(err)
-	}
-	return b.syncRotatedWALs()
-}
-
-// syncRotatedWALs fdatasyncs the write-ahead logs of memtables that were
-// rotated out but not yet flushed: every *.mem file but the newest (the
-// newest belongs to the active memtable, which DB.Sync just synced, or to
-// one created since, which holds no transaction of this round). A log
-// deleted meanwhile was flushed to a synced table.
-func (b *backend) syncRotatedWALs() error {
 	d, err := os.Open(b.dir)
 	if err != nil {
 		return err
@@ -269,35 +262,53 @@ func (b *backend) syncRotatedWALs() error {
 	if err != nil {
 		return err
 	}
-	var mems []string
+	var mems, vlogs []string
 	for _, n := range names {
-		if strings.HasSuffix(n, ".mem") {
+		switch filepath.Ext(n) {
+		case ".mem":
 			mems = append(mems, n)
+		case ".vlog":
+			vlogs = append(vlogs, n)
 		}
 	}
-	if len(mems) < 2 {
+	if len(mems) == 0 || len(vlogs) == 0 {
+		// Badger's layout changed: refuse to acknowledge anything.
+		return fmt.Errorf("no memtable log or value log in %s", b.dir)
+	}
+	// Older value-log files were synced by badger when it rotated them.
+	files := append(mems, slices.MaxFunc(vlogs, compareFileNames))
+	errs := make(chan error, len(files))
+	for _, n := range files[1:] {
+		go func() { errs <- fdatasync(filepath.Join(b.dir, n)) }()
+	}
+	err = fdatasync(filepath.Join(b.dir, files[0]))
+	for range files[1:] {
+		err = errors.Join(err, <-errs)
+	}
+	return err
+}
+
+// compareFileNames orders badger's zero-padded numbered file names.
+func compareFileNames(a, b string) int {
+	if len(a) != len(b) {
+		return len(a) - len(b)
+	}
+	return strings.Compare(a, b)
+}
+
+// fdatasync syncs the file at path; a file deleted meanwhile (a memtable
+// log after its flush to a synced table) needs no sync.
+func fdatasync(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	// Memtable logs are named by increasing, zero-padded file IDs.
-	slices.SortFunc(mems, func(a, b string) int {
-		if len(a) != len(b) {
-			return len(a) - len(b)
-		}
-		return strings.Compare(a, b)
-	})
-	for _, n := range mems[:len(mems)-1] {
-		f, err := os.OpenFile(filepath.Join(b.dir, n), os.O_RDWR, 0)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		err = unix.Fdatasync(int(f.Fd()))
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("sync %s: %w", n, err)
-		}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		return fmt.Errorf("sync %s: %w", filepath.Base(path), err)
 	}
 	return nil
 }
@@ -495,6 +506,8 @@ type syncer struct {
 	next *round // the open round: new waiters join it
 	kick chan struct{}
 	done bool // the loop has ended
+	// rounds counts the syncs run.
+	rounds atomic.Int64
 }
 
 type round struct {
@@ -544,6 +557,7 @@ func (s *syncer) run(stop <-chan struct{}) {
 		s.mu.Unlock()
 		if r.waiters > 0 {
 			r.err = s.fn()
+			s.rounds.Add(1)
 		}
 		close(r.done)
 		if stopping {

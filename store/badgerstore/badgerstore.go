@@ -12,15 +12,20 @@
 // Update returns when the transaction is on disk. Badger runs with
 // SyncWrites off; after a transaction commits, its Update waits for a
 // shared sync that one goroutine runs for every Update waiting at that
-// moment (group commit), so concurrent Updates share fsyncs. The sync is
-// badger's DB.Sync (an msync of the active memtable's write-ahead log and
-// an msync of the newest value-log file), followed by an fdatasync of every
-// older memtable log still on disk: DB.Sync covers only the active
-// memtable, so a transaction that landed in a memtable rotated out since
-// would otherwise wait for that memtable's flush to become durable. (Older
-// value-log files are synced by badger when it rotates them; flushed
-// memtables are synced tables, recorded in the synced manifest, before
-// their logs are deleted.)
+// moment (group commit), so concurrent Updates share fsyncs. A transaction
+// that only reads also returns only once everything it could have seen is
+// durable, so nothing is acknowledged on the strength of a write that a
+// crash could still take back.
+//
+// The sync is not badger's DB.Sync. In badger v4.9.6 DB.Sync msyncs the
+// active memtable's write-ahead log and then the newest value-log file;
+// but a transaction that landed in a memtable rotated out since (waiting
+// to be flushed) is in an older log that DB.Sync does not touch, and stays
+// unsynced until the flush. So the syncer fdatasyncs, in parallel, every
+// memtable log on disk and the newest value-log file. Older value-log
+// files are msynced by badger when it rotates them, and a memtable's log
+// is deleted only after its table was written, msynced and recorded in the
+// synced manifest.
 //
 // # Memory
 //

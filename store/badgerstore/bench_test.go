@@ -1,0 +1,144 @@
+package badgerstore
+
+import (
+	"context"
+	"encoding/binary"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/store"
+)
+
+// TestBench runs the exported runner briefly; its figures must be sane.
+func TestBench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes for a while")
+	}
+	d := 100 * time.Millisecond
+	if s := os.Getenv("SEALPOST_BENCH_DURATION"); s != "" {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	figs, err := Bench(context.Background(), t.TempDir(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, f := range figs {
+		t.Logf("%-20s %12.1f %-12s limit %12.1f ratio %.2f", f.Name, f.Value, f.Unit, f.Limit, f.Ratio)
+		names[f.Name] = true
+		if f.Value <= 0 {
+			t.Errorf("%s: value %v", f.Name, f.Value)
+		}
+	}
+	for _, n := range []string{"store_durable_write", "store_batch_write", "store_batch_size"} {
+		if !names[n] {
+			t.Errorf("figure %s missing", n)
+		}
+	}
+}
+
+func benchStore(b *testing.B) *Store {
+	s, err := Create(context.Background(), b.TempDir(), ModeKeyFile, Options{GCInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+func benchWrite(s *Store, seq *atomic.Uint64, value []byte) error {
+	var k [17]byte
+	k[0] = 0xf0
+	binary.BigEndian.PutUint64(k[1:], seq.Add(1))
+	return s.b.Update(context.Background(), func(kv store.KV) error { return kv.Set(k[:], value) })
+}
+
+// BenchmarkDurableWrite: one durable 1 KiB write per Update, one writer.
+func BenchmarkDurableWrite(b *testing.B) {
+	s := benchStore(b)
+	value := make([]byte, BenchRecordSize)
+	var seq atomic.Uint64
+	b.ReportAllocs()
+	b.SetBytes(BenchRecordSize)
+	for b.Loop() {
+		if err := benchWrite(s, &seq, value); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkGroupCommit: durable 1 KiB writes from 64 goroutines per CPU.
+func BenchmarkGroupCommit(b *testing.B) {
+	s := benchStore(b)
+	value := make([]byte, BenchRecordSize)
+	var seq atomic.Uint64
+	b.ReportAllocs()
+	b.SetBytes(BenchRecordSize)
+	b.SetParallelism(BenchWriters)
+	r0 := s.b.sync.rounds.Load()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := benchWrite(s, &seq, value); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/float64(max(1, s.b.sync.rounds.Load()-r0)), "writes/sync")
+}
+
+// BenchmarkMessagePut: a typed message with a 1 KiB body per Update, from
+// 16 goroutines per CPU (they conflict on the Order counter).
+func BenchmarkMessagePut(b *testing.B) {
+	s := benchStore(b)
+	body := make([]byte, BenchRecordSize)
+	var seq atomic.Uint64
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			var id [16]byte
+			binary.BigEndian.PutUint64(id[:], seq.Add(1))
+			err := s.Update(context.Background(), func(tx *store.Tx) error {
+				m := store.Message{ID: id, State: store.MessageReceived, Body: body}
+				return tx.Messages().Put(&m)
+			})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkGet: reading one record in a View.
+func BenchmarkGet(b *testing.B) {
+	s := benchStore(b)
+	var seq atomic.Uint64
+	value := make([]byte, BenchRecordSize)
+	for i := 0; i < 1000; i++ {
+		if err := benchWrite(s, &seq, value); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		var k [17]byte
+		k[0] = 0xf0
+		binary.BigEndian.PutUint64(k[1:], uint64(i%1000+1))
+		i++
+		err := s.b.View(context.Background(), func(kv store.KV) error {
+			_, err := kv.Get(k[:])
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
