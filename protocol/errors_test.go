@@ -40,8 +40,8 @@ func TestCodeTable(t *testing.T) {
 				t.Errorf("CodeOf(wrapped %v) = %s, want %s", c.err, got, c.code)
 			}
 		}
-		if c.code >= 32 {
-			t.Errorf("%s = %d: codes 32 and above belong to the relay protocol", c.name, c.code)
+		if c.code < 1 || c.code >= 64 {
+			t.Errorf("%s = %d: outside the assigned ranges 1-31 (common) and 32-63 (relay)", c.name, c.code)
 		}
 	}
 	if len(codes) != len(pb.Code_name)-1 {
