@@ -2,6 +2,7 @@ package badgerstore
 
 import (
 	"context"
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -12,6 +13,10 @@ import (
 
 func TestMain(m *testing.M) {
 	if childMain() {
+		return
+	}
+	if dir := os.Getenv(measureEnv); dir != "" {
+		measureChild(dir)
 		return
 	}
 	// badger.Open leaks these two goroutines when it fails after starting

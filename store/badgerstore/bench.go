@@ -21,7 +21,7 @@ import (
 const BenchRecordSize = 1024
 
 // BenchWriters is the number of concurrent writers of store_batch_write.
-const BenchWriters = 64
+const BenchWriters = 256
 
 // Bench measures the storage figures in a fresh encrypted store created
 // under dir (and removed afterwards), spending about d on each:

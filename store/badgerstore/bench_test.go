@@ -72,7 +72,7 @@ func BenchmarkDurableWrite(b *testing.B) {
 	}
 }
 
-// BenchmarkGroupCommit: durable 1 KiB writes from 64 goroutines per CPU.
+// BenchmarkGroupCommit: durable 1 KiB writes from BenchWriters goroutines per CPU.
 func BenchmarkGroupCommit(b *testing.B) {
 	s := benchStore(b)
 	value := make([]byte, BenchRecordSize)
