@@ -36,6 +36,7 @@ type backend struct {
 	gcAfterDeletes int64
 	deletes        atomic.Int64
 	gcKick         chan struct{}
+	gcRuns         atomic.Int64 // GCs started by the timer or deletions
 
 	sync *syncer
 	// Commits and syncs are counted so that a transaction that only reads
@@ -70,7 +71,7 @@ func badgerOptions(dir string, dataKey []byte, o Options) badger.Options {
 	opt.BaseLevelSize = 8 << 20
 	opt.NumCompactors = 2
 	opt.ValueThreshold = o.ValueThreshold
-	opt.ValueLogFileSize = 16 << 20
+	opt.ValueLogFileSize = o.vlogFileSize
 	opt.Compression = options.None
 	opt.BlockCacheSize = o.BlockCacheSize
 	opt.IndexCacheSize = o.IndexCacheSize
@@ -327,6 +328,7 @@ func (b *backend) gcLoop(interval time.Duration) {
 		case <-tick:
 		case <-b.gcKick:
 		}
+		b.gcRuns.Add(1)
 		if _, err := b.runGC(); err != nil {
 			b.log.Warn("value log GC failed", "err", err)
 		}

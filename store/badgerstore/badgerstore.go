@@ -86,6 +86,9 @@ type Options struct {
 	// table indexes, or reads get much slower).
 	BlockCacheSize int64
 	IndexCacheSize int64
+
+	// vlogFileSize overrides the value-log file size in tests.
+	vlogFileSize int64
 }
 
 func (o Options) withDefaults() Options {
@@ -118,6 +121,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.IndexCacheSize == 0 {
 		o.IndexCacheSize = 1 << 20
+	}
+	if o.vlogFileSize == 0 {
+		o.vlogFileSize = 16 << 20
 	}
 	return o
 }
