@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 )
 
 // Backoff of the node's retries (bootstrap, address record).
@@ -61,6 +62,11 @@ func (n *Node) connectBootstrap() int {
 	for _, info := range n.boot {
 		if info.ID == n.host.ID() || n.host.Network().Connectedness(info.ID) == network.Connected {
 			continue
+		}
+		// This loop has its own backoff: clear the swarm's, which would
+		// refuse redials for longer after the first failure.
+		if sw, ok := n.host.Network().(*swarm.Swarm); ok {
+			sw.Backoff().Clear(info.ID)
 		}
 		wg.Go(func() {
 			if err := n.host.Connect(ctx, info); err != nil {

@@ -59,7 +59,7 @@ func (s *logSink) add(owner any, l *slog.Logger) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	base := l.Handler()
-	s.entries = append(s.entries, sinkEntry{owner: owner, base: base, h: base.WithAttrs([]slog.Attr{slog.String("source", "libp2p")})})
+	s.entries = append(s.entries, sinkEntry{owner: owner, base: base, h: base.WithAttrs([]slog.Attr{slog.String("component", "libp2p")})})
 }
 
 func (s *logSink) remove(owner any) {

@@ -14,7 +14,11 @@ import (
 	"time"
 
 	golog "github.com/ipfs/go-log/v2"
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/gologshim"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
@@ -414,11 +418,15 @@ func TestLibp2pLogs(t *testing.T) {
 	var buf syncBuffer
 	n := newTestNode(t, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&buf, nil)) })
 	golog.Logger("sealpost-test").Error("hello from go-log", "k", 1)
+	gologshim.Logger("sealpost-shim-test").Error("hello from gologshim", "k", 2)
 	n.Close()
 	golog.Logger("sealpost-test").Error("after close")
 	out := buf.String()
-	if !strings.Contains(out, "hello from go-log") || !strings.Contains(out, "logger=sealpost-test") || !strings.Contains(out, "source=libp2p") {
+	if !strings.Contains(out, "hello from go-log") || !strings.Contains(out, "logger=sealpost-test") || !strings.Contains(out, "component=libp2p") {
 		t.Errorf("node log lacks the go-log line:\n%s", out)
+	}
+	if !strings.Contains(out, "hello from gologshim") || !strings.Contains(out, "logger=sealpost-shim-test") {
+		t.Errorf("node log lacks the gologshim (go-libp2p) line:\n%s", out)
 	}
 	if strings.Contains(out, "after close") {
 		t.Errorf("a closed node still receives libp2p's logs:\n%s", out)
@@ -543,4 +551,132 @@ func rssAnon(t testing.TB) int {
 	}
 	t.Skip("no RssAnon in /proc/self/status")
 	return 0
+}
+
+// TestRecordLifecycle drives the address record with injected clocks: it
+// is republished when republishEvery passes, and refused by a node whose
+// clock is past its expiry.
+func TestRecordLifecycle(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	start := time.Now()
+	ca, cb := newFakeClock(start), newFakeClock(start)
+	a := newTestNode(t, func(c *Config) { c.Clock = ca })
+	b := newTestNode(t, func(c *Config) {
+		c.Clock = cb
+		c.Bootstrap = []string{a.Info().Addrs[0]}
+	})
+	// b's first attempts may fail before its routing table fills; its
+	// retries wait on the fake clock, so keep it moving.
+	eventually(t, 20*time.Second, "b to publish its record", func() bool {
+		cb.Advance(time.Second)
+		return b.recordStatus().Seq != 0
+	})
+	first := b.recordStatus()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := a.FindDevice(ctx, b.ID()); err != nil {
+		t.Fatalf("FindDevice: %v", err)
+	}
+
+	cb.Advance(republishEvery)
+	eventually(t, 20*time.Second, "b to republish", func() bool { return b.recordStatus().Seq > first.Seq })
+	if got := b.recordStatus(); !got.Expires.After(first.Expires) {
+		t.Errorf("republished record expires %s, first one %s", got.Expires, first.Expires)
+	}
+
+	// a's clock passes the expiry of every record b published, beyond the
+	// tolerance: a refuses them.
+	ca.Advance(republishEvery + RecordTTL + 6*time.Minute)
+	if _, err := a.FindDevice(ctx, b.ID()); !errors.Is(err, ErrDeviceNotFound) {
+		t.Errorf("FindDevice of an expired record = %v, want ErrDeviceNotFound", err)
+	}
+	b.Close()
+	a.Close()
+}
+
+// TestBootstrapRetry: a node whose bootstrap peer is down at first keeps
+// trying and joins once the peer is up.
+func TestBootstrapRetry(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx := context.Background()
+	st := store.NewMemory()
+	defer st.Close()
+	if err := Provision(ctx, st, "boot", nil); err != nil {
+		t.Fatal(err)
+	}
+	bootCfg := Config{Store: st, Profile: Test}
+	a, err := New(ctx, bootCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := a.Info().Addrs[0] // TCP
+	listen := strings.TrimSuffix(addr, "/p2p/"+a.ID().String())
+	a.Close()
+
+	b := newTestNode(t, func(c *Config) { c.Bootstrap = []string{addr} })
+	time.Sleep(200 * time.Millisecond) // b's first attempt fails
+	bootCfg.Listen = []string{listen}
+	a, err = New(ctx, bootCfg)
+	if err != nil {
+		t.Fatalf("restart the bootstrap node on %s: %v", listen, err)
+	}
+	eventually(t, 30*time.Second, "b to join through the restarted bootstrap node", func() bool {
+		return b.dht.RoutingTable().Size() == 1
+	})
+	b.Close()
+	a.Close()
+}
+
+// refuseDials is a connection gater that refuses to dial one peer.
+type refuseDials struct{ peer peer.ID }
+
+func (g refuseDials) InterceptPeerDial(p peer.ID) bool             { return p != g.peer }
+func (g refuseDials) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
+func (g refuseDials) InterceptAccept(network.ConnMultiaddrs) bool  { return true }
+func (g refuseDials) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
+	return true
+}
+func (g refuseDials) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}
+
+func TestConnGater(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	a := newTestNode(t, nil)
+	b := newTestNode(t, func(c *Config) { c.ConnGater = refuseDials{a.ID()} })
+	if err := b.Connect(context.Background(), a.Info().Addrs[0]); !errors.Is(err, ErrUnreachable) {
+		t.Errorf("Connect through a gater that refuses = %v, want ErrUnreachable", err)
+	}
+	b.Close()
+	a.Close()
+}
+
+// TestProfiles starts a node of each profile on loopback (mDNS off: tests
+// send nothing beyond loopback).
+func TestProfiles(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	for _, p := range []Profile{Personal, Relay, Test} {
+		n := newTestNode(t, func(c *Config) {
+			d, err := Defaults(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.Store, d.MDNS = c.Store, false
+			d.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+			*c = d
+		})
+		st, err := n.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.DHTMode != string(map[Profile]DHTMode{Personal: DHTAuto, Relay: DHTServer, Test: DHTServer}[p]) {
+			t.Errorf("%s: Status().DHTMode = %s", p, st.DHTMode)
+		}
+		if want := p != Personal; st.DHTServing != want {
+			t.Errorf("%s: DHT serving = %v, want %v", p, st.DHTServing, want)
+		}
+		if err := n.Close(); err != nil {
+			t.Errorf("%s: Close: %v", p, err)
+		}
+	}
 }
