@@ -62,7 +62,10 @@ const (
 // View runs fn in a read-only snapshot. Update runs fn in a read-write
 // transaction and returns only when the transaction is durable (fsynced);
 // concurrent Updates share one fsync (group commit), so a caller that needs
-// many small durable writes per second issues them concurrently.
+// many small durable writes per second issues them concurrently. Both
+// return only once everything fn could have read is durable, so a caller
+// may acknowledge what it read (a duplicate found in the seen-set, say)
+// as soon as View or Update returns.
 //
 // fn may run more than once: a backend with optimistic concurrency control
 // (badger) retries a transaction that conflicted with a concurrent one, a
@@ -89,7 +92,8 @@ type Store interface {
 // written once over it.
 //
 // Update commits durably before it returns nil and retries conflicting
-// transactions itself (calling fn again). Both propagate fn's error
+// transactions itself (calling fn again). View and Update return nil only
+// once every write fn could have seen is durable. Both propagate fn's error
 // unchanged. Errors of the engine are translated to this package's
 // sentinels (ErrNotFound, ErrClosed, ErrConflict, ErrTxnTooBig, ...).
 type Backend interface {
