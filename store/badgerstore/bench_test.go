@@ -16,7 +16,7 @@ func TestBench(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes for a while")
 	}
-	d := 100 * time.Millisecond
+	d := 400 * time.Millisecond
 	if s := os.Getenv("SEALPOST_BENCH_DURATION"); s != "" {
 		var err error
 		if d, err = time.ParseDuration(s); err != nil {
