@@ -26,7 +26,7 @@ type Options struct {
 	// primitive and over the rounds. Zero means 3 seconds.
 	Duration time.Duration
 	// Rounds is how many times each operation is measured; the best round
-	// counts. Zero means 5.
+	// counts. Zero means 3.
 	Rounds int
 }
 
@@ -92,7 +92,7 @@ func Crypto(opts Options) ([]Figure, error) {
 		opts.Duration = 3 * time.Second
 	}
 	if opts.Rounds <= 0 {
-		opts.Rounds = 5
+		opts.Rounds = 3
 	}
 	w, err := newWorkload()
 	if err != nil {

@@ -28,3 +28,21 @@ func TestCrypto(t *testing.T) {
 		t.Errorf("figure %s missing", name)
 	}
 }
+
+// BenchmarkCrypto runs the full runner once per iteration and reports each
+// figure and ratio: go test -run '^$' -bench Crypto -benchtime 1x.
+func BenchmarkCrypto(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		figs, err := Crypto(Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, f := range figs {
+			b.ReportMetric(f.Value, f.Name+"_"+f.Unit)
+			if f.Ratio != 0 {
+				b.ReportMetric(f.Ratio, f.Name+"_ratio")
+			}
+		}
+	}
+}

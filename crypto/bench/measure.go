@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"math"
 	"runtime"
 	"time"
 )
@@ -12,39 +13,49 @@ type op struct {
 	best float64 // lowest ns/op over the rounds
 }
 
-// timeOp runs fn for at least d and returns the mean ns/op. It grows the
-// batch size so that the clock is read rarely.
+// batchTarget is the length of one timed batch: short enough that most
+// batches run without being preempted on a busy machine, long enough that
+// reading the clock costs nothing.
+const batchTarget = 200 * time.Microsecond
+
+// timeOp runs fn for about d in batches of about batchTarget and returns the
+// best batch's ns/op: the cost of fn when nothing else got in its way.
 func timeOp(fn func() error, d time.Duration) (float64, error) {
-	// Warm up caches and lazily built state.
-	if err := fn(); err != nil {
-		return 0, err
-	}
-	var (
-		n     int
-		batch = 1
-		start = time.Now()
-		el    time.Duration
-	)
-	for {
-		for range batch {
+	run := func(n int) (time.Duration, error) {
+		start := time.Now()
+		for range n {
 			if err := fn(); err != nil {
 				return 0, err
 			}
 		}
-		n += batch
-		el = time.Since(start)
-		if el >= d {
+		return time.Since(start), nil
+	}
+	// Warm up, and find the batch size.
+	batch := 1
+	for {
+		el, err := run(batch)
+		if err != nil {
+			return 0, err
+		}
+		if el >= batchTarget || batch >= 1<<20 {
 			break
 		}
-		if el < d/10 {
-			batch *= 2
-		}
+		batch *= 2
 	}
-	return float64(el.Nanoseconds()) / float64(n), nil
+	best := math.Inf(1)
+	start := time.Now()
+	for i := 0; i < 3 || time.Since(start) < d; i++ {
+		el, err := run(batch)
+		if err != nil {
+			return 0, err
+		}
+		best = min(best, float64(el.Nanoseconds())/float64(batch))
+	}
+	return best, nil
 }
 
 // measureAll times every op in rounds, interleaved, and keeps each op's
-// best round: on a shared, noisy machine the least disturbed round is the
+// best batch: on a shared, noisy machine the least disturbed batch is the
 // closest to the true cost, for the figures and their primitives alike.
 func measureAll(ops []*op, rounds int, d time.Duration) error {
 	for r := range rounds {
