@@ -63,23 +63,52 @@ type Contact struct {
 	RecvSeq   uint64
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// Device is the peer's device ID (libp2p peer ID bytes) and
+	// DeviceRecord its signed device record (crypto/identity encoding).
+	Device       []byte
+	DeviceRecord []byte
+	// Addrs are the device's known binary multiaddrs (from its card or an
+	// invite), at most MaxAddrs of at most MaxAddrLen bytes.
+	Addrs [][]byte
+	// CardSeq is the sequence number of the newest card received from the
+	// peer (0: none yet).
+	CardSeq uint64
+	// Session is the ID of the active session with Device (zero: none).
+	Session SessionID
+	// PendingCard goes with PendingIdentity: what the new identity
+	// presented (opaque), kept until the user re-verifies.
+	PendingCard []byte
 }
 
-const contactVersion = 1
+// contactVersion 2 added Device, DeviceRecord, Addrs, CardSeq, Session
+// and PendingCard; version 1 records decode with them zero.
+const contactVersion = 2
 
 func (c *Contact) validate() error {
 	if !c.State.valid() {
 		return fmt.Errorf("contact: %w: state %d", ErrInvalid, c.State)
 	}
 	if len(c.Name) > MaxNameLen || len(c.Identity) > MaxKeyMaterial ||
-		len(c.PendingIdentity) > MaxKeyMaterial || len(c.Card) > MaxCardLen {
+		len(c.PendingIdentity) > MaxKeyMaterial || len(c.Card) > MaxCardLen ||
+		len(c.Device) > MaxDeviceIDLen || len(c.DeviceRecord) > MaxKeyMaterial ||
+		len(c.Addrs) > MaxAddrs || len(c.PendingCard) > MaxCardLen {
 		return fmt.Errorf("contact: %w: field too long", ErrInvalid)
+	}
+	for _, a := range c.Addrs {
+		if len(a) > MaxAddrLen {
+			return fmt.Errorf("contact: %w: address too long", ErrInvalid)
+		}
 	}
 	return nil
 }
 
 func (c *Contact) marshal() []byte {
-	e := newEnc(contactVersion, 96+len(c.Name)+len(c.Identity)+len(c.Card)+len(c.PendingIdentity))
+	n := 160 + len(c.Name) + len(c.Identity) + len(c.Card) + len(c.PendingIdentity) +
+		len(c.Device) + len(c.DeviceRecord) + len(c.PendingCard)
+	for _, a := range c.Addrs {
+		n += 2 + len(a)
+	}
+	e := newEnc(contactVersion, n)
 	e.fixed(c.UserID[:])
 	e.str(c.Name)
 	e.bytes(c.Identity)
@@ -92,11 +121,20 @@ func (c *Contact) marshal() []byte {
 	e.uvarint(c.RecvSeq)
 	e.time(c.CreatedAt)
 	e.time(c.UpdatedAt)
+	e.bytes(c.Device)
+	e.bytes(c.DeviceRecord)
+	e.uvarint(uint64(len(c.Addrs)))
+	for _, a := range c.Addrs {
+		e.bytes(a)
+	}
+	e.uvarint(c.CardSeq)
+	e.fixed(c.Session[:])
+	e.bytes(c.PendingCard)
 	return e.b
 }
 
 func (c *Contact) unmarshal(b []byte) error {
-	d, _ := newDec("contact", b, contactVersion)
+	d, v := newDec("contact", b, 1, contactVersion)
 	d.fixed(c.UserID[:])
 	c.Name = d.str(MaxNameLen)
 	c.Identity = d.bytes(MaxKeyMaterial)
@@ -109,6 +147,21 @@ func (c *Contact) unmarshal(b []byte) error {
 	c.RecvSeq = d.uvarint()
 	c.CreatedAt = d.time()
 	c.UpdatedAt = d.time()
+	c.Device, c.DeviceRecord, c.Addrs, c.CardSeq, c.Session, c.PendingCard = nil, nil, nil, 0, SessionID{}, nil
+	if v >= 2 {
+		c.Device = d.bytes(MaxDeviceIDLen)
+		c.DeviceRecord = d.bytes(MaxKeyMaterial)
+		// An address takes at least one byte (its length).
+		if n := d.count(MaxAddrs, 1); n > 0 {
+			c.Addrs = make([][]byte, n)
+			for i := range c.Addrs {
+				c.Addrs[i] = d.bytes(MaxAddrLen)
+			}
+		}
+		c.CardSeq = d.uvarint()
+		d.fixed(c.Session[:])
+		c.PendingCard = d.bytes(MaxCardLen)
+	}
 	if err := d.finish("contact"); err != nil {
 		return err
 	}

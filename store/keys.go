@@ -23,6 +23,7 @@ const (
 	tMailbox       byte = 0x0e // id(32) -> Mailbox
 	tToken         byte = 0x0f // token(16) -> DepositToken
 	tCounter       byte = 0x10 // name -> uint64 (8 bytes big-endian)
+	tInvite        byte = 0x11 // secret(16) -> Invite
 )
 
 // key concatenates a table byte and parts.

@@ -319,3 +319,50 @@ func (s Messages) DeleteConversation(peer UserID, limit int) (int, error) {
 	}
 	return len(victims), nil
 }
+
+// MoveConversation moves up to limit messages of the conversation with from
+// (the oldest first; limit <= 0: all) to the conversation with to, keeping
+// each message's ID and Order, and returns how many it moved. A node uses
+// it when a contact's verified identity changes, so that the history stays
+// one conversation. Like DeleteConversation, call it in several Updates
+// with a limit of a few thousand until it returns 0.
+func (s Messages) MoveConversation(from, to UserID, limit int) (int, error) {
+	if from == to {
+		return 0, nil
+	}
+	type entry struct {
+		id    MessageID
+		order uint64
+	}
+	var moving []entry
+	err := s.tx.scanPrefix(key(tMessageByConv, from[:]), false, func(k, v []byte) error {
+		if len(v) != len(MessageID{}) || len(k) != 1+32+8 {
+			return fmt.Errorf("message index: %w", ErrCorrupt)
+		}
+		moving = append(moving, entry{MessageID(v), binary.BigEndian.Uint64(k[33:])})
+		if limit > 0 && len(moving) >= limit {
+			return errStop
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range moving {
+		m, err := s.Get(e.id)
+		if err != nil {
+			return 0, fmt.Errorf("message index: %w", err)
+		}
+		m.Peer = to
+		if err := s.tx.del(messageConvKey(from, e.order)); err != nil {
+			return 0, err
+		}
+		if err := s.tx.set(messageConvKey(to, e.order), e.id[:]); err != nil {
+			return 0, err
+		}
+		if err := s.tx.set(messageKey(e.id), m.marshal()); err != nil {
+			return 0, err
+		}
+	}
+	return len(moving), nil
+}

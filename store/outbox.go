@@ -39,9 +39,14 @@ type OutboxEntry struct {
 	NextAttempt time.Time
 	LastError   string
 	Receipts    []Receipt
+	// Session is the session the payload was encrypted in (zero: not
+	// recorded), so that a sender can re-encrypt what a peer that lost the
+	// session refuses.
+	Session SessionID
 }
 
-const outboxVersion = 1
+// outboxVersion 2 added Session; version 1 records decode with it zero.
+const outboxVersion = 2
 
 func (o *OutboxEntry) validate() error {
 	if len(o.Device) > MaxDeviceIDLen || len(o.Payload) > MaxPayloadLen ||
@@ -57,7 +62,7 @@ func (o *OutboxEntry) validate() error {
 }
 
 func (o *OutboxEntry) marshal() []byte {
-	n := 96 + len(o.Device) + len(o.Payload) + len(o.LastError)
+	n := 112 + len(o.Device) + len(o.Payload) + len(o.LastError)
 	for _, r := range o.Receipts {
 		n += 24 + len(r.Relay) + len(r.Signed)
 	}
@@ -76,11 +81,12 @@ func (o *OutboxEntry) marshal() []byte {
 		e.time(r.StoredUntil)
 		e.bytes(r.Signed)
 	}
+	e.fixed(o.Session[:])
 	return e.b
 }
 
 func (o *OutboxEntry) unmarshal(b []byte) error {
-	d, _ := newDec("outbox entry", b, outboxVersion)
+	d, v := newDec("outbox entry", b, 1, outboxVersion)
 	d.fixed(o.ID[:])
 	d.fixed(o.Peer[:])
 	o.Device = d.bytes(MaxDeviceIDLen)
@@ -100,6 +106,10 @@ func (o *OutboxEntry) unmarshal(b []byte) error {
 		}
 	} else {
 		o.Receipts = nil
+	}
+	o.Session = SessionID{}
+	if v >= 2 {
+		d.fixed(o.Session[:])
 	}
 	return d.finish("outbox entry")
 }

@@ -19,16 +19,20 @@ type Self struct {
 	// DeviceRecord is the signed device record.
 	DeviceRecord []byte
 	CreatedAt    time.Time
+	// Card is the user's own newest contact card as sent to contacts
+	// (opaque to the store; nil until one is made).
+	Card []byte
 }
 
-const selfVersion = 1
+// selfVersion 2 added Card; version 1 records decode with it nil.
+const selfVersion = 2
 
 // MaxKeyMaterial bounds a stored key, identity or device record.
 const MaxKeyMaterial = 16 << 10
 
 func (s *Self) validate() error {
 	if len(s.Name) > MaxNameLen || len(s.Identity) > MaxKeyMaterial ||
-		len(s.DeviceKey) > MaxKeyMaterial || len(s.DeviceRecord) > MaxKeyMaterial {
+		len(s.DeviceKey) > MaxKeyMaterial || len(s.DeviceRecord) > MaxKeyMaterial || len(s.Card) > MaxCardLen {
 		return fmt.Errorf("self: %w: field too long", ErrInvalid)
 	}
 	if len(s.Identity) == 0 || len(s.DeviceKey) == 0 {
@@ -38,22 +42,27 @@ func (s *Self) validate() error {
 }
 
 func (s *Self) marshal() []byte {
-	e := newEnc(selfVersion, 64+len(s.Name)+len(s.Identity)+len(s.DeviceKey)+len(s.DeviceRecord))
+	e := newEnc(selfVersion, 72+len(s.Name)+len(s.Identity)+len(s.DeviceKey)+len(s.DeviceRecord)+len(s.Card))
 	e.str(s.Name)
 	e.bytes(s.Identity)
 	e.bytes(s.DeviceKey)
 	e.bytes(s.DeviceRecord)
 	e.time(s.CreatedAt)
+	e.bytes(s.Card)
 	return e.b
 }
 
 func (s *Self) unmarshal(b []byte) error {
-	d, _ := newDec("self", b, selfVersion)
+	d, v := newDec("self", b, 1, selfVersion)
 	s.Name = d.str(MaxNameLen)
 	s.Identity = d.bytes(MaxKeyMaterial)
 	s.DeviceKey = d.bytes(MaxKeyMaterial)
 	s.DeviceRecord = d.bytes(MaxKeyMaterial)
 	s.CreatedAt = d.time()
+	s.Card = nil
+	if v >= 2 {
+		s.Card = d.bytes(MaxCardLen)
+	}
 	return d.finish("self")
 }
 

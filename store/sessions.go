@@ -19,6 +19,9 @@ const MaxDeviceIDLen = 128
 // MaxSessionState bounds a stored ratchet state.
 const MaxSessionState = 1 << 20
 
+// MaxInviteSecret bounds a stored invite secret.
+const MaxInviteSecret = 64
+
 // Session is a ratchet session with one device of a peer, identified by
 // (Peer, Device, ID). State is the ratchet state as crypto/ratchet
 // marshals it.
@@ -30,22 +33,38 @@ type Session struct {
 	CreatedAt     time.Time
 	LastDecryptAt time.Time
 	LastUsedAt    time.Time
+	// Initiated is set when this node started the session (PQXDH
+	// initiator).
+	Initiated bool
+	// Confirmed is set once the peer is known to hold the session: for an
+	// initiated session, a message from the peer decrypted in it; for a
+	// session the peer started, a message arrived in it without the PQXDH
+	// initial message.
+	Confirmed bool
+	// Prekey is the PQXDH initial message an initiator attaches to its
+	// messages until the session is confirmed (then nil).
+	Prekey []byte
+	// Invite is the invite secret the initiator presents in its first
+	// messages when it started the session from an invite (else nil).
+	Invite []byte
 }
 
-const sessionVersion = 1
+// sessionVersion 2 added Initiated, Confirmed, Prekey and Invite; version
+// 1 records decode with them zero.
+const sessionVersion = 2
 
 func (s *Session) validate() error {
 	if len(s.Device) == 0 || len(s.Device) > MaxDeviceIDLen {
 		return fmt.Errorf("session: %w: device ID length %d", ErrInvalid, len(s.Device))
 	}
-	if len(s.State) > MaxSessionState {
-		return fmt.Errorf("session: %w: state too long", ErrInvalid)
+	if len(s.State) > MaxSessionState || len(s.Prekey) > MaxKeyMaterial || len(s.Invite) > MaxInviteSecret {
+		return fmt.Errorf("session: %w: field too long", ErrInvalid)
 	}
 	return nil
 }
 
 func (s *Session) marshal() []byte {
-	e := newEnc(sessionVersion, 96+len(s.Device)+len(s.State))
+	e := newEnc(sessionVersion, 100+len(s.Device)+len(s.State)+len(s.Prekey)+len(s.Invite))
 	e.fixed(s.Peer[:])
 	e.bytes(s.Device)
 	e.fixed(s.ID[:])
@@ -53,11 +72,15 @@ func (s *Session) marshal() []byte {
 	e.time(s.CreatedAt)
 	e.time(s.LastDecryptAt)
 	e.time(s.LastUsedAt)
+	e.bool(s.Initiated)
+	e.bool(s.Confirmed)
+	e.bytes(s.Prekey)
+	e.bytes(s.Invite)
 	return e.b
 }
 
 func (s *Session) unmarshal(b []byte) error {
-	d, _ := newDec("session", b, sessionVersion)
+	d, v := newDec("session", b, 1, sessionVersion)
 	d.fixed(s.Peer[:])
 	s.Device = d.bytes(MaxDeviceIDLen)
 	d.fixed(s.ID[:])
@@ -65,6 +88,13 @@ func (s *Session) unmarshal(b []byte) error {
 	s.CreatedAt = d.time()
 	s.LastDecryptAt = d.time()
 	s.LastUsedAt = d.time()
+	s.Initiated, s.Confirmed, s.Prekey, s.Invite = false, false, nil, nil
+	if v >= 2 {
+		s.Initiated = d.bool()
+		s.Confirmed = d.bool()
+		s.Prekey = d.bytes(MaxKeyMaterial)
+		s.Invite = d.bytes(MaxInviteSecret)
+	}
 	if err := d.finish("session"); err != nil {
 		return err
 	}
