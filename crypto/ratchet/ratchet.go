@@ -174,8 +174,9 @@ type State struct {
 	hkrAEAD  cipher.AEAD
 	nhkrAEAD cipher.AEAD
 	hdr      [HeaderSize]byte
-	adBuf    []byte       // AD || message prefix
-	stage    []skippedKey // keys skipped by the message being decrypted
+	nonce    [chacha20poly1305.NonceSize]byte // here, not on the stack: it goes through an interface
+	adBuf    []byte                           // AD || message prefix
+	stage    []skippedKey                     // keys skipped by the message being decrypted
 }
 
 // checkVersion reports whether this package can run a session of version v.
@@ -326,9 +327,10 @@ func (s *State) Encrypt(dst, plaintext []byte, rand io.Reader) ([]byte, error) {
 	clear(s.hdr[:])
 
 	s.adBuf = append(append(s.adBuf[:0], s.ad...), out[:prefixSize]...)
-	key, nonce := messageKeys(&mk)
+	var key [32]byte
+	key, s.nonce = messageKeys(&mk)
 	aead, _ := chacha20poly1305.New(key[:]) // cannot fail: the key is 32 bytes
-	aead.Seal(out[prefixSize:prefixSize], nonce[:], plaintext, s.adBuf)
+	aead.Seal(out[prefixSize:prefixSize], s.nonce[:], plaintext, s.adBuf)
 	clear(key[:])
 	clear(mk[:])
 
@@ -359,10 +361,11 @@ func (s *State) openHeader(aead cipher.AEAD, msg []byte, h *header) bool {
 // openBody decrypts the message body under the message key mk.
 func (s *State) openBody(dst []byte, mk *[32]byte, msg []byte) ([]byte, error) {
 	s.adBuf = append(append(s.adBuf[:0], s.ad...), msg[:prefixSize]...)
-	key, nonce := messageKeys(mk)
+	var key [32]byte
+	key, s.nonce = messageKeys(mk)
 	aead, _ := chacha20poly1305.New(key[:]) // cannot fail: the key is 32 bytes
 	clear(key[:])
-	out, err := aead.Open(dst, nonce[:], msg[prefixSize:], s.adBuf)
+	out, err := aead.Open(dst, s.nonce[:], msg[prefixSize:], s.adBuf)
 	if err != nil {
 		return nil, ErrDecrypt
 	}
