@@ -397,8 +397,8 @@ func (s *State) Decrypt(dst, msg []byte, now time.Time) ([]byte, error) {
 			if h.n < s.nr {
 				return s.decryptSkipped(dst, &s.hkr, h.n, msg, now)
 			}
-			if h.n-s.nr > MaxSkip {
-				return nil, ErrTooFarAhead
+			if h.n-s.nr > MaxSkip || h.n == math.MaxUint32 {
+				return nil, ErrTooFarAhead // (an honest sender never numbers a message 2^32-1)
 			}
 			s.stage = s.stage[:0]
 			ck := s.skipTo(s.ckr, &s.hkr, s.nr, h.n)
