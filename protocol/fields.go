@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -22,6 +23,32 @@ type InviteSecret [16]byte
 
 // SealingKey is the X25519 public key a mailbox's envelopes are sealed to.
 type SealingKey [32]byte
+
+// NewMessageID reads a message ID from rand (the node's random source).
+func NewMessageID(rand io.Reader) (MessageID, error) {
+	var id MessageID
+	err := readRandom(rand, id[:], "message ID")
+	return id, err
+}
+
+// NewInviteSecret reads an invite secret from rand.
+func NewInviteSecret(rand io.Reader) (InviteSecret, error) {
+	var s InviteSecret
+	err := readRandom(rand, s[:], "invite secret")
+	return s, err
+}
+
+// readRandom fills b from rand, refusing all zeros (which would read as
+// absent and means a broken source).
+func readRandom(rand io.Reader, b []byte, what string) error {
+	if _, err := io.ReadFull(rand, b); err != nil {
+		return fmt.Errorf("protocol: new %s: %w", what, err)
+	}
+	if allZero(b) {
+		return fmt.Errorf("protocol: new %s: random source gave zeros", what)
+	}
+	return nil
+}
 
 // IsZero reports whether id is all zero (absent).
 func (id MessageID) IsZero() bool { return id == MessageID{} }

@@ -511,3 +511,20 @@ func TestIDs(t *testing.T) {
 		t.Error("zero value not IsZero")
 	}
 }
+
+func TestNewRandom(t *testing.T) {
+	id, err := NewMessageID(bytes.NewReader(pattern(16, 1)))
+	if err != nil || id != MessageID(pattern(16, 1)) {
+		t.Errorf("NewMessageID: %x, %v", id, err)
+	}
+	s, err := NewInviteSecret(bytes.NewReader(pattern(16, 2)))
+	if err != nil || s != InviteSecret(pattern(16, 2)) {
+		t.Errorf("NewInviteSecret: %x, %v", s, err)
+	}
+	if _, err := NewMessageID(bytes.NewReader(pattern(15, 1))); err == nil {
+		t.Error("NewMessageID from 15 bytes")
+	}
+	if _, err := NewInviteSecret(bytes.NewReader(make([]byte, 16))); err == nil {
+		t.Error("NewInviteSecret from zeros")
+	}
+}
