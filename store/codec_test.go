@@ -27,7 +27,8 @@ func samples() map[string]struct {
 		seed []record
 	}{
 		"self": {func() record { return new(Self) }, []record{
-			&Self{Name: "alice", Identity: []byte{1, 2}, DeviceKey: []byte{3}, DeviceRecord: []byte{4, 5}, CreatedAt: t0},
+			&Self{Name: "alice", Identity: []byte{1, 2}, DeviceKey: []byte{3}, DeviceRecord: []byte{4, 5}, CreatedAt: t0,
+				Card: []byte{6}},
 			&Self{Identity: []byte{1}, DeviceKey: []byte{2}},
 		}},
 		"prekey": {func() record { return new(Prekey) }, []record{
@@ -37,12 +38,14 @@ func samples() map[string]struct {
 		}},
 		"session": {func() record { return new(Session) }, []record{
 			&Session{Peer: [32]byte{1}, Device: []byte("dev"), ID: [16]byte{2}, State: []byte{9, 9},
-				CreatedAt: t0, LastDecryptAt: t0, LastUsedAt: t0.Add(time.Second)},
+				CreatedAt: t0, LastDecryptAt: t0, LastUsedAt: t0.Add(time.Second),
+				Initiated: true, Confirmed: true, Prekey: []byte{3}, Invite: []byte{4}},
 		}},
 		"contact": {func() record { return new(Contact) }, []record{
 			&Contact{UserID: [32]byte{1}, Name: "bob", Identity: []byte{1}, Card: []byte{2}, State: ContactAccepted,
 				Verified: true, IdentityChanged: true, PendingIdentity: []byte{3}, SendSeq: 1 << 40, RecvSeq: 7,
-				CreatedAt: t0, UpdatedAt: t0},
+				CreatedAt: t0, UpdatedAt: t0, Device: []byte("dev"), DeviceRecord: []byte{4},
+				Addrs: [][]byte{{5}, {6, 7}}, CardSeq: 8, Session: [16]byte{9}, PendingCard: []byte{10}},
 			&Contact{State: ContactRequest},
 		}},
 		"message": {func() record { return new(Message) }, []record{
@@ -53,12 +56,17 @@ func samples() map[string]struct {
 		"outbox": {func() record { return new(OutboxEntry) }, []record{
 			&OutboxEntry{ID: [16]byte{1}, Peer: [32]byte{2}, Device: []byte("dev"), Payload: []byte("ciphertext"),
 				CreatedAt: t0, Attempts: 3, NextAttempt: t0.Add(time.Minute), LastError: "refused",
-				Receipts: []Receipt{{Relay: "r1", StoredUntil: t0, Signed: []byte("sig")}, {}}},
+				Receipts: []Receipt{{Relay: "r1", StoredUntil: t0, Signed: []byte("sig")}, {}},
+				Session:  [16]byte{7}},
 			&OutboxEntry{},
 		}},
 		"mailbox": {func() record { return new(Mailbox) }, []record{
 			&Mailbox{ID: [32]byte{1}, Relay: "relay", Addrs: []string{"/ip4/1.2.3.4/tcp/1", ""},
 				AuthKey: []byte{1}, SealingKey: []byte{2}, ClientKey: []byte{3}, CreatedAt: t0},
+		}},
+		"invite": {func() record { return new(Invite) }, []record{
+			&Invite{Secret: [16]byte{1}, Pin: []byte{2, 3}, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)},
+			&Invite{},
 		}},
 		"token": {func() record { return new(DepositToken) }, []record{
 			&DepositToken{Token: [16]byte{1}, Relay: "relay", Mailbox: [32]byte{2}, Contact: [32]byte{3}, CreatedAt: t0, Revoked: true},
@@ -175,3 +183,71 @@ func FuzzDecodeMessage(f *testing.F)      { fuzzDecode(f, "message") }
 func FuzzDecodeOutbox(f *testing.F)       { fuzzDecode(f, "outbox") }
 func FuzzDecodeMailbox(f *testing.F)      { fuzzDecode(f, "mailbox") }
 func FuzzDecodeDepositToken(f *testing.F) { fuzzDecode(f, "token") }
+func FuzzDecodeInvite(f *testing.F)       { fuzzDecode(f, "invite") }
+
+// TestVersion1Records checks that records written before a version bump
+// still decode, with the added fields zero.
+func TestVersion1Records(t *testing.T) {
+	v1 := func(fields func(e *enc)) []byte {
+		e := newEnc(1, 64)
+		fields(e)
+		return e.b
+	}
+	self := v1(func(e *enc) {
+		e.str("alice")
+		e.bytes([]byte{1})
+		e.bytes([]byte{2})
+		e.bytes([]byte{3})
+		e.time(t0)
+	})
+	var s Self
+	if err := s.unmarshal(self); err != nil || s.Name != "alice" || s.Card != nil {
+		t.Errorf("self v1: %+v, %v", s, err)
+	}
+	session := v1(func(e *enc) {
+		e.fixed(make([]byte, 32))
+		e.bytes([]byte("dev"))
+		e.fixed(make([]byte, 16))
+		e.bytes([]byte{9})
+		e.time(t0)
+		e.time(t0)
+		e.time(t0)
+	})
+	var ses Session
+	if err := ses.unmarshal(session); err != nil || string(ses.Device) != "dev" || ses.Initiated || ses.Prekey != nil {
+		t.Errorf("session v1: %+v, %v", ses, err)
+	}
+	contact := v1(func(e *enc) {
+		e.fixed(make([]byte, 32))
+		e.str("bob")
+		e.bytes([]byte{1})
+		e.bytes(nil)
+		e.u8(uint8(ContactAccepted))
+		e.bool(true)
+		e.bool(false)
+		e.bytes(nil)
+		e.uvarint(5)
+		e.uvarint(6)
+		e.time(t0)
+		e.time(t0)
+	})
+	var c Contact
+	if err := c.unmarshal(contact); err != nil || c.Name != "bob" || c.RecvSeq != 6 || c.Device != nil || c.CardSeq != 0 {
+		t.Errorf("contact v1: %+v, %v", c, err)
+	}
+	outbox := v1(func(e *enc) {
+		e.fixed(make([]byte, 16))
+		e.fixed(make([]byte, 32))
+		e.bytes([]byte("dev"))
+		e.bytes([]byte("payload"))
+		e.time(t0)
+		e.uvarint(2)
+		e.time(t0)
+		e.str("")
+		e.uvarint(0)
+	})
+	var o OutboxEntry
+	if err := o.unmarshal(outbox); err != nil || o.Attempts != 2 || o.Session != ([16]byte{}) {
+		t.Errorf("outbox v1: %+v, %v", o, err)
+	}
+}

@@ -30,6 +30,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Messages", testMessages},
 		{"Outbox", testOutbox},
 		{"Seen", testSeen},
+		{"Invites", testInvites},
+		{"MoveConversation", testMoveConversation},
 		{"Mailboxes", testMailboxes},
 		{"DepositTokens", testDepositTokens},
 		{"Counters", testCounters},
@@ -156,6 +158,7 @@ func testSelf(t *testing.T, st store.Store) {
 		DeviceKey:    []byte("device key"),
 		DeviceRecord: []byte("device record"),
 		CreatedAt:    T0,
+		Card:         []byte("own card"),
 	}
 	update(t, st, func(tx *store.Tx) error { return tx.PutSelf(want) })
 	view(t, st, func(tx *store.Tx) error {
@@ -307,6 +310,7 @@ func testSessions(t *testing.T, st store.Store) {
 			Peer: peer, Device: dev, ID: id16(sid),
 			State:     []byte{sid, 1, 2, 3},
 			CreatedAt: T0, LastDecryptAt: T0.Add(time.Second), LastUsedAt: T0.Add(2 * time.Second),
+			Initiated: sid%2 == 1, Confirmed: sid%3 == 0, Prekey: []byte{sid, 7}, Invite: []byte{sid, 8},
 		}
 	}
 	update(t, st, func(tx *store.Tx) error {
@@ -384,6 +388,8 @@ func testContacts(t *testing.T, st store.Store) {
 			UserID: id32(b), Name: name, Identity: []byte{b, b},
 			Card: []byte("card " + name), State: store.ContactAccepted,
 			SendSeq: 3, RecvSeq: 4, CreatedAt: T0, UpdatedAt: T0,
+			Device: []byte{b, 1}, DeviceRecord: []byte{b, 2}, Addrs: [][]byte{{b, 3}, {b, 4, 5}},
+			CardSeq: uint64(b) + 10, Session: id16(b), PendingCard: []byte{b, 6},
 		}
 	}
 	update(t, st, func(tx *store.Tx) error {
@@ -671,7 +677,7 @@ func testOutbox(t *testing.T, st store.Store) {
 	mk := func(id byte, next time.Duration) store.OutboxEntry {
 		return store.OutboxEntry{
 			ID: id16(id), Peer: id32(1), Device: []byte("device"), Payload: bytes.Repeat([]byte{id}, 100),
-			CreatedAt: T0, NextAttempt: T0.Add(next),
+			CreatedAt: T0, NextAttempt: T0.Add(next), Session: id16(id + 100),
 		}
 	}
 	update(t, st, func(tx *store.Tx) error {
@@ -1157,4 +1163,140 @@ func testLimits(t *testing.T, st store.Store) {
 			t.Errorf("%s over the limit: got %v, want ErrInvalid", name, err)
 		}
 	}
+}
+
+func testInvites(t *testing.T, st store.Store) {
+	mk := func(b byte, expires time.Duration) store.Invite {
+		return store.Invite{Secret: id16(b), Pin: []byte{b, 1, 2}, CreatedAt: T0, ExpiresAt: T0.Add(expires)}
+	}
+	update(t, st, func(tx *store.Tx) error {
+		for i, d := range []time.Duration{time.Hour, time.Minute, 2 * time.Hour} {
+			if err := tx.Invites().Put(mk(byte(i+1), d)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	view(t, st, func(tx *store.Tx) error {
+		got, err := tx.Invites().Get(id16(2))
+		if err != nil {
+			return err
+		}
+		equal(t, "Get", got, mk(2, time.Minute))
+		if _, err := tx.Invites().Get(id16(9)); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Get missing: got %v, want ErrNotFound", err)
+		}
+		all, err := tx.Invites().List()
+		if err != nil {
+			return err
+		}
+		if len(all) != 3 || all[0].Secret != id16(1) || all[2].Secret != id16(3) {
+			t.Errorf("List: got %+v", all)
+		}
+		return nil
+	})
+	update(t, st, func(tx *store.Tx) error {
+		n, err := tx.Invites().Expire(T0.Add(time.Hour), 0)
+		if err != nil {
+			return err
+		}
+		if n != 2 {
+			t.Errorf("Expire(+1h): removed %d, want 2", n)
+		}
+		return tx.Invites().Delete(id16(7)) // missing: not an error
+	})
+	view(t, st, func(tx *store.Tx) error {
+		all, err := tx.Invites().List()
+		if err != nil {
+			return err
+		}
+		if len(all) != 1 || all[0].Secret != id16(3) {
+			t.Errorf("after Expire: got %+v", all)
+		}
+		return nil
+	})
+	update(t, st, func(tx *store.Tx) error { return tx.Invites().Delete(id16(3)) })
+	view(t, st, func(tx *store.Tx) error {
+		if _, err := tx.Invites().Get(id16(3)); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Get after Delete: got %v, want ErrNotFound", err)
+		}
+		return nil
+	})
+	err := st.Update(context.Background(), func(tx *store.Tx) error {
+		return tx.Invites().Put(store.Invite{})
+	})
+	if !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("Put with a zero secret: got %v, want ErrInvalid", err)
+	}
+}
+
+func testMoveConversation(t *testing.T, st store.Store) {
+	old, nu, other := id32(1), id32(2), id32(3)
+	var want []store.Message
+	update(t, st, func(tx *store.Tx) error {
+		for i := byte(1); i <= 7; i++ {
+			peer := old
+			switch i {
+			case 3:
+				peer = other
+			case 6:
+				peer = nu
+			}
+			m := store.Message{ID: id16(i), Peer: peer, Seq: uint64(i), Kind: 1, Body: []byte{i},
+				SentAt: T0, ReceivedAt: T0, State: store.MessageReceived}
+			if err := tx.Messages().Put(&m); err != nil {
+				return err
+			}
+			if peer != other {
+				m.Peer = nu
+				want = append(want, m)
+			}
+		}
+		return nil
+	})
+	total := 0
+	for {
+		var n int
+		update(t, st, func(tx *store.Tx) error {
+			var err error
+			n, err = tx.Messages().MoveConversation(old, nu, 2)
+			return err
+		})
+		if n == 0 {
+			break
+		}
+		total += n
+	}
+	if total != 5 {
+		t.Errorf("moved %d messages, want 5", total)
+	}
+	view(t, st, func(tx *store.Tx) error {
+		got, err := tx.Messages().List(nu, 0, 0)
+		if err != nil {
+			return err
+		}
+		equal(t, "List(new) after the move", got, want)
+		gone, err := tx.Messages().List(old, 0, 0)
+		if err != nil {
+			return err
+		}
+		if len(gone) != 0 {
+			t.Errorf("List(old) after the move: got %s, want none", msgIDs(gone))
+		}
+		rest, err := tx.Messages().List(other, 0, 0)
+		if err != nil {
+			return err
+		}
+		if ids := msgIDs(rest); ids != "[3]" {
+			t.Errorf("List(other): got %s, want [3]", ids)
+		}
+		m, err := tx.Messages().Get(id16(1))
+		if err != nil {
+			return err
+		}
+		if m.Peer != nu || m.Order != want[0].Order {
+			t.Errorf("moved message: peer %x order %d, want %x %d", m.Peer[:1], m.Order, nu[:1], want[0].Order)
+		}
+		return nil
+	})
 }
