@@ -1,0 +1,328 @@
+package prekeys
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	mrand "math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/crypto/pqxdh"
+	"github.com/sealpost/sealpost/crypto/prekey"
+	"github.com/sealpost/sealpost/store"
+)
+
+var t0 = time.Date(2026, 4, 1, 12, 0, 0, 0, time.UTC)
+
+// seeded is a deterministic random source for tests.
+type seeded struct{ r *mrand.ChaCha8 }
+
+func newSeeded(b byte) *seeded { return &seeded{mrand.NewChaCha8([32]byte{b})} }
+
+func (s *seeded) Read(p []byte) (int, error) { return s.r.Read(p) }
+
+type party struct {
+	id  *identity.Private
+	dev *identity.DeviceRecord
+}
+
+func newParty(t *testing.T, b byte) party {
+	t.Helper()
+	r := newSeeded(b)
+	id, err := identity.Generate(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := make([]byte, ed25519.SeedSize)
+	r.Read(seed)
+	key := ed25519.NewKeyFromSeed(seed)
+	devID := append([]byte{0, 0x24, 8, 1, 0x12, 0x20}, key.Public().(ed25519.PublicKey)...)
+	dev, err := identity.NewDeviceRecord(id, key, devID, t0, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return party{id, dev}
+}
+
+func newManager(t *testing.T, pol Policy) (*Manager, store.Store, party) {
+	t.Helper()
+	p := newParty(t, 1)
+	st := store.NewMemory()
+	t.Cleanup(func() { st.Close() })
+	return New(p.id, p.dev, pol, newSeeded(2)), st, p
+}
+
+func update(t *testing.T, st store.Store, fn func(tx *store.Tx) error) {
+	t.Helper()
+	if err := st.Update(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func maintain(t *testing.T, m *Manager, st store.Store, now time.Time) Report {
+	t.Helper()
+	var r Report
+	update(t, st, func(tx *store.Tx) error {
+		var err error
+		r, err = m.Maintain(tx, now)
+		return err
+	})
+	return r
+}
+
+func serve(t *testing.T, m *Manager, st store.Store, pin []byte, now time.Time) (*prekey.Bundle, error) {
+	t.Helper()
+	var b []byte
+	err := st.Update(context.Background(), func(tx *store.Tx) error {
+		var err error
+		b, err = m.Serve(tx, pin, now)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	bundle, err := prekey.ParseBundle(b)
+	if err != nil {
+		t.Fatalf("served bundle does not parse: %v", err)
+	}
+	if err := bundle.Verify(now); err != nil {
+		t.Fatalf("served bundle does not verify: %v", err)
+	}
+	return bundle, nil
+}
+
+func TestServeHandsOutEachOneTimeKeyOnce(t *testing.T) {
+	m, st, _ := newManager(t, Policy{OneTimeTarget: 5, OneTimeLow: 2})
+	update(t, st, func(tx *store.Tx) error {
+		if _, err := m.Serve(tx, nil, t0); !errors.Is(err, ErrNoPrekeys) {
+			t.Errorf("Serve before Maintain: got %v, want ErrNoPrekeys", err)
+		}
+		return nil
+	})
+	r := maintain(t, m, st, t0)
+	if !r.Rotated || r.Generated != 5 || r.Available != 5 {
+		t.Fatalf("first Maintain: %+v", r)
+	}
+	seen := map[uint32]bool{}
+	for range 5 {
+		b, err := serve(t, m, st, nil, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.OneTime == nil {
+			t.Fatal("bundle without a one-time prekey while some are available")
+		}
+		if seen[b.OneTime.ID()] {
+			t.Fatalf("one-time prekey %d handed out twice", b.OneTime.ID())
+		}
+		seen[b.OneTime.ID()] = true
+	}
+	b, err := serve(t, m, st, nil, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.OneTime != nil {
+		t.Errorf("bundle with a one-time prekey after all were handed out")
+	}
+	r = maintain(t, m, st, t0.Add(time.Minute))
+	if r.Rotated || r.Generated != 5 || r.Available != 5 {
+		t.Errorf("refill: %+v", r)
+	}
+	b, err = serve(t, m, st, nil, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.OneTime == nil || seen[b.OneTime.ID()] {
+		t.Errorf("after refill: got %v, want a new one-time prekey", b.OneTime)
+	}
+}
+
+func TestMaxHandedOut(t *testing.T) {
+	m, st, _ := newManager(t, Policy{OneTimeTarget: 10, OneTimeLow: 5, MaxHandedOut: 3})
+	maintain(t, m, st, t0)
+	for i := range 5 {
+		b, err := serve(t, m, st, nil, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := b.OneTime != nil, i < 3; got != want {
+			t.Errorf("serve %d: one-time prekey %v, want %v", i, got, want)
+		}
+	}
+}
+
+func TestRotationRetentionAndPins(t *testing.T) {
+	pol := Policy{OneTimeTarget: 2, OneTimeLow: 1}
+	m, st, _ := newManager(t, pol)
+	maintain(t, m, st, t0)
+	var v1 *Version
+	update(t, st, func(tx *store.Tx) error {
+		var err error
+		v1, err = m.Current(tx)
+		return err
+	})
+	pin1 := v1.Hash[:16]
+	week := m.Policy().RotateEvery
+	if r := maintain(t, m, st, t0.Add(week-time.Second)); r.Rotated {
+		t.Fatal("rotated before RotateEvery")
+	}
+	if r := maintain(t, m, st, t0.Add(week)); !r.Rotated {
+		t.Fatal("did not rotate after RotateEvery")
+	}
+	now := t0.Add(week + time.Hour)
+	cur, err := serve(t, m, st, nil, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.Hash() == v1.Hash {
+		t.Fatal("current bundle is still version 1 after rotation")
+	}
+	old, err := serve(t, m, st, pin1, now)
+	if err != nil {
+		t.Fatalf("serve the pinned old version: %v", err)
+	}
+	if old.Hash() != v1.Hash || old.SignedPrekey.ID() != v1.ID {
+		t.Errorf("pinned serve returned another version")
+	}
+	if _, err := serve(t, m, st, []byte("no such pin, 16"), now); !errors.Is(err, ErrExpired) {
+		t.Errorf("unknown pin: got %v, want ErrExpired", err)
+	}
+	// Keep rotating weekly; version 1 stops being served at MaxAge and its
+	// keys go Retention after version 2 replaced it.
+	for now := t0.Add(2 * week); now.Before(t0.Add(week + m.Policy().Retention() + week)); now = now.Add(week) {
+		maintain(t, m, st, now)
+	}
+	at := t0.Add(prekey.MaxAge)
+	if _, err := serve(t, m, st, pin1, at); !errors.Is(err, ErrExpired) {
+		t.Errorf("pinned version past MaxAge: got %v, want ErrExpired", err)
+	}
+	update(t, st, func(tx *store.Tx) error {
+		if _, err := tx.Prekeys().Get(store.PrekeySigned, v1.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("version 1 signed prekey still stored after its retention: %v", err)
+		}
+		if _, err := tx.Prekeys().Get(store.PrekeyLastResort, v1.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("version 1 KEM prekey still stored after its retention: %v", err)
+		}
+		spks, err := tx.Prekeys().List(store.PrekeySigned)
+		if err != nil {
+			return err
+		}
+		// Versions younger than Retention past their replacement stay.
+		if want := int(m.Policy().Retention()/week) + 1; len(spks) < want-1 || len(spks) > want+1 {
+			t.Errorf("%d signed prekeys retained, want about %d", len(spks), want)
+		}
+		return nil
+	})
+}
+
+func TestRetentionBoundary(t *testing.T) {
+	m, st, _ := newManager(t, Policy{OneTimeTarget: 1, OneTimeLow: 1})
+	maintain(t, m, st, t0)
+	week := m.Policy().RotateEvery
+	maintain(t, m, st, t0.Add(week)) // version 2 replaces version 1
+	keep := t0.Add(week + m.Policy().Retention())
+	maintain(t, m, st, keep.Add(-time.Second))
+	exists := func() bool {
+		ok := false
+		update(t, st, func(tx *store.Tx) error {
+			_, err := tx.Prekeys().Get(store.PrekeySigned, 1)
+			ok = err == nil
+			return nil
+		})
+		return ok
+	}
+	if !exists() {
+		t.Fatal("version 1 deleted before its retention ended")
+	}
+	maintain(t, m, st, keep)
+	if exists() {
+		t.Fatal("version 1 kept after its retention ended")
+	}
+}
+
+func TestResponderAndConsume(t *testing.T) {
+	m, st, bob := newManager(t, Policy{OneTimeTarget: 3, OneTimeLow: 1})
+	alice := newParty(t, 9)
+	maintain(t, m, st, t0)
+	for _, withOneTime := range []bool{true, false} {
+		var b *prekey.Bundle
+		if withOneTime {
+			var err error
+			if b, err = serve(t, m, st, nil, t0); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			update(t, st, func(tx *store.Tx) error {
+				v, err := m.Current(tx)
+				b = v.bundle
+				return err
+			})
+		}
+		init, err := pqxdh.Initiate(alice.id, alice.dev, b, t0, newSeeded(3))
+		if err != nil {
+			t.Fatal(err)
+		}
+		update(t, st, func(tx *store.Tx) error {
+			r, err := m.Responder(tx, init.Message)
+			if err != nil {
+				return err
+			}
+			res, err := pqxdh.Respond(r, init.Message)
+			if err != nil {
+				return err
+			}
+			if res.Secret != init.Secret {
+				t.Error("responder derived another secret")
+			}
+			if res.UsedOneTime != withOneTime {
+				t.Errorf("UsedOneTime = %v, want %v", res.UsedOneTime, withOneTime)
+			}
+			if res.UsedOneTime {
+				return m.Consume(tx, res.OneTimeID)
+			}
+			return nil
+		})
+		if withOneTime {
+			update(t, st, func(tx *store.Tx) error {
+				if _, err := m.Responder(tx, init.Message); !errors.Is(err, ErrUnknownPrekey) {
+					t.Errorf("Responder after Consume: got %v, want ErrUnknownPrekey", err)
+				}
+				return nil
+			})
+		}
+	}
+	_ = bob
+}
+
+func TestOneTimeKeysAgeOut(t *testing.T) {
+	m, st, _ := newManager(t, Policy{OneTimeTarget: 4, OneTimeLow: 2})
+	maintain(t, m, st, t0)
+	if _, err := serve(t, m, st, nil, t0); err != nil { // one handed out
+		t.Fatal(err)
+	}
+	// Available keys are replaced before they are too old to serve.
+	week := m.Policy().RotateEvery
+	later := t0.Add(prekey.MaxAge - week)
+	r := maintain(t, m, st, later)
+	if r.Deleted < 3 || r.Available != 4 {
+		t.Errorf("Maintain when available keys age out: %+v", r)
+	}
+	count := func(state store.PrekeyState) int {
+		n := 0
+		update(t, st, func(tx *store.Tx) error {
+			var err error
+			n, err = tx.Prekeys().Count(store.PrekeyOneTime, state)
+			return err
+		})
+		return n
+	}
+	if got := count(store.PrekeyHandedOut); got != 1 {
+		t.Errorf("handed-out keys before their retention: %d, want 1", got)
+	}
+	maintain(t, m, st, t0.Add(m.Policy().Retention()))
+	if got := count(store.PrekeyHandedOut); got != 0 {
+		t.Errorf("handed-out keys after their retention: %d, want 0", got)
+	}
+}
