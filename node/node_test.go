@@ -528,8 +528,12 @@ func TestMeasureIdle(t *testing.T) {
 	time.Sleep(idle)
 	runtime.GC()
 	rss1, g1 := rssAnon(t), runtime.NumGoroutine()
-	t.Logf("%d nodes idle %s: RssAnon %d KiB -> %d KiB (%d KiB per node), goroutines %d -> %d (%d per node)",
-		count, idle, rss0, rss1, (rss1-rss0)/count, g0, g1, (g1-g0)/count)
+	conns := 0
+	for _, n := range nodes {
+		conns += len(n.Peers())
+	}
+	t.Logf("%d nodes idle %s with %.1f peers each: RssAnon %d KiB -> %d KiB (%d KiB per node), goroutines %d -> %d (%d per node)",
+		count, idle, float64(conns)/count, rss0, rss1, (rss1-rss0)/count, g0, g1, (g1-g0)/count)
 	for _, n := range nodes {
 		n.Close()
 	}
