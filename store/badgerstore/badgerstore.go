@@ -183,7 +183,7 @@ func Create(ctx context.Context, dir string, mode Mode, opts Options) (*Store, e
 	// than a key file that Open would take for a complete store.
 	s, err := open(ctx, dir, dk, opts)
 	if err != nil {
-		return nil, fmt.Errorf("create store: %w", err)
+		return nil, err
 	}
 	if err := writeKeyFile(dir, k); err != nil {
 		s.Close()
@@ -214,19 +214,15 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 		dk = k.dataKey
 		defer clear(dk)
 	}
-	s, err := open(ctx, dir, dk, opts)
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
-	return s, nil
+	return open(ctx, dir, dk, opts)
 }
 
 func open(ctx context.Context, dir string, dataKey []byte, opts Options) (*Store, error) {
 	b, err := openBackend(filepath.Join(dir, dataDirName), dataKey, opts)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("open store: %w", err)
 	}
-	st, err := store.Open(ctx, b)
+	st, err := store.Open(ctx, b) // its errors say "open store"
 	if err != nil {
 		b.Close()
 		return nil, err
