@@ -3,14 +3,15 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"runtime"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/sealpost/sealpost/crypto/bench"
+	"github.com/sealpost/sealpost/store/badgerstore"
 )
 
 // benchReport is what `sealpost bench --json` prints.
@@ -28,17 +29,29 @@ type benchRunner struct {
 
 func (c *cli) benchCommand() *cobra.Command {
 	var duration time.Duration
+	var dir string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure crypto and storage figures on this machine (no daemon needed)",
 		Long: `Measure the figures that matter to users on this machine, in this process:
-crypto (ratchet, sealing) and storage. Each throughput figure is printed next to
-the limit computed in the same run from the primitives it is made of, and their
-ratio, so the ratio stays meaningful on a noisy machine.`,
+crypto (ratchet, sealing) and storage (durable and group-committed writes in a
+temporary encrypted store, on the disk of the home unless --dir says otherwise).
+Each throughput figure is printed next to the limit computed in the same run
+from the primitives it is made of, and their ratio, so the ratio stays
+meaningful on a noisy machine.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if dir == "" {
+				dir = os.TempDir()
+				if h, err := c.home(); err == nil {
+					if fi, err := os.Stat(h.Dir); err == nil && fi.IsDir() {
+						dir = h.Dir
+					}
+				}
+			}
 			runners := []benchRunner{
 				{"crypto", func() ([]bench.Figure, error) { return bench.Crypto(bench.Options{Duration: duration}) }},
+				{"storage", func() ([]bench.Figure, error) { return badgerstore.Bench(cmd.Context(), dir, duration) }},
 			}
 			report := benchReport{Go: runtime.Version(), CPUs: runtime.NumCPU(), Figures: []bench.Figure{}}
 			progress := io.Discard
@@ -57,20 +70,19 @@ ratio, so the ratio stays meaningful on a noisy machine.`,
 		},
 	}
 	cmd.Flags().DurationVar(&duration, "duration", 3*time.Second, "measuring time of each group of figures")
+	cmd.Flags().StringVar(&dir, "dir", "", "directory for the temporary storage benchmark store (default: the home, else the temporary directory)")
 	return cmd
 }
 
 func printFigures(w io.Writer, r benchReport) {
 	fmt.Fprintf(w, "%s, %d CPUs\n", r.Go, r.CPUs)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "FIGURE\tVALUE\tUNIT\tLIMIT\tRATIO\t")
+	fmt.Fprintf(w, "%-28s %12s %-12s %12s %6s\n", "FIGURE", "VALUE", "UNIT", "LIMIT", "RATIO")
 	for _, f := range r.Figures {
 		limit, ratio := "-", "-"
 		if f.Limit > 0 {
-			limit = fmt.Sprintf("%.4g", f.Limit)
+			limit = fmt.Sprintf("%.5g", f.Limit)
 			ratio = fmt.Sprintf("%.2f", f.Ratio)
 		}
-		fmt.Fprintf(tw, "%s\t%.4g\t%s\t%s\t%s\t\n", f.Name, f.Value, f.Unit, limit, ratio)
+		fmt.Fprintf(w, "%-28s %12.5g %-12s %12s %6s\n", f.Name, f.Value, f.Unit, limit, ratio)
 	}
-	tw.Flush()
 }

@@ -74,6 +74,9 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 		return userErrorf("bad --log-level %q: want debug, info, warn or error", o.logLevel)
 	}
 	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: level}))
+	if err := checkLoopback("--api", o.apiAddr); err != nil {
+		return err
+	}
 
 	// Signals end the daemon from here on. Once they have (or the API
 	// failed), the shutdown has shutdownTimeout to finish.
@@ -139,7 +142,7 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 		return userError(err)
 	}
 	applyDaemonFlags(&cfg, o)
-	if err := checkLoopback("--api", cfg.API); err != nil {
+	if err := checkLoopback("--api (or api in config.toml)", cfg.API); err != nil {
 		return err
 	}
 

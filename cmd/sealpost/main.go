@@ -79,8 +79,10 @@ func run(ctx context.Context, e env) int {
 	root.SetIn(e.stdin)
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
+	// Errors from before a command's RunE are cobra's verdict on the command
+	// line: usage errors.
 	ran := false
-	root.PersistentPreRun = func(*cobra.Command, []string) { ran = true }
+	markRun(root, &ran)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return api.ExitOK
@@ -94,6 +96,19 @@ func run(ctx context.Context, e env) int {
 		fmt.Fprintln(e.stderr, "run 'sealpost --help' for usage")
 	}
 	return code
+}
+
+// markRun wraps the RunE of cmd and its subcommands to set *ran.
+func markRun(cmd *cobra.Command, ran *bool) {
+	if f := cmd.RunE; f != nil {
+		cmd.RunE = func(cmd *cobra.Command, args []string) error {
+			*ran = true
+			return f(cmd, args)
+		}
+	}
+	for _, sub := range cmd.Commands() {
+		markRun(sub, ran)
+	}
 }
 
 // exitCode maps an error to the exit code of DESIGN.md §6. API errors carry
@@ -136,7 +151,7 @@ Exit codes: 0 ok, 1 usage or user error, 2 internal error, 3 network,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
-	root.PersistentFlags().StringVar(&c.homeFlag, "home", "", "home directory (env "+home.EnvHome+"; default $XDG_DATA_HOME/sealpost)")
+	root.PersistentFlags().StringVar(&c.homeFlag, "home", "", "home directory (env "+home.EnvHome+"; default $XDG_DATA_HOME/sealpost or ~/.local/share/sealpost)")
 	root.PersistentFlags().BoolVar(&c.json, "json", false, "print the result as one JSON object")
 	root.AddCommand(
 		c.initCommand(),

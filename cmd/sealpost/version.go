@@ -56,6 +56,8 @@ func (c *cli) versionCommand() *cobra.Command {
 						dirty = " (modified)"
 					}
 					fmt.Fprintf(w, "revision %s%s %s\n", v.Revision, dirty, v.Time)
+				} else {
+					fmt.Fprintln(w, "revision unknown (built without VCS information)")
 				}
 			})
 		},

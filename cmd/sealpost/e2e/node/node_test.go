@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/cmd/sealpost/e2e/harness"
+	"github.com/sealpost/sealpost/node/api"
 )
 
 var bin *harness.Binary
@@ -99,6 +100,14 @@ func TestTwoDaemonsFindEachOther(t *testing.T) {
 			t.Errorf("address %s does not end in /p2p/%s", addr, ida.PeerID)
 		}
 	}
+	// a's event stream, open before b starts, tells of b.
+	events := make(chan api.Event, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go api.NewUnixClient(filepath.Join(a.Dir, "api.sock")).Events(ctx, func(ev api.Event) error {
+		events <- ev
+		return nil
+	})
 	db := b.Start("--listen", "/ip4/127.0.0.1/tcp/0", "--bootstrap", loopbackTCP(t, ida))
 	var idb idJSON
 	b.JSON(&idb, "id")
@@ -108,6 +117,19 @@ func TestTwoDaemonsFindEachOther(t *testing.T) {
 
 	eventually(t, "b lists a in peers ls", func() bool { return lists(b, ida.PeerID) })
 	eventually(t, "a lists b in peers ls", func() bool { return lists(a, idb.PeerID) })
+	timeout := time.After(30 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case ev := <-events:
+			var pe struct {
+				PeerID string `json:"peer_id"`
+			}
+			json.Unmarshal(ev.Data, &pe)
+			seen = ev.Type == "peer.connected" && pe.PeerID == idb.PeerID
+		case <-timeout:
+			t.Fatalf("no peer.connected event for b on a's event stream")
+		}
+	}
 
 	// Plain output names the peer too.
 	if r := b.MustRun("peers", "ls"); !strings.Contains(r.Stdout, ida.PeerID) {
@@ -449,4 +471,79 @@ func freeLoopbackAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+func TestBench(t *testing.T) {
+	h := bin.Home(t)
+	var report struct {
+		Go      string `json:"go"`
+		CPUs    int    `json:"cpus"`
+		Figures []struct {
+			Name  string   `json:"name"`
+			Unit  string   `json:"unit"`
+			Value float64  `json:"value"`
+			Limit *float64 `json:"limit"`
+			Ratio *float64 `json:"ratio"`
+		} `json:"figures"`
+	}
+	h.JSON(&report, "bench", "--duration", "400ms", "--dir", t.TempDir())
+	if !strings.HasPrefix(report.Go, "go") || report.CPUs < 1 {
+		t.Errorf("bench --json: go %q, cpus %d", report.Go, report.CPUs)
+	}
+	names := map[string]bool{}
+	for _, f := range report.Figures {
+		names[f.Name] = true
+		if f.Unit == "" || f.Value <= 0 {
+			t.Errorf("figure %+v has no unit or value", f)
+		}
+		if (f.Limit == nil) != (f.Ratio == nil) {
+			t.Errorf("figure %s: limit and ratio must come together", f.Name)
+		}
+		if f.Limit != nil && *f.Ratio <= 0 {
+			t.Errorf("figure %s: ratio %v", f.Name, *f.Ratio)
+		}
+	}
+	for _, want := range []string{"ratchet_roundtrip", "seal_open", "store_durable_write", "store_batch_write"} {
+		if !names[want] {
+			t.Errorf("bench --json lacks %s", want)
+		}
+	}
+	if _, err := os.Stat(h.Dir); !os.IsNotExist(err) {
+		t.Errorf("bench created the home %s", h.Dir)
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	h := bin.Home(t)
+	r := h.MustRun("--help")
+	for _, cmd := range []string{"init", "daemon", "id", "status", "peers", "bench", "version", "completion"} {
+		if !strings.Contains(r.Stdout, "  "+cmd+" ") {
+			t.Errorf("--help does not list %s:\n%s", cmd, r.Stdout)
+		}
+	}
+	if r := h.MustRun("daemon", "--help"); !strings.Contains(r.Stdout, "--bootstrap") || !strings.Contains(r.Stdout, "--no-passphrase") {
+		t.Errorf("daemon --help is incomplete:\n%s", r.Stdout)
+	}
+	var v struct{ Version, Go string }
+	h.JSON(&v, "version")
+	if v.Version == "" || !strings.HasPrefix(v.Go, "go") {
+		t.Errorf("version --json: %+v", v)
+	}
+	if r := h.MustRun("completion", "bash"); !strings.Contains(r.Stdout, "sealpost") {
+		t.Errorf("completion bash printed no script")
+	}
+	for _, args := range [][]string{
+		{"frobnicate"},
+		{"status", "--frob"},
+		{"peers", "connect"},
+		{"peers"},
+		{"init", "--profile", "server", "--no-passphrase"},
+		{"init", "--passphrase-file", "x", "--no-passphrase"},
+		{"daemon", "--api", "0.0.0.0:7711"},
+	} {
+		r := h.Run(args...)
+		if r.Code != 1 || !strings.HasPrefix(r.Stderr, "sealpost: ") || r.Stdout != "" {
+			t.Errorf("%v: %s\nwant exit 1, a 'sealpost: ' error and no output", args, r)
+		}
+	}
 }
