@@ -78,7 +78,13 @@ func badgerOptions(dir string, dataKey []byte, o Options) badger.Options {
 	opt.CompactL0OnClose = false
 	opt.DetectConflicts = true
 	if len(dataKey) > 0 {
-		opt.EncryptionKey = dataKey
+		// Badger keeps the key for as long as the database is open (it
+		// encrypts each new data key with it, every rotation period), so it
+		// gets its own copy: the caller clears dataKey when Open returns.
+		opt.EncryptionKey = bytes.Clone(dataKey)
+		if o.keyRotation > 0 {
+			opt.EncryptionKeyRotationDuration = o.keyRotation
+		}
 	}
 	return opt
 }

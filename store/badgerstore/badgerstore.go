@@ -89,6 +89,9 @@ type Options struct {
 
 	// vlogFileSize overrides the value-log file size in tests.
 	vlogFileSize int64
+	// keyRotation overrides how often badger makes a new data key (10
+	// days), in tests.
+	keyRotation time.Duration
 }
 
 func (o Options) withDefaults() Options {
