@@ -33,12 +33,11 @@ import (
 
 // Sizes of keys, signatures and shared secrets.
 const (
-	X25519KeySize     = 32
+	X25519KeySize     = 32 // public key
+	X25519PrivateSize = 32
 	X25519SecretSize  = 32
 	Ed25519KeySize    = ed25519.PublicKeySize
 	Ed25519SigSize    = ed25519.SignatureSize
-	Ed25519SeedSize   = ed25519.SeedSize
-	X25519PrivateSize = 32
 )
 
 // ErrInvalidPublicKey is the error every check returns (wrapped with the
