@@ -55,7 +55,7 @@ meaningful on a noisy machine.`,
 			}
 			report := benchReport{Go: runtime.Version(), CPUs: runtime.NumCPU(), Figures: []bench.Figure{}}
 			progress := io.Discard
-			if term.IsTerminal(int(c.stdin.Fd())) {
+			if f, ok := c.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 				progress = c.stderr
 			}
 			for _, r := range runners {

@@ -78,6 +78,46 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 		return err
 	}
 
+	h, err := c.home()
+	if err != nil {
+		return err
+	}
+	initialized := h.Initialized()
+	if !initialized && !o.doInit {
+		return userErrorf("%s is not initialized: run 'sealpost init' or 'sealpost daemon --init'", h.Dir)
+	}
+	if !initialized {
+		if err := o.init.check(); err != nil {
+			return err
+		}
+	}
+	if initialized && o.init.profile != "" {
+		// An initialized home keeps its profile; say so rather than ignore the flag.
+		if cfg, err := h.ReadConfig(); err == nil && cfg.Profile != o.init.profile {
+			return userErrorf("%s was initialized with profile %s; edit its config.toml to change settings", h.Dir, cfg.Profile)
+		}
+	}
+	if err := h.Create(); err != nil {
+		return err
+	}
+	lock, err := c.lock(h)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+
+	// The passphrase before the signal handler: Ctrl-C at the prompt ends
+	// the process at once.
+	var pass []byte
+	if initialized {
+		pass, err = c.storePassphrase(h, o.init.passphraseFile)
+	} else {
+		pass, err = c.newPassphrase(o.init)
+	}
+	if err != nil {
+		return err
+	}
+
 	// Signals end the daemon from here on. Once they have (or the API
 	// failed), the shutdown has shutdownTimeout to finish.
 	sigCtx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -100,35 +140,17 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 		}
 	}()
 
-	h, err := c.home()
-	if err != nil {
-		return err
-	}
-	if !h.Initialized() && !o.doInit {
-		return userErrorf("%s is not initialized: run 'sealpost init' or 'sealpost daemon --init'", h.Dir)
-	}
-	if err := h.Create(); err != nil {
-		return err
-	}
-	lock, err := c.lock(h)
-	if err != nil {
-		return err
-	}
-	defer lock.Unlock()
-
 	var st store.Store
-	if h.Initialized() {
-		if o.init.profile != "" {
-			// An initialized home keeps its profile; say so rather than ignore the flag.
-			if cfg, err := h.ReadConfig(); err == nil && cfg.Profile != o.init.profile {
-				return userErrorf("%s was initialized with profile %s; edit its config.toml to change settings", h.Dir, cfg.Profile)
-			}
-		}
-		if st, err = c.openStore(ctx, h, o.init.passphraseFile, log); err != nil {
+	if initialized {
+		if st, err = c.openStore(ctx, h, pass, log); err != nil {
 			return err
 		}
-	} else if st, _, err = c.initHome(ctx, h, o.init, log); err != nil {
-		return err
+	} else {
+		var res initResult
+		if st, res, err = c.initHome(ctx, h, o.init, pass, log); err != nil {
+			return err
+		}
+		log.Info("initialized the home", "home", res.Home, "profile", res.Profile)
 	}
 	storeOpen := time.Now()
 	defer func() {

@@ -30,6 +30,14 @@ type initOptions struct {
 	noPassphrase   bool
 }
 
+// check refuses bad options before anything is asked or created.
+func (o *initOptions) check() error {
+	if _, err := home.DefaultConfig(o.profile); err != nil {
+		return userError(err)
+	}
+	return nil
+}
+
 func (o *initOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.name, "name", "", "your display name")
 	f.StringVar(&o.profile, "profile", "", "defaults to write into config.toml: personal, relay or test (default personal)")
@@ -59,6 +67,9 @@ with an error rather than wait. --no-passphrase stores the data key next to the
 database instead, which protects nothing against disk theft.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
 			h, err := c.home()
 			if err != nil {
 				return err
@@ -74,7 +85,11 @@ database instead, which protects nothing against disk theft.`,
 				return err
 			}
 			defer lock.Unlock()
-			st, res, err := c.initHome(cmd.Context(), h, o, nil)
+			pass, err := c.newPassphrase(o)
+			if err != nil {
+				return err
+			}
+			st, res, err := c.initHome(cmd.Context(), h, o, pass, nil)
 			if err != nil {
 				return err
 			}
@@ -91,29 +106,37 @@ database instead, which protects nothing against disk theft.`,
 	return cmd
 }
 
-// initHome initializes h, which the caller has locked, and returns its
-// open store.
-func (c *cli) initHome(ctx context.Context, h home.Home, o initOptions, log *slog.Logger) (store.Store, initResult, error) {
-	if o.profile == "" {
-		o.profile = home.ProfilePersonal
-	}
-	if _, err := home.DefaultConfig(o.profile); err != nil {
-		return nil, initResult{}, userError(err)
-	}
-	var pass []byte
+// newPassphrase returns the passphrase for a new store, or nil (after the
+// warning) with --no-passphrase.
+func (c *cli) newPassphrase(o initOptions) ([]byte, error) {
 	if o.noPassphrase {
 		fmt.Fprintln(c.stderr, noPassphraseWarning)
-	} else {
-		var err error
-		if pass, err = c.passphrase(o.passphraseFile, true); err != nil {
-			return nil, initResult{}, err
-		}
+		return nil, nil
+	}
+	return c.passphrase(o.passphraseFile, true)
+}
+
+// storePassphrase returns the passphrase of an initialized home's store, or
+// nil if the store has none.
+func (c *cli) storePassphrase(h home.Home, passphraseFile string) ([]byte, error) {
+	protected, err := h.Protected()
+	if err != nil || !protected {
+		return nil, err
+	}
+	return c.passphrase(passphraseFile, false)
+}
+
+// initHome initializes h, which the caller has locked, with the passphrase
+// pass (nil: --no-passphrase), and returns its open store.
+func (c *cli) initHome(ctx context.Context, h home.Home, o initOptions, pass []byte, log *slog.Logger) (store.Store, initResult, error) {
+	if o.profile == "" {
+		o.profile = home.ProfilePersonal
 	}
 	st, id, err := h.Init(ctx, home.InitOptions{
 		Name:         o.name,
 		Profile:      o.profile,
 		Passphrase:   pass,
-		NoPassphrase: o.noPassphrase,
+		NoPassphrase: pass == nil,
 		Logger:       log,
 	})
 	if errors.Is(err, home.ErrInitialized) {
@@ -125,25 +148,17 @@ func (c *cli) initHome(ctx context.Context, h home.Home, o initOptions, log *slo
 	return st, initResult{Home: h.Dir, Profile: o.profile, UserID: id.UserID, PeerID: id.PeerID}, nil
 }
 
-// openStore opens the store of an initialized home, asking for the
-// passphrase only when the store has one.
-func (c *cli) openStore(ctx context.Context, h home.Home, passphraseFile string, log *slog.Logger) (store.Store, error) {
-	var pass []byte
-	protected, err := h.Protected()
-	if err != nil {
-		return nil, err
-	}
-	if protected {
-		if pass, err = c.passphrase(passphraseFile, false); err != nil {
-			return nil, err
-		}
-	}
+// openStore opens the store of an initialized home with the passphrase
+// from storePassphrase.
+func (c *cli) openStore(ctx context.Context, h home.Home, pass []byte, log *slog.Logger) (store.Store, error) {
 	st, err := h.OpenStore(ctx, pass, log)
 	switch {
 	case errors.Is(err, store.ErrWrongPassphrase):
 		return nil, userErrorf("wrong passphrase for %s", h.Dir)
 	case errors.Is(err, store.ErrSchemaTooNew):
 		return nil, userErrorf("%s was written by a newer sealpost; upgrade to open it", h.Dir)
+	case errors.Is(err, store.ErrLocked):
+		return nil, userErrorf("the store of %s is in use by another process", h.Dir)
 	case err != nil:
 		return nil, fmt.Errorf("open store: %w", err)
 	}

@@ -28,6 +28,10 @@ type Config struct {
 	Metrics      string   `toml:"metrics" comment:"Serve Prometheus metrics at /metrics on this address, e.g. \"127.0.0.1:7712\".\nEmpty: metrics only at /metrics of the local API."`
 }
 
+// ErrUnknownProfile is returned for a profile name that is not one of
+// personal, relay and test.
+var ErrUnknownProfile = errors.New("home: unknown profile")
+
 // Profiles are the names accepted by --profile (node.Profile's values).
 const (
 	ProfilePersonal = string(node.Personal)
@@ -41,7 +45,7 @@ const (
 func DefaultConfig(profile string) (Config, error) {
 	d, err := node.Defaults(node.Profile(profile))
 	if err != nil {
-		return Config{}, fmt.Errorf("home: unknown profile %q (want personal, relay or test)", profile)
+		return Config{}, fmt.Errorf("%w %q (want personal, relay or test)", ErrUnknownProfile, profile)
 	}
 	return Config{
 		Profile:      string(d.Profile),

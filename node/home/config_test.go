@@ -1,6 +1,7 @@
 package home
 
 import (
+	"errors"
 	"os"
 	"reflect"
 	"strings"
@@ -58,7 +59,7 @@ func TestProfiles(t *testing.T) {
 	if def, _ := DefaultConfig(""); def.Profile != ProfilePersonal {
 		t.Errorf("default profile %q, want personal", def.Profile)
 	}
-	if _, err := DefaultConfig("server"); err == nil {
+	if _, err := DefaultConfig("server"); !errors.Is(err, ErrUnknownProfile) {
 		t.Error("DefaultConfig accepted an unknown profile")
 	}
 }

@@ -252,6 +252,34 @@ func TestNoDaemon(t *testing.T) {
 	}
 }
 
+// TestLongHome runs a daemon on a home whose api.sock path is too long for a
+// unix socket: the socket goes to the runtime directory, named in HOME/api.
+func TestLongHome(t *testing.T) {
+	h := bin.Home(t)
+	h.Dir = filepath.Join(h.Dir, strings.Repeat("d", 60), strings.Repeat("e", 60))
+	runtimeDir := t.TempDir()
+	h.Env = []string{"XDG_RUNTIME_DIR=" + runtimeDir}
+	h.Init()
+	d := h.Start()
+	b, err := os.ReadFile(filepath.Join(h.Dir, "api"))
+	if err != nil {
+		t.Fatalf("HOME/api: %v", err)
+	}
+	sock := strings.TrimSpace(string(b))
+	fi, err := os.Stat(sock)
+	if err != nil || !strings.HasPrefix(sock, runtimeDir) || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket %s: %v, %v; want a 0600 socket under %s", sock, fi.Mode(), err, runtimeDir)
+	}
+	var id idJSON
+	h.JSON(&id, "id")
+	if code := d.Stop(syscall.SIGTERM); code != 0 {
+		t.Errorf("exit %d on SIGTERM", code)
+	}
+	if r := h.Run("status"); r.Code != 6 {
+		t.Errorf("status after stop: %s\nwant exit 6", r)
+	}
+}
+
 func TestKilledDaemonRestarts(t *testing.T) {
 	h := bin.Home(t)
 	h.Init()
