@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -184,6 +185,9 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped by a signal while starting
+		}
+		if errors.Is(err, node.ErrBadAddr) {
+			return userError(err)
 		}
 		return fmt.Errorf("start node: %w", err)
 	}

@@ -130,7 +130,7 @@ func exitCode(err error) int {
 // package prefixes of the layers it came through.
 func message(err error) string {
 	msg := err.Error()
-	for _, prefix := range []string{"home: ", "api: "} {
+	for _, prefix := range []string{"home: ", "api: ", "node: "} {
 		msg = strings.TrimPrefix(msg, prefix)
 	}
 	return msg

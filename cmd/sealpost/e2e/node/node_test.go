@@ -244,6 +244,10 @@ func TestNoDaemon(t *testing.T) {
 	if r := h.Run("status"); r.Code != 6 {
 		t.Errorf("status with a stale socket: %s\nwant exit 6", r)
 	}
+	// A bad --listen address is the user's error.
+	if r := h.Run("daemon", "--listen", "/ip4/127.0.0.1/tcp/notaport"); r.Code != 1 || !strings.HasPrefix(r.Stderr, "sealpost: ") || !strings.Contains(r.Stderr, "bad multiaddr") {
+		t.Errorf("daemon with a bad --listen: %s\nwant exit 1 and 'bad multiaddr'", r)
+	}
 	// And a daemon starts over the stale socket.
 	h.Start()
 	// An uninitialized home has no daemon either.
