@@ -92,10 +92,10 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 			return err
 		}
 	}
-	if initialized && o.init.profile != "" {
-		// An initialized home keeps its profile; say so rather than ignore the flag.
-		if cfg, err := h.ReadConfig(); err == nil && cfg.Profile != o.init.profile {
-			return userErrorf("%s was initialized with profile %s; edit its config.toml to change settings", h.Dir, cfg.Profile)
+	var cfg home.Config
+	if initialized {
+		if cfg, err = c.daemonConfig(h, o); err != nil {
+			return err
 		}
 	}
 	if err := h.Create(); err != nil {
@@ -152,6 +152,9 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 			return err
 		}
 		log.Info("initialized the home", "home", res.Home, "profile", res.Profile)
+		if cfg, err = c.daemonConfig(h, o); err != nil {
+			return err
+		}
 	}
 	storeOpen := time.Now()
 	defer func() {
@@ -159,15 +162,6 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 			err = fmt.Errorf("close store: %w", cerr)
 		}
 	}()
-
-	cfg, err := h.ReadConfig()
-	if err != nil {
-		return userError(err)
-	}
-	applyDaemonFlags(&cfg, o)
-	if err := checkLoopback("--api (or api in config.toml)", cfg.API); err != nil {
-		return err
-	}
 
 	reg := prometheus.NewRegistry()
 	nc, err := node.Defaults(node.Profile(cfg.Profile))
@@ -251,6 +245,24 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 		cancel() // the shutdown's deadline starts
 		return err
 	}
+}
+
+// daemonConfig reads the home's config.toml and lays the daemon's flags
+// over it.
+func (c *cli) daemonConfig(h home.Home, o daemonOptions) (home.Config, error) {
+	cfg, err := h.ReadConfig()
+	if err != nil {
+		return cfg, userError(err)
+	}
+	if o.init.profile != "" && o.init.profile != cfg.Profile {
+		// A home keeps its profile; say so rather than ignore the flag.
+		return cfg, userErrorf("%s was initialized with profile %s; edit its config.toml to change settings", h.Dir, cfg.Profile)
+	}
+	applyDaemonFlags(&cfg, o)
+	if err := checkLoopback("api in config.toml", cfg.API); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
 }
 
 // applyDaemonFlags lays the daemon's flags over the config file's settings.
