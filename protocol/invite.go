@@ -120,7 +120,12 @@ func ParseLink(link string) (*Invite, error) {
 	if len(link) < len(InviteScheme) || !strings.EqualFold(link[:len(InviteScheme)], InviteScheme) {
 		return nil, fmt.Errorf("%w: invite link does not begin with %s", ErrMalformed, InviteScheme)
 	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(link[len(InviteScheme):])
+	body := link[len(InviteScheme):]
+	if strings.ContainsAny(body, "\r\n") {
+		// The base64 decoder would skip them; a link has one spelling.
+		return nil, fmt.Errorf("%w: invite link holds a line break", ErrMalformed)
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: invite link: %v", ErrMalformed, err)
 	}

@@ -134,6 +134,8 @@ func TestParseLink(t *testing.T) {
 		{"padding", InviteScheme + base64.URLEncoding.EncodeToString(raw), ErrMalformed},
 		{"standard alphabet", InviteScheme + strings.NewReplacer("-", "+", "_", "/").Replace(body) + "+/", ErrMalformed},
 		{"space inside", link[:40] + " " + link[40:], ErrMalformed},
+		{"line break inside", link[:40] + "\n" + link[40:], ErrMalformed},
+		{"carriage return inside", link[:40] + "\r" + link[40:], ErrMalformed},
 		{"trailing bits set", InviteScheme + body[:len(body)-1] + flipLowBits(body[len(body)-1]), ErrMalformed},
 		{"trailing garbage", InviteScheme + base64.RawURLEncoding.EncodeToString(append(raw, 0)), ErrMalformed},
 		{"cut short", link[:len(link)-4], ErrMalformed},
