@@ -41,9 +41,12 @@
 // wraps one of the sentinels of errors.go, and CodeOf turns it into the code
 // to send back. Byte slices in a decoded message are its own (never the
 // frame buffer). A stream handler reads with NewFrameReader(stream,
-// MaxMsgFrame) and writes with WriteFrame or AppendFrame; it sets a deadline
-// on the stream and resets it after any frame or message error. Adding a
-// protocol means: its ID in ids.go, its frame limit in limits.go, a .proto
-// file in internal/pb (added to the go:generate line), a Go file with its
-// types, and its codes in errors.go.
+// MaxMsgFrame) and writes with WriteFrame or AppendFrame (which batches
+// several frames, such as Acks, into one Write); it sets a deadline on the
+// stream, and answers a frame that does not decode with Ack{ID: 0, Code:
+// CodeOf(err)} and a reset. The receiver's seen-set key for a Ciphertext is
+// Ciphertext.SeenKey. Adding a protocol means: its ID in ids.go (and
+// FrameLimit), its frame limit in limits.go, a .proto file in internal/pb
+// (added to the go:generate line), a Go file with its types implementing
+// Message, and its codes in errors.go and code.proto.
 package protocol
