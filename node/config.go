@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -111,6 +112,10 @@ type Config struct {
 	// MaxFDs bounds the file descriptors libp2p may use. Zero: the
 	// profile's.
 	MaxFDs int
+
+	// Messaging tunes the messaging service (retry backoff, batching, rate
+	// limits, prekey schedule). Zero: its defaults.
+	Messaging messaging.Options
 }
 
 // profileDefaults returns profile p's settings.

@@ -5,10 +5,21 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sealpost/sealpost/node/messaging"
 )
 
-// Event types. Later features add message.received, message.state,
-// identity.changed, contact.request and relay.status.
+// Event types. The messaging service publishes message.received,
+// message.state, contact.request and identity.changed (constants below;
+// their Data types are in package node/messaging); the relay issue adds
+// relay.status.
+const (
+	EventMessageReceived = messaging.EventMessageReceived // Data: messaging.Message
+	EventMessageState    = messaging.EventMessageState    // Data: messaging.StateEvent
+	EventContactRequest  = messaging.EventContactRequest  // Data: messaging.ContactEvent
+	EventIdentityChanged = messaging.EventIdentityChanged // Data: messaging.IdentityEvent
+)
+
 const (
 	// EventPeerConnected: the node has its first connection to a peer.
 	// Data is a PeerEvent.

@@ -47,6 +47,7 @@ import (
 
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/node/addrrecord"
+	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -97,6 +98,7 @@ type Node struct {
 	boot   []peer.AddrInfo
 	events *bus
 	met    *metrics
+	msg    *messaging.Service
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -187,10 +189,26 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		n.sub.Close()
 		return fail(err)
 	}
+	n.msg, err = messaging.New(ctx, messaging.Config{
+		Host:       n.host,
+		Store:      cfg.Store,
+		Logger:     n.log,
+		Clock:      messagingClock{n.clock},
+		Rand:       cfg.Rand,
+		Publish:    n.publish,
+		FindDevice: n.FindDevice,
+		Options:    cfg.Messaging,
+	})
+	if err != nil {
+		n.sub.Close()
+		n.met.unregister()
+		return fail(fmt.Errorf("node: messaging: %w", err))
+	}
 
 	if cfg.MDNS {
 		n.mdns = mdns.NewMdnsService(n.host, mdnsService, mdnsNotifee{n})
 		if err := n.mdns.Start(); err != nil {
+			n.msg.Close()
 			n.sub.Close()
 			n.met.unregister()
 			return fail(fmt.Errorf("node: mdns: %w", err))
@@ -304,6 +322,7 @@ func (n *Node) Close() error {
 		n.spawnMu.Lock()
 		n.stopping = true
 		n.spawnMu.Unlock()
+		n.msg.Close()
 		n.cancel()
 		n.events.close()
 		var errs []error
@@ -467,3 +486,17 @@ func sortedPeers(ids []peer.ID) []peer.ID {
 	slices.Sort(ids)
 	return ids
 }
+
+// Messaging returns the node's messaging service: contacts, invites,
+// sending and reading messages (package node/messaging).
+func (n *Node) Messaging() *messaging.Service { return n.msg }
+
+// publish puts an event of the messaging service on the event stream.
+func (n *Node) publish(typ string, data any) {
+	n.events.publish(Event{Type: typ, Time: n.clock.Now(), Data: data})
+}
+
+// messagingClock gives the messaging service the node's clock.
+type messagingClock struct{ Clock }
+
+func (c messagingClock) NewTimer(d time.Duration) messaging.Timer { return c.Clock.NewTimer(d) }

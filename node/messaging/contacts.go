@@ -1,0 +1,515 @@
+package messaging
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/crypto/prekey"
+	"github.com/sealpost/sealpost/protocol"
+	"github.com/sealpost/sealpost/store"
+)
+
+// Invite makes a new invite: a new secret, stored (so a first message that
+// presents it makes an accepted contact) until the pinned bundle version
+// expires or RevokeInvite. The link carries the identity key, the device
+// ID, a few addresses, the bundle pin, the secret and the display name.
+func (s *Service) Invite(ctx context.Context) (Invite, error) {
+	var out Invite
+	err := s.do(ctx, false, func(w *work) error {
+		v, err := s.pk.Current(w.tx)
+		if err != nil {
+			return err
+		}
+		inv := protocol.Invite{
+			Identity: s.uid.PublicKey(),
+			Device:   []byte(s.host.ID()),
+			Addrs:    s.hostAddrs(protocol.MaxInviteAddrs),
+			Name:     displayName(s.name, protocol.MaxInviteName),
+		}
+		copy(inv.Pin[:], v.Hash[:])
+		if _, err := s.rand.Read(inv.Secret[:]); err != nil {
+			return err
+		}
+		link, err := inv.Link()
+		for errors.Is(err, protocol.ErrTooLarge) && len(inv.Addrs) > 1 {
+			inv.Addrs = inv.Addrs[:len(inv.Addrs)-1]
+			link, err = inv.Link()
+		}
+		if err != nil {
+			return refuse(fmt.Errorf("messaging: make invite: %w", err))
+		}
+		out = Invite{Link: link, ExpiresAt: v.ExpiresAt}
+		return w.tx.Invites().Put(store.Invite{Secret: inv.Secret, Pin: bytes.Clone(inv.Pin[:]),
+			CreatedAt: w.now, ExpiresAt: v.ExpiresAt})
+	})
+	return out, err
+}
+
+// RevokeInvite deletes the secret of an invite this node made: a first
+// message that presents it later arrives as a message request.
+func (s *Service) RevokeInvite(ctx context.Context, link string) error {
+	inv, err := protocol.ParseLink(link)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidLink, err)
+	}
+	return s.do(ctx, false, func(w *work) error { return w.tx.Invites().Delete(inv.Secret) })
+}
+
+// AddContact adds the inviter of link under name (empty: the invite's
+// display name, made unique): it fetches the bundle the invite pins from
+// the inviter's device (the invite's addresses, then its DHT address
+// record), checks it against the pin and the identity key, and starts a
+// session; the first message will carry the invite secret, so the inviter
+// accepts the contact at once.
+//
+// If name is a contact's with another identity key, or the invite's device
+// is a contact's under another identity key, that contact is marked as
+// having changed identity and AddContact returns ErrUntrustedIdentity;
+// Verify then accepts the new key. Adding an existing contact again renames
+// it (if name is given) and accepts it if it was a request.
+func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, error) {
+	inv, err := protocol.ParseLink(link)
+	if err != nil {
+		return Contact{}, fmt.Errorf("%w: %w", ErrInvalidLink, err)
+	}
+	uid, err := identity.UserIDFromBytes(inv.Identity)
+	if err != nil {
+		return Contact{}, fmt.Errorf("%w: %w", ErrInvalidLink, err)
+	}
+	if uid == s.uid {
+		return Contact{}, fmt.Errorf("%w: it is this node's own invite", ErrInvalidLink)
+	}
+	if name != "" {
+		if err := ValidName(name); err != nil {
+			return Contact{}, err
+		}
+	}
+	dev, err := peer.IDFromBytes(inv.Device)
+	if err != nil {
+		return Contact{}, fmt.Errorf("%w: device: %w", ErrInvalidLink, err)
+	}
+	// A known contact: rename or accept it, and make a session if needed.
+	var known bool
+	err = s.st.View(ctx, func(tx *store.Tx) error {
+		_, err := tx.Contacts().Get(uid)
+		known = err == nil
+		if isNotFound(err) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return Contact{}, err
+	}
+	if known {
+		return s.addKnown(ctx, uid, name)
+	}
+	data, err := s.fetchBundle(ctx, dev, inv.Addrs, inv.Pin[:])
+	if err != nil {
+		return Contact{}, err
+	}
+	b, err := checkBundle(data, uid, dev, s.clock.Now())
+	if err != nil {
+		return Contact{}, err
+	}
+	if h := b.Hash(); !inv.Pin.Matches(h[:]) {
+		return Contact{}, fmt.Errorf("%w: it is not the bundle the invite pins", ErrBadBundle)
+	}
+	rec, err := s.initiate(b, inv.Secret[:], s.clock.Now())
+	if err != nil {
+		return Contact{}, fmt.Errorf("messaging: start session: %w", err)
+	}
+	var (
+		out    Contact
+		result error
+	)
+	err = s.do(ctx, true, func(w *work) error {
+		out, result = Contact{}, nil
+		if c, err := w.contact(uid); err != nil {
+			return err
+		} else if c != nil {
+			// They wrote first meanwhile: keep their session.
+			out = s.apiContact(&c.c)
+			return nil
+		}
+		// An identity change: the name or the device is a contact's with
+		// another identity key.
+		var changed *contactEntry
+		if name != "" {
+			c, err := w.lookup(name)
+			if err != nil && !errors.Is(err, ErrUnknownContact) {
+				return err
+			}
+			changed = c
+		}
+		if changed == nil {
+			c, err := w.contactByDevice(inv.Device)
+			if err != nil {
+				return err
+			}
+			changed = c
+		}
+		w.addSession(rec, nil)
+		if changed != nil {
+			pub, _ := b.Identity.MarshalBinary()
+			w.flagIdentityChange(changed, pub, inviteCard(b, inv, w))
+			out = s.apiContact(&changed.c)
+			result = fmt.Errorf("%w: %s", ErrUntrustedIdentity, changed.c.Name)
+			return nil
+		}
+		if name == "" {
+			var err error
+			if name, err = w.uniqueName(inv.Name, uid); err != nil {
+				return err
+			}
+		}
+		pub, _ := b.Identity.MarshalBinary()
+		devRec, _ := b.Device.MarshalBinary()
+		c := w.addContact(store.Contact{
+			UserID: uid, Name: name, Identity: pub, State: store.ContactAccepted,
+			CreatedAt: w.now, UpdatedAt: w.now,
+			Device: bytes.Clone(inv.Device), DeviceRecord: devRec, Addrs: validAddrs(inv.Addrs),
+			Session: rec.ID,
+		})
+		out = s.apiContact(&c.c)
+		return nil
+	})
+	if err != nil {
+		return Contact{}, err
+	}
+	return out, result
+}
+
+// inviteCard is the pending card of an identity that arrived by invite.
+func inviteCard(b *prekey.Bundle, inv *protocol.Invite, w *work) []byte {
+	card := protocol.Card{Name: inv.Name, Addrs: validAddrs(inv.Addrs), Seq: 1, UpdatedAt: max(w.now.UnixMilli(), 1)}
+	card.Identity, _ = b.Identity.MarshalBinary()
+	card.Device, _ = b.Device.MarshalBinary()
+	out, err := card.Marshal()
+	if err != nil {
+		card.Addrs = nil
+		out, _ = card.Marshal()
+	}
+	return out
+}
+
+// addKnown handles AddContact for a contact that exists.
+func (s *Service) addKnown(ctx context.Context, uid identity.UserID, name string) (Contact, error) {
+	var out Contact
+	err := s.do(ctx, true, func(w *work) error {
+		c, err := w.contact(uid)
+		if err != nil || c == nil {
+			if c == nil && err == nil {
+				return refuse(fmt.Errorf("%w: removed meanwhile", ErrUnknownContact))
+			}
+			return err
+		}
+		if c.c.IdentityChanged {
+			return refuse(fmt.Errorf("%w: %s", ErrUntrustedIdentity, c.c.Name))
+		}
+		if name != "" && name != c.c.Name {
+			taken, err := w.nameTaken(name, uid)
+			if err != nil {
+				return err
+			}
+			if taken {
+				return refuse(fmt.Errorf("%w: %q", ErrNameTaken, name))
+			}
+		}
+		if name != "" {
+			c.c.Name = name
+		}
+		if err := w.accept(c); err != nil {
+			return err
+		}
+		c.c.UpdatedAt = w.now
+		c.dirty = true
+		out = s.apiContact(&c.c)
+		return nil
+	})
+	if err != nil {
+		return Contact{}, err
+	}
+	if err := s.establish(ctx, uid); err != nil {
+		s.log.Info("messaging: no session with a known contact yet", "err", err)
+	}
+	return out, nil
+}
+
+// Contacts returns every contact, by name.
+func (s *Service) Contacts(ctx context.Context) ([]Contact, error) {
+	var out []Contact
+	err := s.st.View(ctx, func(tx *store.Tx) error {
+		all, err := tx.Contacts().List()
+		if err != nil {
+			return err
+		}
+		out = make([]Contact, 0, len(all))
+		for i := range all {
+			out = append(out, s.apiContact(&all[i]))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Contact returns the contact with the name or user ID nameOrUserID.
+func (s *Service) Contact(ctx context.Context, nameOrUserID string) (Contact, error) {
+	var out Contact
+	err := s.st.View(ctx, func(tx *store.Tx) error {
+		w := newWork(s, tx, s.clock.Now())
+		c, err := w.lookup(nameOrUserID)
+		if err != nil {
+			return err
+		}
+		out = s.apiContact(&c.c)
+		return nil
+	})
+	return out, err
+}
+
+// Verify marks a contact verified, after checking safetyNumber against it
+// if one is given (spaces ignored). For a contact whose identity changed,
+// it accepts the new identity (checking the safety number against that):
+// the contact is pinned to the new key, keeps its name, state and history,
+// and its sessions with the old key go; messages still queued for the old
+// key are marked failed.
+func (s *Service) Verify(ctx context.Context, nameOrUserID, safetyNumber string) (Contact, error) {
+	var (
+		out      Contact
+		old, nu  identity.UserID
+		switched bool
+	)
+	err := s.do(ctx, true, func(w *work) error {
+		switched = false
+		c, err := w.lookup(nameOrUserID)
+		if err != nil {
+			return refuse(err)
+		}
+		if !c.c.IdentityChanged {
+			if safetyNumber != "" && !identity.NewSafetyNumber(s.uid, c.c.UserID).Matches(safetyNumber) {
+				return refuse(ErrSafetyMismatch)
+			}
+			c.c.Verified = true
+			c.c.UpdatedAt = w.now
+			c.dirty = true
+			out = s.apiContact(&c.c)
+			return nil
+		}
+		pub, err := identity.ParsePublic(c.c.PendingIdentity)
+		if err != nil {
+			return refuse(fmt.Errorf("messaging: the pending identity does not parse: %w", err))
+		}
+		if safetyNumber != "" && !identity.NewSafetyNumber(s.uid, pub.UserID()).Matches(safetyNumber) {
+			return refuse(ErrSafetyMismatch)
+		}
+		nc, err := w.switchIdentity(c, pub)
+		if err != nil {
+			return err
+		}
+		old, nu, switched = c.c.UserID, nc.c.UserID, true
+		out = s.apiContact(&nc.c)
+		return nil
+	})
+	if err != nil || !switched {
+		return out, err
+	}
+	// Move the rest of the history, a bounded number of messages per
+	// transaction.
+	for {
+		var n int
+		err := s.do(ctx, true, func(w *work) error {
+			var err error
+			n, err = w.tx.Messages().MoveConversation(old, nu, moveChunk)
+			return err
+		})
+		if err != nil || n == 0 {
+			return out, err
+		}
+	}
+}
+
+// moveChunk bounds the messages moved or deleted per transaction.
+const moveChunk = 2000
+
+// switchIdentity pins contact c to its pending identity pub.
+func (w *work) switchIdentity(c *contactEntry, pub *identity.Public) (*contactEntry, error) {
+	newUID := pub.UserID()
+	var card protocol.Card
+	hasCard := card.Unmarshal(c.c.PendingCard) == nil
+	if err := w.dropPeer(c.c.UserID, "not delivered: the contact's identity key changed"); err != nil {
+		return nil, err
+	}
+	nc, err := w.contact(newUID)
+	if err != nil {
+		return nil, err
+	}
+	pubBytes, _ := pub.MarshalBinary()
+	if nc == nil {
+		nc = w.addContact(store.Contact{UserID: newUID, CreatedAt: c.c.CreatedAt})
+	}
+	name := c.c.Name
+	c.deleted = true
+	nc.c.Name = name
+	nc.c.Identity = pubBytes
+	nc.c.State = store.ContactAccepted
+	nc.c.Verified = true
+	nc.c.IdentityChanged, nc.c.PendingIdentity, nc.c.PendingCard = false, nil, nil
+	nc.c.UpdatedAt = w.now
+	if hasCard {
+		if rec, err := identity.ParseDeviceRecord(card.Device); err == nil && rec.Identity() == newUID &&
+			rec.Verify() == nil && checkDevice(rec, rec.DeviceID()) == nil {
+			nc.c.Device = rec.DeviceID()
+			nc.c.DeviceRecord = bytes.Clone(card.Device)
+		}
+		if len(nc.c.Addrs) == 0 {
+			nc.c.Addrs = validAddrs(card.Addrs)
+		}
+	}
+	nc.c.Session = store.SessionID{}
+	if len(nc.c.Device) > 0 {
+		best, err := w.bestSession(newUID, nc.c.Device, store.SessionID{})
+		if err != nil {
+			return nil, err
+		}
+		if best != nil {
+			nc.c.Session = best.rec.ID
+		}
+	}
+	nc.dirty = true
+	if _, err := w.tx.Messages().MoveConversation(c.c.UserID, newUID, moveChunk); err != nil {
+		return nil, err
+	}
+	return nc, nil
+}
+
+// dropPeer deletes every session with peer and its outbox entries; text
+// messages waiting in it are marked failed with reason.
+func (w *work) dropPeer(peer store.UserID, reason string) error {
+	sessions, err := w.tx.Sessions().List(peer)
+	if err != nil {
+		return err
+	}
+	for _, ses := range sessions {
+		if e, err := w.session(peer, ses.Device, ses.ID); err != nil {
+			return err
+		} else if e != nil {
+			e.deleted = true
+		}
+	}
+	entries, err := w.tx.Outbox().List()
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Peer != peer {
+			continue
+		}
+		if err := w.tx.Outbox().Delete(e.ID); err != nil {
+			return err
+		}
+		m, err := w.tx.Messages().Get(e.ID)
+		if isNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if m.Kind != kindText {
+			if err := w.tx.Messages().Delete(e.ID); err != nil {
+				return err
+			}
+			continue
+		}
+		m.State, m.Reason = store.MessageFailed, reason
+		if err := w.tx.Messages().Put(&m); err != nil {
+			return err
+		}
+		w.stateChanged(&m)
+	}
+	return nil
+}
+
+// Accept accepts a message request: from now on receipts go back, and the
+// messages received so far get their delivery (and, if read, read)
+// receipts. Accepting an accepted contact does nothing. A contact whose
+// identity changed must be verified first (ErrUntrustedIdentity).
+func (s *Service) Accept(ctx context.Context, nameOrUserID string) (Contact, error) {
+	var out Contact
+	err := s.do(ctx, true, func(w *work) error {
+		c, err := w.lookup(nameOrUserID)
+		if err != nil {
+			return refuse(err)
+		}
+		if c.c.IdentityChanged {
+			return refuse(fmt.Errorf("%w: %s", ErrUntrustedIdentity, c.c.Name))
+		}
+		if err := w.accept(c); err != nil {
+			return err
+		}
+		out = s.apiContact(&c.c)
+		return nil
+	})
+	return out, err
+}
+
+// accept moves a request to accepted and queues the receipts it held back.
+func (w *work) accept(c *contactEntry) error {
+	if c.c.State == store.ContactAccepted {
+		return nil
+	}
+	c.c.State = store.ContactAccepted
+	c.c.UpdatedAt = w.now
+	c.dirty = true
+	msgs, err := w.tx.Messages().List(c.c.UserID, protocol.MaxReceiptIDs, 0)
+	if err != nil {
+		return err
+	}
+	var delivered, read []store.MessageID
+	for _, m := range msgs {
+		if m.Outgoing || m.Kind != kindText {
+			continue
+		}
+		delivered = append(delivered, m.ID)
+		if m.State == store.MessageRead {
+			read = append(read, m.ID)
+		}
+	}
+	if err := w.queueReceipts(c.c.UserID, kindDelivery, delivered); err != nil {
+		return err
+	}
+	return w.queueReceipts(c.c.UserID, kindRead, read)
+}
+
+// Remove deletes a contact (or a message request) and its sessions. Its
+// messages still waiting for delivery are marked failed; the history stays
+// (adding the same identity again shows it).
+func (s *Service) Remove(ctx context.Context, nameOrUserID string) error {
+	return s.do(ctx, true, func(w *work) error {
+		c, err := w.lookup(nameOrUserID)
+		if err != nil {
+			return refuse(err)
+		}
+		if err := w.dropPeer(c.c.UserID, "not delivered: the contact was removed"); err != nil {
+			return err
+		}
+		if c.c.IdentityChanged {
+			if p, err := identity.ParsePublic(c.c.PendingIdentity); err == nil {
+				if pc, err := w.contact(p.UserID()); err != nil {
+					return err
+				} else if pc == nil {
+					if err := w.dropPeer(p.UserID(), "not delivered: the contact was removed"); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		c.deleted = true
+		return nil
+	})
+}

@@ -1,0 +1,281 @@
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/store"
+)
+
+// Send encrypts text once for the contact nameOrUserID and commits the
+// ciphertext, the new session state and the message (state queued) in one
+// transaction; delivery continues in the background, with retries, across
+// restarts. Without a session that can send, it first fetches the
+// contact's current bundle from its device (which must be reachable:
+// ErrUnreachable otherwise). Refusals: ErrUnknownContact,
+// ErrUntrustedIdentity (the contact's key changed), ErrNotAccepted (a
+// request), ErrEmptyMessage, ErrTooLong.
+func (s *Service) Send(ctx context.Context, nameOrUserID, text string) (SendResult, error) {
+	if text == "" || !utf8.ValidString(text) {
+		return SendResult{}, ErrEmptyMessage
+	}
+	if len(text) > MaxText {
+		return SendResult{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLong, len(text), MaxText)
+	}
+	for attempt := 0; ; attempt++ {
+		var (
+			id  store.MessageID
+			uid store.UserID
+		)
+		err := s.do(ctx, false, func(w *work) error {
+			c, err := w.lookup(nameOrUserID)
+			if err != nil {
+				return refuse(err)
+			}
+			if c.c.IdentityChanged {
+				return refuse(fmt.Errorf("%w: %s", ErrUntrustedIdentity, c.c.Name))
+			}
+			if c.c.State != store.ContactAccepted {
+				return refuse(fmt.Errorf("%w: %s", ErrNotAccepted, c.c.Name))
+			}
+			uid = c.c.UserID
+			id, err = w.queue(c, outgoing{kind: kindText, text: text})
+			if errors.Is(err, errNoSession) {
+				return refuse(err)
+			}
+			return err
+		})
+		if errors.Is(err, errNoSession) && attempt == 0 {
+			if err := s.establish(ctx, uid); err != nil {
+				return SendResult{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return SendResult{}, err
+		}
+		return SendResult{ID: MessageID(id).String(), State: StateQueued}, nil
+	}
+}
+
+// maxMarkRead bounds the messages one call marks read.
+const maxMarkRead = 8192
+
+// Messages returns the last limit text messages of the conversation with
+// nameOrUserID (limit <= 0: all), oldest first, and marks the
+// conversation read: every received message becomes read, and a read
+// receipt goes to an accepted contact. Within the window, each sender's
+// messages are in sequence order and Gap tells how many of its sequence
+// numbers are missing before a message.
+func (s *Service) Messages(ctx context.Context, nameOrUserID string, limit int) ([]Message, error) {
+	var (
+		out   []Message
+		uid   store.UserID
+		c     store.Contact
+		start bool // the window reaches the start of the conversation
+	)
+	err := s.st.View(ctx, func(tx *store.Tx) error {
+		w := newWork(s, tx, s.clock.Now())
+		e, err := w.lookup(nameOrUserID)
+		if err != nil {
+			return err
+		}
+		c, uid = e.c, e.c.UserID
+		var msgs []store.Message // texts, and the other kinds received
+		texts := 0
+		before := uint64(0)
+		page := 256
+		if limit > 0 {
+			page = max(limit, 16)
+		}
+		for {
+			batch, err := tx.Messages().List(uid, page, before)
+			if err != nil {
+				return err
+			}
+			for i := len(batch) - 1; i >= 0 && (limit <= 0 || texts < limit); i-- {
+				if batch[i].Kind == kindText {
+					texts++
+				} else if batch[i].Outgoing {
+					continue
+				}
+				msgs = append(msgs, batch[i])
+			}
+			if len(batch) < page {
+				start = true
+				break
+			}
+			if limit > 0 && texts >= limit {
+				break
+			}
+			before = batch[0].Order
+		}
+		slices.Reverse(msgs)
+		out = s.window(msgs, &c, start)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var marked map[store.MessageID]bool
+	err = s.do(ctx, false, func(w *work) error {
+		marked = map[store.MessageID]bool{}
+		return w.markRead(uid, marked)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		id, _ := ParseMessageID(out[i].ID)
+		if marked[store.MessageID(id)] {
+			out[i].State = StateRead
+		}
+	}
+	return out, nil
+}
+
+// window orders a conversation's messages for display: the received ones
+// are put in sequence order among the positions they hold, and each gets
+// its gap (counting the receipts and cards received, which take sequence
+// numbers too). It returns the text messages.
+func (s *Service) window(msgs []store.Message, c *store.Contact, start bool) []Message {
+	var pos []int
+	for i := range msgs {
+		if !msgs[i].Outgoing {
+			pos = append(pos, i)
+		}
+	}
+	in := make([]store.Message, len(pos))
+	for i, p := range pos {
+		in[i] = msgs[p]
+	}
+	slices.SortStableFunc(in, func(a, b store.Message) int {
+		switch {
+		case a.Seq < b.Seq:
+			return -1
+		case a.Seq > b.Seq:
+			return 1
+		}
+		return 0
+	})
+	for i, p := range pos {
+		msgs[p] = in[i]
+	}
+	out := make([]Message, 0, len(msgs))
+	var prev uint64
+	first := true
+	for i := range msgs {
+		m := &msgs[i]
+		var gap uint64
+		if !m.Outgoing {
+			switch {
+			case !first && m.Seq > prev+1:
+				gap = m.Seq - prev - 1
+			case first && start && m.Seq > 1:
+				gap = m.Seq - 1
+			}
+			prev, first = m.Seq, false
+		}
+		if m.Kind == kindText {
+			am := s.apiMessage(m, c)
+			am.Gap = gap
+			out = append(out, am)
+		}
+	}
+	return out
+}
+
+// markRead marks the received messages of the conversation with uid read
+// (newest first, stopping at one already read: everything older was read
+// then) and queues read receipts for them.
+func (w *work) markRead(uid store.UserID, marked map[store.MessageID]bool) error {
+	var ids []store.MessageID
+	before := uint64(0)
+	const page = 256
+scan:
+	for len(ids) < maxMarkRead {
+		batch, err := w.tx.Messages().List(uid, page, before)
+		if err != nil {
+			return err
+		}
+		for i := len(batch) - 1; i >= 0; i-- {
+			m := batch[i]
+			if m.Outgoing || m.Kind != kindText {
+				continue
+			}
+			if m.State == store.MessageRead {
+				break scan
+			}
+			m.State = store.MessageRead
+			if err := w.tx.Messages().Put(&m); err != nil {
+				return err
+			}
+			ids = append(ids, m.ID)
+			marked[m.ID] = true
+		}
+		if len(batch) < page {
+			break
+		}
+		before = batch[0].Order
+	}
+	slices.Reverse(ids)
+	return w.queueReceipts(uid, kindRead, ids)
+}
+
+// Inbox returns up to limit received text messages (limit <= 0: all)
+// committed after the message with cursor after (0: from the start), in
+// the order they were committed, and the cursor to continue from. It does
+// not mark anything read. Messages from a message request have Request
+// set.
+func (s *Service) Inbox(ctx context.Context, after uint64, limit int) ([]Message, uint64, error) {
+	var out []Message
+	next := after
+	err := s.st.View(ctx, func(tx *store.Tx) error {
+		contacts := map[store.UserID]*store.Contact{}
+		const page = 512
+		for limit <= 0 || len(out) < limit {
+			batch, err := tx.Messages().Since(next, page)
+			if err != nil {
+				return err
+			}
+			for i := range batch {
+				m := &batch[i]
+				next = m.Order
+				if m.Outgoing || m.Kind != kindText {
+					continue
+				}
+				c, ok := contacts[m.Peer]
+				if !ok {
+					if cc, err := tx.Contacts().Get(m.Peer); err == nil {
+						c = &cc
+					} else if !isNotFound(err) {
+						return err
+					}
+					contacts[m.Peer] = c
+				}
+				out = append(out, s.apiMessage(m, c))
+				if limit > 0 && len(out) >= limit {
+					return nil
+				}
+			}
+			if len(batch) < page {
+				return nil
+			}
+		}
+		return nil
+	})
+	return out, next, err
+}
+
+// Name returns the display name of this node's user.
+func (s *Service) Name() string { return s.name }
+
+// ParseContactRef reports whether s names a contact by user ID.
+func ParseContactRef(s string) (identity.UserID, bool) {
+	id, err := identity.ParseUserID(s)
+	return id, err == nil
+}
