@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/store"
 )
 
 func TestMain(m *testing.M) {
@@ -116,5 +119,134 @@ func TestSendRefusals(t *testing.T) {
 	}
 	if _, err := alice.m.AddContact(ctxT(t), "sealpost://garbage", "x"); !errors.Is(err, messaging.ErrInvalidLink) {
 		t.Errorf("AddContact of a bad link: got %v, want ErrInvalidLink", err)
+	}
+}
+
+func TestMessageRequest(t *testing.T) {
+	alice := newPeer(t, "alice")
+	bob := newPeer(t, "bob")
+	events := bob.n.Subscribe(ctxT(t))
+	inv, err := bob.m.Invite(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A revoked invite still leads to the device, but its secret no longer
+	// makes alice a contact: she is a stranger.
+	if err := bob.m.RevokeInvite(ctxT(t), inv.Link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.m.AddContact(ctxT(t), inv.Link, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	id := send(t, alice, "bob", "hello, do you remember me?")
+	wait(t, alice, id, messaging.StateSent)
+	var req messaging.ContactEvent
+	for e := range events {
+		if e.Type == messaging.EventContactRequest {
+			req = e.Data.(messaging.ContactEvent)
+			break
+		}
+	}
+	if req.Name != "alice" || req.UserID != alice.m.UserID().String() {
+		t.Errorf("contact.request event: %+v", req)
+	}
+	got := inbox(t, bob)
+	if len(got) != 1 || !got[0].Request || got[0].Text != "hello, do you remember me?" {
+		t.Fatalf("bob's inbox: %+v", got)
+	}
+	c, err := bob.m.Contact(ctxT(t), alice.m.UserID().String())
+	if err != nil || c.State != "request" {
+		t.Fatalf("bob's contact for alice: %+v, %v", c, err)
+	}
+	if _, err := bob.m.Send(ctxT(t), "alice", "hi"); !errors.Is(err, messaging.ErrNotAccepted) {
+		t.Errorf("Send to a request: got %v, want ErrNotAccepted", err)
+	}
+	// No receipt went back: the message is still only sent.
+	conv, err := alice.m.Messages(ctxT(t), "bob", 0)
+	if err != nil || len(conv) != 1 || conv[0].State != messaging.StateSent {
+		t.Fatalf("alice's conversation before accept: %+v, %v", conv, err)
+	}
+	if _, err := bob.m.Accept(ctxT(t), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, alice, id, messaging.StateDelivered)
+	reply := send(t, bob, "alice", "of course")
+	wait(t, bob, reply, messaging.StateDelivered)
+	if got := inbox(t, alice); len(got) != 1 || got[0].Text != "of course" || got[0].Request {
+		t.Errorf("alice's inbox: %+v", got)
+	}
+}
+
+// outboxEntry reads an outbox entry from p's store.
+func outboxEntry(t *testing.T, p *peer, id messaging.MessageID) (store.OutboxEntry, bool) {
+	t.Helper()
+	var e store.OutboxEntry
+	found := false
+	err := p.st.View(ctxT(t), func(tx *store.Tx) error {
+		var err error
+		e, err = tx.Outbox().Get(store.MessageID(id))
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, found
+}
+
+func tcpOnly(c *node.Config) { c.Listen = []string{"/ip4/127.0.0.1/tcp/0"} }
+
+func TestRetryWithBackoff(t *testing.T) {
+	clk := newFakeClock()
+	opts := messaging.Options{RetryMin: time.Second, RetryMax: 8 * time.Second, FailAfter: 3}
+	alice := newPeer(t, "alice", withConfig(func(c *node.Config) {
+		tcpOnly(c)
+		c.Clock = clk
+		c.Messaging = opts
+	}))
+	bob := newPeer(t, "bob", onDisk(), withConfig(tcpOnly))
+	befriend(t, alice, bob)
+	wait(t, alice, send(t, alice, "bob", "one"), messaging.StateDelivered)
+
+	bob.stop()
+	id := send(t, alice, "bob", "while you were out")
+	attempts := func() uint32 {
+		e, ok := outboxEntry(t, alice, id)
+		if !ok {
+			t.Fatal("the message left the outbox while its recipient was down")
+		}
+		return e.Attempts
+	}
+	eventually(t, 30*time.Second, "the first attempt to fail", func() bool { return attempts() >= 1 })
+	e, _ := outboxEntry(t, alice, id)
+	if d := e.NextAttempt.Sub(clk.Now()); d < opts.RetryMin/2 || d > opts.RetryMin {
+		t.Errorf("first retry in %s, want between %s and %s", d, opts.RetryMin/2, opts.RetryMin)
+	}
+	// Each step of the clock past the backoff makes one more attempt; the
+	// message shows failed after FailAfter attempts and is still retried.
+	for n := uint32(2); n <= uint32(opts.FailAfter)+1; n++ {
+		clk.Advance(opts.RetryMax)
+		eventually(t, 30*time.Second, fmt.Sprintf("attempt %d", n), func() bool { return attempts() >= n })
+	}
+	e, _ = outboxEntry(t, alice, id)
+	if e.LastError == "" {
+		t.Error("the outbox entry has no error after failed attempts")
+	}
+	conv, err := alice.m.Messages(ctxT(t), "bob", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := conv[len(conv)-1]; last.State != messaging.StateFailed || last.Reason == "" {
+		t.Errorf("after %d failed attempts: state %q reason %q, want failed with a reason", opts.FailAfter, last.State, last.Reason)
+	}
+
+	bob.restart()
+	clk.Advance(opts.RetryMax)
+	wait(t, alice, id, messaging.StateDelivered)
+	if got := inbox(t, bob); len(got) != 2 || got[1].Text != "while you were out" {
+		t.Errorf("bob's inbox after the retry: %+v", got)
 	}
 }
