@@ -548,6 +548,7 @@ func (o *outbox) fail(items []*outItem, cause error) {
 	if len(items) == 0 {
 		return
 	}
+	o.s.log.Debug("messaging: delivery failed", "messages", len(items), "err", cause)
 	reason := cause.Error()
 	err := o.s.do(o.s.ctx, false, func(w *work) error {
 		for _, it := range items {

@@ -2,6 +2,8 @@ package messaging_test
 
 import (
 	"context"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -71,11 +73,14 @@ func (p *peer) start() {
 		p.t.Fatal(err)
 	}
 	cfg.Store = p.st
-	if p.listen != nil {
-		cfg.Listen = p.listen
+	if os.Getenv("SEALPOST_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", p.name)
 	}
 	if p.mod != nil {
 		p.mod(&cfg)
+	}
+	if p.listen != nil {
+		cfg.Listen = p.listen
 	}
 	n, err := node.New(context.Background(), cfg)
 	if err != nil {
