@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -54,6 +55,7 @@ type outItem struct {
 // outbox routes entries to per-device delivery loops.
 type outbox struct {
 	s     *Service
+	conns event.Subscription // peer connections
 	mu    sync.Mutex
 	peers map[string]*peerQueue
 	owned map[store.MessageID]bool
@@ -782,6 +784,9 @@ func mergeBySeq(stored, queued []*outItem) []*outItem {
 // scheduleLoop hands due outbox entries to the delivery loops: every entry
 // when the service starts (resuming after a restart), then those whose
 // NextAttempt has come, sleeping on the service's clock until the next.
+//
+// When a connection to a device opens (whoever dialled), what waits for it
+// goes at once, whatever its backoff.
 func (o *outbox) scheduleLoop() {
 	s := o.s
 	t := s.clock.NewTimer(0)
@@ -793,6 +798,11 @@ func (o *outbox) scheduleLoop() {
 			return
 		case <-t.C():
 		case <-o.wake:
+		case e := <-o.conns.Out():
+			if ev, ok := e.(event.EvtPeerConnectednessChanged); ok && ev.Connectedness == network.Connected {
+				o.flushDevice(ev.Peer)
+			}
+			continue
 		}
 		now := s.clock.Now()
 		byDev := map[string][]*outItem{}
@@ -850,6 +860,28 @@ func (o *outbox) scheduleLoop() {
 			t.Reset(leaseTime)
 		}
 	}
+}
+
+// flushDevice hands every stored entry for device p to its delivery loop.
+func (o *outbox) flushDevice(p peer.ID) {
+	var items []*outItem
+	err := o.s.st.View(o.s.ctx, func(tx *store.Tx) error {
+		all, err := tx.Outbox().List()
+		if err != nil {
+			return err
+		}
+		for i := range all {
+			if string(all[i].Device) == string(p) && !o.isOwned(all[i].ID) {
+				items = append(items, o.itemOf(tx, &all[i]))
+			}
+		}
+		return nil
+	})
+	if err != nil || len(items) == 0 {
+		return
+	}
+	sortBySeq(items)
+	o.add([]byte(p), items...)
 }
 
 // maxDispatch bounds the entries the scheduler reads at once.

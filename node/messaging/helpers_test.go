@@ -16,7 +16,7 @@ import (
 )
 
 // peer is one node under test.
-type peer struct {
+type tnode struct {
 	t      testing.TB
 	name   string
 	n      *node.Node
@@ -28,23 +28,23 @@ type peer struct {
 	closed bool
 }
 
-type peerOpt func(*peer)
+type peerOpt func(*tnode)
 
 // onDisk keeps the peer's store in badger in a temporary directory, so
 // that it survives a restart.
 func onDisk() peerOpt {
-	return func(p *peer) { p.dir = filepath.Join(p.t.TempDir(), "store") }
+	return func(p *tnode) { p.dir = filepath.Join(p.t.TempDir(), "store") }
 }
 
 // withConfig changes the node's Config before it starts.
 func withConfig(f func(*node.Config)) peerOpt {
-	return func(p *peer) { p.mod = f }
+	return func(p *tnode) { p.mod = f }
 }
 
 // newPeer provisions and starts a test-profile node called name.
-func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
+func newPeer(t testing.TB, name string, opts ...peerOpt) *tnode {
 	t.Helper()
-	p := &peer{t: t, name: name}
+	p := &tnode{t: t, name: name}
 	for _, o := range opts {
 		o(p)
 	}
@@ -66,7 +66,7 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *peer {
 	return p
 }
 
-func (p *peer) start() {
+func (p *tnode) start() {
 	p.t.Helper()
 	cfg, err := node.Defaults(node.Test)
 	if err != nil {
@@ -95,7 +95,7 @@ func (p *peer) start() {
 }
 
 // stop closes the node, and the store too.
-func (p *peer) stop() {
+func (p *tnode) stop() {
 	p.t.Helper()
 	if p.closed {
 		return
@@ -111,7 +111,7 @@ func (p *peer) stop() {
 
 // restart stops the node and starts it again on the same store (badger
 // only) and addresses.
-func (p *peer) restart() {
+func (p *tnode) restart() {
 	p.t.Helper()
 	p.stop()
 	st, err := badgerstore.Open(context.Background(), p.dir, badgerstore.Options{GCInterval: -1})
@@ -122,7 +122,7 @@ func (p *peer) restart() {
 	p.start()
 }
 
-func (p *peer) close() {
+func (p *tnode) close() {
 	if !p.closed {
 		p.closed = true
 		p.n.Close()
@@ -138,7 +138,7 @@ func ctxT(t testing.TB) context.Context {
 
 // befriend has b invite a and a add b under the name b.name; b's node
 // accepts a when its first message arrives.
-func befriend(t testing.TB, a, b *peer) {
+func befriend(t testing.TB, a, b *tnode) {
 	t.Helper()
 	inv, err := b.m.Invite(ctxT(t))
 	if err != nil {
@@ -150,7 +150,7 @@ func befriend(t testing.TB, a, b *peer) {
 }
 
 // send sends text and fails the test on an error.
-func send(t testing.TB, from *peer, to, text string) messaging.MessageID {
+func send(t testing.TB, from *tnode, to, text string) messaging.MessageID {
 	t.Helper()
 	r, err := from.m.Send(ctxT(t), to, text)
 	if err != nil {
@@ -164,7 +164,7 @@ func send(t testing.TB, from *peer, to, text string) messaging.MessageID {
 }
 
 // wait waits for an outgoing message to reach state.
-func wait(t testing.TB, p *peer, id messaging.MessageID, state string) {
+func wait(t testing.TB, p *tnode, id messaging.MessageID, state string) {
 	t.Helper()
 	got, err := p.m.WaitState(ctxT(t), id, state)
 	if err != nil {
@@ -173,7 +173,7 @@ func wait(t testing.TB, p *peer, id messaging.MessageID, state string) {
 }
 
 // inbox returns every received message.
-func inbox(t testing.TB, p *peer) []messaging.Message {
+func inbox(t testing.TB, p *tnode) []messaging.Message {
 	t.Helper()
 	msgs, _, err := p.m.Inbox(ctxT(t), 0, 0)
 	if err != nil {

@@ -3,13 +3,20 @@ package messaging_test
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/goleak"
 
+	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -178,7 +185,7 @@ func TestMessageRequest(t *testing.T) {
 }
 
 // outboxEntry reads an outbox entry from p's store.
-func outboxEntry(t *testing.T, p *peer, id messaging.MessageID) (store.OutboxEntry, bool) {
+func outboxEntry(t *testing.T, p *tnode, id messaging.MessageID) (store.OutboxEntry, bool) {
 	t.Helper()
 	var e store.OutboxEntry
 	found := false
@@ -248,5 +255,309 @@ func TestRetryWithBackoff(t *testing.T) {
 	wait(t, alice, id, messaging.StateDelivered)
 	if got := inbox(t, bob); len(got) != 2 || got[1].Text != "while you were out" {
 		t.Errorf("bob's inbox after the retry: %+v", got)
+	}
+}
+
+// identityOf returns p's public identity encoding.
+func identityOf(t *testing.T, p *tnode) []byte {
+	t.Helper()
+	var self store.Self
+	err := p.st.View(ctxT(t), func(tx *store.Tx) error {
+		var err error
+		self, err = tx.Self()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := identity.ParsePrivate(self.Identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := id.Public().MarshalBinary()
+	return b
+}
+
+// sessions counts p's sessions with other.
+func sessions(t *testing.T, p, other *tnode) int {
+	t.Helper()
+	n := 0
+	err := p.st.View(ctxT(t), func(tx *store.Tx) error {
+		all, err := tx.Sessions().List(store.UserID(other.m.UserID()))
+		n = len(all)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestDuplicatesAndReplays(t *testing.T) {
+	fast := func(c *node.Config) {
+		tcpOnly(c)
+		c.Messaging = messaging.Options{RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond}
+	}
+	alice := newPeer(t, "alice", withConfig(fast))
+	bob := newPeer(t, "bob", onDisk(), withConfig(tcpOnly))
+	befriend(t, alice, bob)
+	// Both first messages carry the PQXDH initial message: bob is down
+	// and nothing confirmed the session yet.
+	bob.stop()
+	id1 := send(t, alice, "bob", "first")
+	id2 := send(t, alice, "bob", "second")
+	e1, _ := outboxEntry(t, alice, id1)
+	var ct1 protocol.Ciphertext
+	if err := ct1.Unmarshal(e1.Payload); err != nil || len(ct1.Prekey) == 0 {
+		t.Fatalf("first ciphertext: %v, prekey %d bytes", err, len(ct1.Prekey))
+	}
+	bob.restart()
+	wait(t, alice, id1, messaging.StateDelivered)
+	wait(t, alice, id2, messaging.StateDelivered)
+
+	from := identityOf(t, alice)
+	dev := []byte(alice.n.ID())
+	receive := func(cts ...[]byte) []protocol.Code {
+		t.Helper()
+		var items []messaging.Incoming
+		for _, c := range cts {
+			items = append(items, messaging.Incoming{Identity: from, Device: dev, Ciphertext: c})
+		}
+		codes, err := bob.m.Receive(ctxT(t), items)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return codes
+	}
+	encode := func(c protocol.Ciphertext) []byte {
+		b, err := c.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tampered := ct1
+	tampered.Ratchet = append([]byte(nil), ct1.Ratchet...)
+	tampered.Ratchet[40] ^= 1 // in the encrypted header
+	stripped := protocol.Ciphertext{Ratchet: ct1.Ratchet}
+
+	// The same ciphertext twice (in one batch, and again), and with its
+	// initial message stripped: acknowledged, nothing new.
+	if codes := receive(e1.Payload, e1.Payload, encode(stripped)); codes[0] != protocol.CodeOK ||
+		codes[1] != protocol.CodeOK || codes[2] != protocol.CodeOK {
+		t.Errorf("duplicates: codes %v, want ok", codes)
+	}
+	// The initial message with another ratchet message: refused, and no
+	// second session.
+	if codes := receive(encode(tampered)); codes[0] == protocol.CodeOK {
+		t.Errorf("a forged message in the session: code %v", codes[0])
+	}
+	if n := sessions(t, bob, alice); n != 1 {
+		t.Errorf("bob has %d sessions with alice after the replays, want 1", n)
+	}
+	if got := inbox(t, bob); len(got) != 2 {
+		t.Fatalf("bob's inbox holds %d messages after the replays, want 2", len(got))
+	}
+
+	// After the contact and its sessions are removed, a replayed first
+	// message creates neither a contact nor a session.
+	if err := bob.m.Remove(ctxT(t), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if codes := receive(e1.Payload); codes[0] != protocol.CodeOK {
+		t.Errorf("replayed first message: code %v, want ok (a duplicate)", codes[0])
+	}
+	if codes := receive(encode(tampered)); codes[0] != protocol.CodeUnknownSession {
+		t.Errorf("replayed initial message with a new ratchet message: code %v, want unknown_session", codes[0])
+	}
+	if n := sessions(t, bob, alice); n != 0 {
+		t.Errorf("bob has %d sessions with alice after replays to a removed contact, want 0", n)
+	}
+	if _, err := bob.m.Contact(ctxT(t), alice.m.UserID().String()); !errors.Is(err, messaging.ErrUnknownContact) {
+		t.Errorf("a replay made a contact: %v", err)
+	}
+	if got := inbox(t, bob); len(got) != 2 {
+		t.Errorf("bob's inbox holds %d messages after the replays, want 2", len(got))
+	}
+}
+
+// activeSession returns the active session p holds with other.
+func activeSession(t *testing.T, p, other *tnode) store.SessionID {
+	t.Helper()
+	var c store.Contact
+	err := p.st.View(ctxT(t), func(tx *store.Tx) error {
+		var err error
+		c, err = tx.Contacts().Get(store.UserID(other.m.UserID()))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.Session
+}
+
+// TestSimultaneousInitiation ports the idea of libsignal's simultaneous
+// initiation tests: both users add each other's invites, so each starts a
+// session, and both send at once, for several rounds. Both must end in one
+// conversation (the same active session) with every message delivered
+// once.
+func TestSimultaneousInitiation(t *testing.T) {
+	alice := newPeer(t, "alice")
+	bob := newPeer(t, "bob")
+	invA, err := alice.m.Invite(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	invB, err := bob.m.Invite(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.m.AddContact(ctxT(t), invB.Link, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.m.AddContact(ctxT(t), invA.Link, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if activeSession(t, alice, bob) == activeSession(t, bob, alice) {
+		t.Fatal("both sides started the same session")
+	}
+	const rounds, perRound = 4, 3
+	var all []string
+	for r := range rounds {
+		var ids [2][]messaging.MessageID
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := range perRound {
+				r, err := bob.m.Send(ctxT(t), "alice", fmt.Sprintf("b%d.%d", r, i))
+				if err != nil {
+					t.Errorf("bob: Send: %v", err)
+					return
+				}
+				id, _ := messaging.ParseMessageID(r.ID)
+				ids[1] = append(ids[1], id)
+			}
+		}()
+		for i := range perRound {
+			ids[0] = append(ids[0], send(t, alice, "bob", fmt.Sprintf("a%d.%d", r, i)))
+			all = append(all, fmt.Sprintf("a%d.%d", r, i), fmt.Sprintf("b%d.%d", r, i))
+		}
+		<-done
+		for _, id := range ids[0] {
+			wait(t, alice, id, messaging.StateDelivered)
+		}
+		for _, id := range ids[1] {
+			wait(t, bob, id, messaging.StateDelivered)
+		}
+		if a, b := activeSession(t, alice, bob), activeSession(t, bob, alice); a != b {
+			t.Errorf("round %d: alice's active session %x, bob's %x", r, a[:4], b[:4])
+		}
+	}
+	for _, p := range []*tnode{alice, bob} {
+		got := map[string]int{}
+		for _, m := range inbox(t, p) {
+			got[m.Text]++
+		}
+		for _, text := range all {
+			if (text[0] == 'a') == (p == bob) && got[text] != 1 {
+				t.Errorf("%s received %q %d times, want once", p.name, text, got[text])
+			}
+		}
+		if len(got) != rounds*perRound {
+			t.Errorf("%s received %d distinct messages, want %d", p.name, len(got), rounds*perRound)
+		}
+	}
+	// One more exchange goes through the converged session.
+	wait(t, alice, send(t, alice, "bob", "after"), messaging.StateDelivered)
+	wait(t, bob, send(t, bob, "alice", "after"), messaging.StateDelivered)
+	if a, b := activeSession(t, alice, bob), activeSession(t, bob, alice); a != b {
+		t.Errorf("after the rounds: alice's active session %x, bob's %x", a[:4], b[:4])
+	}
+}
+
+// gate is a connection gater that refuses every connection while closed.
+type gate struct{ closed atomic.Bool }
+
+func (g *gate) InterceptPeerDial(peer.ID) bool               { return !g.closed.Load() }
+func (g *gate) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return !g.closed.Load() }
+func (g *gate) InterceptAccept(network.ConnMultiaddrs) bool  { return !g.closed.Load() }
+func (g *gate) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return !g.closed.Load(), 0
+}
+func (g *gate) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
+	return !g.closed.Load()
+}
+
+// TestSimultaneousInitiationPartitioned makes the crossing certain: both
+// sides start a session and queue their first messages while they cannot
+// reach each other, so each side's first flight arrives after it sent its
+// own.
+func TestSimultaneousInitiationPartitioned(t *testing.T) {
+	var ga, gb gate
+	cfg := func(g *gate) func(*node.Config) {
+		return func(c *node.Config) {
+			tcpOnly(c)
+			c.ConnGater = g
+			c.Messaging = messaging.Options{RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond}
+		}
+	}
+	alice := newPeer(t, "alice", onDisk(), withConfig(cfg(&ga)))
+	bob := newPeer(t, "bob", onDisk(), withConfig(cfg(&gb)))
+	invA, err := alice.m.Invite(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	invB, err := bob.m.Invite(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.m.AddContact(ctxT(t), invB.Link, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.m.AddContact(ctxT(t), invA.Link, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	// Restart both behind closed gates: no connection survives.
+	ga.closed.Store(true)
+	gb.closed.Store(true)
+	alice.restart()
+	bob.restart()
+	for round := range 3 {
+		var ids [2][]messaging.MessageID
+		for i := range 3 {
+			ids[0] = append(ids[0], send(t, alice, "bob", fmt.Sprintf("a%d.%d", round, i)))
+			ids[1] = append(ids[1], send(t, bob, "alice", fmt.Sprintf("b%d.%d", round, i)))
+		}
+		ga.closed.Store(false)
+		gb.closed.Store(false)
+		for _, id := range ids[0] {
+			wait(t, alice, id, messaging.StateDelivered)
+		}
+		for _, id := range ids[1] {
+			wait(t, bob, id, messaging.StateDelivered)
+		}
+		if a, b := activeSession(t, alice, bob), activeSession(t, bob, alice); a != b {
+			t.Errorf("round %d: alice's active session %x, bob's %x", round, a[:4], b[:4])
+		}
+		if na, nb := sessions(t, alice, bob), sessions(t, bob, alice); round == 0 && (na != 2 || nb != 2) {
+			t.Errorf("after the crossing: %d and %d sessions, want both sessions on both sides", na, nb)
+		}
+		// Partition again for the next round.
+		ga.closed.Store(true)
+		gb.closed.Store(true)
+		alice.restart()
+		bob.restart()
+	}
+	for _, p := range []*tnode{alice, bob} {
+		seen := map[string]bool{}
+		for _, m := range inbox(t, p) {
+			if seen[m.Text] {
+				t.Errorf("%s received %q twice", p.name, m.Text)
+			}
+			seen[m.Text] = true
+		}
+		if len(seen) != 9 {
+			t.Errorf("%s received %d messages, want 9", p.name, len(seen))
+		}
 	}
 }

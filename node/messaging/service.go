@@ -253,6 +253,13 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		s.cancel()
 		return nil, fmt.Errorf("messaging: subscribe to address changes: %w", err)
 	}
+	s.out.conns, err = s.host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged),
+		eventbus.Name("sealpost-messaging-outbox"), eventbus.BufSize(256))
+	if err != nil {
+		s.sub.Close()
+		s.cancel()
+		return nil, fmt.Errorf("messaging: subscribe to connections: %w", err)
+	}
 	go s.writeLoop()
 	s.host.SetStreamHandler(libp2pproto.ID(protocol.MsgProtocol), s.handleMsgStream)
 	s.host.SetStreamHandler(libp2pproto.ID(protocol.BundleProtocol), s.handleBundleStream)
@@ -310,6 +317,7 @@ func (s *Service) Close() error {
 		s.spawnMu.Unlock()
 		s.cancel()
 		s.sub.Close()
+		s.out.conns.Close()
 		s.wg.Wait()
 		<-s.writerDone
 		s.waiters.close()
