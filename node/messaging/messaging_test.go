@@ -561,3 +561,138 @@ func TestSimultaneousInitiationPartitioned(t *testing.T) {
 		}
 	}
 }
+
+// TestReceiverRestartMidStream restarts the receiver while messages
+// stream in: nothing it acknowledged is lost, nothing is stored twice.
+func TestReceiverRestartMidStream(t *testing.T) {
+	fast := func(c *node.Config) {
+		tcpOnly(c)
+		c.Messaging = messaging.Options{RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond}
+	}
+	alice := newPeer(t, "alice", withConfig(fast))
+	bob := newPeer(t, "bob", onDisk(), withConfig(fast))
+	befriend(t, alice, bob)
+	const n = 300
+	ids := make([]messaging.MessageID, 0, n)
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for i := range n {
+			r, err := alice.m.Send(ctxT(t), "bob", fmt.Sprintf("m%03d", i))
+			if err != nil {
+				t.Errorf("Send: %v", err)
+				return
+			}
+			id, _ := messaging.ParseMessageID(r.ID)
+			ids = append(ids, id)
+		}
+	}()
+	eventually(t, 30*time.Second, "bob to receive some messages", func() bool { return len(inbox(t, bob)) >= n/4 })
+	// What alice saw acknowledged before the restart must survive it.
+	var acked []messaging.MessageID
+	conv, err := alice.m.Messages(ctxT(t), "bob", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range conv {
+		if m.State != messaging.StateQueued && m.State != messaging.StateFailed {
+			id, _ := messaging.ParseMessageID(m.ID)
+			acked = append(acked, id)
+		}
+	}
+	bob.restart()
+	<-sent
+	for _, id := range ids {
+		wait(t, alice, id, messaging.StateDelivered)
+	}
+	got := map[string]int{}
+	byID := map[string]bool{}
+	for _, m := range inbox(t, bob) {
+		got[m.Text]++
+		byID[m.ID] = true
+	}
+	for i := range n {
+		if text := fmt.Sprintf("m%03d", i); got[text] != 1 {
+			t.Errorf("bob holds %q %d times, want once", text, got[text])
+		}
+	}
+	for _, id := range acked {
+		if !byID[id.String()] {
+			t.Errorf("message %s was acknowledged before the restart and is gone", id)
+		}
+	}
+	conv, err = bob.m.Messages(ctxT(t), "alice", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint64
+	for _, m := range conv {
+		if m.Seq <= last || m.Gap != 0 {
+			t.Fatalf("bob's conversation out of order or with a gap at %q: seq %d after %d, gap %d", m.Text, m.Seq, last, m.Gap)
+		}
+		last = m.Seq
+	}
+}
+
+func TestIdentityChange(t *testing.T) {
+	alice := newPeer(t, "alice")
+	bob := newPeer(t, "bob")
+	befriend(t, alice, bob)
+	wait(t, alice, send(t, alice, "bob", "before"), messaging.StateDelivered)
+
+	// bob starts over with a new identity and sends a new invite; alice
+	// adds it under the same name.
+	bob2 := newPeer(t, "bob")
+	events := alice.n.Subscribe(ctxT(t))
+	inv, err := bob2.m.Invite(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.m.AddContact(ctxT(t), inv.Link, "bob"); !errors.Is(err, messaging.ErrUntrustedIdentity) {
+		t.Fatalf("AddContact with a known name and a new key: got %v, want ErrUntrustedIdentity", err)
+	}
+	for e := range events {
+		if e.Type == messaging.EventIdentityChanged {
+			ev := e.Data.(messaging.IdentityEvent)
+			if ev.Name != "bob" || ev.UserID != bob.m.UserID().String() || ev.NewUserID != bob2.m.UserID().String() {
+				t.Errorf("identity.changed: %+v", ev)
+			}
+			break
+		}
+	}
+	c, err := alice.m.Contact(ctxT(t), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.IdentityChanged || c.PendingUserID != bob2.m.UserID().String() || c.UserID != bob.m.UserID().String() {
+		t.Fatalf("contact after the change: %+v", c)
+	}
+	if _, err := alice.m.Send(ctxT(t), "bob", "hi"); !errors.Is(err, messaging.ErrUntrustedIdentity) {
+		t.Errorf("Send after the change: got %v, want ErrUntrustedIdentity", err)
+	}
+	if _, err := alice.m.Accept(ctxT(t), "bob"); !errors.Is(err, messaging.ErrUntrustedIdentity) {
+		t.Errorf("Accept after the change: got %v, want ErrUntrustedIdentity", err)
+	}
+	if _, err := alice.m.Verify(ctxT(t), "bob", c.SafetyNumber); !errors.Is(err, messaging.ErrSafetyMismatch) {
+		t.Errorf("Verify with the old key's safety number: got %v, want ErrSafetyMismatch", err)
+	}
+	v, err := alice.m.Verify(ctxT(t), "bob", c.PendingSafetyNumber)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.UserID != bob2.m.UserID().String() || !v.Verified || v.IdentityChanged || v.Name != "bob" {
+		t.Errorf("contact after Verify: %+v", v)
+	}
+	id := send(t, alice, "bob", "after")
+	wait(t, alice, id, messaging.StateDelivered)
+	if got := inbox(t, bob2); len(got) != 1 || got[0].Text != "after" || got[0].Request {
+		t.Errorf("the new bob's inbox: %+v", got)
+	}
+	conv, err := alice.m.Messages(ctxT(t), "bob", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(conv) != 2 || conv[0].Text != "before" || conv[1].Text != "after" {
+		t.Errorf("alice's conversation with bob after the change: %+v", conv)
+	}
+}
