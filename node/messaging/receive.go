@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sealpost/sealpost/crypto/identity"
@@ -33,6 +35,10 @@ type Incoming struct {
 
 // maxBatchBytes bounds the frame bytes one receive batch holds.
 const maxBatchBytes = 4 << 20
+
+// readAhead is the read buffer of a message stream: what has arrived up to
+// this size is taken into one batch.
+const readAhead = 64 << 10
 
 // Receive processes ciphertexts in one store transaction and returns a
 // wire code for each: protocol.CodeOK once the message is committed (or was
@@ -555,11 +561,14 @@ func (s *Service) handleMsgStream(str network.Stream) {
 	}
 	defer s.untrack(str)
 	remote := str.Conn().RemotePeer()
-	if s.msgLim.refused(remote) {
+	if s.msgLim.refused(remote) || !s.openStream(remote) {
 		s.refuse(str, 0, protocol.CodeRateLimited)
 		return
 	}
-	fr := protocol.NewFrameReader(str, protocol.MaxMsgFrame)
+	defer s.closeStream(remote)
+	// A large read-ahead buffer, so that a batch can take every frame that
+	// has arrived (FrameReader uses a bufio.Reader it is given as is).
+	fr := protocol.NewFrameReader(bufio.NewReaderSize(str, readAhead), protocol.MaxMsgFrame)
 	var acks []byte
 	for {
 		str.SetReadDeadline(time.Now().Add(s.opt.IdleTimeout))
@@ -639,6 +648,35 @@ func (s *Service) handleMsgStream(str network.Stream) {
 			return
 		}
 	}
+}
+
+// Bounds of the incoming message streams (each holds up to readAhead plus
+// one frame of buffers).
+const (
+	maxStreamsPerPeer = 4
+	maxStreams        = 512
+)
+
+// openStream counts an incoming message stream of peer p; false when p or
+// the node has too many.
+func (s *Service) openStream(p peer.ID) bool {
+	s.spawnMu.Lock()
+	defer s.spawnMu.Unlock()
+	if s.inStreams[p] >= maxStreamsPerPeer || s.inTotal >= maxStreams {
+		return false
+	}
+	s.inStreams[p]++
+	s.inTotal++
+	return true
+}
+
+func (s *Service) closeStream(p peer.ID) {
+	s.spawnMu.Lock()
+	defer s.spawnMu.Unlock()
+	if s.inStreams[p]--; s.inStreams[p] <= 0 {
+		delete(s.inStreams, p)
+	}
+	s.inTotal--
 }
 
 // refuse answers a stream with one error acknowledgement and resets it.

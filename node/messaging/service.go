@@ -189,8 +189,12 @@ type Service struct {
 	spawnMu  sync.Mutex
 	stopping bool
 	streams  map[network.Stream]struct{}
-	maintain chan struct{}
-	sub      event.Subscription
+	// inStreams counts the incoming message streams per peer; inTotal
+	// all of them (under spawnMu).
+	inStreams map[peer.ID]int
+	inTotal   int
+	maintain  chan struct{}
+	sub       event.Subscription
 
 	closeOnce sync.Once
 }
@@ -225,6 +229,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		jobs:       make(chan *job, 4096),
 		writerDone: make(chan struct{}),
 		streams:    map[network.Stream]struct{}{},
+		inStreams:  map[peer.ID]int{},
 		maintain:   make(chan struct{}, 1),
 		waiters:    newWaiters(),
 	}
