@@ -93,9 +93,13 @@ func (o *outbox) add(dev []byte, items ...*outItem) {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if len(items) == 0 {
+		return
+	}
 	pq := o.peers[string(dev)]
 	if pq == nil {
-		pq = &peerQueue{dev: bytes.Clone(dev), pid: pid, signal: make(chan struct{}, 1)}
+		// uid is set once: the loop reads it without the lock.
+		pq = &peerQueue{dev: bytes.Clone(dev), pid: pid, uid: items[0].peer, signal: make(chan struct{}, 1)}
 		o.peers[string(dev)] = pq
 	}
 	for _, it := range items {
@@ -103,7 +107,6 @@ func (o *outbox) add(dev []byte, items ...*outItem) {
 			continue
 		}
 		o.owned[it.id] = true
-		pq.uid = it.peer
 		pq.pending = append(pq.pending, it)
 	}
 	o.startLocked(pq)

@@ -13,10 +13,11 @@
 //     moment together.
 //   - direct_delivery_unbatched (msgs/s): the same with batching off
 //     (Options.MaxBatch = 1): one transaction, and so one fsync, per
-//     message on each side and per acknowledgement. Its limit is the
-//     store's durable write rate measured in the same run divided by two:
-//     the sender's writer commits each message and then its
-//     acknowledgement, one fsync each, one after the other.
+//     message, acknowledgement and receipt on each side. Its limit is the
+//     store's durable write rate measured in the same run divided by
+//     three: the sender's writer commits each message, its
+//     acknowledgement and its delivery receipt, one fsync each, one after
+//     the other.
 //   - store_durable_write and store_batch_write (ops/s): the storage
 //     figures of store/badgerstore.Bench, measured in the same run on the
 //     same disk, for comparison.
@@ -117,7 +118,7 @@ func Run(ctx context.Context, o Options) ([]bench.Figure, error) {
 		}
 	}
 	if durable > 0 {
-		un.Limit = durable / 2
+		un.Limit = durable / 3
 		un.Ratio = un.Value / un.Limit
 	}
 	figs = slices.Insert(figs, 1, un)
