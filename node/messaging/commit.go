@@ -173,6 +173,9 @@ type work struct {
 	seen     map[[32]byte]bool
 	receipts map[store.UserID][]store.MessageID
 	rorder   []store.UserID
+	// rescheduled is set once an outbox entry got a later attempt (the
+	// scheduler is poked after the commit).
+	rescheduled bool
 }
 
 type contactEntry struct {

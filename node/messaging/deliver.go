@@ -492,6 +492,7 @@ func (w *work) ackOne(id store.MessageID, code protocol.Code) error {
 		}
 		return nil
 	}
+	w.s.log.Debug("messaging: the peer refused a message", "code", code.String(), "attempts", entry.Attempts)
 	switch code {
 	case protocol.CodeUnknownSession, protocol.CodeDecryptFailed:
 		return w.reencrypt(entry, code)
@@ -526,6 +527,10 @@ func (w *work) reschedule(e store.OutboxEntry, reason string, failed bool) error
 	e.LastError = reason
 	if err := w.tx.Outbox().Put(e); err != nil {
 		return err
+	}
+	if !w.rescheduled {
+		w.rescheduled = true
+		w.after(w.s.out.pokeScheduler)
 	}
 	if !failed && int(e.Attempts) < w.s.opt.FailAfter {
 		return nil

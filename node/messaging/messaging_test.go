@@ -1,6 +1,8 @@
 package messaging_test
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -8,6 +10,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -694,5 +697,118 @@ func TestIdentityChange(t *testing.T) {
 	}
 	if len(conv) != 2 || conv[0].Text != "before" || conv[1].Text != "after" {
 		t.Errorf("alice's conversation with bob after the change: %+v", conv)
+	}
+}
+
+// TestRemovedContactWritesAgain: bob removes alice (and their sessions);
+// alice's next message cannot be decrypted there, so alice's node drops
+// the session, makes a new one from bob's bundle, and encrypts the
+// message again: it arrives, as a message request.
+func TestRemovedContactWritesAgain(t *testing.T) {
+	fast := func(c *node.Config) {
+		c.Messaging = messaging.Options{RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond}
+	}
+	alice := newPeer(t, "alice", withConfig(fast))
+	bob := newPeer(t, "bob", withConfig(fast))
+	befriend(t, alice, bob)
+	wait(t, alice, send(t, alice, "bob", "one"), messaging.StateDelivered)
+	wait(t, bob, send(t, bob, "alice", "two"), messaging.StateDelivered)
+	if err := bob.m.Remove(ctxT(t), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	id := send(t, alice, "bob", "are you there?")
+	eventually(t, 30*time.Second, "the message to arrive as a request", func() bool {
+		for _, m := range inbox(t, bob) {
+			if m.Text == "are you there?" {
+				return m.Request
+			}
+		}
+		return false
+	})
+	if _, err := bob.m.Accept(ctxT(t), alice.m.UserID().String()); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, alice, id, messaging.StateDelivered)
+}
+
+// TestIdentityChangeOnKnownDevice: a first message from a known device
+// under another identity key is refused (the sender keeps it) and marks
+// the contact; once the user verifies the new key, the message arrives.
+func TestIdentityChangeOnKnownDevice(t *testing.T) {
+	fast := func(c *node.Config) {
+		c.Messaging = messaging.Options{RetryMin: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond}
+	}
+	alice := newPeer(t, "alice", withConfig(fast))
+	bob := newPeer(t, "bob", onDisk(), withConfig(fast))
+	befriend(t, alice, bob)
+	wait(t, alice, send(t, alice, "bob", "hello"), messaging.StateDelivered)
+
+	// bob's device comes back with a new identity: the same libp2p key
+	// and addresses, a new identity key and device record.
+	var self store.Self
+	if err := bob.st.View(ctxT(t), func(tx *store.Tx) error {
+		var err error
+		self, err = tx.Self()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	bob.stop()
+	key, err := crypto.UnmarshalPrivateKey(self.DeviceKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := key.Raw()
+	id, err := identity.Generate(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := peer.IDFromPrivateKey(key)
+	rec, err := identity.NewDeviceRecord(id, ed25519.PrivateKey(raw), []byte(pid), time.Now(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob2 := &tnode{t: t, name: "bob", st: store.NewMemory(), listen: bob.listen, mod: fast}
+	self.Identity, _ = id.MarshalBinary()
+	self.DeviceRecord, _ = rec.MarshalBinary()
+	self.Card = nil
+	if err := bob2.st.Update(ctxT(t), func(tx *store.Tx) error { return tx.PutSelf(self) }); err != nil {
+		t.Fatal(err)
+	}
+	bob2.start()
+	t.Cleanup(bob2.close)
+	if bob2.n.ID() != bob.n.ID() {
+		t.Fatal("the new identity runs on another device")
+	}
+	events := alice.n.Subscribe(ctxT(t))
+	befriend(t, bob2, alice)
+	mid := send(t, bob2, "alice", "it is me, with a new key")
+	for e := range events {
+		if e.Type == messaging.EventIdentityChanged {
+			break
+		}
+	}
+	c, err := alice.m.Contact(ctxT(t), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.IdentityChanged || c.PendingUserID != bob2.m.UserID().String() {
+		t.Fatalf("alice's contact bob: %+v", c)
+	}
+	for _, m := range inbox(t, alice) {
+		if m.Text == "it is me, with a new key" {
+			t.Fatal("a message of the changed identity was committed before the user verified it")
+		}
+	}
+	if _, err := alice.m.Verify(ctxT(t), "bob", ""); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, bob2, mid, messaging.StateDelivered)
+	conv, err := alice.m.Messages(ctxT(t), "bob", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(conv) != 2 || conv[1].Text != "it is me, with a new key" || conv[1].From != bob2.m.UserID().String() {
+		t.Errorf("alice's conversation after the verification: %+v", conv)
 	}
 }
