@@ -7,7 +7,6 @@ import (
 	"slices"
 	"unicode/utf8"
 
-	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -273,9 +272,3 @@ func (s *Service) Inbox(ctx context.Context, after uint64, limit int) ([]Message
 
 // Name returns the display name of this node's user.
 func (s *Service) Name() string { return s.name }
-
-// ParseContactRef reports whether s names a contact by user ID.
-func ParseContactRef(s string) (identity.UserID, bool) {
-	id, err := identity.ParseUserID(s)
-	return id, err == nil
-}
