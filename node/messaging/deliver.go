@@ -806,7 +806,10 @@ func (o *outbox) scheduleLoop() {
 			return
 		case <-t.C():
 		case <-o.wake:
-		case e := <-o.conns.Out():
+		case e, ok := <-o.conns.Out():
+			if !ok {
+				return
+			}
 			if ev, ok := e.(event.EvtPeerConnectednessChanged); ok && ev.Connectedness == network.Connected {
 				o.flushDevice(ev.Peer)
 			}

@@ -100,6 +100,42 @@ func TestTwoNodesExchangeMessages(t *testing.T) {
 		}
 		seq = m.Seq
 	}
+	// A window of the conversation is its end.
+	last, err := bob.m.Messages(ctxT(t), "alice", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(last) != 5 {
+		t.Fatalf("Messages with limit 5: %d messages", len(last))
+	}
+	for i, m := range last {
+		if want := conv[len(conv)-5+i]; m.ID != want.ID {
+			t.Errorf("Messages with limit 5, message %d: %q, want %q", i, m.Text, want.Text)
+		}
+	}
+	// Paging through the inbox gives the whole inbox, in order.
+	all := inbox(t, bob)
+	var paged []messaging.Message
+	cursor := uint64(0)
+	for {
+		page, next, err := bob.m.Inbox(ctxT(t), cursor, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		paged = append(paged, page...)
+		cursor = next
+	}
+	if len(paged) != len(all) || len(all) != 21 {
+		t.Fatalf("paged inbox: %d messages, whole inbox %d, want 21", len(paged), len(all))
+	}
+	for i := range all {
+		if paged[i].ID != all[i].ID {
+			t.Errorf("paged inbox message %d: %q, want %q", i, paged[i].Text, all[i].Text)
+		}
+	}
 }
 
 func TestSendRefusals(t *testing.T) {
@@ -370,8 +406,8 @@ func TestDuplicatesAndReplays(t *testing.T) {
 	if codes := receive(e1.Payload); codes[0] != protocol.CodeOK {
 		t.Errorf("replayed first message: code %v, want ok (a duplicate)", codes[0])
 	}
-	if codes := receive(encode(tampered)); codes[0] != protocol.CodeUnknownSession {
-		t.Errorf("replayed initial message with a new ratchet message: code %v, want unknown_session", codes[0])
+	if codes := receive(encode(tampered)); codes[0] != protocol.CodeDecryptFailed {
+		t.Errorf("replayed initial message with a new ratchet message: code %v, want decrypt_failed", codes[0])
 	}
 	if n := sessions(t, bob, alice); n != 0 {
 		t.Errorf("bob has %d sessions with alice after replays to a removed contact, want 0", n)

@@ -204,8 +204,9 @@ func (w *work) receiveFirst(it *Incoming, ct *protocol.Ciphertext, pub *identity
 	replay := im.ReplayHash()
 	if seen, err := w.seenHas(replay); err != nil || seen {
 		// The session this message started is gone here: never start it
-		// again (a replay, or a session removed since).
-		return protocol.CodeUnknownSession, err
+		// again (a replay, or a session removed since). PROTOCOL.md §9.6
+		// answers decrypt_failed.
+		return protocol.CodeDecryptFailed, err
 	}
 	r, err := w.s.pk.Responder(w.tx, im)
 	if errors.Is(err, prekeys.ErrUnknownPrekey) {

@@ -395,7 +395,10 @@ func (s *Service) maintainLoop() {
 		case <-t.C():
 			t.Reset(s.opt.MaintainEvery)
 		case <-s.maintain:
-		case <-s.sub.Out():
+		case _, ok := <-s.sub.Out():
+			if !ok {
+				return
+			}
 		}
 		if err := s.runMaintenance(s.ctx); err != nil && s.ctx.Err() == nil {
 			s.log.Warn("messaging: maintenance failed", "err", err)

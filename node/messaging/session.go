@@ -145,11 +145,13 @@ func (w *work) queue(c *contactEntry, o outgoing) (store.MessageID, error) {
 			return store.MessageID{}, err
 		}
 	}
-	if old, err := w.tx.Messages().Get(id); err == nil {
+	if !newSeq {
 		// Re-encryption of a refused message: keep its record.
-		m.ReceivedAt, m.State, m.Reason = old.ReceivedAt, old.State, old.Reason
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return store.MessageID{}, err
+		if old, err := w.tx.Messages().Get(id); err == nil {
+			m.ReceivedAt, m.State, m.Reason = old.ReceivedAt, old.State, old.Reason
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return store.MessageID{}, err
+		}
 	}
 	if err := w.tx.Messages().Put(&m); err != nil {
 		return store.MessageID{}, err
