@@ -41,6 +41,7 @@ func refuse(err error) error { return refusal{err} }
 type job struct {
 	fn        txFunc
 	exclusive bool // committed alone (rare operations that change many records)
+	weight    int  // see jobWeight
 	done      chan struct{}
 	err       error
 	post      []func() // run after the commit, in the writer
@@ -49,14 +50,43 @@ type job struct {
 // do runs fn in the writer and returns when its transaction is durable (or
 // failed). exclusive jobs are committed in a transaction of their own.
 func (s *Service) do(ctx context.Context, exclusive bool, fn txFunc) error {
-	j := &job{fn: fn, exclusive: exclusive, done: make(chan struct{})}
+	j, err := s.submit(ctx, exclusive, 1, fn)
+	if err != nil {
+		return err
+	}
+	return s.await(j)
+}
+
+// jobWeight is the weight of a job that handles n messages of size bytes
+// in all: one per message and one per KiB. The writer commits jobs
+// together up to a weight of 2·MaxBatch, which keeps a transaction well
+// inside what badger commits at once (about 1.2 MiB with its default
+// memtable); a heavier job goes alone.
+func jobWeight(n, size int) int { return n + size>>10 }
+
+// maxWeight is the weight the writer commits together.
+func (s *Service) maxWeight() int {
+	if s.opt.MaxBatch <= 1 {
+		return 1
+	}
+	return 2 * s.opt.MaxBatch
+}
+
+// submit queues a job of the given weight (jobWeight) for the writer.
+func (s *Service) submit(ctx context.Context, exclusive bool, weight int, fn txFunc) (*job, error) {
+	j := &job{fn: fn, exclusive: exclusive, weight: max(weight, 1), done: make(chan struct{})}
 	select {
 	case s.jobs <- j:
+		return j, nil
 	case <-s.writerDone:
-		return ErrClosed
+		return nil, ErrClosed
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
+}
+
+// await waits for a submitted job and returns its error.
+func (s *Service) await(j *job) error {
 	select {
 	case <-j.done:
 	case <-s.writerDone:
@@ -98,15 +128,17 @@ func (s *Service) writeLoop() {
 				}
 			}
 		}
+		weight := batch[0].weight
 	fill:
-		for !batch[0].exclusive && len(batch) < s.opt.MaxBatch {
+		for !batch[0].exclusive && weight < s.maxWeight() {
 			select {
 			case j := <-s.jobs:
-				if j.exclusive {
+				if j.exclusive || weight+j.weight > s.maxWeight() {
 					next = j
 					break fill
 				}
 				batch = append(batch, j)
+				weight += j.weight
 			default:
 				break fill
 			}

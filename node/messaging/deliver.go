@@ -445,7 +445,7 @@ func (o *outbox) acked(res []ackResult) error {
 	for i, r := range res {
 		items[i] = r.it
 	}
-	err := o.s.do(o.s.ctx, false, func(w *work) error {
+	j, err := o.s.submit(o.s.ctx, false, len(res), func(w *work) error {
 		for _, r := range res {
 			if err := w.ackOne(r.it.id, r.code); err != nil {
 				return err
@@ -454,6 +454,9 @@ func (o *outbox) acked(res []ackResult) error {
 		w.after(func() { o.release(items) })
 		return nil
 	})
+	if err == nil {
+		err = o.s.await(j)
+	}
 	if err != nil {
 		o.release(items)
 	}

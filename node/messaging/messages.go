@@ -30,7 +30,7 @@ func (s *Service) Send(ctx context.Context, nameOrUserID, text string) (SendResu
 			id  store.MessageID
 			uid store.UserID
 		)
-		err := s.do(ctx, false, func(w *work) error {
+		j, err := s.submit(ctx, false, jobWeight(1, len(text)), func(w *work) error {
 			c, err := w.lookup(nameOrUserID)
 			if err != nil {
 				return refuse(err)
@@ -48,6 +48,9 @@ func (s *Service) Send(ctx context.Context, nameOrUserID, text string) (SendResu
 			}
 			return err
 		})
+		if err == nil {
+			err = s.await(j)
+		}
 		if errors.Is(err, errNoSession) && attempt == 0 {
 			if err := s.establish(ctx, uid); err != nil {
 				return SendResult{}, err

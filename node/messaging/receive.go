@@ -33,8 +33,10 @@ type Incoming struct {
 	Ciphertext []byte
 }
 
-// maxBatchBytes bounds the frame bytes one receive batch holds.
-const maxBatchBytes = 4 << 20
+// maxBatchBytes bounds the frame bytes one receive job holds: what it
+// commits stays well inside what badger takes in one transaction (about
+// 1.2 MiB with the default memtable).
+const maxBatchBytes = 512 << 10
 
 // readAhead is the read buffer of a message stream: what has arrived up to
 // this size is taken into one batch.
@@ -56,21 +58,39 @@ func (s *Service) Receive(ctx context.Context, items []Incoming) ([]protocol.Cod
 		}
 		cts[i] = ct
 	}
-	err := s.do(ctx, false, func(w *work) error {
-		for i := range items {
-			if cts[i] == nil {
-				continue
-			}
-			code, err := w.receive(&items[i], cts[i])
-			if err != nil {
-				return err
-			}
-			codes[i] = code
+	// Jobs of at most MaxBatch items and maxBatchBytes each; the writer
+	// may still commit several together.
+	var jobs []*job
+	for start := 0; start < len(items); {
+		end, size := start, 0
+		for end < len(items) && end-start < s.opt.MaxBatch && (end == start || size+len(items[end].Ciphertext) <= maxBatchBytes) {
+			size += len(items[end].Ciphertext)
+			end++
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+		lo, hi := start, end
+		j, err := s.submit(ctx, false, jobWeight(hi-lo, size), func(w *work) error {
+			for i := lo; i < hi; i++ {
+				if cts[i] == nil {
+					continue
+				}
+				code, err := w.receive(&items[i], cts[i])
+				if err != nil {
+					return err
+				}
+				codes[i] = code
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, j)
+		start = end
+	}
+	for _, j := range jobs {
+		if err := s.await(j); err != nil {
+			return nil, err
+		}
 	}
 	return codes, nil
 }
