@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -846,5 +848,44 @@ func TestIdentityChangeOnKnownDevice(t *testing.T) {
 	}
 	if len(conv) != 2 || conv[1].Text != "it is me, with a new key" || conv[1].From != bob2.m.UserID().String() {
 		t.Errorf("alice's conversation after the verification: %+v", conv)
+	}
+}
+
+// TestLargeMessages sends many texts of the largest size at once between
+// badger stores: batches stay inside what one transaction may hold.
+func TestLargeMessages(t *testing.T) {
+	alice := newPeer(t, "alice", onDisk(), withConfig(tcpOnly))
+	bob := newPeer(t, "bob", onDisk(), withConfig(tcpOnly))
+	befriend(t, alice, bob)
+	const n = 60
+	ids := make(chan messaging.MessageID, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			text := strings.Repeat(string(rune('a'+i%26)), messaging.MaxText)
+			r, err := alice.m.Send(ctxT(t), "bob", text)
+			if err != nil {
+				t.Errorf("Send: %v", err)
+				return
+			}
+			id, _ := messaging.ParseMessageID(r.ID)
+			ids <- id
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	for id := range ids {
+		wait(t, alice, id, messaging.StateDelivered)
+	}
+	got := inbox(t, bob)
+	if len(got) != n {
+		t.Fatalf("bob received %d messages, want %d", len(got), n)
+	}
+	for _, m := range got {
+		if len(m.Text) != messaging.MaxText {
+			t.Errorf("a message of %d bytes, want %d", len(m.Text), messaging.MaxText)
+		}
 	}
 }
