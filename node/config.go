@@ -92,7 +92,9 @@ type Config struct {
 	// expiry, republishing, backoff). Zero: the system clock.
 	Clock Clock
 	// Rand is the random source of sealpost's own decisions (backoff
-	// jitter). Zero: crypto/rand.Reader.
+	// jitter) and of the messaging service's keys and message IDs, so it
+	// must be a cryptographic source outside tests. Zero:
+	// crypto/rand.Reader.
 	Rand io.Reader
 	// Registry gets libp2p's metrics, Go and process collectors, and
 	// sealpost's own. Zero: a fresh registry (see Node.Registry).
