@@ -129,8 +129,10 @@
 // with each offence. Frames beyond the peer's token bucket
 // (Options.PeerRate, PeerBurst) are answered rate_limited and end the
 // stream the same way. A peer may hold 4 message streams at once, the node
-// 512. Bundle requests have their own bucket, which also bounds how fast a
-// peer can take one-time prekeys (and at most prekeys.Policy.MaxHandedOut
+// 512. First messages that start a session (a KEM decapsulation and
+// several DH and signature checks each) have a bucket per device
+// (Options.SessionRate). Bundle requests have their own bucket, which also
+// bounds how fast a peer can take one-time prekeys (and at most prekeys.Policy.MaxHandedOut
 // are out at once; then bundles go without one). Nothing a peer sends can
 // make the service panic, and no message is acknowledged before it is
 // committed.

@@ -56,7 +56,7 @@ func newBareService(tb testing.TB, name string) *Service {
 		tb.Fatal(err)
 	}
 	s, err := New(context.Background(), Config{Host: h, Store: st, Options: Options{
-		RetryMin: time.Hour, Prekeys: prekeysPolicy(),
+		RetryMin: time.Hour, Prekeys: prekeysPolicy(), SessionRate: 1e9, SessionBurst: 1e9,
 	}})
 	if err != nil {
 		tb.Fatal(err)

@@ -221,6 +221,11 @@ func (w *work) receiveFirst(it *Incoming, ct *protocol.Ciphertext, pub *identity
 		}
 		return protocol.CodeDecryptFailed, nil
 	}
+	// Starting a session costs a KEM decapsulation and several DH and
+	// signature checks: a device gets few of them per second.
+	if w.s.firstLim.take(peer.ID(it.Device), 1) == 0 {
+		return protocol.CodeRateLimited, nil
+	}
 	replay := im.ReplayHash()
 	if seen, err := w.seenHas(replay); err != nil || seen {
 		// The session this message started is gone here: never start it

@@ -92,6 +92,11 @@ type Options struct {
 	// BundleRate and BundleBurst are the per-peer token bucket of bundle
 	// requests. Defaults 1 per second and 20.
 	BundleRate, BundleBurst float64
+	// SessionRate and SessionBurst are the per-device token bucket of
+	// first messages that start a session (each costs about a millisecond
+	// of CPU; a device starts one session at a time). Defaults 5 per
+	// second and 20.
+	SessionRate, SessionBurst float64
 	// Penalty is how long a peer that sent bad input is refused; it
 	// doubles with each offence, up to 64 times. Default 10 s.
 	Penalty time.Duration
@@ -141,6 +146,12 @@ func (o Options) withDefaults() Options {
 	if o.BundleBurst <= 0 {
 		o.BundleBurst = 20
 	}
+	if o.SessionRate <= 0 {
+		o.SessionRate = 5
+	}
+	if o.SessionBurst <= 0 {
+		o.SessionBurst = 20
+	}
 	def(&o.Penalty, 10*time.Second)
 	if o.KeptSessions <= 0 {
 		o.KeptSessions = 5
@@ -178,10 +189,11 @@ type Service struct {
 	jobs       chan *job
 	writerDone chan struct{}
 
-	out     *outbox
-	msgLim  *limiter
-	bundLim *limiter
-	waiters *waiters
+	out      *outbox
+	msgLim   *limiter
+	bundLim  *limiter
+	firstLim *limiter // new sessions per device
+	waiters  *waiters
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -235,6 +247,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.msgLim = newLimiter(s.clock, s.opt.PeerRate, s.opt.PeerBurst, s.opt.Penalty)
 	s.bundLim = newLimiter(s.clock, s.opt.BundleRate, s.opt.BundleBurst, s.opt.Penalty)
+	s.firstLim = newLimiter(s.clock, s.opt.SessionRate, s.opt.SessionBurst, s.opt.Penalty)
 	s.out = newOutbox(s)
 	if err := s.loadSelf(ctx); err != nil {
 		return nil, err
