@@ -132,10 +132,10 @@
 // 512. First messages that start a session (a KEM decapsulation and
 // several DH and signature checks each) have a bucket per device
 // (Options.SessionRate). Bundle requests have their own bucket, which also
-// bounds how fast a peer can take one-time prekeys (and at most prekeys.Policy.MaxHandedOut
-// are out at once; then bundles go without one). Nothing a peer sends can
-// make the service panic, and no message is acknowledged before it is
-// committed.
+// bounds how fast a peer can take one-time prekeys (and at most
+// prekeys.Policy.MaxHandedOut are out at once; then bundles go without
+// one). Nothing a peer sends can make the service panic, and no message is
+// acknowledged before it is committed.
 //
 // Times: backoff, prekey rotation, expiry and rate limits use
 // Config.Clock (tests inject one); network deadlines use the system clock.
