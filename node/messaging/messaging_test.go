@@ -889,3 +889,51 @@ func TestLargeMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestInviteAcrossRotation: an invite keeps working after the signed
+// prekey it pins was rotated, and expires (with a clear error) once the
+// pinned version is too old.
+func TestInviteAcrossRotation(t *testing.T) {
+	clk := newFakeClock()
+	shared := withConfig(func(c *node.Config) { c.Clock = clk })
+	bob := newPeer(t, "bob", shared)
+	inv, err := bob.m.Invite(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed := func() int {
+		n := 0
+		err := bob.st.View(ctxT(t), func(tx *store.Tx) error {
+			var err error
+			n, err = tx.Prekeys().Count(store.PrekeySigned, store.PrekeyAvailable)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	clk.Advance(8 * 24 * time.Hour)
+	eventually(t, 30*time.Second, "the weekly rotation", func() bool { return signed() == 2 })
+	alice := newPeer(t, "alice", shared)
+	if _, err := alice.m.AddContact(ctxT(t), inv.Link, "bob"); err != nil {
+		t.Fatalf("AddContact with an invite made before the rotation: %v", err)
+	}
+	wait(t, alice, send(t, alice, "bob", "hi"), messaging.StateDelivered)
+	if c, err := bob.m.Contact(ctxT(t), "alice"); err != nil || c.State != "accepted" {
+		t.Errorf("bob's contact alice: %+v, %v", c, err)
+	}
+
+	clk.Advance(23 * 24 * time.Hour) // version 1 is 31 days old
+	carol := newPeer(t, "carol", shared)
+	if _, err := carol.m.AddContact(ctxT(t), inv.Link, "bob"); !errors.Is(err, messaging.ErrInviteExpired) {
+		t.Errorf("AddContact with an invite past its bundle's age: got %v, want ErrInviteExpired", err)
+	}
+	fresh, err := bob.m.Invite(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.m.AddContact(ctxT(t), fresh.Link, "bob"); err != nil {
+		t.Errorf("AddContact with a new invite: %v", err)
+	}
+}
