@@ -70,6 +70,8 @@ func samples() map[string]struct {
 		}},
 		"token": {func() record { return new(DepositToken) }, []record{
 			&DepositToken{Token: [16]byte{1}, Relay: "relay", Mailbox: [32]byte{2}, Contact: [32]byte{3}, CreatedAt: t0, Revoked: true},
+			&DepositToken{Token: [16]byte{4}, Relay: "relay", Mailbox: [32]byte{2}, Invite: [16]byte{5}, CreatedAt: t0,
+				ExpiresAt: t0.Add(time.Hour), Registered: true, CardSeq: 300},
 		}},
 	}
 }
@@ -249,5 +251,18 @@ func TestVersion1Records(t *testing.T) {
 	var o OutboxEntry
 	if err := o.unmarshal(outbox); err != nil || o.Attempts != 2 || o.Session != ([16]byte{}) {
 		t.Errorf("outbox v1: %+v, %v", o, err)
+	}
+	token := v1(func(e *enc) {
+		e.fixed(bytes.Repeat([]byte{7}, 16))
+		e.str("relay")
+		e.fixed(make([]byte, 32))
+		e.fixed(make([]byte, 32))
+		e.time(t0)
+		e.bool(true)
+	})
+	var tok DepositToken
+	if err := tok.unmarshal(token); err != nil || tok.Relay != "relay" || !tok.Revoked || tok.Registered ||
+		!tok.ExpiresAt.IsZero() || tok.CardSeq != 0 || tok.Invite != (InviteSecret{}) {
+		t.Errorf("deposit token v1: %+v, %v", tok, err)
 	}
 }

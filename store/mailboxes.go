@@ -146,32 +146,59 @@ type DepositToken struct {
 	Mailbox MailboxID
 	// Contact is the contact the token was given to; zero for an invite
 	// token.
-	Contact   UserID
+	Contact UserID
+	// Invite is the secret of the invite an invite token was derived from
+	// (the card blob on the relay is encrypted under a key derived from
+	// it); zero for a contact's token.
+	Invite    InviteSecret
 	CreatedAt time.Time
-	Revoked   bool
+	// ExpiresAt is when an invite token stops being useful (its invite
+	// expires); zero: never.
+	ExpiresAt time.Time
+	// Registered: the relay confirmed that it holds the token's hash.
+	// Revoked: the token is withdrawn; the record stays until the relay
+	// confirmed the revocation.
+	Registered bool
+	Revoked    bool
+	// CardSeq is the sequence number of the own card in the blob uploaded
+	// for an invite token (zero: none uploaded yet).
+	CardSeq uint64
 }
 
-const tokenVersion = 1
+// tokenVersion 2 added Invite, ExpiresAt, Registered and CardSeq; version
+// 1 records decode with them zero.
+const tokenVersion = 2
 
 func (t *DepositToken) marshal() []byte {
-	e := newEnc(tokenVersion, 100+len(t.Relay))
+	e := newEnc(tokenVersion, 140+len(t.Relay))
 	e.fixed(t.Token[:])
 	e.str(t.Relay)
 	e.fixed(t.Mailbox[:])
 	e.fixed(t.Contact[:])
 	e.time(t.CreatedAt)
 	e.bool(t.Revoked)
+	e.fixed(t.Invite[:])
+	e.time(t.ExpiresAt)
+	e.bool(t.Registered)
+	e.uvarint(t.CardSeq)
 	return e.b
 }
 
 func (t *DepositToken) unmarshal(b []byte) error {
-	d, _ := newDec("deposit token", b, tokenVersion)
+	d, v := newDec("deposit token", b, 1, tokenVersion)
 	d.fixed(t.Token[:])
 	t.Relay = d.str(MaxRelayLen)
 	d.fixed(t.Mailbox[:])
 	d.fixed(t.Contact[:])
 	t.CreatedAt = d.time()
 	t.Revoked = d.bool()
+	t.Invite, t.ExpiresAt, t.Registered, t.CardSeq = InviteSecret{}, time.Time{}, false, 0
+	if v >= 2 {
+		d.fixed(t.Invite[:])
+		t.ExpiresAt = d.time()
+		t.Registered = d.bool()
+		t.CardSeq = d.uvarint()
+	}
 	return d.finish("deposit token")
 }
 

@@ -913,7 +913,8 @@ func testMailboxes(t *testing.T, st store.Store) {
 }
 
 func testDepositTokens(t *testing.T, st store.Store) {
-	invite := store.DepositToken{Token: id16(1), Relay: "relay-1", Mailbox: id32(9), CreatedAt: T0}
+	invite := store.DepositToken{Token: id16(1), Relay: "relay-1", Mailbox: id32(9), Invite: id16(3), CreatedAt: T0,
+		ExpiresAt: T0.Add(time.Hour), CardSeq: 7}
 	personal := store.DepositToken{Token: id16(2), Relay: "relay-1", Mailbox: id32(9), Contact: id32(5), CreatedAt: T0}
 	update(t, st, func(tx *store.Tx) error {
 		if err := tx.DepositTokens().Put(personal); err != nil {
@@ -927,7 +928,7 @@ func testDepositTokens(t *testing.T, st store.Store) {
 			return err
 		}
 		equal(t, "Get", tok, personal)
-		tok.Revoked = true
+		tok.Revoked, tok.Registered = true, true
 		return tx.DepositTokens().Put(tok)
 	})
 	view(t, st, func(tx *store.Tx) error {
@@ -935,7 +936,7 @@ func testDepositTokens(t *testing.T, st store.Store) {
 		if err != nil {
 			return err
 		}
-		personal.Revoked = true
+		personal.Revoked, personal.Registered = true, true
 		equal(t, "List", list, []store.DepositToken{invite, personal})
 		return nil
 	})
