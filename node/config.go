@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/connmgr"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealpost/sealpost/node/messaging"
@@ -118,6 +119,13 @@ type Config struct {
 	// Messaging tunes the messaging service (retry backoff, batching, rate
 	// limits, prekey schedule). Zero: its defaults.
 	Messaging messaging.Options
+
+	// WrapStream, when set, wraps every stream the messaging service opens
+	// or accepts before the service uses it: a fault-injection hook for
+	// tests and `sealpost testnet`, whose wrapper resets a fraction of the
+	// streams to model message loss on links (faults.go). Zero: streams
+	// are used as they are.
+	WrapStream func(network.Stream) network.Stream
 }
 
 // profileDefaults returns profile p's settings.

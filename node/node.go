@@ -189,8 +189,12 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		n.sub.Close()
 		return fail(err)
 	}
+	var msgHost host.Host = n.host
+	if cfg.WrapStream != nil {
+		msgHost = &faultHost{Host: n.host, wrap: cfg.WrapStream}
+	}
 	n.msg, err = messaging.New(ctx, messaging.Config{
-		Host:       n.host,
+		Host:       msgHost,
 		Store:      cfg.Store,
 		Logger:     n.log,
 		Clock:      messagingClock{n.clock},
