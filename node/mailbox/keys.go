@@ -1,0 +1,126 @@
+package mailbox
+
+import (
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/sealpost/sealpost/protocol"
+)
+
+// What an invite unlocks on a relay (docs/PROTOCOL.md, relay section).
+// The invite link carries the invite secret S and, per relay, the mailbox
+// ID; the relay never sees S:
+//
+//	token T = HKDF-SHA256(ikm = S, salt = none,
+//	                      info = "sealpost/v1/invite-token" || mailbox ID, 16)
+//	card key = HKDF-SHA256(ikm = S, salt = none,
+//	                       info = "sealpost/v1/invite-card" || mailbox ID, 32)
+//
+// T is the deposit token of the invite on that mailbox (the relay holds
+// SHA-256(T)), and the key of the card blob stored under it:
+//
+//	blob = nonce (24) || XChaCha20-Poly1305(card key, nonce,
+//	                        contents, ad = "sealpost/v1/invite-card" || mailbox ID)
+//	contents = 0x01 || uvarint(len card) || card || uvarint(len bundle) || bundle
+//
+// card is the owner's encoded protocol.Card (with the mailbox entries,
+// sealing keys and T), bundle the crypto/prekey bundle version the invite
+// pins, without a one-time prekey. The initiator checks the bundle against
+// the invite's pin and identity key, as for a bundle its device serves.
+const (
+	tokenLabel = "sealpost/v1/invite-token"
+	cardLabel  = "sealpost/v1/invite-card"
+	blobFormat = 1
+)
+
+// MaxCardBlob bounds a sealed card blob: the largest card and bundle,
+// their lengths, the format byte, the nonce and the tag.
+const MaxCardBlob = protocol.MaxCard + protocol.MaxBundle + 64
+
+// ErrCardBlob is the one error OpenCard returns for a blob that does not
+// open or parse: a wrong secret, another mailbox, or damage.
+var ErrCardBlob = errors.New("mailbox: cannot open the card blob")
+
+// InviteToken returns the deposit token T of the invite with secret s on
+// mailbox m.
+func InviteToken(s [16]byte, m [32]byte) [16]byte {
+	k, err := hkdf.Key(sha256.New, s[:], nil, tokenLabel+string(m[:]), 16)
+	if err != nil {
+		panic(err) // only for a length hkdf cannot produce
+	}
+	return [16]byte(k)
+}
+
+func cardKey(s [16]byte, m [32]byte) []byte {
+	k, err := hkdf.Key(sha256.New, s[:], nil, cardLabel+string(m[:]), chacha20poly1305.KeySize)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+// SealCard encrypts the card blob of the invite with secret s on mailbox
+// m. rand supplies the nonce.
+func SealCard(s [16]byte, m [32]byte, card, bundle []byte, rand io.Reader) ([]byte, error) {
+	if len(card) == 0 || len(card) > protocol.MaxCard || len(bundle) == 0 || len(bundle) > protocol.MaxBundle {
+		return nil, fmt.Errorf("mailbox: card blob of a %d-byte card and a %d-byte bundle", len(card), len(bundle))
+	}
+	aead, err := chacha20poly1305.NewX(cardKey(s, m))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(card)+len(bundle)+32)
+	if _, err := io.ReadFull(rand, out); err != nil {
+		return nil, fmt.Errorf("mailbox: nonce: %w", err)
+	}
+	pt := []byte{blobFormat}
+	pt = binary.AppendUvarint(pt, uint64(len(card)))
+	pt = append(pt, card...)
+	pt = binary.AppendUvarint(pt, uint64(len(bundle)))
+	pt = append(pt, bundle...)
+	return aead.Seal(out, out, pt, []byte(cardLabel+string(m[:]))), nil
+}
+
+// OpenCard decrypts a card blob and returns the card and bundle bytes,
+// unchecked (the caller parses and verifies both). Every failure is
+// ErrCardBlob.
+func OpenCard(s [16]byte, m [32]byte, blob []byte) (card, bundle []byte, err error) {
+	aead, err := chacha20poly1305.NewX(cardKey(s, m))
+	if err != nil {
+		return nil, nil, ErrCardBlob
+	}
+	if len(blob) > MaxCardBlob || len(blob) < aead.NonceSize()+aead.Overhead() {
+		return nil, nil, ErrCardBlob
+	}
+	n := aead.NonceSize()
+	pt, err := aead.Open(nil, blob[:n], blob[n:], []byte(cardLabel+string(m[:])))
+	if err != nil || len(pt) < 1 || pt[0] != blobFormat {
+		return nil, nil, ErrCardBlob
+	}
+	rest := pt[1:]
+	field := func(max int) []byte {
+		l, k := binary.Uvarint(rest)
+		if k <= 0 || l == 0 || l > uint64(max) || l > uint64(len(rest)-k) {
+			rest = nil
+			return nil
+		}
+		f := rest[k : k+int(l)]
+		rest = rest[k+int(l):]
+		return f
+	}
+	card = field(protocol.MaxCard)
+	if card == nil {
+		return nil, nil, ErrCardBlob
+	}
+	bundle = field(protocol.MaxBundle)
+	if bundle == nil || len(rest) != 0 {
+		return nil, nil, ErrCardBlob
+	}
+	return card, bundle, nil
+}
