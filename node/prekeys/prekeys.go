@@ -312,6 +312,11 @@ type Version struct {
 	bundle *prekey.Bundle
 }
 
+// Bundle returns the encoded bundle of the version without a one-time
+// prekey: what a relay keeps for an invite that pins it (its hash is
+// v.Hash).
+func (v *Version) Bundle() ([]byte, error) { return v.bundle.MarshalBinary() }
+
 // Current returns the newest bundle version, or ErrNoPrekeys.
 func (m *Manager) Current(tx *store.Tx) (*Version, error) {
 	vs, err := m.versions(tx)

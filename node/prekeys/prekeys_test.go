@@ -326,3 +326,31 @@ func TestOneTimeKeysAgeOut(t *testing.T) {
 		t.Errorf("handed-out keys after their retention: %d, want 0", got)
 	}
 }
+
+func TestVersionBundle(t *testing.T) {
+	m, st, _ := newManager(t, Policy{})
+	maintain(t, m, st, t0)
+	var data []byte
+	var v *Version
+	update(t, st, func(tx *store.Tx) error {
+		var err error
+		if v, err = m.Current(tx); err != nil {
+			return err
+		}
+		data, err = v.Bundle()
+		return err
+	})
+	b, err := prekey.ParseBundle(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Verify(t0); err != nil {
+		t.Fatal(err)
+	}
+	if b.OneTime != nil {
+		t.Error("the version's bundle holds a one-time prekey")
+	}
+	if b.Hash() != v.Hash {
+		t.Error("the version's bundle does not have the version's hash")
+	}
+}
