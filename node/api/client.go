@@ -164,41 +164,99 @@ func (c *Client) Events(ctx context.Context, fn func(Event) error) error {
 // readEvents parses a server-sent event stream, calling fn for each event
 // whose data is one JSON Event.
 func readEvents(r io.Reader, fn func(Event) error) error {
+	p := newEventParser(r)
+	for {
+		ev, err := p.next()
+		if err != nil {
+			return err
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+}
+
+// eventParser reads the events of a server-sent event stream one by one.
+type eventParser struct {
+	sc   *bufio.Scanner
+	data strings.Builder
+}
+
+func newEventParser(r io.Reader) *eventParser {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxEventLine)
-	var data strings.Builder
-	for sc.Scan() {
-		line := sc.Text()
+	return &eventParser{sc: sc}
+}
+
+// next returns the next event whose data is one JSON Event, or
+// io.ErrUnexpectedEOF at the end of the stream.
+func (p *eventParser) next() (Event, error) {
+	for p.sc.Scan() {
+		line := p.sc.Text()
 		switch {
 		case line == "":
-			if data.Len() == 0 {
+			if p.data.Len() == 0 {
 				continue
 			}
 			var ev Event
-			if err := json.Unmarshal([]byte(data.String()), &ev); err != nil {
-				return fmt.Errorf("api: bad event: %w", err)
+			err := json.Unmarshal([]byte(p.data.String()), &ev)
+			p.data.Reset()
+			if err != nil {
+				return Event{}, fmt.Errorf("api: bad event: %w", err)
 			}
-			data.Reset()
-			if err := fn(ev); err != nil {
-				return err
-			}
+			return ev, nil
 		case strings.HasPrefix(line, "data:"):
-			if data.Len() > 0 {
-				data.WriteByte('\n')
+			if p.data.Len() > 0 {
+				p.data.WriteByte('\n')
 			}
-			data.WriteString(strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
-			if data.Len() > maxEventLine {
-				return fmt.Errorf("api: event larger than %d bytes", maxEventLine)
+			p.data.WriteString(strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
+			if p.data.Len() > maxEventLine {
+				return Event{}, fmt.Errorf("api: event larger than %d bytes", maxEventLine)
 			}
 		}
 		// "event:", "id:", "retry:" and comments need nothing: the JSON data
 		// carries the type.
 	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("api: event stream: %w", err)
+	if err := p.sc.Err(); err != nil {
+		return Event{}, fmt.Errorf("api: event stream: %w", err)
 	}
-	return io.ErrUnexpectedEOF
+	return Event{}, io.ErrUnexpectedEOF
 }
+
+// EventStream is a subscription to the daemon's events (Client.Subscribe).
+// It is not safe for concurrent use.
+type EventStream struct {
+	body io.ReadCloser
+	p    *eventParser
+	ctx  context.Context
+}
+
+// Subscribe opens the daemon's event stream (GET /v1/events). It returns
+// once the daemon has subscribed: every event from then on is on the
+// stream, in order, until it ends. A caller that must not miss a change
+// subscribes first and then reads the state it waits on (or starts the
+// action it waits for), so that nothing falls between the two.
+func (c *Client) Subscribe(ctx context.Context) (*EventStream, error) {
+	resp, err := c.request(ctx, http.MethodGet, "/v1/events", nil)
+	if err != nil {
+		return nil, err
+	}
+	return &EventStream{body: resp.Body, p: newEventParser(resp.Body), ctx: ctx}, nil
+}
+
+// Next returns the next event. At the end of the stream it returns
+// io.ErrUnexpectedEOF (the daemon shut down; after an overflow event the
+// daemon also ends the stream), and ctx's error once ctx has ended.
+func (s *EventStream) Next() (Event, error) {
+	ev, err := s.p.next()
+	if err != nil && s.ctx.Err() != nil {
+		return Event{}, s.ctx.Err()
+	}
+	return ev, err
+}
+
+// Close ends the subscription.
+func (s *EventStream) Close() error { return s.body.Close() }
 
 // ID calls GET /v1/id: the node's user ID, peer ID, addresses and relays.
 func (c *Client) ID(ctx context.Context) (node.Info, error) {

@@ -9,7 +9,8 @@
 // the codes are stable strings (Code), and one table maps each to its HTTP
 // status and to the exit code of the sealpost command.
 //
-// Routes are one table (Server.routes, with the node's in nodeRoutes).
+// Routes are one table (Server.routes, with the node's in nodeRoutes and
+// the messaging service's, Config.Messaging, in messagingRoutes).
 // A feature adds its routes in a file of its own, the methods it needs to
 // the Node interface, its error sentinels to the sentinels table, its
 // client methods to Client, and its paths to openapi.json; a test checks

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/sealpost/sealpost/node"
+	"github.com/sealpost/sealpost/node/messaging"
 )
 
 // Code is a stable error code string. The daemon answers every failed
@@ -109,6 +110,25 @@ var sentinels = []struct {
 	{node.ErrUnreachable, CodeNetwork},
 	{node.ErrDeviceNotFound, CodeNetwork},
 	{node.ErrClosed, CodeUnavailable},
+	// Messaging (node/messaging/errors.go gives each its code); an
+	// identity change first, so that it wins over what it wraps.
+	{messaging.ErrUntrustedIdentity, CodeUntrustedIdentity},
+	{messaging.ErrUnknownContact, CodeNotFound},
+	{messaging.ErrUnknownMessage, CodeNotFound},
+	{messaging.ErrInvalidLink, CodeBadRequest},
+	{messaging.ErrInvalidName, CodeBadRequest},
+	{messaging.ErrEmptyMessage, CodeBadRequest},
+	{messaging.ErrBadState, CodeBadRequest},
+	{messaging.ErrInviteExpired, CodeConflict},
+	{messaging.ErrNameTaken, CodeConflict},
+	{messaging.ErrSafetyMismatch, CodeConflict},
+	{messaging.ErrNotAccepted, CodeConflict},
+	{messaging.ErrTooLong, CodeLimit},
+	{messaging.ErrRateLimited, CodeLimit},
+	{messaging.ErrUnreachable, CodeNetwork},
+	{messaging.ErrPeerRefused, CodeNetwork},
+	{messaging.ErrBadBundle, CodeNetwork},
+	{messaging.ErrClosed, CodeUnavailable},
 	{context.DeadlineExceeded, CodeTimeout},
 }
 

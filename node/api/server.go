@@ -37,6 +37,9 @@ var openAPIDocument []byte
 type Config struct {
 	// Node is the node the API serves. Required.
 	Node Node
+	// Messaging is the node's messaging service (node.Node.Messaging).
+	// Zero: the messaging routes answer unavailable.
+	Messaging Messaging
 	// Gatherer is served at /metrics; nil serves no metrics.
 	Gatherer prometheus.Gatherer
 	// Token is the bearer token required of requests over TCP (all routes but
@@ -117,7 +120,8 @@ func (s *Server) routes() []route {
 	if s.cfg.Gatherer != nil {
 		rs = append(rs, route{"GET /metrics", true, s.metricsHandler()})
 	}
-	return append(rs, s.nodeRoutes()...)
+	rs = append(rs, s.nodeRoutes()...)
+	return append(rs, s.messagingRoutes()...)
 }
 
 // Serve answers API requests on ln until Shutdown, and then returns nil.
@@ -271,13 +275,19 @@ func (s *Server) handle(fn func(r *http.Request) (any, error)) http.Handler {
 // decodeBody reads a JSON request body of at most MaxRequestBody bytes into
 // v, refusing unknown fields and trailing data.
 func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, MaxRequestBody+1))
+	return decodeBodyLimit(r, v, MaxRequestBody)
+}
+
+// decodeBodyLimit is decodeBody with another limit, for the routes that
+// take larger bodies.
+func decodeBodyLimit(r *http.Request, v any, limit int64) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, limit+1))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return Errorf(CodeBadRequest, "bad request body: %v", err)
 	}
-	if dec.InputOffset() > MaxRequestBody {
-		return Errorf(CodeBadRequest, "request body larger than %d bytes", MaxRequestBody)
+	if dec.InputOffset() > limit {
+		return Errorf(CodeBadRequest, "request body larger than %d bytes", limit)
 	}
 	if dec.More() {
 		return Errorf(CodeBadRequest, "bad request body: data after the JSON object")
