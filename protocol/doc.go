@@ -31,7 +31,15 @@
 // BundleResponse = {1 version, 2 code, 3 bundle}. An invite link is
 // "sealpost://" || base64url-without-padding(Invite), Invite = {1 version,
 // 2 identity, 3 device_key | 4 device_id, 5 addrs, 6 bundle_pin, 7 secret,
-// 8 name, 9 relays}.
+// 8 name, 9 relays}. RelayRequest = {1 version, 2 id, 3 op, 4 mailbox,
+// 5 owner_key, 6 sealing_key, 7 token, 8 token_hash, 9 count, 10 bytes,
+// 11 after, 12 limit, 13 seqs, 14 envelope, 15 blob, 16 blobs, 17
+// expires_at, 18 challenge, 19 signature}; RelayResponse = {1 version, 2 id,
+// 3 op, 4 code, 5 challenge, 6 mailbox, 7 seq, 8 envelope, 9 stored_until,
+// 10 signature, 11 count, 12 bytes, 13 prekeys, 14 more, 15 blob}; the op
+// decides which fields are present (relay.go's tables, docs/PROTOCOL.md
+// §10). Owner signatures and custody receipts cover the labelled encodings
+// of relay_auth.go, never protobuf bytes.
 //
 // # Using it
 //

@@ -49,6 +49,38 @@ var (
 	ErrWrongSender = errors.New("protocol: sender does not match the connection")
 )
 
+// Errors of the relay protocol (docs/PROTOCOL.md §10.5), codes 32-63.
+var (
+	// ErrUnknownMailbox: the relay holds no mailbox of that ID (it was
+	// never created, or the owner or the relay deleted it).
+	ErrUnknownMailbox = errors.New("protocol: unknown mailbox")
+	// ErrTokenRefused: the deposit token is not registered for the mailbox,
+	// or was revoked.
+	ErrTokenRefused = errors.New("protocol: deposit token refused")
+	// ErrMailboxQuota: the mailbox holds its quota of envelopes or bytes
+	// (or of tokens or prekeys, for the owner's uploads).
+	ErrMailboxQuota = errors.New("protocol: mailbox quota exceeded")
+	// ErrTokenQuota: the envelopes stored under this token reach its quota
+	// of count or bytes.
+	ErrTokenQuota = errors.New("protocol: token quota exceeded")
+	// ErrStoreFull: the relay's total store quota is used up.
+	ErrStoreFull = errors.New("protocol: relay store full")
+	// ErrEnvelopeTooLarge: the envelope is over the relay's configured
+	// envelope size limit (which may be below MaxEnvelope).
+	ErrEnvelopeTooLarge = errors.New("protocol: envelope too large for this relay")
+	// ErrExpiredChallenge: the request's challenge is not the stream's
+	// current one (already used, replaced, or never issued) or is too old.
+	ErrExpiredChallenge = errors.New("protocol: expired challenge")
+	// ErrBadSignature: the owner signature does not verify.
+	ErrBadSignature = errors.New("protocol: bad signature")
+	// ErrTooManyMailboxes: the connection created as many mailboxes as the
+	// relay allows one connection.
+	ErrTooManyMailboxes = errors.New("protocol: too many mailboxes for this connection")
+	// ErrSubscriptionEnded: a newer subscription to the same mailbox
+	// replaced this one.
+	ErrSubscriptionEnded = errors.New("protocol: subscription ended")
+)
+
 // Code is a wire error code: the outcome a peer reports for one request
 // (Ack.Code, BundleResponse.Code). Zero is never valid on the wire.
 //
@@ -73,6 +105,17 @@ const (
 	CodeNotFound           Code = 12
 	CodeExpired            Code = 13
 	CodeWrongSender        Code = 14
+
+	CodeUnknownMailbox    Code = 32
+	CodeTokenRefused      Code = 33
+	CodeMailboxQuota      Code = 34
+	CodeTokenQuota        Code = 35
+	CodeStoreFull         Code = 36
+	CodeEnvelopeTooLarge  Code = 37
+	CodeExpiredChallenge  Code = 38
+	CodeBadSignature      Code = 39
+	CodeTooManyMailboxes  Code = 40
+	CodeSubscriptionEnded Code = 41
 )
 
 // codes is the one table between wire codes, their names (stable snake_case,
@@ -96,6 +139,17 @@ var codes = [...]struct {
 	{CodeNotFound, "not_found", ErrNotFound},
 	{CodeExpired, "expired", ErrExpired},
 	{CodeWrongSender, "wrong_sender", ErrWrongSender},
+
+	{CodeUnknownMailbox, "unknown_mailbox", ErrUnknownMailbox},
+	{CodeTokenRefused, "token_refused", ErrTokenRefused},
+	{CodeMailboxQuota, "mailbox_quota", ErrMailboxQuota},
+	{CodeTokenQuota, "token_quota", ErrTokenQuota},
+	{CodeStoreFull, "store_full", ErrStoreFull},
+	{CodeEnvelopeTooLarge, "envelope_too_large", ErrEnvelopeTooLarge},
+	{CodeExpiredChallenge, "expired_challenge", ErrExpiredChallenge},
+	{CodeBadSignature, "bad_signature", ErrBadSignature},
+	{CodeTooManyMailboxes, "too_many_mailboxes", ErrTooManyMailboxes},
+	{CodeSubscriptionEnded, "subscription_ended", ErrSubscriptionEnded},
 }
 
 // CodeOf returns the wire code for err: CodeOK for nil, the code of the

@@ -130,6 +130,31 @@ const (
 	// byte costs 1.33 characters of link.
 	MaxInviteName = 32
 
+	// MaxCardBlob bounds the encrypted card blob an owner keeps on a relay
+	// for one invite token (docs/PROTOCOL.md §10): a Card (MaxCard) and a
+	// bundle without its one-time prekey (MaxBundle), with the AEAD's nonce,
+	// tag and length fields, fit in 17 KiB; 24 KiB leaves room for a new
+	// version of either.
+	MaxCardBlob = 24 << 10
+
+	// MaxPrekeyBlob bounds one encrypted one-time prekey on a relay: a
+	// crypto/prekey one-time prekey record (1292 bytes) with its AEAD nonce
+	// and tag come to about 1.35 KiB.
+	MaxPrekeyBlob = 2 << 10
+
+	// MaxPrekeyBatch bounds the prekeys of one upload, so that a batch of
+	// the largest blobs fits a relay frame (32 x 2 KiB and their tags).
+	MaxPrekeyBatch = 32
+
+	// MaxAckSeqs bounds the sequence numbers one relay acknowledgement
+	// deletes: at most 10 bytes each, 10 KiB in all, well inside a frame.
+	MaxAckSeqs = 1024
+
+	// MaxFetchLimit bounds the envelopes one relay fetch asks for. They come
+	// one a frame, so the bound is on the work one request starts, not on a
+	// buffer.
+	MaxFetchLimit = 1024
+
 	// MaxUnixMilli bounds every time on the wire (Unix milliseconds): 2^53-1
 	// is the largest integer a JSON client reads exactly, so times pass
 	// through the API unchanged (it is the year 287396).
@@ -147,9 +172,12 @@ const (
 	// and the response's version, code and tags.
 	MaxBundleFrame = MaxBundle + 64
 
-	// MaxRelayFrame bounds a frame on RelayProtocol: one envelope and up to
-	// 4 KiB of request fields (token, mailbox ID, signatures). Issue 5 may
-	// lower it.
+	// MaxRelayFrame bounds a frame on RelayProtocol: the largest message is
+	// a deposit (one envelope with a token, mailbox ID and tags, under 200
+	// bytes more) or a push (one envelope, a sequence number and the prekey
+	// count), and a prekey batch (MaxPrekeyBatch blobs of MaxPrekeyBlob,
+	// 64 KiB and 96 bytes of tags, with a signature and challenge); 4 KiB
+	// over the largest envelope holds each of them.
 	MaxRelayFrame = MaxEnvelope + 4<<10
 )
 

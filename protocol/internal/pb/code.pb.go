@@ -48,6 +48,17 @@ const (
 	Code_CODE_NOT_FOUND           Code = 12 // the requested object does not exist
 	Code_CODE_EXPIRED             Code = 13 // the requested object existed but is gone (e.g. a pinned bundle)
 	Code_CODE_WRONG_SENDER        Code = 14 // a claimed sender does not match the connection
+	// The relay protocol (docs/PROTOCOL.md §10.5).
+	Code_CODE_UNKNOWN_MAILBOX    Code = 32 // no such mailbox on this relay (never created, or deleted)
+	Code_CODE_TOKEN_REFUSED      Code = 33 // the deposit token is not registered for the mailbox (or was revoked)
+	Code_CODE_MAILBOX_QUOTA      Code = 34 // the mailbox holds its quota of envelopes, bytes, tokens or prekeys
+	Code_CODE_TOKEN_QUOTA        Code = 35 // the token's quota of stored envelopes or bytes is used up
+	Code_CODE_STORE_FULL         Code = 36 // the relay's total store quota is used up
+	Code_CODE_ENVELOPE_TOO_LARGE Code = 37 // the envelope is over this relay's envelope size limit
+	Code_CODE_EXPIRED_CHALLENGE  Code = 38 // the challenge is not the stream's current one, or too old
+	Code_CODE_BAD_SIGNATURE      Code = 39 // the owner signature does not verify
+	Code_CODE_TOO_MANY_MAILBOXES Code = 40 // this connection created its quota of mailboxes
+	Code_CODE_SUBSCRIPTION_ENDED Code = 41 // a newer subscription to the mailbox replaced this one
 )
 
 // Enum value maps for Code.
@@ -68,6 +79,16 @@ var (
 		12: "CODE_NOT_FOUND",
 		13: "CODE_EXPIRED",
 		14: "CODE_WRONG_SENDER",
+		32: "CODE_UNKNOWN_MAILBOX",
+		33: "CODE_TOKEN_REFUSED",
+		34: "CODE_MAILBOX_QUOTA",
+		35: "CODE_TOKEN_QUOTA",
+		36: "CODE_STORE_FULL",
+		37: "CODE_ENVELOPE_TOO_LARGE",
+		38: "CODE_EXPIRED_CHALLENGE",
+		39: "CODE_BAD_SIGNATURE",
+		40: "CODE_TOO_MANY_MAILBOXES",
+		41: "CODE_SUBSCRIPTION_ENDED",
 	}
 	Code_value = map[string]int32{
 		"CODE_UNSPECIFIED":         0,
@@ -85,6 +106,16 @@ var (
 		"CODE_NOT_FOUND":           12,
 		"CODE_EXPIRED":             13,
 		"CODE_WRONG_SENDER":        14,
+		"CODE_UNKNOWN_MAILBOX":     32,
+		"CODE_TOKEN_REFUSED":       33,
+		"CODE_MAILBOX_QUOTA":       34,
+		"CODE_TOKEN_QUOTA":         35,
+		"CODE_STORE_FULL":          36,
+		"CODE_ENVELOPE_TOO_LARGE":  37,
+		"CODE_EXPIRED_CHALLENGE":   38,
+		"CODE_BAD_SIGNATURE":       39,
+		"CODE_TOO_MANY_MAILBOXES":  40,
+		"CODE_SUBSCRIPTION_ENDED":  41,
 	}
 )
 
@@ -119,7 +150,7 @@ var File_protocol_internal_pb_code_proto protoreflect.FileDescriptor
 
 const file_protocol_internal_pb_code_proto_rawDesc = "" +
 	"\n" +
-	"\x1fprotocol/internal/pb/code.proto\x12\vsealpost.v1*\xd3\x02\n" +
+	"\x1fprotocol/internal/pb/code.proto\x12\vsealpost.v1*\xd3\x04\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aCODE_OK\x10\x01\x12\x12\n" +
@@ -136,7 +167,17 @@ const file_protocol_internal_pb_code_proto_rawDesc = "" +
 	"\rCODE_INTERNAL\x10\v\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\f\x12\x10\n" +
 	"\fCODE_EXPIRED\x10\r\x12\x15\n" +
-	"\x11CODE_WRONG_SENDER\x10\x0eB3Z1github.com/sealpost/sealpost/protocol/internal/pbb\x06proto3"
+	"\x11CODE_WRONG_SENDER\x10\x0e\x12\x18\n" +
+	"\x14CODE_UNKNOWN_MAILBOX\x10 \x12\x16\n" +
+	"\x12CODE_TOKEN_REFUSED\x10!\x12\x16\n" +
+	"\x12CODE_MAILBOX_QUOTA\x10\"\x12\x14\n" +
+	"\x10CODE_TOKEN_QUOTA\x10#\x12\x13\n" +
+	"\x0fCODE_STORE_FULL\x10$\x12\x1b\n" +
+	"\x17CODE_ENVELOPE_TOO_LARGE\x10%\x12\x1a\n" +
+	"\x16CODE_EXPIRED_CHALLENGE\x10&\x12\x16\n" +
+	"\x12CODE_BAD_SIGNATURE\x10'\x12\x1b\n" +
+	"\x17CODE_TOO_MANY_MAILBOXES\x10(\x12\x1b\n" +
+	"\x17CODE_SUBSCRIPTION_ENDED\x10)B3Z1github.com/sealpost/sealpost/protocol/internal/pbb\x06proto3"
 
 var (
 	file_protocol_internal_pb_code_proto_rawDescOnce sync.Once
