@@ -63,7 +63,7 @@ func relaySamples() []struct {
 		{"create", req(2, RelayCreate, func(r *RelayRequest) {
 			r.OwnerKey, r.SealingKey = OwnerKey(pattern(32, 0x01)), SealingKey(pattern(32, 0xc0))
 		})},
-		{"register token", req(3, RelayRegisterToken, func(r *RelayRequest) { r.TokenHash, r.Count, r.Bytes = th, 100, 1 << 20 })},
+		{"register token", req(3, RelayRegisterToken, func(r *RelayRequest) { r.TokenHash, r.Count, r.Bytes = th, 100, 1<<20 })},
 		{"register token default quota", req(3, RelayRegisterToken, func(r *RelayRequest) { r.TokenHash = th })},
 		{"revoke token", req(4, RelayRevokeToken, func(r *RelayRequest) { r.TokenHash = th })},
 		{"deposit", req(5, RelayDeposit, func(r *RelayRequest) { r.Token, r.Envelope = pattern(16, 0xe0), sampleEnvelope(512, mb) })},
