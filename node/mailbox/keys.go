@@ -17,16 +17,15 @@ import (
 // The invite link carries the invite secret S and, per relay, the mailbox
 // ID; the relay never sees S:
 //
-//	token T = HKDF-SHA256(ikm = S, salt = none,
-//	                      info = "sealpost/v1/invite-token" || mailbox ID, 16)
+//	token T = protocol.InviteToken(S, mailbox ID)
 //	card key = HKDF-SHA256(ikm = S, salt = none,
-//	                       info = "sealpost/v1/invite-card" || mailbox ID, 32)
+//	                       info = "sealpost/v1/invite-card" || 0x00 || mailbox ID, 32)
 //
 // T is the deposit token of the invite on that mailbox (the relay holds
-// SHA-256(T)), and the key of the card blob stored under it:
+// SHA-256(T)), and the card blob is stored under it:
 //
 //	blob = nonce (24) || XChaCha20-Poly1305(card key, nonce,
-//	                        contents, ad = "sealpost/v1/invite-card" || mailbox ID)
+//	                        contents, ad = "sealpost/v1/invite-card" || 0x00 || mailbox ID)
 //	contents = 0x01 || uvarint(len card) || card || uvarint(len bundle) || bundle
 //
 // card is the owner's encoded protocol.Card (with the mailbox entries,
@@ -34,31 +33,16 @@ import (
 // pins, without a one-time prekey. The initiator checks the bundle against
 // the invite's pin and identity key, as for a bundle its device serves.
 const (
-	tokenLabel = "sealpost/v1/invite-token"
 	cardLabel  = "sealpost/v1/invite-card"
 	blobFormat = 1
 )
-
-// MaxCardBlob bounds a sealed card blob: the largest card and bundle,
-// their lengths, the format byte, the nonce and the tag.
-const MaxCardBlob = protocol.MaxCard + protocol.MaxBundle + 64
 
 // ErrCardBlob is the one error OpenCard returns for a blob that does not
 // open or parse: a wrong secret, another mailbox, or damage.
 var ErrCardBlob = errors.New("mailbox: cannot open the card blob")
 
-// InviteToken returns the deposit token T of the invite with secret s on
-// mailbox m.
-func InviteToken(s [16]byte, m [32]byte) [16]byte {
-	k, err := hkdf.Key(sha256.New, s[:], nil, tokenLabel+string(m[:]), 16)
-	if err != nil {
-		panic(err) // only for a length hkdf cannot produce
-	}
-	return [16]byte(k)
-}
-
 func cardKey(s [16]byte, m [32]byte) []byte {
-	k, err := hkdf.Key(sha256.New, s[:], nil, cardLabel+string(m[:]), chacha20poly1305.KeySize)
+	k, err := hkdf.Key(sha256.New, s[:], nil, cardLabel+"\x00"+string(m[:]), chacha20poly1305.KeySize)
 	if err != nil {
 		panic(err)
 	}
@@ -84,7 +68,7 @@ func SealCard(s [16]byte, m [32]byte, card, bundle []byte, rand io.Reader) ([]by
 	pt = append(pt, card...)
 	pt = binary.AppendUvarint(pt, uint64(len(bundle)))
 	pt = append(pt, bundle...)
-	return aead.Seal(out, out, pt, []byte(cardLabel+string(m[:]))), nil
+	return aead.Seal(out, out, pt, []byte(cardLabel+"\x00"+string(m[:]))), nil
 }
 
 // OpenCard decrypts a card blob and returns the card and bundle bytes,
@@ -95,11 +79,11 @@ func OpenCard(s [16]byte, m [32]byte, blob []byte) (card, bundle []byte, err err
 	if err != nil {
 		return nil, nil, ErrCardBlob
 	}
-	if len(blob) > MaxCardBlob || len(blob) < aead.NonceSize()+aead.Overhead() {
+	if len(blob) > protocol.MaxCardBlob || len(blob) < aead.NonceSize()+aead.Overhead() {
 		return nil, nil, ErrCardBlob
 	}
 	n := aead.NonceSize()
-	pt, err := aead.Open(nil, blob[:n], blob[n:], []byte(cardLabel+string(m[:])))
+	pt, err := aead.Open(nil, blob[:n], blob[n:], []byte(cardLabel+"\x00"+string(m[:])))
 	if err != nil || len(pt) < 1 || pt[0] != blobFormat {
 		return nil, nil, ErrCardBlob
 	}

@@ -9,25 +9,6 @@ import (
 	"github.com/sealpost/sealpost/protocol"
 )
 
-func TestInviteToken(t *testing.T) {
-	s1, s2 := [16]byte{1}, [16]byte{2}
-	m1, m2 := [32]byte{1}, [32]byte{2}
-	if InviteToken(s1, m1) != InviteToken(s1, m1) {
-		t.Fatal("InviteToken is not deterministic")
-	}
-	seen := map[[16]byte]bool{}
-	for _, tok := range [][16]byte{InviteToken(s1, m1), InviteToken(s1, m2), InviteToken(s2, m1), InviteToken(s2, m2)} {
-		if seen[tok] {
-			t.Fatalf("two invites or mailboxes share a token %x", tok)
-		}
-		seen[tok] = true
-	}
-	// Golden: the derivation is part of the protocol.
-	if got := InviteToken([16]byte{}, [32]byte{}); got == ([16]byte{}) {
-		t.Fatal("token of zero inputs is zero")
-	}
-}
-
 func TestCardBlob(t *testing.T) {
 	s, m := [16]byte{7}, [32]byte{9}
 	card, bundle := bytes.Repeat([]byte{'c'}, 300), bytes.Repeat([]byte{'b'}, 3000)
@@ -67,8 +48,8 @@ func TestCardBlob(t *testing.T) {
 		t.Error("SealCard took a bundle over the limit")
 	}
 	big, err := SealCard(s, m, make([]byte, protocol.MaxCard), make([]byte, protocol.MaxBundle), rand.Reader)
-	if err != nil || len(big) > MaxCardBlob {
-		t.Errorf("largest blob: %d bytes (limit %d), %v", len(big), MaxCardBlob, err)
+	if err != nil || len(big) > protocol.MaxCardBlob {
+		t.Errorf("largest blob: %d bytes (limit %d), %v", len(big), protocol.MaxCardBlob, err)
 	}
 }
 

@@ -1,0 +1,344 @@
+package mailbox
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/sealpost/sealpost/store"
+)
+
+// Errors.
+var (
+	// ErrClosed: the client is closed.
+	ErrClosed = errors.New("mailbox: closed")
+	// ErrUnreachable: the relay could not be connected, or the stream to
+	// it failed. The request may succeed later.
+	ErrUnreachable = errors.New("mailbox: relay unreachable")
+	// ErrBadRelay: the relay answered something that breaks the protocol
+	// (a frame that does not decode, a custody receipt that does not
+	// verify). The relay is faulty or not a sealpost relay.
+	ErrBadRelay = errors.New("mailbox: the relay broke the protocol")
+	// ErrBadAddr: a relay address is malformed or lacks /p2p/.
+	ErrBadAddr = errors.New("mailbox: bad relay address")
+)
+
+// Config is what New needs. Each field documents its zero value.
+type Config struct {
+	// Store holds the node's own mailboxes (store.Mailboxes): their client
+	// keys are loaded at New, and Run fetches and subscribes to each.
+	// Required; the client does not close it.
+	Store store.Store
+	// Logger receives the client's logs (relay peer IDs, mailbox IDs and
+	// codes; never keys or envelopes). Zero: discarded.
+	Logger *slog.Logger
+	// Rand supplies keys and nonces. Zero: crypto/rand.
+	Rand io.Reader
+	// Now is the clock of receipts and backoff. Zero: time.Now.
+	Now func() time.Time
+	// Timeout bounds one request (connecting included) when its context
+	// has no earlier deadline. Zero: 20 s.
+	Timeout time.Duration
+	// IdleTimeout is how long the host of a relay where the node keeps no
+	// mailbox stays up after its last use. Zero: 5 minutes.
+	IdleTimeout time.Duration
+	// RetryMin and RetryMax bound the reconnection backoff of Run's
+	// subscriptions. Zero: 1 s and 2 minutes.
+	RetryMin, RetryMax time.Duration
+}
+
+// Client talks to relays for one node. Its methods are safe for
+// concurrent use.
+type Client struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	relays map[peer.ID]*relayConn
+	keys   map[peer.ID]crypto.PrivKey // client keys of the own mailboxes
+	status map[store.MailboxID]*Status
+	closed bool
+	wake   chan struct{} // Refresh
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns a client; it loads the client keys of the node's mailboxes
+// and starts no connection until asked (Run, or a request).
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("mailbox: Config.Store is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 20 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 5 * time.Minute
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = time.Second
+	}
+	if cfg.RetryMax < cfg.RetryMin {
+		cfg.RetryMax = max(2*time.Minute, cfg.RetryMin)
+	}
+	c := &Client{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		relays: map[peer.ID]*relayConn{},
+		keys:   map[peer.ID]crypto.PrivKey{},
+		status: map[store.MailboxID]*Status{},
+		wake:   make(chan struct{}, 1),
+	}
+	boxes, err := c.ownMailboxes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range boxes {
+		if _, err := c.learn(&m); err != nil {
+			c.log.Warn("mailbox: a stored mailbox is unusable", "relay", m.Relay, "err", err)
+		}
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.wg.Add(1)
+	go c.janitor()
+	return c, nil
+}
+
+// ownMailboxes reads the node's mailboxes.
+func (c *Client) ownMailboxes(ctx context.Context) ([]store.Mailbox, error) {
+	var out []store.Mailbox
+	err := c.cfg.Store.View(ctx, func(tx *store.Tx) error {
+		var err error
+		out, err = tx.Mailboxes().List()
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mailbox: read mailboxes: %w", err)
+	}
+	return out, nil
+}
+
+// learn records the client key of an own mailbox and returns its relay.
+func (c *Client) learn(m *store.Mailbox) (peer.ID, error) {
+	id, err := peer.Decode(m.Relay)
+	if err != nil {
+		return "", fmt.Errorf("%w: relay %q: %v", ErrBadAddr, m.Relay, err)
+	}
+	key, err := crypto.UnmarshalPrivateKey(m.ClientKey)
+	if err != nil {
+		return "", fmt.Errorf("mailbox: client key: %w", err)
+	}
+	var stale *relayConn
+	c.mu.Lock()
+	if old := c.keys[id]; old == nil || !old.Equals(key) {
+		c.keys[id] = key
+		if r := c.relays[id]; r != nil && !r.key.Equals(key) {
+			delete(c.relays, id)
+			stale = r
+		}
+	}
+	c.mu.Unlock()
+	if stale != nil {
+		stale.close()
+	}
+	return id, nil
+}
+
+// Close stops Run's subscriptions and closes every relay host. It is
+// idempotent.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	rs := c.relays
+	c.relays = map[peer.ID]*relayConn{}
+	c.mu.Unlock()
+	c.cancel()
+	for _, r := range rs {
+		r.close()
+	}
+	c.wg.Wait()
+	return nil
+}
+
+// Refresh makes Run read the node's mailboxes again (after one was added
+// or removed).
+func (c *Client) Refresh() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// relayConn is the client side of one relay: its host, under the client
+// key used towards this relay, and the streams the client keeps to it.
+type relayConn struct {
+	c   *Client
+	id  peer.ID
+	key crypto.PrivKey
+	own bool // the key is an own mailbox's (kept across idle periods)
+
+	hostOnce sync.Once
+	h        host.Host
+	hostErr  error
+
+	ctl  streamSlot // owner operations and card fetches, one at a time
+	dep  streamSlot // deposits, pipelined
+	mu   sync.Mutex
+	used time.Time
+}
+
+// relay returns the connection state of relay id, making it if needed,
+// and adds addrs to what its host knows.
+func (c *Client) relay(id peer.ID, addrs []ma.Multiaddr) (*relayConn, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	r := c.relays[id]
+	if r == nil {
+		key, own := c.keys[id], true
+		if key == nil {
+			own = false
+			var err error
+			if key, err = newKey(c.cfg.Rand); err != nil {
+				c.mu.Unlock()
+				return nil, err
+			}
+		}
+		r = &relayConn{c: c, id: id, key: key, own: own}
+		c.relays[id] = r
+	}
+	c.mu.Unlock()
+	h, err := r.host()
+	if err != nil {
+		return nil, err
+	}
+	if len(addrs) > 0 {
+		h.Peerstore().AddAddrs(id, addrs, peerstore.PermanentAddrTTL)
+	}
+	r.touch()
+	return r, nil
+}
+
+func (r *relayConn) host() (host.Host, error) {
+	r.hostOnce.Do(func() { r.h, r.hostErr = newHost(r.key) })
+	return r.h, r.hostErr
+}
+
+func (r *relayConn) touch() {
+	r.mu.Lock()
+	r.used = r.c.cfg.Now()
+	r.mu.Unlock()
+}
+
+func (r *relayConn) idleSince() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.used
+}
+
+// close closes the relay's streams and host.
+func (r *relayConn) close() {
+	r.ctl.drop()
+	r.dep.drop()
+	r.hostOnce.Do(func() { r.hostErr = ErrClosed })
+	if r.h != nil {
+		r.h.Close()
+	}
+}
+
+// connect makes sure the relay's host is connected to the relay.
+func (r *relayConn) connect(ctx context.Context) error {
+	h, err := r.host()
+	if err != nil {
+		return err
+	}
+	if len(h.Network().ConnsToPeer(r.id)) > 0 {
+		return nil
+	}
+	if sw, ok := h.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(r.id) // Run has its own backoff
+	}
+	if err := h.Connect(ctx, peer.AddrInfo{ID: r.id}); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrUnreachable, r.id, err)
+	}
+	return nil
+}
+
+// janitor closes the hosts of deposit-only relays that were idle for
+// IdleTimeout.
+func (c *Client) janitor() {
+	defer c.wg.Done()
+	t := time.NewTicker(max(c.cfg.IdleTimeout/4, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := c.cfg.Now()
+		var idle []*relayConn
+		c.mu.Lock()
+		for id, r := range c.relays {
+			if !r.own && now.Sub(r.idleSince()) > c.cfg.IdleTimeout && !r.dep.busy() && !r.ctl.busy() {
+				delete(c.relays, id)
+				idle = append(idle, r)
+			}
+		}
+		c.mu.Unlock()
+		for _, r := range idle {
+			r.close()
+		}
+	}
+}
+
+// ParseAddr parses a relay address: a multiaddr that ends in /p2p/<peer
+// ID>.
+func ParseAddr(s string) (peer.ID, ma.Multiaddr, error) {
+	a, err := ma.NewMultiaddr(s)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w %q: %v", ErrBadAddr, s, err)
+	}
+	info, err := peer.AddrInfoFromP2pAddr(a)
+	if err != nil || len(info.Addrs) == 0 {
+		return "", nil, fmt.Errorf("%w %q: needs a transport address and /p2p/<peer ID>", ErrBadAddr, s)
+	}
+	return info.ID, info.Addrs[0], nil
+}
+
+// timeout returns ctx bounded by the client's request timeout.
+func (c *Client) timeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.cfg.Timeout)
+}
