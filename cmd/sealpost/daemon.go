@@ -195,7 +195,11 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	srv, err := api.New(api.Config{Node: n, Gatherer: reg, Token: token, Logger: log})
+	acfg := api.Config{Node: n, Gatherer: reg, Token: token, Logger: log}
+	if m := n.Messaging(); m != nil {
+		acfg.Messaging = m
+	}
+	srv, err := api.New(acfg)
 	if err != nil {
 		return err
 	}

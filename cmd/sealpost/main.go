@@ -130,7 +130,7 @@ func exitCode(err error) int {
 // package prefixes of the layers it came through.
 func message(err error) string {
 	msg := err.Error()
-	for _, prefix := range []string{"home: ", "api: ", "node: "} {
+	for _, prefix := range []string{"home: ", "api: ", "node: ", "messaging: "} {
 		msg = strings.TrimPrefix(msg, prefix)
 	}
 	return msg
@@ -152,13 +152,18 @@ Exit codes: 0 ok, 1 usage or user error, 2 internal error, 3 network,
 		SilenceUsage:  true,
 	}
 	root.PersistentFlags().StringVar(&c.homeFlag, "home", "", "home directory (env "+home.EnvHome+"; default $XDG_DATA_HOME/sealpost or ~/.local/share/sealpost)")
-	root.PersistentFlags().BoolVar(&c.json, "json", false, "print the result as one JSON object")
+	root.PersistentFlags().BoolVar(&c.json, "json", false, "print the result as JSON: one object (inbox and messages: one object a line)")
 	root.AddCommand(
 		c.initCommand(),
 		c.daemonCommand(),
 		c.idCommand(),
 		c.statusCommand(),
 		c.peersCommand(),
+		c.inviteCommand(),
+		c.contactCommand(),
+		c.sendCommand(),
+		c.messagesCommand(),
+		c.inboxCommand(),
 		c.benchCommand(),
 		c.versionCommand(),
 	)
