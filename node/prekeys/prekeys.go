@@ -329,6 +329,21 @@ func (m *Manager) Current(tx *store.Tx) (*Version, error) {
 	return vs[len(vs)-1], nil
 }
 
+// Pinned returns the retained bundle version whose hash begins with pin,
+// or ErrExpired.
+func (m *Manager) Pinned(tx *store.Tx, pin []byte) (*Version, error) {
+	vs, err := m.versions(tx)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vs {
+		if len(pin) > 0 && len(pin) <= len(v.Hash) && string(v.Hash[:len(pin)]) == string(pin) {
+			return v, nil
+		}
+	}
+	return nil, ErrExpired
+}
+
 // versions returns the retained bundle versions, oldest first.
 func (m *Manager) versions(tx *store.Tx) ([]*Version, error) {
 	spks, err := tx.Prekeys().List(store.PrekeySigned)

@@ -353,4 +353,13 @@ func TestVersionBundle(t *testing.T) {
 	if b.Hash() != v.Hash {
 		t.Error("the version's bundle does not have the version's hash")
 	}
+	update(t, st, func(tx *store.Tx) error {
+		if p, err := m.Pinned(tx, v.Hash[:16]); err != nil || p.Hash != v.Hash {
+			t.Errorf("Pinned: %v", err)
+		}
+		if _, err := m.Pinned(tx, make([]byte, 16)); !errors.Is(err, ErrExpired) {
+			t.Errorf("Pinned of an unknown pin: got %v, want ErrExpired", err)
+		}
+		return nil
+	})
 }
