@@ -208,6 +208,8 @@ type work struct {
 	// rescheduled is set once an outbox entry got a later attempt (the
 	// scheduler is poked after the commit).
 	rescheduled bool
+	// relayCache holds the own mailboxes and tokens once loaded (relay.go).
+	relayCache *relayState
 }
 
 type contactEntry struct {

@@ -7,9 +7,11 @@ import (
 	"fmt"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/crypto/prekey"
+	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -19,8 +21,12 @@ import (
 // expires or RevokeInvite. The link carries the identity key, the device
 // ID, a few addresses, the bundle pin, the secret and the display name.
 func (s *Service) Invite(ctx context.Context) (Invite, error) {
-	var out Invite
+	var (
+		out    Invite
+		relays bool
+	)
 	err := s.do(ctx, false, func(w *work) error {
+		relays = false
 		v, err := s.pk.Current(w.tx)
 		if err != nil {
 			return err
@@ -35,6 +41,29 @@ func (s *Service) Invite(ctx context.Context) (Invite, error) {
 		if _, err := s.rand.Read(inv.Secret[:]); err != nil {
 			return err
 		}
+		// The own mailboxes, each with a token of this invite; the
+		// card blob under it holds the rest (relay.go).
+		rs, err := w.relays()
+		if err != nil {
+			return err
+		}
+		for _, m := range rs.boxes {
+			id, err := peer.Decode(m.Relay)
+			if err != nil || len(m.Addrs) == 0 || len(inv.Relays) == protocol.MaxInviteRelays {
+				continue
+			}
+			a, err := ma.NewMultiaddr(m.Addrs[0])
+			if err != nil {
+				continue
+			}
+			inv.Relays = append(inv.Relays, protocol.InviteRelay{Peer: []byte(id), Addr: a.Bytes(), Mailbox: protocol.MailboxID(m.ID)})
+			tok := protocol.InviteToken(inv.Secret, protocol.MailboxID(m.ID))
+			if err := w.putToken(store.DepositToken{Token: store.TokenID(tok), Relay: m.Relay, Mailbox: m.ID,
+				Invite: inv.Secret, CreatedAt: w.now, ExpiresAt: v.ExpiresAt}); err != nil {
+				return err
+			}
+			relays = true
+		}
 		link, err := inv.Link()
 		for errors.Is(err, protocol.ErrTooLarge) && len(inv.Addrs) > 1 {
 			inv.Addrs = inv.Addrs[:len(inv.Addrs)-1]
@@ -47,6 +76,12 @@ func (s *Service) Invite(ctx context.Context) (Invite, error) {
 		return w.tx.Invites().Put(store.Invite{Secret: inv.Secret, Pin: bytes.Clone(inv.Pin[:]),
 			CreatedAt: w.now, ExpiresAt: v.ExpiresAt})
 	})
+	if err == nil && relays {
+		// The invitee fetches the card blob as soon as it has the link.
+		if err := s.syncRelays(ctx); err != nil {
+			s.log.Info("messaging: an invite's relay tokens are not all registered yet", "err", err)
+		}
+	}
 	return out, err
 }
 
@@ -57,7 +92,12 @@ func (s *Service) RevokeInvite(ctx context.Context, link string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidLink, err)
 	}
-	return s.do(ctx, false, func(w *work) error { return w.tx.Invites().Delete(inv.Secret) })
+	return s.do(ctx, false, func(w *work) error {
+		if err := w.revokeTokens(store.UserID{}, store.InviteSecret(inv.Secret)); err != nil {
+			return err
+		}
+		return w.tx.Invites().Delete(inv.Secret)
+	})
 }
 
 // AddContact adds the inviter of link under name (empty: the invite's
@@ -109,7 +149,23 @@ func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, e
 	if known {
 		return s.addKnown(ctx, uid, name)
 	}
-	data, err := s.fetchBundle(ctx, dev, inv.Addrs, inv.Pin[:])
+	// An invite with relays: the card blob there says where to deposit,
+	// and holds the pinned bundle for when the device is offline.
+	var relayCard *protocol.Card
+	var relayBundle []byte
+	if len(inv.Relays) > 0 && s.mb != nil {
+		relayCard, relayBundle = s.inviteCard(ctx, inv, uid)
+	}
+	bctx, cancel := ctx, context.CancelFunc(func() {})
+	if relayBundle != nil {
+		bctx, cancel = context.WithTimeout(ctx, 2*s.opt.RelayAfter)
+	}
+	data, err := s.fetchBundle(bctx, dev, inv.Addrs, inv.Pin[:])
+	cancel()
+	if err != nil && relayBundle != nil && ctx.Err() == nil {
+		s.log.Info("messaging: the inviter's device is not reachable; using the bundle from its relay", "err", err)
+		data, err = relayBundle, nil
+	}
 	if err != nil {
 		return Contact{}, err
 	}
@@ -157,7 +213,7 @@ func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, e
 		w.addSession(rec, nil)
 		if changed != nil {
 			pub, _ := b.Identity.MarshalBinary()
-			w.flagIdentityChange(changed, pub, inviteCard(b, inv, w))
+			w.flagIdentityChange(changed, pub, pendingInviteCard(b, inv, w))
 			out = s.apiContact(&changed.c)
 			result = fmt.Errorf("%w: %s", ErrUntrustedIdentity, changed.c.Name)
 			return nil
@@ -176,6 +232,14 @@ func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, e
 			Device: bytes.Clone(inv.Device), DeviceRecord: devRec, Addrs: validAddrs(inv.Addrs),
 			Session: rec.ID,
 		})
+		if relayCard != nil {
+			if cb, err := relayCard.Marshal(); err == nil && len(cb) <= store.MaxCardLen {
+				c.c.Card, c.c.CardSeq = cb, relayCard.Seq
+			}
+		}
+		if _, err := w.issueTokens(c); err != nil {
+			return err // the first message's card lists them
+		}
 		out = s.apiContact(&c.c)
 		return nil
 	})
@@ -185,8 +249,51 @@ func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, e
 	return out, result
 }
 
-// inviteCard is the pending card of an identity that arrived by invite.
-func inviteCard(b *prekey.Bundle, inv *protocol.Invite, w *work) []byte {
+// inviteCard fetches the card blob of an invite from the first of its
+// relays that has it, and returns the card (checked against the invite's
+// identity and device) and the bundle bytes (unchecked: the caller checks
+// them as a bundle the device served). Both are nil if no relay has it.
+func (s *Service) inviteCard(ctx context.Context, inv *protocol.Invite, uid identity.UserID) (*protocol.Card, []byte) {
+	for _, r := range inv.Relays {
+		id, err := peer.IDFromBytes(r.Peer)
+		if err != nil {
+			continue
+		}
+		box := mailbox.Box{Relay: id, Mailbox: r.Mailbox, Token: protocol.InviteToken(inv.Secret, r.Mailbox)}
+		if a, err := ma.NewMultiaddrBytes(r.Addr); err == nil {
+			box.Addrs = append(box.Addrs, a)
+		}
+		cctx, cancel := context.WithTimeout(ctx, bundleTimeout)
+		blob, err := s.mb.GetCard(cctx, box)
+		cancel()
+		if err != nil {
+			s.log.Info("messaging: no card blob from an invite's relay", "relay", id.String(), "err", err)
+			continue
+		}
+		cb, bundle, err := mailbox.OpenCard(inv.Secret, r.Mailbox, blob)
+		if err != nil {
+			s.log.Info("messaging: an invite's card blob does not open", "relay", id.String())
+			continue
+		}
+		card := new(protocol.Card)
+		if err := card.Unmarshal(cb); err != nil {
+			continue
+		}
+		pub, err := identity.ParsePublic(card.Identity)
+		if err != nil || pub.UserID() != uid {
+			continue
+		}
+		rec, err := identity.ParseDeviceRecord(card.Device)
+		if err != nil || rec.Verify() != nil || rec.Identity() != uid || checkDevice(rec, inv.Device) != nil {
+			continue
+		}
+		return card, bundle
+	}
+	return nil, nil
+}
+
+// pendingInviteCard is the pending card of an identity that arrived by invite.
+func pendingInviteCard(b *prekey.Bundle, inv *protocol.Invite, w *work) []byte {
 	card := protocol.Card{Name: inv.Name, Addrs: validAddrs(inv.Addrs), Seq: 1, UpdatedAt: max(w.now.UnixMilli(), 1)}
 	card.Identity, _ = b.Identity.MarshalBinary()
 	card.Device, _ = b.Device.MarshalBinary()
@@ -466,6 +573,13 @@ func (w *work) accept(c *contactEntry) error {
 	c.c.State = store.ContactAccepted
 	c.c.UpdatedAt = w.now
 	c.dirty = true
+	if made, err := w.issueTokens(c); err != nil {
+		return err
+	} else if made {
+		if _, err := w.queue(c, outgoing{kind: kindCard}); err != nil && !errors.Is(err, errNoSession) {
+			return err
+		}
+	}
 	msgs, err := w.tx.Messages().List(c.c.UserID, protocol.MaxReceiptIDs, 0)
 	if err != nil {
 		return err
@@ -496,6 +610,9 @@ func (s *Service) Remove(ctx context.Context, nameOrUserID string) error {
 			return refuse(err)
 		}
 		if err := w.dropPeer(c.c.UserID, "not delivered: the contact was removed"); err != nil {
+			return err
+		}
+		if err := w.revokeTokens(c.c.UserID, store.InviteSecret{}); err != nil {
 			return err
 		}
 		if c.c.IdentityChanged {

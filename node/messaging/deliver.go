@@ -186,6 +186,8 @@ type deliverer struct {
 	pq *peerQueue
 
 	str        network.Stream
+	boxes      []protocol.Mailbox // the contact's mailboxes (relay.go)
+	relayed    error              // set once this run delivers through them
 	readerDone chan struct{}
 	streamErr  error // set by the reader before readerDone closes
 	nextID     uint64
@@ -203,16 +205,31 @@ func (d *deliverer) loop() {
 	var queue []*outItem
 	for {
 		queue = append(queue, d.o.take(d.pq)...)
-		if len(queue) > 0 && d.str == nil {
+		if len(queue) > 0 && d.str == nil && d.relayed == nil {
 			if err := d.open(); err != nil {
-				d.o.fail(append(queue, d.takeInflight()...), err)
+				if len(d.boxes) == 0 {
+					d.o.fail(append(queue, d.takeInflight()...), err)
+					return
+				}
+				// Not reachable directly: the contact's mailboxes take
+				// what this run holds, in order (relay.go).
+				d.relayed = err
+			} else {
+				stored, err := d.o.claimStored(d.pq)
+				if err != nil {
+					s.log.Warn("messaging: read the outbox", "err", err)
+				}
+				queue = mergeBySeq(stored, queue)
+			}
+		}
+		if len(queue) > 0 && d.relayed != nil {
+			if s.ctx.Err() != nil {
+				d.o.release(queue)
 				return
 			}
-			stored, err := d.o.claimStored(d.pq)
-			if err != nil {
-				s.log.Warn("messaging: read the outbox", "err", err)
-			}
-			queue = mergeBySeq(stored, queue)
+			d.o.deposit(d.boxes, queue, d.relayed)
+			queue = nil
+			continue
 		}
 		if len(queue) > 0 {
 			n := d.room0(queue)
@@ -279,19 +296,26 @@ func (d *deliverer) takeInflight() []*outItem {
 // open connects the device and opens the stream, and starts the reader.
 func (d *deliverer) open() error {
 	s := d.o.s
-	ctx, cancel := context.WithTimeout(s.ctx, s.opt.DialTimeout)
-	defer cancel()
 	var addrs [][]byte
-	err := s.st.View(ctx, func(tx *store.Tx) error {
+	err := s.st.View(s.ctx, func(tx *store.Tx) error {
 		c, err := tx.Contacts().Get(d.pq.uid)
 		if err == nil && bytes.Equal(c.Device, d.pq.dev) {
 			addrs = c.Addrs
+			if s.mb != nil {
+				d.boxes = contactBoxes(&c)
+			}
 		}
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	timeout := s.opt.DialTimeout
+	if len(d.boxes) > 0 {
+		timeout = min(timeout, s.opt.RelayAfter)
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
 	if err := s.connect(ctx, d.pq.pid, addrs); err != nil {
 		return err
 	}

@@ -361,6 +361,9 @@ func (w *work) newContact(uid identity.UserID, e *sessEntry, first *firstInfo, p
 	if state == store.ContactRequest {
 		ev := ContactEvent{Name: name, UserID: uid.String()}
 		w.after(func() { w.s.cfg.Publish(EventContactRequest, ev) })
+	} else if _, err := w.issueTokens(c); err != nil {
+		// The card attached to the replies lists the new tokens.
+		return nil, err
 	}
 	return c, nil
 }

@@ -20,6 +20,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/prekeys"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
@@ -62,6 +63,10 @@ type Config struct {
 	// FindDevice looks a device up in the DHT (node.FindDevice). Zero: only
 	// known addresses are dialled.
 	FindDevice func(ctx context.Context, p peer.ID) ([]ma.Multiaddr, error)
+	// Mailbox is the relay client (node/mailbox) the service receives
+	// through and deposits with; the service runs its receive loop and
+	// does not close it. Zero: no relays (AddRelay returns ErrNoRelays).
+	Mailbox *mailbox.Client
 	// Options tune the service; the zero value is the defaults.
 	Options Options
 }
@@ -114,6 +119,10 @@ type Options struct {
 	// stream is closed after it too); IdleTimeout how long a receiver
 	// keeps an idle stream. Defaults 15 s, 30 s, 5 min (system time).
 	DialTimeout, AckTimeout, IdleTimeout time.Duration
+	// RelayAfter bounds the direct connection attempt to a contact that
+	// lists relay mailboxes; after it the messages go to the mailboxes.
+	// Default 3 s (system time).
+	RelayAfter time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -161,6 +170,7 @@ func (o Options) withDefaults() Options {
 	def(&o.DialTimeout, 15*time.Second)
 	def(&o.AckTimeout, 30*time.Second)
 	def(&o.IdleTimeout, 5*time.Minute)
+	def(&o.RelayAfter, 3*time.Second)
 	return o
 }
 
@@ -208,6 +218,12 @@ type Service struct {
 	maintain  chan struct{}
 	sub       event.Subscription
 
+	// Relays (relay.go): the mailbox client, the token loop's wake-up and
+	// the lock that serializes its runs.
+	mb        *mailbox.Client
+	relayWake chan struct{}
+	syncMu    sync.Mutex
+
 	closeOnce sync.Once
 }
 
@@ -244,6 +260,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		inStreams:  map[peer.ID]int{},
 		maintain:   make(chan struct{}, 1),
 		waiters:    newWaiters(),
+		mb:         cfg.Mailbox,
+		relayWake:  make(chan struct{}, 1),
 	}
 	s.msgLim = newLimiter(s.clock, s.opt.PeerRate, s.opt.PeerBurst, s.opt.Penalty)
 	s.bundLim = newLimiter(s.clock, s.opt.BundleRate, s.opt.BundleBurst, s.opt.Penalty)
@@ -283,6 +301,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s.host.SetStreamHandler(libp2pproto.ID(protocol.BundleProtocol), s.handleBundleStream)
 	s.spawn(s.maintainLoop)
 	s.spawn(s.out.scheduleLoop)
+	if s.mb != nil {
+		s.spawn(s.relayLoop)
+		s.spawn(func() { s.mb.Run(s.ctx, s.receiveRelayed) })
+	}
 	return s, nil
 }
 

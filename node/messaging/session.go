@@ -96,11 +96,18 @@ func (w *work) queue(c *contactEntry, o outgoing) (store.MessageID, error) {
 		p.Covers = append(p.Covers, protocol.MessageID(id))
 	}
 	if o.kind == kindCard {
+		if o.card == nil {
+			if o.card, err = w.cardFor(c); err != nil {
+				return store.MessageID{}, err
+			}
+		}
 		p.Card = o.card
 	} else if !ses.rec.Confirmed {
 		// The peer may not know us yet: attach the card until the session
 		// is confirmed.
-		p.Card = w.s.ownCard()
+		if p.Card, err = w.cardFor(c); err != nil {
+			return store.MessageID{}, err
+		}
 	}
 	if ses.rec.Initiated && !ses.rec.Confirmed && len(ses.rec.Invite) == len(p.InviteSecret) {
 		copy(p.InviteSecret[:], ses.rec.Invite)
@@ -196,10 +203,9 @@ func (w *work) queueReceipts(peer store.UserID, kind uint8, ids []store.MessageI
 	return nil
 }
 
-// announceCard queues the own new card to every accepted contact with a
-// session.
+// announceCard queues the own new card (with each contact's tokens) to
+// every accepted contact with a session.
 func (w *work) announceCard() error {
-	card := w.s.ownCard()
 	if err := w.loadAllContacts(); err != nil {
 		return err
 	}
@@ -207,7 +213,7 @@ func (w *work) announceCard() error {
 		if c.c.State != store.ContactAccepted || c.c.IdentityChanged {
 			continue
 		}
-		if _, err := w.queue(c, outgoing{kind: kindCard, card: card}); err != nil && !errors.Is(err, errNoSession) {
+		if _, err := w.queue(c, outgoing{kind: kindCard}); err != nil && !errors.Is(err, errNoSession) {
 			return err
 		}
 	}
