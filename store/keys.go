@@ -24,6 +24,18 @@ const (
 	tToken         byte = 0x0f // token(16) -> DepositToken
 	tCounter       byte = 0x10 // name -> uint64 (8 bytes big-endian)
 	tInvite        byte = 0x11 // secret(16) -> Invite
+
+	// The relay's tables (relay.go), from 0x20 so that the personal
+	// node's tables can grow below them.
+	tRelayMailbox   byte = 0x20 // id(32) -> RelayMailbox
+	tRelayToken     byte = 0x21 // mailbox(32) hash(32) -> RelayToken
+	tRelayEnvelope  byte = 0x22 // mailbox(32) seq(8) -> RelayEnvelope
+	tRelayExpiry    byte = 0x23 // until(8) mailbox(32) seq(8) -> ""
+	tRelayCard      byte = 0x24 // mailbox(32) hash(32) -> card blob
+	tRelayPrekey    byte = 0x25 // mailbox(32) expires(8) n(8) -> prekey blob
+	tRelayPrekeyExp byte = 0x26 // expires(8) mailbox(32) n(8) -> ""
+	tRelayTotals    byte = 0x27 // (single key) -> RelayTotals
+	tRelayDeleting  byte = 0x28 // id(32) -> "" (mailbox deletion under way)
 )
 
 // key concatenates a table byte and parts.

@@ -1,0 +1,940 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// The relay's tables: what a community relay holds for others (the owner's
+// side of a mailbox is Mailboxes). Every count a quota check needs is kept
+// in a record (the mailbox's, the token's, the relay's totals) and changed
+// in the same transaction as the data it counts, so no check scans and no
+// crash leaves a count behind its data.
+//
+//	tRelayMailbox    id(32)                      -> RelayMailbox
+//	tRelayToken      mailbox(32) hash(32)        -> RelayToken
+//	tRelayEnvelope   mailbox(32) seq(8)          -> token hash, stored-until, envelope
+//	tRelayExpiry     until(8) mailbox(32) seq(8) -> ""
+//	tRelayCard       mailbox(32) hash(32)        -> card blob
+//	tRelayPrekey     mailbox(32) expires(8) n(8) -> prekey blob
+//	tRelayPrekeyExp  expires(8) mailbox(32) n(8) -> ""
+//	tRelayTotals     (one key)                   -> RelayTotals
+//	tRelayDeleting   id(32)                      -> "" (mailboxes being deleted)
+//
+// The tables are written to by one goroutine of the relay server (its
+// writer), so their shared records (totals, a busy mailbox) never make
+// transactions conflict; they stay correct under concurrent Updates
+// anyway, which a backend serializes or retries.
+
+// Relay size limits.
+const (
+	// MaxRelayEnvelope bounds a stored envelope (crypto/seal's largest).
+	MaxRelayEnvelope = 64 << 10
+	// MaxRelayBlob bounds a stored card or prekey blob.
+	MaxRelayBlob = 64 << 10
+)
+
+// TokenHash is SHA-256 of a deposit token, as an owner registers it.
+type TokenHash = [32]byte
+
+// RelayMailbox is a mailbox a relay holds for its (anonymous) owner.
+type RelayMailbox struct {
+	ID MailboxID
+	// OwnerKey is the owner's Ed25519 authentication key; SealingKey the
+	// X25519 key envelopes are sealed to (kept for the owner's reference;
+	// the relay never uses it).
+	OwnerKey   [32]byte
+	SealingKey [32]byte
+	CreatedAt  time.Time
+	// SeenAt is the last time the owner authenticated.
+	SeenAt time.Time
+	// Set by the store: LastSeq is the sequence number of the latest
+	// envelope; Count and Bytes the envelopes stored and their size;
+	// Tokens the token hashes registered; Prekeys the prekey blobs held and
+	// PrekeySeq the number of the latest; Deleting that DeleteMailbox
+	// began (the mailbox accepts nothing more).
+	LastSeq   uint64
+	Count     uint64
+	Bytes     uint64
+	Tokens    uint64
+	Prekeys   uint64
+	PrekeySeq uint64
+	Deleting  bool
+}
+
+const relayMailboxVersion = 1
+
+func (m *RelayMailbox) marshal() []byte {
+	e := newEnc(relayMailboxVersion, 140)
+	e.fixed(m.ID[:])
+	e.fixed(m.OwnerKey[:])
+	e.fixed(m.SealingKey[:])
+	e.time(m.CreatedAt)
+	e.time(m.SeenAt)
+	e.uvarint(m.LastSeq)
+	e.uvarint(m.Count)
+	e.uvarint(m.Bytes)
+	e.uvarint(m.Tokens)
+	e.uvarint(m.Prekeys)
+	e.uvarint(m.PrekeySeq)
+	e.bool(m.Deleting)
+	return e.b
+}
+
+func (m *RelayMailbox) unmarshal(b []byte) error {
+	d, _ := newDec("relay mailbox", b, relayMailboxVersion)
+	d.fixed(m.ID[:])
+	d.fixed(m.OwnerKey[:])
+	d.fixed(m.SealingKey[:])
+	m.CreatedAt = d.time()
+	m.SeenAt = d.time()
+	m.LastSeq = d.uvarint()
+	m.Count = d.uvarint()
+	m.Bytes = d.uvarint()
+	m.Tokens = d.uvarint()
+	m.Prekeys = d.uvarint()
+	m.PrekeySeq = d.uvarint()
+	m.Deleting = d.bool()
+	return d.finish("relay mailbox")
+}
+
+// RelayToken is a deposit-token hash registered for a mailbox, with its
+// quota and what is stored under it now.
+type RelayToken struct {
+	Hash TokenHash
+	// MaxCount and MaxBytes are the token's quota of stored envelopes.
+	MaxCount, MaxBytes uint64
+	// Count and Bytes are the envelopes stored under the token (set by the
+	// store).
+	Count, Bytes uint64
+	CreatedAt    time.Time
+	// HasCard: a card blob is stored for the token (set by the store).
+	HasCard bool
+}
+
+const relayTokenVersion = 1
+
+func (t *RelayToken) marshal() []byte {
+	e := newEnc(relayTokenVersion, 80)
+	e.fixed(t.Hash[:])
+	e.uvarint(t.MaxCount)
+	e.uvarint(t.MaxBytes)
+	e.uvarint(t.Count)
+	e.uvarint(t.Bytes)
+	e.time(t.CreatedAt)
+	e.bool(t.HasCard)
+	return e.b
+}
+
+func (t *RelayToken) unmarshal(b []byte) error {
+	d, _ := newDec("relay token", b, relayTokenVersion)
+	d.fixed(t.Hash[:])
+	t.MaxCount = d.uvarint()
+	t.MaxBytes = d.uvarint()
+	t.Count = d.uvarint()
+	t.Bytes = d.uvarint()
+	t.CreatedAt = d.time()
+	t.HasCard = d.bool()
+	return d.finish("relay token")
+}
+
+// RelayEnvelope is one stored envelope.
+type RelayEnvelope struct {
+	Mailbox MailboxID
+	// Seq is the mailbox's sequence number for it (set by AddEnvelope).
+	Seq uint64
+	// Token is the hash of the token it was deposited with.
+	Token       TokenHash
+	StoredUntil time.Time
+	Envelope    []byte
+}
+
+const relayEnvelopeVersion = 1
+
+func (e *RelayEnvelope) marshal() []byte {
+	w := newEnc(relayEnvelopeVersion, 48+len(e.Envelope))
+	w.fixed(e.Token[:])
+	w.time(e.StoredUntil)
+	w.bytes(e.Envelope)
+	return w.b
+}
+
+func (e *RelayEnvelope) unmarshal(b []byte) error {
+	d, _ := newDec("relay envelope", b, relayEnvelopeVersion)
+	d.fixed(e.Token[:])
+	e.StoredUntil = d.time()
+	e.Envelope = d.bytes(MaxRelayEnvelope)
+	return d.finish("relay envelope")
+}
+
+// RelayTotals are the relay's counts over all mailboxes.
+type RelayTotals struct {
+	Mailboxes uint64
+	Envelopes uint64
+	// EnvelopeBytes is the size of the envelopes stored; BlobBytes of the
+	// card and prekey blobs. Their sum is what the relay's total quota
+	// bounds.
+	EnvelopeBytes uint64
+	BlobBytes     uint64
+	Tokens        uint64
+	Cards         uint64
+	Prekeys       uint64
+}
+
+const relayTotalsVersion = 1
+
+func (t *RelayTotals) marshal() []byte {
+	e := newEnc(relayTotalsVersion, 40)
+	for _, v := range []uint64{t.Mailboxes, t.Envelopes, t.EnvelopeBytes, t.BlobBytes, t.Tokens, t.Cards, t.Prekeys} {
+		e.uvarint(v)
+	}
+	return e.b
+}
+
+func (t *RelayTotals) unmarshal(b []byte) error {
+	d, _ := newDec("relay totals", b, relayTotalsVersion)
+	for _, p := range []*uint64{&t.Mailboxes, &t.Envelopes, &t.EnvelopeBytes, &t.BlobBytes, &t.Tokens, &t.Cards, &t.Prekeys} {
+		*p = d.uvarint()
+	}
+	return d.finish("relay totals")
+}
+
+// Relay is the relay's store: mailboxes held for others, their token
+// hashes, envelopes, card and prekey blobs, and the totals.
+type Relay struct{ tx *Tx }
+
+// Relay returns the relay tables.
+func (tx *Tx) Relay() Relay { return Relay{tx} }
+
+func relayMailboxKey(id MailboxID) []byte { return key(tRelayMailbox, id[:]) }
+func relayTokenKey(mb MailboxID, h TokenHash) []byte {
+	return key(tRelayToken, mb[:], h[:])
+}
+func relayCardKey(mb MailboxID, h TokenHash) []byte { return key(tRelayCard, mb[:], h[:]) }
+func relayEnvelopeKey(mb MailboxID, seq uint64) []byte {
+	s := u64Key(seq)
+	return key(tRelayEnvelope, mb[:], s[:])
+}
+func relayExpiryKey(until time.Time, mb MailboxID, seq uint64) []byte {
+	t, s := timeKey(until), u64Key(seq)
+	return key(tRelayExpiry, t[:], mb[:], s[:])
+}
+func relayPrekeyKey(mb MailboxID, expires time.Time, n uint64) []byte {
+	t, s := timeKey(expires), u64Key(n)
+	return key(tRelayPrekey, mb[:], t[:], s[:])
+}
+func relayPrekeyExpKey(expires time.Time, mb MailboxID, n uint64) []byte {
+	t, s := timeKey(expires), u64Key(n)
+	return key(tRelayPrekeyExp, t[:], mb[:], s[:])
+}
+
+var relayTotalsKey = []byte{tRelayTotals}
+
+// Totals returns the relay's totals (zero for an empty relay).
+func (r Relay) Totals() (RelayTotals, error) {
+	var t RelayTotals
+	b, err := r.tx.get(relayTotalsKey)
+	if errors.Is(err, ErrNotFound) {
+		return t, nil
+	}
+	if err != nil {
+		return t, err
+	}
+	err = t.unmarshal(b)
+	return t, err
+}
+
+// changeTotals applies fn to the totals and writes them back.
+func (r Relay) changeTotals(fn func(t *RelayTotals)) error {
+	t, err := r.Totals()
+	if err != nil {
+		return err
+	}
+	fn(&t)
+	return r.tx.set(relayTotalsKey, t.marshal())
+}
+
+// sub subtracts without wrapping below zero: counts of data written by an
+// older, buggy program must not become huge.
+func sub(v *uint64, d uint64) {
+	if *v < d {
+		*v = 0
+		return
+	}
+	*v -= d
+}
+
+// CreateMailbox stores a new mailbox (its counts start at zero whatever m
+// holds). It fails with ErrExists if the ID is taken.
+func (r Relay) CreateMailbox(m RelayMailbox) error {
+	if m.ID == (MailboxID{}) {
+		return fmt.Errorf("relay mailbox: %w: zero ID", ErrInvalid)
+	}
+	ok, err := r.tx.exists(relayMailboxKey(m.ID))
+	if err != nil {
+		return err
+	}
+	if ok {
+		return fmt.Errorf("relay mailbox %x: %w", m.ID[:4], ErrExists)
+	}
+	m.LastSeq, m.Count, m.Bytes, m.Tokens, m.Prekeys, m.PrekeySeq, m.Deleting = 0, 0, 0, 0, 0, 0, false
+	if err := r.tx.set(relayMailboxKey(m.ID), m.marshal()); err != nil {
+		return err
+	}
+	return r.changeTotals(func(t *RelayTotals) { t.Mailboxes++ })
+}
+
+// Mailbox returns mailbox id, or ErrNotFound. A mailbox being deleted is
+// returned with Deleting set.
+func (r Relay) Mailbox(id MailboxID) (RelayMailbox, error) {
+	var m RelayMailbox
+	b, err := r.tx.get(relayMailboxKey(id))
+	if errors.Is(err, ErrNotFound) {
+		return m, notFound("relay mailbox", id[:4])
+	}
+	if err != nil {
+		return m, err
+	}
+	err = m.unmarshal(b)
+	return m, err
+}
+
+// live returns mailbox id unless it is missing or being deleted
+// (ErrNotFound).
+func (r Relay) live(id MailboxID) (RelayMailbox, error) {
+	m, err := r.Mailbox(id)
+	if err == nil && m.Deleting {
+		return m, notFound("relay mailbox", id[:4])
+	}
+	return m, err
+}
+
+func (r Relay) putMailbox(m *RelayMailbox) error {
+	return r.tx.set(relayMailboxKey(m.ID), m.marshal())
+}
+
+// Seen records that the owner of mailbox id authenticated at t.
+func (r Relay) Seen(id MailboxID, t time.Time) error {
+	m, err := r.live(id)
+	if err != nil {
+		return err
+	}
+	m.SeenAt = t
+	return r.putMailbox(&m)
+}
+
+// PutToken registers token hash t.Hash for mailbox mb with t's quota, or
+// changes the quota of a registered one (its usage is kept). It returns the
+// record as stored and whether it was new. ErrNotFound: no such mailbox.
+func (r Relay) PutToken(mb MailboxID, t RelayToken) (RelayToken, bool, error) {
+	m, err := r.live(mb)
+	if err != nil {
+		return t, false, err
+	}
+	old, err := r.Token(mb, t.Hash)
+	switch {
+	case err == nil:
+		old.MaxCount, old.MaxBytes = t.MaxCount, t.MaxBytes
+		return old, false, r.tx.set(relayTokenKey(mb, t.Hash), old.marshal())
+	case !errors.Is(err, ErrNotFound):
+		return t, false, err
+	}
+	t.Count, t.Bytes, t.HasCard = 0, 0, false
+	if err := r.tx.set(relayTokenKey(mb, t.Hash), t.marshal()); err != nil {
+		return t, false, err
+	}
+	m.Tokens++
+	if err := r.putMailbox(&m); err != nil {
+		return t, false, err
+	}
+	return t, true, r.changeTotals(func(tt *RelayTotals) { tt.Tokens++ })
+}
+
+// Token returns token hash h of mailbox mb, or ErrNotFound.
+func (r Relay) Token(mb MailboxID, h TokenHash) (RelayToken, error) {
+	var t RelayToken
+	b, err := r.tx.get(relayTokenKey(mb, h))
+	if errors.Is(err, ErrNotFound) {
+		return t, notFound("relay token", h[:4])
+	}
+	if err != nil {
+		return t, err
+	}
+	err = t.unmarshal(b)
+	return t, err
+}
+
+// DeleteToken removes token hash h of mailbox mb and its card blob; a
+// missing one is not an error. Envelopes deposited with it stay (and no
+// longer count against any token).
+func (r Relay) DeleteToken(mb MailboxID, h TokenHash) error {
+	t, err := r.Token(mb, h)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.deleteCard(mb, h); err != nil {
+		return err
+	}
+	if err := r.tx.del(relayTokenKey(mb, t.Hash)); err != nil {
+		return err
+	}
+	m, err := r.Mailbox(mb)
+	if err != nil {
+		return err
+	}
+	sub(&m.Tokens, 1)
+	if err := r.putMailbox(&m); err != nil {
+		return err
+	}
+	return r.changeTotals(func(tt *RelayTotals) { sub(&tt.Tokens, 1) })
+}
+
+// Tokens calls fn for each token of mailbox mb, by hash.
+func (r Relay) Tokens(mb MailboxID, fn func(t RelayToken) error) error {
+	return r.tx.scanPrefix(key(tRelayToken, mb[:]), false, func(_, v []byte) error {
+		var t RelayToken
+		if err := t.unmarshal(v); err != nil {
+			return err
+		}
+		return fn(t)
+	})
+}
+
+// AddEnvelope stores e.Envelope in mailbox e.Mailbox under token e.Token
+// until e.StoredUntil, counts it in the mailbox, the token and the totals,
+// and returns its sequence number. It checks no quota (the caller does,
+// from the counts); ErrNotFound: no such mailbox, or no such token.
+func (r Relay) AddEnvelope(e RelayEnvelope) (uint64, error) {
+	if len(e.Envelope) == 0 || len(e.Envelope) > MaxRelayEnvelope {
+		return 0, fmt.Errorf("relay envelope: %w: %d bytes", ErrInvalid, len(e.Envelope))
+	}
+	m, err := r.live(e.Mailbox)
+	if err != nil {
+		return 0, err
+	}
+	t, err := r.Token(e.Mailbox, e.Token)
+	if err != nil {
+		return 0, err
+	}
+	n := uint64(len(e.Envelope))
+	m.LastSeq++
+	m.Count++
+	m.Bytes += n
+	e.Seq = m.LastSeq
+	t.Count++
+	t.Bytes += n
+	if err := r.tx.set(relayEnvelopeKey(e.Mailbox, e.Seq), e.marshal()); err != nil {
+		return 0, err
+	}
+	if err := r.tx.set(relayExpiryKey(e.StoredUntil, e.Mailbox, e.Seq), nil); err != nil {
+		return 0, err
+	}
+	if err := r.putMailbox(&m); err != nil {
+		return 0, err
+	}
+	if err := r.tx.set(relayTokenKey(e.Mailbox, t.Hash), t.marshal()); err != nil {
+		return 0, err
+	}
+	err = r.changeTotals(func(tt *RelayTotals) {
+		tt.Envelopes++
+		tt.EnvelopeBytes += n
+	})
+	return e.Seq, err
+}
+
+// Envelopes calls fn for the envelopes of mailbox mb with a sequence
+// number above after, in order, at most limit of them (limit <= 0: all).
+// Envelopes past their StoredUntil that the sweep has not removed yet are
+// included; the caller skips them if it wants.
+func (r Relay) Envelopes(mb MailboxID, after uint64, limit int, fn func(e RelayEnvelope) error) error {
+	lo := relayEnvelopeKey(mb, after+1)
+	if after == ^uint64(0) {
+		return nil
+	}
+	hi := prefixEnd(key(tRelayEnvelope, mb[:]))
+	n := 0
+	return r.tx.scan(lo, hi, false, func(k, v []byte) error {
+		if len(k) != 1+32+8 {
+			return fmt.Errorf("relay envelope key: %w", ErrCorrupt)
+		}
+		e := RelayEnvelope{Mailbox: mb, Seq: binary.BigEndian.Uint64(k[33:])}
+		if err := e.unmarshal(v); err != nil {
+			return err
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+		n++
+		if limit > 0 && n >= limit {
+			return errStop
+		}
+		return nil
+	})
+}
+
+// DeleteEnvelope removes envelope seq of mailbox mb and takes it off the
+// counts; it reports whether there was one.
+func (r Relay) DeleteEnvelope(mb MailboxID, seq uint64) (bool, error) {
+	b, err := r.tx.get(relayEnvelopeKey(mb, seq))
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	e := RelayEnvelope{Mailbox: mb, Seq: seq}
+	if err := e.unmarshal(b); err != nil {
+		return false, err
+	}
+	n := uint64(len(e.Envelope))
+	if err := r.tx.del(relayEnvelopeKey(mb, seq)); err != nil {
+		return false, err
+	}
+	if err := r.tx.del(relayExpiryKey(e.StoredUntil, mb, seq)); err != nil {
+		return false, err
+	}
+	m, err := r.Mailbox(mb)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return false, err
+	}
+	if err == nil {
+		sub(&m.Count, 1)
+		sub(&m.Bytes, n)
+		if err := r.putMailbox(&m); err != nil {
+			return false, err
+		}
+	}
+	t, err := r.Token(mb, e.Token)
+	switch {
+	case err == nil:
+		sub(&t.Count, 1)
+		sub(&t.Bytes, n)
+		if err := r.tx.set(relayTokenKey(mb, t.Hash), t.marshal()); err != nil {
+			return false, err
+		}
+	case !errors.Is(err, ErrNotFound):
+		return false, err
+	}
+	return true, r.changeTotals(func(tt *RelayTotals) {
+		sub(&tt.Envelopes, 1)
+		sub(&tt.EnvelopeBytes, n)
+	})
+}
+
+// EnvelopeRef names a stored envelope.
+type EnvelopeRef struct {
+	Mailbox MailboxID
+	Seq     uint64
+}
+
+// ExpiredEnvelopes returns up to limit envelopes whose StoredUntil is not
+// after now, earliest first (limit <= 0: all).
+func (r Relay) ExpiredEnvelopes(now time.Time, limit int) ([]EnvelopeRef, error) {
+	t := timeKey(now)
+	hi := key(tRelayExpiry, t[:], allFF[:])
+	var out []EnvelopeRef
+	err := r.tx.scan([]byte{tRelayExpiry}, hi, false, func(k, _ []byte) error {
+		if len(k) != 1+8+32+8 {
+			return fmt.Errorf("relay expiry index: %w", ErrCorrupt)
+		}
+		out = append(out, EnvelopeRef{Mailbox: MailboxID(k[9:41]), Seq: binary.BigEndian.Uint64(k[41:])})
+		if limit > 0 && len(out) >= limit {
+			return errStop
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PutCard stores the card blob of token hash h of mailbox mb, replacing
+// one stored before. ErrNotFound: no such mailbox or token.
+func (r Relay) PutCard(mb MailboxID, h TokenHash, blob []byte) error {
+	if len(blob) == 0 || len(blob) > MaxRelayBlob {
+		return fmt.Errorf("relay card: %w: %d bytes", ErrInvalid, len(blob))
+	}
+	if _, err := r.live(mb); err != nil {
+		return err
+	}
+	t, err := r.Token(mb, h)
+	if err != nil {
+		return err
+	}
+	old, err := r.Card(mb, h)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if err := r.tx.set(relayCardKey(mb, h), append([]byte(nil), blob...)); err != nil {
+		return err
+	}
+	if !t.HasCard {
+		t.HasCard = true
+		if err := r.tx.set(relayTokenKey(mb, h), t.marshal()); err != nil {
+			return err
+		}
+	}
+	return r.changeTotals(func(tt *RelayTotals) {
+		if old == nil {
+			tt.Cards++
+		}
+		sub(&tt.BlobBytes, uint64(len(old)))
+		tt.BlobBytes += uint64(len(blob))
+	})
+}
+
+// Card returns the card blob of token hash h of mailbox mb, or ErrNotFound.
+func (r Relay) Card(mb MailboxID, h TokenHash) ([]byte, error) {
+	b, err := r.tx.get(relayCardKey(mb, h))
+	if errors.Is(err, ErrNotFound) {
+		return nil, notFound("relay card", h[:4])
+	}
+	return b, err
+}
+
+func (r Relay) deleteCard(mb MailboxID, h TokenHash) error {
+	old, err := r.Card(mb, h)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.tx.del(relayCardKey(mb, h)); err != nil {
+		return err
+	}
+	return r.changeTotals(func(tt *RelayTotals) {
+		sub(&tt.Cards, 1)
+		sub(&tt.BlobBytes, uint64(len(old)))
+	})
+}
+
+// AddPrekeys stores prekey blobs for mailbox mb, handed out until
+// expires. ErrNotFound: no such mailbox.
+func (r Relay) AddPrekeys(mb MailboxID, blobs [][]byte, expires time.Time) error {
+	m, err := r.live(mb)
+	if err != nil {
+		return err
+	}
+	var size uint64
+	for _, b := range blobs {
+		if len(b) == 0 || len(b) > MaxRelayBlob {
+			return fmt.Errorf("relay prekey: %w: %d bytes", ErrInvalid, len(b))
+		}
+		m.PrekeySeq++
+		if err := r.tx.set(relayPrekeyKey(mb, expires, m.PrekeySeq), encodePrekeyBlob(b)); err != nil {
+			return err
+		}
+		if err := r.tx.set(relayPrekeyExpKey(expires, mb, m.PrekeySeq), nil); err != nil {
+			return err
+		}
+		size += uint64(len(b))
+	}
+	m.Prekeys += uint64(len(blobs))
+	if err := r.putMailbox(&m); err != nil {
+		return err
+	}
+	return r.changeTotals(func(tt *RelayTotals) {
+		tt.Prekeys += uint64(len(blobs))
+		tt.BlobBytes += size
+	})
+}
+
+// encodePrekeyBlob stores a blob with a version byte, like every record.
+func encodePrekeyBlob(b []byte) []byte {
+	e := newEnc(1, len(b)+3)
+	e.bytes(b)
+	return e.b
+}
+
+func decodePrekeyBlob(v []byte) ([]byte, error) {
+	d, _ := newDec("relay prekey", v, 1)
+	b := d.bytes(MaxRelayBlob)
+	return b, d.finish("relay prekey")
+}
+
+// TakePrekey removes and returns one prekey blob of mailbox mb that has not
+// expired at now: the one that expires first; ok is false when none is
+// left. Expired blobs it passes are removed too (so commit the transaction
+// even when ok is false). ErrNotFound: no such mailbox. Two transactions
+// that take from one mailbox at once conflict on the mailbox's record, so
+// a blob is handed out once.
+func (r Relay) TakePrekey(mb MailboxID, now time.Time) (blob []byte, ok bool, err error) {
+	m, err := r.live(mb)
+	if err != nil {
+		return nil, false, err
+	}
+	type found struct {
+		key     []byte
+		expires [8]byte
+		n       uint64
+		blob    []byte
+	}
+	var expired []found
+	var take *found
+	limit := timeKey(now)
+	err = r.tx.scanPrefix(key(tRelayPrekey, mb[:]), false, func(k, v []byte) error {
+		if len(k) != 1+32+8+8 {
+			return fmt.Errorf("relay prekey key: %w", ErrCorrupt)
+		}
+		f := found{key: append([]byte(nil), k...), expires: [8]byte(k[33:41]), n: binary.BigEndian.Uint64(k[41:])}
+		b, err := decodePrekeyBlob(v)
+		if err != nil {
+			return err
+		}
+		f.blob = b
+		if string(f.expires[:]) <= string(limit[:]) {
+			expired = append(expired, f)
+			if len(expired) >= maxExpiredPerTake {
+				return errStop
+			}
+			return nil
+		}
+		take = &f
+		return errStop
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	var gone []found
+	gone = append(gone, expired...)
+	if take != nil {
+		gone = append(gone, *take)
+	}
+	var size uint64
+	for _, f := range gone {
+		if err := r.tx.del(f.key); err != nil {
+			return nil, false, err
+		}
+		if err := r.tx.del(key(tRelayPrekeyExp, f.expires[:], mb[:], f.key[41:])); err != nil {
+			return nil, false, err
+		}
+		size += uint64(len(f.blob))
+	}
+	if len(gone) > 0 {
+		sub(&m.Prekeys, uint64(len(gone)))
+		if err := r.putMailbox(&m); err != nil {
+			return nil, false, err
+		}
+		if err := r.changeTotals(func(tt *RelayTotals) {
+			sub(&tt.Prekeys, uint64(len(gone)))
+			sub(&tt.BlobBytes, size)
+		}); err != nil {
+			return nil, false, err
+		}
+	}
+	if take == nil {
+		return nil, false, nil
+	}
+	return take.blob, true, nil
+}
+
+// maxExpiredPerTake bounds the expired blobs one TakePrekey removes (the
+// sweep removes the rest), so that a take stays a small transaction.
+const maxExpiredPerTake = 256
+
+// ExpirePrekeys removes up to limit prekey blobs that expired at now
+// (limit <= 0: all) and returns how many it removed.
+func (r Relay) ExpirePrekeys(now time.Time, limit int) (int, error) {
+	t := timeKey(now)
+	hi := key(tRelayPrekeyExp, t[:], allFF[:])
+	var index [][]byte
+	err := r.tx.scan([]byte{tRelayPrekeyExp}, hi, false, func(k, _ []byte) error {
+		if len(k) != 1+8+32+8 {
+			return fmt.Errorf("relay prekey index: %w", ErrCorrupt)
+		}
+		index = append(index, append([]byte(nil), k...))
+		if limit > 0 && len(index) >= limit {
+			return errStop
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	perMailbox := map[MailboxID]uint64{}
+	var size uint64
+	for _, k := range index {
+		mb := MailboxID(k[9:41])
+		pk := key(tRelayPrekey, mb[:], k[1:9], k[41:])
+		v, err := r.tx.get(pk)
+		switch {
+		case err == nil:
+			b, err := decodePrekeyBlob(v)
+			if err != nil {
+				return 0, err
+			}
+			size += uint64(len(b))
+			perMailbox[mb]++
+			if err := r.tx.del(pk); err != nil {
+				return 0, err
+			}
+		case !errors.Is(err, ErrNotFound):
+			return 0, err
+		}
+		if err := r.tx.del(k); err != nil {
+			return 0, err
+		}
+	}
+	var total uint64
+	for mb, n := range perMailbox {
+		total += n
+		m, err := r.Mailbox(mb)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		sub(&m.Prekeys, n)
+		if err := r.putMailbox(&m); err != nil {
+			return 0, err
+		}
+	}
+	if total > 0 {
+		if err := r.changeTotals(func(tt *RelayTotals) {
+			sub(&tt.Prekeys, total)
+			sub(&tt.BlobBytes, size)
+		}); err != nil {
+			return 0, err
+		}
+	}
+	return len(index), nil
+}
+
+// DeleteMailbox deletes mailbox id and everything it holds, about limit
+// records per call (limit <= 0: all; at least 16), so that a large mailbox
+// is deleted in transactions of a bounded size. The first call marks the
+// mailbox Deleting (it then accepts nothing) and lists it in Deleting;
+// call again until done is true. A missing mailbox is done.
+func (r Relay) DeleteMailbox(id MailboxID, limit int) (done bool, err error) {
+	m, err := r.Mailbox(id)
+	if errors.Is(err, ErrNotFound) {
+		return true, r.tx.del(key(tRelayDeleting, id[:]))
+	}
+	if err != nil {
+		return false, err
+	}
+	if !m.Deleting {
+		m.Deleting = true
+		if err := r.putMailbox(&m); err != nil {
+			return false, err
+		}
+		if err := r.tx.set(key(tRelayDeleting, id[:]), nil); err != nil {
+			return false, err
+		}
+	}
+	// Each item below takes two deletions (a record and its index, or a
+	// token and its card).
+	items := 0
+	if limit > 0 {
+		items = max(limit, 16) / 2
+	}
+
+	var seqs []uint64
+	if err := r.Envelopes(id, 0, items, func(e RelayEnvelope) error {
+		seqs = append(seqs, e.Seq)
+		return nil
+	}); err != nil {
+		return false, err
+	}
+	for _, s := range seqs {
+		if _, err := r.DeleteEnvelope(id, s); err != nil {
+			return false, err
+		}
+	}
+	if items > 0 && len(seqs) == items {
+		return false, nil
+	}
+
+	var prekeys [][]byte
+	var size uint64
+	err = r.tx.scanPrefix(key(tRelayPrekey, id[:]), false, func(k, v []byte) error {
+		b, err := decodePrekeyBlob(v)
+		if err != nil {
+			return err
+		}
+		size += uint64(len(b))
+		prekeys = append(prekeys, append([]byte(nil), k...))
+		if items > 0 && len(prekeys) >= items {
+			return errStop
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	for _, k := range prekeys {
+		if err := r.tx.del(k); err != nil {
+			return false, err
+		}
+		if err := r.tx.del(key(tRelayPrekeyExp, k[33:41], id[:], k[41:])); err != nil {
+			return false, err
+		}
+	}
+	if len(prekeys) > 0 {
+		if m, err = r.Mailbox(id); err != nil {
+			return false, err
+		}
+		sub(&m.Prekeys, uint64(len(prekeys)))
+		if err := r.putMailbox(&m); err != nil {
+			return false, err
+		}
+		if err := r.changeTotals(func(tt *RelayTotals) {
+			sub(&tt.Prekeys, uint64(len(prekeys)))
+			sub(&tt.BlobBytes, size)
+		}); err != nil {
+			return false, err
+		}
+		if items > 0 && len(prekeys) == items {
+			return false, nil
+		}
+	}
+
+	var tokens []TokenHash
+	if err := r.Tokens(id, func(t RelayToken) error {
+		tokens = append(tokens, t.Hash)
+		if items > 0 && len(tokens) >= items {
+			return errStop
+		}
+		return nil
+	}); err != nil {
+		return false, err
+	}
+	for _, h := range tokens {
+		if err := r.DeleteToken(id, h); err != nil {
+			return false, err
+		}
+	}
+	if items > 0 && len(tokens) == items {
+		return false, nil
+	}
+
+	if err := r.tx.del(relayMailboxKey(id)); err != nil {
+		return false, err
+	}
+	if err := r.tx.del(key(tRelayDeleting, id[:])); err != nil {
+		return false, err
+	}
+	return true, r.changeTotals(func(tt *RelayTotals) { sub(&tt.Mailboxes, 1) })
+}
+
+// Deleting returns the mailboxes whose deletion began and did not finish
+// (a relay resumes them after a restart), at most limit (<= 0: all).
+func (r Relay) Deleting(limit int) ([]MailboxID, error) {
+	var out []MailboxID
+	err := r.tx.scanPrefix([]byte{tRelayDeleting}, false, func(k, _ []byte) error {
+		if len(k) != 1+32 {
+			return fmt.Errorf("relay deleting index: %w", ErrCorrupt)
+		}
+		out = append(out, MailboxID(k[1:]))
+		if limit > 0 && len(out) >= limit {
+			return errStop
+		}
+		return nil
+	})
+	return out, err
+}
