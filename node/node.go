@@ -47,6 +47,7 @@ import (
 
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/node/addrrecord"
+	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/store"
 )
@@ -99,6 +100,7 @@ type Node struct {
 	events *bus
 	met    *metrics
 	msg    *messaging.Service
+	mb     *mailbox.Client
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -193,6 +195,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.WrapStream != nil {
 		msgHost = &faultHost{Host: n.host, wrap: cfg.WrapStream}
 	}
+	// Mailbox work goes through hosts of its own, never n.host.
+	n.mb, err = mailbox.New(ctx, mailbox.Config{Store: cfg.Store, Logger: n.log, Rand: cfg.Rand, Now: n.clock.Now})
+	if err != nil {
+		n.sub.Close()
+		n.met.unregister()
+		return fail(fmt.Errorf("node: mailbox client: %w", err))
+	}
 	n.msg, err = messaging.New(ctx, messaging.Config{
 		Host:       msgHost,
 		Store:      cfg.Store,
@@ -201,9 +210,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		Rand:       cfg.Rand,
 		Publish:    n.publish,
 		FindDevice: n.FindDevice,
+		Mailbox:    n.mb,
 		Options:    cfg.Messaging,
 	})
 	if err != nil {
+		n.mb.Close()
 		n.sub.Close()
 		n.met.unregister()
 		return fail(fmt.Errorf("node: messaging: %w", err))
@@ -213,6 +224,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		n.mdns = mdns.NewMdnsService(n.host, mdnsService, mdnsNotifee{n})
 		if err := n.mdns.Start(); err != nil {
 			n.msg.Close()
+			n.mb.Close()
 			n.sub.Close()
 			n.met.unregister()
 			return fail(fmt.Errorf("node: mdns: %w", err))
@@ -327,6 +339,7 @@ func (n *Node) Close() error {
 		n.stopping = true
 		n.spawnMu.Unlock()
 		n.msg.Close()
+		n.mb.Close()
 		n.cancel()
 		n.events.close()
 		var errs []error

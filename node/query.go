@@ -22,7 +22,8 @@ type Info struct {
 	// Addrs are the node's addresses as full multiaddrs (with /p2p/).
 	Addrs []string `json:"addrs"`
 	// Relays are the relays the node is reachable through (their
-	// multiaddrs with /p2p/), from its circuit addresses.
+	// multiaddrs with /p2p/): those it keeps a mailbox on (relays add),
+	// then those of its circuit addresses.
 	Relays []string `json:"relays"`
 }
 
@@ -53,8 +54,11 @@ type Status struct {
 	RoutingTable int `json:"routing_table"`
 	// Reachability is AutoNAT's verdict: unknown, public or private.
 	Reachability string `json:"reachability"`
-	// Relays is the number of relays the node is reachable through.
-	Relays int `json:"relays"`
+	// Relays is the number of relays the node is reachable through (as
+	// Info.Relays); RelaysSubscribed the number of its mailboxes whose
+	// relay pushes to it now.
+	Relays           int `json:"relays"`
+	RelaysSubscribed int `json:"relays_subscribed"`
 	// Outbox is the number of messages waiting for delivery.
 	Outbox int `json:"outbox"`
 	// Sessions is the number of ratchet sessions in the store.
@@ -74,7 +78,7 @@ func (n *Node) Info() Info {
 		UserID: n.userID.String(),
 		PeerID: n.host.ID().String(),
 		Addrs:  make([]string, 0, len(addrs)),
-		Relays: relays(addrs),
+		Relays: n.allRelays(addrs),
 	}
 	for _, a := range addrs {
 		info.Addrs = append(info.Addrs, a.Encapsulate(self).String())
@@ -93,6 +97,25 @@ func relays(addrs []ma.Multiaddr) []string {
 		}
 		if s := relay.String(); !slices.Contains(out, s) {
 			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// allRelays returns the relays of the node's mailboxes (their first
+// address with /p2p/), then the distinct relays of its circuit addresses.
+func (n *Node) allRelays(addrs []ma.Multiaddr) []string {
+	out := []string{}
+	if boxes, err := n.msg.Relays(n.ctx); err == nil {
+		for _, r := range boxes {
+			if len(r.Addrs) > 0 {
+				out = append(out, r.Addrs[0]+"/p2p/"+r.ID)
+			}
+		}
+	}
+	for _, r := range relays(addrs) {
+		if !slices.Contains(out, r) {
+			out = append(out, r)
 		}
 	}
 	return out
@@ -159,8 +182,13 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		DHTServing:   slices.Contains(n.host.Mux().Protocols(), ProtocolPrefix+"/kad/1.0.0"),
 		RoutingTable: n.dht.RoutingTable().Size(),
 		Reachability: reachabilityString(network.Reachability(n.reach.Load())),
-		Relays:       len(relays(n.host.Addrs())),
+		Relays:       len(n.allRelays(n.host.Addrs())),
 		Record:       n.recordStatus(),
+	}
+	for _, s := range n.mb.Statuses() {
+		if s.State == "subscribed" {
+			st.RelaysSubscribed++
+		}
 	}
 	err := n.cfg.Store.View(ctx, func(tx *store.Tx) error {
 		out, err := tx.Outbox().List()
