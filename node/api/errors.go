@@ -129,6 +129,11 @@ var sentinels = []struct {
 	{messaging.ErrPeerRefused, CodeNetwork},
 	{messaging.ErrBadBundle, CodeNetwork},
 	{messaging.ErrClosed, CodeUnavailable},
+	{messaging.ErrRelayExists, CodeConflict},
+	{messaging.ErrUnknownRelay, CodeNotFound},
+	{messaging.ErrInvalidRelay, CodeBadRequest},
+	{messaging.ErrTooManyRelays, CodeLimit},
+	{messaging.ErrNoRelays, CodeUnavailable},
 	{context.DeadlineExceeded, CodeTimeout},
 }
 

@@ -121,6 +121,7 @@ func (s *Server) routes() []route {
 		rs = append(rs, route{"GET /metrics", true, s.metricsHandler()})
 	}
 	rs = append(rs, s.nodeRoutes()...)
+	rs = append(rs, s.relayRoutes()...)
 	return append(rs, s.messagingRoutes()...)
 }
 
