@@ -164,6 +164,7 @@ Exit codes: 0 ok, 1 usage or user error, 2 internal error, 3 network,
 		c.sendCommand(),
 		c.messagesCommand(),
 		c.inboxCommand(),
+		c.relaysCommand(),
 		c.benchCommand(),
 		c.versionCommand(),
 	)
