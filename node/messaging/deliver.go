@@ -219,7 +219,13 @@ func (d *deliverer) loop() {
 				if err != nil {
 					s.log.Warn("messaging: read the outbox", "err", err)
 				}
-				queue = mergeBySeq(stored, queue)
+				// The new connection's flushDevice may have handed
+				// entries to pending before claimStored could claim
+				// them: they join too, so that all goes in sequence
+				// order (else a retried message could arrive after a
+				// later one).
+				queue = append(append(stored, queue...), d.o.take(d.pq)...)
+				sortBySeq(queue)
 			}
 		}
 		if len(queue) > 0 && d.relayed != nil {
@@ -804,16 +810,6 @@ func sortBySeq(items []*outItem) {
 		}
 		return 0
 	})
-}
-
-// mergeBySeq puts stored items (older) before queued ones, each in order.
-func mergeBySeq(stored, queued []*outItem) []*outItem {
-	if len(stored) == 0 {
-		return queued
-	}
-	out := append(stored, queued...)
-	sortBySeq(out)
-	return out
 }
 
 // scheduleLoop hands due outbox entries to the delivery loops: every entry
