@@ -739,3 +739,37 @@ func TestInviteQRAndHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchDelivery: sealpost bench measures direct delivery between two
+// nodes, batched and unbatched, with the storage figures next to it.
+func TestBenchDelivery(t *testing.T) {
+	h := bin.Home(t)
+	var report struct {
+		Figures []struct {
+			Name  string  `json:"name"`
+			Unit  string  `json:"unit"`
+			Value float64 `json:"value"`
+			Limit float64 `json:"limit"`
+		} `json:"figures"`
+	}
+	h.JSON(&report, "bench", "--only", "delivery", "--duration", "300ms", "--dir", t.TempDir())
+	got := map[string]float64{}
+	for _, f := range report.Figures {
+		got[f.Name] = f.Value
+		if f.Name == "direct_delivery_unbatched" && f.Limit <= 0 {
+			t.Errorf("direct_delivery_unbatched has no limit: %+v", f)
+		}
+	}
+	for _, name := range []string{"direct_delivery", "direct_delivery_unbatched", "store_durable_write", "store_batch_write",
+		"delivery_latency_p50", "delivery_latency_p99"} {
+		if got[name] <= 0 {
+			t.Errorf("bench --only delivery: %s = %v", name, got[name])
+		}
+	}
+	if len(got) != len(report.Figures) {
+		t.Errorf("a figure appears twice: %+v", report.Figures)
+	}
+	if r := h.Run("bench", "--only", "nothing"); r.Code != 1 {
+		t.Errorf("bench --only nothing: %s\nwant exit 1", r)
+	}
+}
