@@ -163,7 +163,10 @@ an unreachable inviter exits 3.`,
 	ls := &cobra.Command{
 		Use:   "ls",
 		Short: "List contacts and message requests",
-		Args:  cobra.NoArgs,
+		Long: `List the contacts and message requests by name, with their state (accepted,
+request, or key changed), whether you verified them, and their user IDs.
+With --json: {"contacts": [...]}, each as 'sealpost contact show' prints it.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := c.client()
 			if err != nil {
@@ -182,7 +185,15 @@ an unreachable inviter exits 3.`,
 	show := &cobra.Command{
 		Use:   "show NAME",
 		Short: "Show a contact: user ID, safety number, verified or not",
-		Args:  cobra.ExactArgs(1),
+		Long: `Show the contact NAME (a name or a user ID): its user ID, its state (accepted
+or request), whether you verified it, the safety number you and it both see
+(compare them to verify), its device and the display name it gives itself.
+For a contact whose identity key changed, also the new user ID and the new
+safety number that 'sealpost contact verify' would accept.
+
+With --json: name, user_id, state, verified, safety_number, identity_changed,
+pending_user_id, pending_safety_number, device_id, display_name, created_at.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := c.client()
 			if err != nil {
@@ -337,9 +348,10 @@ delivers it, retrying across restarts until it is delivered. With - the text
 is read from standard input (one final line break is dropped). Texts are 1
 to %d bytes of UTF-8.
 
-States: queued (in the outbox), sent (the recipient's node stored it),
-delivered (the recipient's node confirmed it end to end), read (the recipient
-opened the conversation), failed (with a reason; still retried).
+States: queued (in the outbox), sent (the recipient's node, or a relay it
+receives through, stored it), delivered (the recipient's node confirmed it
+end to end), read (the recipient opened the conversation), failed (with a
+reason; still retried).
 
 --wait sent|delivered|read waits until the message reaches that state (or a
 later one), for at most --timeout (default %s; 0 waits without limit), and
@@ -348,7 +360,9 @@ exits 7 if the time runs out: the message stays queued.
 Exit codes: 1 unknown contact, a message request (accept it first) or empty
 text; 3 the contact's device could not be reached to start a session; 4 the
 contact's identity key changed (see 'sealpost contact verify'); 5 the text is
-too long; 7 --wait timed out. With --json it prints {"id", "state"}.`, messaging.MaxText, defaultWaitTimeout),
+too long; 6 no daemon (or it stopped during --wait: the message stays queued);
+7 --wait timed out. With --json it prints {"id", "state"}, also after a
+timeout.`, messaging.MaxText, defaultWaitTimeout),
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch wait {
