@@ -73,9 +73,9 @@ func newHost(key crypto.PrivKey) (host.Host, error) {
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
 		libp2p.DisableRelay(),
-		libp2p.DisableMetrics(),
-		// What libp2p registers even so (its event bus's tracer) goes to a
-		// registry of this host's own, never the process-global one.
+		// libp2p's metrics go to a registry of this host's own, never the
+		// process-global one (its event bus registers even with metrics
+		// disabled).
 		libp2p.PrometheusRegisterer(prometheus.NewRegistry()),
 		libp2p.DisableIdentifyAddressDiscovery(),
 		libp2p.Ping(false),
