@@ -1,0 +1,157 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/sealpost/sealpost/store"
+)
+
+// The writer: every change to the relay's store goes through one goroutine
+// that commits the jobs waiting at that moment in one store transaction —
+// group commit at the service level. A batch of deposits costs one fsync,
+// and the shared records every deposit changes (the mailbox's counts, the
+// token's, the totals) never make transactions conflict. A job that fails
+// alone (a quota, an unknown token) writes nothing and does not fail the
+// batch; only a store error does, and then each job is retried alone.
+
+// job is one unit of work for the writer.
+type job struct {
+	// fn runs inside the transaction, possibly more than once (a backend
+	// may retry a conflicting transaction), so it resets its results at
+	// its start. It returns only errors that must abort the transaction.
+	fn func(tx *store.Tx, now time.Time) error
+	// weight is its share of a batch: 1 per record, 1 per KiB written.
+	weight int
+	// exclusive jobs are committed alone (deleting a mailbox).
+	exclusive bool
+	// after runs in the writer once the transaction is durable.
+	after func()
+	done  chan struct{}
+	err   error
+}
+
+// maxWeight is the weight the writer commits together: MaxBatch 1 KiB
+// deposits. Weighing by size as well keeps a transaction of large
+// envelopes inside what badger commits at once.
+func (s *Server) maxWeight() int { return 2 * s.res.MaxBatch }
+
+// submit queues j for the writer.
+func (s *Server) submit(ctx context.Context, j *job) error {
+	j.done = make(chan struct{})
+	j.weight = max(j.weight, 1)
+	select {
+	case s.jobs <- j:
+		return nil
+	case <-s.writerDone:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// await waits for a submitted job and returns its transaction's error.
+func (s *Server) await(j *job) error {
+	select {
+	case <-j.done:
+		return j.err
+	case <-s.writerDone:
+		select {
+		case <-j.done:
+			return j.err
+		default:
+			return ErrClosed
+		}
+	}
+}
+
+// do submits a job and waits for it.
+func (s *Server) do(ctx context.Context, weight int, fn func(tx *store.Tx, now time.Time) error) error {
+	j := &job{fn: fn, weight: weight}
+	if err := s.submit(ctx, j); err != nil {
+		return err
+	}
+	return s.await(j)
+}
+
+// writeLoop commits jobs in batches until the server closes, then fails
+// what is left.
+func (s *Server) writeLoop() {
+	defer s.wg.Done()
+	defer close(s.writerDone)
+	var next *job
+	for {
+		var batch []*job
+		if next != nil {
+			batch, next = append(batch, next), nil
+		} else {
+			select {
+			case j := <-s.jobs:
+				batch = append(batch, j)
+			case <-s.ctx.Done():
+				for {
+					select {
+					case j := <-s.jobs:
+						j.err = ErrClosed
+						close(j.done)
+					default:
+						return
+					}
+				}
+			}
+		}
+		weight := batch[0].weight
+	fill:
+		for !batch[0].exclusive && weight < s.maxWeight() {
+			select {
+			case j := <-s.jobs:
+				if j.exclusive || weight+j.weight > s.maxWeight() {
+					next = j
+					break fill
+				}
+				batch = append(batch, j)
+				weight += j.weight
+			default:
+				break fill
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// commit runs a batch in one transaction; if it fails with several jobs,
+// each is retried alone.
+func (s *Server) commit(batch []*job) {
+	start := time.Now()
+	var totals store.RelayTotals
+	err := s.st.Update(context.Background(), func(tx *store.Tx) error {
+		now := s.clock.Now()
+		for _, j := range batch {
+			if err := j.fn(tx, now); err != nil {
+				return err
+			}
+		}
+		var err error
+		totals, err = tx.Relay().Totals()
+		return err
+	})
+	if err != nil && len(batch) > 1 && !errors.Is(err, store.ErrClosed) {
+		for _, j := range batch {
+			s.commit([]*job{j})
+		}
+		return
+	}
+	if err == nil {
+		s.met.committed(len(batch), time.Since(start), totals)
+	} else if !errors.Is(err, store.ErrClosed) {
+		s.log.Error("relay: store transaction failed", "err", err)
+	}
+	for _, j := range batch {
+		j.err = err
+		if err == nil && j.after != nil {
+			j.after()
+		}
+		close(j.done)
+	}
+}
