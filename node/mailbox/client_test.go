@@ -1,0 +1,319 @@
+package mailbox_test
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	"go.uber.org/goleak"
+
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/crypto/seal"
+	"github.com/sealpost/sealpost/node/mailbox"
+	"github.com/sealpost/sealpost/node/relay"
+	"github.com/sealpost/sealpost/protocol"
+	"github.com/sealpost/sealpost/store"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"))
+}
+
+// testRelay is a relay server on a loopback host with an in-memory store.
+type testRelay struct {
+	h    host.Host
+	srv  *relay.Server
+	addr string
+}
+
+func newRelay(t *testing.T, res relay.Resources) *testRelay {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.NewMemory()
+	srv, err := relay.New(h, st, res, relay.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Close()
+		h.Close()
+		st.Close()
+	})
+	return &testRelay{h: h, srv: srv, addr: fmt.Sprintf("%s/p2p/%s", h.Addrs()[0], h.ID())}
+}
+
+func newClient(t *testing.T) (*mailbox.Client, store.Store) {
+	t.Helper()
+	st := store.NewMemory()
+	c, err := mailbox.New(context.Background(), mailbox.Config{Store: st, RetryMin: 50 * time.Millisecond, RetryMax: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		st.Close()
+	})
+	return c, st
+}
+
+// own makes a mailbox on r and commits it to st.
+func own(t *testing.T, c *mailbox.Client, st store.Store, r *testRelay) store.Mailbox {
+	t.Helper()
+	ctx := context.Background()
+	m, err := c.Create(ctx, r.addr)
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if err := st.Update(ctx, func(tx *store.Tx) error { return tx.Mailboxes().Put(m) }); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func token() []byte {
+	t := make([]byte, 16)
+	rand.Read(t)
+	return t
+}
+
+// envelope seals payload to m.
+func envelope(t *testing.T, m *store.Mailbox, payload string) []byte {
+	t.Helper()
+	priv, err := ecdh.X25519().NewPrivateKey(m.SealingKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := identity.Generate(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := seal.Seal(nil, seal.MailboxID(m.ID), priv.PublicKey().Bytes(), id.Public(), []byte("device"), []byte(payload), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func boxOf(t *testing.T, r *testRelay, m *store.Mailbox, tok []byte) mailbox.Box {
+	t.Helper()
+	id, a, err := mailbox.ParseAddr(r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mailbox.Box{Relay: id, Addrs: []ma.Multiaddr{a}, Mailbox: protocol.MailboxID(m.ID), Token: tok}
+}
+
+func TestDepositFetchSubscribe(t *testing.T) {
+	ctx := context.Background()
+	r := newRelay(t, relay.DefaultResources())
+	owner, ost := newClient(t)
+	m := own(t, owner, ost, r)
+	tok := token()
+	if err := owner.Register(ctx, &m, mailbox.Quota{}, tok); err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	sender, _ := newClient(t)
+	box := boxOf(t, r, &m, tok)
+	// A backlog before the owner listens.
+	var envs [][]byte
+	for i := range 5 {
+		envs = append(envs, envelope(t, &m, fmt.Sprintf("backlog %d", i)))
+	}
+	res, err := sender.Deposit(ctx, box, envs)
+	if err != nil {
+		t.Fatalf("Deposit: %v", err)
+	}
+	for i, x := range res {
+		if x.Err != nil || x.Receipt.Relay != r.h.ID() || !x.Receipt.StoredUntil.After(time.Now()) {
+			t.Fatalf("deposit %d: %+v", i, x)
+		}
+	}
+	var (
+		mu  sync.Mutex
+		got []string
+	)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		owner.Run(rctx, func(_ context.Context, ds []mailbox.Delivery) ([]bool, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			ok := make([]bool, len(ds))
+			for i, d := range ds {
+				got = append(got, string(d.Payload))
+				ok[i] = true
+			}
+			return ok, nil
+		})
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got)
+	}
+	waitFor(t, "the backlog", func() bool { return count() == 5 })
+	waitFor(t, "the subscription", func() bool { return state(owner) == "subscribed" })
+	// Pushed while subscribed.
+	if res, err := sender.Deposit(ctx, box, [][]byte{envelope(t, &m, "pushed")}); err != nil || res[0].Err != nil {
+		t.Fatalf("Deposit: %v %v", err, res[0].Err)
+	}
+	waitFor(t, "the pushed envelope", func() bool { return count() == 6 })
+	mu.Lock()
+	want := []string{"backlog 0", "backlog 1", "backlog 2", "backlog 3", "backlog 4", "pushed"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	mu.Unlock()
+	// Acknowledged: the relay holds nothing any more.
+	waitFor(t, "the acknowledgements", func() bool {
+		s := owner.Statuses()
+		return len(s) == 1 && s[0].Stored == 0
+	})
+}
+
+func TestRefusals(t *testing.T) {
+	ctx := context.Background()
+	res := relay.DefaultResources()
+	r := newRelay(t, res)
+	owner, ost := newClient(t)
+	m := own(t, owner, ost, r)
+	sender, _ := newClient(t)
+
+	// No token registered.
+	out, err := sender.Deposit(ctx, boxOf(t, r, &m, token()), [][]byte{envelope(t, &m, "x")})
+	if err != nil || !errors.Is(out[0].Err, protocol.ErrTokenRefused) {
+		t.Errorf("deposit with an unknown token: %v, %v; want token_refused", err, out[0].Err)
+	}
+	// A revoked token.
+	tok := token()
+	if err := owner.Register(ctx, &m, mailbox.Quota{}, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Revoke(ctx, &m, tok); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = sender.Deposit(ctx, boxOf(t, r, &m, tok), [][]byte{envelope(t, &m, "x")})
+	if !errors.Is(out[0].Err, protocol.ErrTokenRefused) {
+		t.Errorf("deposit with a revoked token: %v, want token_refused", out[0].Err)
+	}
+	// A token's quota: a flood on one token stops at it, another token
+	// still gets through.
+	flood, other := token(), token()
+	if err := owner.Register(ctx, &m, mailbox.Quota{Count: 3}, flood); err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Register(ctx, &m, mailbox.Quota{}, other); err != nil {
+		t.Fatal(err)
+	}
+	var envs [][]byte
+	for range 6 {
+		envs = append(envs, envelope(t, &m, "flood"))
+	}
+	out, err = sender.Deposit(ctx, boxOf(t, r, &m, flood), envs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range out {
+		if i < 3 && x.Err != nil {
+			t.Errorf("flood deposit %d within the quota: %v", i, x.Err)
+		}
+		if i >= 3 && !errors.Is(x.Err, protocol.ErrTokenQuota) {
+			t.Errorf("flood deposit %d over the quota: %v, want token_quota", i, x.Err)
+		}
+	}
+	out, _ = sender.Deposit(ctx, boxOf(t, r, &m, other), [][]byte{envelope(t, &m, "other")})
+	if out[0].Err != nil {
+		t.Errorf("another contact's deposit during the flood: %v", out[0].Err)
+	}
+	// A card blob: only its token reads it.
+	blob := []byte("a sealed card blob")
+	if err := owner.PutCard(ctx, &m, other, blob); err != nil {
+		t.Fatalf("PutCard: %v", err)
+	}
+	if got, err := sender.GetCard(ctx, boxOf(t, r, &m, other)); err != nil || string(got) != string(blob) {
+		t.Errorf("GetCard: %q, %v", got, err)
+	}
+	if _, err := sender.GetCard(ctx, boxOf(t, r, &m, token())); err == nil {
+		t.Error("GetCard with an unknown token succeeded")
+	}
+	// Deleted: deposits find no mailbox.
+	if err := owner.Delete(ctx, &m); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	out, _ = sender.Deposit(ctx, boxOf(t, r, &m, other), [][]byte{envelope(t, &m, "late")})
+	if out[0].Err == nil {
+		t.Error("deposit into a deleted mailbox succeeded")
+	}
+}
+
+// TestClientKeys: the relay sees the client key of the mailbox (one per
+// relay), never another; two relays see two keys.
+func TestClientKeys(t *testing.T) {
+	r1, r2 := newRelay(t, relay.DefaultResources()), newRelay(t, relay.DefaultResources())
+	c, st := newClient(t)
+	m1, m2 := own(t, c, st, r1), own(t, c, st, r2)
+	p1, p2 := r1.h.Network().Peers(), r2.h.Network().Peers()
+	if len(p1) != 1 || len(p2) != 1 || p1[0] == p2[0] {
+		t.Fatalf("relays see peers %v and %v: want one each, not the same", p1, p2)
+	}
+	for _, x := range []struct {
+		m store.Mailbox
+		p peer.ID
+	}{{m1, p1[0]}, {m2, p2[0]}} {
+		if id := clientPeer(t, &x.m); id != x.p {
+			t.Errorf("relay sees %s, the mailbox's client key is %s", x.p, id)
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func state(c *mailbox.Client) string {
+	s := c.Statuses()
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0].State
+}
+
+// clientPeer is the peer ID of a mailbox's client key.
+func clientPeer(t *testing.T, m *store.Mailbox) peer.ID {
+	t.Helper()
+	k, err := crypto.UnmarshalPrivateKey(m.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := peer.IDFromPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}

@@ -1,0 +1,106 @@
+package messaging_test
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+
+	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/node/relay"
+	"github.com/sealpost/sealpost/store"
+	"github.com/sealpost/sealpost/store/badgerstore"
+)
+
+// startRelay runs a relay server on a loopback host with an in-memory
+// store and returns its address with /p2p/.
+func startRelay(t testing.TB) (host.Host, string) {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.NewMemory()
+	srv, err := relay.New(h, st, relay.DefaultResources(), relay.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Close()
+		h.Close()
+		st.Close()
+	})
+	return h, fmt.Sprintf("%s/p2p/%s", h.Addrs()[0], h.ID())
+}
+
+// TestRelayOfflineDelivery: the recipient adds a relay, invites the
+// sender and goes offline; the sender's messages are sent (custody
+// receipts); the recipient comes back, fetches them in order, once, and
+// the sender learns they were delivered.
+func TestRelayOfflineDelivery(t *testing.T) {
+	rh, raddr := startRelay(t)
+	s := newPeer(t, "sam")
+	r := newPeer(t, "rita", onDisk())
+	if _, err := r.m.AddRelay(ctxT(t), raddr); err != nil {
+		t.Fatalf("AddRelay: %v", err)
+	}
+	if _, err := r.m.AddRelay(ctxT(t), raddr); err == nil {
+		t.Error("adding the same relay twice succeeded")
+	}
+	befriend(t, s, r)
+	r.stop()
+
+	var ids []messaging.MessageID
+	var texts []string
+	for i := range 10 {
+		texts = append(texts, fmt.Sprintf("offline %d", i))
+		ids = append(ids, send(t, s, "rita", texts[i]))
+	}
+	for _, id := range ids {
+		wait(t, s, id, messaging.StateSent)
+	}
+	// The device never talked to the relay on a mailbox stream: the relay
+	// sees only the mailbox clients' keys.
+	for _, p := range rh.Network().Peers() {
+		if p == s.n.ID() || p == r.n.ID() {
+			t.Errorf("the relay is connected to device %s", p)
+		}
+	}
+
+	st, err := badgerstore.Open(ctxT(t), r.dir, badgerstore.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.st = st
+	r.start()
+	eventually(t, 20*time.Second, "all messages received", func() bool { return len(inbox(t, r)) >= len(texts) })
+	time.Sleep(200 * time.Millisecond)
+	got := inbox(t, r)
+	var gotTexts []string
+	for _, m := range got {
+		gotTexts = append(gotTexts, m.Text)
+	}
+	if !slices.Equal(gotTexts, texts) {
+		t.Errorf("received %q, want %q", gotTexts, texts)
+	}
+	for _, id := range ids {
+		wait(t, s, id, messaging.StateDelivered)
+	}
+	relays, err := r.m.Relays(ctxT(t))
+	if err != nil || len(relays) != 1 {
+		t.Fatalf("Relays: %v, %v", relays, err)
+	}
+	eventually(t, 10*time.Second, "the relay emptied", func() bool {
+		rs, _ := r.m.Relays(ctxT(t))
+		return len(rs) == 1 && rs[0].State == "subscribed" && rs[0].Stored == 0
+	})
+	if err := r.m.RemoveRelay(ctxT(t), relays[0].ID); err != nil {
+		t.Fatalf("RemoveRelay: %v", err)
+	}
+	if rs, _ := r.m.Relays(ctxT(t)); len(rs) != 0 {
+		t.Errorf("after RemoveRelay: %v", rs)
+	}
+}
