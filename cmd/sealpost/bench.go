@@ -12,6 +12,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sealpost/sealpost/crypto/bench"
+	"github.com/sealpost/sealpost/node/mailbox/e2ebench"
 	"github.com/sealpost/sealpost/node/messaging/deliverybench"
 	"github.com/sealpost/sealpost/store/badgerstore"
 )
@@ -63,6 +64,7 @@ meaningful on a noisy machine. --only crypto,storage,delivery picks groups.`,
 				{"delivery", func() ([]bench.Figure, error) {
 					return deliverybench.Run(cmd.Context(), deliverybench.Options{Dir: dir, Duration: duration})
 				}},
+				{"relay_e2e", func() ([]bench.Figure, error) { return e2ebench.Run(cmd.Context(), dir, duration) }},
 			}
 			if len(only) > 0 {
 				var picked []benchRunner
