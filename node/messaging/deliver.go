@@ -890,8 +890,12 @@ func (o *outbox) scheduleLoop() {
 		case n >= maxDispatch:
 			t.Reset(0)
 		default:
-			// Everything due is owned by a delivery loop; look again later.
-			t.Reset(leaseTime)
+			// Everything due is owned by a delivery loop, which keeps
+			// its NextAttempt in the past while it tries. Look again
+			// soon: entries rescheduled meanwhile fall due after their
+			// backoff, and an OK acknowledgement does not wake this
+			// loop (sleeping leaseTime here stalled them for minutes).
+			t.Reset(s.opt.RetryMin)
 		}
 	}
 }
