@@ -1,0 +1,284 @@
+package testnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/node"
+	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/store"
+	"github.com/sealpost/sealpost/store/badgerstore"
+)
+
+// member is one node or relay of an in-process network: its store
+// directory, identity, and, while it is up, its store and node.
+type member struct {
+	net   *cluster
+	name  string
+	index int
+	relay bool
+	dir   string
+	side  int
+	clock skewClock
+	gater *gater
+
+	// Set by provision.
+	peer peer.ID
+	uid  string
+
+	mu     sync.Mutex
+	listen []string // the addresses of the first start, kept for restarts
+	st     store.Store
+	n      *node.Node
+	up     bool
+	// back is when the member last came up (wall clock).
+	back time.Time
+	// collector of received messages, while up.
+	stopCollect context.CancelFunc
+	collectDone chan struct{}
+	cursor      uint64 // Inbox cursor, kept across restarts
+}
+
+// storeOptions are the badger options of every member: small, as in many
+// nodes per process.
+func storeOptions(log *slog.Logger) badgerstore.Options {
+	return badgerstore.Options{Logger: log, GCInterval: -1}
+}
+
+// provision creates the member's store and identity, and closes it.
+func (m *member) provision(ctx context.Context) error {
+	st, err := badgerstore.Create(ctx, m.dir, badgerstore.ModeKeyFile, storeOptions(nil))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := node.Provision(ctx, st, m.name, nil); err != nil {
+		return err
+	}
+	return st.View(ctx, func(tx *store.Tx) error {
+		self, err := tx.Self()
+		if err != nil {
+			return err
+		}
+		id, err := identity.ParsePrivate(self.Identity)
+		if err != nil {
+			return err
+		}
+		m.uid = id.UserID().String()
+		k, err := crypto.UnmarshalPrivateKey(self.DeviceKey)
+		if err != nil {
+			return err
+		}
+		m.peer, err = peer.IDFromPrivateKey(k)
+		return err
+	})
+}
+
+// start opens the member's store and starts its node, on the addresses of
+// its first start if it had one.
+func (m *member) start(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.up {
+		return nil
+	}
+	st, err := badgerstore.Open(ctx, m.dir, storeOptions(nil))
+	if err != nil {
+		return fmt.Errorf("%s: %w", m.name, err)
+	}
+	cfg, err := m.net.nodeConfig(m)
+	if err != nil {
+		st.Close()
+		return err
+	}
+	cfg.Store = st
+	if len(m.listen) > 0 {
+		cfg.Listen = m.listen
+	}
+	n, err := node.New(ctx, cfg)
+	if err != nil && len(m.listen) > 0 {
+		// The old port may be taken by now: any port will do, the node
+		// tells its contacts its new addresses.
+		cfg.Listen = nil
+		n, err = node.New(ctx, cfg)
+	}
+	if err != nil {
+		st.Close()
+		return fmt.Errorf("%s: %w", m.name, err)
+	}
+	if len(m.listen) == 0 {
+		m.listen = listenAddrs(n)
+	}
+	m.st, m.n, m.up, m.back = st, n, true, time.Now()
+	if !m.relay {
+		cctx, cancel := context.WithCancel(context.Background())
+		m.stopCollect, m.collectDone = cancel, make(chan struct{})
+		go m.collect(cctx, n)
+	}
+	return nil
+}
+
+// listenAddrs returns the node's own addresses without /p2p/, to listen on
+// again after a restart.
+func listenAddrs(n *node.Node) []string {
+	var out []string
+	for _, a := range n.Info().Addrs {
+		if i := strings.Index(a, "/p2p/"); i > 0 {
+			a = a[:i]
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// stop closes the member's node and store.
+func (m *member) stop() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.up {
+		return nil
+	}
+	m.up = false
+	if m.stopCollect != nil {
+		m.stopCollect()
+		<-m.collectDone
+		m.stopCollect = nil
+	}
+	err := errors.Join(m.n.Close(), m.st.Close())
+	m.n, m.st = nil, nil
+	return err
+}
+
+// kill takes the member down as abruptly as one process allows: its gater
+// refuses every connection and its open connections are cut first, so
+// that its peers see it vanish at once, with streams broken mid-frame,
+// before anything of it shuts down in order.
+func (m *member) kill() error {
+	n := m.node()
+	if n == nil {
+		return nil
+	}
+	m.gater.dead.Store(true)
+	defer m.gater.dead.Store(false)
+	for _, pi := range n.Peers() {
+		if id, err := peer.Decode(pi.PeerID); err == nil {
+			n.Disconnect(id)
+		}
+	}
+	return m.stop()
+}
+
+// node returns the running node, or nil.
+func (m *member) node() *node.Node {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.n
+}
+
+// store returns the open store, or nil.
+func (m *member) store() store.Store {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.st
+}
+
+// isUp reports whether the member runs.
+func (m *member) isUp() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.up
+}
+
+// addr returns one of the member's addresses with /p2p/.
+func (m *member) addrs() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, a := range m.listen {
+		out = append(out, a+"/p2p/"+m.peer.String())
+	}
+	return out
+}
+
+// collectEvery is how often a member's collector reads its inbox when no
+// event wakes it.
+const collectEvery = 500 * time.Millisecond
+
+// collect records the text messages the node's store shows, as they come:
+// each message.received event (or collectEvery) makes it read the inbox
+// after its cursor.
+func (m *member) collect(ctx context.Context, n *node.Node) {
+	defer close(m.collectDone)
+	events := n.Subscribe(ctx)
+	tick := time.NewTicker(collectEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-events:
+			if !ok {
+				if ctx.Err() != nil {
+					return
+				}
+				events = n.Subscribe(ctx) // overflowed: the inbox read catches up
+			}
+		drain:
+			for {
+				select {
+				case _, ok := <-events:
+					if !ok {
+						break drain
+					}
+				default:
+					break drain
+				}
+			}
+		case <-tick.C:
+		}
+		m.readInbox(ctx, n.Messaging())
+	}
+}
+
+// inboxPage bounds the messages one inbox read returns.
+const inboxPage = 1024
+
+func (m *member) readInbox(ctx context.Context, s *messaging.Service) {
+	for range 1 << 20 { // bounded: each round takes a page
+		msgs, next, err := s.Inbox(ctx, m.cursor, inboxPage)
+		if err != nil {
+			if ctx.Err() == nil {
+				m.net.log.Warn("inbox", "member", m.name, "err", err)
+			}
+			return
+		}
+		m.cursor = next
+		for i := range msgs {
+			m.net.ledger.shown(m, &msgs[i])
+		}
+		if len(msgs) < inboxPage {
+			return
+		}
+	}
+}
+
+// workDir returns a new directory for a network under parent.
+func workDir(parent string) (string, error) {
+	if parent == "" {
+		parent = os.TempDir()
+	}
+	return os.MkdirTemp(parent, "sealpost-testnet-")
+}
+
+func memberDir(work, name string) string { return filepath.Join(work, name) }
