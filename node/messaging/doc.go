@@ -64,6 +64,29 @@
 // reports Gap, the sender's sequence numbers missing before a message, and
 // message.received reports the gap at arrival.
 //
+// # Relays
+//
+// With Config.Mailbox (node/mailbox) the service receives through the
+// node's mailboxes on community relays and deposits into its contacts'
+// (relay.go has the details). AddRelay makes a mailbox; each live invite
+// and each accepted contact gets a deposit token on it (an invite's is
+// derived from its secret, protocol.InviteToken, and the relay keeps the
+// invite's encrypted card blob under it); the card a contact gets lists
+// the mailboxes with that contact's tokens. Invite lists up to three
+// relays; AddContact fetches the card blob from them (and uses its bundle
+// when the device is offline: first contact without a one-time prekey,
+// on the last-resort KEM key). A delivery loop whose direct connection
+// fails within Options.RelayAfter deposits what it holds, in sequence
+// order, sealed per mailbox, on every relay the contact lists: a custody
+// receipt makes a message sent; it stays in the outbox until its delivery
+// receipt and is deposited again when a receipt's stored-until passes.
+// What arrives from a relay goes through Receive (seen-set first) and is
+// deleted on the relay only after the commit; a relayed message refused
+// for good (it does not decrypt) is deleted too, and its sender, who
+// never hears of it, keeps it until the stored-until passes. The sealed
+// sender's identity and device are claims that only the session which
+// decrypts the payload confirms (sessions are looked up by them).
+//
 // # Sessions
 //
 // One session per peer device is active (the contact's Session); up to
