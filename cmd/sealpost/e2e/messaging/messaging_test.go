@@ -773,3 +773,44 @@ func TestBenchDelivery(t *testing.T) {
 		t.Errorf("bench --only nothing: %s\nwant exit 1", r)
 	}
 }
+
+// TestReadReceipt: opening the conversation (messages NAME) marks it read,
+// and the sender's --wait read returns.
+func TestReadReceipt(t *testing.T) {
+	alice, bob := newUser(t, "alice"), newUser(t, "bob")
+	befriend(t, alice, bob, "bob")
+	done := make(chan harness.Result, 1)
+	go func() {
+		done <- alice.h.Run("--json", "send", "bob", "read me", "--wait", "read", "--timeout", "50s")
+	}()
+	eventually(t, 30*time.Second, func() string {
+		for _, m := range bob.inbox() {
+			if m.Text == "read me" {
+				return ""
+			}
+		}
+		return "bob's inbox lacks the message"
+	})
+	for _, m := range alice.messages("bob") {
+		if m.Text == "read me" && m.State == "read" {
+			t.Fatalf("read before bob opened the conversation: %+v", m)
+		}
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("send --wait read returned before bob read it: %s", r)
+	default:
+	}
+	var states []string
+	for _, m := range bob.messages("alice") {
+		states = append(states, m.State)
+	}
+	if !slices.Equal(states, []string{"read", "read"}) {
+		t.Errorf("bob's messages after opening: %q, want both read", states)
+	}
+	r := <-done
+	var res sendJSON
+	if err := json.Unmarshal([]byte(r.Stdout), &res); r.Code != 0 || err != nil || res.State != "read" {
+		t.Errorf("send --wait read: %s", r)
+	}
+}
