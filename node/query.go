@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -119,6 +120,27 @@ func (n *Node) allRelays(addrs []ma.Multiaddr) []string {
 		}
 	}
 	return out
+}
+
+// EventRelayStatus: the subscription to one of the node's relay mailboxes
+// changed state. Data: RelayStatusEvent.
+const EventRelayStatus = "relay.status"
+
+// RelayStatusEvent is the data of relay.status.
+type RelayStatusEvent struct {
+	// Relay is the relay's peer ID.
+	Relay string `json:"relay"`
+	// State is connecting, fetching, subscribed or error.
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+	// Stored is what the relay last reported holding for the node.
+	Stored uint64 `json:"stored"`
+}
+
+// relayStatus publishes relay.status.
+func (n *Node) relayStatus(s mailbox.Status) {
+	n.events.publish(Event{Type: EventRelayStatus, Time: n.clock.Now(),
+		Data: RelayStatusEvent{Relay: s.Relay, State: s.State, Error: s.Err, Stored: s.Stored}})
 }
 
 // Peers returns the connected peers, ordered by peer ID.

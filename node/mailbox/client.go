@@ -57,6 +57,10 @@ type Config struct {
 	// RetryMin and RetryMax bound the reconnection backoff of Run's
 	// subscriptions. Zero: 1 s and 2 minutes.
 	RetryMin, RetryMax time.Duration
+	// OnStatus is called when the state of an own mailbox changes
+	// (connecting, fetching, subscribed, error), outside the client's
+	// locks; it must not block. Zero: not called.
+	OnStatus func(Status)
 }
 
 // Client talks to relays for one node. Its methods are safe for

@@ -66,7 +66,6 @@ func (c *Client) Statuses() []Status {
 
 func (c *Client) setStatus(m *store.Mailbox, f func(s *Status)) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	s := c.status[m.ID]
 	if s == nil {
 		s = &Status{Mailbox: m.ID, Relay: m.Relay, State: "connecting", Since: c.cfg.Now()}
@@ -74,8 +73,14 @@ func (c *Client) setStatus(m *store.Mailbox, f func(s *Status)) {
 	}
 	old := s.State
 	f(s)
-	if s.State != old {
+	changed := s.State != old
+	if changed {
 		s.Since = c.cfg.Now()
+	}
+	cp := *s
+	c.mu.Unlock()
+	if changed && c.cfg.OnStatus != nil {
+		c.cfg.OnStatus(cp)
 	}
 }
 
