@@ -304,6 +304,7 @@ func (rs *relayStream) deposit(r *relayConn, b Box, envs [][]byte, out []Result)
 			return fmt.Errorf("%w: %s: %v", ErrUnreachable, r.id, err)
 		}
 	}
+	answered := make([]bool, len(envs))
 	for range envs {
 		var resp protocol.RelayResponse
 		if err := rs.fr.Read(&resp); err != nil {
@@ -313,9 +314,10 @@ func (rs *relayStream) deposit(r *relayConn, b Box, envs [][]byte, out []Result)
 			return fmt.Errorf("%w: %s: the relay refused the stream: %s", ErrBadRelay, r.id, resp.Code)
 		}
 		i := int(resp.ID - first)
-		if resp.Op != protocol.RelayDeposit || resp.ID < first || i >= len(envs) {
+		if resp.Op != protocol.RelayDeposit || resp.ID < first || i >= len(envs) || answered[i] {
 			return fmt.Errorf("%w: %s: unexpected %s answer %d", ErrBadRelay, r.id, resp.Op, resp.ID)
 		}
+		answered[i] = true
 		if resp.Code != protocol.CodeOK {
 			out[i].Err = &refusal{op: protocol.RelayDeposit, code: resp.Code}
 			continue
