@@ -269,34 +269,55 @@ func (m *Manager) rotate(tx *store.Tx, now time.Time) error {
 
 // refill makes n one-time prekeys (at most prekey.MaxOneTimeBatch).
 func (m *Manager) refill(tx *store.Tx, n int, now time.Time) (int, error) {
+	keys, err := m.newOneTime(tx, n, now, store.PrekeyAvailable)
+	return len(keys), err
+}
+
+// ForRelay makes up to n new one-time prekeys for a relay to hand out:
+// a set disjoint from the node's own, stored as handed out (so the node
+// never serves them, Consume deletes one when a message that used it
+// decrypts, and Maintain deletes the rest once no initiator may use them,
+// prekey.MaxAge plus the relay TTL after they were made). A relay batch
+// must expire before that: at most prekey.MaxAge after now.
+func (m *Manager) ForRelay(tx *store.Tx, n int, now time.Time) ([]*prekey.OneTimePrekey, error) {
+	keys, err := m.newOneTime(tx, n, now, store.PrekeyHandedOut)
+	out := make([]*prekey.OneTimePrekey, len(keys))
+	for i, k := range keys {
+		out[i] = k.Public()
+	}
+	return out, err
+}
+
+// newOneTime makes up to n one-time prekeys in state.
+func (m *Manager) newOneTime(tx *store.Tx, n int, now time.Time, state store.PrekeyState) ([]*prekey.OneTimePrekeyPrivate, error) {
 	n = min(n, prekey.MaxOneTimeBatch)
 	if n <= 0 {
-		return 0, nil
+		return nil, nil
 	}
 	first, err := tx.Counters().Get(oneTimeCounter)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	if first+uint64(n) > 1<<32-1 {
-		return 0, fmt.Errorf("prekeys: one-time prekey IDs exhausted")
+		return nil, fmt.Errorf("prekeys: one-time prekey IDs exhausted")
 	}
 	keys, err := prekey.NewOneTimePrekeys(m.id, uint32(first+1), n, now, m.rand)
 	if err != nil {
-		return 0, fmt.Errorf("prekeys: one-time prekeys: %w", err)
+		return nil, fmt.Errorf("prekeys: one-time prekeys: %w", err)
 	}
 	for _, k := range keys {
 		priv, _ := k.MarshalBinary()
 		pub, _ := k.Public().MarshalBinary()
 		err := tx.Prekeys().Put(store.Prekey{Kind: store.PrekeyOneTime, ID: k.Public().ID(), CreatedAt: now,
-			Private: priv, Public: pub, State: store.PrekeyAvailable, StateChangedAt: now})
+			Private: priv, Public: pub, State: state, StateChangedAt: now})
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		if _, err := tx.Counters().Next(oneTimeCounter); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
-	return n, nil
+	return keys, nil
 }
 
 // Version is one bundle version: a signed prekey and a last-resort KEM key.

@@ -363,3 +363,70 @@ func TestVersionBundle(t *testing.T) {
 		return nil
 	})
 }
+
+func TestForRelay(t *testing.T) {
+	m, st, _ := newManager(t, Policy{OneTimeTarget: 3, OneTimeLow: 1})
+	alice := newParty(t, 9)
+	maintain(t, m, st, t0)
+	var keys []*prekey.OneTimePrekey
+	var b *prekey.Bundle
+	update(t, st, func(tx *store.Tx) error {
+		var err error
+		if keys, err = m.ForRelay(tx, 5, t0); err != nil {
+			return err
+		}
+		v, err := m.Current(tx)
+		b = v.bundle
+		return err
+	})
+	if len(keys) != 5 {
+		t.Fatalf("ForRelay made %d keys, want 5", len(keys))
+	}
+	// Disjoint from what the node serves itself.
+	for range 3 {
+		served, err := serve(t, m, st, nil, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range keys {
+			if served.OneTime != nil && served.OneTime.ID() == k.ID() {
+				t.Fatalf("the node served relay key %d", k.ID())
+			}
+		}
+	}
+	// An initiator with a relay key: the responder finds it, and Consume
+	// deletes it.
+	rb := *b
+	rb.OneTime = keys[0]
+	if err := rb.Verify(t0); err != nil {
+		t.Fatalf("bundle with a relay key: %v", err)
+	}
+	init, err := pqxdh.Initiate(alice.id, alice.dev, &rb, t0, newSeeded(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	update(t, st, func(tx *store.Tx) error {
+		r, err := m.Responder(tx, init.Message)
+		if err != nil {
+			return err
+		}
+		res, err := pqxdh.Respond(r, init.Message)
+		if err != nil {
+			return err
+		}
+		if !res.UsedOneTime || res.OneTimeID != keys[0].ID() {
+			t.Errorf("responder used one-time key %v %d, want %d", res.UsedOneTime, res.OneTimeID, keys[0].ID())
+		}
+		return m.Consume(tx, res.OneTimeID)
+	})
+	// Unused ones go when no initiator may use them any more.
+	maintain(t, m, st, t0.Add(prekey.MaxAge+m.Policy().RelayTTL+time.Hour))
+	update(t, st, func(tx *store.Tx) error {
+		for _, k := range keys[1:] {
+			if _, err := tx.Prekeys().Get(store.PrekeyOneTime, k.ID()); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("relay key %d kept past its use: %v", k.ID(), err)
+			}
+		}
+		return nil
+	})
+}
