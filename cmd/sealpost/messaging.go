@@ -345,7 +345,8 @@ func (c *cli) sendCommand() *cobra.Command {
 user ID). The text is encrypted once and committed to the node's durable
 outbox; the command prints the message ID and returns while the daemon
 delivers it, retrying across restarts until it is delivered. With - the text
-is read from standard input (one final line break is dropped). Texts are 1
+is read from standard input (one final line break is dropped); a text that
+begins with - goes after -- (sealpost send bob -- "-1 from me"). Texts are 1
 to %d bytes of UTF-8.
 
 States: queued (in the outbox), sent (the recipient's node, or a relay it
