@@ -165,6 +165,7 @@ Exit codes: 0 ok, 1 usage or user error, 2 internal error, 3 network,
 		c.messagesCommand(),
 		c.inboxCommand(),
 		c.relaysCommand(),
+		c.testnetCommand(),
 		c.benchCommand(),
 		c.versionCommand(),
 	)

@@ -36,7 +36,7 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 	nw.start = time.Now()
 	rep := &Report{
 		Nodes: o.Nodes, Relays: o.Relays, Messages: len(p.msgs),
-		Offline: o.Offline, Chaos: o.Chaos, Seed: o.Seed,
+		Offline: o.Offline, Chaos: append([]string{}, o.Chaos...), Seed: o.Seed,
 	}
 	stop := nw.progress()
 	defer stop()

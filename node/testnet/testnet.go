@@ -167,7 +167,11 @@ type Report struct {
 	PeakGoroutines  int     `json:"peak_goroutines"`
 	// Seconds is the wall time of each phase and in all.
 	Seconds struct {
-		Start, Wire, Send, Drain, Total float64
+		Start float64 `json:"start"`
+		Wire  float64 `json:"wire"`
+		Send  float64 `json:"send"`
+		Drain float64 `json:"drain"`
+		Total float64 `json:"total"`
 	} `json:"seconds"`
 
 	// Faults is what the chaos did, in order.
