@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -97,11 +98,10 @@ duplicated.`,
 			o.Progress = p.show
 			rep, err := testnet.Run(cmd.Context(), o)
 			p.done()
+			if errors.Is(err, testnet.ErrBadOptions) {
+				return userError(err)
+			}
 			if err != nil {
-				if strings.Contains(err.Error(), "testnet: ") && !strings.Contains(err.Error(), ": start ") &&
-					(strings.Contains(err.Error(), " want ") || strings.Contains(err.Error(), "unknown fault") || strings.Contains(err.Error(), "needs at least")) {
-					return userError(err)
-				}
 				return err
 			}
 			if err := c.print(rep, func(w io.Writer) { printReport(w, rep) }); err != nil {
@@ -223,6 +223,9 @@ command returns.`,
 				o.Log = c.stdout
 			}
 			st, err := testnet.Up(cmd.Context(), o)
+			if errors.Is(err, testnet.ErrBadOptions) || errors.Is(err, testnet.ErrRunning) {
+				return userError(err)
+			}
 			if err != nil {
 				if st != nil {
 					fmt.Fprintf(c.stderr, "sealpost: the network in %s is partly up; stop it with: sealpost testnet down --dir %s\n", st.Dir, st.Dir)

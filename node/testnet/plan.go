@@ -45,7 +45,7 @@ func ParseChaos(args []string) ([]string, error) {
 				continue
 			}
 			if !slices.Contains(Faults, f) {
-				return nil, fmt.Errorf("testnet: unknown fault %q (want %s)", f, strings.Join(Faults, ", "))
+				return nil, fmt.Errorf("%w: unknown fault %q (want %s)", ErrBadOptions, f, strings.Join(Faults, ", "))
 			}
 			if !slices.Contains(out, f) {
 				out = append(out, f)

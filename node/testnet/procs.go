@@ -104,7 +104,7 @@ type UpOptions struct {
 // after each start, so Down can stop a network whose Up failed halfway.
 func Up(ctx context.Context, o UpOptions) (*State, error) {
 	if o.Nodes < 1 || o.Relays < 0 || o.Nodes+o.Relays > MaxProcs {
-		return nil, fmt.Errorf("testnet: %d nodes and %d relays: want at least one node and at most %d members", o.Nodes, o.Relays, MaxProcs)
+		return nil, fmt.Errorf("%w: %d nodes and %d relays: want at least one node and at most %d members", ErrBadOptions, o.Nodes, o.Relays, MaxProcs)
 	}
 	if o.Dir == "" {
 		o.Dir = DefaultDir()

@@ -52,6 +52,9 @@ type Options struct {
 	Progress func(Progress)
 }
 
+// ErrBadOptions is wrapped by the errors of options that Run refuses.
+var ErrBadOptions = errors.New("testnet: bad options")
+
 // Limits of Options.
 const (
 	MaxNodes    = 5000
@@ -83,24 +86,24 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	switch {
 	case o.Nodes < 2 || o.Nodes > MaxNodes:
-		return o, fmt.Errorf("testnet: %d nodes: want 2 to %d", o.Nodes, MaxNodes)
+		return o, fmt.Errorf("%w: %d nodes: want 2 to %d", ErrBadOptions, o.Nodes, MaxNodes)
 	case o.Relays < 0 || o.Relays > MaxRelays:
-		return o, fmt.Errorf("testnet: %d relays: want 0 to %d", o.Relays, MaxRelays)
+		return o, fmt.Errorf("%w: %d relays: want 0 to %d", ErrBadOptions, o.Relays, MaxRelays)
 	case o.Messages < 0 || o.Messages > MaxMessages:
-		return o, fmt.Errorf("testnet: %d messages: want 0 to %d", o.Messages, MaxMessages)
+		return o, fmt.Errorf("%w: %d messages: want 0 to %d", ErrBadOptions, o.Messages, MaxMessages)
 	case o.Contacts < 1 || o.Contacts >= o.Nodes+o.Nodes:
-		return o, fmt.Errorf("testnet: %d contacts per node: want 1 to %d", o.Contacts, 2*o.Nodes-1)
+		return o, fmt.Errorf("%w: %d contacts per node: want 1 to %d", ErrBadOptions, o.Contacts, 2*o.Nodes-1)
 	case !(o.Offline >= 0 && o.Offline < 1):
-		return o, fmt.Errorf("testnet: offline fraction %v: want at least 0 and below 1", o.Offline)
+		return o, fmt.Errorf("%w: offline fraction %v: want at least 0 and below 1", ErrBadOptions, o.Offline)
 	case o.Duration < 0 || o.Drain < 0:
-		return o, fmt.Errorf("testnet: negative duration")
+		return o, fmt.Errorf("%w: negative duration", ErrBadOptions)
 	}
 	chaos, err := ParseChaos(o.Chaos)
 	if err != nil {
 		return o, err
 	}
 	if slices.Contains(chaos, KillRelay) && o.Relays == 0 {
-		return o, fmt.Errorf("testnet: %s needs at least one relay", KillRelay)
+		return o, fmt.Errorf("%w: %s needs at least one relay", ErrBadOptions, KillRelay)
 	}
 	o.Chaos = chaos
 	return o, nil
