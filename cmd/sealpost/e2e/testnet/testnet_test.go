@@ -95,7 +95,6 @@ func running(pid int) bool {
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
 
-
 func TestUpEnvStatusDown(t *testing.T) {
 	h := bin.Home(t)
 	dir := filepath.Join(t.TempDir(), "net")
