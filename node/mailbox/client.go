@@ -75,6 +75,7 @@ type Client struct {
 	status map[store.MailboxID]*Status
 	closed bool
 	wake   chan struct{} // Refresh
+	change chan struct{} // Changed
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -115,6 +116,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		keys:   map[peer.ID]crypto.PrivKey{},
 		status: map[store.MailboxID]*Status{},
 		wake:   make(chan struct{}, 1),
+		change: make(chan struct{}, 1),
 	}
 	boxes, err := c.ownMailboxes(ctx)
 	if err != nil {
@@ -199,6 +201,11 @@ func (c *Client) Refresh() {
 	default:
 	}
 }
+
+// Changed returns a channel that receives (at most one pending value)
+// whenever the status of an own mailbox changes: its state, or a count
+// the relay reported.
+func (c *Client) Changed() <-chan struct{} { return c.change }
 
 // relayConn is the client side of one relay: its host, under the client
 // key used towards this relay, and the streams the client keeps to it.

@@ -317,3 +317,49 @@ func clientPeer(t *testing.T, m *store.Mailbox) peer.ID {
 	}
 	return id
 }
+
+func TestPrekeys(t *testing.T) {
+	ctx := context.Background()
+	r := newRelay(t, relay.DefaultResources())
+	owner, ost := newClient(t)
+	m := own(t, owner, ost, r)
+	tok := token()
+	if err := owner.Register(ctx, &m, mailbox.Quota{}, tok); err != nil {
+		t.Fatal(err)
+	}
+	key := mailbox.PrekeyKey(m.SealingKey, m.ID)
+	var blobs [][]byte
+	for i := range 3 {
+		b, err := mailbox.SealPrekey(key, m.ID, []byte(fmt.Sprintf("prekey %d", i)), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blobs = append(blobs, b)
+	}
+	left, err := owner.PutPrekeys(ctx, &m, blobs, time.Now().Add(24*time.Hour))
+	if err != nil || left != 3 {
+		t.Fatalf("PutPrekeys: %d left, %v", left, err)
+	}
+	taker, _ := newClient(t)
+	got := map[string]bool{}
+	for range 3 {
+		b, err := taker.TakePrekey(ctx, boxOf(t, r, &m, tok))
+		if err != nil {
+			t.Fatalf("TakePrekey: %v", err)
+		}
+		rec, err := mailbox.OpenPrekey(key, m.ID, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[string(rec)] {
+			t.Fatalf("%q handed out twice", rec)
+		}
+		got[string(rec)] = true
+	}
+	if _, err := taker.TakePrekey(ctx, boxOf(t, r, &m, tok)); err == nil {
+		t.Error("a fourth prekey was handed out of three")
+	}
+	if _, err := taker.TakePrekey(ctx, boxOf(t, r, &m, token())); err == nil {
+		t.Error("a prekey was handed out for an unknown token")
+	}
+}

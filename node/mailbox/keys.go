@@ -27,15 +27,75 @@ import (
 //	blob = nonce (24) || XChaCha20-Poly1305(card key, nonce,
 //	                        contents, ad = "sealpost/v1/invite-card" || 0x00 || mailbox ID)
 //	contents = 0x01 || uvarint(len card) || card || uvarint(len bundle) || bundle
+//	           [|| prekey key (32)]
 //
 // card is the owner's encoded protocol.Card (with the mailbox entries,
 // sealing keys and T), bundle the crypto/prekey bundle version the invite
 // pins, without a one-time prekey. The initiator checks the bundle against
 // the invite's pin and identity key, as for a bundle its device serves.
+//
+// The prekey key K_pk of the mailbox encrypts the one-time prekeys the
+// owner keeps on the relay (one crypto/prekey one-time prekey record per
+// blob, handed to one token holder each):
+//
+//	K_pk = HKDF-SHA256(ikm = the mailbox's X25519 sealing private key,
+//	                   salt = none, info = "sealpost/v1/relay-prekeys" || 0x00 || mailbox ID, 32)
+//	prekey blob = nonce (24) || XChaCha20-Poly1305(K_pk, nonce, record,
+//	                   ad = "sealpost/v1/relay-prekeys" || 0x00 || mailbox ID)
+//
+// The relay knows only the sealing key's public half, so it can neither
+// read the prekeys nor test them against identity keys; whoever holds the
+// invite learns K_pk from the card blob.
 const (
-	cardLabel  = "sealpost/v1/invite-card"
-	blobFormat = 1
+	cardLabel   = "sealpost/v1/invite-card"
+	prekeyLabel = "sealpost/v1/relay-prekeys"
+	blobFormat  = 1
 )
+
+// PrekeyKeySize is the size of K_pk.
+const PrekeyKeySize = chacha20poly1305.KeySize
+
+// PrekeyKey derives K_pk from a mailbox's sealing private key (its
+// 32-byte seed, store.Mailbox.SealingKey).
+func PrekeyKey(sealing []byte, m [32]byte) []byte {
+	k, err := hkdf.Key(sha256.New, sealing, nil, prekeyLabel+"\x00"+string(m[:]), PrekeyKeySize)
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+// SealPrekey encrypts one one-time prekey record for mailbox m under
+// key (PrekeyKey).
+func SealPrekey(key []byte, m [32]byte, record []byte, rand io.Reader) ([]byte, error) {
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(record)+aead.Overhead())
+	if _, err := io.ReadFull(rand, out); err != nil {
+		return nil, fmt.Errorf("mailbox: nonce: %w", err)
+	}
+	return aead.Seal(out, out, record, []byte(prekeyLabel+"\x00"+string(m[:]))), nil
+}
+
+// ErrPrekeyBlob is the one error OpenPrekey returns.
+var ErrPrekeyBlob = errors.New("mailbox: cannot open the prekey blob")
+
+// OpenPrekey decrypts a prekey blob of mailbox m; the record is
+// unchecked (the caller parses and verifies it).
+func OpenPrekey(key []byte, m [32]byte, blob []byte) ([]byte, error) {
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil || len(blob) > protocol.MaxPrekeyBlob || len(blob) < aead.NonceSize()+aead.Overhead() {
+		return nil, ErrPrekeyBlob
+	}
+	n := aead.NonceSize()
+	pt, err := aead.Open(nil, blob[:n], blob[n:], []byte(prekeyLabel+"\x00"+string(m[:])))
+	if err != nil {
+		return nil, ErrPrekeyBlob
+	}
+	return pt, nil
+}
 
 // ErrCardBlob is the one error OpenCard returns for a blob that does not
 // open or parse: a wrong secret, another mailbox, or damage.
@@ -50,8 +110,12 @@ func cardKey(s [16]byte, m [32]byte) []byte {
 }
 
 // SealCard encrypts the card blob of the invite with secret s on mailbox
-// m. rand supplies the nonce.
-func SealCard(s [16]byte, m [32]byte, card, bundle []byte, rand io.Reader) ([]byte, error) {
+// m; prekeyKey (K_pk, optional) lets the initiator read the one-time
+// prekeys on the relay. rand supplies the nonce.
+func SealCard(s [16]byte, m [32]byte, card, bundle, prekeyKey []byte, rand io.Reader) ([]byte, error) {
+	if len(prekeyKey) != 0 && len(prekeyKey) != PrekeyKeySize {
+		return nil, fmt.Errorf("mailbox: prekey key of %d bytes", len(prekeyKey))
+	}
 	if len(card) == 0 || len(card) > protocol.MaxCard || len(bundle) == 0 || len(bundle) > protocol.MaxBundle {
 		return nil, fmt.Errorf("mailbox: card blob of a %d-byte card and a %d-byte bundle", len(card), len(bundle))
 	}
@@ -68,24 +132,25 @@ func SealCard(s [16]byte, m [32]byte, card, bundle []byte, rand io.Reader) ([]by
 	pt = append(pt, card...)
 	pt = binary.AppendUvarint(pt, uint64(len(bundle)))
 	pt = append(pt, bundle...)
+	pt = append(pt, prekeyKey...)
 	return aead.Seal(out, out, pt, []byte(cardLabel+"\x00"+string(m[:]))), nil
 }
 
 // OpenCard decrypts a card blob and returns the card and bundle bytes,
-// unchecked (the caller parses and verifies both). Every failure is
-// ErrCardBlob.
-func OpenCard(s [16]byte, m [32]byte, blob []byte) (card, bundle []byte, err error) {
+// unchecked (the caller parses and verifies both), and K_pk if the blob
+// holds one. Every failure is ErrCardBlob.
+func OpenCard(s [16]byte, m [32]byte, blob []byte) (card, bundle, prekeyKey []byte, err error) {
 	aead, err := chacha20poly1305.NewX(cardKey(s, m))
 	if err != nil {
-		return nil, nil, ErrCardBlob
+		return nil, nil, nil, ErrCardBlob
 	}
 	if len(blob) > protocol.MaxCardBlob || len(blob) < aead.NonceSize()+aead.Overhead() {
-		return nil, nil, ErrCardBlob
+		return nil, nil, nil, ErrCardBlob
 	}
 	n := aead.NonceSize()
 	pt, err := aead.Open(nil, blob[:n], blob[n:], []byte(cardLabel+"\x00"+string(m[:])))
 	if err != nil || len(pt) < 1 || pt[0] != blobFormat {
-		return nil, nil, ErrCardBlob
+		return nil, nil, nil, ErrCardBlob
 	}
 	rest := pt[1:]
 	field := func(max int) []byte {
@@ -100,11 +165,14 @@ func OpenCard(s [16]byte, m [32]byte, blob []byte) (card, bundle []byte, err err
 	}
 	card = field(protocol.MaxCard)
 	if card == nil {
-		return nil, nil, ErrCardBlob
+		return nil, nil, nil, ErrCardBlob
 	}
 	bundle = field(protocol.MaxBundle)
-	if bundle == nil || len(rest) != 0 {
-		return nil, nil, ErrCardBlob
+	if bundle == nil || (len(rest) != 0 && len(rest) != PrekeyKeySize) {
+		return nil, nil, nil, ErrCardBlob
 	}
-	return card, bundle, nil
+	if len(rest) > 0 {
+		prekeyKey = rest
+	}
+	return card, bundle, prekeyKey, nil
 }

@@ -331,3 +331,30 @@ func (rs *relayStream) deposit(r *relayConn, b Box, envs [][]byte, out []Result)
 	}
 	return nil
 }
+
+// PutPrekeys stores blobs (SealPrekey's) on m's relay as one batch that
+// the relay hands out until expires (it may grant less), and returns how
+// many prekeys the relay then holds for m.
+func (c *Client) PutPrekeys(ctx context.Context, m *store.Mailbox, blobs [][]byte, expires time.Time) (uint64, error) {
+	resp, err := c.ownerCall(ctx, m, &protocol.RelayRequest{Op: protocol.RelayPutPrekeys, Blobs: blobs,
+		ExpiresAt: expires.UnixMilli()})
+	if err != nil {
+		return 0, err
+	}
+	c.setStatus(m, func(s *Status) { s.Prekeys = resp.Prekeys })
+	return resp.Prekeys, nil
+}
+
+// TakePrekey takes one prekey blob from b's mailbox with b's token; the
+// relay hands each blob to one requester only.
+func (c *Client) TakePrekey(ctx context.Context, b Box) ([]byte, error) {
+	r, err := c.relay(b.Relay, b.Addrs)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := r.call(ctx, &protocol.RelayRequest{Op: protocol.RelayTakePrekey, Mailbox: b.Mailbox, Token: b.Token}, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Blob, nil
+}

@@ -71,14 +71,20 @@ func (c *Client) setStatus(m *store.Mailbox, f func(s *Status)) {
 		s = &Status{Mailbox: m.ID, Relay: m.Relay, State: "connecting", Since: c.cfg.Now()}
 		c.status[m.ID] = s
 	}
-	old := s.State
+	old := *s
 	f(s)
-	changed := s.State != old
+	changed := s.State != old.State
 	if changed {
 		s.Since = c.cfg.Now()
 	}
 	cp := *s
 	c.mu.Unlock()
+	if cp != old {
+		select {
+		case c.change <- struct{}{}:
+		default:
+		}
+	}
 	if changed && c.cfg.OnStatus != nil {
 		c.cfg.OnStatus(cp)
 	}

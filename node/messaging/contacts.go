@@ -151,25 +151,40 @@ func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, e
 	}
 	// An invite with relays: the card blob there says where to deposit,
 	// and holds the pinned bundle for when the device is offline.
-	var relayCard *protocol.Card
-	var relayBundle []byte
+	var (
+		relayCard   *protocol.Card
+		relayBundle []byte
+		relayBox    *relayPrekeys
+	)
 	if len(inv.Relays) > 0 && s.mb != nil {
-		relayCard, relayBundle = s.inviteCard(ctx, inv, uid)
+		relayCard, relayBundle, relayBox = s.inviteCard(ctx, inv, uid)
 	}
 	bctx, cancel := ctx, context.CancelFunc(func() {})
 	if relayBundle != nil {
-		bctx, cancel = context.WithTimeout(ctx, 2*s.opt.RelayAfter)
+		bctx, cancel = context.WithTimeout(ctx, s.opt.RelayAfter)
 	}
 	data, err := s.fetchBundle(bctx, dev, inv.Addrs, inv.Pin[:])
 	cancel()
+	fromRelay := false
 	if err != nil && relayBundle != nil && ctx.Err() == nil {
 		s.log.Info("messaging: the inviter's device is not reachable; using the bundle from its relay", "err", err)
-		data, err = relayBundle, nil
+		data, err, fromRelay = relayBundle, nil, true
 	}
 	if err != nil {
 		return Contact{}, err
 	}
 	b, err := checkBundle(data, uid, dev, s.clock.Now())
+	if err == nil && fromRelay && relayBox != nil {
+		// A one-time prekey from the relay, if it has one left; else the
+		// session starts on the last-resort KEM key.
+		if otk := s.relayPrekey(ctx, relayBox); otk != nil {
+			withOTK := *b
+			withOTK.OneTime = otk
+			if withOTK.Verify(s.clock.Now()) == nil {
+				b = &withOTK
+			}
+		}
+	}
 	if err != nil {
 		return Contact{}, err
 	}
@@ -249,11 +264,40 @@ func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, e
 	return out, result
 }
 
+// relayPrekeys is where an invite's one-time prekeys are kept: the
+// relay's mailbox, the invite token, and K_pk.
+type relayPrekeys struct {
+	box mailbox.Box
+	key []byte
+}
+
+// relayPrekey takes one one-time prekey from the relay, or returns nil.
+func (s *Service) relayPrekey(ctx context.Context, r *relayPrekeys) *prekey.OneTimePrekey {
+	ctx, cancel := context.WithTimeout(ctx, bundleTimeout)
+	defer cancel()
+	blob, err := s.mb.TakePrekey(ctx, r.box)
+	if err != nil {
+		s.log.Info("messaging: no one-time prekey from the relay", "relay", r.box.Relay.String(), "err", err)
+		return nil
+	}
+	rec, err := mailbox.OpenPrekey(r.key, [32]byte(r.box.Mailbox), blob)
+	if err != nil {
+		return nil
+	}
+	otk, err := prekey.ParseOneTimePrekey(rec)
+	if err != nil {
+		return nil
+	}
+	return otk
+}
+
 // inviteCard fetches the card blob of an invite from the first of its
 // relays that has it, and returns the card (checked against the invite's
-// identity and device) and the bundle bytes (unchecked: the caller checks
-// them as a bundle the device served). Both are nil if no relay has it.
-func (s *Service) inviteCard(ctx context.Context, inv *protocol.Invite, uid identity.UserID) (*protocol.Card, []byte) {
+// identity and device), the bundle bytes (unchecked: the caller checks
+// them as a bundle the device served), and where the invite's one-time
+// prekeys are (nil if the blob names no K_pk). All are nil if no relay has
+// it.
+func (s *Service) inviteCard(ctx context.Context, inv *protocol.Invite, uid identity.UserID) (*protocol.Card, []byte, *relayPrekeys) {
 	for _, r := range inv.Relays {
 		id, err := peer.IDFromBytes(r.Peer)
 		if err != nil {
@@ -270,7 +314,7 @@ func (s *Service) inviteCard(ctx context.Context, inv *protocol.Invite, uid iden
 			s.log.Info("messaging: no card blob from an invite's relay", "relay", id.String(), "err", err)
 			continue
 		}
-		cb, bundle, err := mailbox.OpenCard(inv.Secret, r.Mailbox, blob)
+		cb, bundle, kpk, err := mailbox.OpenCard(inv.Secret, r.Mailbox, blob)
 		if err != nil {
 			s.log.Info("messaging: an invite's card blob does not open", "relay", id.String())
 			continue
@@ -287,9 +331,13 @@ func (s *Service) inviteCard(ctx context.Context, inv *protocol.Invite, uid iden
 		if err != nil || rec.Verify() != nil || rec.Identity() != uid || checkDevice(rec, inv.Device) != nil {
 			continue
 		}
-		return card, bundle
+		var pk *relayPrekeys
+		if kpk != nil {
+			pk = &relayPrekeys{box: box, key: kpk}
+		}
+		return card, bundle, pk
 	}
-	return nil, nil
+	return nil, nil, nil
 }
 
 // pendingInviteCard is the pending card of an identity that arrived by invite.

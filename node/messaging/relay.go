@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/sealpost/sealpost/crypto/prekey"
 	"github.com/sealpost/sealpost/crypto/seal"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/protocol"
@@ -488,6 +489,10 @@ func (s *Service) relayLoop() {
 			return
 		case <-t.C():
 		case <-s.relayWake:
+		case <-s.mb.Changed():
+			if !s.prekeysUnknown.Load() && !s.prekeysLow() {
+				continue // nothing the token loop would do
+			}
 		}
 		if err := s.syncRelays(s.ctx); err != nil {
 			if s.ctx.Err() != nil {
@@ -499,7 +504,12 @@ func (s *Service) relayLoop() {
 			continue
 		}
 		backoff = s.opt.RetryMin
-		t.Reset(s.opt.MaintainEvery)
+		if s.prekeysUnknown.Load() {
+			// A mailbox's relay has not told its prekey count yet.
+			t.Reset(10 * s.opt.RetryMin)
+		} else {
+			t.Reset(s.opt.MaintainEvery)
+		}
 	}
 }
 
@@ -605,7 +615,7 @@ func (s *Service) syncRelays(ctx context.Context) error {
 			note(err)
 			continue
 		}
-		blob, err := mailbox.SealCard(inv.Secret, t.Mailbox, cb, bundle, s.rand)
+		blob, err := mailbox.SealCard(inv.Secret, t.Mailbox, cb, bundle, mailbox.PrekeyKey(m.SealingKey, m.ID), s.rand)
 		if err != nil {
 			note(err)
 			continue
@@ -617,7 +627,78 @@ func (s *Service) syncRelays(ctx context.Context) error {
 		t.CardSeq = card.Seq
 		note(s.tokenDone(ctx, t, false))
 	}
+	s.prekeysUnknown.Store(false)
+	for i := range all {
+		note(s.refillPrekeys(ctx, &all[i]))
+	}
 	return first
+}
+
+// Relay one-time prekeys: a mailbox whose relay reports fewer than
+// relayPrekeysLow gets a batch of up to relayPrekeysBatch, made by
+// prekeys.Manager.ForRelay (disjoint from the node's own) and encrypted
+// under the mailbox's K_pk (mailbox.PrekeyKey, in the invites' card
+// blobs). A batch expires a rotation period before its keys get too old
+// for an initiator.
+const (
+	relayPrekeysLow   = 8
+	relayPrekeysBatch = protocol.MaxPrekeyBatch
+)
+
+// prekeysLow reports whether a subscribed mailbox's relay holds few
+// one-time prekeys.
+func (s *Service) prekeysLow() bool {
+	for _, st := range s.mb.Statuses() {
+		if st.State == "subscribed" && st.Prekeys < relayPrekeysLow {
+			return true
+		}
+	}
+	return false
+}
+
+// refillPrekeys uploads a batch of one-time prekeys to m's relay if the
+// relay reported it holds few (only once it reported at all).
+func (s *Service) refillPrekeys(ctx context.Context, m *store.Mailbox) error {
+	var have uint64
+	known := false
+	for _, st := range s.mb.Statuses() {
+		if st.Mailbox == m.ID && st.State == "subscribed" {
+			have, known = st.Prekeys, true
+		}
+	}
+	if !known {
+		s.prekeysUnknown.Store(true)
+		return nil
+	}
+	if have >= relayPrekeysLow {
+		return nil
+	}
+	var keys []*prekey.OneTimePrekey
+	err := s.do(ctx, false, func(w *work) error {
+		var err error
+		keys, err = w.s.pk.ForRelay(w.tx, relayPrekeysBatch-int(have), w.now)
+		return err
+	})
+	if err != nil || len(keys) == 0 {
+		return err
+	}
+	kpk := mailbox.PrekeyKey(m.SealingKey, m.ID)
+	blobs := make([][]byte, 0, len(keys))
+	created := keys[0].CreatedAt()
+	for _, k := range keys {
+		rec, err := k.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		b, err := mailbox.SealPrekey(kpk, m.ID, rec, s.rand)
+		if err != nil {
+			return err
+		}
+		blobs = append(blobs, b)
+	}
+	expires := created.Add(prekey.MaxAge - s.pk.Policy().RotateEvery)
+	_, err = s.mb.PutPrekeys(ctx, m, blobs, expires)
+	return err
 }
 
 // tokenDone commits what the token loop did for t: the record deleted,

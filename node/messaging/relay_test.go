@@ -104,3 +104,49 @@ func TestRelayOfflineDelivery(t *testing.T) {
 		t.Errorf("after RemoveRelay: %v", rs)
 	}
 }
+
+// TestRelayFirstContactOffline: the sender adds the recipient while the
+// recipient's device is offline: the bundle comes from the invite's card
+// blob on the relay, with a one-time prekey the relay hands out.
+func TestRelayFirstContactOffline(t *testing.T) {
+	_, raddr := startRelay(t)
+	s := newPeer(t, "sam")
+	r := newPeer(t, "rita", onDisk())
+	if _, err := r.m.AddRelay(ctxT(t), raddr); err != nil {
+		t.Fatalf("AddRelay: %v", err)
+	}
+	var before uint64
+	eventually(t, 20*time.Second, "one-time prekeys on the relay", func() bool {
+		rs, _ := r.m.Relays(ctxT(t))
+		if len(rs) == 1 {
+			before = rs[0].Prekeys
+		}
+		return before > 0
+	})
+	inv, err := r.m.Invite(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.stop()
+	if _, err := s.m.AddContact(ctxT(t), inv.Link, "rita"); err != nil {
+		t.Fatalf("AddContact with the inviter offline: %v", err)
+	}
+	id := send(t, s, "rita", "first contact, offline")
+	wait(t, s, id, messaging.StateSent)
+
+	st, err := badgerstore.Open(ctxT(t), r.dir, badgerstore.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.st = st
+	r.start()
+	eventually(t, 20*time.Second, "the message received", func() bool { return len(inbox(t, r)) == 1 })
+	if m := inbox(t, r)[0]; m.Text != "first contact, offline" || m.From != s.m.UserID().String() || m.Request {
+		t.Errorf("received %+v", m)
+	}
+	wait(t, s, id, messaging.StateDelivered)
+	eventually(t, 20*time.Second, "the relay's prekey count", func() bool {
+		rs, _ := r.m.Relays(ctxT(t))
+		return len(rs) == 1 && rs[0].State == "subscribed" && rs[0].Prekeys == before-1
+	})
+}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/event"
@@ -220,9 +221,10 @@ type Service struct {
 
 	// Relays (relay.go): the mailbox client, the token loop's wake-up and
 	// the lock that serializes its runs.
-	mb        *mailbox.Client
-	relayWake chan struct{}
-	syncMu    sync.Mutex
+	mb             *mailbox.Client
+	relayWake      chan struct{}
+	syncMu         sync.Mutex
+	prekeysUnknown atomic.Bool // a relay has not reported its prekeys yet
 
 	closeOnce sync.Once
 }
