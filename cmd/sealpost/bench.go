@@ -44,10 +44,15 @@ otherwise), and delivery: two nodes in this process on loopback, with their
 stores on that disk (fsync on), one sending to the other over one stream,
 each message encrypted, committed on both sides and acknowledged —
 direct_delivery with batched commits, direct_delivery_unbatched with one
-commit per message, and the latency from send to delivered (p50, p99).
+commit per message, and the latency from send to delivered (p50, p99);
+and relay_e2e: a relay in this process (its store on that disk, each
+envelope durable before its custody receipt) and two mailbox clients on
+loopback, the time from a deposit to the subscribed recipient holding it
+(p50, p99; the p99's limit is the 5 ms target).
 Each throughput figure is printed next to the limit computed in the same run
 from the primitives it is made of, and their ratio, so the ratio stays
-meaningful on a noisy machine. --only crypto,storage,delivery picks groups.`,
+meaningful on a noisy machine. --only crypto,storage,delivery,relay_e2e picks
+groups.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dir == "" {
