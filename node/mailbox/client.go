@@ -70,7 +70,7 @@ type Client struct {
 	log *slog.Logger
 
 	mu     sync.Mutex
-	relays map[peer.ID]*relayConn
+	relays map[connKey]*relayConn
 	keys   map[peer.ID]crypto.PrivKey // client keys of the own mailboxes
 	status map[store.MailboxID]*Status
 	closed bool
@@ -112,7 +112,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:    cfg,
 		log:    cfg.Logger,
-		relays: map[peer.ID]*relayConn{},
+		relays: map[connKey]*relayConn{},
 		keys:   map[peer.ID]crypto.PrivKey{},
 		status: map[store.MailboxID]*Status{},
 		wake:   make(chan struct{}, 1),
@@ -161,8 +161,8 @@ func (c *Client) learn(m *store.Mailbox) (peer.ID, error) {
 	c.mu.Lock()
 	if old := c.keys[id]; old == nil || !old.Equals(key) {
 		c.keys[id] = key
-		if r := c.relays[id]; r != nil && !r.key.Equals(key) {
-			delete(c.relays, id)
+		if r := c.relays[connKey{id, true}]; r != nil && !r.key.Equals(key) {
+			delete(c.relays, connKey{id, true})
 			stale = r
 		}
 	}
@@ -183,7 +183,7 @@ func (c *Client) Close() error {
 	}
 	c.closed = true
 	rs := c.relays
-	c.relays = map[peer.ID]*relayConn{}
+	c.relays = map[connKey]*relayConn{}
 	c.mu.Unlock()
 	c.cancel()
 	for _, r := range rs {
@@ -207,13 +207,22 @@ func (c *Client) Refresh() {
 // the relay reported.
 func (c *Client) Changed() <-chan struct{} { return c.change }
 
-// relayConn is the client side of one relay: its host, under the client
-// key used towards this relay, and the streams the client keeps to it.
+// connKey names a relay connection: the relay, and whether it is the
+// owner's (under the own mailbox's client key) or the depositor's (under
+// a key made in memory).
+type connKey struct {
+	id    peer.ID
+	owner bool
+}
+
+// relayConn is the client side of one relay in one role: its host, under
+// the key used for that role towards this relay, and the streams the
+// client keeps to it.
 type relayConn struct {
 	c   *Client
 	id  peer.ID
 	key crypto.PrivKey
-	own bool // the key is an own mailbox's (kept across idle periods)
+	own bool // the owner's connection (kept across idle periods)
 
 	hostOnce sync.Once
 	h        host.Host
@@ -225,27 +234,45 @@ type relayConn struct {
 	used time.Time
 }
 
-// relay returns the connection state of relay id, making it if needed,
-// and adds addrs to what its host knows.
+// relay returns the depositor's connection to relay id (deposits, card
+// and prekey requests), making it if needed, and adds addrs to what its
+// host knows. Its key is made in memory and is never an own mailbox's:
+// the relay cannot join the node's own mailbox to the mailboxes it
+// deposits into (which would show it who writes to whom).
 func (c *Client) relay(id peer.ID, addrs []ma.Multiaddr) (*relayConn, error) {
+	return c.conn(connKey{id, false}, addrs)
+}
+
+// ownerRelay returns the owner's connection to relay id, under the client
+// key of the own mailbox there.
+func (c *Client) ownerRelay(id peer.ID, addrs []ma.Multiaddr) (*relayConn, error) {
+	return c.conn(connKey{id, true}, addrs)
+}
+
+func (c *Client) conn(k connKey, addrs []ma.Multiaddr) (*relayConn, error) {
+	id := k.id
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return nil, ErrClosed
 	}
-	r := c.relays[id]
+	r := c.relays[k]
 	if r == nil {
-		key, own := c.keys[id], true
-		if key == nil {
-			own = false
+		var key crypto.PrivKey
+		if k.owner {
+			if key = c.keys[id]; key == nil {
+				c.mu.Unlock()
+				return nil, fmt.Errorf("mailbox: no own mailbox on relay %s", id)
+			}
+		} else {
 			var err error
 			if key, err = newKey(c.cfg.Rand); err != nil {
 				c.mu.Unlock()
 				return nil, err
 			}
 		}
-		r = &relayConn{c: c, id: id, key: key, own: own}
-		c.relays[id] = r
+		r = &relayConn{c: c, id: id, key: key, own: k.owner}
+		c.relays[k] = r
 	}
 	c.mu.Unlock()
 	h, err := r.host()
@@ -304,8 +331,8 @@ func (r *relayConn) connect(ctx context.Context) error {
 	return nil
 }
 
-// janitor closes the hosts of deposit-only relays that were idle for
-// IdleTimeout.
+// janitor closes the depositor's hosts that were idle for IdleTimeout
+// (the next deposit makes a new key).
 func (c *Client) janitor() {
 	defer c.wg.Done()
 	t := time.NewTicker(max(c.cfg.IdleTimeout/4, time.Second))
@@ -319,9 +346,9 @@ func (c *Client) janitor() {
 		now := c.cfg.Now()
 		var idle []*relayConn
 		c.mu.Lock()
-		for id, r := range c.relays {
+		for k, r := range c.relays {
 			if !r.own && now.Sub(r.idleSince()) > c.cfg.IdleTimeout && !r.dep.busy() && !r.ctl.busy() {
-				delete(c.relays, id)
+				delete(c.relays, k)
 				idle = append(idle, r)
 			}
 		}

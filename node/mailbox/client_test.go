@@ -283,6 +283,21 @@ func TestClientKeys(t *testing.T) {
 			t.Errorf("relay sees %s, the mailbox's client key is %s", x.p, id)
 		}
 	}
+	// Deposits go through another key than the own mailbox's on the same
+	// relay, so the relay cannot tell that the owner of m1 writes to the
+	// mailbox deposited into.
+	ctx := context.Background()
+	tok := token()
+	if err := c.Register(ctx, &m1, mailbox.Quota{}, tok); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.Deposit(ctx, boxOf(t, r1, &m1, tok), [][]byte{envelope(t, &m1, "x")}); err != nil || out[0].Err != nil {
+		t.Fatalf("Deposit: %v %v", err, out[0].Err)
+	}
+	p1 = r1.h.Network().Peers()
+	if len(p1) != 2 || !slices.Contains(p1, clientPeer(t, &m1)) {
+		t.Fatalf("relay 1 sees %v: want the owner's key and another", p1)
+	}
 }
 
 func waitFor(t *testing.T, what string, f func() bool) {

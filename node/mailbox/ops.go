@@ -58,14 +58,14 @@ func (c *Client) Create(ctx context.Context, addr string) (store.Mailbox, error)
 		c.mu.Unlock()
 		return store.Mailbox{}, ErrClosed
 	}
-	old := c.relays[id]
-	delete(c.relays, id)
+	old := c.relays[connKey{id, true}]
+	delete(c.relays, connKey{id, true})
 	c.keys[id] = key
 	c.mu.Unlock()
 	if old != nil {
 		old.close()
 	}
-	r, err := c.relay(id, []ma.Multiaddr{maddr})
+	r, err := c.ownerRelay(id, []ma.Multiaddr{maddr})
 	if err != nil {
 		return store.Mailbox{}, err
 	}
@@ -97,7 +97,7 @@ func (c *Client) owned(m *store.Mailbox) (*relayConn, ed25519.PrivateKey, error)
 			addrs = append(addrs, a)
 		}
 	}
-	r, err := c.relay(id, addrs)
+	r, err := c.ownerRelay(id, addrs)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -133,8 +133,8 @@ func (c *Client) Forget(m *store.Mailbox) {
 		return
 	}
 	c.mu.Lock()
-	r := c.relays[id]
-	delete(c.relays, id)
+	r := c.relays[connKey{id, true}]
+	delete(c.relays, connKey{id, true})
 	delete(c.keys, id)
 	c.mu.Unlock()
 	if r != nil {
