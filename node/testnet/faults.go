@@ -85,16 +85,15 @@ func (g *gater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnM
 
 func (g *gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
 
-// Drop's parameters: the fraction of streams doomed while it is on, and
-// the most I/O calls a doomed stream makes before it is reset.
-const (
-	dropFraction = 0.2
-	dropMaxOps   = 16
-)
+// dropRate is the chance that a read or write on a message stream resets
+// the stream while Drop is on.
+const dropRate = 0.02
 
-// dropper resets a fraction of the streams it wraps (Drop): a doomed
-// stream is reset at a random read or write among its first dropMaxOps,
-// so frames in flight, and acknowledgements, are lost.
+// dropper resets streams at random (Drop): while it is on, each read or
+// write on a stream it wraps resets the stream with probability dropRate,
+// so frames in flight, and acknowledgements, are lost. It wraps every
+// stream from the node's start, so the long-lived streams opened before
+// the fault are hit too.
 type dropper struct {
 	on     atomic.Bool
 	resets atomic.Int64
@@ -107,42 +106,36 @@ func newDropper(seed int64) *dropper {
 }
 
 // wrap is node.Config.WrapStream.
-func (d *dropper) wrap(s network.Stream) network.Stream {
+func (d *dropper) wrap(s network.Stream) network.Stream { return &lossyStream{Stream: s, d: d} }
+
+// hit draws whether this I/O call resets the stream.
+func (d *dropper) hit() bool {
 	if !d.on.Load() {
-		return s
+		return false
 	}
 	d.mu.Lock()
-	doomed := d.rng.Float64() < dropFraction
-	after := 1 + d.rng.IntN(dropMaxOps)
-	d.mu.Unlock()
-	if !doomed {
-		return s
-	}
-	ds := &doomedStream{Stream: s, d: d}
-	ds.left.Store(int32(after))
-	return ds
+	defer d.mu.Unlock()
+	return d.rng.Float64() < dropRate
 }
 
-type doomedStream struct {
+type lossyStream struct {
 	network.Stream
-	d    *dropper
-	left atomic.Int32
+	d *dropper
 }
 
-// tick counts one I/O call and resets the stream at the last one.
-func (s *doomedStream) tick() {
-	if s.left.Add(-1) == 0 && s.d.on.Load() {
+func (s *lossyStream) tick() {
+	if s.d.hit() {
 		s.d.resets.Add(1)
 		s.Stream.Reset()
 	}
 }
 
-func (s *doomedStream) Read(b []byte) (int, error) {
+func (s *lossyStream) Read(b []byte) (int, error) {
 	s.tick()
 	return s.Stream.Read(b)
 }
 
-func (s *doomedStream) Write(b []byte) (int, error) {
+func (s *lossyStream) Write(b []byte) (int, error) {
 	s.tick()
 	return s.Stream.Write(b)
 }

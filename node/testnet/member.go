@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -38,6 +40,7 @@ type member struct {
 	uid  string
 
 	mu     sync.Mutex
+	gen    int      // kills so far (each restarts from a copy of the store)
 	listen []string // the addresses of the first start, kept for restarts
 	st     store.Store
 	n      *node.Node
@@ -160,10 +163,16 @@ func (m *member) stop() error {
 	return err
 }
 
-// kill takes the member down as abruptly as one process allows: its gater
-// refuses every connection and its open connections are cut first, so
-// that its peers see it vanish at once, with streams broken mid-frame,
-// before anything of it shuts down in order.
+// kill takes the member down as a crash would, as closely as one process
+// allows. Its gater refuses every connection and its open connections are
+// cut, so its peers see it vanish at once, streams broken mid-frame and no
+// answer after that instant. Then the files of its store are copied as
+// they are at that instant: what a SIGKILL leaves on disk (the page cache,
+// without the flush of badger's Close), write-ahead log included. The
+// member restarts from that copy, so badger recovers from its log as after
+// a crash; the abandoned instance is closed after the copy (a process
+// cannot let go of an open badger otherwise) and its directory is
+// discarded.
 func (m *member) kill() error {
 	n := m.node()
 	if n == nil {
@@ -176,7 +185,59 @@ func (m *member) kill() error {
 			n.Disconnect(id)
 		}
 	}
-	return m.stop()
+	m.mu.Lock()
+	m.gen++
+	crashed := fmt.Sprintf("%s.crash%d", m.dir, m.gen)
+	err := copyDir(m.dir, crashed)
+	old := m.dir
+	if err == nil {
+		m.dir = crashed
+	}
+	m.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("copy the store of %s: %w", m.name, err)
+	}
+	if err := m.stop(); err != nil {
+		m.net.log.Warn("close the abandoned instance", "member", m.name, "err", err)
+	}
+	return os.RemoveAll(old)
+}
+
+// copyDir copies the regular files under src to dst, as they are now.
+func copyDir(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o700)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		in, err := os.Open(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed meanwhile (a compaction): as a crash would find it
+		}
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(target, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
 }
 
 // node returns the running node, or nil.

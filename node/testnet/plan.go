@@ -22,11 +22,12 @@ const (
 	// of the way into the send phase and heals it at three fifths: no
 	// connection crosses the cut meanwhile.
 	Partition = "partition"
-	// Drop resets a fraction of the message streams during the send phase
-	// (message loss on links).
+	// Drop resets message streams at random during the send phase (message
+	// loss on links): each read or write resets its stream with
+	// probability dropRate.
 	Drop = "drop"
-	// ClockSkew runs some nodes with clocks several minutes off, for the
-	// whole run.
+	// ClockSkew runs some nodes with clocks minSkew to maxSkew off, either
+	// way, for the whole run.
 	ClockSkew = "clock-skew"
 )
 
@@ -72,8 +73,12 @@ const (
 	// skewFraction of the nodes run a skewed clock (at least one), off by
 	// between minSkew and maxSkew, either way.
 	skewFraction = 0.2
-	minSkew      = 3 * time.Minute
-	maxSkew      = 10 * time.Minute
+	// The skews stay within the 5 minutes of clock tolerance that records
+	// with times allow (prekey.ClockTolerance, addrrecord.ClockTolerance):
+	// a node more than that ahead makes prekeys that others refuse as
+	// created in the future.
+	minSkew = 2 * time.Minute
+	maxSkew = 4*time.Minute + 30*time.Second
 )
 
 // plan is a scenario: everything a run does that the seed decides.

@@ -71,6 +71,11 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 	}); err != nil {
 		return nil, err
 	}
+	if err := forEach(nw.nodes, startParallel, func(m *member) error {
+		return nw.addRelays(ctx, m)
+	}); err != nil {
+		return nil, err
+	}
 	for i, d := range p.skew {
 		if d != 0 {
 			nw.note("%s runs a clock %v off", nw.nodes[i].name, d)
@@ -121,8 +126,9 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 	nw.faultMu.Lock()
 	rep.Faults = append([]string{}, nw.faults...)
 	nw.faultMu.Unlock()
-	nw.sampleGoroutines()
+	nw.sample()
 	rep.PeakGoroutines = nw.peakG
+	rep.RelayStoredBytes = nw.relayBytes
 	rep.Seconds.Total = time.Since(nw.start).Seconds()
 	return rep, nil
 }
@@ -141,7 +147,7 @@ func (nw *cluster) progress() func() {
 				return
 			case <-t.C:
 			}
-			nw.sampleGoroutines()
+			nw.sample()
 			if nw.o.Progress == nil {
 				continue
 			}
@@ -164,6 +170,20 @@ func (nw *cluster) progress() func() {
 		close(done)
 		wg.Wait()
 	}
+}
+
+// addRelays makes node m receive through the relays the plan gives it, as
+// `sealpost relays add` does.
+func (nw *cluster) addRelays(ctx context.Context, m *member) error {
+	ctx, cancel := context.WithTimeout(ctx, wireTimeout)
+	defer cancel()
+	for _, j := range nw.plan.nodeRelays[m.index] {
+		r := nw.relays[j]
+		if _, err := m.node().Messaging().AddRelay(ctx, r.addrs()[0]); err != nil {
+			return fmt.Errorf("testnet: %s: relays add %s: %w", m.name, r.name, err)
+		}
+	}
+	return nil
 }
 
 // wire makes the contacts of the plan as users do: the responder makes an
@@ -229,7 +249,7 @@ func (nw *cluster) send(ctx context.Context) (int, error) {
 	)
 	if nw.hasFault(Drop) {
 		nw.drop.on.Store(true)
-		nw.note("drop on: %.0f%% of message streams reset", 100*dropFraction)
+		nw.note("drop on: each read or write on a message stream resets it with probability %.0f%%", 100*dropRate)
 	}
 	start := time.Now()
 	m := len(p.msgs)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/store"
 )
 
 // Options describe a run. Each zero field takes the default named.
@@ -280,6 +281,8 @@ type cluster struct {
 	faults  []string
 	faultMu sync.Mutex
 	peakG   int
+	// relayBytes is the most the relays held at once (progress samples).
+	relayBytes int64
 }
 
 func newNetwork(o Options, work string) *cluster {
@@ -333,6 +336,9 @@ func (nw *cluster) nodeConfig(m *member) (node.Config, error) {
 		cfg.WrapStream = nw.drop.wrap
 	}
 	if m.relay {
+		// A community relay: the mailbox service (and circuit relay v2)
+		// on, the DHT served.
+		cfg.RelayService = true
 		cfg.DHTMode = node.DHTServer
 		for _, r := range nw.relays {
 			if r != m && len(r.addrs()) > 0 {
@@ -408,9 +414,24 @@ func forEach(ms []*member, par int, f func(*member) error) error {
 	return first
 }
 
-// sampleGoroutines keeps the peak goroutine count.
-func (nw *cluster) sampleGoroutines() {
+// sample keeps the peak goroutine count and the most the relays hold.
+func (nw *cluster) sample() {
 	nw.peakG = max(nw.peakG, runtime.NumGoroutine())
+	var sum int64
+	for _, r := range nw.relays {
+		st := r.store()
+		if st == nil {
+			continue
+		}
+		st.View(context.Background(), func(tx *store.Tx) error {
+			t, err := tx.Relay().Totals()
+			if err == nil {
+				sum += int64(t.EnvelopeBytes + t.BlobBytes)
+			}
+			return nil
+		})
+	}
+	nw.relayBytes = max(nw.relayBytes, sum)
 }
 
 // atomicString is a string set by one goroutine and read by others.
