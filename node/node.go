@@ -243,47 +243,67 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 
 // loadSelf reads the identity and the device key from the store.
 func (n *Node) loadSelf(ctx context.Context) error {
+	self, err := ReadSelf(ctx, n.cfg.Store)
+	if err != nil {
+		return err
+	}
+	n.userID, n.key = self.UserID, self.Key
+	return nil
+}
+
+// Self is what Provision wrote, checked: the user ID, the device's libp2p
+// key and the peer ID it gives.
+type Self struct {
+	UserID identity.UserID
+	Key    crypto.PrivKey
+	PeerID peer.ID
+}
+
+// ReadSelf reads the identity and device key that Provision wrote and checks
+// that they belong together (the device record, when present, is signed by
+// the identity for this device). It returns ErrNotProvisioned when the store
+// holds none.
+func ReadSelf(ctx context.Context, st store.Store) (Self, error) {
 	var self store.Self
-	err := n.cfg.Store.View(ctx, func(tx *store.Tx) error {
+	err := st.View(ctx, func(tx *store.Tx) error {
 		var err error
 		self, err = tx.Self()
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
-		return ErrNotProvisioned
+		return Self{}, ErrNotProvisioned
 	}
 	if err != nil {
-		return fmt.Errorf("node: load identity: %w", err)
+		return Self{}, fmt.Errorf("node: load identity: %w", err)
 	}
 	id, err := identity.ParsePrivate(self.Identity)
 	if err != nil {
-		return fmt.Errorf("node: stored identity: %w", err)
+		return Self{}, fmt.Errorf("node: stored identity: %w", err)
 	}
-	n.userID = id.UserID()
-	n.key, err = crypto.UnmarshalPrivateKey(self.DeviceKey)
+	key, err := crypto.UnmarshalPrivateKey(self.DeviceKey)
 	if err != nil {
-		return fmt.Errorf("node: stored device key: %w", err)
+		return Self{}, fmt.Errorf("node: stored device key: %w", err)
 	}
-	if n.key.Type() != crypto.Ed25519 {
-		return fmt.Errorf("node: stored device key is not Ed25519")
+	if key.Type() != crypto.Ed25519 {
+		return Self{}, fmt.Errorf("node: stored device key is not Ed25519")
 	}
-	pid, err := peer.IDFromPrivateKey(n.key)
+	pid, err := peer.IDFromPrivateKey(key)
 	if err != nil {
-		return fmt.Errorf("node: device key: %w", err)
+		return Self{}, fmt.Errorf("node: device key: %w", err)
 	}
 	if len(self.DeviceRecord) > 0 {
 		rec, err := identity.ParseDeviceRecord(self.DeviceRecord)
 		if err != nil {
-			return fmt.Errorf("node: stored device record: %w", err)
+			return Self{}, fmt.Errorf("node: stored device record: %w", err)
 		}
 		if err := rec.Verify(); err != nil {
-			return fmt.Errorf("node: stored device record: %w", err)
+			return Self{}, fmt.Errorf("node: stored device record: %w", err)
 		}
-		if rec.Identity() != n.userID || string(rec.DeviceID()) != string(pid) {
-			return fmt.Errorf("node: stored device record is for another identity or device")
+		if rec.Identity() != id.UserID() || string(rec.DeviceID()) != string(pid) {
+			return Self{}, fmt.Errorf("node: stored device record is for another identity or device")
 		}
 	}
-	return nil
+	return Self{UserID: id.UserID(), Key: key, PeerID: pid}, nil
 }
 
 // newHost builds the libp2p host.

@@ -12,10 +12,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
-
-	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/store"
 	"github.com/sealpost/sealpost/store/badgerstore"
@@ -113,10 +109,11 @@ func (h Home) Init(ctx context.Context, o InitOptions) (_ store.Store, _ Identit
 	if err := node.Provision(ctx, st, o.Name, o.Rand); err != nil {
 		return nil, Identity{}, err
 	}
-	id, err := readIdentity(ctx, st)
+	self, err := node.ReadSelf(ctx, st)
 	if err != nil {
-		return nil, Identity{}, err
+		return nil, Identity{}, fmt.Errorf("home: read identity: %w", err)
 	}
+	id := Identity{UserID: self.UserID.String(), PeerID: self.PeerID.String()}
 	if err := writeFileAtomic(h.Path(ConfigFile), config, 0o600); err != nil {
 		return nil, Identity{}, err
 	}
@@ -130,32 +127,6 @@ func writeToken(path string, rand io.Reader) error {
 		return fmt.Errorf("home: token: %w", err)
 	}
 	return writeFileAtomic(path, []byte(hex.EncodeToString(t[:])+"\n"), 0o600)
-}
-
-// readIdentity reads the user ID and peer ID that Provision wrote.
-func readIdentity(ctx context.Context, st store.Store) (Identity, error) {
-	var self store.Self
-	err := st.View(ctx, func(tx *store.Tx) error {
-		var err error
-		self, err = tx.Self()
-		return err
-	})
-	if err != nil {
-		return Identity{}, fmt.Errorf("home: read identity: %w", err)
-	}
-	id, err := identity.ParsePrivate(self.Identity)
-	if err != nil {
-		return Identity{}, fmt.Errorf("home: read identity: %w", err)
-	}
-	key, err := crypto.UnmarshalPrivateKey(self.DeviceKey)
-	if err != nil {
-		return Identity{}, fmt.Errorf("home: read device key: %w", err)
-	}
-	pid, err := peer.IDFromPrivateKey(key)
-	if err != nil {
-		return Identity{}, fmt.Errorf("home: read device key: %w", err)
-	}
-	return Identity{UserID: id.UserID().String(), PeerID: pid.String()}, nil
 }
 
 // Protected reports whether the home's store needs a passphrase to open.
