@@ -340,6 +340,12 @@ func (nw *cluster) nodeConfig(m *member) (node.Config, error) {
 		// on, the DHT served.
 		cfg.RelayService = true
 		cfg.DHTMode = node.DHTServer
+		// Every node's device host, mailbox host and deposit hosts
+		// connect to its relays: room for all of them.
+		n := nw.o.Nodes
+		cfg.ConnLow, cfg.ConnHigh = 4*n+64, 8*n+128
+		cfg.MaxFDs = max(cfg.MaxFDs, 4*cfg.ConnHigh)
+		cfg.MaxMemory = max(cfg.MaxMemory, 256<<20)
 		for _, r := range nw.relays {
 			if r != m && len(r.addrs()) > 0 {
 				cfg.Bootstrap = append(cfg.Bootstrap, r.addrs()[0])

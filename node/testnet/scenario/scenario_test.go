@@ -1,0 +1,130 @@
+// Package scenario_test runs small testnet scenarios, one per fault, in
+// go test: real libp2p hosts on 127.0.0.1 with badger stores, and the
+// same code as `sealpost testnet run`. Each must end with every message
+// shown exactly once by its recipient. TESTNET_SCALE runs a large network
+// as well (see TestScale).
+package scenario_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/node/testnet"
+)
+
+// run runs o and fails the test unless every message was delivered once.
+func run(t *testing.T, o testnet.Options) *testnet.Report {
+	t.Helper()
+	o.Dir = t.TempDir()
+	if o.Duration == 0 {
+		o.Duration = 2 * time.Second
+	}
+	if o.Drain == 0 {
+		o.Drain = time.Minute
+	}
+	if os.Getenv("TESTNET_LOG") != "" {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rep, err := testnet.Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := json.MarshalIndent(rep, "", "  "); err == nil {
+		t.Logf("report: %s", b)
+	}
+	if rep.Sent != o.Messages || !rep.OK() {
+		t.Errorf("sent %d of %d, delivered %d, lost %d, duplicated %d, send errors %d, stray %d",
+			rep.Sent, o.Messages, rep.Delivered, rep.Lost, rep.Duplicated, rep.SendErrors, rep.Stray)
+	}
+	return rep
+}
+
+// faultNoted reports whether the report's fault log has a line with s.
+func faultNoted(rep *testnet.Report, s string) bool {
+	return slices.ContainsFunc(rep.Faults, func(f string) bool { return strings.Contains(f, s) })
+}
+
+// TestCI is the scenario of the continuous integration: 10 nodes, 2
+// relays, 200 messages, 30% offline, a relay killed and restarted.
+func TestCI(t *testing.T) {
+	rep := run(t, testnet.Options{Nodes: 10, Relays: 2, Messages: 200, Offline: 0.3, Seed: 1,
+		Chaos: []string{testnet.KillRelay}})
+	if !faultNoted(rep, "killed") || !faultNoted(rep, "restarted") {
+		t.Errorf("faults %q: want a relay killed and restarted", rep.Faults)
+	}
+	if rep.Latency.ViaRelay.Count == 0 || rep.RelayStoredBytes == 0 {
+		t.Errorf("%d messages to offline nodes, relays stored %d bytes: want some of each",
+			rep.Latency.ViaRelay.Count, rep.RelayStoredBytes)
+	}
+}
+
+func TestRestartNodes(t *testing.T) {
+	rep := run(t, testnet.Options{Nodes: 10, Relays: 2, Messages: 200, Offline: 0.3, Seed: 2,
+		Chaos: []string{testnet.RestartNodes}})
+	if faultNoted(rep, "0 of them with messages queued") || !faultNoted(rep, "with messages queued") {
+		t.Errorf("faults %q: want nodes restarted with messages queued", rep.Faults)
+	}
+}
+
+func TestPartition(t *testing.T) {
+	rep := run(t, testnet.Options{Nodes: 10, Relays: 2, Messages: 200, Seed: 3,
+		Chaos: []string{testnet.Partition}})
+	if !faultNoted(rep, "partition: two halves") || !faultNoted(rep, "partition healed") {
+		t.Errorf("faults %q: want a partition and its healing", rep.Faults)
+	}
+}
+
+func TestDrop(t *testing.T) {
+	rep := run(t, testnet.Options{Nodes: 10, Relays: 2, Messages: 200, Offline: 0.2, Seed: 4,
+		Chaos: []string{testnet.Drop}})
+	if rep.StreamsReset == 0 {
+		t.Error("no stream was reset")
+	}
+}
+
+func TestClockSkew(t *testing.T) {
+	rep := run(t, testnet.Options{Nodes: 10, Relays: 2, Messages: 200, Offline: 0.3, Seed: 5,
+		Chaos: []string{testnet.ClockSkew}})
+	if !faultNoted(rep, "runs a clock") {
+		t.Errorf("faults %q: want skewed clocks", rep.Faults)
+	}
+}
+
+// TestScale runs the network TESTNET_SCALE describes, as
+// NODES,RELAYS,MESSAGES,OFFLINE[,CHAOS...] (for example
+// 100,4,2000,0.3), and logs its report. It is skipped without it.
+func TestScale(t *testing.T) {
+	spec := os.Getenv("TESTNET_SCALE")
+	if spec == "" {
+		t.Skip("set TESTNET_SCALE=NODES,RELAYS,MESSAGES,OFFLINE[,FAULT...] to run a large network")
+	}
+	f := strings.Split(spec, ",")
+	if len(f) < 4 {
+		t.Fatalf("TESTNET_SCALE=%q: want NODES,RELAYS,MESSAGES,OFFLINE[,FAULT...]", spec)
+	}
+	var o testnet.Options
+	var err error
+	for k, p := range []*int{&o.Nodes, &o.Relays, &o.Messages} {
+		if *p, err = strconv.Atoi(f[k]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.Offline, err = strconv.ParseFloat(f[3], 64); err != nil {
+		t.Fatal(err)
+	}
+	o.Chaos = f[4:]
+	o.Duration, o.Drain = 10*time.Second, 3*time.Minute
+	rep := run(t, o)
+	fmt.Printf("scale %s: %.1f s, cpu %.1f s, peak %d MiB, %d goroutines\n", spec,
+		rep.Seconds.Total, rep.CPUTimeSeconds, rep.PeakMemoryBytes>>20, rep.PeakGoroutines)
+}
