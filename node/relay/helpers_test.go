@@ -177,15 +177,21 @@ type client struct {
 // dial makes a new client host (a new key each time) and opens a stream.
 func (r *trelay) dial(t testing.TB) *client {
 	t.Helper()
+	return dialAddr(t, r.info())
+}
+
+// dialAddr connects a new client host to the relay at info.
+func dialAddr(t testing.TB, info peer.AddrInfo) *client {
+	t.Helper()
 	h, err := libp2p.New(libp2p.NoListenAddrs, libp2p.DisableRelay())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	c := &client{t: t, h: h, relay: []byte(r.h.ID())}
+	c := &client{t: t, h: h, relay: []byte(info.ID)}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := h.Connect(ctx, r.info()); err != nil {
+	if err := h.Connect(ctx, info); err != nil {
 		t.Fatal(err)
 	}
 	c.open()
@@ -269,6 +275,14 @@ func (c *client) call(req *protocol.RelayRequest, key ed25519.PrivateKey) *proto
 		}
 	}
 	return c.wait(c.send(req))
+}
+
+// refresh asks for a fresh challenge (the current one is too old).
+func (c *client) refresh() {
+	c.t.Helper()
+	if resp := c.call(&protocol.RelayRequest{Op: protocol.RelayChallenge}, nil); resp.Code != protocol.CodeOK || resp.Challenge.IsZero() {
+		c.t.Fatalf("challenge: %+v", resp)
+	}
 }
 
 // mailbox is a mailbox made by a client: its owner key and ID.

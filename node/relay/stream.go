@@ -66,28 +66,51 @@ func (s *Server) handle(str network.Stream) {
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	defer c.cancel()
 	go c.writeLoop()
-	reset := c.serve()
+	end := c.serve()
 	// End the subscriptions, then the writer (after it wrote what is
 	// queued), then the stream.
 	c.endSubscriptions()
 	close(c.out)
 	<-c.wdone
-	if reset {
-		str.Reset()
-	} else {
+	switch end {
+	case endClose:
 		str.Close()
+	case endAnswered:
+		// A reset makes the peer drop what it has not read yet: close
+		// the write side, give the peer a moment to read the answer,
+		// then reset.
+		str.CloseWrite()
+		str.SetReadDeadline(time.Now().Add(lingerTimeout))
+		io.Copy(io.Discard, io.LimitReader(str, lingerBytes))
+		str.Reset()
+	default:
+		str.Reset()
 	}
 }
 
-// serve reads and answers requests until the stream ends; it reports
-// whether the stream must be reset (bad input, a fault).
-func (c *stream) serve() (reset bool) {
+// How a stream ends.
+const (
+	endClose    = iota // the peer closed it: close ours
+	endReset           // a fault or a deadline: reset at once
+	endAnswered        // bad input, answered: reset after a linger
+)
+
+// lingerTimeout and lingerBytes bound how long, and how much, the relay
+// reads from a stream it is about to reset after answering bad input.
+const (
+	lingerTimeout = time.Second
+	lingerBytes   = 64 << 10
+)
+
+// serve reads and answers requests until the stream ends, and says how to
+// end it.
+func (c *stream) serve() int {
 	s := c.s
 	if err := c.issueChallenge(); err != nil {
-		return true
+		return endReset
 	}
 	if !c.send(&protocol.RelayResponse{Op: protocol.RelayHello, Code: protocol.CodeOK, Challenge: c.challenge}) {
-		return true
+		return endReset
 	}
 	fr := protocol.NewFrameReader(c.str, protocol.MaxRelayFrame)
 	for {
@@ -103,21 +126,21 @@ func (c *stream) serve() (reset bool) {
 		switch {
 		case err == nil:
 		case errors.Is(err, io.EOF):
-			return false
+			return endClose
 		case errors.Is(err, protocol.ErrMalformed), errors.Is(err, protocol.ErrTooLarge), errors.Is(err, protocol.ErrUnsupportedVersion):
 			// Bad input: answer with its code, reset, refuse the peer for
 			// a while.
 			s.met.reject(protocol.CodeOf(err).String())
 			s.penalty.penalize(c.peer)
 			c.send(&protocol.RelayResponse{Code: protocol.CodeOf(err)})
-			return true
+			return endAnswered
 		default:
 			// A read error or deadline: nothing to answer.
-			return true
+			return endReset
 		}
 		s.met.request(req.Op)
 		if !c.dispatch(&req) {
-			return true
+			return endReset
 		}
 	}
 }
