@@ -38,6 +38,8 @@ type member struct {
 	// Set by provision.
 	peer peer.ID
 	uid  string
+	// rh is a relay member's relay service (relayhost.go).
+	rh *relayHost
 
 	mu     sync.Mutex
 	gen    int      // kills so far (each restarts from a copy of the store)
@@ -123,7 +125,16 @@ func (m *member) start(ctx context.Context) error {
 	if len(m.listen) == 0 {
 		m.listen = listenAddrs(n)
 	}
-	m.st, m.n, m.up, m.back = st, n, true, time.Now()
+	m.st, m.n = st, n
+	if m.rh != nil {
+		if err := m.rh.start(m); err != nil {
+			n.Close()
+			st.Close()
+			m.st, m.n = nil, nil
+			return fmt.Errorf("%s: %w", m.name, err)
+		}
+	}
+	m.up, m.back = true, time.Now()
 	if !m.relay {
 		cctx, cancel := context.WithCancel(context.Background())
 		m.stopCollect, m.collectDone = cancel, make(chan struct{})
@@ -158,7 +169,11 @@ func (m *member) stop() error {
 		<-m.collectDone
 		m.stopCollect = nil
 	}
-	err := errors.Join(m.n.Close(), m.st.Close())
+	var err error
+	if m.rh != nil {
+		err = m.rh.stop()
+	}
+	err = errors.Join(err, m.n.Close(), m.st.Close())
 	m.n, m.st = nil, nil
 	return err
 }
@@ -186,6 +201,9 @@ func (m *member) kill() error {
 		}
 	}
 	m.mu.Lock()
+	if m.rh != nil {
+		m.rh.cut()
+	}
 	m.gen++
 	crashed := fmt.Sprintf("%s.crash%d", m.dir, m.gen)
 	err := copyDir(m.dir, crashed)
@@ -261,7 +279,14 @@ func (m *member) isUp() bool {
 	return m.up
 }
 
-// addr returns one of the member's addresses with /p2p/.
+// relayAddr returns a relay member's relay service address with /p2p/.
+func (m *member) relayAddr() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rh.addr()
+}
+
+// addrs returns the member's addresses with /p2p/.
 func (m *member) addrs() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()

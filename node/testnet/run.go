@@ -54,6 +54,9 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 			return fmt.Errorf("testnet: provision %s: %w", m.name, err)
 		}
 		nw.cut.set(m.peer, m.side)
+		if m.rh != nil {
+			nw.cut.set(m.rh.id, m.side)
+		}
 		return nil
 	}); err != nil {
 		return nil, err
@@ -179,7 +182,7 @@ func (nw *cluster) addRelays(ctx context.Context, m *member) error {
 	defer cancel()
 	for _, j := range nw.plan.nodeRelays[m.index] {
 		r := nw.relays[j]
-		if _, err := m.node().Messaging().AddRelay(ctx, r.addrs()[0]); err != nil {
+		if _, err := m.node().Messaging().AddRelay(ctx, r.relayAddr()); err != nil {
 			return fmt.Errorf("testnet: %s: relays add %s: %w", m.name, r.name, err)
 		}
 	}

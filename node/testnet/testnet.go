@@ -248,7 +248,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		o.Logger.Info("keeping the network's stores", "dir", work)
 	}
 	cpu0, _ := usage()
-	nw := newNetwork(o, work)
+	nw, err := newNetwork(o, work)
+	if err != nil {
+		return nil, fmt.Errorf("testnet: %w", err)
+	}
 	rep, err := nw.run(ctx)
 	stopErr := nw.stopAll()
 	if err != nil {
@@ -285,7 +288,7 @@ type cluster struct {
 	relayBytes int64
 }
 
-func newNetwork(o Options, work string) *cluster {
+func newNetwork(o Options, work string) (*cluster, error) {
 	p := newPlan(o)
 	nw := &cluster{
 		o:      o,
@@ -296,8 +299,12 @@ func newNetwork(o Options, work string) *cluster {
 		cut:    newCut(),
 		drop:   newDropper(o.Seed),
 	}
+	var err error
 	for j := range o.Relays {
 		m := &member{net: nw, name: fmt.Sprintf("relay-%d", j), index: j, relay: true, side: p.relaySide[j]}
+		if m.rh, err = newRelayHost(); err != nil {
+			return nil, err
+		}
 		m.dir = memberDir(work, m.name)
 		m.gater = &gater{cut: nw.cut, side: m.side}
 		nw.relays = append(nw.relays, m)
@@ -308,7 +315,7 @@ func newNetwork(o Options, work string) *cluster {
 		m.gater = &gater{cut: nw.cut, side: m.side}
 		nw.nodes = append(nw.nodes, m)
 	}
-	return nw
+	return nw, nil
 }
 
 // Messaging options of every node: retries sooner than a user's node

@@ -143,7 +143,10 @@ func TestPercentiles(t *testing.T) {
 
 func TestLedger(t *testing.T) {
 	o := defaults(t, Options{Nodes: 3, Messages: 3, Contacts: 2})
-	nw := newNetwork(o, t.TempDir())
+	nw, err := newNetwork(o, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i, m := range nw.nodes {
 		m.uid = "user-" + m.name
 		m.back = time.Now().Add(time.Duration(i) * time.Hour)

@@ -1,0 +1,98 @@
+package testnet
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+
+	"github.com/sealpost/sealpost/node/relay"
+)
+
+// relayHost is the relay service of a relay member: package relay's
+// Server on a libp2p host of its own, over the member's store. node.New
+// does not run the relay service yet (Config.RelayService is circuit
+// relay v2 only), so a relay member is its node (DHT server, bootstrap
+// peer) and this host next to it, with a key of its own kept across
+// restarts, on the same loopback address after a restart.
+type relayHost struct {
+	key    crypto.PrivKey
+	id     peer.ID
+	listen string
+	h      host.Host
+	srv    *relay.Server
+}
+
+func newRelayHost() (*relayHost, error) {
+	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &relayHost{key: key, id: id, listen: "/ip4/127.0.0.1/tcp/0"}, nil
+}
+
+// start starts the host and the relay service on st.
+func (r *relayHost) start(m *member) error {
+	opts := func(listen string) []libp2p.Option {
+		return []libp2p.Option{
+			libp2p.Identity(r.key),
+			libp2p.ListenAddrStrings(listen),
+			libp2p.Transport(tcp.NewTCPTransport),
+			libp2p.Security(noise.ID, noise.New),
+			libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+			libp2p.ConnectionGater(m.gater),
+			libp2p.DisableRelay(),
+		}
+	}
+	h, err := libp2p.New(opts(r.listen)...)
+	if err != nil && r.listen != "/ip4/127.0.0.1/tcp/0" {
+		h, err = libp2p.New(opts("/ip4/127.0.0.1/tcp/0")...) // the old port is taken
+	}
+	if err != nil {
+		return fmt.Errorf("relay host: %w", err)
+	}
+	srv, err := relay.New(h, m.st, relay.DefaultResources(), relay.Options{Logger: m.net.log.With("member", m.name, "service", "relay")})
+	if err != nil {
+		h.Close()
+		return err
+	}
+	r.h, r.srv = h, srv
+	r.listen = h.Addrs()[0].String()
+	return nil
+}
+
+// addr is the relay's address with /p2p/, as `relays add` takes it.
+func (r *relayHost) addr() string {
+	return r.listen + "/p2p/" + r.id.String()
+}
+
+// cut closes every connection of the host at once.
+func (r *relayHost) cut() {
+	if r.h == nil {
+		return
+	}
+	for _, p := range r.h.Network().Peers() {
+		r.h.Network().ClosePeer(p)
+	}
+}
+
+// stop closes the relay service and its host.
+func (r *relayHost) stop() error {
+	if r.h == nil {
+		return nil
+	}
+	err := errors.Join(r.srv.Close(), r.h.Close())
+	r.h, r.srv = nil, nil
+	return err
+}
