@@ -540,6 +540,13 @@ func (w *work) switchIdentity(c *contactEntry, pub *identity.Public) (*contactEn
 	if _, err := w.tx.Messages().MoveConversation(c.c.UserID, newUID, moveChunk); err != nil {
 		return nil, err
 	}
+	// The old key's deposit tokens go; the new one gets its own.
+	if err := w.revokeTokens(c.c.UserID, store.InviteSecret{}); err != nil {
+		return nil, err
+	}
+	if _, err := w.issueTokens(nc); err != nil {
+		return nil, err
+	}
 	return nc, nil
 }
 
