@@ -1,6 +1,8 @@
 package messaging_test
 
 import (
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -9,8 +11,12 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
 
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/crypto/seal"
+	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/node/relay"
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 	"github.com/sealpost/sealpost/store/badgerstore"
 )
@@ -148,5 +154,64 @@ func TestRelayFirstContactOffline(t *testing.T) {
 	eventually(t, 20*time.Second, "the relay's prekey count", func() bool {
 		rs, _ := r.m.Relays(ctxT(t))
 		return len(rs) == 1 && rs[0].State == "subscribed" && rs[0].Prekeys == before-1
+	})
+}
+
+// TestRelayTokens: an accepted contact gets a personal token in a card
+// update; removing the contact revokes it on the relay.
+func TestRelayTokens(t *testing.T) {
+	_, raddr := startRelay(t)
+	s := newPeer(t, "sam")
+	r := newPeer(t, "rita")
+	befriend(t, s, r)
+	wait(t, s, send(t, s, "rita", "hello"), messaging.StateDelivered)
+	// A relay added later reaches the existing contact in a card.
+	if _, err := r.m.AddRelay(ctxT(t), raddr); err != nil {
+		t.Fatal(err)
+	}
+	var box protocol.Mailbox
+	eventually(t, 20*time.Second, "sam holds rita's mailbox", func() bool {
+		err := s.st.View(ctxT(t), func(tx *store.Tx) error {
+			c, err := tx.Contacts().Get(r.m.UserID())
+			if err != nil {
+				return err
+			}
+			var card protocol.Card
+			if card.Unmarshal(c.Card) == nil && len(card.Mailboxes) == 1 {
+				box = card.Mailboxes[0]
+			}
+			return nil
+		})
+		return err == nil && len(box.Token) > 0
+	})
+	b, err := mailbox.BoxOf(&box)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mst := store.NewMemory()
+	defer mst.Close()
+	mb, err := mailbox.New(ctxT(t), mailbox.Config{Store: mst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mb.Close()
+	env := func() [][]byte {
+		pub, _ := identity.Generate(rand.Reader)
+		e, err := seal.Seal(nil, seal.MailboxID(box.ID), box.SealingKey[:], pub.Public(), []byte("x"), []byte("y"), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return [][]byte{e}
+	}
+	eventually(t, 20*time.Second, "the token registered", func() bool {
+		res, err := mb.Deposit(ctxT(t), b, env())
+		return err == nil && res[0].Err == nil
+	})
+	if err := r.m.Remove(ctxT(t), "sam"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the token revoked", func() bool {
+		res, err := mb.Deposit(ctxT(t), b, env())
+		return err == nil && errors.Is(res[0].Err, protocol.ErrTokenRefused)
 	})
 }
