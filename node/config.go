@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/node/relay"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -82,9 +83,12 @@ type Config struct {
 	// DHTMode is the DHT's mode. Zero: the profile's (auto for Personal,
 	// server for Relay and Test).
 	DHTMode DHTMode
-	// RelayService runs the circuit relay v2 service for other peers.
-	// Zero: off (Defaults(Relay) turns it on).
+	// RelayService runs the community relay service (node/relay: mailboxes
+	// of sealed envelopes for others, in Store) and the circuit relay v2
+	// service for other peers. Zero: off (Defaults(Relay) turns it on).
 	RelayService bool
+	// Relay are the relay service's limits. Zero: relay.DefaultResources().
+	Relay relay.Resources
 
 	// Logger receives the node's logs and libp2p's (see package doc).
 	// Zero: logs are discarded.
@@ -241,6 +245,14 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxFDs == 0 {
 		c.MaxFDs = d.MaxFDs
+	}
+	if c.Relay == (relay.Resources{}) {
+		c.Relay = relay.DefaultResources()
+	}
+	if c.RelayService {
+		if err := c.Relay.Validate(); err != nil {
+			return c, fmt.Errorf("node: %w", err)
+		}
 	}
 	if c.MaxMemory < 1<<20 || c.MaxFDs < 16 {
 		return c, fmt.Errorf("node: resource limits of %d bytes and %d descriptors are too small", c.MaxMemory, c.MaxFDs)

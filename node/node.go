@@ -49,6 +49,7 @@ import (
 	"github.com/sealpost/sealpost/node/addrrecord"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/node/relay"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -101,6 +102,7 @@ type Node struct {
 	met    *metrics
 	msg    *messaging.Service
 	mb     *mailbox.Client
+	relay  *relay.Server // nil unless Config.RelayService
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -221,9 +223,27 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("node: messaging: %w", err))
 	}
 
+	if cfg.RelayService {
+		n.relay, err = relay.New(n.host, cfg.Store, cfg.Relay, relay.Options{
+			Logger:     n.log,
+			Clock:      relayClock{n.clock},
+			Rand:       cfg.Rand,
+			Registerer: cfg.Registry,
+		})
+		if err != nil {
+			n.msg.Close()
+			n.mb.Close()
+			n.sub.Close()
+			n.met.unregister()
+			return fail(fmt.Errorf("node: relay service: %w", err))
+		}
+	}
 	if cfg.MDNS {
 		n.mdns = mdns.NewMdnsService(n.host, mdnsService, mdnsNotifee{n})
 		if err := n.mdns.Start(); err != nil {
+			if n.relay != nil {
+				n.relay.Close()
+			}
 			n.msg.Close()
 			n.mb.Close()
 			n.sub.Close()
@@ -359,6 +379,9 @@ func (n *Node) Close() error {
 		n.spawnMu.Lock()
 		n.stopping = true
 		n.spawnMu.Unlock()
+		if n.relay != nil {
+			n.relay.Close()
+		}
 		n.msg.Close()
 		n.mb.Close()
 		n.cancel()
@@ -528,6 +551,15 @@ func sortedPeers(ids []peer.ID) []peer.ID {
 // Messaging returns the node's messaging service: contacts, invites,
 // sending and reading messages (package node/messaging).
 func (n *Node) Messaging() *messaging.Service { return n.msg }
+
+// Relay returns the node's relay service, or nil when Config.RelayService
+// is off.
+func (n *Node) Relay() *relay.Server { return n.relay }
+
+// relayClock gives the relay service the node's clock.
+type relayClock struct{ Clock }
+
+func (c relayClock) NewTimer(d time.Duration) relay.Timer { return c.Clock.NewTimer(d) }
 
 // publish puts an event of the messaging service on the event stream.
 func (n *Node) publish(typ string, data any) {
