@@ -173,6 +173,9 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 	nc.Bootstrap = cfg.Bootstrap
 	nc.MDNS = cfg.MDNS
 	nc.RelayService = cfg.RelayService
+	if nc.Relay, err = cfg.RelayResources(); err != nil {
+		return userError(err)
+	}
 	nc.Logger = log
 	nc.Registry = reg
 	n, err := node.New(ctx, nc)

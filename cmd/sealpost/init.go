@@ -20,6 +20,12 @@ const noPassphraseWarning = `sealpost: warning: --no-passphrase: the data key is
 the database, so it protects nothing against disk theft: whoever copies the
 home reads everything.`
 
+// relayStoreNote is printed when a relay home is created without a
+// passphrase (the relay profile's default).
+const relayStoreNote = `sealpost: relay profile: the store is not encrypted at rest. It holds sealed
+envelopes (already encrypted to their recipients), token hashes and the relay's
+own libp2p key; give --passphrase-file to encrypt it anyway (docs/OPERATING.md).`
+
 // errNoPassphrase is what the user sees when no passphrase source exists.
 var errNoPassphrase = userErrorf("no passphrase: give --passphrase-file FILE, set %s, run on a terminal to be asked, or pass --no-passphrase to store the data key unprotected", home.EnvPassphrase)
 
@@ -109,6 +115,11 @@ database instead, which protects nothing against disk theft.`,
 // newPassphrase returns the passphrase for a new store, or nil (after the
 // warning) with --no-passphrase.
 func (c *cli) newPassphrase(o initOptions) ([]byte, error) {
+	if o.profile == home.ProfileRelay && (o.noPassphrase || o.passphraseFile == "" && c.getenv(home.EnvPassphrase) == "") {
+		// A relay runs unattended and stores only sealed envelopes.
+		fmt.Fprintln(c.stderr, relayStoreNote)
+		return nil, nil
+	}
 	if o.noPassphrase {
 		fmt.Fprintln(c.stderr, noPassphraseWarning)
 		return nil, nil

@@ -11,6 +11,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/sealpost/sealpost/node"
+	"github.com/sealpost/sealpost/node/relay"
 )
 
 // maxConfigSize bounds config.toml.
@@ -26,6 +27,9 @@ type Config struct {
 	RelayService bool     `toml:"relay_service" comment:"Serve as a community relay: keep mailboxes of sealed envelopes for others,\nand relay connections (circuit relay v2)."`
 	API          string   `toml:"api" comment:"Also serve the local API on this loopback TCP address, e.g. \"127.0.0.1:7711\"\n(requests need the bearer token in HOME/api.token). Empty: only the unix\nsocket HOME/api.sock."`
 	Metrics      string   `toml:"metrics" comment:"Serve Prometheus metrics at /metrics on this address, e.g. \"127.0.0.1:7712\".\nEmpty: metrics only at /metrics of the local API."`
+	// Relay is written for the relay profile; without it a relay runs
+	// with relay.DefaultResources.
+	Relay *RelayConfig `toml:"relay,omitempty" comment:"Limits of the relay service (docs/OPERATING.md); used when relay_service is on."`
 }
 
 // ErrUnknownProfile is returned for a profile name that is not one of
@@ -47,13 +51,18 @@ func DefaultConfig(profile string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("%w %q (want personal, relay or test)", ErrUnknownProfile, profile)
 	}
-	return Config{
+	cfg := Config{
 		Profile:      string(d.Profile),
 		Listen:       d.Listen,
 		Bootstrap:    append([]string{}, d.Bootstrap...),
 		MDNS:         d.MDNS,
 		RelayService: d.RelayService,
-	}, nil
+	}
+	if d.Profile == node.Relay {
+		r := DefaultRelayConfig()
+		cfg.Relay = &r
+	}
+	return cfg, nil
 }
 
 const configHeader = `# sealpost node configuration, written by 'sealpost init'.
@@ -103,5 +112,17 @@ func (h Home) ReadConfig() (Config, error) {
 	if _, err := DefaultConfig(cfg.Profile); err != nil {
 		return Config{}, fmt.Errorf("home: %s: %w", h.Path(ConfigFile), err)
 	}
+	if _, err := cfg.RelayResources(); err != nil {
+		return Config{}, fmt.Errorf("home: %s: %w", h.Path(ConfigFile), err)
+	}
 	return cfg, nil
+}
+
+// RelayResources returns the relay service's limits: the [relay] section
+// over relay.DefaultResources (all defaults without one).
+func (c Config) RelayResources() (relay.Resources, error) {
+	if c.Relay == nil {
+		return relay.DefaultResources(), nil
+	}
+	return c.Relay.Resources()
 }

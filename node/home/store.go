@@ -39,7 +39,9 @@ type InitOptions struct {
 	// not empty without it.
 	Passphrase []byte
 	// NoPassphrase keeps the data key in a file next to the database
-	// (badgerstore.ModeKeyFile): no protection against disk theft.
+	// (badgerstore.ModeKeyFile): no protection against disk theft. For the
+	// relay profile it leaves the store unencrypted
+	// (badgerstore.ModeUnencrypted).
 	NoPassphrase bool
 	// Rand is the source of every key; nil: crypto/rand.
 	Rand io.Reader
@@ -89,7 +91,13 @@ func (h Home) Init(ctx context.Context, o InitOptions) (_ store.Store, _ Identit
 	}
 
 	mode := badgerstore.ModePassphrase
-	if o.NoPassphrase {
+	switch {
+	case o.NoPassphrase && cfg.Profile == ProfileRelay:
+		// A relay's envelopes are sealed already, and a data key in a file
+		// next to the data would protect nothing else: no encryption
+		// (docs/OPERATING.md).
+		mode = badgerstore.ModeUnencrypted
+	case o.NoPassphrase:
 		mode = badgerstore.ModeKeyFile
 	}
 	dir := h.Path(StoreDir)

@@ -1,0 +1,119 @@
+package home
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sealpost/sealpost/node/relay"
+)
+
+// RelayConfig is the [relay] section of config.toml: the limits of the
+// relay service (node/relay.Resources), each answered with its own wire
+// code when reached (docs/OPERATING.md). Durations are Go durations
+// ("336h", "90s"). 'sealpost init --profile relay' writes the defaults; a
+// key left out keeps its default.
+type RelayConfig struct {
+	MaxEnvelopeBytes       int     `toml:"max_envelope_bytes" comment:"Largest envelope accepted, in bytes (512 to 65536). Over it: envelope_too_large."`
+	MailboxMaxEnvelopes    uint64  `toml:"mailbox_max_envelopes" comment:"Envelopes one mailbox may hold at once (unacknowledged, unexpired). Over it: mailbox_quota."`
+	MailboxMaxBytes        uint64  `toml:"mailbox_max_bytes" comment:"Bytes one mailbox may hold at once. Over it: mailbox_quota."`
+	TokenMaxEnvelopes      uint64  `toml:"token_max_envelopes" comment:"Envelopes stored at once under one deposit token (one per contact or invite);\nan owner may register a token with less. Over it: token_quota."`
+	TokenMaxBytes          uint64  `toml:"token_max_bytes" comment:"Bytes stored at once under one deposit token. Over it: token_quota."`
+	MaxTokensPerMailbox    uint64  `toml:"max_tokens_per_mailbox" comment:"Deposit tokens one mailbox may register. Over it: mailbox_quota."`
+	MaxPrekeysPerMailbox   uint64  `toml:"max_prekeys_per_mailbox" comment:"One-time prekey blobs held for one mailbox. Over it: mailbox_quota."`
+	MaxPrekeyTTL           string  `toml:"max_prekey_ttl" comment:"Longest time a prekey batch is handed out; a later expiry is cut to it."`
+	StoreMaxBytes          uint64  `toml:"store_max_bytes" comment:"Everything the relay stores (envelopes, card and prekey blobs), in bytes.\nOver it: store_full."`
+	TTL                    string  `toml:"ttl" comment:"How long an envelope is kept unless its owner acknowledges it first: the\nstored-until of its custody receipt."`
+	SweepInterval          string  `toml:"sweep_interval" comment:"How often expired envelopes and prekey batches are removed."`
+	DepositRate            float64 `toml:"deposit_rate" comment:"Deposits per second one connection may make, on average. Over it: rate_limited."`
+	DepositBurst           int     `toml:"deposit_burst" comment:"Deposits one connection may make at once, above the rate."`
+	MailboxesPerConnection int     `toml:"mailboxes_per_connection" comment:"Mailboxes one connection may create. Over it: too_many_mailboxes."`
+	TokenRate              float64 `toml:"token_rate" comment:"Card and prekey requests per second per deposit token. Over it: rate_limited."`
+	TokenBurst             int     `toml:"token_burst" comment:"Card and prekey requests one token may make at once, above the rate."`
+	ChallengeTTL           string  `toml:"challenge_ttl" comment:"How long an owner's challenge stays valid. After it: expired_challenge."`
+	StreamIdle             string  `toml:"stream_idle" comment:"A relay stream without a subscription that is quiet this long is reset."`
+}
+
+// DefaultRelayConfig returns relay.DefaultResources as a [relay] section.
+func DefaultRelayConfig() RelayConfig { return RelayConfigOf(relay.DefaultResources()) }
+
+// RelayConfigOf returns r as a [relay] section.
+func RelayConfigOf(r relay.Resources) RelayConfig {
+	return RelayConfig{
+		MaxEnvelopeBytes:       r.MaxEnvelope,
+		MailboxMaxEnvelopes:    r.MailboxMaxCount,
+		MailboxMaxBytes:        r.MailboxMaxBytes,
+		TokenMaxEnvelopes:      r.TokenMaxCount,
+		TokenMaxBytes:          r.TokenMaxBytes,
+		MaxTokensPerMailbox:    r.MaxTokens,
+		MaxPrekeysPerMailbox:   r.MaxPrekeys,
+		MaxPrekeyTTL:           r.MaxPrekeyTTL.String(),
+		StoreMaxBytes:          r.StoreMaxBytes,
+		TTL:                    r.TTL.String(),
+		SweepInterval:          r.SweepInterval.String(),
+		DepositRate:            r.DepositRate,
+		DepositBurst:           r.DepositBurst,
+		MailboxesPerConnection: r.MailboxesPerConn,
+		TokenRate:              r.TokenRate,
+		TokenBurst:             r.TokenBurst,
+		ChallengeTTL:           r.ChallengeTTL.String(),
+		StreamIdle:             r.StreamIdle.String(),
+	}
+}
+
+// Resources returns the relay's limits: relay.DefaultResources with the
+// keys that are set (non-zero) replaced, checked by Resources.Validate.
+func (c RelayConfig) Resources() (relay.Resources, error) {
+	r := relay.DefaultResources()
+	setInt := func(dst *int, v int) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	setU := func(dst *uint64, v uint64) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	setF := func(dst *float64, v float64) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	var err error
+	setD := func(dst *time.Duration, v, key string) {
+		if v == "" || err != nil {
+			return
+		}
+		d, perr := time.ParseDuration(v)
+		if perr != nil {
+			err = fmt.Errorf("home: [relay] %s: %w", key, perr)
+			return
+		}
+		*dst = d
+	}
+	setInt(&r.MaxEnvelope, c.MaxEnvelopeBytes)
+	setU(&r.MailboxMaxCount, c.MailboxMaxEnvelopes)
+	setU(&r.MailboxMaxBytes, c.MailboxMaxBytes)
+	setU(&r.TokenMaxCount, c.TokenMaxEnvelopes)
+	setU(&r.TokenMaxBytes, c.TokenMaxBytes)
+	setU(&r.MaxTokens, c.MaxTokensPerMailbox)
+	setU(&r.MaxPrekeys, c.MaxPrekeysPerMailbox)
+	setD(&r.MaxPrekeyTTL, c.MaxPrekeyTTL, "max_prekey_ttl")
+	setU(&r.StoreMaxBytes, c.StoreMaxBytes)
+	setD(&r.TTL, c.TTL, "ttl")
+	setD(&r.SweepInterval, c.SweepInterval, "sweep_interval")
+	setF(&r.DepositRate, c.DepositRate)
+	setInt(&r.DepositBurst, c.DepositBurst)
+	setInt(&r.MailboxesPerConn, c.MailboxesPerConnection)
+	setF(&r.TokenRate, c.TokenRate)
+	setInt(&r.TokenBurst, c.TokenBurst)
+	setD(&r.ChallengeTTL, c.ChallengeTTL, "challenge_ttl")
+	setD(&r.StreamIdle, c.StreamIdle, "stream_idle")
+	if err != nil {
+		return r, err
+	}
+	if err := r.Validate(); err != nil {
+		return r, fmt.Errorf("home: [relay]: %w", err)
+	}
+	return r, nil
+}
