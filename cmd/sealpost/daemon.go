@@ -199,6 +199,9 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 		return err
 	}
 	acfg := api.Config{Node: n, Gatherer: reg, Token: token, Logger: log}
+	if rs := n.Relay(); rs != nil {
+		acfg.RelayService = rs
+	}
 	if m := n.Messaging(); m != nil {
 		acfg.Messaging = m
 	}

@@ -40,6 +40,9 @@ type Config struct {
 	// Messaging is the node's messaging service (node.Node.Messaging).
 	// Zero: the messaging routes answer unavailable.
 	Messaging Messaging
+	// RelayService is the relay service the node runs (node.Node.Relay),
+	// for GET /v1/relay/stats. Zero: that route answers unavailable.
+	RelayService RelayService
 	// Gatherer is served at /metrics; nil serves no metrics.
 	Gatherer prometheus.Gatherer
 	// Token is the bearer token required of requests over TCP (all routes but
@@ -122,6 +125,7 @@ func (s *Server) routes() []route {
 	}
 	rs = append(rs, s.nodeRoutes()...)
 	rs = append(rs, s.relayRoutes()...)
+	rs = append(rs, s.relayServiceRoutes()...)
 	return append(rs, s.messagingRoutes()...)
 }
 

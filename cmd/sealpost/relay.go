@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// relayCommand is `sealpost relay stats`: the operator's view of the
+// community relay service this node runs (docs/OPERATING.md). Not to be
+// confused with `relays`, the relays a personal node receives through.
+func (c *cli) relayCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "relay stats",
+		Short: "The community relay service this node runs",
+		Long: `Show the figures of the community relay service this node runs (started
+with --relay-service or --profile relay): mailboxes held, envelopes and bytes
+stored, deposits and fetches in the last minute, and refused requests by
+reason since the relay started. Nothing shown names a mailbox, a token or a
+peer. With --json: one object (the same as GET /v1/relay/stats).`,
+		Args: cobra.NoArgs,
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "stats",
+		Short: "Mailboxes, stored envelopes and bytes, traffic and refusals",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			st, err := cl.RelayStats(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return c.print(st, func(w io.Writer) {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintf(tw, "mailboxes\t%d\n", st.Mailboxes)
+				fmt.Fprintf(tw, "envelopes\t%d\n", st.Envelopes)
+				fmt.Fprintf(tw, "stored\t%s of %s (envelopes %s, cards and prekeys %s)\n",
+					byteSize(st.EnvelopeBytes+st.BlobBytes), byteSize(st.StoreMaxBytes), byteSize(st.EnvelopeBytes), byteSize(st.BlobBytes))
+				fmt.Fprintf(tw, "tokens\t%d\n", st.Tokens)
+				fmt.Fprintf(tw, "prekeys\t%d\n", st.Prekeys)
+				fmt.Fprintf(tw, "deposits/min\t%d\n", st.DepositsPerMinute)
+				fmt.Fprintf(tw, "fetches/min\t%d\n", st.FetchesPerMinute)
+				fmt.Fprintf(tw, "since start\t%d deposits, %d fetches\n", st.Deposits, st.Fetches)
+				fmt.Fprintf(tw, "streams\t%d (%d subscriptions)\n", st.Streams, st.Subscriptions)
+				fmt.Fprintf(tw, "ttl\t%s\n", time.Duration(st.TTLSeconds)*time.Second)
+				reasons := make([]string, 0, len(st.Rejections))
+				for r := range st.Rejections {
+					reasons = append(reasons, r)
+				}
+				slices.Sort(reasons)
+				if len(reasons) == 0 {
+					fmt.Fprintf(tw, "rejections\tnone\n")
+				}
+				for i, r := range reasons {
+					label := ""
+					if i == 0 {
+						label = "rejections"
+					}
+					fmt.Fprintf(tw, "%s\t%s %d\n", label, r, st.Rejections[r])
+				}
+				tw.Flush()
+			})
+		},
+	})
+	return cmd
+}
+
+// byteSize formats a byte count with a binary unit.
+func byteSize(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,57 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/node/relay"
+)
+
+type fakeRelay struct{ st relay.Stats }
+
+func (f fakeRelay) Stats() relay.Stats { return f.st }
+
+func TestRelayStats(t *testing.T) {
+	want := relay.Stats{Mailboxes: 3, Envelopes: 10, EnvelopeBytes: 5120, DepositsPerMinute: 7,
+		Rejections: map[string]uint64{"token_refused": 2}, TTLSeconds: 1209600}
+	for _, tc := range []struct {
+		name    string
+		service RelayService
+	}{{"on", fakeRelay{want}}, {"off", nil}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := New(Config{Node: newFake(), RelayService: tc.service})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sock := filepath.Join(t.TempDir(), "api.sock")
+			ln, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- s.Serve(ln) }()
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				s.Shutdown(ctx)
+				<-done
+			}()
+			got, err := unixClient(t, sock).RelayStats(context.Background())
+			if tc.service == nil {
+				var apiErr *Error
+				if !errors.As(err, &apiErr) || apiErr.Code != CodeUnavailable {
+					t.Fatalf("without a relay service: %v", err)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, want) {
+				t.Fatalf("got %+v, %v; want %+v", got, err, want)
+			}
+		})
+	}
+}
