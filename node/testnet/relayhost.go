@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -44,8 +45,16 @@ func newRelayHost() (*relayHost, error) {
 
 // start starts the host and the relay service on st.
 func (r *relayHost) start(m *member) error {
+	// A relay's limits are its operator's choice; the testnet's relays
+	// take every node of the network (each connects its device host, its
+	// mailbox host and deposit hosts).
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.InfiniteLimits))
+	if err != nil {
+		return fmt.Errorf("relay host: %w", err)
+	}
 	opts := func(listen string) []libp2p.Option {
 		return []libp2p.Option{
+			libp2p.ResourceManager(rm),
 			libp2p.Identity(r.key),
 			libp2p.ListenAddrStrings(listen),
 			libp2p.Transport(tcp.NewTCPTransport),
@@ -60,6 +69,7 @@ func (r *relayHost) start(m *member) error {
 		h, err = libp2p.New(opts("/ip4/127.0.0.1/tcp/0")...) // the old port is taken
 	}
 	if err != nil {
+		rm.Close()
 		return fmt.Errorf("relay host: %w", err)
 	}
 	srv, err := relay.New(h, m.st, relay.DefaultResources(), relay.Options{Logger: m.net.log.With("member", m.name, "service", "relay")})
