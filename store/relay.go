@@ -36,6 +36,10 @@ const (
 	MaxRelayBlob = 64 << 10
 )
 
+// ErrNoRelayToken is the ErrNotFound of a token hash that is not
+// registered for the mailbox (as opposed to a missing mailbox).
+var ErrNoRelayToken = fmt.Errorf("relay token: %w", ErrNotFound)
+
 // TokenHash is SHA-256 of a deposit token, as an owner registers it.
 type TokenHash = [32]byte
 
@@ -357,7 +361,7 @@ func (r Relay) Token(mb MailboxID, h TokenHash) (RelayToken, error) {
 	var t RelayToken
 	b, err := r.tx.get(relayTokenKey(mb, h))
 	if errors.Is(err, ErrNotFound) {
-		return t, notFound("relay token", h[:4])
+		return t, fmt.Errorf("%x: %w", h[:4], ErrNoRelayToken)
 	}
 	if err != nil {
 		return t, err
@@ -407,9 +411,12 @@ func (r Relay) Tokens(mb MailboxID, fn func(t RelayToken) error) error {
 
 // AddEnvelope stores e.Envelope in mailbox e.Mailbox under token e.Token
 // until e.StoredUntil, counts it in the mailbox, the token and the totals,
-// and returns its sequence number. It checks no quota (the caller does,
-// from the counts); ErrNotFound: no such mailbox, or no such token.
-func (r Relay) AddEnvelope(e RelayEnvelope) (uint64, error) {
+// and returns its sequence number. ErrNotFound: no such mailbox (or it is
+// being deleted), or no such token. check, if not nil, sees the mailbox,
+// the token and the totals as they are before the envelope is added (what
+// a quota check needs, read once); if it returns an error, nothing is
+// written and AddEnvelope returns that error.
+func (r Relay) AddEnvelope(e RelayEnvelope, check func(m *RelayMailbox, t *RelayToken, tot *RelayTotals) error) (uint64, error) {
 	if len(e.Envelope) == 0 || len(e.Envelope) > MaxRelayEnvelope {
 		return 0, fmt.Errorf("relay envelope: %w: %d bytes", ErrInvalid, len(e.Envelope))
 	}
@@ -421,6 +428,15 @@ func (r Relay) AddEnvelope(e RelayEnvelope) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	tot, err := r.Totals()
+	if err != nil {
+		return 0, err
+	}
+	if check != nil {
+		if err := check(&m, &t, &tot); err != nil {
+			return 0, err
+		}
+	}
 	n := uint64(len(e.Envelope))
 	m.LastSeq++
 	m.Count++
@@ -428,6 +444,8 @@ func (r Relay) AddEnvelope(e RelayEnvelope) (uint64, error) {
 	e.Seq = m.LastSeq
 	t.Count++
 	t.Bytes += n
+	tot.Envelopes++
+	tot.EnvelopeBytes += n
 	if err := r.tx.set(relayEnvelopeKey(e.Mailbox, e.Seq), e.marshal()); err != nil {
 		return 0, err
 	}
@@ -440,11 +458,7 @@ func (r Relay) AddEnvelope(e RelayEnvelope) (uint64, error) {
 	if err := r.tx.set(relayTokenKey(e.Mailbox, t.Hash), t.marshal()); err != nil {
 		return 0, err
 	}
-	err = r.changeTotals(func(tt *RelayTotals) {
-		tt.Envelopes++
-		tt.EnvelopeBytes += n
-	})
-	return e.Seq, err
+	return e.Seq, r.tx.set(relayTotalsKey, tot.marshal())
 }
 
 // Envelopes calls fn for the envelopes of mailbox mb with a sequence

@@ -14,6 +14,7 @@ import (
 	"github.com/sealpost/sealpost/crypto/bench"
 	"github.com/sealpost/sealpost/node/mailbox/e2ebench"
 	"github.com/sealpost/sealpost/node/messaging/deliverybench"
+	"github.com/sealpost/sealpost/node/relay"
 	"github.com/sealpost/sealpost/store/badgerstore"
 )
 
@@ -45,14 +46,17 @@ stores on that disk (fsync on), one sending to the other over one stream,
 each message encrypted, committed on both sides and acknowledged —
 direct_delivery with batched commits, direct_delivery_unbatched with one
 commit per message, and the latency from send to delivered (p50, p99);
-and relay_e2e: a relay in this process (its store on that disk, each
+relay_ingest: deposits of 1 KiB envelopes through a relay's deposit path in
+this process (checks, group commit in an unencrypted store on that disk, a
+signed custody receipt per envelope), next to the store alone committing the
+same batches; and relay_e2e: a relay in this process (its store on that disk, each
 envelope durable before its custody receipt) and two mailbox clients on
 loopback, the time from a deposit to the subscribed recipient holding it
 (p50, p99; the p99's limit is the 5 ms target).
 Each throughput figure is printed next to the limit computed in the same run
 from the primitives it is made of, and their ratio, so the ratio stays
-meaningful on a noisy machine. --only crypto,storage,delivery,relay_e2e picks
-groups.`,
+meaningful on a noisy machine. --only crypto,storage,relay_ingest,delivery,relay_e2e
+picks groups.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dir == "" {
@@ -66,6 +70,7 @@ groups.`,
 			runners := []benchRunner{
 				{"crypto", func() ([]bench.Figure, error) { return bench.Crypto(bench.Options{Duration: duration}) }},
 				{"storage", func() ([]bench.Figure, error) { return badgerstore.Bench(cmd.Context(), dir, duration) }},
+				{"relay_ingest", func() ([]bench.Figure, error) { return relay.Bench(cmd.Context(), dir, duration) }},
 				{"delivery", func() ([]bench.Figure, error) {
 					return deliverybench.Run(cmd.Context(), deliverybench.Options{Dir: dir, Duration: duration})
 				}},
@@ -76,7 +81,7 @@ groups.`,
 				for _, name := range only {
 					i := slices.IndexFunc(runners, func(r benchRunner) bool { return r.name == name })
 					if i < 0 {
-						return userErrorf("--only: no group %q (crypto, storage, delivery)", name)
+						return userErrorf("--only: no group %q (crypto, storage, relay_ingest, delivery, relay_e2e)", name)
 					}
 					picked = append(picked, runners[i])
 				}
@@ -106,7 +111,7 @@ groups.`,
 	}
 	cmd.Flags().DurationVar(&duration, "duration", 3*time.Second, "measuring time of each group of figures")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the temporary benchmark stores (default: the home, else the temporary directory)")
-	cmd.Flags().StringSliceVar(&only, "only", nil, "measure only these groups: crypto, storage, delivery")
+	cmd.Flags().StringSliceVar(&only, "only", nil, "measure only these groups: crypto, storage, relay_ingest, delivery, relay_e2e")
 	return cmd
 }
 

@@ -70,45 +70,33 @@ func (s *Server) prepareDeposit(d *deposit) {
 	d.job = job{weight: 1 + len(d.envelope)>>10}
 	d.job.fn = func(tx *store.Tx, now time.Time) error {
 		d.refused, d.until = nil, time.Time{}
-		r := tx.Relay()
-		m, err := r.Mailbox(mb)
-		if errors.Is(err, store.ErrNotFound) || err == nil && m.Deleting {
-			d.refused = protocol.ErrUnknownMailbox
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		t, err := r.Token(mb, h)
-		if errors.Is(err, store.ErrNotFound) {
-			d.refused = protocol.ErrTokenRefused
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if m.Count+1 > s.res.MailboxMaxCount || m.Bytes+n > s.res.MailboxMaxBytes {
-			d.refused = protocol.ErrMailboxQuota
-			return nil
-		}
-		if t.Count+1 > t.MaxCount || t.Bytes+n > t.MaxBytes {
-			d.refused = protocol.ErrTokenQuota
-			return nil
-		}
-		tot, err := r.Totals()
-		if err != nil {
-			return err
-		}
-		if tot.EnvelopeBytes+tot.BlobBytes+n > s.res.StoreMaxBytes {
-			d.refused = protocol.ErrStoreFull
-			return nil
-		}
 		// Receipts carry milliseconds; store what they say.
 		until := now.Add(s.res.TTL).Truncate(time.Millisecond)
-		if _, err := r.AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: h, StoredUntil: until, Envelope: d.envelope}); err != nil {
+		_, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: h, StoredUntil: until, Envelope: d.envelope},
+			func(m *store.RelayMailbox, t *store.RelayToken, tot *store.RelayTotals) error {
+				switch {
+				case m.Count+1 > s.res.MailboxMaxCount || m.Bytes+n > s.res.MailboxMaxBytes:
+					return refusal{protocol.ErrMailboxQuota}
+				case t.Count+1 > t.MaxCount || t.Bytes+n > t.MaxBytes:
+					return refusal{protocol.ErrTokenQuota}
+				case tot.EnvelopeBytes+tot.BlobBytes+n > s.res.StoreMaxBytes:
+					return refusal{protocol.ErrStoreFull}
+				}
+				return nil
+			})
+		var r refusal
+		switch {
+		case err == nil:
+			d.until = until
+		case errors.As(err, &r):
+			d.refused = r.err
+		case errors.Is(err, store.ErrNoRelayToken):
+			d.refused = protocol.ErrTokenRefused
+		case errors.Is(err, store.ErrNotFound):
+			d.refused = protocol.ErrUnknownMailbox
+		default:
 			return err
 		}
-		d.until = until
 		return nil
 	}
 	d.job.after = func() {
@@ -117,6 +105,11 @@ func (s *Server) prepareDeposit(d *deposit) {
 		}
 	}
 }
+
+// refusal is a quota check's answer, told apart from a store error.
+type refusal struct{ err error }
+
+func (r refusal) Error() string { return r.err.Error() }
 
 // finishDeposit waits for d's commit and returns its response: a custody
 // receipt signed by the relay's key, or the refusal.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -68,6 +69,8 @@ type Server struct {
 	self  []byte             // the relay's peer ID bytes
 	key   ed25519.PrivateKey // the host's key: signs custody receipts
 	met   *metrics
+
+	commits atomic.Uint64 // store transactions committed by the writer
 
 	randMu sync.Mutex
 	rand   io.Reader

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/sealpost/sealpost/store"
@@ -12,7 +13,9 @@ import (
 // that commits the jobs waiting at that moment in one store transaction —
 // group commit at the service level. A batch of deposits costs one fsync,
 // and the shared records every deposit changes (the mailbox's counts, the
-// token's, the totals) never make transactions conflict. A job that fails
+// token's, the totals) are written once per batch instead of making many
+// small transactions conflict. Two batches may be in flight: the next one
+// runs while the previous one waits for its fsync. A job that fails
 // alone (a quota, an unknown token) writes nothing and does not fail the
 // batch; only a store error does, and then each job is retried alone.
 
@@ -75,11 +78,20 @@ func (s *Server) do(ctx context.Context, weight int, fn func(tx *store.Tx, now t
 	return s.await(j)
 }
 
+// maxInflight is how many batches may be committing at once: while one
+// waits for its fsync, the next one runs its jobs and commits (they are
+// serialized by the store: a transaction that read what another one is
+// writing is retried after it), so the fsync's wait is not lost.
+const maxInflight = 2
+
 // writeLoop commits jobs in batches until the server closes, then fails
 // what is left.
 func (s *Server) writeLoop() {
 	defer s.wg.Done()
 	defer close(s.writerDone)
+	slots := make(chan struct{}, maxInflight)
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
 	var next *job
 	for {
 		var batch []*job
@@ -116,7 +128,13 @@ func (s *Server) writeLoop() {
 				break fill
 			}
 		}
-		s.commit(batch)
+		slots <- struct{}{}
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			s.commit(batch)
+			<-slots
+		}()
 	}
 }
 
@@ -143,6 +161,7 @@ func (s *Server) commit(batch []*job) {
 		return
 	}
 	if err == nil {
+		s.commits.Add(1)
 		s.met.committed(len(batch), time.Since(start), totals)
 	} else if !errors.Is(err, store.ErrClosed) {
 		s.log.Error("relay: store transaction failed", "err", err)

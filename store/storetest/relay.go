@@ -92,7 +92,7 @@ func testRelayTokens(t *testing.T, st store.Store) {
 	}
 	// Usage is kept when the quota changes.
 	update(t, st, func(tx *store.Tx) error {
-		_, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: id32(50), StoredUntil: T0, Envelope: envelope(512, 1)})
+		_, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: id32(50), StoredUntil: T0, Envelope: envelope(512, 1)}, nil)
 		return err
 	})
 	tok, created, err := putToken(st, mb, store.RelayToken{Hash: id32(50), MaxCount: 20, MaxBytes: 8192})
@@ -177,7 +177,7 @@ func testRelayEnvelopes(t *testing.T, st store.Store) {
 	update(t, st, func(tx *store.Tx) error {
 		for i := range 5 {
 			tok := id32(50 + byte(i%2))
-			seq, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: tok, StoredUntil: T0.Add(time.Duration(i+1) * time.Hour), Envelope: envelope(512*(i+1), byte(i+1))})
+			seq, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: tok, StoredUntil: T0.Add(time.Duration(i+1) * time.Hour), Envelope: envelope(512*(i+1), byte(i+1))}, nil)
 			if err != nil {
 				return err
 			}
@@ -185,7 +185,7 @@ func testRelayEnvelopes(t *testing.T, st store.Store) {
 				t.Errorf("seq %d, want %d", seq, i+1)
 			}
 		}
-		_, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: other, Token: id32(50), StoredUntil: T0, Envelope: envelope(512, 9)})
+		_, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: other, Token: id32(50), StoredUntil: T0, Envelope: envelope(512, 9)}, nil)
 		return err
 	})
 	for _, bad := range []store.RelayEnvelope{
@@ -193,7 +193,7 @@ func testRelayEnvelopes(t *testing.T, st store.Store) {
 		{Mailbox: id32(3), Token: id32(50), StoredUntil: T0, Envelope: envelope(512, 1)},
 	} {
 		err := st.Update(context.Background(), func(tx *store.Tx) error {
-			_, err := tx.Relay().AddEnvelope(bad)
+			_, err := tx.Relay().AddEnvelope(bad, nil)
 			return err
 		})
 		if !errors.Is(err, store.ErrNotFound) {
@@ -201,11 +201,33 @@ func testRelayEnvelopes(t *testing.T, st store.Store) {
 		}
 	}
 	err := st.Update(context.Background(), func(tx *store.Tx) error {
-		_, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: id32(50), StoredUntil: T0, Envelope: envelope(store.MaxRelayEnvelope+1, 1)})
+		_, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: id32(50), StoredUntil: T0, Envelope: envelope(store.MaxRelayEnvelope+1, 1)}, nil)
 		return err
 	})
 	if !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("AddEnvelope too large: got %v, want ErrInvalid", err)
+	}
+	// A check that refuses writes nothing; it sees the counts before.
+	errQuota := errors.New("quota")
+	err = st.Update(context.Background(), func(tx *store.Tx) error {
+		_, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: id32(50), StoredUntil: T0, Envelope: envelope(512, 1)},
+			func(m *store.RelayMailbox, tok *store.RelayToken, tot *store.RelayTotals) error {
+				if m.Count != 5 || tok.Count != 3 || tot.Envelopes != 6 {
+					t.Errorf("check sees %d, %d, %d", m.Count, tok.Count, tot.Envelopes)
+				}
+				return errQuota
+			})
+		return err
+	})
+	if !errors.Is(err, errQuota) {
+		t.Errorf("refusing check: %v", err)
+	}
+	err = st.Update(context.Background(), func(tx *store.Tx) error {
+		_, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: id32(99), StoredUntil: T0, Envelope: envelope(512, 1)}, nil)
+		return err
+	})
+	if !errors.Is(err, store.ErrNoRelayToken) {
+		t.Errorf("unknown token: %v, want ErrNoRelayToken", err)
 	}
 	total := uint64(512 * (1 + 2 + 3 + 4 + 5))
 	checkTotals(t, st, store.RelayTotals{Mailboxes: 2, Tokens: 3, Envelopes: 6, EnvelopeBytes: total + 512})
@@ -288,7 +310,7 @@ func testRelayEnvelopes(t *testing.T, st store.Store) {
 	})
 	// Sequence numbers are never reused.
 	update(t, st, func(tx *store.Tx) error {
-		seq, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: id32(50), StoredUntil: T0, Envelope: envelope(512, 1)})
+		seq, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: id32(50), StoredUntil: T0, Envelope: envelope(512, 1)}, nil)
 		if seq != 6 {
 			t.Errorf("seq after deletes: %d, want 6", seq)
 		}
@@ -465,11 +487,11 @@ func testRelayDeleteMailbox(t *testing.T, st store.Store) {
 			return err
 		}
 		for i := range 30 {
-			if _, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: id32(50 + byte(i%5)), StoredUntil: T0, Envelope: envelope(512, 1)}); err != nil {
+			if _, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: id32(50 + byte(i%5)), StoredUntil: T0, Envelope: envelope(512, 1)}, nil); err != nil {
 				return err
 			}
 		}
-		if _, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: other, Token: id32(50), StoredUntil: T0, Envelope: envelope(512, 2)}); err != nil {
+		if _, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: other, Token: id32(50), StoredUntil: T0, Envelope: envelope(512, 2)}, nil); err != nil {
 			return err
 		}
 		if err := tx.Relay().AddPrekeys(mb, [][]byte{envelope(10, 1), envelope(10, 2)}, T0); err != nil {
@@ -490,7 +512,7 @@ func testRelayDeleteMailbox(t *testing.T, st store.Store) {
 			}
 			if !done {
 				// Deleting: the mailbox accepts nothing more.
-				_, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: id32(50), StoredUntil: T0, Envelope: envelope(512, 1)})
+				_, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: id32(50), StoredUntil: T0, Envelope: envelope(512, 1)}, nil)
 				if !errors.Is(err, store.ErrNotFound) {
 					t.Errorf("deposit into a mailbox being deleted: %v", err)
 				}
