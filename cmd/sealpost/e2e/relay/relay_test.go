@@ -179,6 +179,7 @@ func befriend(t *testing.T, s, r *node, name string) {
 		Link string `json:"link"`
 	}
 	r.home.JSON(&inv, "invite")
+	t.Logf("invite link of %d characters", len(inv.Link))
 	s.home.MustRun("contact", "add", inv.Link, "--name", name)
 }
 
