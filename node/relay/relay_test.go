@@ -12,7 +12,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if crashChild() {
+	if crashChild() || measureChild() {
 		return
 	}
 	goleak.VerifyTestMain(m,
