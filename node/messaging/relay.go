@@ -899,13 +899,18 @@ func (w *work) deposited(e store.OutboxEntry, got []store.Receipt, boxes []proto
 			e.Receipts = append(e.Receipts, r)
 		}
 	}
-	// Only receipts of relays the contact lists now, still valid, count.
+	// Only receipts of relays the contact lists now, still valid, count
+	// (one that just came counts until its end: a relay with a TTL under
+	// the clock tolerance gets the message again halfway through it).
 	var until time.Time
 	covered := 0
+	fresh := func(r store.Receipt) bool {
+		return slices.ContainsFunc(got, func(g store.Receipt) bool { return g.Relay == r.Relay }) && r.StoredUntil.After(w.now)
+	}
 	for _, b := range boxes {
 		relay := peerString(b.Relay)
 		for _, r := range e.Receipts {
-			if r.Relay == relay && r.StoredUntil.After(w.now.Add(protocolTolerance)) {
+			if r.Relay == relay && (r.StoredUntil.After(w.now.Add(protocolTolerance)) || fresh(r)) {
 				covered++
 				if until.IsZero() || r.StoredUntil.Before(until) {
 					until = r.StoredUntil
@@ -935,6 +940,9 @@ func (w *work) deposited(e store.OutboxEntry, got []store.Receipt, boxes []proto
 		e.LastError = truncate(reason)
 	} else {
 		e.NextAttempt = until.Add(-protocolTolerance)
+		if half := w.now.Add(until.Sub(w.now) / 2); e.NextAttempt.Before(half) {
+			e.NextAttempt = half
+		}
 		e.LastError = ""
 	}
 	if err := w.tx.Outbox().Put(e); err != nil {

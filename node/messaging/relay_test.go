@@ -13,6 +13,7 @@ import (
 
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/crypto/seal"
+	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/node/relay"
@@ -25,12 +26,18 @@ import (
 // store and returns its address with /p2p/.
 func startRelay(t testing.TB) (host.Host, string) {
 	t.Helper()
+	h, _, addr := startRelayWith(t, relay.DefaultResources())
+	return h, addr
+}
+
+func startRelayWith(t testing.TB, res relay.Resources) (host.Host, *relay.Server, string) {
+	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := store.NewMemory()
-	srv, err := relay.New(h, st, relay.DefaultResources(), relay.Options{})
+	srv, err := relay.New(h, st, res, relay.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +46,7 @@ func startRelay(t testing.TB) (host.Host, string) {
 		h.Close()
 		st.Close()
 	})
-	return h, fmt.Sprintf("%s/p2p/%s", h.Addrs()[0], h.ID())
+	return h, srv, fmt.Sprintf("%s/p2p/%s", h.Addrs()[0], h.ID())
 }
 
 // TestRelayOfflineDelivery: the recipient adds a relay, invites the
@@ -214,4 +221,41 @@ func TestRelayTokens(t *testing.T) {
 		res, err := mb.Deposit(ctxT(t), b, env())
 		return err == nil && errors.Is(res[0].Err, protocol.ErrTokenRefused)
 	})
+}
+
+// TestRelayDepositAgain: a message whose custody receipt runs out before
+// it was delivered is deposited again; the recipient takes it once.
+func TestRelayDepositAgain(t *testing.T) {
+	res := relay.DefaultResources()
+	res.TTL = time.Minute
+	_, srv, raddr := startRelayWith(t, res)
+	fc := newFakeClock()
+	s := newPeer(t, "sam", withConfig(func(c *node.Config) { c.Clock = fc }))
+	r := newPeer(t, "rita", onDisk())
+	if _, err := r.m.AddRelay(ctxT(t), raddr); err != nil {
+		t.Fatal(err)
+	}
+	befriend(t, s, r)
+	r.stop()
+	id := send(t, s, "rita", "kept until delivered")
+	wait(t, s, id, messaging.StateSent)
+	if n := srv.Stats().Envelopes; n != 1 {
+		t.Fatalf("the relay holds %d envelopes, want 1", n)
+	}
+	// Past half the receipt's time (the relay's TTL is under the clock
+	// tolerance): deposited again.
+	fc.Advance(40 * time.Second)
+	eventually(t, 20*time.Second, "a second deposit", func() bool { return srv.Stats().Envelopes == 2 })
+
+	st, err := badgerstore.Open(ctxT(t), r.dir, badgerstore.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.st = st
+	r.start()
+	eventually(t, 20*time.Second, "the message received", func() bool { return len(inbox(t, r)) == 1 })
+	eventually(t, 20*time.Second, "both copies taken", func() bool { return srv.Stats().Envelopes == 0 })
+	if got := inbox(t, r); len(got) != 1 {
+		t.Errorf("received %d messages, want 1", len(got))
+	}
 }
