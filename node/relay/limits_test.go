@@ -2,12 +2,14 @@ package relay_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sealpost/sealpost/protocol"
+	"github.com/sealpost/sealpost/store"
 )
 
 // TestDepositRefusals: each limit answers with its own code, and a refused
@@ -323,4 +325,50 @@ func TestSubscriptionReplaced(t *testing.T) {
 	if push := b.read(); push.Op != protocol.RelayPush || !bytes.Equal(push.Envelope, env) {
 		t.Fatalf("push to the new subscription: %+v", push)
 	}
+}
+
+// TestCloseWhileBusy: Close with deposits in flight and a subscription open
+// returns, ends every stream and goroutine (goleak checks the package),
+// and every deposit answered ok before it is in the store.
+func TestCloseWhileBusy(t *testing.T) {
+	r := newRelay(t, testResources())
+	owner := r.dial(t)
+	m := owner.create()
+	tok := owner.token(m, 0, 0)
+	owner.send(signed(owner, &protocol.RelayRequest{Op: protocol.RelaySubscribe, Mailbox: m.id}, m))
+	s := r.dial(t)
+	done := make(chan int)
+	go func() {
+		ok := 0
+		for {
+			resp, err := s.tryRead()
+			if err != nil {
+				done <- ok
+				return
+			}
+			if resp.Code == protocol.CodeOK {
+				ok++
+			}
+		}
+	}()
+	for i := range 200 {
+		s.send(&protocol.RelayRequest{Op: protocol.RelayDeposit, Mailbox: m.id, Token: tok, Envelope: envelope(m.id, 512, i)})
+	}
+	if err := r.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.srv.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	acked := <-done
+	var stored uint64
+	r.st.View(context.Background(), func(tx *store.Tx) error {
+		mb, err := tx.Relay().Mailbox(store.MailboxID(m.id))
+		stored = mb.Count
+		return err
+	})
+	if stored < uint64(acked) {
+		t.Errorf("%d deposits answered ok, %d stored", acked, stored)
+	}
+	r.srv = nil
 }

@@ -244,7 +244,7 @@ func (s *Server) deleteMailbox(ctx context.Context, mb store.MailboxID) error {
 			break
 		}
 	}
-	s.endSubscription(protocol.MailboxID(mb), nil, protocol.CodeUnknownMailbox)
+	s.endSubscription(protocol.MailboxID(mb), protocol.CodeUnknownMailbox)
 	return nil
 }
 

@@ -82,16 +82,15 @@ type Server struct {
 	wg         sync.WaitGroup // the writer, the sweeper, stream handlers, subscriptions
 	notifiee   *network.NotifyBundle
 
-	mu       sync.Mutex
-	closing  bool
-	streams  map[*stream]struct{}
-	perPeer  map[peer.ID]int
-	conns    map[string]*connState
-	subs     map[protocol.MailboxID]*subscription
-	tokens   *limiter[protocol.TokenHash]
-	penalty  *limiter[peer.ID]
-	closeErr error
-	closed   chan struct{}
+	mu      sync.Mutex
+	closing bool
+	streams map[*stream]struct{}
+	perPeer map[peer.ID]int
+	conns   map[string]*connState
+	subs    map[protocol.MailboxID]*subscription
+	tokens  *limiter[protocol.TokenHash]
+	penalty *limiter[peer.ID]
+	closed  chan struct{}
 }
 
 // connState is what the relay counts per connection.
@@ -182,7 +181,7 @@ func (s *Server) Close() error {
 	if s.closing {
 		s.mu.Unlock()
 		<-s.closed
-		return s.closeErr
+		return nil
 	}
 	s.closing = true
 	open := make([]*stream, 0, len(s.streams))
@@ -200,7 +199,7 @@ func (s *Server) Close() error {
 	s.met.unregister()
 	s.log.Info("relay service stopped")
 	close(s.closed)
-	return s.closeErr
+	return nil
 }
 
 // Addrs returns the relay's multiaddrs with /p2p/, for operators.

@@ -151,7 +151,7 @@ func (s *Server) notify(mb protocol.MailboxID) {
 }
 
 // endSubscription ends the subscription of mailbox mb with code.
-func (s *Server) endSubscription(mb protocol.MailboxID, _ *subscription, code protocol.Code) {
+func (s *Server) endSubscription(mb protocol.MailboxID, code protocol.Code) {
 	s.mu.Lock()
 	sub := s.subs[mb]
 	s.mu.Unlock()
