@@ -261,6 +261,11 @@ func (s *Server) release(c *stream) {
 	if s.perPeer[c.peer]--; s.perPeer[c.peer] <= 0 {
 		delete(s.perPeer, c.peer)
 	}
+	if c.str.Conn().IsClosed() {
+		// The disconnect notification may have come before admit made
+		// the entry.
+		delete(s.conns, c.connID)
+	}
 	s.mu.Unlock()
 	s.wg.Done()
 }
