@@ -168,8 +168,17 @@ func TestConnectionLimits(t *testing.T) {
 func TestTTL(t *testing.T) {
 	res := testResources()
 	res.TTL = time.Hour
-	res.SweepInterval = time.Minute
+	res.SweepInterval = time.Second
 	r := newRelay(t, res)
+	// The sweep re-arms its timer after each run; keep the clock moving
+	// (a second a poll) so that a timer armed after an Advance fires too.
+	sweep := func(what string, cond func() bool) {
+		t.Helper()
+		eventually(t, what, func() bool {
+			r.clock.Advance(time.Second)
+			return cond()
+		})
+	}
 	c := r.dial(t)
 	m := c.create()
 	tok := c.token(m, 0, 0)
@@ -189,10 +198,9 @@ func TestTTL(t *testing.T) {
 		t.Fatalf("fetch after expiry: %+v, %d pushed", resp, len(c.pushed))
 	}
 	c.pushed = nil
-	r.clock.Advance(time.Minute) // the sweep's timer
-	eventually(t, "the sweep", func() bool { return r.srv.Stats().Envelopes == 1 })
+	sweep("the sweep", func() bool { return r.srv.Stats().Envelopes == 1 })
 	r.clock.Advance(time.Hour)
-	eventually(t, "the second sweep", func() bool { return r.srv.Stats().Envelopes == 0 })
+	sweep("the second sweep", func() bool { return r.srv.Stats().Envelopes == 0 })
 	c.refresh()
 	// Prekey batches expire too.
 	resp = c.call(&protocol.RelayRequest{Op: protocol.RelayPutPrekeys, Mailbox: m.id, Blobs: [][]byte{{1}}, ExpiresAt: r.clock.Now().Add(10 * time.Minute).UnixMilli()}, m.key)
@@ -200,7 +208,7 @@ func TestTTL(t *testing.T) {
 		t.Fatal(resp.Code)
 	}
 	r.clock.Advance(11 * time.Minute)
-	eventually(t, "prekey expiry", func() bool { return r.srv.Stats().Prekeys == 0 })
+	sweep("prekey expiry", func() bool { return r.srv.Stats().Prekeys == 0 })
 	c.refresh()
 	if resp := c.call(&protocol.RelayRequest{Op: protocol.RelayTakePrekey, Mailbox: m.id, Token: tok}, nil); resp.Code != protocol.CodeNotFound {
 		t.Errorf("take after expiry: %s", resp.Code)
