@@ -125,6 +125,7 @@ duplicated.`,
 	f.Int64Var(&o.Seed, "seed", 1, "scenario seed: the same seed, the same scenario")
 	f.StringVar(&o.Dir, "dir", "", "make the stores under this directory (default: the system's temporary directory)")
 	f.BoolVar(&o.Keep, "keep", false, "keep the stores afterwards")
+	f.BoolVar(&o.TCP, "tcp", false, "connect over TCP only (a descriptor per connection), not QUIC first (one socket per host)")
 	f.StringVar(&logLevel, "log-level", "", "print the nodes' logs at this level to standard error (debug, info, warn, error)")
 	return cmd
 }

@@ -12,6 +12,7 @@ import (
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
 	"github.com/sealpost/sealpost/node/relay"
@@ -26,7 +27,7 @@ import (
 type relayHost struct {
 	key    crypto.PrivKey
 	id     peer.ID
-	listen string
+	listen []string
 	h      host.Host
 	srv    *relay.Server
 }
@@ -40,7 +41,7 @@ func newRelayHost() (*relayHost, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &relayHost{key: key, id: id, listen: "/ip4/127.0.0.1/tcp/0"}, nil
+	return &relayHost{key: key, id: id}, nil
 }
 
 // start starts the host and the relay service on st.
@@ -52,21 +53,26 @@ func (r *relayHost) start(m *member) error {
 	if err != nil {
 		return fmt.Errorf("relay host: %w", err)
 	}
-	opts := func(listen string) []libp2p.Option {
+	opts := func(listen []string) []libp2p.Option {
 		return []libp2p.Option{
 			libp2p.ResourceManager(rm),
 			libp2p.Identity(r.key),
-			libp2p.ListenAddrStrings(listen),
+			libp2p.ListenAddrStrings(listen...),
 			libp2p.Transport(tcp.NewTCPTransport),
+			libp2p.Transport(quic.NewTransport),
 			libp2p.Security(noise.ID, noise.New),
 			libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 			libp2p.ConnectionGater(m.gater),
 			libp2p.DisableRelay(),
 		}
 	}
+	fresh := m.net.listen()
+	if len(r.listen) == 0 {
+		r.listen = fresh
+	}
 	h, err := libp2p.New(opts(r.listen)...)
-	if err != nil && r.listen != "/ip4/127.0.0.1/tcp/0" {
-		h, err = libp2p.New(opts("/ip4/127.0.0.1/tcp/0")...) // the old port is taken
+	if err != nil {
+		h, err = libp2p.New(opts(fresh)...) // the old ports are taken
 	}
 	if err != nil {
 		rm.Close()
@@ -78,13 +84,16 @@ func (r *relayHost) start(m *member) error {
 		return err
 	}
 	r.h, r.srv = h, srv
-	r.listen = h.Addrs()[0].String()
+	r.listen = r.listen[:0]
+	for _, a := range h.Addrs() {
+		r.listen = append(r.listen, a.String())
+	}
 	return nil
 }
 
-// addr is the relay's address with /p2p/, as `relays add` takes it.
+// addr is the relay's first address with /p2p/, as `relays add` takes it.
 func (r *relayHost) addr() string {
-	return r.listen + "/p2p/" + r.id.String()
+	return r.listen[0] + "/p2p/" + r.id.String()
 }
 
 // cut closes every connection of the host at once.

@@ -41,6 +41,11 @@ type Options struct {
 	// Seed decides the scenario: the same seed gives the same contacts,
 	// offline nodes, messages and faults.
 	Seed int64
+	// TCP makes every host listen on TCP only. By default hosts listen on
+	// QUIC and TCP, as a user's node does, and libp2p dials QUIC first:
+	// one UDP socket per host, where TCP takes a descriptor per
+	// connection (and per end, in one process).
+	TCP bool
 	// Dir is where the network's stores go (in a new directory, removed
 	// afterwards unless Keep). Default: the system's temporary directory.
 	Dir  string
@@ -334,7 +339,7 @@ func (nw *cluster) nodeConfig(m *member) (node.Config, error) {
 	if err != nil {
 		return cfg, err
 	}
-	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.Listen = nw.listen()
 	cfg.Clock = m.clock
 	cfg.ConnGater = m.gater
 	cfg.Logger = nw.log.With("member", m.name)
@@ -370,6 +375,15 @@ func (nw *cluster) nodeConfig(m *member) (node.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// listen returns the listen addresses of a new member: QUIC and TCP, or
+// TCP with Options.TCP.
+func (nw *cluster) listen() []string {
+	if nw.o.TCP {
+		return []string{"/ip4/127.0.0.1/tcp/0"}
+	}
+	return []string{"/ip4/127.0.0.1/udp/0/quic-v1", "/ip4/127.0.0.1/tcp/0"}
 }
 
 // note records a fault action for the report.
