@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/sealpost/sealpost/node/relay"
 )
 
 // relayCommand is `sealpost relay stats`: the operator's view of the
@@ -15,19 +17,22 @@ import (
 // confused with `relays`, the relays a personal node receives through.
 func (c *cli) relayCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "relay stats",
+		Use:   "relay stats|peers",
 		Short: "The community relay service this node runs",
-		Long: `Show the figures of the community relay service this node runs (started
-with --relay-service or --profile relay): mailboxes held, envelopes and bytes
-stored, deposits and fetches in the last minute, and refused requests by
-reason since the relay started. Nothing shown names a mailbox, a token or a
-peer. With --json: one object (the same as GET /v1/relay/stats).`,
+		Long: `The operator's view of the community relay service this node runs (started
+with --relay-service or --profile relay). 'relay stats' shows its figures;
+'relay peers' the peers it served on mailbox streams lately.`,
 		Args: cobra.NoArgs,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "stats",
 		Short: "Mailboxes, stored envelopes and bytes, traffic and refusals",
-		Args:  cobra.NoArgs,
+		Long: `Show the figures of the community relay service this node runs: mailboxes
+held, envelopes and bytes stored, deposits and fetches in the last minute,
+and refused requests by reason since the relay started. Nothing shown names
+a mailbox, a token or a peer. With --json: one object (the same as
+GET /v1/relay/stats).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := c.client()
 			if err != nil {
@@ -64,6 +69,41 @@ peer. With --json: one object (the same as GET /v1/relay/stats).`,
 						label = "rejections"
 					}
 					fmt.Fprintf(tw, "%s\t%s %d\n", label, r, st.Rejections[r])
+				}
+				tw.Flush()
+			})
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "peers",
+		Short: "The peers served on mailbox streams lately",
+		Long: `Show the peer IDs the relay service served on mailbox streams lately,
+newest first: every peer that opened one, those that sent mailbox owner
+operations, and those that deposited envelopes or asked for a card blob or
+a one-time prekey (at most 256 of each, kept in memory only; no mailbox or
+token is named). Personal nodes do mailbox work under keys of their own for
+each relay, so none of these should be a device's peer ID: a device's peer
+ID may appear in 'peers ls' (it bootstraps through the relay), never here.
+With --json: one object (the same as GET /v1/relay/peers).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			p, err := cl.RelayPeers(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return c.print(p, func(w io.Writer) {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				for _, l := range []struct {
+					name  string
+					peers []relay.SeenPeer
+				}{{"stream", p.Streams}, {"owner", p.Owners}, {"depositor", p.Depositors}} {
+					for _, sp := range l.peers {
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", l.name, sp.PeerID, sp.LastSeen.Local().Format(time.DateTime))
+					}
 				}
 				tw.Flush()
 			})

@@ -7,10 +7,12 @@ import (
 	"github.com/sealpost/sealpost/node/relay"
 )
 
-// RelayService is what GET /v1/relay/stats serves: the community relay
-// service this node runs (node.Node.Relay). *relay.Server implements it.
+// RelayService is what GET /v1/relay/stats and GET /v1/relay/peers serve:
+// the community relay service this node runs (node.Node.Relay).
+// *relay.Server implements it.
 type RelayService interface {
 	Stats() relay.Stats
+	RecentPeers() relay.RecentPeers
 }
 
 var _ RelayService = (*relay.Server)(nil)
@@ -29,6 +31,18 @@ func (s *Server) relayServiceRoutes() []route {
 			}
 			return st, nil
 		})},
+		{"GET /v1/relay/peers", false, s.handle(func(r *http.Request) (any, error) {
+			if s.cfg.RelayService == nil {
+				return nil, errNoRelayService
+			}
+			p := s.cfg.RelayService.RecentPeers()
+			for _, l := range []*[]relay.SeenPeer{&p.Streams, &p.Owners, &p.Depositors} {
+				if *l == nil {
+					*l = []relay.SeenPeer{}
+				}
+			}
+			return p, nil
+		})},
 	}
 }
 
@@ -39,4 +53,12 @@ func (c *Client) RelayStats(ctx context.Context) (relay.Stats, error) {
 	var st relay.Stats
 	err := c.do(ctx, http.MethodGet, "/v1/relay/stats", nil, &st)
 	return st, err
+}
+
+// RelayPeers calls GET /v1/relay/peers: the peers the relay service served
+// on mailbox streams lately (relay.RecentPeers), for its operator.
+func (c *Client) RelayPeers(ctx context.Context) (relay.RecentPeers, error) {
+	var p relay.RecentPeers
+	err := c.do(ctx, http.MethodGet, "/v1/relay/peers", nil, &p)
+	return p, err
 }

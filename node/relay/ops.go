@@ -13,6 +13,12 @@ import (
 // dispatch answers one request; false ends the stream with a reset.
 func (c *stream) dispatch(req *protocol.RelayRequest) bool {
 	s := c.s
+	switch {
+	case req.Op.Owner():
+		c.saw(seenOwner)
+	case req.Op == protocol.RelayDeposit, req.Op == protocol.RelayGetCard, req.Op == protocol.RelayTakePrekey:
+		c.saw(seenDepositor)
+	}
 	if req.Op == protocol.RelayDeposit {
 		return c.deposit(req)
 	}

@@ -91,6 +91,8 @@ type Server struct {
 	tokens  *limiter[protocol.TokenHash]
 	penalty *limiter[peer.ID]
 	closed  chan struct{}
+
+	seen *recentPeers // the peers served on mailbox streams (RecentPeers)
 }
 
 // connState is what the relay counts per connection.
@@ -143,6 +145,7 @@ func New(h host.Host, st store.Store, res Resources, opt Options) (*Server, erro
 		tokens:     newLimiter[protocol.TokenHash](opt.Clock, res.TokenRate, float64(res.TokenBurst), 0),
 		penalty:    newLimiter[peer.ID](opt.Clock, 1, 1, res.Penalty),
 		closed:     make(chan struct{}),
+		seen:       newRecentPeers(MaxRecentPeers),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.met, err = newMetrics(s, opt.Registerer); err != nil {

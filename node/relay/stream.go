@@ -32,6 +32,7 @@ type stream struct {
 	// Reader goroutine only.
 	challenge protocol.Challenge
 	issued    time.Time
+	seen      [nKinds]bool // the kinds of work recorded in Server.seen
 
 	subsMu sync.Mutex
 	subs   map[uint64]*subscription // by the Subscribe request's ID
@@ -61,6 +62,7 @@ func (s *Server) handle(str network.Stream) {
 		return
 	}
 	defer s.release(c)
+	c.saw(seenStream)
 	s.met.streams.Inc()
 	defer s.met.streams.Dec()
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
@@ -142,6 +144,15 @@ func (c *stream) serve() int {
 		if !c.dispatch(&req) {
 			return endReset
 		}
+	}
+}
+
+// saw records the stream's peer in the relay's recent peers of kind k,
+// once per stream.
+func (c *stream) saw(k peerKind) {
+	if !c.seen[k] {
+		c.seen[k] = true
+		c.s.seen.add(k, c.peer, c.s.clock.Now())
 	}
 }
 

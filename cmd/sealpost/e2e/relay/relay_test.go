@@ -236,28 +236,30 @@ func received(t *testing.T, r *node, want int) []msg {
 
 // TestOfflineDelivery: R receives through a relay, gives S an invite and
 // stops; S sends 50 messages; R starts and receives all, in order, once.
-// Then the relay's disk and log are searched for what it must not know.
+// Then the relay's disk and log are searched for what it must not know,
+// and the peers it served on mailbox streams for the devices' peer IDs.
 //
-// The two nodes do not use the relay as a bootstrap peer here, so every
-// peer the relay is connected to works on mailboxes: none may be a device.
+// Both nodes use the relay as their bootstrap peer, as users do, so their
+// devices' peer IDs are among the relay's connections (the test checks
+// that): what must hold is that none of them ever opened a mailbox stream.
 func TestOfflineDelivery(t *testing.T) {
 	relay := startRelay(t, "relay")
-	s := startPersonal(t, "sender-sam", nil)
-	r := startPersonal(t, "recipient-rita", nil)
-	seen := map[string]bool{}
+	s := startPersonal(t, "sender-sam", relay)
+	r := startPersonal(t, "recipient-rita", relay)
+	connected := map[string]bool{}
 	r.home.MustRun("relays", "add", relay.addr())
-	relay.observe(seen)
+	relay.observe(connected)
 	befriend(t, s, r, "rita-contact")
-	relay.observe(seen)
+	relay.observe(connected)
 	r.stop(syscall.SIGTERM)
 
 	texts := sendMany(t, s, "rita-contact", "offline-plaintext", 50)
-	relay.observe(seen)
+	relay.observe(connected)
 
 	start := time.Now()
 	r.start()
 	got := received(t, r, len(texts))
-	relay.observe(seen)
+	relay.observe(connected)
 	t.Logf("%d messages received %v after the recipient started", len(got), time.Since(start).Round(time.Millisecond))
 	checkAll(t, got, texts)
 	for _, m := range got {
@@ -265,16 +267,43 @@ func TestOfflineDelivery(t *testing.T) {
 			t.Fatalf("message from %s, want %s", m.From, s.id.UserID)
 		}
 	}
-	if len(seen) == 0 {
-		t.Error("the relay never listed a peer")
-	}
 	for _, dev := range []*node{s, r} {
-		if seen[dev.id.PeerID] {
-			t.Errorf("the relay was connected to %s's device %s", dev.name, dev.id.PeerID)
+		if !connected[dev.id.PeerID] {
+			t.Errorf("%s's device %s never showed among the relay's peers: it does not bootstrap through the relay", dev.name, dev.id.PeerID)
 		}
 	}
+	checkMailboxPeers(t, relay, []*node{s, r})
 	relay.stop(syscall.SIGTERM)
 	checkBlind(t, relay, []*node{s, r}, texts, []string{"sender-sam", "recipient-rita", "rita-contact"})
+}
+
+// checkMailboxPeers reads the peers the relay served on mailbox streams
+// (`relay peers`): owners and depositors must both be there, and no peer
+// of any list may be one of the devices.
+func checkMailboxPeers(t *testing.T, relay *node, devices []*node) {
+	t.Helper()
+	type seen struct {
+		PeerID string `json:"peer_id"`
+	}
+	var p struct {
+		Streams    []seen `json:"streams"`
+		Owners     []seen `json:"owners"`
+		Depositors []seen `json:"depositors"`
+	}
+	relay.home.JSON(&p, "relay", "peers")
+	t.Logf("the relay served %d peers on mailbox streams: %d owners, %d depositors", len(p.Streams), len(p.Owners), len(p.Depositors))
+	if len(p.Owners) == 0 || len(p.Depositors) == 0 || len(p.Streams) == 0 {
+		t.Fatalf("relay peers lists %d streams, %d owners, %d depositors; want some of each", len(p.Streams), len(p.Owners), len(p.Depositors))
+	}
+	for what, l := range map[string][]seen{"streams": p.Streams, "owners": p.Owners, "depositors": p.Depositors} {
+		for _, x := range l {
+			for _, d := range devices {
+				if x.PeerID == d.id.PeerID {
+					t.Errorf("the relay served %s's device %s on a mailbox stream (%s)", d.name, d.id.PeerID, what)
+				}
+			}
+		}
+	}
 }
 
 // TestRelayKilledAfterReceipts: the relay is SIGKILLed right after it
