@@ -8,6 +8,15 @@ import (
 	"github.com/sealpost/sealpost/protocol/internal/pb"
 )
 
+// CardVersion is the newest card version this package encodes and
+// decodes. Version 2 added Mailbox.PrekeyKey. A card is encoded at the
+// lowest version that holds it: version 1 unless a mailbox carries a
+// prekey key, so that a node that speaks only version 1 reads every card
+// it can. Decoding accepts versions 1 and 2, and only the canonical one:
+// a version-1 card with a prekey key, or a version-2 card without one, is
+// malformed (one value, one encoding).
+const CardVersion = 2
+
 // Card is what a user tells a contact about themself: who they are, where
 // their device listens, and which relay mailboxes the contact may deposit
 // into. Cards travel only inside the ratchet (a KindCard plaintext, or
@@ -46,6 +55,28 @@ type Mailbox struct {
 	SealingKey SealingKey
 	// Token is the deposit token for this contact.
 	Token []byte
+	// PrekeyKey is the mailbox's K_pk (card version 2; zero: absent): the
+	// key the one-time prekeys the owner keeps on the relay, and the
+	// bundle blob under Token, are encrypted with (node/mailbox). With it
+	// a contact can start a session while the owner's device is offline.
+	PrekeyKey PrekeyKey
+}
+
+// PrekeyKey is a mailbox's K_pk (32 bytes), carried in card version 2.
+type PrekeyKey [32]byte
+
+// IsZero reports whether k is all zero (absent).
+func (k PrekeyKey) IsZero() bool { return k == PrekeyKey{} }
+
+// version is the card version that holds c: 2 if a mailbox carries a
+// prekey key, else 1.
+func (c *Card) version() uint32 {
+	for i := range c.Mailboxes {
+		if !c.Mailboxes[i].PrekeyKey.IsZero() {
+			return 2
+		}
+	}
+	return Version
 }
 
 // Validate checks c's fields against their limits.
@@ -102,7 +133,7 @@ func (c *Card) Marshal() ([]byte, error) { return encode(nil, c) }
 // Unmarshal decodes and validates b into c.
 func (c *Card) Unmarshal(b []byte) error {
 	var p pb.Card
-	if err := decode(b, c.limit(), c.kind(), &p); err != nil {
+	if err := decodeVersions(b, c.limit(), c.kind(), CardVersion, &p); err != nil {
 		return err
 	}
 	v, err := cardFromPB(&p)
@@ -120,7 +151,7 @@ func (c *Card) wire() proto.Message { return c.wireCard() }
 
 func (c *Card) wireCard() *pb.Card {
 	p := &pb.Card{
-		Version:   Version,
+		Version:   c.version(),
 		Identity:  c.Identity,
 		Device:    c.Device,
 		Name:      c.Name,
@@ -136,6 +167,7 @@ func (c *Card) wireCard() *pb.Card {
 			Id:         m.ID[:],
 			SealingKey: m.SealingKey[:],
 			Token:      m.Token,
+			PrekeyKey:  optional(m.PrekeyKey[:]),
 		})
 	}
 	return p
@@ -144,13 +176,13 @@ func (c *Card) wireCard() *pb.Card {
 // cardFromPB converts a decoded card (inside a Plaintext, too); the caller
 // validates the result.
 func cardFromPB(p *pb.Card) (*Card, error) {
-	if p.Version != Version {
-		// Only reachable for a card inside a Plaintext: decode checks the
-		// version of the top-level message.
+	if p.Version < 1 || p.Version > CardVersion {
+		// Only reachable for a card inside a Plaintext: decodeVersions
+		// checks the version of a top-level card.
 		if p.Version == 0 {
 			return nil, fmt.Errorf("%w: card: version missing", ErrMalformed)
 		}
-		return nil, fmt.Errorf("%w: card version %d (this node speaks %d)", ErrUnsupportedVersion, p.Version, Version)
+		return nil, fmt.Errorf("%w: card version %d (this node speaks up to %d)", ErrUnsupportedVersion, p.Version, CardVersion)
 	}
 	c := &Card{
 		Identity:  p.Identity,
@@ -171,7 +203,15 @@ func cardFromPB(p *pb.Card) (*Card, error) {
 		if err := fixed(m.SealingKey[:], pm.SealingKey, false, fmt.Sprintf("card: mailbox[%d]: sealing key", i)); err != nil {
 			return nil, err
 		}
+		if err := fixed(m.PrekeyKey[:], pm.PrekeyKey, true, fmt.Sprintf("card: mailbox[%d]: prekey key", i)); err != nil {
+			return nil, err
+		}
 		c.Mailboxes = append(c.Mailboxes, m)
+	}
+	if v := c.version(); v != p.Version {
+		// Version 1 has no prekey key; version 2 is only for a card with
+		// one, so that each card has one encoding.
+		return nil, fmt.Errorf("%w: card: version %d for a card of version %d", ErrMalformed, p.Version, v)
 	}
 	return c, nil
 }

@@ -57,10 +57,16 @@ func encode(dst []byte, m Message) ([]byte, error) {
 // written out and overlong varints are ErrMalformed. Validation of the
 // fields' values is left to the caller's conversion.
 func decode(b []byte, limit int, kind string, p proto.Message) error {
+	return decodeVersions(b, limit, kind, Version, p)
+}
+
+// decodeVersions is decode for a message that has versions 1 to newest
+// (the caller checks that the fields match the version).
+func decodeVersions(b []byte, limit int, kind string, newest uint64, p proto.Message) error {
 	if len(b) > limit {
 		return fmt.Errorf("%w: %s of %d bytes, limit %d", ErrTooLarge, kind, len(b), limit)
 	}
-	if err := checkVersion(b, kind); err != nil {
+	if err := checkVersion(b, kind, newest); err != nil {
 		return err
 	}
 	if err := (proto.UnmarshalOptions{}).Unmarshal(b, p); err != nil {
@@ -77,9 +83,10 @@ func decode(b []byte, limit int, kind string, p proto.Message) error {
 }
 
 // checkVersion looks for field 1 (the version) among the top-level fields
-// of b. Absent or zero is ErrMalformed, another value ErrUnsupportedVersion.
-// A b that does not parse is left for the full decoder to report.
-func checkVersion(b []byte, kind string) error {
+// of b. Absent or zero is ErrMalformed, a value above newest
+// ErrUnsupportedVersion. A b that does not parse is left for the full
+// decoder to report.
+func checkVersion(b []byte, kind string, newest uint64) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -94,8 +101,8 @@ func checkVersion(b []byte, kind string) error {
 			if v == 0 {
 				break
 			}
-			if v != Version {
-				return fmt.Errorf("%w: %s version %d (this node speaks %d)", ErrUnsupportedVersion, kind, v, Version)
+			if v > newest {
+				return fmt.Errorf("%w: %s version %d (this node speaks %d)", ErrUnsupportedVersion, kind, v, newest)
 			}
 			return nil
 		}

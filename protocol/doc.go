@@ -11,8 +11,11 @@
 // internal/pb) in its one canonical encoding: fields in field-number order,
 // each at most once, default values (zero, empty) left out, minimal varints,
 // no unknown fields. Field 1 of every top-level message is its version; this
-// package speaks version 1 (Version). Sub-records (Mailbox in a Card,
-// InviteRelay in an Invite) are versioned by the record that holds them.
+// package speaks version 1 (Version) of every message, and versions 1 and 2
+// of the Card (CardVersion: version 2 adds the mailbox's prekey key, and a
+// card is encoded at the lowest version that holds it). Sub-records
+// (Mailbox in a Card, InviteRelay in an Invite) are versioned by the record
+// that holds them.
 // Byte strings that crypto/ defines (public identities, device records,
 // bundles, PQXDH initial messages, ratchet messages) are carried as opaque
 // bytes and never re-encoded; peer IDs and multiaddrs are carried as their
@@ -27,7 +30,8 @@
 // Ciphertext)}; Ack = {1 version, 2 id, 3 code}. Plaintext = {1 version, 2 id,
 // 3 seq, 4 sent_at, 5 kind, 6 text, 7 covers, 8 payload, 9 card, 10
 // invite_secret}. Card = {1 version, 2 identity, 3 device, 4 name, 5 addrs,
-// 6 mailboxes, 7 updated_at, 8 seq}. BundleRequest = {1 version, 2 pin};
+// 6 mailboxes, 7 updated_at, 8 seq}, Mailbox = {1 relay, 2 relay_addrs, 3
+// id, 4 sealing_key, 5 token, 6 prekey_key (card version 2)}. BundleRequest = {1 version, 2 pin};
 // BundleResponse = {1 version, 2 code, 3 bundle}. An invite link is
 // "sealpost://" || base64url-without-padding(Invite), Invite = {1 version,
 // 2 identity, 3 device_key | 4 device_id, 5 addrs, 6 bundle_pin, 7 secret,

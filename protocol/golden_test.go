@@ -27,6 +27,7 @@ func TestGolden(t *testing.T) {
 		{"plaintext-text.hex", sampleText()},
 		{"plaintext-receipt.hex", sampleReceipt()},
 		{"card.hex", sampleCard()},
+		{"card-v2.hex", sampleCardV2()},
 		{"bundle-request.hex", &BundleRequest{Pin: BundlePin(pattern(16, 0x40))}},
 		{"bundle-response.hex", &BundleResponse{Code: CodeOK, Bundle: pattern(64, 0x33)}},
 		{"bundle-response-expired.hex", &BundleResponse{Code: CodeExpired}},

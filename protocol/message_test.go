@@ -265,6 +265,7 @@ func newLike(m Message) Message {
 func TestDecodeWire(t *testing.T) {
 	text := sampleText().wire().(*pb.Plaintext)
 	card := sampleCard().wire().(*pb.Card)
+	cardV2 := sampleCardV2().wire().(*pb.Card)
 	inv := sampleInviteRelay().wire().(*pb.Invite)
 	good := marshalRaw(t, text)
 	// Text that is not UTF-8 cannot be made with the generated code, which
@@ -302,7 +303,14 @@ func TestDecodeWire(t *testing.T) {
 			}
 		}), ErrTooLarge},
 		{"card version missing", new(Plaintext), withPlaintext(t, text, func(p *pb.Plaintext) { p.Card.Version = 0 }), ErrMalformed},
-		{"card version 2", new(Plaintext), withPlaintext(t, text, func(p *pb.Plaintext) { p.Card.Version = 2 }), ErrUnsupportedVersion},
+		{"card version 3", new(Plaintext), withPlaintext(t, text, func(p *pb.Plaintext) { p.Card.Version = 3 }), ErrUnsupportedVersion},
+		{"card version 2 without a prekey key", new(Plaintext), withPlaintext(t, text, func(p *pb.Plaintext) { p.Card.Version = 2 }), ErrMalformed},
+		{"card version 1 with a prekey key", new(Plaintext), withPlaintext(t, text, func(p *pb.Plaintext) { p.Card.Mailboxes[0].PrekeyKey = pattern(32, 1) }), ErrMalformed},
+		{"top-level card version 3", new(Card), withCard(t, cardV2, func(c *pb.Card) { c.Version = 3 }), ErrUnsupportedVersion},
+		{"top-level card version 2 without a prekey key", new(Card), withCard(t, card, func(c *pb.Card) { c.Version = 2 }), ErrMalformed},
+		{"top-level card version 1 with a prekey key", new(Card), withCard(t, cardV2, func(c *pb.Card) { c.Version = 1 }), ErrMalformed},
+		{"mailbox prekey key short", new(Card), withCard(t, cardV2, func(c *pb.Card) { c.Mailboxes[0].PrekeyKey = c.Mailboxes[0].PrekeyKey[:31] }), ErrMalformed},
+		{"mailbox prekey key zero", new(Card), withCard(t, cardV2, func(c *pb.Card) { c.Mailboxes[0].PrekeyKey = make([]byte, 32) }), ErrMalformed},
 		{"mailbox id short", new(Card), withCard(t, card, func(c *pb.Card) { c.Mailboxes[0].Id = c.Mailboxes[0].Id[:31] }), ErrMalformed},
 		{"mailbox sealing key long", new(Card), withCard(t, card, func(c *pb.Card) { c.Mailboxes[0].SealingKey = make([]byte, 33) }), ErrMalformed},
 		{"mailboxes over the limit", new(Card), withCard(t, card, func(c *pb.Card) {

@@ -83,6 +83,16 @@ func sampleCard() *Card {
 	}
 }
 
+// sampleCardV2 is sampleCard with a prekey key on its mailbox: a
+// version-2 card.
+func sampleCardV2() *Card {
+	c := sampleCard()
+	c.Mailboxes = []Mailbox{sampleMailbox(), sampleMailbox()}
+	c.Mailboxes[0].PrekeyKey = PrekeyKey(pattern(32, 0xf0))
+	c.Mailboxes[1].ID = MailboxID(pattern(32, 0xa8))
+	return c
+}
+
 func sampleText() *Plaintext {
 	return &Plaintext{
 		ID:           MessageID(pattern(16, 0x50)),
@@ -161,6 +171,8 @@ func samples(t testing.TB) []struct {
 		{"plaintext reserved", sampleReserved(), newPlaintext},
 		{"plaintext device list", &Plaintext{ID: MessageID(pattern(16, 9)), Seq: 5, SentAt: MaxUnixMilli, Kind: KindDeviceList, Payload: []byte{1}}, newPlaintext},
 		{"card", sampleCard(), func() Message { return new(Card) }},
+		{"card v2", sampleCardV2(), func() Message { return new(Card) }},
+		{"plaintext card v2", &Plaintext{ID: MessageID(pattern(16, 0x53)), Seq: 4, SentAt: 1767225600999, Kind: KindCard, Card: sampleCardV2()}, newPlaintext},
 		{"card minimal", &Card{Identity: []byte{1}, Device: []byte{2}, UpdatedAt: 1, Seq: 1}, func() Message { return new(Card) }},
 		{"bundle request", &BundleRequest{Pin: BundlePin(pattern(16, 0x40))}, func() Message { return new(BundleRequest) }},
 		{"bundle request unpinned", &BundleRequest{}, func() Message { return new(BundleRequest) }},

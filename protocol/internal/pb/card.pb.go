@@ -23,7 +23,8 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Card is what a user tells a contact about themself.
+// Card is what a user tells a contact about themself. Version 1, or 2 when
+// a mailbox carries a prekey_key (the lowest version that holds the card).
 type Card struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -133,6 +134,7 @@ type Mailbox struct {
 	Id            []byte                 `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`                                   // mailbox ID, 32 bytes
 	SealingKey    []byte                 `protobuf:"bytes,4,opt,name=sealing_key,json=sealingKey,proto3" json:"sealing_key,omitempty"` // X25519 public key, 32 bytes
 	Token         []byte                 `protobuf:"bytes,5,opt,name=token,proto3" json:"token,omitempty"`                             // deposit token for this contact
+	PrekeyKey     []byte                 `protobuf:"bytes,6,opt,name=prekey_key,json=prekeyKey,proto3" json:"prekey_key,omitempty"`    // card version 2: the mailbox's K_pk, 32 bytes, optional
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -202,6 +204,13 @@ func (x *Mailbox) GetToken() []byte {
 	return nil
 }
 
+func (x *Mailbox) GetPrekeyKey() []byte {
+	if x != nil {
+		return x.PrekeyKey
+	}
+	return nil
+}
+
 var File_protocol_internal_pb_card_proto protoreflect.FileDescriptor
 
 const file_protocol_internal_pb_card_proto_rawDesc = "" +
@@ -216,7 +225,7 @@ const file_protocol_internal_pb_card_proto_rawDesc = "" +
 	"\tmailboxes\x18\x06 \x03(\v2\x14.sealpost.v1.MailboxR\tmailboxes\x12\x1d\n" +
 	"\n" +
 	"updated_at\x18\a \x01(\x04R\tupdatedAt\x12\x10\n" +
-	"\x03seq\x18\b \x01(\x04R\x03seq\"\x87\x01\n" +
+	"\x03seq\x18\b \x01(\x04R\x03seq\"\xa6\x01\n" +
 	"\aMailbox\x12\x14\n" +
 	"\x05relay\x18\x01 \x01(\fR\x05relay\x12\x1f\n" +
 	"\vrelay_addrs\x18\x02 \x03(\fR\n" +
@@ -224,7 +233,9 @@ const file_protocol_internal_pb_card_proto_rawDesc = "" +
 	"\x02id\x18\x03 \x01(\fR\x02id\x12\x1f\n" +
 	"\vsealing_key\x18\x04 \x01(\fR\n" +
 	"sealingKey\x12\x14\n" +
-	"\x05token\x18\x05 \x01(\fR\x05tokenB3Z1github.com/sealpost/sealpost/protocol/internal/pbb\x06proto3"
+	"\x05token\x18\x05 \x01(\fR\x05token\x12\x1d\n" +
+	"\n" +
+	"prekey_key\x18\x06 \x01(\fR\tprekeyKeyB3Z1github.com/sealpost/sealpost/protocol/internal/pbb\x06proto3"
 
 var (
 	file_protocol_internal_pb_card_proto_rawDescOnce sync.Once
