@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -153,6 +154,10 @@ func listenAddrs(n *node.Node) []string {
 		}
 		out = append(out, a)
 	}
+	// QUIC first: the first address is the one given as a bootstrap peer.
+	slices.SortStableFunc(out, func(a, b string) int {
+		return boolInt(!strings.Contains(a, "/quic-v1")) - boolInt(!strings.Contains(b, "/quic-v1"))
+	})
 	return out
 }
 

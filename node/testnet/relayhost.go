@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -91,9 +92,18 @@ func (r *relayHost) start(m *member) error {
 	return nil
 }
 
-// addr is the relay's first address with /p2p/, as `relays add` takes it.
+// addr is the relay's address with /p2p/, as `relays add` takes it: its
+// QUIC address if it has one (the mailbox client dials only the address it
+// was given).
 func (r *relayHost) addr() string {
-	return r.listen[0] + "/p2p/" + r.id.String()
+	a := r.listen[0]
+	for _, l := range r.listen {
+		if strings.Contains(l, "/quic-v1") {
+			a = l
+			break
+		}
+	}
+	return a + "/p2p/" + r.id.String()
 }
 
 // cut closes every connection of the host at once.
