@@ -195,7 +195,8 @@ func printReport(w io.Writer, r *testnet.Report) {
 	lat("direct", r.Latency.Direct)
 	lat("via relay", r.Latency.ViaRelay)
 	fmt.Fprintf(w, "relay bytes %d stored at most\n", r.RelayStoredBytes)
-	fmt.Fprintf(w, "cpu time    %.1f s\npeak memory %.0f MiB\n", r.CPUTimeSeconds, float64(r.PeakMemoryBytes)/(1<<20))
+	fmt.Fprintf(w, "cpu time    %.1f s (start %.1f, wire %.1f, send %.1f, drain %.1f)\npeak memory %.0f MiB\n",
+		r.CPUTimeSeconds, r.CPUSeconds.Start, r.CPUSeconds.Wire, r.CPUSeconds.Send, r.CPUSeconds.Drain, float64(r.PeakMemoryBytes)/(1<<20))
 	fmt.Fprintf(w, "wall time   %.1f s (start %.1f, wire %.1f, send %.1f, drain %.1f)\n",
 		r.Seconds.Total, r.Seconds.Start, r.Seconds.Wire, r.Seconds.Send, r.Seconds.Drain)
 	for _, f := range r.Faults {

@@ -41,10 +41,15 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 	stop := nw.progress()
 	defer stop()
 	mark := nw.start
+	cpuMark, _ := usage()
+	var cpu float64
 	lap := func() float64 {
 		now := time.Now()
 		d := now.Sub(mark).Seconds()
 		mark = now
+		c, _ := usage()
+		cpu = (c - cpuMark).Seconds()
+		cpuMark = c
 		return d
 	}
 
@@ -85,6 +90,7 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 		}
 	}
 	rep.Seconds.Start = lap()
+	rep.CPUSeconds.Start = cpu
 
 	nw.phase.Store(PhaseWire)
 	if err := nw.wire(ctx); err != nil {
@@ -103,6 +109,7 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 		nw.note("%d nodes offline", len(down))
 	}
 	rep.Seconds.Wire = lap()
+	rep.CPUSeconds.Wire = cpu
 
 	nw.phase.Store(PhaseSend)
 	sendErrs, err := nw.send(ctx)
@@ -111,6 +118,7 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 	}
 	rep.SendErrors = sendErrs
 	rep.Seconds.Send = lap()
+	rep.CPUSeconds.Send = cpu
 
 	nw.phase.Store(PhaseHeal)
 	if err := nw.heal(ctx, down); err != nil {
@@ -119,6 +127,7 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 	nw.phase.Store(PhaseDrain)
 	nw.drain(ctx)
 	rep.Seconds.Drain = lap()
+	rep.CPUSeconds.Drain = cpu
 
 	nw.phase.Store(PhaseCheck)
 	if err := nw.check(ctx, rep); err != nil {

@@ -174,6 +174,13 @@ type Report struct {
 	CPUTimeSeconds  float64 `json:"cpu_time_seconds"`
 	PeakMemoryBytes int64   `json:"peak_memory_bytes"`
 	PeakGoroutines  int     `json:"peak_goroutines"`
+	// CPUSeconds is the process's CPU time in each phase.
+	CPUSeconds struct {
+		Start float64 `json:"start"`
+		Wire  float64 `json:"wire"`
+		Send  float64 `json:"send"`
+		Drain float64 `json:"drain"`
+	} `json:"cpu_seconds"`
 	// Seconds is the wall time of each phase and in all.
 	Seconds struct {
 		Start float64 `json:"start"`
