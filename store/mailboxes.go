@@ -160,8 +160,10 @@ type DepositToken struct {
 	// confirmed the revocation.
 	Registered bool
 	Revoked    bool
-	// CardSeq is the sequence number of the own card in the blob uploaded
-	// for an invite token (zero: none uploaded yet).
+	// CardSeq says what the blob uploaded under the token holds (zero:
+	// none uploaded yet): for an invite token, the sequence number of the
+	// own card in it; for a contact's token, the version of the bundle in
+	// it (node/prekeys Version.ID).
 	CardSeq uint64
 }
 

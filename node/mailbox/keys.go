@@ -45,10 +45,27 @@ import (
 //
 // The relay knows only the sealing key's public half, so it can neither
 // read the prekeys nor test them against identity keys; whoever holds the
-// invite learns K_pk from the card blob.
+// invite learns K_pk from the card blob, and an accepted contact from the
+// mailbox entry of the owner's card (protocol card version 2).
+//
+// Under each accepted contact's deposit token the owner keeps the card
+// blob of that token: its current bundle (without a one-time prekey), for
+// when the contact must start a session while the owner's device is
+// offline:
+//
+//	bundle key = HKDF-SHA256(ikm = K_pk, salt = none,
+//	                         info = "sealpost/v1/contact-bundle" || 0x00 || mailbox ID, 32)
+//	bundle blob = nonce (24) || XChaCha20-Poly1305(bundle key, nonce,
+//	                   0x01 || bundle, ad = "sealpost/v1/contact-bundle" || 0x00 || mailbox ID)
+//
+// The relay hands it only to a holder of that token; every holder of K_pk
+// could read it, but it holds nothing they could not fetch from the
+// owner's device. The contact checks the bundle against the pinned
+// identity and device, as for a bundle the device serves.
 const (
 	cardLabel   = "sealpost/v1/invite-card"
 	prekeyLabel = "sealpost/v1/relay-prekeys"
+	bundleLabel = "sealpost/v1/contact-bundle"
 	blobFormat  = 1
 )
 
@@ -175,4 +192,58 @@ func OpenCard(s [16]byte, m [32]byte, blob []byte) (card, bundle, prekeyKey []by
 		prekeyKey = rest
 	}
 	return card, bundle, prekeyKey, nil
+}
+
+// ErrBundleBlob is the one error OpenBundle returns for a blob that does
+// not open: a wrong key, another mailbox, or damage.
+var ErrBundleBlob = errors.New("mailbox: cannot open the bundle blob")
+
+func bundleKey(prekeyKey []byte, m [32]byte) ([]byte, error) {
+	if len(prekeyKey) != PrekeyKeySize {
+		return nil, fmt.Errorf("mailbox: prekey key of %d bytes", len(prekeyKey))
+	}
+	return hkdf.Key(sha256.New, prekeyKey, nil, bundleLabel+"\x00"+string(m[:]), chacha20poly1305.KeySize)
+}
+
+// SealBundle encrypts the bundle blob of mailbox m (the owner's current
+// bundle, without a one-time prekey) under a key derived from K_pk
+// (PrekeyKey). rand supplies the nonce.
+func SealBundle(prekeyKey []byte, m [32]byte, bundle []byte, rand io.Reader) ([]byte, error) {
+	if len(bundle) == 0 || len(bundle) > protocol.MaxBundle {
+		return nil, fmt.Errorf("mailbox: bundle blob of a %d-byte bundle", len(bundle))
+	}
+	k, err := bundleKey(prekeyKey, m)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := chacha20poly1305.NewX(k)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, aead.NonceSize(), aead.NonceSize()+1+len(bundle)+aead.Overhead())
+	if _, err := io.ReadFull(rand, out); err != nil {
+		return nil, fmt.Errorf("mailbox: nonce: %w", err)
+	}
+	pt := append([]byte{blobFormat}, bundle...)
+	return aead.Seal(out, out, pt, []byte(bundleLabel+"\x00"+string(m[:]))), nil
+}
+
+// OpenBundle decrypts a bundle blob of mailbox m and returns the bundle
+// bytes, unchecked (the caller parses and verifies them). Every failure
+// is ErrBundleBlob.
+func OpenBundle(prekeyKey []byte, m [32]byte, blob []byte) ([]byte, error) {
+	k, err := bundleKey(prekeyKey, m)
+	if err != nil {
+		return nil, ErrBundleBlob
+	}
+	aead, err := chacha20poly1305.NewX(k)
+	if err != nil || len(blob) > protocol.MaxCardBlob || len(blob) < aead.NonceSize()+aead.Overhead() {
+		return nil, ErrBundleBlob
+	}
+	n := aead.NonceSize()
+	pt, err := aead.Open(nil, blob[:n], blob[n:], []byte(bundleLabel+"\x00"+string(m[:])))
+	if err != nil || len(pt) < 2 || pt[0] != blobFormat || len(pt)-1 > protocol.MaxBundle {
+		return nil, ErrBundleBlob
+	}
+	return pt[1:], nil
 }

@@ -129,3 +129,86 @@ func FuzzOpenPrekey(f *testing.F) {
 		}
 	})
 }
+
+func TestBundleBlob(t *testing.T) {
+	m := [32]byte{9}
+	kpk := PrekeyKey(bytes.Repeat([]byte{3}, 32), m)
+	bundle := bytes.Repeat([]byte{'b'}, 3000)
+	blob, err := SealBundle(kpk, m, bundle, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(blob) > protocol.MaxCardBlob {
+		t.Fatalf("a blob of %d bytes, over MaxCardBlob", len(blob))
+	}
+	if bytes.Contains(blob, bundle[:32]) {
+		t.Fatal("the blob holds the bundle in the clear")
+	}
+	if b, err := OpenBundle(kpk, m, blob); err != nil || !bytes.Equal(b, bundle) {
+		t.Fatalf("OpenBundle: %v", err)
+	}
+	// The prekey blobs' key opens neither way: the labels differ.
+	if _, err := OpenPrekey(kpk, m, blob); !errors.Is(err, ErrPrekeyBlob) {
+		t.Errorf("a bundle blob opened as a prekey blob: %v", err)
+	}
+	pb, err := SealPrekey(kpk, m, bundle[:100], rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenBundle(kpk, m, pb); !errors.Is(err, ErrBundleBlob) {
+		t.Errorf("a prekey blob opened as a bundle blob: %v", err)
+	}
+	if _, err := OpenBundle(PrekeyKey(bytes.Repeat([]byte{4}, 32), m), m, blob); !errors.Is(err, ErrBundleBlob) {
+		t.Errorf("another key: got %v, want ErrBundleBlob", err)
+	}
+	if _, err := OpenBundle(kpk, [32]byte{8}, blob); !errors.Is(err, ErrBundleBlob) {
+		t.Errorf("another mailbox: got %v, want ErrBundleBlob", err)
+	}
+	if _, err := OpenBundle(kpk[:5], m, blob); !errors.Is(err, ErrBundleBlob) {
+		t.Errorf("a short key: got %v, want ErrBundleBlob", err)
+	}
+	for i := range blob {
+		bad := bytes.Clone(blob)
+		bad[i] ^= 1
+		if _, err := OpenBundle(kpk, m, bad); !errors.Is(err, ErrBundleBlob) {
+			t.Fatalf("byte %d flipped: got %v, want ErrBundleBlob", i, err)
+		}
+	}
+	for _, n := range []int{0, 10, 24, 40, len(blob) - 1} {
+		if _, err := OpenBundle(kpk, m, blob[:n]); !errors.Is(err, ErrBundleBlob) {
+			t.Errorf("truncated to %d: got %v, want ErrBundleBlob", n, err)
+		}
+	}
+	if _, err := SealBundle(kpk, m, nil, rand.Reader); err == nil {
+		t.Error("SealBundle took an empty bundle")
+	}
+	if _, err := SealBundle(kpk, m, make([]byte, protocol.MaxBundle+1), rand.Reader); err == nil {
+		t.Error("SealBundle took a bundle over the limit")
+	}
+	if _, err := SealBundle(kpk[:5], m, bundle, rand.Reader); err == nil {
+		t.Error("SealBundle took a short key")
+	}
+}
+
+func FuzzOpenBundle(f *testing.F) {
+	m := [32]byte{9}
+	kpk := PrekeyKey(bytes.Repeat([]byte{3}, 32), m)
+	blob, err := SealBundle(kpk, m, []byte("bundle"), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(blob)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		bu, err := OpenBundle(kpk, m, b)
+		if err != nil {
+			if !errors.Is(err, ErrBundleBlob) {
+				t.Fatalf("error %v is not ErrBundleBlob", err)
+			}
+			return
+		}
+		if len(bu) == 0 {
+			t.Fatal("opened to an empty bundle")
+		}
+	})
+}

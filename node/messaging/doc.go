@@ -72,10 +72,16 @@
 // and each accepted contact gets a deposit token on it (an invite's is
 // derived from its secret, protocol.InviteToken, and the relay keeps the
 // invite's encrypted card blob under it); the card a contact gets lists
-// the mailboxes with that contact's tokens. Invite lists up to three
-// relays; AddContact fetches the card blob from them (and uses its bundle
-// when the device is offline: first contact without a one-time prekey,
-// on the last-resort KEM key). A delivery loop whose direct connection
+// the mailboxes with that contact's tokens and each mailbox's prekey key
+// K_pk (card version 2). Invite lists up to three relays; AddContact
+// fetches the card blob from them (and uses its bundle when the device is
+// offline, with a one-time prekey from the relay if one is left, else on
+// the last-resort KEM key). Under each accepted contact's token the relay
+// keeps the current bundle, encrypted under K_pk (mailbox.SealBundle,
+// uploaded again after each signed-prekey rotation), so a contact that
+// must start a new session (establish: Send, AddContact, or a peer that
+// lost its session) while this device is offline starts it from there,
+// with a one-time prekey from the same relay. A delivery loop whose direct connection
 // fails within Options.RelayAfter deposits what it holds, in sequence
 // order, sealed per mailbox, on every relay the contact lists: a custody
 // receipt makes a message sent; it stays in the outbox until its delivery

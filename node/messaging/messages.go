@@ -14,8 +14,9 @@ import (
 // ciphertext, the new session state and the message (state queued) in one
 // transaction; delivery continues in the background, with retries, across
 // restarts. Without a session that can send, it first fetches the
-// contact's current bundle from its device (which must be reachable:
-// ErrUnreachable otherwise). Refusals: ErrUnknownContact,
+// contact's current bundle from its device or, if the device does not
+// answer, from the contact's relays (ErrUnreachable if neither has it).
+// Refusals: ErrUnknownContact,
 // ErrUntrustedIdentity (the contact's key changed), ErrNotAccepted (a
 // request), ErrEmptyMessage, ErrTooLong.
 func (s *Service) Send(ctx context.Context, nameOrUserID, text string) (SendResult, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/sealpost/sealpost/crypto/prekey"
 	"github.com/sealpost/sealpost/crypto/seal"
 	"github.com/sealpost/sealpost/node/mailbox"
+	"github.com/sealpost/sealpost/node/prekeys"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -31,9 +32,10 @@ import (
 // on the relay by the token loop (syncRelays), which also revokes the
 // tokens of removed contacts and revoked or expired invites, and uploads
 // the card blob of each invite token (mailbox.SealCard: the own card with
-// the invite's tokens, and the bundle version the invite pins). The card a
-// contact gets (cardFor) lists the own mailboxes with that contact's
-// tokens; creating tokens for a contact raises the own card's sequence
+// the invite's tokens, and the bundle version the invite pins) and the
+// bundle blob of each contact's token (mailbox.SealBundle: the current
+// bundle version, under K_pk). The card a contact gets (cardFor) lists the
+// own mailboxes with that contact's tokens and their K_pk; creating tokens for a contact raises the own card's sequence
 // number, so the contact takes the new card.
 //
 // Sending: a delivery loop whose direct connection fails (within
@@ -401,6 +403,7 @@ func boxEntry(m *store.Mailbox, tok []byte) (protocol.Mailbox, error) {
 	}
 	e := protocol.Mailbox{Relay: []byte(id), ID: protocol.MailboxID(m.ID), Token: bytes.Clone(tok)}
 	copy(e.SealingKey[:], priv.PublicKey().Bytes())
+	copy(e.PrekeyKey[:], mailbox.PrekeyKey(m.SealingKey, m.ID))
 	for _, s := range m.Addrs {
 		if len(e.RelayAddrs) == protocol.MaxMailboxAddrs {
 			break
@@ -527,6 +530,7 @@ func (s *Service) syncRelays(ctx context.Context) error {
 		invites = map[store.InviteSecret]store.Invite{}
 		seq     uint64
 		bundles = map[store.InviteSecret][]byte{}
+		current *prekeys.Version // the bundle of contacts' bundle blobs
 	)
 	now := s.clock.Now()
 	err := s.st.View(ctx, func(tx *store.Tx) error {
@@ -540,6 +544,9 @@ func (s *Service) syncRelays(ctx context.Context) error {
 		invs, err := tx.Invites().List()
 		if err != nil {
 			return err
+		}
+		if v, err := s.pk.Current(tx); err == nil {
+			current = v
 		}
 		for _, inv := range invs {
 			invites[inv.Secret] = inv
@@ -594,7 +601,23 @@ func (s *Service) syncRelays(ctx context.Context) error {
 			}
 			t.Registered, justRegistered = true, true
 		}
-		if !isInvite || t.CardSeq >= seq || bundles[inv.Secret] == nil {
+		if !isInvite {
+			// A contact's token: the bundle blob of the current bundle
+			// version (whose number CardSeq keeps).
+			changed := justRegistered
+			if current != nil && t.CardSeq != uint64(current.ID) {
+				if err := s.putBundleBlob(ctx, m, t.Token[:], current); err != nil {
+					note(err)
+				} else {
+					t.CardSeq, changed = uint64(current.ID), true
+				}
+			}
+			if changed {
+				note(s.tokenDone(ctx, t, false))
+			}
+			continue
+		}
+		if t.CardSeq >= seq || bundles[inv.Secret] == nil {
 			// (Without the pinned bundle the invite is about to expire.)
 			if justRegistered {
 				note(s.tokenDone(ctx, t, false))
@@ -632,6 +655,21 @@ func (s *Service) syncRelays(ctx context.Context) error {
 		note(s.refillPrekeys(ctx, &all[i]))
 	}
 	return first
+}
+
+// putBundleBlob uploads, under a contact's token tok on own mailbox m,
+// the bundle blob of bundle version v (mailbox.SealBundle): what the
+// contact starts a session from while this device is offline.
+func (s *Service) putBundleBlob(ctx context.Context, m *store.Mailbox, tok []byte, v *prekeys.Version) error {
+	b, err := v.Bundle()
+	if err != nil {
+		return err
+	}
+	blob, err := mailbox.SealBundle(mailbox.PrekeyKey(m.SealingKey, m.ID), m.ID, b, s.rand)
+	if err != nil {
+		return err
+	}
+	return s.mb.PutCard(ctx, m, tok, blob)
 }
 
 // Relay one-time prekeys: a mailbox whose relay reports fewer than

@@ -259,3 +259,103 @@ func TestRelayDepositAgain(t *testing.T) {
 		t.Errorf("received %d messages, want 1", len(got))
 	}
 }
+
+// forgetSessions stops p, deletes its sessions with peer (as if it had
+// lost them) and starts it again (badger only).
+func forgetSessions(t *testing.T, p *tnode, peer identity.UserID) {
+	t.Helper()
+	p.stop()
+	st, err := badgerstore.Open(ctxT(t), p.dir, badgerstore.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Update(ctxT(t), func(tx *store.Tx) error {
+		all, err := tx.Sessions().List(store.UserID(peer))
+		if err != nil {
+			return err
+		}
+		if len(all) == 0 {
+			return errors.New("no session to forget")
+		}
+		for _, s := range all {
+			if err := tx.Sessions().Delete(s.Peer, s.Device, s.ID); err != nil {
+				return err
+			}
+		}
+		c, err := tx.Contacts().Get(store.UserID(peer))
+		if err != nil {
+			return err
+		}
+		c.Session = store.SessionID{}
+		return tx.Contacts().Put(c)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.st = st
+	p.start()
+}
+
+// contactMailbox waits until p holds a card of peer that lists a mailbox
+// with a prekey key (card version 2) and returns it.
+func contactMailbox(t *testing.T, p *tnode, peer identity.UserID) protocol.Mailbox {
+	t.Helper()
+	var box protocol.Mailbox
+	eventually(t, 20*time.Second, p.name+" holds a mailbox with a prekey key", func() bool {
+		err := p.st.View(ctxT(t), func(tx *store.Tx) error {
+			c, err := tx.Contacts().Get(store.UserID(peer))
+			if err != nil {
+				return err
+			}
+			var card protocol.Card
+			if card.Unmarshal(c.Card) == nil && len(card.Mailboxes) == 1 {
+				box = card.Mailboxes[0]
+			}
+			return nil
+		})
+		return err == nil && !box.PrekeyKey.IsZero()
+	})
+	return box
+}
+
+// TestRelayNewSessionOffline: an accepted contact that lost its sessions
+// starts a new one while the other side's device is offline: the bundle
+// comes from the bundle blob under its token on the relay, with a one-time
+// prekey the relay hands out (the card's prekey key reads both).
+func TestRelayNewSessionOffline(t *testing.T) {
+	_, srv, raddr := startRelayWith(t, relay.DefaultResources())
+	s := newPeer(t, "sam", onDisk())
+	r := newPeer(t, "rita", onDisk())
+	if _, err := r.m.AddRelay(ctxT(t), raddr); err != nil {
+		t.Fatal(err)
+	}
+	befriend(t, s, r)
+	wait(t, s, send(t, s, "rita", "hello"), messaging.StateDelivered)
+	contactMailbox(t, s, r.m.UserID())
+	// The invite's card blob and the bundle blob of sam's token.
+	eventually(t, 20*time.Second, "the bundle blob on the relay", func() bool { return srv.Stats().Cards >= 2 })
+	var before uint64
+	eventually(t, 20*time.Second, "one-time prekeys on the relay", func() bool {
+		before = srv.Stats().Prekeys
+		return before > 0
+	})
+	r.stop()
+	forgetSessions(t, s, r.m.UserID())
+
+	id := send(t, s, "rita", "a new session, offline")
+	wait(t, s, id, messaging.StateSent)
+	if got := srv.Stats().Prekeys; got != before-1 {
+		t.Errorf("the relay holds %d one-time prekeys, want %d (one taken)", got, before-1)
+	}
+
+	r.restart()
+	eventually(t, 20*time.Second, "the message received", func() bool {
+		for _, m := range inbox(t, r) {
+			if m.Text == "a new session, offline" {
+				return true
+			}
+		}
+		return false
+	})
+	wait(t, s, id, messaging.StateDelivered)
+}

@@ -458,13 +458,17 @@ const maxExpire = 4096
 func (s *Service) runMaintenance(ctx context.Context) error {
 	var changed bool
 	err := s.do(ctx, true, func(w *work) error {
-		if _, err := s.pk.Maintain(w.tx, w.now); err != nil {
+		rep, err := s.pk.Maintain(w.tx, w.now)
+		if err != nil {
 			return err
+		}
+		if rep.Rotated && s.mb != nil {
+			// Contacts' bundle blobs on the relays hold the old version.
+			w.after(s.pokeRelays)
 		}
 		if _, err := w.tx.Invites().Expire(w.now.Add(-protocolTolerance), 0); err != nil {
 			return err
 		}
-		var err error
 		changed, err = s.refreshCard(w.tx, w.now)
 		if err != nil || !changed {
 			return err

@@ -14,6 +14,7 @@ import (
 	"github.com/sealpost/sealpost/crypto/pqxdh"
 	"github.com/sealpost/sealpost/crypto/prekey"
 	"github.com/sealpost/sealpost/crypto/ratchet"
+	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -389,8 +390,11 @@ func checkDevice(r *identity.DeviceRecord, dev []byte) error {
 }
 
 // establish starts a new session with contact uid from the bundle its
-// device serves now, unless the contact has a session that can send. It
-// needs the peer online.
+// device serves now, unless the contact has a session that can send. When
+// the device does not answer (within Options.RelayAfter if the contact
+// lists mailboxes with a prekey key), the bundle comes from the contact's
+// relays instead (relayBundle), with a one-time prekey from the relay if
+// it has one left, else on the last-resort KEM key.
 func (s *Service) establish(ctx context.Context, uid store.UserID) error {
 	var (
 		c     store.Contact
@@ -420,7 +424,29 @@ func (s *Service) establish(ctx context.Context, uid store.UserID) error {
 	if err != nil {
 		return fmt.Errorf("messaging: contact device: %w", err)
 	}
-	data, err := s.fetchBundle(ctx, dev, c.Addrs, nil)
+	var boxes []protocol.Mailbox
+	if s.mb != nil {
+		for _, m := range contactBoxes(&c) {
+			if !m.PrekeyKey.IsZero() {
+				boxes = append(boxes, m)
+			}
+		}
+	}
+	bctx, cancel := ctx, context.CancelFunc(func() {})
+	if len(boxes) > 0 {
+		bctx, cancel = context.WithTimeout(ctx, s.opt.RelayAfter)
+	}
+	data, err := s.fetchBundle(bctx, dev, c.Addrs, nil)
+	cancel()
+	var fromRelay *relayPrekeys
+	if err != nil && len(boxes) > 0 && errors.Is(err, ErrUnreachable) && ctx.Err() == nil {
+		rdata, rp := s.relayBundle(ctx, boxes, identity.UserID(uid), dev)
+		if rdata == nil {
+			return err
+		}
+		s.log.Info("messaging: the contact's device is not reachable; using the bundle from its relay", "err", err)
+		data, err, fromRelay = rdata, nil, rp
+	}
 	if err != nil {
 		return err
 	}
@@ -428,6 +454,15 @@ func (s *Service) establish(ctx context.Context, uid store.UserID) error {
 	b, err := checkBundle(data, identity.UserID(uid), dev, now)
 	if err != nil {
 		return err
+	}
+	if fromRelay != nil {
+		if otk := s.relayPrekey(ctx, fromRelay); otk != nil {
+			withOTK := *b
+			withOTK.OneTime = otk
+			if withOTK.Verify(now) == nil {
+				b = &withOTK
+			}
+		}
 	}
 	rec, err := s.initiate(b, nil, now)
 	if err != nil {
@@ -452,4 +487,37 @@ func (s *Service) establish(ctx context.Context, uid store.UserID) error {
 		e.dirty = true
 		return w.evict(e, uid, rec.Device)
 	})
+}
+
+// relayBundle fetches a contact's current bundle from the first of its
+// mailboxes (those with a prekey key, card version 2) whose relay holds a
+// bundle blob under the contact's token that checks against its identity
+// uid and device dev. It returns the bundle bytes and where its one-time
+// prekeys are, or nils.
+func (s *Service) relayBundle(ctx context.Context, boxes []protocol.Mailbox, uid identity.UserID, dev peer.ID) ([]byte, *relayPrekeys) {
+	for i := range boxes {
+		m := &boxes[i]
+		box, err := mailbox.BoxOf(m)
+		if err != nil {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, bundleTimeout)
+		blob, err := s.mb.GetCard(cctx, box)
+		cancel()
+		if err != nil {
+			s.log.Info("messaging: no bundle blob from a contact's relay", "relay", box.Relay.String(), "err", err)
+			continue
+		}
+		data, err := mailbox.OpenBundle(m.PrekeyKey[:], m.ID, blob)
+		if err != nil {
+			s.log.Info("messaging: a contact's bundle blob does not open", "relay", box.Relay.String())
+			continue
+		}
+		if _, err := checkBundle(data, uid, dev, s.clock.Now()); err != nil {
+			s.log.Info("messaging: a contact's bundle blob holds a bad bundle", "relay", box.Relay.String(), "err", err)
+			continue
+		}
+		return data, &relayPrekeys{box: box, key: bytes.Clone(m.PrekeyKey[:])}
+	}
+	return nil, nil
 }
