@@ -57,7 +57,7 @@ func samples() map[string]struct {
 			&OutboxEntry{ID: [16]byte{1}, Peer: [32]byte{2}, Device: []byte("dev"), Payload: []byte("ciphertext"),
 				CreatedAt: t0, Attempts: 3, NextAttempt: t0.Add(time.Minute), LastError: "refused",
 				Receipts: []Receipt{{Relay: "r1", StoredUntil: t0, Signed: []byte("sig")}, {}},
-				Session:  [16]byte{7}},
+				Session:  [16]byte{7}, Redeposits: 4},
 			&OutboxEntry{},
 		}},
 		"mailbox": {func() record { return new(Mailbox) }, []record{
@@ -251,6 +251,13 @@ func TestVersion1Records(t *testing.T) {
 	var o OutboxEntry
 	if err := o.unmarshal(outbox); err != nil || o.Attempts != 2 || o.Session != ([16]byte{}) {
 		t.Errorf("outbox v1: %+v, %v", o, err)
+	}
+	// Version 2: Session, and no Redeposits.
+	outbox2 := append(bytes.Clone(outbox), bytes.Repeat([]byte{7}, 16)...)
+	outbox2[0] = 2
+	o = OutboxEntry{Redeposits: 9}
+	if err := o.unmarshal(outbox2); err != nil || o.Session != ([16]byte{7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7}) || o.Redeposits != 0 {
+		t.Errorf("outbox v2: %+v, %v", o, err)
 	}
 	token := v1(func(e *enc) {
 		e.fixed(bytes.Repeat([]byte{7}, 16))

@@ -43,10 +43,15 @@ type OutboxEntry struct {
 	// recorded), so that a sender can re-encrypt what a peer that lost the
 	// session refuses.
 	Session SessionID
+	// Redeposits counts how often the payload was deposited on a relay
+	// again because that relay's custody receipt ran out before the
+	// delivery receipt came (zero when it is encrypted again).
+	Redeposits uint32
 }
 
-// outboxVersion 2 added Session; version 1 records decode with it zero.
-const outboxVersion = 2
+// outboxVersion 2 added Session, 3 Redeposits; older records decode with
+// them zero.
+const outboxVersion = 3
 
 func (o *OutboxEntry) validate() error {
 	if len(o.Device) > MaxDeviceIDLen || len(o.Payload) > MaxPayloadLen ||
@@ -82,11 +87,12 @@ func (o *OutboxEntry) marshal() []byte {
 		e.bytes(r.Signed)
 	}
 	e.fixed(o.Session[:])
+	e.uvarint(uint64(o.Redeposits))
 	return e.b
 }
 
 func (o *OutboxEntry) unmarshal(b []byte) error {
-	d, v := newDec("outbox entry", b, 1, outboxVersion)
+	d, v := newDec("outbox entry", b, 1, 2, outboxVersion)
 	d.fixed(o.ID[:])
 	d.fixed(o.Peer[:])
 	o.Device = d.bytes(MaxDeviceIDLen)
@@ -110,6 +116,10 @@ func (o *OutboxEntry) unmarshal(b []byte) error {
 	o.Session = SessionID{}
 	if v >= 2 {
 		d.fixed(o.Session[:])
+	}
+	o.Redeposits = 0
+	if v >= 3 {
+		o.Redeposits = d.u32()
 	}
 	return d.finish("outbox entry")
 }

@@ -684,7 +684,7 @@ func testOutbox(t *testing.T, st store.Store) {
 	mk := func(id byte, next time.Duration) store.OutboxEntry {
 		return store.OutboxEntry{
 			ID: id16(id), Peer: id32(1), Device: []byte("device"), Payload: bytes.Repeat([]byte{id}, 100),
-			CreatedAt: T0, NextAttempt: T0.Add(next), Session: id16(id + 100),
+			CreatedAt: T0, NextAttempt: T0.Add(next), Session: id16(id + 100), Redeposits: uint32(id),
 		}
 	}
 	update(t, st, func(tx *store.Tx) error {
