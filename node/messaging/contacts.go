@@ -390,7 +390,7 @@ func (s *Service) addKnown(ctx context.Context, uid identity.UserID, name string
 	if err != nil {
 		return Contact{}, err
 	}
-	if err := s.establish(ctx, uid); err != nil {
+	if err := s.establish(ctx, uid, false); err != nil {
 		s.log.Info("messaging: no session with a known contact yet", "err", err)
 	}
 	return out, nil

@@ -62,6 +62,9 @@ type outbox struct {
 	wake  chan struct{}
 	// establishing is the peers for which a new session is being made.
 	establishing map[store.UserID]bool
+	// renewed is when a new session was last started with a peer because
+	// its relayed message decrypted nowhere (renewSession).
+	renewed map[store.UserID]time.Time
 }
 
 type peerQueue struct {
@@ -80,6 +83,7 @@ func newOutbox(s *Service) *outbox {
 		owned:        map[store.MessageID]bool{},
 		wake:         make(chan struct{}, 1),
 		establishing: map[store.UserID]bool{},
+		renewed:      map[store.UserID]time.Time{},
 	}
 }
 
@@ -477,7 +481,7 @@ func (o *outbox) acked(res []ackResult) error {
 	}
 	j, err := o.s.submit(o.s.ctx, false, len(res), func(w *work) error {
 		for _, r := range res {
-			if err := w.ackOne(r.it.id, r.code); err != nil {
+			if err := w.ackOne(r.it.id, r.it.payload, r.code); err != nil {
 				return err
 			}
 		}
@@ -493,13 +497,20 @@ func (o *outbox) acked(res []ackResult) error {
 	return err
 }
 
-func (w *work) ackOne(id store.MessageID, code protocol.Code) error {
+// ackOne commits the peer's answer code to the delivery of payload, the
+// bytes of message id that were sent.
+func (w *work) ackOne(id store.MessageID, payload []byte, code protocol.Code) error {
 	entry, err := w.tx.Outbox().Get(id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // delivered meanwhile (a receipt came first), or removed
 	}
 	if err != nil {
 		return err
+	}
+	if code != protocol.CodeOK && code != protocol.CodeDuplicate && !bytes.Equal(entry.Payload, payload) {
+		// Refused, but encrypted again meanwhile (requeueLost): the new
+		// bytes have not been tried.
+		return w.dueNow(entry)
 	}
 	if code == protocol.CodeOK || code == protocol.CodeDuplicate {
 		if err := w.tx.Outbox().Delete(id); err != nil {
@@ -708,7 +719,7 @@ func (o *outbox) renew(uid store.UserID) {
 		s := o.s
 		ctx, cancel := context.WithTimeout(s.ctx, 2*s.opt.DialTimeout)
 		defer cancel()
-		if err := s.establish(ctx, uid); err != nil {
+		if err := s.establish(ctx, uid, false); err != nil {
 			s.log.Info("messaging: could not make a new session", "user_id", identity.UserID(uid).String(), "err", err)
 			return
 		}

@@ -88,10 +88,35 @@
 // receipt and is deposited again when a receipt's stored-until passes.
 // What arrives from a relay goes through Receive (seen-set first) and is
 // deleted on the relay only after the commit; a relayed message refused
-// for good (it does not decrypt) is deleted too, and its sender, who
-// never hears of it, keeps it until the stored-until passes. The sealed
+// for good (it does not decode or decrypt) is deleted too. The sealed
 // sender's identity and device are claims that only the session which
 // decrypts the payload confirms (sessions are looked up by them).
+//
+// A relayed message that can never be decrypted. On a direct stream the
+// sender learns from the Ack (unknown_session, decrypt_failed) that the
+// peer lost the session, and encrypts again; through a relay no answer
+// goes back. Decision: nothing new on the wire, and two rules. First, the
+// recipient: a relayed message that decrypts in no session and claims an
+// accepted contact's identity and device makes this node start a new
+// session with that contact (from its device, or from its bundle blob on
+// its relays while it is offline) and send its card in it, at most once
+// per Options.RenewEvery per contact (renewSession). Second, the sender:
+// when a new session started by the peer replaces a session the sender
+// had confirmed (or another one the peer had started), the peer has lost
+// that session, so every outbox entry for the peer encrypted in another
+// session is encrypted again, under the same message ID, in the new one
+// (requeueLost; the peer drops copies by ID); a delivery loop that still
+// held the old bytes gives the entry back due at once. The new session is
+// authenticated like any other, so a forged claim can make a node start
+// sessions only at that rate, and the sender re-encrypts only for a
+// session that decrypted. What this cannot fix (a first message whose
+// prekeys the recipient lost, and both sides then keep the session of the
+// lower user ID; or a recipient that removed the sender) the backstop
+// shows: an entry deposited again Options.FailAfterRedeposits times (each
+// time a relay's receipt ran out before the delivery receipt came) is
+// shown failed, with the reason ("no delivery receipt after N deposits on
+// the recipient's relays"), and is still deposited again until delivered
+// (then delivered) or removed, as DESIGN.md §4 asks.
 //
 // # Sessions
 //

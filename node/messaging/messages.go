@@ -53,7 +53,7 @@ func (s *Service) Send(ctx context.Context, nameOrUserID, text string) (SendResu
 			err = s.await(j)
 		}
 		if errors.Is(err, errNoSession) && attempt == 0 {
-			if err := s.establish(ctx, uid); err != nil {
+			if err := s.establish(ctx, uid, false); err != nil {
 				return SendResult{}, err
 			}
 			continue

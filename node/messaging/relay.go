@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/crypto/prekey"
 	"github.com/sealpost/sealpost/crypto/seal"
 	"github.com/sealpost/sealpost/node/mailbox"
@@ -770,6 +772,15 @@ func (s *Service) tokenDone(ctx context.Context, t store.DepositToken, del bool)
 // will never be (it does not decode or decrypt). It keeps on the relay
 // what may be taken later: refused for a rate limit, an identity change
 // waiting for the user, or an internal fault.
+//
+// A message that decrypts in no session here (unknown_session,
+// decrypt_failed) and claims to come from an accepted contact's device
+// was encrypted in a session this node no longer has. On a direct stream
+// the sender learns that from the Ack and encrypts again; through a relay
+// nothing goes back, so this node starts a new session with that contact
+// and sends its card in it (renewSession): a new session from the peer
+// that replaces one the sender had confirmed makes the sender encrypt
+// again, in it, what waits for this node (promote, requeueLost).
 func (s *Service) receiveRelayed(ctx context.Context, ds []mailbox.Delivery) ([]bool, error) {
 	items := make([]Incoming, len(ds))
 	for i, d := range ds {
@@ -789,8 +800,95 @@ func (s *Service) receiveRelayed(ctx context.Context, ds []mailbox.Delivery) ([]
 		if c != protocol.CodeOK {
 			s.log.Debug("messaging: refused a relayed message", "code", c.String())
 		}
+		if c == protocol.CodeUnknownSession || c == protocol.CodeDecryptFailed {
+			s.renewSession(ds[i].Sender, ds[i].Device)
+		}
 	}
 	return done, nil
+}
+
+// renewSession starts a new session with the contact whose identity and
+// device a relayed message that decrypted nowhere claims, and sends the
+// own card in it, unless the claim is not an accepted contact's, a
+// renewal with that contact is under way, or one was started less than
+// Options.RenewEvery ago. The claim is unauthenticated (the sealed
+// sender's), so all it can make this node do is that, at that rate.
+func (s *Service) renewSession(identityKey, device []byte) {
+	pub, err := identity.ParsePublic(identityKey)
+	if err != nil {
+		return
+	}
+	uid := store.UserID(pub.UserID())
+	now := s.clock.Now()
+	o := s.out
+	o.mu.Lock()
+	if o.establishing[uid] || now.Sub(o.renewed[uid]) < s.opt.RenewEvery && !o.renewed[uid].IsZero() {
+		o.mu.Unlock()
+		return
+	}
+	o.establishing[uid] = true
+	o.mu.Unlock()
+	ok := s.spawn(func() {
+		started := false
+		defer func() {
+			o.mu.Lock()
+			delete(o.establishing, uid)
+			if started {
+				o.renewed[uid] = now
+			}
+			o.mu.Unlock()
+		}()
+		eligible := false
+		err := s.st.View(s.ctx, func(tx *store.Tx) error {
+			w := newWork(s, tx, now)
+			c, err := w.contact(uid)
+			if err != nil || c == nil || c.c.State != store.ContactAccepted || c.c.IdentityChanged ||
+				!bytes.Equal(c.c.Identity, identityKey) || !bytes.Equal(c.c.Device, device) {
+				return err
+			}
+			a, err := w.session(uid, c.c.Device, c.c.Session)
+			if err != nil {
+				return err
+			}
+			// A session this node started lately and the peer has not
+			// answered in yet: that is the renewal, still on its way.
+			eligible = a == nil || !a.rec.Initiated || a.rec.Confirmed || now.Sub(a.rec.CreatedAt) >= s.opt.RenewEvery
+			return nil
+		})
+		if err != nil || !eligible {
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, 2*s.opt.DialTimeout)
+		defer cancel()
+		if err := s.establish(ctx, uid, true); err != nil {
+			s.log.Info("messaging: could not start a new session after a relayed message that does not decrypt",
+				"user_id", identity.UserID(uid).String(), "err", err)
+			return
+		}
+		started = true
+		err = s.do(ctx, false, func(w *work) error {
+			c, err := w.contact(uid)
+			if err != nil || c == nil {
+				return err
+			}
+			_, err = w.queue(c, outgoing{kind: kindCard})
+			if errors.Is(err, errNoSession) {
+				return nil
+			}
+			return err
+		})
+		if err != nil {
+			s.log.Warn("messaging: queue the card of a new session", "err", err)
+			return
+		}
+		s.log.Info("messaging: a relayed message decrypted in no session: started a new one with its sender",
+			"user_id", identity.UserID(uid).String())
+	})
+	if !ok {
+		o.mu.Lock()
+		delete(o.establishing, uid)
+		o.mu.Unlock()
+	}
 }
 
 // contactBoxes returns the mailboxes a contact's card lists.
@@ -905,7 +1003,7 @@ func (o *outbox) deposit(boxes []protocol.Mailbox, items []*outItem, cause error
 			if err != nil {
 				return err
 			}
-			if err := w.deposited(e, got[i], boxes, reason); err != nil {
+			if err := w.deposited(e, it.payload, got[i], boxes, reason); err != nil {
 				return err
 			}
 		}
@@ -929,13 +1027,27 @@ func validReceipt(rs []store.Receipt, relay string, now time.Time) bool {
 	return false
 }
 
-// deposited commits the custody receipts an entry got.
-func (w *work) deposited(e store.OutboxEntry, got []store.Receipt, boxes []protocol.Mailbox, reason string) error {
+// deposited commits the custody receipts an entry got for payload, the
+// bytes deposited.
+func (w *work) deposited(e store.OutboxEntry, payload []byte, got []store.Receipt, boxes []protocol.Mailbox, reason string) error {
+	if !bytes.Equal(e.Payload, payload) {
+		// Encrypted again meanwhile (the peer started a new session): the
+		// receipts are for bytes that will not decrypt there. The new
+		// bytes go now.
+		return w.dueNow(e)
+	}
+	again := false
 	for _, r := range got {
+		if slices.ContainsFunc(e.Receipts, func(x store.Receipt) bool { return x.Relay == r.Relay }) {
+			again = true // that relay's receipt ran out
+		}
 		e.Receipts = slices.DeleteFunc(e.Receipts, func(x store.Receipt) bool { return x.Relay == r.Relay })
 		if len(e.Receipts) < store.MaxReceipts {
 			e.Receipts = append(e.Receipts, r)
 		}
+	}
+	if again && e.Redeposits < math.MaxUint32 {
+		e.Redeposits++
 	}
 	// Only receipts of relays the contact lists now, still valid, count
 	// (one that just came counts until its end: a relay with a TTL under
@@ -990,12 +1102,38 @@ func (w *work) deposited(e store.OutboxEntry, got []store.Receipt, boxes []proto
 		w.rescheduled = true
 		w.after(w.s.out.pokeScheduler)
 	}
-	if err == nil && (m.State == store.MessageQueued || m.State == store.MessageFailed) {
-		m.State, m.Reason = store.MessageSent, ""
+	if err != nil || stateRank(m.State) > stateRank(store.MessageSent) {
+		return nil
+	}
+	state, why := store.MessageSent, ""
+	if int(e.Redeposits) >= w.s.opt.FailAfterRedeposits {
+		// Held by relays for their whole TTL, more than once, and no
+		// delivery receipt: the recipient has been offline that long, or
+		// cannot decrypt it (and has not told us by starting a new
+		// session, receiveRelayed). Say so; keep depositing it.
+		state, why = store.MessageFailed, truncate(fmt.Sprintf("no delivery receipt after %d deposits on the recipient's relays: "+
+			"the recipient may be offline or unable to decrypt it; still trying", e.Redeposits+1))
+	}
+	if m.State != state || m.Reason != why {
+		m.State, m.Reason = state, why
 		if err := w.tx.Messages().Put(&m); err != nil {
 			return err
 		}
 		w.stateChanged(&m)
+	}
+	return nil
+}
+
+// dueNow makes an outbox entry due at once (its payload changed while a
+// delivery loop held the old one).
+func (w *work) dueNow(e store.OutboxEntry) error {
+	e.NextAttempt = w.now
+	if err := w.tx.Outbox().Put(e); err != nil {
+		return err
+	}
+	if !w.rescheduled {
+		w.rescheduled = true
+		w.after(w.s.out.pokeScheduler)
 	}
 	return nil
 }

@@ -5,11 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/crypto/seal"
@@ -358,4 +364,169 @@ func TestRelayNewSessionOffline(t *testing.T) {
 		return false
 	})
 	wait(t, s, id, messaging.StateDelivered)
+}
+
+// apartGate is a connection gater that refuses connections with the
+// peers it is told to keep apart (as between two devices behind NATs that
+// only relays connect).
+type apartGate struct {
+	mu    sync.Mutex
+	apart map[peer.ID]bool
+}
+
+func (g *apartGate) keepApart(ids ...peer.ID) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.apart == nil {
+		g.apart = map[peer.ID]bool{}
+	}
+	for _, id := range ids {
+		g.apart[id] = true
+	}
+}
+
+func (g *apartGate) allowed(p peer.ID) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.apart[p]
+}
+
+func (g *apartGate) InterceptPeerDial(p peer.ID) bool                                { return g.allowed(p) }
+func (g *apartGate) InterceptAddrDial(peer.ID, ma.Multiaddr) bool                    { return true }
+func (g *apartGate) InterceptAccept(network.ConnMultiaddrs) bool                     { return true }
+func (g *apartGate) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
+func (g *apartGate) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	return g.allowed(p)
+}
+
+// TestRelayUndecryptableRenews: the recipient lost its sessions with the
+// sender, whose messages wait on the recipient's relay, and the two
+// devices can reach each other only through their relays. The messages
+// decrypt nowhere, so the recipient starts a new session (from the
+// sender's bundle blob on the sender's relay) and deposits its card in
+// it; the sender, seeing the session it had confirmed replaced, encrypts
+// them again in the new one. They arrive, once, and the sender learns they
+// were delivered.
+func TestRelayUndecryptableRenews(t *testing.T) {
+	_, srv, raddr := startRelayWith(t, relay.DefaultResources())
+	g := new(apartGate)
+	withGate := withConfig(func(c *node.Config) { c.ConnGater = g })
+	s := newPeer(t, "sam", onDisk(), withGate)
+	r := newPeer(t, "rita", onDisk(), withGate)
+	for _, p := range []*tnode{s, r} {
+		if _, err := p.m.AddRelay(ctxT(t), raddr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	befriend(t, s, r)
+	wait(t, s, send(t, s, "rita", "hello"), messaging.StateDelivered)
+	contactMailbox(t, s, r.m.UserID())
+	contactMailbox(t, r, s.m.UserID())
+	// Rita's invite's card blob, and the bundle blobs of the two contacts'
+	// tokens.
+	eventually(t, 20*time.Second, "the bundle blobs on the relay", func() bool { return srv.Stats().Cards >= 3 })
+	r.stop()
+	g.keepApart(s.n.ID(), r.n.ID())
+	s.n.Disconnect(r.n.ID())
+
+	var ids []messaging.MessageID
+	texts := []string{"lost 1", "lost 2", "lost 3"}
+	for _, text := range texts {
+		ids = append(ids, send(t, s, "rita", text))
+	}
+	for _, id := range ids {
+		wait(t, s, id, messaging.StateSent)
+	}
+	forgetSessions(t, r, s.m.UserID())
+
+	for _, id := range ids {
+		wait(t, s, id, messaging.StateDelivered)
+	}
+	n := 0
+	for _, m := range inbox(t, r) {
+		if slices.Contains(texts, m.Text) {
+			n++
+		}
+	}
+	if n != len(texts) {
+		t.Errorf("received %d of the messages, want %d once each", n, len(texts))
+	}
+	for _, p := range s.n.Peers() {
+		if p.PeerID == r.n.ID().String() {
+			t.Error("the devices are connected")
+		}
+	}
+}
+
+// TestRelayFailAfterRedeposits: a message that relays held for their
+// whole TTL again and again without a delivery receipt shows failed, with
+// the reason, after Options.FailAfterRedeposits deposits again; it is still
+// deposited again, and delivered when the recipient comes back.
+func TestRelayFailAfterRedeposits(t *testing.T) {
+	_, srv, raddr := startRelayWith(t, relay.DefaultResources())
+	fc := newFakeClock()
+	s := newPeer(t, "sam", withConfig(func(c *node.Config) {
+		c.Clock = fc
+		c.Messaging.FailAfterRedeposits = 2
+	}))
+	r := newPeer(t, "rita", onDisk())
+	if _, err := r.m.AddRelay(ctxT(t), raddr); err != nil {
+		t.Fatal(err)
+	}
+	befriend(t, s, r)
+	r.stop()
+	id := send(t, s, "rita", "kept until delivered")
+	wait(t, s, id, messaging.StateSent)
+	if n := srv.Stats().Envelopes; n != 1 {
+		t.Fatalf("the relay holds %d envelopes, want 1", n)
+	}
+	state := func() (string, string) {
+		ms, err := s.m.Messages(ctxT(t), "rita", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if m.ID == id.String() {
+				return m.State, m.Reason
+			}
+		}
+		t.Fatal("the message is gone")
+		return "", ""
+	}
+	// Each round: move the sender's clock to the entry's next attempt (the
+	// receipt is about to run out) and wait for the deposit.
+	for round := 1; round <= 3; round++ {
+		var next time.Time
+		err := s.st.View(ctxT(t), func(tx *store.Tx) error {
+			e, err := tx.Outbox().Get(store.MessageID(id))
+			next = e.NextAttempt
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fc.Advance(next.Sub(fc.Now()) + time.Second)
+		eventually(t, 20*time.Second, fmt.Sprintf("deposit %d", round+1), func() bool { return srv.Stats().Envelopes == uint64(round+1) })
+		eventually(t, 20*time.Second, "the receipt committed", func() bool {
+			var e store.OutboxEntry
+			s.st.View(ctxT(t), func(tx *store.Tx) error {
+				e, _ = tx.Outbox().Get(store.MessageID(id))
+				return nil
+			})
+			return e.Redeposits == uint32(round)
+		})
+		st, why := state()
+		switch {
+		case round < 2 && st != messaging.StateSent:
+			t.Errorf("after %d deposits again: %s (%s), want sent", round, st, why)
+		case round >= 2 && (st != messaging.StateFailed || !strings.Contains(why, "no delivery receipt")):
+			t.Errorf("after %d deposits again: %s (%q), want failed with the reason", round, st, why)
+		}
+	}
+
+	r.restart()
+	wait(t, s, id, messaging.StateDelivered)
+	if got := inbox(t, r); len(got) != 1 || got[0].Text != "kept until delivered" {
+		t.Errorf("received %+v, want the message once", got)
+	}
 }

@@ -124,6 +124,16 @@ type Options struct {
 	// lists relay mailboxes; after it the messages go to the mailboxes.
 	// Default 3 s (system time).
 	RelayAfter time.Duration
+	// FailAfterRedeposits is how many times a text message may be
+	// deposited again on a relay (its custody receipt ran out before its
+	// delivery receipt came) before it shows the state failed, with the
+	// reason; it is still deposited again until delivered or removed.
+	// Default 2 (with the default relay TTL, four weeks undelivered).
+	FailAfterRedeposits int
+	// RenewEvery bounds how often this node starts a new session with a
+	// contact because a message of that contact's, taken from a relay,
+	// decrypted in no session here. Default 1 hour.
+	RenewEvery time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -172,6 +182,10 @@ func (o Options) withDefaults() Options {
 	def(&o.AckTimeout, 30*time.Second)
 	def(&o.IdleTimeout, 5*time.Minute)
 	def(&o.RelayAfter, 3*time.Second)
+	if o.FailAfterRedeposits <= 0 {
+		o.FailAfterRedeposits = 2
+	}
+	def(&o.RenewEvery, time.Hour)
 	return o
 }
 

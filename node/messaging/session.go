@@ -240,6 +240,55 @@ func (w *work) promote(c *contactEntry, s *sessEntry, isNew bool) error {
 	}
 	c.c.Session = s.rec.ID
 	c.dirty = true
+	if isNew && a != nil && (a.rec.Confirmed || a.rec.Initiated == s.rec.Initiated) {
+		// The peer started a new session although it held the active one:
+		// it lost that one (or could not decrypt something sent in it and
+		// asks for a fresh start, receiveRelayed). What waits for it in
+		// other sessions would never decrypt there.
+		return w.requeueLost(c, s.rec.ID)
+	}
+	return nil
+}
+
+// requeueLost encrypts again, in session sid (just made active), every
+// outbox entry for c's device that was encrypted in another session, under
+// the same message ID (the peer drops what it already has by ID). An entry
+// a delivery loop holds goes again when the loop gives it back with the
+// old bytes (deposited, ackOne).
+func (w *work) requeueLost(c *contactEntry, sid store.SessionID) error {
+	if c.c.State != store.ContactAccepted || c.c.IdentityChanged {
+		return nil
+	}
+	all, err := w.tx.Outbox().List()
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, e := range all {
+		if e.Peer != c.c.UserID || !bytes.Equal(e.Device, c.c.Device) || e.Session == sid {
+			continue
+		}
+		m, err := w.tx.Messages().Get(e.ID)
+		if isNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		o, err := outgoingOf(&m)
+		if err != nil {
+			continue
+		}
+		if _, err := w.queue(c, o); errors.Is(err, errNoSession) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		n++
+	}
+	if n > 0 {
+		w.s.log.Info("messaging: the peer started a new session; encrypted again what waits for it", "messages", n)
+	}
 	return nil
 }
 
@@ -395,7 +444,10 @@ func checkDevice(r *identity.DeviceRecord, dev []byte) error {
 // lists mailboxes with a prekey key), the bundle comes from the contact's
 // relays instead (relayBundle), with a one-time prekey from the relay if
 // it has one left, else on the last-resort KEM key.
-func (s *Service) establish(ctx context.Context, uid store.UserID) error {
+//
+// With force, it starts one even if the contact has a session that can
+// send, and makes it active.
+func (s *Service) establish(ctx context.Context, uid store.UserID, force bool) error {
 	var (
 		c     store.Contact
 		ready bool
@@ -414,7 +466,7 @@ func (s *Service) establish(ctx context.Context, uid store.UserID) error {
 	if err != nil {
 		return err
 	}
-	if ready {
+	if ready && !force {
 		return nil
 	}
 	if len(c.Device) == 0 {
@@ -473,7 +525,7 @@ func (s *Service) establish(ctx context.Context, uid store.UserID) error {
 		if err != nil || e == nil {
 			return err
 		}
-		if a, err := w.activeSession(e); err != nil || a != nil {
+		if a, err := w.activeSession(e); err != nil || a != nil && !force {
 			return err // a session appeared meanwhile
 		}
 		if !bytes.Equal(e.c.Device, rec.Device) {
