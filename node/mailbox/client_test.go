@@ -378,3 +378,77 @@ func TestPrekeys(t *testing.T) {
 		t.Error("a prekey was handed out for an unknown token")
 	}
 }
+
+// TestDepositKeyRotates: deposits go under a key made in memory, never the
+// owner's client key, and a new one after IdleTimeout without use; the
+// relay's list of depositors shows both keys and no other.
+func TestDepositKeyRotates(t *testing.T) {
+	ctx := context.Background()
+	r := newRelay(t, relay.DefaultResources())
+	owner, ost := newClient(t)
+	m := own(t, owner, ost, r)
+	tok := token()
+	if err := owner.Register(ctx, &m, mailbox.Quota{}, tok); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	st := store.NewMemory()
+	defer st.Close()
+	dep, err := mailbox.New(ctx, mailbox.Config{Store: st, IdleTimeout: time.Second, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dep.Close()
+	deposit := func() {
+		t.Helper()
+		out, err := dep.Deposit(ctx, boxOf(t, r, &m, tok), [][]byte{envelope(t, &m, "x")})
+		if err != nil || out[0].Err != nil {
+			t.Fatalf("Deposit: %v %v", err, out)
+		}
+	}
+	depositors := func() []string {
+		var ids []string
+		for _, p := range r.srv.RecentPeers().Depositors {
+			ids = append(ids, p.PeerID)
+		}
+		return ids
+	}
+	deposit()
+	deposit()
+	first := depositors()
+	if len(first) != 1 {
+		t.Fatalf("depositors %v after two deposits in a row: want one key", first)
+	}
+	// Idle for longer than IdleTimeout: the janitor (ticking every second)
+	// closes the host, and the next deposit comes under a new key. Each
+	// round moves the clock past IdleTimeout and leaves the janitor more
+	// than one tick before depositing (a deposit makes the host busy
+	// again), so a slow machine only takes more rounds.
+	waitFor(t, "a deposit under a new key", func() bool {
+		mu.Lock()
+		now = now.Add(2 * time.Second)
+		mu.Unlock()
+		time.Sleep(1500 * time.Millisecond)
+		deposit()
+		return len(depositors()) == 2
+	})
+	ids := depositors()
+	if ids[1] != first[0] {
+		t.Errorf("depositors %v: want the new key first, then %s", ids, first[0])
+	}
+	for _, id := range ids {
+		if id == clientPeer(t, &m).String() {
+			t.Errorf("a deposit came under the owner's client key %s", id)
+		}
+	}
+	owners := r.srv.RecentPeers().Owners
+	if len(owners) != 1 || owners[0].PeerID != clientPeer(t, &m).String() {
+		t.Errorf("owners %v: want only the mailbox's client key", owners)
+	}
+}
