@@ -75,10 +75,14 @@
 //     with times; beyond it, others refuse a fast node's fresh prekeys as
 //     created in the future.
 //
-// Relays: node.New does not serve the relay protocol yet (its
-// RelayService is circuit relay v2), so a relay member is a node (DHT
-// server, bootstrap peer) with package relay's service on a host of its
-// own next to it, over the node's store (relayhost.go).
+// Relays: a relay member is a node as `sealpost daemon --relay-service`
+// runs one: node.Config.RelayService on, so node.New runs the relay
+// service (node/relay, default resources) and circuit relay v2 on the
+// node's own host, over its store; the DHT in server mode; the bootstrap
+// peer of every node. Its connection and resource limits are the relay
+// profile's (node.Defaults(node.Relay)), raised with the network's size as
+// an operator would. Killing, cutting and partitioning a relay act on
+// that one host, through its gater.
 //
 // # As processes: Up, Status, Down
 //

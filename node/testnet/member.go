@@ -39,12 +39,10 @@ type member struct {
 	// Set by provision.
 	peer peer.ID
 	uid  string
-	// rh is a relay member's relay service (relayhost.go).
-	rh *relayHost
 
 	mu     sync.Mutex
 	gen    int      // kills so far (each restarts from a copy of the store)
-	listen []string // the addresses of the first start, kept for restarts
+	listen []string // the addresses it last listened on, kept for restarts
 	st     store.Store
 	n      *node.Node
 	up     bool
@@ -123,18 +121,10 @@ func (m *member) start(ctx context.Context) error {
 		st.Close()
 		return fmt.Errorf("%s: %w", m.name, err)
 	}
-	if len(m.listen) == 0 {
-		m.listen = listenAddrs(n)
-	}
+	// The addresses it listens on now: those of its first start, or new
+	// ones if they were taken.
+	m.listen = listenAddrs(n)
 	m.st, m.n = st, n
-	if m.rh != nil {
-		if err := m.rh.start(m); err != nil {
-			n.Close()
-			st.Close()
-			m.st, m.n = nil, nil
-			return fmt.Errorf("%s: %w", m.name, err)
-		}
-	}
 	m.up, m.back = true, time.Now()
 	if !m.relay {
 		cctx, cancel := context.WithCancel(context.Background())
@@ -174,11 +164,7 @@ func (m *member) stop() error {
 		<-m.collectDone
 		m.stopCollect = nil
 	}
-	var err error
-	if m.rh != nil {
-		err = m.rh.stop()
-	}
-	err = errors.Join(err, m.n.Close(), m.st.Close())
+	err := errors.Join(m.n.Close(), m.st.Close())
 	m.n, m.st = nil, nil
 	return err
 }
@@ -206,9 +192,6 @@ func (m *member) kill() error {
 		}
 	}
 	m.mu.Lock()
-	if m.rh != nil {
-		m.rh.cut()
-	}
 	m.gen++
 	crashed := fmt.Sprintf("%s.crash%d", m.dir, m.gen)
 	err := copyDir(m.dir, crashed)
@@ -284,11 +267,12 @@ func (m *member) isUp() bool {
 	return m.up
 }
 
-// relayAddr returns a relay member's relay service address with /p2p/.
+// relayAddr returns a relay member's address with /p2p/, as `relays add`
+// takes it: its QUIC address if it has one (the mailbox client dials only
+// the address it was given). The relay service runs on the relay's node
+// (node.Config.RelayService), so this is the node's own address.
 func (m *member) relayAddr() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.rh.addr()
+	return m.addrs()[0]
 }
 
 // addrs returns the member's addresses with /p2p/.

@@ -59,9 +59,6 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 			return fmt.Errorf("testnet: provision %s: %w", m.name, err)
 		}
 		nw.cut.set(m.peer, m.side)
-		if m.rh != nil {
-			nw.cut.set(m.rh.id, m.side)
-		}
 		return nil
 	}); err != nil {
 		return nil, err

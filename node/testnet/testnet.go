@@ -14,6 +14,7 @@ import (
 
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/node/relay"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -311,12 +312,8 @@ func newNetwork(o Options, work string) (*cluster, error) {
 		cut:    newCut(),
 		drop:   newDropper(o.Seed),
 	}
-	var err error
 	for j := range o.Relays {
 		m := &member{net: nw, name: fmt.Sprintf("relay-%d", j), index: j, relay: true, side: p.relaySide[j]}
-		if m.rh, err = newRelayHost(); err != nil {
-			return nil, err
-		}
 		m.dir = memberDir(work, m.name)
 		m.gater = &gater{cut: nw.cut, side: m.side}
 		nw.relays = append(nw.relays, m)
@@ -355,16 +352,26 @@ func (nw *cluster) nodeConfig(m *member) (node.Config, error) {
 		cfg.WrapStream = nw.drop.wrap
 	}
 	if m.relay {
-		// A community relay: the mailbox service (and circuit relay v2)
-		// on, the DHT served.
+		// A community relay, as `sealpost daemon --relay-service` runs
+		// it: node.New runs the relay service (node/relay, with its
+		// default resources) and circuit relay v2 on the node's own host,
+		// over its store, and serves the DHT.
 		cfg.RelayService = true
+		cfg.Relay = relay.DefaultResources()
 		cfg.DHTMode = node.DHTServer
-		// Every node's device host, mailbox host and deposit hosts
-		// connect to its relays: room for all of them.
+		// Its connection and resource limits are the relay profile's,
+		// raised as an operator would for a relay that every node of the
+		// network uses: each node's device host, mailbox host and
+		// deposit hosts connect to its relays.
+		rp, err := node.Defaults(node.Relay)
+		if err != nil {
+			return cfg, err
+		}
 		n := nw.o.Nodes
-		cfg.ConnLow, cfg.ConnHigh = 4*n+64, 8*n+128
-		cfg.MaxFDs = max(cfg.MaxFDs, 4*cfg.ConnHigh)
-		cfg.MaxMemory = max(cfg.MaxMemory, 256<<20)
+		cfg.ConnLow = max(rp.ConnLow, 4*n+64)
+		cfg.ConnHigh = max(rp.ConnHigh, 8*n+128)
+		cfg.MaxFDs = max(rp.MaxFDs, 4*cfg.ConnHigh)
+		cfg.MaxMemory = rp.MaxMemory
 		for _, r := range nw.relays {
 			if r != m && len(r.addrs()) > 0 {
 				cfg.Bootstrap = append(cfg.Bootstrap, r.addrs()[0])
