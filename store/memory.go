@@ -86,6 +86,7 @@ func (m *memBackend) Update(ctx context.Context, fn func(KV) error) error {
 	if len(tx.writes) > 0 {
 		m.snap.Store(tx.merged())
 	}
+	Committed(ctx)()
 	return nil
 }
 

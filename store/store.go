@@ -87,12 +87,36 @@ type Store interface {
 	Close() error
 }
 
+// WithCommitted returns a copy of ctx under which Update calls committed
+// once its transaction has committed — is visible to every transaction
+// begun afterwards — and before it waits for durability. An Update that
+// fails before its commit never calls it; one that returns an error after
+// calling it committed, and the error is about durability. A caller that
+// must keep its transactions in order without giving up group commit (the
+// relay's writer, which runs two batches at once) begins the next one
+// after this call instead of after the previous Update returns.
+func WithCommitted(ctx context.Context, committed func()) context.Context {
+	return context.WithValue(ctx, committedKey{}, committed)
+}
+
+// Committed returns the function WithCommitted put in ctx, or a function
+// that does nothing. Backends call it; see WithCommitted.
+func Committed(ctx context.Context) func() {
+	if f, ok := ctx.Value(committedKey{}).(func()); ok && f != nil {
+		return f
+	}
+	return func() {}
+}
+
+type committedKey struct{}
+
 // Backend is an ordered, transactional key-value store: the only thing a
 // storage engine implements. The typed layer (Tx and the record stores) is
 // written once over it.
 //
 // Update commits durably before it returns nil and retries conflicting
-// transactions itself (calling fn again). View and Update return nil only
+// transactions itself (calling fn again); once it has committed it calls
+// Committed(ctx) (see WithCommitted). View and Update return nil only
 // once every write fn could have seen is durable. Both propagate fn's error
 // unchanged. Errors of the engine are translated to this package's
 // sentinels (ErrNotFound, ErrClosed, ErrConflict, ErrTxnTooBig, ...).

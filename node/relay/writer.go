@@ -79,9 +79,12 @@ func (s *Server) do(ctx context.Context, weight int, fn func(tx *store.Tx, now t
 }
 
 // maxInflight is how many batches may be committing at once: while one
-// waits for its fsync, the next one runs its jobs and commits (they are
-// serialized by the store: a transaction that read what another one is
-// writing is retried after it), so the fsync's wait is not lost.
+// waits for its fsync, the next one runs its jobs and commits, so the
+// fsync's wait is not lost. Batches commit in the order they were taken
+// from the queue: each begins its transaction once the one before has
+// committed (store.WithCommitted), so it sees that one's writes — a flood
+// on one token is refused from the first deposit past its quota, never
+// from an earlier one that a later batch overtook.
 const maxInflight = 2
 
 // writeLoop commits jobs in batches until the server closes, then fails
@@ -93,6 +96,9 @@ func (s *Server) writeLoop() {
 	var inflight sync.WaitGroup
 	defer inflight.Wait()
 	var next *job
+	// prev is closed once the batch before has committed.
+	prev := make(chan struct{})
+	close(prev)
 	for {
 		var batch []*job
 		if next != nil {
@@ -130,20 +136,32 @@ func (s *Server) writeLoop() {
 		}
 		slots <- struct{}{}
 		inflight.Add(1)
+		after, committed := prev, make(chan struct{})
+		prev = committed
 		go func() {
 			defer inflight.Done()
-			s.commit(batch)
+			<-after
+			var once sync.Once
+			s.commit(batch, func() { once.Do(func() { close(committed) }) })
 			<-slots
 		}()
 	}
 }
 
-// commit runs a batch in one transaction; if it fails with several jobs,
-// each is retried alone.
-func (s *Server) commit(batch []*job) {
+// commit runs a batch in one transaction; if it fails before committing
+// with several jobs, each is retried alone. It calls committed once the
+// batch's writes are visible to the next transaction, or once nothing of
+// them will be.
+func (s *Server) commit(batch []*job, committed func()) {
+	defer committed()
 	start := time.Now()
 	var totals store.RelayTotals
-	err := s.st.Update(context.Background(), func(tx *store.Tx) error {
+	var visible bool
+	ctx := store.WithCommitted(context.Background(), func() {
+		visible = true
+		committed()
+	})
+	err := s.st.Update(ctx, func(tx *store.Tx) error {
 		now := s.clock.Now()
 		for _, j := range batch {
 			if err := j.fn(tx, now); err != nil {
@@ -154,9 +172,9 @@ func (s *Server) commit(batch []*job) {
 		totals, err = tx.Relay().Totals()
 		return err
 	})
-	if err != nil && len(batch) > 1 && !errors.Is(err, store.ErrClosed) {
+	if err != nil && !visible && len(batch) > 1 && !errors.Is(err, store.ErrClosed) {
 		for _, j := range batch {
-			s.commit([]*job{j})
+			s.commit([]*job{j}, func() {})
 		}
 		return
 	}

@@ -216,6 +216,7 @@ func (b *backend) Update(ctx context.Context, fn func(store.KV) error) error {
 		}
 		if !kv.dirty {
 			txn.Discard()
+			store.Committed(ctx)()
 			return b.settle()
 		}
 		if err := ctx.Err(); err != nil {
@@ -229,6 +230,7 @@ func (b *backend) Update(ctx context.Context, fn func(store.KV) error) error {
 		}
 		b.inCommit.Add(-1)
 		if err == nil {
+			store.Committed(ctx)()
 			deletes = kv.deletes
 			break
 		}

@@ -42,6 +42,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RelayPrekeyRace", testRelayPrekeyRace},
 		{"RelayDeleteMailbox", testRelayDeleteMailbox},
 		{"Counters", testCounters},
+		{"Committed", testCommitted},
 		{"Rollback", testRollback},
 		{"ReadOnly", testReadOnly},
 		{"Snapshot", testSnapshot},
@@ -984,6 +985,51 @@ func testCounters(t *testing.T, st store.Store) {
 		}
 		return nil
 	})
+}
+
+// testCommitted: Update calls the WithCommitted function once, after the
+// commit (a transaction begun from it sees the write) and before it
+// returns; an Update whose fn fails never calls it.
+func testCommitted(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	calls := 0
+	boom := errors.New("boom")
+	err := st.Update(store.WithCommitted(ctx, func() { calls++ }), func(tx *store.Tx) error {
+		if _, err := tx.Counters().Next("c"); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) || calls != 0 {
+		t.Fatalf("failed Update: got %v and %d calls, want boom and none", err, calls)
+	}
+	seen := make(chan uint64, 1)
+	err = st.Update(store.WithCommitted(ctx, func() {
+		calls++
+		go func() {
+			var v uint64
+			err := st.View(ctx, func(tx *store.Tx) error {
+				var err error
+				v, err = tx.Counters().Get("c")
+				return err
+			})
+			if err != nil {
+				t.Errorf("View: %v", err)
+			}
+			seen <- v
+		}()
+	}), func(tx *store.Tx) error {
+		_, err := tx.Counters().Next("c")
+		return err
+	})
+	if err != nil || calls != 1 {
+		t.Fatalf("Update: got %v and %d calls, want nil and one", err, calls)
+	}
+	if v := <-seen; v != 1 {
+		t.Errorf("a View begun at the commit read %d, want 1", v)
+	}
+	// Without WithCommitted, Committed is a function that does nothing.
+	store.Committed(ctx)()
 }
 
 func testRollback(t *testing.T, st store.Store) {
