@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -54,15 +53,29 @@ type member struct {
 	cursor      uint64 // Inbox cursor, kept across restarts
 }
 
-// storeOptions are the badger options of every member: small, as in many
-// nodes per process.
-func storeOptions(log *slog.Logger) badgerstore.Options {
-	return badgerstore.Options{Logger: log, GCInterval: -1}
+// nodeMemTable is the badger memtable size of a personal node's store in
+// a testnet. Each open store holds its memtable's arena in memory (8 MiB
+// by default, badgerstore's), the largest cost of a node when hundreds run
+// in one process; a user's node runs alone and keeps the default. Values
+// go to badger's value log (ValueThreshold), so the memtable holds keys
+// and pointers, and 2 MiB still bounds a transaction to about 300 KB of
+// them.
+const nodeMemTable = 2 << 20
+
+// storeOptions are the badger options of member m: no periodic value-log
+// GC, and, for a personal node, a smaller memtable (nodeMemTable). A
+// relay keeps badgerstore's defaults.
+func (m *member) storeOptions() badgerstore.Options {
+	o := badgerstore.Options{GCInterval: -1}
+	if !m.relay {
+		o.MemTableSize = nodeMemTable
+	}
+	return o
 }
 
 // provision creates the member's store and identity, and closes it.
 func (m *member) provision(ctx context.Context) error {
-	st, err := badgerstore.Create(ctx, m.dir, badgerstore.ModeKeyFile, storeOptions(nil))
+	st, err := badgerstore.Create(ctx, m.dir, badgerstore.ModeKeyFile, m.storeOptions())
 	if err != nil {
 		return err
 	}
@@ -97,7 +110,7 @@ func (m *member) start(ctx context.Context) error {
 	if m.up {
 		return nil
 	}
-	st, err := badgerstore.Open(ctx, m.dir, storeOptions(nil))
+	st, err := badgerstore.Open(ctx, m.dir, m.storeOptions())
 	if err != nil {
 		return fmt.Errorf("%s: %w", m.name, err)
 	}
