@@ -12,8 +12,8 @@ import (
 	"github.com/sealpost/sealpost/store"
 )
 
-// The writer: every change the service makes goes through one goroutine
-// that commits the jobs waiting at that moment in one store transaction.
+// The writer: every change the service makes goes through a store.Batcher,
+// which commits the jobs waiting at that moment in one store transaction.
 // This is group commit at the service level: one fsync for a batch of
 // sends, received frames and acknowledgements, and no transaction
 // conflicts between the service's own writes (they would all touch the
@@ -64,130 +64,76 @@ func (s *Service) do(ctx context.Context, exclusive bool, fn txFunc) error {
 // memtable); a heavier job goes alone.
 func jobWeight(n, size int) int { return n + size>>10 }
 
-// maxWeight is the weight the writer commits together.
-func (s *Service) maxWeight() int {
-	if s.opt.MaxBatch <= 1 {
-		return 1
+// newWriter returns the Batcher of s's jobs, committed together up to a
+// weight of 2·MaxBatch (1: each alone), one batch at a time.
+func (s *Service) newWriter() *store.Batcher[*job] {
+	maxWeight := 1
+	if s.opt.MaxBatch > 1 {
+		maxWeight = 2 * s.opt.MaxBatch
 	}
-	return 2 * s.opt.MaxBatch
+	return store.NewBatcher(s.st, store.BatcherOptions[*job]{
+		Weight:    func(j *job) (int, bool) { return j.weight, j.exclusive },
+		MaxWeight: maxWeight,
+		Queue:     4096,
+		Run: func(tx *store.Tx, batch []*job) error {
+			w := newWork(s, tx, s.clock.Now())
+			for _, j := range batch {
+				j.post, j.err = nil, nil
+				w.job = j
+				err := j.fn(w)
+				var r refusal
+				if errors.As(err, &r) {
+					j.err = err
+					continue
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return w.flush()
+		},
+		Done: func(batch []*job, _ time.Duration, err error) {
+			if err != nil && !errors.Is(err, store.ErrClosed) {
+				s.log.Error("messaging: store transaction failed", "err", err)
+			}
+			if errors.Is(err, store.ErrClosed) {
+				err = ErrClosed
+			}
+			for _, j := range batch {
+				if err != nil {
+					j.err = err
+				} else {
+					for _, f := range j.post {
+						f()
+					}
+				}
+				close(j.done)
+			}
+		},
+	})
 }
 
 // submit queues a job of the given weight (jobWeight) for the writer.
 func (s *Service) submit(ctx context.Context, exclusive bool, weight int, fn txFunc) (*job, error) {
 	j := &job{fn: fn, exclusive: exclusive, weight: max(weight, 1), done: make(chan struct{})}
-	select {
-	case s.jobs <- j:
-		return j, nil
-	case <-s.writerDone:
+	err := s.w.Submit(ctx, j)
+	if errors.Is(err, store.ErrClosed) {
 		return nil, ErrClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
+	if err != nil {
+		return nil, err
+	}
+	return j, nil
 }
 
 // await waits for a submitted job and returns its error.
 func (s *Service) await(j *job) error {
-	select {
-	case <-j.done:
-	case <-s.writerDone:
-		select {
-		case <-j.done:
-		default:
-			return ErrClosed
-		}
-	}
+	<-j.done
 	var r refusal
 	if errors.As(j.err, &r) {
 		return r.err
 	}
 	return j.err
-}
-
-// writeLoop commits jobs in batches until the service closes, then fails
-// what is left.
-func (s *Service) writeLoop() {
-	defer close(s.writerDone)
-	var next *job
-	for {
-		var batch []*job
-		if next != nil {
-			batch, next = append(batch, next), nil
-		} else {
-			select {
-			case j := <-s.jobs:
-				batch = append(batch, j)
-			case <-s.ctx.Done():
-				for {
-					select {
-					case j := <-s.jobs:
-						j.err = ErrClosed
-						close(j.done)
-					default:
-						return
-					}
-				}
-			}
-		}
-		weight := batch[0].weight
-	fill:
-		for !batch[0].exclusive && weight < s.maxWeight() {
-			select {
-			case j := <-s.jobs:
-				if j.exclusive || weight+j.weight > s.maxWeight() {
-					next = j
-					break fill
-				}
-				batch = append(batch, j)
-				weight += j.weight
-			default:
-				break fill
-			}
-		}
-		s.commit(batch)
-	}
-}
-
-// commit runs a batch in one transaction. If the transaction fails and the
-// batch has several jobs, each is retried alone, so that one bad job (or a
-// batch too big for one transaction) does not fail the others.
-func (s *Service) commit(batch []*job) {
-	now := s.clock.Now()
-	err := s.st.Update(context.Background(), func(tx *store.Tx) error {
-		w := newWork(s, tx, now)
-		for _, j := range batch {
-			j.post, j.err = nil, nil
-			w.job = j
-			err := j.fn(w)
-			var r refusal
-			if errors.As(err, &r) {
-				j.err = err
-				continue
-			}
-			if err != nil {
-				return err
-			}
-		}
-		return w.flush()
-	})
-	if err != nil && len(batch) > 1 && !errors.Is(err, store.ErrClosed) {
-		for _, j := range batch {
-			s.commit([]*job{j})
-		}
-		return
-	}
-	for _, j := range batch {
-		if err != nil {
-			j.err = err
-		} else {
-			for _, f := range j.post {
-				f()
-			}
-		}
-		close(j.done)
-	}
-	if err != nil && !errors.Is(err, store.ErrClosed) {
-		s.log.Error("messaging: store transaction failed", "err", err)
-	}
 }
 
 // work is one transaction's view of the store with a write-back cache of

@@ -211,8 +211,7 @@ type Service struct {
 	cardMu sync.Mutex
 	card   *protocol.Card // the own card attached to first messages
 
-	jobs       chan *job
-	writerDone chan struct{}
+	w *store.Batcher[*job] // the writer (commit.go)
 
 	out      *outbox
 	msgLim   *limiter
@@ -263,21 +262,19 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Publish = func(string, any) {}
 	}
 	s := &Service{
-		cfg:        cfg,
-		opt:        cfg.Options.withDefaults(),
-		log:        cfg.Logger,
-		clock:      cfg.Clock,
-		rand:       &lockedReader{r: cfg.Rand},
-		host:       cfg.Host,
-		st:         cfg.Store,
-		jobs:       make(chan *job, 4096),
-		writerDone: make(chan struct{}),
-		streams:    map[network.Stream]struct{}{},
-		inStreams:  map[peer.ID]int{},
-		maintain:   make(chan struct{}, 1),
-		waiters:    newWaiters(),
-		mb:         cfg.Mailbox,
-		relayWake:  make(chan struct{}, 1),
+		cfg:       cfg,
+		opt:       cfg.Options.withDefaults(),
+		log:       cfg.Logger,
+		clock:     cfg.Clock,
+		rand:      &lockedReader{r: cfg.Rand},
+		host:      cfg.Host,
+		st:        cfg.Store,
+		streams:   map[network.Stream]struct{}{},
+		inStreams: map[peer.ID]int{},
+		maintain:  make(chan struct{}, 1),
+		waiters:   newWaiters(),
+		mb:        cfg.Mailbox,
+		relayWake: make(chan struct{}, 1),
 	}
 	s.msgLim = newLimiter(s.clock, s.opt.PeerRate, s.opt.PeerBurst, s.opt.Penalty)
 	s.bundLim = newLimiter(s.clock, s.opt.BundleRate, s.opt.BundleBurst, s.opt.Penalty)
@@ -312,7 +309,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		s.cancel()
 		return nil, fmt.Errorf("messaging: subscribe to connections: %w", err)
 	}
-	go s.writeLoop()
+	s.w = s.newWriter()
 	s.host.SetStreamHandler(libp2pproto.ID(protocol.MsgProtocol), s.handleMsgStream)
 	s.host.SetStreamHandler(libp2pproto.ID(protocol.BundleProtocol), s.handleBundleStream)
 	s.spawn(s.maintainLoop)
@@ -374,8 +371,8 @@ func (s *Service) Close() error {
 		s.cancel()
 		s.sub.Close()
 		s.out.conns.Close()
+		s.w.Close()
 		s.wg.Wait()
-		<-s.writerDone
 		s.waiters.close()
 	})
 	return nil

@@ -75,12 +75,11 @@ type Server struct {
 	randMu sync.Mutex
 	rand   io.Reader
 
-	ctx        context.Context
-	cancel     context.CancelFunc
-	jobs       chan *job
-	writerDone chan struct{}
-	wg         sync.WaitGroup // the writer, the sweeper, stream handlers, subscriptions
-	notifiee   *network.NotifyBundle
+	ctx      context.Context
+	cancel   context.CancelFunc
+	w        *store.Batcher[*job] // the writer (writer.go)
+	wg       sync.WaitGroup       // the sweeper, stream handlers, subscriptions
+	notifiee *network.NotifyBundle
 
 	mu      sync.Mutex
 	closing bool
@@ -128,24 +127,22 @@ func New(h host.Host, st store.Store, res Resources, opt Options) (*Server, erro
 		opt.Rand = rand.Reader
 	}
 	s := &Server{
-		h:          h,
-		st:         st,
-		res:        res,
-		log:        opt.Logger,
-		clock:      opt.Clock,
-		self:       []byte(h.ID()),
-		key:        ed25519.PrivateKey(raw),
-		rand:       opt.Rand,
-		jobs:       make(chan *job, 4*res.MaxBatch),
-		writerDone: make(chan struct{}),
-		streams:    map[*stream]struct{}{},
-		perPeer:    map[peer.ID]int{},
-		conns:      map[string]*connState{},
-		subs:       map[protocol.MailboxID]*subscription{},
-		tokens:     newLimiter[protocol.TokenHash](opt.Clock, res.TokenRate, float64(res.TokenBurst), 0),
-		penalty:    newLimiter[peer.ID](opt.Clock, 1, 1, res.Penalty),
-		closed:     make(chan struct{}),
-		seen:       newRecentPeers(MaxRecentPeers),
+		h:       h,
+		st:      st,
+		res:     res,
+		log:     opt.Logger,
+		clock:   opt.Clock,
+		self:    []byte(h.ID()),
+		key:     ed25519.PrivateKey(raw),
+		rand:    opt.Rand,
+		streams: map[*stream]struct{}{},
+		perPeer: map[peer.ID]int{},
+		conns:   map[string]*connState{},
+		subs:    map[protocol.MailboxID]*subscription{},
+		tokens:  newLimiter[protocol.TokenHash](opt.Clock, res.TokenRate, float64(res.TokenBurst), 0),
+		penalty: newLimiter[peer.ID](opt.Clock, 1, 1, res.Penalty),
+		closed:  make(chan struct{}),
+		seen:    newRecentPeers(MaxRecentPeers),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.met, err = newMetrics(s, opt.Registerer); err != nil {
@@ -167,8 +164,8 @@ func New(h host.Host, st store.Store, res Resources, opt Options) (*Server, erro
 		s.mu.Unlock()
 	}}
 	h.Network().Notify(s.notifiee)
-	s.wg.Add(2)
-	go s.writeLoop()
+	s.w = s.newWriter()
+	s.wg.Add(1)
 	go s.sweepLoop()
 	h.SetStreamHandler(libp2pproto.ID(protocol.RelayProtocol), s.handle)
 	s.log.Info("relay service started", "ttl", res.TTL.String(), "store_max_bytes", res.StoreMaxBytes)
@@ -198,6 +195,7 @@ func (s *Server) Close() error {
 		c.str.Reset()
 	}
 	s.cancel()
+	s.w.Close()
 	s.wg.Wait()
 	s.met.unregister()
 	s.log.Info("relay service stopped")
