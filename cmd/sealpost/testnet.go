@@ -72,13 +72,16 @@ Faults (--chaos, comma-separated or repeated):
                   sending to offline contacts (with messages queued)
   partition       the network is cut in two halves (a connection gater) from
                   a fifth to three fifths of the way
-  drop            a fifth of the message streams are reset mid-stream
-  clock-skew      a fifth of the nodes run clocks 3 to 10 minutes off
+  drop            during the send phase, each read or write on a message
+                  stream resets the stream with a 2% chance
+  clock-skew      a fifth of the nodes run clocks 2 to 4.5 minutes off (within
+                  the 5 minutes of clock tolerance)
 
 The report: sent, delivered (shown in the recipient's history), lost,
 duplicated (shown twice), latency p50/p95/p99 of direct messages and of
 messages to nodes that were offline (counted from their return), relay stored
-bytes, CPU time and peak memory. The same --seed gives the same scenario.
+bytes, address record lookups and publications in the DHT, CPU time and peak
+memory. The same --seed gives the same scenario.
 Progress goes to standard error. Exit status 2 if any message was lost or
 duplicated.`,
 		Args: cobra.NoArgs,
@@ -195,6 +198,7 @@ func printReport(w io.Writer, r *testnet.Report) {
 	lat("direct", r.Latency.Direct)
 	lat("via relay", r.Latency.ViaRelay)
 	fmt.Fprintf(w, "relay bytes %d stored at most\n", r.RelayStoredBytes)
+	fmt.Fprintf(w, "dht         %d address record lookups, %d publications\n", r.DHTLookups, r.DHTPublishes)
 	fmt.Fprintf(w, "cpu time    %.1f s (start %.1f, wire %.1f, send %.1f, drain %.1f)\npeak memory %.0f MiB\n",
 		r.CPUTimeSeconds, r.CPUSeconds.Start, r.CPUSeconds.Wire, r.CPUSeconds.Send, r.CPUSeconds.Drain, float64(r.PeakMemoryBytes)/(1<<20))
 	fmt.Fprintf(w, "wall time   %.1f s (start %.1f, wire %.1f, send %.1f, drain %.1f)\n",

@@ -51,6 +51,49 @@ type member struct {
 	stopCollect context.CancelFunc
 	collectDone chan struct{}
 	cursor      uint64 // Inbox cursor, kept across restarts
+	// dht counts the DHT work of the member's stopped instances (each
+	// start has a registry of its own).
+	dht dhtCounts
+}
+
+// dhtCounts are address record lookups and publications in the DHT (a
+// node's sealpost_addr_record_lookup_total and
+// sealpost_addr_record_publish_total, summed over their results).
+type dhtCounts struct{ lookups, publishes int64 }
+
+// readDHTCounts reads n's counters from its registry.
+func readDHTCounts(n *node.Node) dhtCounts {
+	var c dhtCounts
+	fams, err := n.Registry().Gather()
+	if err != nil {
+		return c
+	}
+	for _, f := range fams {
+		var sum float64
+		for _, m := range f.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+		switch f.GetName() {
+		case "sealpost_addr_record_lookup_total":
+			c.lookups += int64(sum)
+		case "sealpost_addr_record_publish_total":
+			c.publishes += int64(sum)
+		}
+	}
+	return c
+}
+
+// dhtTotals returns the DHT work of all the member's instances so far.
+func (m *member) dhtTotals() dhtCounts {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.dht
+	if m.n != nil {
+		now := readDHTCounts(m.n)
+		c.lookups += now.lookups
+		c.publishes += now.publishes
+	}
+	return c
 }
 
 // nodeMemTable is the badger memtable size of a personal node's store in
@@ -177,6 +220,9 @@ func (m *member) stop() error {
 		<-m.collectDone
 		m.stopCollect = nil
 	}
+	c := readDHTCounts(m.n)
+	m.dht.lookups += c.lookups
+	m.dht.publishes += c.publishes
 	err := errors.Join(m.n.Close(), m.st.Close())
 	m.n, m.st = nil, nil
 	return err

@@ -138,6 +138,11 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 	nw.sample()
 	rep.PeakGoroutines = nw.peakG
 	rep.RelayStoredBytes = nw.relayBytes
+	for _, m := range nw.members() {
+		c := m.dhtTotals()
+		rep.DHTLookups += c.lookups
+		rep.DHTPublishes += c.publishes
+	}
 	rep.Seconds.Total = time.Since(nw.start).Seconds()
 	return rep, nil
 }

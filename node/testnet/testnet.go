@@ -170,6 +170,13 @@ type Report struct {
 	// the relays (envelopes and their records, as the relays count them).
 	RelayStoredBytes int64 `json:"relay_stored_bytes"`
 
+	// DHTLookups and DHTPublishes count the address record lookups and
+	// publications in the DHT of every member over the whole run (their
+	// sealpost_addr_record_lookup_total and _publish_total). A node looks
+	// a contact's device up only when the addresses it knows fail.
+	DHTLookups   int64 `json:"dht_lookups"`
+	DHTPublishes int64 `json:"dht_publishes"`
+
 	// CPUTimeSeconds is the process's user and system time; PeakMemory
 	// its peak resident set; PeakGoroutines the most goroutines seen.
 	CPUTimeSeconds  float64 `json:"cpu_time_seconds"`

@@ -66,6 +66,13 @@ func TestCI(t *testing.T) {
 		t.Errorf("%d messages to offline nodes, relays stored %d bytes: want some of each",
 			rep.Latency.ViaRelay.Count, rep.RelayStoredBytes)
 	}
+	// Every node publishes its address record when it starts, and a
+	// sender whose direct dial of an offline recipient fails looks the
+	// recipient up.
+	if rep.DHTPublishes < int64(rep.Nodes) || rep.DHTLookups == 0 {
+		t.Errorf("%d address record publications, %d lookups: want at least %d and 1",
+			rep.DHTPublishes, rep.DHTLookups, rep.Nodes)
+	}
 }
 
 func TestRestartNodes(t *testing.T) {
