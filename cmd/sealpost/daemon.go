@@ -164,15 +164,11 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 	}()
 
 	reg := prometheus.NewRegistry()
-	nc, err := node.Defaults(node.Profile(cfg.Profile))
+	nc, err := cfg.NodeConfig()
 	if err != nil {
 		return userError(err)
 	}
 	nc.Store = st
-	nc.Listen = cfg.Listen
-	nc.Bootstrap = cfg.Bootstrap
-	nc.MDNS = cfg.MDNS
-	nc.RelayService = cfg.RelayService
 	if nc.Relay, err = cfg.RelayResources(); err != nil {
 		return userError(err)
 	}

@@ -30,6 +30,8 @@ type Config struct {
 	// Relay is written for the relay profile; without it a relay runs
 	// with relay.DefaultResources.
 	Relay *RelayConfig `toml:"relay,omitempty" comment:"Limits of the relay service (docs/OPERATING.md); used when relay_service is on."`
+
+	Connections *ConnConfig `toml:"connections,omitempty" comment:"Connection limits (docs/OPERATING.md). Without this section: the profile's,\nor the relay profile's when relay_service is on."`
 }
 
 // ErrUnknownProfile is returned for a profile name that is not one of
@@ -61,6 +63,8 @@ func DefaultConfig(profile string) (Config, error) {
 	if d.Profile == node.Relay {
 		r := DefaultRelayConfig()
 		cfg.Relay = &r
+		k := ConnConfigOf(d)
+		cfg.Connections = &k
 	}
 	return cfg, nil
 }
@@ -113,6 +117,9 @@ func (h Home) ReadConfig() (Config, error) {
 		return Config{}, fmt.Errorf("home: %s: %w", h.Path(ConfigFile), err)
 	}
 	if _, err := cfg.RelayResources(); err != nil {
+		return Config{}, fmt.Errorf("home: %s: %w", h.Path(ConfigFile), err)
+	}
+	if _, err := cfg.NodeConfig(); err != nil {
 		return Config{}, fmt.Errorf("home: %s: %w", h.Path(ConfigFile), err)
 	}
 	return cfg, nil

@@ -31,6 +31,7 @@ type RelayConfig struct {
 	TokenBurst             int     `toml:"token_burst" comment:"Card and prekey requests one token may make at once, above the rate."`
 	ChallengeTTL           string  `toml:"challenge_ttl" comment:"How long an owner's challenge stays valid. After it: expired_challenge."`
 	StreamIdle             string  `toml:"stream_idle" comment:"A relay stream without a subscription that is quiet this long is reset."`
+	MaxStreams             int     `toml:"max_streams" comment:"Relay streams open at once, of all clients (a subscribed user keeps one or two).\nOver it: new streams are reset. Raise it with [connections] for more users."`
 }
 
 // DefaultRelayConfig returns relay.DefaultResources as a [relay] section.
@@ -57,6 +58,7 @@ func RelayConfigOf(r relay.Resources) RelayConfig {
 		TokenBurst:             r.TokenBurst,
 		ChallengeTTL:           r.ChallengeTTL.String(),
 		StreamIdle:             r.StreamIdle.String(),
+		MaxStreams:             r.MaxStreams,
 	}
 }
 
@@ -109,6 +111,7 @@ func (c RelayConfig) Resources() (relay.Resources, error) {
 	setInt(&r.TokenBurst, c.TokenBurst)
 	setD(&r.ChallengeTTL, c.ChallengeTTL, "challenge_ttl")
 	setD(&r.StreamIdle, c.StreamIdle, "stream_idle")
+	setInt(&r.MaxStreams, c.MaxStreams)
 	if err != nil {
 		return r, err
 	}

@@ -381,3 +381,23 @@ func TestCloseWhileBusy(t *testing.T) {
 	}
 	r.srv = nil
 }
+
+// TestSubscriberProtected: while a client's subscription runs, the
+// connection manager does not trim its connection; when it ends (the
+// stream closes), the protection goes.
+func TestSubscriberProtected(t *testing.T) {
+	r := newRelay(t, testResources())
+	a := r.dial(t)
+	m := a.create()
+	p := a.h.ID()
+	protected := func() bool { return r.h.ConnManager().IsProtected(p, "") }
+	if protected() {
+		t.Fatal("protected before subscribing")
+	}
+	if resp := a.wait(a.send(signed(a, &protocol.RelayRequest{Op: protocol.RelaySubscribe, Mailbox: m.id}, m))); resp.Code != protocol.CodeOK {
+		t.Fatalf("subscribe: %s", resp.Code)
+	}
+	eventually(t, "the subscriber protected", protected)
+	a.str.Reset()
+	eventually(t, "the protection gone", func() bool { return !protected() })
+}

@@ -85,6 +85,7 @@ type Server struct {
 	closing bool
 	streams map[*stream]struct{}
 	perPeer map[peer.ID]int
+	subPeer map[peer.ID]int // running subscriptions per peer (protect)
 	conns   map[string]*connState
 	subs    map[protocol.MailboxID]*subscription
 	tokens  *limiter[protocol.TokenHash]
@@ -137,6 +138,7 @@ func New(h host.Host, st store.Store, res Resources, opt Options) (*Server, erro
 		rand:    opt.Rand,
 		streams: map[*stream]struct{}{},
 		perPeer: map[peer.ID]int{},
+		subPeer: map[peer.ID]int{},
 		conns:   map[string]*connState{},
 		subs:    map[protocol.MailboxID]*subscription{},
 		tokens:  newLimiter[protocol.TokenHash](opt.Clock, res.TokenRate, float64(res.TokenBurst), 0),

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -129,6 +131,30 @@ func (c *stream) startSubscription(req *protocol.RelayRequest) {
 	go sub.run()
 }
 
+// protectTag is the connection manager's tag on subscribed peers.
+const protectTag = "sealpost-relay-subscriber"
+
+// protect counts a subscription of peer p starting (+1) or ending (-1).
+// A peer with a subscription running is protected from the connection
+// manager's trimming: above its high watermark it closes the least useful
+// connections, and without this those of clients waiting for pushes would
+// go with the rest, to be dialed again at once.
+func (s *Server) protect(p peer.ID, delta int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.subPeer[p] + delta
+	switch {
+	case n <= 0:
+		delete(s.subPeer, p)
+		s.h.ConnManager().Unprotect(p, protectTag)
+	case n == 1 && delta > 0:
+		s.subPeer[p] = n
+		s.h.ConnManager().Protect(p, protectTag)
+	default:
+		s.subPeer[p] = n
+	}
+}
+
 // end stops the subscription with code (sent to the owner).
 func (sub *subscription) end(code protocol.Code) {
 	select {
@@ -193,6 +219,8 @@ func (sub *subscription) run() {
 	c, s := sub.c, sub.c.s
 	defer c.subWG.Done()
 	defer s.met.subscriptions.Dec()
+	s.protect(c.peer, 1)
+	defer s.protect(c.peer, -1)
 	defer func() {
 		s.mu.Lock()
 		if s.subs[sub.mb] == sub {
