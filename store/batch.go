@@ -113,6 +113,9 @@ func (b *Batcher[J]) loop() {
 	prev := make(chan struct{})
 	close(prev)
 	for {
+		// Wait for a free slot before taking jobs: the jobs that arrive
+		// meanwhile make the next batch bigger.
+		slots <- struct{}{}
 		batch := next
 		next = nil
 		if len(batch) == 0 {
@@ -146,7 +149,6 @@ func (b *Batcher[J]) loop() {
 				break fill
 			}
 		}
-		slots <- struct{}{}
 		inflight.Add(1)
 		after, committed := prev, make(chan struct{})
 		prev = committed
