@@ -897,7 +897,10 @@ func (o *outbox) scheduleLoop() {
 		switch {
 		case !any:
 		case next.After(now):
-			t.Reset(next.Sub(now))
+			// The delay from the clock's time now, not from before the
+			// read: the read may have taken a while under load (and a
+			// test's clock may have been moved meanwhile).
+			t.Reset(max(next.Sub(s.clock.Now()), 0))
 		case n >= maxDispatch:
 			t.Reset(0)
 		default:
