@@ -10,9 +10,9 @@ import (
 // the libp2p connection and resource managers. A key left out or zero
 // keeps the profile's value.
 type ConnConfig struct {
-	Low          int `toml:"low" comment:"Above 'high' connections, the connection manager closes the least useful ones\\ndown to 'low'. Connections of clients subscribed to a mailbox here are never\\nclosed that way."`
+	Low          int `toml:"low" comment:"Above 'high' connections, the connection manager closes the least useful ones\ndown to 'low'. Connections of clients subscribed to a mailbox here are never\nclosed that way."`
 	High         int `toml:"high"`
-	MaxOpenFiles int `toml:"max_open_files" comment:"File descriptors libp2p may use (connections and listeners). Keep it under\\nthe process's limit (ulimit -n, LimitNOFILE in a systemd unit)."`
+	MaxOpenFiles int `toml:"max_open_files" comment:"File descriptors libp2p may use (connections and listeners). Keep it under\nthe process's limit (ulimit -n, LimitNOFILE in a systemd unit)."`
 	MaxMemoryMiB int `toml:"max_memory_mib" comment:"Memory libp2p may reserve for connections and streams, in MiB."`
 }
 

@@ -56,6 +56,9 @@ func TestConnConfig(t *testing.T) {
 			t.Errorf("config.toml lacks %q:\n%s", key, b)
 		}
 	}
+	if strings.Contains(string(b), `\n`) {
+		t.Errorf("a comment of config.toml shows a \\n:\n%s", b)
+	}
 
 	h := Home{Dir: t.TempDir()}
 	write := func(s string) {

@@ -31,7 +31,7 @@ type RelayConfig struct {
 	TokenBurst             int     `toml:"token_burst" comment:"Card and prekey requests one token may make at once, above the rate."`
 	ChallengeTTL           string  `toml:"challenge_ttl" comment:"How long an owner's challenge stays valid. After it: expired_challenge."`
 	StreamIdle             string  `toml:"stream_idle" comment:"A relay stream without a subscription that is quiet this long is reset."`
-	MaxStreams             int     `toml:"max_streams" comment:"Relay streams open at once, of all clients (a subscribed user keeps one or two).\nOver it: new streams are reset. Raise it with [connections] for more users."`
+	MaxStreams             int     `toml:"max_streams" comment:"Relay streams open at once, of all clients (a subscribed user keeps one or two).\nOver it: new streams are reset. Raise it together with [connections] for more users."`
 }
 
 // DefaultRelayConfig returns relay.DefaultResources as a [relay] section.
