@@ -41,6 +41,15 @@ type metrics struct {
 	rejects map[string]uint64
 }
 
+// counter and gauge make the relay's unlabelled collectors.
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+func gauge(name, help string) prometheus.Gauge {
+	return prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+}
+
 func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		reg: reg,
@@ -52,34 +61,13 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 			Name: "sealpost_relay_rejections_total",
 			Help: "Relay requests refused, by reason (the wire code's name, or penalized / too_many_streams for refused streams).",
 		}, []string{"reason"}),
-		deposits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sealpost_relay_deposits_total",
-			Help: "Envelopes stored (each answered with a custody receipt).",
-		}),
-		depositBytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sealpost_relay_deposit_bytes_total",
-			Help: "Bytes of the envelopes stored.",
-		}),
-		pushed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sealpost_relay_fetched_total",
-			Help: "Envelopes sent to mailbox owners (fetches and subscriptions).",
-		}),
-		expired: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sealpost_relay_expired_total",
-			Help: "Envelopes removed unacknowledged at the end of their TTL.",
-		}),
-		prekeysTaken: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "sealpost_relay_prekeys_taken_total",
-			Help: "One-time prekey blobs handed out.",
-		}),
-		streams: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "sealpost_relay_streams",
-			Help: "Open relay streams.",
-		}),
-		subscriptions: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "sealpost_relay_subscriptions",
-			Help: "Mailbox subscriptions open.",
-		}),
+		deposits:      counter("sealpost_relay_deposits_total", "Envelopes stored (each answered with a custody receipt)."),
+		depositBytes:  counter("sealpost_relay_deposit_bytes_total", "Bytes of the envelopes stored."),
+		pushed:        counter("sealpost_relay_fetched_total", "Envelopes sent to mailbox owners (fetches and subscriptions)."),
+		expired:       counter("sealpost_relay_expired_total", "Envelopes removed unacknowledged at the end of their TTL."),
+		prekeysTaken:  counter("sealpost_relay_prekeys_taken_total", "One-time prekey blobs handed out."),
+		streams:       gauge("sealpost_relay_streams", "Open relay streams."),
+		subscriptions: gauge("sealpost_relay_subscriptions", "Mailbox subscriptions open."),
 		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sealpost_relay_commit_batch",
 			Help:    "Jobs (deposits and other writes) per store transaction.",
@@ -95,19 +83,19 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		rejects:   map[string]uint64{},
 	}
 	m.totals.Store(&store.RelayTotals{})
-	gauge := func(name, help string, f func(t *store.RelayTotals) uint64) prometheus.Collector {
+	total := func(name, help string, f func(t *store.RelayTotals) uint64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
 			func() float64 { return float64(f(m.totals.Load())) })
 	}
 	cs := []prometheus.Collector{
 		m.requests, m.rejections, m.deposits, m.depositBytes, m.pushed, m.expired, m.prekeysTaken,
 		m.streams, m.subscriptions, m.batch, m.commit,
-		gauge("sealpost_relay_mailboxes", "Mailboxes held.", func(t *store.RelayTotals) uint64 { return t.Mailboxes }),
-		gauge("sealpost_relay_envelopes", "Envelopes stored.", func(t *store.RelayTotals) uint64 { return t.Envelopes }),
-		gauge("sealpost_relay_envelope_bytes", "Bytes of the envelopes stored.", func(t *store.RelayTotals) uint64 { return t.EnvelopeBytes }),
-		gauge("sealpost_relay_blob_bytes", "Bytes of the card and prekey blobs stored.", func(t *store.RelayTotals) uint64 { return t.BlobBytes }),
-		gauge("sealpost_relay_tokens", "Deposit-token hashes registered.", func(t *store.RelayTotals) uint64 { return t.Tokens }),
-		gauge("sealpost_relay_prekeys", "One-time prekey blobs held.", func(t *store.RelayTotals) uint64 { return t.Prekeys }),
+		total("sealpost_relay_mailboxes", "Mailboxes held.", func(t *store.RelayTotals) uint64 { return t.Mailboxes }),
+		total("sealpost_relay_envelopes", "Envelopes stored.", func(t *store.RelayTotals) uint64 { return t.Envelopes }),
+		total("sealpost_relay_envelope_bytes", "Bytes of the envelopes stored.", func(t *store.RelayTotals) uint64 { return t.EnvelopeBytes }),
+		total("sealpost_relay_blob_bytes", "Bytes of the card and prekey blobs stored.", func(t *store.RelayTotals) uint64 { return t.BlobBytes }),
+		total("sealpost_relay_tokens", "Deposit-token hashes registered.", func(t *store.RelayTotals) uint64 { return t.Tokens }),
+		total("sealpost_relay_prekeys", "One-time prekey blobs held.", func(t *store.RelayTotals) uint64 { return t.Prekeys }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sealpost_relay_store_max_bytes",
 			Help: "The relay's total store quota (store_max_bytes).",
