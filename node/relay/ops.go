@@ -80,12 +80,9 @@ func (c *stream) owner(req *protocol.RelayRequest, resp *protocol.RelayResponse)
 	var m store.RelayMailbox
 	err := s.st.View(c.ctx, func(tx *store.Tx) error {
 		var err error
-		m, err = tx.Relay().Mailbox(store.MailboxID(req.Mailbox))
+		m, err = liveMailbox(tx.Relay(), store.MailboxID(req.Mailbox))
 		return err
 	})
-	if errors.Is(err, store.ErrNotFound) || err == nil && m.Deleting {
-		return protocol.ErrUnknownMailbox
-	}
 	if err != nil {
 		return err
 	}
@@ -164,9 +161,9 @@ func (s *Server) registerToken(ctx context.Context, mb store.MailboxID, req *pro
 	err := s.do(ctx, 2, func(tx *store.Tx, now time.Time) error {
 		refused = nil
 		r := tx.Relay()
-		m, err := r.Mailbox(mb)
-		if errors.Is(err, store.ErrNotFound) || err == nil && m.Deleting {
-			refused = protocol.ErrUnknownMailbox
+		m, err := liveMailbox(r, mb)
+		if errors.Is(err, protocol.ErrUnknownMailbox) {
+			refused = err
 			return nil
 		}
 		if err != nil {
@@ -309,9 +306,9 @@ func (s *Server) putPrekeys(ctx context.Context, mb store.MailboxID, req *protoc
 			return nil
 		}
 		r := tx.Relay()
-		m, err := r.Mailbox(mb)
-		if errors.Is(err, store.ErrNotFound) || err == nil && m.Deleting {
-			refused = protocol.ErrUnknownMailbox
+		m, err := liveMailbox(r, mb)
+		if errors.Is(err, protocol.ErrUnknownMailbox) {
+			refused = err
 			return nil
 		}
 		if err != nil {
@@ -345,16 +342,22 @@ func (s *Server) putPrekeys(ctx context.Context, mb store.MailboxID, req *protoc
 	return nil
 }
 
+// liveMailbox returns mailbox mb, or protocol.ErrUnknownMailbox if there
+// is none or its deletion has begun.
+func liveMailbox(r store.Relay, mb store.MailboxID) (store.RelayMailbox, error) {
+	m, err := r.Mailbox(mb)
+	if errors.Is(err, store.ErrNotFound) || err == nil && m.Deleting {
+		return m, protocol.ErrUnknownMailbox
+	}
+	return m, err
+}
+
 // checkToken checks that token is registered for a live mailbox: the
 // common part of GetCard and TakePrekey, which anyone holding a token may
 // ask, at TokenRate per token.
 func (s *Server) checkToken(tx *store.Tx, mb store.MailboxID, h store.TokenHash) error {
 	r := tx.Relay()
-	m, err := r.Mailbox(mb)
-	if errors.Is(err, store.ErrNotFound) || err == nil && m.Deleting {
-		return protocol.ErrUnknownMailbox
-	}
-	if err != nil {
+	if _, err := liveMailbox(r, mb); err != nil {
 		return err
 	}
 	if _, err := r.Token(mb, h); errors.Is(err, store.ErrNotFound) {
