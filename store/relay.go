@@ -684,7 +684,6 @@ func (r Relay) TakePrekey(mb MailboxID, now time.Time) (blob []byte, ok bool, er
 	type found struct {
 		key     []byte
 		expires [8]byte
-		n       uint64
 		blob    []byte
 	}
 	var expired []found
@@ -694,7 +693,7 @@ func (r Relay) TakePrekey(mb MailboxID, now time.Time) (blob []byte, ok bool, er
 		if len(k) != 1+32+8+8 {
 			return fmt.Errorf("relay prekey key: %w", ErrCorrupt)
 		}
-		f := found{key: append([]byte(nil), k...), expires: [8]byte(k[33:41]), n: binary.BigEndian.Uint64(k[41:])}
+		f := found{key: append([]byte(nil), k...), expires: [8]byte(k[33:41])}
 		b, err := decodePrekeyBlob(v)
 		if err != nil {
 			return err
@@ -713,8 +712,7 @@ func (r Relay) TakePrekey(mb MailboxID, now time.Time) (blob []byte, ok bool, er
 	if err != nil {
 		return nil, false, err
 	}
-	var gone []found
-	gone = append(gone, expired...)
+	gone := expired
 	if take != nil {
 		gone = append(gone, *take)
 	}
