@@ -21,17 +21,6 @@ func ConnConfigOf(c node.Config) ConnConfig {
 	return ConnConfig{Low: c.ConnLow, High: c.ConnHigh, MaxOpenFiles: c.MaxFDs, MaxMemoryMiB: int(c.MaxMemory >> 20)}
 }
 
-// validate checks the section's values.
-func (c ConnConfig) validate() error {
-	switch {
-	case c.Low < 0, c.High < 0, c.MaxOpenFiles < 0, c.MaxMemoryMiB < 0:
-		return fmt.Errorf("home: [connections]: negative limit")
-	case c.Low > 0 && c.High > 0 && c.Low >= c.High:
-		return fmt.Errorf("home: [connections]: low (%d) must be below high (%d)", c.Low, c.High)
-	}
-	return nil
-}
-
 // NodeConfig returns the node settings of this home: the defaults of its
 // profile, raised to the relay profile's connection limits when the relay
 // service runs on a home of another profile (a personal home made a relay
@@ -50,17 +39,12 @@ func (c Config) NodeConfig() (node.Config, error) {
 		nc.MaxFDs, nc.MaxMemory = max(nc.MaxFDs, r.MaxFDs), max(nc.MaxMemory, r.MaxMemory)
 	}
 	if k := c.Connections; k != nil {
-		if err := k.validate(); err != nil {
-			return nc, err
+		if k.Low < 0 || k.High < 0 || k.MaxOpenFiles < 0 || k.MaxMemoryMiB < 0 {
+			return nc, fmt.Errorf("home: [connections]: negative limit")
 		}
-		set := func(dst *int, v int) {
-			if v > 0 {
-				*dst = v
-			}
-		}
-		set(&nc.ConnLow, k.Low)
-		set(&nc.ConnHigh, k.High)
-		set(&nc.MaxFDs, k.MaxOpenFiles)
+		setNonZero(&nc.ConnLow, k.Low)
+		setNonZero(&nc.ConnHigh, k.High)
+		setNonZero(&nc.MaxFDs, k.MaxOpenFiles)
 		if k.MaxMemoryMiB > 0 {
 			nc.MaxMemory = int64(k.MaxMemoryMiB) << 20
 		}

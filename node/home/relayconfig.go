@@ -66,21 +66,6 @@ func RelayConfigOf(r relay.Resources) RelayConfig {
 // keys that are set (non-zero) replaced, checked by Resources.Validate.
 func (c RelayConfig) Resources() (relay.Resources, error) {
 	r := relay.DefaultResources()
-	setInt := func(dst *int, v int) {
-		if v != 0 {
-			*dst = v
-		}
-	}
-	setU := func(dst *uint64, v uint64) {
-		if v != 0 {
-			*dst = v
-		}
-	}
-	setF := func(dst *float64, v float64) {
-		if v != 0 {
-			*dst = v
-		}
-	}
 	var err error
 	setD := func(dst *time.Duration, v, key string) {
 		if v == "" || err != nil {
@@ -93,25 +78,25 @@ func (c RelayConfig) Resources() (relay.Resources, error) {
 		}
 		*dst = d
 	}
-	setInt(&r.MaxEnvelope, c.MaxEnvelopeBytes)
-	setU(&r.MailboxMaxCount, c.MailboxMaxEnvelopes)
-	setU(&r.MailboxMaxBytes, c.MailboxMaxBytes)
-	setU(&r.TokenMaxCount, c.TokenMaxEnvelopes)
-	setU(&r.TokenMaxBytes, c.TokenMaxBytes)
-	setU(&r.MaxTokens, c.MaxTokensPerMailbox)
-	setU(&r.MaxPrekeys, c.MaxPrekeysPerMailbox)
+	setNonZero(&r.MaxEnvelope, c.MaxEnvelopeBytes)
+	setNonZero(&r.MailboxMaxCount, c.MailboxMaxEnvelopes)
+	setNonZero(&r.MailboxMaxBytes, c.MailboxMaxBytes)
+	setNonZero(&r.TokenMaxCount, c.TokenMaxEnvelopes)
+	setNonZero(&r.TokenMaxBytes, c.TokenMaxBytes)
+	setNonZero(&r.MaxTokens, c.MaxTokensPerMailbox)
+	setNonZero(&r.MaxPrekeys, c.MaxPrekeysPerMailbox)
 	setD(&r.MaxPrekeyTTL, c.MaxPrekeyTTL, "max_prekey_ttl")
-	setU(&r.StoreMaxBytes, c.StoreMaxBytes)
+	setNonZero(&r.StoreMaxBytes, c.StoreMaxBytes)
 	setD(&r.TTL, c.TTL, "ttl")
 	setD(&r.SweepInterval, c.SweepInterval, "sweep_interval")
-	setF(&r.DepositRate, c.DepositRate)
-	setInt(&r.DepositBurst, c.DepositBurst)
-	setInt(&r.MailboxesPerConn, c.MailboxesPerConnection)
-	setF(&r.TokenRate, c.TokenRate)
-	setInt(&r.TokenBurst, c.TokenBurst)
+	setNonZero(&r.DepositRate, c.DepositRate)
+	setNonZero(&r.DepositBurst, c.DepositBurst)
+	setNonZero(&r.MailboxesPerConn, c.MailboxesPerConnection)
+	setNonZero(&r.TokenRate, c.TokenRate)
+	setNonZero(&r.TokenBurst, c.TokenBurst)
 	setD(&r.ChallengeTTL, c.ChallengeTTL, "challenge_ttl")
 	setD(&r.StreamIdle, c.StreamIdle, "stream_idle")
-	setInt(&r.MaxStreams, c.MaxStreams)
+	setNonZero(&r.MaxStreams, c.MaxStreams)
 	if err != nil {
 		return r, err
 	}
@@ -119,4 +104,13 @@ func (c RelayConfig) Resources() (relay.Resources, error) {
 		return r, fmt.Errorf("home: [relay]: %w", err)
 	}
 	return r, nil
+}
+
+// setNonZero sets *dst to v unless v is zero: a key of config.toml left out
+// (or zero) keeps the default.
+func setNonZero[T comparable](dst *T, v T) {
+	var zero T
+	if v != zero {
+		*dst = v
+	}
 }
