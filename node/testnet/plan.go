@@ -132,7 +132,6 @@ func newPlan(o Options) *plan {
 		nodeRelays: make([][]int, n),
 		killRelay:  -1,
 	}
-	has := func(o Options, f string) bool { return slices.Contains(o.Chaos, f) }
 
 	// Contacts: each node adds about half of its contacts by invite, so
 	// the average node has o.Contacts.
@@ -186,7 +185,7 @@ func newPlan(o Options) *plan {
 	for j := range o.Relays {
 		p.relaySide[j] = j % 2
 	}
-	if has(o, ClockSkew) {
+	if slices.Contains(o.Chaos, ClockSkew) {
 		k := max(1, int(skewFraction*float64(n)))
 		for _, i := range rng.Perm(n)[:k] {
 			d := minSkew + time.Duration(rng.Int64N(int64(maxSkew-minSkew)))
@@ -196,10 +195,10 @@ func newPlan(o Options) *plan {
 			p.skew[i] = d.Round(time.Second)
 		}
 	}
-	if has(o, KillRelay) && o.Relays > 0 {
+	if slices.Contains(o.Chaos, KillRelay) && o.Relays > 0 {
 		p.killRelay = rng.IntN(o.Relays)
 	}
-	if has(o, RestartNodes) && len(online) > 1 {
+	if slices.Contains(o.Chaos, RestartNodes) && len(online) > 1 {
 		// Prefer online nodes with an offline contact: they are made to
 		// send to it right before the restart.
 		cand := slices.Clone(online)
@@ -244,7 +243,7 @@ func newPlan(o Options) *plan {
 	}
 
 	at := func(f float64) int { return int(f * float64(m)) }
-	if has(o, Partition) {
+	if slices.Contains(o.Chaos, Partition) {
 		p.steps = append(p.steps, step{at(partitionAt), stepPartition}, step{at(partitionHeal), stepHeal})
 	}
 	if p.killRelay >= 0 {

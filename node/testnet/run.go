@@ -3,6 +3,7 @@ package testnet
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,15 +43,13 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 	defer stop()
 	mark := nw.start
 	cpuMark, _ := usage()
-	var cpu float64
-	lap := func() float64 {
+	// lap returns the wall and CPU seconds since the last lap.
+	lap := func() (wall, cpu float64) {
 		now := time.Now()
-		d := now.Sub(mark).Seconds()
-		mark = now
 		c, _ := usage()
-		cpu = (c - cpuMark).Seconds()
-		cpuMark = c
-		return d
+		wall, cpu = now.Sub(mark).Seconds(), (c - cpuMark).Seconds()
+		mark, cpuMark = now, c
+		return wall, cpu
 	}
 
 	nw.phase.Store(PhaseStart)
@@ -86,8 +85,7 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 			nw.note("%s runs a clock %v off", nw.nodes[i].name, d)
 		}
 	}
-	rep.Seconds.Start = lap()
-	rep.CPUSeconds.Start = cpu
+	rep.Seconds.Start, rep.CPUSeconds.Start = lap()
 
 	nw.phase.Store(PhaseWire)
 	if err := nw.wire(ctx); err != nil {
@@ -105,8 +103,7 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 	if len(down) > 0 {
 		nw.note("%d nodes offline", len(down))
 	}
-	rep.Seconds.Wire = lap()
-	rep.CPUSeconds.Wire = cpu
+	rep.Seconds.Wire, rep.CPUSeconds.Wire = lap()
 
 	nw.phase.Store(PhaseSend)
 	sendErrs, err := nw.send(ctx)
@@ -114,8 +111,7 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	rep.SendErrors = sendErrs
-	rep.Seconds.Send = lap()
-	rep.CPUSeconds.Send = cpu
+	rep.Seconds.Send, rep.CPUSeconds.Send = lap()
 
 	nw.phase.Store(PhaseHeal)
 	if err := nw.heal(ctx, down); err != nil {
@@ -123,8 +119,7 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 	}
 	nw.phase.Store(PhaseDrain)
 	nw.drain(ctx)
-	rep.Seconds.Drain = lap()
-	rep.CPUSeconds.Drain = cpu
+	rep.Seconds.Drain, rep.CPUSeconds.Drain = lap()
 
 	nw.phase.Store(PhaseCheck)
 	if err := nw.check(ctx, rep); err != nil {
@@ -135,6 +130,7 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 	nw.faultMu.Lock()
 	rep.Faults = append([]string{}, nw.faults...)
 	nw.faultMu.Unlock()
+	stop() // the last sample is this goroutine's alone
 	nw.sample()
 	rep.PeakGoroutines = nw.peakG
 	rep.RelayStoredBytes = nw.relayBytes
@@ -148,7 +144,7 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 }
 
 // progress calls Options.Progress every ProgressEvery and samples the
-// goroutine count, until the returned function is called.
+// goroutine count, until the returned function is first called.
 func (nw *cluster) progress() func() {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -180,10 +176,10 @@ func (nw *cluster) progress() func() {
 			})
 		}
 	})
-	return func() {
+	return sync.OnceFunc(func() {
 		close(done)
 		wg.Wait()
-	}
+	})
 }
 
 // addRelays makes node m receive through the relays the plan gives it, as
@@ -261,7 +257,7 @@ func (nw *cluster) send(ctx context.Context) (int, error) {
 		wg   sync.WaitGroup
 		errs atomic.Int64
 	)
-	if nw.hasFault(Drop) {
+	if slices.Contains(nw.o.Chaos, Drop) {
 		nw.drop.on.Store(true)
 		nw.note("drop on: each read or write on a message stream resets it with probability %.0f%%", 100*dropRate)
 	}
@@ -331,15 +327,6 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 	case <-tm.C:
 		return nil
 	}
-}
-
-func (nw *cluster) hasFault(f string) bool {
-	for _, c := range nw.o.Chaos {
-		if c == f {
-			return true
-		}
-	}
-	return false
 }
 
 // apply carries out one fault step.
@@ -412,10 +399,9 @@ func (nw *cluster) heal(ctx context.Context, down []*member) error {
 		nw.note("partition healed")
 	}
 	if k := nw.plan.killRelay; k >= 0 && !nw.relays[k].isUp() {
-		if err := nw.relays[k].start(ctx); err != nil {
-			return fmt.Errorf("testnet: restart %w", err)
+		if err := nw.apply(ctx, step{what: stepRevive}); err != nil {
+			return err
 		}
-		nw.note("%s restarted", nw.relays[k].name)
 	}
 	if err := forEach(down, startParallel, func(m *member) error { return m.start(ctx) }); err != nil {
 		return fmt.Errorf("testnet: bring nodes back: %w", err)
