@@ -486,7 +486,7 @@ func Status(ctx context.Context, dir string) ([]MemberStatus, error) {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, procParallel)
 	for k, p := range st.Members {
-		out[k] = MemberStatus{Proc: p, Running: p.alive() && !zombie(p.PID)}
+		out[k] = MemberStatus{Proc: p, Running: !p.gone()}
 		if !out[k].Running {
 			continue
 		}
