@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -174,16 +175,8 @@ func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, e
 		return Contact{}, err
 	}
 	b, err := checkBundle(data, uid, dev, s.clock.Now())
-	if err == nil && fromRelay && relayBox != nil {
-		// A one-time prekey from the relay, if it has one left; else the
-		// session starts on the last-resort KEM key.
-		if otk := s.relayPrekey(ctx, relayBox); otk != nil {
-			withOTK := *b
-			withOTK.OneTime = otk
-			if withOTK.Verify(s.clock.Now()) == nil {
-				b = &withOTK
-			}
-		}
+	if err == nil && fromRelay {
+		b = s.withRelayPrekey(ctx, relayBox, b, s.clock.Now())
 	}
 	if err != nil {
 		return Contact{}, err
@@ -269,6 +262,26 @@ func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, e
 type relayPrekeys struct {
 	box mailbox.Box
 	key []byte
+}
+
+// withRelayPrekey returns bundle b (from the relay of r) with a one-time
+// prekey taken from that relay, if it has one left and the result
+// verifies at now; else b itself, and the session starts on the
+// last-resort KEM key. A nil r is no relay to ask.
+func (s *Service) withRelayPrekey(ctx context.Context, r *relayPrekeys, b *prekey.Bundle, now time.Time) *prekey.Bundle {
+	if r == nil {
+		return b
+	}
+	otk := s.relayPrekey(ctx, r)
+	if otk == nil {
+		return b
+	}
+	withOTK := *b
+	withOTK.OneTime = otk
+	if withOTK.Verify(now) != nil {
+		return b
+	}
+	return &withOTK
 }
 
 // relayPrekey takes one one-time prekey from the relay, or returns nil.

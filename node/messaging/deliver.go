@@ -565,17 +565,12 @@ func (s *Service) backoff(n uint32) time.Duration {
 func (w *work) reschedule(e store.OutboxEntry, reason string, failed bool) error {
 	e.Attempts++
 	e.NextAttempt = w.now.Add(w.s.backoff(e.Attempts))
-	if len(reason) > store.MaxReasonLen {
-		reason = reason[:store.MaxReasonLen]
-	}
+	reason = truncate(reason)
 	e.LastError = reason
 	if err := w.tx.Outbox().Put(e); err != nil {
 		return err
 	}
-	if !w.rescheduled {
-		w.rescheduled = true
-		w.after(w.s.out.pokeScheduler)
-	}
+	w.scheduleChanged()
 	if !failed && int(e.Attempts) < w.s.opt.FailAfter {
 		return nil
 	}
@@ -595,6 +590,15 @@ func (w *work) reschedule(e store.OutboxEntry, reason string, failed bool) error
 	}
 	w.stateChanged(&m)
 	return nil
+}
+
+// scheduleChanged wakes the outbox scheduler once the transaction
+// committed (once per transaction): an entry's next attempt changed.
+func (w *work) scheduleChanged() {
+	if !w.rescheduled {
+		w.rescheduled = true
+		w.after(w.s.out.pokeScheduler)
+	}
 }
 
 // fail reschedules items after a failed connection or stream.

@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ecdh"
 	"encoding/hex"
@@ -186,18 +187,8 @@ func (s *Service) Relays(ctx context.Context) ([]Relay, error) {
 	for i := range boxes {
 		out = append(out, s.relayOf(&boxes[i]))
 	}
-	slices.SortFunc(out, func(a, b Relay) int { return compareStrings(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b Relay) int { return cmp.Compare(a.ID, b.ID) })
 	return out, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // relayOf is the API view of an own mailbox.
@@ -263,18 +254,7 @@ func (s *Service) RemoveRelay(ctx context.Context, id string) error {
 		if err := w.bumpCard(); err != nil {
 			return err
 		}
-		if err := w.loadAllContacts(); err != nil {
-			return err
-		}
-		for _, c := range w.sortedContacts() {
-			if c.c.State != store.ContactAccepted || c.c.IdentityChanged {
-				continue
-			}
-			if _, err := w.queue(c, outgoing{kind: kindCard}); err != nil && !errors.Is(err, errNoSession) {
-				return err
-			}
-		}
-		return nil
+		return w.announceCard()
 	})
 	s.mb.Forget(m)
 	s.pokeRelays()
@@ -1098,10 +1078,7 @@ func (w *work) deposited(e store.OutboxEntry, payload []byte, got []store.Receip
 	if err := w.tx.Outbox().Put(e); err != nil {
 		return err
 	}
-	if !w.rescheduled {
-		w.rescheduled = true
-		w.after(w.s.out.pokeScheduler)
-	}
+	w.scheduleChanged()
 	if err != nil || stateRank(m.State) > stateRank(store.MessageSent) {
 		return nil
 	}
@@ -1131,10 +1108,7 @@ func (w *work) dueNow(e store.OutboxEntry) error {
 	if err := w.tx.Outbox().Put(e); err != nil {
 		return err
 	}
-	if !w.rescheduled {
-		w.rescheduled = true
-		w.after(w.s.out.pokeScheduler)
-	}
+	w.scheduleChanged()
 	return nil
 }
 

@@ -507,15 +507,7 @@ func (s *Service) establish(ctx context.Context, uid store.UserID, force bool) e
 	if err != nil {
 		return err
 	}
-	if fromRelay != nil {
-		if otk := s.relayPrekey(ctx, fromRelay); otk != nil {
-			withOTK := *b
-			withOTK.OneTime = otk
-			if withOTK.Verify(now) == nil {
-				b = &withOTK
-			}
-		}
-	}
+	b = s.withRelayPrekey(ctx, fromRelay, b, now)
 	rec, err := s.initiate(b, nil, now)
 	if err != nil {
 		return fmt.Errorf("messaging: start session: %w", err)
