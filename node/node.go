@@ -209,7 +209,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		Host:       msgHost,
 		Store:      cfg.Store,
 		Logger:     n.log,
-		Clock:      messagingClock{n.clock},
+		Clock:      n.clock,
 		Rand:       cfg.Rand,
 		Publish:    n.publish,
 		FindDevice: n.FindDevice,
@@ -226,7 +226,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.RelayService {
 		n.relay, err = relay.New(n.host, cfg.Store, cfg.Relay, relay.Options{
 			Logger:     n.log,
-			Clock:      relayClock{n.clock},
+			Clock:      n.clock,
 			Rand:       cfg.Rand,
 			Registerer: cfg.Registry,
 		})
@@ -556,17 +556,7 @@ func (n *Node) Messaging() *messaging.Service { return n.msg }
 // is off.
 func (n *Node) Relay() *relay.Server { return n.relay }
 
-// relayClock gives the relay service the node's clock.
-type relayClock struct{ Clock }
-
-func (c relayClock) NewTimer(d time.Duration) relay.Timer { return c.Clock.NewTimer(d) }
-
 // publish puts an event of the messaging service on the event stream.
 func (n *Node) publish(typ string, data any) {
 	n.events.publish(Event{Type: typ, Time: n.clock.Now(), Data: data})
 }
-
-// messagingClock gives the messaging service the node's clock.
-type messagingClock struct{ Clock }
-
-func (c messagingClock) NewTimer(d time.Duration) messaging.Timer { return c.Clock.NewTimer(d) }

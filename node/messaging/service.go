@@ -21,6 +21,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/node/internal/clock"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/prekeys"
 	"github.com/sealpost/sealpost/protocol"
@@ -29,18 +30,11 @@ import (
 
 // Clock is the service's source of time for its own decisions (retry
 // backoff, prekey rotation, expiry, rate limits). Network deadlines use the
-// system clock. node.Clock values satisfy it through a small adapter.
-type Clock interface {
-	Now() time.Time
-	NewTimer(d time.Duration) Timer
-}
+// system clock. It is node.Clock.
+type Clock = clock.Clock
 
 // Timer is a one-shot timer of a Clock.
-type Timer interface {
-	C() <-chan time.Time
-	Stop() bool
-	Reset(d time.Duration) bool
-}
+type Timer = clock.Timer
 
 // Config is what New needs. Each field documents its zero value.
 type Config struct {
@@ -253,7 +247,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = systemClock{}
+		cfg.Clock = clock.System()
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
@@ -504,19 +498,6 @@ func (s *Service) runMaintenance(ctx context.Context) error {
 
 // protocolTolerance is the clock tolerance of DESIGN.md §7.
 const protocolTolerance = 5 * time.Minute
-
-// systemClock is the machine's clock.
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-
-func (systemClock) NewTimer(d time.Duration) Timer { return sysTimer{time.NewTimer(d)} }
-
-type sysTimer struct{ t *time.Timer }
-
-func (t sysTimer) C() <-chan time.Time        { return t.t.C }
-func (t sysTimer) Stop() bool                 { return t.t.Stop() }
-func (t sysTimer) Reset(d time.Duration) bool { return t.t.Reset(d) }
 
 // lockedReader serializes reads of a random source that may not be safe
 // for concurrent use (an injected test source).

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,80 +16,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealpost/sealpost/crypto/seal"
+	"github.com/sealpost/sealpost/node/internal/clock/clocktest"
 	"github.com/sealpost/sealpost/node/relay"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store/badgerstore"
 )
 
-// fakeClock is a relay.Clock that moves only when told.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) NewTimer(d time.Duration) relay.Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, ch: make(chan time.Time, 1), at: c.now.Add(d), active: true}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-// Advance moves the clock and fires the timers that are due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	now := c.now
-	var due []*fakeTimer
-	for _, t := range c.timers {
-		if t.active && !t.at.After(now) {
-			t.active = false
-			due = append(due, t)
-		}
-	}
-	c.mu.Unlock()
-	for _, t := range due {
-		select {
-		case t.ch <- now:
-		default:
-		}
-	}
-}
-
-type fakeTimer struct {
-	c      *fakeClock
-	ch     chan time.Time
-	at     time.Time
-	active bool
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.ch }
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.active
-	t.active = false
-	return was
-}
-
-func (t *fakeTimer) Reset(d time.Duration) bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := t.active
-	t.at, t.active = t.c.now.Add(d), true
-	return was
+// newFakeClock returns a relay.Clock that moves only when told.
+func newFakeClock() *clocktest.Fake {
+	return clocktest.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 }
 
 // trelay is a relay under test: a libp2p host on 127.0.0.1, a badger
@@ -102,7 +36,7 @@ type trelay struct {
 	st    *badgerstore.Store
 	dir   string
 	srv   *relay.Server
-	clock *fakeClock
+	clock *clocktest.Fake
 	res   relay.Resources
 	reg   *prometheus.Registry
 }

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -20,6 +19,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sealpost/sealpost/node/internal/clock"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -28,18 +28,11 @@ import (
 var ErrClosed = errors.New("relay: closed")
 
 // Clock is the relay's source of time: TTLs, challenges, rate limits and
-// the sweep read it, so that tests can move time.
-type Clock interface {
-	Now() time.Time
-	NewTimer(d time.Duration) Timer
-}
+// the sweep read it, so that tests can move time. It is node.Clock.
+type Clock = clock.Clock
 
 // Timer is a one-shot timer of a Clock.
-type Timer interface {
-	C() <-chan time.Time
-	Stop() bool
-	Reset(d time.Duration) bool
-}
+type Timer = clock.Timer
 
 // Options are the relay's dependencies besides its host and store. Each
 // field documents its zero value.
@@ -122,7 +115,7 @@ func New(h host.Host, st store.Store, res Resources, opt Options) (*Server, erro
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opt.Clock == nil {
-		opt.Clock = systemClock{}
+		opt.Clock = clock.System()
 	}
 	if opt.Rand == nil {
 		opt.Rand = rand.Reader
@@ -295,14 +288,3 @@ func (s *Server) countMailbox(connID string, n int) bool {
 	cs.mailboxes += n
 	return true
 }
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time                 { return time.Now() }
-func (systemClock) NewTimer(d time.Duration) Timer { return sysTimer{time.NewTimer(d)} }
-
-type sysTimer struct{ t *time.Timer }
-
-func (t sysTimer) C() <-chan time.Time        { return t.t.C }
-func (t sysTimer) Stop() bool                 { return t.t.Stop() }
-func (t sysTimer) Reset(d time.Duration) bool { return t.t.Reset(d) }

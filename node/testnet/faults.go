@@ -4,28 +4,12 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
-
-	"github.com/sealpost/sealpost/node"
 )
-
-// skewClock is the system clock shifted by a fixed offset (ClockSkew).
-type skewClock struct{ offset time.Duration }
-
-func (c skewClock) Now() time.Time { return time.Now().Add(c.offset) }
-
-func (c skewClock) NewTimer(d time.Duration) node.Timer { return sysTimer{time.NewTimer(d)} }
-
-type sysTimer struct{ t *time.Timer }
-
-func (t sysTimer) C() <-chan time.Time        { return t.t.C }
-func (t sysTimer) Stop() bool                 { return t.t.Stop() }
-func (t sysTimer) Reset(d time.Duration) bool { return t.t.Reset(d) }
 
 // cut is the state of a partition: while it is active, peers on different
 // sides may not connect. Peers without a side (the mailbox client's own

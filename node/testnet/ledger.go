@@ -99,7 +99,7 @@ func (l *ledger) shown(m *member, msg *messaging.Message) {
 	if r.offline && m.back.After(from) {
 		from = m.back
 	}
-	r.latency = max(0, msg.ReceivedAt.Add(-m.clock.offset).Sub(from))
+	r.latency = max(0, msg.ReceivedAt.Add(-m.skew).Sub(from))
 }
 
 // counts returns the messages sent and shown so far.

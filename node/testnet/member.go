@@ -32,7 +32,7 @@ type member struct {
 	relay bool
 	dir   string
 	side  int
-	clock skewClock
+	skew  time.Duration // how wrong its clock is (ClockSkew)
 	gater *gater
 
 	// Set by provision.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/node"
+	"github.com/sealpost/sealpost/node/internal/clock"
 	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/node/relay"
 	"github.com/sealpost/sealpost/store"
@@ -326,7 +327,7 @@ func newNetwork(o Options, work string) (*cluster, error) {
 		nw.relays = append(nw.relays, m)
 	}
 	for i := range o.Nodes {
-		m := &member{net: nw, name: fmt.Sprintf("node-%d", i), index: i, side: p.side[i], clock: skewClock{p.skew[i]}}
+		m := &member{net: nw, name: fmt.Sprintf("node-%d", i), index: i, side: p.side[i], skew: p.skew[i]}
 		m.dir = memberDir(work, m.name)
 		m.gater = &gater{cut: nw.cut, side: m.side}
 		nw.nodes = append(nw.nodes, m)
@@ -351,7 +352,7 @@ func (nw *cluster) nodeConfig(m *member) (node.Config, error) {
 		return cfg, err
 	}
 	cfg.Listen = nw.listen()
-	cfg.Clock = m.clock
+	cfg.Clock = clock.Offset(m.skew)
 	cfg.ConnGater = m.gater
 	cfg.Logger = nw.log.With("member", m.name)
 	cfg.Messaging = testMessaging
