@@ -117,7 +117,9 @@ func (c *stream) serve() int {
 	fr := protocol.NewFrameReader(c.str, protocol.MaxRelayFrame)
 	for {
 		if c.subscriptions() == 0 {
-			c.str.SetReadDeadline(s.clockDeadline(s.res.StreamIdle))
+			// Stream deadlines are on the system clock (the network's),
+			// not the relay's Clock.
+			c.str.SetReadDeadline(time.Now().Add(s.res.StreamIdle))
 		} else {
 			// An owner's subscription stream is quiet for hours; libp2p's
 			// keepalive finds a dead connection.
@@ -155,10 +157,6 @@ func (c *stream) saw(k peerKind) {
 		c.s.seen.add(k, c.peer, c.s.clock.Now())
 	}
 }
-
-// clockDeadline is a stream deadline d from now. Stream deadlines are on
-// the system clock (the network's), not the relay's Clock.
-func (s *Server) clockDeadline(d time.Duration) time.Time { return time.Now().Add(d) }
 
 // send queues a response; false if the stream has ended.
 func (c *stream) send(r *protocol.RelayResponse) bool {
