@@ -85,15 +85,7 @@ func PrekeyKey(sealing []byte, m [32]byte) []byte {
 // SealPrekey encrypts one one-time prekey record for mailbox m under
 // key (PrekeyKey).
 func SealPrekey(key []byte, m [32]byte, record []byte, rand io.Reader) ([]byte, error) {
-	aead, err := chacha20poly1305.NewX(key)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(record)+aead.Overhead())
-	if _, err := io.ReadFull(rand, out); err != nil {
-		return nil, fmt.Errorf("mailbox: nonce: %w", err)
-	}
-	return aead.Seal(out, out, record, []byte(prekeyLabel+"\x00"+string(m[:]))), nil
+	return sealBlob(key, prekeyLabel, m, record, rand)
 }
 
 // ErrPrekeyBlob is the one error OpenPrekey returns.
@@ -102,16 +94,37 @@ var ErrPrekeyBlob = errors.New("mailbox: cannot open the prekey blob")
 // OpenPrekey decrypts a prekey blob of mailbox m; the record is
 // unchecked (the caller parses and verifies it).
 func OpenPrekey(key []byte, m [32]byte, blob []byte) ([]byte, error) {
-	aead, err := chacha20poly1305.NewX(key)
-	if err != nil || len(blob) > protocol.MaxPrekeyBlob || len(blob) < aead.NonceSize()+aead.Overhead() {
-		return nil, ErrPrekeyBlob
-	}
-	n := aead.NonceSize()
-	pt, err := aead.Open(nil, blob[:n], blob[n:], []byte(prekeyLabel+"\x00"+string(m[:])))
-	if err != nil {
+	pt, ok := openBlob(key, prekeyLabel, m, blob, protocol.MaxPrekeyBlob)
+	if !ok {
 		return nil, ErrPrekeyBlob
 	}
 	return pt, nil
+}
+
+// sealBlob encrypts pt under key (XChaCha20-Poly1305, bound to label and
+// mailbox m) behind a nonce from rand.
+func sealBlob(key []byte, label string, m [32]byte, pt []byte, rand io.Reader) ([]byte, error) {
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(pt)+aead.Overhead())
+	if _, err := io.ReadFull(rand, out); err != nil {
+		return nil, fmt.Errorf("mailbox: nonce: %w", err)
+	}
+	return aead.Seal(out, out, pt, []byte(label+"\x00"+string(m[:]))), nil
+}
+
+// openBlob decrypts what sealBlob made with the same key, label and m; it
+// reports false for a blob over max bytes or one that does not open.
+func openBlob(key []byte, label string, m [32]byte, blob []byte, max int) ([]byte, bool) {
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil || len(blob) > max || len(blob) < aead.NonceSize()+aead.Overhead() {
+		return nil, false
+	}
+	n := aead.NonceSize()
+	pt, err := aead.Open(nil, blob[:n], blob[n:], []byte(label+"\x00"+string(m[:])))
+	return pt, err == nil
 }
 
 // ErrCardBlob is the one error OpenCard returns for a blob that does not
@@ -136,37 +149,21 @@ func SealCard(s [16]byte, m [32]byte, card, bundle, prekeyKey []byte, rand io.Re
 	if len(card) == 0 || len(card) > protocol.MaxCard || len(bundle) == 0 || len(bundle) > protocol.MaxBundle {
 		return nil, fmt.Errorf("mailbox: card blob of a %d-byte card and a %d-byte bundle", len(card), len(bundle))
 	}
-	aead, err := chacha20poly1305.NewX(cardKey(s, m))
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, aead.NonceSize(), aead.NonceSize()+len(card)+len(bundle)+32)
-	if _, err := io.ReadFull(rand, out); err != nil {
-		return nil, fmt.Errorf("mailbox: nonce: %w", err)
-	}
 	pt := []byte{blobFormat}
 	pt = binary.AppendUvarint(pt, uint64(len(card)))
 	pt = append(pt, card...)
 	pt = binary.AppendUvarint(pt, uint64(len(bundle)))
 	pt = append(pt, bundle...)
 	pt = append(pt, prekeyKey...)
-	return aead.Seal(out, out, pt, []byte(cardLabel+"\x00"+string(m[:]))), nil
+	return sealBlob(cardKey(s, m), cardLabel, m, pt, rand)
 }
 
 // OpenCard decrypts a card blob and returns the card and bundle bytes,
 // unchecked (the caller parses and verifies both), and K_pk if the blob
 // holds one. Every failure is ErrCardBlob.
 func OpenCard(s [16]byte, m [32]byte, blob []byte) (card, bundle, prekeyKey []byte, err error) {
-	aead, err := chacha20poly1305.NewX(cardKey(s, m))
-	if err != nil {
-		return nil, nil, nil, ErrCardBlob
-	}
-	if len(blob) > protocol.MaxCardBlob || len(blob) < aead.NonceSize()+aead.Overhead() {
-		return nil, nil, nil, ErrCardBlob
-	}
-	n := aead.NonceSize()
-	pt, err := aead.Open(nil, blob[:n], blob[n:], []byte(cardLabel+"\x00"+string(m[:])))
-	if err != nil || len(pt) < 1 || pt[0] != blobFormat {
+	pt, ok := openBlob(cardKey(s, m), cardLabel, m, blob, protocol.MaxCardBlob)
+	if !ok || len(pt) < 1 || pt[0] != blobFormat {
 		return nil, nil, nil, ErrCardBlob
 	}
 	rest := pt[1:]
@@ -216,16 +213,7 @@ func SealBundle(prekeyKey []byte, m [32]byte, bundle []byte, rand io.Reader) ([]
 	if err != nil {
 		return nil, err
 	}
-	aead, err := chacha20poly1305.NewX(k)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, aead.NonceSize(), aead.NonceSize()+1+len(bundle)+aead.Overhead())
-	if _, err := io.ReadFull(rand, out); err != nil {
-		return nil, fmt.Errorf("mailbox: nonce: %w", err)
-	}
-	pt := append([]byte{blobFormat}, bundle...)
-	return aead.Seal(out, out, pt, []byte(bundleLabel+"\x00"+string(m[:]))), nil
+	return sealBlob(k, bundleLabel, m, append([]byte{blobFormat}, bundle...), rand)
 }
 
 // OpenBundle decrypts a bundle blob of mailbox m and returns the bundle
@@ -236,13 +224,8 @@ func OpenBundle(prekeyKey []byte, m [32]byte, blob []byte) ([]byte, error) {
 	if err != nil {
 		return nil, ErrBundleBlob
 	}
-	aead, err := chacha20poly1305.NewX(k)
-	if err != nil || len(blob) > protocol.MaxCardBlob || len(blob) < aead.NonceSize()+aead.Overhead() {
-		return nil, ErrBundleBlob
-	}
-	n := aead.NonceSize()
-	pt, err := aead.Open(nil, blob[:n], blob[n:], []byte(bundleLabel+"\x00"+string(m[:])))
-	if err != nil || len(pt) < 2 || pt[0] != blobFormat || len(pt)-1 > protocol.MaxBundle {
+	pt, ok := openBlob(k, bundleLabel, m, blob, protocol.MaxCardBlob)
+	if !ok || len(pt) < 2 || pt[0] != blobFormat || len(pt)-1 > protocol.MaxBundle {
 		return nil, ErrBundleBlob
 	}
 	return pt[1:], nil
