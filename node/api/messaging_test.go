@@ -98,7 +98,14 @@ func (f *fakeMessaging) WaitState(ctx context.Context, id messaging.MessageID, w
 
 func serveMessaging(t *testing.T, m Messaging) *Client {
 	t.Helper()
-	s, err := New(Config{Node: newFake(), Messaging: m})
+	return serveConfig(t, Config{Node: newFake(), Messaging: m})
+}
+
+// serveConfig starts a server for cfg on a unix socket, shut down when the
+// test ends, and returns a client for it.
+func serveConfig(t *testing.T, cfg Config) *Client {
+	t.Helper()
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

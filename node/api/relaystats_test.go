@@ -3,8 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"net"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -34,25 +32,9 @@ func TestRelayStats(t *testing.T) {
 		service RelayService
 	}{{"on", fakeRelay{want, relay.RecentPeers{Streams: wantPeers.Streams, Depositors: wantPeers.Depositors, Limit: 256}}}, {"off", nil}} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := New(Config{Node: newFake(), RelayService: tc.service})
-			if err != nil {
-				t.Fatal(err)
-			}
-			sock := filepath.Join(t.TempDir(), "api.sock")
-			ln, err := net.Listen("unix", sock)
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- s.Serve(ln) }()
-			defer func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				s.Shutdown(ctx)
-				<-done
-			}()
-			got, err := unixClient(t, sock).RelayStats(context.Background())
-			peers, perr := unixClient(t, sock).RelayPeers(context.Background())
+			cl := serveConfig(t, Config{Node: newFake(), RelayService: tc.service})
+			got, err := cl.RelayStats(context.Background())
+			peers, perr := cl.RelayPeers(context.Background())
 			if tc.service == nil {
 				for _, err := range []error{err, perr} {
 					var apiErr *Error
