@@ -865,6 +865,9 @@ func (r Relay) DeleteMailbox(id MailboxID, limit int) (done bool, err error) {
 	var prekeys [][]byte
 	var size uint64
 	err = r.tx.scanPrefix(key(tRelayPrekey, id[:]), false, func(k, v []byte) error {
+		if len(k) != 1+32+8+8 {
+			return fmt.Errorf("relay prekey key: %w", ErrCorrupt)
+		}
 		b, err := decodePrekeyBlob(v)
 		if err != nil {
 			return err
