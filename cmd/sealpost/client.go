@@ -21,15 +21,7 @@ func (c *cli) idCommand() *cobra.Command {
 		Short: "Print the user ID, peer ID, addresses (with /p2p/) and relays",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			info, err := cl.ID(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return c.print(info, func(w io.Writer) {
+			return query(c, func(cl *api.Client) (node.Info, error) { return cl.ID(cmd.Context()) }, func(w io.Writer, info node.Info) {
 				fmt.Fprintf(w, "user id: %s\npeer id: %s\n", info.UserID, info.PeerID)
 				printList(w, "addrs", info.Addrs)
 				printList(w, "relays", info.Relays)
@@ -55,15 +47,7 @@ func (c *cli) statusCommand() *cobra.Command {
 		Short: "Print the node's state: peers, relays, outbox, sessions, DHT, reachability",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			st, err := cl.Status(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return c.print(st, func(w io.Writer) {
+			return query(c, func(cl *api.Client) (node.Status, error) { return cl.Status(cmd.Context()) }, func(w io.Writer, st node.Status) {
 				serving := "not serving"
 				if st.DHTServing {
 					serving = "serving"
@@ -100,15 +84,10 @@ func (c *cli) peersCommand() *cobra.Command {
 		Short: "List the connected peers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			peers, err := cl.Peers(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return c.print(api.PeerList{Peers: peers}, func(w io.Writer) { printPeers(w, peers) })
+			return query(c, func(cl *api.Client) (api.PeerList, error) {
+				peers, err := cl.Peers(cmd.Context())
+				return api.PeerList{Peers: peers}, err
+			}, func(w io.Writer, l api.PeerList) { printPeers(w, l.Peers) })
 		},
 	}
 	connect := &cobra.Command{
@@ -116,15 +95,9 @@ func (c *cli) peersCommand() *cobra.Command {
 		Short: "Connect the peer at MADDR (a multiaddr ending in /p2p/<peer ID>)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			res, err := cl.Connect(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return c.print(res, func(w io.Writer) { fmt.Fprintf(w, "connected %s\n", res.PeerID) })
+			return query(c, func(cl *api.Client) (api.ConnectResult, error) { return cl.Connect(cmd.Context(), args[0]) }, func(w io.Writer, res api.ConnectResult) {
+				fmt.Fprintf(w, "connected %s\n", res.PeerID)
+			})
 		},
 	}
 	cmd.AddCommand(ls, connect)

@@ -201,3 +201,17 @@ func (c *cli) client() (*api.Client, error) {
 	}
 	return api.Dial(h)
 }
+
+// query makes one request of the daemon running on the home (call) and
+// prints the answer: one JSON object with --json, else text(w, answer).
+func query[T any](c *cli, call func(*api.Client) (T, error), text func(w io.Writer, v T)) error {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	v, err := call(cl)
+	if err != nil {
+		return err
+	}
+	return c.print(v, func(w io.Writer) { text(w, v) })
+}

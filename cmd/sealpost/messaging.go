@@ -146,15 +146,7 @@ key is an identity change: exit code 4, and the contact stays blocked until
 an unreachable inviter exits 3.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			ct, err := cl.AddContact(cmd.Context(), args[0], name)
-			if err != nil {
-				return err
-			}
-			return c.print(ct, func(w io.Writer) {
+			return query(c, func(cl *api.Client) (messaging.Contact, error) { return cl.AddContact(cmd.Context(), args[0], name) }, func(w io.Writer, ct messaging.Contact) {
 				fmt.Fprintf(w, "added %s (%s)\n", ct.Name, ct.UserID)
 			})
 		},
@@ -168,18 +160,10 @@ request, or key changed), whether you verified them, and their user IDs.
 With --json: {"contacts": [...]}, each as 'sealpost contact show' prints it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			list, err := cl.Contacts(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if list == nil {
-				list = []messaging.Contact{}
-			}
-			return c.print(api.ContactList{Contacts: list}, func(w io.Writer) { printContacts(w, list) })
+			return query(c, func(cl *api.Client) (api.ContactList, error) {
+				list, err := cl.Contacts(cmd.Context())
+				return api.ContactList{Contacts: list}, err
+			}, func(w io.Writer, l api.ContactList) { printContacts(w, l.Contacts) })
 		},
 	}
 	show := &cobra.Command{
@@ -195,15 +179,7 @@ With --json: name, user_id, state, verified, safety_number, identity_changed,
 pending_user_id, pending_safety_number, device_id, display_name, created_at.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			ct, err := cl.Contact(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return c.print(ct, func(w io.Writer) { printContact(w, ct) })
+			return query(c, func(cl *api.Client) (messaging.Contact, error) { return cl.Contact(cmd.Context(), args[0]) }, printContact)
 		},
 	}
 	var safety string
@@ -221,15 +197,9 @@ messages still queued for the old key are marked failed. --safety-number
 then takes the new key's safety number.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			ct, err := cl.Verify(cmd.Context(), args[0], safety)
-			if err != nil {
-				return err
-			}
-			return c.print(ct, func(w io.Writer) { fmt.Fprintf(w, "verified %s (%s)\n", ct.Name, ct.UserID) })
+			return query(c, func(cl *api.Client) (messaging.Contact, error) { return cl.Verify(cmd.Context(), args[0], safety) }, func(w io.Writer, ct messaging.Contact) {
+				fmt.Fprintf(w, "verified %s (%s)\n", ct.Name, ct.UserID)
+			})
 		},
 	}
 	verify.Flags().StringVar(&safety, "safety-number", "", "the safety number the contact sees (60 digits)")
@@ -243,15 +213,9 @@ contact succeeds and changes nothing; a contact whose key changed must be
 verified first (exit 4).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			ct, err := cl.Accept(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return c.print(ct, func(w io.Writer) { fmt.Fprintf(w, "accepted %s (%s)\n", ct.Name, ct.UserID) })
+			return query(c, func(cl *api.Client) (messaging.Contact, error) { return cl.Accept(cmd.Context(), args[0]) }, func(w io.Writer, ct messaging.Contact) {
+				fmt.Fprintf(w, "accepted %s (%s)\n", ct.Name, ct.UserID)
+			})
 		},
 	}
 	rm := &cobra.Command{
@@ -263,15 +227,9 @@ shows again if the same identity is added again. If it writes again, its
 message arrives as a message request.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			res, err := cl.RemoveContact(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return c.print(res, func(w io.Writer) { fmt.Fprintf(w, "removed %s\n", res.Contact) })
+			return query(c, func(cl *api.Client) (api.RemoveResult, error) { return cl.RemoveContact(cmd.Context(), args[0]) }, func(w io.Writer, res api.RemoveResult) {
+				fmt.Fprintf(w, "removed %s\n", res.Contact)
+			})
 		},
 	}
 	cmd.AddCommand(add, ls, show, verify, accept, rm)

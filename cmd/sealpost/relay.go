@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealpost/sealpost/node/api"
 	"github.com/sealpost/sealpost/node/relay"
 )
 
@@ -34,15 +35,7 @@ a mailbox, a token or a peer. With --json: one object (the same as
 GET /v1/relay/stats).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			st, err := cl.RelayStats(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return c.print(st, func(w io.Writer) {
+			return query(c, func(cl *api.Client) (relay.Stats, error) { return cl.RelayStats(cmd.Context()) }, func(w io.Writer, st relay.Stats) {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 				fmt.Fprintf(tw, "mailboxes\t%d\n", st.Mailboxes)
 				fmt.Fprintf(tw, "envelopes\t%d\n", st.Envelopes)
@@ -87,15 +80,7 @@ ID may appear in 'peers ls' (it bootstraps through the relay), never here.
 With --json: one object (the same as GET /v1/relay/peers).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			p, err := cl.RelayPeers(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return c.print(p, func(w io.Writer) {
+			return query(c, func(cl *api.Client) (relay.RecentPeers, error) { return cl.RelayPeers(cmd.Context()) }, func(w io.Writer, p relay.RecentPeers) {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 				for _, l := range []struct {
 					name  string

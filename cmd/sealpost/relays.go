@@ -38,15 +38,9 @@ With --json: add prints the relay, ls {"relays": [...]}, rm {"id", "removed"}.`,
 		Short: "Make a mailbox on a relay and receive through it",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			r, err := cl.AddRelay(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return c.print(r, func(w io.Writer) { fmt.Fprintf(w, "receiving through %s (mailbox %s)\n", r.ID, r.Mailbox[:16]) })
+			return query(c, func(cl *api.Client) (messaging.Relay, error) { return cl.AddRelay(cmd.Context(), args[0]) }, func(w io.Writer, r messaging.Relay) {
+				fmt.Fprintf(w, "receiving through %s (mailbox %s)\n", r.ID, r.Mailbox[:16])
+			})
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
@@ -54,25 +48,17 @@ With --json: add prints the relay, ls {"relays": [...]}, rm {"id", "removed"}.`,
 		Short: "List the relays this node receives through",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			list, err := cl.Relays(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if list == nil {
-				list = []messaging.Relay{}
-			}
-			return c.print(api.RelayList{Relays: list}, func(w io.Writer) {
-				if len(list) == 0 {
+			return query(c, func(cl *api.Client) (api.RelayList, error) {
+				list, err := cl.Relays(cmd.Context())
+				return api.RelayList{Relays: list}, err
+			}, func(w io.Writer, l api.RelayList) {
+				if len(l.Relays) == 0 {
 					fmt.Fprintln(w, "no relays (sealpost relays add MADDR)")
 					return
 				}
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "RELAY\tSTATE\tSTORED\tADDRESS")
-				for _, r := range list {
+				for _, r := range l.Relays {
 					state := r.State
 					if r.Error != "" {
 						state += ": " + r.Error
@@ -92,15 +78,9 @@ With --json: add prints the relay, ls {"relays": [...]}, rm {"id", "removed"}.`,
 		Short: "Stop receiving through a relay",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := c.client()
-			if err != nil {
-				return err
-			}
-			res, err := cl.RemoveRelay(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return c.print(res, func(w io.Writer) { fmt.Fprintf(w, "removed %s\n", res.ID) })
+			return query(c, func(cl *api.Client) (api.RemoveRelayResult, error) { return cl.RemoveRelay(cmd.Context(), args[0]) }, func(w io.Writer, res api.RemoveRelayResult) {
+				fmt.Fprintf(w, "removed %s\n", res.ID)
+			})
 		},
 	})
 	return cmd
