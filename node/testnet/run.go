@@ -200,27 +200,12 @@ func (nw *cluster) addRelays(ctx context.Context, m *member) error {
 // invite, the initiator adds it and sends a first message, which makes
 // the responder's contact; its delivery receipt confirms the session.
 func (nw *cluster) wire(ctx context.Context) error {
-	sem := make(chan struct{}, wireParallel)
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	for _, e := range nw.plan.edges {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := nw.link(ctx, nw.nodes[e[0]], nw.nodes[e[1]]); err != nil {
-				mu.Lock()
-				if first == nil {
-					first = fmt.Errorf("testnet: contact %s -> %s: %w", nw.nodes[e[0]].name, nw.nodes[e[1]].name, err)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return first
+	return forEach(nw.plan.edges, wireParallel, func(e [2]int) error {
+		if err := nw.link(ctx, nw.nodes[e[0]], nw.nodes[e[1]]); err != nil {
+			return fmt.Errorf("testnet: contact %s -> %s: %w", nw.nodes[e[0]].name, nw.nodes[e[1]].name, err)
+		}
+		return nil
+	})
 }
 
 func (nw *cluster) link(ctx context.Context, a, b *member) error {

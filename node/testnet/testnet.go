@@ -269,10 +269,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		o.Logger.Info("keeping the network's stores", "dir", work)
 	}
 	cpu0, _ := usage()
-	nw, err := newNetwork(o, work)
-	if err != nil {
-		return nil, fmt.Errorf("testnet: %w", err)
-	}
+	nw := newNetwork(o, work)
 	rep, err := nw.run(ctx)
 	stopErr := nw.stopAll()
 	if err != nil {
@@ -288,7 +285,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	return rep, nil
 }
 
-// network is an in-process network of members.
+// cluster is an in-process network of members.
 type cluster struct {
 	o      Options
 	work   string
@@ -309,7 +306,7 @@ type cluster struct {
 	relayBytes int64
 }
 
-func newNetwork(o Options, work string) (*cluster, error) {
+func newNetwork(o Options, work string) *cluster {
 	p := newPlan(o)
 	nw := &cluster{
 		o:      o,
@@ -332,7 +329,7 @@ func newNetwork(o Options, work string) (*cluster, error) {
 		m.gater = &gater{cut: nw.cut, side: m.side}
 		nw.nodes = append(nw.nodes, m)
 	}
-	return nw, nil
+	return nw
 }
 
 // Messaging options of every node: retries sooner than a user's node
@@ -380,20 +377,20 @@ func (nw *cluster) nodeConfig(m *member) (node.Config, error) {
 		cfg.ConnHigh = max(rp.ConnHigh, 8*n+128)
 		cfg.MaxFDs = max(rp.MaxFDs, 4*cfg.ConnHigh)
 		cfg.MaxMemory = rp.MaxMemory
-		for _, r := range nw.relays {
-			if r != m && len(r.addrs()) > 0 {
-				cfg.Bootstrap = append(cfg.Bootstrap, r.addrs()[0])
-			}
-		}
 	} else {
 		// A personal node on loopback finds no public address, so it
 		// stays a DHT client, as it would behind a NAT; the relays serve
 		// the DHT.
 		cfg.DHTMode = node.DHTClient
-		for _, r := range nw.relays {
-			if a := r.addrs(); len(a) > 0 {
-				cfg.Bootstrap = append(cfg.Bootstrap, a[0])
-			}
+	}
+	// Every member bootstraps from the other relays that have started
+	// (not from itself: start holds m.mu, which m.addrs takes).
+	for _, r := range nw.relays {
+		if r == m {
+			continue
+		}
+		if a := r.addrs(); len(a) > 0 {
+			cfg.Bootstrap = append(cfg.Bootstrap, a[0])
 		}
 	}
 	return cfg, nil
@@ -437,20 +434,20 @@ func (nw *cluster) stopAll() error {
 	return errors.Join(errs...)
 }
 
-// forEach runs f on every member, at most par at once, and returns the
-// first error.
-func forEach(ms []*member, par int, f func(*member) error) error {
+// forEach runs f on every element of xs, at most par at once, and returns
+// the first error.
+func forEach[T any](xs []T, par int, f func(T) error) error {
 	sem := make(chan struct{}, par)
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
 	)
-	for _, m := range ms {
+	for _, x := range xs {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := f(m); err != nil {
+			if err := f(x); err != nil {
 				mu.Lock()
 				if first == nil {
 					first = err

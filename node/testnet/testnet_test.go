@@ -143,10 +143,7 @@ func TestPercentiles(t *testing.T) {
 
 func TestLedger(t *testing.T) {
 	o := defaults(t, Options{Nodes: 3, Messages: 3, Contacts: 2})
-	nw, err := newNetwork(o, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	nw := newNetwork(o, t.TempDir())
 	for i, m := range nw.nodes {
 		m.uid = "user-" + m.name
 		m.back = time.Now().Add(time.Duration(i) * time.Hour)
