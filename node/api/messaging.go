@@ -239,7 +239,8 @@ func (s *Server) inbox(r *http.Request) (any, error) {
 		return nil, err
 	}
 	// Keep the answer inside maxInboxBytes; the cursor then continues
-	// after the last message sent.
+	// after the last message sent. Each message is encoded once, here.
+	page := inboxAnswer{Messages: make([]json.RawMessage, 0, len(msgs)), Cursor: next}
 	size := 0
 	for i := range msgs {
 		b, err := json.Marshal(&msgs[i])
@@ -248,14 +249,19 @@ func (s *Server) inbox(r *http.Request) (any, error) {
 		}
 		size += len(b)
 		if size > maxInboxBytes && i > 0 {
-			msgs, next = msgs[:i], msgs[i-1].Cursor
+			page.Cursor = msgs[i-1].Cursor
 			break
 		}
+		page.Messages = append(page.Messages, b)
 	}
-	if msgs == nil {
-		msgs = []messaging.Message{}
-	}
-	return InboxPage{Messages: msgs, Cursor: next}, nil
+	return page, nil
+}
+
+// inboxAnswer is an InboxPage as the server sends it: its messages encoded
+// already, while it measured them.
+type inboxAnswer struct {
+	Messages []json.RawMessage `json:"messages"`
+	Cursor   uint64            `json:"cursor"`
 }
 
 // wait answers POST /v1/messages/{id}/wait.
