@@ -39,7 +39,8 @@ type Handler func(ctx context.Context, ds []Delivery) ([]bool, error)
 type Status struct {
 	Mailbox store.MailboxID
 	Relay   string
-	// State is "connecting", "fetching", "subscribed" or "error".
+	// State is StateConnecting, StateFetching, StateSubscribed or
+	// StateError.
 	State string
 	// Err is the last error, while State is "error" or "connecting".
 	Err string
@@ -50,6 +51,14 @@ type Status struct {
 	// Since is when State last changed.
 	Since time.Time
 }
+
+// The states of an own mailbox (Status.State).
+const (
+	StateConnecting = "connecting"
+	StateFetching   = "fetching"
+	StateSubscribed = "subscribed"
+	StateError      = "error"
+)
 
 // Statuses returns the status of every mailbox Run works on, by mailbox
 // ID.
@@ -68,7 +77,7 @@ func (c *Client) setStatus(m *store.Mailbox, f func(s *Status)) {
 	c.mu.Lock()
 	s := c.status[m.ID]
 	if s == nil {
-		s = &Status{Mailbox: m.ID, Relay: m.Relay, State: "connecting", Since: c.cfg.Now()}
+		s = &Status{Mailbox: m.ID, Relay: m.Relay, State: StateConnecting, Since: c.cfg.Now()}
 		c.status[m.ID] = s
 	}
 	old := *s
@@ -156,7 +165,7 @@ func (c *Client) Run(ctx context.Context, h Handler) {
 func (c *Client) receive(ctx context.Context, m *store.Mailbox, h Handler) {
 	sealing, err := ecdh.X25519().NewPrivateKey(m.SealingKey)
 	if err != nil {
-		c.setStatus(m, func(s *Status) { s.State, s.Err = "error", "the stored sealing key is invalid" })
+		c.setStatus(m, func(s *Status) { s.State, s.Err = StateError, "the stored sealing key is invalid" })
 		c.log.Error("mailbox: stored sealing key", "mailbox", mailboxString(m.ID), "err", err)
 		return
 	}
@@ -167,7 +176,7 @@ func (c *Client) receive(ctx context.Context, m *store.Mailbox, h Handler) {
 		if ctx.Err() != nil {
 			return
 		}
-		c.setStatus(m, func(s *Status) { s.State, s.Err = "error", err.Error() })
+		c.setStatus(m, func(s *Status) { s.State, s.Err = StateError, err.Error() })
 		c.log.Info("mailbox: subscription ended", "relay", m.Relay, "mailbox", mailboxString(m.ID), "err", err)
 		if c.cfg.Now().Sub(started) > c.cfg.RetryMax {
 			backoff = c.cfg.RetryMin // it had worked for a while
@@ -181,7 +190,7 @@ func (c *Client) receive(ctx context.Context, m *store.Mailbox, h Handler) {
 			return
 		case <-t.C:
 		}
-		c.setStatus(m, func(s *Status) { s.State = "connecting" })
+		c.setStatus(m, func(s *Status) { s.State = StateConnecting })
 	}
 }
 
@@ -198,7 +207,7 @@ func (c *Client) session(ctx context.Context, m *store.Mailbox, sealing *ecdh.Pr
 	if err != nil {
 		return err
 	}
-	c.setStatus(m, func(s *Status) { s.State = "fetching" })
+	c.setStatus(m, func(s *Status) { s.State = StateFetching })
 	// The backlog, page by page.
 	var after uint64
 	for {
@@ -269,7 +278,7 @@ func (c *Client) session(ctx context.Context, m *store.Mailbox, sealing *ecdh.Pr
 				}
 				subscribed = true
 				c.setStatus(m, func(s *Status) {
-					s.State, s.Err = "subscribed", ""
+					s.State, s.Err = StateSubscribed, ""
 					s.Stored, s.StoredBytes, s.Prekeys = resp.Count, resp.Bytes, resp.Prekeys
 				})
 			case resp.Op == protocol.RelayPush:

@@ -193,7 +193,7 @@ func (s *Service) Relays(ctx context.Context) ([]Relay, error) {
 
 // relayOf is the API view of an own mailbox.
 func (s *Service) relayOf(m *store.Mailbox) Relay {
-	r := Relay{ID: m.Relay, Addrs: m.Addrs, Mailbox: hex.EncodeToString(m.ID[:]), State: "connecting", CreatedAt: m.CreatedAt}
+	r := Relay{ID: m.Relay, Addrs: m.Addrs, Mailbox: hex.EncodeToString(m.ID[:]), State: mailbox.StateConnecting, CreatedAt: m.CreatedAt}
 	if r.Addrs == nil {
 		r.Addrs = []string{}
 	}
@@ -669,7 +669,7 @@ const (
 // one-time prekeys.
 func (s *Service) prekeysLow() bool {
 	for _, st := range s.mb.Statuses() {
-		if st.State == "subscribed" && st.Prekeys < relayPrekeysLow {
+		if st.State == mailbox.StateSubscribed && st.Prekeys < relayPrekeysLow {
 			return true
 		}
 	}
@@ -682,7 +682,7 @@ func (s *Service) refillPrekeys(ctx context.Context, m *store.Mailbox) error {
 	var have uint64
 	known := false
 	for _, st := range s.mb.Statuses() {
-		if st.Mailbox == m.ID && st.State == "subscribed" {
+		if st.Mailbox == m.ID && st.State == mailbox.StateSubscribed {
 			have, known = st.Prekeys, true
 		}
 	}
@@ -905,11 +905,10 @@ func (o *outbox) deposit(boxes []protocol.Mailbox, items []*outItem, cause error
 		return
 	}
 	type result struct {
-		box  protocol.Mailbox
-		idx  []int
-		res  []mailbox.Result
-		err  error
-		skip bool
+		box protocol.Mailbox
+		idx []int
+		res []mailbox.Result
+		err error
 	}
 	results := make([]result, len(boxes))
 	pub := s.self.Public()
@@ -933,7 +932,6 @@ func (o *outbox) deposit(boxes []protocol.Mailbox, items []*outItem, cause error
 			r.idx = append(r.idx, i)
 		}
 		if r.err != nil || len(envs) == 0 {
-			r.skip = r.err == nil
 			continue
 		}
 		box, err := mailbox.BoxOf(&b)

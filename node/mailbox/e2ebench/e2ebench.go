@@ -198,7 +198,7 @@ func Run(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, erro
 
 func subscribed(c *mailbox.Client) bool {
 	for _, s := range c.Statuses() {
-		if s.State == "subscribed" {
+		if s.State == mailbox.StateSubscribed {
 			return true
 		}
 	}
