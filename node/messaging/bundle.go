@@ -29,7 +29,7 @@ func (s *Service) handleBundleStream(str network.Stream) {
 	}
 	defer s.untrack(str)
 	remote := str.Conn().RemotePeer()
-	if s.bundLim.refused(remote) || s.bundLim.take(remote, 1) == 0 {
+	if s.bundLim.Refused(remote) || s.bundLim.Take(remote, 1) == 0 {
 		s.answerBundle(str, &protocol.BundleResponse{Code: protocol.CodeRateLimited})
 		return
 	}
@@ -39,7 +39,7 @@ func (s *Service) handleBundleStream(str network.Stream) {
 	if err := fr.Read(&req); err != nil {
 		if errors.Is(err, protocol.ErrMalformed) || errors.Is(err, protocol.ErrTooLarge) ||
 			errors.Is(err, protocol.ErrUnsupportedVersion) {
-			s.bundLim.penalize(remote)
+			s.bundLim.Penalize(remote)
 			s.answerBundle(str, &protocol.BundleResponse{Code: protocol.CodeOf(err)})
 			return
 		}

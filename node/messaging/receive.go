@@ -223,7 +223,7 @@ func (w *work) receiveFirst(it *Incoming, ct *protocol.Ciphertext, pub *identity
 	}
 	// Starting a session costs a KEM decapsulation and several DH and
 	// signature checks: a device gets few of them per second.
-	if w.s.firstLim.take(peer.ID(it.Device), 1) == 0 {
+	if w.s.firstLim.Take(peer.ID(it.Device), 1) == 0 {
 		return protocol.CodeRateLimited, nil
 	}
 	replay := im.ReplayHash()
@@ -590,7 +590,7 @@ func (s *Service) handleMsgStream(str network.Stream) {
 	}
 	defer s.untrack(str)
 	remote := str.Conn().RemotePeer()
-	if s.msgLim.refused(remote) || !s.openStream(remote) {
+	if s.msgLim.Refused(remote) || !s.openStream(remote) {
 		s.refuse(str, 0, protocol.CodeRateLimited)
 		return
 	}
@@ -640,7 +640,7 @@ func (s *Service) handleMsgStream(str network.Stream) {
 			items = append(items, Incoming{Identity: d.Identity, Device: d.Device, Ciphertext: d.Ciphertext})
 			size += len(b)
 		}
-		granted := s.msgLim.take(remote, len(batch))
+		granted := s.msgLim.Take(remote, len(batch))
 		codes, err := s.Receive(s.ctx, items[:granted])
 		if err != nil {
 			// Nothing committed: no acknowledgement; the sender retries.
@@ -668,7 +668,7 @@ func (s *Service) handleMsgStream(str network.Stream) {
 		if bad != 0 || granted < len(batch) {
 			s.log.Info("messaging: refused a peer's frames", "peer_id", remote.String(), "code", bad.String(),
 				"rate_limited", len(batch)-granted)
-			s.msgLim.penalize(remote)
+			s.msgLim.Penalize(remote)
 			resetAfterWrite(str)
 			return
 		}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/node/internal/clock"
+	"github.com/sealpost/sealpost/node/internal/ratelimit"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/prekeys"
 	"github.com/sealpost/sealpost/protocol"
@@ -208,9 +209,9 @@ type Service struct {
 	w *store.Batcher[*job] // the writer (commit.go)
 
 	out      *outbox
-	msgLim   *limiter
-	bundLim  *limiter
-	firstLim *limiter // new sessions per device
+	msgLim   *ratelimit.Limiter[peer.ID]
+	bundLim  *ratelimit.Limiter[peer.ID]
+	firstLim *ratelimit.Limiter[peer.ID] // new sessions per device
 	waiters  *waiters
 
 	ctx      context.Context
@@ -270,9 +271,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		mb:        cfg.Mailbox,
 		relayWake: make(chan struct{}, 1),
 	}
-	s.msgLim = newLimiter(s.clock, s.opt.PeerRate, s.opt.PeerBurst, s.opt.Penalty)
-	s.bundLim = newLimiter(s.clock, s.opt.BundleRate, s.opt.BundleBurst, s.opt.Penalty)
-	s.firstLim = newLimiter(s.clock, s.opt.SessionRate, s.opt.SessionBurst, s.opt.Penalty)
+	s.msgLim = ratelimit.New[peer.ID](s.clock, s.opt.PeerRate, s.opt.PeerBurst, s.opt.Penalty, maxLimited)
+	s.bundLim = ratelimit.New[peer.ID](s.clock, s.opt.BundleRate, s.opt.BundleBurst, s.opt.Penalty, maxLimited)
+	s.firstLim = ratelimit.New[peer.ID](s.clock, s.opt.SessionRate, s.opt.SessionBurst, s.opt.Penalty, maxLimited)
 	s.out = newOutbox(s)
 	if err := s.loadSelf(ctx); err != nil {
 		return nil, err
@@ -455,6 +456,9 @@ func (s *Service) poke() {
 	default:
 	}
 }
+
+// maxLimited bounds the peers each rate limiter remembers.
+const maxLimited = 4096
 
 // maxExpire bounds the seen-set entries one transaction expires.
 const maxExpire = 4096

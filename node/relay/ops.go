@@ -370,7 +370,7 @@ func (s *Server) checkToken(tx *store.Tx, mb store.MailboxID, h store.TokenHash)
 
 func (s *Server) getCard(ctx context.Context, req *protocol.RelayRequest) ([]byte, error) {
 	h := protocol.HashToken(req.Token)
-	if !s.tokens.take(h) {
+	if s.tokens.Take(h, 1) == 0 {
 		return nil, protocol.ErrRateLimited
 	}
 	mb := store.MailboxID(req.Mailbox)
@@ -393,7 +393,7 @@ func (s *Server) getCard(ctx context.Context, req *protocol.RelayRequest) ([]byt
 // write through the writer, so two requests never get the same blob.
 func (s *Server) takePrekey(ctx context.Context, req *protocol.RelayRequest) ([]byte, error) {
 	h := protocol.HashToken(req.Token)
-	if !s.tokens.take(h) {
+	if s.tokens.Take(h, 1) == 0 {
 		return nil, protocol.ErrRateLimited
 	}
 	mb := store.MailboxID(req.Mailbox)

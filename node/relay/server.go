@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealpost/sealpost/node/internal/clock"
+	"github.com/sealpost/sealpost/node/internal/ratelimit"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -81,16 +82,20 @@ type Server struct {
 	subPeer map[peer.ID]int // running subscriptions per peer (protect)
 	conns   map[string]*connState
 	subs    map[protocol.MailboxID]*subscription
-	tokens  *limiter[protocol.TokenHash]
-	penalty *limiter[peer.ID]
+	tokens  *ratelimit.Limiter[protocol.TokenHash]
+	penalty *ratelimit.Limiter[peer.ID]
 	closed  chan struct{}
 
 	seen *recentPeers // the peers served on mailbox streams (RecentPeers)
 }
 
+// maxLimited bounds the keys (deposit tokens, peers) each rate limiter
+// remembers.
+const maxLimited = 16384
+
 // connState is what the relay counts per connection.
 type connState struct {
-	deposits  bucket
+	deposits  ratelimit.Bucket
 	mailboxes int
 }
 
@@ -134,8 +139,8 @@ func New(h host.Host, st store.Store, res Resources, opt Options) (*Server, erro
 		subPeer: map[peer.ID]int{},
 		conns:   map[string]*connState{},
 		subs:    map[protocol.MailboxID]*subscription{},
-		tokens:  newLimiter[protocol.TokenHash](opt.Clock, res.TokenRate, float64(res.TokenBurst), 0),
-		penalty: newLimiter[peer.ID](opt.Clock, 1, 1, res.Penalty),
+		tokens:  ratelimit.New[protocol.TokenHash](opt.Clock, res.TokenRate, float64(res.TokenBurst), 0, maxLimited),
+		penalty: ratelimit.New[peer.ID](opt.Clock, 1, 1, res.Penalty, maxLimited),
 		closed:  make(chan struct{}),
 		seen:    newRecentPeers(MaxRecentPeers),
 	}
@@ -230,7 +235,7 @@ func (s *Server) readRandom(b []byte) error {
 // admit counts a new stream of p, or refuses it (closing, penalized, or
 // over a stream limit).
 func (s *Server) admit(c *stream) bool {
-	if s.penalty.refused(c.peer) {
+	if s.penalty.Refused(c.peer) {
 		s.met.reject("penalized")
 		return false
 	}
@@ -245,7 +250,7 @@ func (s *Server) admit(c *stream) bool {
 	s.streams[c] = struct{}{}
 	s.perPeer[c.peer]++
 	if s.conns[c.connID] == nil {
-		s.conns[c.connID] = &connState{deposits: bucket{tokens: float64(s.res.DepositBurst), at: s.clock.Now()}}
+		s.conns[c.connID] = &connState{deposits: ratelimit.NewBucket(float64(s.res.DepositBurst), s.clock.Now())}
 	}
 	s.wg.Add(1)
 	return true
@@ -274,7 +279,7 @@ func (s *Server) takeDeposit(connID string) bool {
 	if cs == nil {
 		return false
 	}
-	return cs.deposits.take(s.clock.Now(), s.res.DepositRate, float64(s.res.DepositBurst))
+	return cs.deposits.Take(s.clock.Now(), s.res.DepositRate, float64(s.res.DepositBurst), 1) == 1
 }
 
 // countMailbox counts a mailbox created on the connection, or refuses it.

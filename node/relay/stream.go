@@ -135,7 +135,7 @@ func (c *stream) serve() int {
 			// Bad input: answer with its code, reset, refuse the peer for
 			// a while.
 			s.met.reject(protocol.CodeOf(err).String())
-			s.penalty.penalize(c.peer)
+			s.penalty.Penalize(c.peer)
 			c.send(&protocol.RelayResponse{Code: protocol.CodeOf(err)})
 			return endAnswered
 		default:
