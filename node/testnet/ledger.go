@@ -27,6 +27,18 @@ func parseIndex(text string) int {
 	return i
 }
 
+// match returns the index of scenario message msg in member m's history,
+// -1 for a message of the wiring, and whether recs has that message from
+// its sender to m (false: a stray).
+func match(recs []record, m *member, msg *messaging.Message) (int, bool) {
+	i := parseIndex(msg.Text)
+	if i < 0 {
+		return -1, true
+	}
+	ok := i < len(recs) && recs[i].to == m.index && msg.From == m.net.nodes[recs[i].from].uid
+	return i, ok
+}
+
 // record is what the harness knows of one scenario message.
 type record struct {
 	from, to int
@@ -79,15 +91,15 @@ func (l *ledger) sendDone(i int, id string) {
 // from the Send call (or, for a recipient that was down then, from its
 // return) to the recipient's commit, on the harness's clock.
 func (l *ledger) shown(m *member, msg *messaging.Message) {
-	i := parseIndex(msg.Text)
-	if i < 0 {
-		return // a message of the wiring
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if i >= len(l.recs) || l.recs[i].to != m.index || msg.From != m.net.nodes[l.recs[i].from].uid {
+	i, ok := match(l.recs, m, msg)
+	if !ok {
 		l.stray++
 		return
+	}
+	if i < 0 {
+		return // a message of the wiring
 	}
 	r := &l.recs[i]
 	r.shown++

@@ -61,6 +61,11 @@ type member struct {
 // sealpost_addr_record_publish_total, summed over their results).
 type dhtCounts struct{ lookups, publishes int64 }
 
+func (c *dhtCounts) add(d dhtCounts) {
+	c.lookups += d.lookups
+	c.publishes += d.publishes
+}
+
 // readDHTCounts reads n's counters from its registry.
 func readDHTCounts(n *node.Node) dhtCounts {
 	var c dhtCounts
@@ -89,9 +94,7 @@ func (m *member) dhtTotals() dhtCounts {
 	defer m.mu.Unlock()
 	c := m.dht
 	if m.n != nil {
-		now := readDHTCounts(m.n)
-		c.lookups += now.lookups
-		c.publishes += now.publishes
+		c.add(readDHTCounts(m.n))
 	}
 	return c
 }
@@ -220,9 +223,7 @@ func (m *member) stop() error {
 		<-m.collectDone
 		m.stopCollect = nil
 	}
-	c := readDHTCounts(m.n)
-	m.dht.lookups += c.lookups
-	m.dht.publishes += c.publishes
+	m.dht.add(readDHTCounts(m.n))
 	err := errors.Join(m.n.Close(), m.st.Close())
 	m.n, m.st = nil, nil
 	return err
@@ -245,11 +246,7 @@ func (m *member) kill() error {
 	}
 	m.gater.dead.Store(true)
 	defer m.gater.dead.Store(false)
-	for _, pi := range n.Peers() {
-		if id, err := peer.Decode(pi.PeerID); err == nil {
-			n.Disconnect(id)
-		}
-	}
+	disconnect(n, func(peer.ID) bool { return true })
 	m.mu.Lock()
 	m.gen++
 	crashed := fmt.Sprintf("%s.crash%d", m.dir, m.gen)
@@ -266,6 +263,19 @@ func (m *member) kill() error {
 		m.net.log.Warn("close the abandoned instance", "member", m.name, "err", err)
 	}
 	return os.RemoveAll(old)
+}
+
+// disconnect closes n's connections to the peers cut selects and returns
+// how many peers it cut.
+func disconnect(n *node.Node, cut func(peer.ID) bool) int {
+	k := 0
+	for _, pi := range n.Peers() {
+		if id, err := peer.Decode(pi.PeerID); err == nil && cut(id) {
+			n.Disconnect(id)
+			k++
+		}
+	}
+	return k
 }
 
 // copyDir copies the regular files under src to dst, as they are now.

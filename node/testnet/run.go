@@ -321,16 +321,8 @@ func (nw *cluster) apply(ctx context.Context, s step) error {
 		nw.cut.setActive(true)
 		cut := 0
 		for _, m := range nw.members() {
-			n := m.node()
-			if n == nil {
-				continue
-			}
-			for _, pi := range n.Peers() {
-				id, err := peer.Decode(pi.PeerID)
-				if err == nil && nw.cut.blocked(m.side, id) {
-					n.Disconnect(id)
-					cut++
-				}
+			if n := m.node(); n != nil {
+				cut += disconnect(n, func(p peer.ID) bool { return nw.cut.blocked(m.side, p) })
 			}
 		}
 		nw.note("partition: two halves, %d connections cut", cut)
@@ -448,16 +440,13 @@ func (nw *cluster) check(ctx context.Context, rep *Report) error {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		for _, msg := range msgs {
-			i := parseIndex(msg.Text)
-			if i < 0 {
-				continue
-			}
-			if i >= len(recs) || recs[i].to != m.index || msg.From != nw.nodes[recs[i].from].uid {
+		for k := range msgs {
+			i, ok := match(recs, m, &msgs[k])
+			if !ok {
 				stray++
-				continue
+			} else if i >= 0 {
+				count[i]++
 			}
-			count[i]++
 		}
 		return nil
 	})
