@@ -549,19 +549,11 @@ type EnvelopeRef struct {
 // ExpiredEnvelopes returns up to limit envelopes whose StoredUntil is not
 // after now, earliest first (limit <= 0: all).
 func (r Relay) ExpiredEnvelopes(now time.Time, limit int) ([]EnvelopeRef, error) {
-	t := timeKey(now)
-	hi := key(tRelayExpiry, t[:], allFF[:])
-	var out []EnvelopeRef
-	err := r.tx.scan([]byte{tRelayExpiry}, hi, false, func(k, _ []byte) error {
-		if len(k) != 1+8+32+8 {
-			return fmt.Errorf("relay expiry index: %w", ErrCorrupt)
-		}
-		out = append(out, EnvelopeRef{Mailbox: MailboxID(k[9:41]), Seq: binary.BigEndian.Uint64(k[41:])})
-		if limit > 0 && len(out) >= limit {
-			return errStop
-		}
-		return nil
-	})
+	keys, err := r.tx.expired(tRelayExpiry, now, limit, 1+8+32+8, "relay expiry index")
+	out := make([]EnvelopeRef, len(keys))
+	for i, k := range keys {
+		out[i] = EnvelopeRef{Mailbox: MailboxID(k[9:41]), Seq: binary.BigEndian.Uint64(k[41:])}
+	}
 	return out, err
 }
 
@@ -751,19 +743,7 @@ const maxExpiredPerTake = 256
 // ExpirePrekeys removes up to limit prekey blobs that expired at now
 // (limit <= 0: all) and returns how many it removed.
 func (r Relay) ExpirePrekeys(now time.Time, limit int) (int, error) {
-	t := timeKey(now)
-	hi := key(tRelayPrekeyExp, t[:], allFF[:])
-	var index [][]byte
-	err := r.tx.scan([]byte{tRelayPrekeyExp}, hi, false, func(k, _ []byte) error {
-		if len(k) != 1+8+32+8 {
-			return fmt.Errorf("relay prekey index: %w", ErrCorrupt)
-		}
-		index = append(index, append([]byte(nil), k...))
-		if limit > 0 && len(index) >= limit {
-			return errStop
-		}
-		return nil
-	})
+	index, err := r.tx.expired(tRelayPrekeyExp, now, limit, 1+8+32+8, "relay prekey index")
 	if err != nil {
 		return 0, err
 	}

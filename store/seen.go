@@ -2,7 +2,6 @@ package store
 
 import (
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -77,19 +76,7 @@ func (s SeenSet) until(h [32]byte) (time.Time, bool, error) {
 // <= 0: all) and returns how many it removed; call it again while it
 // returns limit.
 func (s SeenSet) Expire(now time.Time, limit int) (int, error) {
-	t := timeKey(now)
-	hi := key(tSeenExpiry, t[:], allFF[:])
-	var index [][]byte
-	err := s.tx.scan([]byte{tSeenExpiry}, hi, false, func(k, _ []byte) error {
-		if len(k) != 1+8+32 {
-			return fmt.Errorf("seen index: %w", ErrCorrupt)
-		}
-		index = append(index, append([]byte(nil), k...))
-		if limit > 0 && len(index) >= limit {
-			return errStop
-		}
-		return nil
-	})
+	index, err := s.tx.expired(tSeenExpiry, now, limit, 1+8+32, "seen index")
 	if err != nil {
 		return 0, err
 	}

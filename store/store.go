@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Errors returned by stores. Backends translate their own errors into these
@@ -228,6 +229,27 @@ func (tx *Tx) scan(lo, hi []byte, reverse bool, fn func(key, value []byte) error
 // scanPrefix iterates every key that starts with prefix.
 func (tx *Tx) scanPrefix(prefix []byte, reverse bool, fn func(key, value []byte) error) error {
 	return tx.scan(prefix, prefixEnd(prefix), reverse, fn)
+}
+
+// expired returns up to limit keys (limit <= 0: all), earliest first, of
+// the expiry index whose tag is tag and whose keys are tag, an 8-byte time
+// key and what names the record: those due at or before now. Each key is
+// size bytes long, or the index is corrupt; what names the index in that
+// error.
+func (tx *Tx) expired(tag byte, now time.Time, limit, size int, what string) ([][]byte, error) {
+	t := timeKey(now)
+	var keys [][]byte
+	err := tx.scan([]byte{tag}, key(tag, t[:], allFF[:]), false, func(k, _ []byte) error {
+		if len(k) != size {
+			return fmt.Errorf("%s: %w", what, ErrCorrupt)
+		}
+		keys = append(keys, append([]byte(nil), k...))
+		if limit > 0 && len(keys) >= limit {
+			return errStop
+		}
+		return nil
+	})
+	return keys, err
 }
 
 // exists reports whether key is present.
