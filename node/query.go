@@ -208,7 +208,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		Record:       n.recordStatus(),
 	}
 	for _, s := range n.mb.Statuses() {
-		if s.State == "subscribed" {
+		if s.State == mailbox.StateSubscribed {
 			st.RelaysSubscribed++
 		}
 	}
