@@ -161,41 +161,32 @@ func Up(ctx context.Context, o UpOptions) (*State, error) {
 			return st, err
 		}
 	}
-	sem := make(chan struct{}, procParallel)
-	var (
-		wg    sync.WaitGroup
-		first error
-	)
+	var nodes []int // indices of the nodes in st.Members
 	for i := o.Relays; i < len(st.Members); i++ {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			mu.Lock()
-			p := st.Members[i]
-			mu.Unlock()
-			err := p.start(ctx, o.Binary, relayAddrs, false)
-			if err == nil && len(relayAddrs) > 0 {
-				// Without a mailbox the node still runs and delivers
-				// directly: say so and go on.
-				if rerr := p.addRelays(ctx, relayAddrs, i); rerr != nil {
-					fmt.Fprintf(o.Log, "%s: %v (it runs without that mailbox)\n", p.Name, rerr)
-				}
-			}
-			mu.Lock()
-			st.Members[i] = p
-			if err != nil && first == nil {
-				first = err
-			}
-			mu.Unlock()
-			if err == nil {
-				fmt.Fprintf(o.Log, "%s up: pid %d, %s\n", p.Name, p.PID, p.Addr)
-			}
-			save()
-		})
+		nodes = append(nodes, i)
 	}
-	wg.Wait()
-	if first != nil {
-		return st, first
+	if err := forEach(nodes, procParallel, func(i int) error {
+		mu.Lock()
+		p := st.Members[i]
+		mu.Unlock()
+		err := p.start(ctx, o.Binary, relayAddrs, false)
+		if err == nil && len(relayAddrs) > 0 {
+			// Without a mailbox the node still runs and delivers
+			// directly: say so and go on.
+			if rerr := p.addRelays(ctx, relayAddrs, i); rerr != nil {
+				fmt.Fprintf(o.Log, "%s: %v (it runs without that mailbox)\n", p.Name, rerr)
+			}
+		}
+		mu.Lock()
+		st.Members[i] = p
+		mu.Unlock()
+		if err == nil {
+			fmt.Fprintf(o.Log, "%s up: pid %d, %s\n", p.Name, p.PID, p.Addr)
+		}
+		save()
+		return err
+	}); err != nil {
+		return st, err
 	}
 	return st, save()
 }
@@ -483,32 +474,29 @@ func Status(ctx context.Context, dir string) ([]MemberStatus, error) {
 		return nil, err
 	}
 	out := make([]MemberStatus, len(st.Members))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, procParallel)
+	var running []int // indices in out
 	for k, p := range st.Members {
 		out[k] = MemberStatus{Proc: p, Running: !p.gone()}
-		if !out[k].Running {
-			continue
+		if out[k].Running {
+			running = append(running, k)
 		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			c, err := api.Dial(home.Home{Dir: p.Home})
-			if err != nil {
-				out[k].Error = err.Error()
-				return
-			}
-			defer c.CloseIdleConnections()
-			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			s, err := c.Status(rctx)
-			if err != nil {
-				out[k].Error = err.Error()
-				return
-			}
-			out[k].Status = &s
-		})
 	}
-	wg.Wait()
+	forEach(running, procParallel, func(k int) error {
+		c, err := api.Dial(home.Home{Dir: out[k].Home})
+		if err != nil {
+			out[k].Error = err.Error()
+			return nil
+		}
+		defer c.CloseIdleConnections()
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		s, err := c.Status(rctx)
+		if err != nil {
+			out[k].Error = err.Error()
+			return nil
+		}
+		out[k].Status = &s
+		return nil
+	})
 	return out, nil
 }
