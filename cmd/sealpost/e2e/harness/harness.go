@@ -12,6 +12,7 @@
 package harness
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -153,6 +154,23 @@ func (h *Home) JSON(v any, args ...string) {
 	if err := json.Unmarshal([]byte(r.Stdout), v); err != nil {
 		h.t.Fatalf("sealpost --json %s: %v\n%s", strings.Join(args, " "), err, r)
 	}
+}
+
+// DecodeLines decodes the output of a --json command that prints one object
+// a line (inbox, messages), failing the test on a line that is not one.
+func DecodeLines[T any](t testing.TB, stdout string) []T {
+	t.Helper()
+	var out []T
+	sc := bufio.NewScanner(strings.NewReader(stdout))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var v T
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+			t.Fatalf("--json line %q: %v", sc.Text(), err)
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 // Init initializes the home for tests: test profile, no passphrase.

@@ -127,17 +127,7 @@ func (u *user) send(contact, text string, args ...string) sendJSON {
 func (u *user) lines(args ...string) []msg {
 	u.t.Helper()
 	r := u.h.MustRun(append([]string{"--json"}, args...)...)
-	var out []msg
-	sc := bufio.NewScanner(strings.NewReader(r.Stdout))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var m msg
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			u.t.Fatalf("%s: %v: line %q: %v", u.name, args, sc.Text(), err)
-		}
-		out = append(out, m)
-	}
-	return out
+	return harness.DecodeLines[msg](u.t, r.Stdout)
 }
 
 func (u *user) messages(contact string) []msg { return u.lines("messages", contact) }

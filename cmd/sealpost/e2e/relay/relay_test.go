@@ -6,8 +6,6 @@
 package relay_test
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -156,20 +154,7 @@ func (n *node) inbox() []msg {
 	if r.Code != 0 {
 		return nil
 	}
-	var out []msg
-	sc := bufio.NewScanner(strings.NewReader(r.Stdout))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if strings.TrimSpace(sc.Text()) == "" {
-			continue
-		}
-		var m msg
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			n.t.Fatalf("inbox line %q: %v", sc.Text(), err)
-		}
-		out = append(out, m)
-	}
-	return out
+	return harness.DecodeLines[msg](n.t, r.Stdout)
 }
 
 // befriend makes s a contact of r through an invite of r's (r online).
