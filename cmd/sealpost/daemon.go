@@ -118,6 +118,12 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 	if err != nil {
 		return err
 	}
+	// Read once, so nothing that reads the daemon's environment later
+	// (/proc/PID/environ, a core dump) finds it. OpenStore and Init clear
+	// pass itself.
+	if err := home.ForgetEnvPassphrase(); err != nil {
+		log.Warn("could not remove the passphrase from the process environment", "err", err)
+	}
 
 	// Signals end the daemon from here on. Once they have (or the API
 	// failed), the shutdown has shutdownTimeout to finish.

@@ -156,6 +156,7 @@ Exit codes: 0 ok, 1 usage or user error, 2 internal error, 3 network,
 	root.AddCommand(
 		c.initCommand(),
 		c.daemonCommand(),
+		c.passphraseCommand(),
 		c.idCommand(),
 		c.statusCommand(),
 		c.peersCommand(),

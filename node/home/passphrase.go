@@ -8,6 +8,9 @@ import (
 	"os"
 
 	"golang.org/x/term"
+
+	"github.com/sealpost/sealpost/store"
+	"github.com/sealpost/sealpost/store/badgerstore"
 )
 
 // EnvPassphrase is the environment variable a passphrase may come from.
@@ -38,6 +41,9 @@ type Passphrase struct {
 	Stdin *os.File
 	// Prompt receives the prompt text (standard error); nil for io.Discard.
 	Prompt io.Writer
+	// Name is what the prompt asks for ("new passphrase"); empty:
+	// "passphrase".
+	Name string
 }
 
 // Read returns the passphrase. With confirm, a prompt asks twice (for a new
@@ -65,8 +71,12 @@ func (p Passphrase) Read(confirm bool) ([]byte, error) {
 	if w == nil {
 		w = io.Discard
 	}
+	name := p.Name
+	if name == "" {
+		name = "passphrase"
+	}
 	fd := int(p.Stdin.Fd())
-	fmt.Fprint(w, "passphrase: ")
+	fmt.Fprintf(w, "%s: ", name)
 	pass, err := term.ReadPassword(fd)
 	fmt.Fprintln(w)
 	if err != nil {
@@ -76,13 +86,16 @@ func (p Passphrase) Read(confirm bool) ([]byte, error) {
 		return nil, errors.New("home: empty passphrase")
 	}
 	if confirm {
-		fmt.Fprint(w, "passphrase again: ")
+		fmt.Fprintf(w, "%s again: ", name)
 		again, err := term.ReadPassword(fd)
 		fmt.Fprintln(w)
 		if err != nil {
 			return nil, fmt.Errorf("home: read passphrase: %w", err)
 		}
-		if !bytes.Equal(pass, again) {
+		same := bytes.Equal(pass, again)
+		clear(again)
+		if !same {
+			clear(pass)
 			return nil, ErrPassphraseMismatch
 		}
 	}
@@ -112,4 +125,56 @@ func nonEmpty(pass []byte, from string) ([]byte, error) {
 		return nil, fmt.Errorf("home: passphrase file %s is empty", from)
 	}
 	return pass, nil
+}
+
+// Errors of the store that commands tell apart. They are the store's
+// sentinels, so errors.Is matches what OpenStore and ChangePassphrase
+// return.
+var (
+	ErrWrongPassphrase    = store.ErrWrongPassphrase
+	ErrPassphraseRequired = store.ErrPassphraseRequired
+)
+
+// ErrNotEncrypted is returned by ChangePassphrase for a store that is not
+// encrypted at all (a relay's default): a passphrase would need the whole
+// store encrypted anew.
+var ErrNotEncrypted = errors.New("home: the store is not encrypted")
+
+// ChangePassphrase changes the passphrase of the home's store: old unlocks
+// it (ignored when the store has none), new protects it from now on, and an
+// empty new leaves the data key unprotected next to the database (as
+// --no-passphrase does). Nothing is re-encrypted: the data key is wrapped
+// anew and the key file replaced atomically, so a process killed at any
+// moment leaves either passphrase working, and a running daemon is not
+// disturbed. It clears old and new before it returns.
+func (h Home) ChangePassphrase(old, new []byte) error {
+	defer clear(old)
+	defer clear(new)
+	err := badgerstore.ChangePassphrase(h.Path(StoreDir), old, new, badgerstore.KDFParams{})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("home: %s holds no store", h.Dir)
+	case errors.Is(err, store.ErrInvalid):
+		return ErrNotEncrypted
+	case err != nil:
+		return fmt.Errorf("home: %w", err)
+	}
+	return nil
+}
+
+// ForgetEnvPassphrase removes SEALPOST_PASSPHRASE from the process's
+// environment once the passphrase was read: from the runtime's copy, and
+// on Linux also from the environment block the kernel shows in
+// /proc/PID/environ (to the process's owner and root), whose bytes it
+// overwrites. It reports whether the kernel's copy could not be
+// overwritten.
+func ForgetEnvPassphrase() error {
+	v, ok := os.LookupEnv(EnvPassphrase)
+	if !ok {
+		return nil
+	}
+	err := scrubEnvBlock(EnvPassphrase)
+	os.Unsetenv(EnvPassphrase)
+	clearString(v)
+	return err
 }

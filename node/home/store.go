@@ -59,8 +59,10 @@ type Identity struct {
 // locked (Lock): the API token, the store with the identity and device key
 // (node.Provision), and config.toml, written last so that a home is
 // initialized only when everything is there. If a step fails, what Init
-// created is removed. It returns the store, open.
+// created is removed. It returns the store, open. It clears o.Passphrase
+// before it returns.
 func (h Home) Init(ctx context.Context, o InitOptions) (_ store.Store, _ Identity, err error) {
+	defer clear(o.Passphrase)
 	if h.Initialized() {
 		return nil, Identity{}, ErrInitialized
 	}
@@ -151,8 +153,10 @@ func (h Home) Protected() (bool, error) {
 
 // OpenStore opens the home's store; passphrase is needed if Protected. The
 // errors wrap store.ErrWrongPassphrase, store.ErrPassphraseRequired,
-// store.ErrLocked and store.ErrSchemaTooNew where they apply.
+// store.ErrLocked and store.ErrSchemaTooNew where they apply. It clears
+// passphrase before it returns: the store keeps only the data key.
 func (h Home) OpenStore(ctx context.Context, passphrase []byte, log *slog.Logger) (store.Store, error) {
+	defer clear(passphrase)
 	st, err := badgerstore.Open(ctx, h.Path(StoreDir), badgerstore.Options{Passphrase: passphrase, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("home: %w", err)

@@ -188,7 +188,7 @@ func Create(ctx context.Context, dir string, mode Mode, opts Options) (*Store, e
 	if err != nil {
 		return nil, err
 	}
-	if err := writeKeyFile(dir, k); err != nil {
+	if err := writeKeyFile(dir, k, nil); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("create store: %w", err)
 	}
@@ -206,6 +206,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	removeKeyTemps(dir)
 	var dk []byte
 	switch k.mode {
 	case ModePassphrase:

@@ -12,7 +12,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if childMain() {
+	if childMain() || killChildMain() {
 		return
 	}
 	if dir := os.Getenv(measureEnv); dir != "" {

@@ -55,7 +55,7 @@ func TestWriteFixture(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeKeyFile(fixtureDir, k); err != nil {
+	if err := writeKeyFile(fixtureDir, k, nil); err != nil {
 		t.Fatal(err)
 	}
 	os.Remove(filepath.Join(fixtureDir, "lock"))
