@@ -1,9 +1,10 @@
 // Package protocol defines sealpost's wire formats: the stream protocol IDs,
-// framing, the messages of direct delivery, bundle fetch and (issue 5) the
-// relay, the typed plaintext and contact card that travel inside the Double
-// Ratchet, invite links, size limits, validation, and the table from error
-// sentinels to wire error codes. docs/PROTOCOL.md §9 is the byte-level
-// specification; this package is its reference implementation.
+// framing, the messages of direct delivery, bundle fetch, the relay and
+// attachment blobs, the typed plaintext, contact card and attachment
+// pointer that travel inside the Double Ratchet, invite links, size limits,
+// validation, and the table from error sentinels to wire error codes.
+// docs/PROTOCOL.md §9–11 is the byte-level specification; this package is
+// its reference implementation.
 //
 // # Byte layout
 //
@@ -43,7 +44,16 @@
 // 10 signature, 11 count, 12 bytes, 13 prekeys, 14 more, 15 blob}; the op
 // decides which fields are present (relay.go's tables, docs/PROTOCOL.md
 // §10). Owner signatures and custody receipts cover the labelled encodings
-// of relay_auth.go, never protobuf bytes.
+// of relay_auth.go, never protobuf bytes. An attachment pointer, the body of
+// a KindFile plaintext (field 11), is File = {1 version, 2 key, 3 digest,
+// 4 size, 5 blobs (the blob hashes, concatenated), 6 name, 7 mime,
+// 8 thumbnail, 9 peer, 10 relays}, FilePeer = {1 peer, 2 addrs}, FileRelay =
+// {1 relay, 2 addrs, 3 mailbox}. BlobRequest = {1 version, 2 id, 3 op,
+// 4 hash, 5 cap, 6 read_cap_hash, 7 mailbox, 8 token, 9 size, 10 readers};
+// BlobResponse = {1 version, 2 id, 3 op, 4 code, 5 size, 6 stored_until};
+// on BlobProtocol a blob's bytes follow, unframed, the PUT request or the
+// GET response that announces them (FrameReader.Body reads them;
+// docs/PROTOCOL.md §11).
 //
 // # Using it
 //

@@ -165,3 +165,37 @@ func (fr *FrameReader) Buffered() bool {
 	}
 	return n > uint64(fr.limit) || uint64(have-k) >= n
 }
+
+// Body returns a reader of the n unframed bytes that follow the last frame
+// (BlobProtocol sends a blob's bytes so, after the frame that announces
+// them), read through the same buffer as the frames. The caller reads all n
+// bytes before the next Next; a stream that ends sooner gives
+// io.ErrUnexpectedEOF.
+func (fr *FrameReader) Body(n int64) io.Reader {
+	return &rawBody{r: fr.r, n: n}
+}
+
+// rawBody is an io.LimitedReader that reports a short stream as
+// io.ErrUnexpectedEOF instead of a clean end.
+type rawBody struct {
+	r io.Reader
+	n int64
+}
+
+func (b *rawBody) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	k, err := b.r.Read(p)
+	b.n -= int64(k)
+	if errors.Is(err, io.EOF) {
+		if b.n > 0 {
+			return k, io.ErrUnexpectedEOF
+		}
+		err = nil
+	}
+	return k, err
+}

@@ -13,6 +13,10 @@ const (
 	// RelayProtocol is the relay service of issue 5 (mailboxes, deposits,
 	// fetches). Frames up to MaxRelayFrame.
 	RelayProtocol = "/sealpost/relay/1.0.0"
+	// BlobProtocol carries attachment blobs, between nodes and to and from
+	// relays: requests and responses in frames up to MaxBlobFrame, a blob's
+	// bytes unframed after the frame that announces them.
+	BlobProtocol = "/sealpost/blob/1.0.0"
 )
 
 // DHTPrefix is the Kademlia protocol prefix: sealpost's DHT speaks
@@ -30,6 +34,8 @@ func FrameLimit(id string) (int, bool) {
 		return MaxBundleFrame, true
 	case RelayProtocol:
 		return MaxRelayFrame, true
+	case BlobProtocol:
+		return MaxBlobFrame, true
 	}
 	return 0, false
 }

@@ -155,6 +155,42 @@ const (
 	// buffer.
 	MaxFetchLimit = 1024
 
+	// MaxFileName bounds a file name in a pointer, in bytes of UTF-8: the
+	// longest name common file systems (ext4, APFS, NTFS) store.
+	MaxFileName = 255
+
+	// MaxMIME bounds a media type: RFC 6838 allows 127 characters each for
+	// type and subtype; no registered type comes near, so 127 in all.
+	MaxMIME = 127
+
+	// MaxThumbnail bounds a pointer's preview image: a small JPEG (a few
+	// hundred pixels wide) fits in 8 KiB and keeps the pointer well inside
+	// a message.
+	MaxThumbnail = 8 << 10
+
+	// MaxCaption bounds the text sent with a file: about a page, more than
+	// any caption; with the largest pointer and card it keeps the
+	// plaintext under MaxPlaintext.
+	MaxCaption = 4 << 10
+
+	// MaxFileRelays bounds the relay mailboxes a pointer lists: the
+	// recipient's relays (MaxMailboxes), the same number again for a group
+	// pointer whose members use other relays.
+	MaxFileRelays = 2 * MaxMailboxes
+
+	// MaxFileAddrs bounds the addresses of one source in a pointer.
+	MaxFileAddrs = MaxMailboxAddrs
+
+	// MaxFile bounds an encoded pointer: the blob list (MaxBlobs hashes,
+	// 8 KiB), a thumbnail (8 KiB), a name and media type, and the sources
+	// with their addresses (under 12 KiB with every address at its
+	// limit); 30 KiB holds them (limits_test.go checks the largest).
+	MaxFile = 30 << 10
+
+	// MaxBlobReaders bounds how many readers' acknowledgements a blob
+	// reference waits for before it is deleted: one per member of a group.
+	MaxBlobReaders = 1024
+
 	// MaxUnixMilli bounds every time on the wire (Unix milliseconds): 2^53-1
 	// is the largest integer a JSON client reads exactly, so times pass
 	// through the API unchanged (it is the year 287396).
@@ -179,6 +215,11 @@ const (
 	// 64 KiB and 96 bytes of tags, with a signature and challenge); 4 KiB
 	// over the largest envelope holds each of them.
 	MaxRelayFrame = MaxEnvelope + 4<<10
+
+	// MaxBlobFrame bounds a frame on BlobProtocol: its requests and
+	// responses hold hashes, capabilities, a mailbox ID and a token (under
+	// 300 bytes). A blob's bytes follow their frame unframed.
+	MaxBlobFrame = 512
 )
 
 const maxInlineKey = 42

@@ -390,6 +390,7 @@ func TestKindsMatchProto(t *testing.T) {
 		KindCard:            pb.Kind_KIND_CARD,
 		KindSenderKey:       pb.Kind_KIND_SENDER_KEY,
 		KindDeviceList:      pb.Kind_KIND_DEVICE_LIST,
+		KindFile:            pb.Kind_KIND_FILE,
 	}
 	if len(want) != len(pb.Kind_name)-1 {
 		t.Errorf("plaintext.proto has %d kinds, Go has %d", len(pb.Kind_name)-1, len(want))

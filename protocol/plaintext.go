@@ -27,6 +27,8 @@ const (
 	KindSenderKey Kind = 5
 	// KindDeviceList is reserved for multi-device lists: Payload.
 	KindDeviceList Kind = 6
+	// KindFile is a file: File, with an optional caption in Text.
+	KindFile Kind = 7
 )
 
 // String returns the kind's name.
@@ -44,6 +46,8 @@ func (k Kind) String() string {
 		return "sender_key"
 	case KindDeviceList:
 		return "device_list"
+	case KindFile:
+		return "file"
 	}
 	return fmt.Sprintf("kind(%d)", int32(k))
 }
@@ -55,7 +59,8 @@ func (k Kind) Reserved() bool { return k == KindSenderKey || k == KindDeviceList
 
 // Plaintext is the typed record inside a ratchet message (DESIGN.md §3).
 // Exactly the body field of its Kind is set: Text, Covers, Card (for
-// KindCard) or Payload.
+// KindCard), Payload or File (for KindFile, which may carry a caption in
+// Text as well).
 type Plaintext struct {
 	// ID is the message ID: 16 random bytes chosen by the sender.
 	ID MessageID
@@ -67,7 +72,8 @@ type Plaintext struct {
 	// display only.
 	SentAt int64
 	Kind   Kind
-	// Text is the body of KindText: 1 to MaxText bytes of UTF-8.
+	// Text is the body of KindText: 1 to MaxText bytes of UTF-8; with
+	// KindFile, the caption: 0 to MaxCaption bytes.
 	Text string
 	// Covers is the body of the receipt kinds: the IDs of the messages the
 	// receipt is for, 1 to MaxReceiptIDs.
@@ -77,6 +83,8 @@ type Plaintext struct {
 	// Card is the body of KindCard. With any other kind it is optional: the
 	// sender's card, attached until the peer has acknowledged one.
 	Card *Card
+	// File is the body of KindFile: the attachment pointer.
+	File *File
 	// InviteSecret is set in the first messages of a session its sender
 	// started from one of the recipient's invites; zero otherwise.
 	InviteSecret InviteSecret
@@ -93,7 +101,7 @@ func (p *Plaintext) Validate() error {
 	if err := checkTime(p.SentAt, "plaintext: sent_at"); err != nil {
 		return err
 	}
-	text, covers, payload, card := false, false, false, false
+	text, covers, payload, card, file := false, false, false, false, false
 	switch p.Kind {
 	case KindText:
 		text = true
@@ -103,15 +111,22 @@ func (p *Plaintext) Validate() error {
 		card = true
 	case KindSenderKey, KindDeviceList:
 		payload = true
+	case KindFile:
+		file = true
 	case 0:
 		return fmt.Errorf("%w: plaintext: kind missing", ErrMalformed)
 	default:
 		return fmt.Errorf("%w: plaintext: unknown kind %d", ErrMalformed, int32(p.Kind))
 	}
-	if err := body(text, len(p.Text), MaxText, p.Kind, "text"); err != nil {
+	if file {
+		// The caption is optional.
+		if len(p.Text) > MaxCaption {
+			return fmt.Errorf("%w: plaintext: caption of %d, limit %d", ErrTooLarge, len(p.Text), MaxCaption)
+		}
+	} else if err := body(text, len(p.Text), MaxText, p.Kind, "text"); err != nil {
 		return err
 	}
-	if text && !utf8.ValidString(p.Text) {
+	if !utf8.ValidString(p.Text) {
 		return fmt.Errorf("%w: plaintext: text is not UTF-8", ErrMalformed)
 	}
 	if err := body(covers, len(p.Covers), MaxReceiptIDs, p.Kind, "covers"); err != nil {
@@ -124,6 +139,16 @@ func (p *Plaintext) Validate() error {
 	}
 	if err := body(payload, len(p.Payload), MaxPayload, p.Kind, "payload"); err != nil {
 		return err
+	}
+	switch {
+	case file && p.File == nil:
+		return fmt.Errorf("%w: plaintext: %s without its file", ErrMalformed, p.Kind)
+	case !file && p.File != nil:
+		return fmt.Errorf("%w: plaintext: %s with a file", ErrMalformed, p.Kind)
+	case file:
+		if err := p.File.Validate(); err != nil {
+			return fmt.Errorf("plaintext: %w", err)
+		}
 	}
 	if card && p.Card == nil {
 		return fmt.Errorf("%w: plaintext: %s without its card", ErrMalformed, p.Kind)
@@ -190,6 +215,13 @@ func (p *Plaintext) Unmarshal(b []byte) error {
 		}
 		v.Card = c
 	}
+	if w.File != nil {
+		f, err := fileFromPB(w.File)
+		if err != nil {
+			return fmt.Errorf("plaintext: %w", err)
+		}
+		v.File = f
+	}
 	if err := v.Validate(); err != nil {
 		return err
 	}
@@ -213,6 +245,9 @@ func (p *Plaintext) wire() proto.Message {
 	}
 	if p.Card != nil {
 		w.Card = p.Card.wireCard()
+	}
+	if p.File != nil {
+		w.File = p.File.wireFile()
 	}
 	return w
 }

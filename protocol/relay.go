@@ -253,7 +253,7 @@ func (r *RelayRequest) present() relayFields {
 }
 
 // checkFields checks the fields present against an op's table row.
-func checkFields(have, required, optional relayFields, names []string, what string) error {
+func checkFields[F ~uint32](have, required, optional F, names []string, what string) error {
 	if missing := required &^ have; missing != 0 {
 		return fmt.Errorf("%w: %s: %s missing", ErrMalformed, what, fieldName(missing, names))
 	}
@@ -263,7 +263,7 @@ func checkFields(have, required, optional relayFields, names []string, what stri
 	return nil
 }
 
-func fieldName(set relayFields, names []string) string {
+func fieldName[F ~uint32](set F, names []string) string {
 	for i, n := range names {
 		if set&(1<<i) != 0 {
 			return n

@@ -4,6 +4,8 @@ import (
 	"crypto/ed25519"
 	"encoding/hex"
 	"testing"
+
+	"github.com/sealpost/sealpost/crypto/attachment"
 )
 
 // pattern returns n bytes b, b+1, b+2, ... (mod 256): recognisable in hex
@@ -141,6 +143,29 @@ func sampleInviteRelay() *Invite {
 	return inv
 }
 
+// sampleFile is a pointer to a file of 600 000 bytes (3 blobs), served by
+// its sender's device and kept on one relay.
+func sampleFile() *File {
+	f := &File{
+		Key:       attachment.Key(pattern(32, 0x11)),
+		Digest:    attachment.Hash(pattern(32, 0x22)),
+		Size:      600_000,
+		Name:      "holiday photo.jpg",
+		MIME:      "image/jpeg",
+		Thumbnail: pattern(100, 0x33),
+		Peer:      &FilePeer{Peer: ed25519Peer(0x20), Addrs: [][]byte{addrTCP}},
+		Relays:    []FileRelay{{Relay: ed25519Peer(0x90), Addrs: [][]byte{addrTCP}, Mailbox: MailboxID(pattern(32, 0xa0))}},
+	}
+	for i := range 3 {
+		f.Blobs = append(f.Blobs, attachment.Hash(pattern(32, byte(0x40+i))))
+	}
+	return f
+}
+
+func sampleFileMessage() *Plaintext {
+	return &Plaintext{ID: MessageID(pattern(16, 0x54)), Seq: 5, SentAt: 1767225601000, Kind: KindFile, Text: "the view from the top", File: sampleFile()}
+}
+
 // samples are valid values of every message type, by name.
 func samples(t testing.TB) []struct {
 	name string
@@ -150,6 +175,15 @@ func samples(t testing.TB) []struct {
 	newCiphertext := func() Message { return new(Ciphertext) }
 	newPlaintext := func() Message { return new(Plaintext) }
 	newInvite := func() Message { return new(Invite) }
+	newFile := func() Message { return new(File) }
+	newBlobRequest := func() Message { return new(BlobRequest) }
+	newBlobResponse := func() Message { return new(BlobResponse) }
+	minimalFile := &File{Key: attachment.Key(pattern(32, 1)), Digest: attachment.Hash(pattern(32, 2)),
+		Blobs: []attachment.Hash{attachment.Hash(pattern(32, 3))}, Relays: sampleFile().Relays}
+	put := &BlobRequest{ID: 1, Op: BlobPut, Hash: attachment.Hash(pattern(32, 0x40)), Cap: attachment.Cap(pattern(32, 0x50)),
+		ReadCapHash: attachment.Hash(pattern(32, 0x60)), Mailbox: MailboxID(pattern(32, 0xa0)), Token: pattern(16, 0xe0), Size: 262208}
+	link := *put
+	link.ID, link.Op, link.Readers = 2, BlobLink, 12
 	rsaInvite := sampleInviteRelay()
 	rsaInvite.Device = sha256Peer(0x21)
 	rsaInvite.Relays[0].Peer = sha256Peer(0x91)
@@ -181,6 +215,21 @@ func samples(t testing.TB) []struct {
 		{"invite", sampleInvite(), newInvite},
 		{"invite with relay", sampleInviteRelay(), newInvite},
 		{"invite non-Ed25519 peers", rsaInvite, newInvite},
+		{"file", sampleFile(), newFile},
+		{"file minimal", minimalFile, newFile},
+		{"plaintext file", sampleFileMessage(), newPlaintext},
+		{"plaintext file without caption", &Plaintext{ID: MessageID(pattern(16, 9)), Seq: 6, SentAt: 1, Kind: KindFile, File: minimalFile}, newPlaintext},
+		{"blob get", &BlobRequest{ID: 3, Op: BlobGet, Hash: attachment.Hash(pattern(32, 0x40)), Cap: attachment.Cap(pattern(32, 0x51))}, newBlobRequest},
+		{"blob put", put, newBlobRequest},
+		{"blob link", &link, newBlobRequest},
+		{"blob ack", &BlobRequest{ID: 4, Op: BlobAck, Hash: attachment.Hash(pattern(32, 0x40)), Cap: attachment.Cap(pattern(32, 0x51))}, newBlobRequest},
+		{"blob delete", &BlobRequest{ID: 5, Op: BlobDelete, Hash: attachment.Hash(pattern(32, 0x40)), Cap: attachment.Cap(pattern(32, 0x50)), ReadCapHash: attachment.Hash(pattern(32, 0x60))}, newBlobRequest},
+		{"blob get response", &BlobResponse{ID: 3, Op: BlobGet, Code: CodeOK, Size: 262208}, newBlobResponse},
+		{"blob put response", &BlobResponse{ID: 1, Op: BlobPut, Code: CodeOK, StoredUntil: 1768435200000}, newBlobResponse},
+		{"blob put refused", &BlobResponse{ID: 1, Op: BlobPut, Code: CodeMailboxQuota}, newBlobResponse},
+		{"blob link not stored", &BlobResponse{ID: 2, Op: BlobLink, Code: CodeNotFound}, newBlobResponse},
+		{"blob ack response", &BlobResponse{ID: 4, Op: BlobAck, Code: CodeOK}, newBlobResponse},
+		{"blob frame error", &BlobResponse{Code: CodeMalformed}, newBlobResponse},
 		{"invite relays only", &Invite{Identity: ed25519.PublicKey(pattern(32, 1)), Device: ed25519Peer(2), Pin: BundlePin(pattern(16, 3)), Secret: InviteSecret(pattern(16, 4)), Relays: sampleInviteRelay().Relays}, newInvite},
 	}
 }

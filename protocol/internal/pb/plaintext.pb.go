@@ -33,6 +33,7 @@ const (
 	Kind_KIND_CARD             Kind = 4 // body: card (a contact-card update)
 	Kind_KIND_SENDER_KEY       Kind = 5 // reserved (groups): body: payload
 	Kind_KIND_DEVICE_LIST      Kind = 6 // reserved (multi-device): body: payload
+	Kind_KIND_FILE             Kind = 7 // body: file; text optional (the caption)
 )
 
 // Enum value maps for Kind.
@@ -45,6 +46,7 @@ var (
 		4: "KIND_CARD",
 		5: "KIND_SENDER_KEY",
 		6: "KIND_DEVICE_LIST",
+		7: "KIND_FILE",
 	}
 	Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED":      0,
@@ -54,6 +56,7 @@ var (
 		"KIND_CARD":             4,
 		"KIND_SENDER_KEY":       5,
 		"KIND_DEVICE_LIST":      6,
+		"KIND_FILE":             7,
 	}
 )
 
@@ -91,11 +94,12 @@ type Plaintext struct {
 	Seq           uint64                 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`                     // per sender per conversation, from 1, every kind
 	SentAt        uint64                 `protobuf:"varint,4,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"` // sender's clock, Unix milliseconds
 	Kind          Kind                   `protobuf:"varint,5,opt,name=kind,proto3,enum=sealpost.v1.Kind" json:"kind,omitempty"`
-	Text          string                 `protobuf:"bytes,6,opt,name=text,proto3" json:"text,omitempty"`                                      // KIND_TEXT
+	Text          string                 `protobuf:"bytes,6,opt,name=text,proto3" json:"text,omitempty"`                                      // KIND_TEXT; KIND_FILE: the caption, optional
 	Covers        [][]byte               `protobuf:"bytes,7,rep,name=covers,proto3" json:"covers,omitempty"`                                  // receipts: the message IDs covered
 	Payload       []byte                 `protobuf:"bytes,8,opt,name=payload,proto3" json:"payload,omitempty"`                                // reserved kinds
 	Card          *Card                  `protobuf:"bytes,9,opt,name=card,proto3" json:"card,omitempty"`                                      // KIND_CARD: the body; other kinds: the sender's card, optional
 	InviteSecret  []byte                 `protobuf:"bytes,10,opt,name=invite_secret,json=inviteSecret,proto3" json:"invite_secret,omitempty"` // first message of a session made from an invite
+	File          *File                  `protobuf:"bytes,11,opt,name=file,proto3" json:"file,omitempty"`                                     // KIND_FILE
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -200,11 +204,18 @@ func (x *Plaintext) GetInviteSecret() []byte {
 	return nil
 }
 
+func (x *Plaintext) GetFile() *File {
+	if x != nil {
+		return x.File
+	}
+	return nil
+}
+
 var File_protocol_internal_pb_plaintext_proto protoreflect.FileDescriptor
 
 const file_protocol_internal_pb_plaintext_proto_rawDesc = "" +
 	"\n" +
-	"$protocol/internal/pb/plaintext.proto\x12\vsealpost.v1\x1a\x1fprotocol/internal/pb/card.proto\"\x99\x02\n" +
+	"$protocol/internal/pb/plaintext.proto\x12\vsealpost.v1\x1a\x1fprotocol/internal/pb/card.proto\x1a\x1fprotocol/internal/pb/file.proto\"\xc0\x02\n" +
 	"\tPlaintext\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\fR\x02id\x12\x10\n" +
@@ -216,7 +227,8 @@ const file_protocol_internal_pb_plaintext_proto_rawDesc = "" +
 	"\apayload\x18\b \x01(\fR\apayload\x12%\n" +
 	"\x04card\x18\t \x01(\v2\x11.sealpost.v1.CardR\x04card\x12#\n" +
 	"\rinvite_secret\x18\n" +
-	" \x01(\fR\finviteSecret*\x97\x01\n" +
+	" \x01(\fR\finviteSecret\x12%\n" +
+	"\x04file\x18\v \x01(\v2\x11.sealpost.v1.FileR\x04file*\xa6\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tKIND_TEXT\x10\x01\x12\x19\n" +
@@ -224,7 +236,8 @@ const file_protocol_internal_pb_plaintext_proto_rawDesc = "" +
 	"\x11KIND_READ_RECEIPT\x10\x03\x12\r\n" +
 	"\tKIND_CARD\x10\x04\x12\x13\n" +
 	"\x0fKIND_SENDER_KEY\x10\x05\x12\x14\n" +
-	"\x10KIND_DEVICE_LIST\x10\x06B3Z1github.com/sealpost/sealpost/protocol/internal/pbb\x06proto3"
+	"\x10KIND_DEVICE_LIST\x10\x06\x12\r\n" +
+	"\tKIND_FILE\x10\aB3Z1github.com/sealpost/sealpost/protocol/internal/pbb\x06proto3"
 
 var (
 	file_protocol_internal_pb_plaintext_proto_rawDescOnce sync.Once
@@ -244,15 +257,17 @@ var file_protocol_internal_pb_plaintext_proto_goTypes = []any{
 	(Kind)(0),         // 0: sealpost.v1.Kind
 	(*Plaintext)(nil), // 1: sealpost.v1.Plaintext
 	(*Card)(nil),      // 2: sealpost.v1.Card
+	(*File)(nil),      // 3: sealpost.v1.File
 }
 var file_protocol_internal_pb_plaintext_proto_depIdxs = []int32{
 	0, // 0: sealpost.v1.Plaintext.kind:type_name -> sealpost.v1.Kind
 	2, // 1: sealpost.v1.Plaintext.card:type_name -> sealpost.v1.Card
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	3, // 2: sealpost.v1.Plaintext.file:type_name -> sealpost.v1.File
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_protocol_internal_pb_plaintext_proto_init() }
@@ -261,6 +276,7 @@ func file_protocol_internal_pb_plaintext_proto_init() {
 		return
 	}
 	file_protocol_internal_pb_card_proto_init()
+	file_protocol_internal_pb_file_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
