@@ -73,6 +73,22 @@ func samples() map[string]struct {
 			&DepositToken{Token: [16]byte{4}, Relay: "relay", Mailbox: [32]byte{2}, Invite: [16]byte{5}, CreatedAt: t0,
 				ExpiresAt: t0.Add(time.Hour), Registered: true, CardSeq: 300},
 		}},
+		"file": {func() record { return new(File) }, []record{
+			&File{ID: [16]byte{1}, Peer: [32]byte{2}, Outgoing: true, Pointer: []byte("pointer"), Name: "a.jpg",
+				MIME: "image/jpeg", Size: 1 << 33, Hashes: [][32]byte{{3}, {4}}, State: FileSent, Error: "why",
+				Have: []byte{0x81}, Secret: [32]byte{5}, Relays: []FileRelay{{Relay: []byte("relay"), Mailbox: [32]byte{6},
+					Done: []byte{1, 2}, StoredUntil: t0, Error: "full"}, {}},
+				Wanted: true, Pending: true, Attempts: 7, NextAttempt: t0, CreatedAt: t0, UpdatedAt: t0.Add(time.Second)},
+			&File{State: FileSaved},
+		}},
+		"relay blob": {func() record { return new(RelayBlob) }, []record{
+			&RelayBlob{Size: 262208, Refs: 3, StoredAt: t0},
+		}},
+		"relay blob ref": {func() record { return new(RelayBlobRef) }, []record{
+			&RelayBlobRef{WriteCapHash: [32]byte{1}, Mailbox: [32]byte{2}, Size: 100, StoredUntil: t0, Readers: 2, CreatedAt: t0},
+		}},
+		"blob usage":        {func() record { return new(BlobUsage) }, []record{&BlobUsage{Count: 1, Bytes: 1 << 40}}},
+		"relay blob totals": {func() record { return new(RelayBlobTotals) }, []record{&RelayBlobTotals{Blobs: 1, Bytes: 2, Refs: 3}}},
 	}
 }
 
@@ -186,6 +202,8 @@ func FuzzDecodeOutbox(f *testing.F)       { fuzzDecode(f, "outbox") }
 func FuzzDecodeMailbox(f *testing.F)      { fuzzDecode(f, "mailbox") }
 func FuzzDecodeDepositToken(f *testing.F) { fuzzDecode(f, "token") }
 func FuzzDecodeInvite(f *testing.F)       { fuzzDecode(f, "invite") }
+func FuzzDecodeFile(f *testing.F)         { fuzzDecode(f, "file") }
+func FuzzDecodeRelayBlobRef(f *testing.F) { fuzzDecode(f, "relay blob ref") }
 
 // TestVersion1Records checks that records written before a version bump
 // still decode, with the added fields zero.

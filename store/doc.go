@@ -1,6 +1,8 @@
 // Package store persists a node's state: its own identity and keys,
-// prekeys, sessions, contacts, messages, the outbox, the seen-set and its
-// relay mailboxes.
+// prekeys, sessions, contacts, messages, the outbox, the seen-set, its
+// relay mailboxes and its attachments' transfer state; and a relay's
+// mailboxes, envelopes and blob references (the blobs' bytes live in
+// store/blobfs).
 //
 // Callers see a transactional Store that hands out typed tables through a
 // Tx, never raw keys:

@@ -24,6 +24,10 @@ const (
 	tToken         byte = 0x0f // token(16) -> DepositToken
 	tCounter       byte = 0x10 // name -> uint64 (8 bytes big-endian)
 	tInvite        byte = 0x11 // secret(16) -> Invite
+	tFile          byte = 0x12 // id(16) -> File (files.go)
+	tFileByTime    byte = 0x13 // created(8) id(16) -> ""
+	tFilePending   byte = 0x14 // id(16) -> ""
+	tFileBlob      byte = 0x15 // hash(32) id(16) -> ""
 
 	// The relay's tables (relay.go), from 0x20 so that the personal
 	// node's tables can grow below them.
@@ -36,6 +40,14 @@ const (
 	tRelayPrekeyExp byte = 0x26 // expires(8) mailbox(32) n(8) -> ""
 	tRelayTotals    byte = 0x27 // (single key) -> RelayTotals
 	tRelayDeleting  byte = 0x28 // id(32) -> "" (mailbox deletion under way)
+
+	// The relay's attachment blobs (relayblobs.go).
+	tRelayBlob       byte = 0x29 // hash(32) -> RelayBlob
+	tRelayBlobRef    byte = 0x2a // hash(32) readcap(32) -> RelayBlobRef
+	tRelayBlobRefExp byte = 0x2b // until(8) hash(32) readcap(32) -> ""
+	tRelayBlobByMbox byte = 0x2c // mailbox(32) hash(32) readcap(32) -> ""
+	tRelayBlobUsage  byte = 0x2d // mailbox(32) -> BlobUsage
+	tRelayBlobTotals byte = 0x2e // (single key) -> RelayBlobTotals
 )
 
 // key concatenates a table byte and parts.

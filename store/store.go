@@ -252,6 +252,19 @@ func (tx *Tx) expired(tag byte, now time.Time, limit, size int, what string) ([]
 	return keys, err
 }
 
+// getRecord reads key into r and reports whether it was there (a missing
+// key leaves r as it was and is no error).
+func (tx *Tx) getRecord(key []byte, r interface{ unmarshal([]byte) error }) (bool, error) {
+	b, err := tx.kv.Get(key)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, r.unmarshal(b)
+}
+
 // exists reports whether key is present.
 func (tx *Tx) exists(key []byte) (bool, error) {
 	_, err := tx.kv.Get(key)

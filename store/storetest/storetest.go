@@ -41,6 +41,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RelayPrekeys", testRelayPrekeys},
 		{"RelayPrekeyRace", testRelayPrekeyRace},
 		{"RelayDeleteMailbox", testRelayDeleteMailbox},
+		{"RelayBlobs", testRelayBlobs},
+		{"Files", testFiles},
 		{"Counters", testCounters},
 		{"Committed", testCommitted},
 		{"Rollback", testRollback},

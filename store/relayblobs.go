@@ -1,0 +1,378 @@
+package store
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// The relay's attachment blobs: what the store keeps about them. The bytes
+// of a blob live outside the key-value store, in a file named by its hash
+// (store/blobfs): 10 GiB of 256 KiB to 16 MiB values would make badger's
+// value log the relay's largest structure, rewritten by its garbage
+// collection after every expiry, while a file is written once and unlinked
+// once. One blob is stored once, however many references it has; each
+// reference (a writer's upload for one mailbox) has its own capabilities,
+// expiry and readers, and is charged to its mailbox's blob quota.
+//
+//	tRelayBlob         hash(32)                    -> RelayBlob
+//	tRelayBlobRef      hash(32) readcap(32)        -> RelayBlobRef
+//	tRelayBlobRefExp   until(8) hash(32) readcap(32) -> ""
+//	tRelayBlobByMbox   mailbox(32) hash(32) readcap(32) -> ""
+//	tRelayBlobUsage    mailbox(32)                 -> BlobUsage
+//	tRelayBlobTotals   (one key)                   -> RelayBlobTotals
+//
+// The order a relay follows so that no crash loses a blob it acknowledged
+// or keeps one nobody references: the file is written and synced before
+// AddBlobRef commits; a file is unlinked only after the transaction that
+// removed its last reference (RemoveBlobRef reports it) committed. A crash
+// between the two leaves a file without a record, which the relay removes
+// when it starts (HasBlob tells).
+
+// RelayBlob is one blob the relay stores.
+type RelayBlob struct {
+	Hash [32]byte
+	Size uint64
+	// Refs is the number of references to it (set by the store).
+	Refs     uint64
+	StoredAt time.Time
+}
+
+const relayBlobVersion = 1
+
+func (b *RelayBlob) marshal() []byte {
+	e := newEnc(relayBlobVersion, 24)
+	e.uvarint(b.Size)
+	e.uvarint(b.Refs)
+	e.time(b.StoredAt)
+	return e.b
+}
+
+func (b *RelayBlob) unmarshal(v []byte) error {
+	d, _ := newDec("relay blob", v, relayBlobVersion)
+	b.Size = d.uvarint()
+	b.Refs = d.uvarint()
+	b.StoredAt = d.time()
+	return d.finish("relay blob")
+}
+
+// RelayBlobRef is one reference to a blob: an upload for one mailbox.
+type RelayBlobRef struct {
+	Hash [32]byte
+	// ReadCapHash is SHA-256 of the reference's read capability: its name.
+	ReadCapHash [32]byte
+	// WriteCapHash is SHA-256 of the writer's capability.
+	WriteCapHash [32]byte
+	Mailbox      MailboxID
+	Size         uint64
+	StoredUntil  time.Time
+	// Readers is how many readers' acknowledgements remain before the
+	// reference is deleted (at least 1).
+	Readers   uint64
+	CreatedAt time.Time
+}
+
+const relayBlobRefVersion = 1
+
+func (r *RelayBlobRef) marshal() []byte {
+	e := newEnc(relayBlobRefVersion, 96)
+	e.fixed(r.WriteCapHash[:])
+	e.fixed(r.Mailbox[:])
+	e.uvarint(r.Size)
+	e.time(r.StoredUntil)
+	e.uvarint(r.Readers)
+	e.time(r.CreatedAt)
+	return e.b
+}
+
+func (r *RelayBlobRef) unmarshal(v []byte) error {
+	d, _ := newDec("relay blob reference", v, relayBlobRefVersion)
+	d.fixed(r.WriteCapHash[:])
+	d.fixed(r.Mailbox[:])
+	r.Size = d.uvarint()
+	r.StoredUntil = d.time()
+	r.Readers = d.uvarint()
+	r.CreatedAt = d.time()
+	return d.finish("relay blob reference")
+}
+
+// BlobUsage is what a mailbox's blob references hold: their count and the
+// bytes they reference (a blob referenced twice counts twice: each upload
+// pays its own quota).
+type BlobUsage struct {
+	Count, Bytes uint64
+}
+
+const blobUsageVersion = 1
+
+func (u *BlobUsage) marshal() []byte {
+	e := newEnc(blobUsageVersion, 20)
+	e.uvarint(u.Count)
+	e.uvarint(u.Bytes)
+	return e.b
+}
+
+func (u *BlobUsage) unmarshal(v []byte) error {
+	d, _ := newDec("blob usage", v, blobUsageVersion)
+	u.Count = d.uvarint()
+	u.Bytes = d.uvarint()
+	return d.finish("blob usage")
+}
+
+// RelayBlobTotals are the relay's blob counts: the blobs stored (once
+// each) and their bytes, which the relay's total blob quota bounds, and
+// the references.
+type RelayBlobTotals struct {
+	Blobs, Bytes uint64
+	Refs         uint64
+}
+
+const relayBlobTotalsVersion = 1
+
+func (t *RelayBlobTotals) marshal() []byte {
+	e := newEnc(relayBlobTotalsVersion, 30)
+	e.uvarint(t.Blobs)
+	e.uvarint(t.Bytes)
+	e.uvarint(t.Refs)
+	return e.b
+}
+
+func (t *RelayBlobTotals) unmarshal(v []byte) error {
+	d, _ := newDec("relay blob totals", v, relayBlobTotalsVersion)
+	t.Blobs = d.uvarint()
+	t.Bytes = d.uvarint()
+	t.Refs = d.uvarint()
+	return d.finish("relay blob totals")
+}
+
+// BlobRefKey names a reference.
+type BlobRefKey struct {
+	Hash        [32]byte
+	ReadCapHash [32]byte
+}
+
+// RelayBlobs is the relay's blob tables.
+type RelayBlobs struct{ tx *Tx }
+
+// RelayBlobs returns the relay's blob tables.
+func (tx *Tx) RelayBlobs() RelayBlobs { return RelayBlobs{tx} }
+
+func relayBlobKey(h [32]byte) []byte { return key(tRelayBlob, h[:]) }
+func relayBlobRefKey(k BlobRefKey) []byte {
+	return key(tRelayBlobRef, k.Hash[:], k.ReadCapHash[:])
+}
+func relayBlobRefExpKey(until time.Time, k BlobRefKey) []byte {
+	t := timeKey(until)
+	return key(tRelayBlobRefExp, t[:], k.Hash[:], k.ReadCapHash[:])
+}
+func relayBlobByMboxKey(mb MailboxID, k BlobRefKey) []byte {
+	return key(tRelayBlobByMbox, mb[:], k.Hash[:], k.ReadCapHash[:])
+}
+func relayBlobUsageKey(mb MailboxID) []byte { return key(tRelayBlobUsage, mb[:]) }
+
+var relayBlobTotalsKey = []byte{tRelayBlobTotals}
+
+// Blob returns the record of the blob named h, or ErrNotFound.
+func (s RelayBlobs) Blob(h [32]byte) (RelayBlob, error) {
+	b := RelayBlob{Hash: h}
+	if ok, err := s.tx.getRecord(relayBlobKey(h), &b); err != nil || !ok {
+		return b, cmp.Or(err, notFound("relay blob", h[:4]))
+	}
+	return b, nil
+}
+
+// HasBlob reports whether the blob named h is stored (has a reference).
+func (s RelayBlobs) HasBlob(h [32]byte) (bool, error) { return s.tx.exists(relayBlobKey(h)) }
+
+// Ref returns reference k, or ErrNotFound.
+func (s RelayBlobs) Ref(k BlobRefKey) (RelayBlobRef, error) {
+	r := RelayBlobRef{Hash: k.Hash, ReadCapHash: k.ReadCapHash}
+	if ok, err := s.tx.getRecord(relayBlobRefKey(k), &r); err != nil || !ok {
+		return r, cmp.Or(err, notFound("relay blob reference", k.Hash[:4]))
+	}
+	return r, nil
+}
+
+// Usage returns the blob usage of mailbox mb (zero if none).
+func (s RelayBlobs) Usage(mb MailboxID) (BlobUsage, error) {
+	var u BlobUsage
+	_, err := s.tx.getRecord(relayBlobUsageKey(mb), &u)
+	return u, err
+}
+
+func (s RelayBlobs) putUsage(mb MailboxID, u BlobUsage) error {
+	if u == (BlobUsage{}) {
+		return s.tx.del(relayBlobUsageKey(mb))
+	}
+	return s.tx.set(relayBlobUsageKey(mb), u.marshal())
+}
+
+// Totals returns the relay's blob totals (zero for none).
+func (s RelayBlobs) Totals() (RelayBlobTotals, error) {
+	var t RelayBlobTotals
+	_, err := s.tx.getRecord(relayBlobTotalsKey, &t)
+	return t, err
+}
+
+// AddBlobRef stores reference r (its Readers: at least 1), and the blob
+// record if this is the blob's first reference: the caller has stored the
+// blob's bytes durably before, and r.Size is their size. It charges r.Size
+// to r.Mailbox's usage. ErrExists: the reference is already stored (it is
+// returned; an upload whose answer was lost, or a second writer with the
+// same read capability, which the caller tells apart by WriteCapHash).
+// ErrInvalid: r.Size differs from the stored blob's. check, if not nil,
+// sees the mailbox's usage, the totals and whether the blob is already
+// stored, as they are before the reference is added (what a quota check
+// needs); if it returns an error, nothing is written.
+func (s RelayBlobs) AddBlobRef(r RelayBlobRef, check func(u *BlobUsage, t *RelayBlobTotals, stored bool) error) (RelayBlobRef, error) {
+	k := BlobRefKey{r.Hash, r.ReadCapHash}
+	if r.Size == 0 || r.Mailbox == (MailboxID{}) {
+		return r, fmt.Errorf("relay blob reference: %w: size %d, mailbox %x", ErrInvalid, r.Size, r.Mailbox[:4])
+	}
+	if old, err := s.Ref(k); err == nil {
+		return old, fmt.Errorf("relay blob reference %x: %w", k.Hash[:4], ErrExists)
+	} else if !errors.Is(err, ErrNotFound) {
+		return r, err
+	}
+	b, err := s.Blob(r.Hash)
+	stored := err == nil
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return r, err
+	}
+	if stored && b.Size != r.Size {
+		return r, fmt.Errorf("relay blob %x: %w: size %d, stored %d", r.Hash[:4], ErrInvalid, r.Size, b.Size)
+	}
+	u, err := s.Usage(r.Mailbox)
+	if err != nil {
+		return r, err
+	}
+	t, err := s.Totals()
+	if err != nil {
+		return r, err
+	}
+	if check != nil {
+		if err := check(&u, &t, stored); err != nil {
+			return r, err
+		}
+	}
+	if !stored {
+		b = RelayBlob{Hash: r.Hash, Size: r.Size, StoredAt: r.CreatedAt}
+		t.Blobs++
+		t.Bytes += r.Size
+	}
+	b.Refs++
+	t.Refs++
+	u.Count++
+	u.Bytes += r.Size
+	r.Readers = max(r.Readers, 1)
+	for _, kv := range []struct{ k, v []byte }{
+		{relayBlobKey(r.Hash), b.marshal()},
+		{relayBlobRefKey(k), r.marshal()},
+		{relayBlobRefExpKey(r.StoredUntil, k), nil},
+		{relayBlobByMboxKey(r.Mailbox, k), nil},
+		{relayBlobTotalsKey, t.marshal()},
+	} {
+		if err := s.tx.set(kv.k, kv.v); err != nil {
+			return r, err
+		}
+	}
+	return r, s.putUsage(r.Mailbox, u)
+}
+
+// RemoveBlobRef deletes reference k and takes it off its mailbox's usage.
+// It reports whether that was the blob's last reference: the blob record
+// is deleted too, and the caller unlinks the blob's file once this
+// transaction has committed. A missing reference is ErrNotFound.
+func (s RelayBlobs) RemoveBlobRef(k BlobRefKey) (last bool, err error) {
+	r, err := s.Ref(k)
+	if err != nil {
+		return false, err
+	}
+	for _, key := range [][]byte{relayBlobRefKey(k), relayBlobRefExpKey(r.StoredUntil, k), relayBlobByMboxKey(r.Mailbox, k)} {
+		if err := s.tx.del(key); err != nil {
+			return false, err
+		}
+	}
+	u, err := s.Usage(r.Mailbox)
+	if err != nil {
+		return false, err
+	}
+	sub(&u.Count, 1)
+	sub(&u.Bytes, r.Size)
+	if err := s.putUsage(r.Mailbox, u); err != nil {
+		return false, err
+	}
+	t, err := s.Totals()
+	if err != nil {
+		return false, err
+	}
+	sub(&t.Refs, 1)
+	b, err := s.Blob(k.Hash)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		// A record an older program lost: nothing to count down.
+	case err != nil:
+		return false, err
+	case b.Refs <= 1:
+		last = true
+		sub(&t.Blobs, 1)
+		sub(&t.Bytes, b.Size)
+		if err := s.tx.del(relayBlobKey(k.Hash)); err != nil {
+			return false, err
+		}
+	default:
+		b.Refs--
+		if err := s.tx.set(relayBlobKey(k.Hash), b.marshal()); err != nil {
+			return false, err
+		}
+	}
+	return last, s.tx.set(relayBlobTotalsKey, t.marshal())
+}
+
+// AckBlobRef counts one reader's acknowledgement of reference k: the last
+// one removes it (as RemoveBlobRef; removed and last report what that did).
+func (s RelayBlobs) AckBlobRef(k BlobRefKey) (removed, last bool, err error) {
+	r, err := s.Ref(k)
+	if err != nil {
+		return false, false, err
+	}
+	if r.Readers > 1 {
+		r.Readers--
+		return false, false, s.tx.set(relayBlobRefKey(k), r.marshal())
+	}
+	last, err = s.RemoveBlobRef(k)
+	return err == nil, last, err
+}
+
+// ExpiredRefs returns up to limit references whose StoredUntil is not
+// after now, earliest first (limit <= 0: all).
+func (s RelayBlobs) ExpiredRefs(now time.Time, limit int) ([]BlobRefKey, error) {
+	keys, err := s.tx.expired(tRelayBlobRefExp, now, limit, 1+8+32+32, "relay blob expiry index")
+	out := make([]BlobRefKey, len(keys))
+	for i, k := range keys {
+		copy(out[i].Hash[:], k[9:41])
+		copy(out[i].ReadCapHash[:], k[41:])
+	}
+	return out, err
+}
+
+// MailboxRefs returns up to limit references charged to mailbox mb
+// (limit <= 0: all), for deleting a mailbox.
+func (s RelayBlobs) MailboxRefs(mb MailboxID, limit int) ([]BlobRefKey, error) {
+	var out []BlobRefKey
+	err := s.tx.scanPrefix(key(tRelayBlobByMbox, mb[:]), false, func(k, _ []byte) error {
+		if len(k) != 1+32+32+32 {
+			return fmt.Errorf("relay blob mailbox index: %w", ErrCorrupt)
+		}
+		var r BlobRefKey
+		copy(r.Hash[:], k[33:65])
+		copy(r.ReadCapHash[:], k[65:])
+		out = append(out, r)
+		if limit > 0 && len(out) >= limit {
+			return errStop
+		}
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,278 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/store"
+)
+
+// Attachments: the relay's blob references with their counts, and the
+// personal node's file records with their indexes.
+
+func blobRef(hash, readCap, mailbox byte, size uint64) store.RelayBlobRef {
+	return store.RelayBlobRef{Hash: id32(hash), ReadCapHash: id32(readCap), WriteCapHash: id32(readCap + 100),
+		Mailbox: id32(mailbox), Size: size, StoredUntil: T0.Add(time.Hour), CreatedAt: T0}
+}
+
+func refKey(r store.RelayBlobRef) store.BlobRefKey {
+	return store.BlobRefKey{Hash: r.Hash, ReadCapHash: r.ReadCapHash}
+}
+
+func checkBlobTotals(t *testing.T, st store.Store, want store.RelayBlobTotals, usage map[byte]store.BlobUsage) {
+	t.Helper()
+	view(t, st, func(tx *store.Tx) error {
+		got, err := tx.RelayBlobs().Totals()
+		if err != nil {
+			return err
+		}
+		if got != want {
+			t.Errorf("blob totals: got %+v, want %+v", got, want)
+		}
+		for mb, w := range usage {
+			u, err := tx.RelayBlobs().Usage(id32(mb))
+			if err != nil {
+				return err
+			}
+			if u != w {
+				t.Errorf("usage of mailbox %d: got %+v, want %+v", mb, u, w)
+			}
+		}
+		return nil
+	})
+}
+
+func testRelayBlobs(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	a1 := blobRef(1, 10, 1, 1000) // blob 1 for mailbox 1
+	a2 := blobRef(1, 11, 2, 1000) // the same blob for mailbox 2: stored once
+	a2.Readers = 3
+	b1 := blobRef(2, 12, 1, 500)
+	b1.StoredUntil = T0.Add(time.Minute)
+	var stored []bool
+	check := func(u *store.BlobUsage, tot *store.RelayBlobTotals, s bool) error {
+		stored = append(stored, s)
+		return nil
+	}
+	update(t, st, func(tx *store.Tx) error {
+		for _, r := range []store.RelayBlobRef{a1, a2, b1} {
+			if _, err := tx.RelayBlobs().AddBlobRef(r, check); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	equal(t, "stored before each reference", stored, []bool{false, true, false})
+	checkBlobTotals(t, st, store.RelayBlobTotals{Blobs: 2, Bytes: 1500, Refs: 3},
+		map[byte]store.BlobUsage{1: {Count: 2, Bytes: 1500}, 2: {Count: 1, Bytes: 1000}, 3: {}})
+
+	// The same reference again is ErrExists and returns the stored one; a
+	// size that differs from the stored blob's is ErrInvalid; a check that
+	// refuses writes nothing.
+	err := st.Update(ctx, func(tx *store.Tx) error {
+		again := a1
+		again.WriteCapHash = id32(99)
+		got, err := tx.RelayBlobs().AddBlobRef(again, nil)
+		if err == nil || got.WriteCapHash != a1.WriteCapHash {
+			t.Errorf("AddBlobRef twice returned %+v", got)
+		}
+		return err
+	})
+	if !errors.Is(err, store.ErrExists) {
+		t.Errorf("reference twice: got %v, want ErrExists", err)
+	}
+	err = st.Update(ctx, func(tx *store.Tx) error {
+		_, err := tx.RelayBlobs().AddBlobRef(blobRef(1, 13, 3, 999), nil)
+		return err
+	})
+	if !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("reference with another size: got %v, want ErrInvalid", err)
+	}
+	quota := errors.New("quota")
+	err = st.Update(ctx, func(tx *store.Tx) error {
+		_, err := tx.RelayBlobs().AddBlobRef(blobRef(3, 14, 3, 10), func(*store.BlobUsage, *store.RelayBlobTotals, bool) error { return quota })
+		return err
+	})
+	if !errors.Is(err, quota) {
+		t.Errorf("refused by check: got %v", err)
+	}
+	err = st.Update(ctx, func(tx *store.Tx) error {
+		_, err := tx.RelayBlobs().AddBlobRef(store.RelayBlobRef{Hash: id32(5), ReadCapHash: id32(5)}, nil)
+		return err
+	})
+	if !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("reference without size or mailbox: got %v, want ErrInvalid", err)
+	}
+	checkBlobTotals(t, st, store.RelayBlobTotals{Blobs: 2, Bytes: 1500, Refs: 3}, nil)
+
+	view(t, st, func(tx *store.Tx) error {
+		got, err := tx.RelayBlobs().Ref(refKey(a2))
+		if err != nil {
+			return err
+		}
+		equal(t, "Ref", got, a2)
+		b, err := tx.RelayBlobs().Blob(id32(1))
+		if err != nil {
+			return err
+		}
+		equal(t, "Blob", b, store.RelayBlob{Hash: id32(1), Size: 1000, Refs: 2, StoredAt: T0})
+		if ok, err := tx.RelayBlobs().HasBlob(id32(3)); ok || err != nil {
+			t.Errorf("HasBlob of a refused blob: %v, %v", ok, err)
+		}
+		if _, err := tx.RelayBlobs().Ref(store.BlobRefKey{Hash: id32(1), ReadCapHash: id32(12)}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Ref under another blob's read capability: got %v, want ErrNotFound", err)
+		}
+		exp, err := tx.RelayBlobs().ExpiredRefs(T0.Add(time.Minute), 0)
+		if err != nil {
+			return err
+		}
+		equal(t, "ExpiredRefs", exp, []store.BlobRefKey{refKey(b1)})
+		refs, err := tx.RelayBlobs().MailboxRefs(id32(1), 0)
+		if err != nil {
+			return err
+		}
+		equal(t, "MailboxRefs", len(refs), 2)
+		refs, err = tx.RelayBlobs().MailboxRefs(id32(1), 1)
+		equal(t, "MailboxRefs with a limit", len(refs), 1)
+		return err
+	})
+
+	// Readers count down; the last acknowledgement removes the reference,
+	// and the blob stays while another reference holds it.
+	for i, want := range []struct{ removed, last bool }{{false, false}, {false, false}, {true, false}} {
+		update(t, st, func(tx *store.Tx) error {
+			removed, last, err := tx.RelayBlobs().AckBlobRef(refKey(a2))
+			if removed != want.removed || last != want.last {
+				t.Errorf("ack %d: removed %v last %v, want %+v", i, removed, last, want)
+			}
+			return err
+		})
+	}
+	checkBlobTotals(t, st, store.RelayBlobTotals{Blobs: 2, Bytes: 1500, Refs: 2},
+		map[byte]store.BlobUsage{1: {Count: 2, Bytes: 1500}, 2: {}})
+	err = st.Update(ctx, func(tx *store.Tx) error {
+		_, _, err := tx.RelayBlobs().AckBlobRef(refKey(a2))
+		return err
+	})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ack of a removed reference: got %v, want ErrNotFound", err)
+	}
+	// The last reference of blob 1 goes: the blob goes with it.
+	update(t, st, func(tx *store.Tx) error {
+		last, err := tx.RelayBlobs().RemoveBlobRef(refKey(a1))
+		if !last {
+			t.Error("removing the last reference did not report it")
+		}
+		return err
+	})
+	update(t, st, func(tx *store.Tx) error {
+		last, err := tx.RelayBlobs().RemoveBlobRef(refKey(b1))
+		if !last {
+			t.Error("removing the last reference of blob 2 did not report it")
+		}
+		return err
+	})
+	checkBlobTotals(t, st, store.RelayBlobTotals{}, map[byte]store.BlobUsage{1: {}, 2: {}})
+	view(t, st, func(tx *store.Tx) error {
+		if ok, err := tx.RelayBlobs().HasBlob(id32(1)); ok || err != nil {
+			t.Errorf("HasBlob after its last reference: %v, %v", ok, err)
+		}
+		exp, err := tx.RelayBlobs().ExpiredRefs(T0.Add(24*time.Hour), 0)
+		equal(t, "ExpiredRefs when empty", len(exp), 0)
+		return err
+	})
+}
+
+func testFiles(t *testing.T, st store.Store) {
+	out := store.File{ID: id16(1), Peer: id32(2), Outgoing: true, Pointer: []byte("pointer"), Name: "a.jpg",
+		MIME: "image/jpeg", Size: 600000, Hashes: [][32]byte{id32(10), id32(11), id32(12)}, State: store.FileQueued,
+		Secret: id32(3), Relays: []store.FileRelay{{Relay: []byte("relay"), Mailbox: id32(4)}},
+		Pending: true, CreatedAt: T0, UpdatedAt: T0}
+	in := store.File{ID: id16(5), Peer: id32(6), Pointer: []byte("other"), Size: 10, State: store.FileQueued,
+		CreatedAt: T0.Add(time.Second), UpdatedAt: T0}
+	update(t, st, func(tx *store.Tx) error {
+		if err := tx.Files().Put(&out); err != nil {
+			return err
+		}
+		return tx.Files().Put(&in)
+	})
+	view(t, st, func(tx *store.Tx) error {
+		got, err := tx.Files().Get(out.ID)
+		if err != nil {
+			return err
+		}
+		equal(t, "Get", got, out)
+		pending, err := tx.Files().Pending()
+		equal(t, "Pending", pending, []store.MessageID{out.ID})
+		if err != nil {
+			return err
+		}
+		var order []store.MessageID
+		if err := tx.Files().List(0, func(f store.File) error { order = append(order, f.ID); return nil }); err != nil {
+			return err
+		}
+		equal(t, "List, newest first", order, []store.MessageID{in.ID, out.ID})
+		order = nil
+		if err := tx.Files().List(1, func(f store.File) error { order = append(order, f.ID); return nil }); err != nil {
+			return err
+		}
+		equal(t, "List with a limit", order, []store.MessageID{in.ID})
+		ids, err := tx.Files().ByBlob(id32(11))
+		equal(t, "ByBlob", ids, []store.MessageID{out.ID})
+		if _, err := tx.Files().Get(id16(9)); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("unknown file: got %v, want ErrNotFound", err)
+		}
+		return err
+	})
+
+	// Progress is written back; the pending index follows the record.
+	out.Have = store.SetBit(nil, 2)
+	out.Pending = false
+	out.State = store.FileSent
+	in.Pending, in.Wanted, in.State = true, true, store.FileDownloading
+	update(t, st, func(tx *store.Tx) error {
+		if err := tx.Files().Put(&out); err != nil {
+			return err
+		}
+		return tx.Files().Put(&in)
+	})
+	view(t, st, func(tx *store.Tx) error {
+		pending, err := tx.Files().Pending()
+		equal(t, "Pending after progress", pending, []store.MessageID{in.ID})
+		got, _ := tx.Files().Get(out.ID)
+		if !store.HasBit(got.Have, 2) || store.HasBit(got.Have, 1) || store.CountBits(got.Have, 3) != 1 {
+			t.Errorf("Have bitmap: %x", got.Have)
+		}
+		return err
+	})
+
+	err := st.Update(context.Background(), func(tx *store.Tx) error { return tx.Files().Put(&store.File{ID: id16(7)}) })
+	if !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("file without state: got %v, want ErrInvalid", err)
+	}
+	err = st.Update(context.Background(), func(tx *store.Tx) error {
+		return tx.Files().Put(&store.File{ID: id16(7), State: store.FileQueued, Pointer: make([]byte, store.MaxFilePointer+1)})
+	})
+	if !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("pointer over the limit: got %v, want ErrInvalid", err)
+	}
+
+	update(t, st, func(tx *store.Tx) error {
+		if err := tx.Files().Delete(out.ID); err != nil {
+			return err
+		}
+		return tx.Files().Delete(id16(9)) // missing: not an error
+	})
+	view(t, st, func(tx *store.Tx) error {
+		ids, err := tx.Files().ByBlob(id32(11))
+		equal(t, "ByBlob after Delete", len(ids), 0)
+		n := 0
+		if err := tx.Files().List(0, func(store.File) error { n++; return nil }); err != nil {
+			return err
+		}
+		equal(t, "List after Delete", n, 1)
+		return err
+	})
+}
