@@ -17,7 +17,6 @@ import (
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/api"
 	"github.com/sealpost/sealpost/node/home"
-	"github.com/sealpost/sealpost/store"
 )
 
 // shutdownTimeout bounds a graceful shutdown: after it the daemon exits 2
@@ -147,18 +146,18 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 		}
 	}()
 
-	var st store.Store
-	if initialized {
-		if st, err = c.openStore(ctx, h, pass, log); err != nil {
-			return err
-		}
-	} else {
-		var res initResult
-		if st, res, err = c.initHome(ctx, h, o.init, pass, log); err != nil {
-			return err
-		}
-		log.Info("initialized the home", "home", res.Home, "profile", res.Profile)
+	var fresh *home.InitOptions // the home's settings if this daemon initializes it
+	if !initialized {
+		fresh = o.init.options(pass, log)
+	}
+	st, id, err := h.Open(ctx, pass, fresh, log)
+	if err != nil {
+		return storeError(h, fresh != nil, err)
+	}
+	if id != nil {
+		log.Info("initialized the home", "home", h.Dir, "profile", fresh.Profile)
 		if cfg, err = c.daemonConfig(h, o); err != nil {
+			st.Close()
 			return err
 		}
 	}

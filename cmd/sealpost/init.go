@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sealpost/sealpost/node/home"
-	"github.com/sealpost/sealpost/store"
 )
 
 // noPassphraseWarning is printed whenever a home is created without a passphrase.
@@ -95,10 +93,11 @@ database instead, which protects nothing against disk theft.`,
 			if err != nil {
 				return err
 			}
-			st, res, err := c.initHome(cmd.Context(), h, o, pass, nil)
+			st, id, err := h.Init(cmd.Context(), *o.options(pass, nil))
 			if err != nil {
-				return err
+				return storeError(h, true, err)
 			}
+			res := initResult{Home: h.Dir, Profile: o.profileOrDefault(), UserID: id.UserID, PeerID: id.PeerID}
 			if err := st.Close(); err != nil {
 				return fmt.Errorf("close store: %w", err)
 			}
@@ -137,43 +136,42 @@ func (c *cli) storePassphrase(h home.Home, passphraseFile string) ([]byte, error
 	return c.passphrase(passphraseFile, false)
 }
 
-// initHome initializes h, which the caller has locked, with the passphrase
-// pass (nil: --no-passphrase), and returns its open store.
-func (c *cli) initHome(ctx context.Context, h home.Home, o initOptions, pass []byte, log *slog.Logger) (store.Store, initResult, error) {
-	if o.profile == "" {
-		o.profile = home.ProfilePersonal
-	}
-	st, id, err := h.Init(ctx, home.InitOptions{
+// options are the InitOptions of o with the passphrase pass (nil:
+// --no-passphrase).
+func (o *initOptions) options(pass []byte, log *slog.Logger) *home.InitOptions {
+	return &home.InitOptions{
 		Name:         o.name,
-		Profile:      o.profile,
+		Profile:      o.profileOrDefault(),
 		Passphrase:   pass,
 		NoPassphrase: pass == nil,
 		Logger:       log,
-	})
-	if errors.Is(err, home.ErrInitialized) {
-		return nil, initResult{}, userErrorf("%s is already initialized", h.Dir)
 	}
-	if err != nil {
-		return nil, initResult{}, fmt.Errorf("init %s: %w", h.Dir, err)
-	}
-	return st, initResult{Home: h.Dir, Profile: o.profile, UserID: id.UserID, PeerID: id.PeerID}, nil
 }
 
-// openStore opens the store of an initialized home with the passphrase
-// from storePassphrase.
-func (c *cli) openStore(ctx context.Context, h home.Home, pass []byte, log *slog.Logger) (store.Store, error) {
-	st, err := h.OpenStore(ctx, pass, log)
-	switch {
-	case errors.Is(err, store.ErrWrongPassphrase):
-		return nil, userErrorf("wrong passphrase for %s", h.Dir)
-	case errors.Is(err, store.ErrSchemaTooNew):
-		return nil, userErrorf("%s was written by a newer sealpost; upgrade to open it", h.Dir)
-	case errors.Is(err, store.ErrLocked):
-		return nil, userErrorf("the store of %s is in use by another process", h.Dir)
-	case err != nil:
-		return nil, fmt.Errorf("open store: %w", err)
+// profileOrDefault is --profile, personal when not given.
+func (o *initOptions) profileOrDefault() string {
+	if o.profile == "" {
+		return home.ProfilePersonal
 	}
-	return st, nil
+	return o.profile
+}
+
+// storeError says what went wrong opening (or, if initializing, creating)
+// the store of h.
+func storeError(h home.Home, initializing bool, err error) error {
+	switch {
+	case initializing && errors.Is(err, home.ErrInitialized):
+		return userErrorf("%s is already initialized", h.Dir)
+	case initializing:
+		return fmt.Errorf("init %s: %w", h.Dir, err)
+	case errors.Is(err, home.ErrWrongPassphrase):
+		return userErrorf("wrong passphrase for %s", h.Dir)
+	case errors.Is(err, home.ErrSchemaTooNew):
+		return userErrorf("%s was written by a newer sealpost; upgrade to open it", h.Dir)
+	case errors.Is(err, home.ErrStoreLocked):
+		return userErrorf("the store of %s is in use by another process", h.Dir)
+	}
+	return fmt.Errorf("open store: %w", err)
 }
 
 // passphrase reads the passphrase from its sources (home.Passphrase).

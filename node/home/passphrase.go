@@ -127,14 +127,6 @@ func nonEmpty(pass []byte, from string) ([]byte, error) {
 	return pass, nil
 }
 
-// Errors of the store that commands tell apart. They are the store's
-// sentinels, so errors.Is matches what OpenStore and ChangePassphrase
-// return.
-var (
-	ErrWrongPassphrase    = store.ErrWrongPassphrase
-	ErrPassphraseRequired = store.ErrPassphraseRequired
-)
-
 // ErrNotEncrypted is returned by ChangePassphrase for a store that is not
 // encrypted at all (a relay's default): a passphrase would need the whole
 // store encrypted anew.

@@ -20,6 +20,18 @@ import (
 // tokenBytes is the entropy of the API token.
 const tokenBytes = 32
 
+// Errors of the store that commands tell apart: those of Init, Open,
+// OpenStore and ChangePassphrase a user can act on. They are the store's
+// own sentinels under this package's names (errors.Is matches either), as
+// package os re-exports io/fs's, so that a caller of home needs no other
+// package to tell them apart.
+var (
+	ErrWrongPassphrase    = store.ErrWrongPassphrase
+	ErrPassphraseRequired = store.ErrPassphraseRequired
+	ErrSchemaTooNew       = store.ErrSchemaTooNew
+	ErrStoreLocked        = store.ErrLocked
+)
+
 // Create makes the home directory (mode 0700, parents as needed). An
 // existing directory is left as it is.
 func (h Home) Create() error {
@@ -151,10 +163,26 @@ func (h Home) Protected() (bool, error) {
 	return mode == badgerstore.ModePassphrase, nil
 }
 
+// Open returns the home's store open, as a daemon starts: with init nil,
+// an initialized home's, unlocked by passphrase (OpenStore); otherwise a new
+// one, initializing the home (Init with *init), and the new identity. The
+// caller has locked the home (Lock).
+func (h Home) Open(ctx context.Context, passphrase []byte, init *InitOptions, log *slog.Logger) (store.Store, *Identity, error) {
+	if init == nil {
+		st, err := h.OpenStore(ctx, passphrase, log)
+		return st, nil, err
+	}
+	st, id, err := h.Init(ctx, *init)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, &id, nil
+}
+
 // OpenStore opens the home's store; passphrase is needed if Protected. The
-// errors wrap store.ErrWrongPassphrase, store.ErrPassphraseRequired,
-// store.ErrLocked and store.ErrSchemaTooNew where they apply. It clears
-// passphrase before it returns: the store keeps only the data key.
+// errors wrap ErrWrongPassphrase, ErrPassphraseRequired, ErrStoreLocked and
+// ErrSchemaTooNew where they apply. It clears passphrase before it returns:
+// the store keeps only the data key.
 func (h Home) OpenStore(ctx context.Context, passphrase []byte, log *slog.Logger) (store.Store, error) {
 	defer clear(passphrase)
 	st, err := badgerstore.Open(ctx, h.Path(StoreDir), badgerstore.Options{Passphrase: passphrase, Logger: log})
