@@ -1,16 +1,17 @@
 package sealpost_test
 
-// The dependency rules of DESIGN.md §1, checked on what `go list -deps`
-// reports for the whole module:
+// The dependency rules of DESIGN.md §1 and docs/ARCHITECTURE.md, checked on
+// what `go list -deps` reports for the whole module (the packages' own
+// files; tests may import more). Each rule binds some packages and names
+// what they may not import; TestDependencyRulesCatch breaks every rule
+// once, so that none can pass by reading nothing.
 //
-//   - imports point one way: cmd -> node -> {protocol, store} -> crypto;
-//   - crypto/... depends only on the standard library, golang.org/x/crypto
-//     (and the golang.org/x/sys it needs) and filippo.io/edwards25519;
-//   - only node/... imports libp2p (and multiaddr); crypto, protocol and
-//     store do not depend on it at all;
-//   - only store/badgerstore imports badger; crypto, protocol and the rest of
-//     store do not depend on it;
-//   - only protocol/... imports the protobuf runtime.
+// Patterns are go list's: "..." is a wildcard, "node/..." is node and
+// every package below it, "node" is that package alone. A pattern whose
+// first element has a dot ("github.com/libp2p/...") names packages of
+// other modules; any other is relative to this module, and "./..." is all
+// of it. "..." alone is every package outside the standard library, which
+// no rule restricts.
 
 import (
 	"bytes"
@@ -20,6 +21,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -28,6 +30,78 @@ import (
 
 const module = "github.com/sealpost/sealpost"
 
+// benchTree holds the runners of `sealpost bench`: the one place that may
+// build whole nodes, relays and badger stores for measuring.
+const benchTree = "cmd/sealpost/internal/bench/..."
+
+// rule forbids the packages matching in (and none of except) to import
+// what deny matches and allow does not: directly, or anywhere in their
+// dependencies if deps is set.
+type rule struct {
+	in, except  []string
+	deny, allow []string
+	deps        bool
+	why         string
+}
+
+var (
+	libp2p  = []string{"github.com/libp2p/...", "github.com/multiformats/..."}
+	badger  = []string{"github.com/dgraph-io/..."}
+	helpers = []string{"...test", "cmd/sealpost/e2e/..."} // storetest, clocktest, the e2e harness
+)
+
+var rules = []rule{
+	// The layers: cmd -> node -> {protocol, store} -> crypto.
+	{in: []string{"crypto/..."}, deny: []string{"..."},
+		allow: []string{"crypto/...", "golang.org/x/crypto/...", "golang.org/x/sys/...", "filippo.io/edwards25519/..."}, deps: true,
+		why: "crypto/ is the bottom layer: the standard library, golang.org/x/crypto and filippo.io/edwards25519 only"},
+	{in: []string{"protocol/..."}, deny: []string{"store/...", "node/...", "cmd/..."},
+		why: "imports point cmd -> node -> {protocol, store} -> crypto"},
+	{in: []string{"store/..."}, deny: []string{"protocol/...", "node/...", "cmd/..."},
+		why: "imports point cmd -> node -> {protocol, store} -> crypto"},
+	{in: []string{"node/..."}, deny: []string{"cmd/..."},
+		why: "imports point cmd -> node -> {protocol, store} -> crypto"},
+
+	// Other modules.
+	{in: []string{"./..."}, except: []string{"node/...", benchTree}, deny: libp2p,
+		why: "only node/... (and the bench tree) imports libp2p"},
+	{in: []string{"protocol/...", "store/..."}, deny: libp2p, deps: true,
+		why: "the wire formats and the store work without a network stack"},
+	{in: []string{"./..."}, except: []string{"store/badgerstore"}, deny: badger,
+		why: "only store/badgerstore imports badger"},
+	{in: []string{"protocol/...", "store/..."}, except: []string{"store/badgerstore"}, deny: badger, deps: true,
+		why: "the wire formats and the typed store work without a storage engine"},
+	{in: []string{"./..."}, except: []string{"protocol/..."}, deny: []string{"google.golang.org/protobuf/..."},
+		why: "protobuf stays inside protocol/; other packages see Go types"},
+
+	// How node/ is cut.
+	{in: []string{"node/..."}, except: []string{"node/home", "node/testnet/..."}, deny: []string{"store/badgerstore"},
+		why: "services take a store.Store; only node/home and node/testnet open badger stores"},
+	{in: []string{"node/relay/..."}, deny: []string{"node", "node/mailbox/...", "node/messaging/...", "node/api/..."},
+		why: "the relay server knows its clients only through the wire"},
+	{in: []string{"node/mailbox/..."}, deny: []string{"node", "node/relay/...", "node/messaging/...", "node/api/..."},
+		why: "the mailbox client knows relays only through the wire; messaging uses it, not the other way"},
+	{in: []string{"node/messaging/..."}, deny: []string{"node", "node/relay/...", "node/api/...", "node/home/..."},
+		why: "messaging is a service node composes; it knows relays through node/mailbox"},
+	{in: []string{"node/internal/..."}, deny: []string{"node/..."}, allow: []string{"node/internal/..."},
+		why: "node/internal/ holds leaves the services share"},
+
+	// The binary and its benchmarks.
+	{in: []string{"cmd/sealpost"}, deny: []string{"./..."}, allow: []string{"node/...", benchTree},
+		why: "the binary talks to node/... (and its API client) only; its bench tree is the one exception"},
+	{in: []string{"./..."}, except: []string{"cmd/sealpost", benchTree}, deny: []string{benchTree, "...bench..."},
+		why: "no production package imports a bench package"},
+	{in: []string{"cmd/sealpost/internal/bench/cryptobench"}, deny: []string{"./..."}, allow: []string{"crypto/...", "cmd/sealpost/internal/bench"},
+		why: "the crypto figures measure crypto/ alone"},
+
+	// Test helpers.
+	{in: []string{"./..."}, except: helpers, deny: helpers,
+		why: "test helpers (storetest, clocktest, the e2e harness) are imported by tests only"},
+}
+
+// layers are the module's top-level directories (DESIGN.md §1).
+var layers = []string{"crypto", "protocol", "store", "node", "cmd"}
+
 // listedPackage is the part of `go list -json` the rules read.
 type listedPackage struct {
 	ImportPath string
@@ -35,16 +109,6 @@ type listedPackage struct {
 	Imports    []string
 	Deps       []string
 	Error      *struct{ Err string }
-}
-
-// layers ranks the module's top-level directories: a package may import
-// module packages of a lower rank, or of its own directory.
-var layers = map[string]int{
-	"crypto":   0,
-	"protocol": 1,
-	"store":    1,
-	"node":     2,
-	"cmd":      3,
 }
 
 func TestDependencyRules(t *testing.T) {
@@ -70,42 +134,132 @@ func TestDependencyRules(t *testing.T) {
 		t.Fatal("go list reported no packages")
 	}
 	for _, v := range violations(pkgs) {
-		t.Error(v)
+		t.Error(v.msg)
 	}
 }
 
-// TestDependencyRulesCatch feeds violations() packages that break each rule,
-// so the rules above cannot pass by reading nothing.
+// TestDependencyRulesCatch feeds violations() packages that break the
+// rules — every rule at least once — and packages that follow them.
 func TestDependencyRulesCatch(t *testing.T) {
 	m := func(p string) string { return module + "/" + p }
-	pkgs := []listedPackage{
-		{ImportPath: "fmt", Standard: true},
-		{ImportPath: m("crypto/ratchet"), Imports: []string{"fmt", m("store")}, Deps: []string{"fmt", m("store")}},
-		{ImportPath: m("crypto/seal"), Imports: []string{"github.com/example/x"}, Deps: []string{"github.com/example/x"}},
-		{ImportPath: m("store"), Imports: []string{m("protocol")}, Deps: []string{m("protocol"), "github.com/libp2p/go-libp2p/core/peer"}},
-		{ImportPath: m("store/badgerstore"), Imports: []string{"github.com/dgraph-io/badger/v4"}},
-		{ImportPath: m("node"), Imports: []string{"github.com/dgraph-io/badger/v4", "google.golang.org/protobuf/proto", m("cmd/sealpost")}},
-		{ImportPath: m("cmd/sealpost"), Imports: []string{"github.com/multiformats/go-multiaddr"}},
-		{ImportPath: m("tools/x")},
+	const (
+		peer     = "github.com/libp2p/go-libp2p/core/peer"
+		badgerDB = "github.com/dgraph-io/badger/v4"
+		proto    = "google.golang.org/protobuf/proto"
+	)
+	bad := []struct{ pkg, imp string }{
+		{"crypto/ratchet", m("protocol")},
+		{"crypto/ratchet", m("store")},
+		{"crypto/seal", "github.com/example/x"},
+		{"protocol", m("store")},
+		{"store", m("protocol")},
+		{"store", peer},
+		{"store/badgerstore", m("node/relay")},
+		{"node/api", m("cmd/sealpost")},
+		{"node", badgerDB},
+		{"node", proto},
+		{"cmd/sealpost", "github.com/multiformats/go-multiaddr"},
+		{"cmd/sealpost", m("store")},
+		{"cmd/sealpost", m("store/badgerstore")},
+		{"cmd/sealpost", m("crypto/identity")},
+		{"cmd/sealpost", m("protocol")},
+		{"node/relay", m("store/badgerstore")},
+		{"node/relay", m("cmd/sealpost/internal/bench/relaybench")},
+		{"node/relay", m("node/mailbox")},
+		{"node/mailbox", m("node/messaging")},
+		{"node/messaging", m("node")},
+		{"node/internal/clock", m("node/relay")},
+		{"store/badgerstore", m("crypto/bench")},
+		{"node/messaging", m("store/storetest")},
+		{"node/relay", m("node/internal/clock/clocktest")},
+		{"node/testnet", m("cmd/sealpost/e2e/harness")},
+		{"cmd/sealpost/internal/bench/cryptobench", m("store")},
 	}
-	got := strings.Join(violations(pkgs), "\n")
-	for _, want := range []string{
-		"crypto/ratchet imports " + m("store"),
-		"crypto/seal depends on github.com/example/x",
-		"store imports " + m("protocol"),
-		"store depends on github.com/libp2p/go-libp2p/core/peer",
-		"node imports github.com/dgraph-io/badger/v4",
-		"node imports google.golang.org/protobuf/proto",
-		"node imports " + m("cmd/sealpost"),
-		"cmd/sealpost imports github.com/multiformats/go-multiaddr",
-		"tools/x is in no layer",
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("violations do not report %q; got:\n%s", want, got)
+	// Dependencies that only arrive through another package.
+	deps := []struct{ pkg, dep string }{
+		{"crypto/seal", "github.com/example/y"},
+		{"protocol", peer},
+		{"store", badgerDB},
+	}
+	good := []struct{ pkg, imp string }{
+		{"crypto/seal", m("crypto/internal/ecc")},
+		{"crypto/seal", "golang.org/x/crypto/chacha20poly1305"},
+		{"store/badgerstore", badgerDB},
+		{"store/badgerstore", m("store")},
+		{"protocol", proto},
+		{"node/home", m("store/badgerstore")},
+		{"node/testnet", m("store/badgerstore")},
+		{"node/testnet/scenario", m("node/testnet")},
+		{"node/messaging", m("node/mailbox")},
+		{"node/internal/ratelimit", m("node/internal/clock")},
+		{"node/api", m("node")},
+		{"cmd/sealpost", m("node/api")},
+		{"cmd/sealpost", m("cmd/sealpost/internal/bench/cryptobench")},
+		{"cmd/sealpost", "github.com/spf13/cobra"},
+		{"cmd/sealpost/internal/bench/relaybench", "github.com/libp2p/go-libp2p"},
+		{"cmd/sealpost/internal/bench/relaybench", m("store/badgerstore")},
+		{"cmd/sealpost/internal/bench/cryptobench", m("crypto/pqxdh")},
+		{"cmd/sealpost/internal/bench/cryptobench", m("cmd/sealpost/internal/bench")},
+		{"store/storetest", m("store")},
+	}
+	pkgs := []listedPackage{{ImportPath: "fmt", Standard: true}}
+	add := func(pkg, imp string, direct bool) {
+		i := slices.IndexFunc(pkgs, func(p listedPackage) bool { return p.ImportPath == m(pkg) })
+		if i < 0 {
+			pkgs = append(pkgs, listedPackage{ImportPath: m(pkg), Imports: []string{"fmt"}, Deps: []string{"fmt"}})
+			i = len(pkgs) - 1
+		}
+		if direct {
+			pkgs[i].Imports = append(pkgs[i].Imports, imp)
+		}
+		pkgs[i].Deps = append(pkgs[i].Deps, imp)
+	}
+	for _, b := range bad {
+		add(b.pkg, b.imp, true)
+	}
+	for _, d := range deps {
+		add(d.pkg, d.dep, false)
+	}
+	for _, g := range good {
+		add(g.pkg, g.imp, true)
+	}
+	pkgs = append(pkgs,
+		listedPackage{ImportPath: m("tools/x")},
+		listedPackage{ImportPath: m("node/messaging/deliverybench")},
+	)
+
+	vs := violations(pkgs)
+	var got []string
+	fired := map[int]bool{}
+	for _, v := range vs {
+		got = append(got, v.msg)
+		fired[v.rule] = true
+	}
+	all := strings.Join(got, "\n")
+	for _, b := range bad {
+		if !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, b.pkg+" imports "+b.imp+":") }) {
+			t.Errorf("%s importing %s is not reported; got:\n%s", b.pkg, b.imp, all)
 		}
 	}
-	if strings.Contains(got, "\nstore/badgerstore ") || strings.HasPrefix(got, "store/badgerstore ") {
-		t.Errorf("badgerstore importing badger reported as a violation:\n%s", got)
+	for _, d := range deps {
+		if !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, d.pkg+" depends on "+d.dep+":") }) {
+			t.Errorf("%s depending on %s is not reported; got:\n%s", d.pkg, d.dep, all)
+		}
+	}
+	for _, g := range good {
+		if slices.ContainsFunc(got, func(s string) bool { return strings.Contains(s, g.pkg+" imports "+g.imp+":") }) {
+			t.Errorf("%s importing %s is reported, but is allowed:\n%s", g.pkg, g.imp, all)
+		}
+	}
+	for _, want := range []string{"tools/x is in no layer", "node/messaging/deliverybench is a bench package outside"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("violations do not report %q; got:\n%s", want, all)
+		}
+	}
+	for i, r := range rules {
+		if !fired[i] {
+			t.Errorf("rule %d (%s) is broken by no case of this test", i, r.why)
+		}
 	}
 }
 
@@ -125,68 +279,62 @@ func decodePackages(out []byte) ([]listedPackage, error) {
 	}
 }
 
-// violations returns one line per broken rule.
-func violations(pkgs []listedPackage) []string {
+// violation is one broken rule: its message, and the index of the rule in
+// rules (-1 for the checks of where packages live).
+type violation struct {
+	msg  string
+	rule int
+}
+
+// violations returns one violation per package and import that break a
+// rule, sorted by message.
+func violations(pkgs []listedPackage) []violation {
 	std := map[string]bool{}
 	for _, p := range pkgs {
 		if p.Standard {
 			std[p.ImportPath] = true
 		}
 	}
-	var v []string
+	var v []violation
 	for _, p := range pkgs {
 		rel, ok := moduleRel(p.ImportPath)
 		if !ok {
 			continue
 		}
 		if p.Error != nil {
-			v = append(v, fmt.Sprintf("%s: %s", rel, p.Error.Err))
+			v = append(v, violation{fmt.Sprintf("%s: %s", rel, p.Error.Err), -1})
 		}
-		area := strings.SplitN(rel, "/", 2)[0]
-		rank, ok := layers[area]
-		if !ok {
-			if rel != "" { // the root holds only this test
-				v = append(v, fmt.Sprintf("%s is in no layer of DESIGN.md §1 (cmd, node, protocol, store, crypto)", rel))
+		if rel == "" {
+			continue // the root holds only this test
+		}
+		if area, _, _ := strings.Cut(rel, "/"); !slices.Contains(layers, area) {
+			v = append(v, violation{fmt.Sprintf("%s is in no layer of DESIGN.md §1 (%s)", rel, strings.Join(layers, ", ")), -1})
+		}
+		if matchAny([]string{"...bench..."}, p.ImportPath) && !matchAny([]string{benchTree}, p.ImportPath) {
+			v = append(v, violation{fmt.Sprintf("%s is a bench package outside %s", rel, benchTree), -1})
+		}
+		for i, r := range rules {
+			if !matchAny(r.in, p.ImportPath) || matchAny(r.except, p.ImportPath) {
+				continue
 			}
-			continue
-		}
-		for _, imp := range p.Imports {
-			if irel, ok := moduleRel(imp); ok {
-				iarea := strings.SplitN(irel, "/", 2)[0]
-				if irank, known := layers[iarea]; iarea != area && (!known || irank >= rank) {
-					v = append(v, fmt.Sprintf("%s imports %s: imports point cmd -> node -> {protocol, store} -> crypto", rel, imp))
+			list := p.Imports
+			if r.deps {
+				list = p.Deps
+			}
+			for _, imp := range list {
+				if std[imp] || !matchAny(r.deny, imp) || matchAny(r.allow, imp) {
+					continue
 				}
-				continue
-			}
-			if isLibp2p(imp) && area != "node" {
-				v = append(v, fmt.Sprintf("%s imports %s: only node/... imports libp2p", rel, imp))
-			}
-			if isBadger(imp) && !underDir(rel, "store/badgerstore") {
-				v = append(v, fmt.Sprintf("%s imports %s: only store/badgerstore imports badger", rel, imp))
-			}
-			if strings.HasPrefix(imp, "google.golang.org/protobuf/") && area != "protocol" {
-				v = append(v, fmt.Sprintf("%s imports %s: protobuf stays inside protocol/", rel, imp))
-			}
-		}
-		for _, dep := range p.Deps {
-			if std[dep] {
-				continue
-			}
-			if _, ok := moduleRel(dep); ok {
-				continue // checked as an import of the package that imports it
-			}
-			switch {
-			case area == "crypto" && !cryptoMayUse(dep):
-				v = append(v, fmt.Sprintf("%s depends on %s: crypto/ uses only the standard library, golang.org/x/crypto and filippo.io/edwards25519", rel, dep))
-			case (area == "crypto" || area == "protocol" || area == "store") && isLibp2p(dep):
-				v = append(v, fmt.Sprintf("%s depends on %s: only node/... uses libp2p", rel, dep))
-			case (area == "crypto" || area == "protocol" || area == "store") && isBadger(dep) && !underDir(rel, "store/badgerstore"):
-				v = append(v, fmt.Sprintf("%s depends on %s: only store/badgerstore uses badger", rel, dep))
+				verb := "imports"
+				if !slices.Contains(p.Imports, imp) {
+					verb = "depends on"
+				}
+				v = append(v, violation{fmt.Sprintf("%s %s %s: %s", rel, verb, imp, r.why), i})
 			}
 		}
 	}
-	slices.Sort(v)
-	return slices.Compact(v)
+	slices.SortFunc(v, func(a, b violation) int { return strings.Compare(a.msg, b.msg) })
+	return slices.CompactFunc(v, func(a, b violation) bool { return a.msg == b.msg })
 }
 
 // moduleRel returns path relative to the module ("" for the root).
@@ -198,19 +346,32 @@ func moduleRel(path string) (string, bool) {
 	return rel, ok
 }
 
-func underDir(rel, dir string) bool { return rel == dir || strings.HasPrefix(rel, dir+"/") }
-
-func isLibp2p(path string) bool {
-	return strings.HasPrefix(path, "github.com/libp2p/") || strings.HasPrefix(path, "github.com/multiformats/")
+// matchAny reports whether the import path matches one of the patterns.
+func matchAny(patterns []string, path string) bool {
+	return slices.ContainsFunc(patterns, func(pat string) bool { return pattern(pat).MatchString(path) })
 }
 
-func isBadger(path string) bool { return strings.HasPrefix(path, "github.com/dgraph-io/") }
+var compiled = map[string]*regexp.Regexp{}
 
-func cryptoMayUse(path string) bool {
-	for _, prefix := range []string{"golang.org/x/crypto/", "golang.org/x/sys/", "filippo.io/edwards25519"} {
-		if strings.HasPrefix(path, prefix) {
-			return true
-		}
+// pattern compiles a pattern (see the top of this file) as cmd/go does:
+// "..." matches any string, and a trailing "/..." also matches the empty
+// string.
+func pattern(pat string) *regexp.Regexp {
+	if re, ok := compiled[pat]; ok {
+		return re
 	}
-	return false
+	full := pat
+	switch first, _, _ := strings.Cut(pat, "/"); {
+	case pat == "...":
+	case pat == "./...":
+		full = module + "/..."
+	case !strings.Contains(strings.ReplaceAll(first, "...", ""), "."):
+		full = module + "/" + pat
+	}
+	re := regexp.QuoteMeta(full)
+	if base, ok := strings.CutSuffix(re, `/\.\.\.`); ok {
+		re = base + `(/\.\.\.)?`
+	}
+	compiled[pat] = regexp.MustCompile("^" + strings.ReplaceAll(re, `\.\.\.`, `.*`) + "$")
+	return compiled[pat]
 }

@@ -11,11 +11,11 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/sealpost/sealpost/crypto/bench"
-	"github.com/sealpost/sealpost/node/mailbox/e2ebench"
-	"github.com/sealpost/sealpost/node/messaging/deliverybench"
-	"github.com/sealpost/sealpost/node/relay"
-	"github.com/sealpost/sealpost/store/badgerstore"
+	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench"
+	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench/cryptobench"
+	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench/deliverybench"
+	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench/relaybench"
+	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench/storebench"
 )
 
 // benchReport is what `sealpost bench --json` prints.
@@ -68,13 +68,13 @@ picks groups.`,
 				}
 			}
 			runners := []benchRunner{
-				{"crypto", func() ([]bench.Figure, error) { return bench.Crypto(bench.Options{Duration: duration}) }},
-				{"storage", func() ([]bench.Figure, error) { return badgerstore.Bench(cmd.Context(), dir, duration) }},
-				{"relay_ingest", func() ([]bench.Figure, error) { return relay.Bench(cmd.Context(), dir, duration) }},
+				{"crypto", func() ([]bench.Figure, error) { return cryptobench.Run(cryptobench.Options{Duration: duration}) }},
+				{"storage", func() ([]bench.Figure, error) { return storebench.Run(cmd.Context(), dir, duration) }},
+				{"relay_ingest", func() ([]bench.Figure, error) { return relaybench.Ingest(cmd.Context(), dir, duration) }},
 				{"delivery", func() ([]bench.Figure, error) {
 					return deliverybench.Run(cmd.Context(), deliverybench.Options{Dir: dir, Duration: duration})
 				}},
-				{"relay_e2e", func() ([]bench.Figure, error) { return e2ebench.Run(cmd.Context(), dir, duration) }},
+				{"relay_e2e", func() ([]bench.Figure, error) { return relaybench.E2E(cmd.Context(), dir, duration) }},
 			}
 			if len(only) > 0 {
 				var picked []benchRunner

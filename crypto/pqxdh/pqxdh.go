@@ -248,6 +248,18 @@ func Respond(r *Responder, msg *InitialMessage) (*Responded, error) {
 	return respond(r, msg, SupportedVersions())
 }
 
+// CheckBaseKey returns nil if key is a base key Respond accepts: the
+// canonical encoding of an X25519 public key in the prime-order subgroup,
+// which an honestly generated key always is. Otherwise it returns an error
+// wrapping ErrInvalid. Respond applies it; on its own it is the cost that
+// check adds to Respond.
+func CheckBaseKey(key []byte) error {
+	if err := ecc.CheckX25519BaseKey(key); err != nil {
+		return fmt.Errorf("%w: base key: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
 func respond(r *Responder, msg *InitialMessage, ours []uint8) (*Responded, error) {
 	if r.Identity == nil || r.Device == nil || r.SignedPrekey == nil {
 		return nil, fmt.Errorf("%w: responder keys incomplete", ErrPrekeys)
@@ -297,8 +309,8 @@ func respond(r *Responder, msg *InitialMessage, ours []uint8) (*Responded, error
 	if err := msg.InitiatorDevice.VerifyFor(v); err != nil {
 		return nil, fmt.Errorf("%w: initiator device record: %w", ErrInvalid, err)
 	}
-	if err := ecc.CheckX25519BaseKey(msg.BaseKey[:]); err != nil {
-		return nil, fmt.Errorf("%w: base key: %w", ErrInvalid, err)
+	if err := CheckBaseKey(msg.BaseKey[:]); err != nil {
+		return nil, err
 	}
 	if len(msg.Ciphertext) != CiphertextSize {
 		return nil, fmt.Errorf("%w: ciphertext of %d bytes", ErrMalformed, len(msg.Ciphertext))

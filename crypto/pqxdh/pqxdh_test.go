@@ -257,7 +257,7 @@ func torsioned(t *testing.T, priv []byte) []byte {
 	return new(edwards25519.Point).Add(p, t8).BytesMontgomery()
 }
 
-// TestBaseKeyRefused: Respond refuses base keys that are torsioned,
+// TestBaseKeyRefused: Respond (and CheckBaseKey) refuses base keys that are torsioned,
 // non-canonical, of low order or on the twist. The torsioned key gives the
 // same DH outputs (X25519 clears the cofactor), so without the check a
 // replay with it would pass as a new first message.
@@ -310,10 +310,16 @@ func TestBaseKeyRefused(t *testing.T) {
 		if _, err := Respond(bob.responder(), m); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s base key: Respond = %v, want ErrInvalid", name, err)
 		}
+		if err := CheckBaseKey(key); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s base key: CheckBaseKey = %v, want ErrInvalid", name, err)
+		}
 	}
 	// The genuine message still works.
 	if _, err := Respond(bob.responder(), roundTrip(t, ini.Message)); err != nil {
 		t.Fatal(err)
+	}
+	if err := CheckBaseKey(ini.Message.BaseKey[:]); err != nil {
+		t.Fatalf("CheckBaseKey of a genuine base key: %v", err)
 	}
 }
 

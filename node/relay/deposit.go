@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -58,6 +59,28 @@ func (c *stream) deposit(req *protocol.RelayRequest) bool {
 		return false
 	}
 	return c.queue(outItem{dep: d})
+}
+
+// Deposit stores envelope in mailbox under the deposit token as a deposit
+// on a stream is stored — the mailbox, token and quota checks, the writer's
+// group commit, a custody receipt signed once the envelope is durable — and
+// returns the response a stream would carry (its ID zero). It does not
+// apply the per-connection deposit rate, which belongs to streams. The
+// error is ErrClosed, or ctx's if it ended before the writer took the
+// deposit; a refusal is a response with its code. `sealpost bench`
+// measures the relay's ingest through it, without a network.
+func (s *Server) Deposit(ctx context.Context, mailbox protocol.MailboxID, token, envelope []byte) (*protocol.RelayResponse, error) {
+	if len(envelope) > s.res.MaxEnvelope {
+		code := protocol.CodeOf(protocol.ErrEnvelopeTooLarge)
+		s.met.reject(code.String())
+		return &protocol.RelayResponse{Op: protocol.RelayDeposit, Code: code}, nil
+	}
+	d := &deposit{mailbox: mailbox, envelope: envelope, token: protocol.HashToken(token)}
+	s.prepareDeposit(d)
+	if err := s.submit(ctx, &d.job); err != nil {
+		return nil, err
+	}
+	return s.finishDeposit(d), nil
 }
 
 // prepareDeposit sets d's job: the checks, in the order that tells a

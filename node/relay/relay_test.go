@@ -2,12 +2,15 @@ package relay_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/sealpost/sealpost/node/relay"
 	"github.com/sealpost/sealpost/protocol"
 )
 
@@ -186,6 +189,51 @@ func signed(c *client, req *protocol.RelayRequest, m mailbox) *protocol.RelayReq
 // TestOwnerAuthentication: a wrong key, a replayed challenge, an expired
 // challenge and a signature for another relay are refused; nothing is
 // changed by them.
+// TestDeposit: Server.Deposit stores as a deposit on a stream does, with
+// the same receipt and the same refusals, and the owner fetches what it
+// stored.
+func TestDeposit(t *testing.T) {
+	r := newRelay(t, testResources())
+	owner := r.dial(t)
+	m := owner.create()
+	tok := owner.token(m, 0, 0)
+	ctx := context.Background()
+
+	env := envelope(m.id, 512, 1)
+	resp, err := r.srv.Deposit(ctx, m.id, tok, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner.checkReceipt(resp, m.id, env)
+	if want := r.clock.Now().Add(r.res.TTL).UnixMilli(); resp.StoredUntil != want {
+		t.Errorf("stored until %d, want %d", resp.StoredUntil, want)
+	}
+	fetched := owner.call(&protocol.RelayRequest{Op: protocol.RelayFetch, Mailbox: m.id}, m.key)
+	if fetched.Code != protocol.CodeOK || len(owner.pushed) != 1 || !bytes.Equal(owner.pushed[0].Envelope, env) {
+		t.Fatalf("fetch: %+v, %d pushed", fetched, len(owner.pushed))
+	}
+
+	for name, c := range map[string]struct {
+		mb       protocol.MailboxID
+		tok, env []byte
+		want     protocol.Code
+	}{
+		"unknown mailbox": {protocol.MailboxID{9}, tok, envelope(protocol.MailboxID{9}, 512, 2), protocol.CodeUnknownMailbox},
+		"unknown token":   {m.id, []byte("not a registered token"), envelope(m.id, 512, 3), protocol.CodeTokenRefused},
+		"too large":       {m.id, tok, envelope(m.id, r.res.MaxEnvelope+1, 4), protocol.CodeEnvelopeTooLarge},
+	} {
+		resp, err := r.srv.Deposit(ctx, c.mb, c.tok, c.env)
+		if err != nil || resp.Code != c.want || resp.Signature != nil {
+			t.Errorf("%s: %+v, %v; want code %s", name, resp, err, c.want)
+		}
+	}
+
+	r.srv.Close()
+	if _, err := r.srv.Deposit(ctx, m.id, tok, envelope(m.id, 512, 5)); !errors.Is(err, relay.ErrClosed) {
+		t.Errorf("Deposit after Close: %v, want ErrClosed", err)
+	}
+}
+
 func TestOwnerAuthentication(t *testing.T) {
 	r := newRelay(t, testResources())
 	c := r.dial(t)

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -63,8 +62,6 @@ type Server struct {
 	self  []byte             // the relay's peer ID bytes
 	key   ed25519.PrivateKey // the host's key: signs custody receipts
 	met   *metrics
-
-	commits atomic.Uint64 // store transactions committed by the writer
 
 	randMu sync.Mutex
 	rand   io.Reader

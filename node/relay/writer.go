@@ -67,7 +67,6 @@ func (s *Server) newWriter() *store.Batcher[*job] {
 		Done: func(batch []*job, took time.Duration, err error) {
 			switch {
 			case err == nil:
-				s.commits.Add(1)
 				s.met.committed(len(batch), took, batch[0].totals)
 			case errors.Is(err, store.ErrClosed):
 				err = ErrClosed

@@ -234,6 +234,16 @@ func open(ctx context.Context, dir string, dataKey []byte, opts Options) (*Store
 	return &Store{Store: st, b: b}, nil
 }
 
+// Backend returns the ordered key-value engine under the store's typed
+// records. Writes through it bypass the records' encodings and checks: it
+// is there to measure the engine and its group commit alone (the storage
+// figures of `sealpost bench`), under a table byte the records do not use.
+func (s *Store) Backend() store.Backend { return s.b }
+
+// Syncs returns how many group-commit syncs the store has run since it was
+// opened; every durable Update in between shared one of them.
+func (s *Store) Syncs() int64 { return s.b.sync.rounds.Load() }
+
 // RunGC garbage-collects the value log now (it also runs on a timer and
 // after deletions) and returns how many value-log files it rewrote.
 func (s *Store) RunGC() (int, error) { return s.b.runGC() }

@@ -1,4 +1,7 @@
-package bench
+// Package cryptobench measures the crypto figures of `sealpost bench`:
+// ratchet messages, PQXDH and sealed envelopes, each next to the time its
+// primitives alone take in the same run.
+package cryptobench
 
 import (
 	"crypto/ecdh"
@@ -12,15 +15,15 @@ import (
 
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench"
 	"github.com/sealpost/sealpost/crypto/identity"
-	"github.com/sealpost/sealpost/crypto/internal/ecc"
 	"github.com/sealpost/sealpost/crypto/pqxdh"
 	"github.com/sealpost/sealpost/crypto/prekey"
 	"github.com/sealpost/sealpost/crypto/ratchet"
 	"github.com/sealpost/sealpost/crypto/seal"
 )
 
-// Options tune Crypto.
+// Options tune Run.
 type Options struct {
 	// Duration is the total measuring time, spread over every figure and
 	// primitive and over the rounds. Zero means 3 seconds.
@@ -30,7 +33,7 @@ type Options struct {
 	Rounds int
 }
 
-// Names of the figures Crypto returns.
+// Names of the figures Run returns.
 const (
 	RatchetRoundTrip = "ratchet_roundtrip"
 	RatchetDHStep    = "ratchet_dh_step"
@@ -43,7 +46,7 @@ const (
 // payloadSize is the plaintext size of the ratchet figures.
 const payloadSize = 256
 
-// Crypto measures the crypto figures, each next to its limit: the time its
+// Run measures the crypto figures, each next to its limit: the time its
 // primitives alone take, timed in the same run. Every operation (figures and
 // primitives) is timed in Rounds interleaved rounds and its best round
 // counts, so a burst of load on a shared machine hits figures and limits
@@ -81,13 +84,14 @@ const payloadSize = 256
 // XChaCha20-Poly1305 instance made once (the header key lasts a chain);
 // X25519 key generation is 32 bytes from crypto/rand and
 // ecdh.X25519().NewPrivateKey; X25519 is (*ecdh.PrivateKey).ECDH; Ed25519
-// verification is crypto/ed25519.Verify of a 128-byte message; the key and
-// base-key checks are crypto/internal/ecc's; HKDF is crypto/hkdf with the
-// input sizes of the operation.
+// verification is crypto/ed25519.Verify of a 128-byte message; the key
+// check is identity.UserIDFromBytes (the check every identity and device key
+// goes through) and the base-key check pqxdh.CheckBaseKey; HKDF is
+// crypto/hkdf with the input sizes of the operation.
 //
 // The figure ratchet_allocs_per_message counts heap allocations of one
 // encrypt + decrypt (256 bytes, destination buffers reused).
-func Crypto(opts Options) ([]Figure, error) {
+func Run(opts Options) ([]bench.Figure, error) {
 	if opts.Duration <= 0 {
 		opts.Duration = 3 * time.Second
 	}
@@ -122,7 +126,7 @@ func Crypto(opts Options) ([]Figure, error) {
 	if err != nil {
 		return nil, err
 	}
-	figures := []Figure{
+	figures := []bench.Figure{
 		throughput(RatchetRoundTrip, ns[RatchetRoundTrip], roundTripLimit),
 		throughput(RatchetDHStep, ns[RatchetDHStep], dhStepLimit),
 		throughput(PQXDHInitiate, ns[PQXDHInitiate], initiateLimit),
@@ -135,13 +139,12 @@ func Crypto(opts Options) ([]Figure, error) {
 
 // throughput makes an ops/s figure from ns/op of the operation and of its
 // limit.
-func throughput(name string, ns, limitNS float64) Figure {
-	f := Figure{Name: name, Unit: "ops/s", Value: 1e9 / ns}
+func throughput(name string, ns, limitNS float64) bench.Figure {
+	var limit float64
 	if limitNS > 0 {
-		f.Limit = 1e9 / limitNS
-		f.Ratio = f.Value / f.Limit
+		limit = 1e9 / limitNS
 	}
-	return f
+	return bench.Rate(name, "ops/s", 1e9/ns, limit)
 }
 
 // Names of the primitives.
@@ -419,9 +422,12 @@ func (w *workload) edVerify() error {
 	return nil
 }
 
-func (w *workload) edCheck() error { return ecc.CheckEd25519Public(w.edPub) }
+func (w *workload) edCheck() error {
+	_, err := identity.UserIDFromBytes(w.edPub)
+	return err
+}
 
-func (w *workload) baseKeyCheck() error { return ecc.CheckX25519BaseKey(w.baseKey) }
+func (w *workload) baseKeyCheck() error { return pqxdh.CheckBaseKey(w.baseKey) }
 
 func (w *workload) encaps() error {
 	w.kemEK.Encapsulate()

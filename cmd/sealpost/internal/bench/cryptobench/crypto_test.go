@@ -1,12 +1,12 @@
-package bench
+package cryptobench
 
 import (
 	"testing"
 	"time"
 )
 
-func TestCrypto(t *testing.T) {
-	figs, err := Crypto(Options{Duration: 300 * time.Millisecond, Rounds: 1})
+func TestRun(t *testing.T) {
+	figs, err := Run(Options{Duration: 300 * time.Millisecond, Rounds: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,12 +29,12 @@ func TestCrypto(t *testing.T) {
 	}
 }
 
-// BenchmarkCrypto runs the full runner once per iteration and reports each
-// figure and ratio: go test -run '^$' -bench Crypto -benchtime 1x.
-func BenchmarkCrypto(b *testing.B) {
+// BenchmarkRun runs the full runner once per iteration and reports each
+// figure and ratio: go test -run '^$' -bench Run -benchtime 1x.
+func BenchmarkRun(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		figs, err := Crypto(Options{})
+		figs, err := Run(Options{})
 		if err != nil {
 			b.Fatal(err)
 		}

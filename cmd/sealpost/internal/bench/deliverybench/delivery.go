@@ -19,7 +19,7 @@
 //     acknowledgement and its delivery receipt, one fsync each, one after
 //     the other.
 //   - store_durable_write and store_batch_write (ops/s): the storage
-//     figures of store/badgerstore.Bench, measured in the same run on the
+//     figures of storebench.Run, measured in the same run on the
 //     same disk, for comparison.
 //   - delivery_latency_p50 and delivery_latency_p99 (ms): one message at a
 //     time, from Send until the sender has committed the receiver's
@@ -36,7 +36,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sealpost/sealpost/crypto/bench"
+	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench"
+	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench/storebench"
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/store"
@@ -101,13 +102,12 @@ func Run(ctx context.Context, o Options) ([]bench.Figure, error) {
 	if err != nil {
 		return nil, fmt.Errorf("delivery_latency: %w", err)
 	}
-	storeFigs, err := badgerstore.Bench(ctx, work, o.Duration/2)
+	storeFigs, err := storebench.Run(ctx, work, o.Duration/2)
 	if err != nil {
 		return nil, fmt.Errorf("store figures: %w", err)
 	}
 	var durable float64
 	figs := []bench.Figure{{Name: "direct_delivery", Unit: "msgs/s", Value: batched}}
-	un := bench.Figure{Name: "direct_delivery_unbatched", Unit: "msgs/s", Value: unbatched}
 	for _, f := range storeFigs {
 		switch f.Name {
 		case "store_durable_write":
@@ -117,11 +117,7 @@ func Run(ctx context.Context, o Options) ([]bench.Figure, error) {
 			figs = append(figs, f)
 		}
 	}
-	if durable > 0 {
-		un.Limit = durable / 3
-		un.Ratio = un.Value / un.Limit
-	}
-	figs = slices.Insert(figs, 1, un)
+	figs = slices.Insert(figs, 1, bench.Rate("direct_delivery_unbatched", "msgs/s", unbatched, durable/3))
 	figs = append(figs,
 		bench.Figure{Name: "delivery_latency_p50", Unit: "ms", Value: ms(p50)},
 		bench.Figure{Name: "delivery_latency_p99", Unit: "ms", Value: ms(p99)},

@@ -1,4 +1,4 @@
-package badgerstore
+package storebench
 
 import (
 	"context"
@@ -9,10 +9,11 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/store"
+	"github.com/sealpost/sealpost/store/badgerstore"
 )
 
-// TestBench runs the exported runner briefly; its figures must be sane.
-func TestBench(t *testing.T) {
+// TestRun runs the runner briefly; its figures must be sane.
+func TestRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes for a while")
 	}
@@ -23,7 +24,7 @@ func TestBench(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	figs, err := Bench(context.Background(), t.TempDir(), d)
+	figs, err := Run(context.Background(), t.TempDir(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,8 +43,8 @@ func TestBench(t *testing.T) {
 	}
 }
 
-func benchStore(b *testing.B) *Store {
-	s, err := Create(context.Background(), b.TempDir(), ModeKeyFile, Options{GCInterval: -1})
+func benchStore(b *testing.B) *badgerstore.Store {
+	s, err := badgerstore.Create(context.Background(), b.TempDir(), badgerstore.ModeKeyFile, badgerstore.Options{GCInterval: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -51,52 +52,45 @@ func benchStore(b *testing.B) *Store {
 	return s
 }
 
-func benchWrite(s *Store, seq *atomic.Uint64, value []byte) error {
-	var k [17]byte
-	k[0] = 0xf0
-	binary.BigEndian.PutUint64(k[1:], seq.Add(1))
-	return s.b.Update(context.Background(), func(kv store.KV) error { return kv.Set(k[:], value) })
-}
-
 // BenchmarkDurableWrite: one durable 1 KiB write per Update, one writer.
 func BenchmarkDurableWrite(b *testing.B) {
 	s := benchStore(b)
-	value := make([]byte, BenchRecordSize)
+	value := make([]byte, RecordSize)
 	var seq atomic.Uint64
 	b.ReportAllocs()
-	b.SetBytes(BenchRecordSize)
+	b.SetBytes(RecordSize)
 	for b.Loop() {
-		if err := benchWrite(s, &seq, value); err != nil {
+		if err := writeValue(context.Background(), s, &seq, value); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkGroupCommit: durable 1 KiB writes from BenchWriters goroutines per CPU.
+// BenchmarkGroupCommit: durable 1 KiB writes from Writers goroutines per CPU.
 func BenchmarkGroupCommit(b *testing.B) {
 	s := benchStore(b)
-	value := make([]byte, BenchRecordSize)
+	value := make([]byte, RecordSize)
 	var seq atomic.Uint64
 	b.ReportAllocs()
-	b.SetBytes(BenchRecordSize)
-	b.SetParallelism(BenchWriters)
-	r0 := s.b.sync.rounds.Load()
+	b.SetBytes(RecordSize)
+	b.SetParallelism(Writers)
+	r0 := s.Syncs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := benchWrite(s, &seq, value); err != nil {
+			if err := writeValue(context.Background(), s, &seq, value); err != nil {
 				b.Error(err)
 				return
 			}
 		}
 	})
-	b.ReportMetric(float64(b.N)/float64(max(1, s.b.sync.rounds.Load()-r0)), "writes/sync")
+	b.ReportMetric(float64(b.N)/float64(max(1, s.Syncs()-r0)), "writes/sync")
 }
 
 // BenchmarkMessagePut: a typed message with a 1 KiB body per Update, from
 // 16 goroutines per CPU (they conflict on the Order counter).
 func BenchmarkMessagePut(b *testing.B) {
 	s := benchStore(b)
-	body := make([]byte, BenchRecordSize)
+	body := make([]byte, RecordSize)
 	var seq atomic.Uint64
 	b.ReportAllocs()
 	b.SetParallelism(16)
@@ -120,21 +114,19 @@ func BenchmarkMessagePut(b *testing.B) {
 func BenchmarkGet(b *testing.B) {
 	s := benchStore(b)
 	var seq atomic.Uint64
-	value := make([]byte, BenchRecordSize)
-	for i := 0; i < 1000; i++ {
-		if err := benchWrite(s, &seq, value); err != nil {
+	value := make([]byte, RecordSize)
+	for range 1000 {
+		if err := writeValue(context.Background(), s, &seq, value); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		var k [17]byte
-		k[0] = 0xf0
-		binary.BigEndian.PutUint64(k[1:], uint64(i%1000+1))
+		k := valueKey(uint64(i%1000 + 1))
 		i++
-		err := s.b.View(context.Background(), func(kv store.KV) error {
-			_, err := kv.Get(k[:])
+		err := s.Backend().View(context.Background(), func(kv store.KV) error {
+			_, err := kv.Get(k)
 			return err
 		})
 		if err != nil {

@@ -1,9 +1,4 @@
-// Package e2ebench measures relay_e2e: the time from a sender's deposit to
-// a subscribed recipient holding the envelope, through a real relay
-// (node/relay on a badger store, durable before its custody receipt) over
-// loopback TCP, with the node/mailbox client on both ends. `sealpost bench`
-// prints the figures.
-package e2ebench
+package relaybench
 
 import (
 	"context"
@@ -20,7 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/sealpost/sealpost/crypto/bench"
+	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench"
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/crypto/seal"
 	"github.com/sealpost/sealpost/node/mailbox"
@@ -30,17 +25,20 @@ import (
 	"github.com/sealpost/sealpost/store/badgerstore"
 )
 
-// TargetP99 is the target of relay_e2e_p99 (issue 5): the figure's limit.
+// TargetP99 is the target of relay_e2e_p99: the figure's limit.
 const TargetP99 = 5 * time.Millisecond
 
 // maxSamples bounds the deposits one run measures.
 const maxSamples = 20000
 
-// Run measures relay_e2e for about d (at least 200 deposits) with a relay
-// whose store lives in a temporary directory under dir, and returns
-// relay_e2e_p50 and relay_e2e_p99 in milliseconds; the p99 comes with its
-// limit, TargetP99.
-func Run(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, error) {
+// E2E measures relay_e2e: the time from a sender's deposit to a subscribed
+// recipient holding the envelope, through a real relay (node/relay on a
+// badger store, durable before its custody receipt) over loopback TCP, with
+// the node/mailbox client on both ends. It runs for about d (at least 200
+// deposits) with a relay whose store lives in a temporary directory under
+// dir, and returns relay_e2e_p50 and relay_e2e_p99 in milliseconds; the p99
+// comes with its limit, TargetP99.
+func E2E(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, error) {
 	tmp, err := os.MkdirTemp(dir, "sealpost-relay-bench-")
 	if err != nil {
 		return nil, err

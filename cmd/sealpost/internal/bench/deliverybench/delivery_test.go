@@ -24,7 +24,7 @@ func TestRun(t *testing.T) {
 }
 
 // BenchmarkRun runs the whole runner once per iteration and logs the
-// figures: go test -bench Run -benchtime 1x ./node/messaging/deliverybench/
+// figures: go test -bench Run -benchtime 1x ./cmd/sealpost/internal/bench/deliverybench/
 func BenchmarkRun(b *testing.B) {
 	for range b.N {
 		figs, err := Run(context.Background(), Options{Dir: b.TempDir()})

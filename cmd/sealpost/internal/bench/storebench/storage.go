@@ -1,4 +1,7 @@
-package badgerstore
+// Package storebench measures the storage figures of `sealpost bench`:
+// durable and group-committed writes to a store/badgerstore store, each next
+// to what a plain file with the same syncs reaches in the same run.
+package storebench
 
 import (
 	"context"
@@ -7,62 +10,60 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sealpost/sealpost/crypto/bench"
+	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench"
 	"github.com/sealpost/sealpost/store"
+	"github.com/sealpost/sealpost/store/badgerstore"
 )
 
-// BenchRecordSize is the size of the values the storage figures write.
-const BenchRecordSize = 1024
+// RecordSize is the size of the values the storage figures write.
+const RecordSize = 1024
 
-// BenchWriters is the number of concurrent writers of store_batch_write.
-const BenchWriters = 256
+// Writers is the number of concurrent writers of store_batch_write.
+const Writers = 256
 
-// Bench measures the storage figures in a fresh encrypted (ModeKeyFile)
+// Run measures the storage figures in a fresh encrypted (ModeKeyFile)
 // store created under dir (and removed afterwards; put dir on the disk the
 // node's home is on), in about d in all, a quarter of it on each of the
 // four measurements:
+//
+// The values are written to the store's Backend, under a table byte the
+// typed records do not use: the figures are the engine's and its group
+// commit's, not those of a record's encoding.
 //
 //   - store_durable_write (ops/s): one writer, one Update per 1 KiB value,
 //     each waiting until durable. Limit: the rate of {append 1 KiB to a
 //     plain file in the same directory; fdatasync} measured in the same
 //     run, the most a design with one sync per write can reach.
-//   - store_batch_write (ops/s): BenchWriters concurrent writers, one
+//   - store_batch_write (ops/s): Writers concurrent writers, one
 //     Update per 1 KiB value, group-committed. Limit: the rate of
 //     {append B values of 1 KiB to a plain file; fdatasync}, in values per
 //     second, where B is the mean number of Updates per sync the store
 //     achieved in its run: what a plain append-only log does with the same
 //     batching.
 //   - store_batch_size (writes/sync): that B, no limit.
-func Bench(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, error) {
+func Run(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, error) {
 	work, err := os.MkdirTemp(dir, "sealpost-bench-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(work)
 
-	s, err := Create(ctx, filepath.Join(work, "store"), ModeKeyFile, Options{GCInterval: -1})
+	s, err := badgerstore.Create(ctx, filepath.Join(work, "store"), badgerstore.ModeKeyFile, badgerstore.Options{GCInterval: -1})
 	if err != nil {
 		return nil, err
 	}
 	defer s.Close()
-	value := make([]byte, BenchRecordSize)
+	value := make([]byte, RecordSize)
 	if _, err := rand.Read(value); err != nil {
 		return nil, err
 	}
 	var seq atomic.Uint64
-	write := func() error {
-		n := seq.Add(1)
-		var k [17]byte
-		k[0] = 0xf0 // a table byte the typed layer does not use
-		binary.BigEndian.PutUint64(k[1:], n)
-		return s.b.Update(ctx, func(kv store.KV) error { return kv.Set(k[:], value) })
-	}
+	write := func() error { return writeValue(ctx, s, &seq, value) }
 
 	d /= 4
 	fsyncRate, err := fileSyncRate(ctx, work, 1, d)
@@ -73,7 +74,7 @@ func Bench(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, er
 	if err != nil {
 		return nil, err
 	}
-	batch, perSync, err := runWriters(ctx, s, BenchWriters, d, write)
+	batch, perSync, err := runWriters(ctx, s, Writers, d, write)
 	if err != nil {
 		return nil, err
 	}
@@ -83,57 +84,38 @@ func Bench(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, er
 		return nil, err
 	}
 	return []bench.Figure{
-		figure("store_durable_write", "ops/s", single, fsyncRate),
-		figure("store_batch_write", "ops/s", batch, batchLimit),
+		bench.Rate("store_durable_write", "ops/s", single, fsyncRate),
+		bench.Rate("store_batch_write", "ops/s", batch, batchLimit),
 		{Name: "store_batch_size", Unit: "writes/sync", Value: perSync},
 	}, nil
 }
 
-func figure(name, unit string, value, limit float64) bench.Figure {
-	f := bench.Figure{Name: name, Unit: unit, Value: value, Limit: limit}
-	if limit > 0 {
-		f.Ratio = value / limit
-	}
-	return f
+// writeValue durably writes value to s's backend under the next key of seq.
+func writeValue(ctx context.Context, s *badgerstore.Store, seq *atomic.Uint64, value []byte) error {
+	return s.Backend().Update(ctx, func(kv store.KV) error { return kv.Set(valueKey(seq.Add(1)), value) })
+}
+
+// valueKey is the 17-byte key of the n'th value: a table byte the typed
+// layer does not use, then n.
+func valueKey(n uint64) []byte {
+	k := make([]byte, 17)
+	k[0] = 0xf0
+	binary.BigEndian.PutUint64(k[1:], n)
+	return k
 }
 
 // runWriters runs writers goroutines calling write for about d and returns
 // the writes per second and the mean writes per sync.
-func runWriters(ctx context.Context, s *Store, writers int, d time.Duration, write func() error) (float64, float64, error) {
-	syncs0 := s.b.sync.rounds.Load()
-	var n atomic.Int64
-	var firstErr error
-	var once sync.Once
-	var wg sync.WaitGroup
-	start := time.Now()
-	deadline := start.Add(d)
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) && ctx.Err() == nil {
-				if err := write(); err != nil {
-					once.Do(func() { firstErr = err })
-					return
-				}
-				n.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	if firstErr != nil {
-		return 0, 0, firstErr
-	}
-	if err := ctx.Err(); err != nil {
+func runWriters(ctx context.Context, s *badgerstore.Store, writers int, d time.Duration, write func() error) (float64, float64, error) {
+	syncs0 := s.Syncs()
+	rate, n, err := bench.Parallel(ctx, writers, d, func(int) error { return write() })
+	if err != nil {
 		return 0, 0, err
 	}
-	rate := float64(n.Load()) / elapsed.Seconds()
-	per := float64(n.Load()) / float64(max(1, s.b.sync.rounds.Load()-syncs0))
-	return rate, per, nil
+	return rate, float64(n) / float64(max(1, s.Syncs()-syncs0)), nil
 }
 
-// fileSyncRate appends batch values of BenchRecordSize bytes to a plain
+// fileSyncRate appends batch values of RecordSize bytes to a plain
 // file in dir and fdatasyncs, repeatedly for about d, and returns values
 // per second.
 func fileSyncRate(ctx context.Context, dir string, batch int, d time.Duration) (float64, error) {
@@ -143,7 +125,7 @@ func fileSyncRate(ctx context.Context, dir string, batch int, d time.Duration) (
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
-	buf := make([]byte, batch*BenchRecordSize)
+	buf := make([]byte, batch*RecordSize)
 	rand.Read(buf)
 	n := 0
 	start := time.Now()

@@ -1,4 +1,4 @@
-package e2ebench
+package relaybench
 
 import (
 	"context"
@@ -6,8 +6,8 @@ import (
 	"time"
 )
 
-func TestRun(t *testing.T) {
-	figs, err := Run(context.Background(), t.TempDir(), 200*time.Millisecond)
+func TestE2E(t *testing.T) {
+	figs, err := E2E(context.Background(), t.TempDir(), 200*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}

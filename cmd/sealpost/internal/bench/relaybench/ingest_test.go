@@ -1,18 +1,16 @@
-package relay_test
+package relaybench
 
 import (
 	"context"
 	"os"
 	"testing"
 	"time"
-
-	"github.com/sealpost/sealpost/node/relay"
 )
 
-// TestBench runs the relay_ingest runner briefly: it must produce its
+// TestIngest runs the relay_ingest runner briefly: it must produce its
 // figures (the rate itself is reported by `sealpost bench`, not checked).
 // With SEALPOST_MEASURE=1 it runs for 10 s and logs them.
-func TestBench(t *testing.T) {
+func TestIngest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes to disk for a while")
 	}
@@ -20,7 +18,7 @@ func TestBench(t *testing.T) {
 	if os.Getenv("SEALPOST_MEASURE") != "" {
 		d = 10 * time.Second
 	}
-	figs, err := relay.Bench(context.Background(), t.TempDir(), d)
+	figs, err := Ingest(context.Background(), t.TempDir(), d)
 	if err != nil {
 		t.Fatal(err)
 	}
