@@ -305,7 +305,7 @@ func violations(pkgs []listedPackage) []violation {
 			v = append(v, violation{fmt.Sprintf("%s: %s", rel, p.Error.Err), -1})
 		}
 		if rel == "" {
-			continue // the root holds only this test
+			continue // the root holds only the module-wide tests
 		}
 		if area, _, _ := strings.Cut(rel, "/"); !slices.Contains(layers, area) {
 			v = append(v, violation{fmt.Sprintf("%s is in no layer of DESIGN.md §1 (%s)", rel, strings.Join(layers, ", ")), -1})
