@@ -33,7 +33,7 @@ type Card struct {
 	Name string
 	// Addrs are the device's binary multiaddrs (without /p2p/).
 	Addrs [][]byte
-	// Mailboxes are relay mailboxes for this contact (issue 5).
+	// Mailboxes are relay mailboxes for this contact (docs/PROTOCOL.md §10).
 	Mailboxes []Mailbox
 	// UpdatedAt is when the card was made, Unix milliseconds (a claim).
 	UpdatedAt int64

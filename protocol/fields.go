@@ -14,7 +14,7 @@ import (
 // MessageID identifies a message: 16 random bytes chosen by its sender.
 type MessageID [16]byte
 
-// MailboxID names a relay mailbox: 32 random bytes (issue 5).
+// MailboxID names a relay mailbox: 32 random bytes.
 type MailboxID [32]byte
 
 // InviteSecret is the random secret of one invite (16 bytes). Whoever

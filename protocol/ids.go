@@ -10,8 +10,8 @@ const (
 	// BundleProtocol is bundle fetch: one BundleRequest, one BundleResponse,
 	// then the stream is closed. Frames up to MaxBundleFrame.
 	BundleProtocol = "/sealpost/bundle/1.0.0"
-	// RelayProtocol is the relay service of issue 5 (mailboxes, deposits,
-	// fetches). Frames up to MaxRelayFrame.
+	// RelayProtocol is the relay service (mailboxes, deposits, fetches;
+	// docs/PROTOCOL.md §10). Frames up to MaxRelayFrame.
 	RelayProtocol = "/sealpost/relay/1.0.0"
 	// BlobProtocol carries attachment blobs, between nodes and to and from
 	// relays: requests and responses in frames up to MaxBlobFrame, a blob's

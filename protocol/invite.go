@@ -37,14 +37,16 @@ type Invite struct {
 	// Name is the inviter's display name, optional, at most MaxInviteName
 	// bytes.
 	Name string
-	// Relays are mailboxes of the inviter (issue 5), at most
+	// Relays are mailboxes of the inviter, at most
 	// MaxInviteRelays.
 	Relays []InviteRelay
 }
 
-// InviteRelay is one relay mailbox in an invite. The mailbox's sealing key
-// and a deposit token come from the relay, encrypted under a key derived
-// from the invite secret (issue 5), so the link stays short.
+// InviteRelay is one relay mailbox in an invite. The link stays short: the
+// deposit token is derived from the invite secret (InviteToken), and the
+// mailbox's sealing key is in the card blob the relay keeps under that
+// token, encrypted under a key derived from the invite secret too
+// (docs/PROTOCOL.md §10.7).
 type InviteRelay struct {
 	// Peer is the relay's peer ID (an Ed25519 one travels as its key).
 	Peer []byte

@@ -46,7 +46,8 @@ const (
 	MaxText = 32 << 10
 
 	// MaxPayload bounds the body of the reserved kinds (sender keys, device
-	// lists) so that wave 2 has room without a new Plaintext version.
+	// lists) so that groups and multi-device have room without a new Plaintext
+	// version.
 	MaxPayload = MaxText
 
 	// MaxReceiptIDs bounds the message IDs one receipt covers. A delivery
@@ -96,7 +97,7 @@ const (
 	// MaxMailboxAddrs bounds the addresses of one relay in a card.
 	MaxMailboxAddrs = 4
 
-	// MinToken and MaxToken bound a deposit token (issue 5): at least 128
+	// MinToken and MaxToken bound a deposit token: at least 128
 	// random bits, at most a 32-byte secret with a 32-byte handle.
 	MinToken = 16
 	MaxToken = 64

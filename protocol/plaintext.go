@@ -23,7 +23,7 @@ const (
 	KindReadReceipt Kind = 3
 	// KindCard is a contact-card update: Card.
 	KindCard Kind = 4
-	// KindSenderKey is reserved for group sender keys (wave 2): Payload.
+	// KindSenderKey is reserved for group sender keys: Payload.
 	KindSenderKey Kind = 5
 	// KindDeviceList is reserved for multi-device lists: Payload.
 	KindDeviceList Kind = 6

@@ -43,8 +43,8 @@
 //
 // # Adding a typed table
 //
-// A new table (the relay issue's mailboxes held for others, token hashes,
-// envelopes) is a local change: take the next free table byte in keys.go,
+// A new table (as the relay's mailboxes, token hashes and envelopes were)
+// is a local change: take the next free table byte in keys.go,
 // write the record with marshal/unmarshal (a version byte first) and a
 // small table type with the methods its caller needs, add an accessor
 // method on Tx, a fuzz target for the decoder and a test in storetest. A

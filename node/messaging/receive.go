@@ -22,7 +22,7 @@ import (
 
 // Incoming is one ciphertext that arrived for this node, with its
 // sender's claims. On a direct stream the device is the stream's remote
-// peer; on other paths (relay mailboxes, issue 5) both claims are checked
+// peer; on other paths (relay mailboxes) both claims are checked
 // against the session that decrypts the ciphertext.
 type Incoming struct {
 	// Identity is the sender's public identity (crypto/identity encoding).

@@ -25,7 +25,7 @@ import (
 	"github.com/sealpost/sealpost/store"
 )
 
-// Relays (issue 5). The service receives through its own mailboxes on
+// Relays. The service receives through its own mailboxes on
 // community relays and deposits into its contacts' mailboxes, all through
 // Config.Mailbox (node/mailbox), never the device's host.
 //
