@@ -254,11 +254,7 @@ func (c *Client) session(ctx context.Context, m *store.Mailbox, sealing *ecdh.Pr
 	if err := protocol.WriteFrame(rs.s, req); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrUnreachable, r.id, err)
 	}
-	subscribed := false
 	for {
-		if subscribed {
-			rs.s.SetReadDeadline(time.Time{}) // pushes come when they come
-		}
 		var batch []*protocol.RelayResponse
 		size := 0
 		for len(batch) < maxBatch && size < maxBatchBytes {
@@ -276,7 +272,10 @@ func (c *Client) session(ctx context.Context, m *store.Mailbox, sealing *ecdh.Pr
 				if resp.Code != protocol.CodeOK {
 					return &refusal{op: resp.Op, code: resp.Code}
 				}
-				subscribed = true
+				// Pushes come when they come: the request's deadline
+				// ends here (libp2p's keepalive finds a dead
+				// connection).
+				rs.s.SetDeadline(time.Time{})
 				c.setStatus(m, func(s *Status) {
 					s.State, s.Err = StateSubscribed, ""
 					s.Stored, s.StoredBytes, s.Prekeys = resp.Count, resp.Bytes, resp.Prekeys
