@@ -11,7 +11,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
 	ma "github.com/multiformats/go-multiaddr"
-	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/sealpost/sealpost/node/addrrecord"
 )
@@ -116,24 +115,12 @@ func (n *Node) publishRecord() error {
 	return nil
 }
 
-// recordAddrs returns the addresses to publish: the host's (relay circuit
-// addresses included), without loopback ones unless there is nothing else,
-// at most addrrecord.MaxAddrs.
+// recordAddrs returns the addresses to publish: the host's public and
+// relay circuit addresses (private ones only when it has neither, as on a
+// LAN without internet; loopback ones only when it has nothing else), at
+// most addrrecord.MaxAddrs.
 func (n *Node) recordAddrs() []ma.Multiaddr {
-	all := n.host.Addrs()
-	out := make([]ma.Multiaddr, 0, len(all))
-	for _, a := range all {
-		if !manet.IsIPLoopback(a) {
-			out = append(out, a)
-		}
-	}
-	if len(out) == 0 {
-		out = append(out, all...)
-	}
-	if len(out) > addrrecord.MaxAddrs {
-		out = out[:addrrecord.MaxAddrs]
-	}
-	return out
+	return addrrecord.Select(n.host.Addrs(), addrrecord.MaxAddrs, false)
 }
 
 // FindDevice looks up the address record of device p in the DHT and

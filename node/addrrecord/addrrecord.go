@@ -30,6 +30,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/record"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // Names and limits of the record.
@@ -259,4 +260,46 @@ func (pl *payload) UnmarshalRecord(b []byte) error {
 	}
 	pl.Record = r
 	return nil
+}
+
+// Select returns at most n of the addresses in all that others can use,
+// best first: public addresses, then relay circuit addresses (which reach
+// a node behind a NAT), then private ones (a LAN: 10/8, 192.168/16 and
+// the like, and whatever go-multiaddr counts neither public nor private)
+// only when lan is set or nothing public and no circuit remains, and
+// loopback ones only when nothing else does (a network on one machine).
+// A record or link that travels beyond the node's contacts takes lan
+// false: a private address says nothing useful to the internet and tells
+// it about the node's home network.
+func Select(all []ma.Multiaddr, n int, lan bool) []ma.Multiaddr {
+	var public, circuit, private, loop []ma.Multiaddr
+	for _, a := range all {
+		switch {
+		case isCircuit(a):
+			circuit = append(circuit, a)
+		case manet.IsIPLoopback(a):
+			loop = append(loop, a)
+		case manet.IsPublicAddr(a):
+			public = append(public, a)
+		default:
+			private = append(private, a)
+		}
+	}
+	out := append(public, circuit...)
+	if lan || len(out) == 0 {
+		out = append(out, private...)
+	}
+	if len(out) == 0 {
+		out = loop
+	}
+	return out[:min(n, len(out))]
+}
+
+func isCircuit(a ma.Multiaddr) bool {
+	for _, c := range a {
+		if c.Protocol().Code == ma.P_CIRCUIT {
+			return true
+		}
+	}
+	return false
 }

@@ -8,10 +8,9 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
-	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/node/addrrecord"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -24,45 +23,18 @@ func (s *Service) ownCard() *protocol.Card {
 	return s.card
 }
 
-// hostAddrs returns up to n of the host's addresses in binary form:
-// those that are not loopback first (loopback ones only if there is
-// nothing else), direct ones before relayed ones.
-func (s *Service) hostAddrs(n int) [][]byte {
-	all := s.host.Addrs()
-	var direct, relayed, loop []ma.Multiaddr
-	for _, a := range all {
-		switch {
-		case isCircuit(a):
-			relayed = append(relayed, a)
-		case manet.IsIPLoopback(a):
-			loop = append(loop, a)
-		default:
-			direct = append(direct, a)
-		}
-	}
-	pick := append(direct, relayed...)
-	if len(pick) == 0 {
-		pick = loop
-	}
+// hostAddrs returns up to n of the host's addresses in binary form, best
+// first (addrrecord.Select): public, relay circuit, and private ones only
+// with lan (the card, which only contacts get) or when there is nothing
+// else.
+func (s *Service) hostAddrs(n int, lan bool) [][]byte {
 	var out [][]byte
-	for _, a := range pick {
-		if len(out) == n {
-			break
-		}
+	for _, a := range addrrecord.Select(s.host.Addrs(), n, lan) {
 		if b := a.Bytes(); len(b) <= protocol.MaxAddr {
 			out = append(out, b)
 		}
 	}
 	return out
-}
-
-func isCircuit(a ma.Multiaddr) bool {
-	for _, c := range a {
-		if c.Protocol().Code == ma.P_CIRCUIT {
-			return true
-		}
-	}
-	return false
 }
 
 // refreshCard makes the own card from the identity, the device record, the
@@ -85,7 +57,7 @@ func (s *Service) refreshCard(tx *store.Tx, now time.Time) (bool, error) {
 		Identity: s.selfPub,
 		Device:   s.devRec,
 		Name:     displayName(s.name, protocol.MaxName),
-		Addrs:    s.hostAddrs(protocol.MaxCardAddrs),
+		Addrs:    s.hostAddrs(protocol.MaxCardAddrs, true),
 	}
 	if old != nil && sameCard(old, card) {
 		s.setCard(old)

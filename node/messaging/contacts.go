@@ -35,7 +35,7 @@ func (s *Service) Invite(ctx context.Context) (Invite, error) {
 		inv := protocol.Invite{
 			Identity: s.uid.PublicKey(),
 			Device:   []byte(s.host.ID()),
-			Addrs:    s.hostAddrs(protocol.MaxInviteAddrs),
+			Addrs:    s.hostAddrs(protocol.MaxInviteAddrs, false),
 			Name:     displayName(s.name, protocol.MaxInviteName),
 		}
 		copy(inv.Pin[:], v.Hash[:])
