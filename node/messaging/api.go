@@ -96,6 +96,9 @@ type Message struct {
 	// Cursor orders messages as they were committed here; Inbox takes it
 	// to continue after a message.
 	Cursor uint64 `json:"cursor"`
+	// Via is how the message arrived (ViaDirect, ViaRelayed, ViaMailbox),
+	// in message.received only (it is not stored).
+	Via string `json:"via,omitempty"`
 }
 
 // StateEvent is the data of message.state.

@@ -156,6 +156,8 @@ type work struct {
 	rescheduled bool
 	// relayCache holds the own mailboxes and tokens once loaded (relay.go).
 	relayCache *relayState
+	// via is the path of the ciphertext being received (Incoming.Via).
+	via string
 }
 
 type contactEntry struct {

@@ -31,7 +31,21 @@ type Incoming struct {
 	Device []byte
 	// Ciphertext is an encoded protocol.Ciphertext.
 	Ciphertext []byte
+	// Via is the path it took (ViaDirect, ViaRelayed, ViaMailbox), shown in
+	// message.received. Zero: none is shown.
+	Via string
 }
+
+// Paths of a received message (Message.Via in message.received).
+const (
+	// ViaDirect: a message stream on a direct connection.
+	ViaDirect = "direct"
+	// ViaRelayed: a message stream on a relayed (circuit relay v2)
+	// connection.
+	ViaRelayed = "relayed"
+	// ViaMailbox: one of this node's mailboxes on a relay.
+	ViaMailbox = "mailbox"
+)
 
 // maxBatchBytes bounds the frame bytes one receive job holds: what it
 // commits stays well inside what badger takes in one transaction (about
@@ -97,6 +111,7 @@ func (s *Service) Receive(ctx context.Context, items []Incoming) ([]protocol.Cod
 
 // receive processes one ciphertext inside the writer's transaction.
 func (w *work) receive(it *Incoming, ct *protocol.Ciphertext) (protocol.Code, error) {
+	w.via = it.Via
 	h := ct.SeenKey()
 	if seen, err := w.seenHas(h); err != nil || seen {
 		return protocol.CodeOK, err
@@ -410,6 +425,7 @@ func (w *work) deliver(c *contactEntry, e *sessEntry, p *protocol.Plaintext, h [
 		}
 		msg := w.s.apiMessage(&m, cc)
 		msg.Gap = gap
+		msg.Via = w.via
 		w.after(func() { w.s.cfg.Publish(EventMessageReceived, msg) })
 	case protocol.KindDeliveryReceipt, protocol.KindReadReceipt:
 		state := store.MessageDelivered
@@ -595,6 +611,10 @@ func (s *Service) handleMsgStream(str network.Stream) {
 		return
 	}
 	defer s.closeStream(remote)
+	via := ViaDirect
+	if str.Conn().Stat().Limited {
+		via = ViaRelayed
+	}
 	// A large read-ahead buffer, so that a batch can take every frame that
 	// has arrived (FrameReader uses a bufio.Reader it is given as is).
 	fr := protocol.NewFrameReader(bufio.NewReaderSize(str, readAhead), protocol.MaxMsgFrame)
@@ -637,7 +657,7 @@ func (s *Service) handleMsgStream(str network.Stream) {
 				break
 			}
 			batch = append(batch, d)
-			items = append(items, Incoming{Identity: d.Identity, Device: d.Device, Ciphertext: d.Ciphertext})
+			items = append(items, Incoming{Identity: d.Identity, Device: d.Device, Ciphertext: d.Ciphertext, Via: via})
 			size += len(b)
 		}
 		granted := s.msgLim.Take(remote, len(batch))

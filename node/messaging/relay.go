@@ -764,7 +764,7 @@ func (s *Service) tokenDone(ctx context.Context, t store.DepositToken, del bool)
 func (s *Service) receiveRelayed(ctx context.Context, ds []mailbox.Delivery) ([]bool, error) {
 	items := make([]Incoming, len(ds))
 	for i, d := range ds {
-		items[i] = Incoming{Identity: d.Sender, Device: d.Device, Ciphertext: d.Payload}
+		items[i] = Incoming{Identity: d.Sender, Device: d.Device, Ciphertext: d.Payload, Via: ViaMailbox}
 	}
 	codes, err := s.Receive(ctx, items)
 	if err != nil {
