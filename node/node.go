@@ -40,6 +40,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	connmgrimpl "github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -151,6 +152,12 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		info, err := parsePeerAddr(s)
 		if err != nil {
 			return nil, fmt.Errorf("node: bootstrap: %w", err)
+		}
+		// Several addresses of one peer (TCP and QUIC) make one entry, so
+		// that a connection attempt tries them together (QUIC first).
+		if k := slices.IndexFunc(n.boot, func(b peer.AddrInfo) bool { return b.ID == info.ID }); k >= 0 {
+			n.boot[k].Addrs = append(n.boot[k].Addrs, info.Addrs...)
+			continue
 		}
 		n.boot = append(n.boot, *info)
 	}
@@ -362,7 +369,10 @@ func (n *Node) newHost(listen []ma.Multiaddr) (host.Host, error) {
 		opts = append(opts, libp2p.ConnectionGater(cfg.ConnGater))
 	}
 	if cfg.RelayService {
-		opts = append(opts, libp2p.EnableRelayService(), libp2p.EnableNATService())
+		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(circuitResources(cfg))), libp2p.EnableNATService())
+	} else if cfg.Profile != Test {
+		// Behind a NAT: reservations on the node's relays (nat.go).
+		opts = append(opts, libp2p.EnableAutoRelayWithPeerSource(n.relayCandidates, n.autoRelayOptions()...))
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {

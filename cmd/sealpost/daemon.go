@@ -30,6 +30,7 @@ type daemonOptions struct {
 	bootstrap    []string
 	relayService bool
 	noMDNS       bool
+	labAddrs     bool
 	apiAddr      string
 	metricsAddr  string
 	logLevel     string
@@ -59,6 +60,7 @@ flags are those of init). The passphrase of a protected home comes from
 	f.StringArrayVar(&o.bootstrap, "bootstrap", nil, "also bootstrap from this multiaddr with /p2p/ (repeatable)")
 	f.BoolVar(&o.relayService, "relay-service", false, "run the community relay service")
 	f.BoolVar(&o.noMDNS, "no-mdns", false, "do not discover peers on the local network")
+	f.BoolVar(&o.labAddrs, "lab-addressing", false, "count "+node.LabPublic+" as public and "+node.LabPrivate+" as private addresses (the network of 'sealpost testnet lab')")
 	f.StringVar(&o.apiAddr, "api", "", fmt.Sprintf("also serve the API on this loopback TCP address (e.g. 127.0.0.1:%d; token in HOME/api.token)", api.DefaultPort))
 	f.StringVar(&o.metricsAddr, "metrics", "", fmt.Sprintf("serve Prometheus /metrics on this address (e.g. 127.0.0.1:%d)", api.DefaultMetricsPort))
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -287,6 +289,9 @@ func applyDaemonFlags(cfg *home.Config, o daemonOptions) {
 	}
 	if o.noMDNS {
 		cfg.MDNS = false
+	}
+	if o.labAddrs {
+		node.UseLabAddressing()
 	}
 	if o.apiAddr != "" {
 		cfg.API = o.apiAddr
