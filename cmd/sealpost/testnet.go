@@ -6,8 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -39,11 +41,14 @@ func (c *cli) testnetCommand() *cobra.Command {
                    export $(sealpost testnet env 3)
   testnet status   each member: running or not, and its own status
   testnet down     stop every daemon of the network (SIGTERM, then SIGKILL after
-                   20 s); the homes stay for inspection`,
+                   20 s); the homes stay for inspection
+  testnet lab      (root) daemons in network namespaces behind NAT routers, with
+                   relays on a private internet: hole punching, relayed
+                   connections and mailboxes, measured`,
 		Args: cobra.NoArgs,
 	}
 	cmd.AddCommand(c.testnetRunCommand(), c.testnetUpCommand(), c.testnetDownCommand(),
-		c.testnetEnvCommand(), c.testnetStatusCommand())
+		c.testnetEnvCommand(), c.testnetStatusCommand(), c.testnetLabCommand())
 	return cmd
 }
 
@@ -156,10 +161,14 @@ func newProgress(w io.Writer) *progress {
 }
 
 func (p *progress) show(s testnet.Progress) {
+	p.print(fmt.Sprintf("testnet %5.1fs %-5s members up %d/%d, sent %d/%d, shown %d",
+		s.Elapsed.Seconds(), s.Phase, s.Up, s.Members, s.Sent, s.Messages, s.Shown))
+}
+
+// print shows one progress line.
+func (p *progress) print(line string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	line := fmt.Sprintf("testnet %5.1fs %-5s members up %d/%d, sent %d/%d, shown %d",
-		s.Elapsed.Seconds(), s.Phase, s.Up, s.Members, s.Sent, s.Messages, s.Shown)
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\x1b[K%s", line)
 		p.line = true
@@ -332,4 +341,139 @@ func (c *cli) testnetStatusCommand() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&dir, "dir", testnet.DefaultDir(), "directory of the network")
 	return cmd
+}
+
+func (c *cli) testnetLabCommand() *cobra.Command {
+	var (
+		o       testnet.LabOptions
+		cleanup bool
+	)
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "Run daemons behind NAT routers in network namespaces and report how they reach each other (root)",
+		Long: `Build a private internet in network namespaces (root only) and run real daemons
+of this binary in it: an internet namespace with a bridge, --relays community
+relays with public addresses, and --pairs pairs of personal nodes, each node in
+a namespace of its own behind its own home router namespace that NATs with
+nftables (--nat, given to the pairs in turn):
+
+  eim        endpoint-independent mapping (masquerade): hole punching works
+  symmetric  address- and port-dependent mapping (masquerade fully-random):
+             no hole punching; relayed connections and mailboxes
+  none       the node sits on the internet with a public address
+  A/B        the pair's first node behind A, its second behind B
+
+Every address is in 198.18.0.0/15 (the internet 198.18.0.0/16, every home LAN
+198.19.0.0/24) and lives only in the lab's namespaces: nothing is routed to
+the host or beyond, and mDNS is off. The daemons run with --lab-addressing,
+which makes them count 198.18.0.0/16 as public and 198.19.0.0/16 as private.
+
+Each pair becomes contacts by invite (the second node invites, the first adds
+the link and sends the first message at once), then exchanges --messages
+messages over --duration while the --faults happen:
+
+  offline     a quarter of the pairs' second nodes stop for the middle half
+  flush-nat   halfway, a third of the NAT routers forget their mappings
+  kill-relay  relay-0 is killed (SIGKILL) at a third and restarted at two thirds
+
+then waits at most --drain for every message to be shown. The report: per
+pair, how the first message travelled (direct, hole_punched, relayed,
+mailbox), how long after the invite it was shown, and whether and when a
+direct connection appeared; totals and time-to-first-message percentiles.
+Exit status 2 if any message was lost or shown twice.
+
+The lab removes its namespaces (and the processes in them) when it ends, also
+on SIGINT or SIGTERM; after a crash or SIGKILL, the next run with the same
+--prefix or 'testnet lab --cleanup' removes them. Links get --latency only
+where the kernel has the netem qdisc (the report says whether it had).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if cleanup {
+				removed, err := testnet.CleanupLab(ctx, o.Prefix)
+				if errors.Is(err, testnet.ErrBadOptions) || errors.Is(err, testnet.ErrLabTools) || errors.Is(err, testnet.ErrRunning) {
+					return userError(err)
+				}
+				if err != nil {
+					return err
+				}
+				return c.print(map[string]any{"removed": removed}, func(w io.Writer) {
+					fmt.Fprintf(w, "removed %d namespaces of lab %q\n", len(removed), o.Prefix)
+				})
+			}
+			if !c.json {
+				o.Log = c.stderr
+			}
+			p := newProgress(c.stderr)
+			o.Progress = func(s testnet.LabProgress) {
+				p.print(fmt.Sprintf("lab %5.1fs %-5s daemons up %d/%d, pairs linked %d/%d, sent %d, shown %d",
+					s.Elapsed.Seconds(), s.Phase, s.Up, s.Members, s.Linked, s.Pairs, s.Sent, s.Shown))
+			}
+			rep, err := testnet.RunLab(ctx, o)
+			p.done()
+			if errors.Is(err, testnet.ErrBadOptions) || errors.Is(err, testnet.ErrLabTools) || errors.Is(err, testnet.ErrRunning) {
+				return userError(err)
+			}
+			if err != nil {
+				return err
+			}
+			if err := c.print(rep, func(w io.Writer) { printLabReport(w, rep) }); err != nil {
+				return err
+			}
+			if !rep.OK() {
+				return &exitError{code: api.ExitInternal, err: fmt.Errorf("testnet lab: %d lost, %d duplicated, %d send errors of %d sent", rep.Lost, rep.Duplicated, rep.SendErrors, rep.Sent)}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.Pairs, "pairs", 4, "pairs of personal nodes")
+	f.IntVar(&o.Relays, "relays", 2, "community relays (1 or 2)")
+	f.StringSliceVar(&o.NAT, "nat", nil, "NAT kinds of the pairs, in turn: eim, symmetric, none, or A/B (default eim,symmetric,eim/none,eim/symmetric)")
+	f.IntVar(&o.Messages, "messages", 10, "messages per pair after the first two")
+	f.DurationVar(&o.Duration, "duration", 30*time.Second, "spread the messages and faults over this time")
+	f.DurationVar(&o.Drain, "drain", 2*time.Minute, "wait at most this long for every message to be shown")
+	f.StringSliceVar(&o.Faults, "faults", nil, "faults to inject: "+strings.Join(testnet.LabFaults, ", "))
+	f.DurationVar(&o.Latency, "latency", 0, "round trip added to each link with tc netem, where the kernel has it")
+	f.StringVar(&o.Prefix, "prefix", testnet.DefaultLabPrefix, "prefix of the lab's namespaces, interfaces and nftables tables")
+	f.StringVar(&o.Dir, "dir", "", "make the homes under this directory (default: a temporary one, removed afterwards)")
+	f.BoolVar(&o.Keep, "keep", false, "keep the homes (and their daemon.log) afterwards")
+	f.Int64Var(&o.Seed, "seed", 1, "seed of the message order")
+	f.StringVar(&o.LogLevel, "log-level", "", "the daemons' log level (debug, info, warn, error; logs in HOME/daemon.log, see --keep)")
+	f.BoolVar(&cleanup, "cleanup", false, "only remove what a crashed lab with --prefix left (namespaces and their processes)")
+	return cmd
+}
+
+// printLabReport is the text form of a lab's report.
+func printLabReport(w io.Writer, r *testnet.LabReport) {
+	faults := strings.Join(r.Faults, ",")
+	if faults == "" {
+		faults = "none"
+	}
+	latency := "no netem in this kernel"
+	if r.Netem {
+		latency = fmt.Sprintf("%.0f ms round trip per link", r.LatencyMs)
+	}
+	fmt.Fprintf(w, "lab          %d pairs (%s), %d relays, faults %s, %s\n", r.Pairs, strings.Join(r.NAT, ","), r.Relays, faults, latency)
+	fmt.Fprintf(w, "reservations %d of %d nodes behind NATs\n", r.Reserved, r.NATed)
+	fmt.Fprintf(w, "first        direct %d, hole_punched %d, relayed %d, via_mailbox %d, not arrived %d\n",
+		r.Direct, r.HolePunched, r.Relayed, r.ViaMailbox, r.NotArrived)
+	fmt.Fprintf(w, "first msg    p50 %.0f ms, p95 %.0f ms (%d pairs)\n", r.FirstMessageMs.P50, r.FirstMessageMs.P95, r.FirstMessageMs.Count)
+	fmt.Fprintf(w, "upgraded     %d of %d pairs to a direct connection, p50 %.0f ms after the invite\n", r.Upgraded, r.Pairs, r.UpgradeMs.P50)
+	fmt.Fprintf(w, "sent         %d\ndelivered    %d\nlost         %d\nduplicated   %d\n", r.Sent, r.Delivered, r.Lost, r.Duplicated)
+	if r.SendErrors > 0 {
+		fmt.Fprintf(w, "send errors  %d\n", r.SendErrors)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PAIR\tNAT\tFIRST\tFIRST MS\tDIRECT AFTER MS\tSENT\tSHOWN\tLOST\tDUP")
+	for _, p := range r.List {
+		direct := "-"
+		if p.Direct {
+			direct = fmt.Sprintf("%.0f", p.DirectMs)
+		}
+		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%.0f\t%s\t%d\t%d\t%d\t%d\n", p.A, p.B, p.NAT, p.First, p.FirstMs, direct, p.Sent, p.Delivered, p.Lost, p.Duplicated)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "wall time    %.1f s\n", r.Seconds)
 }

@@ -31,6 +31,18 @@
 // (SIGTERM, then SIGKILL after StopTimeout) and keeps the homes. A PID is
 // signalled only while /proc shows it running the daemon of that home.
 //
+// # In network namespaces: RunLab
+//
+// RunLab (`sealpost testnet lab`, root only) runs daemon processes of the
+// binary in Linux network namespaces: relays on a private internet and
+// pairs of personal nodes behind home routers that NAT with nftables
+// (labnet.go has the layout and addresses, lab.go the scenario and the
+// report). Every namespace, interface and nftables table starts with
+// LabOptions.Prefix and lives inside the lab's namespaces, so removing the
+// namespaces (always, when RunLab returns; CleanupLab after a crash)
+// removes everything; a lock file per prefix keeps two labs of one prefix
+// apart. docs/OPERATING.md explains what the lab shows.
+//
 // Bounds: every loop is bounded in count and time (the wiring and each
 // Send by timeouts, the drain by Options.Drain, process starts by
 // ReadyTimeout), and Run raises the soft limit of open files to the hard
