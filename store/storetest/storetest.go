@@ -196,119 +196,135 @@ func testPrekeys(t *testing.T, st store.Store) {
 			State:   store.PrekeyAvailable,
 		}
 	}
-	update(t, st, func(tx *store.Tx) error {
-		for id := uint32(1); id <= 5; id++ {
-			if err := tx.Prekeys().Put(mk(store.PrekeyOneTime, id)); err != nil {
+	t.Run("Put", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error {
+			for id := uint32(1); id <= 5; id++ {
+				if err := tx.Prekeys().Put(mk(store.PrekeyOneTime, id)); err != nil {
+					return err
+				}
+			}
+			if err := tx.Prekeys().Put(mk(store.PrekeySigned, 1)); err != nil {
 				return err
 			}
-		}
-		if err := tx.Prekeys().Put(mk(store.PrekeySigned, 1)); err != nil {
-			return err
-		}
-		return tx.Prekeys().Put(mk(store.PrekeyLastResort, 7))
+			return tx.Prekeys().Put(mk(store.PrekeyLastResort, 7))
+		})
 	})
-	view(t, st, func(tx *store.Tx) error {
-		got, err := tx.Prekeys().Get(store.PrekeyOneTime, 3)
-		if err != nil {
-			return err
-		}
-		equal(t, "Get", got, mk(store.PrekeyOneTime, 3))
-		if _, err := tx.Prekeys().Get(store.PrekeySigned, 3); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("Get missing: got %v, want ErrNotFound", err)
-		}
-		list, err := tx.Prekeys().List(store.PrekeyOneTime)
-		if err != nil {
-			return err
-		}
-		if len(list) != 5 || list[0].ID != 1 || list[4].ID != 5 {
-			t.Errorf("List(one-time): got %d keys %v", len(list), list)
-		}
-		n, err := tx.Prekeys().Count(store.PrekeyOneTime, store.PrekeyAvailable)
-		if err != nil {
-			return err
-		}
-		if n != 5 {
-			t.Errorf("Count available: got %d, want 5", n)
-		}
-		return nil
-	})
-	// Take all five, then none is left.
-	for want := uint32(1); want <= 5; want++ {
-		update(t, st, func(tx *store.Tx) error {
-			p, err := tx.Prekeys().TakeAvailable(store.PrekeyOneTime, T0.Add(time.Minute))
+	t.Run("GetListCount", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			got, err := tx.Prekeys().Get(store.PrekeyOneTime, 3)
 			if err != nil {
 				return err
 			}
-			if p.ID != want || p.State != store.PrekeyHandedOut || !p.StateChangedAt.Equal(T0.Add(time.Minute)) {
-				t.Errorf("TakeAvailable: got %+v, want ID %d handed out", p, want)
+			equal(t, "Get", got, mk(store.PrekeyOneTime, 3))
+			if _, err := tx.Prekeys().Get(store.PrekeySigned, 3); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("Get missing: got %v, want ErrNotFound", err)
+			}
+			list, err := tx.Prekeys().List(store.PrekeyOneTime)
+			if err != nil {
+				return err
+			}
+			if len(list) != 5 || list[0].ID != 1 || list[4].ID != 5 {
+				t.Errorf("List(one-time): got %d keys %v", len(list), list)
+			}
+			n, err := tx.Prekeys().Count(store.PrekeyOneTime, store.PrekeyAvailable)
+			if err != nil {
+				return err
+			}
+			if n != 5 {
+				t.Errorf("Count available: got %d, want 5", n)
 			}
 			return nil
 		})
-	}
-	update(t, st, func(tx *store.Tx) error {
-		if _, err := tx.Prekeys().TakeAvailable(store.PrekeyOneTime, T0); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("TakeAvailable on none: got %v, want ErrNotFound", err)
-		}
-		// Upload one to a relay.
-		p, err := tx.Prekeys().Get(store.PrekeyOneTime, 2)
-		if err != nil {
-			return err
-		}
-		p.State = store.PrekeyUploaded
-		p.Relay = "12D3KooWrelay"
-		return tx.Prekeys().Put(p)
 	})
-	view(t, st, func(tx *store.Tx) error {
-		for _, c := range []struct {
-			state store.PrekeyState
-			want  int
-		}{{store.PrekeyAvailable, 0}, {store.PrekeyHandedOut, 4}, {store.PrekeyUploaded, 1}} {
-			n, err := tx.Prekeys().Count(store.PrekeyOneTime, c.state)
+	t.Run("TakeAvailable", func(t *testing.T) {
+		// Take all five, then none is left.
+		for want := uint32(1); want <= 5; want++ {
+			update(t, st, func(tx *store.Tx) error {
+				p, err := tx.Prekeys().TakeAvailable(store.PrekeyOneTime, T0.Add(time.Minute))
+				if err != nil {
+					return err
+				}
+				if p.ID != want || p.State != store.PrekeyHandedOut || !p.StateChangedAt.Equal(T0.Add(time.Minute)) {
+					t.Errorf("TakeAvailable: got %+v, want ID %d handed out", p, want)
+				}
+				return nil
+			})
+		}
+	})
+	t.Run("NoneLeftUpload", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error {
+			if _, err := tx.Prekeys().TakeAvailable(store.PrekeyOneTime, T0); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("TakeAvailable on none: got %v, want ErrNotFound", err)
+			}
+			// Upload one to a relay.
+			p, err := tx.Prekeys().Get(store.PrekeyOneTime, 2)
 			if err != nil {
 				return err
 			}
-			if n != c.want {
-				t.Errorf("Count(%s): got %d, want %d", c.state, n, c.want)
+			p.State = store.PrekeyUploaded
+			p.Relay = "12D3KooWrelay"
+			return tx.Prekeys().Put(p)
+		})
+	})
+	t.Run("CountStates", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			for _, c := range []struct {
+				state store.PrekeyState
+				want  int
+			}{{store.PrekeyAvailable, 0}, {store.PrekeyHandedOut, 4}, {store.PrekeyUploaded, 1}} {
+				n, err := tx.Prekeys().Count(store.PrekeyOneTime, c.state)
+				if err != nil {
+					return err
+				}
+				if n != c.want {
+					t.Errorf("Count(%s): got %d, want %d", c.state, n, c.want)
+				}
 			}
-		}
-		up, err := tx.Prekeys().ListState(store.PrekeyOneTime, store.PrekeyUploaded)
-		if err != nil {
-			return err
-		}
-		if len(up) != 1 || up[0].ID != 2 || up[0].Relay != "12D3KooWrelay" {
-			t.Errorf("ListState(uploaded): got %+v", up)
-		}
-		return nil
+			up, err := tx.Prekeys().ListState(store.PrekeyOneTime, store.PrekeyUploaded)
+			if err != nil {
+				return err
+			}
+			if len(up) != 1 || up[0].ID != 2 || up[0].Relay != "12D3KooWrelay" {
+				t.Errorf("ListState(uploaded): got %+v", up)
+			}
+			return nil
+		})
 	})
-	update(t, st, func(tx *store.Tx) error {
-		if err := tx.Prekeys().Delete(store.PrekeyOneTime, 2); err != nil {
-			return err
-		}
-		return tx.Prekeys().Delete(store.PrekeyOneTime, 99) // missing: no error
+	t.Run("Delete", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error {
+			if err := tx.Prekeys().Delete(store.PrekeyOneTime, 2); err != nil {
+				return err
+			}
+			return tx.Prekeys().Delete(store.PrekeyOneTime, 99) // missing: no error
+		})
 	})
-	view(t, st, func(tx *store.Tx) error {
-		n, err := tx.Prekeys().Count(store.PrekeyOneTime, store.PrekeyUploaded)
-		if err != nil {
-			return err
-		}
-		if n != 0 {
-			t.Errorf("Count(uploaded) after Delete: got %d, want 0", n)
-		}
-		n, err = tx.Prekeys().Count(store.PrekeySigned, store.PrekeyAvailable)
-		if err != nil {
-			return err
-		}
-		if n != 1 {
-			t.Errorf("Count(signed): got %d, want 1", n)
-		}
-		return nil
+	t.Run("AfterDelete", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			n, err := tx.Prekeys().Count(store.PrekeyOneTime, store.PrekeyUploaded)
+			if err != nil {
+				return err
+			}
+			if n != 0 {
+				t.Errorf("Count(uploaded) after Delete: got %d, want 0", n)
+			}
+			n, err = tx.Prekeys().Count(store.PrekeySigned, store.PrekeyAvailable)
+			if err != nil {
+				return err
+			}
+			if n != 1 {
+				t.Errorf("Count(signed): got %d, want 1", n)
+			}
+			return nil
+		})
 	})
-	err := st.Update(context.Background(), func(tx *store.Tx) error {
-		return tx.Prekeys().Put(store.Prekey{Kind: 9, ID: 1, State: store.PrekeyAvailable})
+	t.Run("Invalid", func(t *testing.T) {
+		err := st.Update(context.Background(), func(tx *store.Tx) error {
+			return tx.Prekeys().Put(store.Prekey{Kind: 9, ID: 1, State: store.PrekeyAvailable})
+		})
+		if !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("Put with a bad kind: got %v, want ErrInvalid", err)
+		}
 	})
-	if !errors.Is(err, store.ErrInvalid) {
-		t.Errorf("Put with a bad kind: got %v, want ErrInvalid", err)
-	}
 }
 
 func testSessions(t *testing.T, st store.Store) {
@@ -323,73 +339,83 @@ func testSessions(t *testing.T, st store.Store) {
 			Initiated: sid%2 == 1, Confirmed: sid%3 == 0, Prekey: []byte{sid, 7}, Invite: []byte{sid, 8},
 		}
 	}
-	update(t, st, func(tx *store.Tx) error {
-		for _, s := range []store.Session{
-			mk(alice, devA, 1), mk(alice, devA, 2), mk(alice, devB, 3), mk(bob, devA, 4),
-		} {
+	t.Run("Put", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error {
+			for _, s := range []store.Session{
+				mk(alice, devA, 1), mk(alice, devA, 2), mk(alice, devB, 3), mk(bob, devA, 4),
+			} {
+				if err := tx.Sessions().Put(s); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	t.Run("GetList", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			got, err := tx.Sessions().Get(alice, devA, id16(2))
+			if err != nil {
+				return err
+			}
+			equal(t, "Get", got, mk(alice, devA, 2))
+			if _, err := tx.Sessions().Get(bob, devA, id16(1)); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("Get missing: got %v, want ErrNotFound", err)
+			}
+			all, err := tx.Sessions().List(alice)
+			if err != nil {
+				return err
+			}
+			if len(all) != 3 {
+				t.Errorf("List(alice): got %d sessions, want 3", len(all))
+			}
+			dev, err := tx.Sessions().ListDevice(alice, devA)
+			if err != nil {
+				return err
+			}
+			if len(dev) != 2 || dev[0].ID != id16(1) || dev[1].ID != id16(2) {
+				t.Errorf("ListDevice(alice, a): got %+v", dev)
+			}
+			// A device ID that is a prefix of another must not match it.
+			dev, err = tx.Sessions().ListDevice(alice, []byte("device-"))
+			if err != nil {
+				return err
+			}
+			if len(dev) != 0 {
+				t.Errorf("ListDevice(prefix): got %d sessions, want 0", len(dev))
+			}
+			return nil
+		})
+	})
+	t.Run("Replace", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error {
+			s := mk(alice, devA, 1)
+			s.State = []byte("newer state")
 			if err := tx.Sessions().Put(s); err != nil {
 				return err
 			}
-		}
-		return nil
+			return tx.Sessions().Delete(alice, devA, id16(2))
+		})
 	})
-	view(t, st, func(tx *store.Tx) error {
-		got, err := tx.Sessions().Get(alice, devA, id16(2))
-		if err != nil {
-			return err
-		}
-		equal(t, "Get", got, mk(alice, devA, 2))
-		if _, err := tx.Sessions().Get(bob, devA, id16(1)); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("Get missing: got %v, want ErrNotFound", err)
-		}
-		all, err := tx.Sessions().List(alice)
-		if err != nil {
-			return err
-		}
-		if len(all) != 3 {
-			t.Errorf("List(alice): got %d sessions, want 3", len(all))
-		}
-		dev, err := tx.Sessions().ListDevice(alice, devA)
-		if err != nil {
-			return err
-		}
-		if len(dev) != 2 || dev[0].ID != id16(1) || dev[1].ID != id16(2) {
-			t.Errorf("ListDevice(alice, a): got %+v", dev)
-		}
-		// A device ID that is a prefix of another must not match it.
-		dev, err = tx.Sessions().ListDevice(alice, []byte("device-"))
-		if err != nil {
-			return err
-		}
-		if len(dev) != 0 {
-			t.Errorf("ListDevice(prefix): got %d sessions, want 0", len(dev))
-		}
-		return nil
+	t.Run("AfterReplace", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			dev, err := tx.Sessions().ListDevice(alice, devA)
+			if err != nil {
+				return err
+			}
+			if len(dev) != 1 || string(dev[0].State) != "newer state" {
+				t.Errorf("after replace and delete: got %+v", dev)
+			}
+			return nil
+		})
 	})
-	update(t, st, func(tx *store.Tx) error {
-		s := mk(alice, devA, 1)
-		s.State = []byte("newer state")
-		if err := tx.Sessions().Put(s); err != nil {
-			return err
+	t.Run("Invalid", func(t *testing.T) {
+		err := st.Update(context.Background(), func(tx *store.Tx) error {
+			return tx.Sessions().Put(store.Session{Peer: alice})
+		})
+		if !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("Put without device: got %v, want ErrInvalid", err)
 		}
-		return tx.Sessions().Delete(alice, devA, id16(2))
 	})
-	view(t, st, func(tx *store.Tx) error {
-		dev, err := tx.Sessions().ListDevice(alice, devA)
-		if err != nil {
-			return err
-		}
-		if len(dev) != 1 || string(dev[0].State) != "newer state" {
-			t.Errorf("after replace and delete: got %+v", dev)
-		}
-		return nil
-	})
-	err := st.Update(context.Background(), func(tx *store.Tx) error {
-		return tx.Sessions().Put(store.Session{Peer: alice})
-	})
-	if !errors.Is(err, store.ErrInvalid) {
-		t.Errorf("Put without device: got %v, want ErrInvalid", err)
-	}
 }
 
 func testContacts(t *testing.T, st store.Store) {
@@ -402,113 +428,129 @@ func testContacts(t *testing.T, st store.Store) {
 			CardSeq: uint64(b) + 10, Session: id16(b), PendingCard: []byte{b, 6},
 		}
 	}
-	update(t, st, func(tx *store.Tx) error {
-		for _, c := range []store.Contact{mk(3, "carol"), mk(1, "alice"), mk(2, "bob"), mk(4, "")} {
+	t.Run("Put", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error {
+			for _, c := range []store.Contact{mk(3, "carol"), mk(1, "alice"), mk(2, "bob"), mk(4, "")} {
+				if err := tx.Contacts().Put(c); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	t.Run("GetByNameList", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			got, err := tx.Contacts().ByName("bob")
+			if err != nil {
+				return err
+			}
+			equal(t, "ByName", got, mk(2, "bob"))
+			got, err = tx.Contacts().Get(id32(1))
+			if err != nil {
+				return err
+			}
+			equal(t, "Get", got, mk(1, "alice"))
+			if _, err := tx.Contacts().ByName("dave"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("ByName missing: got %v, want ErrNotFound", err)
+			}
+			if _, err := tx.Contacts().ByName(""); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("ByName empty: got %v, want ErrNotFound", err)
+			}
+			list, err := tx.Contacts().List()
+			if err != nil {
+				return err
+			}
+			var names []string
+			for _, c := range list {
+				names = append(names, c.Name)
+			}
+			if fmt.Sprint(names) != "[alice bob carol ]" {
+				t.Errorf("List names: got %q", names)
+			}
+			return nil
+		})
+	})
+	t.Run("NameTaken", func(t *testing.T) {
+		// A duplicate name is refused and changes nothing.
+		err := st.Update(context.Background(), func(tx *store.Tx) error {
+			return tx.Contacts().Put(mk(5, "alice"))
+		})
+		if !errors.Is(err, store.ErrNameTaken) {
+			t.Errorf("Put duplicate name: got %v, want ErrNameTaken", err)
+		}
+		err = st.Update(context.Background(), func(tx *store.Tx) error {
+			return tx.Contacts().Rename(id32(2), "carol", T0)
+		})
+		if !errors.Is(err, store.ErrNameTaken) {
+			t.Errorf("Rename to a taken name: got %v, want ErrNameTaken", err)
+		}
+	})
+	t.Run("Rename", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error {
+			if err := tx.Contacts().Rename(id32(2), "robert", T0.Add(time.Hour)); err != nil {
+				return err
+			}
+			// The old name is free again.
+			c := mk(6, "bob")
+			return tx.Contacts().Put(c)
+		})
+	})
+	t.Run("AfterRename", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			got, err := tx.Contacts().ByName("robert")
+			if err != nil {
+				return err
+			}
+			if got.UserID != id32(2) || !got.UpdatedAt.Equal(T0.Add(time.Hour)) {
+				t.Errorf("after Rename: got %+v", got)
+			}
+			got, err = tx.Contacts().ByName("bob")
+			if err != nil {
+				return err
+			}
+			if got.UserID != id32(6) {
+				t.Errorf("ByName(bob) after reuse: got user %x", got.UserID)
+			}
+			return nil
+		})
+	})
+	t.Run("UpdateDelete", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error {
+			// Update fields without renaming; then delete.
+			c, err := tx.Contacts().Get(id32(3))
+			if err != nil {
+				return err
+			}
+			c.Verified, c.IdentityChanged, c.PendingIdentity = true, true, []byte("new identity")
+			c.State = store.ContactBlocked
 			if err := tx.Contacts().Put(c); err != nil {
 				return err
 			}
-		}
-		return nil
+			if err := tx.Contacts().Delete(id32(1)); err != nil {
+				return err
+			}
+			return tx.Contacts().Delete(id32(99))
+		})
 	})
-	view(t, st, func(tx *store.Tx) error {
-		got, err := tx.Contacts().ByName("bob")
-		if err != nil {
-			return err
-		}
-		equal(t, "ByName", got, mk(2, "bob"))
-		got, err = tx.Contacts().Get(id32(1))
-		if err != nil {
-			return err
-		}
-		equal(t, "Get", got, mk(1, "alice"))
-		if _, err := tx.Contacts().ByName("dave"); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("ByName missing: got %v, want ErrNotFound", err)
-		}
-		if _, err := tx.Contacts().ByName(""); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("ByName empty: got %v, want ErrNotFound", err)
-		}
-		list, err := tx.Contacts().List()
-		if err != nil {
-			return err
-		}
-		var names []string
-		for _, c := range list {
-			names = append(names, c.Name)
-		}
-		if fmt.Sprint(names) != "[alice bob carol ]" {
-			t.Errorf("List names: got %q", names)
-		}
-		return nil
+	t.Run("AfterDelete", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			c, err := tx.Contacts().ByName("carol")
+			if err != nil {
+				return err
+			}
+			if !c.Verified || !c.IdentityChanged || string(c.PendingIdentity) != "new identity" || c.State != store.ContactBlocked {
+				t.Errorf("after update: got %+v", c)
+			}
+			if _, err := tx.Contacts().ByName("alice"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("ByName after Delete: got %v, want ErrNotFound", err)
+			}
+			return nil
+		})
 	})
-	// A duplicate name is refused and changes nothing.
-	err := st.Update(context.Background(), func(tx *store.Tx) error {
-		return tx.Contacts().Put(mk(5, "alice"))
-	})
-	if !errors.Is(err, store.ErrNameTaken) {
-		t.Errorf("Put duplicate name: got %v, want ErrNameTaken", err)
-	}
-	err = st.Update(context.Background(), func(tx *store.Tx) error {
-		return tx.Contacts().Rename(id32(2), "carol", T0)
-	})
-	if !errors.Is(err, store.ErrNameTaken) {
-		t.Errorf("Rename to a taken name: got %v, want ErrNameTaken", err)
-	}
-	update(t, st, func(tx *store.Tx) error {
-		if err := tx.Contacts().Rename(id32(2), "robert", T0.Add(time.Hour)); err != nil {
-			return err
-		}
-		// The old name is free again.
-		c := mk(6, "bob")
-		return tx.Contacts().Put(c)
-	})
-	view(t, st, func(tx *store.Tx) error {
-		got, err := tx.Contacts().ByName("robert")
-		if err != nil {
-			return err
-		}
-		if got.UserID != id32(2) || !got.UpdatedAt.Equal(T0.Add(time.Hour)) {
-			t.Errorf("after Rename: got %+v", got)
-		}
-		got, err = tx.Contacts().ByName("bob")
-		if err != nil {
-			return err
-		}
-		if got.UserID != id32(6) {
-			t.Errorf("ByName(bob) after reuse: got user %x", got.UserID)
-		}
-		return nil
-	})
-	update(t, st, func(tx *store.Tx) error {
-		// Update fields without renaming; then delete.
-		c, err := tx.Contacts().Get(id32(3))
-		if err != nil {
-			return err
-		}
-		c.Verified, c.IdentityChanged, c.PendingIdentity = true, true, []byte("new identity")
-		c.State = store.ContactBlocked
-		if err := tx.Contacts().Put(c); err != nil {
-			return err
-		}
-		if err := tx.Contacts().Delete(id32(1)); err != nil {
-			return err
-		}
-		return tx.Contacts().Delete(id32(99))
-	})
-	view(t, st, func(tx *store.Tx) error {
-		c, err := tx.Contacts().ByName("carol")
-		if err != nil {
-			return err
-		}
-		if !c.Verified || !c.IdentityChanged || string(c.PendingIdentity) != "new identity" || c.State != store.ContactBlocked {
-			t.Errorf("after update: got %+v", c)
-		}
-		if _, err := tx.Contacts().ByName("alice"); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("ByName after Delete: got %v, want ErrNotFound", err)
-		}
-		return nil
-	})
-	update(t, st, func(tx *store.Tx) error {
-		return tx.Contacts().Put(mk(7, "alice")) // freed by Delete
+	t.Run("NameFreed", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error {
+			return tx.Contacts().Put(mk(7, "alice")) // freed by Delete
+		})
 	})
 }
 
@@ -522,156 +564,166 @@ func testMessages(t *testing.T, st store.Store) {
 		}
 	}
 	var orders []uint64
-	for i := byte(1); i <= 10; i++ {
-		peer := alice
-		if i%3 == 0 {
-			peer = bob
+	t.Run("Put", func(t *testing.T) {
+		for i := byte(1); i <= 10; i++ {
+			peer := alice
+			if i%3 == 0 {
+				peer = bob
+			}
+			update(t, st, func(tx *store.Tx) error {
+				m := mk(i, peer, uint64(i))
+				if err := tx.Messages().Put(&m); err != nil {
+					return err
+				}
+				orders = append(orders, m.Order)
+				return nil
+			})
 		}
+		for i := 1; i < len(orders); i++ {
+			if orders[i] <= orders[i-1] || orders[0] == 0 {
+				t.Fatalf("orders not strictly increasing from 1: %v", orders)
+			}
+		}
+	})
+	t.Run("GetListSince", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			got, err := tx.Messages().Get(id16(4))
+			if err != nil {
+				return err
+			}
+			want := mk(4, alice, 4)
+			want.Order = orders[3]
+			equal(t, "Get", got, want)
+			if _, err := tx.Messages().Get(id16(99)); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("Get missing: got %v, want ErrNotFound", err)
+			}
+			// alice has 1 2 4 5 7 8 10; the newest three, ascending.
+			list, err := tx.Messages().List(alice, 3, 0)
+			if err != nil {
+				return err
+			}
+			if ids := msgIDs(list); ids != "[7 8 10]" {
+				t.Errorf("List(alice, 3): got %s, want [7 8 10]", ids)
+			}
+			list, err = tx.Messages().List(alice, 3, list[0].Order)
+			if err != nil {
+				return err
+			}
+			if ids := msgIDs(list); ids != "[2 4 5]" {
+				t.Errorf("List(alice, 3, before 7): got %s, want [2 4 5]", ids)
+			}
+			list, err = tx.Messages().List(bob, 0, 0)
+			if err != nil {
+				return err
+			}
+			if ids := msgIDs(list); ids != "[3 6 9]" {
+				t.Errorf("List(bob): got %s, want [3 6 9]", ids)
+			}
+			list, err = tx.Messages().Since(orders[5], 0)
+			if err != nil {
+				return err
+			}
+			if ids := msgIDs(list); ids != "[7 8 9 10]" {
+				t.Errorf("Since(order of 6): got %s, want [7 8 9 10]", ids)
+			}
+			list, err = tx.Messages().Since(0, 2)
+			if err != nil {
+				return err
+			}
+			if ids := msgIDs(list); ids != "[1 2]" {
+				t.Errorf("Since(0, 2): got %s, want [1 2]", ids)
+			}
+			return nil
+		})
+	})
+	t.Run("ReplaceSetState", func(t *testing.T) {
+		// Replacing keeps the Order; SetState changes state and reason.
 		update(t, st, func(tx *store.Tx) error {
-			m := mk(i, peer, uint64(i))
+			m := mk(4, alice, 4)
+			m.Body = []byte("edited")
 			if err := tx.Messages().Put(&m); err != nil {
 				return err
 			}
-			orders = append(orders, m.Order)
+			if m.Order != orders[3] {
+				t.Errorf("replace: Order %d, want %d", m.Order, orders[3])
+			}
+			if err := tx.Messages().SetState(id16(2), store.MessageFailed, "no route"); err != nil {
+				return err
+			}
+			if err := tx.Messages().SetState(id16(99), store.MessageRead, ""); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("SetState missing: got %v, want ErrNotFound", err)
+			}
 			return nil
 		})
-	}
-	for i := 1; i < len(orders); i++ {
-		if orders[i] <= orders[i-1] || orders[0] == 0 {
-			t.Fatalf("orders not strictly increasing from 1: %v", orders)
-		}
-	}
-	view(t, st, func(tx *store.Tx) error {
-		got, err := tx.Messages().Get(id16(4))
-		if err != nil {
-			return err
-		}
-		want := mk(4, alice, 4)
-		want.Order = orders[3]
-		equal(t, "Get", got, want)
-		if _, err := tx.Messages().Get(id16(99)); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("Get missing: got %v, want ErrNotFound", err)
-		}
-		// alice has 1 2 4 5 7 8 10; the newest three, ascending.
-		list, err := tx.Messages().List(alice, 3, 0)
-		if err != nil {
-			return err
-		}
-		if ids := msgIDs(list); ids != "[7 8 10]" {
-			t.Errorf("List(alice, 3): got %s, want [7 8 10]", ids)
-		}
-		list, err = tx.Messages().List(alice, 3, list[0].Order)
-		if err != nil {
-			return err
-		}
-		if ids := msgIDs(list); ids != "[2 4 5]" {
-			t.Errorf("List(alice, 3, before 7): got %s, want [2 4 5]", ids)
-		}
-		list, err = tx.Messages().List(bob, 0, 0)
-		if err != nil {
-			return err
-		}
-		if ids := msgIDs(list); ids != "[3 6 9]" {
-			t.Errorf("List(bob): got %s, want [3 6 9]", ids)
-		}
-		list, err = tx.Messages().Since(orders[5], 0)
-		if err != nil {
-			return err
-		}
-		if ids := msgIDs(list); ids != "[7 8 9 10]" {
-			t.Errorf("Since(order of 6): got %s, want [7 8 9 10]", ids)
-		}
-		list, err = tx.Messages().Since(0, 2)
-		if err != nil {
-			return err
-		}
-		if ids := msgIDs(list); ids != "[1 2]" {
-			t.Errorf("Since(0, 2): got %s, want [1 2]", ids)
-		}
-		return nil
-	})
-	// Replacing keeps the Order; SetState changes state and reason.
-	update(t, st, func(tx *store.Tx) error {
-		m := mk(4, alice, 4)
-		m.Body = []byte("edited")
-		if err := tx.Messages().Put(&m); err != nil {
-			return err
-		}
-		if m.Order != orders[3] {
-			t.Errorf("replace: Order %d, want %d", m.Order, orders[3])
-		}
-		if err := tx.Messages().SetState(id16(2), store.MessageFailed, "no route"); err != nil {
-			return err
-		}
-		if err := tx.Messages().SetState(id16(99), store.MessageRead, ""); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("SetState missing: got %v, want ErrNotFound", err)
-		}
-		return nil
-	})
-	view(t, st, func(tx *store.Tx) error {
-		m, err := tx.Messages().Get(id16(2))
-		if err != nil {
-			return err
-		}
-		if m.State != store.MessageFailed || m.Reason != "no route" {
-			t.Errorf("after SetState: got %s %q", m.State, m.Reason)
-		}
-		list, err := tx.Messages().Since(0, 0)
-		if err != nil {
-			return err
-		}
-		if len(list) != 10 {
-			t.Errorf("Since(0) after replace: got %d messages, want 10", len(list))
-		}
-		return nil
-	})
-	// Delete alice's conversation in steps of 3.
-	var steps []int
-	for {
-		var n int
-		update(t, st, func(tx *store.Tx) error {
-			var err error
-			n, err = tx.Messages().DeleteConversation(alice, 3)
-			return err
+		view(t, st, func(tx *store.Tx) error {
+			m, err := tx.Messages().Get(id16(2))
+			if err != nil {
+				return err
+			}
+			if m.State != store.MessageFailed || m.Reason != "no route" {
+				t.Errorf("after SetState: got %s %q", m.State, m.Reason)
+			}
+			list, err := tx.Messages().Since(0, 0)
+			if err != nil {
+				return err
+			}
+			if len(list) != 10 {
+				t.Errorf("Since(0) after replace: got %d messages, want 10", len(list))
+			}
+			return nil
 		})
-		steps = append(steps, n)
-		if n == 0 || len(steps) > 10 {
-			break
-		}
-	}
-	if fmt.Sprint(steps) != "[3 3 1 0]" {
-		t.Errorf("DeleteConversation steps: got %v, want [3 3 1 0]", steps)
-	}
-	update(t, st, func(tx *store.Tx) error {
-		return tx.Messages().Delete(id16(3))
 	})
-	view(t, st, func(tx *store.Tx) error {
-		list, err := tx.Messages().Since(0, 0)
-		if err != nil {
-			return err
+	t.Run("DeleteConversation", func(t *testing.T) {
+		// Delete alice's conversation in steps of 3.
+		var steps []int
+		for {
+			var n int
+			update(t, st, func(tx *store.Tx) error {
+				var err error
+				n, err = tx.Messages().DeleteConversation(alice, 3)
+				return err
+			})
+			steps = append(steps, n)
+			if n == 0 || len(steps) > 10 {
+				break
+			}
 		}
-		if ids := msgIDs(list); ids != "[6 9]" {
-			t.Errorf("after deletes: got %s, want [6 9]", ids)
+		if fmt.Sprint(steps) != "[3 3 1 0]" {
+			t.Errorf("DeleteConversation steps: got %v, want [3 3 1 0]", steps)
 		}
-		list, err = tx.Messages().List(alice, 0, 0)
-		if err != nil {
-			return err
-		}
-		if len(list) != 0 {
-			t.Errorf("List(alice) after DeleteConversation: %d messages", len(list))
-		}
-		return nil
+		update(t, st, func(tx *store.Tx) error {
+			return tx.Messages().Delete(id16(3))
+		})
+		view(t, st, func(tx *store.Tx) error {
+			list, err := tx.Messages().Since(0, 0)
+			if err != nil {
+				return err
+			}
+			if ids := msgIDs(list); ids != "[6 9]" {
+				t.Errorf("after deletes: got %s, want [6 9]", ids)
+			}
+			list, err = tx.Messages().List(alice, 0, 0)
+			if err != nil {
+				return err
+			}
+			if len(list) != 0 {
+				t.Errorf("List(alice) after DeleteConversation: %d messages", len(list))
+			}
+			return nil
+		})
 	})
-	// Orders are never reused.
-	update(t, st, func(tx *store.Tx) error {
-		m := mk(11, alice, 11)
-		if err := tx.Messages().Put(&m); err != nil {
-			return err
-		}
-		if m.Order <= orders[9] {
-			t.Errorf("new Order %d after deletes, want > %d", m.Order, orders[9])
-		}
-		return nil
+	t.Run("OrdersNeverReused", func(t *testing.T) {
+		// Orders are never reused.
+		update(t, st, func(tx *store.Tx) error {
+			m := mk(11, alice, 11)
+			if err := tx.Messages().Put(&m); err != nil {
+				return err
+			}
+			if m.Order <= orders[9] {
+				t.Errorf("new Order %d after deletes, want > %d", m.Order, orders[9])
+			}
+			return nil
+		})
 	})
 }
 
@@ -690,112 +742,124 @@ func testOutbox(t *testing.T, st store.Store) {
 			CreatedAt: T0, NextAttempt: T0.Add(next), Session: id16(id + 100), Redeposits: uint32(id),
 		}
 	}
-	update(t, st, func(tx *store.Tx) error {
-		for i, d := range []time.Duration{5 * time.Second, time.Second, 3 * time.Second, -time.Hour, time.Hour} {
-			if err := tx.Outbox().Put(mk(byte(i+1), d)); err != nil {
+	t.Run("Put", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error {
+			for i, d := range []time.Duration{5 * time.Second, time.Second, 3 * time.Second, -time.Hour, time.Hour} {
+				if err := tx.Outbox().Put(mk(byte(i+1), d)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	t.Run("DueNextList", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			due, err := tx.Outbox().Due(T0.Add(3*time.Second), 0)
+			if err != nil {
 				return err
 			}
-		}
-		return nil
-	})
-	view(t, st, func(tx *store.Tx) error {
-		due, err := tx.Outbox().Due(T0.Add(3*time.Second), 0)
-		if err != nil {
-			return err
-		}
-		if ids := outIDs(due); ids != "[4 2 3]" {
-			t.Errorf("Due(+3s): got %s, want [4 2 3]", ids)
-		}
-		due, err = tx.Outbox().Due(T0.Add(time.Minute), 2)
-		if err != nil {
-			return err
-		}
-		if ids := outIDs(due); ids != "[4 2]" {
-			t.Errorf("Due(+1m, 2): got %s, want [4 2]", ids)
-		}
-		next, ok, err := tx.Outbox().Next()
-		if err != nil {
-			return err
-		}
-		if !ok || !next.Equal(T0.Add(-time.Hour)) {
-			t.Errorf("Next: got %v %v, want %v", next, ok, T0.Add(-time.Hour))
-		}
-		got, err := tx.Outbox().Get(id16(3))
-		if err != nil {
-			return err
-		}
-		equal(t, "Get", got, mk(3, 3*time.Second))
-		all, err := tx.Outbox().List()
-		if err != nil {
-			return err
-		}
-		if ids := outIDs(all); ids != "[1 2 3 4 5]" {
-			t.Errorf("List: got %s", ids)
-		}
-		return nil
-	})
-	// A retry moves an entry later and records receipts.
-	update(t, st, func(tx *store.Tx) error {
-		o, err := tx.Outbox().Get(id16(4))
-		if err != nil {
-			return err
-		}
-		o.Attempts++
-		o.NextAttempt = T0.Add(2 * time.Hour)
-		o.LastError = "peer unreachable"
-		o.Receipts = []store.Receipt{
-			{Relay: "relay-1", StoredUntil: T0.Add(14 * 24 * time.Hour), Signed: []byte("sig 1")},
-			{Relay: "relay-2", StoredUntil: T0.Add(7 * 24 * time.Hour)},
-		}
-		if err := tx.Outbox().Put(o); err != nil {
-			return err
-		}
-		if err := tx.Outbox().Delete(id16(2)); err != nil {
-			return err
-		}
-		return tx.Outbox().Delete(id16(99))
-	})
-	view(t, st, func(tx *store.Tx) error {
-		due, err := tx.Outbox().Due(T0.Add(time.Minute), 0)
-		if err != nil {
-			return err
-		}
-		if ids := outIDs(due); ids != "[3 1]" {
-			t.Errorf("Due after retry and delete: got %s, want [3 1]", ids)
-		}
-		due, err = tx.Outbox().Due(T0.Add(3*time.Hour), 0)
-		if err != nil {
-			return err
-		}
-		if ids := outIDs(due); ids != "[3 1 5 4]" {
-			t.Errorf("Due(+3h): got %s, want [3 1 5 4]", ids)
-		}
-		o, err := tx.Outbox().Get(id16(4))
-		if err != nil {
-			return err
-		}
-		if o.Attempts != 1 || len(o.Receipts) != 2 || o.Receipts[0].Relay != "relay-1" ||
-			string(o.Receipts[0].Signed) != "sig 1" || !o.Receipts[1].StoredUntil.Equal(T0.Add(7*24*time.Hour)) {
-			t.Errorf("after retry: got %+v", o)
-		}
-		if _, err := tx.Outbox().Get(id16(2)); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("Get deleted: got %v, want ErrNotFound", err)
-		}
-		return nil
-	})
-	update(t, st, func(tx *store.Tx) error {
-		for _, id := range []byte{1, 3, 4, 5} {
-			if err := tx.Outbox().Delete(id16(id)); err != nil {
+			if ids := outIDs(due); ids != "[4 2 3]" {
+				t.Errorf("Due(+3s): got %s, want [4 2 3]", ids)
+			}
+			due, err = tx.Outbox().Due(T0.Add(time.Minute), 2)
+			if err != nil {
 				return err
 			}
-		}
-		return nil
+			if ids := outIDs(due); ids != "[4 2]" {
+				t.Errorf("Due(+1m, 2): got %s, want [4 2]", ids)
+			}
+			next, ok, err := tx.Outbox().Next()
+			if err != nil {
+				return err
+			}
+			if !ok || !next.Equal(T0.Add(-time.Hour)) {
+				t.Errorf("Next: got %v %v, want %v", next, ok, T0.Add(-time.Hour))
+			}
+			got, err := tx.Outbox().Get(id16(3))
+			if err != nil {
+				return err
+			}
+			equal(t, "Get", got, mk(3, 3*time.Second))
+			all, err := tx.Outbox().List()
+			if err != nil {
+				return err
+			}
+			if ids := outIDs(all); ids != "[1 2 3 4 5]" {
+				t.Errorf("List: got %s", ids)
+			}
+			return nil
+		})
 	})
-	view(t, st, func(tx *store.Tx) error {
-		if _, ok, err := tx.Outbox().Next(); err != nil || ok {
-			t.Errorf("Next on empty outbox: got %v %v", ok, err)
-		}
-		return nil
+	t.Run("Retry", func(t *testing.T) {
+		// A retry moves an entry later and records receipts.
+		update(t, st, func(tx *store.Tx) error {
+			o, err := tx.Outbox().Get(id16(4))
+			if err != nil {
+				return err
+			}
+			o.Attempts++
+			o.NextAttempt = T0.Add(2 * time.Hour)
+			o.LastError = "peer unreachable"
+			o.Receipts = []store.Receipt{
+				{Relay: "relay-1", StoredUntil: T0.Add(14 * 24 * time.Hour), Signed: []byte("sig 1")},
+				{Relay: "relay-2", StoredUntil: T0.Add(7 * 24 * time.Hour)},
+			}
+			if err := tx.Outbox().Put(o); err != nil {
+				return err
+			}
+			if err := tx.Outbox().Delete(id16(2)); err != nil {
+				return err
+			}
+			return tx.Outbox().Delete(id16(99))
+		})
+	})
+	t.Run("AfterRetry", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			due, err := tx.Outbox().Due(T0.Add(time.Minute), 0)
+			if err != nil {
+				return err
+			}
+			if ids := outIDs(due); ids != "[3 1]" {
+				t.Errorf("Due after retry and delete: got %s, want [3 1]", ids)
+			}
+			due, err = tx.Outbox().Due(T0.Add(3*time.Hour), 0)
+			if err != nil {
+				return err
+			}
+			if ids := outIDs(due); ids != "[3 1 5 4]" {
+				t.Errorf("Due(+3h): got %s, want [3 1 5 4]", ids)
+			}
+			o, err := tx.Outbox().Get(id16(4))
+			if err != nil {
+				return err
+			}
+			if o.Attempts != 1 || len(o.Receipts) != 2 || o.Receipts[0].Relay != "relay-1" ||
+				string(o.Receipts[0].Signed) != "sig 1" || !o.Receipts[1].StoredUntil.Equal(T0.Add(7*24*time.Hour)) {
+				t.Errorf("after retry: got %+v", o)
+			}
+			if _, err := tx.Outbox().Get(id16(2)); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("Get deleted: got %v, want ErrNotFound", err)
+			}
+			return nil
+		})
+	})
+	t.Run("Delete", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error {
+			for _, id := range []byte{1, 3, 4, 5} {
+				if err := tx.Outbox().Delete(id16(id)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	t.Run("Empty", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			if _, ok, err := tx.Outbox().Next(); err != nil || ok {
+				t.Errorf("Next on empty outbox: got %v %v", ok, err)
+			}
+			return nil
+		})
 	})
 }
 
@@ -808,71 +872,81 @@ func outIDs(os []store.OutboxEntry) string {
 }
 
 func testSeen(t *testing.T, st store.Store) {
-	update(t, st, func(tx *store.Tx) error {
-		for i := byte(1); i <= 6; i++ {
-			if err := tx.Seen().Add(id32(i), T0.Add(time.Duration(i)*time.Hour)); err != nil {
-				return err
-			}
-		}
-		// Re-adding with an earlier time keeps the later one; a later one wins.
-		if err := tx.Seen().Add(id32(2), T0); err != nil {
-			return err
-		}
-		return tx.Seen().Add(id32(1), T0.Add(10*time.Hour))
-	})
-	view(t, st, func(tx *store.Tx) error {
-		for i := byte(1); i <= 7; i++ {
-			ok, err := tx.Seen().Has(id32(i))
-			if err != nil {
-				return err
-			}
-			if ok != (i <= 6) {
-				t.Errorf("Has(%d): got %v", i, ok)
-			}
-		}
-		return nil
-	})
-	var removed []int
-	for {
-		var n int
+	t.Run("Add", func(t *testing.T) {
 		update(t, st, func(tx *store.Tx) error {
-			var err error
-			n, err = tx.Seen().Expire(T0.Add(4*time.Hour), 2)
-			return err
+			for i := byte(1); i <= 6; i++ {
+				if err := tx.Seen().Add(id32(i), T0.Add(time.Duration(i)*time.Hour)); err != nil {
+					return err
+				}
+			}
+			// Re-adding with an earlier time keeps the later one; a later one wins.
+			if err := tx.Seen().Add(id32(2), T0); err != nil {
+				return err
+			}
+			return tx.Seen().Add(id32(1), T0.Add(10*time.Hour))
 		})
-		removed = append(removed, n)
-		if n < 2 || len(removed) > 5 {
-			break
+	})
+	t.Run("Has", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			for i := byte(1); i <= 7; i++ {
+				ok, err := tx.Seen().Has(id32(i))
+				if err != nil {
+					return err
+				}
+				if ok != (i <= 6) {
+					t.Errorf("Has(%d): got %v", i, ok)
+				}
+			}
+			return nil
+		})
+	})
+	t.Run("ExpireInSteps", func(t *testing.T) {
+		var removed []int
+		for {
+			var n int
+			update(t, st, func(tx *store.Tx) error {
+				var err error
+				n, err = tx.Seen().Expire(T0.Add(4*time.Hour), 2)
+				return err
+			})
+			removed = append(removed, n)
+			if n < 2 || len(removed) > 5 {
+				break
+			}
 		}
-	}
-	if fmt.Sprint(removed) != "[2 1]" {
-		t.Errorf("Expire steps: got %v, want [2 1]", removed)
-	}
-	view(t, st, func(tx *store.Tx) error {
-		var present []int
-		for i := byte(1); i <= 6; i++ {
-			ok, err := tx.Seen().Has(id32(i))
+		if fmt.Sprint(removed) != "[2 1]" {
+			t.Errorf("Expire steps: got %v, want [2 1]", removed)
+		}
+	})
+	t.Run("AfterExpire", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			var present []int
+			for i := byte(1); i <= 6; i++ {
+				ok, err := tx.Seen().Has(id32(i))
+				if err != nil {
+					return err
+				}
+				if ok {
+					present = append(present, int(i))
+				}
+			}
+			if fmt.Sprint(present) != "[1 5 6]" {
+				t.Errorf("after Expire: present %v, want [1 5 6]", present)
+			}
+			return nil
+		})
+	})
+	t.Run("ExpireAll", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error {
+			n, err := tx.Seen().Expire(T0.Add(100*time.Hour), 0)
 			if err != nil {
 				return err
 			}
-			if ok {
-				present = append(present, int(i))
+			if n != 3 {
+				t.Errorf("Expire all: got %d, want 3", n)
 			}
-		}
-		if fmt.Sprint(present) != "[1 5 6]" {
-			t.Errorf("after Expire: present %v, want [1 5 6]", present)
-		}
-		return nil
-	})
-	update(t, st, func(tx *store.Tx) error {
-		n, err := tx.Seen().Expire(T0.Add(100*time.Hour), 0)
-		if err != nil {
-			return err
-		}
-		if n != 3 {
-			t.Errorf("Expire all: got %d, want 3", n)
-		}
-		return nil
+			return nil
+		})
 	})
 }
 
@@ -1225,134 +1299,152 @@ func testInvites(t *testing.T, st store.Store) {
 	mk := func(b byte, expires time.Duration) store.Invite {
 		return store.Invite{Secret: id16(b), Pin: []byte{b, 1, 2}, CreatedAt: T0, ExpiresAt: T0.Add(expires)}
 	}
-	update(t, st, func(tx *store.Tx) error {
-		for i, d := range []time.Duration{time.Hour, time.Minute, 2 * time.Hour} {
-			if err := tx.Invites().Put(mk(byte(i+1), d)); err != nil {
+	t.Run("Put", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error {
+			for i, d := range []time.Duration{time.Hour, time.Minute, 2 * time.Hour} {
+				if err := tx.Invites().Put(mk(byte(i+1), d)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	t.Run("GetList", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			got, err := tx.Invites().Get(id16(2))
+			if err != nil {
 				return err
 			}
-		}
-		return nil
+			equal(t, "Get", got, mk(2, time.Minute))
+			if _, err := tx.Invites().Get(id16(9)); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("Get missing: got %v, want ErrNotFound", err)
+			}
+			all, err := tx.Invites().List()
+			if err != nil {
+				return err
+			}
+			if len(all) != 3 || all[0].Secret != id16(1) || all[2].Secret != id16(3) {
+				t.Errorf("List: got %+v", all)
+			}
+			return nil
+		})
 	})
-	view(t, st, func(tx *store.Tx) error {
-		got, err := tx.Invites().Get(id16(2))
-		if err != nil {
-			return err
-		}
-		equal(t, "Get", got, mk(2, time.Minute))
-		if _, err := tx.Invites().Get(id16(9)); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("Get missing: got %v, want ErrNotFound", err)
-		}
-		all, err := tx.Invites().List()
-		if err != nil {
-			return err
-		}
-		if len(all) != 3 || all[0].Secret != id16(1) || all[2].Secret != id16(3) {
-			t.Errorf("List: got %+v", all)
-		}
-		return nil
+	t.Run("Expire", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error {
+			n, err := tx.Invites().Expire(T0.Add(time.Hour), 0)
+			if err != nil {
+				return err
+			}
+			if n != 2 {
+				t.Errorf("Expire(+1h): removed %d, want 2", n)
+			}
+			return tx.Invites().Delete(id16(7)) // missing: not an error
+		})
 	})
-	update(t, st, func(tx *store.Tx) error {
-		n, err := tx.Invites().Expire(T0.Add(time.Hour), 0)
-		if err != nil {
-			return err
-		}
-		if n != 2 {
-			t.Errorf("Expire(+1h): removed %d, want 2", n)
-		}
-		return tx.Invites().Delete(id16(7)) // missing: not an error
+	t.Run("AfterExpire", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			all, err := tx.Invites().List()
+			if err != nil {
+				return err
+			}
+			if len(all) != 1 || all[0].Secret != id16(3) {
+				t.Errorf("after Expire: got %+v", all)
+			}
+			return nil
+		})
 	})
-	view(t, st, func(tx *store.Tx) error {
-		all, err := tx.Invites().List()
-		if err != nil {
-			return err
-		}
-		if len(all) != 1 || all[0].Secret != id16(3) {
-			t.Errorf("after Expire: got %+v", all)
-		}
-		return nil
+	t.Run("Delete", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error { return tx.Invites().Delete(id16(3)) })
+		view(t, st, func(tx *store.Tx) error {
+			if _, err := tx.Invites().Get(id16(3)); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("Get after Delete: got %v, want ErrNotFound", err)
+			}
+			return nil
+		})
 	})
-	update(t, st, func(tx *store.Tx) error { return tx.Invites().Delete(id16(3)) })
-	view(t, st, func(tx *store.Tx) error {
-		if _, err := tx.Invites().Get(id16(3)); !errors.Is(err, store.ErrNotFound) {
-			t.Errorf("Get after Delete: got %v, want ErrNotFound", err)
+	t.Run("Invalid", func(t *testing.T) {
+		err := st.Update(context.Background(), func(tx *store.Tx) error {
+			return tx.Invites().Put(store.Invite{})
+		})
+		if !errors.Is(err, store.ErrInvalid) {
+			t.Errorf("Put with a zero secret: got %v, want ErrInvalid", err)
 		}
-		return nil
 	})
-	err := st.Update(context.Background(), func(tx *store.Tx) error {
-		return tx.Invites().Put(store.Invite{})
-	})
-	if !errors.Is(err, store.ErrInvalid) {
-		t.Errorf("Put with a zero secret: got %v, want ErrInvalid", err)
-	}
 }
 
 func testMoveConversation(t *testing.T, st store.Store) {
 	old, nu, other := id32(1), id32(2), id32(3)
 	var want []store.Message
-	update(t, st, func(tx *store.Tx) error {
-		for i := byte(1); i <= 7; i++ {
-			peer := old
-			switch i {
-			case 3:
-				peer = other
-			case 6:
-				peer = nu
+	t.Run("Messages", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error {
+			for i := byte(1); i <= 7; i++ {
+				peer := old
+				switch i {
+				case 3:
+					peer = other
+				case 6:
+					peer = nu
+				}
+				m := store.Message{ID: id16(i), Peer: peer, Seq: uint64(i), Kind: 1, Body: []byte{i},
+					SentAt: T0, ReceivedAt: T0, State: store.MessageReceived}
+				if err := tx.Messages().Put(&m); err != nil {
+					return err
+				}
+				if peer != other {
+					m.Peer = nu
+					want = append(want, m)
+				}
 			}
-			m := store.Message{ID: id16(i), Peer: peer, Seq: uint64(i), Kind: 1, Body: []byte{i},
-				SentAt: T0, ReceivedAt: T0, State: store.MessageReceived}
-			if err := tx.Messages().Put(&m); err != nil {
+			return nil
+		})
+	})
+	t.Run("Move", func(t *testing.T) {
+		total := 0
+		for {
+			var n int
+			update(t, st, func(tx *store.Tx) error {
+				var err error
+				n, err = tx.Messages().MoveConversation(old, nu, 2)
+				return err
+			})
+			if n == 0 {
+				break
+			}
+			total += n
+		}
+		if total != 5 {
+			t.Errorf("moved %d messages, want 5", total)
+		}
+	})
+	t.Run("Moved", func(t *testing.T) {
+		view(t, st, func(tx *store.Tx) error {
+			got, err := tx.Messages().List(nu, 0, 0)
+			if err != nil {
 				return err
 			}
-			if peer != other {
-				m.Peer = nu
-				want = append(want, m)
+			equal(t, "List(new) after the move", got, want)
+			gone, err := tx.Messages().List(old, 0, 0)
+			if err != nil {
+				return err
 			}
-		}
-		return nil
-	})
-	total := 0
-	for {
-		var n int
-		update(t, st, func(tx *store.Tx) error {
-			var err error
-			n, err = tx.Messages().MoveConversation(old, nu, 2)
-			return err
+			if len(gone) != 0 {
+				t.Errorf("List(old) after the move: got %s, want none", msgIDs(gone))
+			}
+			rest, err := tx.Messages().List(other, 0, 0)
+			if err != nil {
+				return err
+			}
+			if ids := msgIDs(rest); ids != "[3]" {
+				t.Errorf("List(other): got %s, want [3]", ids)
+			}
+			m, err := tx.Messages().Get(id16(1))
+			if err != nil {
+				return err
+			}
+			if m.Peer != nu || m.Order != want[0].Order {
+				t.Errorf("moved message: peer %x order %d, want %x %d", m.Peer[:1], m.Order, nu[:1], want[0].Order)
+			}
+			return nil
 		})
-		if n == 0 {
-			break
-		}
-		total += n
-	}
-	if total != 5 {
-		t.Errorf("moved %d messages, want 5", total)
-	}
-	view(t, st, func(tx *store.Tx) error {
-		got, err := tx.Messages().List(nu, 0, 0)
-		if err != nil {
-			return err
-		}
-		equal(t, "List(new) after the move", got, want)
-		gone, err := tx.Messages().List(old, 0, 0)
-		if err != nil {
-			return err
-		}
-		if len(gone) != 0 {
-			t.Errorf("List(old) after the move: got %s, want none", msgIDs(gone))
-		}
-		rest, err := tx.Messages().List(other, 0, 0)
-		if err != nil {
-			return err
-		}
-		if ids := msgIDs(rest); ids != "[3]" {
-			t.Errorf("List(other): got %s, want [3]", ids)
-		}
-		m, err := tx.Messages().Get(id16(1))
-		if err != nil {
-			return err
-		}
-		if m.Peer != nu || m.Order != want[0].Order {
-			t.Errorf("moved message: peer %x order %d, want %x %d", m.Peer[:1], m.Order, nu[:1], want[0].Order)
-		}
-		return nil
 	})
 }
