@@ -48,7 +48,8 @@ type Config struct {
 	// can read them. By default they are PrivateMessages.
 	PublicHandshake bool
 	// MaxLifetime bounds the lifetime of a KeyPackage's leaf node this
-	// member accepts. Default 90 days.
+	// member accepts. Default 90 days; negative means no bound (for
+	// interoperability tests whose KeyPackages never expire).
 	MaxLifetime time.Duration
 	// ResumptionEpochs is how many past epochs keep their resumption PSK.
 	// Default 8.
@@ -85,8 +86,11 @@ func (c Config) withDefaults() Config {
 	if c.PaddingBlock <= 0 {
 		c.PaddingBlock = DefaultPaddingBlock
 	}
-	if c.MaxLifetime <= 0 {
+	switch {
+	case c.MaxLifetime == 0:
 		c.MaxLifetime = DefaultMaxLifetime
+	case c.MaxLifetime < 0:
+		c.MaxLifetime = 0
 	}
 	if c.ResumptionEpochs <= 0 {
 		c.ResumptionEpochs = DefaultResumptionEpochs

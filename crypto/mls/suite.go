@@ -362,9 +362,21 @@ func (s *suite) generateHPKEKey(random io.Reader) (priv, pub []byte, err error) 
 	return s.deriveKeyPair(ikm)
 }
 
+// parseHPKEPrivate parses a serialized HPKE private key. NIST curve
+// scalars shorter than the field size (some encoders drop leading zeros)
+// are left-padded.
+func (s *suite) parseHPKEPrivate(priv []byte) (hpke.PrivateKey, error) {
+	if s.sig != sigEd25519 {
+		if size := (s.curve().Params().BitSize + 7) / 8; len(priv) < size {
+			priv = append(make([]byte, size-len(priv)), priv...)
+		}
+	}
+	return s.kem.NewPrivateKey(priv)
+}
+
 // hpkePublicOf returns the public key of a serialized HPKE private key.
 func (s *suite) hpkePublicOf(priv []byte) ([]byte, error) {
-	k, err := s.kem.NewPrivateKey(priv)
+	k, err := s.parseHPKEPrivate(priv)
 	if err != nil {
 		return nil, err
 	}
@@ -393,7 +405,7 @@ func (s *suite) encryptWithLabel(pub []byte, label string, context, plaintext []
 // decryptWithLabel is DecryptWithLabel (RFC 9420 §5.1.3). Every failure
 // is ErrAuth.
 func (s *suite) decryptWithLabel(priv []byte, label string, context, kemOutput, ciphertext []byte) ([]byte, error) {
-	k, err := s.kem.NewPrivateKey(priv)
+	k, err := s.parseHPKEPrivate(priv)
 	if err != nil {
 		return nil, ErrAuth
 	}

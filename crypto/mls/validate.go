@@ -20,13 +20,13 @@ type requiredCapabilities struct {
 	extensions, proposals, credentials []uint16
 }
 
-func parseRequiredCapabilities(exts []extension) (*requiredCapabilities, error) {
+func parseRequiredCapabilities(exts []Extension) (*requiredCapabilities, error) {
 	e := findExtension(exts, extRequiredCapabilities)
 	if e == nil {
 		return nil, nil
 	}
 	rc := new(requiredCapabilities)
-	err := decodeAll(e.data, func(r *reader) {
+	err := decodeAll(e.Data, func(r *reader) {
 		rc.extensions = decodeU16s(r)
 		rc.proposals = decodeU16s(r)
 		rc.credentials = decodeU16s(r)
@@ -44,7 +44,7 @@ type leafCheck struct {
 	leaf    leafIndex
 	// groupExtensions are the GroupContext extensions the leaf must
 	// support.
-	groupExtensions []extension
+	groupExtensions []Extension
 	// tree is the tree the leaf joins (for credential types and key
 	// uniqueness), with replaced set when the leaf takes the place of an
 	// existing one; nil skips those checks.
@@ -85,8 +85,8 @@ func (s *suite) validateLeafNode(n *leafNode, c *leafCheck, validate CredentialV
 		return fmt.Errorf("%w: leaf node does not list its own credential type", ErrInvalid)
 	}
 	for _, e := range n.extensions {
-		if !isDefaultExtension(e.typ) && !slices.Contains(caps.extensions, e.typ) {
-			return fmt.Errorf("%w: leaf node carries extension 0x%04x it does not list", ErrInvalid, e.typ)
+		if !isDefaultExtension(uint16(e.Type)) && !slices.Contains(caps.extensions, uint16(e.Type)) {
+			return fmt.Errorf("%w: leaf node carries extension 0x%04x it does not list", ErrInvalid, e.Type)
 		}
 	}
 	if err := checkSupports(caps, c.groupExtensions); err != nil {
@@ -133,10 +133,10 @@ func (s *suite) validateLeafNode(n *leafNode, c *leafCheck, validate CredentialV
 
 // checkSupports checks that caps support the group's extensions and its
 // required capabilities.
-func checkSupports(caps *capabilities, groupExtensions []extension) error {
+func checkSupports(caps *capabilities, groupExtensions []Extension) error {
 	for _, e := range groupExtensions {
-		if !isDefaultExtension(e.typ) && !slices.Contains(caps.extensions, e.typ) {
-			return fmt.Errorf("%w: group extension 0x%04x not supported", ErrInvalid, e.typ)
+		if !isDefaultExtension(uint16(e.Type)) && !slices.Contains(caps.extensions, uint16(e.Type)) {
+			return fmt.Errorf("%w: group extension 0x%04x not supported", ErrInvalid, e.Type)
 		}
 	}
 	rc, err := parseRequiredCapabilities(groupExtensions)
@@ -189,7 +189,7 @@ func (s *suite) validateKeyPackage(kp *keyPackage) error {
 // validateTree checks a ratchet tree received when joining (RFC 9420
 // §12.4.3.1): every leaf node, the parent hashes, the unmerged leaves and
 // the uniqueness of keys. The tree hash is checked by the caller.
-func (s *suite) validateTree(t *ratchetTree, groupID []byte, groupExtensions []extension, validate CredentialValidator, maxLifetime time.Duration) error {
+func (s *suite) validateTree(t *ratchetTree, groupID []byte, groupExtensions []Extension, validate CredentialValidator, maxLifetime time.Duration) error {
 	sigKeys := map[string]bool{}
 	encKeys := map[string]bool{}
 	var credTypes []uint16

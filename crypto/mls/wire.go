@@ -84,30 +84,34 @@ const (
 	nodeTypeParent = 2
 )
 
-// extension is an Extension.
-type extension struct {
-	typ  uint16
-	data []byte
+// ExtensionType is the type of an extension (RFC 9420 §13.4).
+type ExtensionType uint16
+
+// Extension is an extension of a GroupContext, GroupInfo, KeyPackage or
+// leaf node: its type and its encoded data.
+type Extension struct {
+	Type ExtensionType
+	Data []byte
 }
 
-func encodeExtensions(w *writer, exts []extension) {
+func encodeExtensions(w *writer, exts []Extension) {
 	w.vector(func() {
 		for _, e := range exts {
-			w.u16(e.typ)
-			w.opaque(e.data)
+			w.u16(uint16(e.Type))
+			w.opaque(e.Data)
 		}
 	})
 }
 
 // decodeExtensions reads Extension extensions<V> and refuses two
 // extensions of one type (RFC 9420 §13.4).
-func decodeExtensions(r *reader) []extension {
+func decodeExtensions(r *reader) []Extension {
 	v := r.vector(MaxMessageSize)
-	var exts []extension
+	var exts []Extension
 	for v.more() {
-		e := extension{typ: v.u16(), data: v.opaque(MaxMessageSize)}
-		if slices.ContainsFunc(exts, func(o extension) bool { return o.typ == e.typ }) {
-			v.fail(fmt.Errorf("two extensions of type 0x%04x", e.typ))
+		e := Extension{Type: ExtensionType(v.u16()), Data: v.opaque(MaxMessageSize)}
+		if slices.ContainsFunc(exts, func(o Extension) bool { return o.Type == e.Type }) {
+			v.fail(fmt.Errorf("two extensions of type 0x%04x", e.Type))
 		}
 		exts = append(exts, e)
 	}
@@ -115,9 +119,9 @@ func decodeExtensions(r *reader) []extension {
 	return exts
 }
 
-func findExtension(exts []extension, typ uint16) *extension {
+func findExtension(exts []Extension, typ ExtensionType) *Extension {
 	for i := range exts {
-		if exts[i].typ == typ {
+		if exts[i].Type == typ {
 			return &exts[i]
 		}
 	}
@@ -234,7 +238,7 @@ type leafNode struct {
 	notBefore     uint64 // source key_package
 	notAfter      uint64
 	parentHash    []byte // source commit
-	extensions    []extension
+	extensions    []Extension
 	signature     []byte
 }
 
@@ -335,7 +339,7 @@ type keyPackage struct {
 	cipherSuite CipherSuite
 	initKey     []byte
 	leafNode    leafNode
-	extensions  []extension
+	extensions  []Extension
 	signature   []byte
 }
 
@@ -468,7 +472,7 @@ type reInit struct {
 	groupID     []byte
 	version     uint16
 	cipherSuite CipherSuite
-	extensions  []extension
+	extensions  []Extension
 }
 
 // proposal is a Proposal (RFC 9420 §12.1). The field for its type is set.
@@ -480,7 +484,7 @@ type proposal struct {
 	psk          *pskID
 	reinit       *reInit
 	externalInit []byte
-	extensions   []extension // group_context_extensions
+	extensions   []Extension // group_context_extensions
 }
 
 func (p *proposal) encode(w *writer) {
@@ -756,7 +760,7 @@ type groupContext struct {
 	epoch                   uint64
 	treeHash                []byte
 	confirmedTranscriptHash []byte
-	extensions              []extension
+	extensions              []Extension
 }
 
 func (g *groupContext) encode(w *writer) {
@@ -784,7 +788,7 @@ func (g *groupContext) bytes() []byte { return mustEncode(g.encode) }
 // groupInfo is a GroupInfo (RFC 9420 §12.4.3).
 type groupInfo struct {
 	groupContext    groupContext
-	extensions      []extension
+	extensions      []Extension
 	confirmationTag []byte
 	signer          leafIndex
 	signature       []byte

@@ -1,0 +1,358 @@
+package mls
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// The marshalled group state: a version byte, then the state in the TLS
+// presentation language (the package's own layout, not an RFC 9420
+// structure). It holds every secret of the member's view of the group;
+// store it encrypted.
+
+// stateVersion is the version of the marshalled group state and of
+// marshalled KeyPackage private keys.
+const stateVersion = 1
+
+// MarshalBinary encodes the group state, pending commit included.
+func (g *Group) MarshalBinary() ([]byte, error) {
+	return encode(func(w *writer) {
+		w.u8(stateVersion)
+		w.u16(uint16(g.suite.id))
+		encodeState(w, g.st)
+	})
+}
+
+// UnmarshalGroup decodes a group state MarshalBinary returned. cfg is the
+// member's policy, as for NewGroup.
+func UnmarshalGroup(cfg Config, b []byte) (*Group, error) {
+	cfg = cfg.withDefaults()
+	if cfg.ValidateCredential == nil {
+		return nil, fmt.Errorf("%w: no credential validator configured", ErrCredential)
+	}
+	if len(b) > 2*MaxMessageSize {
+		return nil, fmt.Errorf("%w: state of %d bytes", ErrTooLarge, len(b))
+	}
+	var s *suite
+	var st *groupState
+	err := decodeAll(b, func(r *reader) {
+		if v := r.u8(); v != stateVersion && r.err == nil {
+			r.fail(fmt.Errorf("state version %d", v))
+			return
+		}
+		cs := CipherSuite(r.u16())
+		if r.err != nil {
+			return
+		}
+		var err error
+		if s, err = lookupSuite(cs); err != nil {
+			r.fail(err)
+			return
+		}
+		st = decodeState(r, s, 0)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
+	}
+	return &Group{cfg: cfg, suite: s, st: st}, nil
+}
+
+func encodeMember(w *writer, m *Member) {
+	w.u32(m.Index)
+	m.Credential.encode(w)
+	w.opaque(m.SignatureKey)
+}
+
+func decodeMember(r *reader) Member {
+	var m Member
+	m.Index = r.u32()
+	m.Credential.decode(r)
+	m.SignatureKey = r.opaque(maxKeySize)
+	return m
+}
+
+func encodeMembers(w *writer, ms []Member) {
+	w.vector(func() {
+		for i := range ms {
+			encodeMember(w, &ms[i])
+		}
+	})
+}
+
+func decodeMembers(r *reader) []Member {
+	v := r.vector(MaxMessageSize)
+	var ms []Member
+	for v.more() {
+		ms = append(ms, decodeMember(v))
+	}
+	r.finish(v)
+	return ms
+}
+
+func encodeState(w *writer, st *groupState) {
+	st.ctx.encode(w)
+	st.tree.encode(w)
+	w.u32(uint32(st.priv.leaf))
+	w.opaque(st.priv.leafKey)
+	w.vector(func() {
+		for _, x := range slices.Sorted(maps.Keys(st.priv.pathKeys)) {
+			w.u32(uint32(x))
+			w.opaque(st.priv.pathKeys[x])
+		}
+	})
+	w.opaque(st.sigKey.priv)
+	w.opaque(st.interim)
+	w.opaque(st.confirmationTag)
+	es := st.secrets
+	for _, v := range [][]byte{es.senderData, es.exporter, es.external, es.confirmation, es.membership, es.resumption, es.authenticator, es.init} {
+		w.opaque(v)
+	}
+	encodeSecretTree(w, st.secretTree)
+	w.vector(func() {
+		for _, cp := range st.proposals {
+			w.opaque(cp.ref)
+			cp.proposal.encode(w)
+			cp.sender.encode(w)
+		}
+	})
+	w.optional(st.pending != nil, func() {
+		pc := st.pending
+		w.opaque(pc.message)
+		w.optional(pc.welcome != nil, func() { w.opaque(pc.welcome) })
+		w.optional(pc.next != nil, func() {
+			encodeState(w, pc.next)
+			encodeMembers(w, pc.info.Added)
+			encodeMembers(w, pc.info.Removed)
+			encodeMembers(w, pc.info.Updated)
+			w.u8(boolByte(pc.info.ReInit))
+		})
+	})
+	w.vector(func() {
+		for _, p := range st.past {
+			w.u64(p.epoch)
+			w.opaque(p.context)
+			w.opaque(p.senderData)
+			encodeSecretTree(w, p.secretTree)
+			w.u32(uint32(p.ownLeaf))
+			w.vector(func() {
+				for _, m := range p.members {
+					w.u32(uint32(m.leaf))
+					w.opaque(m.signatureKey)
+					m.credential.encode(w)
+				}
+			})
+		}
+	})
+	w.vector(func() {
+		for _, r := range st.resumption {
+			w.u64(r.epoch)
+			w.opaque(r.psk)
+		}
+	})
+	w.u8(st.status)
+	w.optional(st.reinit != nil, func() {
+		(&proposal{typ: proposalReInit, reinit: st.reinit}).encodeBody(w)
+	})
+	w.vector(func() {
+		for _, u := range st.ownUpdates {
+			w.opaque(u.ref)
+			w.opaque(u.leafKey)
+		}
+	})
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// decodeState reads a state; depth bounds the nesting of pending states.
+func decodeState(r *reader, s *suite, depth int) *groupState {
+	st := &groupState{secrets: &epochSecrets{}}
+	st.ctx.decode(r)
+	st.tree = decodeTree(r)
+	st.priv = &treePrivate{leaf: leafIndex(r.u32()), leafKey: r.opaque(maxKeySize), pathKeys: map[nodeIndex][]byte{}}
+	v := r.vector(MaxMessageSize)
+	for v.more() {
+		x := nodeIndex(v.u32())
+		st.priv.pathKeys[x] = v.opaque(maxKeySize)
+	}
+	r.finish(v)
+	sigPriv := r.opaque(maxKeySize)
+	st.interim = r.opaque(maxHashSize)
+	st.confirmationTag = r.opaque(maxHashSize)
+	es := st.secrets
+	for _, p := range []*[]byte{&es.senderData, &es.exporter, &es.external, &es.confirmation, &es.membership, &es.resumption, &es.authenticator, &es.init} {
+		*p = r.opaque(maxHashSize)
+	}
+	st.secretTree = decodeSecretTree(r)
+	v = r.vector(MaxMessageSize)
+	for v.more() {
+		cp := cachedProposal{ref: v.opaque(maxHashSize), proposal: new(proposal)}
+		cp.proposal.decode(v)
+		cp.sender.decode(v)
+		st.proposals = append(st.proposals, cp)
+	}
+	r.finish(v)
+	if r.optional() {
+		pc := &pendingCommit{message: r.opaque(MaxMessageSize)}
+		if r.optional() {
+			pc.welcome = r.opaque(MaxMessageSize)
+		}
+		if r.optional() {
+			if depth > 0 {
+				r.fail(fmt.Errorf("nested pending commit"))
+				return nil
+			}
+			pc.next = decodeState(r, s, depth+1)
+			pc.info = &CommitInfo{Own: true, Welcome: pc.welcome}
+			pc.info.Added = decodeMembers(r)
+			pc.info.Removed = decodeMembers(r)
+			pc.info.Updated = decodeMembers(r)
+			pc.info.ReInit = r.u8() == 1
+		}
+		st.pending = pc
+	}
+	v = r.vector(MaxMessageSize)
+	for v.more() {
+		p := &pastEpoch{epoch: v.u64(), context: v.opaque(MaxMessageSize), senderData: v.opaque(maxHashSize)}
+		p.secretTree = decodeSecretTree(v)
+		p.ownLeaf = leafIndex(v.u32())
+		mv := v.vector(MaxMessageSize)
+		for mv.more() {
+			m := pastMember{leaf: leafIndex(mv.u32()), signatureKey: mv.opaque(maxKeySize)}
+			m.credential.decode(mv)
+			p.members = append(p.members, m)
+		}
+		v.finish(mv)
+		st.past = append(st.past, p)
+	}
+	r.finish(v)
+	v = r.vector(MaxMessageSize)
+	for v.more() {
+		st.resumption = append(st.resumption, resumptionPSK{epoch: v.u64(), psk: v.opaque(maxHashSize)})
+	}
+	r.finish(v)
+	st.status = r.u8()
+	if r.optional() {
+		p := &proposal{typ: proposalReInit}
+		p.decodeBody(r)
+		st.reinit = p.reinit
+	}
+	v = r.vector(MaxMessageSize)
+	for v.more() {
+		st.ownUpdates = append(st.ownUpdates, ownUpdate{ref: v.opaque(maxHashSize), leafKey: v.opaque(maxKeySize)})
+	}
+	r.finish(v)
+	if r.err != nil {
+		return nil
+	}
+	if err := st.check(s, sigPriv); err != nil {
+		r.fail(err)
+		return nil
+	}
+	return st
+}
+
+// check verifies the invariants a decoded state must hold before use.
+func (st *groupState) check(s *suite, sigPriv []byte) error {
+	if st.ctx.cipherSuite != s.id || st.ctx.version != protocolVersionMLS10 {
+		return fmt.Errorf("group context of suite %v version %d", st.ctx.cipherSuite, st.ctx.version)
+	}
+	if st.status > statusExternal {
+		return fmt.Errorf("status %d", st.status)
+	}
+	if st.tree.leaf(st.priv.leaf) == nil {
+		return fmt.Errorf("own leaf %d is blank", st.priv.leaf)
+	}
+	for x := range st.priv.pathKeys {
+		if uint32(x) >= nodeWidth(st.tree.size()) || x.isLeaf() {
+			return fmt.Errorf("private key for node %d", x)
+		}
+	}
+	if st.secretTree.leaves != st.tree.size() {
+		return fmt.Errorf("secret tree of %d leaves for a tree of %d", st.secretTree.leaves, st.tree.size())
+	}
+	for _, b := range [][]byte{st.secrets.senderData, st.secrets.exporter, st.secrets.init, st.secrets.membership} {
+		if len(b) != s.nh {
+			return fmt.Errorf("epoch secret of %d bytes", len(b))
+		}
+	}
+	k, err := newSignatureKey(s, sigPriv)
+	if err != nil {
+		return err
+	}
+	st.sigKey = k
+	return nil
+}
+
+func encodeSecretTree(w *writer, t *secretTree) {
+	w.u32(t.leaves)
+	w.vector(func() {
+		for _, x := range slices.Sorted(maps.Keys(t.nodes)) {
+			w.u32(uint32(x))
+			w.opaque(t.nodes[x])
+		}
+	})
+	w.vector(func() {
+		for _, l := range slices.Sorted(maps.Keys(t.ratchets)) {
+			w.u32(uint32(l))
+			for _, r := range t.ratchets[l] {
+				w.opaque(r.secret)
+				w.u32(r.next)
+				w.vector(func() {
+					for _, k := range r.skipped {
+						w.u32(k.generation)
+						w.opaque(k.key)
+						w.opaque(k.nonce)
+					}
+				})
+			}
+		}
+	})
+}
+
+func decodeSecretTree(r *reader) *secretTree {
+	t := &secretTree{leaves: r.u32(), nodes: map[nodeIndex][]byte{}, ratchets: map[leafIndex]*leafRatchets{}}
+	if r.err == nil && (t.leaves == 0 || t.leaves > MaxMembers || t.leaves&(t.leaves-1) != 0) {
+		r.fail(fmt.Errorf("secret tree of %d leaves", t.leaves))
+	}
+	v := r.vector(MaxMessageSize)
+	for v.more() {
+		x := nodeIndex(v.u32())
+		if uint32(x) >= nodeWidth(t.leaves) {
+			v.fail(fmt.Errorf("secret tree node %d", x))
+		}
+		t.nodes[x] = v.opaque(maxHashSize)
+	}
+	r.finish(v)
+	v = r.vector(MaxMessageSize)
+	for v.more() {
+		l := leafIndex(v.u32())
+		if uint32(l) >= t.leaves {
+			v.fail(fmt.Errorf("secret tree leaf %d", l))
+		}
+		var lr leafRatchets
+		for i := range lr {
+			hr := &hashRatchet{secret: v.opaque(maxHashSize), next: v.u32()}
+			sv := v.vector(MaxMessageSize)
+			for sv.more() {
+				k := skippedKey{generation: sv.u32()}
+				k.key = sv.opaque(maxHashSize)
+				k.nonce = sv.opaque(maxHashSize)
+				if n := len(hr.skipped); n > 0 && hr.skipped[n-1].generation >= k.generation || k.generation >= hr.next {
+					sv.fail(fmt.Errorf("skipped keys out of order"))
+				}
+				hr.skipped = append(hr.skipped, k)
+			}
+			v.finish(sv)
+			lr[i] = hr
+		}
+		t.ratchets[l] = &lr
+	}
+	r.finish(v)
+	return t
+}
