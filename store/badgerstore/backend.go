@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -37,6 +38,12 @@ type backend struct {
 	deletes        atomic.Int64
 	gcKick         chan struct{}
 	gcRuns         atomic.Int64 // GCs started by the timer or deletions
+
+	// ring seals values in an encrypted store; nil in an unencrypted one.
+	ring        *keyring
+	rand        io.Reader
+	now         func() time.Time
+	epochPeriod time.Duration
 
 	sync *syncer
 	// Commits and syncs are counted so that a transaction that only reads
@@ -71,6 +78,13 @@ func badgerOptions(dir string, dataKey []byte, o Options) badger.Options {
 	opt.BaseLevelSize = 8 << 20
 	opt.NumCompactors = 2
 	opt.ValueThreshold = o.ValueThreshold
+	// A flipped bit in a table block or a value-log entry is an error, not
+	// different data. (Sealed values are authenticated as well.)
+	opt.ChecksumVerificationMode = options.OnBlockRead
+	opt.VerifyValueChecksum = true
+	if o.keepVersions > 0 {
+		opt.NumVersionsToKeep = o.keepVersions
+	}
 	opt.ValueLogFileSize = o.vlogFileSize
 	opt.Compression = options.None
 	opt.BlockCacheSize = o.BlockCacheSize
@@ -82,6 +96,9 @@ func badgerOptions(dir string, dataKey []byte, o Options) badger.Options {
 		// encrypts each new data key with it, every rotation period), so it
 		// gets its own copy: the caller clears dataKey when Open returns.
 		opt.EncryptionKey = bytes.Clone(dataKey)
+		// Sealing adds sealOverhead bytes to every value: the same records
+		// stay in the tree as without it.
+		opt.ValueThreshold += sealOverhead
 		if o.keyRotation > 0 {
 			opt.EncryptionKeyRotationDuration = o.keyRotation
 		}
@@ -115,6 +132,20 @@ func openBackend(dir string, dataKey []byte, o Options) (*backend, error) {
 		closing:        make(chan struct{}),
 		stop:           make(chan struct{}),
 		timeout:        o.CloseTimeout,
+		rand:           o.Rand,
+		now:            o.Now,
+		epochPeriod:    o.epochPeriod,
+	}
+	if len(dataKey) > 0 {
+		empty, sealed, err := b.inventory()
+		if err == nil {
+			b.ring, err = loadKeyring(filepath.Dir(dir), dataKey, sealed, empty, o.Rand, o.Now())
+		}
+		if err != nil {
+			db.Close()
+			lock.Close()
+			return nil, fmt.Errorf("open store: %w", err)
+		}
 	}
 	b.sync = newSyncer(func() error {
 		n := b.commits.Load()
@@ -133,7 +164,179 @@ func openBackend(dir string, dataKey []byte, o Options) (*backend, error) {
 		defer b.bg.Done()
 		b.gcLoop(o.GCInterval)
 	}()
+	if b.ring != nil {
+		b.bg.Add(1)
+		go func() {
+			defer b.bg.Done()
+			b.epochLoop(o.epochCheck)
+		}()
+	}
 	return b, nil
+}
+
+// inventory reports whether the database is empty and returns a function
+// that reports whether it holds a sealed value (a full scan of the keys,
+// run only when the epoch file is missing).
+func (b *backend) inventory() (bool, func() (bool, error), error) {
+	some, err := b.anyItem(func(*badger.Item) bool { return true })
+	sealed := func() (bool, error) {
+		return b.anyItem(func(it *badger.Item) bool { return it.UserMeta() == metaSealed })
+	}
+	return !some, sealed, err
+}
+
+// anyItem reports whether the newest version of some key satisfies ok.
+func (b *backend) anyItem(ok func(*badger.Item) bool) (bool, error) {
+	found := false
+	err := b.db.View(func(txn *badger.Txn) error {
+		opt := badger.DefaultIteratorOptions
+		opt.PrefetchValues = false
+		it := txn.NewIterator(opt)
+		defer it.Close()
+		for it.Rewind(); it.Valid() && !found; it.Next() {
+			found = ok(it.Item())
+		}
+		return nil
+	})
+	return found, translate(err)
+}
+
+// epochLoop begins a new epoch when the current one is old and re-seals
+// and retires the old ones (rotate), at the start and every interval.
+func (b *backend) epochLoop(interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := b.rotate(); err != nil && !errors.Is(err, store.ErrClosed) {
+			b.log.Warn("epoch key rotation failed", "err", err)
+		}
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// rotate begins a new epoch if the current one began epochPeriod ago or
+// more, re-seals every live value still sealed under an older epoch (or
+// not sealed, in a store written before sealing existed) under the
+// current one, and then removes the older epoch keys from the epoch file
+// and from memory. What was superseded or deleted before is then
+// unreadable. An interrupted rotation resumes at the next call.
+func (b *backend) rotate() error {
+	if err := b.enter(); err != nil {
+		return err
+	}
+	defer b.inflight.Done()
+	r := b.ring
+	r.rotMu.Lock()
+	defer r.rotMu.Unlock()
+	pending, err := r.begin(b.now(), b.epochPeriod, b.rand)
+	if err != nil || !pending {
+		return err
+	}
+	r.mu.RLock()
+	cur := r.current().n
+	r.mu.RUnlock()
+	var from []byte
+	for {
+		select {
+		case <-b.closing:
+			return store.ErrClosed
+		default:
+		}
+		keys, next, err := b.staleKeys(from, cur)
+		if err != nil {
+			return err
+		}
+		if len(keys) > 0 {
+			if err := b.reseal(keys); err != nil {
+				return err
+			}
+		}
+		if next == nil {
+			break
+		}
+		from = next
+	}
+	n := len(r.epochs) - 1
+	if err := r.retire(); err != nil {
+		return err
+	}
+	b.log.Debug("retired epoch keys", "epochs", n, "current", cur)
+	return nil
+}
+
+// staleKeys returns up to rotateBatch keys from from on whose value is
+// sealed under an epoch other than cur, or not sealed, and the key to
+// continue from (nil at the end).
+func (b *backend) staleKeys(from []byte, cur uint32) (keys [][]byte, next []byte, err error) {
+	b.ring.mu.RLock()
+	defer b.ring.mu.RUnlock()
+	err = b.db.View(func(txn *badger.Txn) error {
+		opt := badger.DefaultIteratorOptions
+		opt.PrefetchValues = false
+		it := txn.NewIterator(opt)
+		defer it.Close()
+		for it.Seek(from); it.Valid(); it.Next() {
+			item := it.Item()
+			if len(keys) == rotateBatch {
+				next = item.KeyCopy(nil)
+				return nil
+			}
+			stale := false
+			if item.UserMeta() == metaSealed {
+				err := item.Value(func(v []byte) error {
+					n, _ := epochOf(v)
+					stale = n != cur
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			} else {
+				stale = item.ValueSize() > 0
+			}
+			if stale {
+				keys = append(keys, item.KeyCopy(nil))
+			}
+		}
+		return nil
+	})
+	return keys, next, translate(err)
+}
+
+// reseal writes keys' values again, which seals them under the current
+// epoch: in one transaction, or one key at a time if that is too big.
+func (b *backend) reseal(keys [][]byte) error {
+	rewrite := func(keys [][]byte) error {
+		return b.Update(context.Background(), func(kv store.KV) error {
+			for _, k := range keys {
+				v, err := kv.Get(k)
+				if errors.Is(err, store.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return fmt.Errorf("re-seal: %w", err)
+				}
+				if err := kv.Set(k, v); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	err := rewrite(keys)
+	if !errors.Is(err, store.ErrTxnTooBig) {
+		return err
+	}
+	for _, k := range keys {
+		if err := rewrite([][]byte{k}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // lockDir takes an exclusive advisory lock on path, so that a second
@@ -172,13 +375,27 @@ func (b *backend) View(ctx context.Context, fn func(store.KV) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	b.rlockRing()
 	txn := b.db.NewTransaction(false)
-	err := fn(&kvTxn{txn: txn})
+	err := fn(&kvTxn{txn: txn, ring: b.ring})
 	txn.Discard()
+	b.runlockRing()
 	if err != nil {
 		return err
 	}
 	return b.settle()
+}
+
+func (b *backend) rlockRing() {
+	if b.ring != nil {
+		b.ring.mu.RLock()
+	}
+}
+
+func (b *backend) runlockRing() {
+	if b.ring != nil {
+		b.ring.mu.RUnlock()
+	}
 }
 
 // settle returns once every transaction committed so far is durable,
@@ -208,19 +425,25 @@ func (b *backend) Update(ctx context.Context, fn func(store.KV) error) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		// The ring's read lock from the first seal to the commit: no value
+		// sealed under an epoch is committed after the switch away from it.
+		b.rlockRing()
 		txn := b.db.NewTransaction(true)
-		kv := &kvTxn{txn: txn, writable: true}
+		kv := &kvTxn{txn: txn, writable: true, ring: b.ring}
 		if err := fn(kv); err != nil {
 			txn.Discard()
+			b.runlockRing()
 			return err
 		}
 		if !kv.dirty {
 			txn.Discard()
+			b.runlockRing()
 			store.Committed(ctx)()
 			return b.settle()
 		}
 		if err := ctx.Err(); err != nil {
 			txn.Discard()
+			b.runlockRing()
 			return err
 		}
 		b.inCommit.Add(1)
@@ -229,6 +452,7 @@ func (b *backend) Update(ctx context.Context, fn func(store.KV) error) error {
 			b.commits.Add(1)
 		}
 		b.inCommit.Add(-1)
+		b.runlockRing()
 		if err == nil {
 			store.Committed(ctx)()
 			deletes = kv.deletes
@@ -388,6 +612,9 @@ func (b *backend) Close() error {
 			close(b.stop)
 			b.bg.Wait()
 			err := translate(b.db.Close())
+			if b.ring != nil {
+				b.ring.wipe()
+			}
 			b.lock.Close()
 			done <- err
 		}()
@@ -405,6 +632,7 @@ func (b *backend) Close() error {
 // kvTxn is a store.KV over a badger transaction.
 type kvTxn struct {
 	txn      *badger.Txn
+	ring     *keyring // nil: values as they are; the caller holds ring.mu
 	writable bool
 	dirty    bool
 	deletes  int64
@@ -416,15 +644,38 @@ func (t *kvTxn) Get(key []byte) ([]byte, error) {
 	if err != nil {
 		return nil, translate(err)
 	}
-	v, err := item.ValueCopy(nil)
+	var v []byte
+	err = item.Value(func(raw []byte) error {
+		var err error
+		v, err = t.open(item.Key(), item.UserMeta(), raw)
+		return err
+	})
 	return v, translate(err)
+}
+
+// open returns the value stored for key as raw with badger's user-meta
+// byte meta: opened if sealed, else a copy. Every non-empty value of an
+// encrypted store is sealed (but those written before sealing existed,
+// until the first rotation re-seals them).
+func (t *kvTxn) open(key []byte, meta byte, raw []byte) ([]byte, error) {
+	switch {
+	case meta == metaSealed && t.ring != nil:
+		return t.ring.open(key, raw)
+	case meta == 0 && (t.ring == nil || len(raw) == 0 || t.ring.legacy):
+		return bytes.Clone(raw), nil
+	}
+	return nil, fmt.Errorf("%w: a stored value has the wrong form (damaged on disk)", store.ErrCorrupt)
 }
 
 func (t *kvTxn) Set(key, value []byte) error {
 	if !t.writable {
 		return store.ErrReadOnly
 	}
-	if err := t.txn.Set(key, value); err != nil {
+	e := badger.NewEntry(key, value)
+	if t.ring != nil && len(value) > 0 {
+		e = badger.NewEntry(key, t.ring.seal(key, value)).WithMeta(metaSealed)
+	}
+	if err := t.txn.SetEntry(e); err != nil {
 		return translate(err)
 	}
 	t.dirty = true
@@ -486,6 +737,12 @@ func (t *kvTxn) Scan(lo, hi []byte, reverse bool, fn func(k, v []byte) error) er
 		}
 		var ferr error
 		err := item.Value(func(v []byte) error {
+			if t.ring != nil || item.UserMeta() != 0 {
+				var err error
+				if v, err = t.open(k, item.UserMeta(), v); err != nil {
+					return err
+				}
+			}
 			ferr = fn(k, v)
 			return nil
 		})

@@ -1,11 +1,21 @@
 // Package badgerstore is the store.Store on disk, in badger v4. It is the
 // only package that imports badger.
 //
-// A store lives in a directory: the key file "key" (see Mode) and the
-// badger database in "data/". Create makes one, Open opens it. Open needs
-// the passphrase of a ModePassphrase store; ReadMode says whether one is
-// needed, and ChangePassphrase rewraps the data key without re-encrypting
-// anything.
+// A store lives in a directory: the key file "key" (see Mode), the epoch
+// file "epochs" of an encrypted store, and the badger database in "data/".
+// Create makes one, Open opens it. Open needs the passphrase of a
+// ModePassphrase store; ReadMode says whether one is needed, and
+// ChangePassphrase rewraps the data key without re-encrypting anything.
+//
+// # Forward-secure deletion
+//
+// In an encrypted store every value is also sealed under an epoch key kept
+// in the epoch file, not in the database; a new epoch begins every 12
+// hours, live records are re-sealed under it, and the old key is then
+// destroyed, so what was replaced or deleted cannot be read back from the
+// files, even with the passphrase, within 24 hours. Sealing also
+// authenticates each value with its key: a damaged value is
+// store.ErrCorrupt, never another record. See epochs.go.
 //
 // # Durability
 //
@@ -87,6 +97,17 @@ type Options struct {
 	BlockCacheSize int64
 	IndexCacheSize int64
 
+	// Now is the clock that decides when a new epoch key begins (see
+	// epochs.go); nil: time.Now.
+	Now func() time.Time
+
+	// epochPeriod overrides how long an epoch key seals new values, and
+	// epochCheck how often the store looks, in tests.
+	epochPeriod time.Duration
+	epochCheck  time.Duration
+	// keepVersions makes badger keep this many versions of every key, so
+	// that tests can look at superseded values.
+	keepVersions int
 	// vlogFileSize overrides the value-log file size in tests.
 	vlogFileSize int64
 	// keyRotation overrides how often badger makes a new data key (10
@@ -124,6 +145,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.IndexCacheSize == 0 {
 		o.IndexCacheSize = 1 << 20
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.epochPeriod == 0 {
+		o.epochPeriod = defaultEpochPeriod
+	}
+	if o.epochCheck == 0 {
+		o.epochCheck = 10 * time.Minute
 	}
 	if o.vlogFileSize == 0 {
 		o.vlogFileSize = 16 << 20
@@ -206,7 +236,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	removeKeyTemps(dir)
+	removeTemps(dir, keyFileName)
 	var dk []byte
 	switch k.mode {
 	case ModePassphrase:

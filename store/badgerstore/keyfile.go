@@ -247,64 +247,15 @@ func readKeyFile(dir string) (*keyFile, error) {
 	return parseKeyFile(b)
 }
 
-// writeKeyFile atomically replaces dir's key file: a 0600 temporary file
-// is written and synced, renamed over the old one, and the directory is
-// synced. A process killed at any moment leaves the old key file or the
-// new one, and at most a temporary file, which removeKeyTemps deletes.
-// step, if not nil, is called after each step with its name (tests kill
-// the process there).
+// writeKeyFile atomically replaces dir's key file (writeFileAtomic; step
+// as there).
 func writeKeyFile(dir string, k *keyFile, step func(string)) error {
-	if step == nil {
-		step = func(string) {}
-	}
-	f, err := os.CreateTemp(dir, keyFileName+keyTempSuffix)
-	if err != nil {
-		return fmt.Errorf("write key file: %w", err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename this fails harmlessly
-	step("created")
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("write key file: %w", err)
-	}
 	b := encodeKeyFile(k)
 	defer clear(b)
-	if _, err := f.Write(b); err != nil {
-		f.Close()
+	if err := writeFileAtomic(dir, keyFileName, b, step); err != nil {
 		return fmt.Errorf("write key file: %w", err)
 	}
-	step("written")
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("write key file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write key file: %w", err)
-	}
-	step("synced")
-	if err := os.Rename(tmp, filepath.Join(dir, keyFileName)); err != nil {
-		return fmt.Errorf("write key file: %w", err)
-	}
-	step("renamed")
-	if err := syncDir(dir); err != nil {
-		return err
-	}
-	step("dir synced")
 	return nil
-}
-
-// keyTempSuffix is the pattern of writeKeyFile's temporary files.
-const keyTempSuffix = ".tmp-*"
-
-// removeKeyTemps deletes temporary key files that a writeKeyFile killed
-// before its rename left behind: they hold a wrapped data key that nothing
-// reads, under a passphrase that may be the one just replaced.
-func removeKeyTemps(dir string) {
-	tmps, _ := filepath.Glob(filepath.Join(dir, keyFileName+keyTempSuffix))
-	for _, t := range tmps {
-		os.Remove(t)
-	}
 }
 
 func syncDir(dir string) error {
@@ -342,7 +293,7 @@ func ChangePassphrase(dir string, old, new []byte, kdf KDFParams) error {
 
 // changePassphrase is ChangePassphrase with writeKeyFile's step hook.
 func changePassphrase(dir string, old, new []byte, kdf KDFParams, step func(string)) error {
-	removeKeyTemps(dir)
+	removeTemps(dir, keyFileName)
 	k, err := readKeyFile(dir)
 	if err != nil {
 		return err

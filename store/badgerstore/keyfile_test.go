@@ -189,7 +189,7 @@ func TestChangePassphrase(t *testing.T) {
 	// No temporary files are left behind.
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if e.Name() != keyFileName && e.Name() != dataDirName && e.Name() != "lock" {
+		if e.Name() != keyFileName && e.Name() != epochFileName && e.Name() != dataDirName && e.Name() != "lock" {
 			t.Errorf("unexpected file %s", e.Name())
 		}
 	}

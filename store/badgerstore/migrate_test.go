@@ -74,6 +74,14 @@ func TestMigrateFixture(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open schema-1 fixture: %v", err)
 	}
+	// Its values, written before sealing, are sealed by the first rotation
+	// (the one at Open, which this call waits for).
+	if err := s.b.rotate(); err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	if s.b.ring.legacy {
+		t.Error("unsealed values remain after the first rotation")
+	}
 	storetest.CheckFixture(t, s)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

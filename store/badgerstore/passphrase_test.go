@@ -84,7 +84,7 @@ func TestChangePassphraseKilled(t *testing.T) {
 				t.Errorf("name %q after a killed change", got)
 			}
 			s.Close()
-			if tmps, _ := filepath.Glob(filepath.Join(dir, keyFileName+keyTempSuffix)); len(tmps) != 0 {
+			if tmps, _ := filepath.Glob(filepath.Join(dir, keyFileName+tempSuffix)); len(tmps) != 0 {
 				t.Errorf("killed after %s: temporary key files left after open: %v", step, tmps)
 			}
 			if err := ChangePassphrase(dir, []byte(works), []byte("third"), fastKDF); err != nil {
