@@ -111,7 +111,7 @@ func (f *File) Validate() error {
 	if err := CheckFileName(f.Name); err != nil {
 		return err
 	}
-	if err := checkMIME(f.MIME); err != nil {
+	if err := CheckMIME(f.MIME); err != nil {
 		return err
 	}
 	if len(f.Thumbnail) > MaxThumbnail {
@@ -169,11 +169,11 @@ func CheckFileName(name string) error {
 	return nil
 }
 
-// checkMIME checks a media type: type "/" subtype, each 1 to 127 characters
+// CheckMIME checks a media type: type "/" subtype, each 1 to 127 characters
 // of RFC 6838's restricted-name (letters, digits and !#$&-^_.+, beginning
 // with a letter or digit), at most MaxMIME bytes in all, no parameters.
 // Empty is allowed.
-func checkMIME(s string) error {
+func CheckMIME(s string) error {
 	if s == "" {
 		return nil
 	}

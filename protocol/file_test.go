@@ -97,8 +97,8 @@ func TestFileValidate(t *testing.T) {
 		}
 	}
 	for _, m := range []string{"", "image/jpeg", "application/vnd.oasis.opendocument.text", "audio/ogg", "text/x-c++"} {
-		if err := checkMIME(m); err != nil {
-			t.Errorf("checkMIME(%q): %v", m, err)
+		if err := CheckMIME(m); err != nil {
+			t.Errorf("CheckMIME(%q): %v", m, err)
 		}
 	}
 }

@@ -74,11 +74,11 @@ func samples() map[string]struct {
 				ExpiresAt: t0.Add(time.Hour), Registered: true, CardSeq: 300},
 		}},
 		"file": {func() record { return new(File) }, []record{
-			&File{ID: [16]byte{1}, Peer: [32]byte{2}, Outgoing: true, Pointer: []byte("pointer"), Name: "a.jpg",
+			&File{ID: [16]byte{1}, Peer: [32]byte{2}, Outgoing: true, Pointer: []byte("pointer"), Caption: "look", Name: "a.jpg",
 				MIME: "image/jpeg", Size: 1 << 33, Hashes: [][32]byte{{3}, {4}}, State: FileSent, Error: "why",
 				Have: []byte{0x81}, Secret: [32]byte{5}, Relays: []FileRelay{{Relay: []byte("relay"), Mailbox: [32]byte{6},
-					Done: []byte{1, 2}, StoredUntil: t0, Error: "full"}, {}},
-				Wanted: true, Pending: true, Attempts: 7, NextAttempt: t0, CreatedAt: t0, UpdatedAt: t0.Add(time.Second)},
+					Done: []byte{1, 2}, StoredUntil: t0, Error: "full", Refused: true}, {}},
+				Wanted: true, Direct: true, Pending: true, Attempts: 7, NextAttempt: t0, CreatedAt: t0, UpdatedAt: t0.Add(time.Second)},
 			&File{State: FileSaved},
 		}},
 		"relay blob": {func() record { return new(RelayBlob) }, []record{
@@ -289,5 +289,42 @@ func TestVersion1Records(t *testing.T) {
 	if err := tok.unmarshal(token); err != nil || tok.Relay != "relay" || !tok.Revoked || tok.Registered ||
 		!tok.ExpiresAt.IsZero() || tok.CardSeq != 0 || tok.Invite != (InviteSecret{}) {
 		t.Errorf("deposit token v1: %+v, %v", tok, err)
+	}
+}
+
+// TestFileVersion1 decodes a file record of version 1 (before Caption,
+// Direct and FileRelay.Refused).
+func TestFileVersion1(t *testing.T) {
+	e := newEnc(1, 128)
+	e.fixed(make([]byte, 16+32))
+	e.bool(true)
+	e.bytes([]byte("pointer"))
+	e.str("a.jpg")
+	e.str("image/jpeg")
+	e.uvarint(10)
+	e.uvarint(0) // hashes
+	e.u8(uint8(FileSent))
+	e.str("")
+	e.bytes(nil)
+	e.fixed(make([]byte, 32))
+	e.uvarint(1) // relays
+	e.bytes([]byte("relay"))
+	e.fixed(make([]byte, 32))
+	e.bytes([]byte{1})
+	e.time(t0)
+	e.str("err")
+	e.bool(true)  // wanted
+	e.bool(false) // pending
+	e.uvarint(3)
+	e.time(t0)
+	e.time(t0)
+	e.time(t0)
+	var f File
+	if err := f.unmarshal(e.b); err != nil {
+		t.Fatal(err)
+	}
+	if !f.Outgoing || string(f.Pointer) != "pointer" || f.Caption != "" || f.Direct || len(f.Relays) != 1 ||
+		f.Relays[0].Error != "err" || f.Relays[0].Refused || !f.Wanted || f.Attempts != 3 {
+		t.Fatalf("version 1 file: %+v", f)
 	}
 }

@@ -75,6 +75,7 @@ const (
 	maxFileName = 1024
 	maxFileMIME = 256
 	maxPeerID   = 64
+	maxCaption  = 4 << 10
 )
 
 // File is one attachment, sent or received.
@@ -87,6 +88,9 @@ type File struct {
 	Outgoing bool
 	// Pointer is the encoded pointer (protocol.File): key, digest, blobs.
 	Pointer []byte
+	// Caption is the text sent with an outgoing file, kept until its
+	// pointer is handed to messaging.
+	Caption string
 	// Name, MIME and Size repeat the pointer's, for listing.
 	Name string
 	MIME string
@@ -108,6 +112,10 @@ type File struct {
 	Relays []FileRelay
 	// Wanted: incoming, download requested (automatically, or by the user).
 	Wanted bool
+	// Direct: outgoing, the recipient's device was reachable when the file
+	// was sent, so its pointer went at once and the relays get the blobs
+	// only if the recipient has not fetched them directly in time.
+	Direct bool
 	// Pending: transfer work is left (an upload, a download, an
 	// acknowledgement); indexed, so it resumes after a restart.
 	Pending     bool
@@ -126,6 +134,26 @@ type FileRelay struct {
 	// StoredUntil is the earliest expiry the relay granted.
 	StoredUntil time.Time
 	Error       string
+	// Refused: the relay refused the file for good (no retry).
+	Refused bool
+}
+
+// Shown returns the state to show for f: its own, except for an outgoing
+// file whose pointer is handed to messaging, which shows its message's
+// state msg (read shows as delivered: a file is delivered or not).
+func (f *File) Shown(msg MessageState) FileState {
+	if !f.Outgoing || f.State != FileSent {
+		return f.State
+	}
+	switch msg {
+	case MessageDelivered, MessageRead:
+		return FileDelivered
+	case MessageFailed:
+		return FileFailed
+	case MessageQueued:
+		return FileQueued
+	}
+	return FileSent
 }
 
 // HasBit reports bit i of bitmap b.
@@ -151,7 +179,8 @@ func CountBits(b []byte, n int) int {
 	return c
 }
 
-const fileVersion = 1
+// fileVersion 2 added Caption, Direct and FileRelay.Refused.
+const fileVersion = 2
 
 func (f *File) validate() error {
 	switch {
@@ -161,7 +190,7 @@ func (f *File) validate() error {
 		return fmt.Errorf("file: %w: state %d", ErrInvalid, f.State)
 	case len(f.Pointer) > MaxFilePointer, len(f.Name) > maxFileName, len(f.MIME) > maxFileMIME,
 		len(f.Error) > MaxReasonLen, len(f.Hashes) > MaxFileBlobs, len(f.Have) > MaxFileBlobs/8,
-		len(f.Relays) > MaxFileRelays:
+		len(f.Relays) > MaxFileRelays, len(f.Caption) > maxCaption:
 		return fmt.Errorf("file: %w: field too long", ErrInvalid)
 	}
 	for _, r := range f.Relays {
@@ -178,6 +207,7 @@ func (f *File) marshal() []byte {
 	e.fixed(f.Peer[:])
 	e.bool(f.Outgoing)
 	e.bytes(f.Pointer)
+	e.str(f.Caption)
 	e.str(f.Name)
 	e.str(f.MIME)
 	e.uvarint(f.Size)
@@ -196,8 +226,10 @@ func (f *File) marshal() []byte {
 		e.bytes(r.Done)
 		e.time(r.StoredUntil)
 		e.str(r.Error)
+		e.bool(r.Refused)
 	}
 	e.bool(f.Wanted)
+	e.bool(f.Direct)
 	e.bool(f.Pending)
 	e.uvarint(uint64(f.Attempts))
 	e.time(f.NextAttempt)
@@ -207,11 +239,15 @@ func (f *File) marshal() []byte {
 }
 
 func (f *File) unmarshal(b []byte) error {
-	d, _ := newDec("file", b, fileVersion)
+	d, v := newDec("file", b, 1, fileVersion)
 	d.fixed(f.ID[:])
 	d.fixed(f.Peer[:])
 	f.Outgoing = d.bool()
 	f.Pointer = d.bytes(MaxFilePointer)
+	f.Caption = ""
+	if v >= 2 {
+		f.Caption = d.str(maxCaption)
+	}
 	f.Name = d.str(maxFileName)
 	f.MIME = d.str(maxFileMIME)
 	f.Size = d.uvarint()
@@ -235,9 +271,16 @@ func (f *File) unmarshal(b []byte) error {
 		r.Done = d.bytes(MaxFileBlobs / 8)
 		r.StoredUntil = d.time()
 		r.Error = d.str(MaxReasonLen)
+		if v >= 2 {
+			r.Refused = d.bool()
+		}
 		f.Relays = append(f.Relays, r)
 	}
 	f.Wanted = d.bool()
+	f.Direct = false
+	if v >= 2 {
+		f.Direct = d.bool()
+	}
 	f.Pending = d.bool()
 	f.Attempts = d.u32()
 	f.NextAttempt = d.time()

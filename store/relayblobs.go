@@ -376,3 +376,25 @@ func (s RelayBlobs) MailboxRefs(mb MailboxID, limit int) ([]BlobRefKey, error) {
 	})
 	return out, err
 }
+
+// Mailboxes returns up to limit mailboxes that have blob references,
+// after after in byte order (the zero ID: from the start), for the sweep
+// that drops the references of deleted mailboxes.
+func (s RelayBlobs) Mailboxes(after MailboxID, limit int) ([]MailboxID, error) {
+	var out []MailboxID
+	lo := key(tRelayBlobUsage, after[:])
+	if after != (MailboxID{}) {
+		lo = append(lo, 0) // strictly after
+	}
+	err := s.tx.scan(lo, prefixEnd([]byte{tRelayBlobUsage}), false, func(k, _ []byte) error {
+		if len(k) != 1+32 {
+			return fmt.Errorf("relay blob usage key: %w", ErrCorrupt)
+		}
+		out = append(out, MailboxID(k[1:]))
+		if limit > 0 && len(out) >= limit {
+			return errStop
+		}
+		return nil
+	})
+	return out, err
+}

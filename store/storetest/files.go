@@ -65,6 +65,13 @@ func testRelayBlobs(t *testing.T, st store.Store) {
 		return nil
 	})
 	equal(t, "stored before each reference", stored, []bool{false, true, false})
+	view(t, st, func(tx *store.Tx) error {
+		all, err := tx.RelayBlobs().Mailboxes(store.MailboxID{}, 0)
+		equal(t, "Mailboxes", all, []store.MailboxID{id32(1), id32(2)})
+		next, err2 := tx.RelayBlobs().Mailboxes(id32(1), 1)
+		equal(t, "Mailboxes after the first", next, []store.MailboxID{id32(2)})
+		return errors.Join(err, err2)
+	})
 	checkBlobTotals(t, st, store.RelayBlobTotals{Blobs: 2, Bytes: 1500, Refs: 3},
 		map[byte]store.BlobUsage{1: {Count: 2, Bytes: 1500}, 2: {Count: 1, Bytes: 1000}, 3: {}})
 
