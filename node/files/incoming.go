@@ -1,0 +1,43 @@
+package files
+
+import (
+	"errors"
+	"time"
+
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/protocol"
+	"github.com/sealpost/sealpost/store"
+)
+
+// Received records the pointer f of a message id from a contact, in the
+// transaction that commits the message (messaging calls it): an incoming
+// file, queued and pending, which the engine downloads if it is small
+// enough (after the commit, call Wake). A pointer already recorded under id
+// (the same message received twice) is left as it is.
+func Received(tx *store.Tx, id protocol.MessageID, from identity.UserID, f *protocol.File, now time.Time) error {
+	if _, err := tx.Files().Get(store.MessageID(id)); err == nil {
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	enc, err := f.Marshal()
+	if err != nil {
+		return err
+	}
+	rec := store.File{
+		ID:        store.MessageID(id),
+		Peer:      store.UserID(from),
+		Pointer:   enc,
+		Name:      f.Name,
+		MIME:      f.MIME,
+		Size:      uint64(f.Size),
+		State:     store.FileQueued,
+		Pending:   true,
+		CreatedAt: now,
+		UpdatedAt: now,
+	}
+	for _, r := range f.Relays {
+		rec.Relays = append(rec.Relays, store.FileRelay{Relay: r.Relay, Mailbox: store.MailboxID(r.Mailbox)})
+	}
+	return tx.Files().Put(&rec)
+}
