@@ -81,11 +81,24 @@ var (
 	ErrSubscriptionEnded = errors.New("protocol: subscription ended")
 )
 
+// Errors of the group log (docs/PROTOCOL.md §11.5), codes 64-79.
+var (
+	// ErrUnknownLog: the relay holds no group log of that ID (never
+	// created, or deleted after it was idle).
+	ErrUnknownLog = errors.New("protocol: unknown group log")
+	// ErrWrongEpoch: the request's epoch is not the log's open epoch (for
+	// an append; the answer names the open one) or is one whose entries
+	// the relay no longer keeps (for a read). For a commit it means that
+	// another commit for that epoch came first.
+	ErrWrongEpoch = errors.New("protocol: wrong epoch")
+)
+
 // Code is a wire error code: the outcome a peer reports for one request
 // (Ack.Code, BundleResponse.Code). Zero is never valid on the wire.
 //
 // Codes 1-31 are common to every protocol, 32-63 belong to the relay
-// protocol, 64 and above are unassigned. A code is added in three places:
+// protocol, 64-79 to the group log, 80 and above are unassigned. A code is
+// added in three places:
 // the Code enum of internal/pb/code.proto, a constant here, a row of codes.
 type Code int32
 
@@ -116,6 +129,9 @@ const (
 	CodeBadSignature      Code = 39
 	CodeTooManyMailboxes  Code = 40
 	CodeSubscriptionEnded Code = 41
+
+	CodeUnknownLog Code = 64
+	CodeWrongEpoch Code = 65
 )
 
 // codes is the one table between wire codes, their names (stable snake_case,
@@ -150,6 +166,9 @@ var codes = [...]struct {
 	{CodeBadSignature, "bad_signature", ErrBadSignature},
 	{CodeTooManyMailboxes, "too_many_mailboxes", ErrTooManyMailboxes},
 	{CodeSubscriptionEnded, "subscription_ended", ErrSubscriptionEnded},
+
+	{CodeUnknownLog, "unknown_log", ErrUnknownLog},
+	{CodeWrongEpoch, "wrong_epoch", ErrWrongEpoch},
 }
 
 // CodeOf returns the wire code for err: CodeOK for nil, the code of the

@@ -40,8 +40,8 @@ func TestCodeTable(t *testing.T) {
 				t.Errorf("CodeOf(wrapped %v) = %s, want %s", c.err, got, c.code)
 			}
 		}
-		if c.code < 1 || c.code >= 64 {
-			t.Errorf("%s = %d: outside the assigned ranges 1-31 (common) and 32-63 (relay)", c.name, c.code)
+		if c.code < 1 || c.code >= 80 {
+			t.Errorf("%s = %d: outside the assigned ranges 1-31 (common), 32-63 (relay) and 64-79 (group log)", c.name, c.code)
 		}
 	}
 	if len(codes) != len(pb.Code_name)-1 {

@@ -65,7 +65,7 @@ func TestAppendFrame(t *testing.T) {
 func payload(n int) []byte { return bytes.Repeat([]byte{0xab}, n) }
 
 func TestFrameLimits(t *testing.T) {
-	for _, limit := range []int{MaxMsgFrame, MaxBundleFrame, MaxRelayFrame, 127, 128, 1} {
+	for _, limit := range []int{MaxMsgFrame, MaxBundleFrame, MaxRelayFrame, MaxGroupLogFrame, 127, 128, 1} {
 		// At the limit: passes.
 		fr := NewFrameReader(bytes.NewReader(frameOf(payload(limit))), limit)
 		b, err := fr.Next()
@@ -304,7 +304,7 @@ func TestFrameBuffered(t *testing.T) {
 }
 
 func TestFrameLimitOf(t *testing.T) {
-	for id, want := range map[string]int{MsgProtocol: MaxMsgFrame, BundleProtocol: MaxBundleFrame, RelayProtocol: MaxRelayFrame} {
+	for id, want := range map[string]int{MsgProtocol: MaxMsgFrame, BundleProtocol: MaxBundleFrame, RelayProtocol: MaxRelayFrame, BlobProtocol: MaxBlobFrame, GroupLogProtocol: MaxGroupLogFrame} {
 		if got, ok := FrameLimit(id); !ok || got != want {
 			t.Errorf("FrameLimit(%s) = %d, %v", id, got, ok)
 		}

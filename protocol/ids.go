@@ -17,6 +17,10 @@ const (
 	// relays: requests and responses in frames up to MaxBlobFrame, a blob's
 	// bytes unframed after the frame that announces them.
 	BlobProtocol = "/sealpost/blob/1.0.0"
+	// GroupLogProtocol is a community relay's group logs: the ciphertext
+	// log of a group, read and appended to with an epoch's token, and the
+	// order of its commits. Frames up to MaxGroupLogFrame.
+	GroupLogProtocol = "/sealpost/grouplog/1.0.0"
 )
 
 // DHTPrefix is the Kademlia protocol prefix: sealpost's DHT speaks
@@ -36,6 +40,8 @@ func FrameLimit(id string) (int, bool) {
 		return MaxRelayFrame, true
 	case BlobProtocol:
 		return MaxBlobFrame, true
+	case GroupLogProtocol:
+		return MaxGroupLogFrame, true
 	}
 	return 0, false
 }

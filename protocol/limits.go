@@ -192,6 +192,31 @@ const (
 	// reference waits for before it is deleted: one per member of a group.
 	MaxBlobReaders = 1024
 
+	// MaxGroupEntry bounds a group log entry, an encoded GroupMessage
+	// without sequence numbers. Application messages are as small as 1:1
+	// ones (a MaxText text in an MLS PrivateMessage); the bound is set by
+	// commits, whose UpdatePath grows with the tree: with the post-quantum
+	// suite each level takes an X-Wing key (1216 bytes) and an HPKE
+	// ciphertext (about 1.2 KiB) per node of the copath's resolution, so a
+	// commit to a 1,000-member group (10 levels) takes about 30 KiB, and
+	// up to several times that after removals have left blanks in the tree.
+	// A Welcome, which carries the whole tree, is cut into pieces of this
+	// size.
+	MaxGroupEntry = 256 << 10
+
+	// MaxGroupBody bounds the body of a GroupMessage: MaxGroupEntry less
+	// the version, epoch, kind and tags (at most 20 bytes; 32 reserved).
+	MaxGroupBody = MaxGroupEntry - 32
+
+	// MaxGroupMessage bounds a GroupMessage on a topic: a log entry and
+	// its sequence numbers (at most 2 x 10 bytes and a tag and length).
+	MaxGroupMessage = MaxGroupEntry + 32
+
+	// MaxHomeRelays bounds the home relays of a group: each keeps a full
+	// copy of the group's log, and the first orders its commits; a second
+	// keeps the log readable while the first is down.
+	MaxHomeRelays = 2
+
 	// MaxUnixMilli bounds every time on the wire (Unix milliseconds): 2^53-1
 	// is the largest integer a JSON client reads exactly, so times pass
 	// through the API unchanged (it is the year 287396).
@@ -221,6 +246,12 @@ const (
 	// responses hold hashes, capabilities, a mailbox ID and a token (under
 	// 300 bytes). A blob's bytes follow their frame unframed.
 	MaxBlobFrame = 512
+
+	// MaxGroupLogFrame bounds a frame on GroupLogProtocol: the largest is
+	// an append (an entry with a log ID, a token, a token hash and tags,
+	// under 150 bytes more) or a push (an entry and a sequence number);
+	// 1 KiB over the largest entry holds either.
+	MaxGroupLogFrame = MaxGroupEntry + 1<<10
 )
 
 const maxInlineKey = 42

@@ -28,7 +28,8 @@ const (
 // Code is the outcome a peer reports for one request.
 //
 // Ranges: 1-31 common to every protocol; 32-63 the relay protocol
-// (/sealpost/relay/1.0.0); 64 and above unassigned. Zero is never sent: a
+// (/sealpost/relay/1.0.0); 64-79 the group log (/sealpost/grouplog/1.0.0);
+// 80 and above unassigned. Zero is never sent: a
 // decoder refuses a message whose code is zero or not listed here.
 type Code int32
 
@@ -59,6 +60,9 @@ const (
 	Code_CODE_BAD_SIGNATURE      Code = 39 // the owner signature does not verify
 	Code_CODE_TOO_MANY_MAILBOXES Code = 40 // this connection created its quota of mailboxes
 	Code_CODE_SUBSCRIPTION_ENDED Code = 41 // a newer subscription to the mailbox replaced this one
+	// The group log (docs/PROTOCOL.md §11.5).
+	Code_CODE_UNKNOWN_LOG Code = 64 // no such group log on this relay
+	Code_CODE_WRONG_EPOCH Code = 65 // the epoch is not the log's open one (a commit for it was taken)
 )
 
 // Enum value maps for Code.
@@ -89,6 +93,8 @@ var (
 		39: "CODE_BAD_SIGNATURE",
 		40: "CODE_TOO_MANY_MAILBOXES",
 		41: "CODE_SUBSCRIPTION_ENDED",
+		64: "CODE_UNKNOWN_LOG",
+		65: "CODE_WRONG_EPOCH",
 	}
 	Code_value = map[string]int32{
 		"CODE_UNSPECIFIED":         0,
@@ -116,6 +122,8 @@ var (
 		"CODE_BAD_SIGNATURE":       39,
 		"CODE_TOO_MANY_MAILBOXES":  40,
 		"CODE_SUBSCRIPTION_ENDED":  41,
+		"CODE_UNKNOWN_LOG":         64,
+		"CODE_WRONG_EPOCH":         65,
 	}
 )
 
@@ -150,7 +158,7 @@ var File_protocol_internal_pb_code_proto protoreflect.FileDescriptor
 
 const file_protocol_internal_pb_code_proto_rawDesc = "" +
 	"\n" +
-	"\x1fprotocol/internal/pb/code.proto\x12\vsealpost.v1*\xd3\x04\n" +
+	"\x1fprotocol/internal/pb/code.proto\x12\vsealpost.v1*\xff\x04\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aCODE_OK\x10\x01\x12\x12\n" +
@@ -177,7 +185,9 @@ const file_protocol_internal_pb_code_proto_rawDesc = "" +
 	"\x16CODE_EXPIRED_CHALLENGE\x10&\x12\x16\n" +
 	"\x12CODE_BAD_SIGNATURE\x10'\x12\x1b\n" +
 	"\x17CODE_TOO_MANY_MAILBOXES\x10(\x12\x1b\n" +
-	"\x17CODE_SUBSCRIPTION_ENDED\x10)B3Z1github.com/sealpost/sealpost/protocol/internal/pbb\x06proto3"
+	"\x17CODE_SUBSCRIPTION_ENDED\x10)\x12\x14\n" +
+	"\x10CODE_UNKNOWN_LOG\x10@\x12\x14\n" +
+	"\x10CODE_WRONG_EPOCH\x10AB3Z1github.com/sealpost/sealpost/protocol/internal/pbb\x06proto3"
 
 var (
 	file_protocol_internal_pb_code_proto_rawDescOnce sync.Once

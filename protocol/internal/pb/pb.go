@@ -11,4 +11,4 @@
 // cannot collide with another module's.
 package pb
 
-//go:generate protoc --proto_path=../../.. --go_out=../../.. --go_opt=paths=source_relative protocol/internal/pb/code.proto protocol/internal/pb/msg.proto protocol/internal/pb/plaintext.proto protocol/internal/pb/card.proto protocol/internal/pb/bundle.proto protocol/internal/pb/invite.proto protocol/internal/pb/relay.proto protocol/internal/pb/file.proto protocol/internal/pb/blob.proto
+//go:generate protoc --proto_path=../../.. --go_out=../../.. --go_opt=paths=source_relative protocol/internal/pb/code.proto protocol/internal/pb/msg.proto protocol/internal/pb/plaintext.proto protocol/internal/pb/card.proto protocol/internal/pb/bundle.proto protocol/internal/pb/invite.proto protocol/internal/pb/relay.proto protocol/internal/pb/file.proto protocol/internal/pb/blob.proto protocol/internal/pb/group.proto
