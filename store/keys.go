@@ -48,6 +48,15 @@ const (
 	tRelayBlobByMbox byte = 0x2c // mailbox(32) hash(32) readcap(32) -> ""
 	tRelayBlobUsage  byte = 0x2d // mailbox(32) -> BlobUsage
 	tRelayBlobTotals byte = 0x2e // (single key) -> RelayBlobTotals
+
+	// The relay's group logs (relaygroups.go).
+	tRelayGroupLog    byte = 0x30 // id(32) -> RelayGroupLog
+	tRelayGroupEpoch  byte = 0x31 // id(32) epoch(8) -> RelayGroupEpoch
+	tRelayGroupEntry  byte = 0x32 // id(32) seq(8) -> RelayGroupEntry
+	tRelayGroupHash   byte = 0x33 // id(32) hash(32) -> seq(8)
+	tRelayGroupExpiry byte = 0x34 // until(8) id(32) seq(8) -> ""
+	tRelayGroupIdle   byte = 0x35 // until(8) id(32) -> ""
+	tRelayGroupTotals byte = 0x36 // (single key) -> RelayGroupTotals
 )
 
 // key concatenates a table byte and parts.
