@@ -86,6 +86,8 @@ var rules = []rule{
 		why: "messaging is a service node composes; it knows relays through node/mailbox"},
 	{in: []string{"node/internal/..."}, deny: []string{"node/..."}, allow: []string{"node/internal/..."},
 		why: "node/internal/ holds leaves the services share"},
+	{in: []string{"node/gossip/..."}, deny: []string{"node/..."}, allow: []string{"node/internal/...", "node/gossip/..."},
+		why: "gossip is a transport the group engine uses; it knows no service"},
 
 	// The binary and its benchmarks.
 	{in: []string{"cmd/sealpost"}, deny: []string{"./..."}, allow: []string{"node/...", benchTree},
@@ -170,6 +172,7 @@ func TestDependencyRulesCatch(t *testing.T) {
 		{"node/mailbox", m("node/messaging")},
 		{"node/messaging", m("node")},
 		{"node/internal/clock", m("node/relay")},
+		{"node/gossip", m("node/messaging")},
 		{"store/badgerstore", m("crypto/bench")},
 		{"node/messaging", m("store/storetest")},
 		{"node/relay", m("node/internal/clock/clocktest")},
@@ -193,6 +196,7 @@ func TestDependencyRulesCatch(t *testing.T) {
 		{"node/testnet/scenario", m("node/testnet")},
 		{"node/messaging", m("node/mailbox")},
 		{"node/internal/ratelimit", m("node/internal/clock")},
+		{"node/gossip", m("node/internal/clock")},
 		{"node/api", m("node")},
 		{"cmd/sealpost", m("node/api")},
 		{"cmd/sealpost", m("cmd/sealpost/internal/bench/cryptobench")},

@@ -21,6 +21,10 @@ const (
 	// log of a group, read and appended to with an epoch's token, and the
 	// order of its commits. Frames up to MaxGroupLogFrame.
 	GroupLogProtocol = "/sealpost/grouplog/1.0.0"
+	// GossipProtocol is gossipsub v1.2 under sealpost's own name: the
+	// protocol group members exchange GroupMessages on (node/gossip).
+	// pubsub frames it itself, in RPCs of its own.
+	GossipProtocol = "/sealpost/meshsub/1.2.0"
 )
 
 // DHTPrefix is the Kademlia protocol prefix: sealpost's DHT speaks

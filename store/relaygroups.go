@@ -247,7 +247,9 @@ func (s RelayGroups) live(id GroupLogID) (RelayGroupLog, error) {
 	return l, err
 }
 
-func (s RelayGroups) putLog(l *RelayGroupLog) error { return s.tx.set(relayGroupLogKey(l.ID), l.marshal()) }
+func (s RelayGroups) putLog(l *RelayGroupLog) error {
+	return s.tx.set(relayGroupLogKey(l.ID), l.marshal())
+}
 
 // setIdle moves log l's idle deadline to until, and its index with it.
 func (s RelayGroups) setIdle(l *RelayGroupLog, until time.Time) error {

@@ -1,0 +1,120 @@
+package gossip
+
+import (
+	"sync/atomic"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the Gossip's Prometheus collectors. No label names a topic
+// or a peer: reasons are a fixed set.
+type metrics struct {
+	reg prometheus.Registerer
+	own []prometheus.Collector
+
+	published prometheus.Counter
+	delivered prometheus.Counter
+	drops     *prometheus.CounterVec // messages dropped by validation, by reason
+	refusals  *prometheus.CounterVec // RPCs and subscriptions refused, by reason
+	lost      *prometheus.CounterVec // messages pubsub could not queue or deliver
+	topics    prometheus.Gauge
+
+	// counts kept for Stats and tests
+	nDropRPC       atomic.Uint64
+	nUndeliverable atomic.Uint64
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		reg: reg,
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_gossip_published_total", Help: "Group messages this node published on a topic.",
+		}),
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_gossip_delivered_total", Help: "Group messages received on a topic that passed validation.",
+		}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sealpost_gossip_dropped_total",
+			Help: "Group messages dropped before any decryption, by reason (not_member, malformed, rejected, ignored).",
+		}, []string{"reason"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sealpost_gossip_refused_total",
+			Help: "Pubsub RPCs and subscriptions refused, by reason (signed, topic_spam, not_member).",
+		}, []string{"reason"}),
+		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sealpost_gossip_queue_drops_total",
+			Help: "Pubsub RPCs dropped because a peer's outbound queue was full (rpc), and messages no subscriber could take (undeliverable).",
+		}, []string{"what"}),
+		topics: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sealpost_gossip_topics", Help: "Group topics joined."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.published, m.delivered, m.drops, m.refusals, m.lost, m.topics} {
+			if err := reg.Register(c); err != nil {
+				m.unregister()
+				return nil, err
+			}
+			m.own = append(m.own, c)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) unregister() {
+	for _, c := range m.own {
+		m.reg.Unregister(c)
+	}
+	m.own = nil
+}
+
+func (m *metrics) dropped(reason string) { m.drops.WithLabelValues(reason).Inc() }
+func (m *metrics) refused(reason string) { m.refusals.WithLabelValues(reason).Inc() }
+
+// Stats are counts of a Gossip's queue drops, for tests and the node's
+// status.
+type Stats struct {
+	// DroppedRPCs are RPCs pubsub dropped because a peer's outbound queue
+	// was full; Undeliverable are messages a subscription's buffer could
+	// not take.
+	DroppedRPCs, Undeliverable uint64
+}
+
+// Stats returns the Gossip's queue-drop counts.
+func (g *Gossip) Stats() Stats {
+	return Stats{DroppedRPCs: g.met.nDropRPC.Load(), Undeliverable: g.met.nUndeliverable.Load()}
+}
+
+// tracer counts what pubsub drops for lack of queue space.
+type tracer struct{ m *metrics }
+
+var _ pubsub.RawTracer = tracer{}
+
+func (t tracer) DropRPC(*pubsub.RPC, peer.ID) {
+	t.m.nDropRPC.Add(1)
+	t.m.lost.WithLabelValues("rpc").Inc()
+}
+
+func (t tracer) UndeliverableMessage(*pubsub.Message) {
+	t.m.nUndeliverable.Add(1)
+	t.m.lost.WithLabelValues("undeliverable").Inc()
+}
+
+func (tracer) AddPeer(peer.ID, libp2pproto.ID)                      {}
+func (tracer) RemovePeer(peer.ID)                                   {}
+func (tracer) OnNewOutboundStream(peer.ID, libp2pproto.ID)          {}
+func (tracer) OnClosedOutboundStream(peer.ID)                       {}
+func (tracer) Join(string)                                          {}
+func (tracer) Leave(string)                                         {}
+func (tracer) Graft(peer.ID, string)                                {}
+func (tracer) Prune(peer.ID, string)                                {}
+func (tracer) ValidateMessage(*pubsub.Message)                      {}
+func (tracer) DeliverMessage(*pubsub.Message)                       {}
+func (tracer) RejectMessage(*pubsub.Message, string)                {}
+func (tracer) DuplicateMessage(*pubsub.Message)                     {}
+func (tracer) ThrottlePeer(peer.ID)                                 {}
+func (tracer) RecvRPC(*pubsub.RPC)                                  {}
+func (tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
+func (tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
