@@ -1,9 +1,10 @@
 // Package protocol defines sealpost's wire formats: the stream protocol IDs,
-// framing, the messages of direct delivery, bundle fetch, the relay and
-// attachment blobs, the typed plaintext, contact card and attachment
-// pointer that travel inside the Double Ratchet, invite links, size limits,
+// framing, the messages of direct delivery, bundle fetch, the relay,
+// attachment blobs and group logs, the typed plaintext, contact card and
+// attachment pointer that travel inside the Double Ratchet, the group
+// message of gossipsub topics and group logs, invite links, size limits,
 // validation, and the table from error sentinels to wire error codes.
-// docs/PROTOCOL.md §9–11 is the byte-level specification, field by field;
+// docs/PROTOCOL.md §9–12 is the byte-level specification, field by field;
 // this package is its reference implementation.
 //
 // # Byte layout

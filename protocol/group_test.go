@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/sealpost/sealpost/protocol/internal/pb"
 )
 
@@ -249,9 +251,9 @@ func TestGroupValidate(t *testing.T) {
 func TestGroupDecodeWire(t *testing.T) {
 	ap := &GroupLogRequest{ID: 1, Op: GroupLogFetch, Log: sampleLogID, Token: sampleGroupToken}
 	w := ap.wire().(*pb.GroupLogRequest)
-	short := *w
+	short := proto.Clone(w).(*pb.GroupLogRequest)
 	short.Token = short.Token[:31]
-	zero := *w
+	zero := proto.Clone(w).(*pb.GroupLogRequest)
 	zero.Log = make([]byte, 32)
 	cases := []struct {
 		name string
@@ -259,8 +261,8 @@ func TestGroupDecodeWire(t *testing.T) {
 		b    []byte
 		want error
 	}{
-		{"token short", new(GroupLogRequest), marshalRaw(t, &short), ErrMalformed},
-		{"log zero", new(GroupLogRequest), marshalRaw(t, &zero), ErrMalformed},
+		{"token short", new(GroupLogRequest), marshalRaw(t, short), ErrMalformed},
+		{"log zero", new(GroupLogRequest), marshalRaw(t, zero), ErrMalformed},
 		{"version 2", new(GroupLogRequest), marshalRaw(t, &pb.GroupLogRequest{Version: 2, Id: 1}), ErrUnsupportedVersion},
 		{"response log short", new(GroupLogResponse), marshalRaw(t, &pb.GroupLogResponse{Version: 1, Id: 1, Op: pb.GroupLogOp_GROUP_LOG_OP_CREATE, Code: 1, Log: pattern(31, 1)}), ErrMalformed},
 		{"kind beyond a byte", new(GroupMessage), marshalRaw(t, &pb.GroupMessage{Version: 1, Kind: 257, Body: []byte{1}}), ErrMalformed},
