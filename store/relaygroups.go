@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sealpost/sealpost/protocol"
 )
 
 // The relay's group logs: the ciphertext log a relay keeps for a group it
@@ -44,12 +46,9 @@ var (
 // (protocol.MaxGroupEntry).
 const MaxRelayGroupEntry = 256 << 10
 
-// GroupLogID names a group log on this relay.
-type GroupLogID = [32]byte
-
 // RelayGroupLog is a group log a relay holds for a group's members.
 type RelayGroupLog struct {
-	ID        GroupLogID
+	ID        protocol.GroupLogID
 	CreatedAt time.Time
 	// IdleUntil is when the relay deletes the log unless an append moves
 	// it (the caller sets it on create and append).
@@ -98,7 +97,7 @@ func (l *RelayGroupLog) unmarshal(b []byte) error {
 type RelayGroupEpoch struct {
 	Epoch uint64
 	// TokenHash is SHA-256 of the epoch's token.
-	TokenHash TokenHash
+	TokenHash protocol.TokenHash
 	// FirstSeq is the sequence number the epoch's first entry has or will
 	// have; CommitSeq the commit's that closed it (0 while it is open).
 	FirstSeq  uint64
@@ -128,7 +127,7 @@ func (g *RelayGroupEpoch) unmarshal(b []byte) error {
 
 // RelayGroupEntry is one stored entry of a group log.
 type RelayGroupEntry struct {
-	Log GroupLogID
+	Log protocol.GroupLogID
 	Seq uint64
 	// Epoch is the epoch it was appended to; Commit marks the commit that
 	// closed it.
@@ -191,21 +190,23 @@ type RelayGroups struct{ tx *Tx }
 // RelayGroups returns the relay's group log tables.
 func (tx *Tx) RelayGroups() RelayGroups { return RelayGroups{tx} }
 
-func relayGroupLogKey(id GroupLogID) []byte { return key(tRelayGroupLog, id[:]) }
-func relayGroupEpochKey(id GroupLogID, epoch uint64) []byte {
+func relayGroupLogKey(id protocol.GroupLogID) []byte { return key(tRelayGroupLog, id[:]) }
+func relayGroupEpochKey(id protocol.GroupLogID, epoch uint64) []byte {
 	e := u64Key(epoch)
 	return key(tRelayGroupEpoch, id[:], e[:])
 }
-func relayGroupEntryKey(id GroupLogID, seq uint64) []byte {
+func relayGroupEntryKey(id protocol.GroupLogID, seq uint64) []byte {
 	s := u64Key(seq)
 	return key(tRelayGroupEntry, id[:], s[:])
 }
-func relayGroupHashKey(id GroupLogID, h [32]byte) []byte { return key(tRelayGroupHash, id[:], h[:]) }
-func relayGroupExpiryKey(until time.Time, id GroupLogID, seq uint64) []byte {
+func relayGroupHashKey(id protocol.GroupLogID, h [32]byte) []byte {
+	return key(tRelayGroupHash, id[:], h[:])
+}
+func relayGroupExpiryKey(until time.Time, id protocol.GroupLogID, seq uint64) []byte {
 	t, s := timeKey(until), u64Key(seq)
 	return key(tRelayGroupExpiry, t[:], id[:], s[:])
 }
-func relayGroupIdleKey(until time.Time, id GroupLogID) []byte {
+func relayGroupIdleKey(until time.Time, id protocol.GroupLogID) []byte {
 	t := timeKey(until)
 	return key(tRelayGroupIdle, t[:], id[:])
 }
@@ -230,7 +231,7 @@ func (s RelayGroups) changeTotals(fn func(t *RelayGroupTotals)) error {
 
 // Log returns log id, or ErrNotFound. A log being deleted is returned with
 // Deleting set.
-func (s RelayGroups) Log(id GroupLogID) (RelayGroupLog, error) {
+func (s RelayGroups) Log(id protocol.GroupLogID) (RelayGroupLog, error) {
 	l := RelayGroupLog{ID: id}
 	if ok, err := s.tx.getRecord(relayGroupLogKey(id), &l); err != nil || !ok {
 		return l, cmp.Or(err, notFound("relay group log", id[:4]))
@@ -239,7 +240,7 @@ func (s RelayGroups) Log(id GroupLogID) (RelayGroupLog, error) {
 }
 
 // live returns log id unless it is missing or being deleted (ErrNotFound).
-func (s RelayGroups) live(id GroupLogID) (RelayGroupLog, error) {
+func (s RelayGroups) live(id protocol.GroupLogID) (RelayGroupLog, error) {
 	l, err := s.Log(id)
 	if err == nil && l.Deleting {
 		return l, notFound("relay group log", id[:4])
@@ -265,7 +266,7 @@ func (s RelayGroups) setIdle(l *RelayGroupLog, until time.Time) error {
 
 // Epoch returns epoch e of log id, or ErrWrongEpoch if the log keeps no
 // such epoch (ErrNotFound if there is no log).
-func (s RelayGroups) Epoch(id GroupLogID, e uint64) (RelayGroupEpoch, error) {
+func (s RelayGroups) Epoch(id protocol.GroupLogID, e uint64) (RelayGroupEpoch, error) {
 	g := RelayGroupEpoch{Epoch: e}
 	ok, err := s.tx.getRecord(relayGroupEpochKey(id, e), &g)
 	if err != nil || ok {
@@ -280,8 +281,8 @@ func (s RelayGroups) Epoch(id GroupLogID, e uint64) (RelayGroupEpoch, error) {
 // CreateLog stores a new log, open at l.Epoch for the token whose hash is
 // token (its counts start at zero whatever l holds; l.IdleUntil is kept).
 // ErrExists: the ID is taken.
-func (s RelayGroups) CreateLog(l RelayGroupLog, token TokenHash) error {
-	if l.ID == (GroupLogID{}) || token == (TokenHash{}) {
+func (s RelayGroups) CreateLog(l RelayGroupLog, token protocol.TokenHash) error {
+	if l.ID == (protocol.GroupLogID{}) || token == (protocol.TokenHash{}) {
 		return fmt.Errorf("relay group log: %w: zero ID or token hash", ErrInvalid)
 	}
 	ok, err := s.tx.exists(relayGroupLogKey(l.ID))
@@ -307,14 +308,14 @@ func (s RelayGroups) CreateLog(l RelayGroupLog, token TokenHash) error {
 
 // GroupAppend is one append to a group log.
 type GroupAppend struct {
-	Log   GroupLogID
+	Log   protocol.GroupLogID
 	Epoch uint64
 	// Token is SHA-256 of the token presented, which must be Epoch's.
-	Token TokenHash
+	Token protocol.TokenHash
 	// Commit closes Epoch and opens the next one for the token whose hash
 	// is Next.
 	Commit      bool
-	Next        TokenHash
+	Next        protocol.TokenHash
 	Entry       []byte
 	StoredUntil time.Time
 	// IdleUntil is the log's new idle deadline.
@@ -338,7 +339,7 @@ func (s RelayGroups) Append(a GroupAppend, check func(l *RelayGroupLog, t *Relay
 	if len(a.Entry) == 0 || len(a.Entry) > MaxRelayGroupEntry {
 		return e, false, fmt.Errorf("relay group entry: %w: %d bytes", ErrInvalid, len(a.Entry))
 	}
-	if a.Commit && (a.Next == (TokenHash{}) || a.Epoch == ^uint64(0)) {
+	if a.Commit && (a.Next == (protocol.TokenHash{}) || a.Epoch == ^uint64(0)) {
 		return e, false, fmt.Errorf("relay group entry: %w: commit without a next epoch", ErrInvalid)
 	}
 	l, err := s.live(a.Log)
@@ -419,7 +420,7 @@ func (s RelayGroups) Append(a GroupAppend, check func(l *RelayGroupLog, t *Relay
 }
 
 // Entry returns entry seq of log id, or ErrNotFound.
-func (s RelayGroups) Entry(id GroupLogID, seq uint64) (RelayGroupEntry, error) {
+func (s RelayGroups) Entry(id protocol.GroupLogID, seq uint64) (RelayGroupEntry, error) {
 	e := RelayGroupEntry{Log: id, Seq: seq}
 	if ok, err := s.tx.getRecord(relayGroupEntryKey(id, seq), &e); err != nil || !ok {
 		return e, cmp.Or(err, notFound("relay group entry", seq))
@@ -432,7 +433,7 @@ func (s RelayGroups) Entry(id GroupLogID, seq uint64) (RelayGroupEntry, error) {
 // ErrWrongEpoch: the log keeps no epoch e. Entries past their StoredUntil
 // that the sweep has not removed yet are included; the caller skips them
 // if it wants.
-func (s RelayGroups) Entries(id GroupLogID, epoch, after uint64, limit int, fn func(e RelayGroupEntry) error) error {
+func (s RelayGroups) Entries(id protocol.GroupLogID, epoch, after uint64, limit int, fn func(e RelayGroupEntry) error) error {
 	g, err := s.Epoch(id, epoch)
 	if err != nil {
 		return err
@@ -472,7 +473,7 @@ func (s RelayGroups) Entries(id GroupLogID, epoch, after uint64, limit int, fn f
 // DeleteEntry removes entry seq of log id and takes it off the counts; it
 // reports whether there was one. Deleting an epoch's commit (its last
 // entry) deletes the epoch's record too.
-func (s RelayGroups) DeleteEntry(id GroupLogID, seq uint64) (bool, error) {
+func (s RelayGroups) DeleteEntry(id protocol.GroupLogID, seq uint64) (bool, error) {
 	e, err := s.Entry(id, seq)
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
@@ -517,7 +518,7 @@ func (s RelayGroups) DeleteEntry(id GroupLogID, seq uint64) (bool, error) {
 
 // GroupEntryRef names a stored group log entry.
 type GroupEntryRef struct {
-	Log GroupLogID
+	Log protocol.GroupLogID
 	Seq uint64
 }
 
@@ -527,18 +528,18 @@ func (s RelayGroups) ExpiredEntries(now time.Time, limit int) ([]GroupEntryRef, 
 	keys, err := s.tx.expired(tRelayGroupExpiry, now, limit, 1+8+32+8, "relay group expiry index")
 	out := make([]GroupEntryRef, len(keys))
 	for i, k := range keys {
-		out[i] = GroupEntryRef{Log: GroupLogID(k[9:41]), Seq: binary.BigEndian.Uint64(k[41:])}
+		out[i] = GroupEntryRef{Log: protocol.GroupLogID(k[9:41]), Seq: binary.BigEndian.Uint64(k[41:])}
 	}
 	return out, err
 }
 
 // IdleLogs returns up to limit logs whose IdleUntil is not after now
 // (limit <= 0: all), to be deleted with DeleteLog.
-func (s RelayGroups) IdleLogs(now time.Time, limit int) ([]GroupLogID, error) {
+func (s RelayGroups) IdleLogs(now time.Time, limit int) ([]protocol.GroupLogID, error) {
 	keys, err := s.tx.expired(tRelayGroupIdle, now, limit, 1+8+32, "relay group idle index")
-	out := make([]GroupLogID, len(keys))
+	out := make([]protocol.GroupLogID, len(keys))
 	for i, k := range keys {
-		out[i] = GroupLogID(k[9:41])
+		out[i] = protocol.GroupLogID(k[9:41])
 	}
 	return out, err
 }
@@ -548,7 +549,7 @@ func (s RelayGroups) IdleLogs(now time.Time, limit int) ([]GroupLogID, error) {
 // in transactions of a bounded size. The first call marks the log
 // Deleting (it then accepts nothing); call again until done is true. A
 // missing log is done.
-func (s RelayGroups) DeleteLog(id GroupLogID, limit int) (done bool, err error) {
+func (s RelayGroups) DeleteLog(id protocol.GroupLogID, limit int) (done bool, err error) {
 	l, err := s.Log(id)
 	if errors.Is(err, ErrNotFound) {
 		return true, nil

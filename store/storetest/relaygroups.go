@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -30,7 +31,7 @@ func groupAppend(epoch uint64, n int, fill byte) store.GroupAppend {
 	}
 }
 
-func tokenOf(epoch uint64) store.TokenHash { return id32(byte(100 + epoch)) }
+func tokenOf(epoch uint64) protocol.TokenHash { return id32(byte(100 + epoch)) }
 
 func groupCommit(epoch uint64, fill byte) store.GroupAppend {
 	a := groupAppend(epoch, 64, fill)
@@ -88,12 +89,12 @@ func testRelayGroupLogs(t *testing.T, st store.Store) {
 	})
 	for name, c := range map[string]struct {
 		l     store.RelayGroupLog
-		token store.TokenHash
+		token protocol.TokenHash
 		want  error
 	}{
 		"twice":      {groupLog(1, 0), tokenOf(0), store.ErrExists},
 		"zero ID":    {store.RelayGroupLog{}, tokenOf(0), store.ErrInvalid},
-		"zero token": {groupLog(2, 0), store.TokenHash{}, store.ErrInvalid},
+		"zero token": {groupLog(2, 0), protocol.TokenHash{}, store.ErrInvalid},
 	} {
 		err := st.Update(context.Background(), func(tx *store.Tx) error { return tx.RelayGroups().CreateLog(c.l, c.token) })
 		if !errors.Is(err, c.want) {
@@ -228,7 +229,7 @@ func testRelayGroupAppend(t *testing.T, st store.Store) {
 	for name, a := range map[string]store.GroupAppend{
 		"empty":          groupAppend(1, 0, 0),
 		"too large":      groupAppend(1, store.MaxRelayGroupEntry+1, 1),
-		"commit no next": func() store.GroupAppend { a := groupCommit(1, 8); a.Next = store.TokenHash{}; return a }(),
+		"commit no next": func() store.GroupAppend { a := groupCommit(1, 8); a.Next = protocol.TokenHash{}; return a }(),
 	} {
 		if _, _, err := appendGroup(st, a); !errors.Is(err, store.ErrInvalid) {
 			t.Errorf("%s: got %v, want ErrInvalid", name, err)
@@ -387,8 +388,8 @@ func testRelayGroupDeleteLog(t *testing.T, st store.Store) {
 			t.Fatal(err)
 		}
 	}
-	idle := func(now time.Time) []store.GroupLogID {
-		var ids []store.GroupLogID
+	idle := func(now time.Time) []protocol.GroupLogID {
+		var ids []protocol.GroupLogID
 		view(t, st, func(tx *store.Tx) error {
 			var err error
 			ids, err = tx.RelayGroups().IdleLogs(now, 0)
