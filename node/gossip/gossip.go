@@ -165,7 +165,8 @@ type Gossip struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
+	joinMu sync.Mutex // serializes Join and Close
+	mu     sync.Mutex // guards topics and closed; never held across a pubsub call
 	topics map[string]*Topic
 	closed bool
 
@@ -355,16 +356,25 @@ func (g *Gossip) Join(topic string, check Check, deliver Deliver) (*Topic, error
 	if check == nil || deliver == nil {
 		return nil, errors.New("gossip: Join without check or deliver")
 	}
+	// pubsub's calls wait for its event loop, which may be in the
+	// subscription filter waiting for g.mu: hold joinMu (which serializes
+	// Join and Close) across them, and g.mu only around the map.
+	g.joinMu.Lock()
+	defer g.joinMu.Unlock()
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	switch {
 	case g.closed:
+		g.mu.Unlock()
 		return nil, ErrClosed
 	case g.topics[topic] != nil:
+		g.mu.Unlock()
 		return nil, ErrJoined
 	case len(g.topics) >= MaxTopics:
-		return nil, fmt.Errorf("gossip: %d topics joined, limit %d", len(g.topics), MaxTopics)
+		n := len(g.topics)
+		g.mu.Unlock()
+		return nil, fmt.Errorf("gossip: %d topics joined, limit %d", n, MaxTopics)
 	}
+	g.mu.Unlock()
 	t := &Topic{g: g, name: topic, check: check, deliver: deliver, done: make(chan struct{})}
 	if err := g.ps.RegisterTopicValidator(topic, t.validate, pubsub.WithValidatorInline(true)); err != nil {
 		return nil, fmt.Errorf("gossip: validator: %w", err)
@@ -379,15 +389,23 @@ func (g *Gossip) Join(topic string, check Check, deliver Deliver) (*Topic, error
 		_ = g.ps.UnregisterTopicValidator(topic)
 		return nil, fmt.Errorf("gossip: topic score: %w", err)
 	}
+	// From here the filter treats the topic as joined.
+	g.mu.Lock()
+	g.topics[topic] = t
+	g.mu.Unlock()
 	sub, err := pt.Subscribe(pubsub.WithBufferSize(g.opts.Queue))
 	if err != nil {
+		g.mu.Lock()
+		delete(g.topics, topic)
+		g.mu.Unlock()
 		_ = pt.Close()
 		_ = g.ps.UnregisterTopicValidator(topic)
 		return nil, fmt.Errorf("gossip: subscribe: %w", err)
 	}
 	t.topic, t.sub = pt, sub
-	g.topics[topic] = t
+	g.mu.Lock()
 	g.met.topics.Set(float64(len(g.topics)))
+	g.mu.Unlock()
 	g.wg.Go(t.run)
 	return t, nil
 }
@@ -505,6 +523,8 @@ func (t *Topic) Close() error {
 // It is idempotent.
 func (g *Gossip) Close() error {
 	g.closeOnce.Do(func() {
+		g.joinMu.Lock()
+		defer g.joinMu.Unlock()
 		g.mu.Lock()
 		g.closed = true
 		topics := make([]*Topic, 0, len(g.topics))

@@ -475,7 +475,6 @@ func TestBadInputUnsigned(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Close()
-	time.Sleep(2 * time.Second)
 	enc := func(m protocol.GroupMessage) []byte {
 		b, err := m.Marshal()
 		if err != nil {
@@ -483,20 +482,19 @@ func TestBadInputUnsigned(t *testing.T) {
 		}
 		return b
 	}
-	good := enc(protocol.GroupMessage{Epoch: 3, Kind: protocol.GroupApplication, Body: []byte("good")})
-	for _, b := range [][]byte{
-		[]byte("not a group message"),
-		enc(protocol.GroupMessage{Epoch: 3, Kind: protocol.GroupWelcome, Body: []byte("welcome on a topic")}),
-		enc(protocol.GroupMessage{Epoch: 2, Kind: protocol.GroupApplication, Body: []byte("old epoch")}),
-		enc(protocol.GroupMessage{Epoch: 3, Kind: protocol.GroupProposal, Body: []byte("refused")}),
-		good,
-	} {
-		if err := rt.Publish(context.Background(), b); err != nil {
+	// The good message first: the rejections that follow lower the
+	// sender's score until its messages are ignored, as they should be.
+	// Each attempt has new bytes: the same bytes again would be a
+	// duplicate the sender itself drops.
+	good := map[string]bool{}
+	deadline := time.Now().Add(wait)
+	for i := 0; ; i++ {
+		g := enc(protocol.GroupMessage{Epoch: 3, Kind: protocol.GroupApplication, Body: fmt.Appendf(nil, "good %d", i)})
+		good[string(g)] = true
+		if err := rt.Publish(context.Background(), g); err != nil {
 			t.Fatal(err)
 		}
-	}
-	deadline := time.Now().Add(wait)
-	for {
+		time.Sleep(200 * time.Millisecond)
 		mu.Lock()
 		n := len(delivered)
 		mu.Unlock()
@@ -506,17 +504,52 @@ func TestBadInputUnsigned(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the good message was not delivered")
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(time.Second)
+	// Then one message at a time, each waited for: a message of an epoch
+	// the node left is ignored (no penalty), a proposal the group refuses
+	// and bytes that are no group message are rejected.
+	waitDrop := func(reason string, want float64) {
+		t.Helper()
+		for value(a.g.met.drops.WithLabelValues(reason)) < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("dropped %s: %v, want %v", reason, value(a.g.met.drops.WithLabelValues(reason)), want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for _, c := range []struct {
+		msg    []byte
+		reason string
+	}{
+		{enc(protocol.GroupMessage{Epoch: 2, Kind: protocol.GroupApplication, Body: []byte("old epoch")}), "ignored"},
+		{enc(protocol.GroupMessage{Epoch: 3, Kind: protocol.GroupProposal, Body: []byte("refused")}), "rejected"},
+		{[]byte("not a group message"), "malformed"},
+	} {
+		if err := rt.Publish(context.Background(), c.msg); err != nil {
+			t.Fatal(err)
+		}
+		waitDrop(c.reason, 1)
+	}
+	// Two rejections put the sender below the graylist threshold: what it
+	// sends now is not even validated.
 	mu.Lock()
-	if len(delivered) != 1 || !bytes.Equal(delivered[0], good) {
-		t.Errorf("delivered %q", delivered)
-	}
+	before := len(delivered)
 	mu.Unlock()
-	for reason, want := range map[string]float64{"malformed": 2, "ignored": 1, "rejected": 1} {
-		if got := value(a.g.met.drops.WithLabelValues(reason)); got != want {
-			t.Errorf("dropped %s: %v, want %v", reason, got, want)
+	for i := range 5 {
+		late := enc(protocol.GroupMessage{Epoch: 3, Kind: protocol.GroupApplication, Body: fmt.Appendf(nil, "late %d", i)})
+		if err := rt.Publish(context.Background(), late); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(delivered) != before {
+		t.Errorf("%d messages of a graylisted peer delivered", len(delivered)-before)
+	}
+	for _, d := range delivered {
+		if !good[string(d)] {
+			t.Errorf("delivered %q", d)
 		}
 	}
 }
