@@ -315,7 +315,7 @@ func (r *RelayRequest) Validate() error {
 		if err != nil {
 			return fmt.Errorf("%w: %s: envelope of %d bytes is not a sealed envelope", ErrMalformed, what, len(r.Envelope))
 		}
-		if MailboxID(id) != r.Mailbox {
+		if id != r.Mailbox {
 			return fmt.Errorf("%w: %s: envelope is for another mailbox", ErrMalformed, what)
 		}
 	}

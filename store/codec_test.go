@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/protocol"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
@@ -287,7 +289,7 @@ func TestVersion1Records(t *testing.T) {
 	})
 	var tok DepositToken
 	if err := tok.unmarshal(token); err != nil || tok.Relay != "relay" || !tok.Revoked || tok.Registered ||
-		!tok.ExpiresAt.IsZero() || tok.CardSeq != 0 || tok.Invite != (InviteSecret{}) {
+		!tok.ExpiresAt.IsZero() || tok.CardSeq != 0 || tok.Invite != (protocol.InviteSecret{}) {
 		t.Errorf("deposit token v1: %+v, %v", tok, err)
 	}
 }

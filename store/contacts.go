@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/sealpost/sealpost/crypto/identity"
 )
 
 // ContactState is how far a contact relationship has come.
@@ -45,7 +47,7 @@ const MaxCardLen = 64 << 10
 // bytewise: normalize before storing); an empty Name is allowed (a message
 // request not yet named) and is not indexed.
 type Contact struct {
-	UserID UserID
+	UserID identity.UserID
 	Name   string
 	// Identity is the pinned public identity, as crypto/identity marshals it.
 	Identity []byte
@@ -171,8 +173,8 @@ func (c *Contact) unmarshal(b []byte) error {
 	return nil
 }
 
-func contactKey(id UserID) []byte       { return key(tContact, id[:]) }
-func contactNameKey(name string) []byte { return key(tContactName, []byte(name)) }
+func contactKey(id identity.UserID) []byte { return key(tContact, id[:]) }
+func contactNameKey(name string) []byte    { return key(tContactName, []byte(name)) }
 
 // Contacts is the table of contacts, with a unique index on Name.
 type Contacts struct{ tx *Tx }
@@ -181,7 +183,7 @@ type Contacts struct{ tx *Tx }
 func (tx *Tx) Contacts() Contacts { return Contacts{tx} }
 
 // Get returns the contact with user ID id, or ErrNotFound.
-func (s Contacts) Get(id UserID) (Contact, error) {
+func (s Contacts) Get(id identity.UserID) (Contact, error) {
 	var c Contact
 	b, err := s.tx.get(contactKey(id))
 	if errors.Is(err, ErrNotFound) {
@@ -206,10 +208,10 @@ func (s Contacts) ByName(name string) (Contact, error) {
 	if err != nil {
 		return Contact{}, err
 	}
-	if len(b) != len(UserID{}) {
+	if len(b) != len(identity.UserID{}) {
 		return Contact{}, fmt.Errorf("contact name index: %w", ErrCorrupt)
 	}
-	return s.Get(UserID(b))
+	return s.Get(identity.UserID(b))
 }
 
 // Put creates or replaces a contact. It returns ErrNameTaken if another
@@ -247,7 +249,7 @@ func (s Contacts) Put(c Contact) error {
 
 // Rename gives contact id the name name (empty: no name); ErrNameTaken if
 // another contact has it, ErrNotFound if there is no such contact.
-func (s Contacts) Rename(id UserID, name string, now time.Time) error {
+func (s Contacts) Rename(id identity.UserID, name string, now time.Time) error {
 	c, err := s.Get(id)
 	if err != nil {
 		return err
@@ -262,7 +264,7 @@ func (s Contacts) Rename(id UserID, name string, now time.Time) error {
 
 // Delete removes a contact and its name; a missing one is not an error.
 // It leaves sessions and messages alone.
-func (s Contacts) Delete(id UserID) error {
+func (s Contacts) Delete(id identity.UserID) error {
 	c, err := s.Get(id)
 	if errors.Is(err, ErrNotFound) {
 		return nil

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/protocol"
 )
 
 // The personal node's attachments: one record per file sent or received,
@@ -82,9 +85,9 @@ const (
 type File struct {
 	// ID is the ID of the message that carries (or will carry) the
 	// pointer.
-	ID MessageID
+	ID protocol.MessageID
 	// Peer is the contact it goes to or came from.
-	Peer     UserID
+	Peer     identity.UserID
 	Outgoing bool
 	// Pointer is the encoded pointer (protocol.File): key, digest, blobs.
 	Pointer []byte
@@ -128,7 +131,7 @@ type File struct {
 // FileRelay is one relay mailbox's part in a file's transfer.
 type FileRelay struct {
 	Relay   []byte
-	Mailbox MailboxID
+	Mailbox protocol.MailboxID
 	// Done is a bitmap over the blobs, as File.Have.
 	Done []byte
 	// StoredUntil is the earliest expiry the relay granted.
@@ -184,7 +187,7 @@ const fileVersion = 2
 
 func (f *File) validate() error {
 	switch {
-	case f.ID == (MessageID{}):
+	case f.ID == (protocol.MessageID{}):
 		return fmt.Errorf("file: %w: zero ID", ErrInvalid)
 	case !f.State.valid():
 		return fmt.Errorf("file: %w: state %d", ErrInvalid, f.State)
@@ -301,13 +304,13 @@ type Files struct{ tx *Tx }
 // Files returns the attachment table.
 func (tx *Tx) Files() Files { return Files{tx} }
 
-func fileKey(id MessageID) []byte        { return key(tFile, id[:]) }
-func filePendingKey(id MessageID) []byte { return key(tFilePending, id[:]) }
-func fileByTimeKey(t time.Time, id MessageID) []byte {
+func fileKey(id protocol.MessageID) []byte        { return key(tFile, id[:]) }
+func filePendingKey(id protocol.MessageID) []byte { return key(tFilePending, id[:]) }
+func fileByTimeKey(t time.Time, id protocol.MessageID) []byte {
 	k := timeKey(t)
 	return key(tFileByTime, k[:], id[:])
 }
-func fileBlobKey(h [32]byte, id MessageID) []byte { return key(tFileBlob, h[:], id[:]) }
+func fileBlobKey(h [32]byte, id protocol.MessageID) []byte { return key(tFileBlob, h[:], id[:]) }
 
 // Put stores f, replacing the record of the same ID, and keeps the indexes
 // (pending work, listing, the blobs served) in step with it.
@@ -363,7 +366,7 @@ func (s Files) unindex(f *File) error {
 }
 
 // Get returns file id, or ErrNotFound.
-func (s Files) Get(id MessageID) (File, error) {
+func (s Files) Get(id protocol.MessageID) (File, error) {
 	var f File
 	if ok, err := s.tx.getRecord(fileKey(id), &f); err != nil || !ok {
 		return f, cmp.Or(err, notFound("file", id[:4]))
@@ -373,7 +376,7 @@ func (s Files) Get(id MessageID) (File, error) {
 
 // Delete removes file id and its index entries; a missing one is not an
 // error.
-func (s Files) Delete(id MessageID) error {
+func (s Files) Delete(id protocol.MessageID) error {
 	f, err := s.Get(id)
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -395,7 +398,7 @@ func (s Files) List(limit int, fn func(f File) error) error {
 		if len(k) != 1+8+16 {
 			return fmt.Errorf("file listing index: %w", ErrCorrupt)
 		}
-		f, err := s.Get(MessageID(k[9:]))
+		f, err := s.Get(protocol.MessageID(k[9:]))
 		if err != nil {
 			return fmt.Errorf("file listing index: %w", err)
 		}
@@ -411,13 +414,13 @@ func (s Files) List(limit int, fn func(f File) error) error {
 }
 
 // Pending returns the IDs of the files with transfer work left.
-func (s Files) Pending() ([]MessageID, error) {
-	var ids []MessageID
+func (s Files) Pending() ([]protocol.MessageID, error) {
+	var ids []protocol.MessageID
 	err := s.tx.scanPrefix([]byte{tFilePending}, false, func(k, _ []byte) error {
 		if len(k) != 1+16 {
 			return fmt.Errorf("file pending index: %w", ErrCorrupt)
 		}
-		ids = append(ids, MessageID(k[1:]))
+		ids = append(ids, protocol.MessageID(k[1:]))
 		return nil
 	})
 	return ids, err
@@ -425,13 +428,13 @@ func (s Files) Pending() ([]MessageID, error) {
 
 // ByBlob returns the outgoing files that have a blob named h (normally
 // one).
-func (s Files) ByBlob(h [32]byte) ([]MessageID, error) {
-	var ids []MessageID
+func (s Files) ByBlob(h [32]byte) ([]protocol.MessageID, error) {
+	var ids []protocol.MessageID
 	err := s.tx.scanPrefix(key(tFileBlob, h[:]), false, func(k, _ []byte) error {
 		if len(k) != 1+32+16 {
 			return fmt.Errorf("file blob index: %w", ErrCorrupt)
 		}
-		ids = append(ids, MessageID(k[33:]))
+		ids = append(ids, protocol.MessageID(k[33:]))
 		return nil
 	})
 	return ids, err

@@ -4,16 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"time"
-)
 
-// InviteSecret is the random 16-byte secret of one invite.
-type InviteSecret = [16]byte
+	"github.com/sealpost/sealpost/protocol"
+)
 
 // Invite is an invite this node made: whoever presents Secret in the first
 // message of a session was given the invite. It is valid until ExpiresAt
 // (the pinned bundle's maximum age) unless deleted (revoked) first.
 type Invite struct {
-	Secret InviteSecret
+	Secret protocol.InviteSecret
 	// Pin is the bundle pin the invite carries (the first bytes of the
 	// bundle hash), at most 32 bytes.
 	Pin       []byte
@@ -27,7 +26,7 @@ const inviteVersion = 1
 const MaxPinLen = 32
 
 func (v *Invite) validate() error {
-	if v.Secret == (InviteSecret{}) {
+	if v.Secret == (protocol.InviteSecret{}) {
 		return fmt.Errorf("invite: %w: zero secret", ErrInvalid)
 	}
 	if len(v.Pin) > MaxPinLen {
@@ -54,7 +53,7 @@ func (v *Invite) unmarshal(b []byte) error {
 	return d.finish("invite")
 }
 
-func inviteKey(s InviteSecret) []byte { return key(tInvite, s[:]) }
+func inviteKey(s protocol.InviteSecret) []byte { return key(tInvite, s[:]) }
 
 // Invites is the table of the invites this node made.
 type Invites struct{ tx *Tx }
@@ -63,7 +62,7 @@ type Invites struct{ tx *Tx }
 func (tx *Tx) Invites() Invites { return Invites{tx} }
 
 // Get returns the invite with secret s, or ErrNotFound.
-func (s Invites) Get(secret InviteSecret) (Invite, error) {
+func (s Invites) Get(secret protocol.InviteSecret) (Invite, error) {
 	var v Invite
 	b, err := s.tx.get(inviteKey(secret))
 	if errors.Is(err, ErrNotFound) {
@@ -85,7 +84,7 @@ func (s Invites) Put(v Invite) error {
 }
 
 // Delete removes (revokes) an invite; a missing one is not an error.
-func (s Invites) Delete(secret InviteSecret) error {
+func (s Invites) Delete(secret protocol.InviteSecret) error {
 	return s.tx.del(inviteKey(secret))
 }
 

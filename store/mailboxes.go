@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"time"
-)
 
-// MailboxID is a relay mailbox's random 32-byte ID.
-type MailboxID = [32]byte
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/protocol"
+)
 
 // TokenID is a deposit token: 16 random bytes.
 type TokenID = [16]byte
@@ -22,7 +22,7 @@ const MaxAddrLen = 512
 // side; what a relay holds for others is not in this table). The keys are
 // the bytes their owner packages marshal.
 type Mailbox struct {
-	ID MailboxID
+	ID protocol.MailboxID
 	// Relay is the relay's peer ID string; Addrs its known multiaddrs.
 	Relay string
 	Addrs []string
@@ -95,10 +95,10 @@ type Mailboxes struct{ tx *Tx }
 // Mailboxes returns the mailbox table.
 func (tx *Tx) Mailboxes() Mailboxes { return Mailboxes{tx} }
 
-func mailboxKey(id MailboxID) []byte { return key(tMailbox, id[:]) }
+func mailboxKey(id protocol.MailboxID) []byte { return key(tMailbox, id[:]) }
 
 // Get returns mailbox id, or ErrNotFound.
-func (s Mailboxes) Get(id MailboxID) (Mailbox, error) {
+func (s Mailboxes) Get(id protocol.MailboxID) (Mailbox, error) {
 	var m Mailbox
 	b, err := s.tx.get(mailboxKey(id))
 	if errors.Is(err, ErrNotFound) {
@@ -121,7 +121,7 @@ func (s Mailboxes) Put(m Mailbox) error {
 
 // Delete removes mailbox id; a missing one is not an error. The mailbox's
 // deposit tokens are left for the caller to revoke and delete.
-func (s Mailboxes) Delete(id MailboxID) error { return s.tx.del(mailboxKey(id)) }
+func (s Mailboxes) Delete(id protocol.MailboxID) error { return s.tx.del(mailboxKey(id)) }
 
 // List returns every mailbox, by ID.
 func (s Mailboxes) List() ([]Mailbox, error) {
@@ -143,14 +143,14 @@ func (s Mailboxes) List() ([]Mailbox, error) {
 type DepositToken struct {
 	Token   TokenID
 	Relay   string
-	Mailbox MailboxID
+	Mailbox protocol.MailboxID
 	// Contact is the contact the token was given to; zero for an invite
 	// token.
-	Contact UserID
+	Contact identity.UserID
 	// Invite is the secret of the invite an invite token was derived from
 	// (the card blob on the relay is encrypted under a key derived from
 	// it); zero for a contact's token.
-	Invite    InviteSecret
+	Invite    protocol.InviteSecret
 	CreatedAt time.Time
 	// ExpiresAt is when an invite token stops being useful (its invite
 	// expires); zero: never.
@@ -194,7 +194,7 @@ func (t *DepositToken) unmarshal(b []byte) error {
 	d.fixed(t.Contact[:])
 	t.CreatedAt = d.time()
 	t.Revoked = d.bool()
-	t.Invite, t.ExpiresAt, t.Registered, t.CardSeq = InviteSecret{}, time.Time{}, false, 0
+	t.Invite, t.ExpiresAt, t.Registered, t.CardSeq = protocol.InviteSecret{}, time.Time{}, false, 0
 	if v >= 2 {
 		d.fixed(t.Invite[:])
 		t.ExpiresAt = d.time()

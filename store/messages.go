@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"math"
 	"time"
-)
 
-// MessageID is a message's random 16-byte ID.
-type MessageID = [16]byte
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/protocol"
+)
 
 // MessageState is where a message is in its life. Outgoing messages go
 // queued -> sent -> delivered -> read, or to failed; incoming ones are
@@ -54,9 +54,9 @@ const MaxReasonLen = 1024
 
 // Message is one message of a conversation, in either direction.
 type Message struct {
-	ID MessageID
+	ID protocol.MessageID
 	// Peer is the other party: the conversation.
-	Peer     UserID
+	Peer     identity.UserID
 	Outgoing bool
 	// Seq is the sender's sequence number in the conversation.
 	Seq uint64
@@ -126,9 +126,9 @@ func (m *Message) unmarshal(b []byte) error {
 	return nil
 }
 
-func messageKey(id MessageID) []byte { return key(tMessage, id[:]) }
+func messageKey(id protocol.MessageID) []byte { return key(tMessage, id[:]) }
 
-func messageConvKey(peer UserID, order uint64) []byte {
+func messageConvKey(peer identity.UserID, order uint64) []byte {
 	o := u64Key(order)
 	return key(tMessageByConv, peer[:], o[:])
 }
@@ -148,7 +148,7 @@ type Messages struct{ tx *Tx }
 func (tx *Tx) Messages() Messages { return Messages{tx} }
 
 // Get returns the message with ID id, or ErrNotFound.
-func (s Messages) Get(id MessageID) (Message, error) {
+func (s Messages) Get(id protocol.MessageID) (Message, error) {
 	var m Message
 	b, err := s.tx.get(messageKey(id))
 	if errors.Is(err, ErrNotFound) {
@@ -193,7 +193,7 @@ func (s Messages) Put(m *Message) error {
 }
 
 // SetState sets the state and reason of message id; ErrNotFound if missing.
-func (s Messages) SetState(id MessageID, state MessageState, reason string) error {
+func (s Messages) SetState(id protocol.MessageID, state MessageState, reason string) error {
 	m, err := s.Get(id)
 	if err != nil {
 		return err
@@ -210,18 +210,18 @@ func (s Messages) SetState(id MessageID, state MessageState, reason string) erro
 // Order is below before (0: no bound), the newest ones, in ascending
 // Order. To page back, pass the Order of the first message returned.
 // limit <= 0 means no limit.
-func (s Messages) List(peer UserID, limit int, before uint64) ([]Message, error) {
+func (s Messages) List(peer identity.UserID, limit int, before uint64) ([]Message, error) {
 	lo := key(tMessageByConv, peer[:])
 	hi := prefixEnd(lo)
 	if before != 0 {
 		hi = messageConvKey(peer, before)
 	}
-	var ids []MessageID
+	var ids []protocol.MessageID
 	err := s.tx.scan(lo, hi, true, func(k, v []byte) error {
-		if len(v) != len(MessageID{}) {
+		if len(v) != len(protocol.MessageID{}) {
 			return fmt.Errorf("message index: %w", ErrCorrupt)
 		}
-		ids = append(ids, MessageID(v))
+		ids = append(ids, protocol.MessageID(v))
 		if limit > 0 && len(ids) >= limit {
 			return errStop
 		}
@@ -250,10 +250,10 @@ func (s Messages) Since(after uint64, limit int) ([]Message, error) {
 	}
 	var out []Message
 	err := s.tx.scan(messageOrderKey(after+1), prefixEnd([]byte{tMessageByOrd}), false, func(k, v []byte) error {
-		if len(v) != len(MessageID{}) {
+		if len(v) != len(protocol.MessageID{}) {
 			return fmt.Errorf("message index: %w", ErrCorrupt)
 		}
-		m, err := s.Get(MessageID(v))
+		m, err := s.Get(protocol.MessageID(v))
 		if err != nil {
 			return fmt.Errorf("message index: %w", err)
 		}
@@ -267,7 +267,7 @@ func (s Messages) Since(after uint64, limit int) ([]Message, error) {
 }
 
 // Delete removes one message; a missing one is not an error.
-func (s Messages) Delete(id MessageID) error {
+func (s Messages) Delete(id protocol.MessageID) error {
 	m, err := s.Get(id)
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -278,7 +278,7 @@ func (s Messages) Delete(id MessageID) error {
 	return s.delete(m.ID, m.Peer, m.Order)
 }
 
-func (s Messages) delete(id MessageID, peer UserID, order uint64) error {
+func (s Messages) delete(id protocol.MessageID, peer identity.UserID, order uint64) error {
 	if err := s.tx.del(messageConvKey(peer, order)); err != nil {
 		return err
 	}
@@ -293,17 +293,17 @@ func (s Messages) delete(id MessageID, peer UserID, order uint64) error {
 // deleted. A backend commits a bounded number of writes per transaction
 // (ErrTxnTooBig), so a long conversation is deleted in several Updates,
 // each with a limit of a few thousand, until it returns 0.
-func (s Messages) DeleteConversation(peer UserID, limit int) (int, error) {
+func (s Messages) DeleteConversation(peer identity.UserID, limit int) (int, error) {
 	type entry struct {
-		id    MessageID
+		id    protocol.MessageID
 		order uint64
 	}
 	var victims []entry
 	err := s.tx.scanPrefix(key(tMessageByConv, peer[:]), false, func(k, v []byte) error {
-		if len(v) != len(MessageID{}) || len(k) != 1+32+8 {
+		if len(v) != len(protocol.MessageID{}) || len(k) != 1+32+8 {
 			return fmt.Errorf("message index: %w", ErrCorrupt)
 		}
-		victims = append(victims, entry{MessageID(v), binary.BigEndian.Uint64(k[33:])})
+		victims = append(victims, entry{protocol.MessageID(v), binary.BigEndian.Uint64(k[33:])})
 		if limit > 0 && len(victims) >= limit {
 			return errStop
 		}
@@ -326,20 +326,20 @@ func (s Messages) DeleteConversation(peer UserID, limit int) (int, error) {
 // it when a contact's verified identity changes, so that the history stays
 // one conversation. Like DeleteConversation, call it in several Updates
 // with a limit of a few thousand until it returns 0.
-func (s Messages) MoveConversation(from, to UserID, limit int) (int, error) {
+func (s Messages) MoveConversation(from, to identity.UserID, limit int) (int, error) {
 	if from == to {
 		return 0, nil
 	}
 	type entry struct {
-		id    MessageID
+		id    protocol.MessageID
 		order uint64
 	}
 	var moving []entry
 	err := s.tx.scanPrefix(key(tMessageByConv, from[:]), false, func(k, v []byte) error {
-		if len(v) != len(MessageID{}) || len(k) != 1+32+8 {
+		if len(v) != len(protocol.MessageID{}) || len(k) != 1+32+8 {
 			return fmt.Errorf("message index: %w", ErrCorrupt)
 		}
-		moving = append(moving, entry{MessageID(v), binary.BigEndian.Uint64(k[33:])})
+		moving = append(moving, entry{protocol.MessageID(v), binary.BigEndian.Uint64(k[33:])})
 		if limit > 0 && len(moving) >= limit {
 			return errStop
 		}

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/protocol"
 )
 
 // MaxPayloadLen bounds an outbox payload (an encrypted message).
@@ -29,8 +32,8 @@ type Receipt struct {
 // when the message is delivered (or the user deletes it).
 type OutboxEntry struct {
 	// ID is the message ID.
-	ID      MessageID
-	Peer    UserID
+	ID      protocol.MessageID
+	Peer    identity.UserID
 	Device  []byte
 	Payload []byte
 	// CreatedAt is when the message was queued.
@@ -124,9 +127,9 @@ func (o *OutboxEntry) unmarshal(b []byte) error {
 	return d.finish("outbox entry")
 }
 
-func outboxKey(id MessageID) []byte { return key(tOutbox, id[:]) }
+func outboxKey(id protocol.MessageID) []byte { return key(tOutbox, id[:]) }
 
-func outboxDueKey(next time.Time, id MessageID) []byte {
+func outboxDueKey(next time.Time, id protocol.MessageID) []byte {
 	t := timeKey(next)
 	return key(tOutboxDue, t[:], id[:])
 }
@@ -139,7 +142,7 @@ type Outbox struct{ tx *Tx }
 func (tx *Tx) Outbox() Outbox { return Outbox{tx} }
 
 // Get returns the entry for message id, or ErrNotFound.
-func (s Outbox) Get(id MessageID) (OutboxEntry, error) {
+func (s Outbox) Get(id protocol.MessageID) (OutboxEntry, error) {
 	var o OutboxEntry
 	b, err := s.tx.get(outboxKey(id))
 	if errors.Is(err, ErrNotFound) {
@@ -175,7 +178,7 @@ func (s Outbox) Put(o OutboxEntry) error {
 }
 
 // Delete removes the entry for message id; a missing one is not an error.
-func (s Outbox) Delete(id MessageID) error {
+func (s Outbox) Delete(id protocol.MessageID) error {
 	old, err := s.Get(id)
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -215,7 +218,7 @@ func (s Outbox) byNextAttempt(now time.Time, limit int) ([]OutboxEntry, error) {
 		if len(k) != 1+8+16 {
 			return fmt.Errorf("outbox index: %w", ErrCorrupt)
 		}
-		o, err := s.Get(MessageID(k[9:]))
+		o, err := s.Get(protocol.MessageID(k[9:]))
 		if err != nil {
 			return fmt.Errorf("outbox index: %w", err)
 		}

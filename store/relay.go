@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sealpost/sealpost/protocol"
 )
 
 // The relay's tables: what a community relay holds for others (the owner's
@@ -40,12 +42,9 @@ const (
 // registered for the mailbox (as opposed to a missing mailbox).
 var ErrNoRelayToken = fmt.Errorf("relay token: %w", ErrNotFound)
 
-// TokenHash is SHA-256 of a deposit token, as an owner registers it.
-type TokenHash = [32]byte
-
 // RelayMailbox is a mailbox a relay holds for its (anonymous) owner.
 type RelayMailbox struct {
-	ID MailboxID
+	ID protocol.MailboxID
 	// OwnerKey is the owner's Ed25519 authentication key; SealingKey the
 	// X25519 key envelopes are sealed to (kept for the owner's reference;
 	// the relay never uses it).
@@ -107,7 +106,7 @@ func (m *RelayMailbox) unmarshal(b []byte) error {
 // RelayToken is a deposit-token hash registered for a mailbox, with its
 // quota and what is stored under it now.
 type RelayToken struct {
-	Hash TokenHash
+	Hash protocol.TokenHash
 	// MaxCount and MaxBytes are the token's quota of stored envelopes.
 	MaxCount, MaxBytes uint64
 	// Count and Bytes are the envelopes stored under the token (set by the
@@ -146,11 +145,11 @@ func (t *RelayToken) unmarshal(b []byte) error {
 
 // RelayEnvelope is one stored envelope.
 type RelayEnvelope struct {
-	Mailbox MailboxID
+	Mailbox protocol.MailboxID
 	// Seq is the mailbox's sequence number for it (set by AddEnvelope).
 	Seq uint64
 	// Token is the hash of the token it was deposited with.
-	Token       TokenHash
+	Token       protocol.TokenHash
 	StoredUntil time.Time
 	Envelope    []byte
 }
@@ -212,24 +211,26 @@ type Relay struct{ tx *Tx }
 // Relay returns the relay tables.
 func (tx *Tx) Relay() Relay { return Relay{tx} }
 
-func relayMailboxKey(id MailboxID) []byte { return key(tRelayMailbox, id[:]) }
-func relayTokenKey(mb MailboxID, h TokenHash) []byte {
+func relayMailboxKey(id protocol.MailboxID) []byte { return key(tRelayMailbox, id[:]) }
+func relayTokenKey(mb protocol.MailboxID, h protocol.TokenHash) []byte {
 	return key(tRelayToken, mb[:], h[:])
 }
-func relayCardKey(mb MailboxID, h TokenHash) []byte { return key(tRelayCard, mb[:], h[:]) }
-func relayEnvelopeKey(mb MailboxID, seq uint64) []byte {
+func relayCardKey(mb protocol.MailboxID, h protocol.TokenHash) []byte {
+	return key(tRelayCard, mb[:], h[:])
+}
+func relayEnvelopeKey(mb protocol.MailboxID, seq uint64) []byte {
 	s := u64Key(seq)
 	return key(tRelayEnvelope, mb[:], s[:])
 }
-func relayExpiryKey(until time.Time, mb MailboxID, seq uint64) []byte {
+func relayExpiryKey(until time.Time, mb protocol.MailboxID, seq uint64) []byte {
 	t, s := timeKey(until), u64Key(seq)
 	return key(tRelayExpiry, t[:], mb[:], s[:])
 }
-func relayPrekeyKey(mb MailboxID, expires time.Time, n uint64) []byte {
+func relayPrekeyKey(mb protocol.MailboxID, expires time.Time, n uint64) []byte {
 	t, s := timeKey(expires), u64Key(n)
 	return key(tRelayPrekey, mb[:], t[:], s[:])
 }
-func relayPrekeyExpKey(expires time.Time, mb MailboxID, n uint64) []byte {
+func relayPrekeyExpKey(expires time.Time, mb protocol.MailboxID, n uint64) []byte {
 	t, s := timeKey(expires), u64Key(n)
 	return key(tRelayPrekeyExp, t[:], mb[:], s[:])
 }
@@ -273,7 +274,7 @@ func sub(v *uint64, d uint64) {
 // CreateMailbox stores a new mailbox (its counts start at zero whatever m
 // holds). It fails with ErrExists if the ID is taken.
 func (r Relay) CreateMailbox(m RelayMailbox) error {
-	if m.ID == (MailboxID{}) {
+	if m.ID == (protocol.MailboxID{}) {
 		return fmt.Errorf("relay mailbox: %w: zero ID", ErrInvalid)
 	}
 	ok, err := r.tx.exists(relayMailboxKey(m.ID))
@@ -292,7 +293,7 @@ func (r Relay) CreateMailbox(m RelayMailbox) error {
 
 // Mailbox returns mailbox id, or ErrNotFound. A mailbox being deleted is
 // returned with Deleting set.
-func (r Relay) Mailbox(id MailboxID) (RelayMailbox, error) {
+func (r Relay) Mailbox(id protocol.MailboxID) (RelayMailbox, error) {
 	var m RelayMailbox
 	b, err := r.tx.get(relayMailboxKey(id))
 	if errors.Is(err, ErrNotFound) {
@@ -307,7 +308,7 @@ func (r Relay) Mailbox(id MailboxID) (RelayMailbox, error) {
 
 // live returns mailbox id unless it is missing or being deleted
 // (ErrNotFound).
-func (r Relay) live(id MailboxID) (RelayMailbox, error) {
+func (r Relay) live(id protocol.MailboxID) (RelayMailbox, error) {
 	m, err := r.Mailbox(id)
 	if err == nil && m.Deleting {
 		return m, notFound("relay mailbox", id[:4])
@@ -320,7 +321,7 @@ func (r Relay) putMailbox(m *RelayMailbox) error {
 }
 
 // Seen records that the owner of mailbox id authenticated at t.
-func (r Relay) Seen(id MailboxID, t time.Time) error {
+func (r Relay) Seen(id protocol.MailboxID, t time.Time) error {
 	m, err := r.live(id)
 	if err != nil {
 		return err
@@ -332,7 +333,7 @@ func (r Relay) Seen(id MailboxID, t time.Time) error {
 // PutToken registers token hash t.Hash for mailbox mb with t's quota, or
 // changes the quota of a registered one (its usage is kept). It returns the
 // record as stored and whether it was new. ErrNotFound: no such mailbox.
-func (r Relay) PutToken(mb MailboxID, t RelayToken) (RelayToken, bool, error) {
+func (r Relay) PutToken(mb protocol.MailboxID, t RelayToken) (RelayToken, bool, error) {
 	m, err := r.live(mb)
 	if err != nil {
 		return t, false, err
@@ -357,7 +358,7 @@ func (r Relay) PutToken(mb MailboxID, t RelayToken) (RelayToken, bool, error) {
 }
 
 // Token returns token hash h of mailbox mb, or ErrNotFound.
-func (r Relay) Token(mb MailboxID, h TokenHash) (RelayToken, error) {
+func (r Relay) Token(mb protocol.MailboxID, h protocol.TokenHash) (RelayToken, error) {
 	var t RelayToken
 	b, err := r.tx.get(relayTokenKey(mb, h))
 	if errors.Is(err, ErrNotFound) {
@@ -373,7 +374,7 @@ func (r Relay) Token(mb MailboxID, h TokenHash) (RelayToken, error) {
 // DeleteToken removes token hash h of mailbox mb and its card blob; a
 // missing one is not an error. Envelopes deposited with it stay (and no
 // longer count against any token).
-func (r Relay) DeleteToken(mb MailboxID, h TokenHash) error {
+func (r Relay) DeleteToken(mb protocol.MailboxID, h protocol.TokenHash) error {
 	t, err := r.Token(mb, h)
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -399,7 +400,7 @@ func (r Relay) DeleteToken(mb MailboxID, h TokenHash) error {
 }
 
 // Tokens calls fn for each token of mailbox mb, by hash.
-func (r Relay) Tokens(mb MailboxID, fn func(t RelayToken) error) error {
+func (r Relay) Tokens(mb protocol.MailboxID, fn func(t RelayToken) error) error {
 	return r.tx.scanPrefix(key(tRelayToken, mb[:]), false, func(_, v []byte) error {
 		var t RelayToken
 		if err := t.unmarshal(v); err != nil {
@@ -465,7 +466,7 @@ func (r Relay) AddEnvelope(e RelayEnvelope, check func(m *RelayMailbox, t *Relay
 // number above after, in order, at most limit of them (limit <= 0: all).
 // Envelopes past their StoredUntil that the sweep has not removed yet are
 // included; the caller skips them if it wants.
-func (r Relay) Envelopes(mb MailboxID, after uint64, limit int, fn func(e RelayEnvelope) error) error {
+func (r Relay) Envelopes(mb protocol.MailboxID, after uint64, limit int, fn func(e RelayEnvelope) error) error {
 	lo := relayEnvelopeKey(mb, after+1)
 	if after == ^uint64(0) {
 		return nil
@@ -493,7 +494,7 @@ func (r Relay) Envelopes(mb MailboxID, after uint64, limit int, fn func(e RelayE
 
 // DeleteEnvelope removes envelope seq of mailbox mb and takes it off the
 // counts; it reports whether there was one.
-func (r Relay) DeleteEnvelope(mb MailboxID, seq uint64) (bool, error) {
+func (r Relay) DeleteEnvelope(mb protocol.MailboxID, seq uint64) (bool, error) {
 	b, err := r.tx.get(relayEnvelopeKey(mb, seq))
 	if errors.Is(err, ErrNotFound) {
 		return false, nil
@@ -542,7 +543,7 @@ func (r Relay) DeleteEnvelope(mb MailboxID, seq uint64) (bool, error) {
 
 // EnvelopeRef names a stored envelope.
 type EnvelopeRef struct {
-	Mailbox MailboxID
+	Mailbox protocol.MailboxID
 	Seq     uint64
 }
 
@@ -552,14 +553,14 @@ func (r Relay) ExpiredEnvelopes(now time.Time, limit int) ([]EnvelopeRef, error)
 	keys, err := r.tx.expired(tRelayExpiry, now, limit, 1+8+32+8, "relay expiry index")
 	out := make([]EnvelopeRef, len(keys))
 	for i, k := range keys {
-		out[i] = EnvelopeRef{Mailbox: MailboxID(k[9:41]), Seq: binary.BigEndian.Uint64(k[41:])}
+		out[i] = EnvelopeRef{Mailbox: protocol.MailboxID(k[9:41]), Seq: binary.BigEndian.Uint64(k[41:])}
 	}
 	return out, err
 }
 
 // PutCard stores the card blob of token hash h of mailbox mb, replacing
 // one stored before. ErrNotFound: no such mailbox or token.
-func (r Relay) PutCard(mb MailboxID, h TokenHash, blob []byte) error {
+func (r Relay) PutCard(mb protocol.MailboxID, h protocol.TokenHash, blob []byte) error {
 	if len(blob) == 0 || len(blob) > MaxRelayBlob {
 		return fmt.Errorf("relay card: %w: %d bytes", ErrInvalid, len(blob))
 	}
@@ -593,7 +594,7 @@ func (r Relay) PutCard(mb MailboxID, h TokenHash, blob []byte) error {
 }
 
 // Card returns the card blob of token hash h of mailbox mb, or ErrNotFound.
-func (r Relay) Card(mb MailboxID, h TokenHash) ([]byte, error) {
+func (r Relay) Card(mb protocol.MailboxID, h protocol.TokenHash) ([]byte, error) {
 	b, err := r.tx.get(relayCardKey(mb, h))
 	if errors.Is(err, ErrNotFound) {
 		return nil, notFound("relay card", h[:4])
@@ -601,7 +602,7 @@ func (r Relay) Card(mb MailboxID, h TokenHash) ([]byte, error) {
 	return b, err
 }
 
-func (r Relay) deleteCard(mb MailboxID, h TokenHash) error {
+func (r Relay) deleteCard(mb protocol.MailboxID, h protocol.TokenHash) error {
 	old, err := r.Card(mb, h)
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -620,7 +621,7 @@ func (r Relay) deleteCard(mb MailboxID, h TokenHash) error {
 
 // AddPrekeys stores prekey blobs for mailbox mb, handed out until
 // expires. ErrNotFound: no such mailbox.
-func (r Relay) AddPrekeys(mb MailboxID, blobs [][]byte, expires time.Time) error {
+func (r Relay) AddPrekeys(mb protocol.MailboxID, blobs [][]byte, expires time.Time) error {
 	m, err := r.live(mb)
 	if err != nil {
 		return err
@@ -668,7 +669,7 @@ func decodePrekeyBlob(v []byte) ([]byte, error) {
 // even when ok is false). ErrNotFound: no such mailbox. Two transactions
 // that take from one mailbox at once conflict on the mailbox's record, so
 // a blob is handed out once.
-func (r Relay) TakePrekey(mb MailboxID, now time.Time) (blob []byte, ok bool, err error) {
+func (r Relay) TakePrekey(mb protocol.MailboxID, now time.Time) (blob []byte, ok bool, err error) {
 	m, err := r.live(mb)
 	if err != nil {
 		return nil, false, err
@@ -747,10 +748,10 @@ func (r Relay) ExpirePrekeys(now time.Time, limit int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	perMailbox := map[MailboxID]uint64{}
+	perMailbox := map[protocol.MailboxID]uint64{}
 	var size uint64
 	for _, k := range index {
-		mb := MailboxID(k[9:41])
+		mb := protocol.MailboxID(k[9:41])
 		pk := key(tRelayPrekey, mb[:], k[1:9], k[41:])
 		v, err := r.tx.get(pk)
 		switch {
@@ -802,7 +803,7 @@ func (r Relay) ExpirePrekeys(now time.Time, limit int) (int, error) {
 // is deleted in transactions of a bounded size. The first call marks the
 // mailbox Deleting (it then accepts nothing) and lists it in Deleting;
 // call again until done is true. A missing mailbox is done.
-func (r Relay) DeleteMailbox(id MailboxID, limit int) (done bool, err error) {
+func (r Relay) DeleteMailbox(id protocol.MailboxID, limit int) (done bool, err error) {
 	m, err := r.Mailbox(id)
 	if errors.Is(err, ErrNotFound) {
 		return true, r.tx.del(key(tRelayDeleting, id[:]))
@@ -889,7 +890,7 @@ func (r Relay) DeleteMailbox(id MailboxID, limit int) (done bool, err error) {
 		}
 	}
 
-	var tokens []TokenHash
+	var tokens []protocol.TokenHash
 	if err := r.Tokens(id, func(t RelayToken) error {
 		tokens = append(tokens, t.Hash)
 		if items > 0 && len(tokens) >= items {
@@ -919,13 +920,13 @@ func (r Relay) DeleteMailbox(id MailboxID, limit int) (done bool, err error) {
 
 // Deleting returns the mailboxes whose deletion began and did not finish
 // (a relay resumes them after a restart), at most limit (<= 0: all).
-func (r Relay) Deleting(limit int) ([]MailboxID, error) {
-	var out []MailboxID
+func (r Relay) Deleting(limit int) ([]protocol.MailboxID, error) {
+	var out []protocol.MailboxID
 	err := r.tx.scanPrefix([]byte{tRelayDeleting}, false, func(k, _ []byte) error {
 		if len(k) != 1+32 {
 			return fmt.Errorf("relay deleting index: %w", ErrCorrupt)
 		}
-		out = append(out, MailboxID(k[1:]))
+		out = append(out, protocol.MailboxID(k[1:]))
 		if limit > 0 && len(out) >= limit {
 			return errStop
 		}

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/protocol"
 )
 
 // relayRecord is the codec of one relay record type, for the fuzz targets.
@@ -18,16 +20,16 @@ func relayRecordSeeds() map[string][]relayRecord {
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 5, time.UTC)
 	return map[string][]relayRecord{
 		"mailbox": {
-			&RelayMailbox{ID: MailboxID{1}, OwnerKey: [32]byte{2}, SealingKey: [32]byte{3}, CreatedAt: t0, SeenAt: t0.Add(time.Hour),
+			&RelayMailbox{ID: protocol.MailboxID{1}, OwnerKey: [32]byte{2}, SealingKey: [32]byte{3}, CreatedAt: t0, SeenAt: t0.Add(time.Hour),
 				LastSeq: 1 << 40, Count: 7, Bytes: 7 << 10, Tokens: 3, Prekeys: 20, PrekeySeq: 99, Deleting: true},
 			&RelayMailbox{},
 		},
 		"token": {
-			&RelayToken{Hash: TokenHash{9}, MaxCount: 100, MaxBytes: 1 << 20, Count: 1, Bytes: 512, CreatedAt: t0, HasCard: true},
+			&RelayToken{Hash: protocol.TokenHash{9}, MaxCount: 100, MaxBytes: 1 << 20, Count: 1, Bytes: 512, CreatedAt: t0, HasCard: true},
 			&RelayToken{},
 		},
 		"envelope": {
-			&RelayEnvelope{Token: TokenHash{4}, StoredUntil: t0, Envelope: bytes.Repeat([]byte{1}, 512)},
+			&RelayEnvelope{Token: protocol.TokenHash{4}, StoredUntil: t0, Envelope: bytes.Repeat([]byte{1}, 512)},
 			&RelayEnvelope{},
 		},
 		"totals": {

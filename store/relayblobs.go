@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sealpost/sealpost/protocol"
 )
 
 // The relay's attachment blobs: what the store keeps about them. The bytes
@@ -64,7 +66,7 @@ type RelayBlobRef struct {
 	ReadCapHash [32]byte
 	// WriteCapHash is SHA-256 of the writer's capability.
 	WriteCapHash [32]byte
-	Mailbox      MailboxID
+	Mailbox      protocol.MailboxID
 	Size         uint64
 	StoredUntil  time.Time
 	// Readers is how many readers' acknowledgements remain before the
@@ -166,10 +168,10 @@ func relayBlobRefExpKey(until time.Time, k BlobRefKey) []byte {
 	t := timeKey(until)
 	return key(tRelayBlobRefExp, t[:], k.Hash[:], k.ReadCapHash[:])
 }
-func relayBlobByMboxKey(mb MailboxID, k BlobRefKey) []byte {
+func relayBlobByMboxKey(mb protocol.MailboxID, k BlobRefKey) []byte {
 	return key(tRelayBlobByMbox, mb[:], k.Hash[:], k.ReadCapHash[:])
 }
-func relayBlobUsageKey(mb MailboxID) []byte { return key(tRelayBlobUsage, mb[:]) }
+func relayBlobUsageKey(mb protocol.MailboxID) []byte { return key(tRelayBlobUsage, mb[:]) }
 
 var relayBlobTotalsKey = []byte{tRelayBlobTotals}
 
@@ -195,13 +197,13 @@ func (s RelayBlobs) Ref(k BlobRefKey) (RelayBlobRef, error) {
 }
 
 // Usage returns the blob usage of mailbox mb (zero if none).
-func (s RelayBlobs) Usage(mb MailboxID) (BlobUsage, error) {
+func (s RelayBlobs) Usage(mb protocol.MailboxID) (BlobUsage, error) {
 	var u BlobUsage
 	_, err := s.tx.getRecord(relayBlobUsageKey(mb), &u)
 	return u, err
 }
 
-func (s RelayBlobs) putUsage(mb MailboxID, u BlobUsage) error {
+func (s RelayBlobs) putUsage(mb protocol.MailboxID, u BlobUsage) error {
 	if u == (BlobUsage{}) {
 		return s.tx.del(relayBlobUsageKey(mb))
 	}
@@ -227,7 +229,7 @@ func (s RelayBlobs) Totals() (RelayBlobTotals, error) {
 // needs); if it returns an error, nothing is written.
 func (s RelayBlobs) AddBlobRef(r RelayBlobRef, check func(u *BlobUsage, t *RelayBlobTotals, stored bool) error) (RelayBlobRef, error) {
 	k := BlobRefKey{r.Hash, r.ReadCapHash}
-	if r.Size == 0 || r.Mailbox == (MailboxID{}) {
+	if r.Size == 0 || r.Mailbox == (protocol.MailboxID{}) {
 		return r, fmt.Errorf("relay blob reference: %w: size %d, mailbox %x", ErrInvalid, r.Size, r.Mailbox[:4])
 	}
 	if old, err := s.Ref(k); err == nil {
@@ -359,7 +361,7 @@ func (s RelayBlobs) ExpiredRefs(now time.Time, limit int) ([]BlobRefKey, error) 
 
 // MailboxRefs returns up to limit references charged to mailbox mb
 // (limit <= 0: all), for deleting a mailbox.
-func (s RelayBlobs) MailboxRefs(mb MailboxID, limit int) ([]BlobRefKey, error) {
+func (s RelayBlobs) MailboxRefs(mb protocol.MailboxID, limit int) ([]BlobRefKey, error) {
 	var out []BlobRefKey
 	err := s.tx.scanPrefix(key(tRelayBlobByMbox, mb[:]), false, func(k, _ []byte) error {
 		if len(k) != 1+32+32+32 {
@@ -380,17 +382,17 @@ func (s RelayBlobs) MailboxRefs(mb MailboxID, limit int) ([]BlobRefKey, error) {
 // Mailboxes returns up to limit mailboxes that have blob references,
 // after after in byte order (the zero ID: from the start), for the sweep
 // that drops the references of deleted mailboxes.
-func (s RelayBlobs) Mailboxes(after MailboxID, limit int) ([]MailboxID, error) {
-	var out []MailboxID
+func (s RelayBlobs) Mailboxes(after protocol.MailboxID, limit int) ([]protocol.MailboxID, error) {
+	var out []protocol.MailboxID
 	lo := key(tRelayBlobUsage, after[:])
-	if after != (MailboxID{}) {
+	if after != (protocol.MailboxID{}) {
 		lo = append(lo, 0) // strictly after
 	}
 	err := s.tx.scan(lo, prefixEnd([]byte{tRelayBlobUsage}), false, func(k, _ []byte) error {
 		if len(k) != 1+32 {
 			return fmt.Errorf("relay blob usage key: %w", ErrCorrupt)
 		}
-		out = append(out, MailboxID(k[1:]))
+		out = append(out, protocol.MailboxID(k[1:]))
 		if limit > 0 && len(out) >= limit {
 			return errStop
 		}

@@ -4,10 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
-)
 
-// UserID is a user's identity: the 32-byte Ed25519 public key.
-type UserID = [32]byte
+	"github.com/sealpost/sealpost/crypto/identity"
+)
 
 // SessionID names one ratchet session with a device. Several sessions with
 // the same device exist briefly when both sides initiate at once.
@@ -26,7 +25,7 @@ const MaxInviteSecret = 64
 // (Peer, Device, ID). State is the ratchet state as crypto/ratchet
 // marshals it.
 type Session struct {
-	Peer          UserID
+	Peer          identity.UserID
 	Device        []byte
 	ID            SessionID
 	State         []byte
@@ -104,11 +103,11 @@ func (s *Session) unmarshal(b []byte) error {
 	return nil
 }
 
-func sessionDevicePrefix(peer UserID, device []byte) []byte {
+func sessionDevicePrefix(peer identity.UserID, device []byte) []byte {
 	return key(tSession, peer[:], []byte{byte(len(device))}, device)
 }
 
-func sessionKey(peer UserID, device []byte, id SessionID) []byte {
+func sessionKey(peer identity.UserID, device []byte, id SessionID) []byte {
 	return key(tSession, peer[:], []byte{byte(len(device))}, device, id[:])
 }
 
@@ -119,7 +118,7 @@ type Sessions struct{ tx *Tx }
 func (tx *Tx) Sessions() Sessions { return Sessions{tx} }
 
 // Get returns one session, or ErrNotFound.
-func (s Sessions) Get(peer UserID, device []byte, id SessionID) (Session, error) {
+func (s Sessions) Get(peer identity.UserID, device []byte, id SessionID) (Session, error) {
 	var ses Session
 	if len(device) == 0 || len(device) > MaxDeviceIDLen {
 		return ses, fmt.Errorf("session: %w: device ID length %d", ErrInvalid, len(device))
@@ -144,7 +143,7 @@ func (s Sessions) Put(ses Session) error {
 }
 
 // Delete removes a session; a missing one is not an error.
-func (s Sessions) Delete(peer UserID, device []byte, id SessionID) error {
+func (s Sessions) Delete(peer identity.UserID, device []byte, id SessionID) error {
 	if len(device) == 0 || len(device) > MaxDeviceIDLen {
 		return fmt.Errorf("session: %w: device ID length %d", ErrInvalid, len(device))
 	}
@@ -153,12 +152,12 @@ func (s Sessions) Delete(peer UserID, device []byte, id SessionID) error {
 
 // List returns every session with every device of peer, ordered by device
 // and session ID.
-func (s Sessions) List(peer UserID) ([]Session, error) {
+func (s Sessions) List(peer identity.UserID) ([]Session, error) {
 	return s.list(key(tSession, peer[:]))
 }
 
 // ListDevice returns the sessions with one device of peer, by session ID.
-func (s Sessions) ListDevice(peer UserID, device []byte) ([]Session, error) {
+func (s Sessions) ListDevice(peer identity.UserID, device []byte) ([]Session, error) {
 	if len(device) == 0 || len(device) > MaxDeviceIDLen {
 		return nil, fmt.Errorf("session: %w: device ID length %d", ErrInvalid, len(device))
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/api"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/protocol"
 )
 
 // fakeNode is an api.Node whose event stream the test drives.
@@ -88,7 +89,7 @@ func (f *fakeMessaging) Send(ctx context.Context, to, text string) (messaging.Se
 	return messaging.SendResult{ID: testID, State: messaging.StateQueued}, nil
 }
 
-func (f *fakeMessaging) WaitState(ctx context.Context, id messaging.MessageID, want string) (string, error) {
+func (f *fakeMessaging) WaitState(ctx context.Context, id protocol.MessageID, want string) (string, error) {
 	if f.waitState != "" {
 		return f.waitState, nil
 	}

@@ -148,7 +148,7 @@ func TestGoldenTranscript(t *testing.T) {
 
 	// A sealed envelope carrying Bob's last message to Alice's mailbox.
 	sr := testRand(0x54)
-	var mailbox seal.MailboxID
+	var mailbox [seal.MailboxIDSize]byte
 	sr.Read(mailbox[:])
 	var seed [32]byte
 	sr.Read(seed[:])

@@ -66,9 +66,6 @@ var Buckets = [...]int{512, 2 << 10, 8 << 10, 32 << 10, 64 << 10}
 // label is the HKDF info prefix.
 const label = "sealpost/v1/seal"
 
-// MailboxID names a mailbox on a relay.
-type MailboxID [MailboxIDSize]byte
-
 var (
 	// ErrOpen is the one error Open returns, whatever failed: size,
 	// version, ephemeral key, authentication or contents.
@@ -82,7 +79,8 @@ var (
 
 // Opened is the content of an opened envelope.
 type Opened struct {
-	Mailbox MailboxID
+	// Mailbox is the ID of the mailbox the envelope was sealed to.
+	Mailbox [MailboxIDSize]byte
 	// Sender is the sender's claimed identity, parsed but not verified:
 	// see the package documentation.
 	Sender *identity.Public
@@ -134,7 +132,7 @@ func key(shared, header, ephemeral, sealing []byte) ([]byte, error) {
 // Seal seals payload from sender (and its device) to the mailbox whose
 // X25519 sealing public key is sealingKey, and appends the envelope to dst.
 // rand supplies the ephemeral key. dst must not overlap payload.
-func Seal(dst []byte, mailbox MailboxID, sealingKey []byte, sender *identity.Public, device, payload []byte, rand io.Reader) ([]byte, error) {
+func Seal(dst []byte, mailbox [MailboxIDSize]byte, sealingKey []byte, sender *identity.Public, device, payload []byte, rand io.Reader) ([]byte, error) {
 	if sender == nil {
 		return nil, errors.New("seal: no sender identity")
 	}
@@ -266,8 +264,8 @@ func parseContents(pt []byte) (*Opened, bool) {
 
 // PeekMailbox returns the mailbox ID of an envelope without decrypting it,
 // for relays. It checks the version and the size only.
-func PeekMailbox(envelope []byte) (MailboxID, error) {
-	var id MailboxID
+func PeekMailbox(envelope []byte) ([MailboxIDSize]byte, error) {
+	var id [MailboxIDSize]byte
 	if !isBucket(len(envelope)) || envelope[0] != Version {
 		return id, ErrMalformed
 	}

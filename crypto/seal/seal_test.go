@@ -17,7 +17,7 @@ type fixture struct {
 	rand    *mrand.ChaCha8
 	sender  *identity.Private
 	sealing *ecdh.PrivateKey
-	mailbox MailboxID
+	mailbox [MailboxIDSize]byte
 	device  []byte
 }
 

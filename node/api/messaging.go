@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/protocol"
 )
 
 // Messaging is what the messaging routes serve; *messaging.Service (the
@@ -28,7 +29,7 @@ type Messaging interface {
 	Send(ctx context.Context, nameOrUserID, text string) (messaging.SendResult, error)
 	Messages(ctx context.Context, nameOrUserID string, limit int) ([]messaging.Message, error)
 	Inbox(ctx context.Context, after uint64, limit int) ([]messaging.Message, uint64, error)
-	WaitState(ctx context.Context, id messaging.MessageID, want string) (string, error)
+	WaitState(ctx context.Context, id protocol.MessageID, want string) (string, error)
 }
 
 var _ Messaging = (*messaging.Service)(nil)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/protocol"
 )
 
 // fakeMessaging is a Messaging whose answers the tests set. It records the
@@ -85,7 +86,7 @@ func (f *fakeMessaging) Inbox(ctx context.Context, after uint64, limit int) ([]m
 	}
 	return out, next, err
 }
-func (f *fakeMessaging) WaitState(ctx context.Context, id messaging.MessageID, want string) (string, error) {
+func (f *fakeMessaging) WaitState(ctx context.Context, id protocol.MessageID, want string) (string, error) {
 	if err := f.record("WaitState %s %s", id, want); err != nil {
 		return "", err
 	}

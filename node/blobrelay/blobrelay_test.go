@@ -65,10 +65,10 @@ func newRelay(t *testing.T, res blobrelay.Resources) *relay {
 		t.Fatal(err)
 	}
 	err = r.st.Update(context.Background(), func(tx *store.Tx) error {
-		if err := tx.Relay().CreateMailbox(store.RelayMailbox{ID: store.MailboxID(r.mb), CreatedAt: t0}); err != nil {
+		if err := tx.Relay().CreateMailbox(store.RelayMailbox{ID: r.mb, CreatedAt: t0}); err != nil {
 			return err
 		}
-		_, _, err := tx.Relay().PutToken(store.MailboxID(r.mb), store.RelayToken{Hash: protocol.HashToken(r.token), CreatedAt: t0})
+		_, _, err := tx.Relay().PutToken(r.mb, store.RelayToken{Hash: protocol.HashToken(r.token), CreatedAt: t0})
 		return err
 	})
 	if err != nil {
@@ -319,8 +319,8 @@ func TestRefusals(t *testing.T) {
 	mb2 := r.mb
 	mb2[1] = 1
 	r.st.Update(context.Background(), func(tx *store.Tx) error {
-		tx.Relay().CreateMailbox(store.RelayMailbox{ID: store.MailboxID(mb2), CreatedAt: t0})
-		_, _, err := tx.Relay().PutToken(store.MailboxID(mb2), store.RelayToken{Hash: protocol.HashToken(r.token)})
+		tx.Relay().CreateMailbox(store.RelayMailbox{ID: mb2, CreatedAt: t0})
+		_, _, err := tx.Relay().PutToken(mb2, store.RelayToken{Hash: protocol.HashToken(r.token)})
 		return err
 	})
 	req = r.put(b2)
@@ -408,7 +408,7 @@ func TestSweep(t *testing.T) {
 		t.Fatalf("after the sweep: %+v, %d files", tot, r.blobFiles())
 	}
 	err := r.st.Update(context.Background(), func(tx *store.Tx) error {
-		_, err := tx.Relay().DeleteMailbox(store.MailboxID(r.mb), 0)
+		_, err := tx.Relay().DeleteMailbox(r.mb, 0)
 		return err
 	})
 	if err != nil {

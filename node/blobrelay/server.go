@@ -351,9 +351,9 @@ func (s *Server) Sweep(ctx context.Context) error {
 			break
 		}
 	}
-	var after store.MailboxID
+	var after protocol.MailboxID
 	for {
-		var boxes, gone []store.MailboxID
+		var boxes, gone []protocol.MailboxID
 		err := s.cfg.Store.View(ctx, func(tx *store.Tx) error {
 			var err error
 			boxes, err = tx.RelayBlobs().Mailboxes(after, sweepBatch)
@@ -386,7 +386,7 @@ func (s *Server) Sweep(ctx context.Context) error {
 }
 
 // dropMailbox removes every reference charged to mailbox mb.
-func (s *Server) dropMailbox(ctx context.Context, mb store.MailboxID) error {
+func (s *Server) dropMailbox(ctx context.Context, mb protocol.MailboxID) error {
 	for {
 		var refs []store.BlobRefKey
 		err := s.cfg.Store.View(ctx, func(tx *store.Tx) error {

@@ -205,7 +205,7 @@ func (s *Server) precheck(req *protocol.BlobRequest) (protocol.Code, bool) {
 		if err != nil {
 			return err
 		}
-		u, err := tx.RelayBlobs().Usage(store.MailboxID(req.Mailbox))
+		u, err := tx.RelayBlobs().Usage(req.Mailbox)
 		if err != nil {
 			return err
 		}
@@ -223,7 +223,7 @@ func (s *Server) precheck(req *protocol.BlobRequest) (protocol.Code, bool) {
 
 // checkToken checks the mailbox of an upload and its token.
 func checkToken(tx *store.Tx, req *protocol.BlobRequest) error {
-	mb := store.MailboxID(req.Mailbox)
+	mb := req.Mailbox
 	m, err := tx.Relay().Mailbox(mb)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && m.Deleting) {
 		return protocol.ErrUnknownMailbox
@@ -335,7 +335,7 @@ func (s *Server) put(it *item) (int64, error) {
 		Hash:         req.Hash,
 		ReadCapHash:  req.ReadCapHash,
 		WriteCapHash: req.Cap.Hash(),
-		Mailbox:      store.MailboxID(req.Mailbox),
+		Mailbox:      req.Mailbox,
 		Size:         uint64(req.Size),
 		StoredUntil:  now.Add(s.res.TTL),
 		Readers:      uint64(req.Readers),

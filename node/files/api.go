@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/crypto/attachment"
-	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -67,8 +66,8 @@ type Progress struct {
 // info converts a record; msg is the state of its message (0: none).
 func (s *Service) info(f *store.File, msg store.MessageState) Info {
 	out := Info{
-		ID:        protocol.MessageID(f.ID).String(),
-		Peer:      identity.UserID(f.Peer).String(),
+		ID:        f.ID.String(),
+		Peer:      f.Peer.String(),
 		Outgoing:  f.Outgoing,
 		Name:      f.Name,
 		Size:      int64(f.Size),
@@ -108,7 +107,7 @@ func (s *Service) Get(ctx context.Context, id string) (Info, error) {
 	}
 	var out Info
 	err = s.cfg.Store.View(ctx, func(tx *store.Tx) error {
-		f, err := tx.Files().Get(store.MessageID(fid))
+		f, err := tx.Files().Get(fid)
 		if errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("%w: %s", ErrUnknownFile, id)
 		}
@@ -247,19 +246,19 @@ type ptrCache struct {
 	mu  sync.Mutex
 	max int
 	ll  *list.List
-	m   map[store.MessageID]*list.Element
+	m   map[protocol.MessageID]*list.Element
 }
 
 type ptrEntry struct {
-	id store.MessageID
+	id protocol.MessageID
 	p  *protocol.File
 }
 
 func newPtrCache(n int) ptrCache {
-	return ptrCache{max: n, ll: list.New(), m: map[store.MessageID]*list.Element{}}
+	return ptrCache{max: n, ll: list.New(), m: map[protocol.MessageID]*list.Element{}}
 }
 
-func (c *ptrCache) get(id store.MessageID) *protocol.File {
+func (c *ptrCache) get(id protocol.MessageID) *protocol.File {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.m[id]; ok {
@@ -269,7 +268,7 @@ func (c *ptrCache) get(id store.MessageID) *protocol.File {
 	return nil
 }
 
-func (c *ptrCache) put(id store.MessageID, p *protocol.File) {
+func (c *ptrCache) put(id protocol.MessageID, p *protocol.File) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.m[id]; ok {

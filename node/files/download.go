@@ -403,7 +403,7 @@ func (s *Service) ackSource(ctx context.Context, id protocol.MessageID, ptr *pro
 			_, err := s.update(ctx, id, func(f *store.File) error {
 				for len(f.Relays) <= src.relay {
 					r := ptr.Relays[len(f.Relays)]
-					f.Relays = append(f.Relays, store.FileRelay{Relay: r.Relay, Mailbox: store.MailboxID(r.Mailbox)})
+					f.Relays = append(f.Relays, store.FileRelay{Relay: r.Relay, Mailbox: r.Mailbox})
 				}
 				for _, b := range answered {
 					f.Relays[src.relay].Done = store.SetBit(f.Relays[src.relay].Done, b)

@@ -78,10 +78,10 @@ func newRelay(t testing.TB, res blobrelay.Resources) *trelay {
 	r.mailbox[0], r.mailbox[31] = 1, 2
 	r.st = newStore(t, filepath.Join(r.dir, "store"))
 	err := r.st.Update(context.Background(), func(tx *store.Tx) error {
-		if err := tx.Relay().CreateMailbox(store.RelayMailbox{ID: store.MailboxID(r.mailbox), CreatedAt: time.Now()}); err != nil {
+		if err := tx.Relay().CreateMailbox(store.RelayMailbox{ID: r.mailbox, CreatedAt: time.Now()}); err != nil {
 			return err
 		}
-		_, _, err := tx.Relay().PutToken(store.MailboxID(r.mailbox), store.RelayToken{Hash: protocol.HashToken(r.token), CreatedAt: time.Now()})
+		_, _, err := tx.Relay().PutToken(r.mailbox, store.RelayToken{Hash: protocol.HashToken(r.token), CreatedAt: time.Now()})
 		return err
 	})
 	if err != nil {
@@ -308,7 +308,7 @@ func (m *messenger) SendFile(ctx context.Context, to identity.UserID, id protoco
 	}
 	// The message record, as messaging commits it with the pointer.
 	err := m.from.st.Update(ctx, func(tx *store.Tx) error {
-		return tx.Messages().Put(&store.Message{ID: store.MessageID(id), Peer: store.UserID(to), Outgoing: true, Seq: 1,
+		return tx.Messages().Put(&store.Message{ID: id, Peer: to, Outgoing: true, Seq: 1,
 			Kind: uint8(protocol.KindFile), Body: []byte(caption), SentAt: time.Now(), ReceivedAt: time.Now(), State: store.MessageSent})
 	})
 	if err != nil {

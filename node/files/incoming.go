@@ -15,7 +15,7 @@ import (
 // enough (after the commit, call Wake). A pointer already recorded under id
 // (the same message received twice) is left as it is.
 func Received(tx *store.Tx, id protocol.MessageID, from identity.UserID, f *protocol.File, now time.Time) error {
-	if _, err := tx.Files().Get(store.MessageID(id)); err == nil {
+	if _, err := tx.Files().Get(id); err == nil {
 		return nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
@@ -25,8 +25,8 @@ func Received(tx *store.Tx, id protocol.MessageID, from identity.UserID, f *prot
 		return err
 	}
 	rec := store.File{
-		ID:        store.MessageID(id),
-		Peer:      store.UserID(from),
+		ID:        id,
+		Peer:      from,
 		Pointer:   enc,
 		Name:      f.Name,
 		MIME:      f.MIME,
@@ -37,7 +37,7 @@ func Received(tx *store.Tx, id protocol.MessageID, from identity.UserID, f *prot
 		UpdatedAt: now,
 	}
 	for _, r := range f.Relays {
-		rec.Relays = append(rec.Relays, store.FileRelay{Relay: r.Relay, Mailbox: store.MailboxID(r.Mailbox)})
+		rec.Relays = append(rec.Relays, store.FileRelay{Relay: r.Relay, Mailbox: r.Mailbox})
 	}
 	return tx.Files().Put(&rec)
 }

@@ -276,8 +276,8 @@ func (s *Service) share(ctx context.Context, p *Prepared, rcpt Recipient, captio
 		Peer: &protocol.FilePeer{Peer: []byte(s.self), Addrs: s.ownAddrs()},
 	}
 	f := store.File{
-		ID:        store.MessageID(p.ID),
-		Peer:      store.UserID(rcpt.UserID),
+		ID:        p.ID,
+		Peer:      rcpt.UserID,
 		Outgoing:  true,
 		Caption:   caption,
 		Name:      p.Meta.Name,
@@ -297,7 +297,7 @@ func (s *Service) share(ctx context.Context, p *Prepared, rcpt Recipient, captio
 		}
 		fr := protocol.FileRelay{Relay: mb.Relay, Addrs: mb.RelayAddrs, Mailbox: mb.ID}
 		ptr.Relays = append(ptr.Relays, fr)
-		f.Relays = append(f.Relays, store.FileRelay{Relay: mb.Relay, Mailbox: store.MailboxID(mb.ID)})
+		f.Relays = append(f.Relays, store.FileRelay{Relay: mb.Relay, Mailbox: mb.ID})
 	}
 	// Direct when the device answers now, and when there is no relay to
 	// go through (the pointer then waits in messaging's outbox for the

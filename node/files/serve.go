@@ -110,7 +110,7 @@ func (s *Service) serve(str network.Stream) {
 // lookup finds the outgoing file that has blob h and whose read capability
 // at this device is c; nil if none.
 func (s *Service) lookup(h attachment.Hash, c attachment.Cap) (protocol.MessageID, int, *protocol.File) {
-	var ids []store.MessageID
+	var ids []protocol.MessageID
 	err := s.cfg.Store.View(s.ctx, func(tx *store.Tx) error {
 		var err error
 		ids, err = tx.Files().ByBlob(h)
@@ -121,7 +121,7 @@ func (s *Service) lookup(h attachment.Hash, c attachment.Cap) (protocol.MessageI
 	}
 	loc := protocol.PeerLocation([]byte(s.self))
 	for _, id := range ids {
-		f, err := s.record(s.ctx, protocol.MessageID(id))
+		f, err := s.record(s.ctx, id)
 		if err != nil || !f.Outgoing {
 			continue
 		}
@@ -135,7 +135,7 @@ func (s *Service) lookup(h attachment.Hash, c attachment.Cap) (protocol.MessageI
 		}
 		for i, b := range ptr.Blobs {
 			if b == h {
-				return protocol.MessageID(id), i, ptr
+				return id, i, ptr
 			}
 		}
 	}

@@ -378,7 +378,7 @@ func (s *Service) startDue(sem chan struct{}) time.Time {
 	now := s.clock.Now()
 	var next time.Time
 	for _, f := range pending {
-		id := protocol.MessageID(f.ID)
+		id := f.ID
 		if f.NextAttempt.After(now) {
 			if next.IsZero() || f.NextAttempt.Before(next) {
 				next = f.NextAttempt
@@ -444,7 +444,7 @@ func (s *Service) record(ctx context.Context, id protocol.MessageID) (store.File
 	var f store.File
 	err := s.cfg.Store.View(ctx, func(tx *store.Tx) error {
 		var err error
-		f, err = tx.Files().Get(store.MessageID(id))
+		f, err = tx.Files().Get(id)
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
@@ -463,7 +463,7 @@ func (s *Service) update(ctx context.Context, id protocol.MessageID, fn func(f *
 	)
 	err := s.cfg.Store.Update(ctx, func(tx *store.Tx) error {
 		var err error
-		f, err = tx.Files().Get(store.MessageID(id))
+		f, err = tx.Files().Get(id)
 		if err != nil {
 			return err
 		}
@@ -485,7 +485,7 @@ func (s *Service) update(ctx context.Context, id protocol.MessageID, fn func(f *
 }
 
 // messageState returns the state of the message with id (0 if none).
-func messageState(tx *store.Tx, id store.MessageID) store.MessageState {
+func messageState(tx *store.Tx, id protocol.MessageID) store.MessageState {
 	m, err := tx.Messages().Get(id)
 	if err != nil {
 		return 0

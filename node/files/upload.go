@@ -13,7 +13,6 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sealpost/sealpost/crypto/attachment"
-	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -112,7 +111,7 @@ func (s *Service) uploadAll(ctx context.Context, id protocol.MessageID) error {
 	if err != nil {
 		return err
 	}
-	rcpt, err := s.cfg.Messenger.Recipient(ctx, identity.UserID(f.Peer).String())
+	rcpt, err := s.cfg.Messenger.Recipient(ctx, f.Peer.String())
 	if err != nil {
 		return fmt.Errorf("files: the recipient: %w", err)
 	}
@@ -128,7 +127,7 @@ func (s *Service) uploadAll(ctx context.Context, id protocol.MessageID) error {
 		var box *protocol.Mailbox
 		for j := range rcpt.Mailboxes {
 			mb := &rcpt.Mailboxes[j]
-			if string(mb.Relay) == string(r.Relay) && mb.ID == protocol.MailboxID(r.Mailbox) {
+			if string(mb.Relay) == string(r.Relay) && mb.ID == r.Mailbox {
 				box = mb
 			}
 		}
@@ -189,7 +188,7 @@ func (s *Service) upload(ctx context.Context, id protocol.MessageID, i int, box 
 		s.relayFailed(ctx, id, i, fmt.Errorf("%w: bad relay peer ID", errRefused))
 		return err
 	}
-	loc := (&protocol.FileRelay{Relay: rel.Relay, Mailbox: protocol.MailboxID(rel.Mailbox)}).Location()
+	loc := (&protocol.FileRelay{Relay: rel.Relay, Mailbox: rel.Mailbox}).Location()
 	var todo []int
 	var done int64
 	for b := range ptr.Blobs {

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -72,7 +73,7 @@ type Client struct {
 	mu     sync.Mutex
 	relays map[connKey]*relayConn
 	keys   map[peer.ID]crypto.PrivKey // client keys of the own mailboxes
-	status map[store.MailboxID]*Status
+	status map[protocol.MailboxID]*Status
 	closed bool
 	wake   chan struct{} // Refresh
 	change chan struct{} // Changed
@@ -114,7 +115,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		log:    cfg.Logger,
 		relays: map[connKey]*relayConn{},
 		keys:   map[peer.ID]crypto.PrivKey{},
-		status: map[store.MailboxID]*Status{},
+		status: map[protocol.MailboxID]*Status{},
 		wake:   make(chan struct{}, 1),
 		change: make(chan struct{}, 1),
 	}

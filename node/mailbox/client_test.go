@@ -101,7 +101,7 @@ func envelope(t *testing.T, m *store.Mailbox, payload string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := seal.Seal(nil, seal.MailboxID(m.ID), priv.PublicKey().Bytes(), id.Public(), []byte("device"), []byte(payload), rand.Reader)
+	env, err := seal.Seal(nil, m.ID, priv.PublicKey().Bytes(), id.Public(), []byte("device"), []byte(payload), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func boxOf(t *testing.T, r *testRelay, m *store.Mailbox, tok []byte) mailbox.Box
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mailbox.Box{Relay: id, Addrs: []ma.Multiaddr{a}, Mailbox: protocol.MailboxID(m.ID), Token: tok}
+	return mailbox.Box{Relay: id, Addrs: []ma.Multiaddr{a}, Mailbox: m.ID, Token: tok}
 }
 
 func TestDepositFetchSubscribe(t *testing.T) {

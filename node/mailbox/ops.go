@@ -77,7 +77,7 @@ func (c *Client) Create(ctx context.Context, addr string) (store.Mailbox, error)
 		return store.Mailbox{}, err
 	}
 	return store.Mailbox{
-		ID: store.MailboxID(resp.Mailbox), Relay: id.String(), Addrs: []string{maddr.String()},
+		ID: resp.Mailbox, Relay: id.String(), Addrs: []string{maddr.String()},
 		AuthKey: owner, SealingKey: sealSeed, ClientKey: clientKey, CreatedAt: c.cfg.Now(),
 	}, nil
 }
@@ -110,7 +110,7 @@ func (c *Client) ownerCall(ctx context.Context, m *store.Mailbox, req *protocol.
 	if err != nil {
 		return nil, err
 	}
-	req.Mailbox = protocol.MailboxID(m.ID)
+	req.Mailbox = m.ID
 	return r.call(ctx, req, key, nil)
 }
 

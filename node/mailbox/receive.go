@@ -20,7 +20,7 @@ import (
 // crypto/seal): the handler accepts them only if the session that
 // decrypts the payload is theirs.
 type Delivery struct {
-	Mailbox store.MailboxID
+	Mailbox protocol.MailboxID
 	Seq     uint64
 	// Sender is the claimed sender's public identity (crypto/identity
 	// encoding), Device its claimed device ID.
@@ -37,7 +37,7 @@ type Handler func(ctx context.Context, ds []Delivery) ([]bool, error)
 
 // Status is the state of one own mailbox as Run sees it.
 type Status struct {
-	Mailbox store.MailboxID
+	Mailbox protocol.MailboxID
 	Relay   string
 	// State is StateConnecting, StateFetching, StateSubscribed or
 	// StateError.
@@ -113,7 +113,7 @@ func (c *Client) Run(ctx context.Context, h Handler) {
 		cancel context.CancelFunc
 		done   chan struct{}
 	}
-	workers := map[store.MailboxID]*worker{}
+	workers := map[protocol.MailboxID]*worker{}
 	var wg sync.WaitGroup
 	defer func() {
 		for _, w := range workers {
@@ -124,7 +124,7 @@ func (c *Client) Run(ctx context.Context, h Handler) {
 	for {
 		boxes, err := c.ownMailboxes(ctx)
 		if err == nil {
-			live := map[store.MailboxID]bool{}
+			live := map[protocol.MailboxID]bool{}
 			for _, m := range boxes {
 				live[m.ID] = true
 				if workers[m.ID] != nil {
@@ -212,7 +212,7 @@ func (c *Client) session(ctx context.Context, m *store.Mailbox, sealing *ecdh.Pr
 	var after uint64
 	for {
 		var pushed []*protocol.RelayResponse
-		req := &protocol.RelayRequest{Op: protocol.RelayFetch, Mailbox: protocol.MailboxID(m.ID), After: after, Limit: fetchLimit}
+		req := &protocol.RelayRequest{Op: protocol.RelayFetch, Mailbox: m.ID, After: after, Limit: fetchLimit}
 		resp, err := r.call(ctx, req, key, func(p *protocol.RelayResponse) error {
 			if len(pushed) >= fetchLimit {
 				return fmt.Errorf("%w: %s: more pushes than the fetch limit", ErrBadRelay, r.id)
@@ -246,7 +246,7 @@ func (c *Client) session(ctx context.Context, m *store.Mailbox, sealing *ecdh.Pr
 	defer rs.s.Reset()
 	stop := context.AfterFunc(ctx, func() { rs.s.Reset() })
 	defer stop()
-	req := &protocol.RelayRequest{Op: protocol.RelaySubscribe, Mailbox: protocol.MailboxID(m.ID), After: after}
+	req := &protocol.RelayRequest{Op: protocol.RelaySubscribe, Mailbox: m.ID, After: after}
 	if err := rs.prepare([]byte(r.id), req, key); err != nil {
 		return err
 	}
@@ -307,7 +307,7 @@ func (c *Client) handle(ctx context.Context, r *relayConn, key []byte, m *store.
 	)
 	for _, p := range pushed {
 		o, err := seal.Open(p.Envelope, sealing)
-		if err != nil || o.Mailbox != seal.MailboxID(m.ID) {
+		if err != nil || o.Mailbox != m.ID {
 			// Not for this mailbox's key: nobody can ever read it.
 			c.log.Info("mailbox: deleting an envelope that does not open", "mailbox", mailboxString(m.ID), "seq", p.Seq)
 			seqs = append(seqs, p.Seq)
@@ -336,7 +336,7 @@ func (c *Client) ack(ctx context.Context, r *relayConn, key []byte, m *store.Mai
 	seqs = slices.Compact(seqs)
 	for len(seqs) > 0 {
 		n := min(len(seqs), protocol.MaxAckSeqs)
-		req := &protocol.RelayRequest{Op: protocol.RelayAck, Mailbox: protocol.MailboxID(m.ID), Seqs: seqs[:n]}
+		req := &protocol.RelayRequest{Op: protocol.RelayAck, Mailbox: m.ID, Seqs: seqs[:n]}
 		resp, err := r.call(ctx, req, key, nil)
 		if err != nil && !errors.Is(err, protocol.ErrNotFound) {
 			return err
@@ -350,7 +350,7 @@ func (c *Client) ack(ctx context.Context, r *relayConn, key []byte, m *store.Mai
 }
 
 // mailboxString is the short form of a mailbox ID for logs.
-func mailboxString(id store.MailboxID) string { return fmt.Sprintf("%x", id[:8]) }
+func mailboxString(id protocol.MailboxID) string { return fmt.Sprintf("%x", id[:8]) }
 
 // randUint64 reads a random number (zero if the source fails).
 func randUint64(r interface{ Read([]byte) (int, error) }) uint64 {

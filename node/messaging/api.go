@@ -48,15 +48,10 @@ const (
 	StateReceived  = "received"
 )
 
-// MessageID is a message's ID; its text form is 32 lowercase hex digits.
-type MessageID [16]byte
-
-// String returns the hex form.
-func (id MessageID) String() string { return hex.EncodeToString(id[:]) }
-
-// ParseMessageID parses the hex form.
-func ParseMessageID(s string) (MessageID, error) {
-	var id MessageID
+// ParseMessageID parses the text form of a message ID (protocol.MessageID's
+// String: 32 lowercase hex digits).
+func ParseMessageID(s string) (protocol.MessageID, error) {
+	var id protocol.MessageID
 	b, err := hex.DecodeString(s)
 	if err != nil || len(b) != len(id) {
 		return id, fmt.Errorf("%w: message ID %q", ErrUnknownMessage, s)
@@ -165,8 +160,8 @@ type SendResult struct {
 // conversation (nil if there is none).
 func (s *Service) apiMessage(m *store.Message, c *store.Contact) Message {
 	out := Message{
-		ID:         MessageID(m.ID).String(),
-		Peer:       identity.UserID(m.Peer).String(),
+		ID:         m.ID.String(),
+		Peer:       m.Peer.String(),
 		Outgoing:   m.Outgoing,
 		Text:       string(m.Body),
 		Seq:        m.Seq,
@@ -190,7 +185,7 @@ func (s *Service) apiMessage(m *store.Message, c *store.Contact) Message {
 
 // apiContact converts a stored contact.
 func (s *Service) apiContact(c *store.Contact) Contact {
-	uid := identity.UserID(c.UserID)
+	uid := c.UserID
 	out := Contact{
 		Name:         c.Name,
 		UserID:       uid.String(),
@@ -271,13 +266,13 @@ func displayName(s string, max int) string {
 // waiters wakes WaitState calls when a message's state changes.
 type waiters struct {
 	mu     sync.Mutex
-	m      map[store.MessageID][]chan struct{}
+	m      map[protocol.MessageID][]chan struct{}
 	closed bool
 }
 
-func newWaiters() *waiters { return &waiters{m: map[store.MessageID][]chan struct{}{}} }
+func newWaiters() *waiters { return &waiters{m: map[protocol.MessageID][]chan struct{}{}} }
 
-func (w *waiters) register(id store.MessageID) chan struct{} {
+func (w *waiters) register(id protocol.MessageID) chan struct{} {
 	ch := make(chan struct{}, 1)
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -289,7 +284,7 @@ func (w *waiters) register(id store.MessageID) chan struct{} {
 	return ch
 }
 
-func (w *waiters) unregister(id store.MessageID, ch chan struct{}) {
+func (w *waiters) unregister(id protocol.MessageID, ch chan struct{}) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	l := w.m[id]
@@ -306,7 +301,7 @@ func (w *waiters) unregister(id store.MessageID, ch chan struct{}) {
 	}
 }
 
-func (w *waiters) notify(id store.MessageID, _ store.MessageState) {
+func (w *waiters) notify(id protocol.MessageID, _ store.MessageState) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, ch := range w.m[id] {
@@ -336,7 +331,7 @@ func (w *waiters) close() {
 // found. It returns ctx's error when ctx ends first (the API maps a
 // deadline to exit code 7), ErrUnknownMessage for an ID it does not hold,
 // and ErrBadState for another want.
-func (s *Service) WaitState(ctx context.Context, id MessageID, want string) (string, error) {
+func (s *Service) WaitState(ctx context.Context, id protocol.MessageID, want string) (string, error) {
 	var rank int
 	switch want {
 	case StateSent:
@@ -348,7 +343,7 @@ func (s *Service) WaitState(ctx context.Context, id MessageID, want string) (str
 	default:
 		return "", fmt.Errorf("%w: %q", ErrBadState, want)
 	}
-	sid := store.MessageID(id)
+	sid := id
 	ch := s.waiters.register(sid)
 	defer s.waiters.unregister(sid, ch)
 	for {

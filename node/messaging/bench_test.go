@@ -8,6 +8,7 @@ import (
 
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/protocol"
 )
 
 // benchPair is two befriended nodes with badger stores (fsync on) and a
@@ -32,7 +33,7 @@ func benchDelivery(b *testing.B, opts messaging.Options) {
 	var (
 		next atomic.Int64
 		mu   sync.Mutex
-		ids  []messaging.MessageID
+		ids  []protocol.MessageID
 		wg   sync.WaitGroup
 	)
 	b.ReportAllocs()

@@ -136,7 +136,7 @@ func (w *work) lookup(nameOrUserID string) (*contactEntry, error) {
 
 // uniqueName returns a free contact name made from base (a display name
 // from a card or invite): base, base-2, base-3, ...
-func (w *work) uniqueName(base string, id store.UserID) (string, error) {
+func (w *work) uniqueName(base string, id identity.UserID) (string, error) {
 	base = displayName(base, MaxName-6)
 	if base == "" {
 		base = "contact"

@@ -8,7 +8,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/crypto/ratchet"
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -144,13 +146,13 @@ type work struct {
 	now time.Time
 	job *job
 
-	contacts map[store.UserID]*contactEntry
+	contacts map[identity.UserID]*contactEntry
 	sessions map[sessKey]*sessEntry
 	lists    map[devKey][]*sessEntry // every session with a device, once loaded
 	allDev   bool                    // contacts fully loaded (for device lookups)
 	seen     map[[32]byte]bool
-	receipts map[store.UserID][]store.MessageID
-	rorder   []store.UserID
+	receipts map[identity.UserID][]protocol.MessageID
+	rorder   []identity.UserID
 	// rescheduled is set once an outbox entry got a later attempt (the
 	// scheduler is poked after the commit).
 	rescheduled bool
@@ -168,13 +170,13 @@ type contactEntry struct {
 }
 
 type sessKey struct {
-	peer   store.UserID
+	peer   identity.UserID
 	device string
 	id     store.SessionID
 }
 
 type devKey struct {
-	peer   store.UserID
+	peer   identity.UserID
 	device string
 }
 
@@ -189,11 +191,11 @@ type sessEntry struct {
 func newWork(s *Service, tx *store.Tx, now time.Time) *work {
 	return &work{
 		s: s, tx: tx, now: now,
-		contacts: map[store.UserID]*contactEntry{},
+		contacts: map[identity.UserID]*contactEntry{},
 		sessions: map[sessKey]*sessEntry{},
 		lists:    map[devKey][]*sessEntry{},
 		seen:     map[[32]byte]bool{},
-		receipts: map[store.UserID][]store.MessageID{},
+		receipts: map[identity.UserID][]protocol.MessageID{},
 	}
 }
 
@@ -203,7 +205,7 @@ func (w *work) after(f func()) { w.job.post = append(w.job.post, f) }
 // contact returns the contact with user ID id, or nil if there is none.
 // The returned pointer is the cached record: change it, then call
 // w.dirty(e).
-func (w *work) contact(id store.UserID) (*contactEntry, error) {
+func (w *work) contact(id identity.UserID) (*contactEntry, error) {
 	if e, ok := w.contacts[id]; ok {
 		if !e.exists || e.deleted {
 			return nil, nil
@@ -275,7 +277,7 @@ func (w *work) sortedContacts() []*contactEntry {
 }
 
 // nameTaken reports whether a live contact other than id has name.
-func (w *work) nameTaken(name string, id store.UserID) (bool, error) {
+func (w *work) nameTaken(name string, id identity.UserID) (bool, error) {
 	for _, e := range w.contacts {
 		if e.exists && !e.deleted && e.c.Name == name && e.c.UserID != id {
 			return true, nil
@@ -300,7 +302,7 @@ func (w *work) nameTaken(name string, id store.UserID) (bool, error) {
 }
 
 // sessions returns every session with a peer's device, loading them once.
-func (w *work) deviceSessions(peer store.UserID, dev []byte) ([]*sessEntry, error) {
+func (w *work) deviceSessions(peer identity.UserID, dev []byte) ([]*sessEntry, error) {
 	dk := devKey{peer, string(dev)}
 	if l, ok := w.lists[dk]; ok {
 		return live(l), nil
@@ -340,7 +342,7 @@ func live(l []*sessEntry) []*sessEntry {
 }
 
 // session returns one session, or nil.
-func (w *work) session(peer store.UserID, dev []byte, id store.SessionID) (*sessEntry, error) {
+func (w *work) session(peer identity.UserID, dev []byte, id store.SessionID) (*sessEntry, error) {
 	if id == (store.SessionID{}) || len(dev) == 0 {
 		return nil, nil
 	}
@@ -408,7 +410,7 @@ func (w *work) seenAdd(h [32]byte, until time.Time) error {
 
 // receipt notes a received message for the delivery receipt the flush
 // sends to its sender.
-func (w *work) receipt(peer store.UserID, id store.MessageID) {
+func (w *work) receipt(peer identity.UserID, id protocol.MessageID) {
 	if _, ok := w.receipts[peer]; !ok {
 		w.rorder = append(w.rorder, peer)
 	}
@@ -424,7 +426,7 @@ func (w *work) flush() error {
 			return err
 		}
 	}
-	w.receipts, w.rorder = map[store.UserID][]store.MessageID{}, nil
+	w.receipts, w.rorder = map[identity.UserID][]protocol.MessageID{}, nil
 	keys := make([]sessKey, 0, len(w.sessions))
 	for k := range w.sessions {
 		keys = append(keys, k)
@@ -502,7 +504,7 @@ func (w *work) flush() error {
 
 // renameHolder writes the stored holder of name first when its cached
 // record gave the name up, so that the name index is free.
-func (w *work) renameHolder(name string, taker store.UserID) error {
+func (w *work) renameHolder(name string, taker identity.UserID) error {
 	c, err := w.tx.Contacts().ByName(name)
 	if err != nil {
 		return err

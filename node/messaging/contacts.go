@@ -57,8 +57,8 @@ func (s *Service) Invite(ctx context.Context) (Invite, error) {
 			if err != nil {
 				continue
 			}
-			inv.Relays = append(inv.Relays, protocol.InviteRelay{Peer: []byte(id), Addr: a.Bytes(), Mailbox: protocol.MailboxID(m.ID)})
-			tok := protocol.InviteToken(inv.Secret, protocol.MailboxID(m.ID))
+			inv.Relays = append(inv.Relays, protocol.InviteRelay{Peer: []byte(id), Addr: a.Bytes(), Mailbox: m.ID})
+			tok := protocol.InviteToken(inv.Secret, m.ID)
 			if err := w.putToken(store.DepositToken{Token: store.TokenID(tok), Relay: m.Relay, Mailbox: m.ID,
 				Invite: inv.Secret, CreatedAt: w.now, ExpiresAt: v.ExpiresAt}); err != nil {
 				return err
@@ -94,7 +94,7 @@ func (s *Service) RevokeInvite(ctx context.Context, link string) error {
 		return fmt.Errorf("%w: %w", ErrInvalidLink, err)
 	}
 	return s.do(ctx, false, func(w *work) error {
-		if err := w.revokeTokens(store.UserID{}, store.InviteSecret(inv.Secret)); err != nil {
+		if err := w.revokeTokens(identity.UserID{}, inv.Secret); err != nil {
 			return err
 		}
 		return w.tx.Invites().Delete(inv.Secret)
@@ -293,7 +293,7 @@ func (s *Service) relayPrekey(ctx context.Context, r *relayPrekeys) *prekey.OneT
 		s.log.Info("messaging: no one-time prekey from the relay", "relay", r.box.Relay.String(), "err", err)
 		return nil
 	}
-	rec, err := mailbox.OpenPrekey(r.key, [32]byte(r.box.Mailbox), blob)
+	rec, err := mailbox.OpenPrekey(r.key, r.box.Mailbox, blob)
 	if err != nil {
 		return nil
 	}
@@ -554,7 +554,7 @@ func (w *work) switchIdentity(c *contactEntry, pub *identity.Public) (*contactEn
 		return nil, err
 	}
 	// The old key's deposit tokens go; the new one gets its own.
-	if err := w.revokeTokens(c.c.UserID, store.InviteSecret{}); err != nil {
+	if err := w.revokeTokens(c.c.UserID, protocol.InviteSecret{}); err != nil {
 		return nil, err
 	}
 	if _, err := w.issueTokens(nc); err != nil {
@@ -565,7 +565,7 @@ func (w *work) switchIdentity(c *contactEntry, pub *identity.Public) (*contactEn
 
 // dropPeer deletes every session with peer and its outbox entries; text
 // messages waiting in it are marked failed with reason.
-func (w *work) dropPeer(peer store.UserID, reason string) error {
+func (w *work) dropPeer(peer identity.UserID, reason string) error {
 	sessions, err := w.tx.Sessions().List(peer)
 	if err != nil {
 		return err
@@ -652,7 +652,7 @@ func (w *work) accept(c *contactEntry) error {
 	if err != nil {
 		return err
 	}
-	var delivered, read []store.MessageID
+	var delivered, read []protocol.MessageID
 	for _, m := range msgs {
 		if m.Outgoing || m.Kind != kindText {
 			continue
@@ -680,7 +680,7 @@ func (s *Service) Remove(ctx context.Context, nameOrUserID string) error {
 		if err := w.dropPeer(c.c.UserID, "not delivered: the contact was removed"); err != nil {
 			return err
 		}
-		if err := w.revokeTokens(c.c.UserID, store.InviteSecret{}); err != nil {
+		if err := w.revokeTokens(c.c.UserID, protocol.InviteSecret{}); err != nil {
 			return err
 		}
 		if c.c.IdentityChanged {

@@ -45,8 +45,8 @@ const maxWrite = 1 << 20
 
 // outItem is one outbox entry in the delivery loop.
 type outItem struct {
-	id      store.MessageID
-	peer    store.UserID
+	id      protocol.MessageID
+	peer    identity.UserID
 	payload []byte
 	seq     uint64
 	sid     uint64 // Deliver ID on the current stream
@@ -58,19 +58,19 @@ type outbox struct {
 	conns event.Subscription // peer connections
 	mu    sync.Mutex
 	peers map[string]*peerQueue
-	owned map[store.MessageID]bool
+	owned map[protocol.MessageID]bool
 	wake  chan struct{}
 	// establishing is the peers for which a new session is being made.
-	establishing map[store.UserID]bool
+	establishing map[identity.UserID]bool
 	// renewed is when a new session was last started with a peer because
 	// its relayed message decrypted nowhere (renewSession).
-	renewed map[store.UserID]time.Time
+	renewed map[identity.UserID]time.Time
 }
 
 type peerQueue struct {
 	dev     []byte
 	pid     peer.ID
-	uid     store.UserID
+	uid     identity.UserID
 	pending []*outItem
 	signal  chan struct{}
 	running bool
@@ -80,10 +80,10 @@ func newOutbox(s *Service) *outbox {
 	return &outbox{
 		s:            s,
 		peers:        map[string]*peerQueue{},
-		owned:        map[store.MessageID]bool{},
+		owned:        map[protocol.MessageID]bool{},
 		wake:         make(chan struct{}, 1),
-		establishing: map[store.UserID]bool{},
-		renewed:      map[store.UserID]time.Time{},
+		establishing: map[identity.UserID]bool{},
+		renewed:      map[identity.UserID]time.Time{},
 	}
 }
 
@@ -499,7 +499,7 @@ func (o *outbox) acked(res []ackResult) error {
 
 // ackOne commits the peer's answer code to the delivery of payload, the
 // bytes of message id that were sent.
-func (w *work) ackOne(id store.MessageID, payload []byte, code protocol.Code) error {
+func (w *work) ackOne(id protocol.MessageID, payload []byte, code protocol.Code) error {
 	entry, err := w.tx.Outbox().Get(id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // delivered meanwhile (a receipt came first), or removed
@@ -691,7 +691,7 @@ func outgoingOf(m *store.Message) (outgoing, error) {
 			return o, errors.New("bad receipt body")
 		}
 		for b := m.Body; len(b) > 0; b = b[16:] {
-			o.covers = append(o.covers, store.MessageID(b[:16]))
+			o.covers = append(o.covers, protocol.MessageID(b[:16]))
 		}
 	case kindCard:
 		o.card = new(protocol.Card)
@@ -706,7 +706,7 @@ func outgoingOf(m *store.Message) (outgoing, error) {
 
 // renew makes a new session with a peer that lost every session, then
 // encrypts again what waits for it in a session that is gone.
-func (o *outbox) renew(uid store.UserID) {
+func (o *outbox) renew(uid identity.UserID) {
 	o.mu.Lock()
 	if o.establishing[uid] {
 		o.mu.Unlock()
@@ -724,7 +724,7 @@ func (o *outbox) renew(uid store.UserID) {
 		ctx, cancel := context.WithTimeout(s.ctx, 2*s.opt.DialTimeout)
 		defer cancel()
 		if err := s.establish(ctx, uid, false); err != nil {
-			s.log.Info("messaging: could not make a new session", "user_id", identity.UserID(uid).String(), "err", err)
+			s.log.Info("messaging: could not make a new session", "user_id", uid.String(), "err", err)
 			return
 		}
 		err := s.do(ctx, false, func(w *work) error {
@@ -766,7 +766,7 @@ func (o *outbox) renew(uid store.UserID) {
 	})
 }
 
-func (o *outbox) isOwned(id store.MessageID) bool {
+func (o *outbox) isOwned(id protocol.MessageID) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.owned[id]

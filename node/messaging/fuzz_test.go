@@ -128,7 +128,7 @@ func (p *pair) deliveries(tb testing.TB, texts ...string) [][]byte {
 		id, _ := ParseMessageID(r.ID)
 		var e store.OutboxEntry
 		err = p.from.st.View(context.Background(), func(tx *store.Tx) error {
-			e, err = tx.Outbox().Get(store.MessageID(id))
+			e, err = tx.Outbox().Get(id)
 			return err
 		})
 		if err != nil {

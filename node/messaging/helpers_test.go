@@ -11,6 +11,7 @@ import (
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/internal/clock/clocktest"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 	"github.com/sealpost/sealpost/store/badgerstore"
 )
@@ -150,7 +151,7 @@ func befriend(t testing.TB, a, b *tnode) {
 }
 
 // send sends text and fails the test on an error.
-func send(t testing.TB, from *tnode, to, text string) messaging.MessageID {
+func send(t testing.TB, from *tnode, to, text string) protocol.MessageID {
 	t.Helper()
 	r, err := from.m.Send(ctxT(t), to, text)
 	if err != nil {
@@ -164,7 +165,7 @@ func send(t testing.TB, from *tnode, to, text string) messaging.MessageID {
 }
 
 // wait waits for an outgoing message to reach state.
-func wait(t testing.TB, p *tnode, id messaging.MessageID, state string) {
+func wait(t testing.TB, p *tnode, id protocol.MessageID, state string) {
 	t.Helper()
 	got, err := p.m.WaitState(ctxT(t), id, state)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"unicode/utf8"
 
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -28,8 +30,8 @@ func (s *Service) Send(ctx context.Context, nameOrUserID, text string) (SendResu
 	}
 	for attempt := 0; ; attempt++ {
 		var (
-			id  store.MessageID
-			uid store.UserID
+			id  protocol.MessageID
+			uid identity.UserID
 		)
 		j, err := s.submit(ctx, false, jobWeight(1, len(text)), func(w *work) error {
 			c, err := w.lookup(nameOrUserID)
@@ -61,7 +63,7 @@ func (s *Service) Send(ctx context.Context, nameOrUserID, text string) (SendResu
 		if err != nil {
 			return SendResult{}, err
 		}
-		return SendResult{ID: MessageID(id).String(), State: StateQueued}, nil
+		return SendResult{ID: id.String(), State: StateQueued}, nil
 	}
 }
 
@@ -77,7 +79,7 @@ const maxMarkRead = 8192
 func (s *Service) Messages(ctx context.Context, nameOrUserID string, limit int) ([]Message, error) {
 	var (
 		out   []Message
-		uid   store.UserID
+		uid   identity.UserID
 		c     store.Contact
 		start bool // the window reaches the start of the conversation
 	)
@@ -124,9 +126,9 @@ func (s *Service) Messages(ctx context.Context, nameOrUserID string, limit int) 
 	if err != nil {
 		return nil, err
 	}
-	var marked map[store.MessageID]bool
+	var marked map[protocol.MessageID]bool
 	err = s.do(ctx, false, func(w *work) error {
-		marked = map[store.MessageID]bool{}
+		marked = map[protocol.MessageID]bool{}
 		return w.markRead(uid, marked)
 	})
 	if err != nil {
@@ -134,7 +136,7 @@ func (s *Service) Messages(ctx context.Context, nameOrUserID string, limit int) 
 	}
 	for i := range out {
 		id, _ := ParseMessageID(out[i].ID)
-		if marked[store.MessageID(id)] {
+		if marked[id] {
 			out[i].State = StateRead
 		}
 	}
@@ -195,8 +197,8 @@ func (s *Service) window(msgs []store.Message, c *store.Contact, start bool) []M
 // markRead marks the received messages of the conversation with uid read
 // (newest first, stopping at one already read: everything older was read
 // then) and queues read receipts for them.
-func (w *work) markRead(uid store.UserID, marked map[store.MessageID]bool) error {
-	var ids []store.MessageID
+func (w *work) markRead(uid identity.UserID, marked map[protocol.MessageID]bool) error {
+	var ids []protocol.MessageID
 	before := uint64(0)
 	const page = 256
 scan:
@@ -238,7 +240,7 @@ func (s *Service) Inbox(ctx context.Context, after uint64, limit int) ([]Message
 	var out []Message
 	next := after
 	err := s.st.View(ctx, func(tx *store.Tx) error {
-		contacts := map[store.UserID]*store.Contact{}
+		contacts := map[identity.UserID]*store.Contact{}
 		const page = 512
 		for limit <= 0 || len(out) < limit {
 			batch, err := tx.Messages().Since(next, page)

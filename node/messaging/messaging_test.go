@@ -79,7 +79,7 @@ func TestTwoNodesExchangeMessages(t *testing.T) {
 	wait(t, bob, reply, messaging.StateRead)
 
 	// Both ways, several messages, in order.
-	var ids []messaging.MessageID
+	var ids []protocol.MessageID
 	for i := range 20 {
 		ids = append(ids, send(t, alice, "bob", fmt.Sprintf("a%d", i)))
 		send(t, bob, "alice", fmt.Sprintf("b%d", i))
@@ -226,13 +226,13 @@ func TestMessageRequest(t *testing.T) {
 }
 
 // outboxEntry reads an outbox entry from p's store.
-func outboxEntry(t *testing.T, p *tnode, id messaging.MessageID) (store.OutboxEntry, bool) {
+func outboxEntry(t *testing.T, p *tnode, id protocol.MessageID) (store.OutboxEntry, bool) {
 	t.Helper()
 	var e store.OutboxEntry
 	found := false
 	err := p.st.View(ctxT(t), func(tx *store.Tx) error {
 		var err error
-		e, err = tx.Outbox().Get(store.MessageID(id))
+		e, err = tx.Outbox().Get(id)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
 		}
@@ -324,7 +324,7 @@ func sessions(t *testing.T, p, other *tnode) int {
 	t.Helper()
 	n := 0
 	err := p.st.View(ctxT(t), func(tx *store.Tx) error {
-		all, err := tx.Sessions().List(store.UserID(other.m.UserID()))
+		all, err := tx.Sessions().List(other.m.UserID())
 		n = len(all)
 		return err
 	})
@@ -428,7 +428,7 @@ func activeSession(t *testing.T, p, other *tnode) store.SessionID {
 	var c store.Contact
 	err := p.st.View(ctxT(t), func(tx *store.Tx) error {
 		var err error
-		c, err = tx.Contacts().Get(store.UserID(other.m.UserID()))
+		c, err = tx.Contacts().Get(other.m.UserID())
 		return err
 	})
 	if err != nil {
@@ -465,7 +465,7 @@ func TestSimultaneousInitiation(t *testing.T) {
 	const rounds, perRound = 4, 3
 	var all []string
 	for r := range rounds {
-		var ids [2][]messaging.MessageID
+		var ids [2][]protocol.MessageID
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
@@ -564,7 +564,7 @@ func TestSimultaneousInitiationPartitioned(t *testing.T) {
 	alice.restart()
 	bob.restart()
 	for round := range 3 {
-		var ids [2][]messaging.MessageID
+		var ids [2][]protocol.MessageID
 		for i := range 3 {
 			ids[0] = append(ids[0], send(t, alice, "bob", fmt.Sprintf("a%d.%d", round, i)))
 			ids[1] = append(ids[1], send(t, bob, "alice", fmt.Sprintf("b%d.%d", round, i)))
@@ -614,7 +614,7 @@ func TestReceiverRestartMidStream(t *testing.T) {
 	bob := newPeer(t, "bob", onDisk(), withConfig(fast))
 	befriend(t, alice, bob)
 	const n = 300
-	ids := make([]messaging.MessageID, 0, n)
+	ids := make([]protocol.MessageID, 0, n)
 	sent := make(chan struct{})
 	go func() {
 		defer close(sent)
@@ -630,7 +630,7 @@ func TestReceiverRestartMidStream(t *testing.T) {
 	}()
 	eventually(t, 30*time.Second, "bob to receive some messages", func() bool { return len(inbox(t, bob)) >= n/4 })
 	// What alice saw acknowledged before the restart must survive it.
-	var acked []messaging.MessageID
+	var acked []protocol.MessageID
 	conv, err := alice.m.Messages(ctxT(t), "bob", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -858,7 +858,7 @@ func TestLargeMessages(t *testing.T) {
 	bob := newPeer(t, "bob", onDisk(), withConfig(tcpOnly))
 	befriend(t, alice, bob)
 	const n = 60
-	ids := make(chan messaging.MessageID, n)
+	ids := make(chan protocol.MessageID, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)

@@ -349,7 +349,7 @@ func (w *work) updateDevice(c *contactEntry, dev []byte, rec *identity.DeviceRec
 func (w *work) newContact(uid identity.UserID, e *sessEntry, first *firstInfo, p *protocol.Plaintext) (*contactEntry, error) {
 	state := store.ContactRequest
 	if !p.InviteSecret.IsZero() {
-		inv, err := w.tx.Invites().Get(store.InviteSecret(p.InviteSecret))
+		inv, err := w.tx.Invites().Get(p.InviteSecret)
 		switch {
 		case err == nil:
 			if w.now.Before(inv.ExpiresAt.Add(protocolTolerance)) {
@@ -405,7 +405,7 @@ func (w *work) deliver(c *contactEntry, e *sessEntry, p *protocol.Plaintext, h [
 	}
 	switch p.Kind {
 	case protocol.KindText:
-		id := store.MessageID(p.ID)
+		id := p.ID
 		if _, err := w.tx.Messages().Get(id); err == nil {
 			return protocol.CodeOK, nil // the same message in another ciphertext
 		} else if !errors.Is(err, store.ErrNotFound) {
@@ -433,7 +433,7 @@ func (w *work) deliver(c *contactEntry, e *sessEntry, p *protocol.Plaintext, h [
 			state = store.MessageRead
 		}
 		for _, id := range p.Covers {
-			if err := w.advance(uid, store.MessageID(id), state); err != nil {
+			if err := w.advance(uid, id, state); err != nil {
 				return 0, err
 			}
 		}
@@ -441,7 +441,7 @@ func (w *work) deliver(c *contactEntry, e *sessEntry, p *protocol.Plaintext, h [
 	default:
 		// Receipts, cards and the reserved kinds are recorded without a
 		// body, so that their sequence numbers are not shown as gaps.
-		id := store.MessageID(p.ID)
+		id := p.ID
 		if _, err := w.tx.Messages().Get(id); err == nil {
 			return protocol.CodeOK, nil
 		} else if !errors.Is(err, store.ErrNotFound) {
@@ -472,7 +472,7 @@ func stateRank(s store.MessageState) int {
 
 // advance moves the outgoing text message id to peer to state (delivered
 // or read) if that is further than where it is; the outbox entry goes.
-func (w *work) advance(peer store.UserID, id store.MessageID, state store.MessageState) error {
+func (w *work) advance(peer identity.UserID, id protocol.MessageID, state store.MessageState) error {
 	m, err := w.tx.Messages().Get(id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil
@@ -496,7 +496,7 @@ func (w *work) advance(peer store.UserID, id store.MessageID, state store.Messag
 
 // stateChanged publishes message.state and wakes waiters after the commit.
 func (w *work) stateChanged(m *store.Message) {
-	ev := StateEvent{ID: MessageID(m.ID).String(), Peer: identity.UserID(m.Peer).String(), State: m.State.String(), Reason: m.Reason}
+	ev := StateEvent{ID: m.ID.String(), Peer: m.Peer.String(), State: m.State.String(), Reason: m.Reason}
 	id, st := m.ID, m.State
 	w.after(func() {
 		w.s.cfg.Publish(EventMessageState, ev)
@@ -588,7 +588,7 @@ func (w *work) flagIdentityChange(c *contactEntry, pub, card []byte) {
 	c.c.Verified = false
 	c.c.UpdatedAt = w.now
 	c.dirty = true
-	ev := IdentityEvent{Name: c.c.Name, UserID: identity.UserID(c.c.UserID).String()}
+	ev := IdentityEvent{Name: c.c.Name, UserID: c.c.UserID.String()}
 	if p, err := identity.ParsePublic(pub); err == nil {
 		ev.NewUserID = p.UserID().String()
 	}

@@ -133,7 +133,7 @@ func (s *Service) AddRelay(ctx context.Context, addr string) (Relay, error) {
 			if !w.now.Before(inv.ExpiresAt) {
 				continue
 			}
-			tok := protocol.InviteToken(protocol.InviteSecret(inv.Secret), protocol.MailboxID(m.ID))
+			tok := protocol.InviteToken(inv.Secret, m.ID)
 			if err := w.putToken(store.DepositToken{Token: store.TokenID(tok), Relay: m.Relay, Mailbox: m.ID,
 				Invite: inv.Secret, CreatedAt: w.now, ExpiresAt: inv.ExpiresAt}); err != nil {
 				return err
@@ -333,14 +333,14 @@ func (w *work) issueTokens(c *contactEntry) (bool, error) {
 
 // revokeTokens marks the tokens of contact uid (or, with uid zero, of the
 // invite secret inv) revoked; the token loop revokes them on the relays.
-func (w *work) revokeTokens(uid store.UserID, inv store.InviteSecret) error {
+func (w *work) revokeTokens(uid identity.UserID, inv protocol.InviteSecret) error {
 	rs, err := w.relays()
 	if err != nil {
 		return err
 	}
 	for _, t := range slices.Clone(rs.tokens) {
-		if t.Revoked || (uid != (store.UserID{}) && t.Contact != uid) ||
-			(uid == (store.UserID{}) && (t.Contact != (store.UserID{}) || t.Invite != inv)) {
+		if t.Revoked || (uid != (identity.UserID{}) && t.Contact != uid) ||
+			(uid == (identity.UserID{}) && (t.Contact != (identity.UserID{}) || t.Invite != inv)) {
 			continue
 		}
 		t.Revoked = true
@@ -383,7 +383,7 @@ func boxEntry(m *store.Mailbox, tok []byte) (protocol.Mailbox, error) {
 	if err != nil {
 		return protocol.Mailbox{}, err
 	}
-	e := protocol.Mailbox{Relay: []byte(id), ID: protocol.MailboxID(m.ID), Token: bytes.Clone(tok)}
+	e := protocol.Mailbox{Relay: []byte(id), ID: m.ID, Token: bytes.Clone(tok)}
 	copy(e.SealingKey[:], priv.PublicKey().Bytes())
 	copy(e.PrekeyKey[:], mailbox.PrekeyKey(m.SealingKey, m.ID))
 	for _, s := range m.Addrs {
@@ -506,12 +506,12 @@ func (s *Service) syncRelays(ctx context.Context) error {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
 	var (
-		boxes   = map[store.MailboxID]*store.Mailbox{}
+		boxes   = map[protocol.MailboxID]*store.Mailbox{}
 		all     []store.Mailbox
 		toks    []store.DepositToken
-		invites = map[store.InviteSecret]store.Invite{}
+		invites = map[protocol.InviteSecret]store.Invite{}
 		seq     uint64
-		bundles = map[store.InviteSecret][]byte{}
+		bundles = map[protocol.InviteSecret][]byte{}
 		current *prekeys.Version // the bundle of contacts' bundle blobs
 	)
 	now := s.clock.Now()
@@ -558,7 +558,7 @@ func (s *Service) syncRelays(ctx context.Context) error {
 			return ctx.Err()
 		}
 		m := boxes[t.Mailbox]
-		isInvite := t.Contact == (store.UserID{})
+		isInvite := t.Contact == (identity.UserID{})
 		inv, live := invites[t.Invite]
 		expired := isInvite && (!live || !now.Before(t.ExpiresAt.Add(protocolTolerance)))
 		switch {
@@ -609,7 +609,7 @@ func (s *Service) syncRelays(ctx context.Context) error {
 		bundle := bundles[inv.Secret]
 		card := s.cardWith(all, func(m *store.Mailbox) []byte {
 			for _, x := range toks {
-				if x.Mailbox == m.ID && x.Invite == t.Invite && x.Contact == (store.UserID{}) && !x.Revoked {
+				if x.Mailbox == m.ID && x.Invite == t.Invite && x.Contact == (identity.UserID{}) && !x.Revoked {
 					return x.Token[:]
 				}
 			}
@@ -798,7 +798,7 @@ func (s *Service) renewSession(identityKey, device []byte) {
 	if err != nil {
 		return
 	}
-	uid := store.UserID(pub.UserID())
+	uid := pub.UserID()
 	now := s.clock.Now()
 	o := s.out
 	o.mu.Lock()
@@ -842,7 +842,7 @@ func (s *Service) renewSession(identityKey, device []byte) {
 		defer cancel()
 		if err := s.establish(ctx, uid, true); err != nil {
 			s.log.Info("messaging: could not start a new session after a relayed message that does not decrypt",
-				"user_id", identity.UserID(uid).String(), "err", err)
+				"user_id", uid.String(), "err", err)
 			return
 		}
 		started = true
@@ -862,7 +862,7 @@ func (s *Service) renewSession(identityKey, device []byte) {
 			return
 		}
 		s.log.Info("messaging: a relayed message decrypted in no session: started a new one with its sender",
-			"user_id", identity.UserID(uid).String())
+			"user_id", uid.String())
 	})
 	if !ok {
 		o.mu.Lock()
@@ -892,7 +892,7 @@ func (o *outbox) deposit(boxes []protocol.Mailbox, items []*outItem, cause error
 	s := o.s
 	now := s.clock.Now()
 	// What each item already holds.
-	have := map[store.MessageID][]store.Receipt{}
+	have := map[protocol.MessageID][]store.Receipt{}
 	if err := s.st.View(s.ctx, func(tx *store.Tx) error {
 		for _, it := range items {
 			if e, err := tx.Outbox().Get(it.id); err == nil {
@@ -923,7 +923,7 @@ func (o *outbox) deposit(boxes []protocol.Mailbox, items []*outItem, cause error
 			if validReceipt(have[it.id], relay, now) {
 				continue
 			}
-			env, err := seal.Seal(nil, seal.MailboxID(b.ID), b.SealingKey[:], pub, []byte(s.host.ID()), it.payload, s.rand)
+			env, err := seal.Seal(nil, b.ID, b.SealingKey[:], pub, []byte(s.host.ID()), it.payload, s.rand)
 			if err != nil {
 				r.err = err
 				break

@@ -72,7 +72,7 @@ func TestRelayOfflineDelivery(t *testing.T) {
 	befriend(t, s, r)
 	r.stop()
 
-	var ids []messaging.MessageID
+	var ids []protocol.MessageID
 	var texts []string
 	for i := range 10 {
 		texts = append(texts, fmt.Sprintf("offline %d", i))
@@ -210,7 +210,7 @@ func TestRelayTokens(t *testing.T) {
 	defer mb.Close()
 	env := func() [][]byte {
 		pub, _ := identity.Generate(rand.Reader)
-		e, err := seal.Seal(nil, seal.MailboxID(box.ID), box.SealingKey[:], pub.Public(), []byte("x"), []byte("y"), rand.Reader)
+		e, err := seal.Seal(nil, box.ID, box.SealingKey[:], pub.Public(), []byte("x"), []byte("y"), rand.Reader)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -276,7 +276,7 @@ func forgetSessions(t *testing.T, p *tnode, peer identity.UserID) {
 		t.Fatal(err)
 	}
 	err = st.Update(ctxT(t), func(tx *store.Tx) error {
-		all, err := tx.Sessions().List(store.UserID(peer))
+		all, err := tx.Sessions().List(peer)
 		if err != nil {
 			return err
 		}
@@ -288,7 +288,7 @@ func forgetSessions(t *testing.T, p *tnode, peer identity.UserID) {
 				return err
 			}
 		}
-		c, err := tx.Contacts().Get(store.UserID(peer))
+		c, err := tx.Contacts().Get(peer)
 		if err != nil {
 			return err
 		}
@@ -309,7 +309,7 @@ func contactMailbox(t *testing.T, p *tnode, peer identity.UserID) protocol.Mailb
 	var box protocol.Mailbox
 	eventually(t, 20*time.Second, p.name+" holds a mailbox with a prekey key", func() bool {
 		err := p.st.View(ctxT(t), func(tx *store.Tx) error {
-			c, err := tx.Contacts().Get(store.UserID(peer))
+			c, err := tx.Contacts().Get(peer)
 			if err != nil {
 				return err
 			}
@@ -429,7 +429,7 @@ func TestRelayUndecryptableRenews(t *testing.T) {
 	g.keepApart(s.n.ID(), r.n.ID())
 	s.n.Disconnect(r.n.ID())
 
-	var ids []messaging.MessageID
+	var ids []protocol.MessageID
 	texts := []string{"lost 1", "lost 2", "lost 3"}
 	for _, text := range texts {
 		ids = append(ids, send(t, s, "rita", text))
@@ -498,7 +498,7 @@ func TestRelayFailAfterRedeposits(t *testing.T) {
 	for round := 1; round <= 3; round++ {
 		var next time.Time
 		err := s.st.View(ctxT(t), func(tx *store.Tx) error {
-			e, err := tx.Outbox().Get(store.MessageID(id))
+			e, err := tx.Outbox().Get(id)
 			next = e.NextAttempt
 			return err
 		})
@@ -510,7 +510,7 @@ func TestRelayFailAfterRedeposits(t *testing.T) {
 		eventually(t, 20*time.Second, "the receipt committed", func() bool {
 			var e store.OutboxEntry
 			s.st.View(ctxT(t), func(tx *store.Tx) error {
-				e, _ = tx.Outbox().Get(store.MessageID(id))
+				e, _ = tx.Outbox().Get(id)
 				return nil
 			})
 			return e.Redeposits == uint32(round)

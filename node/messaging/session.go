@@ -55,11 +55,11 @@ func (w *work) activeSession(c *contactEntry) (*sessEntry, error) {
 type outgoing struct {
 	kind   uint8
 	text   string
-	covers []store.MessageID
+	covers []protocol.MessageID
 	card   *protocol.Card // for kindCard
 	// id and seq are kept when a refused message is re-encrypted; zero:
 	// new ones.
-	id     store.MessageID
+	id     protocol.MessageID
 	seq    uint64
 	sentAt time.Time
 }
@@ -68,17 +68,17 @@ type outgoing struct {
 // ciphertext to the outbox and the message record (state queued), and
 // hands the entry to the delivery loop after the commit. It returns
 // errNoSession when c has no session that can send.
-func (w *work) queue(c *contactEntry, o outgoing) (store.MessageID, error) {
+func (w *work) queue(c *contactEntry, o outgoing) (protocol.MessageID, error) {
 	ses, err := w.activeSession(c)
 	if err != nil {
-		return store.MessageID{}, err
+		return protocol.MessageID{}, err
 	}
 	if ses == nil {
-		return store.MessageID{}, errNoSession
+		return protocol.MessageID{}, errNoSession
 	}
 	st, _ := ses.state()
 	p := protocol.Plaintext{
-		ID:     protocol.MessageID(o.id),
+		ID:     o.id,
 		Seq:    o.seq,
 		SentAt: o.sentAt.UnixMilli(),
 		Kind:   protocol.Kind(o.kind),
@@ -87,19 +87,19 @@ func (w *work) queue(c *contactEntry, o outgoing) (store.MessageID, error) {
 	newSeq := false
 	if p.ID.IsZero() {
 		if _, err := w.s.rand.Read(p.ID[:]); err != nil {
-			return store.MessageID{}, err
+			return protocol.MessageID{}, err
 		}
 		p.Seq = c.c.SendSeq + 1
 		p.SentAt = w.now.UnixMilli()
 		newSeq = true
 	}
 	for _, id := range o.covers {
-		p.Covers = append(p.Covers, protocol.MessageID(id))
+		p.Covers = append(p.Covers, id)
 	}
 	if o.kind == kindCard {
 		if o.card == nil {
 			if o.card, err = w.cardFor(c); err != nil {
-				return store.MessageID{}, err
+				return protocol.MessageID{}, err
 			}
 		}
 		p.Card = o.card
@@ -107,7 +107,7 @@ func (w *work) queue(c *contactEntry, o outgoing) (store.MessageID, error) {
 		// The peer may not know us yet: attach the card until the session
 		// is confirmed.
 		if p.Card, err = w.cardFor(c); err != nil {
-			return store.MessageID{}, err
+			return protocol.MessageID{}, err
 		}
 	}
 	if ses.rec.Initiated && !ses.rec.Confirmed && len(ses.rec.Invite) == len(p.InviteSecret) {
@@ -115,11 +115,11 @@ func (w *work) queue(c *contactEntry, o outgoing) (store.MessageID, error) {
 	}
 	pt, err := p.Marshal()
 	if err != nil {
-		return store.MessageID{}, refuse(fmt.Errorf("messaging: encode message: %w", err))
+		return protocol.MessageID{}, refuse(fmt.Errorf("messaging: encode message: %w", err))
 	}
 	rm, err := st.Encrypt(nil, pt, w.s.rand)
 	if err != nil {
-		return store.MessageID{}, fmt.Errorf("messaging: encrypt: %w", err)
+		return protocol.MessageID{}, fmt.Errorf("messaging: encrypt: %w", err)
 	}
 	ct := protocol.Ciphertext{Ratchet: rm}
 	if ses.rec.Initiated && !ses.rec.Confirmed {
@@ -127,7 +127,7 @@ func (w *work) queue(c *contactEntry, o outgoing) (store.MessageID, error) {
 	}
 	payload, err := ct.Marshal()
 	if err != nil {
-		return store.MessageID{}, fmt.Errorf("messaging: encode ciphertext: %w", err)
+		return protocol.MessageID{}, fmt.Errorf("messaging: encode ciphertext: %w", err)
 	}
 	ses.dirty = true
 	ses.rec.LastUsedAt = w.now
@@ -135,7 +135,7 @@ func (w *work) queue(c *contactEntry, o outgoing) (store.MessageID, error) {
 		c.c.SendSeq = p.Seq
 	}
 	c.dirty = true
-	id := store.MessageID(p.ID)
+	id := p.ID
 	m := store.Message{
 		ID: id, Peer: c.c.UserID, Outgoing: true, Seq: p.Seq, Kind: o.kind,
 		SentAt: time.UnixMilli(p.SentAt), ReceivedAt: w.now, State: store.MessageQueued,
@@ -150,7 +150,7 @@ func (w *work) queue(c *contactEntry, o outgoing) (store.MessageID, error) {
 		}
 	case kindCard:
 		if m.Body, err = o.card.Marshal(); err != nil {
-			return store.MessageID{}, err
+			return protocol.MessageID{}, err
 		}
 	}
 	if !newSeq {
@@ -158,18 +158,18 @@ func (w *work) queue(c *contactEntry, o outgoing) (store.MessageID, error) {
 		if old, err := w.tx.Messages().Get(id); err == nil {
 			m.ReceivedAt, m.State, m.Reason = old.ReceivedAt, old.State, old.Reason
 		} else if !errors.Is(err, store.ErrNotFound) {
-			return store.MessageID{}, err
+			return protocol.MessageID{}, err
 		}
 	}
 	if err := w.tx.Messages().Put(&m); err != nil {
-		return store.MessageID{}, err
+		return protocol.MessageID{}, err
 	}
 	entry := store.OutboxEntry{
 		ID: id, Peer: c.c.UserID, Device: c.c.Device, Payload: payload,
 		CreatedAt: w.now, NextAttempt: w.now.Add(leaseTime), Session: ses.rec.ID,
 	}
 	if err := w.tx.Outbox().Put(entry); err != nil {
-		return store.MessageID{}, err
+		return protocol.MessageID{}, err
 	}
 	item := &outItem{id: id, peer: c.c.UserID, payload: payload, seq: p.Seq}
 	dev := c.c.Device
@@ -185,7 +185,7 @@ const leaseTime = 10 * time.Minute
 // queueReceipts queues receipts of kind (kindDelivery or kindRead) for ids
 // to peer, MaxReceiptIDs per receipt. It does nothing for a contact that
 // is not accepted, whose identity changed, or that has no session.
-func (w *work) queueReceipts(peer store.UserID, kind uint8, ids []store.MessageID) error {
+func (w *work) queueReceipts(peer identity.UserID, kind uint8, ids []protocol.MessageID) error {
 	c, err := w.contact(peer)
 	if err != nil || c == nil || c.c.State != store.ContactAccepted || c.c.IdentityChanged {
 		return err
@@ -316,7 +316,7 @@ func (w *work) prefer(s, a *sessEntry, isNew bool) bool {
 
 // evict drops the oldest sessions with a device beyond KeptSessions, never
 // the active one.
-func (w *work) evict(c *contactEntry, peer store.UserID, dev []byte) error {
+func (w *work) evict(c *contactEntry, peer identity.UserID, dev []byte) error {
 	all, err := w.deviceSessions(peer, dev)
 	if err != nil || len(all) <= w.s.opt.KeptSessions {
 		return err
@@ -350,7 +350,7 @@ func lastUse(e *sessEntry) time.Time {
 
 // bestSession returns the session with a device that can send and was
 // used last, or nil.
-func (w *work) bestSession(peer store.UserID, dev []byte, except store.SessionID) (*sessEntry, error) {
+func (w *work) bestSession(peer identity.UserID, dev []byte, except store.SessionID) (*sessEntry, error) {
 	all, err := w.deviceSessions(peer, dev)
 	if err != nil {
 		return nil, err
@@ -447,7 +447,7 @@ func checkDevice(r *identity.DeviceRecord, dev []byte) error {
 //
 // With force, it starts one even if the contact has a session that can
 // send, and makes it active.
-func (s *Service) establish(ctx context.Context, uid store.UserID, force bool) error {
+func (s *Service) establish(ctx context.Context, uid identity.UserID, force bool) error {
 	var (
 		c     store.Contact
 		ready bool
@@ -470,7 +470,7 @@ func (s *Service) establish(ctx context.Context, uid store.UserID, force bool) e
 		return nil
 	}
 	if len(c.Device) == 0 {
-		return fmt.Errorf("%w: no device known for %s", ErrUnreachable, identity.UserID(uid))
+		return fmt.Errorf("%w: no device known for %s", ErrUnreachable, uid)
 	}
 	dev, err := peer.IDFromBytes(c.Device)
 	if err != nil {
@@ -492,7 +492,7 @@ func (s *Service) establish(ctx context.Context, uid store.UserID, force bool) e
 	cancel()
 	var fromRelay *relayPrekeys
 	if err != nil && len(boxes) > 0 && errors.Is(err, ErrUnreachable) && ctx.Err() == nil {
-		rdata, rp := s.relayBundle(ctx, boxes, identity.UserID(uid), dev)
+		rdata, rp := s.relayBundle(ctx, boxes, uid, dev)
 		if rdata == nil {
 			return err
 		}
@@ -503,7 +503,7 @@ func (s *Service) establish(ctx context.Context, uid store.UserID, force bool) e
 		return err
 	}
 	now := s.clock.Now()
-	b, err := checkBundle(data, identity.UserID(uid), dev, now)
+	b, err := checkBundle(data, uid, dev, now)
 	if err != nil {
 		return err
 	}

@@ -214,10 +214,10 @@ func TestCrashKeepsReceipted(t *testing.T) {
 	var mbRec store.RelayMailbox
 	err = st.View(context.Background(), func(tx *store.Tx) error {
 		var err error
-		if mbRec, err = tx.Relay().Mailbox(store.MailboxID(m.id)); err != nil {
+		if mbRec, err = tx.Relay().Mailbox(m.id); err != nil {
 			return err
 		}
-		return tx.Relay().Envelopes(store.MailboxID(m.id), 0, 0, func(e store.RelayEnvelope) error {
+		return tx.Relay().Envelopes(m.id, 0, 0, func(e store.RelayEnvelope) error {
 			stored[protocol.EnvelopeHash(e.Envelope)] = true
 			return nil
 		})

@@ -89,7 +89,7 @@ func (s *Server) Deposit(ctx context.Context, mailbox protocol.MailboxID, token,
 // write.
 func (s *Server) prepareDeposit(d *deposit) {
 	n := uint64(len(d.envelope))
-	mb, h := store.MailboxID(d.mailbox), store.TokenHash(d.token)
+	mb, h := d.mailbox, d.token
 	d.job = job{weight: 1 + len(d.envelope)>>10}
 	d.job.fn = func(tx *store.Tx, now time.Time) error {
 		d.refused, d.until = nil, time.Time{}

@@ -372,7 +372,7 @@ func TestCloseWhileBusy(t *testing.T) {
 	acked := <-done
 	var stored uint64
 	r.st.View(context.Background(), func(tx *store.Tx) error {
-		mb, err := tx.Relay().Mailbox(store.MailboxID(m.id))
+		mb, err := tx.Relay().Mailbox(m.id)
 		stored = mb.Count
 		return err
 	})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sealpost/sealpost/crypto/seal"
 	"github.com/sealpost/sealpost/node/relay"
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 	"github.com/sealpost/sealpost/store/badgerstore"
 )
@@ -115,10 +116,10 @@ func TestMeasureMillion(t *testing.T) {
 		env[0] = seal.Version
 		until := time.Now().Add(14 * 24 * time.Hour)
 		for range mailboxes {
-			var id store.MailboxID
+			var id protocol.MailboxID
 			rand.Read(id[:])
 			copy(env[1:], id[:])
-			tok := store.TokenHash{1}
+			tok := protocol.TokenHash{1}
 			for batch := 0; batch < per; batch += 500 {
 				err := st.Update(context.Background(), func(tx *store.Tx) error {
 					r := tx.Relay()

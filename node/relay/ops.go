@@ -80,7 +80,7 @@ func (c *stream) owner(req *protocol.RelayRequest, resp *protocol.RelayResponse)
 	var m store.RelayMailbox
 	err := s.st.View(c.ctx, func(tx *store.Tx) error {
 		var err error
-		m, err = liveMailbox(tx.Relay(), store.MailboxID(req.Mailbox))
+		m, err = liveMailbox(tx.Relay(), req.Mailbox)
 		return err
 	})
 	if err != nil {
@@ -89,13 +89,13 @@ func (c *stream) owner(req *protocol.RelayRequest, resp *protocol.RelayResponse)
 	if !req.VerifyOwner(s.self, m.OwnerKey) {
 		return protocol.ErrBadSignature
 	}
-	mb := store.MailboxID(req.Mailbox)
+	mb := req.Mailbox
 	switch req.Op {
 	case protocol.RelayRegisterToken:
 		return s.registerToken(c.ctx, mb, req, resp)
 	case protocol.RelayRevokeToken:
 		return s.do(c.ctx, 2, func(tx *store.Tx, now time.Time) error {
-			return tx.Relay().DeleteToken(mb, store.TokenHash(req.TokenHash))
+			return tx.Relay().DeleteToken(mb, req.TokenHash)
 		})
 	case protocol.RelayFetch:
 		return c.fetch(req, resp)
@@ -123,7 +123,7 @@ func (c *stream) create(req *protocol.RelayRequest, resp *protocol.RelayResponse
 	if !s.countMailbox(c.connID, 1) {
 		return protocol.ErrTooManyMailboxes
 	}
-	var id store.MailboxID
+	var id protocol.MailboxID
 	if err := s.readRandom(id[:]); err != nil {
 		s.countMailbox(c.connID, -1)
 		return err
@@ -142,14 +142,14 @@ func (c *stream) create(req *protocol.RelayRequest, resp *protocol.RelayResponse
 		s.countMailbox(c.connID, -1)
 		return err
 	}
-	resp.Mailbox = protocol.MailboxID(id)
+	resp.Mailbox = id
 	resp.Count, resp.Bytes = s.res.MailboxMaxCount, s.res.MailboxMaxBytes
 	return nil
 }
 
 // registerToken registers a token hash with the quota asked for, cut to the
 // relay's per-token limits.
-func (s *Server) registerToken(ctx context.Context, mb store.MailboxID, req *protocol.RelayRequest, resp *protocol.RelayResponse) error {
+func (s *Server) registerToken(ctx context.Context, mb protocol.MailboxID, req *protocol.RelayRequest, resp *protocol.RelayResponse) error {
 	count, bytes := s.res.TokenMaxCount, s.res.TokenMaxBytes
 	if req.Count != 0 {
 		count = min(count, req.Count)
@@ -169,7 +169,7 @@ func (s *Server) registerToken(ctx context.Context, mb store.MailboxID, req *pro
 		if err != nil {
 			return err
 		}
-		h := store.TokenHash(req.TokenHash)
+		h := req.TokenHash
 		if _, err := r.Token(mb, h); errors.Is(err, store.ErrNotFound) {
 			if m.Tokens >= s.res.MaxTokens {
 				refused = fmt.Errorf("%w: %d tokens", protocol.ErrMailboxQuota, m.Tokens)
@@ -195,7 +195,7 @@ func (s *Server) registerToken(ctx context.Context, mb store.MailboxID, req *pro
 }
 
 // ack deletes envelopes the owner committed.
-func (s *Server) ack(ctx context.Context, mb store.MailboxID, seqs []uint64, resp *protocol.RelayResponse) error {
+func (s *Server) ack(ctx context.Context, mb protocol.MailboxID, seqs []uint64, resp *protocol.RelayResponse) error {
 	var m store.RelayMailbox
 	var missing bool
 	err := s.do(ctx, 2*len(seqs), func(tx *store.Tx, now time.Time) error {
@@ -229,7 +229,7 @@ const deleteBatch = 1024
 
 // deleteMailbox deletes a mailbox and all it holds, in bounded
 // transactions, and ends its subscription.
-func (s *Server) deleteMailbox(ctx context.Context, mb store.MailboxID) error {
+func (s *Server) deleteMailbox(ctx context.Context, mb protocol.MailboxID) error {
 	for {
 		var done bool
 		j := &job{exclusive: true, weight: deleteBatch, fn: func(tx *store.Tx, now time.Time) error {
@@ -247,17 +247,17 @@ func (s *Server) deleteMailbox(ctx context.Context, mb store.MailboxID) error {
 			break
 		}
 	}
-	s.endSubscription(protocol.MailboxID(mb), protocol.CodeUnknownMailbox)
+	s.endSubscription(mb, protocol.CodeUnknownMailbox)
 	return nil
 }
 
 // putCard stores the card blob of a registered token.
-func (s *Server) putCard(ctx context.Context, mb store.MailboxID, req *protocol.RelayRequest) error {
+func (s *Server) putCard(ctx context.Context, mb protocol.MailboxID, req *protocol.RelayRequest) error {
 	var refused error
 	err := s.do(ctx, 1+len(req.Blob)>>10, func(tx *store.Tx, now time.Time) error {
 		refused = nil
 		r := tx.Relay()
-		h := store.TokenHash(req.TokenHash)
+		h := req.TokenHash
 		if _, err := r.Token(mb, h); errors.Is(err, store.ErrNotFound) {
 			refused = protocol.ErrTokenRefused
 			return nil
@@ -287,7 +287,7 @@ func (s *Server) putCard(ctx context.Context, mb store.MailboxID, req *protocol.
 
 // putPrekeys stores a batch of prekey blobs, expiring at the time asked
 // for, or MaxPrekeyTTL from now if that is sooner.
-func (s *Server) putPrekeys(ctx context.Context, mb store.MailboxID, req *protocol.RelayRequest, resp *protocol.RelayResponse) error {
+func (s *Server) putPrekeys(ctx context.Context, mb protocol.MailboxID, req *protocol.RelayRequest, resp *protocol.RelayResponse) error {
 	size := 0
 	for _, b := range req.Blobs {
 		size += len(b)
@@ -344,7 +344,7 @@ func (s *Server) putPrekeys(ctx context.Context, mb store.MailboxID, req *protoc
 
 // liveMailbox returns mailbox mb, or protocol.ErrUnknownMailbox if there
 // is none or its deletion has begun.
-func liveMailbox(r store.Relay, mb store.MailboxID) (store.RelayMailbox, error) {
+func liveMailbox(r store.Relay, mb protocol.MailboxID) (store.RelayMailbox, error) {
 	m, err := r.Mailbox(mb)
 	if errors.Is(err, store.ErrNotFound) || err == nil && m.Deleting {
 		return m, protocol.ErrUnknownMailbox
@@ -355,7 +355,7 @@ func liveMailbox(r store.Relay, mb store.MailboxID) (store.RelayMailbox, error) 
 // checkToken checks that token is registered for a live mailbox: the
 // common part of GetCard and TakePrekey, which anyone holding a token may
 // ask, at TokenRate per token.
-func (s *Server) checkToken(tx *store.Tx, mb store.MailboxID, h store.TokenHash) error {
+func (s *Server) checkToken(tx *store.Tx, mb protocol.MailboxID, h protocol.TokenHash) error {
 	r := tx.Relay()
 	if _, err := liveMailbox(r, mb); err != nil {
 		return err
@@ -373,14 +373,14 @@ func (s *Server) getCard(ctx context.Context, req *protocol.RelayRequest) ([]byt
 	if s.tokens.Take(h, 1) == 0 {
 		return nil, protocol.ErrRateLimited
 	}
-	mb := store.MailboxID(req.Mailbox)
+	mb := req.Mailbox
 	var blob []byte
 	err := s.st.View(ctx, func(tx *store.Tx) error {
-		if err := s.checkToken(tx, mb, store.TokenHash(h)); err != nil {
+		if err := s.checkToken(tx, mb, h); err != nil {
 			return err
 		}
 		var err error
-		blob, err = tx.Relay().Card(mb, store.TokenHash(h))
+		blob, err = tx.Relay().Card(mb, h)
 		if errors.Is(err, store.ErrNotFound) {
 			return protocol.ErrNotFound
 		}
@@ -396,12 +396,12 @@ func (s *Server) takePrekey(ctx context.Context, req *protocol.RelayRequest) ([]
 	if s.tokens.Take(h, 1) == 0 {
 		return nil, protocol.ErrRateLimited
 	}
-	mb := store.MailboxID(req.Mailbox)
+	mb := req.Mailbox
 	var blob []byte
 	var refused error
 	err := s.do(ctx, 2, func(tx *store.Tx, now time.Time) error {
 		blob, refused = nil, nil
-		if err := s.checkToken(tx, mb, store.TokenHash(h)); err != nil {
+		if err := s.checkToken(tx, mb, h); err != nil {
 			if protocol.CodeOf(err) == protocol.CodeInternal {
 				return err
 			}

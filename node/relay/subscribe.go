@@ -28,7 +28,7 @@ func (s *Server) readPage(ctx context.Context, mb protocol.MailboxID, after uint
 	err = s.st.View(ctx, func(tx *store.Tx) error {
 		page, more = page[:0], false
 		var err error
-		if m, err = tx.Relay().Mailbox(store.MailboxID(mb)); err != nil {
+		if m, err = tx.Relay().Mailbox(mb); err != nil {
 			return err
 		}
 		if m.Deleting {
@@ -36,7 +36,7 @@ func (s *Server) readPage(ctx context.Context, mb protocol.MailboxID, after uint
 		}
 		now := s.clock.Now()
 		size := 0
-		err = tx.Relay().Envelopes(store.MailboxID(mb), after, 0, func(e store.RelayEnvelope) error {
+		err = tx.Relay().Envelopes(mb, after, 0, func(e store.RelayEnvelope) error {
 			if len(page) >= n || size+len(e.Envelope) > pageBytes && len(page) > 0 {
 				more = true
 				return errPageFull

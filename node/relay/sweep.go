@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -83,7 +84,7 @@ func (s *Server) Sweep(ctx context.Context) (int, error) {
 
 // resumeDeletions finishes the mailbox deletions that were under way.
 func (s *Server) resumeDeletions() {
-	var ids []store.MailboxID
+	var ids []protocol.MailboxID
 	err := s.st.View(s.ctx, func(tx *store.Tx) error {
 		var err error
 		ids, err = tx.Relay().Deleting(0)

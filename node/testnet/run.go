@@ -495,7 +495,7 @@ func (nw *cluster) describe(ctx context.Context, i int, r record) string {
 	if st := from.store(); st != nil {
 		if id, err := messaging.ParseMessageID(r.id); err == nil {
 			st.View(ctx, func(tx *store.Tx) error {
-				e, err := tx.Outbox().Get(store.MessageID(id))
+				e, err := tx.Outbox().Get(id)
 				if err != nil {
 					state += "; not in the outbox"
 					return nil

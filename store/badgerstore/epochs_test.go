@@ -15,6 +15,7 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -129,7 +130,7 @@ func TestDeletedSessionUnrecoverable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peer := store.UserID{7}
+	peer := identity.UserID{7}
 	id := store.SessionID{9}
 	for g := range 200 {
 		clock.Add(time.Minute)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -66,10 +67,10 @@ func testRelayBlobs(t *testing.T, st store.Store) {
 	})
 	equal(t, "stored before each reference", stored, []bool{false, true, false})
 	view(t, st, func(tx *store.Tx) error {
-		all, err := tx.RelayBlobs().Mailboxes(store.MailboxID{}, 0)
-		equal(t, "Mailboxes", all, []store.MailboxID{id32(1), id32(2)})
+		all, err := tx.RelayBlobs().Mailboxes(protocol.MailboxID{}, 0)
+		equal(t, "Mailboxes", all, []protocol.MailboxID{id32(1), id32(2)})
 		next, err2 := tx.RelayBlobs().Mailboxes(id32(1), 1)
-		equal(t, "Mailboxes after the first", next, []store.MailboxID{id32(2)})
+		equal(t, "Mailboxes after the first", next, []protocol.MailboxID{id32(2)})
 		return errors.Join(err, err2)
 	})
 	checkBlobTotals(t, st, store.RelayBlobTotals{Blobs: 2, Bytes: 1500, Refs: 3},
@@ -212,22 +213,22 @@ func testFiles(t *testing.T, st store.Store) {
 		}
 		equal(t, "Get", got, out)
 		pending, err := tx.Files().Pending()
-		equal(t, "Pending", pending, []store.MessageID{out.ID})
+		equal(t, "Pending", pending, []protocol.MessageID{out.ID})
 		if err != nil {
 			return err
 		}
-		var order []store.MessageID
+		var order []protocol.MessageID
 		if err := tx.Files().List(0, func(f store.File) error { order = append(order, f.ID); return nil }); err != nil {
 			return err
 		}
-		equal(t, "List, newest first", order, []store.MessageID{in.ID, out.ID})
+		equal(t, "List, newest first", order, []protocol.MessageID{in.ID, out.ID})
 		order = nil
 		if err := tx.Files().List(1, func(f store.File) error { order = append(order, f.ID); return nil }); err != nil {
 			return err
 		}
-		equal(t, "List with a limit", order, []store.MessageID{in.ID})
+		equal(t, "List with a limit", order, []protocol.MessageID{in.ID})
 		ids, err := tx.Files().ByBlob(id32(11))
-		equal(t, "ByBlob", ids, []store.MessageID{out.ID})
+		equal(t, "ByBlob", ids, []protocol.MessageID{out.ID})
 		if _, err := tx.Files().Get(id16(9)); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("unknown file: got %v, want ErrNotFound", err)
 		}
@@ -247,7 +248,7 @@ func testFiles(t *testing.T, st store.Store) {
 	})
 	view(t, st, func(tx *store.Tx) error {
 		pending, err := tx.Files().Pending()
-		equal(t, "Pending after progress", pending, []store.MessageID{in.ID})
+		equal(t, "Pending after progress", pending, []protocol.MessageID{in.ID})
 		got, _ := tx.Files().Get(out.ID)
 		if !store.HasBit(got.Have, 2) || store.HasBit(got.Have, 1) || store.CountBits(got.Have, 3) != 1 {
 			t.Errorf("Have bitmap: %x", got.Have)

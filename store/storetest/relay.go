@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -147,7 +148,7 @@ func testRelayTokens(t *testing.T, st store.Store) {
 	checkTotals(t, st, store.RelayTotals{Mailboxes: 1, Tokens: 1})
 }
 
-func putToken(st store.Store, mb store.MailboxID, tok store.RelayToken) (store.RelayToken, bool, error) {
+func putToken(st store.Store, mb protocol.MailboxID, tok store.RelayToken) (store.RelayToken, bool, error) {
 	var out store.RelayToken
 	var created bool
 	err := st.Update(context.Background(), func(tx *store.Tx) error {

@@ -62,7 +62,7 @@ func sealed(t *testing.T, m *store.Mailbox) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := seal.Seal(nil, seal.MailboxID(m.ID), priv.PublicKey().Bytes(), id.Public(), []byte("dev"), []byte("abuse"), rand.Reader)
+	env, err := seal.Seal(nil, m.ID, priv.PublicKey().Bytes(), id.Public(), []byte("dev"), []byte("abuse"), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestAbuse(t *testing.T) {
 		t.Fatal(err)
 	}
 	box := func(tok []byte) mailbox.Box {
-		return mailbox.Box{Relay: rid, Addrs: []ma.Multiaddr{raddr}, Mailbox: protocol.MailboxID(m.ID), Token: tok}
+		return mailbox.Box{Relay: rid, Addrs: []ma.Multiaddr{raddr}, Mailbox: m.ID, Token: tok}
 	}
 	sender, _ := client(t)
 	deposit := func(tok []byte, n int) []mailbox.Result {
@@ -169,7 +169,7 @@ func TestAbuse(t *testing.T) {
 		}
 	}
 	// A fetch signed by another key than the owner's.
-	if code := fetchWithWrongKey(t, ctx, rid, raddr, protocol.MailboxID(m.ID)); code != protocol.CodeBadSignature {
+	if code := fetchWithWrongKey(t, ctx, rid, raddr, m.ID); code != protocol.CodeBadSignature {
 		t.Errorf("fetch with a wrong signature: %s, want bad_signature", code)
 	}
 }

@@ -180,7 +180,7 @@ type workload struct {
 	// Sealing.
 	sender   *identity.Private
 	sealing  *ecdh.PrivateKey
-	mailbox  seal.MailboxID
+	mailbox  [seal.MailboxIDSize]byte
 	device   []byte
 	envelope []byte
 	ratchMsg []byte

@@ -40,6 +40,7 @@ import (
 	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench/storebench"
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 	"github.com/sealpost/sealpost/store/badgerstore"
 )
@@ -215,7 +216,7 @@ func throughput(ctx context.Context, dir string, o Options, opts messaging.Optio
 	text := fmt.Sprintf("%0*d", o.Text, 0)
 	var (
 		mu       sync.Mutex
-		ids      []messaging.MessageID
+		ids      []protocol.MessageID
 		firstErr error
 		stop     atomic.Bool
 		wg       sync.WaitGroup

@@ -20,7 +20,6 @@ import (
 	"github.com/sealpost/sealpost/crypto/seal"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/relay"
-	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 	"github.com/sealpost/sealpost/store/badgerstore"
 )
@@ -141,7 +140,7 @@ func E2E(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, erro
 	}
 	defer send.Close()
 	rid, raddr, _ := mailbox.ParseAddr(addr)
-	box := mailbox.Box{Relay: rid, Addrs: nil, Mailbox: protocol.MailboxID(m.ID), Token: token}
+	box := mailbox.Box{Relay: rid, Addrs: nil, Mailbox: m.ID, Token: token}
 	box.Addrs = append(box.Addrs, raddr)
 	sealing, err := ecdh.X25519().NewPrivateKey(m.SealingKey)
 	if err != nil {
@@ -156,7 +155,7 @@ func E2E(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, erro
 	start := time.Now()
 	for i := uint64(1); i <= maxSamples && (time.Since(start) < d || i <= 200); i++ {
 		binary.BigEndian.PutUint64(payload, i)
-		env, err := seal.Seal(nil, seal.MailboxID(m.ID), sealing.PublicKey().Bytes(), sender.Public(), []byte(peer.ID("bench")), payload, rand.Reader)
+		env, err := seal.Seal(nil, m.ID, sealing.PublicKey().Bytes(), sender.Public(), []byte(peer.ID("bench")), payload, rand.Reader)
 		if err != nil {
 			return nil, err
 		}

@@ -86,7 +86,7 @@ func Ingest(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, e
 	err = st.Update(ctx, func(tx *store.Tx) error {
 		boxes = boxes[:0]
 		for range mailboxes {
-			var id store.MailboxID
+			var id protocol.MailboxID
 			rand.Read(id[:])
 			if err := tx.Relay().CreateMailbox(store.RelayMailbox{ID: id, OwnerKey: [32]byte{1}, CreatedAt: time.Now()}); err != nil {
 				return err
@@ -94,7 +94,7 @@ func Ingest(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, e
 			if _, _, err := tx.Relay().PutToken(id, store.RelayToken{Hash: th, MaxCount: 1 << 40, MaxBytes: 1 << 50}); err != nil {
 				return err
 			}
-			boxes = append(boxes, protocol.MailboxID(id))
+			boxes = append(boxes, id)
 		}
 		return nil
 	})
@@ -147,7 +147,7 @@ func Ingest(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, e
 		err := st.Update(ctx, func(tx *store.Tx) error {
 			until := time.Now().Add(res.TTL)
 			for i, env := range envs {
-				if _, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: store.MailboxID(boxes[i%len(boxes)]), Token: th, StoredUntil: until, Envelope: env}, nil); err != nil {
+				if _, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: boxes[i%len(boxes)], Token: th, StoredUntil: until, Envelope: env}, nil); err != nil {
 					return err
 				}
 			}
