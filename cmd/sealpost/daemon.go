@@ -85,6 +85,9 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 		return err
 	}
 	initialized := h.Initialized()
+	if !initialized && !o.doInit && h.HasStore() {
+		return userErrorf("%s holds a store but no config.toml: run 'sealpost init' to write a default one (the store and its identity are kept)", h.Dir)
+	}
 	if !initialized && !o.doInit {
 		return userErrorf("%s is not initialized: run 'sealpost init' or 'sealpost daemon --init'", h.Dir)
 	}
@@ -114,7 +117,7 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 	if initialized {
 		pass, err = c.storePassphrase(h, o.init.passphraseFile)
 	} else {
-		pass, err = c.newPassphrase(o.init)
+		pass, err = c.initPassphrase(h, o.init)
 	}
 	if err != nil {
 		return err
@@ -157,6 +160,7 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 		return storeError(h, fresh != nil, err)
 	}
 	if id != nil {
+		c.keptStore(h, *id)
 		log.Info("initialized the home", "home", h.Dir, "profile", fresh.Profile)
 		if cfg, err = c.daemonConfig(h, o); err != nil {
 			st.Close()

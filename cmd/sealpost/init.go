@@ -55,6 +55,8 @@ type initResult struct {
 	Profile string `json:"profile"`
 	UserID  string `json:"user_id"`
 	PeerID  string `json:"peer_id"`
+	// KeptStore: the home held a store already; init wrote only config.toml.
+	KeptStore bool `json:"kept_store,omitempty"`
 }
 
 func (c *cli) initCommand() *cobra.Command {
@@ -89,7 +91,7 @@ database instead, which protects nothing against disk theft.`,
 				return err
 			}
 			defer lock.Unlock()
-			pass, err := c.newPassphrase(o)
+			pass, err := c.initPassphrase(h, o)
 			if err != nil {
 				return err
 			}
@@ -97,7 +99,8 @@ database instead, which protects nothing against disk theft.`,
 			if err != nil {
 				return storeError(h, true, err)
 			}
-			res := initResult{Home: h.Dir, Profile: o.profileOrDefault(), UserID: id.UserID, PeerID: id.PeerID}
+			c.keptStore(h, id)
+			res := initResult{Home: h.Dir, Profile: o.profileOrDefault(), UserID: id.UserID, PeerID: id.PeerID, KeptStore: id.Kept}
 			if err := st.Close(); err != nil {
 				return fmt.Errorf("close store: %w", err)
 			}
@@ -124,6 +127,22 @@ func (c *cli) newPassphrase(o initOptions) ([]byte, error) {
 		return nil, nil
 	}
 	return c.passphrase(o.passphraseFile, true)
+}
+
+// initPassphrase returns the passphrase for init: the store's own if the
+// home holds one already (init keeps it), else a new one.
+func (c *cli) initPassphrase(h home.Home, o initOptions) ([]byte, error) {
+	if h.HasStore() {
+		return c.storePassphrase(h, o.passphraseFile)
+	}
+	return c.newPassphrase(o)
+}
+
+// keptStore tells the user that init kept the store it found.
+func (c *cli) keptStore(h home.Home, id home.Identity) {
+	if id.Kept {
+		fmt.Fprintf(c.stderr, "sealpost: %s held a store but no config.toml: kept the store and its identity, wrote a default config.toml\n", h.Dir)
+	}
 }
 
 // storePassphrase returns the passphrase of an initialized home's store, or
@@ -160,8 +179,12 @@ func (o *initOptions) profileOrDefault() string {
 // the store of h.
 func storeError(h home.Home, initializing bool, err error) error {
 	switch {
+	case errors.Is(err, home.ErrDamaged):
+		return err
 	case initializing && errors.Is(err, home.ErrInitialized):
 		return userErrorf("%s is already initialized", h.Dir)
+	case initializing && errors.Is(err, home.ErrWrongPassphrase):
+		return userErrorf("wrong passphrase for the store of %s (init keeps an existing store)", h.Dir)
 	case initializing:
 		return fmt.Errorf("init %s: %w", h.Dir, err)
 	case errors.Is(err, home.ErrWrongPassphrase):

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/sealpost/sealpost/node"
@@ -65,6 +66,9 @@ type InitOptions struct {
 type Identity struct {
 	UserID string
 	PeerID string
+	// Kept: the home's store existed already and was kept (Init wrote
+	// only the missing config.toml).
+	Kept bool
 }
 
 // Init initializes the home, which the caller has created (Create) and
@@ -73,6 +77,11 @@ type Identity struct {
 // initialized only when everything is there. If a step fails, what Init
 // created is removed. It returns the store, open. It clears o.Passphrase
 // before it returns.
+//
+// A home that holds a store but no config.toml (lost, or an init that
+// stopped before writing it) keeps its store: Init opens it with
+// o.Passphrase (the store's own), provisions it if it holds no identity
+// yet, and writes a default config.toml for o.Profile.
 func (h Home) Init(ctx context.Context, o InitOptions) (_ store.Store, _ Identity, err error) {
 	defer clear(o.Passphrase)
 	if h.Initialized() {
@@ -81,6 +90,9 @@ func (h Home) Init(ctx context.Context, o InitOptions) (_ store.Store, _ Identit
 	cfg, err := DefaultConfig(o.Profile)
 	if err != nil {
 		return nil, Identity{}, err
+	}
+	if h.HasStore() {
+		return h.keepStore(ctx, o, cfg)
 	}
 	if o.NoPassphrase != (len(o.Passphrase) == 0) {
 		return nil, Identity{}, errors.New("home: init needs a passphrase or NoPassphrase, not both or neither")
@@ -117,7 +129,8 @@ func (h Home) Init(ctx context.Context, o InitOptions) (_ store.Store, _ Identit
 	dir := h.Path(StoreDir)
 	st, err := badgerstore.Create(ctx, dir, mode, badgerstore.Options{Passphrase: o.Passphrase, Rand: o.Rand, Logger: o.Logger})
 	if errors.Is(err, store.ErrExists) {
-		return nil, Identity{}, fmt.Errorf("home: %s holds a store but no config.toml (an init that did not finish?); remove it and init again", dir)
+		// A database without a key file: nothing can open it.
+		return nil, Identity{}, &DamagedError{Home: h.Dir, Detail: fmt.Sprintf("%s holds a database but no key file", StoreDir)}
 	}
 	if err != nil {
 		return nil, Identity{}, fmt.Errorf("home: %w", err)
@@ -142,6 +155,81 @@ func (h Home) Init(ctx context.Context, o InitOptions) (_ store.Store, _ Identit
 	return st, id, nil
 }
 
+// keepStore is Init for a home whose store exists.
+func (h Home) keepStore(ctx context.Context, o InitOptions, cfg Config) (_ store.Store, _ Identity, err error) {
+	config, err := MarshalConfig(cfg)
+	if err != nil {
+		return nil, Identity{}, err
+	}
+	st, err := h.OpenStore(ctx, o.Passphrase, o.Logger)
+	if err != nil {
+		return nil, Identity{}, err
+	}
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+	self, err := node.ReadSelf(ctx, st)
+	if errors.Is(err, node.ErrNotProvisioned) {
+		if err = node.Provision(ctx, st, o.Name, o.Rand); err == nil {
+			self, err = node.ReadSelf(ctx, st)
+		}
+	}
+	if err != nil {
+		return nil, Identity{}, fmt.Errorf("home: read identity: %w", err)
+	}
+	if _, serr := os.Stat(h.Path(TokenFile)); errors.Is(serr, fs.ErrNotExist) {
+		if err := writeToken(h.Path(TokenFile), o.Rand); err != nil {
+			return nil, Identity{}, err
+		}
+	}
+	if err := writeFileAtomic(h.Path(ConfigFile), config, 0o600); err != nil {
+		return nil, Identity{}, err
+	}
+	return st, Identity{UserID: self.UserID.String(), PeerID: self.PeerID.String(), Kept: true}, nil
+}
+
+// storeError is err of the store package, as the home reports it: a
+// damaged store as a DamagedError.
+func (h Home) storeError(err error) error {
+	var d *badgerstore.DamageError
+	switch {
+	case errors.As(err, &d):
+		what := d.Path
+		if rel, rerr := filepath.Rel(h.Dir, d.Path); rerr == nil && !strings.HasPrefix(rel, "..") {
+			what = rel
+		}
+		return &DamagedError{Home: h.Dir, Detail: what + " " + d.Problem}
+	case errors.Is(err, store.ErrCorrupt):
+		return &DamagedError{Home: h.Dir, Detail: err.Error()}
+	}
+	return fmt.Errorf("home: %w", err)
+}
+
+// HasStore reports whether the home holds a store (its key file).
+func (h Home) HasStore() bool {
+	_, err := badgerstore.ReadMode(h.Path(StoreDir))
+	return !errors.Is(err, store.ErrNotFound)
+}
+
+// ErrDamaged is what a DamagedError matches.
+var ErrDamaged = errors.New("home: the store is damaged")
+
+// DamagedError reports a home whose store cannot be opened as it is: a
+// file missing or damaged, or no identity in an initialized home. The
+// remedy is a backup of the home.
+type DamagedError struct {
+	Home   string
+	Detail string
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("home: the store of %s is damaged: %s; restore the home from a backup", e.Home, e.Detail)
+}
+
+func (e *DamagedError) Is(target error) bool { return target == ErrDamaged }
+
 // writeToken writes a new random API token to path (0600).
 func writeToken(path string, rand io.Reader) error {
 	var t [tokenBytes]byte
@@ -158,7 +246,7 @@ func (h Home) Protected() (bool, error) {
 		return false, fmt.Errorf("home: %s holds no store", h.Dir)
 	}
 	if err != nil {
-		return false, fmt.Errorf("home: %w", err)
+		return false, h.storeError(err)
 	}
 	return mode == badgerstore.ModePassphrase, nil
 }
@@ -187,7 +275,13 @@ func (h Home) OpenStore(ctx context.Context, passphrase []byte, log *slog.Logger
 	defer clear(passphrase)
 	st, err := badgerstore.Open(ctx, h.Path(StoreDir), badgerstore.Options{Passphrase: passphrase, Logger: log})
 	if err != nil {
-		return nil, fmt.Errorf("home: %w", err)
+		return nil, h.storeError(err)
+	}
+	if h.Initialized() {
+		if _, err := node.ReadSelf(ctx, st); errors.Is(err, node.ErrNotProvisioned) {
+			st.Close()
+			return nil, &DamagedError{Home: h.Dir, Detail: "it holds no identity although the home is initialized"}
+		}
 	}
 	return st, nil
 }

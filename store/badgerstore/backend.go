@@ -114,7 +114,12 @@ func openBackend(dir string, dataKey []byte, o Options) (*backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := badger.Open(badgerOptions(dir, dataKey, o))
+	bopt := badgerOptions(dir, dataKey, o)
+	if err := preflight(dir, bopt); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	db, err := badger.Open(bopt)
 	if err != nil {
 		lock.Close()
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {

@@ -59,6 +59,7 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/y"
 
 	"github.com/sealpost/sealpost/store"
 )
@@ -293,6 +294,8 @@ func translate(err error) error {
 		return fmt.Errorf("%w: %v", store.ErrClosed, err)
 	case errors.Is(err, badger.ErrEmptyKey), errors.Is(err, badger.ErrInvalidKey):
 		return fmt.Errorf("%w: %v", store.ErrInvalid, err)
+	case errors.Is(err, y.ErrChecksumMismatch):
+		return fmt.Errorf("%w: %v (damaged on disk)", store.ErrCorrupt, err)
 	case errors.Is(err, badger.ErrEncryptionKeyMismatch):
 		return fmt.Errorf("%w: the key does not open this database: %v", store.ErrCorrupt, err)
 	}

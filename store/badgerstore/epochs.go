@@ -80,10 +80,6 @@ const (
 	rotateBatch = 256
 )
 
-// errNoEpochFile: an encrypted database holds sealed values but its epoch
-// file is gone.
-var errNoEpochFile = fmt.Errorf("%w: the epoch key file %q is missing, so the records sealed under its keys cannot be read", store.ErrCorrupt, epochFileName)
-
 type epoch struct {
 	n     uint32
 	start time.Time
@@ -134,7 +130,7 @@ func loadKeyring(dir string, dataKey []byte, hasSealed func() (bool, error), emp
 			return nil, err
 		}
 		if sealed {
-			return nil, errNoEpochFile
+			return nil, errDamaged(dir, epochFileName, "(the epoch keys) is missing, so the records sealed under its keys cannot be read")
 		}
 		r.legacy = true
 	}
@@ -189,18 +185,16 @@ func (r *keyring) write() error {
 
 // decode parses and opens an epoch file.
 func (r *keyring) decode(b []byte) error {
-	bad := func(why string) error {
-		return fmt.Errorf("%w: epoch file %s: %s", store.ErrCorrupt, filepath.Join(r.dir, epochFileName), why)
-	}
+	bad := func(why string) error { return errDamaged(r.dir, epochFileName, "%s", why) }
 	h := r.header()
 	if len(b) > 4096 || len(b) < len(h)+chacha20poly1305.NonceSizeX+chacha20poly1305.Overhead || !bytes.HasPrefix(b, h[:len(h)-1]) {
-		return bad("not an epoch file")
+		return bad("is not an epoch file")
 	}
 	if v := b[len(h)-1]; v != epochFileVersion {
 		if v > epochFileVersion {
 			return fmt.Errorf("epoch file version %d: %w", v, store.ErrSchemaTooNew)
 		}
-		return bad("unknown version")
+		return bad("has an unknown version")
 	}
 	aead, err := chacha20poly1305.NewX(r.fileKey)
 	if err != nil {
@@ -214,7 +208,7 @@ func (r *keyring) decode(b []byte) error {
 	defer clear(p)
 	const entry = 4 + 8 + epochKeySize
 	if len(p) < 2 || p[1] == 0 || p[1] > maxEpochs || len(p) != 2+int(p[1])*entry {
-		return bad("bad contents")
+		return bad("has bad contents")
 	}
 	r.legacy = p[0]&flagLegacy != 0
 	for q := p[2:]; len(q) > 0; q = q[entry:] {
@@ -224,7 +218,7 @@ func (r *keyring) decode(b []byte) error {
 			key:   bytes.Clone(q[12:entry]),
 		}
 		if len(r.epochs) > 0 && e.n <= r.epochs[len(r.epochs)-1].n {
-			return bad("epochs out of order")
+			return bad("has its epochs out of order")
 		}
 		r.epochs = append(r.epochs, e)
 	}

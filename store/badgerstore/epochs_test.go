@@ -301,7 +301,7 @@ func TestMissingEpochFile(t *testing.T) {
 	s.Close()
 	os.Remove(filepath.Join(dir, epochFileName))
 	_, err := openWith(dir, "correct horse")
-	if !errors.Is(err, store.ErrCorrupt) || !bytes.Contains([]byte(err.Error()), []byte("epoch key file")) {
+	if !errors.Is(err, store.ErrCorrupt) || !bytes.Contains([]byte(err.Error()), []byte("epoch keys")) {
 		t.Errorf("open without the epoch file: got %v, want ErrCorrupt naming the epoch key file", err)
 	}
 }

@@ -3,6 +3,7 @@ package badgerstore
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -77,10 +78,10 @@ func (p KDFParams) validate() error {
 	return nil
 }
 
-// Key file layout (version 1), all integers big-endian:
+// Key file layout (version 2), all integers big-endian:
 //
 //	magic   "sealpost/store-key" (18 bytes)
-//	version 1 (1 byte)
+//	version 2 (1 byte; version 1 is the same without the checksum)
 //	mode    1 passphrase | 2 key-file | 3 unencrypted (1 byte)
 //	mode 1: kdf 1 = Argon2id (1 byte), time (4), memory KiB (4),
 //	        threads (1), salt (16), nonce (24), sealed data key (32+16):
@@ -89,10 +90,12 @@ func (p KDFParams) validate() error {
 //	        cannot be changed without the passphrase.
 //	mode 2: data key (32)
 //	mode 3: nothing
+//	checksum: SHA-256 of every byte before it (32), so that a damaged
+//	        file is told apart from a wrong passphrase.
 const (
 	keyFileName    = "key"
 	keyFileMagic   = "sealpost/store-key"
-	keyFileVersion = 1
+	keyFileVersion = 2
 	kdfArgon2id    = 1
 	dataKeySize    = 32
 	saltSize       = 16
@@ -124,21 +127,33 @@ func encodeKeyFile(k *keyFile) []byte {
 	case ModeKeyFile:
 		b = append(b, k.dataKey...)
 	}
-	return b
+	sum := sha256.Sum256(b)
+	return append(b, sum[:]...)
 }
 
-// errKeyFile describes a key file that does not parse.
-var errKeyFile = fmt.Errorf("%w: bad key file", store.ErrCorrupt)
+// errKeyFile describes a key file that does not parse, errKeyFileSum one
+// that does not match its checksum.
+var (
+	errKeyFile    = &DamageError{Path: keyFileName, Problem: "is not a key file"}
+	errKeyFileSum = &DamageError{Path: keyFileName, Problem: "is damaged (it does not match its checksum)"}
+)
 
 func parseKeyFile(b []byte) (*keyFile, error) {
 	if !bytes.HasPrefix(b, []byte(keyFileMagic)) || len(b) < len(keyFileMagic)+2 {
 		return nil, errKeyFile
 	}
 	rest := b[len(keyFileMagic):]
-	if rest[0] != keyFileVersion {
-		if rest[0] > keyFileVersion {
-			return nil, fmt.Errorf("key file version %d: %w", rest[0], store.ErrSchemaTooNew)
+	switch v := rest[0]; {
+	case v > keyFileVersion:
+		return nil, fmt.Errorf("key file version %d: %w", v, store.ErrSchemaTooNew)
+	case v == keyFileVersion:
+		n := len(b) - sha256.Size
+		if sum := sha256.Sum256(b[:n]); n < len(keyFileMagic)+2 || !bytes.Equal(sum[:], b[n:]) {
+			return nil, errKeyFileSum
 		}
+		b = b[:n]
+		rest = b[len(keyFileMagic):]
+	case v != 1:
 		return nil, errKeyFile
 	}
 	k := &keyFile{mode: Mode(rest[1])}
@@ -208,7 +223,7 @@ func wrap(dataKey, passphrase []byte, p KDFParams, rnd io.Reader) (*keyFile, err
 	}
 	k.sealed = make([]byte, dataKeySize+chacha20poly1305.Overhead) // size the encoding
 	header := encodeKeyFile(k)
-	header = header[:len(header)-len(k.sealed)]
+	header = header[:len(header)-sha256.Size-len(k.sealed)]
 	k.sealed = aead.Seal(nil, k.nonce, dataKey, header)
 	return k, nil
 }
@@ -242,9 +257,13 @@ func readKeyFile(dir string) (*keyFile, error) {
 		return nil, fmt.Errorf("read key file: %w", err)
 	}
 	if len(b) > 4096 {
-		return nil, errKeyFile
+		return nil, &DamageError{Path: filepath.Join(dir, keyFileName), Problem: errKeyFile.Problem}
 	}
-	return parseKeyFile(b)
+	k, err := parseKeyFile(b)
+	if d := (*DamageError)(nil); errors.As(err, &d) {
+		return nil, &DamageError{Path: filepath.Join(dir, keyFileName), Problem: d.Problem}
+	}
+	return k, err
 }
 
 // writeKeyFile atomically replaces dir's key file (writeFileAtomic; step
