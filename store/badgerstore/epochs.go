@@ -45,9 +45,9 @@ import (
 //     store that was closed meanwhile.
 //
 // A sealed value is epoch (4 bytes, big-endian) || nonce (24) ||
-// XChaCha20-Poly1305 ciphertext and tag, with "sealpost/v1/store-record" ||
-// the record's key as additional data, and badger's user-meta byte set to
-// metaSealed. The key in the additional data makes a value moved to another
+// XChaCha20-Poly1305 ciphertext and tag, with "sealpost/v1/store-record"
+// || 0x00 || the record's key as additional data, and badger's user-meta
+// byte set to metaSealed. The key in the additional data makes a value moved to another
 // key, or a flipped bit anywhere in it, fail to open (store.ErrCorrupt)
 // instead of decoding as a different record. Empty values (index entries)
 // carry nothing and are stored as they are.
@@ -239,7 +239,7 @@ func (r *keyring) find(n uint32) []byte {
 }
 
 func recordAAD(key []byte) []byte {
-	return append([]byte(recordAD), key...)
+	return append(append([]byte(recordAD), 0), key...)
 }
 
 // seal returns value sealed for key under the current epoch; the caller
