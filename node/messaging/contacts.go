@@ -168,6 +168,7 @@ func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, e
 	cancel()
 	fromRelay := false
 	if err != nil && relayBundle != nil && ctx.Err() == nil {
+		s.noteDirect(dev, true, false)
 		s.log.Info("messaging: the inviter's device is not reachable; using the bundle from its relay", "err", err)
 		data, err, fromRelay = relayBundle, nil, true
 	}

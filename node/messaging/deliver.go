@@ -324,15 +324,23 @@ func (d *deliverer) open() error {
 	if len(d.boxes) > 0 {
 		timeout = min(timeout, s.opt.RelayAfter)
 	}
+	if len(d.boxes) > 0 && s.unreachedLately(d.pq.pid) {
+		return fmt.Errorf("%w: %s: no direct connection in the last %v", ErrUnreachable, d.pq.pid, directRetry)
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	if err := s.connect(ctx, d.pq.pid, addrs); err != nil {
+		s.noteDirect(d.pq.pid, len(d.boxes) > 0, false)
 		return err
 	}
 	str, err := s.host.NewStream(ctx, d.pq.pid, libp2pproto.ID(protocol.MsgProtocol))
 	if err != nil {
+		// Connected only through a relay, and no hole punch made a
+		// direct connection in time.
+		s.noteDirect(d.pq.pid, len(d.boxes) > 0, false)
 		return fmt.Errorf("%w: %s: %v", ErrUnreachable, d.pq.pid, err)
 	}
+	s.noteDirect(d.pq.pid, true, true)
 	if !s.watch(str) {
 		str.Reset()
 		return ErrClosed
@@ -939,6 +947,46 @@ func (o *outbox) flushDevice(p peer.ID) {
 	sortBySeq(items)
 	o.add([]byte(p), items...)
 }
+
+// directRetry is how long after a failed direct attempt to a device with
+// mailboxes its delivery loops go straight to the mailboxes. Behind a
+// symmetric NAT every attempt fails after RelayAfter (a relayed
+// connection, no hole punch); without this, each message would wait that
+// long before its deposit. A direct connection that opens meanwhile
+// (the peer dialled, or a hole punch succeeded) ends the wait:
+// flushDevice hands everything waiting to the device at once.
+const directRetry = time.Minute
+
+// unreachedLately reports whether a direct attempt to p failed within
+// directRetry and p is not connected now.
+func (s *Service) unreachedLately(p peer.ID) bool {
+	if s.host.Network().Connectedness(p) == network.Connected {
+		return false
+	}
+	s.unreachedMu.Lock()
+	defer s.unreachedMu.Unlock()
+	t, ok := s.unreached[p]
+	return ok && s.clock.Now().Sub(t) < directRetry
+}
+
+// noteDirect records the outcome of a direct attempt to p (only failures
+// of devices that have mailboxes to fall back to are remembered).
+func (s *Service) noteDirect(p peer.ID, boxes, ok bool) {
+	s.unreachedMu.Lock()
+	defer s.unreachedMu.Unlock()
+	switch {
+	case ok:
+		delete(s.unreached, p)
+	case boxes:
+		if len(s.unreached) >= maxUnreached {
+			clear(s.unreached) // bounded; forgetting only costs a wait
+		}
+		s.unreached[p] = s.clock.Now()
+	}
+}
+
+// maxUnreached bounds the devices unreached remembers.
+const maxUnreached = 4096
 
 // maxDispatch bounds the entries the scheduler reads at once.
 const maxDispatch = 4096

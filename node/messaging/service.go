@@ -224,8 +224,12 @@ type Service struct {
 	// all of them (under spawnMu).
 	inStreams map[peer.ID]int
 	inTotal   int
-	maintain  chan struct{}
-	sub       event.Subscription
+	// unreached is when a direct attempt to a device with mailboxes last
+	// failed (deliver.go: directRetry), under unreachedMu.
+	unreachedMu sync.Mutex
+	unreached   map[peer.ID]time.Time
+	maintain    chan struct{}
+	sub         event.Subscription
 
 	// Relays (relay.go): the mailbox client, the token loop's wake-up and
 	// the lock that serializes its runs.
@@ -266,6 +270,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		st:        cfg.Store,
 		streams:   map[network.Stream]struct{}{},
 		inStreams: map[peer.ID]int{},
+		unreached: map[peer.ID]time.Time{},
 		maintain:  make(chan struct{}, 1),
 		waiters:   newWaiters(),
 		mb:        cfg.Mailbox,
