@@ -16,6 +16,9 @@ import (
 
 // Info is who and where the node is.
 type Info struct {
+	// Name is the user's display name (what contacts see in an invite or
+	// card); empty on a node without messaging.
+	Name string `json:"name,omitempty"`
 	// UserID is the text form of the user's identity.
 	UserID string `json:"user_id"`
 	// PeerID is the device's libp2p peer ID.
@@ -83,6 +86,9 @@ func (n *Node) Info() Info {
 	}
 	for _, a := range addrs {
 		info.Addrs = append(info.Addrs, a.Encapsulate(self).String())
+	}
+	if n.msg != nil {
+		info.Name = n.msg.Name()
 	}
 	return info
 }

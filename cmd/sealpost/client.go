@@ -22,6 +22,9 @@ func (c *cli) idCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return query(c, func(cl *api.Client) (node.Info, error) { return cl.ID(cmd.Context()) }, func(w io.Writer, info node.Info) {
+				if info.Name != "" {
+					fmt.Fprintf(w, "name: %s\n", info.Name)
+				}
 				fmt.Fprintf(w, "user id: %s\npeer id: %s\n", info.UserID, info.PeerID)
 				printList(w, "addrs", info.Addrs)
 				printList(w, "relays", info.Relays)

@@ -27,7 +27,9 @@ type Messaging interface {
 	Accept(ctx context.Context, nameOrUserID string) (messaging.Contact, error)
 	Remove(ctx context.Context, nameOrUserID string) error
 	Send(ctx context.Context, nameOrUserID, text string) (messaging.SendResult, error)
-	Messages(ctx context.Context, nameOrUserID string, limit int) ([]messaging.Message, error)
+	MessagesBefore(ctx context.Context, nameOrUserID string, before uint64, limit int) ([]messaging.Message, error)
+	MarkRead(ctx context.Context, nameOrUserID string) error
+	Conversations(ctx context.Context) ([]messaging.Conversation, error)
 	Inbox(ctx context.Context, after uint64, limit int) ([]messaging.Message, uint64, error)
 	WaitState(ctx context.Context, id protocol.MessageID, want string) (string, error)
 }
@@ -55,6 +57,18 @@ const (
 // ContactList is the body of GET /v1/contacts.
 type ContactList struct {
 	Contacts []messaging.Contact `json:"contacts"`
+}
+
+// ConversationList is the body of GET /v1/conversations.
+type ConversationList struct {
+	// Conversations are the most recently active first.
+	Conversations []messaging.Conversation `json:"conversations"`
+}
+
+// ReadResult is the answer to POST /v1/contacts/{contact}/read.
+type ReadResult struct {
+	Contact string `json:"contact"`
+	Read    bool   `json:"read"`
 }
 
 // InviteRequest is the body of POST /v1/invites/revoke.
@@ -180,6 +194,23 @@ func (s *Server) messagingRoutes() []route {
 			return m.Accept(r.Context(), r.PathValue("contact"))
 		})},
 		{"GET /v1/contacts/{contact}/messages", false, http.HandlerFunc(s.messages)},
+		{"POST /v1/contacts/{contact}/read", false, with(func(r *http.Request) (any, error) {
+			name := r.PathValue("contact")
+			if err := m.MarkRead(r.Context(), name); err != nil {
+				return nil, err
+			}
+			return ReadResult{Contact: name, Read: true}, nil
+		})},
+		{"GET /v1/conversations", false, with(func(r *http.Request) (any, error) {
+			list, err := m.Conversations(r.Context())
+			if err != nil {
+				return nil, err
+			}
+			if list == nil {
+				list = []messaging.Conversation{}
+			}
+			return ConversationList{Conversations: list}, nil
+		})},
 		{"POST /v1/messages", false, with(func(r *http.Request) (any, error) {
 			var req SendRequest
 			if err := decodeBodyLimit(r, &req, MaxSendBody); err != nil {
@@ -192,9 +223,9 @@ func (s *Server) messagingRoutes() []route {
 	}
 }
 
-// messages answers GET /v1/contacts/{contact}/messages?limit=N with one
-// JSON message a line (application/x-ndjson), oldest first, and marks the
-// conversation read.
+// messages answers GET /v1/contacts/{contact}/messages?limit=N&before=CURSOR
+// with one JSON message a line (application/x-ndjson), oldest first, and
+// marks the conversation read.
 func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 	m := s.cfg.Messaging
 	if m == nil {
@@ -206,7 +237,12 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, err)
 		return
 	}
-	msgs, err := m.Messages(r.Context(), r.PathValue("contact"), int(limit))
+	before, err := queryInt(r, "before", 0)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	msgs, err := m.MessagesBefore(r.Context(), r.PathValue("contact"), uint64(before), int(limit))
 	if err != nil {
 		s.writeError(w, err)
 		return

@@ -106,9 +106,23 @@ func (c *Client) WaitState(ctx context.Context, id, state string, timeout time.D
 // messages of the conversation (limit 0: all), oldest first, each given to
 // fn as it is read. The daemon marks the conversation read.
 func (c *Client) Messages(ctx context.Context, nameOrUserID string, limit int, fn func(messaging.Message) error) error {
-	path := contactPath(nameOrUserID, "/messages")
+	return c.MessagesBefore(ctx, nameOrUserID, 0, limit, fn)
+}
+
+// MessagesBefore is Messages for the page of the conversation before the
+// message with cursor before (0: the end): to page back, pass the Cursor
+// of the first message of the page before.
+func (c *Client) MessagesBefore(ctx context.Context, nameOrUserID string, before uint64, limit int, fn func(messaging.Message) error) error {
+	q := url.Values{}
 	if limit > 0 {
-		path += fmt.Sprintf("?limit=%d", limit)
+		q.Set("limit", fmt.Sprint(limit))
+	}
+	if before > 0 {
+		q.Set("before", fmt.Sprint(before))
+	}
+	path := contactPath(nameOrUserID, "/messages")
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	resp, err := c.request(ctx, http.MethodGet, path, nil)
 	if err != nil {
@@ -133,6 +147,22 @@ func (c *Client) Messages(ctx context.Context, nameOrUserID string, limit int, f
 		return fmt.Errorf("api: read messages: %w", err)
 	}
 	return nil
+}
+
+// MarkRead calls POST /v1/contacts/{contact}/read: mark the conversation
+// read (and send the read receipts) without reading it.
+func (c *Client) MarkRead(ctx context.Context, nameOrUserID string) (ReadResult, error) {
+	var res ReadResult
+	err := c.do(ctx, http.MethodPost, contactPath(nameOrUserID, "/read"), nil, &res)
+	return res, err
+}
+
+// Conversations calls GET /v1/conversations: every conversation, the most
+// recently active first, with its last message and unread count.
+func (c *Client) Conversations(ctx context.Context) ([]messaging.Conversation, error) {
+	var list ConversationList
+	err := c.do(ctx, http.MethodGet, "/v1/conversations", nil, &list)
+	return list.Conversations, err
 }
 
 // Inbox calls GET /v1/inbox: received text messages committed after the

@@ -71,8 +71,14 @@ func (f *fakeMessaging) Remove(ctx context.Context, n string) error {
 func (f *fakeMessaging) Send(ctx context.Context, to, text string) (messaging.SendResult, error) {
 	return messaging.SendResult{ID: strings.Repeat("ab", 16), State: "queued"}, f.record("Send %s %d", to, len(text))
 }
-func (f *fakeMessaging) Messages(ctx context.Context, n string, limit int) ([]messaging.Message, error) {
-	return f.msgs, f.record("Messages %s %d", n, limit)
+func (f *fakeMessaging) MessagesBefore(ctx context.Context, n string, before uint64, limit int) ([]messaging.Message, error) {
+	return f.msgs, f.record("Messages %s %d %d", n, before, limit)
+}
+func (f *fakeMessaging) MarkRead(ctx context.Context, n string) error {
+	return f.record("MarkRead %s", n)
+}
+func (f *fakeMessaging) Conversations(ctx context.Context) ([]messaging.Conversation, error) {
+	return nil, f.record("Conversations")
 }
 func (f *fakeMessaging) Inbox(ctx context.Context, after uint64, limit int) ([]messaging.Message, uint64, error) {
 	err := f.record("Inbox %d %d", after, limit)
@@ -143,7 +149,11 @@ func TestMessagingRoutes(t *testing.T) {
 			{func() error { _, err := c.RemoveContact(ctx, name); return err }, "Remove " + name},
 			{func() error {
 				return c.Messages(ctx, name, 7, func(messaging.Message) error { return nil })
-			}, "Messages " + name + " 7"},
+			}, "Messages " + name + " 0 7"},
+			{func() error {
+				return c.MessagesBefore(ctx, name, 42, 3, func(messaging.Message) error { return nil })
+			}, "Messages " + name + " 42 3"},
+			{func() error { _, err := c.MarkRead(ctx, name); return err }, "MarkRead " + name},
 		}
 		for _, st := range steps {
 			if err := st.call(); err != nil {
@@ -165,6 +175,9 @@ func TestMessagingRoutes(t *testing.T) {
 	}
 	if list, err := c.Contacts(ctx); err != nil || list == nil {
 		t.Errorf("Contacts = %#v, %v; want an empty list", list, err)
+	}
+	if list, err := c.Conversations(ctx); err != nil || list == nil || f.last() != "Conversations" {
+		t.Errorf("Conversations = %#v, %v; want an empty list", list, err)
 	}
 	// The largest text, escaped throughout in JSON, fits the send route.
 	big := strings.Repeat("\x01", messaging.MaxText)

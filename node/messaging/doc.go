@@ -8,7 +8,8 @@
 // node.New builds the Service (New) on the node's host and store and
 // closes it; the local API reaches it through node.Node.Messaging. Its
 // methods are the API's operations (Invite, AddContact, Send, Messages,
-// Inbox, WaitState, Verify, Accept, AddRelay, ...); each documents the
+// Conversations, MarkRead, Inbox, WaitState, Verify, Accept, AddRelay,
+// ...); each documents the
 // sentinel errors of errors.go it returns, and errors.go gives each its API
 // code. Events go to Config.Publish: message.received, message.state,
 // contact.request, identity.changed. Receive takes ciphertexts that

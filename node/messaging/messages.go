@@ -77,6 +77,15 @@ const maxMarkRead = 8192
 // messages are in sequence order and Gap tells how many of its sequence
 // numbers are missing before a message.
 func (s *Service) Messages(ctx context.Context, nameOrUserID string, limit int) ([]Message, error) {
+	return s.MessagesBefore(ctx, nameOrUserID, 0, limit)
+}
+
+// MessagesBefore is Messages for one page of a long conversation: the
+// last limit text messages whose Cursor is below before (0: no bound).
+// To page back, pass the Cursor of the first message returned; a page
+// shorter than limit is the start of the conversation. It marks the
+// conversation read, as Messages does.
+func (s *Service) MessagesBefore(ctx context.Context, nameOrUserID string, before uint64, limit int) ([]Message, error) {
 	var (
 		out   []Message
 		uid   identity.UserID
@@ -92,7 +101,6 @@ func (s *Service) Messages(ctx context.Context, nameOrUserID string, limit int) 
 		c, uid = e.c, e.c.UserID
 		var msgs []store.Message // texts, and the other kinds received
 		texts := 0
-		before := uint64(0)
 		page := 256
 		if limit > 0 {
 			page = max(limit, 16)
