@@ -17,6 +17,7 @@ import (
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/api"
 	"github.com/sealpost/sealpost/node/home"
+	"github.com/sealpost/sealpost/node/ui"
 )
 
 // shutdownTimeout bounds a graceful shutdown: after it the daemon exits 2
@@ -44,6 +45,11 @@ func (c *cli) daemonCommand() *cobra.Command {
 		Long: `Run the node: the libp2p host, its store, and the local API on HOME/api.sock.
 SIGINT or SIGTERM shut it down gracefully (exit 0). Only one daemon runs on a home.
 
+The daemon has at most one loopback TCP listener, which serves the API (to
+programs with the bearer token of HOME/api.token) and the web app (to browsers
+logged in through 'sealpost ui'). --api (or api in config.toml) starts it with
+the daemon at that address; otherwise 'sealpost ui' starts it at [ui] listen.
+
 With --init, a home that is not initialized yet is initialized first, as by
 'sealpost init' (the --name, --profile, --passphrase-file and --no-passphrase
 flags are those of init). The passphrase of a protected home comes from
@@ -61,7 +67,7 @@ flags are those of init). The passphrase of a protected home comes from
 	f.BoolVar(&o.relayService, "relay-service", false, "run the community relay service")
 	f.BoolVar(&o.noMDNS, "no-mdns", false, "do not discover peers on the local network")
 	f.BoolVar(&o.labAddrs, "lab-addressing", false, "count "+node.LabPublic+" as public and "+node.LabPrivate+" as private addresses (the network of 'sealpost testnet lab')")
-	f.StringVar(&o.apiAddr, "api", "", fmt.Sprintf("also serve the API on this loopback TCP address (e.g. 127.0.0.1:%d; token in HOME/api.token)", api.DefaultPort))
+	f.StringVar(&o.apiAddr, "api", "", fmt.Sprintf("also serve the API and the web app on this loopback TCP address from the start (e.g. 127.0.0.1:%d; programs send the token of HOME/api.token)", api.DefaultPort))
 	f.StringVar(&o.metricsAddr, "metrics", "", fmt.Sprintf("serve Prometheus /metrics on this address (e.g. 127.0.0.1:%d)", api.DefaultMetricsPort))
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.MarkFlagsMutuallyExclusive("passphrase-file", "no-passphrase")
@@ -205,7 +211,11 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	acfg := api.Config{Node: n, Gatherer: reg, Token: token, Logger: log}
+	app, err := ui.New(ui.Config{})
+	if err != nil {
+		return err
+	}
+	acfg := api.Config{Node: n, Gatherer: reg, Token: token, Logger: log, App: app, UIListen: cfg.UIListen()}
 	if rs := n.Relay(); rs != nil {
 		acfg.RelayService = rs
 	}
@@ -230,11 +240,11 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 		srv.Shutdown(sctx)
 	}()
 	if cfg.API != "" {
-		ln, err := net.Listen("tcp", cfg.API)
+		addr, err := srv.ListenTCP(cfg.API, false)
 		if err != nil {
 			return userErrorf("--api %s: %v", cfg.API, err)
 		}
-		go func() { serveErr <- srv.Serve(ln) }()
+		log.Info("serving the API and the web app", "addr", addr)
 	}
 	if cfg.Metrics != "" {
 		ln, err := net.Listen("tcp", cfg.Metrics)
@@ -277,6 +287,9 @@ func (c *cli) daemonConfig(h home.Home, o daemonOptions) (home.Config, error) {
 	}
 	applyDaemonFlags(&cfg, o)
 	if err := checkLoopback("api in config.toml", cfg.API); err != nil {
+		return cfg, err
+	}
+	if err := checkLoopback("[ui] listen in config.toml", cfg.UIListen()); err != nil {
 		return cfg, err
 	}
 	return cfg, nil

@@ -1,7 +1,11 @@
 // Package api is the daemon's local API: HTTP and JSON on the unix socket
-// HOME/api.sock (mode 0600) and, optionally, on a loopback TCP port that
-// requires the bearer token of HOME/api.token and a loopback Host header
-// (against DNS rebinding). It has the server (Server), the client the
+// HOME/api.sock (mode 0600) and, optionally, on one loopback TCP listener
+// (ListenTCP) that also serves the web app (Config.App, node/ui). Over TCP
+// a request needs the bearer token of HOME/api.token or a session of the
+// app, a loopback Host header (against DNS rebinding), and, when a browser
+// sends something that changes state, the listener's own origin (Go's
+// CrossOriginProtection); every answer carries the security headers and
+// none carries CORS headers. It has the server (Server), the client the
 // sealpost command uses (Client), the OpenAPI 3 document the daemon serves
 // at /openapi.json, and server-sent events at /v1/events.
 //
@@ -17,8 +21,9 @@
 // that the routes and the document agree.
 package api
 
-// Default ports of the API over TCP and of the metrics listener (DESIGN.md
-// §6); both are off unless --api or --metrics is given.
+// Default ports of the TCP listener (API and web app) and of the metrics
+// listener (DESIGN.md §6); the first starts with --api or `sealpost ui`,
+// the second with --metrics.
 const (
 	DefaultPort        = 7711
 	DefaultMetricsPort = 7712

@@ -22,6 +22,7 @@ const (
 	CodeConflict          Code = "conflict"           // the request contradicts the node's state
 	CodeUnauthorized      Code = "unauthorized"       // missing or wrong bearer token (TCP only)
 	CodeForbiddenHost     Code = "forbidden_host"     // Host header not a loopback name (TCP only)
+	CodeForbiddenOrigin   Code = "forbidden_origin"   // a browser's cross-origin state-changing request (TCP only)
 	CodeInternal          Code = "internal"           // a fault in the daemon
 	CodeUnavailable       Code = "unavailable"        // the daemon is shutting down
 	CodeNetwork           Code = "network"            // a peer or relay could not be reached
@@ -50,6 +51,7 @@ var codes = map[Code]struct{ status, exit int }{
 	CodeConflict:          {http.StatusConflict, ExitUser},
 	CodeUnauthorized:      {http.StatusUnauthorized, ExitUser},
 	CodeForbiddenHost:     {http.StatusForbidden, ExitUser},
+	CodeForbiddenOrigin:   {http.StatusForbidden, ExitUser},
 	CodeInternal:          {http.StatusInternalServerError, ExitInternal},
 	CodeUnavailable:       {http.StatusServiceUnavailable, ExitInternal},
 	CodeNetwork:           {http.StatusBadGateway, ExitNetwork},

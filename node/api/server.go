@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,16 +47,24 @@ type Config struct {
 	// Gatherer is served at /metrics; nil serves no metrics.
 	Gatherer prometheus.Gatherer
 	// Token is the bearer token required of requests over TCP (all routes but
-	// /healthz and /metrics). Empty refuses TCP listeners.
+	// /healthz and /metrics) that carry no session of App. Empty refuses
+	// TCP listeners unless App is set.
 	Token string
+	// App is the web app the TCP listener serves besides the API (node/ui).
+	// Zero: no app, and POST /v1/ui/login answers unavailable.
+	App App
+	// UIListen is the loopback address POST /v1/ui/login starts the TCP
+	// listener on when none runs yet (ListenTCP, falling back to a free
+	// port when it is taken). Zero: 127.0.0.1:DefaultPort.
+	UIListen string
 	// Logger receives request failures; nil discards them.
 	Logger *slog.Logger
 }
 
 // Server is the daemon's local API. Its routes are one table (see routes);
 // each listener given to Serve decides who may call it: a unix socket is
-// trusted by its file mode, a TCP listener needs the bearer token and a
-// loopback Host header.
+// trusted by its file mode, a TCP listener needs the bearer token (or a
+// session of the web app) and passes guardTCP.
 type Server struct {
 	cfg       Config
 	log       *slog.Logger
@@ -69,6 +78,8 @@ type Server struct {
 	mu      sync.Mutex
 	servers []*http.Server
 	closed  bool
+	tcp     *net.TCPAddr   // where ListenTCP serves; nil before
+	wg      sync.WaitGroup // the goroutines ListenTCP started
 }
 
 // route is one entry of the API: its ServeMux pattern ("GET /v1/id"),
@@ -89,6 +100,9 @@ func New(cfg Config) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.tokenHash = sha256.Sum256([]byte(cfg.Token))
+	if s.cfg.UIListen == "" {
+		s.cfg.UIListen = net.JoinHostPort("127.0.0.1", strconv.Itoa(DefaultPort))
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	mux := http.NewServeMux()
@@ -96,20 +110,28 @@ func New(cfg Config) (*Server, error) {
 	for _, r := range s.routes() {
 		h := r.handler
 		if !r.public {
-			h = s.requireToken(h)
+			h = s.requireAuth(h)
 		}
 		mux.Handle(r.pattern, h)
 		_, path, _ := strings.Cut(r.pattern, " ")
 		paths[path] = true
 	}
-	mux.Handle("/", s.requireToken(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	notFound := s.requireAuth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if paths[r.URL.Path] {
 			s.writeError(w, Errorf(CodeBadRequest, "method %s not allowed on %s", r.Method, r.URL.Path))
 			return
 		}
 		s.writeError(w, Errorf(CodeNotFound, "no route %s %s", r.Method, r.URL.Path))
-	})))
-	s.handler = s.checkHost(mux)
+	}))
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Over TCP, what is not the API is the web app's.
+		if _, isTCP := tcpPort(r); isTCP && s.cfg.App != nil && !strings.HasPrefix(r.URL.Path, "/v1/") {
+			s.cfg.App.ServeHTTP(w, r)
+			return
+		}
+		notFound.ServeHTTP(w, r)
+	}))
+	s.handler = s.guardTCP(mux)
 	return s, nil
 }
 
@@ -126,18 +148,70 @@ func (s *Server) routes() []route {
 	rs = append(rs, s.nodeRoutes()...)
 	rs = append(rs, s.relayRoutes()...)
 	rs = append(rs, s.relayServiceRoutes()...)
+	rs = append(rs, s.uiRoutes()...)
 	return append(rs, s.messagingRoutes()...)
 }
 
 // Serve answers API requests on ln until Shutdown, and then returns nil.
 // Connections accepted on a unix socket are trusted; on TCP every request
-// must name a loopback Host with the listener's port, and every route but
-// /healthz and /metrics needs the bearer token.
+// must name a loopback Host with the listener's port and pass Go's
+// cross-origin protection, and every route but /healthz and /metrics
+// needs the bearer token or a session of the web app (Config.App).
 func (s *Server) Serve(ln net.Listener) error {
-	if _, isTCP := ln.Addr().(*net.TCPAddr); isTCP && s.cfg.Token == "" {
+	if _, isTCP := ln.Addr().(*net.TCPAddr); isTCP && s.cfg.Token == "" && s.cfg.App == nil {
 		return errors.New("api: TCP listener without a token")
 	}
 	return s.serve(ln, s.handler)
+}
+
+// ListenTCP serves the API and the web app on the loopback TCP address
+// addr (host:port) from now until Shutdown, unless an earlier ListenTCP
+// does already: the daemon has one TCP listener, and ListenTCP returns
+// its address. With fallback, a port that is taken gives way to a free
+// one on the same host. An address that is not loopback is refused.
+func (s *Server) ListenTCP(addr string, fallback bool) (*net.TCPAddr, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tcp != nil {
+		return s.tcp, nil
+	}
+	if s.closed {
+		return nil, errors.New("api: server shut down")
+	}
+	if s.cfg.Token == "" && s.cfg.App == nil {
+		return nil, errors.New("api: TCP listener without a token")
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("api: listen on %q: want HOST:PORT", addr)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return nil, fmt.Errorf("api: listen on %s: not a loopback address (127.0.0.1, [::1] or localhost)", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil && fallback && errors.Is(err, syscall.EADDRINUSE) {
+		ln, err = net.Listen("tcp", net.JoinHostPort(host, "0"))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	// localhost could resolve to anything: check what was bound.
+	tcp, ok := ln.Addr().(*net.TCPAddr)
+	if !ok || !tcp.IP.IsLoopback() {
+		ln.Close()
+		return nil, fmt.Errorf("api: listen on %s: bound %s, which is not loopback", addr, ln.Addr())
+	}
+	s.tcp = tcp
+	srv := s.httpServer(s.handler)
+	s.servers = append(s.servers, srv)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := run(srv, ln); err != nil {
+			s.log.Error("api: TCP listener failed", "addr", tcp, "err", err)
+		}
+	}()
+	return tcp, nil
 }
 
 // ServeMetrics answers only GET /metrics on ln (the --metrics address),
@@ -152,7 +226,29 @@ func (s *Server) ServeMetrics(ln net.Listener) error {
 }
 
 func (s *Server) serve(ln net.Listener, h http.Handler) error {
-	srv := &http.Server{
+	srv := s.httpServer(h)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.servers = append(s.servers, srv)
+	s.mu.Unlock()
+	return run(srv, ln)
+}
+
+// run serves srv on ln until srv shuts down.
+func run(srv *http.Server, ln net.Listener) error {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("api: %w", err)
+	}
+	return nil
+}
+
+// httpServer returns the HTTP server of h.
+func (s *Server) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -163,23 +259,12 @@ func (s *Server) serve(ln net.Listener, h http.Handler) error {
 			return context.WithValue(ctx, localAddrKey{}, c.LocalAddr())
 		},
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		ln.Close()
-		return nil
-	}
-	s.servers = append(s.servers, srv)
-	s.mu.Unlock()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("api: %w", err)
-	}
-	return nil
 }
 
 // Shutdown stops accepting requests, ends event streams, and waits for
 // running requests until ctx ends; then it closes what is left. It closes
-// every listener given to Serve and ServeMetrics. It is idempotent.
+// every listener given to Serve and ServeMetrics, and ListenTCP's. It is
+// idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
@@ -194,6 +279,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	s.wg.Wait()
 	return errors.Join(errs...)
 }
 
@@ -209,13 +295,44 @@ func tcpPort(r *http.Request) (int, bool) {
 	return a.Port, true
 }
 
-// checkHost refuses TCP requests whose Host header is not a loopback name
-// with the listener's port: a web page that rebinds its own DNS name to
-// 127.0.0.1 sends its own name as Host.
-func (s *Server) checkHost(next http.Handler) http.Handler {
+// contentSecurityPolicy is sent with every answer over TCP: the app loads
+// only its own scripts, styles, images and connections (no inline script
+// or style, no eval), can be framed by nobody, and may assign no string to
+// an HTML sink (innerHTML and the like): with Trusted Types and no policy,
+// the browser itself refuses to parse text as HTML.
+const contentSecurityPolicy = "default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; " +
+	"frame-ancestors 'none'; require-trusted-types-for 'script'; trusted-types 'none'"
+
+// guardTCP applies the TCP listener's rules before anything else: the
+// Host header must be a loopback name with the listener's port (a web
+// page that rebinds its own DNS name to 127.0.0.1 sends its own name as
+// Host); a state-changing request from a browser must come from the
+// listener's own origin (Go's CrossOriginProtection: Sec-Fetch-Site, else
+// Origin against Host); and every answer carries the security headers
+// (Content-Security-Policy, X-Frame-Options: DENY, no sniffing, no
+// referrer). No answer carries CORS headers, so no other origin can read
+// one. Requests on the unix socket pass untouched.
+func (s *Server) guardTCP(next http.Handler) http.Handler {
+	cop := http.NewCrossOriginProtection()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if port, ok := tcpPort(r); ok && !allowedHost(r.Host, port) {
+		port, ok := tcpPort(r)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		h.Set("Cross-Origin-Resource-Policy", "same-origin")
+		if !allowedHost(r.Host, port) {
 			s.writeError(w, Errorf(CodeForbiddenHost, "host %q is not allowed; use localhost, 127.0.0.1 or [::1] with the port", r.Host))
+			return
+		}
+		if err := cop.Check(r); err != nil {
+			s.writeError(w, Errorf(CodeForbiddenOrigin, "%s %s refused: %v", r.Method, r.URL.Path, err))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -232,16 +349,17 @@ func allowedHost(host string, port int) bool {
 	return false
 }
 
-// requireToken refuses TCP requests without the bearer token. The
-// comparison is over hashes, in constant time.
-func (s *Server) requireToken(next http.Handler) http.Handler {
+// requireAuth refuses TCP requests that carry neither the bearer token nor
+// a session of the web app. The token comparison is over hashes, in
+// constant time.
+func (s *Server) requireAuth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := tcpPort(r); ok {
+		if _, ok := tcpPort(r); ok && (s.cfg.App == nil || !s.cfg.App.Authorized(r)) {
 			token, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			got := sha256.Sum256([]byte(token))
 			if !found || s.cfg.Token == "" || subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="sealpost"`)
-				s.writeError(w, Errorf(CodeUnauthorized, "missing or wrong bearer token (see HOME/api.token)"))
+				s.writeError(w, Errorf(CodeUnauthorized, "not logged in: run sealpost ui, or send the bearer token of HOME/api.token"))
 				return
 			}
 		}

@@ -25,13 +25,32 @@ type Config struct {
 	Bootstrap    []string `toml:"bootstrap,multiline" comment:"Peers to connect to at start, as full multiaddrs ending in /p2p/<peer ID>\n(what 'sealpost id' prints on that node). 'sealpost daemon --bootstrap MADDR'\nadds to this list for one run."`
 	MDNS         bool     `toml:"mdns" comment:"Find peers on the local network with mDNS ('sealpost daemon --no-mdns' turns\nit off for one run)."`
 	RelayService bool     `toml:"relay_service" comment:"Serve as a community relay: keep mailboxes of sealed envelopes for others,\nand relay connections (circuit relay v2)."`
-	API          string   `toml:"api" comment:"Also serve the local API on this loopback TCP address, e.g. \"127.0.0.1:7711\"\n(requests need the bearer token in HOME/api.token). Empty: only the unix\nsocket HOME/api.sock."`
+	API          string   `toml:"api" comment:"Also serve the local API and the web app on this loopback TCP address from the\nstart, e.g. \"127.0.0.1:7711\" (programs send the bearer token of HOME/api.token).\nEmpty: only the unix socket HOME/api.sock, until 'sealpost ui' starts the\nlistener at [ui] listen."`
 	Metrics      string   `toml:"metrics" comment:"Serve Prometheus metrics at /metrics on this address, e.g. \"127.0.0.1:7712\".\nEmpty: metrics only at /metrics of the local API."`
 	// Relay is written for the relay profile; without it a relay runs
 	// with relay.DefaultResources.
 	Relay *RelayConfig `toml:"relay,omitempty" comment:"Limits of the relay service (docs/OPERATING.md); used when relay_service is on."`
 
 	Connections *ConnConfig `toml:"connections,omitempty" comment:"Connection limits (docs/OPERATING.md). Without this section: the profile's,\nor the relay profile's when relay_service is on."`
+
+	UI *UIConfig `toml:"ui,omitempty" comment:"The web app ('sealpost ui'). Without this section: listen on 127.0.0.1:7711."`
+}
+
+// UIConfig is the [ui] section of config.toml.
+type UIConfig struct {
+	Listen string `toml:"listen" comment:"The loopback address 'sealpost ui' starts the daemon's TCP listener on (the\nweb app and the API), when api above has not started it already. When the\nport is taken, a free one on the same host. Never an address other than\nloopback (127.0.0.1, [::1], localhost)."`
+}
+
+// DefaultUIListen is where the web app listens without a [ui] section:
+// the API's default port over TCP (node/api.DefaultPort).
+const DefaultUIListen = "127.0.0.1:7711"
+
+// UIListen returns [ui] listen, or DefaultUIListen without one.
+func (c Config) UIListen() string {
+	if c.UI == nil || c.UI.Listen == "" {
+		return DefaultUIListen
+	}
+	return c.UI.Listen
 }
 
 // ErrUnknownProfile is returned for a profile name that is not one of
@@ -59,6 +78,11 @@ func DefaultConfig(profile string) (Config, error) {
 		Bootstrap:    append([]string{}, d.Bootstrap...),
 		MDNS:         d.MDNS,
 		RelayService: d.RelayService,
+	}
+	cfg.UI = &UIConfig{Listen: DefaultUIListen}
+	if d.Profile == node.Test {
+		// Test nodes take random loopback ports, the web app's too.
+		cfg.UI.Listen = "127.0.0.1:0"
 	}
 	if d.Profile == node.Relay {
 		r := DefaultRelayConfig()

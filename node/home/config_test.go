@@ -56,6 +56,12 @@ func TestProfiles(t *testing.T) {
 			t.Errorf("test profile listens on %s, want random loopback ports", a)
 		}
 	}
+	if personal.UIListen() != DefaultUIListen || relay.UIListen() != DefaultUIListen || test.UIListen() != "127.0.0.1:0" {
+		t.Errorf("ui.listen: personal %s, relay %s, test %s", personal.UIListen(), relay.UIListen(), test.UIListen())
+	}
+	if (Config{}).UIListen() != DefaultUIListen {
+		t.Errorf("ui.listen without a [ui] section: %s, want %s", (Config{}).UIListen(), DefaultUIListen)
+	}
 	if def, _ := DefaultConfig(""); def.Profile != ProfilePersonal {
 		t.Errorf("default profile %q, want personal", def.Profile)
 	}

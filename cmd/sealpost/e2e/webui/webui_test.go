@@ -1,0 +1,520 @@
+// Package webui_test drives the web app that the daemon serves in headless
+// Chromium (chromedp), against real daemons on 127.0.0.1, and checks what
+// it does against the other side's command line: log in through the link
+// `sealpost ui` prints, add a contact, send and receive live with delivery
+// states, text that looks like HTML, safety numbers, key changes, relays,
+// keyboard-only use, the narrow layout, and the requests a foreign page or
+// a rebinding DNS name would send. With SEALPOST_UI_SCREENSHOTS=DIR the
+// tests write screenshots of the main views there (docs/screenshots holds
+// the committed ones).
+package webui_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+
+	"github.com/sealpost/sealpost/cmd/sealpost/e2e/harness"
+)
+
+var bin *harness.Binary
+
+func TestMain(m *testing.M) {
+	code := harness.Main(m, &bin)
+	stopChrome()
+	os.Exit(code)
+}
+
+// waitFor bounds waits for the network (delivery, receipts).
+const waitFor = 30 * time.Second
+
+// msg is the part of a message of `inbox --json` and `messages --json`
+// the tests read.
+type msg struct {
+	ID       string `json:"id"`
+	From     string `json:"from"`
+	Outgoing bool   `json:"outgoing"`
+	Text     string `json:"text"`
+	State    string `json:"state"`
+}
+
+type contactJSON struct {
+	Name         string `json:"name"`
+	UserID       string `json:"user_id"`
+	Verified     bool   `json:"verified"`
+	SafetyNumber string `json:"safety_number"`
+}
+
+// user is one node: its home, its daemon and its identity.
+type user struct {
+	t    *testing.T
+	name string
+	h    *harness.Home
+	d    *harness.Daemon
+	id   struct {
+		UserID string   `json:"user_id"`
+		PeerID string   `json:"peer_id"`
+		Addrs  []string `json:"addrs"`
+	}
+}
+
+func newUser(t *testing.T, name string, args ...string) *user {
+	t.Helper()
+	u := &user{t: t, name: name, h: bin.Home(t)}
+	u.h.Init("--name", name)
+	u.start(args...)
+	return u
+}
+
+func (u *user) start(args ...string) {
+	u.t.Helper()
+	u.d = u.h.Start(append([]string{"--listen", "/ip4/127.0.0.1/tcp/0"}, args...)...)
+	u.h.JSON(&u.id, "id")
+}
+
+// addr is the daemon's loopback TCP multiaddr with /p2p/.
+func (u *user) addr() string {
+	for _, a := range u.id.Addrs {
+		if strings.HasPrefix(a, "/ip4/127.0.0.1/tcp/") {
+			return a
+		}
+	}
+	u.t.Fatalf("%s has no loopback TCP address: %v", u.name, u.id.Addrs)
+	return ""
+}
+
+func (u *user) invite() string {
+	u.t.Helper()
+	var inv struct {
+		Link string `json:"link"`
+	}
+	u.h.JSON(&inv, "invite")
+	return inv.Link
+}
+
+func (u *user) lines(args ...string) []msg {
+	u.t.Helper()
+	r := u.h.MustRun(append([]string{"--json"}, args...)...)
+	return harness.DecodeLines[msg](u.t, r.Stdout)
+}
+
+func (u *user) contact(name string) contactJSON {
+	u.t.Helper()
+	var c contactJSON
+	u.h.JSON(&c, "contact", "show", name)
+	return c
+}
+
+// loginURL is what `sealpost ui --json` prints.
+func (u *user) loginURL() string {
+	u.t.Helper()
+	var l struct {
+		URL string `json:"url"`
+	}
+	u.h.JSON(&l, "ui")
+	if !strings.HasPrefix(l.URL, "http://127.0.0.1:") || !strings.Contains(l.URL, "/login?token=") {
+		u.t.Fatalf("sealpost ui --json printed %+v", l)
+	}
+	return l.URL
+}
+
+// openApp logs the tab in with u's login link and waits until the app is
+// ready; it returns the app's origin.
+func openApp(t *testing.T, ctx context.Context, u *user) string {
+	t.Helper()
+	login := u.loginURL()
+	lu, _ := url.Parse(login)
+	origin := lu.Scheme + "://" + lu.Host
+	do(t, ctx, chromedp.Navigate(login))
+	waitJS(t, ctx, "the app to be ready", `document.body.dataset.ready === 'true'`)
+	if href := js[string](t, ctx, `location.href`); href != origin+"/" {
+		t.Errorf("after login the address bar shows %q, want %q (the token removed)", href, origin+"/")
+	}
+	return origin
+}
+
+// inConversation is the text of the open conversation's messages.
+func inConversation(t *testing.T, ctx context.Context) string {
+	return textOf(t, ctx, "region", "Messages")
+}
+
+// lastOutgoingState is the state shown on the newest outgoing message.
+func lastOutgoingState(t *testing.T, ctx context.Context) string {
+	return js[string](t, ctx, `(() => { const m = [...document.querySelectorAll('#msg-list li.out')].at(-1); return m ? m.querySelector('.state').textContent : ''; })()`)
+}
+
+// TestWebApp is one person's session in the app against a friend on the
+// command line; the subtests run in order on one tab.
+func TestWebApp(t *testing.T) {
+	ctx := newTab(t)
+	alice := newUser(t, "alice")
+	bob := newUser(t, "bob")
+
+	// Every JavaScript dialog the page opens is counted (and dismissed):
+	// a message that ran as HTML would open one.
+	var dialogs atomic.Int32
+	dialogEvents := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for _, err := range dialogEvents {
+			if err != nil {
+				return
+			}
+			dialogs.Add(1)
+			chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+		}
+	}()
+
+	do(t, ctx, chromedp.EmulateViewport(1280, 800))
+	origin := openApp(t, ctx, alice)
+	var bobPath string // the hash of bob's conversation
+
+	t.Run("start", func(t *testing.T) {
+		do(t, ctx, visible("navigation", "Conversations"), visible("button", "Create invite"),
+			visible("button", "Add contact"), visible("button", "Relays"))
+		if me := js[string](t, ctx, `document.getElementById('me-name').textContent`); me != "alice" {
+			t.Errorf("the app shows the name %q, want alice", me)
+		}
+		do(t, ctx, click("button", "sealpost alice"), visible("heading", "This node"))
+		facts := textOf(t, ctx, "dialog", "This node")
+		if !strings.Contains(facts, alice.id.UserID) || !strings.Contains(facts, "Peers") {
+			t.Errorf("the node dialog lacks the user ID or the status:\n%s", facts)
+		}
+		do(t, ctx, chromedp.KeyEvent(kb.Escape))
+	})
+
+	t.Run("add contact from a link", func(t *testing.T) {
+		do(t, ctx,
+			click("button", "Add contact"),
+			typeInto("textbox", "Invite link", bob.invite()),
+			click("button", "Add"),
+			visible("link", "bob"),
+		)
+		waitJS(t, ctx, "bob's conversation to open", `document.body.dataset.conversation === `+jsString(bob.id.UserID))
+		bobPath = js[string](t, ctx, `location.hash`)
+		if nav := textOf(t, ctx, "navigation", "Conversations"); !strings.Contains(nav, "bob") {
+			t.Errorf("the conversation list lacks bob: %q", nav)
+		}
+	})
+
+	t.Run("send from the app", func(t *testing.T) {
+		const text = "hello bob, from the web"
+		do(t, ctx, typeInto("textbox", "Message", text), click("button", "Send"))
+		eventually(t, waitFor, func() string {
+			for _, m := range bob.lines("inbox") {
+				if m.Text == text && m.From == alice.id.UserID {
+					return ""
+				}
+			}
+			return "bob's inbox lacks alice's message"
+		})
+		if v := js[string](t, ctx, `document.getElementById('msg-input').value`); v != "" {
+			t.Errorf("the composer still holds %q", v)
+		}
+		// The state moves on live: delivered, then read once bob reads.
+		eventually(t, waitFor, func() string {
+			if s := lastOutgoingState(t, ctx); s != "delivered" && s != "read" {
+				return "the message shows " + s + ", not delivered"
+			}
+			return ""
+		})
+		bob.lines("messages", "alice")
+		eventually(t, waitFor, func() string {
+			if s := lastOutgoingState(t, ctx); s != "read" {
+				return "the message shows " + s + " after bob read it, not read"
+			}
+			return ""
+		})
+	})
+
+	t.Run("receive live and mark read", func(t *testing.T) {
+		js[bool](t, ctx, `window.notReloaded = true`)
+		const text = "hi alice, from the terminal"
+		var res struct {
+			State string `json:"state"`
+		}
+		// --wait read returns once the app has shown the message and
+		// marked it read.
+		bob.h.JSON(&res, "send", "alice", text, "--wait", "read", "--timeout", waitFor.String())
+		if res.State != "read" {
+			t.Errorf("bob's message is %s, want read", res.State)
+		}
+		if got := inConversation(t, ctx); !strings.Contains(got, text) {
+			t.Errorf("the conversation lacks %q:\n%s", text, got)
+		}
+		if !js[bool](t, ctx, `window.notReloaded === true`) {
+			t.Error("the page reloaded")
+		}
+	})
+
+	t.Run("text is text", func(t *testing.T) {
+		const evil = `<img src=x onerror=alert(1)>`
+		bob.h.MustRun("send", "alice", evil, "--wait", "read", "--timeout", waitFor.String())
+		got := js[string](t, ctx, `[...document.querySelectorAll('#msg-list li.in .text')].at(-1).textContent`)
+		if got != evil {
+			t.Errorf("the message shows %q, want the characters %q", got, evil)
+		}
+		if n := js[int](t, ctx, `document.querySelectorAll('#app img').length`); n != 0 {
+			t.Errorf("the page holds %d img elements", n)
+		}
+		eventually(t, waitFor, func() string {
+			if preview := textOf(t, ctx, "navigation", "Conversations"); !strings.Contains(preview, evil) {
+				return fmt.Sprintf("the list's preview lacks the characters: %q", preview)
+			}
+			return ""
+		})
+		if n := dialogs.Load(); n != 0 {
+			t.Errorf("%d JavaScript dialogs opened", n)
+		}
+	})
+
+	t.Run("keyboard only", func(t *testing.T) {
+		do(t, ctx, chromedp.Navigate(origin+"/#/"))
+		waitJS(t, ctx, "the app to be ready", `document.body.dataset.ready === 'true' && !document.body.classList.contains('conv-open')`)
+		// Tab to bob's conversation (bounded), open it with Enter, type and
+		// send with Enter.
+		onLink := `document.activeElement && document.activeElement.textContent === 'bob' && document.activeElement.tagName === 'A'`
+		for i := 0; !js[bool](t, ctx, onLink); i++ {
+			if i == 20 {
+				t.Fatal("20 presses of Tab did not reach bob's conversation")
+			}
+			do(t, ctx, chromedp.KeyEvent(kb.Tab))
+		}
+		do(t, ctx, chromedp.KeyEvent(kb.Enter))
+		waitJS(t, ctx, "the composer to have the focus", `document.activeElement && document.activeElement.id === 'msg-input'`)
+		const text = "typed and sent with the keyboard alone"
+		do(t, ctx, chromedp.KeyEvent(text), chromedp.KeyEvent(kb.Enter))
+		eventually(t, waitFor, func() string {
+			for _, m := range bob.lines("inbox") {
+				if m.Text == text {
+					return ""
+				}
+			}
+			return "bob's inbox lacks the message typed with the keyboard"
+		})
+	})
+
+	t.Run("safety number", func(t *testing.T) {
+		want := bob.contact("alice").SafetyNumber
+		do(t, ctx, click("button", "Verify"), visible("button", "Mark as verified"))
+		if got := js[string](t, ctx, `document.getElementById('verify-number').textContent`); got != want || want == "" {
+			t.Errorf("the app shows safety number %q, bob's command line %q", got, want)
+		}
+		screenshot(t, ctx, "safety-number")
+		do(t, ctx, click("button", "Mark as verified"))
+		waitJS(t, ctx, "bob to show as verified", `document.getElementById('conv-sub').textContent.includes('verified') && !document.getElementById('conv-sub').textContent.includes('not verified')`)
+		if !alice.contact("bob").Verified {
+			t.Error("the command line does not show bob verified")
+		}
+	})
+
+	t.Run("invite", func(t *testing.T) {
+		do(t, ctx, click("button", "Create invite"), visible("textbox", "Your invite link"))
+		link := js[string](t, ctx, `document.getElementById('invite-link').value`)
+		if !strings.HasPrefix(link, "sealpost://") {
+			t.Errorf("the invite link is %q", link)
+		}
+		waitJS(t, ctx, "the QR code to load", `document.getElementById('invite-qr').complete && document.getElementById('invite-qr').naturalWidth > 0`)
+		screenshot(t, ctx, "invite")
+		do(t, ctx, chromedp.KeyEvent(kb.Escape))
+		// The link works: carol adds alice through it and writes.
+		carol := newUser(t, "carol")
+		carol.h.MustRun("contact", "add", link, "--name", "alice")
+		carol.h.MustRun("send", "alice", "hi, carol here", "--wait", "delivered", "--timeout", waitFor.String())
+		do(t, ctx, visible("link", "carol"))
+		waitJS(t, ctx, "carol's unread count", `document.querySelector('.conv.unread .badge') !== null`)
+	})
+
+	t.Run("screenshots", func(t *testing.T) {
+		do(t, ctx, chromedp.Navigate(origin+"/"+bobPath))
+		waitJS(t, ctx, "bob's conversation", `document.body.dataset.ready === 'true' && document.body.dataset.conversation === `+jsString(bob.id.UserID))
+		screenshot(t, ctx, "conversation")
+		// Narrow: the list or the conversation, not both; Back returns.
+		do(t, ctx, chromedp.EmulateViewport(390, 844))
+		if !js[bool](t, ctx, `getComputedStyle(document.getElementById('conversations')).display === 'none'`) {
+			t.Error("the narrow layout shows the list next to the conversation")
+		}
+		screenshot(t, ctx, "narrow-conversation")
+		do(t, ctx, click("link", "Back to conversations"), visible("link", "bob"))
+		if js[bool](t, ctx, `getComputedStyle(document.getElementById('conversation')).display !== 'none'`) {
+			t.Error("the narrow list shows the conversation beside it")
+		}
+		screenshot(t, ctx, "narrow-list")
+		do(t, ctx, chromedp.EmulateViewport(1280, 800))
+	})
+
+	t.Run("relays", func(t *testing.T) {
+		relay := newUser(t, "relay", "--relay-service")
+		do(t, ctx, click("button", "Relays"), typeInto("textbox", "Relay address", relay.addr()), click("button", "Add relay"))
+		remove := "Remove relay " + relay.id.PeerID
+		do(t, ctx, visible("button", remove))
+		waitJS(t, ctx, "the relay to be subscribed", `[...document.querySelectorAll('#relay-list .relay-state')].some(e => e.textContent === 'subscribed')`)
+		screenshot(t, ctx, "relays")
+		do(t, ctx, click("button", remove))
+		waitJS(t, ctx, "the relay to go", `document.querySelectorAll('#relay-list li').length === 0`)
+		do(t, ctx, chromedp.KeyEvent(kb.Escape))
+	})
+
+	t.Run("refused", func(t *testing.T) {
+		host := strings.TrimPrefix(origin, "http://")
+		_, port, _ := strings.Cut(host, ":")
+		// Cookies are kept per host, not per port: the browser holds the
+		// sessions of every daemon the package's tests logged into, each
+		// under its own port's name.
+		cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{origin}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c *network.Cookie
+		for _, k := range cookies.Cookies {
+			if k.Name == "sealpost-session-"+port {
+				c = k
+			}
+		}
+		if c == nil {
+			t.Fatalf("the browser holds no cookie sealpost-session-%s", port)
+		}
+		if !c.HTTPOnly || c.SameSite != network.CookieSameSiteStrict || c.Path != "/" {
+			t.Errorf("session cookie %+v: want HttpOnly, SameSite=Strict, Path=/", c)
+		}
+		session := c.Name + "=" + c.Value
+		send := `{"to":"` + bob.id.UserID + `","text":"forged"}`
+		for _, tt := range []struct {
+			name, method, path string
+			headers            map[string]string
+			status             int
+		}{
+			{"with the session", "GET", "/v1/id", map[string]string{"Cookie": session, "Sec-Fetch-Site": "same-origin"}, 200},
+			{"without the cookie", "GET", "/v1/id", map[string]string{"Sec-Fetch-Site": "same-origin"}, 401},
+			{"without the cookie, send", "POST", "/v1/messages", map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": origin}, 401},
+			{"foreign origin", "POST", "/v1/messages", map[string]string{"Cookie": session, "Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}, 403},
+			{"foreign origin, no fetch metadata", "POST", "/v1/messages", map[string]string{"Cookie": session, "Origin": "http://evil.example"}, 403},
+			{"foreign host", "GET", "/v1/id", map[string]string{"Cookie": session, "Sec-Fetch-Site": "same-origin", "Host": "evil.example:" + port}, 403},
+			{"foreign host, app", "GET", "/", map[string]string{"Host": "rebound.example:" + port}, 403},
+		} {
+			req, _ := http.NewRequest(tt.method, origin+tt.path, strings.NewReader(send))
+			for k, v := range tt.headers {
+				if k == "Host" {
+					req.Host = v
+				} else {
+					req.Header.Set(k, v)
+				}
+			}
+			resp, err := http.DefaultTransport.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.status {
+				t.Errorf("%s: %s %s answered %s %s, want %d", tt.name, tt.method, tt.path, resp.Status, body, tt.status)
+			}
+			if resp.Header.Get("Access-Control-Allow-Origin") != "" {
+				t.Errorf("%s: answered with CORS headers", tt.name)
+			}
+		}
+
+		// A page of another origin on this machine (another port: the same
+		// site for cookies) tries, in the real browser, to send as alice,
+		// to read her API and to load an image with her session.
+		attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			fmt.Fprint(w, `<!doctype html><title>not sealpost</title><p>hello</p>`)
+		}))
+		defer attacker.Close()
+		tab := newTab(t)
+		do(t, tab, chromedp.Navigate(attacker.URL))
+		got := js[map[string]string](t, tab, `(async () => {
+			const app = `+jsString(origin)+`;
+			const out = {};
+			try {
+				await fetch(app + '/v1/messages', {method: 'POST', mode: 'no-cors', credentials: 'include',
+					headers: {'Content-Type': 'text/plain'}, body: `+jsString(send)+`});
+				out.post = 'sent';
+			} catch (e) { out.post = 'failed'; }
+			try {
+				const r = await fetch(app + '/v1/id', {credentials: 'include'});
+				out.read = 'read ' + (await r.text()).slice(0, 40);
+			} catch (e) { out.read = 'failed'; }
+			out.image = await new Promise((resolve) => {
+				const img = new Image();
+				img.onload = () => resolve('loaded');
+				img.onerror = () => resolve('refused');
+				img.src = app + '/qr.svg?text=x';
+			});
+			return out;
+		})()`)
+		if got["read"] != "failed" || got["image"] != "refused" {
+			t.Errorf("a foreign page: %v; want the read to fail and the image refused", got)
+		}
+		for _, m := range alice.lines("messages", "bob") {
+			if m.Text == "forged" {
+				t.Fatalf("a foreign page sent a message as alice (%v)", got)
+			}
+		}
+	})
+
+	t.Run("key change blocks sending until verified", func(t *testing.T) {
+		bob.d.Stop(syscall.SIGTERM)
+		if err := os.RemoveAll(bob.h.Dir); err != nil {
+			t.Fatal(err)
+		}
+		bob.h.Init("--name", "bob")
+		bob.start()
+		// Alice adds bob's new link under the name she knows him by.
+		do(t, ctx,
+			click("button", "Add contact"),
+			typeInto("textbox", "Invite link", bob.invite()),
+			typeInto("textbox", "Name (optional)", "bob"),
+			click("button", "Add"),
+		)
+		waitJS(t, ctx, "the dialog to answer", `!document.getElementById('add-error').hidden || !document.getElementById('dlg-add').open`)
+		if e := js[string](t, ctx, `document.getElementById('add-error').textContent`); !strings.Contains(e, "identity") {
+			t.Errorf("adding bob's new invite says %q, want an identity error", e)
+		}
+		do(t, ctx, chromedp.KeyEvent(kb.Escape), click("link", "bob"))
+		waitJS(t, ctx, "the key-change warning", `!document.getElementById('identity-warning').hidden`)
+		if !js[bool](t, ctx, `document.getElementById('msg-input').disabled && document.getElementById('send').disabled`) {
+			t.Error("the composer is enabled after the key change")
+		}
+		screenshot(t, ctx, "key-change")
+		// Bob tells alice his new safety number.
+		var bc contactJSON
+		bob.h.JSON(&bc, "contact", "add", alice.invite(), "--name", "alice")
+		do(t, ctx, click("button", "Verify"), visible("button", "Verify the new key"))
+		if got := js[string](t, ctx, `document.getElementById('verify-number').textContent`); got != bc.SafetyNumber {
+			t.Errorf("the app offers safety number %q, bob sees %q", got, bc.SafetyNumber)
+		}
+		do(t, ctx, click("button", "Verify the new key"))
+		waitJS(t, ctx, "the warning to go", `document.getElementById('identity-warning').hidden && !document.getElementById('msg-input').disabled`)
+		const text = "welcome back, bob"
+		do(t, ctx, typeInto("textbox", "Message", text), click("button", "Send"))
+		eventually(t, waitFor, func() string {
+			if !slices.ContainsFunc(bob.lines("inbox"), func(m msg) bool { return m.Text == text }) {
+				return "bob's new node lacks alice's message"
+			}
+			return ""
+		})
+	})
+}
+
+// jsString quotes s as a JavaScript string literal.
+func jsString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
