@@ -47,7 +47,7 @@ type rule struct {
 var (
 	libp2p  = []string{"github.com/libp2p/...", "github.com/multiformats/..."}
 	badger  = []string{"github.com/dgraph-io/..."}
-	helpers = []string{"...test", "cmd/sealpost/e2e/..."} // storetest, clocktest, the e2e harness
+	helpers = []string{"...test", "cmd/sealpost/e2e/..."} // storetest, clocktest, nodetest, the e2e harness
 )
 
 var rules = []rule{
@@ -99,7 +99,7 @@ var rules = []rule{
 
 	// Test helpers.
 	{in: []string{"./..."}, except: helpers, deny: helpers,
-		why: "test helpers (storetest, clocktest, the e2e harness) are imported by tests only"},
+		why: "test helpers (storetest, clocktest, nodetest, the e2e harness) are imported by tests only"},
 }
 
 // layers are the module's top-level directories (DESIGN.md §1).
@@ -176,6 +176,7 @@ func TestDependencyRulesCatch(t *testing.T) {
 		{"store/badgerstore", m("crypto/bench")},
 		{"node/messaging", m("store/storetest")},
 		{"node/relay", m("node/internal/clock/clocktest")},
+		{"node/messaging", m("node/nodetest")},
 		{"node/testnet", m("cmd/sealpost/e2e/harness")},
 		{"cmd/sealpost/internal/bench/cryptobench", m("store")},
 	}
@@ -206,6 +207,8 @@ func TestDependencyRulesCatch(t *testing.T) {
 		{"cmd/sealpost/internal/bench/cryptobench", m("crypto/pqxdh")},
 		{"cmd/sealpost/internal/bench/cryptobench", m("cmd/sealpost/internal/bench")},
 		{"store/storetest", m("store")},
+		{"node/nodetest", m("node/relay")},
+		{"node/nodetest", "github.com/libp2p/go-libp2p/p2p/net/mock"},
 		{"store", m("protocol")},
 		{"store", m("crypto/identity")},
 	}

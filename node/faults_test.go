@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
-	"go.uber.org/goleak"
 
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/node/nodetest"
 )
 
 // countingStream counts the streams a WrapStream hook saw, by protocol.
@@ -18,7 +18,7 @@ type countingStream struct {
 }
 
 func TestWrapStreamSeesMessagingStreams(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	nodetest.CheckLeaks(t)
 	var wrapped atomic.Int32
 	wrap := func(s network.Stream) network.Stream {
 		wrapped.Add(1)
@@ -57,7 +57,7 @@ func TestWrapStreamSeesMessagingStreams(t *testing.T) {
 }
 
 func TestDisconnect(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	nodetest.CheckLeaks(t)
 	a := newTestNode(t, nil)
 	defer a.Close()
 	b := newTestNode(t, nil)

@@ -20,8 +20,8 @@ import (
 	"github.com/libp2p/go-libp2p/gologshim"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/goleak"
 
+	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -59,18 +59,6 @@ func startTestNode(t testing.TB, mod func(*Config)) (*Node, error) {
 	return n, nil
 }
 
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func hasPeer(n *Node, id string) bool {
 	for _, p := range n.Peers() {
 		if p.PeerID == id {
@@ -81,10 +69,10 @@ func hasPeer(n *Node, id string) bool {
 }
 
 func TestTwoNodesBootstrap(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	nodetest.CheckLeaks(t)
 	a := newTestNode(t, nil)
 	b := newTestNode(t, func(c *Config) { c.Bootstrap = []string{a.Info().Addrs[0]} })
-	eventually(t, 20*time.Second, "the nodes to list each other in Peers", func() bool {
+	nodetest.WaitFor(t, 20*time.Second, "the nodes to list each other in Peers", func() bool {
 		return hasPeer(a, b.Info().PeerID) && hasPeer(b, a.Info().PeerID)
 	})
 	for _, p := range b.Peers() {
@@ -106,7 +94,7 @@ func TestTwoNodesBootstrap(t *testing.T) {
 			t.Errorf("Info().Addrs has %q, want a /p2p/ suffix", addr)
 		}
 	}
-	eventually(t, 20*time.Second, "both routing tables to hold the other", func() bool {
+	nodetest.WaitFor(t, 20*time.Second, "both routing tables to hold the other", func() bool {
 		sa, err1 := a.Status(context.Background())
 		sb, err2 := b.Status(context.Background())
 		return err1 == nil && err2 == nil && sa.RoutingTable == 1 && sb.RoutingTable == 1
@@ -129,7 +117,7 @@ func TestTwoNodesBootstrap(t *testing.T) {
 }
 
 func TestCloseIdempotent(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	nodetest.CheckLeaks(t)
 	n := newTestNode(t, nil)
 	ch := n.Subscribe(context.Background())
 	var wg sync.WaitGroup
@@ -162,7 +150,7 @@ func peerOf(t testing.TB, n *Node) string {
 }
 
 func TestEvents(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	nodetest.CheckLeaks(t)
 	a := newTestNode(t, nil)
 	b := newTestNode(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -195,7 +183,7 @@ func TestEvents(t *testing.T) {
 		t.Errorf("got %+v, want peer.disconnected of b", e)
 	}
 	cancel()
-	eventually(t, 5*time.Second, "the subscription to end with its context", func() bool {
+	nodetest.WaitFor(t, 5*time.Second, "the subscription to end with its context", func() bool {
 		select {
 		case _, ok := <-events:
 			return !ok
@@ -246,7 +234,7 @@ func TestBusOverflow(t *testing.T) {
 }
 
 func TestConnectErrors(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	nodetest.CheckLeaks(t)
 	n := newTestNode(t, nil)
 	other := peerOf(t, newTestNode(t, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -338,7 +326,7 @@ func contains(ss []string, s string) bool {
 // publish their address records, find every other's, and stop without
 // leaking goroutines. It logs the figures the issue asks for.
 func TestTenNodes(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	nodetest.CheckLeaks(t)
 	const count = 10
 	g0 := runtime.NumGoroutine()
 	nodes := make([]*Node, count)
@@ -353,7 +341,7 @@ func TestTenNodes(t *testing.T) {
 		newTimes = append(newTimes, time.Since(start))
 	}
 	t.Logf("New returned after %v", newTimes)
-	eventually(t, 40*time.Second, "every node to publish its address record", func() bool {
+	nodetest.WaitFor(t, 40*time.Second, "every node to publish its address record", func() bool {
 		for _, n := range nodes {
 			if n.recordStatus().Seq == 0 {
 				return false
@@ -393,10 +381,10 @@ func TestTenNodes(t *testing.T) {
 }
 
 func TestFindDeviceNotFound(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	nodetest.CheckLeaks(t)
 	a := newTestNode(t, nil)
 	b := newTestNode(t, func(c *Config) { c.Bootstrap = []string{a.Info().Addrs[0]} })
-	eventually(t, 20*time.Second, "b's routing table to hold a", func() bool { return b.dht.RoutingTable().Size() > 0 })
+	nodetest.WaitFor(t, 20*time.Second, "b's routing table to hold a", func() bool { return b.dht.RoutingTable().Size() > 0 })
 	nobody := peerOf(t, newTestNode(t, nil))
 	id, err := peer.Decode(nobody)
 	if err != nil {
@@ -414,7 +402,7 @@ func TestFindDeviceNotFound(t *testing.T) {
 // TestLibp2pLogs checks that go-log's (the DHT's) loggers reach the node's
 // logger.
 func TestLibp2pLogs(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	nodetest.CheckLeaks(t)
 	var buf syncBuffer
 	n := newTestNode(t, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&buf, nil)) })
 	golog.Logger("sealpost-test").Error("hello from go-log", "k", 1)
@@ -451,7 +439,7 @@ func (s *syncBuffer) String() string {
 }
 
 func TestMetrics(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	nodetest.CheckLeaks(t)
 	reg := prometheus.NewRegistry()
 	n := newTestNode(t, func(c *Config) { c.Registry = reg })
 	if n.Registry() != reg {
@@ -561,7 +549,7 @@ func rssAnon(t testing.TB) int {
 // is republished when republishEvery passes, and refused by a node whose
 // clock is past its expiry.
 func TestRecordLifecycle(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	nodetest.CheckLeaks(t)
 	start := time.Now()
 	ca, cb := newFakeClock(start), newFakeClock(start)
 	a := newTestNode(t, func(c *Config) { c.Clock = ca })
@@ -571,7 +559,7 @@ func TestRecordLifecycle(t *testing.T) {
 	})
 	// b's first attempts may fail before its routing table fills; its
 	// retries wait on the fake clock, so keep it moving.
-	eventually(t, 20*time.Second, "b to publish its record", func() bool {
+	nodetest.WaitFor(t, 20*time.Second, "b to publish its record", func() bool {
 		cb.Advance(time.Second)
 		return b.recordStatus().Seq != 0
 	})
@@ -583,7 +571,7 @@ func TestRecordLifecycle(t *testing.T) {
 	}
 
 	cb.Advance(republishEvery)
-	eventually(t, 20*time.Second, "b to republish", func() bool { return b.recordStatus().Seq > first.Seq })
+	nodetest.WaitFor(t, 20*time.Second, "b to republish", func() bool { return b.recordStatus().Seq > first.Seq })
 	if got := b.recordStatus(); !got.Expires.After(first.Expires) {
 		t.Errorf("republished record expires %s, first one %s", got.Expires, first.Expires)
 	}
@@ -601,7 +589,7 @@ func TestRecordLifecycle(t *testing.T) {
 // TestBootstrapRetry: a node whose bootstrap peer is down at first keeps
 // trying and joins once the peer is up.
 func TestBootstrapRetry(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	nodetest.CheckLeaks(t)
 	ctx := context.Background()
 	st := store.NewMemory()
 	defer st.Close()
@@ -624,7 +612,7 @@ func TestBootstrapRetry(t *testing.T) {
 	if err != nil {
 		t.Fatalf("restart the bootstrap node on %s: %v", listen, err)
 	}
-	eventually(t, 30*time.Second, "b to join through the restarted bootstrap node", func() bool {
+	nodetest.WaitFor(t, 30*time.Second, "b to join through the restarted bootstrap node", func() bool {
 		return b.dht.RoutingTable().Size() == 1
 	})
 	b.Close()
@@ -645,7 +633,7 @@ func (g refuseDials) InterceptUpgraded(network.Conn) (bool, control.DisconnectRe
 }
 
 func TestConnGater(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	nodetest.CheckLeaks(t)
 	a := newTestNode(t, nil)
 	b := newTestNode(t, func(c *Config) { c.ConnGater = refuseDials{a.ID()} })
 	if err := b.Connect(context.Background(), a.Info().Addrs[0]); !errors.Is(err, ErrUnreachable) {
@@ -658,7 +646,7 @@ func TestConnGater(t *testing.T) {
 // TestProfiles starts a node of each profile on loopback (mDNS off: tests
 // send nothing beyond loopback).
 func TestProfiles(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	nodetest.CheckLeaks(t)
 	for _, p := range []Profile{Personal, Relay, Test} {
 		n := newTestNode(t, func(c *Config) {
 			d, err := Defaults(p)

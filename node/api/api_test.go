@@ -14,18 +14,19 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"go.uber.org/goleak"
 
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/home"
+	"github.com/sealpost/sealpost/node/nodetest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { nodetest.VerifyTestMain(m) }
 
 // fakeNode is a Node whose answers the tests set.
 type fakeNode struct {
@@ -33,6 +34,8 @@ type fakeNode struct {
 	connectErr error
 	statusErr  error
 	events     chan node.Event
+	// subscribed counts the Subscribe calls.
+	subscribed atomic.Int32
 
 	mu        sync.Mutex
 	connected []string
@@ -63,6 +66,7 @@ func (f *fakeNode) Status(ctx context.Context) (node.Status, error) {
 	return node.Status{Peers: len(f.connected), DHTMode: "server"}, f.statusErr
 }
 func (f *fakeNode) Subscribe(ctx context.Context) <-chan node.Event {
+	f.subscribed.Add(1)
 	out := make(chan node.Event)
 	go func() {
 		defer close(out)
@@ -442,12 +446,13 @@ func TestEvents(t *testing.T) {
 }
 
 func TestEventsCancel(t *testing.T) {
-	_, sock, _ := serve(t, newFake())
+	f := newFake()
+	_, sock, _ := serve(t, f)
 	c := unixClient(t, sock)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- c.Events(ctx, func(Event) error { return nil }) }()
-	time.Sleep(50 * time.Millisecond)
+	nodetest.WaitFor(t, 10*time.Second, "the server to subscribe", func() bool { return f.subscribed.Load() == 1 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Events after cancel: %v, want nil", err)

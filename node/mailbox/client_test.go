@@ -11,50 +11,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
-	"go.uber.org/goleak"
 
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/crypto/seal"
 	"github.com/sealpost/sealpost/node/mailbox"
+	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/node/relay"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"))
-}
-
-// testRelay is a relay server on a loopback host with an in-memory store.
-type testRelay struct {
-	h    host.Host
-	srv  *relay.Server
-	addr string
-}
-
-func newRelay(t *testing.T, res relay.Resources) *testRelay {
-	t.Helper()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := store.NewMemory()
-	srv, err := relay.New(h, st, res, relay.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		srv.Close()
-		h.Close()
-		st.Close()
-	})
-	return &testRelay{h: h, srv: srv, addr: fmt.Sprintf("%s/p2p/%s", h.Addrs()[0], h.ID())}
-}
+func TestMain(m *testing.M) { nodetest.VerifyTestMain(m) }
 
 func newClient(t *testing.T) (*mailbox.Client, store.Store) {
 	t.Helper()
@@ -71,10 +41,10 @@ func newClient(t *testing.T) (*mailbox.Client, store.Store) {
 }
 
 // own makes a mailbox on r and commits it to st.
-func own(t *testing.T, c *mailbox.Client, st store.Store, r *testRelay) store.Mailbox {
+func own(t *testing.T, c *mailbox.Client, st store.Store, r *nodetest.Relay) store.Mailbox {
 	t.Helper()
 	ctx := context.Background()
-	m, err := c.Create(ctx, r.addr)
+	m, err := c.Create(ctx, r.Addr)
 	if err != nil {
 		t.Fatalf("Create: %v", err)
 	}
@@ -108,9 +78,9 @@ func envelope(t *testing.T, m *store.Mailbox, payload string) []byte {
 	return env
 }
 
-func boxOf(t *testing.T, r *testRelay, m *store.Mailbox, tok []byte) mailbox.Box {
+func boxOf(t *testing.T, r *nodetest.Relay, m *store.Mailbox, tok []byte) mailbox.Box {
 	t.Helper()
-	id, a, err := mailbox.ParseAddr(r.addr)
+	id, a, err := mailbox.ParseAddr(r.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +89,7 @@ func boxOf(t *testing.T, r *testRelay, m *store.Mailbox, tok []byte) mailbox.Box
 
 func TestDepositFetchSubscribe(t *testing.T) {
 	ctx := context.Background()
-	r := newRelay(t, relay.DefaultResources())
+	r := nodetest.StartRelay(t, nodetest.RelayOptions{})
 	owner, ost := newClient(t)
 	m := own(t, owner, ost, r)
 	tok := token()
@@ -138,7 +108,7 @@ func TestDepositFetchSubscribe(t *testing.T) {
 		t.Fatalf("Deposit: %v", err)
 	}
 	for i, x := range res {
-		if x.Err != nil || x.Receipt.Relay != r.h.ID() || !x.Receipt.StoredUntil.After(time.Now()) {
+		if x.Err != nil || x.Receipt.Relay != r.Host.ID() || !x.Receipt.StoredUntil.After(time.Now()) {
 			t.Fatalf("deposit %d: %+v", i, x)
 		}
 	}
@@ -170,13 +140,13 @@ func TestDepositFetchSubscribe(t *testing.T) {
 		defer mu.Unlock()
 		return len(got)
 	}
-	waitFor(t, "the backlog", func() bool { return count() == 5 })
-	waitFor(t, "the subscription", func() bool { return state(owner) == "subscribed" })
+	nodetest.WaitFor(t, 10*time.Second, "the backlog", func() bool { return count() == 5 })
+	nodetest.WaitFor(t, 10*time.Second, "the subscription", func() bool { return state(owner) == "subscribed" })
 	// Pushed while subscribed.
 	if res, err := sender.Deposit(ctx, box, [][]byte{envelope(t, &m, "pushed")}); err != nil || res[0].Err != nil {
 		t.Fatalf("Deposit: %v %v", err, res[0].Err)
 	}
-	waitFor(t, "the pushed envelope", func() bool { return count() == 6 })
+	nodetest.WaitFor(t, 10*time.Second, "the pushed envelope", func() bool { return count() == 6 })
 	mu.Lock()
 	want := []string{"backlog 0", "backlog 1", "backlog 2", "backlog 3", "backlog 4", "pushed"}
 	if !slices.Equal(got, want) {
@@ -184,7 +154,7 @@ func TestDepositFetchSubscribe(t *testing.T) {
 	}
 	mu.Unlock()
 	// Acknowledged: the relay holds nothing any more.
-	waitFor(t, "the acknowledgements", func() bool {
+	nodetest.WaitFor(t, 10*time.Second, "the acknowledgements", func() bool {
 		s := owner.Statuses()
 		return len(s) == 1 && s[0].Stored == 0
 	})
@@ -193,7 +163,7 @@ func TestDepositFetchSubscribe(t *testing.T) {
 func TestRefusals(t *testing.T) {
 	ctx := context.Background()
 	res := relay.DefaultResources()
-	r := newRelay(t, res)
+	r := nodetest.StartRelay(t, nodetest.RelayOptions{Resources: res})
 	owner, ost := newClient(t)
 	m := own(t, owner, ost, r)
 	sender, _ := newClient(t)
@@ -268,10 +238,10 @@ func TestRefusals(t *testing.T) {
 // TestClientKeys: the relay sees the client key of the mailbox (one per
 // relay), never another; two relays see two keys.
 func TestClientKeys(t *testing.T) {
-	r1, r2 := newRelay(t, relay.DefaultResources()), newRelay(t, relay.DefaultResources())
+	r1, r2 := nodetest.StartRelay(t, nodetest.RelayOptions{}), nodetest.StartRelay(t, nodetest.RelayOptions{})
 	c, st := newClient(t)
 	m1, m2 := own(t, c, st, r1), own(t, c, st, r2)
-	p1, p2 := r1.h.Network().Peers(), r2.h.Network().Peers()
+	p1, p2 := r1.Host.Network().Peers(), r2.Host.Network().Peers()
 	if len(p1) != 1 || len(p2) != 1 || p1[0] == p2[0] {
 		t.Fatalf("relays see peers %v and %v: want one each, not the same", p1, p2)
 	}
@@ -294,20 +264,9 @@ func TestClientKeys(t *testing.T) {
 	if out, err := c.Deposit(ctx, boxOf(t, r1, &m1, tok), [][]byte{envelope(t, &m1, "x")}); err != nil || out[0].Err != nil {
 		t.Fatalf("Deposit: %v %v", err, out[0].Err)
 	}
-	p1 = r1.h.Network().Peers()
+	p1 = r1.Host.Network().Peers()
 	if len(p1) != 2 || !slices.Contains(p1, clientPeer(t, &m1)) {
 		t.Fatalf("relay 1 sees %v: want the owner's key and another", p1)
-	}
-}
-
-func waitFor(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -335,7 +294,7 @@ func clientPeer(t *testing.T, m *store.Mailbox) peer.ID {
 
 func TestPrekeys(t *testing.T) {
 	ctx := context.Background()
-	r := newRelay(t, relay.DefaultResources())
+	r := nodetest.StartRelay(t, nodetest.RelayOptions{})
 	owner, ost := newClient(t)
 	m := own(t, owner, ost, r)
 	tok := token()
@@ -384,7 +343,7 @@ func TestPrekeys(t *testing.T) {
 // relay's list of depositors shows both keys and no other.
 func TestDepositKeyRotates(t *testing.T) {
 	ctx := context.Background()
-	r := newRelay(t, relay.DefaultResources())
+	r := nodetest.StartRelay(t, nodetest.RelayOptions{})
 	owner, ost := newClient(t)
 	m := own(t, owner, ost, r)
 	tok := token()
@@ -414,7 +373,7 @@ func TestDepositKeyRotates(t *testing.T) {
 	}
 	depositors := func() []string {
 		var ids []string
-		for _, p := range r.srv.RecentPeers().Depositors {
+		for _, p := range r.Server.RecentPeers().Depositors {
 			ids = append(ids, p.PeerID)
 		}
 		return ids
@@ -430,7 +389,7 @@ func TestDepositKeyRotates(t *testing.T) {
 	// round moves the clock past IdleTimeout and leaves the janitor more
 	// than one tick before depositing (a deposit makes the host busy
 	// again), so a slow machine only takes more rounds.
-	waitFor(t, "a deposit under a new key", func() bool {
+	nodetest.WaitFor(t, 10*time.Second, "a deposit under a new key", func() bool {
 		mu.Lock()
 		now = now.Add(2 * time.Second)
 		mu.Unlock()
@@ -447,7 +406,7 @@ func TestDepositKeyRotates(t *testing.T) {
 			t.Errorf("a deposit came under the owner's client key %s", id)
 		}
 	}
-	owners := r.srv.RecentPeers().Owners
+	owners := r.Server.RecentPeers().Owners
 	if len(owners) != 1 || owners[0].PeerID != clientPeer(t, &m).String() {
 		t.Errorf("owners %v: want only the mailbox's client key", owners)
 	}

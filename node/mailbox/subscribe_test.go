@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/node/mailbox"
-	"github.com/sealpost/sealpost/node/relay"
+	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -18,7 +18,7 @@ import (
 // the client subscribed again waited for it.)
 func TestQuietSubscriptionStays(t *testing.T) {
 	ctx := context.Background()
-	r := newRelay(t, relay.DefaultResources())
+	r := nodetest.StartRelay(t, nodetest.RelayOptions{})
 	var (
 		mu     sync.Mutex
 		states []string
@@ -51,7 +51,7 @@ func TestQuietSubscriptionStays(t *testing.T) {
 		cancel()
 		<-done
 	}()
-	waitFor(t, "the subscription", func() bool { return state(owner) == mailbox.StateSubscribed })
+	nodetest.WaitFor(t, 10*time.Second, "the subscription", func() bool { return state(owner) == mailbox.StateSubscribed })
 	time.Sleep(5 * 300 * time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()

@@ -18,6 +18,7 @@ import (
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/protocol"
 )
 
@@ -45,7 +46,7 @@ func newAttacker(t *testing.T, target *tnode) *attacker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.Connect(ctxT(t), *ai); err != nil {
+	if err := h.Connect(nodetest.Context(t), *ai); err != nil {
 		t.Fatal(err)
 	}
 	id, err := identity.Generate(rand.Reader)
@@ -189,7 +190,7 @@ func TestBadInput(t *testing.T) {
 	alice := newPeer(t, "alice", withConfig(tcpOnly))
 	befriend(t, alice, bob)
 	wait(t, alice, send(t, alice, "bob", "still there?"), messaging.StateSent)
-	if s, err := a.h.NewStream(ctxT(t), a.target, libp2pproto.ID(protocol.BundleProtocol)); err == nil {
+	if s, err := a.h.NewStream(nodetest.Context(t), a.target, libp2pproto.ID(protocol.BundleProtocol)); err == nil {
 		// A bundle request with a bad frame is refused too.
 		s.Write(frame([]byte{0xff}))
 		s.CloseWrite()

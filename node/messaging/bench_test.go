@@ -8,6 +8,7 @@ import (
 
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/protocol"
 )
 
@@ -43,7 +44,7 @@ func benchDelivery(b *testing.B, opts messaging.Options) {
 		go func() {
 			defer wg.Done()
 			for next.Add(1) <= int64(b.N) {
-				r, err := alice.m.Send(ctxT(b), "bob", text)
+				r, err := alice.m.Send(nodetest.Context(b), "bob", text)
 				if err != nil {
 					b.Error(err)
 					return

@@ -11,6 +11,7 @@ import (
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/internal/clock/clocktest"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 	"github.com/sealpost/sealpost/store/badgerstore"
@@ -27,6 +28,11 @@ type tnode struct {
 	listen []string
 	mod    func(*node.Config)
 	closed bool
+
+	// On a MockNet the peer is the messaging service alone, on a host of
+	// the mock network (n is nil): for tests where the transport does not
+	// matter.
+	mock *nodetest.MockNet
 }
 
 type peerOpt func(*tnode)
@@ -35,6 +41,12 @@ type peerOpt func(*tnode)
 // that it survives a restart.
 func onDisk() peerOpt {
 	return func(p *tnode) { p.dir = filepath.Join(p.t.TempDir(), "store") }
+}
+
+// onMockNet runs the peer's messaging service on a host of mn instead of
+// a whole node on loopback.
+func onMockNet(mn *nodetest.MockNet) peerOpt {
+	return func(p *tnode) { p.mock = mn }
 }
 
 // withConfig changes the node's Config before it starts.
@@ -69,6 +81,10 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *tnode {
 
 func (p *tnode) start() {
 	p.t.Helper()
+	if p.mock != nil {
+		p.startMock()
+		return
+	}
 	cfg, err := node.Defaults(node.Test)
 	if err != nil {
 		p.t.Fatal(err)
@@ -95,6 +111,36 @@ func (p *tnode) start() {
 	}
 }
 
+// startMock starts the messaging service alone on a MockNet host with
+// the device key the store holds.
+func (p *tnode) startMock() {
+	p.t.Helper()
+	ctx := nodetest.Context(p.t)
+	self, err := node.ReadSelf(ctx, p.st)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	h := p.mock.Host(self.Key)
+	// The messaging options and the clock of the node configuration
+	// withConfig makes; the rest is about the node around the service.
+	ncfg, err := node.Defaults(node.Test)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if p.mod != nil {
+		p.mod(&ncfg)
+	}
+	cfg := messaging.Config{Host: h, Store: p.st, Clock: ncfg.Clock, Options: ncfg.Messaging}
+	if os.Getenv("SEALPOST_TEST_LOG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("node", p.name)
+	}
+	m, err := messaging.New(ctx, cfg)
+	if err != nil {
+		p.t.Fatalf("%s: messaging.New: %v", p.name, err)
+	}
+	p.m, p.closed = m, false
+}
+
 // stop closes the node, and the store too.
 func (p *tnode) stop() {
 	p.t.Helper()
@@ -102,7 +148,7 @@ func (p *tnode) stop() {
 		return
 	}
 	p.closed = true
-	if err := p.n.Close(); err != nil {
+	if err := p.closeService(); err != nil {
 		p.t.Errorf("%s: Close: %v", p.name, err)
 	}
 	if err := p.st.Close(); err != nil {
@@ -126,26 +172,28 @@ func (p *tnode) restart() {
 func (p *tnode) close() {
 	if !p.closed {
 		p.closed = true
-		p.n.Close()
+		p.closeService()
 		p.st.Close()
 	}
 }
 
-func ctxT(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
+// closeService closes the node, or the service alone on a MockNet.
+func (p *tnode) closeService() error {
+	if p.n == nil {
+		return p.m.Close()
+	}
+	return p.n.Close()
 }
 
 // befriend has b invite a and a add b under the name b.name; b's node
 // accepts a when its first message arrives.
 func befriend(t testing.TB, a, b *tnode) {
 	t.Helper()
-	inv, err := b.m.Invite(ctxT(t))
+	inv, err := b.m.Invite(nodetest.Context(t))
 	if err != nil {
 		t.Fatalf("%s: Invite: %v", b.name, err)
 	}
-	if _, err := a.m.AddContact(ctxT(t), inv.Link, b.name); err != nil {
+	if _, err := a.m.AddContact(nodetest.Context(t), inv.Link, b.name); err != nil {
 		t.Fatalf("%s: AddContact: %v", a.name, err)
 	}
 }
@@ -153,7 +201,7 @@ func befriend(t testing.TB, a, b *tnode) {
 // send sends text and fails the test on an error.
 func send(t testing.TB, from *tnode, to, text string) protocol.MessageID {
 	t.Helper()
-	r, err := from.m.Send(ctxT(t), to, text)
+	r, err := from.m.Send(nodetest.Context(t), to, text)
 	if err != nil {
 		t.Fatalf("%s: Send to %s: %v", from.name, to, err)
 	}
@@ -167,7 +215,7 @@ func send(t testing.TB, from *tnode, to, text string) protocol.MessageID {
 // wait waits for an outgoing message to reach state.
 func wait(t testing.TB, p *tnode, id protocol.MessageID, state string) {
 	t.Helper()
-	got, err := p.m.WaitState(ctxT(t), id, state)
+	got, err := p.m.WaitState(nodetest.Context(t), id, state)
 	if err != nil {
 		t.Fatalf("%s: WaitState(%s, %s): got %q, %v", p.name, id, state, got, err)
 	}
@@ -176,23 +224,11 @@ func wait(t testing.TB, p *tnode, id protocol.MessageID, state string) {
 // inbox returns every received message.
 func inbox(t testing.TB, p *tnode) []messaging.Message {
 	t.Helper()
-	msgs, _, err := p.m.Inbox(ctxT(t), 0, 0)
+	msgs, _, err := p.m.Inbox(nodetest.Context(t), 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return msgs
-}
-
-// eventually polls cond until it holds or d passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // newFakeClock returns a node.Clock that moves only when Advance is called.

@@ -16,31 +16,21 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
-	"go.uber.org/goleak"
 
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// libp2p and badger keep process-wide workers.
-		goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
-		goleak.IgnoreTopFunction("github.com/libp2p/go-libp2p/p2p/transport/quicreuse.(*reuse).gc"),
-		goleak.IgnoreAnyFunction("github.com/dgraph-io/badger/v4.(*DB).monitorCache"),
-		goleak.IgnoreTopFunction("github.com/golang/glog.(*fileSink).flushDaemon"),
-		goleak.IgnoreTopFunction("github.com/dgraph-io/ristretto/v2.(*defaultPolicy[...]).processItems"),
-		goleak.IgnoreTopFunction("github.com/dgraph-io/ristretto/v2.(*Cache[...]).processItems"),
-		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
-	)
-}
+func TestMain(m *testing.M) { nodetest.VerifyTestMain(m) }
 
 func TestTwoNodesExchangeMessages(t *testing.T) {
-	alice := newPeer(t, "alice")
-	bob := newPeer(t, "bob")
+	mn := nodetest.NewMockNet(t)
+	alice := newPeer(t, "alice", onMockNet(mn))
+	bob := newPeer(t, "bob", onMockNet(mn))
 	befriend(t, alice, bob)
 
 	id := send(t, alice, "bob", "hello bob")
@@ -53,7 +43,7 @@ func TestTwoNodesExchangeMessages(t *testing.T) {
 	if m.Text != "hello bob" || m.From != alice.m.UserID().String() || m.FromName != "alice" || m.Seq != 1 || m.Request {
 		t.Errorf("bob's inbox: %+v", m)
 	}
-	c, err := bob.m.Contact(ctxT(t), "alice")
+	c, err := bob.m.Contact(nodetest.Context(t), "alice")
 	if err != nil {
 		t.Fatalf("bob has no contact alice: %v", err)
 	}
@@ -61,13 +51,13 @@ func TestTwoNodesExchangeMessages(t *testing.T) {
 		t.Errorf("bob's contact alice: %+v", c)
 	}
 	// Accepting an accepted contact does nothing.
-	if _, err := bob.m.Accept(ctxT(t), alice.m.UserID().String()); err != nil {
+	if _, err := bob.m.Accept(nodetest.Context(t), alice.m.UserID().String()); err != nil {
 		t.Errorf("Accept of an accepted contact: %v", err)
 	}
 
 	reply := send(t, bob, "alice", "hello alice")
 	wait(t, bob, reply, messaging.StateDelivered)
-	conv, err := alice.m.Messages(ctxT(t), "bob", 0)
+	conv, err := alice.m.Messages(nodetest.Context(t), "bob", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +75,7 @@ func TestTwoNodesExchangeMessages(t *testing.T) {
 		send(t, bob, "alice", fmt.Sprintf("b%d", i))
 	}
 	wait(t, alice, ids[len(ids)-1], messaging.StateDelivered)
-	conv, err = bob.m.Messages(ctxT(t), "alice", 0)
+	conv, err = bob.m.Messages(nodetest.Context(t), "alice", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +93,7 @@ func TestTwoNodesExchangeMessages(t *testing.T) {
 		seq = m.Seq
 	}
 	// A window of the conversation is its end.
-	last, err := bob.m.Messages(ctxT(t), "alice", 5)
+	last, err := bob.m.Messages(nodetest.Context(t), "alice", 5)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +110,7 @@ func TestTwoNodesExchangeMessages(t *testing.T) {
 	var paged []messaging.Message
 	cursor := uint64(0)
 	for {
-		page, next, err := bob.m.Inbox(ctxT(t), cursor, 7)
+		page, next, err := bob.m.Inbox(nodetest.Context(t), cursor, 7)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,31 +131,31 @@ func TestTwoNodesExchangeMessages(t *testing.T) {
 }
 
 func TestSendRefusals(t *testing.T) {
-	alice := newPeer(t, "alice")
-	if _, err := alice.m.Send(ctxT(t), "nobody", "hi"); !errors.Is(err, messaging.ErrUnknownContact) {
+	alice := newPeer(t, "alice", onMockNet(nodetest.NewMockNet(t)))
+	if _, err := alice.m.Send(nodetest.Context(t), "nobody", "hi"); !errors.Is(err, messaging.ErrUnknownContact) {
 		t.Errorf("Send to an unknown contact: got %v, want ErrUnknownContact", err)
 	}
-	if _, err := alice.m.Send(ctxT(t), "nobody", ""); !errors.Is(err, messaging.ErrEmptyMessage) {
+	if _, err := alice.m.Send(nodetest.Context(t), "nobody", ""); !errors.Is(err, messaging.ErrEmptyMessage) {
 		t.Errorf("Send of nothing: got %v, want ErrEmptyMessage", err)
 	}
 	long := make([]byte, messaging.MaxText+1)
 	for i := range long {
 		long[i] = 'x'
 	}
-	if _, err := alice.m.Send(ctxT(t), "nobody", string(long)); !errors.Is(err, messaging.ErrTooLong) {
+	if _, err := alice.m.Send(nodetest.Context(t), "nobody", string(long)); !errors.Is(err, messaging.ErrTooLong) {
 		t.Errorf("Send of a long text: got %v, want ErrTooLong", err)
 	}
-	inv, err := alice.m.Invite(ctxT(t))
+	inv, err := alice.m.Invite(nodetest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(inv.Link) > 300 {
 		t.Errorf("invite link of %d characters, want at most 300: %s", len(inv.Link), inv.Link)
 	}
-	if _, err := alice.m.AddContact(ctxT(t), inv.Link, "me"); !errors.Is(err, messaging.ErrInvalidLink) {
+	if _, err := alice.m.AddContact(nodetest.Context(t), inv.Link, "me"); !errors.Is(err, messaging.ErrInvalidLink) {
 		t.Errorf("AddContact of the own invite: got %v, want ErrInvalidLink", err)
 	}
-	if _, err := alice.m.AddContact(ctxT(t), "sealpost://garbage", "x"); !errors.Is(err, messaging.ErrInvalidLink) {
+	if _, err := alice.m.AddContact(nodetest.Context(t), "sealpost://garbage", "x"); !errors.Is(err, messaging.ErrInvalidLink) {
 		t.Errorf("AddContact of a bad link: got %v, want ErrInvalidLink", err)
 	}
 }
@@ -173,17 +163,17 @@ func TestSendRefusals(t *testing.T) {
 func TestMessageRequest(t *testing.T) {
 	alice := newPeer(t, "alice")
 	bob := newPeer(t, "bob")
-	events := bob.n.Subscribe(ctxT(t))
-	inv, err := bob.m.Invite(ctxT(t))
+	events := bob.n.Subscribe(nodetest.Context(t))
+	inv, err := bob.m.Invite(nodetest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A revoked invite still leads to the device, but its secret no longer
 	// makes alice a contact: she is a stranger.
-	if err := bob.m.RevokeInvite(ctxT(t), inv.Link); err != nil {
+	if err := bob.m.RevokeInvite(nodetest.Context(t), inv.Link); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.m.AddContact(ctxT(t), inv.Link, "bob"); err != nil {
+	if _, err := alice.m.AddContact(nodetest.Context(t), inv.Link, "bob"); err != nil {
 		t.Fatal(err)
 	}
 	id := send(t, alice, "bob", "hello, do you remember me?")
@@ -202,19 +192,19 @@ func TestMessageRequest(t *testing.T) {
 	if len(got) != 1 || !got[0].Request || got[0].Text != "hello, do you remember me?" {
 		t.Fatalf("bob's inbox: %+v", got)
 	}
-	c, err := bob.m.Contact(ctxT(t), alice.m.UserID().String())
+	c, err := bob.m.Contact(nodetest.Context(t), alice.m.UserID().String())
 	if err != nil || c.State != "request" {
 		t.Fatalf("bob's contact for alice: %+v, %v", c, err)
 	}
-	if _, err := bob.m.Send(ctxT(t), "alice", "hi"); !errors.Is(err, messaging.ErrNotAccepted) {
+	if _, err := bob.m.Send(nodetest.Context(t), "alice", "hi"); !errors.Is(err, messaging.ErrNotAccepted) {
 		t.Errorf("Send to a request: got %v, want ErrNotAccepted", err)
 	}
 	// No receipt went back: the message is still only sent.
-	conv, err := alice.m.Messages(ctxT(t), "bob", 0)
+	conv, err := alice.m.Messages(nodetest.Context(t), "bob", 0)
 	if err != nil || len(conv) != 1 || conv[0].State != messaging.StateSent {
 		t.Fatalf("alice's conversation before accept: %+v, %v", conv, err)
 	}
-	if _, err := bob.m.Accept(ctxT(t), "alice"); err != nil {
+	if _, err := bob.m.Accept(nodetest.Context(t), "alice"); err != nil {
 		t.Fatal(err)
 	}
 	wait(t, alice, id, messaging.StateDelivered)
@@ -230,7 +220,7 @@ func outboxEntry(t *testing.T, p *tnode, id protocol.MessageID) (store.OutboxEnt
 	t.Helper()
 	var e store.OutboxEntry
 	found := false
-	err := p.st.View(ctxT(t), func(tx *store.Tx) error {
+	err := p.st.View(nodetest.Context(t), func(tx *store.Tx) error {
 		var err error
 		e, err = tx.Outbox().Get(id)
 		if errors.Is(err, store.ErrNotFound) {
@@ -268,7 +258,7 @@ func TestRetryWithBackoff(t *testing.T) {
 		}
 		return e.Attempts
 	}
-	eventually(t, 30*time.Second, "the first attempt to fail", func() bool { return attempts() >= 1 })
+	nodetest.WaitFor(t, 30*time.Second, "the first attempt to fail", func() bool { return attempts() >= 1 })
 	e, _ := outboxEntry(t, alice, id)
 	if d := e.NextAttempt.Sub(clk.Now()); d < opts.RetryMin/2 || d > opts.RetryMin {
 		t.Errorf("first retry in %s, want between %s and %s", d, opts.RetryMin/2, opts.RetryMin)
@@ -277,13 +267,13 @@ func TestRetryWithBackoff(t *testing.T) {
 	// message shows failed after FailAfter attempts and is still retried.
 	for n := uint32(2); n <= uint32(opts.FailAfter)+1; n++ {
 		clk.Advance(opts.RetryMax)
-		eventually(t, 30*time.Second, fmt.Sprintf("attempt %d", n), func() bool { return attempts() >= n })
+		nodetest.WaitFor(t, 30*time.Second, fmt.Sprintf("attempt %d", n), func() bool { return attempts() >= n })
 	}
 	e, _ = outboxEntry(t, alice, id)
 	if e.LastError == "" {
 		t.Error("the outbox entry has no error after failed attempts")
 	}
-	conv, err := alice.m.Messages(ctxT(t), "bob", 0)
+	conv, err := alice.m.Messages(nodetest.Context(t), "bob", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +293,7 @@ func TestRetryWithBackoff(t *testing.T) {
 func identityOf(t *testing.T, p *tnode) []byte {
 	t.Helper()
 	var self store.Self
-	err := p.st.View(ctxT(t), func(tx *store.Tx) error {
+	err := p.st.View(nodetest.Context(t), func(tx *store.Tx) error {
 		var err error
 		self, err = tx.Self()
 		return err
@@ -323,7 +313,7 @@ func identityOf(t *testing.T, p *tnode) []byte {
 func sessions(t *testing.T, p, other *tnode) int {
 	t.Helper()
 	n := 0
-	err := p.st.View(ctxT(t), func(tx *store.Tx) error {
+	err := p.st.View(nodetest.Context(t), func(tx *store.Tx) error {
 		all, err := tx.Sessions().List(other.m.UserID())
 		n = len(all)
 		return err
@@ -364,7 +354,7 @@ func TestDuplicatesAndReplays(t *testing.T) {
 		for _, c := range cts {
 			items = append(items, messaging.Incoming{Identity: from, Device: dev, Ciphertext: c})
 		}
-		codes, err := bob.m.Receive(ctxT(t), items)
+		codes, err := bob.m.Receive(nodetest.Context(t), items)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -402,7 +392,7 @@ func TestDuplicatesAndReplays(t *testing.T) {
 
 	// After the contact and its sessions are removed, a replayed first
 	// message creates neither a contact nor a session.
-	if err := bob.m.Remove(ctxT(t), "alice"); err != nil {
+	if err := bob.m.Remove(nodetest.Context(t), "alice"); err != nil {
 		t.Fatal(err)
 	}
 	if codes := receive(e1.Payload); codes[0] != protocol.CodeOK {
@@ -414,7 +404,7 @@ func TestDuplicatesAndReplays(t *testing.T) {
 	if n := sessions(t, bob, alice); n != 0 {
 		t.Errorf("bob has %d sessions with alice after replays to a removed contact, want 0", n)
 	}
-	if _, err := bob.m.Contact(ctxT(t), alice.m.UserID().String()); !errors.Is(err, messaging.ErrUnknownContact) {
+	if _, err := bob.m.Contact(nodetest.Context(t), alice.m.UserID().String()); !errors.Is(err, messaging.ErrUnknownContact) {
 		t.Errorf("a replay made a contact: %v", err)
 	}
 	if got := inbox(t, bob); len(got) != 2 {
@@ -426,7 +416,7 @@ func TestDuplicatesAndReplays(t *testing.T) {
 func activeSession(t *testing.T, p, other *tnode) store.SessionID {
 	t.Helper()
 	var c store.Contact
-	err := p.st.View(ctxT(t), func(tx *store.Tx) error {
+	err := p.st.View(nodetest.Context(t), func(tx *store.Tx) error {
 		var err error
 		c, err = tx.Contacts().Get(other.m.UserID())
 		return err
@@ -443,20 +433,21 @@ func activeSession(t *testing.T, p, other *tnode) store.SessionID {
 // conversation (the same active session) with every message delivered
 // once.
 func TestSimultaneousInitiation(t *testing.T) {
-	alice := newPeer(t, "alice")
-	bob := newPeer(t, "bob")
-	invA, err := alice.m.Invite(ctxT(t))
+	mn := nodetest.NewMockNet(t)
+	alice := newPeer(t, "alice", onMockNet(mn))
+	bob := newPeer(t, "bob", onMockNet(mn))
+	invA, err := alice.m.Invite(nodetest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	invB, err := bob.m.Invite(ctxT(t))
+	invB, err := bob.m.Invite(nodetest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.m.AddContact(ctxT(t), invB.Link, "bob"); err != nil {
+	if _, err := alice.m.AddContact(nodetest.Context(t), invB.Link, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bob.m.AddContact(ctxT(t), invA.Link, "alice"); err != nil {
+	if _, err := bob.m.AddContact(nodetest.Context(t), invA.Link, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	if activeSession(t, alice, bob) == activeSession(t, bob, alice) {
@@ -470,7 +461,7 @@ func TestSimultaneousInitiation(t *testing.T) {
 		go func() {
 			defer close(done)
 			for i := range perRound {
-				r, err := bob.m.Send(ctxT(t), "alice", fmt.Sprintf("b%d.%d", r, i))
+				r, err := bob.m.Send(nodetest.Context(t), "alice", fmt.Sprintf("b%d.%d", r, i))
 				if err != nil {
 					t.Errorf("bob: Send: %v", err)
 					return
@@ -544,18 +535,18 @@ func TestSimultaneousInitiationPartitioned(t *testing.T) {
 	}
 	alice := newPeer(t, "alice", onDisk(), withConfig(cfg(&ga)))
 	bob := newPeer(t, "bob", onDisk(), withConfig(cfg(&gb)))
-	invA, err := alice.m.Invite(ctxT(t))
+	invA, err := alice.m.Invite(nodetest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	invB, err := bob.m.Invite(ctxT(t))
+	invB, err := bob.m.Invite(nodetest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.m.AddContact(ctxT(t), invB.Link, "bob"); err != nil {
+	if _, err := alice.m.AddContact(nodetest.Context(t), invB.Link, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bob.m.AddContact(ctxT(t), invA.Link, "alice"); err != nil {
+	if _, err := bob.m.AddContact(nodetest.Context(t), invA.Link, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	// Restart both behind closed gates: no connection survives.
@@ -619,7 +610,7 @@ func TestReceiverRestartMidStream(t *testing.T) {
 	go func() {
 		defer close(sent)
 		for i := range n {
-			r, err := alice.m.Send(ctxT(t), "bob", fmt.Sprintf("m%03d", i))
+			r, err := alice.m.Send(nodetest.Context(t), "bob", fmt.Sprintf("m%03d", i))
 			if err != nil {
 				t.Errorf("Send: %v", err)
 				return
@@ -628,10 +619,10 @@ func TestReceiverRestartMidStream(t *testing.T) {
 			ids = append(ids, id)
 		}
 	}()
-	eventually(t, 30*time.Second, "bob to receive some messages", func() bool { return len(inbox(t, bob)) >= n/4 })
+	nodetest.WaitFor(t, 30*time.Second, "bob to receive some messages", func() bool { return len(inbox(t, bob)) >= n/4 })
 	// What alice saw acknowledged before the restart must survive it.
 	var acked []protocol.MessageID
-	conv, err := alice.m.Messages(ctxT(t), "bob", 0)
+	conv, err := alice.m.Messages(nodetest.Context(t), "bob", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -662,7 +653,7 @@ func TestReceiverRestartMidStream(t *testing.T) {
 			t.Errorf("message %s was acknowledged before the restart and is gone", id)
 		}
 	}
-	conv, err = bob.m.Messages(ctxT(t), "alice", 0)
+	conv, err = bob.m.Messages(nodetest.Context(t), "alice", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -684,12 +675,12 @@ func TestIdentityChange(t *testing.T) {
 	// bob starts over with a new identity and sends a new invite; alice
 	// adds it under the same name.
 	bob2 := newPeer(t, "bob")
-	events := alice.n.Subscribe(ctxT(t))
-	inv, err := bob2.m.Invite(ctxT(t))
+	events := alice.n.Subscribe(nodetest.Context(t))
+	inv, err := bob2.m.Invite(nodetest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.m.AddContact(ctxT(t), inv.Link, "bob"); !errors.Is(err, messaging.ErrUntrustedIdentity) {
+	if _, err := alice.m.AddContact(nodetest.Context(t), inv.Link, "bob"); !errors.Is(err, messaging.ErrUntrustedIdentity) {
 		t.Fatalf("AddContact with a known name and a new key: got %v, want ErrUntrustedIdentity", err)
 	}
 	for e := range events {
@@ -701,23 +692,23 @@ func TestIdentityChange(t *testing.T) {
 			break
 		}
 	}
-	c, err := alice.m.Contact(ctxT(t), "bob")
+	c, err := alice.m.Contact(nodetest.Context(t), "bob")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !c.IdentityChanged || c.PendingUserID != bob2.m.UserID().String() || c.UserID != bob.m.UserID().String() {
 		t.Fatalf("contact after the change: %+v", c)
 	}
-	if _, err := alice.m.Send(ctxT(t), "bob", "hi"); !errors.Is(err, messaging.ErrUntrustedIdentity) {
+	if _, err := alice.m.Send(nodetest.Context(t), "bob", "hi"); !errors.Is(err, messaging.ErrUntrustedIdentity) {
 		t.Errorf("Send after the change: got %v, want ErrUntrustedIdentity", err)
 	}
-	if _, err := alice.m.Accept(ctxT(t), "bob"); !errors.Is(err, messaging.ErrUntrustedIdentity) {
+	if _, err := alice.m.Accept(nodetest.Context(t), "bob"); !errors.Is(err, messaging.ErrUntrustedIdentity) {
 		t.Errorf("Accept after the change: got %v, want ErrUntrustedIdentity", err)
 	}
-	if _, err := alice.m.Verify(ctxT(t), "bob", c.SafetyNumber); !errors.Is(err, messaging.ErrSafetyMismatch) {
+	if _, err := alice.m.Verify(nodetest.Context(t), "bob", c.SafetyNumber); !errors.Is(err, messaging.ErrSafetyMismatch) {
 		t.Errorf("Verify with the old key's safety number: got %v, want ErrSafetyMismatch", err)
 	}
-	v, err := alice.m.Verify(ctxT(t), "bob", c.PendingSafetyNumber)
+	v, err := alice.m.Verify(nodetest.Context(t), "bob", c.PendingSafetyNumber)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -729,7 +720,7 @@ func TestIdentityChange(t *testing.T) {
 	if got := inbox(t, bob2); len(got) != 1 || got[0].Text != "after" || got[0].Request {
 		t.Errorf("the new bob's inbox: %+v", got)
 	}
-	conv, err := alice.m.Messages(ctxT(t), "bob", 0)
+	conv, err := alice.m.Messages(nodetest.Context(t), "bob", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -751,11 +742,11 @@ func TestRemovedContactWritesAgain(t *testing.T) {
 	befriend(t, alice, bob)
 	wait(t, alice, send(t, alice, "bob", "one"), messaging.StateDelivered)
 	wait(t, bob, send(t, bob, "alice", "two"), messaging.StateDelivered)
-	if err := bob.m.Remove(ctxT(t), "alice"); err != nil {
+	if err := bob.m.Remove(nodetest.Context(t), "alice"); err != nil {
 		t.Fatal(err)
 	}
 	id := send(t, alice, "bob", "are you there?")
-	eventually(t, 30*time.Second, "the message to arrive as a request", func() bool {
+	nodetest.WaitFor(t, 30*time.Second, "the message to arrive as a request", func() bool {
 		for _, m := range inbox(t, bob) {
 			if m.Text == "are you there?" {
 				return m.Request
@@ -763,7 +754,7 @@ func TestRemovedContactWritesAgain(t *testing.T) {
 		}
 		return false
 	})
-	if _, err := bob.m.Accept(ctxT(t), alice.m.UserID().String()); err != nil {
+	if _, err := bob.m.Accept(nodetest.Context(t), alice.m.UserID().String()); err != nil {
 		t.Fatal(err)
 	}
 	wait(t, alice, id, messaging.StateDelivered)
@@ -784,7 +775,7 @@ func TestIdentityChangeOnKnownDevice(t *testing.T) {
 	// bob's device comes back with a new identity: the same libp2p key
 	// and addresses, a new identity key and device record.
 	var self store.Self
-	if err := bob.st.View(ctxT(t), func(tx *store.Tx) error {
+	if err := bob.st.View(nodetest.Context(t), func(tx *store.Tx) error {
 		var err error
 		self, err = tx.Self()
 		return err
@@ -810,7 +801,7 @@ func TestIdentityChangeOnKnownDevice(t *testing.T) {
 	self.Identity, _ = id.MarshalBinary()
 	self.DeviceRecord, _ = rec.MarshalBinary()
 	self.Card = nil
-	if err := bob2.st.Update(ctxT(t), func(tx *store.Tx) error { return tx.PutSelf(self) }); err != nil {
+	if err := bob2.st.Update(nodetest.Context(t), func(tx *store.Tx) error { return tx.PutSelf(self) }); err != nil {
 		t.Fatal(err)
 	}
 	bob2.start()
@@ -818,7 +809,7 @@ func TestIdentityChangeOnKnownDevice(t *testing.T) {
 	if bob2.n.ID() != bob.n.ID() {
 		t.Fatal("the new identity runs on another device")
 	}
-	events := alice.n.Subscribe(ctxT(t))
+	events := alice.n.Subscribe(nodetest.Context(t))
 	befriend(t, bob2, alice)
 	mid := send(t, bob2, "alice", "it is me, with a new key")
 	for e := range events {
@@ -826,7 +817,7 @@ func TestIdentityChangeOnKnownDevice(t *testing.T) {
 			break
 		}
 	}
-	c, err := alice.m.Contact(ctxT(t), "bob")
+	c, err := alice.m.Contact(nodetest.Context(t), "bob")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -838,11 +829,11 @@ func TestIdentityChangeOnKnownDevice(t *testing.T) {
 			t.Fatal("a message of the changed identity was committed before the user verified it")
 		}
 	}
-	if _, err := alice.m.Verify(ctxT(t), "bob", ""); err != nil {
+	if _, err := alice.m.Verify(nodetest.Context(t), "bob", ""); err != nil {
 		t.Fatal(err)
 	}
 	wait(t, bob2, mid, messaging.StateDelivered)
-	conv, err := alice.m.Messages(ctxT(t), "bob", 0)
+	conv, err := alice.m.Messages(nodetest.Context(t), "bob", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -865,7 +856,7 @@ func TestLargeMessages(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			text := strings.Repeat(string(rune('a'+i%26)), messaging.MaxText)
-			r, err := alice.m.Send(ctxT(t), "bob", text)
+			r, err := alice.m.Send(nodetest.Context(t), "bob", text)
 			if err != nil {
 				t.Errorf("Send: %v", err)
 				return
@@ -896,14 +887,15 @@ func TestLargeMessages(t *testing.T) {
 func TestInviteAcrossRotation(t *testing.T) {
 	clk := newFakeClock()
 	shared := withConfig(func(c *node.Config) { c.Clock = clk })
-	bob := newPeer(t, "bob", shared)
-	inv, err := bob.m.Invite(ctxT(t))
+	mn := nodetest.NewMockNet(t)
+	bob := newPeer(t, "bob", onMockNet(mn), shared)
+	inv, err := bob.m.Invite(nodetest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	signed := func() int {
 		n := 0
-		err := bob.st.View(ctxT(t), func(tx *store.Tx) error {
+		err := bob.st.View(nodetest.Context(t), func(tx *store.Tx) error {
 			var err error
 			n, err = tx.Prekeys().Count(store.PrekeySigned, store.PrekeyAvailable)
 			return err
@@ -914,26 +906,26 @@ func TestInviteAcrossRotation(t *testing.T) {
 		return n
 	}
 	clk.Advance(8 * 24 * time.Hour)
-	eventually(t, 30*time.Second, "the weekly rotation", func() bool { return signed() == 2 })
-	alice := newPeer(t, "alice", shared)
-	if _, err := alice.m.AddContact(ctxT(t), inv.Link, "bob"); err != nil {
+	nodetest.WaitFor(t, 30*time.Second, "the weekly rotation", func() bool { return signed() == 2 })
+	alice := newPeer(t, "alice", onMockNet(mn), shared)
+	if _, err := alice.m.AddContact(nodetest.Context(t), inv.Link, "bob"); err != nil {
 		t.Fatalf("AddContact with an invite made before the rotation: %v", err)
 	}
 	wait(t, alice, send(t, alice, "bob", "hi"), messaging.StateDelivered)
-	if c, err := bob.m.Contact(ctxT(t), "alice"); err != nil || c.State != "accepted" {
+	if c, err := bob.m.Contact(nodetest.Context(t), "alice"); err != nil || c.State != "accepted" {
 		t.Errorf("bob's contact alice: %+v, %v", c, err)
 	}
 
 	clk.Advance(23 * 24 * time.Hour) // version 1 is 31 days old
-	carol := newPeer(t, "carol", shared)
-	if _, err := carol.m.AddContact(ctxT(t), inv.Link, "bob"); !errors.Is(err, messaging.ErrInviteExpired) {
+	carol := newPeer(t, "carol", onMockNet(mn), shared)
+	if _, err := carol.m.AddContact(nodetest.Context(t), inv.Link, "bob"); !errors.Is(err, messaging.ErrInviteExpired) {
 		t.Errorf("AddContact with an invite past its bundle's age: got %v, want ErrInviteExpired", err)
 	}
-	fresh, err := bob.m.Invite(ctxT(t))
+	fresh, err := bob.m.Invite(nodetest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := carol.m.AddContact(ctxT(t), fresh.Link, "bob"); err != nil {
+	if _, err := carol.m.AddContact(nodetest.Context(t), fresh.Link, "bob"); err != nil {
 		t.Errorf("AddContact with a new invite: %v", err)
 	}
 }

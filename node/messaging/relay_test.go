@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -22,6 +21,7 @@ import (
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/node/relay"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
@@ -29,30 +29,11 @@ import (
 )
 
 // startRelay runs a relay server on a loopback host with an in-memory
-// store and returns its address with /p2p/.
+// store and returns its host and address with /p2p/.
 func startRelay(t testing.TB) (host.Host, string) {
 	t.Helper()
-	h, _, addr := startRelayWith(t, relay.DefaultResources())
-	return h, addr
-}
-
-func startRelayWith(t testing.TB, res relay.Resources) (host.Host, *relay.Server, string) {
-	t.Helper()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := store.NewMemory()
-	srv, err := relay.New(h, st, res, relay.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		srv.Close()
-		h.Close()
-		st.Close()
-	})
-	return h, srv, fmt.Sprintf("%s/p2p/%s", h.Addrs()[0], h.ID())
+	r := nodetest.StartRelay(t, nodetest.RelayOptions{})
+	return r.Host, r.Addr
 }
 
 // TestRelayOfflineDelivery: the recipient adds a relay, invites the
@@ -63,10 +44,10 @@ func TestRelayOfflineDelivery(t *testing.T) {
 	rh, raddr := startRelay(t)
 	s := newPeer(t, "sam")
 	r := newPeer(t, "rita", onDisk())
-	if _, err := r.m.AddRelay(ctxT(t), raddr); err != nil {
+	if _, err := r.m.AddRelay(nodetest.Context(t), raddr); err != nil {
 		t.Fatalf("AddRelay: %v", err)
 	}
-	if _, err := r.m.AddRelay(ctxT(t), raddr); err == nil {
+	if _, err := r.m.AddRelay(nodetest.Context(t), raddr); err == nil {
 		t.Error("adding the same relay twice succeeded")
 	}
 	befriend(t, s, r)
@@ -89,14 +70,19 @@ func TestRelayOfflineDelivery(t *testing.T) {
 		}
 	}
 
-	st, err := badgerstore.Open(ctxT(t), r.dir, badgerstore.Options{GCInterval: -1})
+	st, err := badgerstore.Open(nodetest.Context(t), r.dir, badgerstore.Options{GCInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.st = st
 	r.start()
-	eventually(t, 20*time.Second, "all messages received", func() bool { return len(inbox(t, r)) >= len(texts) })
-	time.Sleep(200 * time.Millisecond)
+	nodetest.WaitFor(t, 20*time.Second, "all messages received", func() bool { return len(inbox(t, r)) >= len(texts) })
+	// Once the relay holds nothing, every envelope it had was committed
+	// before it was acknowledged, copies included: the inbox is final.
+	nodetest.WaitFor(t, 10*time.Second, "the relay emptied", func() bool {
+		rs, _ := r.m.Relays(nodetest.Context(t))
+		return len(rs) == 1 && rs[0].State == "subscribed" && rs[0].Stored == 0
+	})
 	got := inbox(t, r)
 	var gotTexts []string
 	for _, m := range got {
@@ -108,18 +94,14 @@ func TestRelayOfflineDelivery(t *testing.T) {
 	for _, id := range ids {
 		wait(t, s, id, messaging.StateDelivered)
 	}
-	relays, err := r.m.Relays(ctxT(t))
+	relays, err := r.m.Relays(nodetest.Context(t))
 	if err != nil || len(relays) != 1 {
 		t.Fatalf("Relays: %v, %v", relays, err)
 	}
-	eventually(t, 10*time.Second, "the relay emptied", func() bool {
-		rs, _ := r.m.Relays(ctxT(t))
-		return len(rs) == 1 && rs[0].State == "subscribed" && rs[0].Stored == 0
-	})
-	if err := r.m.RemoveRelay(ctxT(t), relays[0].ID); err != nil {
+	if err := r.m.RemoveRelay(nodetest.Context(t), relays[0].ID); err != nil {
 		t.Fatalf("RemoveRelay: %v", err)
 	}
-	if rs, _ := r.m.Relays(ctxT(t)); len(rs) != 0 {
+	if rs, _ := r.m.Relays(nodetest.Context(t)); len(rs) != 0 {
 		t.Errorf("after RemoveRelay: %v", rs)
 	}
 }
@@ -131,41 +113,41 @@ func TestRelayFirstContactOffline(t *testing.T) {
 	_, raddr := startRelay(t)
 	s := newPeer(t, "sam")
 	r := newPeer(t, "rita", onDisk())
-	if _, err := r.m.AddRelay(ctxT(t), raddr); err != nil {
+	if _, err := r.m.AddRelay(nodetest.Context(t), raddr); err != nil {
 		t.Fatalf("AddRelay: %v", err)
 	}
 	var before uint64
-	eventually(t, 20*time.Second, "one-time prekeys on the relay", func() bool {
-		rs, _ := r.m.Relays(ctxT(t))
+	nodetest.WaitFor(t, 20*time.Second, "one-time prekeys on the relay", func() bool {
+		rs, _ := r.m.Relays(nodetest.Context(t))
 		if len(rs) == 1 {
 			before = rs[0].Prekeys
 		}
 		return before > 0
 	})
-	inv, err := r.m.Invite(ctxT(t))
+	inv, err := r.m.Invite(nodetest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.stop()
-	if _, err := s.m.AddContact(ctxT(t), inv.Link, "rita"); err != nil {
+	if _, err := s.m.AddContact(nodetest.Context(t), inv.Link, "rita"); err != nil {
 		t.Fatalf("AddContact with the inviter offline: %v", err)
 	}
 	id := send(t, s, "rita", "first contact, offline")
 	wait(t, s, id, messaging.StateSent)
 
-	st, err := badgerstore.Open(ctxT(t), r.dir, badgerstore.Options{GCInterval: -1})
+	st, err := badgerstore.Open(nodetest.Context(t), r.dir, badgerstore.Options{GCInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.st = st
 	r.start()
-	eventually(t, 20*time.Second, "the message received", func() bool { return len(inbox(t, r)) == 1 })
+	nodetest.WaitFor(t, 20*time.Second, "the message received", func() bool { return len(inbox(t, r)) == 1 })
 	if m := inbox(t, r)[0]; m.Text != "first contact, offline" || m.From != s.m.UserID().String() || m.Request {
 		t.Errorf("received %+v", m)
 	}
 	wait(t, s, id, messaging.StateDelivered)
-	eventually(t, 20*time.Second, "the relay's prekey count", func() bool {
-		rs, _ := r.m.Relays(ctxT(t))
+	nodetest.WaitFor(t, 20*time.Second, "the relay's prekey count", func() bool {
+		rs, _ := r.m.Relays(nodetest.Context(t))
 		return len(rs) == 1 && rs[0].State == "subscribed" && rs[0].Prekeys == before-1
 	})
 }
@@ -179,12 +161,12 @@ func TestRelayTokens(t *testing.T) {
 	befriend(t, s, r)
 	wait(t, s, send(t, s, "rita", "hello"), messaging.StateDelivered)
 	// A relay added later reaches the existing contact in a card.
-	if _, err := r.m.AddRelay(ctxT(t), raddr); err != nil {
+	if _, err := r.m.AddRelay(nodetest.Context(t), raddr); err != nil {
 		t.Fatal(err)
 	}
 	var box protocol.Mailbox
-	eventually(t, 20*time.Second, "sam holds rita's mailbox", func() bool {
-		err := s.st.View(ctxT(t), func(tx *store.Tx) error {
+	nodetest.WaitFor(t, 20*time.Second, "sam holds rita's mailbox", func() bool {
+		err := s.st.View(nodetest.Context(t), func(tx *store.Tx) error {
 			c, err := tx.Contacts().Get(r.m.UserID())
 			if err != nil {
 				return err
@@ -203,7 +185,7 @@ func TestRelayTokens(t *testing.T) {
 	}
 	mst := store.NewMemory()
 	defer mst.Close()
-	mb, err := mailbox.New(ctxT(t), mailbox.Config{Store: mst})
+	mb, err := mailbox.New(nodetest.Context(t), mailbox.Config{Store: mst})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,15 +198,15 @@ func TestRelayTokens(t *testing.T) {
 		}
 		return [][]byte{e}
 	}
-	eventually(t, 20*time.Second, "the token registered", func() bool {
-		res, err := mb.Deposit(ctxT(t), b, env())
+	nodetest.WaitFor(t, 20*time.Second, "the token registered", func() bool {
+		res, err := mb.Deposit(nodetest.Context(t), b, env())
 		return err == nil && res[0].Err == nil
 	})
-	if err := r.m.Remove(ctxT(t), "sam"); err != nil {
+	if err := r.m.Remove(nodetest.Context(t), "sam"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the token revoked", func() bool {
-		res, err := mb.Deposit(ctxT(t), b, env())
+	nodetest.WaitFor(t, 20*time.Second, "the token revoked", func() bool {
+		res, err := mb.Deposit(nodetest.Context(t), b, env())
 		return err == nil && errors.Is(res[0].Err, protocol.ErrTokenRefused)
 	})
 }
@@ -234,11 +216,12 @@ func TestRelayTokens(t *testing.T) {
 func TestRelayDepositAgain(t *testing.T) {
 	res := relay.DefaultResources()
 	res.TTL = time.Minute
-	_, srv, raddr := startRelayWith(t, res)
+	rl := nodetest.StartRelay(t, nodetest.RelayOptions{Resources: res})
+	srv, raddr := rl.Server, rl.Addr
 	fc := newFakeClock()
 	s := newPeer(t, "sam", withConfig(func(c *node.Config) { c.Clock = fc }))
 	r := newPeer(t, "rita", onDisk())
-	if _, err := r.m.AddRelay(ctxT(t), raddr); err != nil {
+	if _, err := r.m.AddRelay(nodetest.Context(t), raddr); err != nil {
 		t.Fatal(err)
 	}
 	befriend(t, s, r)
@@ -251,16 +234,16 @@ func TestRelayDepositAgain(t *testing.T) {
 	// Past half the receipt's time (the relay's TTL is under the clock
 	// tolerance): deposited again.
 	fc.Advance(40 * time.Second)
-	eventually(t, 20*time.Second, "a second deposit", func() bool { return srv.Stats().Envelopes == 2 })
+	nodetest.WaitFor(t, 20*time.Second, "a second deposit", func() bool { return srv.Stats().Envelopes == 2 })
 
-	st, err := badgerstore.Open(ctxT(t), r.dir, badgerstore.Options{GCInterval: -1})
+	st, err := badgerstore.Open(nodetest.Context(t), r.dir, badgerstore.Options{GCInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.st = st
 	r.start()
-	eventually(t, 20*time.Second, "the message received", func() bool { return len(inbox(t, r)) == 1 })
-	eventually(t, 20*time.Second, "both copies taken", func() bool { return srv.Stats().Envelopes == 0 })
+	nodetest.WaitFor(t, 20*time.Second, "the message received", func() bool { return len(inbox(t, r)) == 1 })
+	nodetest.WaitFor(t, 20*time.Second, "both copies taken", func() bool { return srv.Stats().Envelopes == 0 })
 	if got := inbox(t, r); len(got) != 1 {
 		t.Errorf("received %d messages, want 1", len(got))
 	}
@@ -271,11 +254,11 @@ func TestRelayDepositAgain(t *testing.T) {
 func forgetSessions(t *testing.T, p *tnode, peer identity.UserID) {
 	t.Helper()
 	p.stop()
-	st, err := badgerstore.Open(ctxT(t), p.dir, badgerstore.Options{GCInterval: -1})
+	st, err := badgerstore.Open(nodetest.Context(t), p.dir, badgerstore.Options{GCInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = st.Update(ctxT(t), func(tx *store.Tx) error {
+	err = st.Update(nodetest.Context(t), func(tx *store.Tx) error {
 		all, err := tx.Sessions().List(peer)
 		if err != nil {
 			return err
@@ -307,8 +290,8 @@ func forgetSessions(t *testing.T, p *tnode, peer identity.UserID) {
 func contactMailbox(t *testing.T, p *tnode, peer identity.UserID) protocol.Mailbox {
 	t.Helper()
 	var box protocol.Mailbox
-	eventually(t, 20*time.Second, p.name+" holds a mailbox with a prekey key", func() bool {
-		err := p.st.View(ctxT(t), func(tx *store.Tx) error {
+	nodetest.WaitFor(t, 20*time.Second, p.name+" holds a mailbox with a prekey key", func() bool {
+		err := p.st.View(nodetest.Context(t), func(tx *store.Tx) error {
 			c, err := tx.Contacts().Get(peer)
 			if err != nil {
 				return err
@@ -329,19 +312,20 @@ func contactMailbox(t *testing.T, p *tnode, peer identity.UserID) protocol.Mailb
 // comes from the bundle blob under its token on the relay, with a one-time
 // prekey the relay hands out (the card's prekey key reads both).
 func TestRelayNewSessionOffline(t *testing.T) {
-	_, srv, raddr := startRelayWith(t, relay.DefaultResources())
+	rl := nodetest.StartRelay(t, nodetest.RelayOptions{})
+	srv, raddr := rl.Server, rl.Addr
 	s := newPeer(t, "sam", onDisk())
 	r := newPeer(t, "rita", onDisk())
-	if _, err := r.m.AddRelay(ctxT(t), raddr); err != nil {
+	if _, err := r.m.AddRelay(nodetest.Context(t), raddr); err != nil {
 		t.Fatal(err)
 	}
 	befriend(t, s, r)
 	wait(t, s, send(t, s, "rita", "hello"), messaging.StateDelivered)
 	contactMailbox(t, s, r.m.UserID())
 	// The invite's card blob and the bundle blob of sam's token.
-	eventually(t, 20*time.Second, "the bundle blob on the relay", func() bool { return srv.Stats().Cards >= 2 })
+	nodetest.WaitFor(t, 20*time.Second, "the bundle blob on the relay", func() bool { return srv.Stats().Cards >= 2 })
 	var before uint64
-	eventually(t, 20*time.Second, "one-time prekeys on the relay", func() bool {
+	nodetest.WaitFor(t, 20*time.Second, "one-time prekeys on the relay", func() bool {
 		before = srv.Stats().Prekeys
 		return before > 0
 	})
@@ -355,7 +339,7 @@ func TestRelayNewSessionOffline(t *testing.T) {
 	}
 
 	r.restart()
-	eventually(t, 20*time.Second, "the message received", func() bool {
+	nodetest.WaitFor(t, 20*time.Second, "the message received", func() bool {
 		for _, m := range inbox(t, r) {
 			if m.Text == "a new session, offline" {
 				return true
@@ -408,13 +392,14 @@ func (g *apartGate) InterceptSecured(_ network.Direction, p peer.ID, _ network.C
 // them again in the new one. They arrive, once, and the sender learns they
 // were delivered.
 func TestRelayUndecryptableRenews(t *testing.T) {
-	_, srv, raddr := startRelayWith(t, relay.DefaultResources())
+	rl := nodetest.StartRelay(t, nodetest.RelayOptions{})
+	srv, raddr := rl.Server, rl.Addr
 	g := new(apartGate)
 	withGate := withConfig(func(c *node.Config) { c.ConnGater = g })
 	s := newPeer(t, "sam", onDisk(), withGate)
 	r := newPeer(t, "rita", onDisk(), withGate)
 	for _, p := range []*tnode{s, r} {
-		if _, err := p.m.AddRelay(ctxT(t), raddr); err != nil {
+		if _, err := p.m.AddRelay(nodetest.Context(t), raddr); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -424,7 +409,7 @@ func TestRelayUndecryptableRenews(t *testing.T) {
 	contactMailbox(t, r, s.m.UserID())
 	// Rita's invite's card blob, and the bundle blobs of the two contacts'
 	// tokens.
-	eventually(t, 20*time.Second, "the bundle blobs on the relay", func() bool { return srv.Stats().Cards >= 3 })
+	nodetest.WaitFor(t, 20*time.Second, "the bundle blobs on the relay", func() bool { return srv.Stats().Cards >= 3 })
 	r.stop()
 	g.keepApart(s.n.ID(), r.n.ID())
 	s.n.Disconnect(r.n.ID())
@@ -463,14 +448,15 @@ func TestRelayUndecryptableRenews(t *testing.T) {
 // the reason, after Options.FailAfterRedeposits deposits again; it is still
 // deposited again, and delivered when the recipient comes back.
 func TestRelayFailAfterRedeposits(t *testing.T) {
-	_, srv, raddr := startRelayWith(t, relay.DefaultResources())
+	rl := nodetest.StartRelay(t, nodetest.RelayOptions{})
+	srv, raddr := rl.Server, rl.Addr
 	fc := newFakeClock()
 	s := newPeer(t, "sam", withConfig(func(c *node.Config) {
 		c.Clock = fc
 		c.Messaging.FailAfterRedeposits = 2
 	}))
 	r := newPeer(t, "rita", onDisk())
-	if _, err := r.m.AddRelay(ctxT(t), raddr); err != nil {
+	if _, err := r.m.AddRelay(nodetest.Context(t), raddr); err != nil {
 		t.Fatal(err)
 	}
 	befriend(t, s, r)
@@ -481,7 +467,7 @@ func TestRelayFailAfterRedeposits(t *testing.T) {
 		t.Fatalf("the relay holds %d envelopes, want 1", n)
 	}
 	state := func() (string, string) {
-		ms, err := s.m.Messages(ctxT(t), "rita", 0)
+		ms, err := s.m.Messages(nodetest.Context(t), "rita", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -497,7 +483,7 @@ func TestRelayFailAfterRedeposits(t *testing.T) {
 	// receipt is about to run out) and wait for the deposit.
 	for round := 1; round <= 3; round++ {
 		var next time.Time
-		err := s.st.View(ctxT(t), func(tx *store.Tx) error {
+		err := s.st.View(nodetest.Context(t), func(tx *store.Tx) error {
 			e, err := tx.Outbox().Get(id)
 			next = e.NextAttempt
 			return err
@@ -506,10 +492,10 @@ func TestRelayFailAfterRedeposits(t *testing.T) {
 			t.Fatal(err)
 		}
 		fc.Advance(next.Sub(fc.Now()) + time.Second)
-		eventually(t, 20*time.Second, fmt.Sprintf("deposit %d", round+1), func() bool { return srv.Stats().Envelopes == uint64(round+1) })
-		eventually(t, 20*time.Second, "the receipt committed", func() bool {
+		nodetest.WaitFor(t, 20*time.Second, fmt.Sprintf("deposit %d", round+1), func() bool { return srv.Stats().Envelopes == uint64(round+1) })
+		nodetest.WaitFor(t, 20*time.Second, "the receipt committed", func() bool {
 			var e store.OutboxEntry
-			s.st.View(ctxT(t), func(tx *store.Tx) error {
+			s.st.View(nodetest.Context(t), func(tx *store.Tx) error {
 				e, _ = tx.Outbox().Get(id)
 				return nil
 			})

@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/protocol"
 )
 
@@ -49,7 +50,7 @@ func TestBadFrames(t *testing.T) {
 			// read (until the peer closes its own), then resets and lets
 			// go of the stream.
 			c.str.CloseWrite()
-			eventually(t, "the end of the stream", func() bool { return r.srv.Stats().Streams == 1 })
+			nodetest.WaitFor(t, 10*time.Second, "the end of the stream", func() bool { return r.srv.Stats().Streams == 1 })
 			// The peer is refused for the penalty.
 			if hello, err := openRaw(c); err == nil {
 				t.Fatalf("penalized peer got %+v", hello)

@@ -285,18 +285,6 @@ func (c *client) checkReceipt(resp *protocol.RelayResponse, mb protocol.MailboxI
 	}
 }
 
-// eventually polls cond until it holds or 10 s pass.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 1000; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 // readUntilReset reads frames until the stream ends and returns them and
 // the final error.
 func readUntilReset(c *client) ([]*protocol.RelayResponse, error) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -175,7 +176,7 @@ func TestTTL(t *testing.T) {
 	// (a second a poll) so that a timer armed after an Advance fires too.
 	sweep := func(what string, cond func() bool) {
 		t.Helper()
-		eventually(t, what, func() bool {
+		nodetest.WaitFor(t, 10*time.Second, what, func() bool {
 			r.clock.Advance(time.Second)
 			return cond()
 		})
@@ -397,7 +398,7 @@ func TestSubscriberProtected(t *testing.T) {
 	if resp := a.wait(a.send(signed(a, &protocol.RelayRequest{Op: protocol.RelaySubscribe, Mailbox: m.id}, m))); resp.Code != protocol.CodeOK {
 		t.Fatalf("subscribe: %s", resp.Code)
 	}
-	eventually(t, "the subscriber protected", protected)
+	nodetest.WaitFor(t, 10*time.Second, "the subscriber protected", protected)
 	a.str.Reset()
-	eventually(t, "the protection gone", func() bool { return !protected() })
+	nodetest.WaitFor(t, 10*time.Second, "the protection gone", func() bool { return !protected() })
 }

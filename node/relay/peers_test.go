@@ -4,10 +4,12 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/node/relay"
 	"github.com/sealpost/sealpost/protocol"
 )
@@ -51,7 +53,7 @@ func TestRecentPeers(t *testing.T) {
 		return out
 	}
 	var got relay.RecentPeers
-	eventually(t, "every stream recorded", func() bool {
+	nodetest.WaitFor(t, 10*time.Second, "every stream recorded", func() bool {
 		got = r.srv.RecentPeers()
 		return len(got.Streams) == 5
 	})

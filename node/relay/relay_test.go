@@ -8,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
+	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/node/relay"
 	"github.com/sealpost/sealpost/protocol"
 )
@@ -18,16 +17,7 @@ func TestMain(m *testing.M) {
 	if crashChild() || measureChild() {
 		return
 	}
-	goleak.VerifyTestMain(m,
-		// libp2p and badger keep process-wide workers.
-		goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
-		goleak.IgnoreTopFunction("github.com/libp2p/go-libp2p/p2p/transport/quicreuse.(*reuse).gc"),
-		goleak.IgnoreAnyFunction("github.com/dgraph-io/badger/v4.(*DB).monitorCache"),
-		goleak.IgnoreTopFunction("github.com/golang/glog.(*fileSink).flushDaemon"),
-		goleak.IgnoreTopFunction("github.com/dgraph-io/ristretto/v2.(*defaultPolicy[...]).processItems"),
-		goleak.IgnoreTopFunction("github.com/dgraph-io/ristretto/v2.(*Cache[...]).processItems"),
-		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
-	)
+	nodetest.VerifyTestMain(m)
 }
 
 // TestOperations runs every operation once, in the order a mailbox lives.
@@ -157,7 +147,7 @@ func TestOperations(t *testing.T) {
 	if resp := sender.deposit(m.id, tok, envelope(m.id, 512, 11)); resp.Code != protocol.CodeUnknownMailbox {
 		t.Fatalf("deposit into a deleted mailbox: %s", resp.Code)
 	}
-	eventually(t, "empty totals", func() bool {
+	nodetest.WaitFor(t, 10*time.Second, "empty totals", func() bool {
 		s := r.srv.Stats()
 		return s.Mailboxes == 0 && s.Envelopes == 0 && s.BlobBytes == 0
 	})
