@@ -9,6 +9,7 @@ import (
 
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/node/nodetest"
 )
 
 // dialCount is an apartGate that counts the dials it is asked about.
@@ -32,7 +33,7 @@ func TestUnreachedGoesToMailboxes(t *testing.T) {
 	s := newPeer(t, "sam", withConfig(func(c *node.Config) { c.ConnGater = g }))
 	r := newPeer(t, "rita")
 	for _, p := range []*tnode{s, r} {
-		if _, err := p.m.AddRelay(ctxT(t), raddr); err != nil {
+		if _, err := p.m.AddRelay(nodetest.Context(t), raddr); err != nil {
 			t.Fatalf("AddRelay: %v", err)
 		}
 	}
@@ -53,5 +54,5 @@ func TestUnreachedGoesToMailboxes(t *testing.T) {
 	if n := g.dials.Load(); n != tried {
 		t.Errorf("%d more dials of the contact within a minute of a failed one, want none", n-tried)
 	}
-	eventually(t, 10*time.Second, "rita's inbox", func() bool { return len(inbox(t, r)) == 4 })
+	nodetest.WaitFor(t, 10*time.Second, "rita's inbox", func() bool { return len(inbox(t, r)) == 4 })
 }
