@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/protocol"
 )
 
@@ -43,13 +44,13 @@ func TestConversations(t *testing.T) {
 	}
 
 	// Marking a conversation read sends the read receipts and clears its count.
-	if err := alice.m.MarkRead(ctxT(t), "bob"); err != nil {
+	if err := alice.m.MarkRead(nodetest.Context(t), "bob"); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range fromBob {
 		wait(t, bob, id, messaging.StateRead)
 	}
-	if err := alice.m.MarkRead(ctxT(t), "nobody"); !errors.Is(err, messaging.ErrUnknownContact) {
+	if err := alice.m.MarkRead(nodetest.Context(t), "nobody"); !errors.Is(err, messaging.ErrUnknownContact) {
 		t.Errorf("MarkRead of an unknown contact: %v, want ErrUnknownContact", err)
 	}
 	// Sending moves a conversation to the top.
@@ -63,7 +64,7 @@ func TestConversations(t *testing.T) {
 	}
 
 	// Pages back through the conversation give it whole, in order.
-	all, err := alice.m.Messages(ctxT(t), "bob", 0)
+	all, err := alice.m.Messages(nodetest.Context(t), "bob", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func TestConversations(t *testing.T) {
 	var paged []messaging.Message
 	before := uint64(0)
 	for range len(all) + 1 {
-		page, err := alice.m.MessagesBefore(ctxT(t), "bob", before, 2)
+		page, err := alice.m.MessagesBefore(nodetest.Context(t), "bob", before, 2)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +96,7 @@ func TestConversations(t *testing.T) {
 
 func conversations(t *testing.T, p *tnode) []messaging.Conversation {
 	t.Helper()
-	convs, err := p.m.Conversations(ctxT(t))
+	convs, err := p.m.Conversations(nodetest.Context(t))
 	if err != nil {
 		t.Fatalf("%s: Conversations: %v", p.name, err)
 	}
