@@ -73,7 +73,11 @@ func (g *Group) pskValue(id *pskID) ([]byte, error) {
 			}
 		}
 	case pskResumption:
-		if g.st != nil && bytes.Equal(id.groupID, g.st.ctx.groupID) {
+		if old := g.reinitFrom; old != nil && bytes.Equal(id.groupID, old.st.ctx.groupID) {
+			if v, ok := old.ResumptionPSK(id.epoch); ok {
+				return v, nil
+			}
+		} else if g.st != nil && bytes.Equal(id.groupID, g.st.ctx.groupID) {
 			if v, ok := g.ResumptionPSK(id.epoch); ok {
 				return v, nil
 			}
@@ -131,7 +135,8 @@ func (g *Group) applyProposals(tree *ratchetTree, list []resolvedProposal, commi
 			removes = append(removes, r)
 			ap.pathRequired = true
 		case proposalPSK:
-			if p.psk.typ == pskResumption && p.psk.usage != resumptionApplication {
+			reinitPSK := p.psk.typ == pskResumption && p.psk.usage == resumptionReInit && g.reinitFrom != nil
+			if p.psk.typ == pskResumption && p.psk.usage != resumptionApplication && !reinitPSK {
 				return nil, fmt.Errorf("%w: PSK proposal for a reinit or branch resumption PSK", ErrInvalid)
 			}
 			if len(p.psk.nonce) != s.nh {

@@ -17,6 +17,9 @@ type Group struct {
 	cfg   Config
 	suite *suite
 	st    *groupState
+	// reinitFrom is the group being reinitialized, while ReInitGroup or
+	// Join makes this group from it.
+	reinitFrom *Group
 }
 
 // Member is a member of a group in the current epoch.

@@ -17,6 +17,10 @@ type JoinOptions struct {
 	// RatchetTree is the group's encoded ratchet tree, when the Welcome's
 	// GroupInfo does not carry it.
 	RatchetTree []byte
+	// ReInitFrom is the member's state of the group a Welcome
+	// reinitializes (its last commit was a ReInit): the Welcome's group
+	// must match the ReInit, and its PSK comes from this group.
+	ReInitFrom *Group
 }
 
 // Join joins a group with a Welcome addressed to one of the KeyPackages
@@ -66,13 +70,18 @@ func Join(cfg Config, welcomeMsg []byte, kps []*KeyPackagePrivate, opts JoinOpti
 	if len(gs.joinerSecret) != s.nh || gs.pathSecret != nil && len(gs.pathSecret) != s.nh {
 		return nil, fmt.Errorf("%w: group secrets of the wrong size", ErrMalformed)
 	}
-	g := &Group{cfg: cfg, suite: s}
+	g := &Group{cfg: cfg, suite: s, reinitFrom: opts.ReInitFrom}
 	var pskValues [][]byte
 	resumption := 0
+	var reinitPSK *pskID
 	for i := range gs.psks {
 		id := &gs.psks[i]
-		if id.typ == pskResumption && id.usage != resumptionApplication {
+		if id.typ == pskResumption && id.usage == resumptionBranch {
+			return nil, fmt.Errorf("%w: subgroup branching", ErrUnsupported)
+		}
+		if id.typ == pskResumption && id.usage == resumptionReInit {
 			resumption++
+			reinitPSK = id
 		}
 		v, err := g.pskValue(id)
 		if err != nil {
@@ -98,8 +107,13 @@ func Join(cfg Config, welcomeMsg []byte, kps []*KeyPackagePrivate, opts JoinOpti
 	if err != nil {
 		return nil, err
 	}
-	if resumption > 0 && gi.groupContext.epoch != 1 {
-		return nil, fmt.Errorf("%w: reinit or branch welcome to epoch %d", ErrInvalid, gi.groupContext.epoch)
+	if reinitPSK != nil {
+		if gi.groupContext.epoch != 1 {
+			return nil, fmt.Errorf("%w: reinit welcome to epoch %d", ErrInvalid, gi.groupContext.epoch)
+		}
+		if err := checkReInitWelcome(opts.ReInitFrom, reinitPSK, &gi.groupContext); err != nil {
+			return nil, err
+		}
 	}
 	me, ok := tree.findLeaf(&kp.kp.kp.leafNode)
 	if !ok {
@@ -123,6 +137,7 @@ func Join(cfg Config, welcomeMsg []byte, kps []*KeyPackagePrivate, opts JoinOpti
 	st.interim = s.interimTranscriptHash(st.ctx.confirmedTranscriptHash, gi.confirmationTag)
 	st.setEpoch(s, es)
 	g.st = st
+	g.reinitFrom = nil
 	return g, nil
 }
 
