@@ -55,7 +55,7 @@ loopback, the time from a deposit to the subscribed recipient holding it
 (p50, p99; the p99's limit is the 5 ms target).
 Each throughput figure is printed next to the limit computed in the same run
 from the primitives it is made of, and their ratio, so the ratio stays
-meaningful on a noisy machine. --only crypto,storage,relay_ingest,delivery,relay_e2e
+meaningful on a noisy machine. --only crypto,mls,storage,relay_ingest,delivery,relay_e2e
 picks groups.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -69,6 +69,7 @@ picks groups.`,
 			}
 			runners := []benchRunner{
 				{"crypto", func() ([]bench.Figure, error) { return cryptobench.Run(cryptobench.Options{Duration: duration}) }},
+				{"mls", func() ([]bench.Figure, error) { return cryptobench.MLS(cryptobench.MLSOptions{Duration: duration}) }},
 				{"storage", func() ([]bench.Figure, error) { return storebench.Run(cmd.Context(), dir, duration) }},
 				{"relay_ingest", func() ([]bench.Figure, error) { return relaybench.Ingest(cmd.Context(), dir, duration) }},
 				{"delivery", func() ([]bench.Figure, error) {
@@ -81,7 +82,7 @@ picks groups.`,
 				for _, name := range only {
 					i := slices.IndexFunc(runners, func(r benchRunner) bool { return r.name == name })
 					if i < 0 {
-						return userErrorf("--only: no group %q (crypto, storage, relay_ingest, delivery, relay_e2e)", name)
+						return userErrorf("--only: no group %q (crypto, mls, storage, relay_ingest, delivery, relay_e2e)", name)
 					}
 					picked = append(picked, runners[i])
 				}
@@ -111,7 +112,7 @@ picks groups.`,
 	}
 	cmd.Flags().DurationVar(&duration, "duration", 3*time.Second, "measuring time of each group of figures")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the temporary benchmark stores (default: the home, else the temporary directory)")
-	cmd.Flags().StringSliceVar(&only, "only", nil, "measure only these groups: crypto, storage, relay_ingest, delivery, relay_e2e")
+	cmd.Flags().StringSliceVar(&only, "only", nil, "measure only these groups: crypto, mls, storage, relay_ingest, delivery, relay_e2e")
 	return cmd
 }
 

@@ -659,7 +659,7 @@ func (g *Group) makeCommit(list []resolvedProposal, opts CommitOptions, now time
 	if err != nil {
 		return nil, err
 	}
-	pc := &pendingCommit{message: msg, next: next, info: g.commitInfo(ap, tree, true)}
+	pc := &pendingCommit{message: msg, next: next, info: g.commitInfo(ap, tree, true, c.path)}
 	if len(ap.added) > 0 {
 		if pc.welcome, err = g.makeWelcome(next, welcomeSecret, joiner, ap, pathSecrets, !opts.OmitRatchetTree); err != nil {
 			return nil, err
@@ -758,8 +758,14 @@ func (g *Group) frame(content *framedContent, auth *authData, wireFormat uint16,
 }
 
 // commitInfo describes the effect of a commit.
-func (g *Group) commitInfo(ap *applied, tree *ratchetTree, own bool) *CommitInfo {
+func (g *Group) commitInfo(ap *applied, tree *ratchetTree, own bool, path *updatePath) *CommitInfo {
 	info := &CommitInfo{Own: own, Removed: ap.removed, ReInit: ap.reinit != nil}
+	if path != nil {
+		info.PathNodes = len(path.nodes)
+		for _, n := range path.nodes {
+			info.PathCiphertexts += len(n.secrets)
+		}
+	}
 	for _, l := range ap.added {
 		info.Added = append(info.Added, memberOf(l, tree.leaf(l)))
 	}
@@ -955,7 +961,7 @@ func (g *Group) processCommit(in *inbound, now time.Time) (*Received, error) {
 	} else if external {
 		return nil, fmt.Errorf("%w: external commit without a path", ErrInvalid)
 	}
-	info := g.commitInfo(ap, tree, false)
+	info := g.commitInfo(ap, tree, false, c.path)
 	info.PendingDiscarded = st.pending != nil
 	recv := &Received{Kind: KindCommit, Epoch: st.ctx.epoch, Sender: in.member, SenderExternal: external,
 		AuthenticatedData: in.content.authenticatedData, Commit: info}

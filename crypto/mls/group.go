@@ -127,6 +127,17 @@ func NewGroup(cfg Config, groupID []byte, cred Credential, key *SignatureKey, op
 	if err := checkExtensions(opts.Extensions); err != nil {
 		return nil, err
 	}
+	for _, e := range opts.Extensions {
+		if !isDefaultExtension(uint16(e.Type)) {
+			return nil, fmt.Errorf("%w: group context extension 0x%04x", ErrUnsupported, e.Type)
+		}
+	}
+	if _, err := parseRequiredCapabilities(opts.Extensions); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if _, err := parseExternalSenders(opts.Extensions); err != nil {
+		return nil, err
+	}
 	encPriv, encPub, err := s.generateHPKEKey(rand)
 	if err != nil {
 		return nil, err
@@ -139,11 +150,6 @@ func NewGroup(cfg Config, groupID []byte, cred Credential, key *SignatureKey, op
 		source:        leafSourceCommit,
 		parentHash:    []byte{},
 		extensions:    []Extension{},
-	}
-	for _, e := range opts.Extensions {
-		if !isDefaultExtension(uint16(e.Type)) {
-			leaf.capabilities.extensions = append(leaf.capabilities.extensions, uint16(e.Type))
-		}
 	}
 	if leaf.signature, err = s.signWithLabel(key.sg, "LeafNodeTBS", leaf.tbs(groupID, 0)); err != nil {
 		return nil, err
@@ -250,6 +256,17 @@ func memberOf(i leafIndex, l *leafNode) Member {
 // of the current epoch for use outside MLS, the same for every member.
 func (g *Group) Export(label string, context []byte, length int) ([]byte, error) {
 	return g.suite.exporter(g.st.secrets.exporter, label, context, length)
+}
+
+// ExportPending is Export for the epoch the pending commit starts, before
+// it is accepted: what a committer needs to hand the delivery service
+// together with its commit (the next epoch's capabilities).
+func (g *Group) ExportPending(label string, context []byte, length int) ([]byte, error) {
+	pc := g.st.pending
+	if pc == nil || pc.next == nil {
+		return nil, fmt.Errorf("mls: no pending commit")
+	}
+	return g.suite.exporter(pc.next.secrets.exporter, label, context, length)
 }
 
 // ResumptionPSK returns the resumption PSK of a recent epoch of this group
@@ -363,6 +380,10 @@ type CommitInfo struct {
 	// ReInit is set when the commit reinitializes the group: no more
 	// messages can be sent in it.
 	ReInit bool
+	// PathNodes and PathCiphertexts are the size of the commit's
+	// UpdatePath: the nodes it sets and the HPKE ciphertexts it carries
+	// (what the commit cost its maker in encryptions).
+	PathNodes, PathCiphertexts int
 }
 
 // ErrConflict means another commit than this member's pending external

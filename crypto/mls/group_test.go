@@ -141,7 +141,14 @@ func TestGroupLifecycle(t *testing.T) {
 				t.Fatal(err)
 			}
 			alice.roundTrip(t) // the pending commit survives a restart
+			next, err := alice.g.ExportPending("next", nil, 32)
+			if err != nil {
+				t.Fatal(err)
+			}
 			r := commitAll(t, alice, msg)
+			if now, _ := alice.g.Export("next", nil, 32); !bytes.Equal(now, next) {
+				t.Fatal("ExportPending differs from Export after the merge")
+			}
 			if r.Commit.Welcome == nil || len(r.Commit.Added) != 2 {
 				t.Fatalf("commit info %+v", r.Commit)
 			}

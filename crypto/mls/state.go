@@ -126,6 +126,8 @@ func encodeState(w *writer, st *groupState) {
 			encodeMembers(w, pc.info.Removed)
 			encodeMembers(w, pc.info.Updated)
 			w.u8(boolByte(pc.info.ReInit))
+			w.u32(uint32(pc.info.PathNodes))
+			w.u32(uint32(pc.info.PathCiphertexts))
 		})
 	})
 	w.vector(func() {
@@ -213,6 +215,8 @@ func decodeState(r *reader, s *suite, depth int) *groupState {
 			pc.info.Removed = decodeMembers(r)
 			pc.info.Updated = decodeMembers(r)
 			pc.info.ReInit = r.u8() == 1
+			pc.info.PathNodes = int(r.u32())
+			pc.info.PathCiphertexts = int(r.u32())
 		}
 		st.pending = pc
 	}

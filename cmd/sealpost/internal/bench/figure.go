@@ -1,7 +1,7 @@
 // Package bench is the Figure every runner of `sealpost bench` returns. The
 // runners live in the packages below it, one per group of figures:
 //
-//	cryptobench    ratchet, PQXDH and sealing (crypto/...)
+//	cryptobench    ratchet, PQXDH, sealing and MLS groups (crypto/...)
 //	storebench     durable and group-committed writes (store/badgerstore)
 //	relaybench     a relay's deposit path and relay-to-subscriber latency
 //	               (node/relay, node/mailbox)

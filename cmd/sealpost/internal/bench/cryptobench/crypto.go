@@ -1,6 +1,6 @@
 // Package cryptobench measures the crypto figures of `sealpost bench`:
-// ratchet messages, PQXDH and sealed envelopes, each next to the time its
-// primitives alone take in the same run.
+// ratchet messages, PQXDH and sealed envelopes (Run), and MLS groups (MLS),
+// each next to the time its primitives alone take in the same run.
 package cryptobench
 
 import (
