@@ -35,6 +35,7 @@ func (c *cli) benchCommand() *cobra.Command {
 	var duration time.Duration
 	var dir string
 	var only []string
+	var mlsSizes []int
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure crypto, storage and delivery figures on this machine (no daemon needed)",
@@ -69,7 +70,9 @@ picks groups.`,
 			}
 			runners := []benchRunner{
 				{"crypto", func() ([]bench.Figure, error) { return cryptobench.Run(cryptobench.Options{Duration: duration}) }},
-				{"mls", func() ([]bench.Figure, error) { return cryptobench.MLS(cryptobench.MLSOptions{Duration: duration}) }},
+				{"mls", func() ([]bench.Figure, error) {
+					return cryptobench.MLS(cryptobench.MLSOptions{Duration: duration, Sizes: mlsSizes})
+				}},
 				{"storage", func() ([]bench.Figure, error) { return storebench.Run(cmd.Context(), dir, duration) }},
 				{"relay_ingest", func() ([]bench.Figure, error) { return relaybench.Ingest(cmd.Context(), dir, duration) }},
 				{"delivery", func() ([]bench.Figure, error) {
@@ -112,6 +115,7 @@ picks groups.`,
 	}
 	cmd.Flags().DurationVar(&duration, "duration", 3*time.Second, "measuring time of each group of figures")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the temporary benchmark stores (default: the home, else the temporary directory)")
+	cmd.Flags().IntSliceVar(&mlsSizes, "mls-members", []int{10, 100, 1000}, "group sizes of the mls commit figures (building the 1000-member groups takes the longest)")
 	cmd.Flags().StringSliceVar(&only, "only", nil, "measure only these groups: crypto, mls, storage, relay_ingest, delivery, relay_e2e")
 	return cmd
 }

@@ -518,7 +518,7 @@ func TestBench(t *testing.T) {
 			Ratio *float64 `json:"ratio"`
 		} `json:"figures"`
 	}
-	h.JSON(&report, "bench", "--duration", "400ms", "--dir", t.TempDir())
+	h.JSON(&report, "bench", "--duration", "400ms", "--dir", t.TempDir(), "--mls-members", "10")
 	if !strings.HasPrefix(report.Go, "go") || report.CPUs < 1 {
 		t.Errorf("bench --json: go %q, cpus %d", report.Go, report.CPUs)
 	}
@@ -535,7 +535,8 @@ func TestBench(t *testing.T) {
 			t.Errorf("figure %s: ratio %v", f.Name, *f.Ratio)
 		}
 	}
-	for _, want := range []string{"ratchet_roundtrip", "seal_open", "store_durable_write", "store_batch_write"} {
+	for _, want := range []string{"ratchet_roundtrip", "seal_open", "store_durable_write", "store_batch_write",
+		"mls_app_roundtrip", "mls_update_create_pq_n10", "mls_add_welcome_bytes_pq_n10"} {
 		if !names[want] {
 			t.Errorf("bench --json lacks %s", want)
 		}
