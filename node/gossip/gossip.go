@@ -244,7 +244,7 @@ func newGossip(cfg Config, opts Options, inspect func(peer.ID, *pubsub.RPC)) (*G
 	)
 	if err != nil {
 		g.cancel()
-		met.unregister()
+		met.Unregister()
 		return nil, fmt.Errorf("gossip: %w", err)
 	}
 	g.ps = ps
@@ -539,7 +539,7 @@ func (g *Gossip) Close() error {
 		}
 		g.cancel()
 		g.wg.Wait()
-		g.met.unregister()
+		g.met.Unregister()
 	})
 	return g.closeErr
 }

@@ -8,13 +8,14 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sealpost/sealpost/node/internal/metricset"
 )
 
 // metrics are the Gossip's Prometheus collectors. No label names a topic
 // or a peer: reasons are a fixed set.
 type metrics struct {
-	reg prometheus.Registerer
-	own []prometheus.Collector
+	*metricset.Set
 
 	published prometheus.Counter
 	delivered prometheus.Counter
@@ -30,7 +31,6 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		reg: reg,
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sealpost_gossip_published_total", Help: "Group messages this node published on a topic.",
 		}),
@@ -51,23 +51,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"what"}),
 		topics: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sealpost_gossip_topics", Help: "Group topics joined."}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.published, m.delivered, m.drops, m.refusals, m.lost, m.topics} {
-			if err := reg.Register(c); err != nil {
-				m.unregister()
-				return nil, err
-			}
-			m.own = append(m.own, c)
-		}
+	set, err := metricset.Register(reg, m.published, m.delivered, m.drops, m.refusals, m.lost, m.topics)
+	if err != nil {
+		return nil, err
 	}
+	m.Set = set
 	return m, nil
-}
-
-func (m *metrics) unregister() {
-	for _, c := range m.own {
-		m.reg.Unregister(c)
-	}
-	m.own = nil
 }
 
 func (m *metrics) dropped(reason string) { m.drops.WithLabelValues(reason).Inc() }

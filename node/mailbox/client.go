@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -229,10 +230,12 @@ type relayConn struct {
 	h        host.Host
 	hostErr  error
 
-	ctl  streamSlot // owner operations and card fetches, one at a time
-	dep  streamSlot // deposits, pipelined
-	mu   sync.Mutex
-	used time.Time
+	ctl streamSlot // owner operations and card fetches, one at a time
+	dep streamSlot // deposits, pipelined
+	// groups counts the open group log streams (GroupLogStream).
+	groups atomic.Int32
+	mu     sync.Mutex
+	used   time.Time
 }
 
 // relay returns the depositor's connection to relay id (deposits, card
@@ -348,7 +351,7 @@ func (c *Client) janitor() {
 		var idle []*relayConn
 		c.mu.Lock()
 		for k, r := range c.relays {
-			if !r.own && now.Sub(r.idleSince()) > c.cfg.IdleTimeout && !r.dep.busy() && !r.ctl.busy() {
+			if !r.own && now.Sub(r.idleSince()) > c.cfg.IdleTimeout && !r.dep.busy() && !r.ctl.busy() && r.groups.Load() == 0 {
 				delete(c.relays, k)
 				idle = append(idle, r)
 			}

@@ -1,0 +1,332 @@
+// Package grouprelay is a community relay's group log service: it serves
+// protocol.GroupLogProtocol (docs/PROTOCOL.md §12.3) and keeps, for groups
+// it cannot identify, their ciphertext logs for its TTL, in the order it
+// gives them, and orders their commits: per epoch, the first commit
+// appended wins and closes the epoch; later ones are refused with
+// wrong_epoch.
+//
+// A log is read and appended to with the token of an epoch, which every
+// member of the group derives and which the relay keeps only as a hash;
+// a token reads only its own epoch. Members reach the relay through client
+// keys of their own (node/mailbox), so the relay learns an opaque log ID,
+// epochs, entry sizes and times: not the members, not who reads or writes,
+// not the content.
+//
+// Durability: an append is answered only once its transaction is durable.
+// Appends from all streams go through one store.Batcher (one fsync per
+// batch). Every change of a log is a transaction of the store
+// (store.RelayGroups), so a kill at any moment loses nothing answered.
+package grouprelay
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sealpost/sealpost/node/internal/clock"
+	"github.com/sealpost/sealpost/node/internal/jobs"
+	"github.com/sealpost/sealpost/node/internal/ratelimit"
+	"github.com/sealpost/sealpost/node/internal/streamset"
+	"github.com/sealpost/sealpost/protocol"
+	"github.com/sealpost/sealpost/store"
+)
+
+// ErrClosed is returned by a Server's methods after Close.
+var ErrClosed = errors.New("grouprelay: closed")
+
+// Resources are the service's limits: keys of the [relay] section of
+// config.toml (node/home), each answered with its own wire code when
+// reached (docs/OPERATING.md). Start from DefaultResources.
+type Resources struct {
+	// MaxEntry bounds one entry, in bytes: at most protocol.MaxGroupEntry.
+	// Over it: too_large.
+	MaxEntry int
+	// TTL is how long an entry is kept: the relay's envelope TTL.
+	TTL time.Duration
+	// IdleTTL is how long a log is kept without an append; then it is
+	// deleted with all it holds (its members see unknown_log and create
+	// it again).
+	IdleTTL time.Duration
+	// LogMaxCount and LogMaxBytes bound the entries one log holds at once.
+	// Over it: quota_exceeded.
+	LogMaxCount uint64
+	LogMaxBytes uint64
+	// StoreMaxBytes bounds the bytes of all entries of all logs; MaxLogs
+	// the logs held. Over either: store_full.
+	StoreMaxBytes uint64
+	MaxLogs       uint64
+	// CreateRate and CreateBurst bound the logs one connection creates
+	// (per second, and at once). Over it: rate_limited.
+	CreateRate  float64
+	CreateBurst int
+	// AppendRate and AppendBurst bound one connection's appends. Over it:
+	// rate_limited.
+	AppendRate  float64
+	AppendBurst int
+	// CommitRate and CommitBurst bound one log's commits, so that a
+	// member cannot churn a group's epochs (and with them every member's
+	// work). Over it: rate_limited.
+	CommitRate  float64
+	CommitBurst int
+	// FetchLimit is the entries a FETCH without a limit gets (at most
+	// protocol.MaxFetchLimit).
+	FetchLimit int
+	// SweepInterval is how often expired entries and idle logs are
+	// removed.
+	SweepInterval time.Duration
+	// StreamIdle is the read deadline of a stream without subscriptions;
+	// WriteTimeout bounds each write.
+	StreamIdle   time.Duration
+	WriteTimeout time.Duration
+	// MaxStreams and MaxStreamsPerPeer bound the streams open at once;
+	// MaxSubscriptions the subscriptions of one stream (a member keeps one
+	// per group on one stream). Over them: the stream is reset, or
+	// rate_limited.
+	MaxStreams        int
+	MaxStreamsPerPeer int
+	MaxSubscriptions  int
+	// MaxPending bounds the requests of one stream read but not yet
+	// answered; the relay stops reading the stream while it is full.
+	MaxPending int
+	// MaxBatch is the weight (one per entry, one per KiB) committed in one
+	// transaction.
+	MaxBatch int
+}
+
+// DefaultResources are the limits of a relay profile.
+func DefaultResources() Resources {
+	return Resources{
+		MaxEntry:          protocol.MaxGroupEntry,
+		TTL:               14 * 24 * time.Hour,
+		IdleTTL:           56 * 24 * time.Hour,
+		LogMaxCount:       100_000,
+		LogMaxBytes:       512 << 20,
+		StoreMaxBytes:     10 << 30,
+		MaxLogs:           100_000,
+		CreateRate:        1.0 / 60,
+		CreateBurst:       64,
+		AppendRate:        200,
+		AppendBurst:       1000,
+		CommitRate:        1,
+		CommitBurst:       20,
+		FetchLimit:        256,
+		SweepInterval:     time.Minute,
+		StreamIdle:        2 * time.Minute,
+		WriteTimeout:      30 * time.Second,
+		MaxStreams:        4096,
+		MaxStreamsPerPeer: 8,
+		MaxSubscriptions:  1024,
+		MaxPending:        256,
+		MaxBatch:          256,
+	}
+}
+
+// Validate checks r.
+func (r Resources) Validate() error {
+	switch {
+	case r.MaxEntry <= 0 || r.MaxEntry > protocol.MaxGroupEntry:
+		return fmt.Errorf("grouprelay: max entry %d, want 1 to %d", r.MaxEntry, protocol.MaxGroupEntry)
+	case r.LogMaxCount == 0 || r.LogMaxBytes == 0 || r.StoreMaxBytes == 0 || r.MaxLogs == 0:
+		return errors.New("grouprelay: zero quota")
+	case r.TTL <= 0 || r.IdleTTL < r.TTL || r.SweepInterval <= 0 || r.StreamIdle <= 0 || r.WriteTimeout <= 0:
+		return errors.New("grouprelay: durations must be positive, the idle TTL at least the TTL")
+	case r.CreateRate <= 0 || r.CreateBurst <= 0 || r.AppendRate <= 0 || r.AppendBurst <= 0 || r.CommitRate <= 0 || r.CommitBurst <= 0:
+		return errors.New("grouprelay: rates and bursts must be positive")
+	case r.FetchLimit <= 0 || r.FetchLimit > protocol.MaxFetchLimit:
+		return fmt.Errorf("grouprelay: fetch limit %d, want 1 to %d", r.FetchLimit, protocol.MaxFetchLimit)
+	case r.MaxStreamsPerPeer <= 0 || r.MaxStreams < r.MaxStreamsPerPeer || r.MaxSubscriptions <= 0 || r.MaxPending <= 0 || r.MaxBatch <= 0:
+		return errors.New("grouprelay: stream limits must be positive, the total at least the per-peer one")
+	}
+	return nil
+}
+
+// Config is what New needs. Each field documents its zero value.
+type Config struct {
+	// Host serves the protocol. Required.
+	Host host.Host
+	// Store holds the logs. Required; not closed by Close.
+	Store store.Store
+	// Resources are the limits. Zero: DefaultResources.
+	Resources Resources
+	// Logger receives the service's logs (codes, sizes, epochs; never a
+	// token, log ID or entry). Zero: discarded.
+	Logger *slog.Logger
+	// Clock is the time of expiries, rates and the sweep. Zero: the
+	// system clock.
+	Clock clock.Clock
+	// Rand supplies log IDs. Zero: crypto/rand.
+	Rand io.Reader
+	// Registerer gets the Prometheus metrics (no per-log label). Zero:
+	// not registered.
+	Registerer prometheus.Registerer
+}
+
+// Server is the relay's group log service. Its methods are safe for
+// concurrent use.
+type Server struct {
+	cfg   Config
+	res   Resources
+	log   *slog.Logger
+	clock clock.Clock
+	met   *metrics
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	w      *jobs.Writer
+
+	streams *streamset.Set
+	creates *ratelimit.Limiter[string]              // by connection
+	appends *ratelimit.Limiter[string]              // by connection
+	commits *ratelimit.Limiter[protocol.GroupLogID] // by log
+
+	randMu sync.Mutex
+
+	subsMu sync.Mutex
+	subs   map[protocol.GroupLogID]map[*subscription]struct{}
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// maxLimited bounds the keys each rate limiter remembers.
+const maxLimited = 16384
+
+// New registers the stream handler and starts the writer and the sweep.
+func New(cfg Config) (*Server, error) {
+	if cfg.Host == nil || cfg.Store == nil {
+		return nil, errors.New("grouprelay: Config.Host and Store are required")
+	}
+	if cfg.Resources == (Resources{}) {
+		cfg.Resources = DefaultResources()
+	}
+	res := cfg.Resources
+	if err := res.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.System()
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	s := &Server{
+		cfg: cfg, res: res, log: cfg.Logger, clock: cfg.Clock,
+		streams: streamset.New(res.MaxStreams, res.MaxStreamsPerPeer),
+		creates: ratelimit.New[string](cfg.Clock, res.CreateRate, float64(res.CreateBurst), 0, maxLimited),
+		appends: ratelimit.New[string](cfg.Clock, res.AppendRate, float64(res.AppendBurst), 0, maxLimited),
+		commits: ratelimit.New[protocol.GroupLogID](cfg.Clock, res.CommitRate, float64(res.CommitBurst), 0, maxLimited),
+		subs:    map[protocol.GroupLogID]map[*subscription]struct{}{},
+	}
+	met, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s.met = met
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	var t store.RelayGroupTotals
+	if err := cfg.Store.View(s.ctx, func(tx *store.Tx) error {
+		var err error
+		t, err = tx.RelayGroups().Totals()
+		return err
+	}); err != nil {
+		s.cancel()
+		met.Unregister()
+		return nil, fmt.Errorf("grouprelay: read totals: %w", err)
+	}
+	met.setTotals(t)
+	s.w = jobs.New(cfg.Store, jobs.Options{MaxBatch: res.MaxBatch, Clock: cfg.Clock,
+		Finish: func(tx *store.Tx) error {
+			t, err := tx.RelayGroups().Totals()
+			if err == nil {
+				s.met.setTotals(t)
+			}
+			return err
+		},
+		Done: func(_ int, took time.Duration, err error) {
+			switch {
+			case err == nil:
+				s.met.commit.Observe(took.Seconds())
+			case !errors.Is(err, jobs.ErrClosed):
+				s.log.Error("grouprelay: store transaction failed", "err", err)
+			}
+		}})
+	cfg.Host.SetStreamHandler(libp2pproto.ID(protocol.GroupLogProtocol), s.handle)
+	s.wg.Add(1)
+	go s.sweepLoop()
+	return s, nil
+}
+
+// Close stops serving, resets the open streams, lets the writer finish
+// the batches under way (every append answered is durable), waits for
+// every goroutine it started, and returns. It is idempotent.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.cfg.Host.RemoveStreamHandler(libp2pproto.ID(protocol.GroupLogProtocol))
+	s.cancel()
+	s.streams.Close()
+	s.w.Close()
+	s.wg.Wait()
+	s.met.Unregister()
+	return nil
+}
+
+func (s *Server) handle(str network.Stream) {
+	if !s.streams.Add(str) {
+		s.met.reject("too_many_streams")
+		str.Reset()
+		return
+	}
+	defer s.streams.Release(str)
+	s.met.streams.Inc()
+	defer s.met.streams.Dec()
+	newStream(s, str).serve()
+}
+
+// Totals returns the group log totals.
+func (s *Server) Totals(ctx context.Context) (store.RelayGroupTotals, error) {
+	var t store.RelayGroupTotals
+	err := s.cfg.Store.View(ctx, func(tx *store.Tx) error {
+		var err error
+		t, err = tx.RelayGroups().Totals()
+		return err
+	})
+	return t, err
+}
+
+// newLogID reads a random log ID.
+func (s *Server) newLogID() (protocol.GroupLogID, error) {
+	var id protocol.GroupLogID
+	s.randMu.Lock()
+	defer s.randMu.Unlock()
+	if _, err := io.ReadFull(s.cfg.Rand, id[:]); err != nil {
+		return id, fmt.Errorf("grouprelay: random source: %w", err)
+	}
+	return id, nil
+}
+
+// idleUntil is a log's idle deadline after an append at now, rounded up to
+// the hour so that a busy log rewrites its index entry once an hour, not
+// on every append.
+func (s *Server) idleUntil(now time.Time) time.Time {
+	return now.Add(s.res.IdleTTL).Truncate(time.Hour).Add(time.Hour)
+}

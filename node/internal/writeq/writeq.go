@@ -1,0 +1,111 @@
+// Package writeq writes a stream's answers in the order they were queued,
+// several frames per Write while more are ready, waiting for an answer
+// that depends on work in progress (a store commit) only when nothing
+// queued before it is left to write. A service's reader queues; one writer
+// goroutine per stream writes.
+package writeq
+
+import (
+	"context"
+	"time"
+)
+
+// Item is one answer: ready reports whether its frame can be appended
+// without waiting; Append appends it, waiting if needed.
+type Item interface {
+	Ready() bool
+	Append(buf []byte) ([]byte, error)
+}
+
+// Stream is the part of a libp2p stream the writer uses.
+type Stream interface {
+	Write([]byte) (int, error)
+	SetWriteDeadline(time.Time) error
+	Reset() error
+}
+
+// bufSize is how much the writer collects before one Write.
+const bufSize = 64 << 10
+
+// Queue is the ordered output of one stream.
+type Queue struct {
+	str     Stream
+	timeout time.Duration
+	fail    func(error)
+	items   chan Item
+	done    chan struct{}
+}
+
+// New starts the writer of str: capacity items may wait (Put blocks while
+// the queue is full, which stops the service's reader: backpressure),
+// each Write has timeout, and fail is called once if encoding or writing
+// fails (the stream is then reset and later items dropped).
+func New(str Stream, capacity int, timeout time.Duration, fail func(error)) *Queue {
+	q := &Queue{str: str, timeout: timeout, fail: fail, items: make(chan Item, capacity), done: make(chan struct{})}
+	go q.loop()
+	return q
+}
+
+// Put queues it; false if ctx ended first.
+func (q *Queue) Put(ctx context.Context, it Item) bool {
+	select {
+	case q.items <- it:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Close takes no more items and waits until the queued ones are written
+// (or dropped after a failure). Put must not be called after Close.
+func (q *Queue) Close() {
+	close(q.items)
+	<-q.done
+}
+
+func (q *Queue) loop() {
+	defer close(q.done)
+	var buf []byte
+	var held Item
+	failed := false
+	for {
+		it := held
+		held = nil
+		if it == nil {
+			var ok bool
+			if it, ok = <-q.items; !ok {
+				return
+			}
+		}
+		if failed {
+			continue // drain, so that Put does not block
+		}
+		var err error
+		buf, err = it.Append(buf[:0])
+	more:
+		for err == nil && len(buf) < bufSize {
+			select {
+			case next, ok := <-q.items:
+				if !ok {
+					break more
+				}
+				if !next.Ready() {
+					held = next
+					break more
+				}
+				buf, err = next.Append(buf)
+			default:
+				break more
+			}
+		}
+		if err == nil {
+			q.str.SetWriteDeadline(time.Now().Add(q.timeout))
+			_, err = q.str.Write(buf)
+		}
+		if err != nil {
+			failed = true
+			q.str.Reset()
+			q.fail(err)
+		}
+	}
+}

@@ -1,0 +1,100 @@
+package writeq
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// stream records what is written.
+type stream struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	writes int
+	fail   error
+	reset  bool
+}
+
+func (s *stream) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return 0, s.fail
+	}
+	s.writes++
+	return s.buf.Write(b)
+}
+func (s *stream) SetWriteDeadline(time.Time) error { return nil }
+func (s *stream) Reset() error                     { s.mu.Lock(); s.reset = true; s.mu.Unlock(); return nil }
+
+// item is ready at once, or when its channel closes.
+type item struct {
+	b    string
+	wait chan struct{}
+}
+
+func (it item) Ready() bool {
+	if it.wait == nil {
+		return true
+	}
+	select {
+	case <-it.wait:
+		return true
+	default:
+		return false
+	}
+}
+
+func (it item) Append(buf []byte) ([]byte, error) {
+	if it.wait != nil {
+		<-it.wait
+	}
+	return append(buf, it.b...), nil
+}
+
+// TestOrder: items are written in the order queued, an item that waits
+// holds back those after it, and what is ready is written in few Writes.
+func TestOrder(t *testing.T) {
+	s := &stream{}
+	q := New(s, 16, time.Second, func(err error) { t.Errorf("fail: %v", err) })
+	ctx := context.Background()
+	slow := make(chan struct{})
+	q.Put(ctx, item{b: "a"})
+	q.Put(ctx, item{b: "b", wait: slow})
+	q.Put(ctx, item{b: "c"})
+	q.Put(ctx, item{b: "d"})
+	time.Sleep(50 * time.Millisecond)
+	s.mu.Lock()
+	if got := s.buf.String(); got != "a" {
+		t.Errorf("written before the slow item: %q", got)
+	}
+	s.mu.Unlock()
+	close(slow)
+	q.Close()
+	if got := s.buf.String(); got != "abcd" {
+		t.Errorf("written %q", got)
+	}
+	if s.writes > 3 {
+		t.Errorf("%d writes for 4 items", s.writes)
+	}
+}
+
+// TestFail: a failed write resets the stream, is reported once, and the
+// queue drains without blocking Put.
+func TestFail(t *testing.T) {
+	s := &stream{fail: errors.New("broken")}
+	fails := 0
+	q := New(s, 1, time.Second, func(error) { fails++ })
+	for range 10 {
+		if !q.Put(context.Background(), item{b: "x"}) {
+			t.Fatal("Put refused")
+		}
+	}
+	q.Close()
+	if fails != 1 || !s.reset {
+		t.Errorf("fails %d, reset %v", fails, s.reset)
+	}
+}
