@@ -159,6 +159,15 @@ func (r *keyring) header() []byte {
 
 // write replaces the epoch file with r's epochs.
 func (r *keyring) write() error {
+	b, err := r.encode()
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(r.dir, epochFileName, b, nil)
+}
+
+// encode returns the epoch file of r's epochs.
+func (r *keyring) encode() ([]byte, error) {
 	var p []byte
 	var flags byte
 	if r.legacy {
@@ -171,16 +180,20 @@ func (r *keyring) write() error {
 		p = append(p, e.key...)
 	}
 	defer clear(p)
+	return r.sealFile(p)
+}
+
+// sealFile returns the epoch file of the plaintext p.
+func (r *keyring) sealFile(p []byte) ([]byte, error) {
 	aead, err := chacha20poly1305.NewX(r.fileKey)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	b := r.header()
 	nonce := make([]byte, chacha20poly1305.NonceSizeX)
 	rand.Read(nonce)
 	b = append(b, nonce...)
-	b = aead.Seal(b, nonce, p, b[:len(epochFileMagic)+1])
-	return writeFileAtomic(r.dir, epochFileName, b, nil)
+	return aead.Seal(b, nonce, p, b[:len(epochFileMagic)+1]), nil
 }
 
 // decode parses and opens an epoch file.

@@ -346,3 +346,126 @@ func TestRotationInterrupted(t *testing.T) {
 		t.Errorf("after the rotation finished: %q", got)
 	}
 }
+
+// fuzzRing is a keyring with a fixed file key, for the fuzz targets.
+func fuzzRing() *keyring {
+	return &keyring{dir: "store", fileKey: bytes.Repeat([]byte{7}, chacha20poly1305.KeySize)}
+}
+
+// seedEpochFiles are epoch files of one epoch and of the most epochs, with
+// and without the legacy flag.
+func seedEpochFiles(f *testing.F) [][]byte {
+	var out [][]byte
+	for _, n := range []int{1, maxEpochs} {
+		r := fuzzRing()
+		r.legacy = n == 1
+		for i := range n {
+			r.epochs = append(r.epochs, epoch{n: uint32(3 + i), start: t0.Add(time.Duration(i) * time.Hour), key: bytes.Repeat([]byte{byte(i)}, epochKeySize)})
+		}
+		b, err := r.encode()
+		if err != nil {
+			f.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// checkRing checks what decode accepted, and that it encodes to an epoch
+// file that decodes to the same epochs.
+func checkRing(t *testing.T, r *keyring) {
+	if len(r.epochs) == 0 || len(r.epochs) > maxEpochs {
+		t.Fatalf("%d epochs decoded", len(r.epochs))
+	}
+	for i, e := range r.epochs {
+		if len(e.key) != epochKeySize {
+			t.Fatalf("epoch %d: key of %d bytes", e.n, len(e.key))
+		}
+		if i > 0 && e.n <= r.epochs[i-1].n {
+			t.Fatalf("epochs out of order: %d after %d", e.n, r.epochs[i-1].n)
+		}
+	}
+	b, err := r.encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again := fuzzRing()
+	if err := again.decode(b); err != nil {
+		t.Fatalf("a decoded epoch file does not decode once encoded again: %v", err)
+	}
+	if again.legacy != r.legacy || len(again.epochs) != len(r.epochs) {
+		t.Fatalf("encoded again: legacy %v, %d epochs; want %v, %d", again.legacy, len(again.epochs), r.legacy, len(r.epochs))
+	}
+	for i, e := range again.epochs {
+		o := r.epochs[i]
+		if e.n != o.n || !e.start.Equal(o.start) || !bytes.Equal(e.key, o.key) {
+			t.Fatalf("epoch %d encoded again as %d at %v", o.n, e.n, e.start)
+		}
+	}
+}
+
+// FuzzEpochFile: any bytes decode to epochs or an error that names the
+// epoch file (damage) or a newer version, never a panic; and a single
+// changed byte of a real epoch file never decodes.
+func FuzzEpochFile(f *testing.F) {
+	for _, b := range seedEpochFiles(f) {
+		f.Add(b)
+	}
+	f.Add([]byte(epochFileMagic))
+	f.Add([]byte(epochFileMagic + "\x02"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := fuzzRing()
+		err := r.decode(b)
+		if err != nil {
+			var d *DamageError
+			if !errors.As(err, &d) && !errors.Is(err, store.ErrSchemaTooNew) {
+				t.Fatalf("decode: %v is neither damage nor a newer version", err)
+			}
+			return
+		}
+		checkRing(t, r)
+		for i := range b {
+			c := bytes.Clone(b)
+			c[i] ^= 0x80
+			if err := fuzzRing().decode(c); err == nil {
+				t.Fatalf("byte %d changed: the epoch file still decodes", i)
+			}
+		}
+	})
+}
+
+// FuzzEpochContents fuzzes what the epoch file's authenticated encryption
+// protects (flags, count, epochs), which FuzzEpochFile cannot reach: any
+// contents decode to ordered epochs within the bounds or an error, never a
+// panic.
+func FuzzEpochContents(f *testing.F) {
+	for _, b := range seedEpochFiles(f) {
+		r := fuzzRing()
+		h := len(epochFileMagic) + 1
+		p, err := func() ([]byte, error) {
+			aead, _ := chacha20poly1305.NewX(r.fileKey)
+			return aead.Open(nil, b[h:h+chacha20poly1305.NonceSizeX], b[h+chacha20poly1305.NonceSizeX:], b[:h])
+		}()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(p)
+	}
+	f.Add([]byte{0, 0})
+	f.Add([]byte{1, maxEpochs + 1})
+	f.Fuzz(func(t *testing.T, p []byte) {
+		r := fuzzRing()
+		b, err := r.sealFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.decode(b); err != nil {
+			var d *DamageError
+			if !errors.As(err, &d) {
+				t.Fatalf("decode: %v is not damage", err)
+			}
+			return
+		}
+		checkRing(t, r)
+	})
+}

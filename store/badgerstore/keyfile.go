@@ -148,7 +148,10 @@ func parseKeyFile(b []byte) (*keyFile, error) {
 		return nil, fmt.Errorf("key file version %d: %w", v, store.ErrSchemaTooNew)
 	case v == keyFileVersion:
 		n := len(b) - sha256.Size
-		if sum := sha256.Sum256(b[:n]); n < len(keyFileMagic)+2 || !bytes.Equal(sum[:], b[n:]) {
+		if n < len(keyFileMagic)+2 {
+			return nil, errKeyFileSum // cut short
+		}
+		if sum := sha256.Sum256(b[:n]); !bytes.Equal(sum[:], b[n:]) {
 			return nil, errKeyFileSum
 		}
 		b = b[:n]
