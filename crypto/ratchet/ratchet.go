@@ -18,7 +18,15 @@
 // on the wire: the new sending ratchet key is generated when the next message
 // is encrypted, not when the peer's new ratchet key is received, so Decrypt
 // needs no randomness. The order of root-KDF steps, and so every key, is the
-// same.
+// same. The old ratchet private key is erased when the peer's new key is
+// received, as the specification (and libsignal) does by replacing it: it
+// takes part in no later step, and for a responder's first message it is
+// the signed prekey's, which must not outlive the prekey's retention in a
+// stored session. A state that received and has not sent since holds no
+// ratchet private key at all, so a copy of it taken then learns nothing of
+// the key the next message will carry (libsignal makes that key on receipt,
+// and a copy holds it). States stored by versions that kept the old key
+// erase it at their next Encrypt or Decrypt.
 //
 // What the caller must do:
 //   - check ratchet.MessageHash of a received message against its seen-set
@@ -126,7 +134,7 @@ const (
 	flagRemoteKey   = 1 << 0 // dhr holds the peer's ratchet key
 	flagSending     = 1 << 1 // cks, hks hold a sending chain
 	flagReceiving   = 1 << 2 // ckr, hkr hold a receiving chain
-	flagSendPending = 1 << 3 // the next Encrypt performs the sending DH step
+	flagSendPending = 1 << 3 // the next Encrypt performs the sending DH step; no own ratchet key
 	flagsKnown      = flagRemoteKey | flagSending | flagReceiving | flagSendPending
 )
 
@@ -228,7 +236,9 @@ func NewInitiator(secret [32]byte, ad []byte, remoteRatchetKey []byte, version u
 
 // NewResponder starts the session of the side that ran PQXDH as responder.
 // ownRatchetKey is the private key of the signed prekey the initiator used.
-// The responder cannot encrypt until it has decrypted the first message.
+// The responder cannot encrypt until it has decrypted the first message;
+// that Decrypt erases the signed prekey's private key from the state, so
+// store a responder's state only after it.
 func NewResponder(secret [32]byte, ad []byte, ownRatchetKey *ecdh.PrivateKey, version uint8) (*State, error) {
 	s, err := newState(ad, version)
 	if err != nil {
@@ -292,6 +302,18 @@ func (s *State) sendStep(rand io.Reader) error {
 	copy(s.dhsPub[:], priv.PublicKey().Bytes())
 	s.flags = s.flags&^flagSendPending | flagSending
 	return nil
+}
+
+// forgetRatchetKey erases the own ratchet private key of a state whose
+// sending step is pending: no later step uses it (the next one makes a new
+// key), and the peer has moved past it.
+func (s *State) forgetRatchetKey() {
+	if s.flags&flagSendPending == 0 {
+		return
+	}
+	clear(s.dhsPriv[:])
+	clear(s.dhsPub[:])
+	s.dhsKey = nil
 }
 
 // Encrypt encrypts plaintext, appends the wire message to dst and returns
@@ -412,6 +434,7 @@ func (s *State) Decrypt(dst, msg []byte, now time.Time) ([]byte, error) {
 			s.commitStage(now)
 			s.ckr = next
 			s.nr = h.n + 1
+			s.forgetRatchetKey() // (a state stored by an older version)
 			s.evict(now)
 			return out, nil
 		}
@@ -436,8 +459,14 @@ func (s *State) Decrypt(dst, msg []byte, now time.Time) ([]byte, error) {
 }
 
 // decryptRatchet handles a message whose header opened under NHKr: it
-// performs the receiving half of the DH ratchet.
+// performs the receiving half of the DH ratchet and erases the own ratchet
+// key it used.
 func (s *State) decryptRatchet(dst []byte, h *header, msg []byte, now time.Time) ([]byte, error) {
+	if s.flags&flagSendPending != 0 && s.dhsPub == [32]byte{} {
+		// A second new key before this side sent with a new key of its
+		// own: an honest peer never sends one (its next key needs ours).
+		return nil, ErrDecrypt
+	}
 	// Both skip counts are checked before any key is derived.
 	var skipCurrent uint32
 	receiving := s.flags&flagReceiving != 0
@@ -489,6 +518,7 @@ func (s *State) decryptRatchet(dst []byte, h *header, msg []byte, now time.Time)
 	s.ckr = next
 	s.nr = h.n + 1
 	s.flags |= flagRemoteKey | flagReceiving | flagSendPending
+	s.forgetRatchetKey()
 	s.evict(now)
 	return out, nil
 }
@@ -506,6 +536,7 @@ func (s *State) decryptSkipped(dst []byte, hk *[32]byte, n uint32, msg []byte, n
 	}
 	clear(s.skipped[i].mk[:])
 	s.skipped = slices.Delete(s.skipped, i, i+1)
+	s.forgetRatchetKey() // (a state stored by an older version)
 	s.evict(now)
 	return out, nil
 }
