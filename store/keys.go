@@ -28,6 +28,7 @@ const (
 	tFileByTime    byte = 0x13 // created(8) id(16) -> ""
 	tFilePending   byte = 0x14 // id(16) -> ""
 	tFileBlob      byte = 0x15 // hash(32) id(16) -> ""
+	tSeenPrekey    byte = 0x16 // prekey(4) hash(32) -> "" (seen.go)
 
 	// The relay's tables (relay.go), from 0x20 so that the personal
 	// node's tables can grow below them.

@@ -408,6 +408,13 @@ func (w *work) seenAdd(h [32]byte, until time.Time) error {
 	return w.tx.Seen().Add(h, until)
 }
 
+// seenAddFirst adds h, the replay hash of a first message that used signed
+// prekey spk, to the seen-set for as long as the prekey is kept.
+func (w *work) seenAddFirst(h [32]byte, spk uint32) error {
+	w.seen[h] = true
+	return w.tx.Seen().AddFirst(h, spk)
+}
+
 // receipt notes a received message for the delivery receipt the flush
 // sends to its sender.
 func (w *work) receipt(peer identity.UserID, id protocol.MessageID) {

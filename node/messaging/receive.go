@@ -297,7 +297,7 @@ func (w *work) receiveFirst(it *Incoming, ct *protocol.Ciphertext, pub *identity
 	rec := store.Session{Peer: uid, Device: bytes.Clone(it.Device), ID: sid,
 		CreatedAt: w.now, LastDecryptAt: w.now, LastUsedAt: w.now}
 	e := w.addSession(rec, st)
-	if err := w.seenAdd(replay, w.now.Add(w.s.pk.Policy().ReplayWindow())); err != nil {
+	if err := w.seenAddFirst(replay, im.SignedPrekeyID); err != nil {
 		return 0, err
 	}
 	if res.UsedOneTime {

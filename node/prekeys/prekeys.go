@@ -27,7 +27,9 @@
 // What the caller must do: run Maintain in a store transaction when the
 // node starts, after Serve (to refill), and about hourly; serialize calls
 // per store transaction as usual; commit Consume in the same transaction as
-// the session its first message created.
+// the session its first message created, and remember the first message's
+// replay hash with store.SeenSet.AddFirst under its signed prekey's ID:
+// Maintain forgets those hashes when it deletes the prekey, never before.
 package prekeys
 
 import (
@@ -114,14 +116,6 @@ func (p Policy) withDefaults() Policy {
 // prekey.MaxAge plus the relay TTL.
 func (p Policy) Retention() time.Duration { return prekey.MaxAge + p.withDefaults().RelayTTL }
 
-// ReplayWindow is how long a first message's replay hash must be
-// remembered: the longest a signed prekey lives (a rotation period, then
-// the retention).
-func (p Policy) ReplayWindow() time.Duration {
-	p = p.withDefaults()
-	return p.RotateEvery + p.Retention() + prekey.ClockTolerance
-}
-
 // Manager keeps one device's prekeys. It holds no state of its own besides
 // its keys and policy; everything lives in the store, so it is safe for
 // concurrent use (each call in its own transaction).
@@ -172,9 +166,17 @@ func (m *Manager) Maintain(tx *store.Tx, now time.Time) (Report, error) {
 		}
 	}
 	// A version is replaced when the next one is made; its keys go
-	// Retention later.
+	// Retention later, and with them the replay hashes of the first
+	// messages that used it (store.SeenSet.AddFirst), which must outlive
+	// the signed prekey: a prekey with many is deleted after its hashes,
+	// over several calls.
 	for i := 0; i+1 < len(spks); i++ {
 		if now.Sub(spks[i+1].CreatedAt) < m.pol.Retention() {
+			continue
+		}
+		if n, err := tx.Seen().ReleasePrekey(spks[i].ID, maxReleased); err != nil {
+			return r, err
+		} else if n == maxReleased {
 			continue
 		}
 		if err := tx.Prekeys().Delete(store.PrekeySigned, spks[i].ID); err != nil {
@@ -225,6 +227,10 @@ func (m *Manager) Maintain(tx *store.Tx, now time.Time) (Report, error) {
 	r.Available = n
 	return r, nil
 }
+
+// maxReleased bounds the replay hashes one Maintain forgets per signed
+// prekey, so that its transaction stays small.
+const maxReleased = 4096
 
 // servable reports whether a one-time prekey made at created may still be
 // handed out: an initiator must be able to use it for a while yet.

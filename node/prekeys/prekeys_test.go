@@ -430,3 +430,53 @@ func TestForRelay(t *testing.T) {
 		return nil
 	})
 }
+
+// TestReplayHashesGoWithTheirPrekey: the replay hashes of first messages
+// stay while their signed prekey is kept, however late it was replaced,
+// and go when it does; a prekey with more than a transaction's worth of
+// hashes is deleted after its last hash, over several Maintains.
+func TestReplayHashesGoWithTheirPrekey(t *testing.T) {
+	m, st, _ := newManager(t, Policy{OneTimeTarget: 1, OneTimeLow: 1})
+	maintain(t, m, st, t0)
+	n := maxReleased + 10
+	update(t, st, func(tx *store.Tx) error {
+		for i := range n {
+			if err := tx.Seen().AddFirst([32]byte{byte(i), byte(i >> 8), 1}, 1); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	state := func() (spk, first, last bool) {
+		update(t, st, func(tx *store.Tx) error {
+			_, err := tx.Prekeys().Get(store.PrekeySigned, 1)
+			spk = err == nil
+			if first, err = tx.Seen().Has([32]byte{0, 0, 1}); err != nil {
+				return err
+			}
+			last, err = tx.Seen().Has([32]byte{byte(n - 1), byte((n - 1) >> 8), 1})
+			return err
+		})
+		return
+	}
+	// Offline for 60 days: version 2 comes late, and version 1's keys
+	// (and its hashes) stay for the retention after that.
+	late := t0.Add(60 * 24 * time.Hour)
+	maintain(t, m, st, late)
+	if spk, first, last := state(); !spk || !first || !last {
+		t.Fatalf("after the late rotation: prekey %v, hashes %v %v; want all kept", spk, first, last)
+	}
+	end := late.Add(m.Policy().Retention())
+	maintain(t, m, st, end.Add(-time.Second))
+	if spk, first, last := state(); !spk || !first || !last {
+		t.Fatalf("before the retention ended: prekey %v, hashes %v %v; want all kept", spk, first, last)
+	}
+	maintain(t, m, st, end)
+	if spk, _, _ := state(); !spk {
+		t.Fatal("the prekey went while some of its hashes are still kept")
+	}
+	maintain(t, m, st, end.Add(time.Second))
+	if spk, first, last := state(); spk || first || last {
+		t.Fatalf("after the retention: prekey %v, hashes %v %v; want none", spk, first, last)
+	}
+}

@@ -953,6 +953,89 @@ func testSeen(t *testing.T, st store.Store) {
 			return nil
 		})
 	})
+	// First messages' hashes stay as long as their signed prekey, whatever
+	// the time, and go when it is released.
+	has := func(tx *store.Tx, ids ...byte) string {
+		var present []int
+		for _, i := range ids {
+			ok, err := tx.Seen().Has(id32(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				present = append(present, int(i))
+			}
+		}
+		return fmt.Sprint(present)
+	}
+	t.Run("AddFirst", func(t *testing.T) {
+		update(t, st, func(tx *store.Tx) error {
+			for i := byte(20); i < 25; i++ {
+				if err := tx.Seen().AddFirst(id32(i), 7); err != nil {
+					return err
+				}
+			}
+			if err := tx.Seen().AddFirst(id32(30), 8); err != nil {
+				return err
+			}
+			// A timed entry becomes the prekey's; a time added later
+			// changes nothing.
+			if err := tx.Seen().Add(id32(31), T0); err != nil {
+				return err
+			}
+			if err := tx.Seen().AddFirst(id32(31), 8); err != nil {
+				return err
+			}
+			return tx.Seen().Add(id32(20), T0)
+		})
+		update(t, st, func(tx *store.Tx) error {
+			n, err := tx.Seen().Expire(T0.Add(1000*time.Hour), 0)
+			if n != 0 {
+				t.Errorf("Expire removed %d entries kept for prekeys", n)
+			}
+			if got := has(tx, 20, 21, 22, 23, 24, 30, 31); got != "[20 21 22 23 24 30 31]" {
+				t.Errorf("after Expire: present %s, want all", got)
+			}
+			return err
+		})
+	})
+	t.Run("ReleasePrekey", func(t *testing.T) {
+		var steps []int
+		for range 5 {
+			var n int
+			update(t, st, func(tx *store.Tx) error {
+				var err error
+				n, err = tx.Seen().ReleasePrekey(7, 3)
+				return err
+			})
+			steps = append(steps, n)
+			if n < 3 {
+				break
+			}
+		}
+		if fmt.Sprint(steps) != "[3 2]" {
+			t.Errorf("ReleasePrekey steps: got %v, want [3 2]", steps)
+		}
+		view(t, st, func(tx *store.Tx) error {
+			if got := has(tx, 20, 21, 22, 23, 24, 30, 31); got != "[30 31]" {
+				t.Errorf("after ReleasePrekey(7): present %s, want [30 31]", got)
+			}
+			return nil
+		})
+		update(t, st, func(tx *store.Tx) error {
+			n, err := tx.Seen().ReleasePrekey(8, 0)
+			if n != 2 {
+				t.Errorf("ReleasePrekey(8): got %d, want 2", n)
+			}
+			return err
+		})
+		view(t, st, func(tx *store.Tx) error {
+			if got := has(tx, 30, 31); got != "[]" {
+				t.Errorf("after ReleasePrekey(8): present %s, want none", got)
+			}
+			return nil
+		})
+	})
 }
 
 func testMailboxes(t *testing.T, st store.Store) {
