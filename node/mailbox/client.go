@@ -46,7 +46,9 @@ type Config struct {
 	// Logger receives the client's logs (relay peer IDs, mailbox IDs and
 	// codes; never keys or envelopes). Zero: discarded.
 	Logger *slog.Logger
-	// Rand supplies keys and nonces. Zero: crypto/rand.
+	// Rand supplies keys, nonces and the ephemeral keys of sealed
+	// envelopes; the client reads it from several goroutines, so it must be
+	// safe for concurrent use. Zero: crypto/rand.
 	Rand io.Reader
 	// Now is the clock of receipts and backoff. Zero: time.Now.
 	Now func() time.Time

@@ -1,6 +1,7 @@
 package mailbox_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/crypto/seal"
@@ -54,56 +54,69 @@ func own(t *testing.T, c *mailbox.Client, st store.Store, r *nodetest.Relay) sto
 	return m
 }
 
+// registered makes a relay, an owner client with a mailbox on it, and a
+// token registered there.
+func registered(t *testing.T) (*nodetest.Relay, *mailbox.Client, store.Mailbox, []byte) {
+	t.Helper()
+	r := nodetest.StartRelay(t, nodetest.RelayOptions{})
+	owner, ost := newClient(t)
+	m := own(t, owner, ost, r)
+	tok := token()
+	if err := owner.Register(context.Background(), &m, mailbox.Quota{}, tok); err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	return r, owner, m, tok
+}
+
 func token() []byte {
 	t := make([]byte, 16)
 	rand.Read(t)
 	return t
 }
 
-// envelope seals payload to m.
-func envelope(t *testing.T, m *store.Mailbox, payload string) []byte {
-	t.Helper()
-	priv, err := ecdh.X25519().NewPrivateKey(m.SealingKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := identity.Generate(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := seal.Seal(nil, m.ID, priv.PublicKey().Bytes(), id.Public(), []byte("device"), []byte(payload), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return env
-}
+// claimed is the identity deposits claim to come from, and claimedDevice
+// its device.
+var (
+	claimed       = func() *identity.Private { id, _ := identity.Generate(rand.Reader); return id }()
+	claimedDevice = []byte("device")
+)
 
-func boxOf(t *testing.T, r *nodetest.Relay, m *store.Mailbox, tok []byte) mailbox.Box {
+// boxOf is own mailbox m as a card lists it, with token tok.
+func boxOf(t *testing.T, r *nodetest.Relay, m *store.Mailbox, tok []byte) *protocol.Mailbox {
 	t.Helper()
 	id, a, err := mailbox.ParseAddr(r.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mailbox.Box{Relay: id, Addrs: []ma.Multiaddr{a}, Mailbox: m.ID, Token: tok}
+	priv, err := ecdh.X25519().NewPrivateKey(m.SealingKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &protocol.Mailbox{Relay: []byte(id), RelayAddrs: [][]byte{a.Bytes()}, ID: m.ID, Token: tok}
+	copy(b.SealingKey[:], priv.PublicKey().Bytes())
+	return b
+}
+
+// payloads returns ps as byte slices.
+func payloads(ps ...string) [][]byte {
+	out := make([][]byte, len(ps))
+	for i, p := range ps {
+		out[i] = []byte(p)
+	}
+	return out
 }
 
 func TestDepositFetchSubscribe(t *testing.T) {
 	ctx := context.Background()
-	r := nodetest.StartRelay(t, nodetest.RelayOptions{})
-	owner, ost := newClient(t)
-	m := own(t, owner, ost, r)
-	tok := token()
-	if err := owner.Register(ctx, &m, mailbox.Quota{}, tok); err != nil {
-		t.Fatalf("Register: %v", err)
-	}
+	r, owner, m, tok := registered(t)
 	sender, _ := newClient(t)
 	box := boxOf(t, r, &m, tok)
 	// A backlog before the owner listens.
 	var envs [][]byte
 	for i := range 5 {
-		envs = append(envs, envelope(t, &m, fmt.Sprintf("backlog %d", i)))
+		envs = append(envs, []byte(fmt.Sprintf("backlog %d", i)))
 	}
-	res, err := sender.Deposit(ctx, box, envs)
+	res, err := sender.Deposit(ctx, box, claimed.Public(), claimedDevice, envs)
 	if err != nil {
 		t.Fatalf("Deposit: %v", err)
 	}
@@ -127,6 +140,9 @@ func TestDepositFetchSubscribe(t *testing.T) {
 			for i, d := range ds {
 				got = append(got, string(d.Payload))
 				ok[i] = true
+				if pub, _ := claimed.Public().MarshalBinary(); !bytes.Equal(d.Sender, pub) || !bytes.Equal(d.Device, claimedDevice) {
+					t.Errorf("delivery %d claims sender %x, device %q; want the depositor's", i, d.Sender, d.Device)
+				}
 			}
 			return ok, nil
 		})
@@ -143,7 +159,7 @@ func TestDepositFetchSubscribe(t *testing.T) {
 	nodetest.WaitFor(t, 10*time.Second, "the backlog", func() bool { return count() == 5 })
 	nodetest.WaitFor(t, 10*time.Second, "the subscription", func() bool { return state(owner) == "subscribed" })
 	// Pushed while subscribed.
-	if res, err := sender.Deposit(ctx, box, [][]byte{envelope(t, &m, "pushed")}); err != nil || res[0].Err != nil {
+	if res, err := sender.Deposit(ctx, box, claimed.Public(), claimedDevice, payloads("pushed")); err != nil || res[0].Err != nil {
 		t.Fatalf("Deposit: %v %v", err, res[0].Err)
 	}
 	nodetest.WaitFor(t, 10*time.Second, "the pushed envelope", func() bool { return count() == 6 })
@@ -169,7 +185,7 @@ func TestRefusals(t *testing.T) {
 	sender, _ := newClient(t)
 
 	// No token registered.
-	out, err := sender.Deposit(ctx, boxOf(t, r, &m, token()), [][]byte{envelope(t, &m, "x")})
+	out, err := sender.Deposit(ctx, boxOf(t, r, &m, token()), claimed.Public(), claimedDevice, payloads("x"))
 	if err != nil || !errors.Is(out[0].Err, protocol.ErrTokenRefused) {
 		t.Errorf("deposit with an unknown token: %v, %v; want token_refused", err, out[0].Err)
 	}
@@ -181,7 +197,7 @@ func TestRefusals(t *testing.T) {
 	if err := owner.Revoke(ctx, &m, tok); err != nil {
 		t.Fatal(err)
 	}
-	out, _ = sender.Deposit(ctx, boxOf(t, r, &m, tok), [][]byte{envelope(t, &m, "x")})
+	out, _ = sender.Deposit(ctx, boxOf(t, r, &m, tok), claimed.Public(), claimedDevice, payloads("x"))
 	if !errors.Is(out[0].Err, protocol.ErrTokenRefused) {
 		t.Errorf("deposit with a revoked token: %v, want token_refused", out[0].Err)
 	}
@@ -196,9 +212,9 @@ func TestRefusals(t *testing.T) {
 	}
 	var envs [][]byte
 	for range 6 {
-		envs = append(envs, envelope(t, &m, "flood"))
+		envs = append(envs, []byte("flood"))
 	}
-	out, err = sender.Deposit(ctx, boxOf(t, r, &m, flood), envs)
+	out, err = sender.Deposit(ctx, boxOf(t, r, &m, flood), claimed.Public(), claimedDevice, envs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +226,7 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("flood deposit %d over the quota: %v, want token_quota", i, x.Err)
 		}
 	}
-	out, _ = sender.Deposit(ctx, boxOf(t, r, &m, other), [][]byte{envelope(t, &m, "other")})
+	out, _ = sender.Deposit(ctx, boxOf(t, r, &m, other), claimed.Public(), claimedDevice, payloads("other"))
 	if out[0].Err != nil {
 		t.Errorf("another contact's deposit during the flood: %v", out[0].Err)
 	}
@@ -229,7 +245,7 @@ func TestRefusals(t *testing.T) {
 	if err := owner.Delete(ctx, &m); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
-	out, _ = sender.Deposit(ctx, boxOf(t, r, &m, other), [][]byte{envelope(t, &m, "late")})
+	out, _ = sender.Deposit(ctx, boxOf(t, r, &m, other), claimed.Public(), claimedDevice, payloads("late"))
 	if out[0].Err == nil {
 		t.Error("deposit into a deleted mailbox succeeded")
 	}
@@ -261,7 +277,7 @@ func TestClientKeys(t *testing.T) {
 	if err := c.Register(ctx, &m1, mailbox.Quota{}, tok); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := c.Deposit(ctx, boxOf(t, r1, &m1, tok), [][]byte{envelope(t, &m1, "x")}); err != nil || out[0].Err != nil {
+	if out, err := c.Deposit(ctx, boxOf(t, r1, &m1, tok), claimed.Public(), claimedDevice, payloads("x")); err != nil || out[0].Err != nil {
 		t.Fatalf("Deposit: %v %v", err, out[0].Err)
 	}
 	p1 = r1.Host.Network().Peers()
@@ -294,13 +310,7 @@ func clientPeer(t *testing.T, m *store.Mailbox) peer.ID {
 
 func TestPrekeys(t *testing.T) {
 	ctx := context.Background()
-	r := nodetest.StartRelay(t, nodetest.RelayOptions{})
-	owner, ost := newClient(t)
-	m := own(t, owner, ost, r)
-	tok := token()
-	if err := owner.Register(ctx, &m, mailbox.Quota{}, tok); err != nil {
-		t.Fatal(err)
-	}
+	r, owner, m, tok := registered(t)
 	key := mailbox.PrekeyKey(m.SealingKey, m.ID)
 	var blobs [][]byte
 	for i := range 3 {
@@ -343,13 +353,7 @@ func TestPrekeys(t *testing.T) {
 // relay's list of depositors shows both keys and no other.
 func TestDepositKeyRotates(t *testing.T) {
 	ctx := context.Background()
-	r := nodetest.StartRelay(t, nodetest.RelayOptions{})
-	owner, ost := newClient(t)
-	m := own(t, owner, ost, r)
-	tok := token()
-	if err := owner.Register(ctx, &m, mailbox.Quota{}, tok); err != nil {
-		t.Fatal(err)
-	}
+	r, _, m, tok := registered(t)
 	var mu sync.Mutex
 	now := time.Now()
 	clock := func() time.Time {
@@ -366,7 +370,7 @@ func TestDepositKeyRotates(t *testing.T) {
 	defer dep.Close()
 	deposit := func() {
 		t.Helper()
-		out, err := dep.Deposit(ctx, boxOf(t, r, &m, tok), [][]byte{envelope(t, &m, "x")})
+		out, err := dep.Deposit(ctx, boxOf(t, r, &m, tok), claimed.Public(), claimedDevice, payloads("x"))
 		if err != nil || out[0].Err != nil {
 			t.Fatalf("Deposit: %v %v", err, out)
 		}
@@ -409,5 +413,35 @@ func TestDepositKeyRotates(t *testing.T) {
 	owners := r.Server.RecentPeers().Owners
 	if len(owners) != 1 || owners[0].PeerID != clientPeer(t, &m).String() {
 		t.Errorf("owners %v: want only the mailbox's client key", owners)
+	}
+}
+
+// TestDepositUnsealable: a payload that cannot be sealed to the mailbox
+// (a sealing key of low order, a payload over the largest envelope) fails
+// every result of the call and deposits nothing.
+func TestDepositUnsealable(t *testing.T) {
+	ctx := context.Background()
+	r, _, m, tok := registered(t)
+	sender, _ := newClient(t)
+	zeroKey := boxOf(t, r, &m, tok)
+	zeroKey.SealingKey = protocol.SealingKey{}
+	tooLarge := payloads("x", string(make([]byte, seal.MaxEnvelopeSize)))
+	for _, c := range []struct {
+		name string
+		box  *protocol.Mailbox
+		ps   [][]byte
+	}{{"low-order key", zeroKey, payloads("x", "y")}, {"too large", boxOf(t, r, &m, tok), tooLarge}} {
+		out, err := sender.Deposit(ctx, c.box, claimed.Public(), claimedDevice, c.ps)
+		if err == nil || len(out) != len(c.ps) {
+			t.Fatalf("%s: Deposit: %d results, %v; want an error for each", c.name, len(out), err)
+		}
+		for i, o := range out {
+			if o.Err == nil || o.Receipt.Signature != nil {
+				t.Errorf("%s: result %d: %+v, want an error and no receipt", c.name, i, o)
+			}
+		}
+	}
+	if s := r.Server.Stats(); s.Deposits != 0 || s.Envelopes != 0 {
+		t.Errorf("the relay took %d deposits and holds %d envelopes, want none", s.Deposits, s.Envelopes)
 	}
 }

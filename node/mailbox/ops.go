@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -181,38 +182,29 @@ func (c *Client) PutCard(ctx context.Context, m *store.Mailbox, token, blob []by
 	return err
 }
 
-// Box is a mailbox of someone else's as a card or invite names it: where
-// to deposit and with which token.
-type Box struct {
-	Relay   peer.ID
-	Addrs   []ma.Multiaddr
-	Mailbox protocol.MailboxID
-	Token   []byte
-}
-
-// BoxOf converts a card's mailbox entry; it fails for a relay peer ID or
-// address that does not parse.
-func BoxOf(m *protocol.Mailbox) (Box, error) {
-	id, err := peer.IDFromBytes(m.Relay)
+// depositor returns the depositor's connection to the relay of b, a
+// mailbox of someone else's as a card or invite names it.
+func (c *Client) depositor(b *protocol.Mailbox) (*relayConn, error) {
+	id, err := peer.IDFromBytes(b.Relay)
 	if err != nil {
-		return Box{}, fmt.Errorf("%w: relay peer ID: %v", ErrBadAddr, err)
+		return nil, fmt.Errorf("%w: relay peer ID: %v", ErrBadAddr, err)
 	}
-	b := Box{Relay: id, Mailbox: m.ID, Token: m.Token}
-	for _, raw := range m.RelayAddrs {
+	var addrs []ma.Multiaddr
+	for _, raw := range b.RelayAddrs {
 		if a, err := ma.NewMultiaddrBytes(raw); err == nil {
-			b.Addrs = append(b.Addrs, a)
+			addrs = append(addrs, a)
 		}
 	}
-	return b, nil
+	return c.relay(id, addrs)
 }
 
 // GetCard fetches the card blob stored under b's token.
-func (c *Client) GetCard(ctx context.Context, b Box) ([]byte, error) {
-	r, err := c.relay(b.Relay, b.Addrs)
+func (c *Client) GetCard(ctx context.Context, b *protocol.Mailbox) ([]byte, error) {
+	r, err := c.depositor(b)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := r.call(ctx, &protocol.RelayRequest{Op: protocol.RelayGetCard, Mailbox: b.Mailbox, Token: b.Token}, nil, nil)
+	resp, err := r.call(ctx, &protocol.RelayRequest{Op: protocol.RelayGetCard, Mailbox: b.ID, Token: b.Token}, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -241,19 +233,28 @@ type Result struct {
 // read (the relay commits them in groups).
 const depositWindow = 256
 
-// Deposit deposits envelopes (each sealed to b's mailbox) on b's relay,
-// pipelined on one stream, and returns one result per envelope, in order.
-// A receipt is returned only once its signature verified against the
-// relay's key. The error is for the stream: results before the failure
-// are kept, the others carry the error.
-func (c *Client) Deposit(ctx context.Context, b Box, envelopes [][]byte) ([]Result, error) {
-	out := make([]Result, len(envelopes))
-	r, err := c.relay(b.Relay, b.Addrs)
-	if err != nil {
+// Deposit seals each payload to b's mailbox (crypto/seal, from sender
+// and its device: claims only the recipient's session confirms), deposits
+// the envelopes on b's relay, pipelined on one stream, and returns one
+// result per payload, in order. A receipt is returned only once its
+// signature verified against the relay's key. The error is for the
+// stream: results before the failure are kept, the others carry the
+// error.
+func (c *Client) Deposit(ctx context.Context, b *protocol.Mailbox, sender *identity.Public, device []byte, payloads [][]byte) ([]Result, error) {
+	out := make([]Result, len(payloads))
+	fail := func(err error) ([]Result, error) {
 		for i := range out {
 			out[i].Err = err
 		}
 		return out, err
+	}
+	envelopes, err := c.seal(b, sender, device, payloads)
+	if err != nil {
+		return fail(err)
+	}
+	r, err := c.depositor(b)
+	if err != nil {
+		return fail(err)
 	}
 	ctx, cancel := c.timeout(ctx)
 	defer cancel()
@@ -280,11 +281,11 @@ func (c *Client) Deposit(ctx context.Context, b Box, envelopes [][]byte) ([]Resu
 }
 
 // deposit writes one window of deposits and reads their answers.
-func (rs *relayStream) deposit(r *relayConn, b Box, envs [][]byte, out []Result) error {
+func (rs *relayStream) deposit(r *relayConn, b *protocol.Mailbox, envs [][]byte, out []Result) error {
 	first := rs.nextID + 1
 	rs.buf = rs.buf[:0]
 	for _, env := range envs {
-		req := &protocol.RelayRequest{Op: protocol.RelayDeposit, Mailbox: b.Mailbox, Token: b.Token, Envelope: env}
+		req := &protocol.RelayRequest{Op: protocol.RelayDeposit, Mailbox: b.ID, Token: b.Token, Envelope: env}
 		if err := rs.prepare(nil, req, nil); err != nil {
 			return err
 		}
@@ -322,7 +323,7 @@ func (rs *relayStream) deposit(r *relayConn, b Box, envs [][]byte, out []Result)
 			out[i].Err = &refusal{op: protocol.RelayDeposit, code: resp.Code}
 			continue
 		}
-		rc := protocol.Receipt{Relay: []byte(r.id), Mailbox: b.Mailbox, Envelope: protocol.EnvelopeHash(envs[i]),
+		rc := protocol.Receipt{Relay: []byte(r.id), Mailbox: b.ID, Envelope: protocol.EnvelopeHash(envs[i]),
 			StoredUntil: resp.StoredUntil, Signature: resp.Signature}
 		if err := rc.Verify(); err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrBadRelay, r.id, err)
@@ -347,12 +348,12 @@ func (c *Client) PutPrekeys(ctx context.Context, m *store.Mailbox, blobs [][]byt
 
 // TakePrekey takes one prekey blob from b's mailbox with b's token; the
 // relay hands each blob to one requester only.
-func (c *Client) TakePrekey(ctx context.Context, b Box) ([]byte, error) {
-	r, err := c.relay(b.Relay, b.Addrs)
+func (c *Client) TakePrekey(ctx context.Context, b *protocol.Mailbox) ([]byte, error) {
+	r, err := c.depositor(b)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := r.call(ctx, &protocol.RelayRequest{Op: protocol.RelayTakePrekey, Mailbox: b.Mailbox, Token: b.Token}, nil, nil)
+	resp, err := r.call(ctx, &protocol.RelayRequest{Op: protocol.RelayTakePrekey, Mailbox: b.ID, Token: b.Token}, nil, nil)
 	if err != nil {
 		return nil, err
 	}

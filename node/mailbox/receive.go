@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sealpost/sealpost/crypto/seal"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -306,15 +305,14 @@ func (c *Client) handle(ctx context.Context, r *relayConn, key []byte, m *store.
 		seqs []uint64
 	)
 	for _, p := range pushed {
-		o, err := seal.Open(p.Envelope, sealing)
-		if err != nil || o.Mailbox != m.ID {
+		d, ok := open(m.ID, sealing, p.Seq, p.Envelope)
+		if !ok {
 			// Not for this mailbox's key: nobody can ever read it.
 			c.log.Info("mailbox: deleting an envelope that does not open", "mailbox", mailboxString(m.ID), "seq", p.Seq)
 			seqs = append(seqs, p.Seq)
 			continue
 		}
-		pub, _ := o.Sender.MarshalBinary()
-		ds = append(ds, Delivery{Mailbox: m.ID, Seq: p.Seq, Sender: pub, Device: o.Device, Payload: o.Payload})
+		ds = append(ds, d)
 	}
 	if len(ds) > 0 {
 		ok, err := h(ctx, ds)

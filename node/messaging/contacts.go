@@ -155,7 +155,7 @@ func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, e
 	var (
 		relayCard   *protocol.Card
 		relayBundle []byte
-		relayBox    *relayPrekeys
+		relayBox    *protocol.Mailbox
 	)
 	if len(inv.Relays) > 0 && s.mb != nil {
 		relayCard, relayBundle, relayBox = s.inviteCard(ctx, inv, uid)
@@ -258,18 +258,12 @@ func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, e
 	return out, result
 }
 
-// relayPrekeys is where an invite's one-time prekeys are kept: the
-// relay's mailbox, the invite token, and K_pk.
-type relayPrekeys struct {
-	box mailbox.Box
-	key []byte
-}
-
-// withRelayPrekey returns bundle b (from the relay of r) with a one-time
-// prekey taken from that relay, if it has one left and the result
-// verifies at now; else b itself, and the session starts on the
-// last-resort KEM key. A nil r is no relay to ask.
-func (s *Service) withRelayPrekey(ctx context.Context, r *relayPrekeys, b *prekey.Bundle, now time.Time) *prekey.Bundle {
+// withRelayPrekey returns bundle b (from the relay of mailbox r) with a
+// one-time prekey taken from r under its token and opened with its prekey
+// key, if the relay has one left and the result verifies at now; else b
+// itself, and the session starts on the last-resort KEM key. A nil r is
+// no relay to ask.
+func (s *Service) withRelayPrekey(ctx context.Context, r *protocol.Mailbox, b *prekey.Bundle, now time.Time) *prekey.Bundle {
 	if r == nil {
 		return b
 	}
@@ -285,16 +279,16 @@ func (s *Service) withRelayPrekey(ctx context.Context, r *relayPrekeys, b *preke
 	return &withOTK
 }
 
-// relayPrekey takes one one-time prekey from the relay, or returns nil.
-func (s *Service) relayPrekey(ctx context.Context, r *relayPrekeys) *prekey.OneTimePrekey {
+// relayPrekey takes one one-time prekey from r's relay, or returns nil.
+func (s *Service) relayPrekey(ctx context.Context, r *protocol.Mailbox) *prekey.OneTimePrekey {
 	ctx, cancel := context.WithTimeout(ctx, bundleTimeout)
 	defer cancel()
-	blob, err := s.mb.TakePrekey(ctx, r.box)
+	blob, err := s.mb.TakePrekey(ctx, r)
 	if err != nil {
-		s.log.Info("messaging: no one-time prekey from the relay", "relay", r.box.Relay.String(), "err", err)
+		s.log.Info("messaging: no one-time prekey from the relay", "relay", peerString(r.Relay), "err", err)
 		return nil
 	}
-	rec, err := mailbox.OpenPrekey(r.key, r.box.Mailbox, blob)
+	rec, err := mailbox.OpenPrekey(r.PrekeyKey[:], r.ID, blob)
 	if err != nil {
 		return nil
 	}
@@ -309,28 +303,22 @@ func (s *Service) relayPrekey(ctx context.Context, r *relayPrekeys) *prekey.OneT
 // relays that has it, and returns the card (checked against the invite's
 // identity and device), the bundle bytes (unchecked: the caller checks
 // them as a bundle the device served), and where the invite's one-time
-// prekeys are (nil if the blob names no K_pk). All are nil if no relay has
-// it.
-func (s *Service) inviteCard(ctx context.Context, inv *protocol.Invite, uid identity.UserID) (*protocol.Card, []byte, *relayPrekeys) {
+// prekeys are: the relay's mailbox with the invite token and its prekey
+// key (nil if the blob names no K_pk). All are nil if no relay has it.
+func (s *Service) inviteCard(ctx context.Context, inv *protocol.Invite, uid identity.UserID) (*protocol.Card, []byte, *protocol.Mailbox) {
 	for _, r := range inv.Relays {
-		id, err := peer.IDFromBytes(r.Peer)
-		if err != nil {
-			continue
-		}
-		box := mailbox.Box{Relay: id, Mailbox: r.Mailbox, Token: protocol.InviteToken(inv.Secret, r.Mailbox)}
-		if a, err := ma.NewMultiaddrBytes(r.Addr); err == nil {
-			box.Addrs = append(box.Addrs, a)
-		}
+		box := &protocol.Mailbox{Relay: r.Peer, RelayAddrs: [][]byte{r.Addr}, ID: r.Mailbox,
+			Token: protocol.InviteToken(inv.Secret, r.Mailbox)}
 		cctx, cancel := context.WithTimeout(ctx, bundleTimeout)
 		blob, err := s.mb.GetCard(cctx, box)
 		cancel()
 		if err != nil {
-			s.log.Info("messaging: no card blob from an invite's relay", "relay", id.String(), "err", err)
+			s.log.Info("messaging: no card blob from an invite's relay", "relay", peerString(r.Peer), "err", err)
 			continue
 		}
 		cb, bundle, kpk, err := mailbox.OpenCard(inv.Secret, r.Mailbox, blob)
 		if err != nil {
-			s.log.Info("messaging: an invite's card blob does not open", "relay", id.String())
+			s.log.Info("messaging: an invite's card blob does not open", "relay", peerString(r.Peer))
 			continue
 		}
 		card := new(protocol.Card)
@@ -345,11 +333,11 @@ func (s *Service) inviteCard(ctx context.Context, inv *protocol.Invite, uid iden
 		if err != nil || rec.Verify() != nil || rec.Identity() != uid || checkDevice(rec, inv.Device) != nil {
 			continue
 		}
-		var pk *relayPrekeys
-		if kpk != nil {
-			pk = &relayPrekeys{box: box, key: kpk}
+		if kpk == nil {
+			return card, bundle, nil
 		}
-		return card, bundle, pk
+		copy(box.PrekeyKey[:], kpk)
+		return card, bundle, box
 	}
 	return nil, nil, nil
 }

@@ -18,7 +18,6 @@ import (
 
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/crypto/prekey"
-	"github.com/sealpost/sealpost/crypto/seal"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/prekeys"
 	"github.com/sealpost/sealpost/protocol"
@@ -911,32 +910,21 @@ func (o *outbox) deposit(boxes []protocol.Mailbox, items []*outItem, cause error
 		err error
 	}
 	results := make([]result, len(boxes))
-	pub := s.self.Public()
 	var wg sync.WaitGroup
 	for bi := range boxes {
-		b := boxes[bi]
+		b := &boxes[bi]
 		r := &results[bi]
-		r.box = b
+		r.box = *b
 		relay := peerString(b.Relay)
-		var envs [][]byte
+		var payloads [][]byte
 		for i, it := range items {
 			if validReceipt(have[it.id], relay, now) {
 				continue
 			}
-			env, err := seal.Seal(nil, b.ID, b.SealingKey[:], pub, []byte(s.host.ID()), it.payload, s.rand)
-			if err != nil {
-				r.err = err
-				break
-			}
-			envs = append(envs, env)
+			payloads = append(payloads, it.payload)
 			r.idx = append(r.idx, i)
 		}
-		if r.err != nil || len(envs) == 0 {
-			continue
-		}
-		box, err := mailbox.BoxOf(&b)
-		if err != nil {
-			r.err = err
+		if len(payloads) == 0 {
 			continue
 		}
 		wg.Add(1)
@@ -944,7 +932,7 @@ func (o *outbox) deposit(boxes []protocol.Mailbox, items []*outItem, cause error
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(s.ctx, s.opt.DialTimeout)
 			defer cancel()
-			r.res, r.err = s.mb.Deposit(ctx, box, envs)
+			r.res, r.err = s.mb.Deposit(ctx, b, s.self.Public(), []byte(s.host.ID()), payloads)
 		}()
 	}
 	wg.Wait()

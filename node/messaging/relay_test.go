@@ -17,7 +17,6 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sealpost/sealpost/crypto/identity"
-	"github.com/sealpost/sealpost/crypto/seal"
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/messaging"
@@ -179,10 +178,6 @@ func TestRelayTokens(t *testing.T) {
 		})
 		return err == nil && len(box.Token) > 0
 	})
-	b, err := mailbox.BoxOf(&box)
-	if err != nil {
-		t.Fatal(err)
-	}
 	mst := store.NewMemory()
 	defer mst.Close()
 	mb, err := mailbox.New(nodetest.Context(t), mailbox.Config{Store: mst})
@@ -190,23 +185,22 @@ func TestRelayTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer mb.Close()
-	env := func() [][]byte {
-		pub, _ := identity.Generate(rand.Reader)
-		e, err := seal.Seal(nil, box.ID, box.SealingKey[:], pub.Public(), []byte("x"), []byte("y"), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return [][]byte{e}
+	from, err := identity.Generate(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deposit := func() ([]mailbox.Result, error) {
+		return mb.Deposit(nodetest.Context(t), &box, from.Public(), []byte("x"), [][]byte{[]byte("y")})
 	}
 	nodetest.WaitFor(t, 20*time.Second, "the token registered", func() bool {
-		res, err := mb.Deposit(nodetest.Context(t), b, env())
+		res, err := deposit()
 		return err == nil && res[0].Err == nil
 	})
 	if err := r.m.Remove(nodetest.Context(t), "sam"); err != nil {
 		t.Fatal(err)
 	}
 	nodetest.WaitFor(t, 20*time.Second, "the token revoked", func() bool {
-		res, err := mb.Deposit(nodetest.Context(t), b, env())
+		res, err := deposit()
 		return err == nil && errors.Is(res[0].Err, protocol.ErrTokenRefused)
 	})
 }

@@ -490,7 +490,7 @@ func (s *Service) establish(ctx context.Context, uid identity.UserID, force bool
 	}
 	data, err := s.fetchBundle(bctx, dev, c.Addrs, nil)
 	cancel()
-	var fromRelay *relayPrekeys
+	var fromRelay *protocol.Mailbox
 	if err != nil && len(boxes) > 0 && errors.Is(err, ErrUnreachable) && ctx.Err() == nil {
 		rdata, rp := s.relayBundle(ctx, boxes, uid, dev)
 		if rdata == nil {
@@ -536,32 +536,28 @@ func (s *Service) establish(ctx context.Context, uid identity.UserID, force bool
 // relayBundle fetches a contact's current bundle from the first of its
 // mailboxes (those with a prekey key, card version 2) whose relay holds a
 // bundle blob under the contact's token that checks against its identity
-// uid and device dev. It returns the bundle bytes and where its one-time
-// prekeys are, or nils.
-func (s *Service) relayBundle(ctx context.Context, boxes []protocol.Mailbox, uid identity.UserID, dev peer.ID) ([]byte, *relayPrekeys) {
+// uid and device dev. It returns the bundle bytes and the mailbox its
+// one-time prekeys are in, or nils.
+func (s *Service) relayBundle(ctx context.Context, boxes []protocol.Mailbox, uid identity.UserID, dev peer.ID) ([]byte, *protocol.Mailbox) {
 	for i := range boxes {
 		m := &boxes[i]
-		box, err := mailbox.BoxOf(m)
-		if err != nil {
-			continue
-		}
 		cctx, cancel := context.WithTimeout(ctx, bundleTimeout)
-		blob, err := s.mb.GetCard(cctx, box)
+		blob, err := s.mb.GetCard(cctx, m)
 		cancel()
 		if err != nil {
-			s.log.Info("messaging: no bundle blob from a contact's relay", "relay", box.Relay.String(), "err", err)
+			s.log.Info("messaging: no bundle blob from a contact's relay", "relay", peerString(m.Relay), "err", err)
 			continue
 		}
 		data, err := mailbox.OpenBundle(m.PrekeyKey[:], m.ID, blob)
 		if err != nil {
-			s.log.Info("messaging: a contact's bundle blob does not open", "relay", box.Relay.String())
+			s.log.Info("messaging: a contact's bundle blob does not open", "relay", peerString(m.Relay))
 			continue
 		}
 		if _, err := checkBundle(data, uid, dev, s.clock.Now()); err != nil {
-			s.log.Info("messaging: a contact's bundle blob holds a bad bundle", "relay", box.Relay.String(), "err", err)
+			s.log.Info("messaging: a contact's bundle blob holds a bad bundle", "relay", peerString(m.Relay), "err", err)
 			continue
 		}
-		return data, &relayPrekeys{box: box, key: bytes.Clone(m.PrekeyKey[:])}
+		return data, m
 	}
 	return nil, nil
 }

@@ -20,7 +20,6 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sealpost/sealpost/crypto/identity"
-	"github.com/sealpost/sealpost/crypto/seal"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
@@ -49,24 +48,6 @@ func newToken() []byte {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return b
-}
-
-// sealed seals a payload to mailbox m.
-func sealed(t *testing.T, m *store.Mailbox) []byte {
-	t.Helper()
-	priv, err := ecdh.X25519().NewPrivateKey(m.SealingKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := identity.Generate(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := seal.Seal(nil, m.ID, priv.PublicKey().Bytes(), id.Public(), []byte("dev"), []byte("abuse"), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return env
 }
 
 // TestAbuse drives a relay process with a small mailbox quota: deposits
@@ -103,17 +84,27 @@ func TestAbuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	box := func(tok []byte) mailbox.Box {
-		return mailbox.Box{Relay: rid, Addrs: []ma.Multiaddr{raddr}, Mailbox: m.ID, Token: tok}
+	sealing, err := ecdh.X25519().NewPrivateKey(m.SealingKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box := func(tok []byte) *protocol.Mailbox {
+		b := &protocol.Mailbox{Relay: []byte(rid), RelayAddrs: [][]byte{raddr.Bytes()}, ID: m.ID, Token: tok}
+		copy(b.SealingKey[:], sealing.PublicKey().Bytes())
+		return b
+	}
+	from, err := identity.Generate(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
 	}
 	sender, _ := client(t)
 	deposit := func(tok []byte, n int) []mailbox.Result {
 		t.Helper()
-		envs := make([][]byte, n)
-		for i := range envs {
-			envs[i] = sealed(t, &m)
+		payloads := make([][]byte, n)
+		for i := range payloads {
+			payloads[i] = []byte("abuse")
 		}
-		res, err := sender.Deposit(ctx, box(tok), envs)
+		res, err := sender.Deposit(ctx, box(tok), from.Public(), []byte("dev"), payloads)
 		if err != nil {
 			t.Fatalf("deposit: %v", err)
 		}

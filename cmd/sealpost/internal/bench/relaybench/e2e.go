@@ -17,9 +17,9 @@ import (
 
 	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench"
 	"github.com/sealpost/sealpost/crypto/identity"
-	"github.com/sealpost/sealpost/crypto/seal"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/relay"
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 	"github.com/sealpost/sealpost/store/badgerstore"
 )
@@ -30,8 +30,8 @@ const TargetP99 = 5 * time.Millisecond
 // maxSamples bounds the deposits one run measures.
 const maxSamples = 20000
 
-// E2E measures relay_e2e: the time from a sender's deposit to a subscribed
-// recipient holding the envelope, through a real relay (node/relay on a
+// E2E measures relay_e2e: the time from a sender's deposit (sealing the
+// payload included) to a subscribed recipient holding the envelope, through a real relay (node/relay on a
 // badger store, durable before its custody receipt) over loopback TCP, with
 // the node/mailbox client on both ends. It runs for about d (at least 200
 // deposits) with a relay whose store lives in a temporary directory under
@@ -140,12 +140,12 @@ func E2E(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, erro
 	}
 	defer send.Close()
 	rid, raddr, _ := mailbox.ParseAddr(addr)
-	box := mailbox.Box{Relay: rid, Addrs: nil, Mailbox: m.ID, Token: token}
-	box.Addrs = append(box.Addrs, raddr)
 	sealing, err := ecdh.X25519().NewPrivateKey(m.SealingKey)
 	if err != nil {
 		return nil, err
 	}
+	box := &protocol.Mailbox{Relay: []byte(rid), RelayAddrs: [][]byte{raddr.Bytes()}, ID: m.ID, Token: token}
+	copy(box.SealingKey[:], sealing.PublicKey().Bytes())
 	sender, err := identity.Generate(rand.Reader)
 	if err != nil {
 		return nil, err
@@ -155,12 +155,8 @@ func E2E(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, erro
 	start := time.Now()
 	for i := uint64(1); i <= maxSamples && (time.Since(start) < d || i <= 200); i++ {
 		binary.BigEndian.PutUint64(payload, i)
-		env, err := seal.Seal(nil, m.ID, sealing.PublicKey().Bytes(), sender.Public(), []byte(peer.ID("bench")), payload, rand.Reader)
-		if err != nil {
-			return nil, err
-		}
 		t0 := time.Now()
-		res, err := send.Deposit(ctx, box, [][]byte{env})
+		res, err := send.Deposit(ctx, box, sender.Public(), []byte(peer.ID("bench")), [][]byte{payload})
 		if err != nil || res[0].Err != nil {
 			return nil, fmt.Errorf("relay_e2e: deposit %d: %v %v", i, err, res[0].Err)
 		}
