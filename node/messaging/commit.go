@@ -156,7 +156,7 @@ type work struct {
 	// rescheduled is set once an outbox entry got a later attempt (the
 	// scheduler is poked after the commit).
 	rescheduled bool
-	// relayCache holds the own mailboxes and tokens once loaded (relay.go).
+	// relayCache holds the own mailboxes and tokens once loaded (tokens.go).
 	relayCache *relayState
 	// via is the path of the ciphertext being received (Incoming.Via).
 	via string

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -43,7 +42,7 @@ func (s *Service) Invite(ctx context.Context) (Invite, error) {
 			return err
 		}
 		// The own mailboxes, each with a token of this invite; the
-		// card blob under it holds the rest (relay.go).
+		// card blob under it holds the rest (reconcile.go).
 		rs, err := w.relays()
 		if err != nil {
 			return err
@@ -77,9 +76,9 @@ func (s *Service) Invite(ctx context.Context) (Invite, error) {
 		return w.tx.Invites().Put(store.Invite{Secret: inv.Secret, Pin: bytes.Clone(inv.Pin[:]),
 			CreatedAt: w.now, ExpiresAt: v.ExpiresAt})
 	})
-	if err == nil && relays {
+	if err == nil && relays && s.recon != nil {
 		// The invitee fetches the card blob as soon as it has the link.
-		if err := s.syncRelays(ctx); err != nil {
+		if err := s.recon.run(ctx); err != nil {
 			s.log.Info("messaging: an invite's relay tokens are not all registered yet", "err", err)
 		}
 	}
@@ -104,7 +103,8 @@ func (s *Service) RevokeInvite(ctx context.Context, link string) error {
 // AddContact adds the inviter of link under name (empty: the invite's
 // display name, made unique): it fetches the bundle the invite pins from
 // the inviter's device (the invite's addresses, then its DHT address
-// record), checks it against the pin and the identity key, and starts a
+// record) or, when the device does not serve it, from the invite's relays
+// (bundleOf), checks it against the pin and the identity key, and starts a
 // session; the first message will carry the invite secret, so the inviter
 // accepts the contact at once.
 //
@@ -160,30 +160,13 @@ func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, e
 	if len(inv.Relays) > 0 && s.mb != nil {
 		relayCard, relayBundle, relayBox = s.inviteCard(ctx, inv, uid)
 	}
-	bctx, cancel := ctx, context.CancelFunc(func() {})
+	var relay relayBundleFunc
 	if relayBundle != nil {
-		bctx, cancel = context.WithTimeout(ctx, s.opt.RelayAfter)
+		relay = func(context.Context) ([]byte, *protocol.Mailbox) { return relayBundle, relayBox }
 	}
-	data, err := s.fetchBundle(bctx, dev, inv.Addrs, inv.Pin[:])
-	cancel()
-	fromRelay := false
-	if err != nil && relayBundle != nil && ctx.Err() == nil {
-		s.noteDirect(dev, true, false)
-		s.log.Info("messaging: the inviter's device is not reachable; using the bundle from its relay", "err", err)
-		data, err, fromRelay = relayBundle, nil, true
-	}
+	b, err := s.bundleOf(ctx, uid, dev, inv.Addrs, &inv.Pin, relay)
 	if err != nil {
 		return Contact{}, err
-	}
-	b, err := checkBundle(data, uid, dev, s.clock.Now())
-	if err == nil && fromRelay {
-		b = s.withRelayPrekey(ctx, relayBox, b, s.clock.Now())
-	}
-	if err != nil {
-		return Contact{}, err
-	}
-	if h := b.Hash(); !inv.Pin.Matches(h[:]) {
-		return Contact{}, fmt.Errorf("%w: it is not the bundle the invite pins", ErrBadBundle)
 	}
 	rec, err := s.initiate(b, inv.Secret[:], s.clock.Now())
 	if err != nil {
@@ -256,47 +239,6 @@ func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, e
 		return Contact{}, err
 	}
 	return out, result
-}
-
-// withRelayPrekey returns bundle b (from the relay of mailbox r) with a
-// one-time prekey taken from r under its token and opened with its prekey
-// key, if the relay has one left and the result verifies at now; else b
-// itself, and the session starts on the last-resort KEM key. A nil r is
-// no relay to ask.
-func (s *Service) withRelayPrekey(ctx context.Context, r *protocol.Mailbox, b *prekey.Bundle, now time.Time) *prekey.Bundle {
-	if r == nil {
-		return b
-	}
-	otk := s.relayPrekey(ctx, r)
-	if otk == nil {
-		return b
-	}
-	withOTK := *b
-	withOTK.OneTime = otk
-	if withOTK.Verify(now) != nil {
-		return b
-	}
-	return &withOTK
-}
-
-// relayPrekey takes one one-time prekey from r's relay, or returns nil.
-func (s *Service) relayPrekey(ctx context.Context, r *protocol.Mailbox) *prekey.OneTimePrekey {
-	ctx, cancel := context.WithTimeout(ctx, bundleTimeout)
-	defer cancel()
-	blob, err := s.mb.TakePrekey(ctx, r)
-	if err != nil {
-		s.log.Info("messaging: no one-time prekey from the relay", "relay", peerString(r.Relay), "err", err)
-		return nil
-	}
-	rec, err := mailbox.OpenPrekey(r.PrekeyKey[:], r.ID, blob)
-	if err != nil {
-		return nil
-	}
-	otk, err := prekey.ParseOneTimePrekey(rec)
-	if err != nil {
-		return nil
-	}
-	return otk
 }
 
 // inviteCard fetches the card blob of an invite from the first of its

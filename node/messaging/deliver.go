@@ -5,477 +5,33 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/event"
-	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/peerstore"
-	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-libp2p/p2p/net/swarm"
-	ma "github.com/multiformats/go-multiaddr"
-
 	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
-// Delivery. Every outbox entry is owned either by the store (waiting for
-// its NextAttempt) or, in memory, by the delivery loop of its peer's
-// device, which keeps one stream open while it has work, writes Deliver
-// frames pipelined (up to MaxInflight and maxInflightBytes unacknowledged)
-// and reads the Acks on a second goroutine. An OK ack deletes the entry
-// (the peer's device committed the message) and moves a text message to
-// sent. A refusal, a failed connection or a failed stream gives the entries
-// back to the store with the next attempt after an exponential backoff
-// with jitter; the scheduler hands them out again when they are due, and
-// every entry of a peer whenever a stream to it opens. An entry is always
-// sent as the bytes committed when it was queued, except when the peer
-// reports that it cannot decrypt it (it lost the session): then it is
-// encrypted again, in another session, under the same message ID.
-
-// maxInflightBytes bounds the payload bytes sent on a stream and not yet
-// acknowledged.
-const maxInflightBytes = 8 << 20
-
-// maxWrite bounds the bytes of frames written at once.
-const maxWrite = 1 << 20
-
-// outItem is one outbox entry in the delivery loop.
-type outItem struct {
-	id      protocol.MessageID
-	peer    identity.UserID
-	payload []byte
-	seq     uint64
-	sid     uint64 // Deliver ID on the current stream
-}
-
-// outbox routes entries to per-device delivery loops.
-type outbox struct {
-	s     *Service
-	conns event.Subscription // peer connections
-	mu    sync.Mutex
-	peers map[string]*peerQueue
-	owned map[protocol.MessageID]bool
-	wake  chan struct{}
-	// establishing is the peers for which a new session is being made.
-	establishing map[identity.UserID]bool
-	// renewed is when a new session was last started with a peer because
-	// its relayed message decrypted nowhere (renewSession).
-	renewed map[identity.UserID]time.Time
-}
-
-type peerQueue struct {
-	dev     []byte
-	pid     peer.ID
-	uid     identity.UserID
-	pending []*outItem
-	signal  chan struct{}
-	running bool
-}
-
-func newOutbox(s *Service) *outbox {
-	return &outbox{
-		s:            s,
-		peers:        map[string]*peerQueue{},
-		owned:        map[protocol.MessageID]bool{},
-		wake:         make(chan struct{}, 1),
-		establishing: map[identity.UserID]bool{},
-		renewed:      map[identity.UserID]time.Time{},
-	}
-}
-
-// add hands items for device dev to its delivery loop (starting it), and
-// skips items already owned by a loop.
-func (o *outbox) add(dev []byte, items ...*outItem) {
-	pid, err := peer.IDFromBytes(dev)
-	if err != nil {
-		o.s.log.Error("messaging: outbox entry for a bad device ID", "err", err)
-		return
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if len(items) == 0 {
-		return
-	}
-	pq := o.peers[string(dev)]
-	if pq == nil {
-		// uid is set once: the loop reads it without the lock.
-		pq = &peerQueue{dev: bytes.Clone(dev), pid: pid, uid: items[0].peer, signal: make(chan struct{}, 1)}
-		o.peers[string(dev)] = pq
-	}
-	for _, it := range items {
-		if o.owned[it.id] {
-			continue
-		}
-		o.owned[it.id] = true
-		pq.pending = append(pq.pending, it)
-	}
-	o.startLocked(pq)
-}
-
-// startLocked starts pq's loop if it has work and none runs, or wakes it.
-func (o *outbox) startLocked(pq *peerQueue) {
-	if len(pq.pending) == 0 {
-		return
-	}
-	if pq.running {
-		select {
-		case pq.signal <- struct{}{}:
-		default:
-		}
-		return
-	}
-	pq.running = true
-	if !o.s.spawn(func() { o.run(pq) }) {
-		pq.running = false
-		for _, it := range pq.pending {
-			delete(o.owned, it.id)
-		}
-		pq.pending = nil
-	}
-}
-
-// take moves pq's pending items to the caller.
-func (o *outbox) take(pq *peerQueue) []*outItem {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	items := pq.pending
-	pq.pending = nil
-	return items
-}
-
-// release gives items back to the store's ownership.
-func (o *outbox) release(items []*outItem) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	for _, it := range items {
-		delete(o.owned, it.id)
-	}
-}
-
-// pokeScheduler makes the scheduler look at the store again.
-func (o *outbox) pokeScheduler() {
-	select {
-	case o.wake <- struct{}{}:
-	default:
-	}
-}
-
-// run is a device's delivery loop.
-func (o *outbox) run(pq *peerQueue) {
-	d := &deliverer{o: o, pq: pq, inflight: map[uint64]*outItem{}, room: make(chan struct{}, 1)}
-	d.loop()
-	o.mu.Lock()
-	pq.running = false
-	if o.s.ctx.Err() != nil {
-		for _, it := range pq.pending {
-			delete(o.owned, it.id)
-		}
-		pq.pending = nil
-		delete(o.peers, string(pq.dev))
-	} else if len(pq.pending) > 0 {
-		o.startLocked(pq)
-	} else {
-		delete(o.peers, string(pq.dev))
-	}
-	o.mu.Unlock()
-}
-
-// deliverer is one run of a delivery loop with its stream.
-type deliverer struct {
-	o  *outbox
-	pq *peerQueue
-
-	str        network.Stream
-	boxes      []protocol.Mailbox // the contact's mailboxes (relay.go)
-	relayed    error              // set once this run delivers through them
-	readerDone chan struct{}
-	streamErr  error // set by the reader before readerDone closes
-	nextID     uint64
-	buf        []byte
-
-	mu       sync.Mutex
-	inflight map[uint64]*outItem
-	inBytes  int
-	room     chan struct{}
-}
-
-func (d *deliverer) loop() {
-	s := d.o.s
-	defer d.closeStream()
-	var queue []*outItem
-	for {
-		queue = append(queue, d.o.take(d.pq)...)
-		if len(queue) > 0 && d.str == nil && d.relayed == nil {
-			if err := d.open(); err != nil {
-				if len(d.boxes) == 0 {
-					d.o.fail(append(queue, d.takeInflight()...), err)
-					return
-				}
-				// Not reachable directly: the contact's mailboxes take
-				// what this run holds, in order (relay.go).
-				d.relayed = err
-			} else {
-				stored, err := d.o.claimStored(d.pq)
-				if err != nil {
-					s.log.Warn("messaging: read the outbox", "err", err)
-				}
-				// The new connection's flushDevice may have handed
-				// entries to pending before claimStored could claim
-				// them: they join too, so that all goes in sequence
-				// order (else a retried message could arrive after a
-				// later one).
-				queue = append(append(stored, queue...), d.o.take(d.pq)...)
-				sortBySeq(queue)
-			}
-		}
-		if len(queue) > 0 && d.relayed != nil {
-			if s.ctx.Err() != nil {
-				d.o.release(queue)
-				return
-			}
-			d.o.deposit(d.boxes, queue, d.relayed)
-			queue = nil
-			continue
-		}
-		if len(queue) > 0 {
-			n := d.room0(queue)
-			if n > 0 {
-				if err := d.send(queue[:n]); err != nil {
-					d.str.Reset()
-					<-d.readerDone
-					d.o.fail(append(queue, d.takeInflight()...), fmt.Errorf("%w: %v", ErrUnreachable, err))
-					return
-				}
-				queue = queue[n:]
-			}
-		}
-		if d.str == nil && len(queue) == 0 {
-			return
-		}
-		select {
-		case <-s.ctx.Done():
-			d.o.release(append(queue, d.takeInflight()...))
-			return
-		case <-d.pq.signal:
-		case <-d.room:
-		case <-d.readerDone:
-			left := append(queue, d.takeInflight()...)
-			err := d.streamErr
-			d.unwatch()
-			if len(left) == 0 {
-				return // closed when idle
-			}
-			d.o.fail(left, err)
-			return
-		}
-	}
-}
-
-// room0 returns how many of queue fit in the window now.
-func (d *deliverer) room0(queue []*outItem) int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	n, b := 0, d.inBytes
-	for _, it := range queue {
-		if len(d.inflight)+n >= d.o.s.opt.MaxInflight || (n > 0 || len(d.inflight) > 0) && b+len(it.payload) > maxInflightBytes {
-			break
-		}
-		n++
-		b += len(it.payload)
-	}
-	return n
-}
-
-// takeInflight removes and returns every unacknowledged item.
-func (d *deliverer) takeInflight() []*outItem {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	out := make([]*outItem, 0, len(d.inflight))
-	for _, it := range d.inflight {
-		out = append(out, it)
-	}
-	clear(d.inflight)
-	d.inBytes = 0
-	return out
-}
-
-// open connects the device and opens the stream, and starts the reader.
-func (d *deliverer) open() error {
-	s := d.o.s
-	var addrs [][]byte
-	err := s.st.View(s.ctx, func(tx *store.Tx) error {
-		c, err := tx.Contacts().Get(d.pq.uid)
-		if err == nil && bytes.Equal(c.Device, d.pq.dev) {
-			addrs = c.Addrs
-			if s.mb != nil {
-				d.boxes = contactBoxes(&c)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	timeout := s.opt.DialTimeout
-	if len(d.boxes) > 0 {
-		timeout = min(timeout, s.opt.RelayAfter)
-	}
-	if len(d.boxes) > 0 && s.unreachedLately(d.pq.pid) {
-		return fmt.Errorf("%w: %s: no direct connection in the last %v", ErrUnreachable, d.pq.pid, directRetry)
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, timeout)
-	defer cancel()
-	if err := s.connect(ctx, d.pq.pid, addrs); err != nil {
-		s.noteDirect(d.pq.pid, len(d.boxes) > 0, false)
-		return err
-	}
-	str, err := s.host.NewStream(ctx, d.pq.pid, libp2pproto.ID(protocol.MsgProtocol))
-	if err != nil {
-		// Connected only through a relay, and no hole punch made a
-		// direct connection in time.
-		s.noteDirect(d.pq.pid, len(d.boxes) > 0, false)
-		return fmt.Errorf("%w: %s: %v", ErrUnreachable, d.pq.pid, err)
-	}
-	s.noteDirect(d.pq.pid, true, true)
-	if !s.watch(str) {
-		str.Reset()
-		return ErrClosed
-	}
-	d.str = str
-	d.readerDone = make(chan struct{})
-	go d.readAcks(str)
-	return nil
-}
-
-func (d *deliverer) unwatch() {
-	if d.str != nil {
-		d.o.s.unwatch(d.str)
-		d.str = nil
-	}
-}
-
-func (d *deliverer) closeStream() {
-	if d.str == nil {
-		return
-	}
-	d.str.Close()
-	<-d.readerDone
-	d.unwatch()
-}
-
-// send writes Deliver frames for items.
-func (d *deliverer) send(items []*outItem) error {
-	s := d.o.s
-	d.mu.Lock()
-	d.buf = d.buf[:0]
-	var err error
-	for i, it := range items {
-		d.nextID++
-		it.sid = d.nextID
-		d.inflight[it.sid] = it
-		d.inBytes += len(it.payload)
-		d.buf, err = protocol.AppendFrame(d.buf, &protocol.Deliver{ID: it.sid, Identity: s.selfPub,
-			Device: []byte(s.host.ID()), Ciphertext: it.payload})
-		if err != nil {
-			break
-		}
-		if len(d.buf) >= maxWrite || i == len(items)-1 {
-			d.mu.Unlock()
-			d.str.SetWriteDeadline(time.Now().Add(s.opt.AckTimeout))
-			_, err = d.str.Write(d.buf)
-			d.mu.Lock()
-			d.buf = d.buf[:0]
-			if err != nil {
-				break
-			}
-		}
-	}
-	d.mu.Unlock()
-	return err
-}
+// The outcomes of delivery, both paths side by side. On a stream
+// (deliverer.go) each Deliver frame gets an Ack: ok deletes the entry (the
+// peer's device committed the message) and moves a text message to sent;
+// a refusal gives the entry a later attempt after an exponential backoff
+// with jitter, or, when the peer reports that it cannot decrypt it (it
+// lost the session), encrypts it again in another session under the same
+// message ID. Through relays (deposit) each relay the contact lists
+// answers with a custody receipt: an entry with one is sent (a receipt or
+// card is done), and waits for its delivery receipt, deposited again
+// whenever a relay's receipt runs out. A failed connection or stream
+// gives the entries a later attempt (fail).
 
 // ackResult is one acknowledged item.
 type ackResult struct {
 	it   *outItem
 	code protocol.Code
-}
-
-// readAcks reads acknowledgements until the stream ends, commits their
-// effect batch by batch, and frees the window.
-func (d *deliverer) readAcks(str network.Stream) {
-	s := d.o.s
-	defer close(d.readerDone)
-	fr := protocol.NewFrameReader(str, protocol.MaxMsgFrame)
-	for {
-		str.SetReadDeadline(time.Now().Add(s.opt.AckTimeout))
-		var a protocol.Ack
-		err := fr.Read(&a)
-		if err != nil {
-			d.mu.Lock()
-			idle := len(d.inflight) == 0
-			d.mu.Unlock()
-			if idle && isTimeout(err) {
-				str.Close()
-				return
-			}
-			str.Reset()
-			d.streamErr = fmt.Errorf("%w: stream to %s: %v", ErrUnreachable, d.pq.pid, err)
-			return
-		}
-		acks := []protocol.Ack{a}
-		for len(acks) < s.opt.MaxInflight && fr.Buffered() {
-			if err := fr.Read(&a); err != nil {
-				break // reported by the next blocking read
-			}
-			acks = append(acks, a)
-		}
-		var res []ackResult
-		var refusal protocol.Code
-		d.mu.Lock()
-		for _, a := range acks {
-			it := d.inflight[a.ID]
-			if it == nil {
-				if a.ID == 0 {
-					refusal = a.Code
-				}
-				continue
-			}
-			res = append(res, ackResult{it, a.Code})
-		}
-		d.mu.Unlock()
-		if len(res) > 0 {
-			if err := d.o.acked(res); err != nil {
-				str.Reset()
-				d.streamErr = err
-				return
-			}
-			d.mu.Lock()
-			for _, r := range res {
-				delete(d.inflight, r.it.sid)
-				d.inBytes -= len(r.it.payload)
-			}
-			d.mu.Unlock()
-			select {
-			case d.room <- struct{}{}:
-			default:
-			}
-		}
-		if refusal != 0 {
-			str.Reset()
-			d.streamErr = fmt.Errorf("%w: the peer refused the stream: %s", ErrPeerRefused, refusal)
-			return
-		}
-	}
-}
-
-// isTimeout reports whether err is a deadline error.
-func isTimeout(err error) bool {
-	var t interface{ Timeout() bool }
-	return errors.As(err, &t) && t.Timeout()
 }
 
 // acked commits the effect of acknowledgements: an OK deletes the entry
@@ -616,16 +172,26 @@ func (o *outbox) fail(items []*outItem, cause error) {
 	}
 	o.s.log.Debug("messaging: delivery failed", "messages", len(items), "err", cause)
 	reason := cause.Error()
+	o.settle(items, "reschedule failed deliveries", func(w *work, _ int, e store.OutboxEntry) error {
+		return w.reschedule(e, reason, false)
+	})
+}
+
+// settle ends an attempt at items: it commits f's outcome for the entry
+// of each item still in the outbox (the i-th of items), gives the items
+// back to the store and wakes the scheduler; what names the work in the
+// log if the commit fails.
+func (o *outbox) settle(items []*outItem, what string, f func(w *work, i int, e store.OutboxEntry) error) {
 	err := o.s.do(o.s.ctx, false, func(w *work) error {
-		for _, it := range items {
+		for i, it := range items {
 			e, err := w.tx.Outbox().Get(it.id)
-			if errors.Is(err, store.ErrNotFound) {
+			if isNotFound(err) {
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			if err := w.reschedule(e, reason, false); err != nil {
+			if err := f(w, i, e); err != nil {
 				return err
 			}
 		}
@@ -634,7 +200,7 @@ func (o *outbox) fail(items []*outItem, cause error) {
 	o.release(items)
 	o.pokeScheduler()
 	if err != nil && !errors.Is(err, ErrClosed) {
-		o.s.log.Warn("messaging: reschedule failed deliveries", "err", err)
+		o.s.log.Warn("messaging: "+what, "err", err)
 	}
 }
 
@@ -774,259 +340,221 @@ func (o *outbox) renew(uid identity.UserID) {
 	})
 }
 
-func (o *outbox) isOwned(id protocol.MessageID) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.owned[id]
-}
-
-// claimStored takes every entry of pq's device from the store that no
-// loop owns, ordered by sequence number: when a stream opens, everything
-// waiting for the peer goes, whatever its backoff.
-func (o *outbox) claimStored(pq *peerQueue) ([]*outItem, error) {
-	var items []*outItem
-	err := o.s.st.View(o.s.ctx, func(tx *store.Tx) error {
-		all, err := tx.Outbox().List()
-		if err != nil {
-			return err
-		}
-		for _, e := range all {
-			if !bytes.Equal(e.Device, pq.dev) {
-				continue
-			}
-			items = append(items, o.itemOf(tx, &e))
-		}
+// contactBoxes returns the mailboxes a contact's card lists.
+func contactBoxes(c *store.Contact) []protocol.Mailbox {
+	if len(c.Card) == 0 {
 		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	out := items[:0]
-	for _, it := range items {
-		if !o.owned[it.id] {
-			o.owned[it.id] = true
-			out = append(out, it)
-		}
+	var card protocol.Card
+	if card.Unmarshal(c.Card) != nil {
+		return nil
 	}
-	sortBySeq(out)
-	return out, nil
+	return card.Mailboxes
 }
 
-// itemOf builds the delivery item of a stored entry.
-func (o *outbox) itemOf(tx *store.Tx, e *store.OutboxEntry) *outItem {
-	it := &outItem{id: e.ID, peer: e.Peer, payload: e.Payload}
-	if m, err := tx.Messages().Get(e.ID); err == nil {
-		it.seq = m.Seq
-	}
-	return it
-}
-
-func sortBySeq(items []*outItem) {
-	slices.SortStableFunc(items, func(a, b *outItem) int {
-		switch {
-		case a.seq < b.seq:
-			return -1
-		case a.seq > b.seq:
-			return 1
-		}
-		return 0
-	})
-}
-
-// scheduleLoop hands due outbox entries to the delivery loops: every entry
-// when the service starts (resuming after a restart), then those whose
-// NextAttempt has come, sleeping on the service's clock until the next.
-//
-// When a connection to a device opens (whoever dialled), what waits for it
-// goes at once, whatever its backoff.
-func (o *outbox) scheduleLoop() {
+// deposit is the relay path of a delivery loop: it deposits each item in
+// every mailbox the contact lists whose relay holds no receipt of it
+// still valid (the mailbox client seals it to each), and commits the
+// receipts: an entry with one is sent (a receipt or card is done), and
+// waits for its delivery receipt until the first stored-until passes; one
+// without is rescheduled.
+func (o *outbox) deposit(boxes []protocol.Mailbox, items []*outItem, cause error) {
 	s := o.s
-	t := s.clock.NewTimer(0)
-	defer t.Stop()
-	first := true
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C():
-		case <-o.wake:
-		case e, ok := <-o.conns.Out():
-			if !ok {
-				return
-			}
-			if ev, ok := e.(event.EvtPeerConnectednessChanged); ok && ev.Connectedness == network.Connected {
-				o.flushDevice(ev.Peer)
-			}
-			continue
-		}
-		now := s.clock.Now()
-		byDev := map[string][]*outItem{}
-		var devs []string
-		var next time.Time
-		var any bool
-		n := 0
-		err := s.st.View(s.ctx, func(tx *store.Tx) error {
-			var due []store.OutboxEntry
-			var err error
-			if first {
-				due, err = tx.Outbox().List()
-			} else {
-				due, err = tx.Outbox().Due(now, maxDispatch)
-			}
-			if err != nil {
-				return err
-			}
-			n = len(due)
-			for i := range due {
-				e := &due[i]
-				if o.isOwned(e.ID) {
-					continue
-				}
-				k := string(e.Device)
-				if _, ok := byDev[k]; !ok {
-					devs = append(devs, k)
-				}
-				byDev[k] = append(byDev[k], o.itemOf(tx, e))
-			}
-			next, any, err = tx.Outbox().Next()
-			return err
-		})
-		if err != nil {
-			if s.ctx.Err() == nil {
-				s.log.Warn("messaging: read the outbox", "err", err)
-				t.Reset(s.opt.RetryMin)
-			}
-			continue
-		}
-		first = false
-		for _, k := range devs {
-			items := byDev[k]
-			sortBySeq(items)
-			o.add([]byte(k), items...)
-		}
-		switch {
-		case !any:
-		case next.After(now):
-			// The delay from the clock's time now, not from before the
-			// read: the read may have taken a while under load (and a
-			// test's clock may have been moved meanwhile).
-			t.Reset(max(next.Sub(s.clock.Now()), 0))
-		case n >= maxDispatch:
-			t.Reset(0)
-		default:
-			// Everything due is owned by a delivery loop, which keeps
-			// its NextAttempt in the past while it tries. Look again
-			// soon: entries rescheduled meanwhile fall due after their
-			// backoff, and an OK acknowledgement does not wake this
-			// loop (sleeping leaseTime here stalled them for minutes).
-			t.Reset(s.opt.RetryMin)
-		}
-	}
-}
-
-// flushDevice hands every stored entry for device p to its delivery loop.
-func (o *outbox) flushDevice(p peer.ID) {
-	var items []*outItem
-	err := o.s.st.View(o.s.ctx, func(tx *store.Tx) error {
-		all, err := tx.Outbox().List()
-		if err != nil {
-			return err
-		}
-		for i := range all {
-			if string(all[i].Device) == string(p) && !o.isOwned(all[i].ID) {
-				items = append(items, o.itemOf(tx, &all[i]))
+	now := s.clock.Now()
+	// What each item already holds.
+	have := map[protocol.MessageID][]store.Receipt{}
+	if err := s.st.View(s.ctx, func(tx *store.Tx) error {
+		for _, it := range items {
+			if e, err := tx.Outbox().Get(it.id); err == nil {
+				have[it.id] = e.Receipts
 			}
 		}
 		return nil
-	})
-	if err != nil || len(items) == 0 {
+	}); err != nil {
+		o.fail(items, err)
 		return
 	}
-	sortBySeq(items)
-	o.add([]byte(p), items...)
-}
-
-// directRetry is how long after a failed direct attempt to a device with
-// mailboxes its delivery loops go straight to the mailboxes. Behind a
-// symmetric NAT every attempt fails after RelayAfter (a relayed
-// connection, no hole punch); without this, each message would wait that
-// long before its deposit. A direct connection that opens meanwhile
-// (the peer dialled, or a hole punch succeeded) ends the wait:
-// flushDevice hands everything waiting to the device at once.
-const directRetry = time.Minute
-
-// unreachedLately reports whether a direct attempt to p failed within
-// directRetry and p is not connected now.
-func (s *Service) unreachedLately(p peer.ID) bool {
-	if s.host.Network().Connectedness(p) == network.Connected {
-		return false
+	type result struct {
+		box protocol.Mailbox
+		idx []int
+		res []mailbox.Result
+		err error
 	}
-	s.unreachedMu.Lock()
-	defer s.unreachedMu.Unlock()
-	t, ok := s.unreached[p]
-	return ok && s.clock.Now().Sub(t) < directRetry
-}
-
-// noteDirect records the outcome of a direct attempt to p (only failures
-// of devices that have mailboxes to fall back to are remembered).
-func (s *Service) noteDirect(p peer.ID, boxes, ok bool) {
-	s.unreachedMu.Lock()
-	defer s.unreachedMu.Unlock()
-	switch {
-	case ok:
-		delete(s.unreached, p)
-	case boxes:
-		if len(s.unreached) >= maxUnreached {
-			clear(s.unreached) // bounded; forgetting only costs a wait
+	results := make([]result, len(boxes))
+	var wg sync.WaitGroup
+	for bi := range boxes {
+		b := &boxes[bi]
+		r := &results[bi]
+		r.box = *b
+		relay := peerString(b.Relay)
+		var payloads [][]byte
+		for i, it := range items {
+			if validReceipt(have[it.id], relay, now) {
+				continue
+			}
+			payloads = append(payloads, it.payload)
+			r.idx = append(r.idx, i)
 		}
-		s.unreached[p] = s.clock.Now()
+		if len(payloads) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(s.ctx, s.opt.DialTimeout)
+			defer cancel()
+			r.res, r.err = s.mb.Deposit(ctx, b, s.self.Public(), []byte(s.host.ID()), payloads)
+		}()
 	}
-}
-
-// maxUnreached bounds the devices unreached remembers.
-const maxUnreached = 4096
-
-// maxDispatch bounds the entries the scheduler reads at once.
-const maxDispatch = 4096
-
-// connect makes sure there is a connection to device p: through the
-// addresses known for it, then through its address record in the DHT.
-func (s *Service) connect(ctx context.Context, p peer.ID, addrs [][]byte) error {
-	if s.host.Network().Connectedness(p) == network.Connected {
-		return nil
-	}
-	var known []ma.Multiaddr
-	for _, b := range addrs {
-		if a, err := ma.NewMultiaddrBytes(b); err == nil {
-			known = append(known, a)
+	wg.Wait()
+	got := make([][]store.Receipt, len(items))
+	var reason string
+	for _, r := range results {
+		for k, i := range r.idx {
+			if k < len(r.res) && r.res[k].Err == nil {
+				rc := r.res[k].Receipt
+				got[i] = append(got[i], store.Receipt{Relay: rc.Relay.String(), StoredUntil: rc.StoredUntil, Signed: rc.Signature})
+				continue
+			}
+			err := r.err
+			if k < len(r.res) && r.res[k].Err != nil {
+				err = r.res[k].Err
+			}
+			if err != nil && reason == "" {
+				reason = "relay " + peerString(r.box.Relay) + ": " + err.Error()
+			}
+		}
+		if r.err != nil && len(r.idx) == 0 && reason == "" {
+			reason = r.err.Error()
 		}
 	}
-	if len(known) > 0 {
-		s.host.Peerstore().AddAddrs(p, known, peerstore.AddressTTL)
+	if reason == "" && cause != nil {
+		reason = cause.Error()
 	}
-	clearBackoff(s, p)
-	err := s.host.Connect(ctx, peer.AddrInfo{ID: p, Addrs: known})
-	if err == nil {
-		return nil
+	o.settle(items, "commit custody receipts", func(w *work, i int, e store.OutboxEntry) error {
+		return w.deposited(e, items[i].payload, got[i], boxes, reason)
+	})
+}
+
+// validReceipt reports whether rs holds a receipt of relay that lasts
+// beyond now plus the clock tolerance.
+func validReceipt(rs []store.Receipt, relay string, now time.Time) bool {
+	for _, r := range rs {
+		if r.Relay == relay && r.StoredUntil.After(now.Add(protocolTolerance)) {
+			return true
+		}
 	}
-	if s.cfg.FindDevice != nil {
-		found, ferr := s.cfg.FindDevice(ctx, p)
-		if ferr == nil && len(found) > 0 {
-			clearBackoff(s, p)
-			if err = s.host.Connect(ctx, peer.AddrInfo{ID: p, Addrs: found}); err == nil {
-				return nil
+	return false
+}
+
+// deposited commits the custody receipts an entry got for payload, the
+// bytes deposited.
+func (w *work) deposited(e store.OutboxEntry, payload []byte, got []store.Receipt, boxes []protocol.Mailbox, reason string) error {
+	if !bytes.Equal(e.Payload, payload) {
+		// Encrypted again meanwhile (the peer started a new session): the
+		// receipts are for bytes that will not decrypt there. The new
+		// bytes go now.
+		return w.dueNow(e)
+	}
+	again := false
+	for _, r := range got {
+		if slices.ContainsFunc(e.Receipts, func(x store.Receipt) bool { return x.Relay == r.Relay }) {
+			again = true // that relay's receipt ran out
+		}
+		e.Receipts = slices.DeleteFunc(e.Receipts, func(x store.Receipt) bool { return x.Relay == r.Relay })
+		if len(e.Receipts) < store.MaxReceipts {
+			e.Receipts = append(e.Receipts, r)
+		}
+	}
+	if again && e.Redeposits < math.MaxUint32 {
+		e.Redeposits++
+	}
+	// Only receipts of relays the contact lists now, still valid, count
+	// (one that just came counts until its end: a relay with a TTL under
+	// the clock tolerance gets the message again halfway through it).
+	var until time.Time
+	covered := 0
+	fresh := func(r store.Receipt) bool {
+		return slices.ContainsFunc(got, func(g store.Receipt) bool { return g.Relay == r.Relay }) && r.StoredUntil.After(w.now)
+	}
+	for _, b := range boxes {
+		relay := peerString(b.Relay)
+		for _, r := range e.Receipts {
+			if r.Relay == relay && (r.StoredUntil.After(w.now.Add(protocolTolerance)) || fresh(r)) {
+				covered++
+				if until.IsZero() || r.StoredUntil.Before(until) {
+					until = r.StoredUntil
+				}
+				break
 			}
 		}
 	}
-	return fmt.Errorf("%w: %s: %v", ErrUnreachable, p, err)
+	if covered == 0 {
+		return w.reschedule(e, reason, false)
+	}
+	m, err := w.tx.Messages().Get(e.ID)
+	if err != nil && !isNotFound(err) {
+		return err
+	}
+	if err == nil && m.Kind != kindText {
+		// Receipts and cards get no receipt: the relay's custody is the end.
+		if err := w.tx.Outbox().Delete(e.ID); err != nil {
+			return err
+		}
+		return w.tx.Messages().Delete(e.ID)
+	}
+	if covered < len(boxes) {
+		// Some relay still lacks it: try again after a backoff.
+		e.Attempts++
+		e.NextAttempt = w.now.Add(w.s.backoff(e.Attempts))
+		e.LastError = truncate(reason)
+	} else {
+		e.NextAttempt = until.Add(-protocolTolerance)
+		if half := w.now.Add(until.Sub(w.now) / 2); e.NextAttempt.Before(half) {
+			e.NextAttempt = half
+		}
+		e.LastError = ""
+	}
+	if err := w.tx.Outbox().Put(e); err != nil {
+		return err
+	}
+	w.scheduleChanged()
+	if err != nil || stateRank(m.State) > stateRank(store.MessageSent) {
+		return nil
+	}
+	state, why := store.MessageSent, ""
+	if int(e.Redeposits) >= w.s.opt.FailAfterRedeposits {
+		// Held by relays for their whole TTL, more than once, and no
+		// delivery receipt: the recipient has been offline that long, or
+		// cannot decrypt it (and has not told us by starting a new
+		// session, receiveRelayed). Say so; keep depositing it.
+		state, why = store.MessageFailed, truncate(fmt.Sprintf("no delivery receipt after %d deposits on the recipient's relays: "+
+			"the recipient may be offline or unable to decrypt it; still trying", e.Redeposits+1))
+	}
+	if m.State != state || m.Reason != why {
+		m.State, m.Reason = state, why
+		if err := w.tx.Messages().Put(&m); err != nil {
+			return err
+		}
+		w.stateChanged(&m)
+	}
+	return nil
 }
 
-// clearBackoff clears the swarm's dial backoff for p: delivery has its own
-// backoff, and the swarm's would refuse a retry the peer is ready for.
-func clearBackoff(s *Service, p peer.ID) {
-	if sw, ok := s.host.Network().(*swarm.Swarm); ok {
-		sw.Backoff().Clear(p)
+// dueNow makes an outbox entry due at once (its payload changed while a
+// delivery loop held the old one).
+func (w *work) dueNow(e store.OutboxEntry) error {
+	e.NextAttempt = w.now
+	if err := w.tx.Outbox().Put(e); err != nil {
+		return err
 	}
+	w.scheduleChanged()
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > store.MaxReasonLen {
+		return s[:store.MaxReasonLen]
+	}
+	return s
 }

@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -166,15 +167,7 @@ func (s *Service) window(msgs []store.Message, c *store.Contact, start bool) []M
 	for i, p := range pos {
 		in[i] = msgs[p]
 	}
-	slices.SortStableFunc(in, func(a, b store.Message) int {
-		switch {
-		case a.Seq < b.Seq:
-			return -1
-		case a.Seq > b.Seq:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(in, func(a, b store.Message) int { return cmp.Compare(a.Seq, b.Seq) })
 	for i, p := range pos {
 		msgs[p] = in[i]
 	}

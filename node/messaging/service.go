@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/event"
@@ -225,18 +224,16 @@ type Service struct {
 	inStreams map[peer.ID]int
 	inTotal   int
 	// unreached is when a direct attempt to a device with mailboxes last
-	// failed (deliver.go: directRetry), under unreachedMu.
+	// failed (deliverer.go: directRetry), under unreachedMu.
 	unreachedMu sync.Mutex
 	unreached   map[peer.ID]time.Time
 	maintain    chan struct{}
 	sub         event.Subscription
 
-	// Relays (relay.go): the mailbox client, the token loop's wake-up and
-	// the lock that serializes its runs.
-	mb             *mailbox.Client
-	relayWake      chan struct{}
-	syncMu         sync.Mutex
-	prekeysUnknown atomic.Bool // a relay has not reported its prekeys yet
+	// Relays (relay.go): the mailbox client, and the reconciler that
+	// keeps the relays in line with the tokens (nil without a client).
+	mb    *mailbox.Client
+	recon *reconciler
 
 	closeOnce sync.Once
 }
@@ -274,7 +271,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		maintain:  make(chan struct{}, 1),
 		waiters:   newWaiters(),
 		mb:        cfg.Mailbox,
-		relayWake: make(chan struct{}, 1),
+	}
+	if s.mb != nil {
+		s.recon = newReconciler(s)
 	}
 	s.msgLim = ratelimit.New[peer.ID](s.clock, s.opt.PeerRate, s.opt.PeerBurst, s.opt.Penalty, maxLimited)
 	s.bundLim = ratelimit.New[peer.ID](s.clock, s.opt.BundleRate, s.opt.BundleBurst, s.opt.Penalty, maxLimited)
@@ -315,7 +314,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s.spawn(s.maintainLoop)
 	s.spawn(s.out.scheduleLoop)
 	if s.mb != nil {
-		s.spawn(s.relayLoop)
+		s.recon.start()
 		s.spawn(func() { s.mb.Run(s.ctx, s.receiveRelayed) })
 	}
 	return s, nil
@@ -373,6 +372,9 @@ func (s *Service) Close() error {
 		s.out.conns.Close()
 		s.w.Close()
 		s.wg.Wait()
+		if s.recon != nil {
+			s.recon.wait()
+		}
 		s.waiters.close()
 	})
 	return nil
@@ -476,9 +478,9 @@ func (s *Service) runMaintenance(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if rep.Rotated && s.mb != nil {
+		if rep.Rotated {
 			// Contacts' bundle blobs on the relays hold the old version.
-			w.after(s.pokeRelays)
+			w.after(s.recon.poke)
 		}
 		if _, err := w.tx.Invites().Expire(w.now.Add(-protocolTolerance), 0); err != nil {
 			return err

@@ -14,7 +14,6 @@ import (
 	"github.com/sealpost/sealpost/crypto/pqxdh"
 	"github.com/sealpost/sealpost/crypto/prekey"
 	"github.com/sealpost/sealpost/crypto/ratchet"
-	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -440,10 +439,9 @@ func checkDevice(r *identity.DeviceRecord, dev []byte) error {
 
 // establish starts a new session with contact uid from the bundle its
 // device serves now, unless the contact has a session that can send. When
-// the device does not answer (within Options.RelayAfter if the contact
+// the device does not serve it (within Options.RelayAfter if the contact
 // lists mailboxes with a prekey key), the bundle comes from the contact's
-// relays instead (relayBundle), with a one-time prekey from the relay if
-// it has one left, else on the last-resort KEM key.
+// relays instead (bundleOf, relayBundle).
 //
 // With force, it starts one even if the contact has a session that can
 // send, and makes it active.
@@ -476,39 +474,23 @@ func (s *Service) establish(ctx context.Context, uid identity.UserID, force bool
 	if err != nil {
 		return fmt.Errorf("messaging: contact device: %w", err)
 	}
-	var boxes []protocol.Mailbox
+	var relay relayBundleFunc
 	if s.mb != nil {
+		var boxes []protocol.Mailbox
 		for _, m := range contactBoxes(&c) {
 			if !m.PrekeyKey.IsZero() {
 				boxes = append(boxes, m)
 			}
 		}
-	}
-	bctx, cancel := ctx, context.CancelFunc(func() {})
-	if len(boxes) > 0 {
-		bctx, cancel = context.WithTimeout(ctx, s.opt.RelayAfter)
-	}
-	data, err := s.fetchBundle(bctx, dev, c.Addrs, nil)
-	cancel()
-	var fromRelay *protocol.Mailbox
-	if err != nil && len(boxes) > 0 && errors.Is(err, ErrUnreachable) && ctx.Err() == nil {
-		rdata, rp := s.relayBundle(ctx, boxes, uid, dev)
-		if rdata == nil {
-			return err
+		if len(boxes) > 0 {
+			relay = func(ctx context.Context) ([]byte, *protocol.Mailbox) { return s.relayBundle(ctx, boxes, uid, dev) }
 		}
-		s.log.Info("messaging: the contact's device is not reachable; using the bundle from its relay", "err", err)
-		data, err, fromRelay = rdata, nil, rp
 	}
+	b, err := s.bundleOf(ctx, uid, dev, c.Addrs, nil, relay)
 	if err != nil {
 		return err
 	}
-	now := s.clock.Now()
-	b, err := checkBundle(data, uid, dev, now)
-	if err != nil {
-		return err
-	}
-	b = s.withRelayPrekey(ctx, fromRelay, b, now)
-	rec, err := s.initiate(b, nil, now)
+	rec, err := s.initiate(b, nil, s.clock.Now())
 	if err != nil {
 		return fmt.Errorf("messaging: start session: %w", err)
 	}
@@ -531,33 +513,4 @@ func (s *Service) establish(ctx context.Context, uid identity.UserID, force bool
 		e.dirty = true
 		return w.evict(e, uid, rec.Device)
 	})
-}
-
-// relayBundle fetches a contact's current bundle from the first of its
-// mailboxes (those with a prekey key, card version 2) whose relay holds a
-// bundle blob under the contact's token that checks against its identity
-// uid and device dev. It returns the bundle bytes and the mailbox its
-// one-time prekeys are in, or nils.
-func (s *Service) relayBundle(ctx context.Context, boxes []protocol.Mailbox, uid identity.UserID, dev peer.ID) ([]byte, *protocol.Mailbox) {
-	for i := range boxes {
-		m := &boxes[i]
-		cctx, cancel := context.WithTimeout(ctx, bundleTimeout)
-		blob, err := s.mb.GetCard(cctx, m)
-		cancel()
-		if err != nil {
-			s.log.Info("messaging: no bundle blob from a contact's relay", "relay", peerString(m.Relay), "err", err)
-			continue
-		}
-		data, err := mailbox.OpenBundle(m.PrekeyKey[:], m.ID, blob)
-		if err != nil {
-			s.log.Info("messaging: a contact's bundle blob does not open", "relay", peerString(m.Relay))
-			continue
-		}
-		if _, err := checkBundle(data, uid, dev, s.clock.Now()); err != nil {
-			s.log.Info("messaging: a contact's bundle blob holds a bad bundle", "relay", peerString(m.Relay), "err", err)
-			continue
-		}
-		return data, m
-	}
-	return nil, nil
 }
