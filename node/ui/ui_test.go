@@ -16,7 +16,7 @@ import (
 	"github.com/sealpost/sealpost/node/internal/clock/clocktest"
 )
 
-func newApp(t *testing.T) (*App, *clocktest.Fake) {
+func newApp(t testing.TB) (*App, *clocktest.Fake) {
 	t.Helper()
 	clk := clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	a, err := New(Config{Clock: clk})
@@ -28,7 +28,7 @@ func newApp(t *testing.T) (*App, *clocktest.Fake) {
 
 // exchange follows a login path on a; it returns the session cookie, or
 // nil when the login was refused.
-func exchange(t *testing.T, a *App, loginPath string) *http.Cookie {
+func exchange(t testing.TB, a *App, loginPath string) *http.Cookie {
 	t.Helper()
 	r := httptest.NewRequest("GET", "http://127.0.0.1:7711"+loginPath, nil)
 	w := httptest.NewRecorder()
@@ -171,4 +171,26 @@ func TestQRSVG(t *testing.T) {
 	if _, err := QRSVG(strings.Repeat("x", MaxQRText+1)); err == nil {
 		t.Error("QRSVG took a text over MaxQRText")
 	}
+}
+
+// FuzzLogin feeds the login path and the session check what a browser
+// (or anything else on this machine) may send: nothing but the tokens the
+// app handed out ever logs in, and nothing panics.
+func FuzzLogin(f *testing.F) {
+	f.Add("", "")
+	f.Add(strings.Repeat("A", 43), strings.Repeat("A", 43))
+	f.Add("%zz", "\x00")
+	f.Add(strings.Repeat("-", 4096), "a=b; c")
+	a, _ := newApp(f)
+	f.Fuzz(func(t *testing.T, token, cookie string) {
+		if c := exchange(t, a, LoginPath+"?token="+url.QueryEscape(token)); c != nil {
+			t.Fatalf("token %q logged in", token)
+		}
+		r := httptest.NewRequest("GET", "http://127.0.0.1:7711/v1/id", nil)
+		r.Header.Set("Sec-Fetch-Site", "same-origin")
+		r.Header.Set("Cookie", "sealpost-session-7711="+cookie)
+		if a.Authorized(r) {
+			t.Fatalf("cookie %q is a session", cookie)
+		}
+	})
 }

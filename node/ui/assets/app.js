@@ -168,7 +168,8 @@ async function start() {
   $('app').hidden = false;
   $('me-name').textContent = app.me.name || '';
   connectEvents();
-  await Promise.all([refreshConversations(), refreshStatus()]);
+  refreshStatus(); // the status line fills in when it comes; nothing waits for it
+  await refreshConversations();
   await route();
   setInterval(refreshStatus, STATUS_EVERY);
   performance.mark('interactive');

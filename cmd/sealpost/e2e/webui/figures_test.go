@@ -61,6 +61,9 @@ func TestFirstLoad(t *testing.T) {
 			index: nav.responseEnd,
 		};
 	})()`)
+	for _, r := range js[[]string](t, ctx, `performance.getEntriesByType('resource').map(r => r.name.replace(location.origin, '') + ' ' + r.startTime.toFixed(0) + '..' + r.responseEnd.toFixed(0) + ' ms')`) {
+		t.Logf("  %s", r)
+	}
 	t.Logf("first load, cold cache: %d bytes transferred (%d decoded) in %d requests; interactive after %.0f ms (index.html complete after %.0f ms)",
 		f.Bytes, f.Decoded, f.Count, f.TTI, f.Index)
 	if f.Bytes == 0 || f.Bytes > 150<<10 {

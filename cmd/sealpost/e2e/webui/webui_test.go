@@ -340,6 +340,40 @@ func TestWebApp(t *testing.T) {
 		waitJS(t, ctx, "carol's unread count", `document.querySelector('.conv.unread .badge') !== null`)
 	})
 
+	t.Run("message request: accept, reply, remove", func(t *testing.T) {
+		// Dave writes through an invite alice revoked: his messages arrive
+		// as a message request.
+		link := alice.invite()
+		alice.h.MustRun("invite", "--revoke", link)
+		dave := newUser(t, "dave")
+		dave.h.MustRun("contact", "add", link, "--name", "alice")
+		dave.h.MustRun("send", "alice", "hi, this is dave", "--wait", "sent", "--timeout", waitFor.String())
+		do(t, ctx, visible("link", "dave"))
+		if nav := textOf(t, ctx, "navigation", "Conversations"); !strings.Contains(nav, "Message request") {
+			t.Errorf("the list does not mark dave's request: %q", nav)
+		}
+		do(t, ctx, click("link", "dave"), visible("button", "Accept"))
+		if !js[bool](t, ctx, `document.getElementById('composer').hidden`) {
+			t.Error("the composer shows for a message request")
+		}
+		screenshot(t, ctx, "request")
+		do(t, ctx, click("button", "Accept"))
+		waitJS(t, ctx, "the composer after accepting", `!document.getElementById('composer').hidden && document.getElementById('request-bar').hidden`)
+		const reply = "welcome, dave"
+		do(t, ctx, typeInto("textbox", "Message", reply), click("button", "Send"))
+		eventually(t, waitFor, func() string {
+			if !slices.ContainsFunc(dave.lines("inbox"), func(m msg) bool { return m.Text == reply }) {
+				return "dave's inbox lacks alice's reply"
+			}
+			return ""
+		})
+		do(t, ctx, click("button", "Remove"), click("button", "Remove"))
+		waitJS(t, ctx, "dave to leave the list", `![...document.querySelectorAll('#conv-list a')].some(a => a.textContent === 'dave')`)
+		if r := alice.h.Run("contact", "show", "dave"); r.Code == 0 {
+			t.Errorf("dave is still a contact after Remove: %s", r.Stdout)
+		}
+	})
+
 	t.Run("screenshots", func(t *testing.T) {
 		do(t, ctx, chromedp.Navigate(origin+"/"+bobPath))
 		waitJS(t, ctx, "bob's conversation", `document.body.dataset.ready === 'true' && document.body.dataset.conversation === `+jsString(bob.id.UserID))
