@@ -28,6 +28,7 @@ type Messaging interface {
 	Remove(ctx context.Context, nameOrUserID string) error
 	Send(ctx context.Context, nameOrUserID, text string) (messaging.SendResult, error)
 	MessagesBefore(ctx context.Context, nameOrUserID string, before uint64, limit int) ([]messaging.Message, error)
+	Page(ctx context.Context, nameOrUserID string, before uint64, limit int) ([]messaging.Message, error)
 	MarkRead(ctx context.Context, nameOrUserID string) error
 	Conversations(ctx context.Context) ([]messaging.Conversation, error)
 	Inbox(ctx context.Context, after uint64, limit int) ([]messaging.Message, uint64, error)
@@ -225,7 +226,7 @@ func (s *Server) messagingRoutes() []route {
 
 // messages answers GET /v1/contacts/{contact}/messages?limit=N&before=CURSOR
 // with one JSON message a line (application/x-ndjson), oldest first, and
-// marks the conversation read.
+// marks the conversation read (unless mark_read=false).
 func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 	m := s.cfg.Messaging
 	if m == nil {
@@ -242,7 +243,16 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, err)
 		return
 	}
-	msgs, err := m.MessagesBefore(r.Context(), r.PathValue("contact"), uint64(before), int(limit))
+	read := m.MessagesBefore
+	switch r.URL.Query().Get("mark_read") {
+	case "", "true":
+	case "false":
+		read = m.Page
+	default:
+		s.writeError(w, Errorf(CodeBadRequest, "mark_read must be true or false, not %q", r.URL.Query().Get("mark_read")))
+		return
+	}
+	msgs, err := read(r.Context(), r.PathValue("contact"), uint64(before), int(limit))
 	if err != nil {
 		s.writeError(w, err)
 		return

@@ -74,6 +74,9 @@ func (f *fakeMessaging) Send(ctx context.Context, to, text string) (messaging.Se
 func (f *fakeMessaging) MessagesBefore(ctx context.Context, n string, before uint64, limit int) ([]messaging.Message, error) {
 	return f.msgs, f.record("Messages %s %d %d", n, before, limit)
 }
+func (f *fakeMessaging) Page(ctx context.Context, n string, before uint64, limit int) ([]messaging.Message, error) {
+	return f.msgs, f.record("Page %s %d %d", n, before, limit)
+}
 func (f *fakeMessaging) MarkRead(ctx context.Context, n string) error {
 	return f.record("MarkRead %s", n)
 }
@@ -175,6 +178,15 @@ func TestMessagingRoutes(t *testing.T) {
 	}
 	if list, err := c.Contacts(ctx); err != nil || list == nil {
 		t.Errorf("Contacts = %#v, %v; want an empty list", list, err)
+	}
+	// mark_read=false reads the page without marking anything read.
+	if resp, err := c.request(ctx, "GET", "/v1/contacts/bob/messages?limit=5&before=9&mark_read=false", nil); err != nil || f.last() != "Page bob 9 5" {
+		t.Errorf("messages with mark_read=false: %v, service called with %q", err, f.last())
+	} else {
+		resp.Body.Close()
+	}
+	if _, err := c.request(ctx, "GET", "/v1/contacts/bob/messages?mark_read=no", nil); err == nil || err.(*Error).Code != CodeBadRequest {
+		t.Errorf("messages with mark_read=no: %v, want bad_request", err)
 	}
 	if list, err := c.Conversations(ctx); err != nil || list == nil || f.last() != "Conversations" {
 		t.Errorf("Conversations = %#v, %v; want an empty list", list, err)

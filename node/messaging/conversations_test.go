@@ -43,6 +43,17 @@ func TestConversations(t *testing.T) {
 		t.Errorf("second conversation: %+v, want bob's with 3 unread", c)
 	}
 
+	// Page reads without marking anything read.
+	page, err := alice.m.Page(nodetest.Context(t), "bob", 0, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page) != 2 || page[1].Text != "bob 2" || page[1].State != messaging.StateReceived {
+		t.Errorf("Page: %+v, want bob's last two messages, received", page)
+	}
+	if c := conversations(t, alice)[1]; c.Name != "bob" || c.Unread != 3 {
+		t.Errorf("after Page, bob's conversation: %+v, want 3 unread still", c)
+	}
 	// Marking a conversation read sends the read receipts and clears its count.
 	if err := alice.m.MarkRead(nodetest.Context(t), "bob"); err != nil {
 		t.Fatal(err)

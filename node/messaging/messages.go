@@ -87,6 +87,39 @@ func (s *Service) Messages(ctx context.Context, nameOrUserID string, limit int) 
 // shorter than limit is the start of the conversation. It marks the
 // conversation read, as Messages does.
 func (s *Service) MessagesBefore(ctx context.Context, nameOrUserID string, before uint64, limit int) ([]Message, error) {
+	out, uid, err := s.page(ctx, nameOrUserID, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	var marked map[protocol.MessageID]bool
+	err = s.do(ctx, false, func(w *work) error {
+		marked = map[protocol.MessageID]bool{}
+		return w.markRead(uid, marked)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		id, _ := ParseMessageID(out[i].ID)
+		if marked[id] {
+			out[i].State = StateRead
+		}
+	}
+	return out, nil
+}
+
+// Page is MessagesBefore without marking anything read: a client that
+// shows the page first and marks the conversation read afterwards
+// (MarkRead) need not wait for the marking, which writes every unread
+// message of the conversation.
+func (s *Service) Page(ctx context.Context, nameOrUserID string, before uint64, limit int) ([]Message, error) {
+	out, _, err := s.page(ctx, nameOrUserID, before, limit)
+	return out, err
+}
+
+// page reads the page of MessagesBefore and returns it with the contact's
+// user ID.
+func (s *Service) page(ctx context.Context, nameOrUserID string, before uint64, limit int) ([]Message, identity.UserID, error) {
 	var (
 		out   []Message
 		uid   identity.UserID
@@ -132,24 +165,7 @@ func (s *Service) MessagesBefore(ctx context.Context, nameOrUserID string, befor
 		out = s.window(msgs, &c, start)
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	var marked map[protocol.MessageID]bool
-	err = s.do(ctx, false, func(w *work) error {
-		marked = map[protocol.MessageID]bool{}
-		return w.markRead(uid, marked)
-	})
-	if err != nil {
-		return nil, err
-	}
-	for i := range out {
-		id, _ := ParseMessageID(out[i].ID)
-		if marked[id] {
-			out[i].State = StateRead
-		}
-	}
-	return out, nil
+	return out, uid, err
 }
 
 // window orders a conversation's messages for display: the received ones

@@ -133,8 +133,10 @@ const kinds = {
   contact: {
     route: (id) => '#/c/' + encodeURIComponent(id),
     load: (id) => getJSON(contactPath(id)),
+    // The page is shown first; markRead follows (it writes every unread
+    // message, which takes a while in a long conversation).
     messages: (id, before) =>
-      api('GET', contactPath(id, `/messages?limit=${PAGE}` + (before ? `&before=${before}` : ''))).then(ndjson),
+      api('GET', contactPath(id, `/messages?limit=${PAGE}&mark_read=false` + (before ? `&before=${before}` : ''))).then(ndjson),
     send: (id, text) => postJSON('/v1/messages', { to: id, text }),
     markRead: (id) => postJSON(contactPath(id, '/read')),
   },
@@ -313,8 +315,8 @@ async function openConversation(kind, id) {
     performance.measure('open-conversation', 'open-start', 'open-end');
     document.body.dataset.conversation = id;
   });
-  if (summary?.unread) refreshConversations();
-  else renderConversations();
+  renderConversations();
+  if (summary?.unread || page.some((m) => !m.outgoing && m.state === 'received')) markReadIfSeen();
   if (!window.matchMedia('(max-width: 700px)').matches && !$('msg-input').disabled) $('msg-input').focus();
 }
 
