@@ -2,6 +2,7 @@ package webui_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -243,4 +244,51 @@ func waitJS(t *testing.T, ctx context.Context, what, expr string) {
 		}
 		return what
 	})
+}
+
+// controlRoles are the roles of what a person operates; each needs an
+// accessible name. Images need one too (their alternative text).
+var controlRoles = map[string]bool{
+	"button": true, "link": true, "textbox": true, "searchbox": true, "combobox": true,
+	"checkbox": true, "radio": true, "switch": true, "slider": true, "spinbutton": true,
+	"tab": true, "menuitem": true, "listbox": true, "image": true,
+}
+
+// allNamed checks that every control the page shows now has an accessible
+// name in Chromium's accessibility tree; where says what the page shows.
+func allNamed(t *testing.T, ctx context.Context, where string) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	tree, err := chromedp.Call(sctx, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{})
+	if err != nil {
+		t.Fatalf("accessibility tree: %v", err)
+	}
+	controls := 0
+	for _, n := range tree.Nodes {
+		if n.Ignored || n.Role == nil {
+			continue
+		}
+		var r string
+		if json.Unmarshal(n.Role.Value, &r) != nil || !controlRoles[r] {
+			continue
+		}
+		controls++
+		var name string
+		if n.Name != nil {
+			json.Unmarshal(n.Name.Value, &name)
+		}
+		if strings.TrimSpace(name) == "" {
+			t.Errorf("%s: an element of role %s has no accessible name (DOM node %d)", where, r, n.BackendDOMNodeID)
+		}
+	}
+	if controls == 0 {
+		t.Errorf("%s: no controls in the accessibility tree", where)
+	}
+}
+
+// conversationOrder is the names in the conversation list, top first.
+func conversationOrder(t *testing.T, ctx context.Context) []string {
+	t.Helper()
+	return js[[]string](t, ctx, `[...document.querySelectorAll('#conv-list a')].map(a => a.textContent)`)
 }

@@ -2,9 +2,11 @@
 // Chromium (chromedp), against real daemons on 127.0.0.1, and checks what
 // it does against the other side's command line: log in through the link
 // `sealpost ui` prints, add a contact, send and receive live with delivery
-// states, text that looks like HTML, safety numbers, key changes, relays,
-// keyboard-only use, the narrow layout, and the requests a foreign page or
-// a rebinding DNS name would send. With SEALPOST_UI_SCREENSHOTS=DIR the
+// states, the newest conversation first with its unread count, message
+// requests, text that looks like HTML, safety numbers, key changes,
+// relays, keyboard-only use, the narrow layout, an accessible name on
+// every control, and the requests a foreign page or a rebinding DNS name
+// would send. With SEALPOST_UI_SCREENSHOTS=DIR the
 // tests write screenshots of the main views there (docs/screenshots holds
 // the committed ones).
 package webui_test
@@ -187,6 +189,7 @@ func TestWebApp(t *testing.T) {
 	t.Run("start", func(t *testing.T) {
 		do(t, ctx, visible("navigation", "Conversations"), visible("button", "Create invite"),
 			visible("button", "Add contact"), visible("button", "Relays"))
+		allNamed(t, ctx, "the empty app")
 		if me := js[string](t, ctx, `document.getElementById('me-name').textContent`); me != "alice" {
 			t.Errorf("the app shows the name %q, want alice", me)
 		}
@@ -195,17 +198,23 @@ func TestWebApp(t *testing.T) {
 		if !strings.Contains(facts, alice.id.UserID) || !strings.Contains(facts, "Peers") {
 			t.Errorf("the node dialog lacks the user ID or the status:\n%s", facts)
 		}
+		allNamed(t, ctx, "the node dialog")
 		do(t, ctx, chromedp.KeyEvent(kb.Escape))
 	})
 
 	t.Run("add contact from a link", func(t *testing.T) {
 		do(t, ctx,
 			click("button", "Add contact"),
+			visible("textbox", "Invite link"),
+		)
+		allNamed(t, ctx, "the Add contact dialog")
+		do(t, ctx,
 			typeInto("textbox", "Invite link", bob.invite()),
 			click("button", "Add"),
 			visible("link", "bob"),
 		)
 		waitJS(t, ctx, "bob's conversation to open", `document.body.dataset.conversation === `+jsString(bob.id.UserID))
+		allNamed(t, ctx, "a conversation")
 		bobPath = js[string](t, ctx, `location.hash`)
 		if nav := textOf(t, ctx, "navigation", "Conversations"); !strings.Contains(nav, "bob") {
 			t.Errorf("the conversation list lacks bob: %q", nav)
@@ -316,6 +325,7 @@ func TestWebApp(t *testing.T) {
 			t.Errorf("the app shows safety number %q, bob's command line %q", got, want)
 		}
 		screenshot(t, ctx, "safety-number")
+		allNamed(t, ctx, "the safety number dialog")
 		do(t, ctx, click("button", "Mark as verified"))
 		waitJS(t, ctx, "bob to show as verified", `document.getElementById('conv-sub').textContent.includes('verified') && !document.getElementById('conv-sub').textContent.includes('not verified')`)
 		if !alice.contact("bob").Verified {
@@ -330,14 +340,41 @@ func TestWebApp(t *testing.T) {
 			t.Errorf("the invite link is %q", link)
 		}
 		waitJS(t, ctx, "the QR code to load", `document.getElementById('invite-qr').complete && document.getElementById('invite-qr').naturalWidth > 0`)
+		// The code is an SVG of the link, drawn by the daemon.
+		qr := js[[]string](t, ctx, `fetch(document.getElementById('invite-qr').src).then(async r => [r.headers.get('Content-Type'), (await r.text()).slice(0, 200)])`)
+		if !strings.HasPrefix(qr[0], "image/svg+xml") || !strings.Contains(qr[1], "<svg") {
+			t.Errorf("the QR code is %q: %q, want an SVG", qr[0], qr[1])
+		}
+		if text := js[string](t, ctx, `new URL(document.getElementById('invite-qr').src).searchParams.get('text')`); text != link {
+			t.Errorf("the QR code is of %q, want the link %q", text, link)
+		}
 		screenshot(t, ctx, "invite")
+		allNamed(t, ctx, "the invite dialog")
 		do(t, ctx, chromedp.KeyEvent(kb.Escape))
-		// The link works: carol adds alice through it and writes.
+		// The link works: carol adds alice through it and writes, while
+		// bob's conversation is open.
 		carol := newUser(t, "carol")
 		carol.h.MustRun("contact", "add", link, "--name", "alice")
 		carol.h.MustRun("send", "alice", "hi, carol here", "--wait", "delivered", "--timeout", waitFor.String())
 		do(t, ctx, visible("link", "carol"))
+		// Carol's conversation is the newest: first, with one unread
+		// message, counted in the window's title.
 		waitJS(t, ctx, "carol's unread count", `document.querySelector('.conv.unread .badge') !== null`)
+		if order := conversationOrder(t, ctx); len(order) != 2 || order[0] != "carol" {
+			t.Errorf("the conversation list is %q, want carol's (the newest) first", order)
+		}
+		if badge := js[string](t, ctx, `document.querySelector('.conv.unread .badge').textContent`); badge != "Unread: 1" {
+			t.Errorf("carol's unread count reads %q, want \"Unread: 1\"", badge)
+		}
+		if title := js[string](t, ctx, `document.title`); title != "(1) sealpost" {
+			t.Errorf("the title is %q, want \"(1) sealpost\"", title)
+		}
+		// Opening it reads it.
+		do(t, ctx, click("link", "carol"))
+		waitJS(t, ctx, "carol's conversation read", `document.querySelector('.conv.unread') === null && document.title === 'sealpost'`)
+		if got := inConversation(t, ctx); !strings.Contains(got, "hi, carol here") {
+			t.Errorf("carol's conversation shows %q", got)
+		}
 	})
 
 	t.Run("message request: accept, reply, remove", func(t *testing.T) {
@@ -352,11 +389,15 @@ func TestWebApp(t *testing.T) {
 		if nav := textOf(t, ctx, "navigation", "Conversations"); !strings.Contains(nav, "Message request") {
 			t.Errorf("the list does not mark dave's request: %q", nav)
 		}
+		if order := conversationOrder(t, ctx); len(order) != 3 || order[0] != "dave" {
+			t.Errorf("the conversation list is %q, want dave's (the newest) first", order)
+		}
 		do(t, ctx, click("link", "dave"), visible("button", "Accept"))
 		if !js[bool](t, ctx, `document.getElementById('composer').hidden`) {
 			t.Error("the composer shows for a message request")
 		}
 		screenshot(t, ctx, "request")
+		allNamed(t, ctx, "a message request")
 		do(t, ctx, click("button", "Accept"))
 		waitJS(t, ctx, "the composer after accepting", `!document.getElementById('composer').hidden && document.getElementById('request-bar').hidden`)
 		const reply = "welcome, dave"
@@ -384,6 +425,7 @@ func TestWebApp(t *testing.T) {
 			t.Error("the narrow layout shows the list next to the conversation")
 		}
 		screenshot(t, ctx, "narrow-conversation")
+		allNamed(t, ctx, "the narrow conversation")
 		do(t, ctx, click("link", "Back to conversations"), visible("link", "bob"))
 		if js[bool](t, ctx, `getComputedStyle(document.getElementById('conversation')).display !== 'none'`) {
 			t.Error("the narrow list shows the conversation beside it")
@@ -399,6 +441,7 @@ func TestWebApp(t *testing.T) {
 		do(t, ctx, visible("button", remove))
 		waitJS(t, ctx, "the relay to be subscribed", `[...document.querySelectorAll('#relay-list .relay-state')].some(e => e.textContent === 'subscribed')`)
 		screenshot(t, ctx, "relays")
+		allNamed(t, ctx, "the relays dialog")
 		do(t, ctx, click("button", remove))
 		waitJS(t, ctx, "the relay to go", `document.querySelectorAll('#relay-list li').length === 0`)
 		do(t, ctx, chromedp.KeyEvent(kb.Escape))
@@ -527,6 +570,7 @@ func TestWebApp(t *testing.T) {
 			t.Error("the composer is enabled after the key change")
 		}
 		screenshot(t, ctx, "key-change")
+		allNamed(t, ctx, "the key-change warning")
 		// Bob tells alice his new safety number.
 		var bc contactJSON
 		bob.h.JSON(&bc, "contact", "add", alice.invite(), "--name", "alice")
