@@ -36,6 +36,26 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// controlKey names a link or button by where it goes or what it is called.
+const controlKey = (el) => `${el.tagName} ${el.getAttribute('href') ?? ''} ${el.getAttribute('aria-label') ?? el.textContent}`;
+
+// replaceItems replaces a list's items with new ones. When the focus was on
+// a link or button in the list, it moves to the one with the same key among
+// the new items: a refresh while a person tabs through the list (a message
+// arrives, a relay's state changes) does not throw their focus out.
+function replaceItems(list, items) {
+  const focused = document.activeElement;
+  const key = focused && focused !== list && list.contains(focused) ? controlKey(focused) : null;
+  list.replaceChildren(...items);
+  if (key === null) return;
+  for (const el of list.querySelectorAll('a, button')) {
+    if (controlKey(el) === key) {
+      el.focus();
+      return;
+    }
+  }
+}
+
 class APIError extends Error {
   constructor(code, message, status) {
     super(message);
@@ -229,7 +249,7 @@ function renderConversations() {
         h('span', { class: 'preview', text: parts.join(' · ') })),
       c.last ? h('time', { class: 'conv-time', datetime: c.last.received_at, text: when(c.last.received_at) }) : null));
   }
-  list.replaceChildren(...items);
+  replaceItems(list, items);
   $('conv-empty').hidden = items.length > 0;
   document.title = unread ? `(${unread}) sealpost` : 'sealpost';
 }
@@ -677,7 +697,7 @@ async function refreshRelays() {
       h('span', { class: 'relay-state', 'data-state': r.state, text: r.state + (r.error ? `: ${r.error}` : '') }),
       h('span', { class: 'note', text: `${r.stored} waiting · ${r.prekeys} prekeys` }),
       h('button', { type: 'button', 'aria-label': `Remove relay ${r.id}`, text: 'Remove', onclick: () => removeRelay(r.id) })));
-    $('relay-list').replaceChildren(...items);
+    replaceItems($('relay-list'), items);
     $('relay-empty').hidden = items.length > 0;
   } catch (e) {
     fail(e, $('relay-error'));

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto"
 	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/dom"
@@ -179,9 +180,21 @@ func role(role, name string) chromedp.QueryOption {
 // a names an element by role and name in a selector's label, for errors.
 func a(r, name string) string { return r + " " + fmt.Sprintf("%q", name) }
 
-// click clicks the visible element with that role and name.
+// click clicks the visible element with that role and name. When the page
+// replaced the element between finding it and clicking it (a list redrawn
+// by a live update), it finds it again, up to three times: a person's
+// click lands on whatever is there.
 func click(r, name string) chromedp.Action[chromedp.Void] {
-	return chromedp.Click(a(r, name), role(r, name), chromedp.NodeVisible)
+	c := chromedp.Click(a(r, name), role(r, name), chromedp.NodeVisible)
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		for try := 1; ; try++ {
+			v, err := c(ctx, t)
+			var cerr *cdproto.Error
+			if err == nil || try == 3 || !errors.As(err, &cerr) || !strings.Contains(cerr.Message, "Could not find node") {
+				return v, err
+			}
+		}
+	}
 }
 
 // typeInto types text into the visible element with that role and name.

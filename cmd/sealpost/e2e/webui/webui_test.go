@@ -304,6 +304,14 @@ func TestWebApp(t *testing.T) {
 			}
 			do(t, ctx, chromedp.KeyEvent(kb.Tab))
 		}
+		// A message that arrives meanwhile redraws the list; the focus
+		// stays on bob's conversation.
+		const incoming = "a message while alice tabs through the list"
+		bob.h.MustRun("send", "alice", incoming, "--wait", "delivered", "--timeout", waitFor.String())
+		waitJS(t, ctx, "the list to show bob's new message", `document.getElementById('conv-list').textContent.includes(`+jsString(incoming)+`)`)
+		if !js[bool](t, ctx, onLink) {
+			t.Errorf("after the list was redrawn the focus is on %q", js[string](t, ctx, `document.activeElement.outerHTML.slice(0, 80)`))
+		}
 		do(t, ctx, chromedp.KeyEvent(kb.Enter))
 		waitJS(t, ctx, "the composer to have the focus", `document.activeElement && document.activeElement.id === 'msg-input'`)
 		const text = "typed and sent with the keyboard alone"
