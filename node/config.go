@@ -10,6 +10,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sealpost/sealpost/node/blobrelay"
+	"github.com/sealpost/sealpost/node/files"
 	"github.com/sealpost/sealpost/node/internal/clock"
 	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/node/relay"
@@ -90,6 +92,19 @@ type Config struct {
 	RelayService bool
 	// Relay are the relay service's limits. Zero: relay.DefaultResources().
 	Relay relay.Resources
+	// Blobs are the limits of the relay's attachment blob service. Zero:
+	// blobrelay.DefaultResources() with the TTL of Relay.
+	Blobs blobrelay.Resources
+
+	// DataDir holds what the node keeps outside its store: the
+	// ciphertexts of the files it sends and receives (DataDir/files) and,
+	// with RelayService, the attachment blobs it keeps for others
+	// (DataDir/blobs). Zero: no attachments (the node neither sends nor
+	// downloads files, and its relay service keeps no blobs).
+	DataDir string
+	// Files tunes the attachment service (size limits, automatic
+	// download). Zero: its defaults.
+	Files files.Options
 
 	// Logger receives the node's logs and libp2p's (see package doc).
 	// Zero: logs are discarded.
@@ -250,8 +265,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Relay == (relay.Resources{}) {
 		c.Relay = relay.DefaultResources()
 	}
+	if c.Blobs == (blobrelay.Resources{}) {
+		c.Blobs = blobrelay.DefaultResources()
+		c.Blobs.TTL = c.Relay.TTL
+	}
 	if c.RelayService {
 		if err := c.Relay.Validate(); err != nil {
+			return c, fmt.Errorf("node: %w", err)
+		}
+		if err := c.Blobs.Validate(); err != nil {
 			return c, fmt.Errorf("node: %w", err)
 		}
 	}

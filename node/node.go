@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,8 @@ import (
 
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/node/addrrecord"
+	"github.com/sealpost/sealpost/node/blobrelay"
+	"github.com/sealpost/sealpost/node/files"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/node/relay"
@@ -103,7 +106,10 @@ type Node struct {
 	met    *metrics
 	msg    *messaging.Service
 	mb     *mailbox.Client
-	relay  *relay.Server // nil unless Config.RelayService
+	relay  *relay.Server     // nil unless Config.RelayService
+	files  *files.Service    // nil without Config.DataDir
+	blobs  *blobrelay.Server // nil unless Config.RelayService and DataDir
+	sink   fileSink
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -212,7 +218,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		n.met.unregister()
 		return fail(fmt.Errorf("node: mailbox client: %w", err))
 	}
-	n.msg, err = messaging.New(ctx, messaging.Config{
+	mcfg := messaging.Config{
 		Host:       msgHost,
 		Store:      cfg.Store,
 		Logger:     n.log,
@@ -222,7 +228,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		FindDevice: n.FindDevice,
 		Mailbox:    n.mb,
 		Options:    cfg.Messaging,
-	})
+	}
+	if cfg.DataDir != "" {
+		mcfg.Files = &n.sink
+	}
+	n.msg, err = messaging.New(ctx, mcfg)
 	if err != nil {
 		n.mb.Close()
 		n.sub.Close()
@@ -230,6 +240,32 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("node: messaging: %w", err))
 	}
 
+	// stop closes what started after messaging, and what fail does not.
+	stop := func() {
+		n.closeServices()
+		n.sub.Close()
+		n.met.unregister()
+	}
+	if cfg.DataDir != "" {
+		n.files, err = files.New(files.Config{
+			Host:      n.host,
+			Store:     cfg.Store,
+			Dir:       filepath.Join(cfg.DataDir, FilesDir),
+			Messenger: fileMessenger{n.msg},
+			Relays:    n.mb,
+			Logger:    n.log,
+			Clock:     n.clock,
+			Rand:      cfg.Rand,
+			Publish:   n.publish,
+			NoServe:   cfg.RelayService,
+			Options:   cfg.Files,
+		})
+		if err != nil {
+			stop()
+			return fail(fmt.Errorf("node: files: %w", err))
+		}
+		n.sink.svc.Store(n.files)
+	}
 	if cfg.RelayService {
 		n.relay, err = relay.New(n.host, cfg.Store, cfg.Relay, relay.Options{
 			Logger:     n.log,
@@ -238,23 +274,20 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			Registerer: cfg.Registry,
 		})
 		if err != nil {
-			n.msg.Close()
-			n.mb.Close()
-			n.sub.Close()
-			n.met.unregister()
+			stop()
 			return fail(fmt.Errorf("node: relay service: %w", err))
+		}
+		if cfg.DataDir != "" {
+			if err := n.startBlobs(); err != nil {
+				stop()
+				return fail(err)
+			}
 		}
 	}
 	if cfg.MDNS {
 		n.mdns = mdns.NewMdnsService(n.host, mdnsService, mdnsNotifee{n})
 		if err := n.mdns.Start(); err != nil {
-			if n.relay != nil {
-				n.relay.Close()
-			}
-			n.msg.Close()
-			n.mb.Close()
-			n.sub.Close()
-			n.met.unregister()
+			stop()
 			return fail(fmt.Errorf("node: mdns: %w", err))
 		}
 	}
@@ -389,11 +422,7 @@ func (n *Node) Close() error {
 		n.spawnMu.Lock()
 		n.stopping = true
 		n.spawnMu.Unlock()
-		if n.relay != nil {
-			n.relay.Close()
-		}
-		n.msg.Close()
-		n.mb.Close()
+		n.closeServices()
 		n.cancel()
 		n.events.close()
 		var errs []error
@@ -411,6 +440,22 @@ func (n *Node) Close() error {
 		n.log.Info("node stopped")
 	})
 	return n.closeErr
+}
+
+// closeServices closes the services the node started, the last started
+// first (each Close waits for its work).
+func (n *Node) closeServices() {
+	if n.blobs != nil {
+		n.blobs.Close()
+	}
+	if n.relay != nil {
+		n.relay.Close()
+	}
+	if n.files != nil {
+		n.files.Close()
+	}
+	n.msg.Close()
+	n.mb.Close()
 }
 
 // spawn runs f in a goroutine that Close waits for. It returns false,

@@ -189,6 +189,13 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 	if nc.Relay, err = cfg.RelayResources(); err != nil {
 		return userError(err)
 	}
+	if nc.Blobs, err = cfg.BlobResources(); err != nil {
+		return userError(err)
+	}
+	if nc.Files, err = cfg.FilesOptions(); err != nil {
+		return userError(err)
+	}
+	nc.DataDir = h.Dir
 	nc.Logger = log
 	nc.Registry = reg
 	n, err := node.New(ctx, nc)

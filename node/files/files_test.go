@@ -205,20 +205,20 @@ func TestUploadResumes(t *testing.T) {
 
 	var written float64 // blob bytes the relay wrote, over its restarts
 	waitRefs(t, r, 10)
-	written += r.counter("sealpost_relay_blob_put_bytes_total")
+	written += r.counter("sealpost_relay_attachment_put_bytes_total")
 	r.stop()
 	time.Sleep(100 * time.Millisecond)
 	r.start()
 
 	waitRefs(t, r, 30)
 	alice.stop()
-	written += r.counter("sealpost_relay_blob_put_bytes_total")
+	written += r.counter("sealpost_relay_attachment_put_bytes_total")
 	r.stop()
 	r.start()
 	alice.start()
 
 	waitState(t, alice, info.ID, "sent", 60*time.Second)
-	written += r.counter("sealpost_relay_blob_put_bytes_total")
+	written += r.counter("sealpost_relay_attachment_put_bytes_total")
 	size := float64(len(data)) * 1.06 // padding and tags
 	if written > size+2*float64(opt.Window)*(256<<10+64) {
 		t.Fatalf("the relay wrote %.0f bytes for a file of about %.0f", written, size)
@@ -248,7 +248,7 @@ func TestDownloadResumes(t *testing.T) {
 	data := randomBytes(80*256<<10, 5)
 	info := send(t, alice, "bob", data, "")
 	waitState(t, alice, info.ID, "sent", 60*time.Second)
-	sentBefore := r.counter("sealpost_relay_blob_get_bytes_total")
+	sentBefore := r.counter("sealpost_relay_attachment_get_bytes_total")
 	bob.start()
 	alice.msg.deliverQueued()
 	waitState(t, bob, info.ID, "queued", 10*time.Second) // over the automatic size
@@ -272,7 +272,7 @@ func TestDownloadResumes(t *testing.T) {
 	if !bytes.Equal(content(t, bob, info.ID), data) {
 		t.Fatal("received content differs")
 	}
-	served := r.counter("sealpost_relay_blob_get_bytes_total") - sentBefore
+	served := r.counter("sealpost_relay_attachment_get_bytes_total") - sentBefore
 	if max := float64(len(data))*1.06 + float64(4<<20) + 2*(256<<10+64); served > max {
 		t.Fatalf("the relay served %.0f bytes for a file of %d", served, len(data))
 	}

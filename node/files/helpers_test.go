@@ -333,7 +333,7 @@ func (m *messenger) deliverQueued() {
 			continue
 		}
 		err := d.to.st.Update(context.Background(), func(tx *store.Tx) error {
-			return files.Received(tx, d.id, m.from.uid, d.ptr, time.Now())
+			return files.Received(tx, d.id, m.from.uid, d.ptr, time.Now(), true)
 		})
 		if err != nil {
 			m.from.t.Error(err)

@@ -11,10 +11,11 @@ import (
 
 // Received records the pointer f of a message id from a contact, in the
 // transaction that commits the message (messaging calls it): an incoming
-// file, queued and pending, which the engine downloads if it is small
-// enough (after the commit, call Wake). A pointer already recorded under id
-// (the same message received twice) is left as it is.
-func Received(tx *store.Tx, id protocol.MessageID, from identity.UserID, f *protocol.File, now time.Time) error {
+// file, queued, which the engine downloads if auto and it is small enough
+// (Options.AutoDownload; after the commit, call Wake); otherwise it waits
+// for Download. A pointer already recorded under id (the same message
+// received twice) is left as it is.
+func Received(tx *store.Tx, id protocol.MessageID, from identity.UserID, f *protocol.File, now time.Time, auto bool) error {
 	if _, err := tx.Files().Get(id); err == nil {
 		return nil
 	} else if !errors.Is(err, store.ErrNotFound) {
@@ -32,7 +33,7 @@ func Received(tx *store.Tx, id protocol.MessageID, from identity.UserID, f *prot
 		MIME:      f.MIME,
 		Size:      uint64(f.Size),
 		State:     store.FileQueued,
-		Pending:   true,
+		Pending:   auto,
 		CreatedAt: now,
 		UpdatedAt: now,
 	}

@@ -273,7 +273,9 @@ func (s *Service) share(ctx context.Context, p *Prepared, rcpt Recipient, captio
 	ptr := &protocol.File{
 		Key: p.Key, Digest: p.Digest, Size: p.Size, Blobs: p.Blobs,
 		Name: p.Meta.Name, MIME: p.Meta.MIME, Thumbnail: p.Meta.Thumbnail,
-		Peer: &protocol.FilePeer{Peer: []byte(s.self), Addrs: s.ownAddrs()},
+	}
+	if !s.cfg.NoServe {
+		ptr.Peer = &protocol.FilePeer{Peer: []byte(s.self), Addrs: s.ownAddrs()}
 	}
 	f := store.File{
 		ID:        p.ID,
@@ -299,10 +301,13 @@ func (s *Service) share(ctx context.Context, p *Prepared, rcpt Recipient, captio
 		ptr.Relays = append(ptr.Relays, fr)
 		f.Relays = append(f.Relays, store.FileRelay{Relay: mb.Relay, Mailbox: mb.ID})
 	}
+	if ptr.Peer == nil && len(ptr.Relays) == 0 {
+		return f, fmt.Errorf("%w: the recipient lists no relay, and this node (a relay) does not serve files itself", ErrNoSource)
+	}
 	// Direct when the device answers now, and when there is no relay to
 	// go through (the pointer then waits in messaging's outbox for the
 	// device, which fetches the blobs from this one).
-	f.Direct = len(ptr.Relays) == 0 || s.reachable(ctx, rcpt.Device, rcpt.Addrs)
+	f.Direct = ptr.Peer != nil && (len(ptr.Relays) == 0 || s.reachable(ctx, rcpt.Device, rcpt.Addrs))
 	if f.Direct && len(ptr.Relays) > 0 {
 		f.NextAttempt = f.CreatedAt.Add(s.opt.RelayFallback)
 	}

@@ -121,6 +121,11 @@ type Config struct {
 	// Publish receives the events (EventProgress, EventState). It must not
 	// block. Zero: dropped.
 	Publish func(typ string, data any)
+	// NoServe leaves the host's blob protocol handler to another service
+	// (a relay's blob service on the same host): the device does not
+	// serve its files, which then go through the recipient's relays only.
+	// Zero: the service serves them.
+	NoServe bool
 	// Options tune the service; the zero value is the defaults.
 	Options Options
 }
@@ -264,7 +269,9 @@ func New(cfg Config) (*Service, error) {
 		ptrs:     newPtrCache(64),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	cfg.Host.SetStreamHandler(libp2pproto.ID(protocol.BlobProtocol), s.serve)
+	if !cfg.NoServe {
+		cfg.Host.SetStreamHandler(libp2pproto.ID(protocol.BlobProtocol), s.serve)
+	}
 	s.wg.Add(1)
 	go s.loop()
 	return s, nil
@@ -280,7 +287,9 @@ func (s *Service) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
-	s.cfg.Host.RemoveStreamHandler(libp2pproto.ID(protocol.BlobProtocol))
+	if !s.cfg.NoServe {
+		s.cfg.Host.RemoveStreamHandler(libp2pproto.ID(protocol.BlobProtocol))
+	}
 	s.cancel()
 	s.served.Close()
 	s.clients.Close()

@@ -7,10 +7,15 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/sealpost/sealpost/crypto/attachment"
 	"github.com/sealpost/sealpost/node"
+	"github.com/sealpost/sealpost/node/blobrelay"
+	"github.com/sealpost/sealpost/node/files"
 	"github.com/sealpost/sealpost/node/relay"
 )
 
@@ -34,6 +39,78 @@ type Config struct {
 	Connections *ConnConfig `toml:"connections,omitempty" comment:"Connection limits (docs/OPERATING.md). Without this section: the profile's,\nor the relay profile's when relay_service is on."`
 
 	UI *UIConfig `toml:"ui,omitempty" comment:"The web app ('sealpost ui'). Without this section: listen on 127.0.0.1:7711."`
+
+	Files *FilesConfig `toml:"files,omitempty" comment:"Attachments ('sealpost send NAME --file PATH', 'sealpost file'). Without this\nsection: the defaults below."`
+}
+
+// FilesConfig is the [files] section of config.toml: the attachment
+// service's limits (node/files.Options).
+type FilesConfig struct {
+	MaxSize      string `toml:"max_size" comment:"The largest file this node sends or downloads, e.g. \"100MiB\" or \"2GiB\" (at most\nabout 3.9 GiB, the format's limit). Larger ones are refused with exit code 5."`
+	AutoDownload string `toml:"auto_download" comment:"Files from accepted contacts up to this size download as they arrive; larger\nones wait for 'sealpost file save'. \"0\": none download by themselves."`
+}
+
+// DefaultFilesConfig returns the defaults of [files].
+func DefaultFilesConfig() FilesConfig {
+	return FilesConfig{MaxSize: "100MiB", AutoDownload: "16MiB"}
+}
+
+// FilesOptions returns the attachment service's options: the [files]
+// section over the defaults.
+func (c Config) FilesOptions() (files.Options, error) {
+	var o files.Options
+	if c.Files == nil {
+		return o, nil
+	}
+	if c.Files.MaxSize != "" {
+		n, err := ParseSize(c.Files.MaxSize)
+		if err != nil {
+			return o, fmt.Errorf("home: [files] max_size: %w", err)
+		}
+		if n <= 0 || n > attachment.MaxSize {
+			return o, fmt.Errorf("home: [files] max_size %s: want 1 byte to %d", c.Files.MaxSize, int64(attachment.MaxSize))
+		}
+		o.MaxSize = n
+	}
+	if c.Files.AutoDownload != "" {
+		n, err := ParseSize(c.Files.AutoDownload)
+		if err != nil {
+			return o, fmt.Errorf("home: [files] auto_download: %w", err)
+		}
+		o.AutoDownload = n
+		if n == 0 {
+			o.AutoDownload = -1 // none
+		}
+	}
+	return o, nil
+}
+
+// ParseSize parses a size in bytes: a number with an optional unit, B,
+// KiB, MiB, GiB (or KB, MB, GB, as powers of 1000; k, M, G as the binary
+// ones).
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := 0
+	for i < len(t) && (t[i] >= '0' && t[i] <= '9') {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("size %q: want a number with an optional unit (KiB, MiB, GiB)", s)
+	}
+	n, err := strconv.ParseInt(t[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("size %q: %w", s, err)
+	}
+	mult := map[string]int64{"": 1, "b": 1, "k": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gib": 1 << 30,
+		"kb": 1e3, "mb": 1e6, "gb": 1e9}
+	m, ok := mult[strings.ToLower(strings.TrimSpace(t[i:]))]
+	if !ok {
+		return 0, fmt.Errorf("size %q: unknown unit (want B, KiB, MiB, GiB, KB, MB or GB)", s)
+	}
+	if n > (1<<62)/m {
+		return 0, fmt.Errorf("size %q: too large", s)
+	}
+	return n * m, nil
 }
 
 // UIConfig is the [ui] section of config.toml.
@@ -80,6 +157,10 @@ func DefaultConfig(profile string) (Config, error) {
 		RelayService: d.RelayService,
 	}
 	cfg.UI = &UIConfig{Listen: DefaultUIListen}
+	if d.Profile != node.Relay {
+		f := DefaultFilesConfig()
+		cfg.Files = &f
+	}
 	if d.Profile == node.Test {
 		// Test nodes take random loopback ports, the web app's too.
 		cfg.UI.Listen = "127.0.0.1:0"
@@ -146,7 +227,22 @@ func (h Home) ReadConfig() (Config, error) {
 	if _, err := cfg.NodeConfig(); err != nil {
 		return Config{}, fmt.Errorf("home: %s: %w", h.Path(ConfigFile), err)
 	}
+	if _, err := cfg.FilesOptions(); err != nil {
+		return Config{}, fmt.Errorf("home: %s: %w", h.Path(ConfigFile), err)
+	}
+	if _, err := cfg.BlobResources(); err != nil {
+		return Config{}, fmt.Errorf("home: %s: %w", h.Path(ConfigFile), err)
+	}
 	return cfg, nil
+}
+
+// BlobResources returns the limits of the relay's blob service: the blob
+// keys of [relay] over blobrelay.DefaultResources (with [relay] ttl).
+func (c Config) BlobResources() (blobrelay.Resources, error) {
+	if c.Relay == nil {
+		return RelayConfig{}.BlobResources()
+	}
+	return c.Relay.BlobResources()
 }
 
 // RelayResources returns the relay service's limits: the [relay] section

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestConfigRoundTrip(t *testing.T) {
@@ -85,5 +86,48 @@ func TestReadConfigErrors(t *testing.T) {
 		if _, err := h.ReadConfig(); err == nil {
 			t.Errorf("%s: ReadConfig accepted it", name)
 		}
+	}
+}
+
+func TestFilesOptions(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		bad  bool
+	}{{"100MiB", 100 << 20, false}, {"16 MiB", 16 << 20, false}, {"2GiB", 2 << 30, false}, {"1000", 1000, false},
+		{"3MB", 3e6, false}, {"1k", 1024, false}, {"", 0, true}, {"MiB", 0, true}, {"5 parsecs", 0, true}, {"-1", 0, true},
+		{"99999999999999999999", 0, true}, {"9999999999GiB", 0, true}} {
+		got, err := ParseSize(c.in)
+		if (err != nil) != c.bad || got != c.want {
+			t.Errorf("ParseSize(%q) = %d, %v", c.in, got, err)
+		}
+	}
+	cfg, err := DefaultConfig(ProfilePersonal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := cfg.FilesOptions()
+	if err != nil || o.MaxSize != 100<<20 || o.AutoDownload != 16<<20 {
+		t.Errorf("defaults: %+v, %v", o, err)
+	}
+	cfg.Files.AutoDownload = "0"
+	if o, err := cfg.FilesOptions(); err != nil || o.AutoDownload >= 0 {
+		t.Errorf("auto_download 0: %+v, %v", o, err)
+	}
+	cfg.Files.MaxSize = "8GiB"
+	if _, err := cfg.FilesOptions(); err == nil {
+		t.Error("max_size over the format's limit accepted")
+	}
+	r, err := DefaultConfig(ProfileRelay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := r.BlobResources()
+	if err != nil || b.StoreMaxBytes != 20<<30 || b.TTL != 14*24*time.Hour {
+		t.Errorf("relay blob limits: %+v, %v", b, err)
+	}
+	r.Relay.BlobStoreMaxBytes = 5 << 30
+	if b, err := r.BlobResources(); err != nil || b.StoreMaxBytes != 5<<30 {
+		t.Errorf("blob_store_max_bytes: %+v, %v", b, err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sealpost/sealpost/node/blobrelay"
 	"github.com/sealpost/sealpost/node/relay"
 )
 
@@ -32,10 +33,19 @@ type RelayConfig struct {
 	ChallengeTTL           string  `toml:"challenge_ttl" comment:"How long an owner's challenge stays valid. After it: expired_challenge."`
 	StreamIdle             string  `toml:"stream_idle" comment:"A relay stream without a subscription that is quiet this long is reset."`
 	MaxStreams             int     `toml:"max_streams" comment:"Relay streams open at once, of all clients (a subscribed user keeps one or two).\nOver it: new streams are reset. Raise it together with [connections] for more users."`
+
+	BlobMailboxMaxBytes uint64 `toml:"blob_mailbox_max_bytes" comment:"Attachment blobs one mailbox may hold at once, in bytes (each upload counts\nits blob's size, even when the blob is stored once for several). Over it:\nmailbox_quota."`
+	BlobMailboxMaxCount uint64 `toml:"blob_mailbox_max_count" comment:"Attachment blobs one mailbox may hold at once. Over it: mailbox_quota."`
+	BlobStoreMaxBytes   uint64 `toml:"blob_store_max_bytes" comment:"All attachment blobs the relay keeps (HOME/blobs, each blob once), in bytes.\nOver it: store_full."`
+	BlobMinFreeDisk     uint64 `toml:"blob_min_free_disk" comment:"Free bytes the disk of HOME/blobs keeps: an upload that would leave less is\nrefused with store_full before anything is written."`
 }
 
 // DefaultRelayConfig returns relay.DefaultResources as a [relay] section.
-func DefaultRelayConfig() RelayConfig { return RelayConfigOf(relay.DefaultResources()) }
+func DefaultRelayConfig() RelayConfig {
+	c := RelayConfigOf(relay.DefaultResources())
+	c.setBlobs(blobrelay.DefaultResources())
+	return c
+}
 
 // RelayConfigOf returns r as a [relay] section.
 func RelayConfigOf(r relay.Resources) RelayConfig {
@@ -60,6 +70,32 @@ func RelayConfigOf(r relay.Resources) RelayConfig {
 		StreamIdle:             r.StreamIdle.String(),
 		MaxStreams:             r.MaxStreams,
 	}
+}
+
+// setBlobs sets the blob keys of c from b.
+func (c *RelayConfig) setBlobs(b blobrelay.Resources) {
+	c.BlobMailboxMaxBytes, c.BlobMailboxMaxCount = b.MailboxMaxBytes, b.MailboxMaxCount
+	c.BlobStoreMaxBytes, c.BlobMinFreeDisk = b.StoreMaxBytes, b.MinFreeDisk
+}
+
+// BlobResources returns the limits of the relay's attachment blob service:
+// blobrelay.DefaultResources with the relay's TTL and the blob keys that
+// are set.
+func (c RelayConfig) BlobResources() (blobrelay.Resources, error) {
+	b := blobrelay.DefaultResources()
+	r, err := c.Resources()
+	if err != nil {
+		return b, err
+	}
+	b.TTL = r.TTL
+	setNonZero(&b.MailboxMaxBytes, c.BlobMailboxMaxBytes)
+	setNonZero(&b.MailboxMaxCount, c.BlobMailboxMaxCount)
+	setNonZero(&b.StoreMaxBytes, c.BlobStoreMaxBytes)
+	setNonZero(&b.MinFreeDisk, c.BlobMinFreeDisk)
+	if err := b.Validate(); err != nil {
+		return b, fmt.Errorf("home: [relay]: %w", err)
+	}
+	return b, nil
 }
 
 // Resources returns the relay's limits: relay.DefaultResources with the

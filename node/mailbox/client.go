@@ -165,8 +165,8 @@ func (c *Client) learn(m *store.Mailbox) (peer.ID, error) {
 	c.mu.Lock()
 	if old := c.keys[id]; old == nil || !old.Equals(key) {
 		c.keys[id] = key
-		if r := c.relays[connKey{id, true}]; r != nil && !r.key.Equals(key) {
-			delete(c.relays, connKey{id, true})
+		if r := c.relays[connKey{id, roleOwner}]; r != nil && !r.key.Equals(key) {
+			delete(c.relays, connKey{id, roleOwner})
 			stale = r
 		}
 	}
@@ -211,13 +211,27 @@ func (c *Client) Refresh() {
 // the relay reported.
 func (c *Client) Changed() <-chan struct{} { return c.change }
 
-// connKey names a relay connection: the relay, and whether it is the
-// owner's (under the own mailbox's client key) or the depositor's (under
-// a key made in memory).
+// connKey names a relay connection: the relay, and the role its key
+// plays there.
 type connKey struct {
-	id    peer.ID
-	owner bool
+	id   peer.ID
+	role role
 }
+
+// role is what a relay connection's key does: each role has its own key
+// towards each relay, so the relay cannot join one role's requests to
+// another's.
+type role uint8
+
+const (
+	// roleDepositor: deposits, card and prekey requests, group logs and
+	// blob uploads, under a key made in memory.
+	roleDepositor role = iota
+	// roleOwner: the own mailbox's operations, under its client key.
+	roleOwner
+	// roleReader: blob downloads, under another key made in memory.
+	roleReader
+)
 
 // relayConn is the client side of one relay in one role: its host, under
 // the key used for that role towards this relay, and the streams the
@@ -234,10 +248,11 @@ type relayConn struct {
 
 	ctl streamSlot // owner operations and card fetches, one at a time
 	dep streamSlot // deposits, pipelined
-	// groups counts the open group log streams (GroupLogStream).
-	groups atomic.Int32
-	mu     sync.Mutex
-	used   time.Time
+	// held counts the long-lived streams open for callers (group logs,
+	// blobs), which keep the host from being closed as idle.
+	held atomic.Int32
+	mu   sync.Mutex
+	used time.Time
 }
 
 // relay returns the depositor's connection to relay id (deposits, card
@@ -246,13 +261,13 @@ type relayConn struct {
 // the relay cannot join the node's own mailbox to the mailboxes it
 // deposits into (which would show it who writes to whom).
 func (c *Client) relay(id peer.ID, addrs []ma.Multiaddr) (*relayConn, error) {
-	return c.conn(connKey{id, false}, addrs)
+	return c.conn(connKey{id, roleDepositor}, addrs)
 }
 
 // ownerRelay returns the owner's connection to relay id, under the client
 // key of the own mailbox there.
 func (c *Client) ownerRelay(id peer.ID, addrs []ma.Multiaddr) (*relayConn, error) {
-	return c.conn(connKey{id, true}, addrs)
+	return c.conn(connKey{id, roleOwner}, addrs)
 }
 
 func (c *Client) conn(k connKey, addrs []ma.Multiaddr) (*relayConn, error) {
@@ -265,7 +280,7 @@ func (c *Client) conn(k connKey, addrs []ma.Multiaddr) (*relayConn, error) {
 	r := c.relays[k]
 	if r == nil {
 		var key crypto.PrivKey
-		if k.owner {
+		if k.role == roleOwner {
 			if key = c.keys[id]; key == nil {
 				c.mu.Unlock()
 				return nil, fmt.Errorf("mailbox: no own mailbox on relay %s", id)
@@ -277,7 +292,7 @@ func (c *Client) conn(k connKey, addrs []ma.Multiaddr) (*relayConn, error) {
 				return nil, err
 			}
 		}
-		r = &relayConn{c: c, id: id, key: key, own: k.owner}
+		r = &relayConn{c: c, id: id, key: key, own: k.role == roleOwner}
 		c.relays[k] = r
 	}
 	c.mu.Unlock()
@@ -353,7 +368,7 @@ func (c *Client) janitor() {
 		var idle []*relayConn
 		c.mu.Lock()
 		for k, r := range c.relays {
-			if !r.own && now.Sub(r.idleSince()) > c.cfg.IdleTimeout && !r.dep.busy() && !r.ctl.busy() && r.groups.Load() == 0 {
+			if !r.own && now.Sub(r.idleSince()) > c.cfg.IdleTimeout && !r.dep.busy() && !r.ctl.busy() && r.held.Load() == 0 {
 				delete(c.relays, k)
 				idle = append(idle, r)
 			}

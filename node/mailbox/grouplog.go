@@ -2,12 +2,9 @@ package mailbox
 
 import (
 	"context"
-	"fmt"
-	"sync"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sealpost/sealpost/protocol"
@@ -24,37 +21,5 @@ func (c *Client) GroupLogStream(ctx context.Context, relay peer.ID, addrs []ma.M
 	if err != nil {
 		return nil, err
 	}
-	if err := r.connect(ctx); err != nil {
-		return nil, err
-	}
-	h, err := r.host()
-	if err != nil {
-		return nil, err
-	}
-	s, err := h.NewStream(ctx, relay, libp2pproto.ID(protocol.GroupLogProtocol))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, relay, err)
-	}
-	r.touch()
-	r.groups.Add(1)
-	return &groupStream{Stream: s, r: r}, nil
+	return r.stream(ctx, protocol.GroupLogProtocol)
 }
-
-// groupStream counts itself in its relay connection while open, so that
-// the janitor does not close the host under a member's long-lived
-// subscriptions.
-type groupStream struct {
-	network.Stream
-	r    *relayConn
-	once sync.Once
-}
-
-func (g *groupStream) done() {
-	g.once.Do(func() {
-		g.r.touch()
-		g.r.groups.Add(-1)
-	})
-}
-
-func (g *groupStream) Close() error { defer g.done(); return g.Stream.Close() }
-func (g *groupStream) Reset() error { defer g.done(); return g.Stream.Reset() }

@@ -59,8 +59,8 @@ func (c *Client) Create(ctx context.Context, addr string) (store.Mailbox, error)
 		c.mu.Unlock()
 		return store.Mailbox{}, ErrClosed
 	}
-	old := c.relays[connKey{id, true}]
-	delete(c.relays, connKey{id, true})
+	old := c.relays[connKey{id, roleOwner}]
+	delete(c.relays, connKey{id, roleOwner})
 	c.keys[id] = key
 	c.mu.Unlock()
 	if old != nil {
@@ -134,8 +134,8 @@ func (c *Client) Forget(m *store.Mailbox) {
 		return
 	}
 	c.mu.Lock()
-	r := c.relays[connKey{id, true}]
-	delete(c.relays, connKey{id, true})
+	r := c.relays[connKey{id, roleOwner}]
+	delete(c.relays, connKey{id, roleOwner})
 	delete(c.keys, id)
 	c.mu.Unlock()
 	if r != nil {

@@ -17,7 +17,8 @@ import (
 
 // Event types this service publishes (Config.Publish).
 const (
-	// EventMessageReceived: a text message was committed. Data: Message.
+	// EventMessageReceived: a text or file message was committed. Data:
+	// Message.
 	EventMessageReceived = "message.received"
 	// EventMessageState: an outgoing message changed state (sent,
 	// delivered, read, failed). Data: StateEvent.
@@ -94,6 +95,24 @@ type Message struct {
 	// Via is how the message arrived (ViaDirect, ViaRelayed, ViaMailbox),
 	// in message.received only (it is not stored).
 	Via string `json:"via,omitempty"`
+	// File is the attachment of a file message (whose Text is its
+	// caption, possibly empty); nil for a text.
+	File *Attachment `json:"file,omitempty"`
+}
+
+// Attachment is the file a message carries, as the API shows it
+// (node/files has the rest: progress, sources, the content).
+type Attachment struct {
+	// ID names the file: it is its message's ID.
+	ID string `json:"id"`
+	// Name is the sender's file name (may be empty); a claim, checked to
+	// be a base name, never a path.
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	MIME string `json:"mime"`
+	// State is queued, sent, delivered (outgoing), downloading, saved
+	// (incoming) or failed.
+	State string `json:"state"`
 }
 
 // StateEvent is the data of message.state.
@@ -156,9 +175,9 @@ type SendResult struct {
 	State string `json:"state"`
 }
 
-// apiMessage converts a stored text message; c is the contact of its
-// conversation (nil if there is none).
-func (s *Service) apiMessage(m *store.Message, c *store.Contact) Message {
+// apiMessage converts a stored text or file message, read in tx; c is the
+// contact of its conversation (nil if there is none).
+func (s *Service) apiMessage(tx *store.Tx, m *store.Message, c *store.Contact) Message {
 	out := Message{
 		ID:         m.ID.String(),
 		Peer:       m.Peer.String(),
@@ -179,6 +198,13 @@ func (s *Service) apiMessage(m *store.Message, c *store.Contact) Message {
 		out.From, out.FromName = s.uid.String(), s.name
 	} else {
 		out.From, out.FromName = out.Peer, out.PeerName
+	}
+	if m.Kind == kindFile {
+		out.File = &Attachment{ID: out.ID, State: store.FileQueued.String()}
+		if f, err := tx.Files().Get(m.ID); err == nil {
+			out.File.Name, out.File.Size, out.File.MIME = f.Name, int64(f.Size), f.MIME
+			out.File.State = f.Shown(m.State).String()
+		}
 	}
 	return out
 }

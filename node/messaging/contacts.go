@@ -526,7 +526,7 @@ func (w *work) dropPeer(peer identity.UserID, reason string) error {
 		if err != nil {
 			return err
 		}
-		if m.Kind != kindText {
+		if !shown(m.Kind) {
 			if err := w.tx.Messages().Delete(e.ID); err != nil {
 				return err
 			}
@@ -585,7 +585,7 @@ func (w *work) accept(c *contactEntry) error {
 	}
 	var delivered, read []protocol.MessageID
 	for _, m := range msgs {
-		if m.Outgoing || m.Kind != kindText {
+		if m.Outgoing || !shown(m.Kind) {
 			continue
 		}
 		delivered = append(delivered, m.ID)

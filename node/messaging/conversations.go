@@ -109,11 +109,11 @@ func (s *Service) summary(tx *store.Tx, c *store.Contact) (*Message, int, error)
 		for i := len(batch) - 1; i >= 0; i-- {
 			m := &batch[i]
 			seen++
-			if m.Kind != kindText {
+			if !shown(m.Kind) {
 				continue
 			}
 			if last == nil {
-				am := s.apiMessage(m, c)
+				am := s.apiMessage(tx, m, c)
 				last = &am
 			}
 			if m.Outgoing {

@@ -87,7 +87,7 @@ func (w *work) ackOne(id protocol.MessageID, payload []byte, code protocol.Code)
 		if err != nil {
 			return err
 		}
-		if m.Kind != kindText {
+		if !shown(m.Kind) {
 			// Receipts and cards need nothing more: receipts get no receipts.
 			return w.tx.Messages().Delete(id)
 		}
@@ -145,7 +145,7 @@ func (w *work) reschedule(e store.OutboxEntry, reason string, failed bool) error
 	if err != nil {
 		return err
 	}
-	if m.Kind != kindText || stateRank(m.State) > 0 || (m.State == store.MessageFailed && m.Reason == reason) {
+	if !shown(m.Kind) || stateRank(m.State) > 0 || (m.State == store.MessageFailed && m.Reason == reason) {
 		return nil
 	}
 	m.State, m.Reason = store.MessageFailed, reason
@@ -239,7 +239,7 @@ func (w *work) reencrypt(e store.OutboxEntry, code protocol.Code) error {
 	if err != nil {
 		return err
 	}
-	o, err := outgoingOf(&m)
+	o, err := w.outgoingOf(&m)
 	if err != nil {
 		w.s.log.Error("messaging: stored outgoing message does not decode", "err", err)
 		return w.reschedule(e, "cannot encrypt it again", true)
@@ -254,12 +254,23 @@ func (w *work) reencrypt(e store.OutboxEntry, code protocol.Code) error {
 	return nil
 }
 
-// outgoingOf rebuilds what was encrypted from a stored outgoing message.
-func outgoingOf(m *store.Message) (outgoing, error) {
+// outgoingOf rebuilds what was encrypted from a stored outgoing message
+// (a file message's pointer is in its file record).
+func (w *work) outgoingOf(m *store.Message) (outgoing, error) {
 	o := outgoing{kind: m.Kind, id: m.ID, seq: m.Seq, sentAt: m.SentAt}
 	switch m.Kind {
 	case kindText:
 		o.text = string(m.Body)
+	case kindFile:
+		o.text = string(m.Body)
+		f, err := w.tx.Files().Get(m.ID)
+		if err != nil {
+			return o, fmt.Errorf("the file of message %s: %w", m.ID, err)
+		}
+		o.file = new(protocol.File)
+		if err := o.file.Unmarshal(f.Pointer); err != nil {
+			return o, err
+		}
 	case kindDelivery, kindRead:
 		if len(m.Body) == 0 || len(m.Body)%16 != 0 {
 			return o, errors.New("bad receipt body")
@@ -324,7 +335,7 @@ func (o *outbox) renew(uid identity.UserID) {
 				if err != nil {
 					continue
 				}
-				og, err := outgoingOf(&m)
+				og, err := w.outgoingOf(&m)
 				if err != nil {
 					continue
 				}
@@ -496,7 +507,7 @@ func (w *work) deposited(e store.OutboxEntry, payload []byte, got []store.Receip
 	if err != nil && !isNotFound(err) {
 		return err
 	}
-	if err == nil && m.Kind != kindText {
+	if err == nil && !shown(m.Kind) {
 		// Receipts and cards get no receipt: the relay's custody is the end.
 		if err := w.tx.Outbox().Delete(e.ID); err != nil {
 			return err

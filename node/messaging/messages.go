@@ -3,7 +3,6 @@ package messaging
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"unicode/utf8"
@@ -29,43 +28,11 @@ func (s *Service) Send(ctx context.Context, nameOrUserID, text string) (SendResu
 	if len(text) > MaxText {
 		return SendResult{}, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLong, len(text), MaxText)
 	}
-	for attempt := 0; ; attempt++ {
-		var (
-			id  protocol.MessageID
-			uid identity.UserID
-		)
-		j, err := s.submit(ctx, false, jobWeight(1, len(text)), func(w *work) error {
-			c, err := w.lookup(nameOrUserID)
-			if err != nil {
-				return refuse(err)
-			}
-			if c.c.IdentityChanged {
-				return refuse(fmt.Errorf("%w: %s", ErrUntrustedIdentity, c.c.Name))
-			}
-			if c.c.State != store.ContactAccepted {
-				return refuse(fmt.Errorf("%w: %s", ErrNotAccepted, c.c.Name))
-			}
-			uid = c.c.UserID
-			id, err = w.queue(c, outgoing{kind: kindText, text: text})
-			if errors.Is(err, errNoSession) {
-				return refuse(err)
-			}
-			return err
-		})
-		if err == nil {
-			err = s.await(j)
-		}
-		if errors.Is(err, errNoSession) && attempt == 0 {
-			if err := s.establish(ctx, uid, false); err != nil {
-				return SendResult{}, err
-			}
-			continue
-		}
-		if err != nil {
-			return SendResult{}, err
-		}
-		return SendResult{ID: id.String(), State: StateQueued}, nil
+	id, err := s.queueNew(ctx, nameOrUserID, jobWeight(1, len(text)), nil, outgoing{kind: kindText, text: text})
+	if err != nil {
+		return SendResult{}, err
 	}
+	return SendResult{ID: id.String(), State: StateQueued}, nil
 }
 
 // maxMarkRead bounds the messages one call marks read.
@@ -145,7 +112,7 @@ func (s *Service) page(ctx context.Context, nameOrUserID string, before uint64, 
 				return err
 			}
 			for i := len(batch) - 1; i >= 0 && (limit <= 0 || texts < limit); i-- {
-				if batch[i].Kind == kindText {
+				if shown(batch[i].Kind) {
 					texts++
 				} else if batch[i].Outgoing {
 					continue
@@ -162,7 +129,7 @@ func (s *Service) page(ctx context.Context, nameOrUserID string, before uint64, 
 			before = batch[0].Order
 		}
 		slices.Reverse(msgs)
-		out = s.window(msgs, &c, start)
+		out = s.window(tx, msgs, &c, start)
 		return nil
 	})
 	return out, uid, err
@@ -172,7 +139,7 @@ func (s *Service) page(ctx context.Context, nameOrUserID string, before uint64, 
 // are put in sequence order among the positions they hold, and each gets
 // its gap (counting the receipts and cards received, which take sequence
 // numbers too). It returns the text messages.
-func (s *Service) window(msgs []store.Message, c *store.Contact, start bool) []Message {
+func (s *Service) window(tx *store.Tx, msgs []store.Message, c *store.Contact, start bool) []Message {
 	var pos []int
 	for i := range msgs {
 		if !msgs[i].Outgoing {
@@ -202,8 +169,8 @@ func (s *Service) window(msgs []store.Message, c *store.Contact, start bool) []M
 			}
 			prev, first = m.Seq, false
 		}
-		if m.Kind == kindText {
-			am := s.apiMessage(m, c)
+		if shown(m.Kind) {
+			am := s.apiMessage(tx, m, c)
 			am.Gap = gap
 			out = append(out, am)
 		}
@@ -226,7 +193,7 @@ scan:
 		}
 		for i := len(batch) - 1; i >= 0; i-- {
 			m := batch[i]
-			if m.Outgoing || m.Kind != kindText {
+			if m.Outgoing || !shown(m.Kind) {
 				continue
 			}
 			if m.State == store.MessageRead {
@@ -267,7 +234,7 @@ func (s *Service) Inbox(ctx context.Context, after uint64, limit int) ([]Message
 			for i := range batch {
 				m := &batch[i]
 				next = m.Order
-				if m.Outgoing || m.Kind != kindText {
+				if m.Outgoing || !shown(m.Kind) {
 					continue
 				}
 				c, ok := contacts[m.Peer]
@@ -279,7 +246,7 @@ func (s *Service) Inbox(ctx context.Context, after uint64, limit int) ([]Message
 					}
 					contacts[m.Peer] = c
 				}
-				out = append(out, s.apiMessage(m, c))
+				out = append(out, s.apiMessage(tx, m, c))
 				if limit > 0 && len(out) >= limit {
 					return nil
 				}

@@ -404,26 +404,35 @@ func (w *work) deliver(c *contactEntry, e *sessEntry, p *protocol.Plaintext, h [
 		}
 	}
 	switch p.Kind {
-	case protocol.KindText:
+	case protocol.KindText, protocol.KindFile:
 		id := p.ID
 		if _, err := w.tx.Messages().Get(id); err == nil {
 			return protocol.CodeOK, nil // the same message in another ciphertext
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return 0, err
 		}
-		m := store.Message{ID: id, Peer: uid, Seq: p.Seq, Kind: kindText, Body: []byte(p.Text),
+		m := store.Message{ID: id, Peer: uid, Seq: p.Seq, Kind: uint8(p.Kind), Body: []byte(p.Text),
 			SentAt: time.UnixMilli(p.SentAt), ReceivedAt: w.now, State: store.MessageReceived}
 		if err := w.tx.Messages().Put(&m); err != nil {
 			return 0, err
 		}
+		accepted := c != nil && c.c.State == store.ContactAccepted && !c.c.IdentityChanged
+		if p.Kind == protocol.KindFile && w.s.cfg.Files != nil {
+			// The pointer becomes an incoming file in this transaction; a
+			// message request's waits to be asked for.
+			if err := w.s.cfg.Files.Received(w.tx, id, uid, p.File, w.now, accepted); err != nil {
+				return 0, err
+			}
+			w.after(w.s.cfg.Files.Wake)
+		}
 		var cc *store.Contact
 		if c != nil {
 			cc = &c.c
-			if c.c.State == store.ContactAccepted && !c.c.IdentityChanged {
+			if accepted {
 				w.receipt(uid, id)
 			}
 		}
-		msg := w.s.apiMessage(&m, cc)
+		msg := w.s.apiMessage(w.tx, &m, cc)
 		msg.Gap = gap
 		msg.Via = w.via
 		w.after(func() { w.s.cfg.Publish(EventMessageReceived, msg) })
@@ -480,7 +489,7 @@ func (w *work) advance(peer identity.UserID, id protocol.MessageID, state store.
 	if err != nil {
 		return err
 	}
-	if !m.Outgoing || m.Peer != peer || m.Kind != kindText || stateRank(m.State) >= stateRank(state) {
+	if !m.Outgoing || m.Peer != peer || !shown(m.Kind) || stateRank(m.State) >= stateRank(state) {
 		return nil
 	}
 	m.State, m.Reason = state, ""

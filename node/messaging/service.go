@@ -62,8 +62,23 @@ type Config struct {
 	// through and deposits with; the service runs its receive loop and
 	// does not close it. Zero: no relays (AddRelay returns ErrNoRelays).
 	Mailbox *mailbox.Client
+	// Files takes the pointers of the file messages received (node/files,
+	// through the node). Zero: a file message is committed and shown with
+	// its caption, and nothing downloads its file.
+	Files Files
 	// Options tune the service; the zero value is the defaults.
 	Options Options
+}
+
+// Files is what the service needs of the attachment service.
+type Files interface {
+	// Received records the pointer f of the file message id from a
+	// contact, in the transaction tx that commits the message; auto says
+	// whether the file may download without being asked (not for a
+	// message request). An error aborts the transaction.
+	Received(tx *store.Tx, id protocol.MessageID, from identity.UserID, f *protocol.File, now time.Time, auto bool) error
+	// Wake is called after such a transaction committed.
+	Wake()
 }
 
 // Options tune the service. Each zero field takes the default named next

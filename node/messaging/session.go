@@ -31,7 +31,13 @@ const (
 	kindDelivery = uint8(protocol.KindDeliveryReceipt)
 	kindRead     = uint8(protocol.KindReadReceipt)
 	kindCard     = uint8(protocol.KindCard)
+	kindFile     = uint8(protocol.KindFile)
 )
+
+// shown reports whether messages of kind are shown to the user (texts and
+// files): they have states, receipts and a place in the conversation;
+// the other kinds only take sequence numbers.
+func shown(kind uint8) bool { return kind == kindText || kind == kindFile }
 
 // activeSession returns the contact's active session if it can send, or
 // nil.
@@ -56,8 +62,10 @@ type outgoing struct {
 	text   string
 	covers []protocol.MessageID
 	card   *protocol.Card // for kindCard
-	// id and seq are kept when a refused message is re-encrypted; zero:
-	// new ones.
+	file   *protocol.File // for kindFile, whose caption is text
+	// id is the message's ID (zero: a new random one). seq and sentAt are
+	// kept when a refused message is re-encrypted; zero seq: the next
+	// sequence number, and now.
 	id     protocol.MessageID
 	seq    uint64
 	sentAt time.Time
@@ -82,15 +90,17 @@ func (w *work) queue(c *contactEntry, o outgoing) (protocol.MessageID, error) {
 		SentAt: o.sentAt.UnixMilli(),
 		Kind:   protocol.Kind(o.kind),
 		Text:   o.text,
+		File:   o.file,
 	}
-	newSeq := false
 	if p.ID.IsZero() {
 		if _, err := w.s.rand.Read(p.ID[:]); err != nil {
 			return protocol.MessageID{}, err
 		}
+	}
+	newSeq := o.seq == 0
+	if newSeq {
 		p.Seq = c.c.SendSeq + 1
 		p.SentAt = w.now.UnixMilli()
-		newSeq = true
 	}
 	for _, id := range o.covers {
 		p.Covers = append(p.Covers, id)
@@ -140,7 +150,7 @@ func (w *work) queue(c *contactEntry, o outgoing) (protocol.MessageID, error) {
 		SentAt: time.UnixMilli(p.SentAt), ReceivedAt: w.now, State: store.MessageQueued,
 	}
 	switch o.kind {
-	case kindText:
+	case kindText, kindFile:
 		m.Body = []byte(o.text)
 	case kindDelivery, kindRead:
 		m.Body = make([]byte, 0, 16*len(o.covers))
@@ -274,7 +284,7 @@ func (w *work) requeueLost(c *contactEntry, sid store.SessionID) error {
 		if err != nil {
 			return err
 		}
-		o, err := outgoingOf(&m)
+		o, err := w.outgoingOf(&m)
 		if err != nil {
 			continue
 		}
