@@ -6,18 +6,22 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sealpost/sealpost/node/files"
 	"github.com/sealpost/sealpost/node/messaging"
 )
 
 // Event types. The messaging service publishes message.received,
-// message.state, contact.request and identity.changed (constants below;
-// their Data types are in package node/messaging); the relay issue adds
-// relay.status.
+// message.state, contact.request and identity.changed, the attachment
+// service file.progress and file.state (constants below; their Data types
+// are in packages node/messaging and node/files).
 const (
 	EventMessageReceived = messaging.EventMessageReceived // Data: messaging.Message
 	EventMessageState    = messaging.EventMessageState    // Data: messaging.StateEvent
 	EventContactRequest  = messaging.EventContactRequest  // Data: messaging.ContactEvent
 	EventIdentityChanged = messaging.EventIdentityChanged // Data: messaging.IdentityEvent
+	// The attachment service's (package node/files).
+	EventFileProgress = files.EventProgress // Data: files.Progress
+	EventFileState    = files.EventState    // Data: files.Info
 )
 
 const (

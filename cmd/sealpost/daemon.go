@@ -229,6 +229,9 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 	if m := n.Messaging(); m != nil {
 		acfg.Messaging = m
 	}
+	if f := n.Files(); f != nil {
+		acfg.Files = f
+	}
 	srv, err := api.New(acfg)
 	if err != nil {
 		return err

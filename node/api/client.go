@@ -84,6 +84,12 @@ func (c *Client) request(ctx context.Context, method, path string, in any) (*htt
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return c.send(ctx, req)
+}
+
+// send sends req with the client's token, and turns a failed answer into
+// an *Error.
+func (c *Client) send(ctx context.Context, req *http.Request) (*http.Response, error) {
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
@@ -116,10 +122,15 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponseBody))
 		return nil
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponseBody)).Decode(out); err != nil {
+	if err := decodeJSON(resp, out); err != nil {
 		return fmt.Errorf("api: decode %s %s: %w", method, path, err)
 	}
 	return nil
+}
+
+// decodeJSON decodes a JSON response of at most maxResponseBody bytes.
+func decodeJSON(resp *http.Response, out any) error {
+	return json.NewDecoder(io.LimitReader(resp.Body, maxResponseBody)).Decode(out)
 }
 
 // decodeError turns a failed response into an *Error.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/sealpost/sealpost/node"
+	"github.com/sealpost/sealpost/node/files"
 	"github.com/sealpost/sealpost/node/messaging"
 )
 
@@ -136,6 +137,14 @@ var sentinels = []struct {
 	{messaging.ErrInvalidRelay, CodeBadRequest},
 	{messaging.ErrTooManyRelays, CodeLimit},
 	{messaging.ErrNoRelays, CodeUnavailable},
+	// Attachments (node/files).
+	{files.ErrUnknownFile, CodeNotFound},
+	{files.ErrBadInput, CodeBadRequest},
+	{files.ErrTooLarge, CodeLimit},
+	{files.ErrNoSpace, CodeLimit},
+	{files.ErrNotSaved, CodeConflict},
+	{files.ErrNoSource, CodeNetwork},
+	{files.ErrClosed, CodeUnavailable},
 	{context.DeadlineExceeded, CodeTimeout},
 }
 

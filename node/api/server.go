@@ -41,6 +41,9 @@ type Config struct {
 	// Messaging is the node's messaging service (node.Node.Messaging).
 	// Zero: the messaging routes answer unavailable.
 	Messaging Messaging
+	// Files is the node's attachment service (node.Node.Files). Zero: the
+	// file routes answer unavailable.
+	Files Files
 	// RelayService is the relay service the node runs (node.Node.Relay),
 	// for GET /v1/relay/stats. Zero: that route answers unavailable.
 	RelayService RelayService
@@ -149,6 +152,7 @@ func (s *Server) routes() []route {
 	rs = append(rs, s.relayRoutes()...)
 	rs = append(rs, s.relayServiceRoutes()...)
 	rs = append(rs, s.uiRoutes()...)
+	rs = append(rs, s.fileRoutes()...)
 	return append(rs, s.messagingRoutes()...)
 }
 
@@ -252,7 +256,7 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
+		MaxHeaderBytes:    32 << 10, // a file's caption travels in the query
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return s.ctx },
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
