@@ -71,6 +71,7 @@ func FuzzCard(f *testing.F)           { fuzzMessage(f, func() Message { return n
 func FuzzBundleRequest(f *testing.F)  { fuzzMessage(f, func() Message { return new(BundleRequest) }) }
 func FuzzBundleResponse(f *testing.F) { fuzzMessage(f, func() Message { return new(BundleResponse) }) }
 func FuzzInvite(f *testing.F)         { fuzzMessage(f, func() Message { return new(Invite) }) }
+func FuzzGroupMeta(f *testing.F)      { fuzzMessage(f, func() Message { return new(GroupMeta) }) }
 
 // FuzzParseLink: a link that parses is the link of what it parsed to (up
 // to white space and the case of the scheme).

@@ -32,6 +32,9 @@ func TestGolden(t *testing.T) {
 		{"bundle-response.hex", &BundleResponse{Code: CodeOK, Bundle: pattern(64, 0x33)}},
 		{"bundle-response-expired.hex", &BundleResponse{Code: CodeExpired}},
 		{"invite.hex", sampleInviteRelay()},
+		{"group-meta.hex", sampleGroupMeta()},
+		{"plaintext-group-invite.hex", sampleGroupInvite()},
+		{"plaintext-group-welcome.hex", sampleGroupWelcome()},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {

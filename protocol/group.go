@@ -12,7 +12,7 @@ import (
 	"github.com/sealpost/sealpost/protocol/internal/pb"
 )
 
-// Groups (docs/PROTOCOL.md §11). A group's members send MLS messages,
+// Groups (docs/PROTOCOL.md §12). A group's members send MLS messages,
 // each wrapped in a GroupMessage, to the group's home relays (one to
 // MaxHomeRelays community relays, chosen by its creator), which keep them
 // in the group's log on GroupLogProtocol, and then publish them on the
@@ -87,7 +87,7 @@ const (
 )
 
 // Labels of values members derive for a group from its MLS epoch
-// (MLS-Exporter(label, context, length), docs/PROTOCOL.md §11.3).
+// (MLS-Exporter(label, context, length), docs/PROTOCOL.md §12.1).
 const (
 	// GroupTokenLabel exports an epoch's log token (GroupTokenSize bytes;
 	// the context is empty).
@@ -262,7 +262,7 @@ func checkEntry(entry []byte, epoch uint64, commit bool, what string) error {
 }
 
 // GroupLogRequest is one client request on GroupLogProtocol. Op says
-// which fields it uses (docs/PROTOCOL.md §11.4); every other field must be
+// which fields it uses (docs/PROTOCOL.md §12.3); every other field must be
 // zero.
 type GroupLogRequest struct {
 	// ID numbers the request on its stream, from 1; the response carries
@@ -427,7 +427,7 @@ func (r *GroupLogRequest) kind() string { return "group log request" }
 
 // GroupLogResponse is one relay frame on GroupLogProtocol: the answer to a
 // request (same ID and Op) or a push. Op says which fields it uses
-// (docs/PROTOCOL.md §11.4); every other field must be zero.
+// (docs/PROTOCOL.md §12.3); every other field must be zero.
 type GroupLogResponse struct {
 	// ID is the request answered; for a GroupLogPush, the fetch or
 	// subscription it belongs to; 0 (with Op 0 and an error Code) for the

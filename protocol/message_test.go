@@ -391,6 +391,7 @@ func TestKindsMatchProto(t *testing.T) {
 		KindSenderKey:       pb.Kind_KIND_SENDER_KEY,
 		KindDeviceList:      pb.Kind_KIND_DEVICE_LIST,
 		KindFile:            pb.Kind_KIND_FILE,
+		KindGroup:           pb.Kind_KIND_GROUP,
 	}
 	if len(want) != len(pb.Kind_name)-1 {
 		t.Errorf("plaintext.proto has %d kinds, Go has %d", len(pb.Kind_name)-1, len(want))

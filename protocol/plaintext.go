@@ -29,6 +29,9 @@ const (
 	KindDeviceList Kind = 6
 	// KindFile is a file: File, with an optional caption in Text.
 	KindFile Kind = 7
+	// KindGroup is a step of adding the recipient to a group (or the
+	// answer to one): Group.
+	KindGroup Kind = 8
 )
 
 // String returns the kind's name.
@@ -48,6 +51,8 @@ func (k Kind) String() string {
 		return "device_list"
 	case KindFile:
 		return "file"
+	case KindGroup:
+		return "group"
 	}
 	return fmt.Sprintf("kind(%d)", int32(k))
 }
@@ -85,6 +90,8 @@ type Plaintext struct {
 	Card *Card
 	// File is the body of KindFile: the attachment pointer.
 	File *File
+	// Group is the body of KindGroup.
+	Group *GroupControl
 	// InviteSecret is set in the first messages of a session its sender
 	// started from one of the recipient's invites; zero otherwise.
 	InviteSecret InviteSecret
@@ -101,7 +108,7 @@ func (p *Plaintext) Validate() error {
 	if err := checkTime(p.SentAt, "plaintext: sent_at"); err != nil {
 		return err
 	}
-	text, covers, payload, card, file := false, false, false, false, false
+	text, covers, payload, card, file, group := false, false, false, false, false, false
 	switch p.Kind {
 	case KindText:
 		text = true
@@ -113,6 +120,8 @@ func (p *Plaintext) Validate() error {
 		payload = true
 	case KindFile:
 		file = true
+	case KindGroup:
+		group = true
 	case 0:
 		return fmt.Errorf("%w: plaintext: kind missing", ErrMalformed)
 	default:
@@ -147,6 +156,16 @@ func (p *Plaintext) Validate() error {
 		return fmt.Errorf("%w: plaintext: %s with a file", ErrMalformed, p.Kind)
 	case file:
 		if err := p.File.Validate(); err != nil {
+			return fmt.Errorf("plaintext: %w", err)
+		}
+	}
+	switch {
+	case group && p.Group == nil:
+		return fmt.Errorf("%w: plaintext: %s without its group control", ErrMalformed, p.Kind)
+	case !group && p.Group != nil:
+		return fmt.Errorf("%w: plaintext: %s with a group control", ErrMalformed, p.Kind)
+	case group:
+		if err := p.Group.Validate(); err != nil {
 			return fmt.Errorf("plaintext: %w", err)
 		}
 	}
@@ -222,6 +241,13 @@ func (p *Plaintext) Unmarshal(b []byte) error {
 		}
 		v.File = f
 	}
+	if w.Group != nil {
+		c, err := controlFromPB(w.Group)
+		if err != nil {
+			return fmt.Errorf("plaintext: %w", err)
+		}
+		v.Group = c
+	}
 	if err := v.Validate(); err != nil {
 		return err
 	}
@@ -248,6 +274,9 @@ func (p *Plaintext) wire() proto.Message {
 	}
 	if p.File != nil {
 		w.File = p.File.wireFile()
+	}
+	if p.Group != nil {
+		w.Group = p.Group.wireControl()
 	}
 	return w
 }

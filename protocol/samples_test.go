@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/sealpost/sealpost/crypto/attachment"
+	"github.com/sealpost/sealpost/crypto/identity"
 )
 
 // pattern returns n bytes b, b+1, b+2, ... (mod 256): recognisable in hex
@@ -166,6 +167,27 @@ func sampleFileMessage() *Plaintext {
 	return &Plaintext{ID: MessageID(pattern(16, 0x54)), Seq: 5, SentAt: 1767225601000, Kind: KindFile, Text: "the view from the top", File: sampleFile()}
 }
 
+func sampleHome(b byte) GroupHome {
+	return GroupHome{Relay: ed25519Peer(b), Addrs: [][]byte{addrTCP, addrQUIC}, Log: GroupLogID(pattern(32, b+1))}
+}
+
+func sampleGroupMeta() *GroupMeta {
+	return &GroupMeta{Name: "climbing club", Admins: []identity.UserID{identity.UserID(pattern(32, 0x01)), identity.UserID(pattern(32, 0x02))},
+		Homes: []GroupHome{sampleHome(0x90), sampleHome(0x98)}}
+}
+
+func sampleGroupInvite() *Plaintext {
+	return &Plaintext{ID: MessageID(pattern(16, 0x55)), Seq: 6, SentAt: 1767225601100, Kind: KindGroup,
+		Group: &GroupControl{Op: GroupInvite, Group: GroupID(pattern(32, 0xc0)), Name: "climbing club"}}
+}
+
+func sampleGroupWelcome() *Plaintext {
+	return &Plaintext{ID: MessageID(pattern(16, 0x56)), Seq: 7, SentAt: 1767225601200, Kind: KindGroup,
+		Group: &GroupControl{Op: GroupWelcomed, Group: GroupID(pattern(32, 0xc0)), Welcome: &GroupWelcomeRef{
+			Epoch: 3, Token: GroupToken(pattern(32, 0xb1)), Homes: []GroupHome{sampleHome(0x90)},
+			Pieces: [][32]byte{[32]byte(pattern(32, 0xe0)), [32]byte(pattern(32, 0xe1))}}}}
+}
+
 // samples are valid values of every message type, by name.
 func samples(t testing.TB) []struct {
 	name string
@@ -230,6 +252,14 @@ func samples(t testing.TB) []struct {
 		{"blob link not stored", &BlobResponse{ID: 2, Op: BlobLink, Code: CodeNotFound}, newBlobResponse},
 		{"blob ack response", &BlobResponse{ID: 4, Op: BlobAck, Code: CodeOK}, newBlobResponse},
 		{"blob frame error", &BlobResponse{Code: CodeMalformed}, newBlobResponse},
+		{"group meta", sampleGroupMeta(), func() Message { return new(GroupMeta) }},
+		{"group meta one relay", &GroupMeta{Name: "x", Admins: []identity.UserID{identity.UserID(pattern(32, 9))}, Homes: []GroupHome{sampleHome(0x90)}}, func() Message { return new(GroupMeta) }},
+		{"plaintext group invite", sampleGroupInvite(), newPlaintext},
+		{"plaintext group key package", &Plaintext{ID: MessageID(pattern(16, 9)), Seq: 8, SentAt: 1, Kind: KindGroup,
+			Group: &GroupControl{Op: GroupKeyPackage, Group: GroupID(pattern(32, 0xc0)), KeyPackage: pattern(3000, 4)}}, newPlaintext},
+		{"plaintext group welcome", sampleGroupWelcome(), newPlaintext},
+		{"plaintext group decline", &Plaintext{ID: MessageID(pattern(16, 9)), Seq: 9, SentAt: 1, Kind: KindGroup,
+			Group: &GroupControl{Op: GroupDecline, Group: GroupID(pattern(32, 0xc0))}}, newPlaintext},
 		{"invite relays only", &Invite{Identity: ed25519.PublicKey(pattern(32, 1)), Device: ed25519Peer(2), Pin: BundlePin(pattern(16, 3)), Secret: InviteSecret(pattern(16, 4)), Relays: sampleInviteRelay().Relays}, newInvite},
 	}
 }

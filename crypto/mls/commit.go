@@ -183,7 +183,7 @@ func (g *Group) applyProposals(tree *ratchetTree, list []resolvedProposal, commi
 	}
 	if gce == 1 {
 		for _, e := range ap.extensions {
-			if !isDefaultExtension(uint16(e.Type)) {
+			if !g.cfg.supportsExtension(e.Type) {
 				return nil, fmt.Errorf("%w: group context extension 0x%04x", ErrUnsupported, e.Type)
 			}
 		}
@@ -329,6 +329,9 @@ func (g *Group) processProposal(in *inbound) (*Received, error) {
 			return nil, fmt.Errorf("%w: PSK nonce of %d bytes", ErrInvalid, len(p.psk.nonce))
 		}
 	}
+	if err := g.checkPolicy(p, in.content.sender, in.member, false); err != nil {
+		return nil, err
+	}
 	ref := s.proposalRef(in.wireFormat, in.content, in.auth)
 	in.consume()
 	if !slices.ContainsFunc(st.proposals, func(cp cachedProposal) bool { return bytes.Equal(cp.ref, ref) }) {
@@ -338,6 +341,34 @@ func (g *Group) processProposal(in *inbound) (*Received, error) {
 		Kind: KindProposal, Epoch: st.ctx.epoch, Sender: in.member, SenderExternal: in.external,
 		AuthenticatedData: in.content.authenticatedData, ProposalRef: slices.Clone(ref),
 	}, nil
+}
+
+// checkPolicy asks Config.ValidateProposal about proposal p from sender
+// (member, when it is one).
+func (g *Group) checkPolicy(p *proposal, from sender, member Member, byValue bool) error {
+	if g.cfg.ValidateProposal == nil {
+		return nil
+	}
+	pc := ProposalCheck{Type: ProposalType(p.typ), Sender: member, SenderExternal: from.typ != senderMember, ByValue: byValue}
+	if pc.SenderExternal {
+		pc.Sender = Member{Index: from.index}
+	}
+	switch p.typ {
+	case proposalAdd:
+		pc.Member = Member{Credential: p.add.leafNode.credential.clone(), SignatureKey: slices.Clone(p.add.leafNode.signatureKey)}
+	case proposalUpdate:
+		pc.Member = memberOf(leafIndex(from.index), p.update)
+	case proposalRemove:
+		if l := g.st.tree.leaf(p.remove); l != nil {
+			pc.Member = memberOf(p.remove, l)
+		}
+	case proposalGroupContextExtension:
+		pc.Extensions = cloneExtensions(p.extensions)
+	}
+	if err := g.cfg.ValidateProposal(pc); err != nil {
+		return fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	return nil
 }
 
 // handshakeWireFormat is the wire format of this member's proposals and
@@ -625,7 +656,7 @@ func (g *Group) makeCommit(list []resolvedProposal, opts CommitOptions, now time
 		if opts.Credential != nil {
 			tmpl.credential = opts.Credential.clone()
 		}
-		tmpl.capabilities = s.defaultCapabilities()
+		tmpl.capabilities = s.capabilitiesWith(g.cfg.Extensions)
 		for _, e := range ap.extensions {
 			if !isDefaultExtension(uint16(e.Type)) {
 				tmpl.capabilities.extensions = append(tmpl.capabilities.extensions, uint16(e.Type))
@@ -899,6 +930,13 @@ func (g *Group) processCommit(in *inbound, now time.Time) (*Received, error) {
 	list, err := g.resolve(c, committer)
 	if err != nil {
 		return nil, err
+	}
+	for _, r := range list {
+		if r.ref == nil {
+			if err := g.checkPolicy(r.p, committer, in.member, true); err != nil {
+				return nil, err
+			}
+		}
 	}
 	tree := st.tree.clone()
 	ap, err := g.applyProposals(tree, list, committer, now, false)

@@ -54,6 +54,55 @@ type Config struct {
 	// ResumptionEpochs is how many past epochs keep their resumption PSK.
 	// Default 8.
 	ResumptionEpochs int
+
+	// Extensions are the application's own GroupContext extension types
+	// (beyond RFC 9420's) this member supports: every leaf node it makes
+	// lists them in its capabilities, and a GroupContext may carry them
+	// (NewGroup, a GroupContextExtensions proposal, a Welcome). Nil means
+	// none: a group with another extension cannot be created or joined.
+	Extensions []ExtensionType
+	// ValidateProposal, when set, is the application's policy on the
+	// proposals of others: it is called for each proposal this member
+	// receives, before it is kept, and for each proposal another member's
+	// commit carries by value (whose sender is the committer), before the
+	// commit is applied. An error refuses the proposal or the whole commit
+	// (ErrRefused, wrapping it) and leaves the group unchanged. Proposals
+	// a commit names by reference were checked when they arrived. Nil
+	// accepts every valid proposal.
+	ValidateProposal func(p ProposalCheck) error
+}
+
+// ProposalType is the type of a proposal (RFC 9420 §12.1).
+type ProposalType uint16
+
+// Proposal types.
+const (
+	ProposalAdd                    ProposalType = proposalAdd
+	ProposalUpdate                 ProposalType = proposalUpdate
+	ProposalRemove                 ProposalType = proposalRemove
+	ProposalPSK                    ProposalType = proposalPSK
+	ProposalReInit                 ProposalType = proposalReInit
+	ProposalExternalInit           ProposalType = proposalExternalInit
+	ProposalGroupContextExtensions ProposalType = proposalGroupContextExtension
+)
+
+// ProposalCheck is what Config.ValidateProposal sees of a proposal.
+type ProposalCheck struct {
+	Type ProposalType
+	// Sender made the proposal (as of the current epoch); SenderExternal
+	// is set for an external sender or a joiner, and Sender then has only
+	// its index. ByValue is set for a proposal a commit carries: its
+	// sender is the committer.
+	Sender         Member
+	SenderExternal bool
+	ByValue        bool
+	// Member is the member an Add adds (its KeyPackage's credential and
+	// key, no index), the new leaf of an Update, or the member a Remove
+	// removes.
+	Member Member
+	// Extensions are the GroupContext extensions a
+	// GroupContextExtensions proposal sets.
+	Extensions []Extension
 }
 
 // Defaults of Config.

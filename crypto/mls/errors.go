@@ -58,4 +58,8 @@ var (
 	// ErrInvalidState means UnmarshalGroup was given bytes that are not a
 	// group state this version can read.
 	ErrInvalidState = errors.New("mls: invalid group state")
+	// ErrRefused means the application's policy (Config.ValidateProposal)
+	// refused a proposal, or a proposal a commit carries. It wraps the
+	// policy's error.
+	ErrRefused = errors.New("mls: refused by the group's policy")
 )

@@ -128,7 +128,7 @@ func NewGroup(cfg Config, groupID []byte, cred Credential, key *SignatureKey, op
 		return nil, err
 	}
 	for _, e := range opts.Extensions {
-		if !isDefaultExtension(uint16(e.Type)) {
+		if !cfg.supportsExtension(e.Type) {
 			return nil, fmt.Errorf("%w: group context extension 0x%04x", ErrUnsupported, e.Type)
 		}
 	}
@@ -146,7 +146,7 @@ func NewGroup(cfg Config, groupID []byte, cred Credential, key *SignatureKey, op
 		encryptionKey: encPub,
 		signatureKey:  key.Public(),
 		credential:    cred.clone(),
-		capabilities:  s.defaultCapabilities(),
+		capabilities:  s.capabilitiesWith(cfg.Extensions),
 		source:        leafSourceCommit,
 		parentHash:    []byte{},
 		extensions:    []Extension{},
@@ -218,6 +218,9 @@ func (st *groupState) setEpoch(s *suite, es *epochSecrets) {
 
 // GroupID returns the group's ID.
 func (g *Group) GroupID() []byte { return slices.Clone(g.st.ctx.groupID) }
+
+// Extensions returns the GroupContext extensions of the current epoch.
+func (g *Group) Extensions() []Extension { return cloneExtensions(g.st.ctx.extensions) }
 
 // Epoch returns the current epoch.
 func (g *Group) Epoch() uint64 { return g.st.ctx.epoch }

@@ -152,7 +152,7 @@ func verifyGroupInfo(s *suite, cfg *Config, gi *groupInfo, treeBytes []byte) (*r
 		return nil, fmt.Errorf("%w: group info for suite %v, expected %v", ErrInvalid, gc.cipherSuite, s.id)
 	}
 	for _, e := range gc.extensions {
-		if !isDefaultExtension(uint16(e.Type)) {
+		if !cfg.supportsExtension(e.Type) {
 			return nil, fmt.Errorf("%w: group context extension 0x%04x", ErrUnsupported, e.Type)
 		}
 	}
@@ -267,7 +267,7 @@ func JoinExternal(cfg Config, groupInfoMsg []byte, cred Credential, key *Signatu
 	tmpl := &leafNode{
 		signatureKey: key.Public(),
 		credential:   cred.clone(),
-		capabilities: s.defaultCapabilities(),
+		capabilities: s.capabilitiesWith(cfg.Extensions),
 		extensions:   []Extension{},
 	}
 	if err := cfg.ValidateCredential(cred.clone(), key.Public(), ap.removedPrev); err != nil {

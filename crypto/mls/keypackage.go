@@ -143,10 +143,41 @@ func (s *suite) defaultCapabilities() capabilities {
 	}
 }
 
+// capabilitiesWith is defaultCapabilities listing the application's own
+// extension types too.
+func (s *suite) capabilitiesWith(exts []ExtensionType) capabilities {
+	c := s.defaultCapabilities()
+	for _, t := range exts {
+		if !isDefaultExtension(uint16(t)) && !slices.Contains(c.extensions, uint16(t)) {
+			c.extensions = append(c.extensions, uint16(t))
+		}
+	}
+	return c
+}
+
+// supportsExtension reports whether a GroupContext may carry an extension
+// of type t for a member with policy cfg.
+func (cfg *Config) supportsExtension(t ExtensionType) bool {
+	return isDefaultExtension(uint16(t)) || slices.Contains(cfg.Extensions, t)
+}
+
+// KeyPackageOptions are the optional inputs of NewKeyPackageWith.
+type KeyPackageOptions struct {
+	// Extensions are the application's GroupContext extension types the
+	// client supports (Config.Extensions): its leaf lists them, so that
+	// groups that use them can add it.
+	Extensions []ExtensionType
+}
+
 // NewKeyPackage makes a KeyPackage for a client with credential cred and
 // signature key key, valid from notBefore to notAfter, with fresh init and
 // encryption keys drawn from rand.
 func NewKeyPackage(cred Credential, key *SignatureKey, notBefore, notAfter time.Time, rand io.Reader) (*KeyPackagePrivate, error) {
+	return NewKeyPackageWith(cred, key, notBefore, notAfter, KeyPackageOptions{}, rand)
+}
+
+// NewKeyPackageWith is NewKeyPackage with options.
+func NewKeyPackageWith(cred Credential, key *SignatureKey, notBefore, notAfter time.Time, opts KeyPackageOptions, rand io.Reader) (*KeyPackagePrivate, error) {
 	s := key.suite
 	if notBefore.Unix() < 0 || notAfter.Before(notBefore) {
 		return nil, fmt.Errorf("mls: key package lifetime %v to %v", notBefore, notAfter)
@@ -170,7 +201,7 @@ func NewKeyPackage(cred Credential, key *SignatureKey, notBefore, notAfter time.
 			encryptionKey: encPub,
 			signatureKey:  key.Public(),
 			credential:    cred.clone(),
-			capabilities:  s.defaultCapabilities(),
+			capabilities:  s.capabilitiesWith(opts.Extensions),
 			source:        leafSourceKeyPackage,
 			notBefore:     uint64(notBefore.Unix()),
 			notAfter:      uint64(notAfter.Unix()),

@@ -34,6 +34,7 @@ const (
 	Kind_KIND_SENDER_KEY       Kind = 5 // reserved (groups): body: payload
 	Kind_KIND_DEVICE_LIST      Kind = 6 // reserved (multi-device): body: payload
 	Kind_KIND_FILE             Kind = 7 // body: file; text optional (the caption)
+	Kind_KIND_GROUP            Kind = 8 // body: group (joining a group)
 )
 
 // Enum value maps for Kind.
@@ -47,6 +48,7 @@ var (
 		5: "KIND_SENDER_KEY",
 		6: "KIND_DEVICE_LIST",
 		7: "KIND_FILE",
+		8: "KIND_GROUP",
 	}
 	Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED":      0,
@@ -57,6 +59,7 @@ var (
 		"KIND_SENDER_KEY":       5,
 		"KIND_DEVICE_LIST":      6,
 		"KIND_FILE":             7,
+		"KIND_GROUP":            8,
 	}
 )
 
@@ -100,6 +103,7 @@ type Plaintext struct {
 	Card          *Card                  `protobuf:"bytes,9,opt,name=card,proto3" json:"card,omitempty"`                                      // KIND_CARD: the body; other kinds: the sender's card, optional
 	InviteSecret  []byte                 `protobuf:"bytes,10,opt,name=invite_secret,json=inviteSecret,proto3" json:"invite_secret,omitempty"` // first message of a session made from an invite
 	File          *File                  `protobuf:"bytes,11,opt,name=file,proto3" json:"file,omitempty"`                                     // KIND_FILE
+	Group         *GroupControl          `protobuf:"bytes,12,opt,name=group,proto3" json:"group,omitempty"`                                   // KIND_GROUP
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -211,11 +215,18 @@ func (x *Plaintext) GetFile() *File {
 	return nil
 }
 
+func (x *Plaintext) GetGroup() *GroupControl {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
 var File_protocol_internal_pb_plaintext_proto protoreflect.FileDescriptor
 
 const file_protocol_internal_pb_plaintext_proto_rawDesc = "" +
 	"\n" +
-	"$protocol/internal/pb/plaintext.proto\x12\vsealpost.v1\x1a\x1fprotocol/internal/pb/card.proto\x1a\x1fprotocol/internal/pb/file.proto\"\xc0\x02\n" +
+	"$protocol/internal/pb/plaintext.proto\x12\vsealpost.v1\x1a\x1fprotocol/internal/pb/card.proto\x1a\x1fprotocol/internal/pb/file.proto\x1a protocol/internal/pb/group.proto\"\xf1\x02\n" +
 	"\tPlaintext\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\fR\x02id\x12\x10\n" +
@@ -228,7 +239,8 @@ const file_protocol_internal_pb_plaintext_proto_rawDesc = "" +
 	"\x04card\x18\t \x01(\v2\x11.sealpost.v1.CardR\x04card\x12#\n" +
 	"\rinvite_secret\x18\n" +
 	" \x01(\fR\finviteSecret\x12%\n" +
-	"\x04file\x18\v \x01(\v2\x11.sealpost.v1.FileR\x04file*\xa6\x01\n" +
+	"\x04file\x18\v \x01(\v2\x11.sealpost.v1.FileR\x04file\x12/\n" +
+	"\x05group\x18\f \x01(\v2\x19.sealpost.v1.GroupControlR\x05group*\xb6\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tKIND_TEXT\x10\x01\x12\x19\n" +
@@ -237,7 +249,9 @@ const file_protocol_internal_pb_plaintext_proto_rawDesc = "" +
 	"\tKIND_CARD\x10\x04\x12\x13\n" +
 	"\x0fKIND_SENDER_KEY\x10\x05\x12\x14\n" +
 	"\x10KIND_DEVICE_LIST\x10\x06\x12\r\n" +
-	"\tKIND_FILE\x10\aB3Z1github.com/sealpost/sealpost/protocol/internal/pbb\x06proto3"
+	"\tKIND_FILE\x10\a\x12\x0e\n" +
+	"\n" +
+	"KIND_GROUP\x10\bB3Z1github.com/sealpost/sealpost/protocol/internal/pbb\x06proto3"
 
 var (
 	file_protocol_internal_pb_plaintext_proto_rawDescOnce sync.Once
@@ -254,20 +268,22 @@ func file_protocol_internal_pb_plaintext_proto_rawDescGZIP() []byte {
 var file_protocol_internal_pb_plaintext_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_protocol_internal_pb_plaintext_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_protocol_internal_pb_plaintext_proto_goTypes = []any{
-	(Kind)(0),         // 0: sealpost.v1.Kind
-	(*Plaintext)(nil), // 1: sealpost.v1.Plaintext
-	(*Card)(nil),      // 2: sealpost.v1.Card
-	(*File)(nil),      // 3: sealpost.v1.File
+	(Kind)(0),            // 0: sealpost.v1.Kind
+	(*Plaintext)(nil),    // 1: sealpost.v1.Plaintext
+	(*Card)(nil),         // 2: sealpost.v1.Card
+	(*File)(nil),         // 3: sealpost.v1.File
+	(*GroupControl)(nil), // 4: sealpost.v1.GroupControl
 }
 var file_protocol_internal_pb_plaintext_proto_depIdxs = []int32{
 	0, // 0: sealpost.v1.Plaintext.kind:type_name -> sealpost.v1.Kind
 	2, // 1: sealpost.v1.Plaintext.card:type_name -> sealpost.v1.Card
 	3, // 2: sealpost.v1.Plaintext.file:type_name -> sealpost.v1.File
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	4, // 3: sealpost.v1.Plaintext.group:type_name -> sealpost.v1.GroupControl
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_protocol_internal_pb_plaintext_proto_init() }
@@ -277,6 +293,7 @@ func file_protocol_internal_pb_plaintext_proto_init() {
 	}
 	file_protocol_internal_pb_card_proto_init()
 	file_protocol_internal_pb_file_proto_init()
+	file_protocol_internal_pb_group_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
