@@ -54,6 +54,17 @@ func samples() map[string]struct {
 			&Message{ID: [16]byte{1}, Peer: [32]byte{2}, Outgoing: true, Seq: 3, Kind: 4, Body: []byte("hello"),
 				SentAt: t0, ReceivedAt: t0, State: MessageFailed, Reason: "why", Order: 5},
 			&Message{State: MessageReceived, SentAt: time.Unix(1<<40, 0)},
+			&Message{ID: [16]byte{1}, Group: [32]byte{7}, Peer: [32]byte{2}, Seq: 3, Kind: 1, Body: []byte("hi all"),
+				SentAt: t0, ReceivedAt: t0, State: MessageReceived, Order: 6},
+		}},
+		"group": {func() record { return new(Group) }, []record{
+			&Group{ID: [32]byte{1}, Name: "club", State: GroupLeaving, Inviter: [32]byte{2}, Epoch: 1 << 40, Members: 1000, Admin: true,
+				Homes:   []GroupHomeCursor{{Relay: []byte("r1"), Addrs: [][]byte{{4, 1}}, Log: [32]byte{3}, Cursor: 9}, {Relay: []byte("r2"), Addrs: [][]byte{{5}}, Log: [32]byte{4}}},
+				SendSeq: 7, Reason: "removed", CreatedAt: t0, UpdatedAt: t0},
+			&Group{ID: [32]byte{1}, State: GroupRequest, Homes: []GroupHomeCursor{}},
+		}},
+		"group inbox entry": {func() record { return new(GroupInboxEntry) }, []record{
+			&GroupInboxEntry{From: [32]byte{1}, Accepted: true, Control: []byte{1, 2}, ReceivedAt: t0},
 		}},
 		"outbox": {func() record { return new(OutboxEntry) }, []record{
 			&OutboxEntry{ID: [16]byte{1}, Peer: [32]byte{2}, Device: []byte("dev"), Payload: []byte("ciphertext"),
@@ -200,6 +211,7 @@ func FuzzDecodePrekey(f *testing.F)       { fuzzDecode(f, "prekey") }
 func FuzzDecodeSession(f *testing.F)      { fuzzDecode(f, "session") }
 func FuzzDecodeContact(f *testing.F)      { fuzzDecode(f, "contact") }
 func FuzzDecodeMessage(f *testing.F)      { fuzzDecode(f, "message") }
+func FuzzDecodeGroup(f *testing.F)        { fuzzDecode(f, "group") }
 func FuzzDecodeOutbox(f *testing.F)       { fuzzDecode(f, "outbox") }
 func FuzzDecodeMailbox(f *testing.F)      { fuzzDecode(f, "mailbox") }
 func FuzzDecodeDepositToken(f *testing.F) { fuzzDecode(f, "token") }

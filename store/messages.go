@@ -55,8 +55,13 @@ const MaxReasonLen = 1024
 // Message is one message of a conversation, in either direction.
 type Message struct {
 	ID protocol.MessageID
-	// Peer is the other party: the conversation.
-	Peer     identity.UserID
+	// Peer is the other party: the conversation. In a group, the sender
+	// (this node's own user ID for outgoing messages).
+	Peer identity.UserID
+	// Group is the group of a group message (zero for a conversation
+	// with Peer): the message is listed with the group's (ListGroup), not
+	// with Peer's.
+	Group    protocol.GroupID
 	Outgoing bool
 	// Seq is the sender's sequence number in the conversation.
 	Seq uint64
@@ -76,7 +81,12 @@ type Message struct {
 	Order uint64
 }
 
-const messageVersion = 1
+// Message records are version 1, or version 2 with Group (a group
+// message).
+const (
+	messageVersion      = 1
+	groupMessageVersion = 2
+)
 
 func (m *Message) validate() error {
 	if !m.State.valid() {
@@ -89,7 +99,11 @@ func (m *Message) validate() error {
 }
 
 func (m *Message) marshal() []byte {
-	e := newEnc(messageVersion, 96+len(m.Body)+len(m.Reason))
+	v := byte(messageVersion)
+	if !m.Group.IsZero() {
+		v = groupMessageVersion
+	}
+	e := newEnc(v, 128+len(m.Body)+len(m.Reason))
 	e.fixed(m.ID[:])
 	e.fixed(m.Peer[:])
 	e.bool(m.Outgoing)
@@ -101,11 +115,14 @@ func (m *Message) marshal() []byte {
 	e.u8(uint8(m.State))
 	e.str(m.Reason)
 	e.uvarint(m.Order)
+	if v == groupMessageVersion {
+		e.fixed(m.Group[:])
+	}
 	return e.b
 }
 
 func (m *Message) unmarshal(b []byte) error {
-	d, _ := newDec("message", b, messageVersion)
+	d, v := newDec("message", b, messageVersion, groupMessageVersion)
 	d.fixed(m.ID[:])
 	d.fixed(m.Peer[:])
 	m.Outgoing = d.bool()
@@ -117,6 +134,9 @@ func (m *Message) unmarshal(b []byte) error {
 	m.State = MessageState(d.u8())
 	m.Reason = d.str(MaxReasonLen)
 	m.Order = d.uvarint()
+	if v == groupMessageVersion {
+		d.fixed(m.Group[:])
+	}
 	if err := d.finish("message"); err != nil {
 		return err
 	}
@@ -131,6 +151,19 @@ func messageKey(id protocol.MessageID) []byte { return key(tMessage, id[:]) }
 func messageConvKey(peer identity.UserID, order uint64) []byte {
 	o := u64Key(order)
 	return key(tMessageByConv, peer[:], o[:])
+}
+
+func messageGroupKey(g protocol.GroupID, order uint64) []byte {
+	o := u64Key(order)
+	return key(tMessageByGroup, g[:], o[:])
+}
+
+// listKey is the key of m in the index of its conversation or group.
+func (m *Message) listKey() []byte {
+	if !m.Group.IsZero() {
+		return messageGroupKey(m.Group, m.Order)
+	}
+	return messageConvKey(m.Peer, m.Order)
 }
 
 func messageOrderKey(order uint64) []byte {
@@ -174,6 +207,7 @@ func (s Messages) Put(m *Message) error {
 	case err == nil:
 		m.Order = old.Order
 		m.Peer = old.Peer
+		m.Group = old.Group
 		return s.tx.set(messageKey(m.ID), m.marshal())
 	case !errors.Is(err, ErrNotFound):
 		return err
@@ -183,7 +217,7 @@ func (s Messages) Put(m *Message) error {
 		return err
 	}
 	m.Order = order
-	if err := s.tx.set(messageConvKey(m.Peer, order), m.ID[:]); err != nil {
+	if err := s.tx.set(m.listKey(), m.ID[:]); err != nil {
 		return err
 	}
 	if err := s.tx.set(messageOrderKey(order), m.ID[:]); err != nil {
@@ -211,13 +245,32 @@ func (s Messages) SetState(id protocol.MessageID, state MessageState, reason str
 // Order. To page back, pass the Order of the first message returned.
 // limit <= 0 means no limit.
 func (s Messages) List(peer identity.UserID, limit int, before uint64) ([]Message, error) {
-	lo := key(tMessageByConv, peer[:])
-	hi := prefixEnd(lo)
+	var hi []byte
 	if before != 0 {
 		hi = messageConvKey(peer, before)
 	}
+	return s.listIndex(key(tMessageByConv, peer[:]), hi, limit)
+}
+
+// ListGroup returns up to limit messages of group g whose Order is below
+// before (0: no bound), the newest ones, in ascending Order; limit <= 0
+// means no limit.
+func (s Messages) ListGroup(g protocol.GroupID, limit int, before uint64) ([]Message, error) {
+	var hi []byte
+	if before != 0 {
+		hi = messageGroupKey(g, before)
+	}
+	return s.listIndex(key(tMessageByGroup, g[:]), hi, limit)
+}
+
+// listIndex returns up to limit messages of the index entries under
+// prefix below hi (nil: no bound), the last ones, in ascending order.
+func (s Messages) listIndex(prefix, hi []byte, limit int) ([]Message, error) {
+	if hi == nil {
+		hi = prefixEnd(prefix)
+	}
 	var ids []protocol.MessageID
-	err := s.tx.scan(lo, hi, true, func(k, v []byte) error {
+	err := s.tx.scan(prefix, hi, true, func(k, v []byte) error {
 		if len(v) != len(protocol.MessageID{}) {
 			return fmt.Errorf("message index: %w", ErrCorrupt)
 		}
@@ -275,7 +328,13 @@ func (s Messages) Delete(id protocol.MessageID) error {
 	if err != nil {
 		return err
 	}
-	return s.delete(m.ID, m.Peer, m.Order)
+	if err := s.tx.del(m.listKey()); err != nil {
+		return err
+	}
+	if err := s.tx.del(messageOrderKey(m.Order)); err != nil {
+		return err
+	}
+	return s.tx.del(messageKey(m.ID))
 }
 
 func (s Messages) delete(id protocol.MessageID, peer identity.UserID, order uint64) error {

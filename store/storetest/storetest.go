@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RelayGroupExpiry", testRelayGroupExpiry},
 		{"RelayGroupDeleteLog", testRelayGroupDeleteLog},
 		{"Files", testFiles},
+		{"Groups", testGroups},
 		{"Counters", testCounters},
 		{"Committed", testCommitted},
 		{"Rollback", testRollback},
