@@ -37,8 +37,12 @@ type GroupLogOp int32
 // The group log operations. Their numbers are the enum values of
 // group.proto.
 const (
-	// GroupLogCreate creates a log, open at Epoch for the token whose hash
-	// is TokenHash; the relay picks the log's ID.
+	// GroupLogCreate creates the log Log, open at Epoch for the token
+	// whose hash is TokenHash. The member picks the log's ID (it is in the
+	// group's meta, which the epoch's token depends on), and any member
+	// can create the log again with the same ID after the relay dropped
+	// it. Creating a log that exists with that epoch and token hash is
+	// answered ok (a retry); any other existing log, duplicate.
 	GroupLogCreate GroupLogOp = 1
 	// GroupLogAppend stores an entry in the open epoch (the token holder
 	// of that epoch). A commit closes the epoch and opens the next one for
@@ -80,7 +84,7 @@ func (op GroupLogOp) String() string {
 // Sizes of the group log's fixed fields.
 const (
 	// GroupLogIDSize is the size of a group log ID: 32 random bytes the
-	// relay picks.
+	// group's creator picks.
 	GroupLogIDSize = 32
 	// GroupTokenSize is the size of an epoch's token.
 	GroupTokenSize = 32
@@ -269,7 +273,7 @@ type GroupLogRequest struct {
 	// it.
 	ID uint64
 	Op GroupLogOp
-	// Log is the log the request is about (every op but Create).
+	// Log is the log the request is about.
 	Log GroupLogID
 	// Epoch is the epoch the log opens at (Create), or the one Token is
 	// for (the others).
@@ -309,7 +313,7 @@ var groupRequestFieldNames = [...]string{"log", "epoch", "token", "token_hash", 
 // those it may hold (epoch is optional everywhere because 0 is a valid
 // epoch, which the wire leaves out).
 var groupRequestFields = map[GroupLogOp]struct{ required, optional relayFields }{
-	GroupLogCreate:    {glTokenHash, glEpoch},
+	GroupLogCreate:    {glLog | glTokenHash, glEpoch},
 	GroupLogAppend:    {glLog | glToken | glEntry, glEpoch | glCommit | glTokenHash},
 	GroupLogFetch:     {glLog | glToken, glEpoch | glAfter | glLimit},
 	GroupLogSubscribe: {glLog | glToken, glEpoch | glAfter},

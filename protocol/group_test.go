@@ -35,8 +35,9 @@ func groupSamples(t testing.TB) []struct {
 	th := TokenHash(pattern(32, 0xd1))
 	req := func(id uint64, op GroupLogOp, f func(r *GroupLogRequest)) *GroupLogRequest {
 		r := &GroupLogRequest{ID: id, Op: op}
+		r.Log = sampleLogID
 		if op != GroupLogCreate {
-			r.Log, r.Token, r.Epoch = sampleLogID, sampleGroupToken, 7
+			r.Token, r.Epoch = sampleGroupToken, 7
 		}
 		if f != nil {
 			f(r)
@@ -189,8 +190,8 @@ func TestGroupValidate(t *testing.T) {
 	r.TokenHash = TokenHash{}
 	add("create without token hash", ErrMalformed, r)
 	r = good(GroupLogCreate, false)
-	r.Log = sampleLogID
-	add("create with log", ErrMalformed, r)
+	r.Log = GroupLogID{}
+	add("create without log", ErrMalformed, r)
 	r = good(GroupLogCreate, false)
 	r.Token = sampleGroupToken
 	add("create with token", ErrMalformed, r)
@@ -305,7 +306,7 @@ func TestGroupGolden(t *testing.T) {
 		file string
 		msg  Message
 	}{
-		{"group-create.hex", &GroupLogRequest{ID: 1, Op: GroupLogCreate, TokenHash: sampleGroupToken.Hash()}},
+		{"group-create.hex", &GroupLogRequest{ID: 1, Op: GroupLogCreate, Log: sampleLogID, TokenHash: sampleGroupToken.Hash()}},
 		{"group-append-commit.hex", &GroupLogRequest{ID: 3, Op: GroupLogAppend, Log: sampleLogID, Epoch: 7, Token: sampleGroupToken,
 			Commit: true, TokenHash: TokenHash(pattern(32, 0xd1)), Entry: sampleEntry(t, 7, GroupCommit, 40)}},
 		{"group-wrong-epoch.hex", &GroupLogResponse{ID: 3, Op: GroupLogAppend, Code: CodeWrongEpoch, Epoch: 8}},

@@ -235,15 +235,18 @@ func (c *Conn) forget(id uint64) {
 }
 
 // Create creates a log open at epoch for token and returns its ID.
-func (c *Conn) Create(ctx context.Context, epoch uint64, token protocol.GroupToken) (protocol.GroupLogID, error) {
-	r, _, err := c.do(ctx, &protocol.GroupLogRequest{Op: protocol.GroupLogCreate, Epoch: epoch, TokenHash: token.Hash()}, nil)
+func (c *Conn) Create(ctx context.Context, log protocol.GroupLogID, epoch uint64, token protocol.GroupToken) error {
+	r, _, err := c.do(ctx, &protocol.GroupLogRequest{Op: protocol.GroupLogCreate, Log: log, Epoch: epoch, TokenHash: token.Hash()}, nil)
 	if err != nil {
-		return protocol.GroupLogID{}, err
+		return err
 	}
 	if err := r.Err(); err != nil {
-		return protocol.GroupLogID{}, err
+		return err
 	}
-	return r.Log, nil
+	if r.Log != log {
+		return fmt.Errorf("%w: created log %s, asked for %s", ErrBadRelay, r.Log, log)
+	}
+	return nil
 }
 
 // Appended is the answer to an append.

@@ -3,6 +3,7 @@ package grouprelay_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -125,6 +126,40 @@ func entry(t testing.TB, epoch uint64, kind protocol.GroupKind, body string) []b
 
 var ctx = context.Background()
 
+// create creates a log with a fresh random ID.
+func create(c *grouplog.Conn, epoch uint64, token protocol.GroupToken) (protocol.GroupLogID, error) {
+	var id protocol.GroupLogID
+	rand.Read(id[:])
+	return id, c.Create(ctx, id, epoch, token)
+}
+
+// TestCreateAgain: creating a log again at the same epoch for the same
+// token is a retry; anything else on an existing ID is refused.
+func TestCreateAgain(t *testing.T) {
+	r := newRelay(t, testResources())
+	c := r.dial()
+	log, err := create(c, 2, tok(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, log, 2, tok(2)); err != nil {
+		t.Errorf("the same create again: %v", err)
+	}
+	mustAppend(t, c, log, 2, "a")
+	for _, e := range []uint64{1, 3} {
+		if err := c.Create(ctx, log, e, tok(e)); !errors.Is(err, protocol.ErrDuplicate) {
+			t.Errorf("create at epoch %d over an existing log: %v, want ErrDuplicate", e, err)
+		}
+	}
+	if err := c.Create(ctx, log, 2, tok(3)); !errors.Is(err, protocol.ErrDuplicate) {
+		t.Errorf("create with another token over an existing log: %v, want ErrDuplicate", err)
+	}
+	f, err := c.Fetch(ctx, log, 2, tok(2), 0, 0)
+	if err != nil || len(f.Entries) != 1 {
+		t.Errorf("the log after the creates: %d entries, %v", len(f.Entries), err)
+	}
+}
+
 func mustAppend(t *testing.T, c *grouplog.Conn, log protocol.GroupLogID, epoch uint64, body string) grouplog.Appended {
 	t.Helper()
 	a, err := c.Append(ctx, log, epoch, tok(epoch), entry(t, epoch, protocol.GroupApplication, body), false, protocol.TokenHash{})
@@ -156,7 +191,7 @@ func bodies(t *testing.T, es []grouplog.Entry) []string {
 func TestLog(t *testing.T) {
 	r := newRelay(t, testResources())
 	c := r.dial()
-	log, err := c.Create(ctx, 0, tok(0))
+	log, err := create(c, 0, tok(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +261,7 @@ func TestCommitRace(t *testing.T) {
 	for i := range conns {
 		conns[i] = r.dial()
 	}
-	log, err := conns[0].Create(ctx, 0, tok(0))
+	log, err := create(conns[0], 0, tok(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +303,7 @@ func TestCommitRace(t *testing.T) {
 func TestSubscribe(t *testing.T) {
 	r := newRelay(t, testResources())
 	w, rd := r.dial(), r.dial()
-	log, err := w.Create(ctx, 3, tok(3))
+	log, err := create(w, 3, tok(3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +371,7 @@ func TestSubscribe(t *testing.T) {
 func TestExpiry(t *testing.T) {
 	r := newRelay(t, testResources())
 	c := r.dial()
-	log, err := c.Create(ctx, 0, tok(0))
+	log, err := create(c, 0, tok(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +415,7 @@ func TestExpiry(t *testing.T) {
 func TestRestart(t *testing.T) {
 	r := newRelay(t, testResources())
 	c := r.dial()
-	log, err := c.Create(ctx, 0, tok(0))
+	log, err := create(c, 0, tok(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +444,7 @@ func TestLimits(t *testing.T) {
 	res.CreateBurst = 2
 	r := newRelay(t, res)
 	c := r.dial()
-	log, err := c.Create(ctx, 0, tok(0))
+	log, err := create(c, 0, tok(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,10 +466,10 @@ func TestLimits(t *testing.T) {
 	if _, err := c.Append(ctx, log, 2, tok(2), entry(t, 2, protocol.GroupApplication, "full"), false, protocol.TokenHash{}); !errors.Is(err, protocol.ErrQuotaExceeded) {
 		t.Errorf("over the log's count: %v", err)
 	}
-	if _, err := c.Create(ctx, 0, tok(0)); err != nil {
+	if _, err := create(c, 0, tok(0)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Create(ctx, 0, tok(0)); !errors.Is(err, protocol.ErrRateLimited) {
+	if _, err := create(c, 0, tok(0)); !errors.Is(err, protocol.ErrRateLimited) {
 		t.Errorf("creations over the burst: %v", err)
 	}
 	// The Conn still works after refusals.
@@ -481,7 +516,7 @@ func TestBadFrame(t *testing.T) {
 		str.Reset()
 	}
 	c := r.dial()
-	if _, err := c.Create(ctx, 0, tok(0)); err != nil {
+	if _, err := create(c, 0, tok(0)); err != nil {
 		t.Errorf("after bad frames: %v", err)
 	}
 }
@@ -491,7 +526,7 @@ func TestBadFrame(t *testing.T) {
 func TestPipelined(t *testing.T) {
 	r := newRelay(t, testResources())
 	c := r.dial()
-	log, err := c.Create(ctx, 0, tok(0))
+	log, err := create(c, 0, tok(0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,15 +26,14 @@ type refusal struct{ err error }
 
 func (r refusal) Error() string { return r.err.Error() }
 
-// create makes a log open at req.Epoch for req.TokenHash.
+// create makes the log req.Log, open at req.Epoch for req.TokenHash.
+// Creating it again with the same epoch and token hash is a retry.
 func (s *Server) create(ctx context.Context, req *protocol.GroupLogRequest) (*protocol.GroupLogResponse, error) {
-	id, err := s.newLogID()
-	if err != nil {
-		return nil, err
-	}
+	id := req.Log
 	var refused error
+	created := false
 	j := &jobs.Job{Fn: func(tx *store.Tx, now time.Time) error {
-		refused = nil
+		refused, created = nil, false
 		t, err := tx.RelayGroups().Totals()
 		if err != nil {
 			return err
@@ -45,10 +44,24 @@ func (s *Server) create(ctx context.Context, req *protocol.GroupLogRequest) (*pr
 		}
 		err = tx.RelayGroups().CreateLog(store.RelayGroupLog{ID: id, CreatedAt: now, IdleUntil: s.idleUntil(now), Epoch: req.Epoch}, req.TokenHash)
 		if errors.Is(err, store.ErrExists) {
-			// 2^-256: treat as a fault, the client retries.
-			refused = protocol.ErrInternal
+			refused = protocol.ErrDuplicate
+			l, err := tx.RelayGroups().Log(id)
+			if err != nil {
+				return err
+			}
+			if l.Deleting || l.Epoch != req.Epoch {
+				return nil
+			}
+			e, err := tx.RelayGroups().Epoch(id, req.Epoch)
+			if err != nil {
+				return err
+			}
+			if e.TokenHash == req.TokenHash {
+				refused = nil
+			}
 			return nil
 		}
+		created = err == nil
 		return err
 	}}
 	if err := s.submit(ctx, j); err != nil {
@@ -60,7 +73,9 @@ func (s *Server) create(ctx context.Context, req *protocol.GroupLogRequest) (*pr
 	if refused != nil {
 		return nil, refused
 	}
-	s.met.created.Inc()
+	if created {
+		s.met.created.Inc()
+	}
 	return &protocol.GroupLogResponse{ID: req.ID, Op: req.Op, Code: protocol.CodeOK, Log: id, Epoch: req.Epoch}, nil
 }
 

@@ -20,10 +20,8 @@ package grouprelay
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -164,8 +162,6 @@ type Config struct {
 	// Clock is the time of expiries, rates and the sweep. Zero: the
 	// system clock.
 	Clock clock.Clock
-	// Rand supplies log IDs. Zero: crypto/rand.
-	Rand io.Reader
 	// Registerer gets the Prometheus metrics (no per-log label). Zero:
 	// not registered.
 	Registerer prometheus.Registerer
@@ -189,8 +185,6 @@ type Server struct {
 	creates *ratelimit.Limiter[string]              // by connection
 	appends *ratelimit.Limiter[string]              // by connection
 	commits *ratelimit.Limiter[protocol.GroupLogID] // by log
-
-	randMu sync.Mutex
 
 	subsMu sync.Mutex
 	subs   map[protocol.GroupLogID]map[*subscription]struct{}
@@ -219,9 +213,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.System()
-	}
-	if cfg.Rand == nil {
-		cfg.Rand = rand.Reader
 	}
 	s := &Server{
 		cfg: cfg, res: res, log: cfg.Logger, clock: cfg.Clock,
@@ -311,17 +302,6 @@ func (s *Server) Totals(ctx context.Context) (store.RelayGroupTotals, error) {
 		return err
 	})
 	return t, err
-}
-
-// newLogID reads a random log ID.
-func (s *Server) newLogID() (protocol.GroupLogID, error) {
-	var id protocol.GroupLogID
-	s.randMu.Lock()
-	defer s.randMu.Unlock()
-	if _, err := io.ReadFull(s.cfg.Rand, id[:]); err != nil {
-		return id, fmt.Errorf("grouprelay: random source: %w", err)
-	}
-	return id, nil
 }
 
 // idleUntil is a log's idle deadline after an append at now, rounded up to
