@@ -72,6 +72,7 @@ func FuzzBundleRequest(f *testing.F)  { fuzzMessage(f, func() Message { return n
 func FuzzBundleResponse(f *testing.F) { fuzzMessage(f, func() Message { return new(BundleResponse) }) }
 func FuzzInvite(f *testing.F)         { fuzzMessage(f, func() Message { return new(Invite) }) }
 func FuzzGroupMeta(f *testing.F)      { fuzzMessage(f, func() Message { return new(GroupMeta) }) }
+func FuzzGroupControl(f *testing.F)   { fuzzMessage(f, func() Message { return new(GroupControl) }) }
 
 // FuzzParseLink: a link that parses is the link of what it parsed to (up
 // to white space and the case of the scheme).

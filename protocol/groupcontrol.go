@@ -311,6 +311,32 @@ func (c *GroupControl) Validate() error {
 	return nil
 }
 
+// MaxGroupControl bounds an encoded GroupControl: a KeyPackage, or a
+// Welcome reference with its pieces' hashes (8 KiB) and two home relays.
+const MaxGroupControl = MaxKeyPackage + 1<<10
+
+// Marshal returns the canonical encoding of c (as a node keeps it; on the
+// wire it travels inside a Plaintext).
+func (c *GroupControl) Marshal() ([]byte, error) { return encode(nil, c) }
+
+// Unmarshal decodes and validates b into c.
+func (c *GroupControl) Unmarshal(b []byte) error {
+	var w pb.GroupControl
+	if err := decode(b, c.limit(), c.kind(), &w); err != nil {
+		return err
+	}
+	v, err := controlFromPB(&w)
+	if err != nil {
+		return err
+	}
+	*c = *v
+	return nil
+}
+
+func (c *GroupControl) wire() proto.Message { return c.wireControl() }
+func (c *GroupControl) limit() int          { return MaxGroupControl }
+func (c *GroupControl) kind() string        { return "group control" }
+
 func (c *GroupControl) wireControl() *pb.GroupControl {
 	w := &pb.GroupControl{Version: Version, Op: pb.GroupControlOp(c.Op), Group: c.Group[:], Name: c.Name, KeyPackage: c.KeyPackage}
 	if c.Welcome != nil {

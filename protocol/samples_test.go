@@ -255,6 +255,7 @@ func samples(t testing.TB) []struct {
 		{"group meta", sampleGroupMeta(), func() Message { return new(GroupMeta) }},
 		{"group meta one relay", &GroupMeta{Name: "x", Admins: []identity.UserID{identity.UserID(pattern(32, 9))}, Homes: []GroupHome{sampleHome(0x90)}}, func() Message { return new(GroupMeta) }},
 		{"plaintext group invite", sampleGroupInvite(), newPlaintext},
+		{"group control", sampleGroupWelcome().Group, func() Message { return new(GroupControl) }},
 		{"plaintext group key package", &Plaintext{ID: MessageID(pattern(16, 9)), Seq: 8, SentAt: 1, Kind: KindGroup,
 			Group: &GroupControl{Op: GroupKeyPackage, Group: GroupID(pattern(32, 0xc0)), KeyPackage: pattern(3000, 4)}}, newPlaintext},
 		{"plaintext group welcome", sampleGroupWelcome(), newPlaintext},

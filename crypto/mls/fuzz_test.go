@@ -52,8 +52,12 @@ func FuzzParseMessage(f *testing.F) {
 		f.Add(m)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		h, perr := Peek(b)
 		m, err := parseMessage(b)
 		if err != nil {
+			if perr == nil {
+				t.Fatalf("Peek accepted what does not parse: %+v", h)
+			}
 			return
 		}
 		out, err := encode(m.encode)

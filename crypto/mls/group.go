@@ -629,3 +629,46 @@ func (g *Group) processPastApplication(pm *privateMessage) (*Received, error) {
 		Data:   c.applicationData, AuthenticatedData: c.authenticatedData,
 	}, nil
 }
+
+// Header is what a group message says in the clear: its group, epoch and
+// kind of content (for a PrivateMessage, its content type is not
+// encrypted).
+type Header struct {
+	GroupID []byte
+	Epoch   uint64
+	Kind    MessageKind
+}
+
+// Peek decodes the header of a group message (a PublicMessage or a
+// PrivateMessage) without authenticating or decrypting it: a cheap check
+// for a transport to drop what cannot belong where it arrived. Nothing it
+// returns is authentic until Process accepts the message.
+func Peek(msg []byte) (Header, error) {
+	m, err := parseMessage(msg)
+	if err != nil {
+		return Header{}, err
+	}
+	var h Header
+	var ct uint8
+	switch {
+	case m.publicMessage != nil:
+		c := &m.publicMessage.content
+		h.GroupID, h.Epoch, ct = c.groupID, c.epoch, c.contentType
+	case m.privateMessage != nil:
+		p := m.privateMessage
+		h.GroupID, h.Epoch, ct = p.groupID, p.epoch, p.contentType
+	default:
+		return Header{}, fmt.Errorf("%w: wire format %d is not a group message", ErrMalformed, m.wireFormat)
+	}
+	switch ct {
+	case contentApplication:
+		h.Kind = KindApplication
+	case contentProposal:
+		h.Kind = KindProposal
+	case contentCommit:
+		h.Kind = KindCommit
+	default:
+		return Header{}, fmt.Errorf("%w: content type %d", ErrMalformed, ct)
+	}
+	return h, nil
+}

@@ -195,3 +195,37 @@ func TestValidateProposal(t *testing.T) {
 	agree(t, alice, bob)
 	sendAll(t, alice, "after", bob)
 }
+
+func TestPeek(t *testing.T) {
+	alice, acfg := policyClient(t, "alice", 1)
+	var err error
+	if alice.g, err = NewGroup(acfg, []byte("group-to-peek-at"), alice.cred, alice.key,
+		GroupOptions{Extensions: []Extension{{Type: extAdmins, Data: []byte("alice")}}}, alice.rand); err != nil {
+		t.Fatal(err)
+	}
+	app, err := alice.g.Encrypt([]byte("hi"), nil, alice.rand)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit, err := alice.g.Commit(CommitOptions{}, t0, alice.rand)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		msg  []byte
+		kind MessageKind
+	}{{app, KindApplication}, {commit, KindCommit}} {
+		h, err := Peek(c.msg)
+		if err != nil || h.Kind != c.kind || h.Epoch != 0 || string(h.GroupID) != "group-to-peek-at" {
+			t.Errorf("Peek: %+v, %v; want kind %d", h, err, c.kind)
+		}
+	}
+	kp := alice.keyPackage(t)
+	b, _ := kp.KeyPackage().MarshalBinary()
+	if _, err := Peek(b); !errors.Is(err, ErrMalformed) {
+		t.Errorf("Peek of a KeyPackage: %v", err)
+	}
+	if _, err := Peek(app[:len(app)/2]); err == nil {
+		t.Error("Peek of half a message succeeded")
+	}
+}
