@@ -98,6 +98,10 @@ type Message struct {
 	// File is the attachment of a file message (whose Text is its
 	// caption, possibly empty); nil for a text.
 	File *Attachment `json:"file,omitempty"`
+	// Group is the name of the group of a group message, GroupID its ID
+	// (node/groups); Peer and From are then its sender.
+	Group   string `json:"group,omitempty"`
+	GroupID string `json:"group_id,omitempty"`
 }
 
 // Attachment is the file a message carries, as the API shows it

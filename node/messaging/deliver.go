@@ -283,6 +283,11 @@ func (w *work) outgoingOf(m *store.Message) (outgoing, error) {
 		if err := o.card.Unmarshal(m.Body); err != nil {
 			return o, err
 		}
+	case kindGroup:
+		o.group = new(protocol.GroupControl)
+		if err := o.group.Unmarshal(m.Body); err != nil {
+			return o, err
+		}
 	default:
 		return o, fmt.Errorf("kind %d", m.Kind)
 	}

@@ -117,7 +117,7 @@ func (s *Service) queueNew(ctx context.Context, nameOrUserID string, weight int,
 			if err != nil {
 				return refuse(err)
 			}
-			if err := sendable(c); err != nil {
+			if err := sendable(c); err != nil && !(o.toRequest && errors.Is(err, ErrNotAccepted)) {
 				return refuse(err)
 			}
 			uid = c.c.UserID

@@ -35,6 +35,18 @@ func (s *Service) Send(ctx context.Context, nameOrUserID, text string) (SendResu
 	return SendResult{ID: id.String(), State: StateQueued}, nil
 }
 
+// SendGroupControl sends a group control (a step of joining a group, for
+// node/groups) to the contact uid, as Send does a text: encrypted once,
+// committed, delivered in the background. A contact in state request gets
+// it only with toRequest (its user accepted the group it invited to).
+// Refusals as for Send.
+func (s *Service) SendGroupControl(ctx context.Context, uid identity.UserID, c *protocol.GroupControl, toRequest bool) (protocol.MessageID, error) {
+	if err := c.Validate(); err != nil {
+		return protocol.MessageID{}, err
+	}
+	return s.queueNew(ctx, uid.String(), jobWeight(1, protocol.MaxGroupControl), nil, outgoing{kind: kindGroup, group: c, toRequest: toRequest})
+}
+
 // maxMarkRead bounds the messages one call marks read.
 const maxMarkRead = 8192
 
@@ -215,16 +227,17 @@ scan:
 	return w.queueReceipts(uid, kindRead, ids)
 }
 
-// Inbox returns up to limit received text messages (limit <= 0: all)
-// committed after the message with cursor after (0: from the start), in
-// the order they were committed, and the cursor to continue from. It does
-// not mark anything read. Messages from a message request have Request
-// set.
+// Inbox returns up to limit received text messages (limit <= 0: all), of
+// conversations and of groups (with Group set), committed after the
+// message with cursor after (0: from the start), in the order they were
+// committed, and the cursor to continue from. It does not mark anything
+// read. Messages from a message request have Request set.
 func (s *Service) Inbox(ctx context.Context, after uint64, limit int) ([]Message, uint64, error) {
 	var out []Message
 	next := after
 	err := s.st.View(ctx, func(tx *store.Tx) error {
 		contacts := map[identity.UserID]*store.Contact{}
+		groups := map[protocol.GroupID]string{}
 		const page = 512
 		for limit <= 0 || len(out) < limit {
 			batch, err := tx.Messages().Since(next, page)
@@ -246,7 +259,19 @@ func (s *Service) Inbox(ctx context.Context, after uint64, limit int) ([]Message
 					}
 					contacts[m.Peer] = c
 				}
-				out = append(out, s.apiMessage(tx, m, c))
+				msg := s.apiMessage(tx, m, c)
+				if !m.Group.IsZero() {
+					g, ok := groups[m.Group]
+					if !ok {
+						gg, err := tx.Groups().Get(m.Group)
+						if err != nil && !isNotFound(err) {
+							return err
+						}
+						g, groups[m.Group] = gg.Name, gg.Name
+					}
+					msg.Group, msg.GroupID, msg.Request = g, m.Group.String(), false
+				}
+				out = append(out, msg)
 				if limit > 0 && len(out) >= limit {
 					return nil
 				}

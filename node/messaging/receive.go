@@ -448,6 +448,11 @@ func (w *work) deliver(c *contactEntry, e *sessEntry, p *protocol.Plaintext, h [
 		}
 		fallthrough
 	default:
+		if p.Kind == protocol.KindGroup {
+			if err := w.groupControl(c, uid, p); err != nil {
+				return 0, err
+			}
+		}
 		// Receipts, cards and the reserved kinds are recorded without a
 		// body, so that their sequence numbers are not shown as gaps.
 		id := p.ID
@@ -463,6 +468,31 @@ func (w *work) deliver(c *contactEntry, e *sessEntry, p *protocol.Plaintext, h [
 		}
 	}
 	return protocol.CodeOK, nil
+}
+
+// groupControl hands a contact's group control to the group engine: it
+// goes to store.Groups' inbox in the transaction that commits the message,
+// so that it is handled once, after a crash too. A control from a stranger
+// (no contact) is dropped: only contacts invite or answer.
+func (w *work) groupControl(c *contactEntry, uid identity.UserID, p *protocol.Plaintext) error {
+	if c == nil {
+		return nil
+	}
+	if _, err := w.tx.Messages().Get(p.ID); err == nil {
+		return nil // handled when it first arrived
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	b, err := p.Group.Marshal()
+	if err != nil {
+		return err
+	}
+	e := store.GroupInboxEntry{From: uid, Accepted: c.c.State == store.ContactAccepted && !c.c.IdentityChanged, Control: b, ReceivedAt: w.now}
+	if err := w.tx.Groups().AddInbox(e); err != nil {
+		return err
+	}
+	w.after(w.s.cfg.OnGroupControl)
+	return nil
 }
 
 // stateRank orders the states of an outgoing message; a receipt or an

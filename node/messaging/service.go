@@ -66,6 +66,11 @@ type Config struct {
 	// through the node). Zero: a file message is committed and shown with
 	// its caption, and nothing downloads its file.
 	Files Files
+	// OnGroupControl is called (it must not block) after a contact's group
+	// control (a KindGroup plaintext) was committed to store.Groups'
+	// inbox, for the group engine to handle. Zero: the controls wait in
+	// the inbox.
+	OnGroupControl func()
 	// Options tune the service; the zero value is the defaults.
 	Options Options
 }
@@ -271,6 +276,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if cfg.Publish == nil {
 		cfg.Publish = func(string, any) {}
+	}
+	if cfg.OnGroupControl == nil {
+		cfg.OnGroupControl = func() {}
 	}
 	s := &Service{
 		cfg:       cfg,

@@ -32,6 +32,7 @@ const (
 	kindRead     = uint8(protocol.KindReadReceipt)
 	kindCard     = uint8(protocol.KindCard)
 	kindFile     = uint8(protocol.KindFile)
+	kindGroup    = uint8(protocol.KindGroup)
 )
 
 // shown reports whether messages of kind are shown to the user (texts and
@@ -61,8 +62,12 @@ type outgoing struct {
 	kind   uint8
 	text   string
 	covers []protocol.MessageID
-	card   *protocol.Card // for kindCard
-	file   *protocol.File // for kindFile, whose caption is text
+	card   *protocol.Card         // for kindCard
+	file   *protocol.File         // for kindFile, whose caption is text
+	group  *protocol.GroupControl // for kindGroup
+	// toRequest sends to a contact in state request too (a group control
+	// answering its invite, which the user accepted).
+	toRequest bool
 	// id is the message's ID (zero: a new random one). seq and sentAt are
 	// kept when a refused message is re-encrypted; zero seq: the next
 	// sequence number, and now.
@@ -105,6 +110,7 @@ func (w *work) queue(c *contactEntry, o outgoing) (protocol.MessageID, error) {
 	for _, id := range o.covers {
 		p.Covers = append(p.Covers, id)
 	}
+	p.Group = o.group
 	if o.kind == kindCard {
 		if o.card == nil {
 			if o.card, err = w.cardFor(c); err != nil {
@@ -159,6 +165,10 @@ func (w *work) queue(c *contactEntry, o outgoing) (protocol.MessageID, error) {
 		}
 	case kindCard:
 		if m.Body, err = o.card.Marshal(); err != nil {
+			return protocol.MessageID{}, err
+		}
+	case kindGroup:
+		if m.Body, err = o.group.Marshal(); err != nil {
 			return protocol.MessageID{}, err
 		}
 	}
