@@ -96,6 +96,8 @@ var rules = []rule{
 		why: "the group log client speaks the wire only; the engine that uses it decides what to send"},
 	{in: []string{"node/gossip/..."}, deny: []string{"node/..."}, allow: []string{"node/internal/...", "node/gossip/..."},
 		why: "gossip is a transport the group engine uses; it knows no service"},
+	{in: []string{"node/groups/..."}, deny: []string{"node", "node/relay/...", "node/grouprelay/...", "node/api/...", "node/home/...", "node/files/..."},
+		why: "the group engine is a service node composes; it knows relays through node/mailbox and node/grouplog"},
 
 	// The binary and its benchmarks.
 	{in: []string{"cmd/sealpost"}, deny: []string{"./..."}, allow: []string{"node/...", benchTree},
@@ -185,6 +187,7 @@ func TestDependencyRulesCatch(t *testing.T) {
 		{"node/blobrelay", m("node/files")},
 		{"node/grouprelay", m("node/grouplog")},
 		{"node/grouplog", m("node/mailbox")},
+		{"node/groups", m("node/grouprelay")},
 		{"store/badgerstore", m("crypto/bench")},
 		{"node/messaging", m("store/storetest")},
 		{"node/relay", m("node/internal/clock/clocktest")},

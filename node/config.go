@@ -12,6 +12,9 @@ import (
 
 	"github.com/sealpost/sealpost/node/blobrelay"
 	"github.com/sealpost/sealpost/node/files"
+	"github.com/sealpost/sealpost/node/gossip"
+	"github.com/sealpost/sealpost/node/grouprelay"
+	"github.com/sealpost/sealpost/node/groups"
 	"github.com/sealpost/sealpost/node/internal/clock"
 	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/node/relay"
@@ -139,6 +142,13 @@ type Config struct {
 	// Messaging tunes the messaging service (retry backoff, batching, rate
 	// limits, prekey schedule). Zero: its defaults.
 	Messaging messaging.Options
+	// Groups tunes the group engine; Gossip its gossipsub. Zero: their
+	// defaults.
+	Groups groups.Options
+	Gossip gossip.Options
+	// GroupRelay are the limits of the relay's group log service (with
+	// RelayService). Zero: grouprelay.DefaultResources().
+	GroupRelay grouprelay.Resources
 
 	// WrapStream, when set, wraps every stream the messaging service opens
 	// or accepts before the service uses it: a fault-injection hook for

@@ -51,6 +51,9 @@ import (
 	"github.com/sealpost/sealpost/node/addrrecord"
 	"github.com/sealpost/sealpost/node/blobrelay"
 	"github.com/sealpost/sealpost/node/files"
+	"github.com/sealpost/sealpost/node/gossip"
+	"github.com/sealpost/sealpost/node/grouprelay"
+	"github.com/sealpost/sealpost/node/groups"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/node/relay"
@@ -110,6 +113,11 @@ type Node struct {
 	files  *files.Service    // nil without Config.DataDir
 	blobs  *blobrelay.Server // nil unless Config.RelayService and DataDir
 	sink   fileSink
+	// groups
+	groupSlot groupSlot
+	gossip    *gossip.Gossip
+	groups    *groups.Service
+	grelay    *grouprelay.Server // nil unless Config.RelayService
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -232,6 +240,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.DataDir != "" {
 		mcfg.Files = &n.sink
 	}
+	mcfg.OnGroupControl = n.groupSlot.wake
 	n.msg, err = messaging.New(ctx, mcfg)
 	if err != nil {
 		n.mb.Close()
@@ -266,7 +275,15 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		n.sink.svc.Store(n.files)
 	}
+	if err := n.startGroups(ctx); err != nil {
+		stop()
+		return fail(err)
+	}
 	if cfg.RelayService {
+		if err := n.startGroupRelay(); err != nil {
+			stop()
+			return fail(err)
+		}
 		n.relay, err = relay.New(n.host, cfg.Store, cfg.Relay, relay.Options{
 			Logger:     n.log,
 			Clock:      n.clock,
@@ -445,6 +462,15 @@ func (n *Node) Close() error {
 // closeServices closes the services the node started, the last started
 // first (each Close waits for its work).
 func (n *Node) closeServices() {
+	if n.groups != nil {
+		n.groups.Close()
+	}
+	if n.gossip != nil {
+		n.gossip.Close()
+	}
+	if n.grelay != nil {
+		n.grelay.Close()
+	}
 	if n.blobs != nil {
 		n.blobs.Close()
 	}

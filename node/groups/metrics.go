@@ -1,0 +1,64 @@
+package groups
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sealpost/sealpost/node/internal/metricset"
+)
+
+// metrics are the engine's Prometheus collectors. No label names a group
+// or a member: reasons are a fixed set.
+type metrics struct {
+	*metricset.Set
+
+	sent      prometheus.Counter
+	received  prometheus.Counter
+	commits   *prometheus.CounterVec // own commits: accepted, refused (another won the epoch)
+	dropped   *prometheus.CounterVec // messages dropped, by reason
+	fetched   prometheus.Counter
+	groups    prometheus.Gauge
+	duplicate prometheus.Counter
+}
+
+// Reasons a message is dropped.
+const (
+	dropMalformed = "malformed"  // not a GroupMessage, or content that does not decode
+	dropAuth      = "auth"       // MLS refused it (authentication, wrong group)
+	dropRefused   = "refused"    // the group's policy refused a proposal or commit
+	dropEpoch     = "epoch"      // an epoch no longer kept, or too far ahead
+	dropNotMember = "not_member" // a commit or proposal from a topic (taken from the log only)
+)
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		sent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_groups_sent_total", Help: "Group messages this node sent (stored on a home relay and published).",
+		}),
+		received: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_groups_received_total", Help: "Group messages of others committed (texts, files, receipts).",
+		}),
+		commits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sealpost_groups_commits_total",
+			Help: "This node's commits, by outcome: accepted, or refused because another commit won the epoch (then retried).",
+		}, []string{"outcome"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sealpost_groups_dropped_total",
+			Help: "Group messages dropped, by reason (malformed, auth, refused, epoch, not_member).",
+		}, []string{"reason"}),
+		fetched: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_groups_fetched_total", Help: "Log entries fetched from home relays.",
+		}),
+		groups: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sealpost_groups", Help: "Groups this node is in."}),
+		duplicate: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_groups_duplicates_total", Help: "Group messages received again (skipped before decryption, or by message ID).",
+		}),
+	}
+	set, err := metricset.Register(reg, m.sent, m.received, m.commits, m.dropped, m.fetched, m.groups, m.duplicate)
+	if err != nil {
+		return nil, err
+	}
+	m.Set = set
+	return m, nil
+}
+
+func (m *metrics) unregister() { m.Unregister() }

@@ -1,0 +1,417 @@
+package groups
+
+import (
+	"errors"
+	"time"
+
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/crypto/mls"
+	"github.com/sealpost/sealpost/protocol"
+	"github.com/sealpost/sealpost/store"
+)
+
+// batch is what processing some messages produced, written in one
+// transaction with the MLS state (flush).
+type batch struct {
+	state    bool // the MLS state changed
+	rec      bool // the group record changed
+	msgs     []store.Message
+	receipts map[identity.UserID][]protocol.MessageID // receipts of others, by sender
+	covers   []protocol.MessageID                     // messages to cover in the next receipt
+	drop     []identity.UserID                        // members removed: their pending deliveries go
+	fn       []func(tx *store.Tx) error               // more writes
+	after    []func()                                 // after the commit: events
+}
+
+func (g *group) newBatch() *batch {
+	return &batch{receipts: map[identity.UserID][]protocol.MessageID{}}
+}
+
+func (b *batch) empty() bool {
+	return !b.state && !b.rec && len(b.msgs) == 0 && len(b.receipts) == 0 && len(b.covers) == 0 &&
+		len(b.drop) == 0 && len(b.fn) == 0 && len(b.after) == 0
+}
+
+// remember notes a message hash as processed.
+func (g *group) remember(h [32]byte) {
+	if _, ok := g.recent[h]; ok {
+		return
+	}
+	g.recent[h] = struct{}{}
+	g.recentOrd = append(g.recentOrd, h)
+	if len(g.recentOrd) > recentHashes {
+		delete(g.recent, g.recentOrd[0])
+		g.recentOrd = g.recentOrd[1:]
+	}
+}
+
+// receiveTopic processes messages from the topic.
+func (g *group) receiveTopic(in []inbound) {
+	if g.mg == nil {
+		return
+	}
+	b := g.newBatch()
+	for _, x := range in {
+		if len(x.m.Seqs) > 0 && x.m.Seqs[0] > g.gossipSeq {
+			g.gossipSeq = x.m.Seqs[0]
+		}
+		g.receive(b, x.m, -1, 0)
+	}
+	g.flush(b)
+}
+
+// receive processes one message: from the topic (home -1) or from home
+// relay home's log at seq. Commits are taken from the first home's log
+// only: the relay that orders them (PROTOCOL.md §12.8).
+func (g *group) receive(b *batch, m *protocol.GroupMessage, home int, seq uint64) {
+	if g.mg == nil || !g.mg.Active() {
+		return
+	}
+	h := m.Hash()
+	if _, ok := g.recent[h]; ok {
+		g.s.met.duplicate.Inc()
+		return
+	}
+	switch m.Kind {
+	case protocol.GroupWelcome:
+		return
+	case protocol.GroupCommit:
+		if home != 0 {
+			if home < 0 {
+				g.fetchAt = g.s.clock.Now()
+			}
+			g.s.met.dropped.WithLabelValues(dropNotMember).Inc()
+			return
+		}
+	}
+	if home < 0 {
+		if hd, err := mls.Peek(m.Body); err != nil || !kindMatches(m.Kind, hd.Kind) {
+			g.s.met.dropped.WithLabelValues(dropMalformed).Inc()
+			return
+		}
+	}
+	r, err := g.mg.Process(m.Body, g.s.clock.Now())
+	switch {
+	case errors.Is(err, mls.ErrEpochAhead):
+		if len(g.ahead) < MaxAhead {
+			g.ahead = append(g.ahead, m)
+		}
+		return
+	case errors.Is(err, mls.ErrOwnMessage), errors.Is(err, mls.ErrDuplicate):
+		g.remember(h)
+		g.s.met.duplicate.Inc()
+		return
+	case errors.Is(err, mls.ErrEpochGone):
+		g.remember(h)
+		g.s.met.dropped.WithLabelValues(dropEpoch).Inc()
+		return
+	case errors.Is(err, mls.ErrRefused):
+		g.remember(h)
+		g.s.met.dropped.WithLabelValues(dropRefused).Inc()
+		if m.Kind == protocol.GroupCommit {
+			// The relay closed the epoch with a commit every member refuses.
+			g.stuck = "the home relay took a commit the group's rules refuse"
+			g.s.log.Warn("group: refused commit closed the epoch", "group", g.id.String(), "epoch", m.Epoch)
+		}
+		return
+	case err != nil:
+		g.remember(h)
+		g.s.met.dropped.WithLabelValues(dropAuth).Inc()
+		g.s.log.Debug("group: message refused", "group", g.id.String(), "err", err)
+		return
+	}
+	g.remember(h)
+	b.state = true
+	switch r.Kind {
+	case mls.KindApplication:
+		g.application(b, r)
+	case mls.KindProposal:
+		g.proposals++
+		if g.isAdmin() {
+			g.wantCommit(b)
+		}
+	case mls.KindCommit:
+		g.applyCommit(b, r, m)
+	}
+}
+
+// application commits a member's message or receipt.
+func (g *group) application(b *batch, r *mls.Received) {
+	who, err := memberOf(r.Sender.Credential)
+	if err != nil {
+		g.s.met.dropped.WithLabelValues(dropMalformed).Inc()
+		return
+	}
+	var p protocol.Plaintext
+	if err := p.Unmarshal(r.Data); err != nil || p.ValidateGroup() != nil {
+		g.s.met.dropped.WithLabelValues(dropMalformed).Inc()
+		return
+	}
+	g.s.met.received.Inc()
+	switch p.Kind {
+	case protocol.KindDeliveryReceipt:
+		b.receipts[who.user] = append(b.receipts[who.user], p.Covers...)
+	case protocol.KindText, protocol.KindFile:
+		body := []byte(p.Text)
+		if p.Kind == protocol.KindFile {
+			var err error
+			if body, err = p.Marshal(); err != nil {
+				return
+			}
+		}
+		b.msgs = append(b.msgs, store.Message{
+			ID: p.ID, Group: g.id, Peer: who.user, Seq: p.Seq, Kind: uint8(p.Kind), Body: body,
+			SentAt: time.UnixMilli(p.SentAt), ReceivedAt: g.s.clock.Now(), State: store.MessageReceived,
+		})
+		b.covers = append(b.covers, p.ID)
+	}
+}
+
+// isAdmin reports whether this node is an admin in the current epoch.
+func (g *group) isAdmin() bool { return g.meta != nil && g.meta.IsAdmin(g.s.self) }
+
+// wantCommit queues a commit of the proposals received (an admin's client
+// commits a member's leaving or update), unless one is queued.
+func (g *group) wantCommit(b *batch) {
+	if g.commitQueued {
+		return
+	}
+	g.commitQueued = true
+	b.fn = append(b.fn, func(tx *store.Tx) error {
+		_, err := tx.Groups().AddWork(store.GroupWork{Group: g.id, Kind: workChange, Data: encodeWork(change{Op: changeCommit})})
+		return err
+	})
+}
+
+// applyCommit moves the group to the epoch a commit started (another
+// member's, or this node's own coming back from the log).
+func (g *group) applyCommit(b *batch, r *mls.Received, m *protocol.GroupMessage) {
+	info := r.Commit
+	entry, _ := m.Marshal()
+	if info.PendingDiscarded || info.Own {
+		g.commitDone(b, info, r.Epoch)
+	}
+	if info.SelfRemoved {
+		g.left(b, "removed")
+		return
+	}
+	g.lastCommit = entry
+	g.afterCommit(b, info)
+}
+
+// afterCommit records a new epoch: the record, the events, the pending
+// deliveries of removed members, then the epoch's topic and log.
+func (g *group) afterCommit(b *batch, info *mls.CommitInfo) {
+	oldMeta := g.meta
+	if err := g.enterEpoch(); err != nil {
+		g.s.log.Warn("group: new epoch", "group", g.id.String(), "err", err)
+	}
+	g.rec.Epoch = g.mg.Epoch()
+	g.rec.Members = uint32(len(g.members))
+	g.rec.Admin = g.isAdmin()
+	if g.meta != nil {
+		g.rec.Name = g.meta.Name
+	}
+	g.rec.UpdatedAt = g.s.clock.Now()
+	for i := range g.rec.Homes {
+		if i == 0 {
+			continue
+		}
+		g.rec.Homes[i].Cursor = 0
+	}
+	b.rec, b.state = true, true
+	epoch := g.rec.Epoch
+	for _, m := range info.Added {
+		if who, err := memberOf(m.Credential); err == nil {
+			b.after = append(b.after, g.memberEvent(who.user, ChangeAdded, epoch))
+		}
+	}
+	for _, m := range info.Removed {
+		who, err := memberOf(m.Credential)
+		if err != nil {
+			continue
+		}
+		if _, still := g.members[who.user]; still {
+			continue
+		}
+		b.drop = append(b.drop, who.user)
+		b.after = append(b.after, g.memberEvent(who.user, ChangeRemoved, epoch))
+	}
+	if oldMeta != nil && g.meta != nil {
+		for _, a := range g.meta.Admins {
+			if !oldMeta.IsAdmin(a) {
+				b.after = append(b.after, g.memberEvent(a, ChangePromoted, epoch))
+			}
+		}
+	}
+	g.flush(b)
+}
+
+// left records that this node is no longer a member: its MLS state (the
+// group's secrets) goes, the history stays.
+func (g *group) left(b *batch, reason string) {
+	if g.rec.State == store.GroupLeaving {
+		reason = "left"
+	}
+	g.rec.State, g.rec.Reason, g.rec.UpdatedAt = store.GroupLeft, reason, g.s.clock.Now()
+	g.rec.Admin = false
+	b.rec, b.state = true, false
+	id := g.id
+	b.fn = append(b.fn, func(tx *store.Tx) error {
+		if err := tx.Groups().DeleteState(id); err != nil {
+			return err
+		}
+		for _, k := range []store.GroupWorkKind{workOut, workChange, workWelcome, workInvite, workReceipt} {
+			items, err := tx.Groups().Work(id, k, 0)
+			if err != nil {
+				return err
+			}
+			for _, w := range items {
+				if err := tx.Groups().DeleteWork(id, k, w.N); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	b.after = append(b.after, g.memberEvent(g.s.self, ChangeLeft, g.rec.Epoch))
+	g.mg = nil
+	g.out = nil
+	g.stop()
+	g.flush(b)
+}
+
+// flush writes a batch in one transaction: the state, the record, the
+// messages, receipts and work; then it emits the events. A failed write
+// drops what the goroutine holds in memory and reads the stored state
+// again (what was lost comes again from the log).
+func (g *group) flush(b *batch) {
+	if b.empty() {
+		return
+	}
+	var state []byte
+	if b.state && g.mg != nil {
+		var err error
+		if state, err = g.mg.MarshalBinary(); err != nil {
+			g.s.log.Error("group: marshal state", "group", g.id.String(), "err", err)
+			return
+		}
+	}
+	rec := g.rec
+	now := g.s.clock.Now()
+	var added []store.Message
+	var delivered []protocol.MessageID
+	covers := 0
+	err := g.s.st.Update(g.s.ctx, func(tx *store.Tx) error {
+		added, delivered, covers = added[:0], delivered[:0], 0
+		gs := tx.Groups()
+		if state != nil {
+			if err := gs.PutState(g.id, state); err != nil {
+				return err
+			}
+		}
+		if b.rec {
+			if err := gs.Put(&rec); err != nil {
+				return err
+			}
+		}
+		for i := range b.msgs {
+			m := b.msgs[i]
+			if _, err := tx.Messages().Get(m.ID); err == nil {
+				continue // the same message in another ciphertext
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if err := tx.Messages().Put(&m); err != nil {
+				return err
+			}
+			added = append(added, m)
+		}
+		for user, ids := range b.receipts {
+			for _, id := range ids {
+				ok, err := gs.Delivered(g.id, id, user, now)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					continue
+				}
+				done, err := g.checkDelivered(tx, id)
+				if err != nil {
+					return err
+				}
+				if done {
+					delivered = append(delivered, id)
+				}
+			}
+		}
+		for _, u := range b.drop {
+			for {
+				ids, err := gs.DropMember(g.id, u, 1024)
+				if err != nil {
+					return err
+				}
+				for _, id := range ids {
+					done, err := g.checkDelivered(tx, id)
+					if err != nil {
+						return err
+					}
+					if done {
+						delivered = append(delivered, id)
+					}
+				}
+				if len(ids) < 1024 {
+					break
+				}
+			}
+		}
+		if len(b.covers) > 0 {
+			covers = len(b.covers)
+			if _, err := gs.AddWork(store.GroupWork{Group: g.id, Kind: workReceipt, Data: encodeWork(receiptWork{Covers: b.covers})}); err != nil {
+				return err
+			}
+		}
+		for _, f := range b.fn {
+			if err := f(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		g.s.log.Warn("group: write failed", "group", g.id.String(), "err", err)
+		g.reload()
+		return
+	}
+	for _, f := range b.after {
+		f()
+	}
+	for i := range added {
+		g.s.publish(EventMessage, g.s.apiMessage(&added[i], g.rec.Name, nil))
+	}
+	for _, id := range delivered {
+		g.s.notify(id)
+		g.s.publish(EventMessageState, StateEvent{ID: id.String(), Group: g.id.String(), State: StateDelivered})
+	}
+	if covers > 0 && g.receiptAt.IsZero() {
+		g.schedule(&g.receiptAt, g.s.opt.ReceiptDelay)
+	}
+	*b = *g.newBatch()
+}
+
+// checkDelivered moves an outgoing message to delivered once no member it
+// was sent to is missing.
+func (g *group) checkDelivered(tx *store.Tx, id protocol.MessageID) (bool, error) {
+	pending, err := tx.Groups().Pending(g.id, id)
+	if err != nil || pending {
+		return false, err
+	}
+	m, err := tx.Messages().Get(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil || !m.Outgoing || m.State == store.MessageDelivered || m.State == store.MessageRead {
+		return false, err
+	}
+	return true, tx.Messages().SetState(id, store.MessageDelivered, "")
+}

@@ -1,0 +1,602 @@
+package groups
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/crypto/mls"
+	"github.com/sealpost/sealpost/node/grouplog"
+	"github.com/sealpost/sealpost/protocol"
+	"github.com/sealpost/sealpost/store"
+)
+
+// skipped marks a home an entry gave up on (the home kept failing while
+// another stored the entry).
+const skipped = ^uint64(0)
+
+// maxHomeFails is how many failed appends to one home an entry stored on
+// another home makes before it gives that home up.
+const maxHomeFails = 8
+
+// outItem is an entry on its way to the home relays and the topic.
+type outItem struct {
+	n         uint64
+	e         outEntry
+	busy      []bool
+	fails     []int
+	tries     []time.Time
+	published bool
+	sentState bool
+}
+
+func (g *group) newItem(n uint64, e outEntry) *outItem {
+	homes := len(g.rec.Homes)
+	for len(e.Seqs) < homes {
+		e.Seqs = append(e.Seqs, 0)
+	}
+	return &outItem{n: n, e: e, busy: make([]bool, homes), fails: make([]int, homes), tries: make([]time.Time, homes)}
+}
+
+// addOut queues an entry in the batch's transaction; it joins g.out once
+// written.
+func (g *group) addOut(b *batch, e outEntry) {
+	var n uint64
+	id := g.id
+	b.fn = append(b.fn, func(tx *store.Tx) error {
+		var err error
+		n, err = tx.Groups().AddWork(store.GroupWork{Group: id, Kind: workOut, Data: encodeWork(e)})
+		return err
+	})
+	b.after = append(b.after, func() {
+		g.out = append(g.out, g.newItem(n, e))
+		g.poke()
+	})
+}
+
+// loadWork reads the group's pending work into memory (at start).
+func (g *group) loadWork() error {
+	g.out, g.welcomes = nil, nil
+	g.committing, g.commitQueued = false, false
+	return g.s.st.View(g.s.ctx, func(tx *store.Tx) error {
+		items, err := tx.Groups().Work(g.id, workOut, 0)
+		if err != nil {
+			return err
+		}
+		for _, w := range items {
+			var e outEntry
+			if err := decodeWork(w.Data, &e); err != nil {
+				return err
+			}
+			if e.Kind == protocol.GroupCommit && e.Seqs[0] == 0 {
+				g.committing = true
+			}
+			g.out = append(g.out, g.newItem(w.N, e))
+		}
+		items, err = tx.Groups().Work(g.id, workWelcome, 0)
+		if err != nil {
+			return err
+		}
+		for _, w := range items {
+			j := &welcomeItem{n: w.N}
+			if err := decodeWork(w.Data, &j.job); err != nil {
+				return err
+			}
+			g.welcomes = append(g.welcomes, j)
+		}
+		items, err = tx.Groups().Work(g.id, workChange, 0)
+		if err != nil {
+			return err
+		}
+		for _, w := range items {
+			var c change
+			if decodeWork(w.Data, &c) == nil && c.Op == changeCommit {
+				g.commitQueued = true
+			}
+		}
+		return nil
+	})
+}
+
+// sendOut starts the appends that are due and rebases entries whose
+// epoch closed.
+func (g *group) sendOut() {
+	now := g.s.clock.Now()
+	for _, it := range slices.Clone(g.out) {
+		if g.mg == nil {
+			return
+		}
+		if it.e.Epoch != g.mg.Epoch() && !it.anyBusy() && !it.anyStored() {
+			if !g.rebase(it) {
+				continue
+			}
+		}
+		for i := range it.e.Seqs {
+			if it.e.Seqs[i] != 0 || it.busy[i] {
+				continue
+			}
+			if it.e.Kind == protocol.GroupCommit && i > 0 && it.e.Seqs[0] == 0 {
+				continue // the first home orders commits: it goes there first
+			}
+			if it.fails[i] > 0 && it.retry(i).After(now) {
+				g.schedule(&g.retryAt, it.retry(i).Sub(now))
+				continue
+			}
+			g.append(it, i)
+		}
+	}
+}
+
+func (it *outItem) anyBusy() bool { return slices.Contains(it.busy, true) }
+func (it *outItem) anyStored() bool {
+	return slices.ContainsFunc(it.e.Seqs, func(s uint64) bool { return s != 0 && s != skipped })
+}
+
+// retry is when an entry tries home i again.
+func (it *outItem) retry(i int) time.Time { return it.tries[i] }
+
+// rebase makes an entry of a closed epoch again in the current one: a
+// message is encrypted again (same ID and sequence number), a leave
+// proposed again; anything else is dropped. It reports whether the entry
+// is still to send.
+func (g *group) rebase(it *outItem) bool {
+	b := g.newBatch()
+	keep := false
+	switch {
+	case it.e.Kind == protocol.GroupApplication && it.e.Plain != nil:
+		body, err := g.mg.Encrypt(it.e.Plain, nil, g.s.rand())
+		if err == nil {
+			it.e.Body, keep = body, true
+		}
+	case it.e.Kind == protocol.GroupProposal && g.rec.State == store.GroupLeaving:
+		body, _, err := g.mg.ProposeRemove(g.mg.LeafIndex(), g.s.rand())
+		if err == nil {
+			it.e.Body, keep = body, true
+		}
+	case it.e.Kind == protocol.GroupCommit:
+		g.committing = false
+	}
+	if !keep {
+		g.dropItem(b, it)
+		g.flush(b)
+		return false
+	}
+	it.e.Epoch = g.mg.Epoch()
+	it.e.Attempts = 0
+	for i := range it.e.Seqs {
+		it.e.Seqs[i] = 0
+	}
+	b.state = true
+	g.putItem(b, it)
+	g.flush(b)
+	return true
+}
+
+func (g *group) putItem(b *batch, it *outItem) {
+	w := store.GroupWork{Group: g.id, Kind: workOut, N: it.n, Data: encodeWork(it.e)}
+	b.fn = append(b.fn, func(tx *store.Tx) error { return tx.Groups().PutWork(w) })
+}
+
+func (g *group) dropItem(b *batch, it *outItem) {
+	g.out = slices.DeleteFunc(g.out, func(x *outItem) bool { return x == it })
+	id, n := g.id, it.n
+	b.fn = append(b.fn, func(tx *store.Tx) error { return tx.Groups().DeleteWork(id, workOut, n) })
+}
+
+// append appends an entry to home i.
+func (g *group) append(it *outItem, i int) {
+	entry, err := (&protocol.GroupMessage{Epoch: it.e.Epoch, Kind: it.e.Kind, Body: it.e.Body}).Marshal()
+	if err != nil {
+		b := g.newBatch()
+		g.dropItem(b, it)
+		g.flush(b)
+		return
+	}
+	it.busy[i] = true
+	home, tok, commit, next := g.home(i), g.token, it.e.Kind == protocol.GroupCommit, it.e.Next
+	if commit && it.e.Epoch != g.mg.Epoch() {
+		// Replicating an accepted commit to another home: the token of the
+		// epoch it closed is gone, the next one's is known.
+		tok = g.prevToken
+	}
+	epoch := it.e.Epoch
+	g.async(func(ctx context.Context) func() {
+		c, err := g.s.relays.conn(ctx, &home)
+		var a grouplog.Appended
+		if err == nil {
+			a, err = c.Append(ctx, home.Log, epoch, tok, entry, commit, next)
+		}
+		return func() { g.appended(it, i, a, err) }
+	})
+}
+
+// appended handles the answer to an append.
+func (g *group) appended(it *outItem, i int, a grouplog.Appended, err error) {
+	it.busy[i] = false
+	if !slices.Contains(g.out, it) {
+		return
+	}
+	var ee *grouplog.EpochError
+	switch {
+	case err == nil:
+		it.e.Seqs[i] = a.Seq
+		it.fails[i] = 0
+		if it.e.Kind == protocol.GroupCommit && i == 0 && g.mg != nil && g.mg.Epoch() == it.e.Epoch {
+			g.ownCommitAccepted(it)
+		}
+		g.progress(it)
+	case errors.As(err, &ee):
+		switch {
+		case it.e.Kind == protocol.GroupCommit && i == 0:
+			g.commitLost(it)
+		case i > 0 && ee.Open+1 == g.rec.Epoch && g.lastCommit != nil:
+			g.replicate(i)
+			it.fails[i]++
+		case it.anyStored():
+			it.fails[i]++
+			if it.fails[i] >= maxHomeFails {
+				it.e.Seqs[i] = skipped
+				g.progress(it)
+			}
+		default:
+			g.fetchAt = g.s.clock.Now() // commits came first: process them, then rebase
+		}
+	default:
+		if errors.Is(err, protocol.ErrUnknownLog) {
+			g.recreate(i)
+		}
+		it.fails[i]++
+		if it.anyStored() && it.fails[i] >= maxHomeFails {
+			it.e.Seqs[i] = skipped
+			g.progress(it)
+			return
+		}
+		g.s.log.Debug("group: append", "group", g.id.String(), "home", i, "err", err)
+		it.tries[i] = g.s.clock.Now().Add(g.backoff(it.fails[i]))
+		g.schedule(&g.retryAt, it.tries[i].Sub(g.s.clock.Now()))
+	}
+}
+
+// replicate gives home i the commit that opened this epoch (it was down
+// when the commit went there).
+func (g *group) replicate(i int) {
+	home, entry, tok, next := g.home(i), g.lastCommit, g.prevToken, g.token.Hash()
+	var m protocol.GroupMessage
+	if m.Unmarshal(entry) != nil {
+		return
+	}
+	g.async(func(ctx context.Context) func() {
+		c, err := g.s.relays.conn(ctx, &home)
+		if err == nil {
+			_, err = c.Append(ctx, home.Log, m.Epoch, tok, entry, true, next)
+		}
+		if err != nil {
+			g.s.log.Debug("group: replicate commit", "group", g.id.String(), "home", i, "err", err)
+		}
+		return func() { g.poke() }
+	})
+}
+
+// progress publishes an entry once a home stored it, marks its message
+// sent, and drops it once every home has it.
+func (g *group) progress(it *outItem) {
+	b := g.newBatch()
+	if !it.published && it.anyStored() {
+		it.published = true
+		m := &protocol.GroupMessage{Epoch: it.e.Epoch, Kind: it.e.Kind, Body: it.e.Body}
+		for _, s := range it.e.Seqs {
+			if s == skipped {
+				s = 0
+			}
+			m.Seqs = append(m.Seqs, s)
+		}
+		if raw, err := m.Marshal(); err == nil && g.topic != nil && it.e.Kind != protocol.GroupCommit {
+			ctx, cancel := context.WithTimeout(g.s.ctx, dialTimeout)
+			if err := g.topic.Publish(ctx, raw); err != nil {
+				g.s.log.Debug("group: publish", "group", g.id.String(), "err", err)
+			}
+			cancel()
+		}
+		if !it.e.Message.IsZero() && !it.sentState {
+			it.sentState = true
+			id := it.e.Message
+			b.fn = append(b.fn, func(tx *store.Tx) error {
+				m, err := tx.Messages().Get(id)
+				if err != nil || m.State != store.MessageQueued {
+					return ignoreNotFound(err)
+				}
+				return tx.Messages().SetState(id, store.MessageSent, "")
+			})
+			b.after = append(b.after, func() {
+				g.s.met.sent.Inc()
+				g.s.notify(id)
+				g.s.publish(EventMessageState, StateEvent{ID: id.String(), Group: g.id.String(), State: StateSent})
+			})
+		}
+	}
+	if !slices.Contains(it.e.Seqs, 0) {
+		g.dropItem(b, it)
+	} else {
+		g.putItem(b, it)
+	}
+	g.flush(b)
+}
+
+func ignoreNotFound(err error) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// ownCommitAccepted merges this node's commit the first home accepted.
+func (g *group) ownCommitAccepted(it *outItem) {
+	if _, pending := g.mg.PendingCommit(); !pending {
+		return
+	}
+	r, err := g.mg.MergePendingCommit()
+	if err != nil {
+		g.s.log.Warn("group: merge own commit", "group", g.id.String(), "err", err)
+		return
+	}
+	b := g.newBatch()
+	b.state = true
+	g.applyCommit(b, r, &protocol.GroupMessage{Epoch: it.e.Epoch, Kind: protocol.GroupCommit, Body: it.e.Body})
+}
+
+// commitLost handles the refusal of this node's commit: another won the
+// epoch. The commit goes; its changes stay, to commit again once the
+// winner is processed.
+func (g *group) commitLost(it *outItem) {
+	g.s.met.commits.WithLabelValues("refused").Inc()
+	g.mg.DiscardPendingCommit()
+	g.committing = false
+	b := g.newBatch()
+	b.state = true
+	g.dropItem(b, it)
+	g.flush(b)
+	g.fetchAt = g.s.clock.Now()
+}
+
+// commitDone settles this node's commit when the epoch it was made in
+// closed: by it (Own: its changes are done, its Welcome goes out) or by
+// another's (it is void).
+func (g *group) commitDone(b *batch, info *mls.CommitInfo, epoch uint64) {
+	g.committing = false
+	var it *outItem
+	for _, x := range g.out {
+		if x.e.Kind == protocol.GroupCommit && x.e.Epoch == epoch {
+			it = x
+		}
+	}
+	if !info.Own {
+		g.s.met.commits.WithLabelValues("refused").Inc()
+		if it != nil {
+			g.dropItem(b, it)
+		}
+		return
+	}
+	g.s.met.commits.WithLabelValues("accepted").Inc()
+	if it == nil {
+		return
+	}
+	g.prevToken = g.token
+	id := it.e.Changes
+	gid := g.id
+	b.fn = append(b.fn, func(tx *store.Tx) error {
+		for _, n := range id {
+			if err := tx.Groups().DeleteWork(gid, workChange, n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	g.commitQueued = false
+	if info.Welcome != nil {
+		tok, err := g.mg.Export(protocol.GroupTokenLabel, nil, protocol.GroupTokenSize)
+		pieces, _, perr := protocol.WelcomePieces(info.Welcome)
+		if err == nil && perr == nil {
+			job := welcomeJob{Epoch: g.mg.Epoch(), Token: protocol.GroupToken(tok), Pieces: pieces, Joiners: it.e.Joiners,
+				Done: make([]int, len(g.rec.Homes))}
+			var n uint64
+			b.fn = append(b.fn, func(tx *store.Tx) error {
+				var err error
+				n, err = tx.Groups().AddWork(store.GroupWork{Group: gid, Kind: workWelcome, Data: encodeWork(job)})
+				return err
+			})
+			b.after = append(b.after, func() { g.welcomes = append(g.welcomes, &welcomeItem{n: n, job: job}) })
+		} else {
+			g.s.log.Warn("group: welcome", "group", g.id.String(), "err", errors.Join(err, perr))
+		}
+	}
+	if !slices.Contains(it.e.Seqs, 0) {
+		g.dropItem(b, it)
+	} else {
+		g.putItem(b, it)
+	}
+}
+
+// welcomeItem is a Welcome on its way into the log.
+type welcomeItem struct {
+	n    uint64
+	job  welcomeJob
+	busy bool
+	sent bool
+}
+
+// sendWelcomes appends the pieces of the Welcomes this node made to the
+// epoch they start, then tells each new member where they are.
+func (g *group) sendWelcomes() {
+	for _, w := range g.welcomes {
+		if w.busy {
+			continue
+		}
+		i := slices.IndexFunc(w.job.Done, func(d int) bool { return d < len(w.job.Pieces) })
+		if i < 0 {
+			g.announce(w)
+			continue
+		}
+		if i > 0 && w.job.Done[0] < len(w.job.Pieces) {
+			continue
+		}
+		w.busy = true
+		home, job, k := g.home(i), w.job, w.job.Done[i]
+		entry, err := (&protocol.GroupMessage{Epoch: job.Epoch, Kind: protocol.GroupWelcome, Body: job.Pieces[k]}).Marshal()
+		if err != nil {
+			continue
+		}
+		g.async(func(ctx context.Context) func() {
+			c, err := g.s.relays.conn(ctx, &home)
+			if err == nil {
+				_, err = c.Append(ctx, home.Log, job.Epoch, job.Token, entry, false, protocol.TokenHash{})
+			}
+			return func() {
+				w.busy = false
+				switch {
+				case err == nil:
+					w.job.Done[i]++
+				case errors.Is(err, protocol.ErrWrongEpoch) && i == 0:
+					g.s.log.Warn("group: the epoch closed before its Welcome was in the log", "group", g.id.String())
+					b := g.newBatch()
+					g.dropWelcome(b, w)
+					g.flush(b)
+					return
+				case i > 0:
+					w.job.Done[i] = len(w.job.Pieces) // the second home is best effort
+				default:
+					g.schedule(&g.retryAt, g.backoff(1))
+					return
+				}
+				b := g.newBatch()
+				wk := store.GroupWork{Group: g.id, Kind: workWelcome, N: w.n, Data: encodeWork(w.job)}
+				b.fn = append(b.fn, func(tx *store.Tx) error { return tx.Groups().PutWork(wk) })
+				g.flush(b)
+			}
+		})
+	}
+}
+
+// announce sends each new member of a Welcome in the log where it is.
+func (g *group) announce(w *welcomeItem) {
+	if w.sent {
+		return
+	}
+	w.sent = true
+	w.busy = true
+	ref := &protocol.GroupWelcomeRef{Epoch: w.job.Epoch, Token: w.job.Token}
+	for i := range g.rec.Homes {
+		ref.Homes = append(ref.Homes, g.home(i))
+	}
+	for _, p := range w.job.Pieces {
+		ref.Pieces = append(ref.Pieces, (&protocol.GroupMessage{Body: p}).Hash())
+	}
+	joiners := w.job.Joiners
+	gid := g.id
+	g.async(func(ctx context.Context) func() {
+		for _, u := range joiners {
+			c := &protocol.GroupControl{Op: protocol.GroupWelcomed, Group: gid, Welcome: ref}
+			if _, err := g.s.cfg.Messaging.SendGroupControl(ctx, u, c, false); err != nil {
+				g.s.log.Warn("group: welcome not sent", "group", gid.String(), "err", err)
+			}
+		}
+		return func() {
+			b := g.newBatch()
+			g.dropWelcome(b, w)
+			g.flush(b)
+		}
+	})
+}
+
+func (g *group) dropWelcome(b *batch, w *welcomeItem) {
+	g.welcomes = slices.DeleteFunc(g.welcomes, func(x *welcomeItem) bool { return x == w })
+	gid, n := g.id, w.n
+	b.fn = append(b.fn, func(tx *store.Tx) error { return tx.Groups().DeleteWork(gid, workWelcome, n) })
+}
+
+// sendReceipts turns the messages committed since the last receipt into
+// delivery receipts.
+func (g *group) sendReceipts() {
+	if g.mg == nil || !g.mg.Active() {
+		return
+	}
+	var items []store.GroupWork
+	err := g.s.st.View(g.s.ctx, func(tx *store.Tx) error {
+		var err error
+		items, err = tx.Groups().Work(g.id, workReceipt, 0)
+		return err
+	})
+	if err != nil || len(items) == 0 {
+		return
+	}
+	var covers []protocol.MessageID
+	for _, w := range items {
+		var r receiptWork
+		if decodeWork(w.Data, &r) == nil {
+			covers = append(covers, r.Covers...)
+		}
+	}
+	b := g.newBatch()
+	gid := g.id
+	b.fn = append(b.fn, func(tx *store.Tx) error {
+		for _, w := range items {
+			if err := tx.Groups().DeleteWork(gid, workReceipt, w.N); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for len(covers) > 0 {
+		n := min(len(covers), protocol.MaxReceiptIDs)
+		p := protocol.Plaintext{Kind: protocol.KindDeliveryReceipt, Covers: covers[:n]}
+		if err := g.encryptOut(b, &p); err != nil {
+			g.s.log.Warn("group: receipt", "group", g.id.String(), "err", err)
+			return
+		}
+		covers = covers[n:]
+	}
+	g.flush(b)
+}
+
+// encryptOut gives p this node's next sequence number and a new ID (unless
+// it has one), encrypts it in the current epoch and queues it.
+func (g *group) encryptOut(b *batch, p *protocol.Plaintext) error {
+	if p.ID.IsZero() {
+		if err := g.s.read(p.ID[:]); err != nil {
+			return err
+		}
+	}
+	g.rec.SendSeq++
+	p.Seq = g.rec.SendSeq
+	p.SentAt = g.s.clock.Now().UnixMilli()
+	plain, err := p.Marshal()
+	if err != nil {
+		return fmt.Errorf("groups: encode: %w", err)
+	}
+	body, err := g.mg.Encrypt(plain, nil, g.s.rand())
+	if err != nil {
+		return fmt.Errorf("groups: encrypt: %w", err)
+	}
+	e := outEntry{Epoch: g.mg.Epoch(), Kind: protocol.GroupApplication, Body: body, Plain: plain}
+	if p.Kind != protocol.KindDeliveryReceipt {
+		e.Message = p.ID
+	}
+	b.state, b.rec = true, true
+	g.addOut(b, e)
+	return nil
+}
+
+// others returns the user IDs of the members but this node.
+func (g *group) others() []identity.UserID {
+	out := make([]identity.UserID, 0, len(g.members))
+	for u := range g.members {
+		if u != g.s.self {
+			out = append(out, u)
+		}
+	}
+	slices.SortFunc(out, func(a, b identity.UserID) int { return bytes.Compare(a[:], b[:]) })
+	return out
+}

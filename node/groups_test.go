@@ -1,0 +1,154 @@
+package node
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/node/groups"
+	"github.com/sealpost/sealpost/node/nodetest"
+)
+
+// groupNet is a relay and personal nodes that bootstrap through it.
+type groupNet struct {
+	relay *Node
+	nodes []*Node
+}
+
+func newGroupNet(t *testing.T, n int) *groupNet {
+	t.Helper()
+	r := newTestNode(t, func(c *Config) { c.RelayService = true })
+	gn := &groupNet{relay: r}
+	for range n {
+		gn.nodes = append(gn.nodes, newTestNode(t, func(c *Config) {
+			c.Bootstrap = []string{r.Info().Addrs[0]}
+			c.Groups.ReceiptDelay = 100 * time.Millisecond
+			c.Groups.FetchGrace = 100 * time.Millisecond
+		}))
+	}
+	return gn
+}
+
+// befriend makes b a contact of a (a adds b's invite; b learns a from a's
+// first message).
+func befriend(t *testing.T, ctx context.Context, a, b *Node, name string) {
+	t.Helper()
+	inv, err := b.Messaging().Invite(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Messaging().AddContact(ctx, inv.Link, name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func memberNames(t *testing.T, ctx context.Context, n *Node, group string) []string {
+	g, err := n.Groups().Show(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range g.Members {
+		out = append(out, m.UserID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func texts(t *testing.T, ctx context.Context, n *Node, group string) []string {
+	ms, err := n.Groups().Messages(ctx, group, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range ms {
+		out = append(out, m.Text)
+	}
+	return out
+}
+
+// TestGroupLife: a group of three on one relay: created, joined, messages
+// delivered to every member (with per-member detail), one member removed
+// reads nothing after, one leaves.
+func TestGroupLife(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	gn := newGroupNet(t, 3)
+	a, b, c := gn.nodes[0], gn.nodes[1], gn.nodes[2]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	befriend(t, ctx, a, b, "b")
+	befriend(t, ctx, a, c, "c")
+
+	info, err := a.Groups().Create(ctx, "club", []string{gn.relay.Info().Addrs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Epoch != 0 || info.Name != "club" {
+		t.Fatalf("create: %+v", info)
+	}
+	if _, err := a.Groups().Add(ctx, "club", []string{"b", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{a.Info().UserID, b.Info().UserID, c.Info().UserID}
+	slices.Sort(want)
+	for _, n := range []*Node{a, b, c} {
+		nodetest.WaitFor(t, time.Minute, "every member in the group", func() bool {
+			g, err := n.Groups().Show(ctx, info.ID)
+			return err == nil && g.State == "active" && slices.Equal(memberNames(t, ctx, n, info.ID), want)
+		})
+	}
+
+	r, err := b.Groups().Send(ctx, info.ID, "hello from b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := groups.ParseMessageID(r.ID)
+	res, err := b.Groups().WaitState(ctx, id, groups.StateDelivered)
+	if err != nil {
+		t.Fatalf("wait delivered: %v (%+v)", err, res)
+	}
+	if len(res.Members) != 2 {
+		t.Fatalf("deliveries: %+v", res.Members)
+	}
+	for _, n := range []*Node{a, c} {
+		if got := texts(t, ctx, n, info.ID); !slices.Equal(got, []string{"hello from b"}) {
+			t.Errorf("messages at a member: %q", got)
+		}
+	}
+
+	// c is removed; a message after it never reaches c.
+	if _, err := a.Groups().Remove(ctx, info.ID, []string{"c"}); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, time.Minute, "c removed", func() bool {
+		g, err := c.Groups().Show(ctx, info.ID)
+		return err == nil && g.State == "left"
+	})
+	nodetest.WaitFor(t, time.Minute, "b sees the removal", func() bool {
+		return len(memberNames(t, ctx, b, info.ID)) == 2
+	})
+	r, err = a.Groups().Send(ctx, info.ID, "after c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ = groups.ParseMessageID(r.ID)
+	if res, err := a.Groups().WaitState(ctx, id, groups.StateDelivered); err != nil || len(res.Members) != 1 {
+		t.Fatalf("wait delivered: %v (%+v)", err, res)
+	}
+	if got := texts(t, ctx, c, info.ID); slices.Contains(got, "after c") {
+		t.Errorf("a removed member read a message sent after: %q", got)
+	}
+
+	// b leaves; a's client commits it.
+	if _, err := b.Groups().Leave(ctx, info.ID); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, time.Minute, "b left", func() bool {
+		g, err := b.Groups().Show(ctx, info.ID)
+		return err == nil && g.State == "left"
+	})
+	nodetest.WaitFor(t, time.Minute, "a alone", func() bool {
+		return len(memberNames(t, ctx, a, info.ID)) == 1
+	})
+}
