@@ -31,13 +31,13 @@ const (
 	tSeenPrekey    byte = 0x16 // prekey(4) hash(32) -> "" (seen.go)
 
 	// A personal node's groups (groups.go).
-	tGroup            byte = 0x16 // group(32) -> Group
-	tGroupState       byte = 0x17 // group(32) -> MLS state
-	tGroupWork        byte = 0x18 // group(32) kind(1) n(8) -> GroupWork data
-	tGroupInbox       byte = 0x19 // n(8) -> GroupInboxEntry
-	tGroupDelivery    byte = 0x1a // message(16) member(32) -> delivered time (zero: pending)
-	tGroupUndelivered byte = 0x1b // group(32) member(32) message(16) -> ""
-	tMessageByGroup   byte = 0x1c // group(32) order(8) -> id(16)
+	tGroup            byte = 0x17 // group(32) -> Group
+	tGroupState       byte = 0x18 // group(32) -> MLS state
+	tGroupWork        byte = 0x19 // group(32) kind(1) n(8) -> GroupWork data
+	tGroupInbox       byte = 0x1a // n(8) -> GroupInboxEntry
+	tGroupDelivery    byte = 0x1b // message(16) member(32) -> delivered time (zero: pending)
+	tGroupUndelivered byte = 0x1c // group(32) member(32) message(16) -> ""
+	tMessageByGroup   byte = 0x1d // group(32) order(8) -> id(16)
 
 	// The relay's tables (relay.go), from 0x20 so that the personal
 	// node's tables can grow below them.
