@@ -232,6 +232,9 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 	if f := n.Files(); f != nil {
 		acfg.Files = f
 	}
+	if g := n.Groups(); g != nil {
+		acfg.Groups = g
+	}
 	srv, err := api.New(acfg)
 	if err != nil {
 		return err

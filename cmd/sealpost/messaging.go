@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -324,23 +325,9 @@ too long; 6 no daemon (or it stopped during --wait: the message stays queued);
 timeout.`, messaging.MaxText, defaultWaitTimeout),
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			switch wait {
-			case "", messaging.StateSent, messaging.StateDelivered, messaging.StateRead:
-			default:
-				return userErrorf("--wait takes sent, delivered or read, not %q", wait)
-			}
-			if cmd.Flags().Changed("timeout") && wait == "" {
-				return userErrorf("--timeout needs --wait")
-			}
-			if timeout < 0 {
-				return userErrorf("--timeout must not be negative")
-			}
-			text := args[1]
-			if text == "-" {
-				var err error
-				if text, err = c.readText(); err != nil {
-					return err
-				}
+			text, err := c.sendArgs(cmd, args[1], wait, timeout, messaging.StateSent, messaging.StateDelivered, messaging.StateRead)
+			if err != nil {
+				return err
 			}
 			cl, err := c.client()
 			if err != nil {
@@ -365,6 +352,24 @@ timeout.`, messaging.MaxText, defaultWaitTimeout),
 	cmd.Flags().StringVar(&wait, "wait", "", "wait until the message is sent, delivered or read")
 	cmd.Flags().DurationVar(&timeout, "timeout", defaultWaitTimeout, "how long --wait waits (0: without limit); then exit 7")
 	return cmd
+}
+
+// sendArgs checks a send command's --wait (one of states) and
+// --timeout, and returns its text (read from standard input for -).
+func (c *cli) sendArgs(cmd *cobra.Command, text, wait string, timeout time.Duration, states ...string) (string, error) {
+	if wait != "" && !slices.Contains(states, wait) {
+		return "", userErrorf("--wait takes %s, not %q", strings.Join(states, ", "), wait)
+	}
+	if cmd.Flags().Changed("timeout") && wait == "" {
+		return "", userErrorf("--timeout needs --wait")
+	}
+	if timeout < 0 {
+		return "", userErrorf("--timeout must not be negative")
+	}
+	if text == "-" {
+		return c.readText()
+	}
+	return text, nil
 }
 
 // readText reads a message text from standard input: at most
@@ -629,6 +634,12 @@ func (c *cli) messagePrinter(inbox bool) func(messaging.Message) error {
 			if inbox {
 				from = "me to " + m.PeerName
 			}
+		}
+		if m.Group != "" {
+			if from == "" {
+				from = m.From
+			}
+			from += " in " + m.Group
 		}
 		fmt.Fprintf(&b, "%s  %s: %s", m.SentAt.Local().Format(time.DateTime), from, displayText(m.Text))
 		switch {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/files"
+	"github.com/sealpost/sealpost/node/groups"
 	"github.com/sealpost/sealpost/node/messaging"
 )
 
@@ -145,6 +146,22 @@ var sentinels = []struct {
 	{files.ErrNotSaved, CodeConflict},
 	{files.ErrNoSource, CodeNetwork},
 	{files.ErrClosed, CodeUnavailable},
+	// Groups (node/groups); an identity change first.
+	{groups.ErrUntrustedIdentity, CodeUntrustedIdentity},
+	{groups.ErrUnknownGroup, CodeNotFound},
+	{groups.ErrUnknownContact, CodeNotFound},
+	{groups.ErrUnknownMessage, CodeNotFound},
+	{groups.ErrAmbiguous, CodeBadRequest},
+	{groups.ErrInvalidName, CodeBadRequest},
+	{groups.ErrEmptyMessage, CodeBadRequest},
+	{groups.ErrNotAdmin, CodeConflict},
+	{groups.ErrNotMember, CodeConflict},
+	{groups.ErrNotRequest, CodeConflict},
+	{groups.ErrLastAdmin, CodeConflict},
+	{groups.ErrNoRelay, CodeBadRequest},
+	{groups.ErrTooMany, CodeLimit},
+	{groups.ErrTooLong, CodeLimit},
+	{groups.ErrClosed, CodeUnavailable},
 	{context.DeadlineExceeded, CodeTimeout},
 }
 

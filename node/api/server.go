@@ -44,6 +44,9 @@ type Config struct {
 	// Files is the node's attachment service (node.Node.Files). Zero: the
 	// file routes answer unavailable.
 	Files Files
+	// Groups is the node's group engine (node.Node.Groups). Zero: the
+	// group routes answer unavailable.
+	Groups Groups
 	// RelayService is the relay service the node runs (node.Node.Relay),
 	// for GET /v1/relay/stats. Zero: that route answers unavailable.
 	RelayService RelayService
@@ -153,6 +156,7 @@ func (s *Server) routes() []route {
 	rs = append(rs, s.relayServiceRoutes()...)
 	rs = append(rs, s.uiRoutes()...)
 	rs = append(rs, s.fileRoutes()...)
+	rs = append(rs, s.groupRoutes()...)
 	return append(rs, s.messagingRoutes()...)
 }
 
