@@ -749,6 +749,7 @@ func (g *Group) nextEpoch(tree *ratchetTree, priv *treePrivate, ap *applied, wir
 func (st *groupState) archive() *pastEpoch {
 	p := &pastEpoch{epoch: st.ctx.epoch, context: st.ctx.bytes(), senderData: st.secrets.senderData,
 		secretTree: st.secretTree, ownLeaf: st.priv.leaf}
+	p.members = make([]pastMember, 0, st.tree.memberCount())
 	for i, l := range st.tree.leaves {
 		if l != nil {
 			p.members = append(p.members, pastMember{leaf: leafIndex(i), signatureKey: l.signatureKey, credential: l.credential})

@@ -3,6 +3,7 @@ package mls
 import (
 	"bytes"
 	"errors"
+	"os"
 	"testing"
 )
 
@@ -102,6 +103,11 @@ func FuzzParseTree(f *testing.F) {
 func FuzzUnmarshalGroup(f *testing.F) {
 	fx := newFuzzFixture(f)
 	f.Add(fx.bob)
+	v1, err := os.ReadFile("testdata/state-v1/bob")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(v1)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		g, err := UnmarshalGroup(testConfig, b)
 		if err != nil {

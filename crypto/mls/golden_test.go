@@ -1,9 +1,11 @@
 package mls
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"flag"
 	"fmt"
+	"os"
 	"testing"
 	"testing/cryptotest"
 
@@ -106,8 +108,22 @@ func TestGoldenTranscript(t *testing.T) {
 	x, _ := alice.g.Export("sealpost topic", []byte("golden"), 32)
 	f.Hex("export.sealpost_topic", x)
 	for _, c := range []*client{alice, bob} {
-		h := sha256.Sum256(stateOf(t, c.g))
+		state := stateOf(t, c.g)
+		h := sha256.Sum256(state)
 		f.Hex(c.name+".state.sha256", h[:])
+		// The same state as version 1 wrote it (without tree hashes)
+		// still loads, and is the same state.
+		v1, err := os.ReadFile("testdata/state-v1/" + c.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := UnmarshalGroup(testConfig, v1)
+		if err != nil {
+			t.Fatalf("%s: version 1 state: %v", c.name, err)
+		}
+		if !bytes.Equal(stateOf(t, g), state) {
+			t.Errorf("%s: the version 1 state loads as another state", c.name)
+		}
 	}
 	f.Check(t, "../testdata/mls-pq.golden", *update)
 }

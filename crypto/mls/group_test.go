@@ -98,6 +98,27 @@ func agree(t testing.TB, cs ...*client) {
 			t.Fatalf("%s (epoch %d) and %s (epoch %d) disagree on the epoch authenticator", cs[0].name, cs[0].g.Epoch(), c.name, c.g.Epoch())
 		}
 	}
+	for _, c := range cs {
+		checkTreeHashes(t, c.name, c.g)
+	}
+}
+
+// checkTreeHashes checks every tree hash a member has cached against the
+// tree hashes computed afresh.
+func checkTreeHashes(t testing.TB, name string, g *Group) {
+	t.Helper()
+	tree := g.st.tree
+	fresh := tree.clone()
+	clear(fresh.hashes)
+	fresh.rootHash(g.suite)
+	for x, h := range tree.hashes {
+		if h != nil && !bytes.Equal(h, fresh.hashes[x]) {
+			t.Fatalf("%s: cached tree hash of node %d is stale", name, x)
+		}
+	}
+	if !bytes.Equal(fresh.rootHash(g.suite), g.st.ctx.treeHash) {
+		t.Fatalf("%s: tree hash differs from the group context's", name)
+	}
 }
 
 func sendAll(t testing.TB, from *client, text string, to ...*client) {

@@ -295,3 +295,33 @@ func TestExternalPSKAndExtensions(t *testing.T) {
 		t.Fatalf("proposing an unknown PSK: %v", err)
 	}
 }
+
+// TestStateTreeHashes checks that a stored state carries its tree hashes,
+// so loading it hashes nothing, and that stored hashes that do not match
+// the group context are refused.
+func TestStateTreeHashes(t *testing.T) {
+	cs := newGroupOf(t, DefaultSuite, testConfig, "alice", "bob", "carol")
+	alice := cs[0]
+	g, err := UnmarshalGroup(testConfig, stateOf(t, alice.g))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for x, h := range g.st.tree.hashes {
+		if len(h) != g.suite.nh {
+			t.Fatalf("node %d: no stored tree hash", x)
+		}
+	}
+	checkTreeHashes(t, "alice", g)
+
+	r := root(g.st.tree.size())
+	g.st.tree.hashes[r] = bytes.Clone(g.st.tree.hashes[r])
+	g.st.tree.hashes[r][0] ^= 1
+	if _, err := UnmarshalGroup(testConfig, stateOf(t, g)); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("state with a wrong root tree hash: %v", err)
+	}
+	g.st.tree.hashes[r][0] ^= 1
+	g.st.tree.hashes[r] = g.st.tree.hashes[r][:len(g.st.tree.hashes[r])-1]
+	if _, err := UnmarshalGroup(testConfig, stateOf(t, g)); !errors.Is(err, ErrInvalidState) {
+		t.Fatalf("state with a short tree hash: %v", err)
+	}
+}

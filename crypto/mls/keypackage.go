@@ -244,7 +244,7 @@ func checkCredential(c *Credential) error {
 // it as such).
 func (p *KeyPackagePrivate) MarshalBinary() ([]byte, error) {
 	return encode(func(w *writer) {
-		w.u8(stateVersion)
+		w.u8(keyPackagePrivateVersion)
 		w.opaque(p.kp.raw)
 		w.opaque(p.initKey)
 		w.opaque(p.encryptionKey)
@@ -257,7 +257,7 @@ func (p *KeyPackagePrivate) MarshalBinary() ([]byte, error) {
 func UnmarshalKeyPackagePrivate(b []byte) (*KeyPackagePrivate, error) {
 	var raw, initKey, encKey, sigKey []byte
 	err := decodeAll(b, func(r *reader) {
-		if v := r.u8(); v != stateVersion && r.err == nil {
+		if v := r.u8(); v != keyPackagePrivateVersion && r.err == nil {
 			r.fail(fmt.Errorf("version %d", v))
 		}
 		raw = r.opaque(MaxMessageSize)

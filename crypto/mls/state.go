@@ -1,6 +1,7 @@
 package mls
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"slices"
@@ -11,16 +12,22 @@ import (
 // structure). It holds every secret of the member's view of the group;
 // store it encrypted.
 
-// stateVersion is the version of the marshalled group state and of
-// marshalled KeyPackage private keys.
-const stateVersion = 1
+// stateVersion is the version of the marshalled group state. Version 2
+// follows the ratchet tree with the tree hash of each of its nodes, so a
+// loaded state hashes only what a commit changes; version 1 states are
+// read too (their tree hashes are computed when first needed).
+const stateVersion = 2
+
+// keyPackagePrivateVersion is the version of marshalled KeyPackage private
+// keys.
+const keyPackagePrivateVersion = 1
 
 // MarshalBinary encodes the group state, pending commit included.
 func (g *Group) MarshalBinary() ([]byte, error) {
 	return encode(func(w *writer) {
 		w.u8(stateVersion)
 		w.u16(uint16(g.suite.id))
-		encodeState(w, g.st)
+		encodeState(w, g.suite, g.st)
 	})
 }
 
@@ -37,8 +44,9 @@ func UnmarshalGroup(cfg Config, b []byte) (*Group, error) {
 	var s *suite
 	var st *groupState
 	err := decodeAll(b, func(r *reader) {
-		if v := r.u8(); v != stateVersion && r.err == nil {
-			r.fail(fmt.Errorf("state version %d", v))
+		version := r.u8()
+		if version != 1 && version != stateVersion && r.err == nil {
+			r.fail(fmt.Errorf("state version %d", version))
 			return
 		}
 		cs := CipherSuite(r.u16())
@@ -50,7 +58,7 @@ func UnmarshalGroup(cfg Config, b []byte) (*Group, error) {
 			r.fail(err)
 			return
 		}
-		st = decodeState(r, s, 0)
+		st = decodeState(r, s, version, 0)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidState, err)
@@ -90,9 +98,10 @@ func decodeMembers(r *reader) []Member {
 	return ms
 }
 
-func encodeState(w *writer, st *groupState) {
+func encodeState(w *writer, s *suite, st *groupState) {
 	st.ctx.encode(w)
 	st.tree.encode(w)
+	st.tree.encodeHashes(w, s)
 	w.u32(uint32(st.priv.leaf))
 	w.opaque(st.priv.leafKey)
 	w.vector(func() {
@@ -121,7 +130,7 @@ func encodeState(w *writer, st *groupState) {
 		w.opaque(pc.message)
 		w.optional(pc.welcome != nil, func() { w.opaque(pc.welcome) })
 		w.optional(pc.next != nil, func() {
-			encodeState(w, pc.next)
+			encodeState(w, s, pc.next)
 			encodeMembers(w, pc.info.Added)
 			encodeMembers(w, pc.info.Removed)
 			encodeMembers(w, pc.info.Updated)
@@ -171,11 +180,15 @@ func boolByte(b bool) uint8 {
 	return 0
 }
 
-// decodeState reads a state; depth bounds the nesting of pending states.
-func decodeState(r *reader, s *suite, depth int) *groupState {
+// decodeState reads a state of the given version; depth bounds the
+// nesting of pending states.
+func decodeState(r *reader, s *suite, version uint8, depth int) *groupState {
 	st := &groupState{secrets: &epochSecrets{}}
 	st.ctx.decode(r)
 	st.tree = decodeTree(r)
+	if version >= 2 && st.tree != nil {
+		st.tree.decodeHashes(r, s)
+	}
 	st.priv = &treePrivate{leaf: leafIndex(r.u32()), leafKey: r.opaque(maxKeySize), pathKeys: map[nodeIndex][]byte{}}
 	v := r.vector(MaxMessageSize)
 	for v.more() {
@@ -209,7 +222,7 @@ func decodeState(r *reader, s *suite, depth int) *groupState {
 				r.fail(fmt.Errorf("nested pending commit"))
 				return nil
 			}
-			pc.next = decodeState(r, s, depth+1)
+			pc.next = decodeState(r, s, version, depth+1)
 			pc.info = &CommitInfo{Own: true, Welcome: pc.welcome}
 			pc.info.Added = decodeMembers(r)
 			pc.info.Removed = decodeMembers(r)
@@ -271,6 +284,10 @@ func (st *groupState) check(s *suite, sigPriv []byte) error {
 	}
 	if st.tree.leaf(st.priv.leaf) == nil {
 		return fmt.Errorf("own leaf %d is blank", st.priv.leaf)
+	}
+	// Computed for a version 1 state, read for a later one.
+	if !bytes.Equal(st.tree.rootHash(s), st.ctx.treeHash) {
+		return fmt.Errorf("the tree hash does not match the group context")
 	}
 	for x := range st.priv.pathKeys {
 		if uint32(x) >= nodeWidth(st.tree.size()) || x.isLeaf() {

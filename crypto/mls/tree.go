@@ -314,6 +314,37 @@ func (t *ratchetTree) setPathKeys(s *suite, l leafIndex, steps []pathStep, keys 
 	return ph
 }
 
+// encodeHashes writes the tree hash of every node, computing those not
+// cached: opaque hashes<V>, one per node in array order.
+func (t *ratchetTree) encodeHashes(w *writer, s *suite) {
+	t.rootHash(s)
+	w.vector(func() {
+		for _, h := range t.hashes {
+			w.opaque(h)
+		}
+	})
+}
+
+// decodeHashes reads what encodeHashes wrote into the cache: one hash of
+// the suite's size for each node of the tree.
+func (t *ratchetTree) decodeHashes(r *reader, s *suite) {
+	v := r.vector(MaxMessageSize)
+	backing := make([]byte, 0, len(t.hashes)*s.nh)
+	for x := 0; v.more(); x++ {
+		h := v.opaqueRef(maxHashSize)
+		if x >= len(t.hashes) || len(h) != s.nh {
+			v.fail(fmt.Errorf("tree hashes do not fit the tree"))
+			break
+		}
+		backing = append(backing, h...)
+		t.hashes[x] = backing[len(backing)-s.nh : len(backing) : len(backing)]
+	}
+	if v.err == nil && len(backing) != len(t.hashes)*s.nh {
+		v.fail(fmt.Errorf("tree hashes do not fit the tree"))
+	}
+	r.finish(v)
+}
+
 // encodeTree writes optional<Node> ratchet_tree<V> without trailing
 // blank nodes.
 func (t *ratchetTree) encode(w *writer) {
