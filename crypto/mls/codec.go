@@ -57,32 +57,33 @@ func (w *writer) varint(n int) {
 	}
 }
 
-// vector appends what body writes, prefixed with its length.
+// vector appends what body writes, prefixed with its length. It writes
+// the body after room for the longest header, so a large body (one that
+// needs it) is never moved; a shorter header moves the body back.
 func (w *writer) vector(body func()) {
+	w.b = append(w.b, 0, 0, 0, 0)
 	start := len(w.b)
 	body()
 	n := len(w.b) - start
-	var p [4]byte
 	var hdr []byte
 	switch {
 	case n < 1<<6:
-		p[0] = byte(n)
-		hdr = p[:1]
+		hdr = []byte{byte(n)}
 	case n < 1<<14:
-		p[0], p[1] = 0x40|byte(n>>8), byte(n)
-		hdr = p[:2]
+		hdr = []byte{0x40 | byte(n>>8), byte(n)}
 	case n <= maxVarint:
-		binary.BigEndian.PutUint32(p[:], 0x80000000|uint32(n))
-		hdr = p[:4]
+		binary.BigEndian.PutUint32(w.b[start-4:], 0x80000000|uint32(n))
+		return
 	default:
 		if w.err == nil {
 			w.err = fmt.Errorf("%w: vector of %d bytes", ErrTooLarge, n)
 		}
 		return
 	}
-	w.b = append(w.b, hdr...)
-	copy(w.b[start+len(hdr):], w.b[start:start+n])
-	copy(w.b[start:], hdr)
+	at := start - 4
+	copy(w.b[at:], hdr)
+	copy(w.b[at+len(hdr):], w.b[start:])
+	w.b = w.b[:at+len(hdr)+n]
 }
 
 // optional appends the presence octet and, if present, what body writes.

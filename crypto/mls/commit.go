@@ -810,16 +810,19 @@ func (g *Group) commitInfo(ap *applied, tree *ratchetTree, own bool, path *updat
 // makeWelcome builds the Welcome for the members a commit adds.
 func (g *Group) makeWelcome(next *groupState, welcomeSecret, joiner []byte, ap *applied, pathSecrets map[nodeIndex][]byte, withTree bool) ([]byte, error) {
 	s := g.suite
-	gi, err := g.groupInfo(next, withTree, false)
-	if err != nil {
-		return nil, err
-	}
 	key, nonce := s.welcomeKeyNonce(welcomeSecret)
-	egi, err := s.aeadSeal(key, nonce, mustEncode(gi.encode), nil)
+	a, err := s.newAEAD(key)
 	if err != nil {
 		return nil, err
 	}
+	gi, err := g.groupInfo(next, withTree, false, a.Overhead())
+	if err != nil {
+		return nil, err
+	}
+	// The GroupInfo is encrypted where it was encoded.
+	egi := a.Seal(gi[:0], nonce, gi, nil)
 	w := &welcome{cipherSuite: s.id, encryptedGroupInfo: egi}
+	size := 64 + len(egi)
 	for i, l := range ap.added {
 		gs := groupSecrets{joinerSecret: joiner, psks: ap.psks}
 		if pathSecrets != nil {
@@ -834,16 +837,22 @@ func (g *Group) makeWelcome(next *groupState, welcomeSecret, joiner []byte, ap *
 			newMember: s.refHash("MLS 1.0 KeyPackage Reference", mustEncode(kp.encode)),
 			secrets:   hpkeCiphertext{kemOutput: kem, ciphertext: ct},
 		})
+		size += 16 + s.nh + len(kem) + len(ct)
 	}
-	return encode((&mlsMessage{wireFormat: wireFormatWelcome, welcome: w}).encode)
+	enc := &writer{b: make([]byte, 0, size)}
+	(&mlsMessage{wireFormat: wireFormatWelcome, welcome: w}).encode(enc)
+	return enc.result()
 }
 
-// groupInfo builds the signed GroupInfo of a state.
-func (g *Group) groupInfo(st *groupState, withTree, withExternalPub bool) (*groupInfo, error) {
+// groupInfo encodes the signed GroupInfo of a state, with capacity for
+// spare more bytes after it.
+func (g *Group) groupInfo(st *groupState, withTree, withExternalPub bool, spare int) ([]byte, error) {
 	s := g.suite
 	gi := &groupInfo{groupContext: st.ctx, extensions: []Extension{}, confirmationTag: st.confirmationTag, signer: st.priv.leaf}
+	size := 1024
 	if withTree {
-		gi.extensions = append(gi.extensions, Extension{Type: extRatchetTree, Data: st.tree.bytes()})
+		gi.tree = st.tree
+		size += st.tree.sizeHint()
 	}
 	if withExternalPub {
 		_, pub, err := s.deriveKeyPair(st.secrets.external)
@@ -851,13 +860,20 @@ func (g *Group) groupInfo(st *groupState, withTree, withExternalPub bool) (*grou
 			return nil, err
 		}
 		gi.extensions = append(gi.extensions, Extension{Type: extExternalPub, Data: mustEncode(func(w *writer) { w.opaque(pub) })})
+		size += len(pub)
 	}
-	sig, err := s.signWithLabel(st.sigKey.sg, "GroupInfoTBS", mustEncode(gi.encodeBody))
+	for _, e := range st.ctx.extensions {
+		size += len(e.Data)
+	}
+	sigOpaque := 4 + maxSignatureSize
+	body, sig, err := s.signEncoded(st.sigKey.sg, "GroupInfoTBS", size, sigOpaque+spare, gi.encodeBody)
 	if err != nil {
 		return nil, err
 	}
-	gi.signature = sig
-	return gi, nil
+	// GroupInfo is the signed body followed by the signature.
+	w := &writer{b: body}
+	w.opaque(sig)
+	return w.b, nil
 }
 
 // GroupInfo returns a signed GroupInfo of the current epoch (RFC 9420
@@ -868,11 +884,15 @@ func (g *Group) GroupInfo(withTree, withExternalPub bool) ([]byte, error) {
 	if g.st.status != statusActive {
 		return nil, ErrNotMember
 	}
-	gi, err := g.groupInfo(g.st, withTree, withExternalPub)
+	gi, err := g.groupInfo(g.st, withTree, withExternalPub, 0)
 	if err != nil {
 		return nil, err
 	}
-	return encode((&mlsMessage{wireFormat: wireFormatGroupInfo, groupInfo: gi}).encode)
+	w := &writer{b: make([]byte, 0, 4+len(gi))}
+	w.u16(protocolVersionMLS10)
+	w.u16(wireFormatGroupInfo)
+	w.bytes(gi)
+	return w.b, nil
 }
 
 // RatchetTree returns the encoded ratchet tree of the current epoch, for

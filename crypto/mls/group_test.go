@@ -104,7 +104,7 @@ func agree(t testing.TB, cs ...*client) {
 }
 
 // checkTreeHashes checks every tree hash a member has cached against the
-// tree hashes computed afresh.
+// tree hashes computed afresh, and that the tree's size hint holds.
 func checkTreeHashes(t testing.TB, name string, g *Group) {
 	t.Helper()
 	tree := g.st.tree
@@ -118,6 +118,9 @@ func checkTreeHashes(t testing.TB, name string, g *Group) {
 	}
 	if !bytes.Equal(fresh.rootHash(g.suite), g.st.ctx.treeHash) {
 		t.Fatalf("%s: tree hash differs from the group context's", name)
+	}
+	if n, hint := len(tree.bytes()), tree.sizeHint(); n > hint {
+		t.Fatalf("%s: tree of %d bytes, size hint %d", name, n, hint)
 	}
 }
 

@@ -296,7 +296,34 @@ func (s *suite) generateSignatureKey(random io.Reader) ([]byte, error) {
 // signWithLabel is SignWithLabel (RFC 9420 §5.1.2). ECDSA signing draws
 // its nonce from crypto/rand; Ed25519 is deterministic.
 func (s *suite) signWithLabel(sg *signer, label string, content []byte) ([]byte, error) {
-	msg := labeled(label, content)
+	return s.sign(sg, labeled(label, content))
+}
+
+// signEncoded is SignWithLabel(label, content) for the content enc writes,
+// encoded once, in place in the SignContent: it returns the content and
+// its signature. The content has capacity for spare more bytes; sizeHint
+// is about its size.
+func (s *suite) signEncoded(sg *signer, label string, sizeHint, spare int, enc func(*writer)) (content, sig []byte, err error) {
+	w := &writer{b: make([]byte, 0, 8+len(labelPrefix)+len(label)+sizeHint+spare)}
+	w.varint(len(labelPrefix) + len(label))
+	w.b = append(w.b, labelPrefix...)
+	w.b = append(w.b, label...)
+	start := len(w.b)
+	w.vector(func() { enc(w) })
+	msg, err := w.result()
+	if err != nil {
+		return nil, nil, err
+	}
+	r := reader{b: msg[start:]}
+	content = msg[len(msg)-r.length(len(msg)):] // with the spare capacity
+	if sig, err = s.sign(sg, msg); err != nil {
+		return nil, nil, err
+	}
+	return content, sig, nil
+}
+
+// sign signs an encoded SignContent.
+func (s *suite) sign(sg *signer, msg []byte) ([]byte, error) {
 	if s.sig == sigEd25519 {
 		if sg.ed == nil {
 			return nil, errors.New("mls: signer does not match the cipher suite")

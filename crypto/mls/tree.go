@@ -371,7 +371,43 @@ func (t *ratchetTree) encode(w *writer) {
 	})
 }
 
-func (t *ratchetTree) bytes() []byte { return mustEncode(t.encode) }
+func (t *ratchetTree) bytes() []byte {
+	w := &writer{b: make([]byte, 0, t.sizeHint())}
+	t.encode(w)
+	b, err := w.result()
+	if err != nil {
+		panic("mls: " + err.Error())
+	}
+	return b
+}
+
+// sizeHint is a little more than the size of the tree's encoding, so it
+// is written without growing its buffer: the variable fields' sizes and a
+// margin for the fixed fields and headers.
+func (t *ratchetTree) sizeHint() int {
+	n := 8
+	for _, l := range t.leaves {
+		n += 2
+		if l == nil {
+			continue
+		}
+		n += 128 + len(l.encryptionKey) + len(l.signatureKey) + len(l.signature) + len(l.parentHash) + len(l.credential.Identity) +
+			2*(len(l.capabilities.versions)+len(l.capabilities.cipherSuites)+len(l.capabilities.extensions)+len(l.capabilities.proposals)+len(l.capabilities.credentials))
+		for _, c := range l.credential.Certificates {
+			n += 4 + len(c)
+		}
+		for _, e := range l.extensions {
+			n += 6 + len(e.Data)
+		}
+	}
+	for _, p := range t.parents {
+		n += 2
+		if p != nil {
+			n += 16 + len(p.encryptionKey) + len(p.parentHash) + 4*len(p.unmergedLeaves)
+		}
+	}
+	return n
+}
 
 // decodeTree reads optional<Node> ratchet_tree<V>: the last node must be
 // non-blank; the tree is extended with blanks to a full tree.

@@ -95,12 +95,15 @@ type Extension struct {
 }
 
 func encodeExtensions(w *writer, exts []Extension) {
-	w.vector(func() {
-		for _, e := range exts {
-			w.u16(uint16(e.Type))
-			w.opaque(e.Data)
-		}
-	})
+	w.vector(func() { encodeExtensionList(w, exts) })
+}
+
+// encodeExtensionList writes the elements of an extensions vector.
+func encodeExtensionList(w *writer, exts []Extension) {
+	for _, e := range exts {
+		w.u16(uint16(e.Type))
+		w.opaque(e.Data)
+	}
 }
 
 // decodeExtensions reads Extension extensions<V> and refuses two
@@ -787,7 +790,10 @@ func (g *groupContext) bytes() []byte { return mustEncode(g.encode) }
 
 // groupInfo is a GroupInfo (RFC 9420 §12.4.3).
 type groupInfo struct {
-	groupContext    groupContext
+	groupContext groupContext
+	// tree, when set, is written as a ratchet_tree extension before the
+	// others (without encoding it apart first); decoding leaves it nil.
+	tree            *ratchetTree
 	extensions      []Extension
 	confirmationTag []byte
 	signer          leafIndex
@@ -796,7 +802,13 @@ type groupInfo struct {
 
 func (g *groupInfo) encodeBody(w *writer) {
 	g.groupContext.encode(w)
-	encodeExtensions(w, g.extensions)
+	w.vector(func() {
+		if g.tree != nil {
+			w.u16(uint16(extRatchetTree))
+			w.vector(func() { g.tree.encode(w) })
+		}
+		encodeExtensionList(w, g.extensions)
+	})
 	w.opaque(g.confirmationTag)
 	w.u32(uint32(g.signer))
 }
