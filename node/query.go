@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -69,6 +70,9 @@ type Status struct {
 	Sessions int `json:"sessions"`
 	// Record is the state of the device's address record in the DHT.
 	Record RecordStatus `json:"addr_record"`
+	// DiskFull says, while the disk holding the store is too full to
+	// write, how full it is; empty otherwise.
+	DiskFull string `json:"disk_full,omitempty"`
 }
 
 // ID returns the device's peer ID.
@@ -216,6 +220,12 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	for _, s := range n.mb.Statuses() {
 		if s.State == mailbox.StateSubscribed {
 			st.RelaysSubscribed++
+		}
+	}
+	if d, ok := n.cfg.Store.(interface{ DiskFull() error }); ok {
+		var df *store.DiskFullError
+		if errors.As(d.DiskFull(), &df) {
+			st.DiskFull = fmt.Sprintf("%s free, the store needs %s", store.MiB(df.Free), store.MiB(df.Need))
 		}
 	}
 	err := n.cfg.Store.View(ctx, func(tx *store.Tx) error {

@@ -47,6 +47,9 @@ var (
 	// ErrWrongSender: a claimed sender (Deliver.Device) is not the peer at
 	// the other end of the stream.
 	ErrWrongSender = errors.New("protocol: sender does not match the connection")
+	// ErrDiskFull: the answering side's disk is too full to store what
+	// was sent (a full disk, not a quota); it may succeed later.
+	ErrDiskFull = errors.New("protocol: the peer's disk is full")
 )
 
 // Errors of the relay protocol (docs/PROTOCOL.md §10.5), codes 32-63.
@@ -118,6 +121,7 @@ const (
 	CodeNotFound           Code = 12
 	CodeExpired            Code = 13
 	CodeWrongSender        Code = 14
+	CodeDiskFull           Code = 15
 
 	CodeUnknownMailbox    Code = 32
 	CodeTokenRefused      Code = 33
@@ -155,6 +159,7 @@ var codes = [...]struct {
 	{CodeNotFound, "not_found", ErrNotFound},
 	{CodeExpired, "expired", ErrExpired},
 	{CodeWrongSender, "wrong_sender", ErrWrongSender},
+	{CodeDiskFull, "disk_full", ErrDiskFull},
 
 	{CodeUnknownMailbox, "unknown_mailbox", ErrUnknownMailbox},
 	{CodeTokenRefused, "token_refused", ErrTokenRefused},

@@ -48,7 +48,33 @@ var (
 	// ErrCloseTimeout: Close gave up waiting for the backend; every write
 	// that Update acknowledged is durable regardless.
 	ErrCloseTimeout = errors.New("store: close timed out")
+	// ErrDiskFull: the disk holding the store has too little room to
+	// write safely; nothing was written. Reads go on, and writes succeed
+	// again by themselves once there is room.
+	ErrDiskFull = errors.New("store: the disk is full")
 )
+
+// DiskFullError is the error of a write refused because the disk holding
+// the store has too little room left for the engine to write safely (or
+// of an Open that would not have the room to start). It wraps ErrDiskFull.
+type DiskFullError struct {
+	// Dir is the store's directory.
+	Dir string
+	// Free is the room left on its file system, Need the room the store
+	// keeps free to write (or needs to open), in bytes.
+	Free, Need int64
+}
+
+func (e *DiskFullError) Error() string {
+	return fmt.Sprintf("store: the disk holding %s is full: %s free, the store needs %s free", e.Dir, MiB(e.Free), MiB(e.Need))
+}
+
+func (e *DiskFullError) Unwrap() error { return ErrDiskFull }
+
+// MiB formats n bytes in MiB, with one decimal.
+func MiB(n int64) string {
+	return fmt.Sprintf("%.1f MiB", float64(max(n, 0))/(1<<20))
+}
 
 // Size limits enforced on every write (and relied on by decoders).
 const (

@@ -67,6 +67,9 @@ func (c *cli) statusCommand() *cobra.Command {
 				fmt.Fprintf(tw, "dht\t%s, %s, %d in routing table\n", st.DHTMode, serving, st.RoutingTable)
 				fmt.Fprintf(tw, "reachability\t%s\n", st.Reachability)
 				fmt.Fprintf(tw, "address record\t%s\n", record)
+				if st.DiskFull != "" {
+					fmt.Fprintf(tw, "disk\tfull: %s; writes are refused until there is room\n", st.DiskFull)
+				}
 				tw.Flush()
 			})
 		},

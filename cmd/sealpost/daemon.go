@@ -206,6 +206,9 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 		if errors.Is(err, node.ErrBadAddr) {
 			return userError(err)
 		}
+		if errors.Is(err, home.ErrDiskFull) {
+			return &exitError{code: api.ExitLimit, err: fmt.Errorf("start node: %w; free some space and start again", err)}
+		}
 		return fmt.Errorf("start node: %w", err)
 	}
 	defer func() {

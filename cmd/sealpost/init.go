@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/sealpost/sealpost/node/api"
 	"github.com/sealpost/sealpost/node/home"
 )
 
@@ -181,6 +182,8 @@ func storeError(h home.Home, initializing bool, err error) error {
 	switch {
 	case errors.Is(err, home.ErrDamaged):
 		return err
+	case errors.Is(err, home.ErrDiskFull):
+		return &exitError{code: api.ExitLimit, err: err}
 	case initializing && errors.Is(err, home.ErrInitialized):
 		return userErrorf("%s is already initialized", h.Dir)
 	case initializing && errors.Is(err, home.ErrWrongPassphrase):

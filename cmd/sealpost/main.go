@@ -146,8 +146,8 @@ Start a node with 'sealpost daemon --init'; the other commands talk to the
 running daemon through its local API (HOME/api.sock).
 
 Exit codes: 0 ok, 1 usage or user error, 2 internal error, 3 network,
-4 untrusted identity, 5 refused by a limit or quota, 6 no daemon running,
-7 --wait timed out.`,
+4 untrusted identity, 5 refused by a limit or quota or a full disk,
+6 no daemon running, 7 --wait timed out.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/sealpost/sealpost/node/files"
 	"github.com/sealpost/sealpost/node/groups"
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/store"
 )
 
 // Code is a stable error code string. The daemon answers every failed
@@ -32,6 +33,7 @@ const (
 	CodeLimit             Code = "limit"              // refused by a limit or quota
 	CodeTimeout           Code = "timeout"            // a wait ran out of time
 	CodeNoDaemon          Code = "no_daemon"          // client side: nothing listens on the socket
+	CodeDiskFull          Code = "disk_full"          // the disk holding the home is full: writes are refused until there is room
 )
 
 // Exit codes of the sealpost command (DESIGN.md §6).
@@ -61,6 +63,7 @@ var codes = map[Code]struct{ status, exit int }{
 	CodeLimit:             {http.StatusTooManyRequests, ExitLimit},
 	CodeTimeout:           {http.StatusGatewayTimeout, ExitWaitTimeout},
 	CodeNoDaemon:          {http.StatusServiceUnavailable, ExitNoDaemon},
+	CodeDiskFull:          {http.StatusInsufficientStorage, ExitLimit},
 }
 
 // HTTPStatus is the status the daemon answers the code with.
@@ -114,6 +117,8 @@ var sentinels = []struct {
 	{node.ErrUnreachable, CodeNetwork},
 	{node.ErrDeviceNotFound, CodeNetwork},
 	{node.ErrClosed, CodeUnavailable},
+	// The store refuses writes on a full disk, whichever service wrote.
+	{store.ErrDiskFull, CodeDiskFull},
 	// Messaging (node/messaging/errors.go gives each its code); an
 	// identity change first, so that it wins over what it wraps.
 	{messaging.ErrUntrustedIdentity, CodeUntrustedIdentity},
@@ -171,6 +176,10 @@ var sentinels = []struct {
 func toAPIError(err error) (e *Error, internal bool) {
 	if errors.As(err, &e) {
 		return e, false
+	}
+	if df := (*store.DiskFullError)(nil); errors.As(err, &df) {
+		return &Error{Code: CodeDiskFull, Message: fmt.Sprintf("the disk holding %s is full: %s free, sealpost needs %s free to write; free some space, and writes resume by themselves",
+			df.Dir, store.MiB(df.Free), store.MiB(df.Need))}, false
 	}
 	for _, s := range sentinels {
 		if errors.Is(err, s.err) {

@@ -23,6 +23,7 @@ import (
 	"github.com/sealpost/sealpost/store"
 	"github.com/sealpost/sealpost/store/badgerstore"
 	"github.com/sealpost/sealpost/store/blobfs"
+	"github.com/sealpost/sealpost/store/storetest"
 )
 
 func TestMain(m *testing.M) {
@@ -54,13 +55,20 @@ type relay struct {
 
 func newRelay(t *testing.T, res blobrelay.Resources) *relay {
 	t.Helper()
+	return newRelayIn(t, res, t.TempDir(), badgerstore.Options{GCInterval: -1})
+}
+
+// newRelayIn is newRelay with its store and blobs in dir, the store opened
+// with opts.
+func newRelayIn(t *testing.T, res blobrelay.Resources, dir string, opts badgerstore.Options) *relay {
+	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &relay{t: t, h: h, dir: t.TempDir(), clock: clocktest.New(t0), res: res, token: bytes.Repeat([]byte{9}, 16)}
+	r := &relay{t: t, h: h, dir: dir, clock: clocktest.New(t0), res: res, token: bytes.Repeat([]byte{9}, 16)}
 	r.mb[0] = 5
-	r.st, err = badgerstore.Create(context.Background(), filepath.Join(r.dir, "store"), badgerstore.ModeUnencrypted, badgerstore.Options{GCInterval: -1})
+	r.st, err = badgerstore.Create(context.Background(), filepath.Join(r.dir, "store"), badgerstore.ModeUnencrypted, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,5 +454,47 @@ func TestRestart(t *testing.T) {
 	c = r.dial(t)
 	if resp, got := c.call(&protocol.BlobRequest{Op: protocol.BlobGet, Hash: b.hash, Cap: b.read}, nil); resp.Code != protocol.CodeOK || !bytes.Equal(got, b.data) {
 		t.Fatalf("get after the restart: %+v", resp)
+	}
+}
+
+// TestDiskFull fills the disk under a relay's blobs and store: an upload
+// is answered disk_full (its bytes found no room; store_full is the
+// relay's quota), stored blobs are still served, and once room returns
+// uploads are taken again.
+func TestDiskFull(t *testing.T) {
+	fs := storetest.Tmpfs(t, 160<<20)
+	res := blobrelay.DefaultResources()
+	res.MinFreeDisk = 0 // the write itself finds the disk full
+	r := newRelayIn(t, res, fs, badgerstore.Options{GCInterval: -1, MemTableSize: 1 << 20})
+	c := r.dial(t)
+	b := newBlob(300_000, 1)
+	if resp, _ := c.call(r.put(b), b.data); resp.Code != protocol.CodeOK {
+		t.Fatalf("put: %+v", resp)
+	}
+	filler := filepath.Join(fs, "filler")
+	storetest.FillDisk(t, filler)
+	b2 := newBlob(300_000, 7)
+	if resp, _ := c.call(r.put(b2), b2.data); resp.Code != protocol.CodeDiskFull {
+		t.Fatalf("put on a full disk: %+v, want disk_full", resp)
+	}
+	if resp, got := c.call(&protocol.BlobRequest{Op: protocol.BlobGet, Hash: b.hash, Cap: b.read}, nil); resp.Code != protocol.CodeOK || !bytes.Equal(got, b.data) {
+		t.Fatalf("get on a full disk: %+v, %d bytes", resp, len(got))
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, _ := c.call(r.put(b2), b2.data)
+		if resp.Code == protocol.CodeOK {
+			break
+		}
+		if resp.Code != protocol.CodeDiskFull || time.Now().After(deadline) {
+			t.Fatalf("put after room returned: %+v", resp)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if tot := r.totals(); tot.Blobs != 2 || r.blobFiles() != 2 {
+		t.Fatalf("totals %+v, %d files, want 2 blobs", tot, r.blobFiles())
 	}
 }

@@ -59,7 +59,7 @@ type Resources struct {
 	// Over it: store_full.
 	StoreMaxBytes uint64
 	// MinFreeDisk is the free space the blob directory's file system
-	// keeps: an upload that would leave less is store_full, so a full disk
+	// keeps: an upload that would leave less is disk_full, so a full disk
 	// refuses uploads before a write fails.
 	MinFreeDisk uint64
 	// TTL is how long a reference is kept when its readers do not

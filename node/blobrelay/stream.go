@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -166,11 +165,11 @@ func (c *stream) readPut(it *item, body io.Reader) error {
 }
 
 // storeFailed is the answer to an upload whose bytes could not be written:
-// store_full for a full disk, internal otherwise.
+// disk_full for a full disk, internal otherwise.
 func (s *Server) storeFailed(req *protocol.BlobRequest, err error) *protocol.BlobResponse {
 	code := protocol.CodeInternal
-	if errors.Is(err, syscall.ENOSPC) {
-		code = protocol.CodeStoreFull
+	if disk.Full(err) {
+		code = protocol.CodeDiskFull
 		s.log.Warn("blobrelay: the disk is full", "err", err)
 	} else {
 		s.log.Error("blobrelay: write blob", "err", err)
@@ -249,7 +248,7 @@ func (s *Server) quota(u *store.BlobUsage, t *store.RelayBlobTotals, stored bool
 			return protocol.ErrStoreFull
 		}
 		if free, ok := disk.Free(s.cfg.Blobs.Root()); ok && free < size+s.res.MinFreeDisk {
-			return protocol.ErrStoreFull
+			return protocol.ErrDiskFull
 		}
 	}
 	return nil
@@ -258,7 +257,7 @@ func (s *Server) quota(u *store.BlobUsage, t *store.RelayBlobTotals, stored bool
 // codeOf maps an error of a check or commit to its wire code; an error
 // that is none of the protocol's is logged and answered internal.
 func codeOf(s *Server, err error) protocol.Code {
-	code := protocol.CodeOf(err)
+	code := disk.CodeOf(err)
 	if code == protocol.CodeInternal && !errors.Is(err, context.Canceled) {
 		s.log.Error("blobrelay: request failed", "err", err)
 	}
@@ -309,8 +308,9 @@ func (s *Server) exec(it *item) (*protocol.BlobResponse, *os.File) {
 		err = protocol.ErrNotFound
 	}
 	if err != nil {
-		s.met.reject(protocol.CodeOf(err).String())
-		return &protocol.BlobResponse{ID: req.ID, Op: req.Op, Code: codeOf(s, err)}, nil
+		code := codeOf(s, err)
+		s.met.reject(code.String())
+		return &protocol.BlobResponse{ID: req.ID, Op: req.Op, Code: code}, nil
 	}
 	return resp, blob
 }

@@ -31,6 +31,9 @@ var (
 	ErrPassphraseRequired = store.ErrPassphraseRequired
 	ErrSchemaTooNew       = store.ErrSchemaTooNew
 	ErrStoreLocked        = store.ErrLocked
+	// ErrDiskFull: the disk holding the home has too little room for its
+	// store to open (a *DiskFullError) or to write.
+	ErrDiskFull = store.ErrDiskFull
 )
 
 // Create makes the home directory (mode 0700, parents as needed). An
@@ -191,10 +194,13 @@ func (h Home) keepStore(ctx context.Context, o InitOptions, cfg Config) (_ store
 }
 
 // storeError is err of the store package, as the home reports it: a
-// damaged store as a DamagedError.
+// damaged store as a DamagedError, a full disk as a DiskFullError.
 func (h Home) storeError(err error) error {
 	var d *badgerstore.DamageError
+	var df *store.DiskFullError
 	switch {
+	case errors.As(err, &df):
+		return &DiskFullError{Home: h.Dir, Free: df.Free, Need: df.Need}
 	case errors.As(err, &d):
 		what := d.Path
 		if rel, rerr := filepath.Rel(h.Dir, d.Path); rerr == nil && !strings.HasPrefix(rel, "..") {
@@ -229,6 +235,22 @@ func (e *DamagedError) Error() string {
 }
 
 func (e *DamagedError) Is(target error) bool { return target == ErrDamaged }
+
+// DiskFullError reports a home whose store cannot open for want of room
+// on its disk. It wraps ErrDiskFull.
+type DiskFullError struct {
+	Home string
+	// Free is the room left, Need the room the store needs to open, in
+	// bytes.
+	Free, Need int64
+}
+
+func (e *DiskFullError) Error() string {
+	return fmt.Sprintf("the disk holding %s is full: %s free, its store needs %s free to open; free some space and start again",
+		e.Home, store.MiB(e.Free), store.MiB(e.Need))
+}
+
+func (e *DiskFullError) Unwrap() error { return ErrDiskFull }
 
 // writeToken writes a new random API token to path (0600).
 func writeToken(path string, rand io.Reader) error {

@@ -95,7 +95,12 @@ func (s *Service) newWriter() *store.Batcher[*job] {
 			return w.flush()
 		},
 		Done: func(batch []*job, _ time.Duration, err error) {
-			if err != nil && !errors.Is(err, store.ErrClosed) {
+			switch {
+			case err == nil, errors.Is(err, store.ErrClosed):
+			case errors.Is(err, store.ErrDiskFull):
+				// The store said so once; each refusal is not news.
+				s.log.Debug("messaging: store transaction refused", "err", err)
+			default:
 				s.log.Error("messaging: store transaction failed", "err", err)
 			}
 			if errors.Is(err, store.ErrClosed) {

@@ -3,6 +3,7 @@ package messaging
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"unicode/utf8"
@@ -75,6 +76,10 @@ func (s *Service) MessagesBefore(ctx context.Context, nameOrUserID string, befor
 		marked = map[protocol.MessageID]bool{}
 		return w.markRead(uid, marked)
 	})
+	if errors.Is(err, store.ErrDiskFull) {
+		// Shown all the same; it stays unread until there is room.
+		marked, err = nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sealpost/sealpost/node/internal/disk"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -146,7 +147,7 @@ func (s *Server) finishDeposit(d *deposit) *protocol.RelayResponse {
 		if errors.Is(err, ErrClosed) {
 			err = fmt.Errorf("%w: relay closing", protocol.ErrInternal)
 		}
-		resp.Code = protocol.CodeOf(err)
+		resp.Code = disk.CodeOf(err)
 		s.met.reject(resp.Code.String())
 		return resp
 	}

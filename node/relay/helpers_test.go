@@ -51,8 +51,14 @@ func testResources() relay.Resources {
 
 func newRelay(t testing.TB, res relay.Resources) *trelay {
 	t.Helper()
-	r := &trelay{t: t, dir: filepath.Join(t.TempDir(), "store"), clock: newFakeClock(), res: res}
-	st, err := badgerstore.Create(context.Background(), r.dir, badgerstore.ModeUnencrypted, badgerstore.Options{GCInterval: -1})
+	return newRelayAt(t, res, filepath.Join(t.TempDir(), "store"), badgerstore.Options{GCInterval: -1})
+}
+
+// newRelayAt is newRelay with its store in dir, opened with opts.
+func newRelayAt(t testing.TB, res relay.Resources, dir string, opts badgerstore.Options) *trelay {
+	t.Helper()
+	r := &trelay{t: t, dir: dir, clock: newFakeClock(), res: res}
+	st, err := badgerstore.Create(context.Background(), r.dir, badgerstore.ModeUnencrypted, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

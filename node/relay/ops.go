@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sealpost/sealpost/node/internal/disk"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -42,7 +43,7 @@ func (c *stream) dispatch(req *protocol.RelayRequest) bool {
 		resp.Challenge = c.challenge
 	}
 	if err != nil {
-		code := protocol.CodeOf(err)
+		code := disk.CodeOf(err)
 		if code == protocol.CodeInternal && !errors.Is(err, protocol.ErrInternal) {
 			if errors.Is(err, ErrClosed) || errors.Is(err, context.Canceled) {
 				return false

@@ -70,6 +70,9 @@ func (s *Server) newWriter() *store.Batcher[*job] {
 				s.met.committed(len(batch), took, batch[0].totals)
 			case errors.Is(err, store.ErrClosed):
 				err = ErrClosed
+			case errors.Is(err, store.ErrDiskFull):
+				// The store said so once; each refusal is not news.
+				s.log.Debug("relay: store transaction refused", "err", err)
 			default:
 				s.log.Error("relay: store transaction failed", "err", err)
 			}

@@ -109,10 +109,11 @@ func (m *member) dhtTotals() dhtCounts {
 const nodeMemTable = 2 << 20
 
 // storeOptions are the badger options of member m: no periodic value-log
-// GC, and, for a personal node, a smaller memtable (nodeMemTable). A
-// relay keeps badgerstore's defaults.
+// GC, sparse files (thousands of stores on one disk would otherwise
+// allocate tens of MiB each), and, for a personal node, a smaller memtable
+// (nodeMemTable). A relay keeps badgerstore's defaults otherwise.
 func (m *member) storeOptions() badgerstore.Options {
-	o := badgerstore.Options{GCInterval: -1}
+	o := badgerstore.Options{GCInterval: -1, Sparse: true}
 	if !m.relay {
 		o.MemTableSize = nodeMemTable
 	}

@@ -45,7 +45,8 @@ type backend struct {
 	now         func() time.Time
 	epochPeriod time.Duration
 
-	sync *syncer
+	sync  *syncer
+	space *space
 	// Commits and syncs are counted so that a transaction that only reads
 	// returns after what it read is durable too (see settle).
 	inCommit atomic.Int64
@@ -119,6 +120,15 @@ func openBackend(dir string, dataKey []byte, o Options) (*backend, error) {
 		lock.Close()
 		return nil, err
 	}
+	sp := newSpace(dir, bopt, o.Logger)
+	sp.sparse = o.Sparse
+	if o.statfs != nil {
+		sp.statfs = o.statfs
+	}
+	if err := sp.prepare(); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	db, err := badger.Open(bopt)
 	if err != nil {
 		lock.Close()
@@ -126,6 +136,11 @@ func openBackend(dir string, dataKey []byte, o Options) (*backend, error) {
 			return nil, fmt.Errorf("%w: %v", store.ErrLocked, err)
 		}
 		return nil, fmt.Errorf("open badger: %w", translate(err))
+	}
+	if err := sp.opened(db); err != nil {
+		db.Close()
+		lock.Close()
+		return nil, err
 	}
 	b := &backend{
 		db:             db,
@@ -140,6 +155,7 @@ func openBackend(dir string, dataKey []byte, o Options) (*backend, error) {
 		rand:           o.Rand,
 		now:            o.Now,
 		epochPeriod:    o.epochPeriod,
+		space:          sp,
 	}
 	if len(dataKey) > 0 {
 		empty, sealed, err := b.inventory()
@@ -160,10 +176,14 @@ func openBackend(dir string, dataKey []byte, o Options) (*backend, error) {
 		b.synced.Store(n)
 		return nil
 	})
-	b.bg.Add(2)
+	b.bg.Add(3)
 	go func() {
 		defer b.bg.Done()
 		b.sync.run(b.stop)
+	}()
+	go func() {
+		defer b.bg.Done()
+		b.spaceLoop()
 	}()
 	go func() {
 		defer b.bg.Done()
@@ -451,6 +471,11 @@ func (b *backend) Update(ctx context.Context, fn func(store.KV) error) error {
 			b.runlockRing()
 			return err
 		}
+		if err := b.space.admit(); err != nil {
+			txn.Discard()
+			b.runlockRing()
+			return err
+		}
 		b.inCommit.Add(1)
 		err := txn.Commit()
 		if err == nil {
@@ -491,15 +516,13 @@ func (b *backend) Update(ctx context.Context, fn func(store.KV) error) error {
 // fdatasync writes back like msync does; DB.Sync would sync only the
 // active memtable's log, and the two files one after the other.
 func (b *backend) syncAll() error {
-	d, err := os.Open(b.dir)
+	names, err := listDir(b.dir)
 	if err != nil {
 		return err
 	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return err
-	}
+	// Allocate the files badger created for this round's commits before
+	// any Update returns and the next write is admitted (space.go).
+	b.space.observe(names)
 	var mems, vlogs []string
 	for _, n := range names {
 		switch filepath.Ext(n) {
@@ -572,6 +595,21 @@ func (b *backend) gcLoop(interval time.Duration) {
 	}
 }
 
+// spaceLoop looks at the room left on the disk every tickEvery, so that
+// the store refuses writes, frees its reserve, and resumes by itself.
+func (b *backend) spaceLoop() {
+	t := time.NewTicker(tickEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+			b.space.tick(b.db)
+		}
+	}
+}
+
 // runGC rewrites value-log files while badger finds one at least half
 // garbage, at most 16 in a row (or until Close).
 func (b *backend) runGC() (int, error) {
@@ -586,7 +624,16 @@ func (b *backend) runGC() (int, error) {
 			return n, nil
 		default:
 		}
+		// GC writes the live values of a file again, which can make badger
+		// create a value-log file: only with room for it, and that file is
+		// allocated before the next round (space.go).
+		if err := b.space.admit(); err != nil {
+			return n, nil
+		}
 		err := b.db.RunValueLogGC(0.5)
+		if names, lerr := listDir(b.dir); lerr == nil {
+			b.space.observe(names)
+		}
 		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
 			break
 		}
@@ -617,6 +664,7 @@ func (b *backend) Close() error {
 			close(b.stop)
 			b.bg.Wait()
 			err := translate(b.db.Close())
+			b.space.close()
 			if b.ring != nil {
 				b.ring.wipe()
 			}

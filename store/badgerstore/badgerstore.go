@@ -37,6 +37,16 @@
 // is deleted only after its table was written, msynced and recorded in the
 // synced manifest.
 //
+// # A full disk
+//
+// Badger writes through memory maps of sparse files, where a write that
+// finds no free block is a SIGBUS that kills the process. The store
+// allocates those files in full, keeps a reserve file for badger's own
+// work, and refuses writes (store.DiskFullError, wrapping
+// store.ErrDiskFull) while the disk lacks room for the files badger may
+// create next; reads go on, and writes resume by themselves once there is
+// room. Open refuses to start without that room. See space.go.
+//
 // # Memory
 //
 // The options are chosen for small resident memory rather than badger's
@@ -102,6 +112,13 @@ type Options struct {
 	// epochs.go); nil: time.Now.
 	Now func() time.Time
 
+	// Sparse leaves badger's files sparse and keeps no reserve file, for
+	// many stores on one disk (a test network), where allocating tens of
+	// MiB per store adds up; a full disk is then noticed by the room left
+	// alone (see space.go). False: every file badger maps is allocated in
+	// full, and a reserve kept.
+	Sparse bool
+
 	// epochPeriod overrides how long an epoch key seals new values, and
 	// epochCheck how often the store looks, in tests.
 	epochPeriod time.Duration
@@ -114,6 +131,9 @@ type Options struct {
 	// keyRotation overrides how often badger makes a new data key (10
 	// days), in tests.
 	keyRotation time.Duration
+	// statfs overrides how the store learns the room left on its disk, in
+	// tests.
+	statfs func(dir string) (int64, error)
 }
 
 func (o Options) withDefaults() Options {
@@ -274,6 +294,10 @@ func (s *Store) Backend() store.Backend { return s.b }
 // Syncs returns how many group-commit syncs the store has run since it was
 // opened; every durable Update in between shared one of them.
 func (s *Store) Syncs() int64 { return s.b.sync.rounds.Load() }
+
+// DiskFull returns the *DiskFullError writes get now (the disk holding
+// the store has too little room), or nil.
+func (s *Store) DiskFull() error { return s.b.space.fullErr() }
 
 // RunGC garbage-collects the value log now (it also runs on a timer and
 // after deletions) and returns how many value-log files it rewrote.

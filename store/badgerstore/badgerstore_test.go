@@ -36,7 +36,7 @@ func testOptions() Options {
 	return Options{Passphrase: []byte("correct horse"), KDF: fastKDF}
 }
 
-func createStore(t *testing.T, dir string, mode Mode) *Store {
+func createStore(t testing.TB, dir string, mode Mode) *Store {
 	t.Helper()
 	s, err := Create(context.Background(), dir, mode, testOptions())
 	if err != nil {

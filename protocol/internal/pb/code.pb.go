@@ -49,6 +49,7 @@ const (
 	Code_CODE_NOT_FOUND           Code = 12 // the requested object does not exist
 	Code_CODE_EXPIRED             Code = 13 // the requested object existed but is gone (e.g. a pinned bundle)
 	Code_CODE_WRONG_SENDER        Code = 14 // a claimed sender does not match the connection
+	Code_CODE_DISK_FULL           Code = 15 // the answering side's disk is too full to store it; retry later
 	// The relay protocol (docs/PROTOCOL.md §10.5).
 	Code_CODE_UNKNOWN_MAILBOX    Code = 32 // no such mailbox on this relay (never created, or deleted)
 	Code_CODE_TOKEN_REFUSED      Code = 33 // the deposit token is not registered for the mailbox (or was revoked)
@@ -83,6 +84,7 @@ var (
 		12: "CODE_NOT_FOUND",
 		13: "CODE_EXPIRED",
 		14: "CODE_WRONG_SENDER",
+		15: "CODE_DISK_FULL",
 		32: "CODE_UNKNOWN_MAILBOX",
 		33: "CODE_TOKEN_REFUSED",
 		34: "CODE_MAILBOX_QUOTA",
@@ -112,6 +114,7 @@ var (
 		"CODE_NOT_FOUND":           12,
 		"CODE_EXPIRED":             13,
 		"CODE_WRONG_SENDER":        14,
+		"CODE_DISK_FULL":           15,
 		"CODE_UNKNOWN_MAILBOX":     32,
 		"CODE_TOKEN_REFUSED":       33,
 		"CODE_MAILBOX_QUOTA":       34,
@@ -158,7 +161,7 @@ var File_protocol_internal_pb_code_proto protoreflect.FileDescriptor
 
 const file_protocol_internal_pb_code_proto_rawDesc = "" +
 	"\n" +
-	"\x1fprotocol/internal/pb/code.proto\x12\vsealpost.v1*\xff\x04\n" +
+	"\x1fprotocol/internal/pb/code.proto\x12\vsealpost.v1*\x93\x05\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aCODE_OK\x10\x01\x12\x12\n" +
@@ -175,7 +178,8 @@ const file_protocol_internal_pb_code_proto_rawDesc = "" +
 	"\rCODE_INTERNAL\x10\v\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\f\x12\x10\n" +
 	"\fCODE_EXPIRED\x10\r\x12\x15\n" +
-	"\x11CODE_WRONG_SENDER\x10\x0e\x12\x18\n" +
+	"\x11CODE_WRONG_SENDER\x10\x0e\x12\x12\n" +
+	"\x0eCODE_DISK_FULL\x10\x0f\x12\x18\n" +
 	"\x14CODE_UNKNOWN_MAILBOX\x10 \x12\x16\n" +
 	"\x12CODE_TOKEN_REFUSED\x10!\x12\x16\n" +
 	"\x12CODE_MAILBOX_QUOTA\x10\"\x12\x14\n" +
