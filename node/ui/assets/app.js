@@ -176,6 +176,7 @@ function showLogin() {
 }
 
 async function start() {
+  performance.mark('app-start');
   wire();
   try {
     app.me = await getJSON('/v1/id');
