@@ -37,19 +37,23 @@ type ackResult struct {
 // acked commits the effect of acknowledgements: an OK deletes the entry
 // and moves a text message to sent (a receipt or card record is deleted);
 // a refusal reschedules the entry, or re-encrypts it when the peer lost
-// the session. The items go back to the store afterwards.
+// the session. The items go back to the store once it committed.
 func (o *outbox) acked(res []ackResult) error {
 	items := make([]*outItem, len(res))
 	for i, r := range res {
 		items[i] = r.it
 	}
 	j, err := o.s.submit(o.s.ctx, false, len(res), func(w *work) error {
+		// First of what runs after the commit: an entry encrypted again
+		// here is handed to its delivery loop then (queue), and the
+		// outbox skips an entry a loop owns, so the items must be
+		// released by then, else the new bytes wait for their lease.
+		w.after(func() { o.release(items) })
 		for _, r := range res {
 			if err := w.ackOne(r.it.id, r.it.payload, r.code); err != nil {
 				return err
 			}
 		}
-		w.after(func() { o.release(items) })
 		return nil
 	})
 	if err == nil {

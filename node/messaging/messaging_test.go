@@ -312,16 +312,7 @@ func identityOf(t *testing.T, p *tnode) []byte {
 // sessions counts p's sessions with other.
 func sessions(t *testing.T, p, other *tnode) int {
 	t.Helper()
-	n := 0
-	err := p.st.View(nodetest.Context(t), func(tx *store.Tx) error {
-		all, err := tx.Sessions().List(other.m.UserID())
-		n = len(all)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return len(sessionRecords(t, p, other))
 }
 
 func TestDuplicatesAndReplays(t *testing.T) {
