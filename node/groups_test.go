@@ -116,6 +116,16 @@ func TestGroupLife(t *testing.T) {
 			t.Errorf("messages at a member: %q", got)
 		}
 	}
+	// The group is a conversation with its newest message; nothing comes
+	// before that message.
+	convs, err := c.Groups().Conversations(ctx)
+	if err != nil || len(convs) != 1 || convs[0].Kind != groups.ConversationGroup || convs[0].ID != info.ID ||
+		convs[0].Group == nil || convs[0].Last == nil || convs[0].Last.Text != "hello from b" || convs[0].Last.GroupID != info.ID {
+		t.Fatalf("conversations: %+v, %v", convs, err)
+	}
+	if older, err := c.Groups().Page(ctx, info.ID, 10, convs[0].Last.Cursor); err != nil || len(older) != 0 {
+		t.Errorf("messages before the first: %+v, %v", older, err)
+	}
 
 	// c is removed; a message after it never reaches c.
 	if _, err := a.Groups().Remove(ctx, info.ID, []string{"c"}); err != nil {

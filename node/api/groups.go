@@ -27,6 +27,8 @@ type Groups interface {
 	Decline(ctx context.Context, ref string) error
 	Send(ctx context.Context, ref, text string) (groups.SendResult, error)
 	Messages(ctx context.Context, ref string, limit int) ([]groups.Message, error)
+	Page(ctx context.Context, ref string, limit int, before uint64) ([]groups.Message, error)
+	Conversations(ctx context.Context) ([]groups.Conversation, error)
 	WaitState(ctx context.Context, id protocol.MessageID, want string) (groups.SendResult, error)
 }
 
@@ -147,7 +149,11 @@ func (s *Server) groupRoutes() []route {
 				}
 				limit = n
 			}
-			ms, err := g.Messages(r.Context(), r.PathValue("group"), limit)
+			before, err := queryInt(r, "before", 0)
+			if err != nil {
+				return nil, err
+			}
+			ms, err := g.Page(r.Context(), r.PathValue("group"), limit, uint64(before))
 			return GroupMessageList{Messages: ms}, err
 		})},
 		{"POST /v1/groups/messages/{id}/wait", false, with(func(r *http.Request) (any, error) {

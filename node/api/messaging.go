@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
+	"github.com/sealpost/sealpost/node/groups"
 	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/protocol"
 )
@@ -62,9 +64,14 @@ type ContactList struct {
 
 // ConversationList is the body of GET /v1/conversations.
 type ConversationList struct {
-	// Conversations are the most recently active first.
-	Conversations []messaging.Conversation `json:"conversations"`
+	// Conversations are the most recently active first: contacts' and
+	// groups'.
+	Conversations []Conversation `json:"conversations"`
 }
+
+// Conversation is one entry of GET /v1/conversations: a contact's (Kind
+// contact, with Contact) or a group's (Kind group, with Group).
+type Conversation = groups.Conversation
 
 // ReadResult is the answer to POST /v1/contacts/{contact}/read.
 type ReadResult struct {
@@ -203,14 +210,7 @@ func (s *Server) messagingRoutes() []route {
 			return ReadResult{Contact: name, Read: true}, nil
 		})},
 		{"GET /v1/conversations", false, with(func(r *http.Request) (any, error) {
-			list, err := m.Conversations(r.Context())
-			if err != nil {
-				return nil, err
-			}
-			if list == nil {
-				list = []messaging.Conversation{}
-			}
-			return ConversationList{Conversations: list}, nil
+			return s.conversations(r.Context())
 		})},
 		{"POST /v1/messages", false, with(func(r *http.Request) (any, error) {
 			var req SendRequest
@@ -334,6 +334,29 @@ func (s *Server) wait(r *http.Request) (any, error) {
 		return nil, err
 	}
 	return messaging.SendResult{ID: id.String(), State: state}, nil
+}
+
+// conversations answers GET /v1/conversations: the contacts' and, on a
+// node with groups, the groups', the most recently active first (a
+// contact's before a group's at the same instant).
+func (s *Server) conversations(ctx context.Context) (any, error) {
+	contacts, err := s.cfg.Messaging.Conversations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var gs []Conversation
+	if s.cfg.Groups != nil {
+		if gs, err = s.cfg.Groups.Conversations(ctx); err != nil {
+			return nil, err
+		}
+	}
+	list := make([]Conversation, 0, len(contacts)+len(gs))
+	for _, c := range contacts {
+		list = append(list, Conversation{Conversation: c})
+	}
+	list = append(list, gs...)
+	slices.SortStableFunc(list, func(a, b Conversation) int { return b.ActiveAt.Compare(a.ActiveAt) })
+	return ConversationList{Conversations: list}, nil
 }
 
 // queryInt reads a non-negative integer query parameter (def if absent).

@@ -159,7 +159,7 @@ func (c *Client) MarkRead(ctx context.Context, nameOrUserID string) (ReadResult,
 
 // Conversations calls GET /v1/conversations: every conversation, the most
 // recently active first, with its last message and unread count.
-func (c *Client) Conversations(ctx context.Context) ([]messaging.Conversation, error) {
+func (c *Client) Conversations(ctx context.Context) ([]Conversation, error) {
 	var list ConversationList
 	err := c.do(ctx, http.MethodGet, "/v1/conversations", nil, &list)
 	return list.Conversations, err

@@ -895,6 +895,13 @@ func (s *Service) messageIn(tx *store.Tx, m *store.Message, group string) (Messa
 // Messages returns the last limit messages of group ref (limit <= 0:
 // all), oldest first, the outgoing ones with each member's delivery.
 func (s *Service) Messages(ctx context.Context, ref string, limit int) ([]Message, error) {
+	return s.Page(ctx, ref, limit, 0)
+}
+
+// Page returns the last limit messages of group ref (limit <= 0: all)
+// whose Cursor is below before (0: the newest), oldest first, as Messages
+// does: a client pages back with the first message's Cursor.
+func (s *Service) Page(ctx context.Context, ref string, limit int, before uint64) ([]Message, error) {
 	g, err := s.lookup(ctx, ref)
 	if err != nil {
 		return nil, err
@@ -905,7 +912,7 @@ func (s *Service) Messages(ctx context.Context, ref string, limit int) ([]Messag
 		if err != nil {
 			return err
 		}
-		ms, err := tx.Messages().ListGroup(g.id, limit, 0)
+		ms, err := tx.Messages().ListGroup(g.id, limit, before)
 		if err != nil {
 			return err
 		}

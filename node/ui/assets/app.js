@@ -7,11 +7,10 @@
 // the Content-Security-Policy's Trusted Types make the browser refuse any
 // attempt). Links in messages are shown, not fetched.
 //
-// Conversations have a kind (the API's Conversation.kind). "contact" is the
-// only one today; a new kind (a group) adds an entry to `kinds` below with
-// how to load it, and a new message body (an attachment) a case in
-// renderBody. Everything else (list, paging, live updates, states) is
-// shared.
+// Conversations have a kind (the API's Conversation.kind): "contact" or
+// "group"; `kinds` below says how to load, page and send in each.
+// Everything else (list, paging, live updates, states, message bodies:
+// texts and files) is shared.
 
 const PAGE = 50; // messages a page of a conversation
 const STATUS_EVERY = 15000; // ms between status refreshes
@@ -159,8 +158,20 @@ const kinds = {
       api('GET', contactPath(id, `/messages?limit=${PAGE}&mark_read=false` + (before ? `&before=${before}` : ''))).then(ndjson),
     send: (id, text) => postJSON('/v1/messages', { to: id, text }),
     markRead: (id) => postJSON(contactPath(id, '/read')),
+    files: true,
+  },
+  group: {
+    route: (id) => '#/g/' + encodeURIComponent(id),
+    load: (id) => getJSON(groupPath(id)),
+    messages: (id, before) =>
+      getJSON(groupPath(id, `/messages?limit=${PAGE}` + (before ? `&before=${before}` : ''))).then((r) => r.messages),
+    send: (id, text) => postJSON(groupPath(id, '/messages'), { text }),
+    // Group messages have no read state.
   },
 };
+
+const groupPath = (id, rest = '') => '/v1/groups/' + encodeURIComponent(id) + rest;
+const filePath = (id, rest = '') => '/v1/files/' + encodeURIComponent(id) + rest;
 
 // ---- login and start ----------------------------------------------------
 
@@ -241,7 +252,12 @@ function renderConversations() {
     const parts = [];
     if (c.contact?.state === 'request') parts.push('Message request');
     if (c.contact?.identity_changed) parts.push('Safety number changed');
-    if (c.last) parts.push((c.last.outgoing ? 'You: ' : '') + c.last.text);
+    if (c.group?.state === 'request') parts.push('Group invitation');
+    if (c.group && c.group.state !== 'active' && c.group.state !== 'request') parts.push(c.group.state === 'left' ? 'You left' : c.group.state);
+    if (c.last) {
+      const who = c.last.outgoing ? 'You: ' : c.kind === 'group' ? (c.last.from_name || 'someone') + ': ' : '';
+      parts.push(who + (c.last.text || (c.last.file ? c.last.file.name || 'a file' : '')));
+    }
     const current = app.cur?.id === c.id;
     items.push(h('li', { class: 'conv' + (c.unread ? ' unread' : '') + (current ? ' current' : '') },
       h('a', { href: kind.route(c.id), 'aria-describedby': descID, 'aria-current': current ? 'page' : null, text: c.name }),
@@ -344,6 +360,17 @@ async function openConversation(kind, id) {
 // renderHeader shows the contact's name and trust, the key-change warning
 // (which blocks sending) and the message-request bar.
 function renderHeader() {
+  const isGroup = app.cur.kind === 'group';
+  $('verify').hidden = isGroup;
+  $('remove').hidden = isGroup;
+  $('members').hidden = !isGroup;
+  $('decline').hidden = !isGroup;
+  $('attach').hidden = !app.cur.k.files;
+  if (isGroup) {
+    renderGroupHeader();
+    return;
+  }
+  $('group-note').hidden = true;
   const c = app.cur.info;
   $('conv-name').textContent = c.name;
   const sub = [];
@@ -368,6 +395,43 @@ function renderHeader() {
   $('msg-input').disabled = blocked;
   $('send').disabled = blocked;
   $('msg-input').placeholder = blocked ? 'Verify the new safety number to send' : 'Message';
+  $('attach').disabled = blocked;
+}
+
+// nameOf is a contact's name by user ID, from the conversation list.
+function nameOf(userID) {
+  return app.convs.find((c) => c.kind === 'contact' && c.id === userID)?.name;
+}
+
+// renderGroupHeader shows a group's name and members, its state (an
+// invitation to accept or decline, joining, left) and a member's key
+// change, which blocks sending.
+function renderGroupHeader() {
+  const g = app.cur.info;
+  $('conv-name').textContent = g.name;
+  const n = g.members?.length || g.members_count || 0;
+  $('conv-sub').textContent = g.state === 'request' ? 'invitation' : `${n} ${n === 1 ? 'member' : 'members'}` + (g.admin ? ' · you are an admin' : '');
+  const changed = (g.members || []).filter((m) => m.identity_changed).map((m) => m.name || m.user_id);
+  const warn = $('identity-warning');
+  warn.hidden = changed.length === 0;
+  warn.textContent = changed.length
+    ? `The safety number of ${changed.join(', ')} changed. Sending to the group is paused until you verify it in your conversation with them.`
+    : '';
+  const request = g.state === 'request';
+  $('request-bar').hidden = !request;
+  $('request-text').textContent = request
+    ? `${nameOf(g.inviter) || g.inviter || 'Someone'} invited you to the group ${g.name}. Accept to join it, or decline.`
+    : '';
+  const notes = { joining: 'Joining the group: the other members add you.', leaving: 'Leaving the group.', left: 'You are no longer in this group' + (g.reason ? ` (${g.reason}).` : '.') };
+  const note = g.error ? `This group cannot go on: ${g.error}` : notes[g.state];
+  $('group-note').hidden = !note;
+  $('group-note').textContent = note || '';
+  $('composer').hidden = g.state !== 'active';
+  $('members').hidden = request;
+  const blocked = changed.length > 0;
+  $('msg-input').disabled = blocked;
+  $('send').disabled = blocked;
+  $('msg-input').placeholder = blocked ? 'Verify the changed safety numbers to send' : `Message ${g.name}`;
 }
 
 // appendMessages puts messages (oldest first) at the start or the end of
@@ -392,6 +456,7 @@ function appendMessages(msgs, where) {
 function renderMessage(m) {
   const state = m.outgoing ? later(m.state, app.states.get(m.id)) : null;
   return h('li', { class: 'msg ' + (m.outgoing ? 'out' : 'in'), 'data-id': m.id },
+    m.group_id && !m.outgoing ? h('p', { class: 'from', text: m.from_name || m.from.slice(0, 16) }) : null,
     renderBody(m),
     h('p', { class: 'meta' },
       h('time', { datetime: m.received_at, title: 'sent ' + dateFmt.format(new Date(m.sent_at)), text: when(m.received_at) }),
@@ -399,9 +464,137 @@ function renderMessage(m) {
       state ? renderState(state, m.reason) : null));
 }
 
-// renderBody is the message's content: text, as text.
+// renderBody is the message's content: text, as text, or a file with its
+// caption.
 function renderBody(m) {
+  if (m.file) return renderFile(m);
   return h('p', { class: 'text', text: m.text });
+}
+
+// Pictures the daemon serves as themselves (?inline=1); any other file is
+// only saved.
+const pictures = new Set(['image/jpeg', 'image/png', 'image/gif', 'image/webp']);
+
+function sizeText(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+// renderFile shows a file: the picture itself once it is here (the
+// daemon's content route, same origin, under the page's CSP), its name
+// and size as text, Save, or Download for one that waits to be asked for,
+// and the progress of a transfer.
+function renderFile(m) {
+  const f = m.file;
+  const name = f.name || 'file';
+  const here = m.outgoing || f.state === 'saved';
+  const box = h('div', { class: 'file' });
+  if (here && pictures.has(f.mime)) {
+    box.append(h('img', { class: 'picture', src: filePath(f.id, '/content?inline=1'), alt: name }));
+  }
+  box.append(h('p', { class: 'file-name' }, h('span', { class: 'name', text: name }), ' ', h('span', { class: 'note', text: sizeText(f.size) })));
+  if (here) {
+    box.append(h('a', { href: filePath(f.id, '/content'), download: name, 'aria-label': `Save ${name}`, text: 'Save' }));
+  } else if (f.state !== 'downloading') {
+    box.append(h('button', { type: 'button', 'aria-label': `Download ${name}`, text: 'Download', onclick: () => downloadFile(f.id) }));
+  }
+  if (f.state === 'failed' && !m.outgoing) box.append(h('p', { class: 'error', text: 'The download failed; it is retried.' }));
+  if (m.text) box.append(h('p', { class: 'text', text: m.text }));
+  return box;
+}
+
+// showProgress shows bytes of total moved for message id's file.
+function showProgress(id, bytes, total, direction) {
+  const shown = app.cur?.msgs.get(id);
+  if (!shown || !shown.m.file) return;
+  let p = shown.el.querySelector('progress');
+  if (bytes >= total) {
+    p?.remove();
+    return;
+  }
+  if (!p) {
+    const name = shown.m.file.name || 'file';
+    p = h('progress', { 'aria-label': (direction === 'down' ? 'Downloading ' : 'Sending ') + name });
+    shown.el.querySelector('.file').append(p);
+  }
+  p.max = total;
+  p.value = bytes;
+}
+
+// fileChanged re-renders a shown file message whose file changed state.
+function fileChanged(info) {
+  const shown = app.cur?.msgs.get(info.id);
+  if (!shown || !shown.m.file) return;
+  shown.m.file = { ...shown.m.file, state: info.state };
+  const progress = shown.el.querySelector('progress');
+  shown.el.querySelector('.file').replaceWith(renderFile(shown.m));
+  if (progress && info.state !== 'saved') shown.el.querySelector('.file').append(progress);
+}
+
+async function downloadFile(id) {
+  try {
+    fileChanged(await postJSON(filePath(id, '/download')));
+  } catch (e) {
+    fail(e);
+  }
+}
+
+let uploads = 0;
+
+// sendFile sends a file to the open contact: the browser streams it to
+// the daemon (the progress of that upload shows on the message), which
+// encrypts it and sends it on (file.progress events move the same bar).
+function sendFile(file) {
+  const cur = app.cur;
+  if (!cur?.k.files) return;
+  const tmp = 'upload-' + ++uploads;
+  const now = new Date().toISOString();
+  const m = { id: tmp, outgoing: true, text: '', state: 'queued', sent_at: now, received_at: now, cursor: Number.MAX_SAFE_INTEGER,
+    file: { id: tmp, name: file.name, size: file.size, mime: file.type, state: 'queued' } };
+  const el = renderMessage(m);
+  el.querySelector('.file a')?.remove(); // nothing to save before the daemon has it
+  el.querySelector('.file img')?.remove();
+  cur.msgs.set(tmp, { m, el });
+  $('msg-list').append(el);
+  $('messages').scrollTop = $('messages').scrollHeight;
+  showProgress(tmp, 0, Math.max(file.size, 1), 'up');
+  const q = new URLSearchParams({ to: cur.id, name: file.name });
+  if (file.type) q.set('mime', file.type);
+  const xhr = new XMLHttpRequest(); // fetch reports no upload progress
+  xhr.open('POST', '/v1/files?' + q);
+  xhr.upload.addEventListener('progress', (e) => showProgress(tmp, e.loaded, Math.max(file.size, 1) + 1, 'up'));
+  xhr.addEventListener('load', () => {
+    cur.msgs.delete(tmp);
+    let body = null;
+    try { body = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
+    if (xhr.status === 401) {
+      el.remove();
+      showLogin();
+      return;
+    }
+    if (xhr.status !== 200 || !body) {
+      el.remove();
+      fail(new APIError(body?.error?.code || 'internal', `${file.name}: ${body?.error?.message || xhr.statusText}`, xhr.status));
+      return;
+    }
+    const sent = { ...m, id: body.id, state: body.state, file: { id: body.id, name: body.name, size: body.size, mime: body.mime, state: body.state } };
+    if (cur !== app.cur) return;
+    if (cur.msgs.has(body.id)) {
+      el.remove(); // an event showed it already
+      return;
+    }
+    const real = renderMessage(sent);
+    cur.msgs.set(body.id, { m: sent, el: real });
+    el.replaceWith(real);
+    refreshConversations();
+  });
+  xhr.addEventListener('error', () => {
+    cur.msgs.delete(tmp);
+    el.remove();
+    fail(new APIError('unavailable', `${file.name}: the daemon does not answer; is it running?`, 0));
+  });
+  xhr.send(file);
 }
 
 function renderState(state, reason) {
@@ -459,7 +652,7 @@ async function send(ev) {
     refreshConversations();
   } catch (e) {
     fail(e);
-    if (e instanceof APIError && e.code === 'untrusted_identity') reloadContact();
+    if (e instanceof APIError && e.code === 'untrusted_identity') reloadInfo();
   } finally {
     $('send').disabled = $('msg-input').disabled;
     input.focus();
@@ -472,7 +665,7 @@ function autosize() {
   input.style.height = Math.min(input.scrollHeight, 200) + 'px';
 }
 
-async function reloadContact() {
+async function reloadInfo() {
   const cur = app.cur;
   if (!cur) return;
   try {
@@ -490,7 +683,7 @@ async function reloadContact() {
 // see it.
 async function markReadIfSeen() {
   const cur = app.cur;
-  if (!cur || document.visibilityState !== 'visible' || cur.info?.state === 'request') return;
+  if (!cur || !cur.k.markRead || document.visibilityState !== 'visible' || cur.info?.state === 'request') return;
   try {
     await cur.k.markRead(cur.id);
   } catch (e) {
@@ -537,9 +730,28 @@ function connectEvents() {
     if (s.state === 'failed') refreshConversations();
   });
   on('contact.request', () => refreshConversations());
+  on('group.message', (m) => {
+    if (app.cur?.kind === 'group' && m.group_id === app.cur.id) {
+      const box = $('messages');
+      const atEnd = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+      appendMessages([m], 'end');
+      if (atEnd) box.scrollTop = box.scrollHeight;
+    }
+    refreshConversations();
+  });
+  const groupChanged = (d) => {
+    refreshConversations();
+    if (app.cur?.kind === 'group' && d.group_id === app.cur.id) {
+      reloadInfo().then(() => { if ($('dlg-members').open) renderMembers(); });
+    }
+  };
+  on('group.member', groupChanged);
+  on('group.request', groupChanged);
+  on('file.progress', (p) => showProgress(p.id, p.bytes, p.total, p.direction));
+  on('file.state', (f) => fileChanged(f));
   on('identity.changed', (d) => {
     refreshConversations();
-    if (app.cur && (app.cur.info?.name === d.name || app.cur.id === d.user_id)) reloadContact();
+    if (app.cur?.kind === 'group' || app.cur && (app.cur.info?.name === d.name || app.cur.id === d.user_id)) reloadInfo();
   });
   on('peer.connected', () => refreshStatusSoon());
   on('peer.disconnected', () => refreshStatusSoon());
@@ -680,11 +892,113 @@ async function confirmRemove() {
 async function accept() {
   const cur = app.cur;
   if (!cur) return;
+  if (cur.kind === 'group') {
+    answerGroup('accept');
+    return;
+  }
   try {
     cur.info = await postJSON(contactPath(cur.id, '/accept'));
     renderHeader();
     markReadIfSeen();
     $('msg-input').focus();
+  } catch (e) {
+    fail(e);
+  }
+}
+
+async function createGroup(ev) {
+  ev.preventDefault();
+  const name = $('group-name').value.trim();
+  if (!name) return;
+  $('group-create').disabled = true;
+  try {
+    const g = await postJSON('/v1/groups', { name });
+    $('dlg-group').close();
+    $('group-form').reset();
+    await refreshConversations();
+    location.hash = kinds.group.route(g.id);
+  } catch (e) {
+    fail(e, $('group-error'));
+  } finally {
+    $('group-create').disabled = false;
+  }
+}
+
+// renderMembers fills the members dialog from the open group: members
+// (an admin can remove them), those invited, and the contacts to add.
+function renderMembers() {
+  const g = app.cur?.info;
+  if (!g || app.cur.kind !== 'group') return;
+  $('dlg-members-title').textContent = `Members of ${g.name}`;
+  const items = (g.members || []).map((m) => {
+    const name = m.self ? 'You' : m.name || m.user_id;
+    const tags = [m.admin ? 'admin' : null, m.identity_changed ? 'safety number changed' : null].filter(Boolean).join(' · ');
+    return h('li', { class: 'member' },
+      h('span', { text: name }),
+      tags ? h('span', { class: 'note', text: tags }) : null,
+      g.admin && !m.self && g.state === 'active'
+        ? h('button', { type: 'button', 'aria-label': `Remove ${name} from the group`, text: 'Remove', onclick: () => removeMember(m.user_id) })
+        : null);
+  });
+  replaceItems($('member-list'), items);
+  const invited = (g.invited || []).map((u) => nameOf(u) || u);
+  $('invited').hidden = invited.length === 0;
+  $('invited').textContent = invited.length ? 'Invited, not joined yet: ' + invited.join(', ') : '';
+  const in_ = new Set([...(g.members || []).map((m) => m.user_id), ...(g.invited || [])]);
+  const candidates = app.convs.filter((c) => c.kind === 'contact' && c.contact?.state !== 'request' && !in_.has(c.id));
+  $('member-candidates').replaceChildren(...candidates.map((c) =>
+    h('label', {}, h('input', { type: 'checkbox', value: c.id }), c.name)));
+  $('member-none').hidden = candidates.length > 0;
+  $('member-form').hidden = !g.admin || g.state !== 'active';
+  $('leave').hidden = g.state !== 'active';
+}
+
+async function showMembers() {
+  await reloadInfo();
+  renderMembers();
+  openDialog('dlg-members');
+}
+
+async function groupAction(path, body) {
+  const cur = app.cur;
+  $('members-error').hidden = true;
+  try {
+    await postJSON(groupPath(cur.id, path), body);
+    await reloadInfo();
+    renderMembers();
+    refreshConversations();
+    return true;
+  } catch (e) {
+    fail(e, $('dlg-members').open ? $('members-error') : null);
+    return false;
+  }
+}
+
+async function addMembers(ev) {
+  ev.preventDefault();
+  const members = [...$('member-candidates').querySelectorAll('input:checked')].map((i) => i.value);
+  if (members.length === 0) return;
+  $('member-add').disabled = true;
+  await groupAction('/members', { members });
+  $('member-add').disabled = false;
+}
+
+const removeMember = (userID) => groupAction('/remove', { members: [userID] });
+
+async function leaveGroup() {
+  if (await groupAction('/leave')) $('dlg-members').close();
+}
+
+async function answerGroup(answer) {
+  const cur = app.cur;
+  try {
+    await postJSON(groupPath(cur.id, '/' + answer));
+    if (answer === 'decline') {
+      location.hash = '#/';
+    } else {
+      await reloadInfo();
+    }
+    refreshConversations();
   } catch (e) {
     fail(e);
   }
@@ -784,6 +1098,17 @@ function wire() {
   $('remove').addEventListener('click', showRemove);
   $('remove-confirm').addEventListener('click', confirmRemove);
   $('accept').addEventListener('click', accept);
+  $('decline').addEventListener('click', () => answerGroup('decline'));
+  $('new-group').addEventListener('click', () => { openDialog('dlg-group'); $('group-name').focus(); });
+  $('group-form').addEventListener('submit', createGroup);
+  $('members').addEventListener('click', showMembers);
+  $('member-form').addEventListener('submit', addMembers);
+  $('leave').addEventListener('click', leaveGroup);
+  $('attach').addEventListener('click', () => $('file-input').click());
+  $('file-input').addEventListener('change', () => {
+    for (const f of $('file-input').files) sendFile(f);
+    $('file-input').value = '';
+  });
   $('relays').addEventListener('click', showRelays);
   $('relay-form').addEventListener('submit', addRelay);
   $('me').addEventListener('click', showMe);

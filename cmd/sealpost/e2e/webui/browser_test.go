@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/dom"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -298,6 +300,23 @@ func allNamed(t *testing.T, ctx context.Context, where string) {
 	if controls == 0 {
 		t.Errorf("%s: no controls in the accessibility tree", where)
 	}
+}
+
+// countDialogs counts (and dismisses) every JavaScript dialog the tab
+// opens from now on: text that ran as HTML would open one.
+func countDialogs(ctx context.Context) *atomic.Int32 {
+	var n atomic.Int32
+	events := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for _, err := range events {
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
+		}
+	}()
+	return &n
 }
 
 // conversationOrder is the names in the conversation list, top first.

@@ -4,9 +4,10 @@
 // `sealpost ui` prints, add a contact, send and receive live with delivery
 // states, the newest conversation first with its unread count, message
 // requests, text that looks like HTML, safety numbers, key changes,
-// relays, keyboard-only use, the narrow layout, an accessible name on
-// every control, and the requests a foreign page or a rebinding DNS name
-// would send. With SEALPOST_UI_SCREENSHOTS=DIR the
+// relays, groups (create, members, invitations, leave), files (sent with
+// progress, pictures inline, saved, names as text), keyboard-only use, the
+// narrow layout, an accessible name on every control, and the requests a
+// foreign page or a rebinding DNS name would send. With SEALPOST_UI_SCREENSHOTS=DIR the
 // tests write screenshots of the main views there (docs/screenshots holds
 // the committed ones).
 package webui_test
@@ -22,13 +23,11 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/network"
-	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 
@@ -168,19 +167,7 @@ func TestWebApp(t *testing.T) {
 	alice := newUser(t, "alice")
 	bob := newUser(t, "bob")
 
-	// Every JavaScript dialog the page opens is counted (and dismissed):
-	// a message that ran as HTML would open one.
-	var dialogs atomic.Int32
-	dialogEvents := chromedp.Events(ctx, page.JavascriptDialogOpening)
-	go func() {
-		for _, err := range dialogEvents {
-			if err != nil {
-				return
-			}
-			dialogs.Add(1)
-			chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: false})
-		}
-	}()
+	dialogs := countDialogs(ctx)
 
 	do(t, ctx, chromedp.EmulateViewport(1280, 800))
 	origin := openApp(t, ctx, alice)
