@@ -130,7 +130,7 @@ func exitCode(err error) int {
 // package prefixes of the layers it came through.
 func message(err error) string {
 	msg := err.Error()
-	for _, prefix := range []string{"home: ", "api: ", "node: ", "messaging: "} {
+	for _, prefix := range []string{"home: ", "api: ", "node: ", "messaging: ", "files: "} {
 		msg = strings.TrimPrefix(msg, prefix)
 	}
 	return msg
@@ -166,6 +166,7 @@ Exit codes: 0 ok, 1 usage or user error, 2 internal error, 3 network,
 		c.messagesCommand(),
 		c.inboxCommand(),
 		c.groupCommand(),
+		c.fileCommand(),
 		c.relaysCommand(),
 		c.relayCommand(),
 		c.uiCommand(),

@@ -296,10 +296,12 @@ func (c *cli) sendCommand() *cobra.Command {
 	var (
 		wait    string
 		timeout time.Duration
+		file    string
+		caption string
 	)
 	cmd := &cobra.Command{
-		Use:   "send NAME TEXT|- [--wait sent|delivered] [--timeout D]",
-		Short: "Send a message (TEXT, or - to read it from standard input)",
+		Use:   "send NAME TEXT|- | send NAME --file PATH [--caption TEXT] [--wait sent|delivered] [--timeout D]",
+		Short: "Send a message (TEXT, or - to read it from standard input) or a file",
 		Long: fmt.Sprintf(`Send an end-to-end encrypted text message to the contact NAME (a name or a
 user ID). The text is encrypted once and committed to the node's durable
 outbox; the command prints the message ID and returns while the daemon
@@ -322,9 +324,37 @@ text; 3 the contact's device could not be reached to start a session; 4 the
 contact's identity key changed (see 'sealpost contact verify'); 5 the text is
 too long; 6 no daemon (or it stopped during --wait: the message stays queued);
 7 --wait timed out. With --json it prints {"id", "state"}, also after a
-timeout.`, messaging.MaxText, defaultWaitTimeout),
-		Args: cobra.ExactArgs(2),
+timeout.
+
+With --file PATH it sends the file PATH instead (with the text --caption, if
+given): the daemon reads it once, encrypts it under a key of its own into
+HOME/files and answers (state queued; a progress bar shows the reading on a
+terminal). If the contact's device answers, the file goes to it directly and
+the pointer (key, digest, where the file is) follows as an ordinary encrypted
+message; if not, the file goes to up to two of the contact's relays first.
+Its states: queued (encrypted, or being uploaded to the relays), sent,
+delivered (the contact has the message; its node downloads the file), failed.
+--wait sent|delivered follows the transfer with a progress bar. Files over
+[files] max_size in config.toml (default 100 MiB) are refused with exit code
+5, as are those the disk has no room for; relays refuse files over their
+quotas (the daemon tries the next relay, and again later). The file ID is the
+message's: 'sealpost file ls' lists it.`, messaging.MaxText, defaultWaitTimeout),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if file != "" {
+				return cobra.ExactArgs(1)(cmd, args)
+			}
+			return cobra.ExactArgs(2)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if caption != "" && file == "" {
+				return userErrorf("--caption goes with --file")
+			}
+			if file != "" {
+				if _, err := c.sendArgs(cmd, "", wait, timeout, messaging.StateSent, messaging.StateDelivered); err != nil {
+					return err
+				}
+				return c.sendFile(cmd.Context(), args[0], file, caption, wait, timeout)
+			}
 			text, err := c.sendArgs(cmd, args[1], wait, timeout, messaging.StateSent, messaging.StateDelivered, messaging.StateRead)
 			if err != nil {
 				return err
@@ -349,6 +379,8 @@ timeout.`, messaging.MaxText, defaultWaitTimeout),
 			return perr
 		},
 	}
+	cmd.Flags().StringVar(&file, "file", "", "send the file PATH instead of a text")
+	cmd.Flags().StringVar(&caption, "caption", "", "the text sent with --file")
 	cmd.Flags().StringVar(&wait, "wait", "", "wait until the message is sent, delivered or read")
 	cmd.Flags().DurationVar(&timeout, "timeout", defaultWaitTimeout, "how long --wait waits (0: without limit); then exit 7")
 	return cmd
@@ -505,7 +537,9 @@ Opening the conversation marks it read: the contact gets a read receipt,
 unless it is a message request.
 
 With --json: one JSON object a line, with id, from (user ID), from_name,
-text, seq, sent_at, received_at, state, outgoing, gap.`,
+text, seq, sent_at, received_at, state, outgoing, gap, and for a file
+message "file": {id, name, size, mime, state} (its text is the caption;
+'sealpost file save ID' writes the file).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if limit < 0 {
@@ -531,14 +565,16 @@ func (c *cli) inboxCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "inbox [--follow]",
 		Short: "Print the received messages, in the order they arrived",
-		Long: `Print the text messages this node received, from every contact, in the order
+		Long: `Print the text and file messages this node received, from every contact, in the order
 they arrived; messages from a message request are marked (see 'sealpost
 contact accept'). It does not mark anything read ('sealpost messages NAME'
 does).
 
 With --follow it keeps running and prints new messages as they arrive, until
 interrupted. With --json: one JSON object a line, with id, from (user ID),
-from_name, text, seq, sent_at, received_at, state, request, cursor; --after
+from_name, text, seq, sent_at, received_at, state, request, cursor, and for a
+file message "file": {id, name, size, mime, state} (state queued,
+downloading, saved or failed; 'sealpost file save ID' writes it); --after
 CURSOR starts after the message with that cursor.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -642,6 +678,16 @@ func (c *cli) messagePrinter(inbox bool) func(messaging.Message) error {
 			from += " in " + m.Group
 		}
 		fmt.Fprintf(&b, "%s  %s: %s", m.SentAt.Local().Format(time.DateTime), from, displayText(m.Text))
+		if f := m.File; f != nil {
+			if m.Text != "" {
+				b.WriteString("  ")
+			}
+			name := f.Name
+			if name == "" {
+				name = "(no name)"
+			}
+			fmt.Fprintf(&b, "[file %s, %s, %s: %s]", displayText(name), sizeString(f.Size), f.State, f.ID)
+		}
 		switch {
 		case m.Request:
 			b.WriteString("  [request]")
