@@ -9,7 +9,7 @@ import (
 	"github.com/sealpost/sealpost/protocol/internal/pb"
 )
 
-// The blob protocol (BlobProtocol, docs/PROTOCOL.md §11.5). The client
+// The blob protocol (BlobProtocol, docs/PROTOCOL.md §11.4). The client
 // writes BlobRequests, pipelined; the server answers each with one
 // BlobResponse of the same ID and Op, in order. A blob's bytes travel
 // unframed: exactly Size bytes right after the PUT request that announces

@@ -7,7 +7,6 @@ package relay_test
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"strings"
@@ -36,29 +35,6 @@ type idJSON struct {
 	PeerID string   `json:"peer_id"`
 	Addrs  []string `json:"addrs"`
 	Relays []string `json:"relays"`
-}
-
-// eventually retries f every 100 ms for up to d.
-func eventually(t *testing.T, d time.Duration, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // node is one daemon with its home.
@@ -116,7 +92,7 @@ func (n *node) addr() string {
 // same address after a restart).
 func startRelay(t *testing.T, name string) *node {
 	r := newRelay(t, name)
-	r.start("--relay-service", "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t)))
+	r.start("--relay-service", "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", harness.FreePort(t)))
 	return r
 }
 
@@ -211,7 +187,7 @@ func checkAll(t *testing.T, got []msg, texts []string) {
 func received(t *testing.T, r *node, want int) []msg {
 	t.Helper()
 	var got []msg
-	eventually(t, 30*time.Second, fmt.Sprintf("%s received %d messages", r.name, want), func() bool {
+	harness.Eventually(t, 30*time.Second, fmt.Sprintf("%s received %d messages", r.name, want), func() bool {
 		got = r.inbox()
 		return len(got) >= want
 	})
@@ -339,7 +315,7 @@ func TestRedundancy(t *testing.T) {
 			Stored uint64 `json:"stored"`
 		} `json:"relays"`
 	}
-	eventually(t, 20*time.Second, "relays ls shows one relay subscribed and one not", func() bool {
+	harness.Eventually(t, 20*time.Second, "relays ls shows one relay subscribed and one not", func() bool {
 		r.home.JSON(&ls, "relays", "ls")
 		states := map[string]string{}
 		for _, x := range ls.Relays {
