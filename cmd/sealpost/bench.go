@@ -14,6 +14,7 @@ import (
 	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench"
 	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench/cryptobench"
 	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench/deliverybench"
+	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench/filebench"
 	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench/relaybench"
 	"github.com/sealpost/sealpost/cmd/sealpost/internal/bench/storebench"
 )
@@ -36,6 +37,7 @@ func (c *cli) benchCommand() *cobra.Command {
 	var dir string
 	var only []string
 	var mlsSizes []int
+	var attachSize int64
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure crypto, storage and delivery figures on this machine (no daemon needed)",
@@ -53,10 +55,17 @@ signed custody receipt per envelope), next to the store alone committing the
 same batches; and relay_e2e: a relay in this process (its store on that disk, each
 envelope durable before its custody receipt) and two mailbox clients on
 loopback, the time from a deposit to the subscribed recipient holding it
-(p50, p99; the p99's limit is the 5 ms target).
+(p50, p99; the p99's limit is the 5 ms target); and attachment: the file
+format's encryption and check next to the AEAD and SHA-256 they are made
+of, a libp2p stream's throughput, a file of --attachment-size from one node
+to another on loopback (attachment_direct: sent, fetched over the blob
+protocol, written, synced and checked, next to the time of encrypting,
+carrying and checking it), and the peak heap growth during the transfer of
+a file of an eighth of that size and of that size (equal: memory does not
+grow with the file).
 Each throughput figure is printed next to the limit computed in the same run
 from the primitives it is made of, and their ratio, so the ratio stays
-meaningful on a noisy machine. --only crypto,mls,storage,relay_ingest,delivery,relay_e2e
+meaningful on a noisy machine. --only crypto,mls,storage,relay_ingest,delivery,relay_e2e,attachment
 picks groups.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -79,13 +88,16 @@ picks groups.`,
 					return deliverybench.Run(cmd.Context(), deliverybench.Options{Dir: dir, Duration: duration})
 				}},
 				{"relay_e2e", func() ([]bench.Figure, error) { return relaybench.E2E(cmd.Context(), dir, duration) }},
+				{"attachment", func() ([]bench.Figure, error) {
+					return filebench.Run(cmd.Context(), filebench.Options{Dir: dir, Size: attachSize})
+				}},
 			}
 			if len(only) > 0 {
 				var picked []benchRunner
 				for _, name := range only {
 					i := slices.IndexFunc(runners, func(r benchRunner) bool { return r.name == name })
 					if i < 0 {
-						return userErrorf("--only: no group %q (crypto, mls, storage, relay_ingest, delivery, relay_e2e)", name)
+						return userErrorf("--only: no group %q (crypto, mls, storage, relay_ingest, delivery, relay_e2e, attachment)", name)
 					}
 					picked = append(picked, runners[i])
 				}
@@ -116,7 +128,8 @@ picks groups.`,
 	cmd.Flags().DurationVar(&duration, "duration", 3*time.Second, "measuring time of each group of figures")
 	cmd.Flags().StringVar(&dir, "dir", "", "directory for the temporary benchmark stores (default: the home, else the temporary directory)")
 	cmd.Flags().IntSliceVar(&mlsSizes, "mls-members", []int{10, 100, 1000}, "group sizes of the mls commit figures (building the 1000-member groups takes the longest)")
-	cmd.Flags().StringSliceVar(&only, "only", nil, "measure only these groups: crypto, mls, storage, relay_ingest, delivery, relay_e2e")
+	cmd.Flags().StringSliceVar(&only, "only", nil, "measure only these groups: crypto, mls, storage, relay_ingest, delivery, relay_e2e, attachment")
+	cmd.Flags().Int64Var(&attachSize, "attachment-size", 64<<20, "file size of the attachment figures, in bytes")
 	return cmd
 }
 

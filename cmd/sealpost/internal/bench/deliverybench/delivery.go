@@ -128,47 +128,55 @@ func Run(ctx context.Context, o Options) ([]bench.Figure, error) {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// pair is two befriended nodes with badger stores under dir.
-type pair struct {
-	a, b   *node.Node
+// Pair is two befriended nodes with badger stores on disk: A ("alice")
+// has B as the contact "bob", with a confirmed session.
+type Pair struct {
+	A, B   *node.Node
 	sa, sb store.Store
 }
 
-func newPair(ctx context.Context, dir string, opts messaging.Options) (*pair, error) {
-	p := &pair{}
+func newPair(ctx context.Context, dir string, opts messaging.Options) (*Pair, error) {
+	return NewPair(ctx, dir, func(c *node.Config) { c.Messaging = opts })
+}
+
+// NewPair starts a Pair with its stores under dir, each node's
+// configuration (node.Test defaults, loopback) changed by tune, if not
+// nil. Close it.
+func NewPair(ctx context.Context, dir string, tune func(*node.Config)) (*Pair, error) {
+	p := &Pair{}
 	var err error
-	if p.a, p.sa, err = startNode(ctx, filepath.Join(dir, "a"), "alice", opts); err != nil {
+	if p.A, p.sa, err = startNode(ctx, filepath.Join(dir, "a"), "alice", tune); err != nil {
 		return nil, err
 	}
-	if p.b, p.sb, err = startNode(ctx, filepath.Join(dir, "b"), "bob", opts); err != nil {
-		p.close()
+	if p.B, p.sb, err = startNode(ctx, filepath.Join(dir, "b"), "bob", tune); err != nil {
+		p.Close()
 		return nil, err
 	}
-	inv, err := p.b.Messaging().Invite(ctx)
+	inv, err := p.B.Messaging().Invite(ctx)
 	if err != nil {
-		p.close()
+		p.Close()
 		return nil, err
 	}
-	if _, err := p.a.Messaging().AddContact(ctx, inv.Link, "bob"); err != nil {
-		p.close()
+	if _, err := p.A.Messaging().AddContact(ctx, inv.Link, "bob"); err != nil {
+		p.Close()
 		return nil, err
 	}
 	// One round trip confirms the session, so the measured messages carry
 	// no PQXDH initial message.
-	r, err := p.a.Messaging().Send(ctx, "bob", "hello")
+	r, err := p.A.Messaging().Send(ctx, "bob", "hello")
 	if err != nil {
-		p.close()
+		p.Close()
 		return nil, err
 	}
 	id, _ := messaging.ParseMessageID(r.ID)
-	if _, err := p.a.Messaging().WaitState(ctx, id, messaging.StateDelivered); err != nil {
-		p.close()
+	if _, err := p.A.Messaging().WaitState(ctx, id, messaging.StateDelivered); err != nil {
+		p.Close()
 		return nil, err
 	}
 	return p, nil
 }
 
-func startNode(ctx context.Context, dir, name string, opts messaging.Options) (*node.Node, store.Store, error) {
+func startNode(ctx context.Context, dir, name string, tune func(*node.Config)) (*node.Node, store.Store, error) {
 	st, err := badgerstore.Create(ctx, dir, badgerstore.ModeKeyFile, badgerstore.Options{GCInterval: -1})
 	if err != nil {
 		return nil, nil, err
@@ -184,7 +192,9 @@ func startNode(ctx context.Context, dir, name string, opts messaging.Options) (*
 	}
 	cfg.Store = st
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
-	cfg.Messaging = opts
+	if tune != nil {
+		tune(&cfg)
+	}
 	n, err := node.New(ctx, cfg)
 	if err != nil {
 		st.Close()
@@ -193,13 +203,14 @@ func startNode(ctx context.Context, dir, name string, opts messaging.Options) (*
 	return n, st, nil
 }
 
-func (p *pair) close() {
-	if p.a != nil {
-		p.a.Close()
+// Close stops both nodes and closes their stores.
+func (p *Pair) Close() {
+	if p.A != nil {
+		p.A.Close()
 		p.sa.Close()
 	}
-	if p.b != nil {
-		p.b.Close()
+	if p.B != nil {
+		p.B.Close()
 		p.sb.Close()
 	}
 }
@@ -211,8 +222,8 @@ func throughput(ctx context.Context, dir string, o Options, opts messaging.Optio
 	if err != nil {
 		return 0, err
 	}
-	defer p.close()
-	m := p.a.Messaging()
+	defer p.Close()
+	m := p.A.Messaging()
 	text := fmt.Sprintf("%0*d", o.Text, 0)
 	var (
 		mu       sync.Mutex
@@ -262,8 +273,8 @@ func latency(ctx context.Context, dir string, o Options) (p50, p99 time.Duration
 	if err != nil {
 		return 0, 0, err
 	}
-	defer p.close()
-	m := p.a.Messaging()
+	defer p.Close()
+	m := p.A.Messaging()
 	text := fmt.Sprintf("%0*d", o.Text, 0)
 	ds := make([]time.Duration, 0, o.Samples)
 	for range o.Samples {
