@@ -2,7 +2,7 @@
 // traffic through them while it breaks things on purpose, and reports
 // exactly what arrived: the code of `sealpost testnet` and of the
 // project's integration tests (node/testnet/scenario), so that the two
-// cannot drift apart. DESIGN.md §9.4 records how a run is drawn, what its
+// cannot drift apart. DESIGN.md §9.5 records how a run is drawn, what its
 // report counts and what each fault does.
 //
 // # In one process: Run

@@ -6,6 +6,8 @@
 //	relaybench     a relay's deposit path and relay-to-subscriber latency
 //	               (node/relay, node/mailbox)
 //	deliverybench  direct delivery between two nodes (node)
+//	filebench      the attachment format and a file between two nodes
+//	               (crypto/attachment, node/files)
 //
 // Each figure is reported next to its limit: a bound computed in the same
 // run from the cost of the primitives it is made of, so that the ratio
