@@ -58,6 +58,15 @@ func newMetrics(n *Node) (*metrics, error) {
 			Name: "sealpost_event_subscriber_overflows_total",
 			Help: "Event subscribers dropped because they fell behind.",
 		}, func() float64 { return float64(n.events.overflows.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sealpost_relay_bad_receipts_total",
+			Help: "Custody receipts refused because a relay promised to keep an envelope longer than any relay may (a misbehaving relay).",
+		}, func() float64 {
+			if n.mb == nil {
+				return 0
+			}
+			return float64(n.mb.BadReceipts())
+		}),
 	}
 	for _, c := range cs {
 		if err := m.reg.Register(c); err != nil {

@@ -460,7 +460,7 @@ func TestMetrics(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"sealpost_peers", "sealpost_dht_routing_table_peers", "sealpost_addr_record_publish_total", "go_goroutines", "process_resident_memory_bytes", "libp2p_rcmgr_memory_allocations_total"} {
+	for _, want := range []string{"sealpost_peers", "sealpost_dht_routing_table_peers", "sealpost_addr_record_publish_total", "sealpost_relay_bad_receipts_total", "go_goroutines", "process_resident_memory_bytes", "libp2p_rcmgr_memory_allocations_total"} {
 		if !names[want] && !strings.HasPrefix(want, "libp2p_") {
 			t.Errorf("registry lacks %s", want)
 		}

@@ -5,7 +5,9 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/sealpost/sealpost/crypto/identity"
 )
@@ -145,6 +147,21 @@ func (r *RelayRequest) VerifyOwner(relay []byte, owner OwnerKey) bool {
 	return identity.VerifyWith(ed25519.PublicKey(owner[:]), OwnerLabel, body, r.Signature)
 }
 
+// Custody bounds (docs/PROTOCOL.md §10.3).
+const (
+	// MaxCustody is the longest custody a relay may promise: a relay's TTL
+	// is at most this (the signed prekeys' retention, DESIGN.md §3, counts
+	// on it), and a receipt that promises more breaks the protocol
+	// (CheckCustody).
+	MaxCustody = 14 * 24 * time.Hour
+	// CustodyTolerance is the difference between a relay's clock and a
+	// depositor's that CheckCustody allows (DESIGN.md §7).
+	CustodyTolerance = 5 * time.Minute
+)
+
+// ErrCustody is CheckCustody's error.
+var ErrCustody = errors.New("protocol: custody receipt beyond the longest custody a relay may promise")
+
 // Receipt is a relay's custody receipt for one deposit: the relay, whose
 // libp2p key signs it, holds the envelope until StoredUntil. A sender
 // assembles it from its deposit and the RelayDeposit response.
@@ -184,6 +201,26 @@ func (r *Receipt) SignedMessage() ([]byte, error) {
 	m = append(m, r.Mailbox[:]...)
 	m = append(m, r.Envelope[:]...)
 	return binary.BigEndian.AppendUint64(m, uint64(r.StoredUntil)), nil
+}
+
+// CheckCustody returns the end of the custody r promises as a depositor
+// whose clock reads now may count on it: r.StoredUntil, cut to now plus
+// MaxCustody. A StoredUntil later than that by more than CustodyTolerance
+// is ErrCustody: the relay would have the sender wait past any custody it
+// may give before depositing again, and hold the message where nothing
+// shows whether it ever arrives (a black hole). The signature is Verify's
+// business.
+func (r *Receipt) CheckCustody(now time.Time) (time.Time, error) {
+	until := time.UnixMilli(r.StoredUntil)
+	limit := now.Add(MaxCustody)
+	if until.After(limit.Add(CustodyTolerance)) {
+		return time.Time{}, fmt.Errorf("%w: stored until %s, %s from now", ErrCustody,
+			until.UTC().Format(time.RFC3339), until.Sub(now).Round(time.Minute))
+	}
+	if until.After(limit) {
+		until = limit
+	}
+	return until, nil
 }
 
 // Verify checks r.Signature against the Ed25519 key inlined in r.Relay. It

@@ -51,7 +51,7 @@ func TestRelayConfig(t *testing.T) {
 	if err != nil || r != want {
 		t.Errorf("partial [relay]: %+v, %v", r, err)
 	}
-	for _, bad := range []string{"ttl = 'two weeks'\n", "max_envelope_bytes = 100\n", "no_such_key = 1\n"} {
+	for _, bad := range []string{"ttl = 'two weeks'\n", "ttl = '720h'\n", "max_envelope_bytes = 100\n", "no_such_key = 1\n"} {
 		write(bad)
 		if _, err := h.ReadConfig(); err == nil {
 			t.Errorf("%q accepted", bad)

@@ -84,7 +84,14 @@ type Client struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	badReceipts atomic.Uint64 // BadReceipts
 }
+
+// BadReceipts returns how many custody receipts relays signed with a
+// stored-until beyond the longest custody a relay may give
+// (protocol.MaxCustody): misbehaving relays, whose receipts do not count.
+func (c *Client) BadReceipts() uint64 { return c.badReceipts.Load() }
 
 // New returns a client; it loads the client keys of the node's mailboxes
 // and starts no connection until asked (Run, or a request).

@@ -214,7 +214,10 @@ func (c *Client) GetCard(ctx context.Context, b *protocol.Mailbox) ([]byte, erro
 // Receipt is a verified custody receipt: the relay holds the envelope
 // until StoredUntil.
 type Receipt struct {
-	Relay       peer.ID
+	Relay peer.ID
+	// StoredUntil is the end of custody the relay signed, cut to
+	// protocol.MaxCustody from the deposit (protocol.Receipt.CheckCustody;
+	// a receipt further ahead is refused as ErrBadRelay).
 	StoredUntil time.Time
 	// Signature is the relay's signature over the receipt (see
 	// protocol.Receipt), kept as evidence.
@@ -306,6 +309,7 @@ func (rs *relayStream) deposit(r *relayConn, b *protocol.Mailbox, envs [][]byte,
 		}
 	}
 	answered := make([]bool, len(envs))
+	far := 0 // receipts beyond protocol.MaxCustody
 	for range envs {
 		var resp protocol.RelayResponse
 		if err := rs.fr.Read(&resp); err != nil {
@@ -328,7 +332,21 @@ func (rs *relayStream) deposit(r *relayConn, b *protocol.Mailbox, envs [][]byte,
 		if err := rc.Verify(); err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrBadRelay, r.id, err)
 		}
-		out[i].Receipt = Receipt{Relay: r.id, StoredUntil: time.UnixMilli(resp.StoredUntil), Signature: resp.Signature}
+		until, err := rc.CheckCustody(r.c.cfg.Now())
+		if err != nil {
+			// A relay that would have the sender wait past any custody it
+			// may give: its receipt counts as none (the message goes to
+			// the other relays, and to this one again after a backoff).
+			out[i].Err = fmt.Errorf("%w: %s: %w", ErrBadRelay, r.id, err)
+			far++
+			continue
+		}
+		out[i].Receipt = Receipt{Relay: r.id, StoredUntil: until, Signature: resp.Signature}
+	}
+	if far > 0 {
+		r.c.badReceipts.Add(uint64(far))
+		r.c.log.Warn("mailbox: a relay promised custody beyond the longest a relay may give; its receipts do not count",
+			"relay", r.id, "receipts", far)
 	}
 	return nil
 }

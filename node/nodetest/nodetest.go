@@ -173,6 +173,12 @@ type RelayOptions struct {
 	// Clock is the relay's time, a clocktest.Fake to move it. Zero: the
 	// system clock.
 	Clock clock.Clock
+	// Tamper, if set, sees every response the relay writes on a relay
+	// stream, with the request it answers, and may change it before it
+	// leaves: a relay that lies (a forged receipt, a far stored-until, a
+	// push of someone else's envelope), for tests of what its clients do
+	// about one (SignReceipt signs a lie). Zero: an honest relay.
+	Tamper Tamper
 }
 
 // StartRelay starts a relay server, closed with the test.
@@ -189,7 +195,11 @@ func StartRelay(t testing.TB, o RelayOptions) *Relay {
 		t.Cleanup(func() { st.Close() })
 		o.Store = st
 	}
-	srv, err := relay.New(o.Host, o.Store, o.Resources, relay.Options{Clock: o.Clock})
+	h := o.Host
+	if o.Tamper != nil {
+		h = &tamperHost{Host: h, tamper: o.Tamper}
+	}
+	srv, err := relay.New(h, o.Store, o.Resources, relay.Options{Clock: o.Clock})
 	if err != nil {
 		t.Fatal(err)
 	}

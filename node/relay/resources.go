@@ -39,7 +39,9 @@ type Resources struct {
 	// blobs). Over it: store_full.
 	StoreMaxBytes uint64
 	// TTL is how long an envelope is kept if its owner does not fetch and
-	// acknowledge it: the stored-until of its custody receipt.
+	// acknowledge it: the stored-until of its custody receipt. At most
+	// protocol.MaxCustody (senders take a longer promise for a relay
+	// breaking the protocol).
 	TTL time.Duration
 	// SweepInterval is how often expired envelopes and prekey batches are
 	// removed (on the relay's clock).
@@ -138,8 +140,8 @@ func (r Resources) Validate() error {
 		return bad("max_prekey_ttl")
 	case r.StoreMaxBytes < uint64(r.MaxEnvelope):
 		return bad("store_max_bytes")
-	case r.TTL < time.Minute:
-		return bad("ttl (at least a minute)")
+	case r.TTL < time.Minute || r.TTL > protocol.MaxCustody:
+		return bad("ttl (a minute to 14 days)")
 	case r.SweepInterval <= 0:
 		return bad("sweep_interval")
 	case r.DepositRate <= 0 || r.DepositBurst < 1:
