@@ -12,6 +12,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sealpost/sealpost/node/mailbox"
+	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -73,6 +74,9 @@ type Status struct {
 	// DiskFull says, while the disk holding the store is too full to
 	// write, how full it is; empty otherwise.
 	DiskFull string `json:"disk_full,omitempty"`
+	// RolledBack is set when this daemon found its store older than this
+	// machine last saw it and ended its sessions (messaging.Service.Rollback).
+	RolledBack *messaging.RollbackNotice `json:"rolled_back,omitempty"`
 }
 
 // ID returns the device's peer ID.
@@ -221,6 +225,9 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		if s.State == mailbox.StateSubscribed {
 			st.RelaysSubscribed++
 		}
+	}
+	if n.msg != nil {
+		st.RolledBack = n.msg.Rollback()
 	}
 	if d, ok := n.cfg.Store.(interface{ DiskFull() error }); ok {
 		var df *store.DiskFullError

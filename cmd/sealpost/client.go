@@ -67,6 +67,10 @@ func (c *cli) statusCommand() *cobra.Command {
 				fmt.Fprintf(tw, "dht\t%s, %s, %d in routing table\n", st.DHTMode, serving, st.RoutingTable)
 				fmt.Fprintf(tw, "reachability\t%s\n", st.Reachability)
 				fmt.Fprintf(tw, "address record\t%s\n", record)
+				if r := st.RolledBack; r != nil {
+					fmt.Fprintf(tw, "store\twent back to an older state (a restored copy of the home, or lost writes), found %s: %d sessions with %d contacts ended; each gets a new one with the next message\n",
+						r.DetectedAt.Local().Format(time.DateTime), r.Sessions, r.Contacts)
+				}
 				if st.DiskFull != "" {
 					fmt.Fprintf(tw, "disk\tfull: %s; writes are refused until there is room\n", st.DiskFull)
 				}

@@ -183,6 +183,7 @@ type State struct {
 	nhkrAEAD cipher.AEAD
 	hdr      [HeaderSize]byte
 	nonce    [chacha20poly1305.NonceSize]byte // here, not on the stack: it goes through an interface
+	sent     [chacha20poly1305.NonceSize]byte // the nonce of the last message Encrypt produced
 	adBuf    []byte                           // AD || message prefix
 	stage    []skippedKey                     // keys skipped by the message being decrypted
 }
@@ -265,6 +266,13 @@ func (s *State) MinVersion() uint8 { return s.minVersion }
 
 // AD returns a copy of the session's associated data (from PQXDH).
 func (s *State) AD() []byte { return slices.Clone(s.ad) }
+
+// SentNonce returns the AEAD nonce of the message the last Encrypt on
+// this State produced (zero before one). The nonce is derived from the
+// message key together with the key, so two messages with one nonce were
+// encrypted under one message key: a node can show, without revealing any
+// key, that it never used one twice. It is not secret and not stored.
+func (s *State) SentNonce() [chacha20poly1305.NonceSize]byte { return s.sent }
 
 // CanSend reports whether Encrypt can be called: false for a responder that
 // has not yet decrypted a message.
@@ -355,6 +363,7 @@ func (s *State) Encrypt(dst, plaintext []byte, rand io.Reader) ([]byte, error) {
 	aead.Seal(out[prefixSize:prefixSize], s.nonce[:], plaintext, s.adBuf)
 	clear(key[:])
 	clear(mk[:])
+	s.sent = s.nonce
 
 	s.cks = next
 	s.ns++

@@ -587,3 +587,34 @@ func TestAllocsPerMessage(t *testing.T) {
 		t.Fatalf("%.1f allocations per message, want fewer than 10", allocs)
 	}
 }
+
+// TestSentNonce: each message of a chain has its own nonce, and a state
+// restored from before a message encrypts the next one under that
+// message's key again (the rollback the node guards against), which
+// SentNonce shows.
+func TestSentNonce(t *testing.T) {
+	p := newPair(t)
+	alice := p.alice
+	before := marshal(t, alice)
+	seen := map[[12]byte]bool{}
+	var first [12]byte
+	for i := range 3 {
+		p.encrypt(t, alice, "m")
+		n := alice.SentNonce()
+		if seen[n] {
+			t.Fatalf("message %d: a nonce used before", i)
+		}
+		seen[n] = true
+		if i == 0 {
+			first = n
+		}
+	}
+	var restored State
+	if err := restored.UnmarshalBinary(before); err != nil {
+		t.Fatal(err)
+	}
+	p.encrypt(t, &restored, "other")
+	if restored.SentNonce() != first {
+		t.Fatal("a restored state's next message does not reuse the first message's key and nonce")
+	}
+}

@@ -46,6 +46,11 @@ var ErrInitialized = errors.New("home: already initialized")
 type Home struct {
 	// Dir is the absolute path of the directory.
 	Dir string
+	// State is the directory for what must stay outside the home: the
+	// store's rollback marker (in State/stores), which a restored copy of
+	// the home must not bring back along with the store. Empty: none, and a
+	// restored copy is not detected.
+	State string
 }
 
 // Resolve picks the home directory: flag when it is not empty, else the
@@ -75,7 +80,32 @@ func Resolve(flag string, getenv func(string) string) (Home, error) {
 	if err != nil {
 		return Home{}, fmt.Errorf("home: %w", err)
 	}
-	return Home{Dir: abs}, nil
+	return Home{Dir: abs, State: stateDir(getenv)}, nil
+}
+
+// stateDir is $XDG_STATE_HOME/sealpost, else ~/.local/state/sealpost, else
+// empty (no home directory to put it in).
+func stateDir(getenv func(string) string) string {
+	if x := getenv("XDG_STATE_HOME"); filepath.IsAbs(x) {
+		return filepath.Join(x, "sealpost")
+	}
+	h := getenv("HOME")
+	if h == "" {
+		var err error
+		if h, err = os.UserHomeDir(); err != nil {
+			return ""
+		}
+	}
+	return filepath.Join(h, ".local", "state", "sealpost")
+}
+
+// markerDir is where the home's store keeps its rollback marker (see
+// badgerstore.Options.MarkerDir); empty without a state directory.
+func (h Home) markerDir() string {
+	if h.State == "" {
+		return ""
+	}
+	return filepath.Join(h.State, "stores")
 }
 
 // Path returns the path of name inside the home.

@@ -130,7 +130,7 @@ func (h Home) Init(ctx context.Context, o InitOptions) (_ store.Store, _ Identit
 		mode = badgerstore.ModeKeyFile
 	}
 	dir := h.Path(StoreDir)
-	st, err := badgerstore.Create(ctx, dir, mode, badgerstore.Options{Passphrase: o.Passphrase, Rand: o.Rand, Logger: o.Logger})
+	st, err := badgerstore.Create(ctx, dir, mode, badgerstore.Options{Passphrase: o.Passphrase, Rand: o.Rand, Logger: o.Logger, MarkerDir: h.markerDir()})
 	if errors.Is(err, store.ErrExists) {
 		// A database without a key file: nothing can open it.
 		return nil, Identity{}, &DamagedError{Home: h.Dir, Detail: fmt.Sprintf("%s holds a database but no key file", StoreDir)}
@@ -295,7 +295,7 @@ func (h Home) Open(ctx context.Context, passphrase []byte, init *InitOptions, lo
 // the store keeps only the data key.
 func (h Home) OpenStore(ctx context.Context, passphrase []byte, log *slog.Logger) (store.Store, error) {
 	defer clear(passphrase)
-	st, err := badgerstore.Open(ctx, h.Path(StoreDir), badgerstore.Options{Passphrase: passphrase, Logger: log})
+	st, err := badgerstore.Open(ctx, h.Path(StoreDir), badgerstore.Options{Passphrase: passphrase, Logger: log, MarkerDir: h.markerDir()})
 	if err != nil {
 		return nil, h.storeError(err)
 	}

@@ -179,7 +179,18 @@ func (w *work) tryDecrypt(c *contactEntry, e *sessEntry, ct *protocol.Ciphertext
 	case errors.Is(err, ratchet.ErrDecrypt):
 		return 0, false, nil
 	case errors.Is(err, ratchet.ErrDuplicate):
-		return protocol.CodeOK, true, nil
+		// Of this session, at a position whose key was used, but not the
+		// ciphertext seen then (the seen-set has every one received):
+		// the sender encrypted again from an older state of the session
+		// (its store was rolled back) and so under a message key it used
+		// before. Answering ok would leave that message sent and never
+		// delivered; decrypt_failed makes the sender encrypt it again, in
+		// another session. (A ciphertext seen so long ago that the
+		// seen-set forgot it gets the same answer; the copy the sender
+		// makes again is the same message, stored once.)
+		w.s.log.Info("messaging: a message reused a message key of its session (the sender's state went back); asking for it again in a new session",
+			"user_id", e.rec.Peer.String())
+		return protocol.CodeDecryptFailed, true, nil
 	case err != nil:
 		return protocol.CodeDecryptFailed, true, nil
 	}

@@ -255,6 +255,9 @@ type Service struct {
 	mb    *mailbox.Client
 	recon *reconciler
 
+	// rolledBack is what New did about a rolled-back store (rollback.go).
+	rolledBack *RollbackNotice
+
 	closeOnce sync.Once
 }
 
@@ -306,17 +309,27 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s.pk = prekeys.New(s.self, s.device, s.opt.Prekeys, s.rand)
-	// Prekeys and the own card exist before the first invite or bundle.
+	// A rolled-back store's sessions end before anything is sent
+	// (rollback.go); prekeys and the own card exist before the first
+	// invite or bundle.
 	now := s.clock.Now()
 	err := s.st.Update(ctx, func(tx *store.Tx) error {
+		var err error
+		if s.rolledBack, err = resetAfterRollback(tx); err != nil {
+			return err
+		}
 		if _, err := s.pk.Maintain(tx, now); err != nil {
 			return err
 		}
-		_, err := s.refreshCard(tx, now)
+		_, err = s.refreshCard(tx, now)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("messaging: prepare prekeys: %w", err)
+	}
+	if n := s.rolledBack; n != nil {
+		s.log.Warn("messaging: the store went back to an older state (a restored copy of the home, or lost writes): its sessions were ended so that no message key is used twice; messages sent or received after that state may be missing",
+			"detected_at", n.DetectedAt, "sessions", n.Sessions, "contacts", n.Contacts)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.sub, err = s.host.EventBus().Subscribe(new(event.EvtLocalAddressesUpdated), eventbus.Name("sealpost-messaging"))

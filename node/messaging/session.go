@@ -3,8 +3,10 @@ package messaging
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -135,6 +137,13 @@ func (w *work) queue(c *contactEntry, o outgoing) (protocol.MessageID, error) {
 	rm, err := st.Encrypt(nil, pt, w.s.rand)
 	if err != nil {
 		return protocol.MessageID{}, fmt.Errorf("messaging: encrypt: %w", err)
+	}
+	// The message key's nonce (not secret): at debug level the log shows
+	// that no committed message shares a key with another.
+	if nonce := st.SentNonce(); w.s.log.Enabled(context.Background(), slog.LevelDebug) {
+		w.after(func() {
+			w.s.log.Debug("messaging: encrypted", "id", p.ID.String(), "nonce", hex.EncodeToString(nonce[:]))
+		})
 	}
 	ct := protocol.Ciphertext{Ratchet: rm}
 	if ses.rec.Initiated && !ses.rec.Confirmed {

@@ -66,6 +66,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -111,6 +112,13 @@ type Options struct {
 	// Now is the clock that decides when a new epoch key begins (see
 	// epochs.go); nil: time.Now.
 	Now func() time.Time
+
+	// MarkerDir is the directory that keeps the store's rollback marker: it
+	// must be outside the store's directory (a restored copy of the store
+	// must not bring its marker along), such as the user's state
+	// directory. Empty: no marker, and a rollback is not detected (see
+	// marker.go).
+	MarkerDir string
 
 	// Sparse leaves badger's files sparse and keeps no reserve file, for
 	// many stores on one disk (a test network), where allocating tens of
@@ -188,7 +196,25 @@ const dataDirName = "data"
 // Store is a store.Store in a badger database.
 type Store struct {
 	store.Store
-	b *backend
+	b      *backend
+	marker *marker // nil without Options.MarkerDir
+	log    *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Close closes the store. With a marker (Options.MarkerDir), it first
+// raises the store's generation a last time and writes the marker (see
+// marker.go).
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		if s.marker != nil {
+			s.marker.close(s.log)
+		}
+		s.closeErr = s.Store.Close()
+	})
+	return s.closeErr
 }
 
 // Create makes a new store in dir (created with mode 0700 if missing),
@@ -282,7 +308,14 @@ func open(ctx context.Context, dir string, dataKey []byte, opts Options) (*Store
 		b.Close()
 		return nil, err
 	}
-	return &Store{Store: st, b: b}, nil
+	s := &Store{Store: st, b: b, log: opts.Logger}
+	if opts.MarkerDir != "" {
+		if err := s.startMarker(ctx, dir, dataKey, opts); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // Backend returns the ordered key-value engine under the store's typed

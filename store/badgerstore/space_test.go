@@ -223,8 +223,7 @@ func TestFullDiskSparse(t *testing.T) {
 // that disk (once there is room) without a fault: a memtable log with
 // holes faulted on every start on tmpfs.
 func TestCrashOnFullDisk(t *testing.T) {
-	if os.Getenv("SEALPOST_TEST_CRASH_DIR") != "" {
-		crashWriter(os.Getenv("SEALPOST_TEST_CRASH_DIR"))
+	if runWriter() {
 		return
 	}
 	root := storetest.Tmpfs(t, 40<<20)
@@ -234,29 +233,11 @@ func TestCrashOnFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestCrashOnFullDisk$")
-	cmd.Env = append(os.Environ(), "SEALPOST_TEST_CRASH_DIR="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Wait until it has written a little, then fill the disk under it and
-	// kill it.
-	buf := make([]byte, 16)
-	if _, err := io.ReadFull(out, buf); err != nil {
-		t.Fatalf("writer: %v", err)
-	}
+	w := startWriter(t, "TestCrashOnFullDisk", dir, "")
+	// Once it has written a little, fill the disk under it and kill it.
 	storetest.FillDisk(t, filepath.Join(root, "filler"))
 	time.Sleep(200 * time.Millisecond)
-	cmd.Process.Kill()
-	err = cmd.Wait()
-	if ws, ok := cmd.ProcessState.Sys().(interface{ Signaled() bool }); ok && !ws.Signaled() {
-		t.Fatalf("the writer ended by itself before it was killed: %v", err)
-	}
+	w.kill(t)
 	// Open on the full disk: a clear error, not a fault.
 	if _, err := Open(context.Background(), dir, smallOptions()); !errors.Is(err, store.ErrDiskFull) {
 		t.Fatalf("Open on a full disk after a crash: got %v, want ErrDiskFull", err)
@@ -272,10 +253,65 @@ func TestCrashOnFullDisk(t *testing.T) {
 	}
 }
 
-// crashWriter writes to the store in dir until it is killed, saying so
-// on stdout after its first write; it never returns.
-func crashWriter(dir string) {
-	s, err := Open(context.Background(), dir, smallOptions())
+// Environment of a writer process (startWriter).
+const (
+	envWriterDir    = "SEALPOST_TEST_WRITER_DIR"
+	envWriterMarker = "SEALPOST_TEST_WRITER_MARKER"
+)
+
+// writer is a process writing to a store until it is killed.
+type writer struct {
+	cmd *exec.Cmd
+}
+
+// startWriter runs this test binary's test (which calls runWriter first)
+// as a process that opens the store in dir (with its marker in marker, if
+// not empty) and writes k00000, k00001, ... (1000 bytes each) until it is
+// killed. It returns once the first write is durable.
+func startWriter(t *testing.T, test, dir, marker string) *writer {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run", "^"+test+"$")
+	cmd.Env = append(os.Environ(), envWriterDir+"="+dir, envWriterMarker+"="+marker)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, len(firstWrite))
+	if _, err := io.ReadFull(out, buf); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("writer: %v", err)
+	}
+	return &writer{cmd: cmd}
+}
+
+// kill kills the writer (SIGKILL) and checks that it was still running.
+func (w *writer) kill(t *testing.T) {
+	t.Helper()
+	w.cmd.Process.Kill()
+	err := w.cmd.Wait()
+	if ws, ok := w.cmd.ProcessState.Sys().(interface{ Signaled() bool }); ok && !ws.Signaled() {
+		t.Fatalf("the writer ended by itself before it was killed: %v", err)
+	}
+}
+
+const firstWrite = "first write done"
+
+// runWriter is the writer process of startWriter: if this process is one,
+// it writes until it is killed and never returns; otherwise it returns
+// false.
+func runWriter() bool {
+	dir := os.Getenv(envWriterDir)
+	if dir == "" {
+		return false
+	}
+	opts := smallOptions()
+	opts.MarkerDir = os.Getenv(envWriterMarker)
+	s, err := Open(context.Background(), dir, opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
@@ -287,7 +323,7 @@ func crashWriter(dir string) {
 			os.Exit(3)
 		}
 		if i == 0 {
-			os.Stdout.WriteString("first write done")
+			os.Stdout.WriteString(firstWrite)
 		}
 		if err != nil {
 			time.Sleep(10 * time.Millisecond)

@@ -69,14 +69,20 @@ type Home struct {
 	bin *Binary
 	// Dir is the home directory (it does not exist until init).
 	Dir string
+	// State is the home's state directory (XDG_STATE_HOME of its
+	// commands), outside the home.
+	State string
 	// Env is added to the environment of every command run on this home.
 	Env []string
 }
 
-// Home returns a new, not yet initialized home in a temporary directory.
+// Home returns a new, not yet initialized home in a temporary directory,
+// with a state directory of its own (XDG_STATE_HOME: the store's rollback
+// marker lives there, outside the home).
 func (b *Binary) Home(t testing.TB) *Home {
 	t.Helper()
-	return &Home{t: t, bin: b, Dir: filepath.Join(t.TempDir(), "home")}
+	tmp := t.TempDir()
+	return &Home{t: t, bin: b, Dir: filepath.Join(tmp, "home"), State: filepath.Join(tmp, "state")}
 }
 
 // Result is what a finished command left.
@@ -98,6 +104,7 @@ func (h *Home) environ() []string {
 			env = append(env, kv)
 		}
 	}
+	env = append(env, "XDG_STATE_HOME="+h.State)
 	return append(env, h.Env...)
 }
 

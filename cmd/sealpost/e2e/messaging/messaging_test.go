@@ -79,10 +79,11 @@ func newUser(t *testing.T, name string) *user {
 	return u
 }
 
-// start starts the daemon listening on the loopback TCP port (0: any).
-func (u *user) start(port string) {
+// start starts the daemon listening on the loopback TCP port (0: any),
+// with more daemon flags if given.
+func (u *user) start(port string, flags ...string) {
 	u.t.Helper()
-	u.d = u.h.Start("--listen", "/ip4/127.0.0.1/tcp/"+port)
+	u.d = u.h.Start(append([]string{"--listen", "/ip4/127.0.0.1/tcp/" + port}, flags...)...)
 	var id struct {
 		UserID string   `json:"user_id"`
 		Addrs  []string `json:"addrs"`
