@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -161,4 +162,113 @@ func TestGroupLife(t *testing.T) {
 	nodetest.WaitFor(t, time.Minute, "a alone", func() bool {
 		return len(memberNames(t, ctx, a, info.ID)) == 1
 	})
+}
+
+// TestGroupCommitRace: two admins commit in the same epochs, round after
+// round; the relay takes one commit per epoch, the other admin's is
+// refused and made again on the next epoch. Every member ends in the same
+// epoch with the same authenticator (no fork), every update applied.
+func TestGroupCommitRace(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	gn := newGroupNet(t, 3)
+	a, b, c := gn.nodes[0], gn.nodes[1], gn.nodes[2]
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	befriend(t, ctx, a, b, "b")
+	befriend(t, ctx, a, c, "c")
+	info, err := a.Groups().Create(ctx, "race", []string{gn.relay.Info().Addrs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"b", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 3, a, b, c)
+	if _, err := a.Groups().Promote(ctx, info.ID, []string{b.Info().UserID}); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, time.Minute, "b promoted", func() bool {
+		g, err := b.Groups().Show(ctx, info.ID)
+		return err == nil && g.Admin
+	})
+	epoch := epochOf(t, ctx, a, info.ID)
+	for round := range 5 {
+		done := make(chan error, 2)
+		for _, n := range []*Node{a, b} {
+			go func() { _, err := n.Groups().Update(ctx, info.ID); done <- err }()
+		}
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+		}
+		epoch += 2 // each admin's update commits once, the loser's again on the next epoch
+		nodetest.WaitFor(t, time.Minute, fmt.Sprintf("round %d: both updates committed everywhere", round), func() bool {
+			for _, n := range []*Node{a, b, c} {
+				if epochOf(t, ctx, n, info.ID) != epoch {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	want := epoch
+	auth := ""
+	for _, n := range []*Node{a, b, c} {
+		g, _ := n.Groups().Show(ctx, info.ID)
+		if auth == "" {
+			auth = g.Authenticator
+		} else if g.Authenticator != auth {
+			t.Fatalf("members disagree on epoch %d: a fork", want)
+		}
+	}
+	// The group still carries messages.
+	r, err := c.Groups().Send(ctx, info.ID, "after the race")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := groups.ParseMessageID(r.ID)
+	if _, err := c.Groups().WaitState(ctx, id, groups.StateDelivered); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("commits refused and retried: %v", refusedCommits(t, a)+refusedCommits(t, b))
+}
+
+func waitMembers(t *testing.T, ctx context.Context, group string, n int, nodes ...*Node) {
+	t.Helper()
+	for _, x := range nodes {
+		nodetest.WaitFor(t, time.Minute, "every member in the group", func() bool {
+			g, err := x.Groups().Show(ctx, group)
+			return err == nil && g.State == "active" && len(g.Members) == n
+		})
+	}
+}
+
+func epochOf(t *testing.T, ctx context.Context, n *Node, group string) uint64 {
+	g, err := n.Groups().Show(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g.Epoch
+}
+
+// refusedCommits reads the node's count of its commits another won.
+func refusedCommits(t *testing.T, n *Node) float64 {
+	mfs, err := n.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "sealpost_groups_commits_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == "refused" {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

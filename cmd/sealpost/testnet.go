@@ -81,6 +81,17 @@ Faults (--chaos, comma-separated or repeated):
                   stream resets the stream with a 2% chance
   clock-skew      a fifth of the nodes run clocks 2 to 4.5 minutes off (within
                   the 5 minutes of clock tolerance)
+  admin-race      with --groups: the two admins of every group commit at once
+                  (an update each) at two fifths and four fifths of the way
+
+Groups (--groups G --group-size S): G group chats of S members drawn from
+the nodes, each on a relay of its admin's, with a second admin; the admin
+adds the members it needs as contacts. --group-messages group messages
+(default 20 per group) go out from random online members during the send
+phase, with the faults. The report adds their deliveries (per member), lost,
+duplicated, the admins' commits accepted and refused (a refused one is made
+again), and forks: groups whose members hold different states of one epoch
+(must be 0).
 
 The report: sent, delivered (shown in the recipient's history), lost,
 duplicated (shown twice), latency p50/p95/p99 of direct messages and of
@@ -88,7 +99,7 @@ messages to nodes that were offline (counted from their return), relay stored
 bytes, address record lookups and publications in the DHT, CPU time and peak
 memory. The same --seed gives the same scenario.
 Progress goes to standard error. Exit status 2 if any message was lost or
-duplicated.`,
+duplicated, or a group forked.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
@@ -126,6 +137,9 @@ duplicated.`,
 	f.IntVar(&o.Relays, "relays", 2, "relays")
 	f.IntVar(&o.Messages, "messages", 200, "messages to send")
 	f.IntVar(&o.Contacts, "contacts", 4, "average contacts per node")
+	f.IntVar(&o.Groups, "groups", 0, "group chats")
+	f.IntVar(&o.GroupSize, "group-size", 5, "members of each group")
+	f.IntVar(&o.GroupMessages, "group-messages", 0, "group messages to send (0: 20 per group)")
 	f.Float64Var(&o.Offline, "offline", 0, "fraction of the nodes down while the messages are sent")
 	f.StringSliceVar(&chaos, "chaos", nil, "faults to inject: "+strings.Join(testnet.Faults, ", "))
 	f.DurationVar(&o.Duration, "duration", 10*time.Second, "spread the sends over this time")
@@ -161,8 +175,12 @@ func newProgress(w io.Writer) *progress {
 }
 
 func (p *progress) show(s testnet.Progress) {
-	p.print(fmt.Sprintf("testnet %5.1fs %-5s members up %d/%d, sent %d/%d, shown %d",
-		s.Elapsed.Seconds(), s.Phase, s.Up, s.Members, s.Sent, s.Messages, s.Shown))
+	line := fmt.Sprintf("testnet %5.1fs %-5s members up %d/%d, sent %d/%d, shown %d",
+		s.Elapsed.Seconds(), s.Phase, s.Up, s.Members, s.Sent, s.Messages, s.Shown)
+	if s.Groups > 0 {
+		line += fmt.Sprintf("; groups ready %d/%d, group messages sent %d/%d", s.GroupsReady, s.Groups, s.GroupSent, s.GroupMessages)
+	}
+	p.print(line)
 }
 
 // print shows one progress line.
@@ -217,6 +235,17 @@ func printReport(w io.Writer, r *testnet.Report) {
 	}
 	for _, l := range r.LostMessages {
 		fmt.Fprintf(w, "lost        %s\n", l)
+	}
+	if g := r.Groups; g != nil {
+		fmt.Fprintf(w, "groups      %d groups, %d members\n", g.Groups, g.Members)
+		fmt.Fprintf(w, "  sent      %d (%d skipped, %d send errors)\n  delivered %d of %d member deliveries (%d messages delivered to every member per their senders)\n",
+			g.Sent, g.Skipped, g.SendErrors, g.Delivered, g.Expected, g.DeliveredState)
+		fmt.Fprintf(w, "  lost      %d\n  duplicated %d\n  commits   %d accepted, %d refused and made again\n  forks     %d\n  behind    %d\n",
+			g.Lost, g.Duplicated, g.CommitsAccepted, g.CommitsRefused, g.Forks, g.Behind)
+		lat("  latency", g.Latency)
+		for _, l := range g.LostMessages {
+			fmt.Fprintf(w, "  lost      %s\n", l)
+		}
 	}
 }
 

@@ -56,7 +56,12 @@ type group struct {
 	fetchAt   time.Time // zero: no fetch due
 	fetchFail int
 	heads     uint64 // the newest entry the subscription announced
-	gossipSeq uint64 // the newest home-0 sequence number seen on the topic
+	// gossipSeen are the first home's sequence numbers after the cursor
+	// that the topic brought; gossipThrough the newest up to which every
+	// entry was seen (on the topic or fetched). An entry the topic missed
+	// leaves a gap the next fetch fills.
+	gossipSeen    map[uint64]struct{}
+	gossipThrough uint64
 
 	out          []*outItem // the entries to append and publish, in order
 	proposals    int        // proposals received in the epoch
@@ -329,7 +334,7 @@ func (g *group) enterEpoch() error {
 			g.s.log.Warn("group: topic", "group", g.id.String(), "err", err)
 		}
 	}
-	g.sub, g.heads, g.gossipSeq = nil, 0, 0
+	g.sub, g.heads, g.gossipSeen, g.gossipThrough = nil, 0, nil, 0
 	g.subN++
 	g.subscribe()
 	g.connect(devices)
@@ -430,7 +435,7 @@ func (g *group) onHead() {
 	switch {
 	case commit:
 		g.fetchAt = g.s.clock.Now()
-	case g.heads > g.rec.Homes[0].Cursor && g.heads > g.gossipSeq:
+	case g.heads > max(g.rec.Homes[0].Cursor, g.gossipThrough):
 		g.schedule(&g.fetchAt, g.s.opt.FetchGrace)
 	}
 }

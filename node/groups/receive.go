@@ -52,12 +52,40 @@ func (g *group) receiveTopic(in []inbound) {
 	}
 	b := g.newBatch()
 	for _, x := range in {
-		if len(x.m.Seqs) > 0 && x.m.Seqs[0] > g.gossipSeq {
-			g.gossipSeq = x.m.Seqs[0]
+		if len(x.m.Seqs) > 0 {
+			g.seenOnTopic(x.m.Seqs[0])
 		}
 		g.receive(b, x.m, -1, 0)
 	}
 	g.flush(b)
+}
+
+// maxGossipSeen bounds the sequence numbers kept beyond a gap: past it the
+// next fetch fills the gap anyway.
+const maxGossipSeen = 4096
+
+// seenOnTopic notes that the topic brought the first home's entry seq,
+// and moves gossipThrough over the entries seen without a gap.
+func (g *group) seenOnTopic(seq uint64) {
+	through := max(g.gossipThrough, g.rec.Homes[0].Cursor)
+	if seq <= through {
+		return
+	}
+	if g.gossipSeen == nil {
+		g.gossipSeen = map[uint64]struct{}{}
+	}
+	if len(g.gossipSeen) >= maxGossipSeen {
+		clear(g.gossipSeen)
+	}
+	g.gossipSeen[seq] = struct{}{}
+	for {
+		if _, ok := g.gossipSeen[through+1]; !ok {
+			break
+		}
+		delete(g.gossipSeen, through+1)
+		through++
+	}
+	g.gossipThrough = through
 }
 
 // receive processes one message: from the topic (home -1) or from home

@@ -31,6 +31,9 @@ func parseIndex(text string) int {
 // -1 for a message of the wiring, and whether recs has that message from
 // its sender to m (false: a stray).
 func match(recs []record, m *member, msg *messaging.Message) (int, bool) {
+	if msg.Group != "" {
+		return -1, true // a group message: counted by checkGroups
+	}
 	i := parseIndex(msg.Text)
 	if i < 0 {
 		return -1, true

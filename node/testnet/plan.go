@@ -32,7 +32,7 @@ const (
 )
 
 // Faults lists the fault names in the order a run applies them.
-var Faults = []string{KillRelay, RestartNodes, Partition, Drop, ClockSkew}
+var Faults = []string{KillRelay, RestartNodes, Partition, Drop, ClockSkew, AdminRace}
 
 // ParseChaos splits comma-separated fault names (as --chaos takes them,
 // possibly repeated) into a sorted list without repeats, or returns an
@@ -99,6 +99,9 @@ type plan struct {
 	restart []int
 	// steps are the faults in the order of the send phase.
 	steps []step
+	// groups and their messages (groups.go).
+	groups []groupPlan
+	gmsgs  []gplanned
 }
 
 // planned is one message of the scenario.
@@ -253,6 +256,7 @@ func newPlan(o Options) *plan {
 		p.steps = append(p.steps, step{restartIdx, stepRestart})
 	}
 	slices.SortStableFunc(p.steps, func(a, b step) int { return a.at - b.at })
+	planGroups(o, p)
 	return p
 }
 

@@ -91,6 +91,12 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 	if err := nw.wire(ctx); err != nil {
 		return nil, err
 	}
+	if len(p.groups) > 0 {
+		if err := nw.setupGroups(ctx); err != nil {
+			return nil, err
+		}
+		nw.note("%d groups of up to %d members set up", len(p.groups), o.GroupSize)
+	}
 	var down []*member
 	for i, off := range p.offline {
 		if off {
@@ -106,7 +112,10 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 	rep.Seconds.Wire, rep.CPUSeconds.Wire = lap()
 
 	nw.phase.Store(PhaseSend)
+	var groupSends sync.WaitGroup
+	groupSends.Go(func() { nw.sendGroups(ctx) })
 	sendErrs, err := nw.send(ctx)
+	groupSends.Wait()
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +133,10 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 	nw.phase.Store(PhaseCheck)
 	if err := nw.check(ctx, rep); err != nil {
 		return nil, err
+	}
+	if nw.groups != nil {
+		rep.Groups = &GroupReport{}
+		nw.checkGroups(ctx, rep.Groups)
 	}
 	rep.Latency.Direct, rep.Latency.ViaRelay = nw.ledger.latencies()
 	rep.StreamsReset = nw.drop.resets.Load()
@@ -173,7 +186,8 @@ func (nw *cluster) progress() func() {
 				Phase: nw.phase.Load(), Elapsed: time.Since(nw.start),
 				Sent: sent, Shown: shown, Messages: len(nw.plan.msgs),
 				Up: up, Members: len(ms),
-			})
+				Groups: len(nw.plan.groups), GroupMessages: len(nw.plan.gmsgs),
+			}.withGroups(nw.groups))
 		}
 	})
 	return sync.OnceFunc(func() {
@@ -398,7 +412,7 @@ func (nw *cluster) drain(ctx context.Context) {
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if nw.ledger.allShown() && time.Since(lastQuiet) >= quietPoll {
 			lastQuiet = time.Now()
-			if nw.quiet(ctx) {
+			if nw.quiet(ctx) && nw.groupsDelivered(ctx) {
 				return
 			}
 		}

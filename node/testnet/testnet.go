@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/node"
+	"github.com/sealpost/sealpost/node/groups"
 	"github.com/sealpost/sealpost/node/internal/clock"
 	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/node/relay"
@@ -35,6 +36,11 @@ type Options struct {
 	Offline float64
 	// Chaos names the faults to inject (KillRelay, ...; ParseChaos).
 	Chaos []string
+	// Groups is the number of group chats (zero: none); GroupSize their
+	// members (default 5, at most Nodes); GroupMessages the group
+	// messages of the scenario (default 20 per group). Groups need a
+	// relay: each lives on a relay of its admin's.
+	Groups, GroupSize, GroupMessages int
 	// Duration spreads the sends evenly over this time. Default 10 s.
 	Duration time.Duration
 	// Drain bounds the wait, once the network has healed, for every
@@ -92,6 +98,22 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.Groups > 0 && o.GroupSize == 0 {
+		o.GroupSize = 5
+	}
+	if o.Groups > 0 && o.GroupMessages == 0 {
+		o.GroupMessages = 20 * o.Groups
+	}
+	switch {
+	case o.Groups < 0 || o.Groups > MaxGroups:
+		return o, fmt.Errorf("%w: %d groups: want 0 to %d", ErrBadOptions, o.Groups, MaxGroups)
+	case o.Groups > 0 && o.Relays == 0:
+		return o, fmt.Errorf("%w: groups need at least one relay", ErrBadOptions)
+	case o.Groups > 0 && (o.GroupSize < 2 || o.GroupSize > groups.MaxMembers):
+		return o, fmt.Errorf("%w: groups of %d: want 2 to %d members", ErrBadOptions, o.GroupSize, groups.MaxMembers)
+	case o.GroupMessages < 0 || o.GroupMessages > MaxGroupMessages:
+		return o, fmt.Errorf("%w: %d group messages: want 0 to %d", ErrBadOptions, o.GroupMessages, MaxGroupMessages)
+	}
 	switch {
 	case o.Nodes < 2 || o.Nodes > MaxNodes:
 		return o, fmt.Errorf("%w: %d nodes: want 2 to %d", ErrBadOptions, o.Nodes, MaxNodes)
@@ -125,6 +147,9 @@ type Progress struct {
 	Sent, Shown, Messages int
 	// Up is the number of members (nodes and relays) running, of Members.
 	Up, Members int
+	// GroupsReady counts the groups every member has joined, of Groups;
+	// GroupSent the group messages sent, of GroupMessages.
+	GroupsReady, Groups, GroupSent, GroupMessages int
 }
 
 // Phases of a run, as Progress.Phase shows them.
@@ -207,11 +232,19 @@ type Report struct {
 	LostMessages []string `json:"lost_messages,omitempty"`
 	// FDLimit is the soft limit of open files the run had.
 	FDLimit uint64 `json:"fd_limit"`
+	// Groups is what the group chats delivered (nil without groups).
+	Groups *GroupReport `json:"groups,omitempty"`
 }
 
-// OK reports whether nothing was lost, duplicated or refused.
+// OK reports whether nothing was lost, duplicated or refused, and no
+// group forked.
 func (r *Report) OK() bool {
-	return r.Lost == 0 && r.Duplicated == 0 && r.SendErrors == 0 && r.Stray == 0 && r.Delivered == r.Sent
+	ok := r.Lost == 0 && r.Duplicated == 0 && r.SendErrors == 0 && r.Stray == 0 && r.Delivered == r.Sent
+	if g := r.Groups; g != nil {
+		ok = ok && g.Lost == 0 && g.Duplicated == 0 && g.Forks == 0 && g.SendErrors == 0 && g.Unreadable == 0 &&
+			g.Delivered == g.Expected
+	}
+	return ok
 }
 
 // maxListed bounds Report.LostMessages.
@@ -304,6 +337,8 @@ type cluster struct {
 	peakG   int
 	// relayBytes is the most the relays held at once (progress samples).
 	relayBytes int64
+	// groups is the run's group chats (nil without), made with the plan.
+	groups *groupRun
 }
 
 func newNetwork(o Options, work string) *cluster {
@@ -316,6 +351,7 @@ func newNetwork(o Options, work string) *cluster {
 		ledger: newLedger(p),
 		cut:    newCut(),
 		drop:   newDropper(o.Seed),
+		groups: newGroupRun(p),
 	}
 	for j := range o.Relays {
 		m := &member{net: nw, name: fmt.Sprintf("relay-%d", j), index: j, relay: true, side: p.relaySide[j]}
@@ -353,6 +389,7 @@ func (nw *cluster) nodeConfig(m *member) (node.Config, error) {
 	cfg.ConnGater = m.gater
 	cfg.Logger = nw.log.With("member", m.name)
 	cfg.Messaging = testMessaging
+	cfg.Groups = testGroups
 	if slices.Contains(nw.o.Chaos, Drop) {
 		cfg.WrapStream = nw.drop.wrap
 	}
