@@ -73,6 +73,9 @@ func TestRelayFarReceipt(t *testing.T) {
 		t.Fatal(err)
 	}
 	nodetest.WaitFor(t, 20*time.Second, "sam holds rita's second mailbox", func() bool { return len(contactMailboxes(t, s, r)) == 2 })
+	// Rita gives the honest relay sam's deposit token after it is added;
+	// stopped before that, she would leave a mailbox sam cannot deposit in.
+	nodetest.WaitFor(t, 20*time.Second, "sam's deposit token on the honest relay", func() bool { return honest.Server.Stats().Tokens > 0 })
 	r.stop()
 	id2 := send(t, s, "rita", "to both")
 	wait(t, s, id2, messaging.StateSent)
