@@ -50,6 +50,7 @@ const (
 	tRelayPrekeyExp byte = 0x26 // expires(8) mailbox(32) n(8) -> ""
 	tRelayTotals    byte = 0x27 // (single key) -> RelayTotals
 	tRelayDeleting  byte = 0x28 // id(32) -> "" (mailbox deletion under way)
+	tRelayQuota     byte = 0x2f // key(16) -> RelayQuota (shared by a creator's mailboxes)
 
 	// The relay's attachment blobs (relayblobs.go).
 	tRelayBlob       byte = 0x29 // hash(32) -> RelayBlob

@@ -24,6 +24,7 @@ import (
 //	tRelayPrekeyExp  expires(8) mailbox(32) n(8) -> ""
 //	tRelayTotals     (one key)                   -> RelayTotals
 //	tRelayDeleting   id(32)                      -> "" (mailboxes being deleted)
+//	tRelayQuota      key(16)                     -> RelayQuota
 //
 // The tables are written to by one goroutine of the relay server (its
 // writer), so their shared records (totals, a busy mailbox) never make
@@ -65,12 +66,18 @@ type RelayMailbox struct {
 	Prekeys   uint64
 	PrekeySeq uint64
 	Deleting  bool
+	// Quotas are the keys of the shared quotas the mailbox counts against
+	// (the relay's per-creator quotas; zero: none), set at creation: its
+	// envelopes' bytes count in each, and the mailbox itself while it
+	// exists.
+	Quotas [2]RelayQuotaKey
 }
 
-const relayMailboxVersion = 1
+// relayMailboxVersion 2 adds Quotas; version 1 records have none.
+const relayMailboxVersion = 2
 
 func (m *RelayMailbox) marshal() []byte {
-	e := newEnc(relayMailboxVersion, 140)
+	e := newEnc(relayMailboxVersion, 172)
 	e.fixed(m.ID[:])
 	e.fixed(m.OwnerKey[:])
 	e.fixed(m.SealingKey[:])
@@ -83,11 +90,14 @@ func (m *RelayMailbox) marshal() []byte {
 	e.uvarint(m.Prekeys)
 	e.uvarint(m.PrekeySeq)
 	e.bool(m.Deleting)
+	for _, q := range m.Quotas {
+		e.fixed(q[:])
+	}
 	return e.b
 }
 
 func (m *RelayMailbox) unmarshal(b []byte) error {
-	d, _ := newDec("relay mailbox", b, relayMailboxVersion)
+	d, v := newDec("relay mailbox", b, 1, relayMailboxVersion)
 	d.fixed(m.ID[:])
 	d.fixed(m.OwnerKey[:])
 	d.fixed(m.SealingKey[:])
@@ -100,7 +110,40 @@ func (m *RelayMailbox) unmarshal(b []byte) error {
 	m.Prekeys = d.uvarint()
 	m.PrekeySeq = d.uvarint()
 	m.Deleting = d.bool()
+	if v >= 2 {
+		for i := range m.Quotas {
+			d.fixed(m.Quotas[i][:])
+		}
+	}
 	return d.finish("relay mailbox")
+}
+
+// RelayQuotaKey names a quota shared by the mailboxes made by one creator
+// (a peer, an address range): the relay derives it with a key of its own,
+// so the store holds no peer ID or address.
+type RelayQuotaKey [16]byte
+
+// RelayQuota is what the mailboxes counting against one quota hold: how
+// many of them exist, and the bytes of their envelopes.
+type RelayQuota struct {
+	Mailboxes uint64
+	Bytes     uint64
+}
+
+const relayQuotaVersion = 1
+
+func (q *RelayQuota) marshal() []byte {
+	e := newEnc(relayQuotaVersion, 20)
+	e.uvarint(q.Mailboxes)
+	e.uvarint(q.Bytes)
+	return e.b
+}
+
+func (q *RelayQuota) unmarshal(b []byte) error {
+	d, _ := newDec("relay quota", b, relayQuotaVersion)
+	q.Mailboxes = d.uvarint()
+	q.Bytes = d.uvarint()
+	return d.finish("relay quota")
 }
 
 // RelayToken is a deposit-token hash registered for a mailbox, with its
@@ -271,8 +314,58 @@ func sub(v *uint64, d uint64) {
 	*v -= d
 }
 
+// Quota returns what counts against quota k now (zero for none).
+func (r Relay) Quota(k RelayQuotaKey) (RelayQuota, error) {
+	var q RelayQuota
+	b, err := r.tx.get(key(tRelayQuota, k[:]))
+	if errors.Is(err, ErrNotFound) {
+		return q, nil
+	}
+	if err != nil {
+		return q, err
+	}
+	err = q.unmarshal(b)
+	return q, err
+}
+
+// changeQuotas adds mailboxes and bytes (either may be negative, never
+// wrapping below zero) to each quota of m; a quota back at zero is
+// removed.
+func (r Relay) changeQuotas(m *RelayMailbox, mailboxes int, bytes int64) error {
+	for _, k := range m.Quotas {
+		if k == (RelayQuotaKey{}) {
+			continue
+		}
+		q, err := r.Quota(k)
+		if err != nil {
+			return err
+		}
+		add(&q.Mailboxes, int64(mailboxes))
+		add(&q.Bytes, bytes)
+		if q == (RelayQuota{}) {
+			err = r.tx.del(key(tRelayQuota, k[:]))
+		} else {
+			err = r.tx.set(key(tRelayQuota, k[:]), q.marshal())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// add adds d to *v, stopping at zero.
+func add(v *uint64, d int64) {
+	if d < 0 {
+		sub(v, uint64(-d))
+		return
+	}
+	*v += uint64(d)
+}
+
 // CreateMailbox stores a new mailbox (its counts start at zero whatever m
-// holds). It fails with ErrExists if the ID is taken.
+// holds) and counts it in its quotas. It fails with ErrExists if the ID is
+// taken.
 func (r Relay) CreateMailbox(m RelayMailbox) error {
 	if m.ID == (protocol.MailboxID{}) {
 		return fmt.Errorf("relay mailbox: %w: zero ID", ErrInvalid)
@@ -286,6 +379,9 @@ func (r Relay) CreateMailbox(m RelayMailbox) error {
 	}
 	m.LastSeq, m.Count, m.Bytes, m.Tokens, m.Prekeys, m.PrekeySeq, m.Deleting = 0, 0, 0, 0, 0, 0, false
 	if err := r.tx.set(relayMailboxKey(m.ID), m.marshal()); err != nil {
+		return err
+	}
+	if err := r.changeQuotas(&m, 1, 0); err != nil {
 		return err
 	}
 	return r.changeTotals(func(t *RelayTotals) { t.Mailboxes++ })
@@ -456,6 +552,9 @@ func (r Relay) AddEnvelope(e RelayEnvelope, check func(m *RelayMailbox, t *Relay
 	if err := r.putMailbox(&m); err != nil {
 		return 0, err
 	}
+	if err := r.changeQuotas(&m, 0, int64(n)); err != nil {
+		return 0, err
+	}
 	if err := r.tx.set(relayTokenKey(e.Mailbox, t.Hash), t.marshal()); err != nil {
 		return 0, err
 	}
@@ -521,6 +620,9 @@ func (r Relay) DeleteEnvelope(mb protocol.MailboxID, seq uint64) (bool, error) {
 		sub(&m.Count, 1)
 		sub(&m.Bytes, n)
 		if err := r.putMailbox(&m); err != nil {
+			return false, err
+		}
+		if err := r.changeQuotas(&m, 0, -int64(n)); err != nil {
 			return false, err
 		}
 	}
@@ -910,6 +1012,9 @@ func (r Relay) DeleteMailbox(id protocol.MailboxID, limit int) (done bool, err e
 	}
 
 	if err := r.tx.del(relayMailboxKey(id)); err != nil {
+		return false, err
+	}
+	if err := r.changeQuotas(&m, -1, 0); err != nil {
 		return false, err
 	}
 	if err := r.tx.del(key(tRelayDeleting, id[:])); err != nil {

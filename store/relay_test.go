@@ -21,7 +21,8 @@ func relayRecordSeeds() map[string][]relayRecord {
 	return map[string][]relayRecord{
 		"mailbox": {
 			&RelayMailbox{ID: protocol.MailboxID{1}, OwnerKey: [32]byte{2}, SealingKey: [32]byte{3}, CreatedAt: t0, SeenAt: t0.Add(time.Hour),
-				LastSeq: 1 << 40, Count: 7, Bytes: 7 << 10, Tokens: 3, Prekeys: 20, PrekeySeq: 99, Deleting: true},
+				LastSeq: 1 << 40, Count: 7, Bytes: 7 << 10, Tokens: 3, Prekeys: 20, PrekeySeq: 99, Deleting: true,
+				Quotas: [2]RelayQuotaKey{{4}, {5}}},
 			&RelayMailbox{},
 		},
 		"token": {
@@ -31,6 +32,10 @@ func relayRecordSeeds() map[string][]relayRecord {
 		"envelope": {
 			&RelayEnvelope{Token: protocol.TokenHash{4}, StoredUntil: t0, Envelope: bytes.Repeat([]byte{1}, 512)},
 			&RelayEnvelope{},
+		},
+		"quota": {
+			&RelayQuota{Mailboxes: 3, Bytes: 1 << 33},
+			&RelayQuota{},
 		},
 		"totals": {
 			&RelayTotals{Mailboxes: 1, Envelopes: 2, EnvelopeBytes: 3, BlobBytes: 4, Tokens: 5, Cards: 6, Prekeys: 7},
@@ -46,6 +51,8 @@ func newRelayRecord(name string) relayRecord {
 		return new(RelayToken)
 	case "envelope":
 		return new(RelayEnvelope)
+	case "quota":
+		return new(RelayQuota)
 	}
 	return new(RelayTotals)
 }
@@ -95,3 +102,16 @@ func FuzzDecodeRelayMailbox(f *testing.F)  { fuzzRelayRecord(f, "mailbox") }
 func FuzzDecodeRelayToken(f *testing.F)    { fuzzRelayRecord(f, "token") }
 func FuzzDecodeRelayEnvelope(f *testing.F) { fuzzRelayRecord(f, "envelope") }
 func FuzzDecodeRelayTotals(f *testing.F)   { fuzzRelayRecord(f, "totals") }
+func FuzzDecodeRelayQuota(f *testing.F)    { fuzzRelayRecord(f, "quota") }
+
+// TestRelayMailboxVersion1: a mailbox stored before quotas has none.
+func TestRelayMailboxVersion1(t *testing.T) {
+	m := RelayMailbox{ID: protocol.MailboxID{1}, OwnerKey: [32]byte{2}, Count: 3, Deleting: true}
+	b := m.marshal()
+	b = b[:len(b)-2*len(RelayQuotaKey{})]
+	b[0] = 1
+	var got RelayMailbox
+	if err := got.unmarshal(b); err != nil || !reflect.DeepEqual(got, m) {
+		t.Errorf("version 1: %+v, %v", got, err)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -62,6 +63,14 @@ GET /v1/relay/stats).`,
 						label = "rejections"
 					}
 					fmt.Fprintf(tw, "%s\t%s %d\n", label, r, st.Rejections[r])
+				}
+				quotas := slices.Sorted(maps.Keys(st.QuotaRefusals))
+				for i, q := range quotas {
+					label := ""
+					if i == 0 {
+						label = "of which creator quotas"
+					}
+					fmt.Fprintf(tw, "%s\t%s %d\n", label, q, st.QuotaRefusals[q])
 				}
 				tw.Flush()
 			})

@@ -28,6 +28,13 @@ type RelayConfig struct {
 	DepositRate            float64 `toml:"deposit_rate" comment:"Deposits per second one connection may make, on average. Over it: rate_limited."`
 	DepositBurst           int     `toml:"deposit_burst" comment:"Deposits one connection may make at once, above the rate."`
 	MailboxesPerConnection int     `toml:"mailboxes_per_connection" comment:"Mailboxes one connection may create. Over it: too_many_mailboxes."`
+	PeerMaxMailboxes       uint64  `toml:"peer_max_mailboxes" comment:"Mailboxes one peer may have made that still exist. Over it: too_many_mailboxes."`
+	PeerMaxBytes           uint64  `toml:"peer_max_bytes" comment:"Bytes the mailboxes one peer made may hold together. Over it: mailbox_quota."`
+	SubnetMaxMailboxes     uint64  `toml:"subnet_max_mailboxes" comment:"Mailboxes the peers of one address range may have made that still exist.\nOver it: too_many_mailboxes."`
+	SubnetMaxBytes         uint64  `toml:"subnet_max_bytes" comment:"Bytes the mailboxes made from one address range may hold together. Over it:\nmailbox_quota."`
+	SubnetV4Bits           int     `toml:"subnet_v4_bits" comment:"Prefix length of an IPv4 address range (8 to 32)."`
+	SubnetV6Bits           int     `toml:"subnet_v6_bits" comment:"Prefix length of an IPv6 address range (16 to 128)."`
+	SubnetLoopback         bool    `toml:"subnet_loopback" comment:"Count clients on loopback addresses in an address range too (leave it off\nbehind a local proxy or onion service, where every client has one address)."`
 	TokenRate              float64 `toml:"token_rate" comment:"Card and prekey requests per second per deposit token. Over it: rate_limited."`
 	TokenBurst             int     `toml:"token_burst" comment:"Card and prekey requests one token may make at once, above the rate."`
 	ChallengeTTL           string  `toml:"challenge_ttl" comment:"How long an owner's challenge stays valid. After it: expired_challenge."`
@@ -64,6 +71,13 @@ func RelayConfigOf(r relay.Resources) RelayConfig {
 		DepositRate:            r.DepositRate,
 		DepositBurst:           r.DepositBurst,
 		MailboxesPerConnection: r.MailboxesPerConn,
+		PeerMaxMailboxes:       r.PeerMaxMailboxes,
+		PeerMaxBytes:           r.PeerMaxBytes,
+		SubnetMaxMailboxes:     r.SubnetMaxMailboxes,
+		SubnetMaxBytes:         r.SubnetMaxBytes,
+		SubnetV4Bits:           r.SubnetV4Bits,
+		SubnetV6Bits:           r.SubnetV6Bits,
+		SubnetLoopback:         r.SubnetLoopback,
 		TokenRate:              r.TokenRate,
 		TokenBurst:             r.TokenBurst,
 		ChallengeTTL:           r.ChallengeTTL.String(),
@@ -128,6 +142,13 @@ func (c RelayConfig) Resources() (relay.Resources, error) {
 	setNonZero(&r.DepositRate, c.DepositRate)
 	setNonZero(&r.DepositBurst, c.DepositBurst)
 	setNonZero(&r.MailboxesPerConn, c.MailboxesPerConnection)
+	setNonZero(&r.PeerMaxMailboxes, c.PeerMaxMailboxes)
+	setNonZero(&r.PeerMaxBytes, c.PeerMaxBytes)
+	setNonZero(&r.SubnetMaxMailboxes, c.SubnetMaxMailboxes)
+	setNonZero(&r.SubnetMaxBytes, c.SubnetMaxBytes)
+	setNonZero(&r.SubnetV4Bits, c.SubnetV4Bits)
+	setNonZero(&r.SubnetV6Bits, c.SubnetV6Bits)
+	setNonZero(&r.SubnetLoopback, c.SubnetLoopback)
 	setNonZero(&r.TokenRate, c.TokenRate)
 	setNonZero(&r.TokenBurst, c.TokenBurst)
 	setD(&r.ChallengeTTL, c.ChallengeTTL, "challenge_ttl")

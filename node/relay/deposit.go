@@ -23,6 +23,7 @@ type deposit struct {
 
 	// Set by the job.
 	refused error
+	quota   string // the creator quota that refused it
 	until   time.Time
 }
 
@@ -93,27 +94,35 @@ func (s *Server) prepareDeposit(d *deposit) {
 	mb, h := d.mailbox, d.token
 	d.job = job{weight: 1 + len(d.envelope)>>10}
 	d.job.fn = func(tx *store.Tx, now time.Time) error {
-		d.refused, d.until = nil, time.Time{}
+		d.refused, d.quota, d.until = nil, "", time.Time{}
 		// Receipts carry milliseconds; store what they say.
 		until := now.Add(s.res.TTL).Truncate(time.Millisecond)
-		_, err := tx.Relay().AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: h, StoredUntil: until, Envelope: d.envelope},
+		r := tx.Relay()
+		_, err := r.AddEnvelope(store.RelayEnvelope{Mailbox: mb, Token: h, StoredUntil: until, Envelope: d.envelope},
 			func(m *store.RelayMailbox, t *store.RelayToken, tot *store.RelayTotals) error {
 				switch {
 				case m.Count+1 > s.res.MailboxMaxCount || m.Bytes+n > s.res.MailboxMaxBytes:
 					return refusal{protocol.ErrMailboxQuota}
 				case t.Count+1 > t.MaxCount || t.Bytes+n > t.MaxBytes:
 					return refusal{protocol.ErrTokenQuota}
-				case tot.EnvelopeBytes+tot.BlobBytes+n > s.res.StoreMaxBytes:
+				}
+				if err := s.checkBytes(r, m, n); err != nil {
+					return err
+				}
+				if tot.EnvelopeBytes+tot.BlobBytes+n > s.res.StoreMaxBytes {
 					return refusal{protocol.ErrStoreFull}
 				}
 				return nil
 			})
-		var r refusal
+		var ref refusal
+		var qr quotaRefusal
 		switch {
 		case err == nil:
 			d.until = until
-		case errors.As(err, &r):
-			d.refused = r.err
+		case errors.As(err, &qr):
+			d.refused, d.quota = qr.err, qr.quota
+		case errors.As(err, &ref):
+			d.refused = ref.err
 		case errors.Is(err, store.ErrNoRelayToken):
 			d.refused = protocol.ErrTokenRefused
 		case errors.Is(err, store.ErrNotFound):
@@ -149,6 +158,9 @@ func (s *Server) finishDeposit(d *deposit) *protocol.RelayResponse {
 		}
 		resp.Code = disk.CodeOf(err)
 		s.met.reject(resp.Code.String())
+		if d.quota != "" {
+			s.met.quotaRefused(d.quota)
+		}
 		return resp
 	}
 	until := d.until.UnixMilli()

@@ -120,10 +120,11 @@ func (r *trelay) dial(t testing.TB) *client {
 	return dialAddr(t, r.info())
 }
 
-// dialAddr connects a new client host to the relay at info.
-func dialAddr(t testing.TB, info peer.AddrInfo) *client {
+// dialAddr connects a new client host, made with opts besides the
+// defaults, to the relay at info.
+func dialAddr(t testing.TB, info peer.AddrInfo, opts ...libp2p.Option) *client {
 	t.Helper()
-	h, err := libp2p.New(libp2p.NoListenAddrs, libp2p.DisableRelay())
+	h, err := libp2p.New(append([]libp2p.Option{libp2p.NoListenAddrs, libp2p.DisableRelay()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ type metrics struct {
 
 	requests      *prometheus.CounterVec
 	rejections    *prometheus.CounterVec
+	quotas        *prometheus.CounterVec
 	deposits      prometheus.Counter
 	depositBytes  prometheus.Counter
 	pushed        prometheus.Counter
@@ -39,6 +40,7 @@ type metrics struct {
 
 	rejMu   sync.Mutex
 	rejects map[string]uint64
+	quotaN  map[string]uint64
 }
 
 // counter and gauge make the relay's unlabelled collectors.
@@ -61,6 +63,10 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 			Name: "sealpost_relay_rejections_total",
 			Help: "Relay requests refused, by reason (the wire code's name, or penalized / too_many_streams for refused streams).",
 		}, []string{"reason"}),
+		quotas: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sealpost_relay_quota_refusals_total",
+			Help: "Mailbox creations and deposits refused for a quota of the mailbox's creator: peer_mailboxes, subnet_mailboxes (too_many_mailboxes), peer_bytes, subnet_bytes (mailbox_quota).",
+		}, []string{"quota"}),
 		deposits:      counter("sealpost_relay_deposits_total", "Envelopes stored (each answered with a custody receipt)."),
 		depositBytes:  counter("sealpost_relay_deposit_bytes_total", "Bytes of the envelopes stored."),
 		pushed:        counter("sealpost_relay_fetched_total", "Envelopes sent to mailbox owners (fetches and subscriptions)."),
@@ -81,6 +87,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		depRate:   newWindow(s.clock),
 		fetchRate: newWindow(s.clock),
 		rejects:   map[string]uint64{},
+		quotaN:    map[string]uint64{},
 	}
 	m.totals.Store(&store.RelayTotals{})
 	total := func(name, help string, f func(t *store.RelayTotals) uint64) prometheus.Collector {
@@ -88,7 +95,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 			func() float64 { return float64(f(m.totals.Load())) })
 	}
 	cs := []prometheus.Collector{
-		m.requests, m.rejections, m.deposits, m.depositBytes, m.pushed, m.expired, m.prekeysTaken,
+		m.requests, m.rejections, m.quotas, m.deposits, m.depositBytes, m.pushed, m.expired, m.prekeysTaken,
 		m.streams, m.subscriptions, m.batch, m.commit,
 		total("sealpost_relay_mailboxes", "Mailboxes held.", func(t *store.RelayTotals) uint64 { return t.Mailboxes }),
 		total("sealpost_relay_envelopes", "Envelopes stored.", func(t *store.RelayTotals) uint64 { return t.Envelopes }),
@@ -130,6 +137,14 @@ func (m *metrics) reject(reason string) {
 	m.rejections.WithLabelValues(reason).Inc()
 	m.rejMu.Lock()
 	m.rejects[reason]++
+	m.rejMu.Unlock()
+}
+
+// quotaRefused counts a refusal for the creator quota named q (quota.go).
+func (m *metrics) quotaRefused(q string) {
+	m.quotas.WithLabelValues(q).Inc()
+	m.rejMu.Lock()
+	m.quotaN[q]++
 	m.rejMu.Unlock()
 }
 
@@ -215,7 +230,11 @@ type Stats struct {
 	Fetches  uint64 `json:"fetches"`
 	// Rejections counts refused requests by reason (wire code names)
 	// since the relay started.
-	Rejections    map[string]uint64 `json:"rejections"`
+	Rejections map[string]uint64 `json:"rejections"`
+	// QuotaRefusals counts, of those, the ones for a quota of a mailbox's
+	// creator (peer_mailboxes, subnet_mailboxes, peer_bytes,
+	// subnet_bytes).
+	QuotaRefusals map[string]uint64 `json:"quota_refusals"`
 	Streams       int               `json:"streams"`
 	Subscriptions int               `json:"subscriptions"`
 	TTLSeconds    int64             `json:"ttl_seconds"`
@@ -226,7 +245,7 @@ func (s *Server) Stats() Stats {
 	m := s.met
 	t := m.totals.Load()
 	m.rejMu.Lock()
-	rej := maps.Clone(m.rejects)
+	rej, quota := maps.Clone(m.rejects), maps.Clone(m.quotaN)
 	m.rejMu.Unlock()
 	s.mu.Lock()
 	streams, subs := len(s.streams), len(s.subs)
@@ -236,6 +255,6 @@ func (s *Server) Stats() Stats {
 		Tokens: t.Tokens, Cards: t.Cards, Prekeys: t.Prekeys, StoreMaxBytes: s.res.StoreMaxBytes,
 		DepositsPerMinute: m.depRate.lastMinute(), FetchesPerMinute: m.fetchRate.lastMinute(),
 		Deposits: m.nDeposits.Load(), Fetches: m.nFetched.Load(),
-		Rejections: rej, Streams: streams, Subscriptions: subs, TTLSeconds: int64(s.res.TTL / time.Second),
+		Rejections: rej, QuotaRefusals: quota, Streams: streams, Subscriptions: subs, TTLSeconds: int64(s.res.TTL / time.Second),
 	}
 }

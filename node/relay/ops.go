@@ -129,9 +129,18 @@ func (c *stream) create(req *protocol.RelayRequest, resp *protocol.RelayResponse
 		s.countMailbox(c.connID, -1)
 		return err
 	}
+	var refused quotaRefusal
 	err := s.do(c.ctx, 1, func(tx *store.Tx, now time.Time) error {
+		refused = quotaRefusal{}
+		if err := s.checkCreate(tx.Relay(), c.quotas); err != nil {
+			if !errors.As(err, &refused) {
+				return err
+			}
+			return nil
+		}
 		err := tx.Relay().CreateMailbox(store.RelayMailbox{
 			ID: id, OwnerKey: req.OwnerKey, SealingKey: req.SealingKey, CreatedAt: now, SeenAt: now,
+			Quotas: c.quotas,
 		})
 		if errors.Is(err, store.ErrExists) {
 			// 2^-256: a broken random source. Refuse rather than share.
@@ -139,6 +148,10 @@ func (c *stream) create(req *protocol.RelayRequest, resp *protocol.RelayResponse
 		}
 		return err
 	})
+	if err == nil && refused.err != nil {
+		s.met.quotaRefused(refused.quota)
+		err = refused.err
+	}
 	if err != nil {
 		s.countMailbox(c.connID, -1)
 		return err

@@ -54,6 +54,29 @@ type Resources struct {
 	// MailboxesPerConn bounds the mailboxes one connection may create.
 	// Over it: too_many_mailboxes.
 	MailboxesPerConn int
+	// PeerMaxMailboxes and PeerMaxBytes bound the mailboxes one peer has
+	// created (those that still exist) and the bytes of envelopes they
+	// hold together; SubnetMaxMailboxes and SubnetMaxBytes bound the same
+	// for all the peers of one address range. A mailbox counts against the
+	// quotas of the peer and the range it was created from for as long as
+	// it exists, so that one client, whatever peer IDs it makes up, cannot
+	// fill the relay (store_full) for everybody. Over a count: the create
+	// is refused with too_many_mailboxes; over bytes: a deposit into any of
+	// those mailboxes is refused with mailbox_quota.
+	PeerMaxMailboxes   uint64
+	PeerMaxBytes       uint64
+	SubnetMaxMailboxes uint64
+	SubnetMaxBytes     uint64
+	// SubnetV4Bits and SubnetV6Bits are the prefix lengths of an address
+	// range: an IPv4 address counts in its /24, an IPv6 address in its
+	// /56 (a customer's allocation), by default.
+	SubnetV4Bits int
+	SubnetV6Bits int
+	// SubnetLoopback counts clients on loopback addresses in ranges too.
+	// Off by default: a relay behind a local proxy or onion service sees
+	// every client there on one loopback address, and would make them all
+	// share one quota (each still has its peer's).
+	SubnetLoopback bool
 	// TokenRate and TokenBurst are the token bucket of card and prekey
 	// requests per deposit token. Over it: rate_limited.
 	TokenRate  float64
@@ -93,32 +116,41 @@ type Resources struct {
 // 1000, enough for a node flushing a backlog.
 func DefaultResources() Resources {
 	return Resources{
-		MaxEnvelope:       protocol.MaxEnvelope,
-		MailboxMaxCount:   10000,
-		MailboxMaxBytes:   256 << 20,
-		TokenMaxCount:     1000,
-		TokenMaxBytes:     64 << 20,
-		MaxTokens:         1000,
-		MaxPrekeys:        200,
-		MaxPrekeyTTL:      30 * 24 * time.Hour,
-		StoreMaxBytes:     16 << 30,
-		TTL:               14 * 24 * time.Hour,
-		SweepInterval:     time.Minute,
-		DepositRate:       200,
-		DepositBurst:      1000,
-		MailboxesPerConn:  8,
-		TokenRate:         1,
-		TokenBurst:        10,
-		ChallengeTTL:      2 * time.Minute,
-		StreamIdle:        2 * time.Minute,
-		WriteTimeout:      30 * time.Second,
-		MaxStreamsPerPeer: 16,
-		MaxStreams:        8192,
-		MaxPending:        256,
-		MaxSubscriptions:  protocol.MaxMailboxes * 4,
-		MaxBatch:          512,
-		FetchLimit:        256,
-		Penalty:           10 * time.Second,
+		MaxEnvelope:      protocol.MaxEnvelope,
+		MailboxMaxCount:  10000,
+		MailboxMaxBytes:  256 << 20,
+		TokenMaxCount:    1000,
+		TokenMaxBytes:    64 << 20,
+		MaxTokens:        1000,
+		MaxPrekeys:       200,
+		MaxPrekeyTTL:     30 * 24 * time.Hour,
+		StoreMaxBytes:    16 << 30,
+		TTL:              14 * 24 * time.Hour,
+		SweepInterval:    time.Minute,
+		DepositRate:      200,
+		DepositBurst:     1000,
+		MailboxesPerConn: 8,
+		// A device makes one mailbox per relay it uses, each with a
+		// peer of its own; an address range (a household, an office
+		// behind one NAT) may hold an eighth of the store.
+		PeerMaxMailboxes:   8,
+		PeerMaxBytes:       1 << 30,
+		SubnetMaxMailboxes: 1024,
+		SubnetMaxBytes:     2 << 30,
+		SubnetV4Bits:       24,
+		SubnetV6Bits:       56,
+		TokenRate:          1,
+		TokenBurst:         10,
+		ChallengeTTL:       2 * time.Minute,
+		StreamIdle:         2 * time.Minute,
+		WriteTimeout:       30 * time.Second,
+		MaxStreamsPerPeer:  16,
+		MaxStreams:         8192,
+		MaxPending:         256,
+		MaxSubscriptions:   protocol.MaxMailboxes * 4,
+		MaxBatch:           512,
+		FetchLimit:         256,
+		Penalty:            10 * time.Second,
 	}
 }
 
@@ -148,6 +180,12 @@ func (r Resources) Validate() error {
 		return bad("deposit rate")
 	case r.MailboxesPerConn < 1:
 		return bad("mailboxes_per_connection")
+	case r.PeerMaxMailboxes == 0, r.PeerMaxBytes < uint64(r.MaxEnvelope):
+		return bad("peer quota")
+	case r.SubnetMaxMailboxes == 0, r.SubnetMaxBytes < uint64(r.MaxEnvelope):
+		return bad("subnet quota")
+	case r.SubnetV4Bits < 8 || r.SubnetV4Bits > 32, r.SubnetV6Bits < 16 || r.SubnetV6Bits > 128:
+		return bad("subnet bits (IPv4 8 to 32, IPv6 16 to 128)")
 	case r.TokenRate <= 0 || r.TokenBurst < 1:
 		return bad("token rate")
 	case r.ChallengeTTL <= 0, r.StreamIdle <= 0, r.WriteTimeout <= 0:

@@ -63,6 +63,8 @@ type Server struct {
 	key   ed25519.PrivateKey // the host's key: signs custody receipts
 	met   *metrics
 
+	quotaSecret []byte // derives the store's names of creator quotas (quota.go)
+
 	randMu sync.Mutex
 	rand   io.Reader
 
@@ -123,23 +125,24 @@ func New(h host.Host, st store.Store, res Resources, opt Options) (*Server, erro
 		opt.Rand = rand.Reader
 	}
 	s := &Server{
-		h:       h,
-		st:      st,
-		res:     res,
-		log:     opt.Logger,
-		clock:   opt.Clock,
-		self:    []byte(h.ID()),
-		key:     ed25519.PrivateKey(raw),
-		rand:    opt.Rand,
-		streams: map[*stream]struct{}{},
-		perPeer: map[peer.ID]int{},
-		subPeer: map[peer.ID]int{},
-		conns:   map[string]*connState{},
-		subs:    map[protocol.MailboxID]*subscription{},
-		tokens:  ratelimit.New[protocol.TokenHash](opt.Clock, res.TokenRate, float64(res.TokenBurst), 0, maxLimited),
-		penalty: ratelimit.New[peer.ID](opt.Clock, 1, 1, res.Penalty, maxLimited),
-		closed:  make(chan struct{}),
-		seen:    newRecentPeers(MaxRecentPeers),
+		h:           h,
+		st:          st,
+		res:         res,
+		log:         opt.Logger,
+		clock:       opt.Clock,
+		self:        []byte(h.ID()),
+		key:         ed25519.PrivateKey(raw),
+		quotaSecret: newQuotaSecret(ed25519.PrivateKey(raw).Seed()),
+		rand:        opt.Rand,
+		streams:     map[*stream]struct{}{},
+		perPeer:     map[peer.ID]int{},
+		subPeer:     map[peer.ID]int{},
+		conns:       map[string]*connState{},
+		subs:        map[protocol.MailboxID]*subscription{},
+		tokens:      ratelimit.New[protocol.TokenHash](opt.Clock, res.TokenRate, float64(res.TokenBurst), 0, maxLimited),
+		penalty:     ratelimit.New[peer.ID](opt.Clock, 1, 1, res.Penalty, maxLimited),
+		closed:      make(chan struct{}),
+		seen:        newRecentPeers(MaxRecentPeers),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.met, err = newMetrics(s, opt.Registerer); err != nil {

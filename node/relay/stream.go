@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/sealpost/sealpost/protocol"
+	"github.com/sealpost/sealpost/store"
 )
 
 // stream is one relay stream: its reader (the handler's goroutine) reads
@@ -23,6 +24,7 @@ type stream struct {
 	str    network.Stream
 	peer   peer.ID
 	connID string
+	quotas [2]store.RelayQuotaKey // of the peer and its address range (quota.go)
 
 	ctx    context.Context // canceled when the stream ends
 	cancel context.CancelFunc
@@ -53,6 +55,7 @@ func (s *Server) handle(str network.Stream) {
 		str:    str,
 		peer:   str.Conn().RemotePeer(),
 		connID: str.Conn().ID(),
+		quotas: s.quotasOf(str.Conn().RemotePeer(), str.Conn().RemoteMultiaddr()),
 		out:    make(chan outItem, s.res.MaxPending),
 		wdone:  make(chan struct{}),
 		subs:   map[uint64]*subscription{},

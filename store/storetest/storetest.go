@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RelayPrekeys", testRelayPrekeys},
 		{"RelayPrekeyRace", testRelayPrekeyRace},
 		{"RelayDeleteMailbox", testRelayDeleteMailbox},
+		{"RelayQuotas", testRelayQuotas},
 		{"RelayBlobs", testRelayBlobs},
 		{"RelayGroupLogs", testRelayGroupLogs},
 		{"RelayGroupAppend", testRelayGroupAppend},
