@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,8 @@ import (
 
 	"github.com/sealpost/sealpost/node/blobrelay"
 	"github.com/sealpost/sealpost/node/files"
+	"github.com/sealpost/sealpost/protocol"
+	"github.com/sealpost/sealpost/store"
 )
 
 func TestMain(m *testing.M) {
@@ -276,4 +279,80 @@ func TestDownloadResumes(t *testing.T) {
 	if max := float64(len(data))*1.06 + float64(4<<20) + 2*(256<<10+64); served > max {
 		t.Fatalf("the relay served %.0f bytes for a file of %d", served, len(data))
 	}
+}
+
+// TestRelayRefusals: a relay that does not know the recipient's deposit
+// token yet (the recipient's node gives its card and registers the token
+// independently, and may go offline in between) refuses the upload with
+// token_refused; the file is retried with the backoff, shows failed after
+// Options.FailAfter attempts, and goes once the token is there. A relay
+// that refuses a blob as too large refuses it for good: the file fails
+// and is not retried.
+func TestRelayRefusals(t *testing.T) {
+	t.Run("token not registered yet", func(t *testing.T) {
+		r := newRelay(t, blobrelay.DefaultResources())
+		alice := newNode(t, "alice", testOptions())
+		bob := newNode(t, "bob", testOptions())
+		connect(alice, bob, r)
+		late := r.box()
+		late.Token = bytes.Repeat([]byte{9}, 16)
+		alice.msg.mu.Lock()
+		alice.msg.boxes = []protocol.Mailbox{late}
+		alice.msg.offline = true
+		alice.msg.mu.Unlock()
+		bob.stop()
+		data := randomBytes(700<<10, 8)
+		info := send(t, alice, "bob", data, "late.bin")
+		got := waitState(t, alice, info.ID, "failed", 30*time.Second)
+		if !strings.Contains(got.Error, "deposit token refused") {
+			t.Fatalf("failed with %q, want the relay's token refusal", got.Error)
+		}
+		if r.totals().Refs != 0 {
+			t.Fatalf("the relay holds %+v", r.totals())
+		}
+		// The recipient's node registers the token.
+		err := r.st.Update(context.Background(), func(tx *store.Tx) error {
+			_, _, err := tx.Relay().PutToken(r.mailbox, store.RelayToken{Hash: protocol.HashToken(late.Token), CreatedAt: time.Now()})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = waitState(t, alice, info.ID, "sent", 30*time.Second)
+		if got.Error != "" || len(got.Relays) != 1 || got.Relays[0].Done != got.Blobs {
+			t.Fatalf("sent file: %+v", got)
+		}
+		bob.start()
+		alice.msg.deliverQueued()
+		waitState(t, bob, info.ID, "saved", 30*time.Second)
+		if !bytes.Equal(content(t, bob, info.ID), data) {
+			t.Fatal("received content differs")
+		}
+	})
+	t.Run("blob too large", func(t *testing.T) {
+		res := blobrelay.DefaultResources()
+		res.MaxBlob = 64 << 10
+		r := newRelay(t, res)
+		alice := newNode(t, "alice", testOptions())
+		bob := newNode(t, "bob", testOptions())
+		connect(alice, bob, r)
+		alice.msg.offline = true
+		bob.stop()
+		info := send(t, alice, "bob", randomBytes(700<<10, 9), "big.bin")
+		got := waitState(t, alice, info.ID, "failed", 30*time.Second)
+		if !strings.Contains(got.Error, "every relay refused") || !strings.Contains(got.Error, "too large") {
+			t.Fatalf("failed with %q", got.Error)
+		}
+		// Refused for good: the file has no transfer work left.
+		err := alice.st.View(context.Background(), func(tx *store.Tx) error {
+			ids, err := tx.Files().Pending()
+			if len(ids) != 0 {
+				t.Errorf("pending after the final refusal: %v", ids)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -378,7 +378,7 @@ func direct(conns []network.Conn) bool {
 // it was not yet, and marks the file sent.
 func (s *Service) sendPointer(ctx context.Context, id protocol.MessageID) error {
 	f, err := s.record(ctx, id)
-	if err != nil || f.State != store.FileQueued && f.State != store.FileFailed {
+	if err != nil || !unsent(&f) {
 		return err
 	}
 	ptr, err := s.pointer(&f)

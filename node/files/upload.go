@@ -26,7 +26,7 @@ func (s *Service) sendWork(ctx context.Context, id protocol.MessageID) error {
 	if err != nil {
 		return err
 	}
-	if f.Direct && f.State == store.FileQueued {
+	if f.Direct && unsent(&f) {
 		if err := s.sendPointer(ctx, id); err != nil {
 			s.retry(ctx, id, err)
 			return err
@@ -54,7 +54,7 @@ func (s *Service) sendWork(ctx context.Context, id protocol.MessageID) error {
 		}
 		return true
 	}
-	if fetched || (f.State != store.FileQueued && relaysDone(&f)) {
+	if fetched || (!unsent(&f) && relaysDone(&f)) {
 		_, err := s.update(ctx, id, func(f *store.File) error {
 			f.Pending, f.Error = false, ""
 			return nil
@@ -73,7 +73,7 @@ func (s *Service) sendWork(ctx context.Context, id protocol.MessageID) error {
 	if f, err = s.record(ctx, id); err != nil {
 		return err
 	}
-	if f.State == store.FileQueued && uploaded(&f) {
+	if unsent(&f) && uploaded(&f) {
 		if err := s.sendPointer(ctx, id); err != nil {
 			s.retry(ctx, id, err)
 			return err
@@ -92,7 +92,7 @@ func (s *Service) sendWork(ctx context.Context, id protocol.MessageID) error {
 			// Every relay refused: the file cannot go; say so and stop.
 			_, err := s.update(ctx, id, func(f *store.File) error {
 				f.Pending, f.Error = false, "every relay refused the file: "+f.Relays[0].Error
-				if f.State == store.FileQueued {
+				if unsent(f) {
 					f.State = store.FileFailed
 				}
 				return nil
@@ -102,6 +102,13 @@ func (s *Service) sendWork(ctx context.Context, id protocol.MessageID) error {
 	}
 	s.retry(ctx, id, uerr)
 	return uerr
+}
+
+// unsent reports whether the pointer of outgoing file f is not yet handed
+// to messaging: queued, or failed before it was (a file shows failed
+// after Options.FailAfter attempts, and is retried still; see retry).
+func unsent(f *store.File) bool {
+	return f.State == store.FileQueued || f.State == store.FileFailed
 }
 
 // uploadAll uploads the file's blobs to each of its relays that does not
@@ -150,7 +157,7 @@ func (s *Service) uploadAll(ctx context.Context, id protocol.MessageID) error {
 }
 
 // errRefused marks a relay's refusal that trying again cannot change
-// (quotas aside, which free up over time: those are retried).
+// (see permanent: the others are retried).
 var errRefused = errors.New("refused")
 
 // relayFailed records relay i's error; a refusal (errRefused) stops the
@@ -307,13 +314,19 @@ func (s *Service) upload(ctx context.Context, id protocol.MessageID, i int, box 
 	return nil
 }
 
-// permanent reports the relay codes after which uploading to that relay
-// again cannot succeed: the blob is over its size limit, the mailbox or
-// the token is gone. (Quotas free up: mailbox_quota and store_full are
-// retried with the backoff.)
+// permanent reports the relay codes after which uploading this file to
+// that relay again cannot succeed: a blob over the relay's size limit, a
+// request it cannot parse. The other refusals can pass and are retried
+// with the backoff: quotas (mailbox_quota, store_full, disk_full) free
+// up, and a token or mailbox the relay does not know yet (token_refused,
+// unknown_mailbox) is one the recipient's node has not registered there
+// yet: it does so when it is next online, and a revoked token is
+// replaced by the one its next card brings (each attempt takes the
+// mailboxes the recipient lists now; one it no longer lists is refused
+// for good).
 func permanent(c protocol.Code) bool {
 	switch c {
-	case protocol.CodeTooLarge, protocol.CodeUnknownMailbox, protocol.CodeTokenRefused, protocol.CodeMalformed:
+	case protocol.CodeTooLarge, protocol.CodeMalformed:
 		return true
 	}
 	return false

@@ -2,9 +2,11 @@ package messaging_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"io"
 	mrand "math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,9 @@ import (
 	"github.com/sealpost/sealpost/node/files"
 	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/node/nodetest"
+	"github.com/sealpost/sealpost/protocol"
+	"github.com/sealpost/sealpost/store"
+	"github.com/sealpost/sealpost/store/badgerstore"
 )
 
 // withFiles gives the node a data directory: the attachment service runs
@@ -133,17 +138,7 @@ func TestFileMessage(t *testing.T) {
 // through the mailbox; the recipient comes back, downloads the file from
 // the relay, and acknowledges it, which empties the relay.
 func TestFileOffline(t *testing.T) {
-	rl := newPeer(t, "relay", withFiles(t, true))
-	raddr := rl.n.Info().Addrs[0]
-	s := newPeer(t, "sam", withFiles(t, false))
-	r := newPeer(t, "rita", onDisk(), withFiles(t, false))
-	if _, err := r.m.AddRelay(nodetest.Context(t), raddr); err != nil {
-		t.Fatalf("AddRelay: %v", err)
-	}
-	befriend(t, s, r)
-	send(t, s, "rita", "hello")
-	nodetest.WaitFor(t, 20*time.Second, "rita has sam's card", func() bool { return len(inbox(t, r)) == 1 })
-	r.stop()
+	rl, s, r := offlineRecipient(t, withFiles(t, false))
 
 	content := randomFile(2<<20+5, 2)
 	id := sendFile(t, s, "rita", content, "notes.txt", "")
@@ -169,4 +164,113 @@ func TestFileOffline(t *testing.T) {
 		tot, err := rl.n.Blobs().Totals(nodetest.Context(t))
 		return err == nil && tot.Bytes == 0
 	})
+}
+
+// offlineRecipient starts a relay, sam (with samOpt) and rita, who keeps
+// a mailbox on the relay; sam and rita become contacts, and rita stops
+// once her node registered sam's deposit token at the relay. (Her node
+// gives sam its card and registers the token independently: a file sent
+// before the token is there waits for her, TestFileTokenLate.)
+func offlineRecipient(t *testing.T, samOpt peerOpt) (rl, s, r *tnode) {
+	t.Helper()
+	rl = newPeer(t, "relay", withFiles(t, true))
+	s = newPeer(t, "sam", samOpt)
+	r = newPeer(t, "rita", onDisk(), withFiles(t, false))
+	if _, err := r.m.AddRelay(nodetest.Context(t), rl.n.Info().Addrs[0]); err != nil {
+		t.Fatalf("AddRelay: %v", err)
+	}
+	befriend(t, s, r)
+	send(t, s, "rita", "hello")
+	nodetest.WaitFor(t, 20*time.Second, "rita has sam's card", func() bool { return len(inbox(t, r)) == 1 })
+	nodetest.WaitFor(t, 20*time.Second, "rita's tokens registered", func() bool { return tokensRegistered(t, r) })
+	r.stop()
+	return rl, s, r
+}
+
+// tokensRegistered reports whether every deposit token p's node gave is
+// registered at its relay.
+func tokensRegistered(t testing.TB, p *tnode) bool {
+	t.Helper()
+	all := true
+	err := p.st.View(nodetest.Context(t), func(tx *store.Tx) error {
+		toks, err := tx.DepositTokens().List()
+		for _, tok := range toks {
+			all = all && (tok.Registered || tok.Revoked)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return all
+}
+
+// TestFileTokenLate: rita's node gave sam its card and went offline
+// before registering sam's deposit token at her relay. The relay refuses
+// sam's upload with token_refused; the file is retried, and arrives once
+// rita is back (her node registers the token, the upload goes, the
+// pointer follows).
+func TestFileTokenLate(t *testing.T) {
+	sdir := t.TempDir()
+	rl, s, r := offlineRecipient(t, withConfig(func(c *node.Config) {
+		c.DataDir = sdir
+		c.Files.RetryMin, c.Files.RetryMax = 200*time.Millisecond, 2*time.Second
+	}))
+
+	// Undo the registration on both sides: the relay does not know the
+	// token, and rita's node has it to register.
+	ctx := context.Background()
+	st, err := badgerstore.Open(ctx, r.dir, badgerstore.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hashes []protocol.TokenHash
+	var box protocol.MailboxID
+	err = st.Update(ctx, func(tx *store.Tx) error {
+		toks, err := tx.DepositTokens().List()
+		for _, tok := range toks {
+			if tok.Contact.IsZero() || tok.Revoked {
+				continue
+			}
+			hashes = append(hashes, protocol.HashToken(tok.Token[:]))
+			box = tok.Mailbox
+			tok.Registered = false
+			if err := tx.DepositTokens().Put(tok); err != nil {
+				return err
+			}
+		}
+		return err
+	})
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || len(hashes) == 0 {
+		t.Fatalf("rita's contact tokens: %d, %v", len(hashes), err)
+	}
+	err = rl.st.Update(ctx, func(tx *store.Tx) error {
+		for _, h := range hashes {
+			if err := tx.Relay().DeleteToken(box, h); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	content := randomFile(1<<20+3, 3)
+	id := sendFile(t, s, "rita", content, "late.txt", "")
+	nodetest.WaitFor(t, 30*time.Second, "the relay refused the upload", func() bool {
+		f, err := s.n.Files().Get(nodetest.Context(t), id)
+		return err == nil && strings.Contains(f.Error, "deposit token refused")
+	})
+	r.restart()
+	nodetest.WaitFor(t, 60*time.Second, "the file saved", func() bool {
+		f, err := r.n.Files().Get(nodetest.Context(t), id)
+		return err == nil && f.State == "saved"
+	})
+	checkContent(t, r, id, content)
+	mid, _ := messaging.ParseMessageID(id)
+	wait(t, s, mid, messaging.StateDelivered)
 }
