@@ -155,6 +155,12 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err := n.loadSelf(ctx); err != nil {
 		return nil, err
 	}
+	// A damaged record is skipped by the store's lists, so that the node
+	// serves every other contact; say which one, once.
+	store.Damage(cfg.Store).Notify(func(d store.DamagedRecord) {
+		n.log.Error("store: a damaged record is skipped; the rest of the store is served (restore the home from a backup to get it back)",
+			"table", d.Table, "key", d.Key, "err", d.Err)
+	})
 	listen, err := parseAddrs(cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("node: listen: %w", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -105,7 +106,7 @@ func TestTwoNodesBootstrap(t *testing.T) {
 	}
 	want := Status{Peers: 1, DHTMode: "server", DHTServing: true, RoutingTable: 1, Reachability: "unknown"}
 	st.Record = RecordStatus{}
-	if st != want {
+	if !reflect.DeepEqual(st, want) {
 		t.Errorf("Status() = %+v, want %+v", st, want)
 	}
 	if err := b.Close(); err != nil {

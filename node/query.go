@@ -77,6 +77,9 @@ type Status struct {
 	// RolledBack is set when this daemon found its store older than this
 	// machine last saw it and ended its sessions (messaging.Service.Rollback).
 	RolledBack *messaging.RollbackNotice `json:"rolled_back,omitempty"`
+	// Damaged lists the store's records that do not decode, which the
+	// node skips (store.DamageLog) while it serves everything else.
+	Damaged []store.DamagedRecord `json:"damaged,omitempty"`
 }
 
 // ID returns the device's peer ID.
@@ -257,6 +260,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("node: status: %w", err)
 	}
+	st.Damaged = store.Damage(n.cfg.Store).Records()
 	return st, nil
 }
 

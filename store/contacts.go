@@ -193,6 +193,7 @@ func (s Contacts) Get(id identity.UserID) (Contact, error) {
 		return c, err
 	}
 	err = c.unmarshal(b)
+	s.tx.skipDamaged(err, "contact", contactKey(id))
 	return c, err
 }
 
@@ -284,9 +285,12 @@ func (s Contacts) Delete(id identity.UserID) error {
 // by user ID.
 func (s Contacts) List() ([]Contact, error) {
 	var out []Contact
-	err := s.tx.scanPrefix([]byte{tContact}, false, func(_, v []byte) error {
+	err := s.tx.scanPrefix([]byte{tContact}, false, func(k, v []byte) error {
 		var c Contact
 		if err := c.unmarshal(v); err != nil {
+			if s.tx.skipDamaged(err, "contact", k) {
+				return nil
+			}
 			return err
 		}
 		out = append(out, c)

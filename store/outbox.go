@@ -152,6 +152,7 @@ func (s Outbox) Get(id protocol.MessageID) (OutboxEntry, error) {
 		return o, err
 	}
 	err = o.unmarshal(b)
+	s.tx.skipDamaged(err, "outbox entry", outboxKey(id))
 	return o, err
 }
 
@@ -177,11 +178,16 @@ func (s Outbox) Put(o OutboxEntry) error {
 	return s.tx.set(outboxKey(o.ID), o.marshal())
 }
 
-// Delete removes the entry for message id; a missing one is not an error.
+// Delete removes the entry for message id; a missing one is not an error,
+// and a damaged one is removed (its index key, which names its time, is
+// left for the lists to skip).
 func (s Outbox) Delete(id protocol.MessageID) error {
 	old, err := s.Get(id)
 	if errors.Is(err, ErrNotFound) {
 		return nil
+	}
+	if errors.Is(err, ErrCorrupt) {
+		return s.tx.del(outboxKey(id))
 	}
 	if err != nil {
 		return err
@@ -219,6 +225,16 @@ func (s Outbox) byNextAttempt(now time.Time, limit int) ([]OutboxEntry, error) {
 			return fmt.Errorf("outbox index: %w", ErrCorrupt)
 		}
 		o, err := s.Get(protocol.MessageID(k[9:]))
+		if errors.Is(err, ErrNotFound) {
+			// An index key without its entry: skip it as damage.
+			err = fmt.Errorf("%w: outbox index without its entry", ErrCorrupt)
+			if s.tx.skipDamaged(err, "outbox index", k) {
+				return nil
+			}
+		}
+		if errors.Is(err, ErrCorrupt) {
+			return nil // noted by Get
+		}
 		if err != nil {
 			return fmt.Errorf("outbox index: %w", err)
 		}
@@ -234,9 +250,12 @@ func (s Outbox) byNextAttempt(now time.Time, limit int) ([]OutboxEntry, error) {
 // List returns every entry, by message ID.
 func (s Outbox) List() ([]OutboxEntry, error) {
 	var out []OutboxEntry
-	err := s.tx.scanPrefix([]byte{tOutbox}, false, func(_, v []byte) error {
+	err := s.tx.scanPrefix([]byte{tOutbox}, false, func(k, v []byte) error {
 		var o OutboxEntry
 		if err := o.unmarshal(v); err != nil {
+			if s.tx.skipDamaged(err, "outbox entry", k) {
+				return nil
+			}
 			return err
 		}
 		out = append(out, o)

@@ -123,7 +123,8 @@ func (s Sessions) Get(peer identity.UserID, device []byte, id SessionID) (Sessio
 	if len(device) == 0 || len(device) > MaxDeviceIDLen {
 		return ses, fmt.Errorf("session: %w: device ID length %d", ErrInvalid, len(device))
 	}
-	b, err := s.tx.get(sessionKey(peer, device, id))
+	k := sessionKey(peer, device, id)
+	b, err := s.tx.get(k)
 	if errors.Is(err, ErrNotFound) {
 		return ses, notFound("session", id)
 	}
@@ -131,6 +132,7 @@ func (s Sessions) Get(peer identity.UserID, device []byte, id SessionID) (Sessio
 		return ses, err
 	}
 	err = ses.unmarshal(b)
+	s.tx.skipDamaged(err, "session", k)
 	return ses, err
 }
 
@@ -166,9 +168,12 @@ func (s Sessions) ListDevice(peer identity.UserID, device []byte) ([]Session, er
 
 func (s Sessions) list(prefix []byte) ([]Session, error) {
 	var out []Session
-	err := s.tx.scanPrefix(prefix, false, func(_, v []byte) error {
+	err := s.tx.scanPrefix(prefix, false, func(k, v []byte) error {
 		var ses Session
 		if err := ses.unmarshal(v); err != nil {
+			if s.tx.skipDamaged(err, "session", k) {
+				return nil
+			}
 			return err
 		}
 		out = append(out, ses)

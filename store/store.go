@@ -184,6 +184,7 @@ func Open(ctx context.Context, b Backend) (Store, error) {
 // db is the Store over a Backend.
 type db struct {
 	b         Backend
+	dmg       DamageLog
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -193,7 +194,7 @@ func (d *db) View(ctx context.Context, fn func(tx *Tx) error) error {
 		return err
 	}
 	return d.b.View(ctx, func(kv KV) error {
-		return fn(&Tx{kv: kv})
+		return fn(&Tx{kv: kv, dmg: &d.dmg})
 	})
 }
 
@@ -202,7 +203,7 @@ func (d *db) Update(ctx context.Context, fn func(tx *Tx) error) error {
 		return err
 	}
 	return d.b.Update(ctx, func(kv KV) error {
-		return fn(&Tx{kv: kv, writable: true})
+		return fn(&Tx{kv: kv, writable: true, dmg: &d.dmg})
 	})
 }
 
@@ -216,6 +217,7 @@ func (d *db) Close() error {
 type Tx struct {
 	kv       KV
 	writable bool
+	dmg      *DamageLog // where lists note the records they skip (damage.go)
 }
 
 // Writable reports whether tx belongs to Update.

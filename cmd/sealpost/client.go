@@ -74,6 +74,9 @@ func (c *cli) statusCommand() *cobra.Command {
 				if st.DiskFull != "" {
 					fmt.Fprintf(tw, "disk\tfull: %s; writes are refused until there is room\n", st.DiskFull)
 				}
+				for _, d := range st.Damaged {
+					fmt.Fprintf(tw, "damaged\t%s %s does not decode and is skipped (%s); restore the home from a backup to get it back\n", d.Table, d.Key, d.Err)
+				}
 				tw.Flush()
 			})
 		},

@@ -362,7 +362,9 @@ func (w *work) session(peer identity.UserID, dev []byte, id store.SessionID) (*s
 		return nil, nil // the full list is loaded and it is not there
 	}
 	r, err := w.tx.Sessions().Get(peer, dev, id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrCorrupt) {
+		// A damaged session (the store notes it) is as good as none: the
+		// next message makes a new one.
 		return nil, nil
 	}
 	if err != nil {

@@ -24,7 +24,8 @@ type tnode struct {
 	n      *node.Node
 	m      *messaging.Service
 	st     store.Store
-	dir    string // badger directory ("" for a memory store)
+	dir    string        // badger directory ("" for a memory store)
+	kv     store.Backend // the memory store's backend, if the test keeps it
 	listen []string
 	mod    func(*node.Config)
 	closed bool
@@ -41,6 +42,12 @@ type peerOpt func(*tnode)
 // that it survives a restart.
 func onDisk() peerOpt {
 	return func(p *tnode) { p.dir = filepath.Join(p.t.TempDir(), "store") }
+}
+
+// onBackend keeps the peer's store in b (a memory backend the test
+// reaches under the store).
+func onBackend(b store.Backend) peerOpt {
+	return func(p *tnode) { p.kv = b }
 }
 
 // onMockNet runs the peer's messaging service on a host of mn instead of
@@ -64,6 +71,12 @@ func newPeer(t testing.TB, name string, opts ...peerOpt) *tnode {
 	ctx := context.Background()
 	if p.dir != "" {
 		st, err := badgerstore.Create(ctx, p.dir, badgerstore.ModeKeyFile, badgerstore.Options{GCInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.st = st
+	} else if p.kv != nil {
+		st, err := store.Open(ctx, p.kv)
 		if err != nil {
 			t.Fatal(err)
 		}

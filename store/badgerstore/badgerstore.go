@@ -358,3 +358,7 @@ func translate(err error) error {
 	}
 	return err
 }
+
+// Unwrap returns the store.Store over the badger backend (store.Damage
+// finds its damage log through it).
+func (s *Store) Unwrap() store.Store { return s.Store }
