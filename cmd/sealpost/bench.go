@@ -62,7 +62,10 @@ to another on loopback (attachment_direct: sent, fetched over the blob
 protocol, written, synced and checked, next to the time of encrypting,
 carrying and checking it), and the peak heap growth during the transfer of
 a file of an eighth of that size and of that size (equal: memory does not
-grow with the file).
+grow with the file), and that file through a relay to an offline recipient
+(attachment_relay_upload: until the relay acknowledged every blob, next to
+the stream; attachment_relay_download: the recipient fetching it from the
+relay, checked, next to carrying and checking it).
 Each throughput figure is printed next to the limit computed in the same run
 from the primitives it is made of, and their ratio, so the ratio stays
 meaningful on a noisy machine. --only crypto,mls,storage,relay_ingest,delivery,relay_e2e,attachment

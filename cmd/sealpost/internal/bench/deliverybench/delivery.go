@@ -145,10 +145,10 @@ func newPair(ctx context.Context, dir string, opts messaging.Options) (*Pair, er
 func NewPair(ctx context.Context, dir string, tune func(*node.Config)) (*Pair, error) {
 	p := &Pair{}
 	var err error
-	if p.A, p.sa, err = startNode(ctx, filepath.Join(dir, "a"), "alice", tune); err != nil {
+	if p.A, p.sa, err = StartNode(ctx, filepath.Join(dir, "a"), "alice", tune); err != nil {
 		return nil, err
 	}
-	if p.B, p.sb, err = startNode(ctx, filepath.Join(dir, "b"), "bob", tune); err != nil {
+	if p.B, p.sb, err = StartNode(ctx, filepath.Join(dir, "b"), "bob", tune); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -176,7 +176,10 @@ func NewPair(ctx context.Context, dir string, tune func(*node.Config)) (*Pair, e
 	return p, nil
 }
 
-func startNode(ctx context.Context, dir, name string, tune func(*node.Config)) (*node.Node, store.Store, error) {
+// StartNode provisions a node called name with its store in dir (badger,
+// a key file) and starts it: node.Test defaults on loopback TCP, changed
+// by tune if not nil. Close the node, then the store.
+func StartNode(ctx context.Context, dir, name string, tune func(*node.Config)) (*node.Node, store.Store, error) {
 	st, err := badgerstore.Create(ctx, dir, badgerstore.ModeKeyFile, badgerstore.Options{GCInterval: -1})
 	if err != nil {
 		return nil, nil, err
@@ -185,6 +188,20 @@ func startNode(ctx context.Context, dir, name string, tune func(*node.Config)) (
 		st.Close()
 		return nil, nil, err
 	}
+	return runNode(ctx, st, tune)
+}
+
+// RestartNode starts the node StartNode made in dir again, on another
+// port.
+func RestartNode(ctx context.Context, dir string, tune func(*node.Config)) (*node.Node, store.Store, error) {
+	st, err := badgerstore.Open(ctx, dir, badgerstore.Options{GCInterval: -1})
+	if err != nil {
+		return nil, nil, err
+	}
+	return runNode(ctx, st, tune)
+}
+
+func runNode(ctx context.Context, st store.Store, tune func(*node.Config)) (*node.Node, store.Store, error) {
 	cfg, err := node.Defaults(node.Test)
 	if err != nil {
 		st.Close()
@@ -203,15 +220,17 @@ func startNode(ctx context.Context, dir, name string, tune func(*node.Config)) (
 	return n, st, nil
 }
 
-// Close stops both nodes and closes their stores.
+// Close stops both nodes and closes their stores; again, it does nothing.
 func (p *Pair) Close() {
 	if p.A != nil {
 		p.A.Close()
 		p.sa.Close()
+		p.A = nil
 	}
 	if p.B != nil {
 		p.B.Close()
 		p.sb.Close()
+		p.B = nil
 	}
 }
 

@@ -27,6 +27,16 @@
 //     the other (a transfer apart from attachment_direct's), for Size/8
 //     and Size: transfers stream through fixed buffers, so the two stay
 //     about equal however large the file.
+//   - attachment_relay_upload (MiB/s): a file of Size bytes to a
+//     recipient that is offline, through a relay (a third node): from
+//     the end of files.Service.Send (the file encrypted) until the relay
+//     acknowledged every blob, each written and synced by the relay and
+//     recorded by both sides. Limit: the libp2p stream's figure.
+//   - attachment_relay_download (MiB/s): that file, the sender stopped
+//     and the recipient started again with the pointer, from
+//     files.Service.Download until every blob came from the relay,
+//     checked, written and synced, and the whole file matched its digest.
+//     Limit: carry over a stream, then verify.
 package filebench
 
 import (
@@ -133,6 +143,11 @@ func Run(ctx context.Context, o Options) ([]bench.Figure, error) {
 	if err != nil {
 		return nil, fmt.Errorf("attachment_heap (%d bytes): %w", o.Size, err)
 	}
+	p.Close()
+	up, down, err := relayRates(ctx, filepath.Join(work, "relay"), o.Size, o.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("attachment_relay: %w", err)
+	}
 	return []bench.Figure{
 		bench.Rate("attachment_encrypt", "MiB/s", enc, 1/(1/aead+2/sha)),
 		bench.Rate("attachment_verify", "MiB/s", verify, 1/(1/open+1/sha)),
@@ -140,6 +155,8 @@ func Run(ctx context.Context, o Options) ([]bench.Figure, error) {
 		bench.Rate("attachment_direct", "MiB/s", direct, 1/(1/enc+1/stream+1/verify)),
 		{Name: fmt.Sprintf("attachment_heap_%dmib", small/mib), Unit: "MiB", Value: heapSmall},
 		{Name: fmt.Sprintf("attachment_heap_%dmib", o.Size/mib), Unit: "MiB", Value: heapLarge},
+		bench.Rate("attachment_relay_upload", "MiB/s", up, stream),
+		bench.Rate("attachment_relay_download", "MiB/s", down, 1/(1/stream+1/verify)),
 	}, nil
 }
 

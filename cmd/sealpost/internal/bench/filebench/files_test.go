@@ -23,7 +23,7 @@ func TestRun(t *testing.T) {
 			t.Errorf("%s has no limit: %+v", f.Name, f)
 		}
 	}
-	for _, want := range []string{"attachment_encrypt", "attachment_verify", "libp2p_stream", "attachment_direct", "attachment_heap_1mib", "attachment_heap_4mib"} {
+	for _, want := range []string{"attachment_encrypt", "attachment_verify", "libp2p_stream", "attachment_direct", "attachment_heap_1mib", "attachment_heap_4mib", "attachment_relay_upload", "attachment_relay_download"} {
 		if !names[want] {
 			t.Errorf("no figure %s in %+v", want, figs)
 		}
