@@ -3,7 +3,6 @@ package messaging
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"slices"
 	"time"
 
@@ -18,7 +17,7 @@ const ConversationContact = "contact"
 
 // MaxUnread bounds the unread messages Conversations counts in one
 // conversation: a conversation with more shows MaxUnread.
-const MaxUnread = maxMarkRead
+const MaxUnread = 8192
 
 // Conversation is one conversation as a list of conversations shows it.
 type Conversation struct {
@@ -138,14 +137,6 @@ func (s *Service) summary(tx *store.Tx, c *store.Contact) (*Message, int, error)
 // messages as they arrive (message.received) calls it while the
 // conversation is in view. ErrUnknownContact if there is no such contact.
 func (s *Service) MarkRead(ctx context.Context, nameOrUserID string) error {
-	return s.do(ctx, false, func(w *work) error {
-		e, err := w.lookup(nameOrUserID)
-		if err != nil {
-			return refuse(err)
-		}
-		if err := w.markRead(e.c.UserID, map[protocol.MessageID]bool{}); err != nil {
-			return fmt.Errorf("mark %s read: %w", e.c.Name, err)
-		}
-		return nil
-	})
+	_, err := s.markRead(ctx, nameOrUserID, map[protocol.MessageID]bool{})
+	return err
 }

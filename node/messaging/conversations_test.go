@@ -1,13 +1,16 @@
 package messaging_test
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/protocol"
+	"github.com/sealpost/sealpost/store"
 )
 
 // TestConversations checks the list of conversations (newest first, with
@@ -112,4 +115,70 @@ func conversations(t *testing.T, p *tnode) []messaging.Conversation {
 		t.Fatalf("%s: Conversations: %v", p.name, err)
 	}
 	return convs
+}
+
+// TestMarkReadLongConversation marks a conversation with more unread
+// messages than one transaction marks: every one of them becomes read, the
+// oldest included, and their senders get read receipts.
+func TestMarkReadLongConversation(t *testing.T) {
+	mn := nodetest.NewMockNet(t)
+	alice := newPeer(t, "alice", onMockNet(mn))
+	bob := newPeer(t, "bob", onMockNet(mn))
+	befriend(t, alice, bob)
+	var oldest []protocol.MessageID
+	for i := range 3 {
+		oldest = append(oldest, send(t, alice, "bob", fmt.Sprintf("old %d", i)))
+	}
+	for _, id := range oldest {
+		wait(t, alice, id, messaging.StateDelivered)
+	}
+	// 9000 newer unread messages, put in bob's store as his node would
+	// have received them (receiving them for real takes much longer).
+	const newer = 9000
+	uid := alice.m.UserID()
+	for start := 0; start < newer; start += 1000 {
+		err := bob.st.Update(nodetest.Context(t), func(tx *store.Tx) error {
+			for i := start; i < start+1000; i++ {
+				m := store.Message{Peer: uid, Seq: uint64(4 + i), Kind: uint8(protocol.KindText),
+					Body: []byte(fmt.Sprintf("newer %d", i)), SentAt: time.Now(), ReceivedAt: time.Now(),
+					State: store.MessageReceived}
+				binary.BigEndian.PutUint64(m.ID[:], uint64(i+1))
+				if err := tx.Messages().Put(&m); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := conversations(t, bob); len(c) != 1 || c[0].Unread != messaging.MaxUnread {
+		t.Fatalf("bob's conversations: %+v, want one with %d unread", c, messaging.MaxUnread)
+	}
+	if err := bob.m.MarkRead(nodetest.Context(t), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range oldest {
+		wait(t, alice, id, messaging.StateRead)
+	}
+	if c := conversations(t, bob); c[0].Unread != 0 {
+		t.Errorf("after MarkRead, %d unread", c[0].Unread)
+	}
+	unread := 0
+	err := bob.st.View(nodetest.Context(t), func(tx *store.Tx) error {
+		all, err := tx.Messages().List(uid, 0, 0)
+		for _, m := range all {
+			if !m.Outgoing && m.State != store.MessageRead {
+				unread++
+			}
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unread != 0 {
+		t.Errorf("after MarkRead, %d of bob's messages from alice are not read", unread)
+	}
 }

@@ -48,8 +48,12 @@ func (s *Service) SendGroupControl(ctx context.Context, uid identity.UserID, c *
 	return s.queueNew(ctx, uid.String(), jobWeight(1, protocol.MaxGroupControl), nil, outgoing{kind: kindGroup, group: c, toRequest: toRequest})
 }
 
-// maxMarkRead bounds the messages one call marks read.
-const maxMarkRead = 8192
+// Bounds of one transaction of markRead: a conversation with more unread
+// messages is marked read in several.
+const (
+	markReadBatch = 1024
+	markReadBytes = 256 << 10
+)
 
 // Messages returns the last limit text messages of the conversation with
 // nameOrUserID (limit <= 0: all), oldest first, and marks the
@@ -71,14 +75,12 @@ func (s *Service) MessagesBefore(ctx context.Context, nameOrUserID string, befor
 	if err != nil {
 		return nil, err
 	}
-	var marked map[protocol.MessageID]bool
-	err = s.do(ctx, false, func(w *work) error {
-		marked = map[protocol.MessageID]bool{}
-		return w.markRead(uid, marked)
-	})
+	marked := map[protocol.MessageID]bool{}
+	_, err = s.markRead(ctx, uid.String(), marked)
 	if errors.Is(err, store.ErrDiskFull) {
-		// Shown all the same; it stays unread until there is room.
-		marked, err = nil, nil
+		// Shown all the same; what is not marked stays unread until there
+		// is room.
+		err = nil
 	}
 	if err != nil {
 		return nil, err
@@ -195,41 +197,102 @@ func (s *Service) window(tx *store.Tx, msgs []store.Message, c *store.Contact, s
 	return out
 }
 
-// markRead marks the received messages of the conversation with uid read
-// (newest first, stopping at one already read: everything older was read
-// then) and queues read receipts for them.
-func (w *work) markRead(uid identity.UserID, marked map[protocol.MessageID]bool) error {
-	var ids []protocol.MessageID
-	before := uint64(0)
-	const page = 256
-scan:
-	for len(ids) < maxMarkRead {
-		batch, err := w.tx.Messages().List(uid, page, before)
+// markRead marks every received message of the conversation with
+// nameOrUserID read, adds their IDs to marked, and queues read receipts
+// for them. It finds the unread messages first, from the newest back to
+// one already read (everything older was read then), and marks them the
+// oldest first, in transactions of at most markReadBatch messages and
+// markReadBytes of bodies, each durable with its receipts before the next
+// begins: stopped at any point, what is read is older than what is not,
+// so the next call goes on where this one stopped. It returns the
+// contact; ErrUnknownContact if there is none.
+func (s *Service) markRead(ctx context.Context, nameOrUserID string, marked map[protocol.MessageID]bool) (store.Contact, error) {
+	var (
+		c      store.Contact
+		unread []protocol.MessageID
+	)
+	err := s.st.View(ctx, func(tx *store.Tx) error {
+		w := newWork(s, tx, s.clock.Now())
+		e, err := w.lookup(nameOrUserID)
 		if err != nil {
 			return err
 		}
-		for i := len(batch) - 1; i >= 0; i-- {
-			m := batch[i]
-			if m.Outgoing || !shown(m.Kind) {
-				continue
-			}
-			if m.State == store.MessageRead {
-				break scan
-			}
-			m.State = store.MessageRead
-			if err := w.tx.Messages().Put(&m); err != nil {
+		c, unread = e.c, nil
+		const page = 256
+		before := uint64(0)
+		for {
+			batch, err := tx.Messages().List(c.UserID, page, before)
+			if err != nil {
 				return err
 			}
-			ids = append(ids, m.ID)
-			marked[m.ID] = true
+			for i := len(batch) - 1; i >= 0; i-- {
+				m := &batch[i]
+				if m.Outgoing || !shown(m.Kind) {
+					continue
+				}
+				if m.State == store.MessageRead {
+					return nil
+				}
+				unread = append(unread, m.ID)
+			}
+			if len(batch) < page {
+				return nil
+			}
+			before = batch[0].Order
 		}
-		if len(batch) < page {
-			break
-		}
-		before = batch[0].Order
+	})
+	if err != nil {
+		return store.Contact{}, err
 	}
-	slices.Reverse(ids)
-	return w.queueReceipts(uid, kindRead, ids)
+	slices.Reverse(unread)
+	for len(unread) > 0 {
+		var (
+			ids  []protocol.MessageID
+			done int
+		)
+		chunk := unread[:min(len(unread), markReadBatch)]
+		j, err := s.submit(ctx, false, jobWeight(len(chunk), markReadBytes), func(w *work) error {
+			ids, done = nil, 0
+			size := 0
+			for _, id := range chunk {
+				if size >= markReadBytes {
+					break
+				}
+				done++
+				m, err := w.tx.Messages().Get(id)
+				if isNotFound(err) {
+					continue // deleted meanwhile
+				}
+				if err != nil {
+					return err
+				}
+				if m.State != store.MessageReceived {
+					continue // marked meanwhile
+				}
+				m.State = store.MessageRead
+				if err := w.tx.Messages().Put(&m); err != nil {
+					return err
+				}
+				ids = append(ids, id)
+				size += len(m.Body)
+			}
+			if err := w.queueReceipts(c.UserID, kindRead, ids); err != nil {
+				return fmt.Errorf("mark %s read: %w", c.Name, err)
+			}
+			return nil
+		})
+		if err == nil {
+			err = s.await(j)
+		}
+		if err != nil {
+			return store.Contact{}, err
+		}
+		for _, id := range ids {
+			marked[id] = true
+		}
+		unread = unread[done:]
+	}
+	return c, nil
 }
 
 // Inbox returns up to limit received text messages (limit <= 0: all), of
