@@ -141,10 +141,13 @@ against the link, and starts an end-to-end encrypted session; the first
 message you send tells the inviter who you are.
 
 The contact is named NAME, or the display name in the link (made unique).
-Adding a name or a device that belongs to a contact under another identity
-key is an identity change: exit code 4, and the contact stays blocked until
-'sealpost contact verify NAME'. An expired invite (ask for a new one) exits 1;
-an unreachable inviter exits 3.`,
+A device that belongs to a contact under another identity key is an identity
+change: exit code 4, and the contact stays blocked until 'sealpost contact
+verify NAME'. A NAME that is a contact's under another identity key is a name
+clash (exit 1). Adding a contact again changes nothing, except that a message
+request is accepted (and named NAME); another NAME for an accepted contact is
+refused (exit 1). An expired invite (ask for a new one) exits 1; an
+unreachable inviter exits 3.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return query(c, func(cl *api.Client) (messaging.Contact, error) { return cl.AddContact(cmd.Context(), args[0], name) }, func(w io.Writer, ct messaging.Contact) {

@@ -130,6 +130,7 @@ var sentinels = []struct {
 	{messaging.ErrBadState, CodeBadRequest},
 	{messaging.ErrInviteExpired, CodeConflict},
 	{messaging.ErrNameTaken, CodeConflict},
+	{messaging.ErrContactExists, CodeConflict},
 	{messaging.ErrSafetyMismatch, CodeConflict},
 	{messaging.ErrNotAccepted, CodeConflict},
 	{messaging.ErrTooLong, CodeLimit},

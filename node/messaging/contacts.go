@@ -108,11 +108,13 @@ func (s *Service) RevokeInvite(ctx context.Context, link string) error {
 // session; the first message will carry the invite secret, so the inviter
 // accepts the contact at once.
 //
-// If name is a contact's with another identity key, or the invite's device
-// is a contact's under another identity key, that contact is marked as
-// having changed identity and AddContact returns ErrUntrustedIdentity;
-// Verify then accepts the new key. Adding an existing contact again renames
-// it (if name is given) and accepts it if it was a request.
+// A name that is a contact's under another identity key on another device
+// is a clash (ErrNameTaken), refused before anything is fetched. If the invite's
+// device is a contact's under another identity key, that contact is marked
+// as having changed identity and AddContact returns ErrUntrustedIdentity;
+// Verify then accepts the new key. Adding an existing contact again
+// accepts it if it was a request, and names it name if given; an accepted
+// contact keeps its name, and another name is refused (ErrContactExists).
 func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, error) {
 	inv, err := protocol.ParseLink(link)
 	if err != nil {
@@ -134,9 +136,19 @@ func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, e
 	if err != nil {
 		return Contact{}, fmt.Errorf("%w: device: %w", ErrInvalidLink, err)
 	}
-	// A known contact: rename or accept it, and make a session if needed.
+	// A known contact: accept it, and make a session if needed. A name
+	// that is another identity's is refused here, before any network.
 	var known bool
 	err = s.st.View(ctx, func(tx *store.Tx) error {
+		if name != "" {
+			c, err := tx.Contacts().ByName(name)
+			if err == nil && c.UserID != uid && !bytes.Equal(c.Device, inv.Device) {
+				return fmt.Errorf("%w: %q is a contact with another identity key; choose another --name", ErrNameTaken, name)
+			}
+			if err != nil && !isNotFound(err) {
+				return err
+			}
+		}
 		_, err := tx.Contacts().Get(uid)
 		known = err == nil
 		if isNotFound(err) {
@@ -185,22 +197,21 @@ func (s *Service) AddContact(ctx context.Context, link, name string) (Contact, e
 			out = s.apiContact(&c.c)
 			return nil
 		}
-		// An identity change: the name or the device is a contact's with
-		// another identity key.
-		var changed *contactEntry
 		if name != "" {
+			// Taken meanwhile.
 			c, err := w.lookup(name)
 			if err != nil && !errors.Is(err, ErrUnknownContact) {
 				return err
 			}
-			changed = c
-		}
-		if changed == nil {
-			c, err := w.contactByDevice(inv.Device)
-			if err != nil {
-				return err
+			if c != nil && !bytes.Equal(c.c.Device, inv.Device) {
+				return refuse(fmt.Errorf("%w: %q is a contact with another identity key; choose another --name", ErrNameTaken, name))
 			}
-			changed = c
+		}
+		// An identity change: the device is a contact's with another
+		// identity key.
+		changed, err := w.contactByDevice(inv.Device)
+		if err != nil {
+			return err
 		}
 		w.addSession(rec, nil)
 		if changed != nil {
@@ -310,6 +321,9 @@ func (s *Service) addKnown(ctx context.Context, uid identity.UserID, name string
 		}
 		if c.c.IdentityChanged {
 			return refuse(fmt.Errorf("%w: %s", ErrUntrustedIdentity, c.c.Name))
+		}
+		if name != "" && name != c.c.Name && c.c.State != store.ContactRequest {
+			return refuse(fmt.Errorf("%w: it is your contact %q; it keeps that name", ErrContactExists, c.c.Name))
 		}
 		if name != "" && name != c.c.Name {
 			taken, err := w.nameTaken(name, uid)

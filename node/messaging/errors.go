@@ -26,6 +26,9 @@ var (
 	ErrInvalidName = errors.New("messaging: invalid contact name")
 	// ErrNameTaken: another contact has the name. API: conflict (exit 1).
 	ErrNameTaken = errors.New("messaging: another contact has that name")
+	// ErrContactExists: the invite is an accepted contact's, and another
+	// name was asked for it. API: conflict (exit 1).
+	ErrContactExists = errors.New("messaging: already a contact")
 	// ErrSafetyMismatch: the safety number given to Verify is not the
 	// contact's. API: conflict (exit 1).
 	ErrSafetyMismatch = errors.New("messaging: the safety number does not match")

@@ -657,66 +657,77 @@ func TestReceiverRestartMidStream(t *testing.T) {
 	}
 }
 
-func TestIdentityChange(t *testing.T) {
-	alice := newPeer(t, "alice")
-	bob := newPeer(t, "bob")
+// TestAddContactNames: an invite of another identity under a contact's
+// name is a name clash, not an identity change (nothing is marked); an
+// invite of a contact again keeps an accepted contact's name and names a
+// request.
+func TestAddContactNames(t *testing.T) {
+	mn := nodetest.NewMockNet(t)
+	alice := newPeer(t, "alice", onMockNet(mn))
+	bob := newPeer(t, "bob", onMockNet(mn))
+	carol := newPeer(t, "carol", onMockNet(mn))
 	befriend(t, alice, bob)
 	wait(t, alice, send(t, alice, "bob", "before"), messaging.StateDelivered)
 
-	// bob starts over with a new identity and sends a new invite; alice
-	// adds it under the same name.
-	bob2 := newPeer(t, "bob")
-	events := alice.n.Subscribe(nodetest.Context(t))
-	inv, err := bob2.m.Invite(nodetest.Context(t))
+	inv, err := carol.m.Invite(nodetest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := alice.m.AddContact(nodetest.Context(t), inv.Link, "bob"); !errors.Is(err, messaging.ErrUntrustedIdentity) {
-		t.Fatalf("AddContact with a known name and a new key: got %v, want ErrUntrustedIdentity", err)
-	}
-	for e := range events {
-		if e.Type == messaging.EventIdentityChanged {
-			ev := e.Data.(messaging.IdentityEvent)
-			if ev.Name != "bob" || ev.UserID != bob.m.UserID().String() || ev.NewUserID != bob2.m.UserID().String() {
-				t.Errorf("identity.changed: %+v", ev)
-			}
-			break
-		}
+	if _, err := alice.m.AddContact(nodetest.Context(t), inv.Link, "bob"); !errors.Is(err, messaging.ErrNameTaken) {
+		t.Fatalf("AddContact of carol's invite under the name bob: got %v, want ErrNameTaken", err)
 	}
 	c, err := alice.m.Contact(nodetest.Context(t), "bob")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.IdentityChanged || c.PendingUserID != bob2.m.UserID().String() || c.UserID != bob.m.UserID().String() {
-		t.Fatalf("contact after the change: %+v", c)
+	if c.IdentityChanged || c.UserID != bob.m.UserID().String() {
+		t.Fatalf("bob after the name clash: %+v", c)
 	}
-	if _, err := alice.m.Send(nodetest.Context(t), "bob", "hi"); !errors.Is(err, messaging.ErrUntrustedIdentity) {
-		t.Errorf("Send after the change: got %v, want ErrUntrustedIdentity", err)
+	wait(t, alice, send(t, alice, "bob", "still bob"), messaging.StateDelivered)
+	if _, err := alice.m.AddContact(nodetest.Context(t), inv.Link, "carol"); err != nil {
+		t.Fatalf("AddContact of carol's invite under her name: %v", err)
 	}
-	if _, err := alice.m.Accept(nodetest.Context(t), "bob"); !errors.Is(err, messaging.ErrUntrustedIdentity) {
-		t.Errorf("Accept after the change: got %v, want ErrUntrustedIdentity", err)
-	}
-	if _, err := alice.m.Verify(nodetest.Context(t), "bob", c.SafetyNumber); !errors.Is(err, messaging.ErrSafetyMismatch) {
-		t.Errorf("Verify with the old key's safety number: got %v, want ErrSafetyMismatch", err)
-	}
-	v, err := alice.m.Verify(nodetest.Context(t), "bob", c.PendingSafetyNumber)
+
+	// bob's invite again: under his name, or none, it changes nothing;
+	// under another name it is refused, and bob keeps his.
+	binv, err := bob.m.Invite(nodetest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.UserID != bob2.m.UserID().String() || !v.Verified || v.IdentityChanged || v.Name != "bob" {
-		t.Errorf("contact after Verify: %+v", v)
+	for _, name := range []string{"bob", ""} {
+		if c, err := alice.m.AddContact(nodetest.Context(t), binv.Link, name); err != nil || c.Name != "bob" {
+			t.Errorf("AddContact of bob's invite again as %q: %+v, %v", name, c, err)
+		}
 	}
-	id := send(t, alice, "bob", "after")
-	wait(t, alice, id, messaging.StateDelivered)
-	if got := inbox(t, bob2); len(got) != 1 || got[0].Text != "after" || got[0].Request {
-		t.Errorf("the new bob's inbox: %+v", got)
+	if _, err := alice.m.AddContact(nodetest.Context(t), binv.Link, "robert"); !errors.Is(err, messaging.ErrContactExists) {
+		t.Errorf("AddContact of bob's invite as robert: got %v, want ErrContactExists", err)
 	}
-	conv, err := alice.m.Messages(nodetest.Context(t), "bob", 0)
+	if _, err := alice.m.Contact(nodetest.Context(t), "bob"); err != nil {
+		t.Errorf("bob lost his name: %v", err)
+	}
+
+	// A request is accepted, and named, by adding its invite.
+	dave := newPeer(t, "dave", onMockNet(mn))
+	ainv, err := alice.m.Invite(nodetest.Context(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(conv) != 2 || conv[0].Text != "before" || conv[1].Text != "after" {
-		t.Errorf("alice's conversation with bob after the change: %+v", conv)
+	if err := alice.m.RevokeInvite(nodetest.Context(t), ainv.Link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dave.m.AddContact(nodetest.Context(t), ainv.Link, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, dave, send(t, dave, "alice", "hello"), messaging.StateSent)
+	if c, err := alice.m.Contact(nodetest.Context(t), dave.m.UserID().String()); err != nil || c.State != "request" {
+		t.Fatalf("alice's contact for dave after his message: %+v, %v; want a request", c, err)
+	}
+	dinv, err := dave.m.Invite(nodetest.Context(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := alice.m.AddContact(nodetest.Context(t), dinv.Link, "david"); err != nil || c.Name != "david" || c.State != "accepted" {
+		t.Errorf("AddContact of a request's invite as david: %+v, %v", c, err)
 	}
 }
 

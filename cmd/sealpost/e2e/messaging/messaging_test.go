@@ -460,8 +460,8 @@ func TestSimultaneousInitiation(t *testing.T) {
 	}
 }
 
-// TestIdentityChange: bob loses his home and starts over with a new
-// identity; alice adding his new invite under the same name, sending to
+// TestIdentityChange: bob's device starts over with a new identity (a new
+// home that keeps the device key); alice adding his new invite, sending to
 // him and accepting him all stop with exit code 4 until she verifies the
 // new key.
 func TestIdentityChange(t *testing.T) {
@@ -470,11 +470,8 @@ func TestIdentityChange(t *testing.T) {
 	old := alice.contact("bob")
 
 	bob.d.Stop(syscall.SIGTERM)
-	if err := os.RemoveAll(bob.h.Dir); err != nil {
-		t.Fatal(err)
-	}
-	bob.h.Init("--name", "bob")
-	bob.start("0")
+	bob.h.NewIdentity("--name", "bob")
+	bob.start(bob.port)
 	if bob.uid == old.UserID {
 		t.Fatal("the new home has the old identity")
 	}
@@ -590,7 +587,16 @@ func TestExitCodes(t *testing.T) {
 	})
 	// Renaming a contact to a taken name, or to the form of a user ID.
 	carol := newUser(t, "carol")
-	alice.h.MustRun("contact", "add", carol.invite(), "--name", "carol")
+	carolLink := carol.invite()
+	// Another identity under a contact's name is a name clash, and bob
+	// stays as he was.
+	if r := alice.wantExit(1, "contact", "add", carolLink, "--name", "bob"); !strings.Contains(r.Stderr, "another identity") {
+		t.Errorf("contact add of carol's link as bob: %s", r)
+	}
+	if c := alice.contact("bob"); c.IdentityChanged || c.UserID != bob.uid {
+		t.Errorf("bob after the name clash: %+v", c)
+	}
+	alice.h.MustRun("contact", "add", carolLink, "--name", "carol")
 	alice.wantExit(1, "contact", "add", link, "--name", "carol")
 	alice.wantExit(1, "contact", "add", link, "--name", carol.uid)
 	// An inviter that is down: a network error.

@@ -543,10 +543,7 @@ func TestWebApp(t *testing.T) {
 
 	t.Run("key change blocks sending until verified", func(t *testing.T) {
 		bob.d.Stop(syscall.SIGTERM)
-		if err := os.RemoveAll(bob.h.Dir); err != nil {
-			t.Fatal(err)
-		}
-		bob.h.Init("--name", "bob")
+		bob.h.NewIdentity("--name", "bob")
 		bob.start()
 		// Alice adds bob's new link under the name she knows him by.
 		do(t, ctx,
