@@ -31,6 +31,9 @@ type Info struct {
 	// multiaddrs with /p2p/): those it keeps a mailbox on (relays add),
 	// then those of its circuit addresses.
 	Relays []string `json:"relays"`
+	// API is the loopback TCP address (host:port) the local API and the
+	// web app listen on, empty while there is none; the API fills it in.
+	API string `json:"api,omitempty"`
 }
 
 // PeerInfo is one connected peer.
@@ -80,6 +83,8 @@ type Status struct {
 	// Damaged lists the store's records that do not decode, which the
 	// node skips (store.DamageLog) while it serves everything else.
 	Damaged []store.DamagedRecord `json:"damaged,omitempty"`
+	// API is as in Info.
+	API string `json:"api,omitempty"`
 }
 
 // ID returns the device's peer ID.

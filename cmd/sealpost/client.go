@@ -28,6 +28,9 @@ func (c *cli) idCommand() *cobra.Command {
 				fmt.Fprintf(w, "user id: %s\npeer id: %s\n", info.UserID, info.PeerID)
 				printList(w, "addrs", info.Addrs)
 				printList(w, "relays", info.Relays)
+				if info.API != "" {
+					fmt.Fprintf(w, "api: %s\n", info.API)
+				}
 			})
 		},
 	}
@@ -77,6 +80,11 @@ func (c *cli) statusCommand() *cobra.Command {
 				for _, d := range st.Damaged {
 					fmt.Fprintf(tw, "damaged\t%s %s does not decode and is skipped (%s); restore the home from a backup to get it back\n", d.Table, d.Key, d.Err)
 				}
+				api := "socket only"
+				if st.API != "" {
+					api = st.API + " and the socket"
+				}
+				fmt.Fprintf(tw, "api\t%s\n", api)
 				tw.Flush()
 			})
 		},

@@ -121,7 +121,7 @@ func (c *cli) daemon(ctx context.Context, o daemonOptions) (err error) {
 	// the process at once.
 	var pass []byte
 	if initialized {
-		pass, err = c.storePassphrase(h, o.init.passphraseFile)
+		pass, err = c.storePassphrase(h, o.init)
 	} else {
 		pass, err = c.initPassphrase(h, o.init)
 	}

@@ -134,7 +134,7 @@ func (c *cli) newPassphrase(o initOptions) ([]byte, error) {
 // home holds one already (init keeps it), else a new one.
 func (c *cli) initPassphrase(h home.Home, o initOptions) ([]byte, error) {
 	if h.HasStore() {
-		return c.storePassphrase(h, o.passphraseFile)
+		return c.storePassphrase(h, o)
 	}
 	return c.newPassphrase(o)
 }
@@ -146,14 +146,22 @@ func (c *cli) keptStore(h home.Home, id home.Identity) {
 	}
 }
 
-// storePassphrase returns the passphrase of an initialized home's store, or
-// nil if the store has none.
-func (c *cli) storePassphrase(h home.Home, passphraseFile string) ([]byte, error) {
+// storePassphrase returns the passphrase of the store a home holds, or nil
+// if the store has none. --no-passphrase is for a new store: on a
+// protected one it is refused, with how to remove a passphrase.
+func (c *cli) storePassphrase(h home.Home, o initOptions) ([]byte, error) {
 	protected, err := h.Protected()
 	if err != nil || !protected {
 		return nil, err
 	}
-	return c.passphrase(passphraseFile, false)
+	if o.noPassphrase {
+		return nil, userErrorf("the store of %s is protected by a passphrase: --no-passphrase is only for a new store (to remove the passphrase, run 'sealpost passphrase --no-passphrase')", h.Dir)
+	}
+	pass, err := home.Passphrase{File: o.passphraseFile, Getenv: c.getenv, Stdin: c.stdin, Prompt: c.stderr}.Read(false)
+	if err != nil {
+		return nil, passphraseError(err, fmt.Sprintf("the store of %s is protected: give --passphrase-file FILE, set %s, or run on a terminal to be asked", h.Dir, home.EnvPassphrase))
+	}
+	return pass, nil
 }
 
 // options are the InitOptions of o with the passphrase pass (nil:

@@ -16,6 +16,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -74,6 +75,14 @@ func userErrorf(format string, args ...any) error {
 // error if any, and returns the exit code.
 func run(ctx context.Context, e env) int {
 	c := &cli{env: e}
+	for i, a := range e.args {
+		// JSON, and so the API, would carry such text with U+FFFD in
+		// place of the bad bytes: refuse it rather than change it.
+		if !utf8.ValidString(a) {
+			fmt.Fprintf(e.stderr, "sealpost: argument %d is not valid UTF-8\n", i+1)
+			return api.ExitUser
+		}
+	}
 	root := c.rootCommand()
 	root.SetArgs(e.args)
 	root.SetIn(e.stdin)

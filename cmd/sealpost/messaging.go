@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/mdp/qrterminal/v3"
 	"github.com/spf13/cobra"
@@ -424,6 +425,9 @@ func (c *cli) readText() (string, error) {
 	}
 	if len(s) > messaging.MaxText {
 		return "", &exitError{code: api.ExitLimit, err: fmt.Errorf("the text on standard input is over %d bytes", messaging.MaxText)}
+	}
+	if !utf8.ValidString(s) {
+		return "", userErrorf("the text on standard input is not valid UTF-8")
 	}
 	return s, nil
 }

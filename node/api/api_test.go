@@ -287,7 +287,14 @@ func TestRequests(t *testing.T) {
 		{"unknown field", "POST", "/v1/peers/connect", `{"addr":"x","port":1}`, 400, CodeBadRequest},
 		{"trailing data", "POST", "/v1/peers/connect", `{"addr":"x"} {}`, 400, CodeBadRequest},
 		{"not json", "POST", "/v1/peers/connect", `addr=x`, 400, CodeBadRequest},
-		{"too large", "POST", "/v1/peers/connect", `{"addr":"` + strings.Repeat("a", MaxRequestBody) + `"}`, 400, CodeBadRequest},
+		{"too large", "POST", "/v1/peers/connect", `{"addr":"` + strings.Repeat("a", MaxRequestBody) + `"}`, 413, CodeLimit},
+		{"300 KB", "POST", "/v1/peers/connect", `{"addr":"` + strings.Repeat("a", 300<<10) + `"}`, 413, CodeLimit},
+		{"not UTF-8", "POST", "/v1/peers/connect", "{\"addr\":\"a\xffb\"}", 400, CodeBadRequest},
+		{"lone low surrogate", "POST", "/v1/peers/connect", `{"addr":"a\udc00b"}`, 400, CodeBadRequest},
+		{"lone high surrogate", "POST", "/v1/peers/connect", `{"addr":"a\ud83d"}`, 400, CodeBadRequest},
+		{"high surrogate then another escape", "POST", "/v1/peers/connect", `{"addr":"a\ud83d\u0041"}`, 400, CodeBadRequest},
+		{"surrogate pair", "POST", "/v1/peers/connect", `{"addr":"/p2p/\ud83d\ude00"}`, 200, ""},
+		{"escaped backslash before u", "POST", "/v1/peers/connect", `{"addr":"/p2p/\\udc00"}`, 200, ""},
 		{"healthz", "GET", "/healthz", "", 200, ""},
 	}
 	for _, tt := range tests {
@@ -487,6 +494,53 @@ func TestNoDaemon(t *testing.T) {
 	long := home.Home{Dir: filepath.Join(t.TempDir(), strings.Repeat("x", 120))}
 	if _, err := Dial(long); err != ErrNoDaemon {
 		t.Errorf("long home without HOME/api: %v, want ErrNoDaemon", err)
+	}
+}
+
+// TestDaemonStopsDuringRequest: a daemon that takes a request and goes
+// away before it answers is no_daemon (exit 6), not an internal error.
+func TestDaemonStopsDuringRequest(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodetest.HangUp(t, ln)
+	c := unixClient(t, sock)
+	var e *Error
+	_, err = c.Status(context.Background())
+	if !errors.As(err, &e) || e.Code != CodeNoDaemon || !strings.Contains(e.Message, "stopped before it answered") {
+		t.Errorf("Status from a daemon that went away: %#v, want no_daemon", err)
+	}
+	_, err = c.Connect(context.Background(), "/ip4/127.0.0.1/tcp/2/p2p/x")
+	if !errors.As(err, &e) || e.Code != CodeNoDaemon {
+		t.Errorf("Connect to a daemon that went away: %#v, want no_daemon", err)
+	}
+}
+
+// TestAPIAddress: id and status name the TCP listener's address, the port
+// bound when asked for port 0.
+func TestAPIAddress(t *testing.T) {
+	s, sock, _ := serve(t, newFake())
+	c := unixClient(t, sock)
+	info, err := c.ID(context.Background())
+	if err != nil || info.API != "" {
+		t.Fatalf("ID before ListenTCP: %+v, %v; want no api", info, err)
+	}
+	addr, err := s.ListenTCP("127.0.0.1:0", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if addr.Port == 0 {
+		t.Fatal("ListenTCP on port 0 returned port 0")
+	}
+	info, err = c.ID(context.Background())
+	if err != nil || info.API != addr.String() {
+		t.Errorf("ID: api %q, %v; want %s", info.API, err, addr)
+	}
+	st, err := c.Status(context.Background())
+	if err != nil || st.API != addr.String() {
+		t.Errorf("Status: api %q, %v; want %s", st.API, err, addr)
 	}
 }
 

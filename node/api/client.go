@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/home"
@@ -102,6 +103,9 @@ func (c *Client) send(ctx context.Context, req *http.Request) (*http.Response, e
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if broken(err) {
+			return nil, stopped(err)
+		}
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	if resp.StatusCode >= 300 {
@@ -123,6 +127,12 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return nil
 	}
 	if err := decodeJSON(resp, out); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if broken(err) {
+			return stopped(err)
+		}
 		return fmt.Errorf("api: decode %s %s: %w", method, path, err)
 	}
 	return nil
@@ -131,6 +141,19 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 // decodeJSON decodes a JSON response of at most maxResponseBody bytes.
 func decodeJSON(resp *http.Response, out any) error {
 	return json.NewDecoder(io.LimitReader(resp.Body, maxResponseBody)).Decode(out)
+}
+
+// broken reports whether err is a connection to the daemon that broke
+// before the answer was whole: the daemon stopped or died meanwhile.
+func broken(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// stopped is the error of a request whose daemon stopped before it
+// answered: CodeNoDaemon. What was asked may have been done or not.
+func stopped(err error) error {
+	return Errorf(CodeNoDaemon, "the daemon stopped before it answered (%v); what was asked may or may not have been done", err)
 }
 
 // decodeError turns a failed response into an *Error.

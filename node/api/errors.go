@@ -87,6 +87,9 @@ func (c Code) ExitCode() int {
 type Error struct {
 	Code    Code   `json:"code"`
 	Message string `json:"message"`
+	// status, if set, is the HTTP status instead of the code's (413 for
+	// a request body over its limit, with CodeLimit).
+	status int
 }
 
 func (e *Error) Error() string { return e.Message }

@@ -144,6 +144,9 @@ func (c *Client) MessagesBefore(ctx context.Context, nameOrUserID string, before
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if broken(err) {
+			return stopped(err)
+		}
 		return fmt.Errorf("api: read messages: %w", err)
 	}
 	return nil

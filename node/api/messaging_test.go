@@ -263,7 +263,7 @@ func TestMessagingRequests(t *testing.T) {
 		code                     Code
 	}{
 		{"send: unknown field", "POST", "/v1/messages", `{"to":"bob","text":"hi","x":1}`, CodeBadRequest},
-		{"send: too large", "POST", "/v1/messages", `{"to":"bob","text":"` + strings.Repeat("a", MaxSendBody) + `"}`, CodeBadRequest},
+		{"send: too large", "POST", "/v1/messages", `{"to":"bob","text":"` + strings.Repeat("a", MaxSendBody) + `"}`, CodeLimit},
 		{"inbox: bad after", "GET", "/v1/inbox?after=-1", "", CodeBadRequest},
 		{"inbox: bad limit", "GET", "/v1/inbox?limit=x", "", CodeBadRequest},
 		{"messages: bad limit", "GET", "/v1/contacts/bob/messages?limit=-2", "", CodeBadRequest},

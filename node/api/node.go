@@ -43,10 +43,14 @@ func (s *Server) nodeRoutes() []route {
 	n := s.cfg.Node
 	return []route{
 		{"GET /v1/id", false, s.handle(func(r *http.Request) (any, error) {
-			return n.Info(), nil
+			info := n.Info()
+			info.API = s.tcpAddr()
+			return info, nil
 		})},
 		{"GET /v1/status", false, s.handle(func(r *http.Request) (any, error) {
-			return n.Status(r.Context())
+			st, err := n.Status(r.Context())
+			st.API = s.tcpAddr()
+			return st, err
 		})},
 		{"GET /v1/peers", false, s.handle(func(r *http.Request) (any, error) {
 			return PeerList{Peers: n.Peers()}, nil

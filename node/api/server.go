@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -17,6 +18,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -222,6 +224,16 @@ func (s *Server) ListenTCP(addr string, fallback bool) (*net.TCPAddr, error) {
 	return tcp, nil
 }
 
+// tcpAddr is where ListenTCP serves (host:port), or "" before.
+func (s *Server) tcpAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tcp == nil {
+		return ""
+	}
+	return s.tcp.String()
+}
+
 // ServeMetrics answers only GET /metrics on ln (the --metrics address),
 // without token or Host checks: the metrics carry no per-contact labels.
 func (s *Server) ServeMetrics(ln net.Listener) error {
@@ -410,18 +422,81 @@ func decodeBody(r *http.Request, v any) error {
 }
 
 // decodeBodyLimit is decodeBody with another limit, for the routes that
-// take larger bodies.
+// take larger bodies. A body over the limit is refused with 413 and
+// CodeLimit; text that encoding/json would quietly replace with U+FFFD
+// (bytes that are not UTF-8, escapes of lone surrogates) with
+// CodeBadRequest.
 func decodeBodyLimit(r *http.Request, v any, limit int64) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, limit+1))
+	if r.ContentLength > limit {
+		return tooLarge(limit)
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return Errorf(CodeBadRequest, "read the request body: %v", err)
+	}
+	if int64(len(b)) > limit {
+		return tooLarge(limit)
+	}
+	if err := checkJSONText(b); err != nil {
+		return Errorf(CodeBadRequest, "bad request body: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return Errorf(CodeBadRequest, "bad request body: %v", err)
 	}
-	if dec.InputOffset() > limit {
-		return Errorf(CodeBadRequest, "request body larger than %d bytes", limit)
-	}
 	if dec.More() {
 		return Errorf(CodeBadRequest, "bad request body: data after the JSON object")
+	}
+	return nil
+}
+
+// tooLarge is the error of a request body over limit bytes.
+func tooLarge(limit int64) *Error {
+	e := Errorf(CodeLimit, "request body larger than %d bytes", limit)
+	e.status = http.StatusRequestEntityTooLarge
+	return e
+}
+
+// checkJSONText refuses what encoding/json would decode, without a word,
+// as U+FFFD: bytes that are not UTF-8, and \u escapes of surrogates that
+// are not a high one followed by a low one.
+func checkJSONText(b []byte) error {
+	if !utf8.Valid(b) {
+		return errors.New("not valid UTF-8")
+	}
+	hex4 := func(i int) (rune, bool) {
+		if i+4 > len(b) {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(string(b[i:i+4]), 16, 16)
+		return rune(n), err == nil
+	}
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 == len(b) {
+			continue
+		}
+		if b[i+1] != 'u' {
+			i++ // an escape of one character: \\ among them
+			continue
+		}
+		r, ok := hex4(i + 2)
+		if !ok {
+			continue // the decoder refuses it
+		}
+		i += 5
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return errors.New("a lone surrogate in a \\u escape")
+		case r >= 0xD800 && r <= 0xDBFF:
+			if i+2 < len(b) && b[i+1] == '\\' && b[i+2] == 'u' {
+				if lo, ok := hex4(i + 3); ok && lo >= 0xDC00 && lo <= 0xDFFF {
+					i += 6
+					continue
+				}
+			}
+			return errors.New("a lone surrogate in a \\u escape")
+		}
 	}
 	return nil
 }
@@ -431,7 +506,11 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 	if internal {
 		s.log.Error("api request failed", "err", err)
 	}
-	writeJSON(w, e.Code.HTTPStatus(), errorBody{Error: e})
+	status := e.Code.HTTPStatus()
+	if e.status != 0 {
+		status = e.status
+	}
+	writeJSON(w, status, errorBody{Error: e})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

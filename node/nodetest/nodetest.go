@@ -10,6 +10,7 @@
 package nodetest
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -209,4 +210,27 @@ func StartRelay(t testing.TB, o RelayOptions) *Relay {
 		}
 	})
 	return &Relay{Host: o.Host, Server: srv, Store: o.Store, Addr: Addr(o.Host)}
+}
+
+// HangUp plays a daemon that dies during each request: on ln it takes
+// each connection's request head and closes the connection without an
+// answer, until ln is closed (which the test's cleanup does).
+func HangUp(t testing.TB, ln net.Listener) {
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			br := bufio.NewReader(c)
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil || line == "\r\n" {
+					break
+				}
+			}
+			c.Close()
+		}
+	}()
 }

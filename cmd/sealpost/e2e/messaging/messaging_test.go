@@ -568,6 +568,15 @@ func TestExitCodes(t *testing.T) {
 	alice.wantExit(1, "invite", "--qr", "--json")
 	alice.wantExit(1, "contact")
 	alice.wantExit(5, "send", "bob", strings.Repeat("x", 32<<10+1))
+	// Text that is not UTF-8 is refused, not changed.
+	alice.wantExit(1, "send", "bob", "bad \xff text")
+	if r := alice.h.RunStdin("bad \xfe text", "send", "bob", "-"); r.Code != 1 {
+		t.Errorf("send - with text that is not UTF-8: %s\nwant exit 1", r)
+	}
+	// A request body over the API's limit: exit 5, naming the limit.
+	if r := alice.wantExit(5, "contact", "add", strings.Repeat("x", 100<<10)); !strings.Contains(r.Stderr, "larger than") {
+		t.Errorf("contact add of a 100 KiB link: %s", r)
+	}
 	if r := alice.h.RunStdin(strings.Repeat("y", 32<<10+1), "send", "bob", "-"); r.Code != 5 {
 		t.Errorf("send - with too long a text: %s\nwant exit 5", r)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/sealpost/sealpost/cmd/sealpost/e2e/harness"
 	"github.com/sealpost/sealpost/node/api"
+	"github.com/sealpost/sealpost/node/nodetest"
 )
 
 var bin *harness.Binary
@@ -244,6 +245,19 @@ func TestNoDaemon(t *testing.T) {
 	if r := h.Run("status"); r.Code != 6 {
 		t.Errorf("status with a stale socket: %s\nwant exit 6", r)
 	}
+	// A daemon that dies during a request: it takes the request and
+	// closes the connection without an answer.
+	os.Remove(filepath.Join(h.Dir, "api.sock"))
+	ln, err = net.Listen("unix", filepath.Join(h.Dir, "api.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodetest.HangUp(t, ln)
+	r := h.Run("status")
+	ln.Close()
+	if r.Code != 6 || !strings.Contains(r.Stderr, "sealpost: the daemon stopped before it answered") {
+		t.Errorf("status whose daemon died during the request: %s\nwant exit 6 and 'the daemon stopped before it answered'", r)
+	}
 	// A bad --listen address is the user's error.
 	if r := h.Run("daemon", "--listen", "/ip4/127.0.0.1/tcp/notaport"); r.Code != 1 || !strings.HasPrefix(r.Stderr, "sealpost: ") || !strings.Contains(r.Stderr, "bad multiaddr") {
 		t.Errorf("daemon with a bad --listen: %s\nwant exit 1 and 'bad multiaddr'", r)
@@ -387,10 +401,50 @@ func TestPassphrases(t *testing.T) {
 		h.MustRun("init", "--profile", "test")
 		h.Env = nil
 		d := h.Spawn()
-		if code := d.Wait(); code != 1 || !strings.Contains(d.Output(), "passphrase") {
-			t.Errorf("daemon of a protected home without a passphrase exited %d:\n%s\nwant exit 1 naming the passphrase", code, d.Output())
+		if code := d.Wait(); code != 1 || !strings.Contains(d.Output(), "protected") || strings.Contains(d.Output(), "--no-passphrase") {
+			t.Errorf("daemon of a protected home without a passphrase exited %d:\n%s\nwant exit 1 saying it is protected, without --no-passphrase", code, d.Output())
+		}
+		// --no-passphrase is for a new store: on this one it is refused,
+		// with how to remove a passphrase.
+		d = h.Spawn("--no-passphrase")
+		if code := d.Wait(); code != 1 || !strings.Contains(d.Output(), "sealpost passphrase --no-passphrase") || strings.Contains(d.Output(), "pass --no-passphrase") {
+			t.Errorf("daemon --no-passphrase of a protected home exited %d:\n%s\nwant exit 1 pointing to 'sealpost passphrase --no-passphrase'", code, d.Output())
 		}
 	})
+}
+
+// TestAPIAnyPort: --api 127.0.0.1:0 serves on a port the kernel picks, and
+// the daemon tells which: in its log, in id and in status.
+func TestAPIAnyPort(t *testing.T) {
+	h := bin.Home(t)
+	h.Init()
+	d := h.Start("--api", "127.0.0.1:0")
+	var id, st struct {
+		API string `json:"api"`
+	}
+	h.JSON(&id, "id")
+	h.JSON(&st, "status")
+	host, port, err := net.SplitHostPort(id.API)
+	if err != nil || host != "127.0.0.1" || port == "0" || port == "" {
+		t.Fatalf("id --json: api %q, want 127.0.0.1 and the port bound", id.API)
+	}
+	if st.API != id.API {
+		t.Errorf("status --json: api %q, want %q", st.API, id.API)
+	}
+	if !strings.Contains(h.MustRun("id").Stdout, "api: "+id.API) || !strings.Contains(h.MustRun("status").Stdout, id.API) {
+		t.Errorf("id and status do not print the API address %s", id.API)
+	}
+	if !strings.Contains(d.Output(), "addr="+id.API) {
+		t.Errorf("the daemon's log does not name %s:\n%s", id.API, d.Output())
+	}
+	resp, err := http.Get("http://" + id.API + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("GET /healthz on %s: %s", id.API, resp.Status)
+	}
 }
 
 // TestTCPAPI checks the API over TCP: bearer token and Host allowlist, and
