@@ -49,6 +49,11 @@ func VerifyTestMain(m *testing.M, extra ...goleak.Option) {
 	goleak.VerifyTestMain(m, append(append([]goleak.Option{}, workers...), extra...)...)
 }
 
+// FindLeaks returns an error naming the goroutines left running other
+// than the process-wide workers, for a TestMain that does more than
+// VerifyTestMain's.
+func FindLeaks() error { return goleak.Find(workers...) }
+
 // CheckLeaks makes t fail if, once its cleanups have run, goroutines are
 // left that were not running when CheckLeaks was called (the
 // process-wide workers aside). Call it first, so that its check runs after

@@ -641,6 +641,7 @@ func TestInboxFollow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin.Path, "--home", bob.h.Dir, "--json", "inbox", "--follow")
+	cmd.SysProcAttr = harness.ProcAttr()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -37,9 +37,7 @@ import (
 var bin *harness.Binary
 
 func TestMain(m *testing.M) {
-	code := harness.Main(m, &bin)
-	stopChrome()
-	os.Exit(code)
+	os.Exit(harness.Main(m, &bin, stopChrome))
 }
 
 // waitFor bounds waits for the network (delivery, receipts).
