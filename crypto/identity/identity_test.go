@@ -535,10 +535,22 @@ func FuzzParseUserID(f *testing.F) {
 func FuzzCompareQR(f *testing.F) {
 	a, b := mustGenerate(f, 1).UserID(), mustGenerate(f, 2).UserID()
 	sn := NewSafetyNumber(a, b)
-	f.Add(NewSafetyNumber(b, a).QR())
+	peer := NewSafetyNumber(b, a).QR()
+	f.Add(peer)
+	f.Add(sn.QR()) // the own code: not the peer's
 	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, q []byte) {
-		_ = sn.CompareQR(q)
+		err := sn.CompareQR(q)
+		switch {
+		case bytes.Equal(q, peer):
+			if err != nil {
+				t.Fatalf("the peer's code refused: %v", err)
+			}
+		case err == nil:
+			t.Fatalf("CompareQR accepted %x, which is not the peer's code", q)
+		case !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrVersion) && !errors.Is(err, ErrSafetyMismatch):
+			t.Fatalf("CompareQR(%x): %v, want ErrMalformed, ErrVersion or ErrSafetyMismatch", q, err)
+		}
 	})
 }
 

@@ -330,6 +330,16 @@ func TestMessageRequest(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.Stdout), &second); err != nil || len(second.ID) != 32 || rank(second.State) >= rank("delivered") {
 		t.Errorf("send --wait delivered that timed out printed %q (%v)", r.Stdout, err)
 	}
+	// The second message is in bob's store once alice's node calls it sent
+	// (it may still have been queued when the wait above ended).
+	eventually(t, 30*time.Second, func() string {
+		for _, m := range alice.messages("bob") {
+			if m.ID == second.ID && rank(m.State) >= rank("sent") {
+				return ""
+			}
+		}
+		return "alice's second message is not sent"
+	})
 
 	c := bob.contact("alice")
 	if c.State != "request" || c.UserID != alice.uid {

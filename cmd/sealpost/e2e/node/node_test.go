@@ -621,18 +621,21 @@ func TestCommandLine(t *testing.T) {
 	if r := h.MustRun("completion", "bash"); !strings.Contains(r.Stdout, "sealpost") {
 		t.Errorf("completion bash printed no script")
 	}
-	for _, args := range [][]string{
-		{"frobnicate"},
-		{"status", "--frob"},
-		{"peers", "connect"},
-		{"peers"},
-		{"init", "--profile", "server", "--no-passphrase"},
-		{"init", "--passphrase-file", "x", "--no-passphrase"},
-		{"daemon", "--api", "0.0.0.0:7711"},
+	for _, tt := range []struct {
+		args []string
+		want string // in the error
+	}{
+		{[]string{"frobnicate"}, "unknown command"},
+		{[]string{"status", "--frob"}, "unknown flag"},
+		{[]string{"peers", "connect"}, "accepts 1 arg(s)"},
+		{[]string{"peers"}, "needs a subcommand"},
+		{[]string{"init", "--profile", "server", "--no-passphrase"}, "unknown profile"},
+		{[]string{"init", "--passphrase-file", "x", "--no-passphrase"}, "none of the others can be"},
+		{[]string{"daemon", "--api", "0.0.0.0:7711"}, "--api 0.0.0.0:7711: the API listens only on loopback"},
 	} {
-		r := h.Run(args...)
-		if r.Code != 1 || !strings.HasPrefix(r.Stderr, "sealpost: ") || r.Stdout != "" {
-			t.Errorf("%v: %s\nwant exit 1, a 'sealpost: ' error and no output", args, r)
+		r := h.Run(tt.args...)
+		if r.Code != 1 || !strings.HasPrefix(r.Stderr, "sealpost: ") || r.Stdout != "" || !strings.Contains(r.Stderr, tt.want) {
+			t.Errorf("%v: %s\nwant exit 1, a 'sealpost: ' error saying %q and no output", tt.args, r, tt.want)
 		}
 	}
 }
