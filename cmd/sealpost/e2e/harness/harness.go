@@ -150,7 +150,19 @@ func (h *Home) Run(args ...string) Result {
 // RunStdin runs one command with stdin as its standard input.
 func (h *Home) RunStdin(stdin string, args ...string) Result {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	return h.run(runTimeout, stdin, args...)
+}
+
+// RunFor runs one command that may take longer than an ordinary one (a
+// lab or a network run with its own duration) and kills it after timeout.
+func (h *Home) RunFor(timeout time.Duration, args ...string) Result {
+	h.t.Helper()
+	return h.run(timeout, "", args...)
+}
+
+func (h *Home) run(timeout time.Duration, stdin string, args ...string) Result {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := h.command(ctx, args...)
 	if stdin != "" {

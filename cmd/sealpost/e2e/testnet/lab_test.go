@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sealpost/sealpost/node/testnet"
 )
@@ -68,7 +69,9 @@ func TestLab(t *testing.T) {
 	prefix := fmt.Sprintf("spt%d", os.Getpid()%100000)
 	h := bin.Home(t)
 	t.Cleanup(func() { h.Run("testnet", "lab", "--cleanup", "--prefix", prefix) })
-	r := h.Run("--json", "testnet", "lab", "--prefix", prefix, "--pairs", "3", "--nat", "eim,symmetric,eim/none",
+	// The lab runs for its duration and then drains for up to two
+	// minutes: far longer than an ordinary command on a loaded machine.
+	r := h.RunFor(5*time.Minute, "--json", "testnet", "lab", "--prefix", prefix, "--pairs", "3", "--nat", "eim,symmetric,eim/none",
 		"--messages", "6", "--duration", "15s", "--drain", "2m", "--faults", "offline,flush-nat,kill-relay",
 		"--dir", t.TempDir())
 	var rep labReport

@@ -38,7 +38,8 @@ type report struct {
 
 func TestRun(t *testing.T) {
 	h := bin.Home(t)
-	r := h.Run("--json", "testnet", "run", "-n", "4", "--relays", "1", "--messages", "30", "--offline", "0.25",
+	// A run of its own duration and drain: longer than an ordinary command.
+	r := h.RunFor(5*time.Minute, "--json", "testnet", "run", "-n", "4", "--relays", "1", "--messages", "30", "--offline", "0.25",
 		"--duration", "1s", "--seed", "3", "--dir", t.TempDir())
 	if r.Code != 0 {
 		t.Fatalf("testnet run: %s", r)
