@@ -72,6 +72,7 @@ func Ingest(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, e
 	res.MailboxMaxCount, res.MailboxMaxBytes = 1<<40, 1<<50
 	res.TokenMaxCount, res.TokenMaxBytes = 1<<40, 1<<50
 	res.StoreMaxBytes = 1 << 50
+	res.PeerMaxBytes, res.SubnetMaxBytes = 1<<50, 1<<50
 	reg := prometheus.NewRegistry()
 	s, err := relay.New(h, st, res, relay.Options{Registerer: reg})
 	if err != nil {
@@ -83,12 +84,20 @@ func Ingest(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, e
 	rand.Read(token)
 	th := protocol.HashToken(token)
 	var boxes []protocol.MailboxID
+	// Each mailbox counts against the quotas of its creator, as a
+	// mailbox made on a stream does: its own peer's, and one address
+	// range's shared by all.
+	var subnet store.RelayQuotaKey
+	rand.Read(subnet[:])
 	err = st.Update(ctx, func(tx *store.Tx) error {
 		boxes = boxes[:0]
 		for range mailboxes {
 			var id protocol.MailboxID
 			rand.Read(id[:])
-			if err := tx.Relay().CreateMailbox(store.RelayMailbox{ID: id, OwnerKey: [32]byte{1}, CreatedAt: time.Now()}); err != nil {
+			var peer store.RelayQuotaKey
+			rand.Read(peer[:])
+			m := store.RelayMailbox{ID: id, OwnerKey: [32]byte{1}, CreatedAt: time.Now(), Quotas: [2]store.RelayQuotaKey{peer, subnet}}
+			if err := tx.Relay().CreateMailbox(m); err != nil {
 				return err
 			}
 			if _, _, err := tx.Relay().PutToken(id, store.RelayToken{Hash: th, MaxCount: 1 << 40, MaxBytes: 1 << 50}); err != nil {
