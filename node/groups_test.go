@@ -124,6 +124,23 @@ func TestGroupLife(t *testing.T) {
 		convs[0].Group == nil || convs[0].Last == nil || convs[0].Last.Text != "hello from b" || convs[0].Last.GroupID != info.ID {
 		t.Fatalf("conversations: %+v, %v", convs, err)
 	}
+	// b's message is unread at c until c marks the group read; b's own is
+	// never unread.
+	if convs[0].Unread != 1 {
+		t.Errorf("c's unread count: %d, want 1", convs[0].Unread)
+	}
+	if convs, err := b.Groups().Conversations(ctx); err != nil || len(convs) != 1 || convs[0].Unread != 0 {
+		t.Errorf("the sender's conversations: %+v, %v; want nothing unread", convs, err)
+	}
+	if err := c.Groups().MarkRead(ctx, "club"); err != nil {
+		t.Fatal(err)
+	}
+	if convs, err := c.Groups().Conversations(ctx); err != nil || len(convs) != 1 || convs[0].Unread != 0 {
+		t.Errorf("after MarkRead: %+v, %v; want nothing unread", convs, err)
+	}
+	if ms, err := c.Groups().Messages(ctx, "club", 0); err != nil || len(ms) != 1 || ms[0].State != "read" {
+		t.Errorf("after MarkRead the message is %+v, %v; want read", ms, err)
+	}
 	if older, err := c.Groups().Page(ctx, info.ID, 10, convs[0].Last.Cursor); err != nil || len(older) != 0 {
 		t.Errorf("messages before the first: %+v, %v", older, err)
 	}

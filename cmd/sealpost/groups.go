@@ -350,8 +350,9 @@ func (c *cli) groupMessagesCommand() *cobra.Command {
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "messages GROUP [--limit N]",
-		Short: "Show a group's messages",
+		Short: "Show a group's messages (and mark them read)",
 		Long: `Print GROUP's messages, oldest first: the last N with --limit, else all.
+It marks the group read here (groups send no read receipts).
 
 With --json: one JSON object a line, with id, group, group_id, from,
 from_name, text, seq, sent_at, received_at, state, outgoing, and for an

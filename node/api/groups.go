@@ -28,6 +28,7 @@ type Groups interface {
 	Send(ctx context.Context, ref, text string) (groups.SendResult, error)
 	Messages(ctx context.Context, ref string, limit int) ([]groups.Message, error)
 	Page(ctx context.Context, ref string, limit int, before uint64) ([]groups.Message, error)
+	MarkRead(ctx context.Context, ref string) error
 	Conversations(ctx context.Context) ([]groups.Conversation, error)
 	WaitState(ctx context.Context, id protocol.MessageID, want string) (groups.SendResult, error)
 }
@@ -61,6 +62,12 @@ type GroupSendRequest struct {
 // GroupMessageList is the answer to GET /v1/groups/{group}/messages.
 type GroupMessageList struct {
 	Messages []groups.Message `json:"messages"`
+}
+
+// GroupReadResult is the answer to POST /v1/groups/{group}/read.
+type GroupReadResult struct {
+	Group string `json:"group"`
+	Read  bool   `json:"read"`
 }
 
 // DeclineResult is the answer to POST /v1/groups/{group}/decline.
@@ -153,8 +160,27 @@ func (s *Server) groupRoutes() []route {
 			if err != nil {
 				return nil, err
 			}
+			markRead, err := queryBool(r, "mark_read", true)
+			if err != nil {
+				return nil, err
+			}
+			// Marked first: whatever it marks read is in the answer (or in
+			// an older page); a message that arrives between the two stays
+			// unread.
+			if markRead {
+				if err := g.MarkRead(r.Context(), r.PathValue("group")); err != nil {
+					return nil, err
+				}
+			}
 			ms, err := g.Page(r.Context(), r.PathValue("group"), limit, uint64(before))
 			return GroupMessageList{Messages: ms}, err
+		})},
+		{"POST /v1/groups/{group}/read", false, with(func(r *http.Request) (any, error) {
+			ref := r.PathValue("group")
+			if err := g.MarkRead(r.Context(), ref); err != nil {
+				return nil, err
+			}
+			return GroupReadResult{Group: ref, Read: true}, nil
 		})},
 		{"POST /v1/groups/messages/{id}/wait", false, with(func(r *http.Request) (any, error) {
 			id, err := groups.ParseMessageID(r.PathValue("id"))
@@ -257,6 +283,13 @@ func (c *Client) GroupMessages(ctx context.Context, ref string, limit int) ([]gr
 	}
 	err := c.do(ctx, http.MethodGet, path, nil, &out)
 	return out.Messages, err
+}
+
+// MarkGroupRead calls POST /v1/groups/{group}/read.
+func (c *Client) MarkGroupRead(ctx context.Context, ref string) (GroupReadResult, error) {
+	var out GroupReadResult
+	err := c.do(ctx, http.MethodPost, groupPath(ref)+"/read", nil, &out)
+	return out, err
 }
 
 // WaitGroupMessage calls POST /v1/groups/messages/{id}/wait.

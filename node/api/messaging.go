@@ -243,14 +243,14 @@ func (s *Server) messages(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, err)
 		return
 	}
-	read := m.MessagesBefore
-	switch r.URL.Query().Get("mark_read") {
-	case "", "true":
-	case "false":
-		read = m.Page
-	default:
-		s.writeError(w, Errorf(CodeBadRequest, "mark_read must be true or false, not %q", r.URL.Query().Get("mark_read")))
+	markRead, err := queryBool(r, "mark_read", true)
+	if err != nil {
+		s.writeError(w, err)
 		return
+	}
+	read := m.MessagesBefore
+	if !markRead {
+		read = m.Page
 	}
 	msgs, err := read(r.Context(), r.PathValue("contact"), uint64(before), int(limit))
 	if err != nil {
@@ -357,6 +357,21 @@ func (s *Server) conversations(ctx context.Context) (any, error) {
 	list = append(list, gs...)
 	slices.SortStableFunc(list, func(a, b Conversation) int { return b.ActiveAt.Compare(a.ActiveAt) })
 	return ConversationList{Conversations: list}, nil
+}
+
+// queryBool reads a boolean query parameter, true or false (def if
+// absent).
+func queryBool(r *http.Request, name string, def bool) (bool, error) {
+	switch v := r.URL.Query().Get(name); v {
+	case "":
+		return def, nil
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	default:
+		return false, Errorf(CodeBadRequest, "%s must be true or false, not %q", name, v)
+	}
 }
 
 // queryInt reads a non-negative integer query parameter (def if absent).

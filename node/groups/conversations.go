@@ -2,8 +2,11 @@ package groups
 
 import (
 	"context"
+	"errors"
+	"slices"
 
 	"github.com/sealpost/sealpost/node/messaging"
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -22,7 +25,8 @@ type Conversation struct {
 }
 
 // Conversations returns every group as a conversation, with its newest
-// message. Group messages have no read state: Unread is 0.
+// message and the received messages not read yet (at most
+// messaging.MaxUnread). It marks nothing read.
 func (s *Service) Conversations(ctx context.Context) ([]Conversation, error) {
 	var out []Conversation
 	err := s.st.View(ctx, func(tx *store.Tx) error {
@@ -38,24 +42,131 @@ func (s *Service) Conversations(ctx context.Context) ([]Conversation, error) {
 				Conversation: messaging.Conversation{Kind: ConversationGroup, ID: sum.ID, Name: r.Name, ActiveAt: r.UpdatedAt},
 				Group:        &sum,
 			}
-			last, err := tx.Messages().ListGroup(r.ID, 1, 0)
+			last, unread, err := s.summary(tx, r)
 			if err != nil {
 				return err
 			}
-			if len(last) == 1 {
-				m := s.apiMessage(&last[0], r.Name, nil)
-				c.Last = &messaging.Message{
-					ID: m.ID, From: m.From, FromName: m.FromName, Outgoing: m.Outgoing, Text: m.Text, Seq: m.Seq,
-					SentAt: m.SentAt, ReceivedAt: m.ReceivedAt, State: m.State, Cursor: m.Cursor,
-					Group: m.Group, GroupID: m.GroupID,
-				}
-				if m.ReceivedAt.After(c.ActiveAt) {
-					c.ActiveAt = m.ReceivedAt
+			if last != nil {
+				c.Last = last
+				if last.ReceivedAt.After(c.ActiveAt) {
+					c.ActiveAt = last.ReceivedAt
 				}
 			}
+			c.Unread = unread
 			out = append(out, c)
 		}
 		return nil
 	})
 	return out, err
+}
+
+// summary reads group r's messages from the newest back: the newest
+// message, and the received messages not read yet. It stops at a received
+// message that is read (everything older was read then, as MarkRead
+// leaves it), or after messaging.MaxUnread messages.
+func (s *Service) summary(tx *store.Tx, r *store.Group) (*messaging.Message, int, error) {
+	var (
+		last   *messaging.Message
+		unread int
+		seen   int
+		before uint64
+	)
+	const page = 64
+	for seen < messaging.MaxUnread {
+		batch, err := tx.Messages().ListGroup(r.ID, page, before)
+		if err != nil {
+			return nil, 0, err
+		}
+		for i := len(batch) - 1; i >= 0; i-- {
+			m := &batch[i]
+			seen++
+			if last == nil {
+				am := s.apiMessage(m, r.Name, nil)
+				last = &messaging.Message{
+					ID: am.ID, From: am.From, FromName: am.FromName, Outgoing: am.Outgoing, Text: am.Text, Seq: am.Seq,
+					SentAt: am.SentAt, ReceivedAt: am.ReceivedAt, State: am.State, Cursor: am.Cursor,
+					Group: am.Group, GroupID: am.GroupID,
+				}
+			}
+			if m.Outgoing {
+				continue
+			}
+			if m.State == store.MessageRead {
+				return last, unread, nil
+			}
+			unread++
+		}
+		if len(batch) < page {
+			break
+		}
+		before = batch[0].Order
+	}
+	return last, min(unread, messaging.MaxUnread), nil
+}
+
+// markReadBatch bounds the messages MarkRead rewrites in one transaction
+// (a message record holds up to 32 KiB of text).
+const markReadBatch = 128
+
+// MarkRead marks every received message of group ref that is not read
+// yet read, here: it finds them (from the newest back to one read
+// already) and marks them oldest first, markReadBatch a transaction, so
+// that a stop part-way leaves the older ones read and the newer unread,
+// as Conversations counts. Group messages have no read receipts; nothing
+// is sent.
+func (s *Service) MarkRead(ctx context.Context, ref string) error {
+	g, err := s.lookup(ctx, ref)
+	if err != nil {
+		return err
+	}
+	var unread []protocol.MessageID // newest first
+	err = s.st.View(ctx, func(tx *store.Tx) error {
+		const page = 256
+		var before uint64
+		for {
+			batch, err := tx.Messages().ListGroup(g.id, page, before)
+			if err != nil {
+				return err
+			}
+			for i := len(batch) - 1; i >= 0; i-- {
+				m := &batch[i]
+				if m.Outgoing {
+					continue
+				}
+				if m.State == store.MessageRead {
+					return nil
+				}
+				unread = append(unread, m.ID)
+			}
+			if len(batch) < page {
+				return nil
+			}
+			before = batch[0].Order
+		}
+	})
+	if err != nil {
+		return err
+	}
+	slices.Reverse(unread)
+	for chunk := range slices.Chunk(unread, markReadBatch) {
+		err := s.st.Update(ctx, func(tx *store.Tx) error {
+			for _, id := range chunk {
+				m, err := tx.Messages().Get(id)
+				if errors.Is(err, store.ErrNotFound) {
+					continue // deleted meanwhile
+				}
+				if err != nil {
+					return err
+				}
+				if err := tx.Messages().SetState(id, store.MessageRead, m.Reason); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -164,9 +164,10 @@ const kinds = {
     route: (id) => '#/g/' + encodeURIComponent(id),
     load: (id) => getJSON(groupPath(id)),
     messages: (id, before) =>
-      getJSON(groupPath(id, `/messages?limit=${PAGE}` + (before ? `&before=${before}` : ''))).then((r) => r.messages),
+      getJSON(groupPath(id, `/messages?limit=${PAGE}&mark_read=false` + (before ? `&before=${before}` : ''))).then((r) => r.messages),
     send: (id, text) => postJSON(groupPath(id, '/messages'), { text }),
-    // Group messages have no read state.
+    // Read here only: groups send no read receipts.
+    markRead: (id) => postJSON(groupPath(id, '/read')),
   },
 };
 
@@ -680,14 +681,15 @@ async function reloadInfo() {
 }
 
 // markReadIfSeen marks the open conversation read when the person can
-// see it.
+// see it, and redraws the list.
 async function markReadIfSeen() {
   const cur = app.cur;
-  if (!cur || !cur.k.markRead || document.visibilityState !== 'visible' || cur.info?.state === 'request') return;
-  try {
-    await cur.k.markRead(cur.id);
-  } catch (e) {
-    fail(e);
+  if (cur && cur.k.markRead && document.visibilityState === 'visible' && cur.info?.state !== 'request') {
+    try {
+      await cur.k.markRead(cur.id);
+    } catch (e) {
+      fail(e);
+    }
   }
   refreshConversations();
 }
@@ -736,6 +738,10 @@ function connectEvents() {
       const atEnd = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
       appendMessages([m], 'end');
       if (atEnd) box.scrollTop = box.scrollHeight;
+      if (!m.outgoing) {
+        markReadIfSeen();
+        return;
+      }
     }
     refreshConversations();
   });

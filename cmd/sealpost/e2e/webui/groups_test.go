@@ -1,6 +1,7 @@
 package webui_test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -107,6 +108,40 @@ func TestGroups(t *testing.T) {
 		waitJS(t, ctx, "bob's message in the group", `[...document.querySelectorAll('#msg-list li.in')].some(li => li.querySelector('.text')?.textContent === `+jsString(reply)+` && li.querySelector('.from')?.textContent === 'bob')`)
 		screenshot(t, ctx, "group")
 		allNamed(t, ctx, "a group")
+	})
+
+	t.Run("unread count", func(t *testing.T) {
+		// What arrives in the open group is read at once.
+		waitJS(t, ctx, "the open group to be read", `document.querySelector('.conv.unread') === null && document.title === 'sealpost'`)
+		// With bob's conversation open, bob's group messages count.
+		do(t, ctx, click("link", "bob"))
+		waitJS(t, ctx, "bob's conversation to open", `document.body.dataset.conversation === `+jsString(bob.id.UserID))
+		for _, text := range []string{"are you there?", "the trail is open"} {
+			bob.h.MustRun("group", "send", "hikers", text, "--wait", "sent", "--timeout", waitFor.String())
+		}
+		hikersUnread := `(() => { const li = [...document.querySelectorAll('#conv-list li')].find(li => li.querySelector('a').textContent === 'hikers'); return li?.querySelector('.badge')?.textContent ?? ''; })()`
+		eventually(t, waitFor, func() string {
+			if got := js[string](t, ctx, hikersUnread); got != "Unread: 2" {
+				return fmt.Sprintf("the group's unread count reads %q, want \"Unread: 2\"", got)
+			}
+			return ""
+		})
+		if title := js[string](t, ctx, `document.title`); title != "(2) sealpost" {
+			t.Errorf("the title is %q, want \"(2) sealpost\"", title)
+		}
+		screenshot(t, ctx, "group-unread")
+		// Opening the group reads it, in the daemon: a fresh load of the
+		// app, with no conversation open, counts nothing.
+		do(t, ctx, click("link", "hikers"))
+		waitJS(t, ctx, "the group to be read", `document.querySelector('.conv.unread') === null && document.title === 'sealpost'`)
+		js[bool](t, ctx, `(location.hash = '#/', true)`)
+		do(t, ctx, chromedp.Reload())
+		waitJS(t, ctx, "the app to be ready", `document.body.dataset.ready === 'true' && !document.body.classList.contains('conv-open')`)
+		if got := js[string](t, ctx, hikersUnread); got != "" {
+			t.Errorf("after a reload the group's unread count reads %q", got)
+		}
+		do(t, ctx, click("link", "hikers"))
+		waitJS(t, ctx, "the group to open", `document.body.dataset.conversation === `+jsString(hikers.ID))
 	})
 
 	t.Run("remove a member", func(t *testing.T) {

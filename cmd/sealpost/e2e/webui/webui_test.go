@@ -301,13 +301,63 @@ func TestWebApp(t *testing.T) {
 		waitJS(t, ctx, "the composer to have the focus", `document.activeElement && document.activeElement.id === 'msg-input'`)
 		const text = "typed and sent with the keyboard alone"
 		do(t, ctx, chromedp.KeyEvent(text), chromedp.KeyEvent(kb.Enter))
+		// The app took it (what the keyboard did), then bob has it (what
+		// the network did): a failure says which.
+		waitJS(t, ctx, "the app to show the message typed with the keyboard", `[...document.querySelectorAll('#msg-list li.out .text')].some(e => e.textContent === `+jsString(text)+`) && document.getElementById('msg-input').value === ''`)
 		eventually(t, waitFor, func() string {
 			for _, m := range bob.lines("inbox") {
 				if m.Text == text {
 					return ""
 				}
 			}
-			return "bob's inbox lacks the message typed with the keyboard"
+			return "bob's inbox lacks the message typed with the keyboard; the app: " + appState(t, ctx) + "; alice's CLI: " + fmt.Sprint(alice.lines("messages", "bob", "--limit", "2"))
+		})
+	})
+
+	t.Run("failed, then delivered", func(t *testing.T) {
+		// Bob's node is down and alice has no relay: every attempt fails,
+		// and after a few the message says so, with the reason.
+		bob.d.Stop(syscall.SIGTERM)
+		const text = "are you there, bob?"
+		do(t, ctx, typeInto("textbox", "Message", text), click("button", "Send"))
+		lastOut := `(() => { const m = [...document.querySelectorAll('#msg-list li.out')].at(-1); return m ? [m.querySelector('.text').textContent, m.querySelector('.state').textContent, m.querySelector('.state').title] : []; })()`
+		var shown []string
+		eventually(t, 2*time.Minute, func() string {
+			shown = js[[]string](t, ctx, lastOut)
+			if len(shown) != 3 || shown[0] != text || !strings.HasPrefix(shown[1], "failed: ") {
+				return fmt.Sprintf("the message shows %q, not failed with a reason", shown)
+			}
+			return ""
+		})
+		if shown[1] != "failed: "+shown[2] {
+			t.Errorf("the state reads %q, its title %q: want the reason in both", shown[1], shown[2])
+		}
+		var cli msg
+		for _, m := range alice.lines("messages", "bob", "--limit", "1") {
+			cli = m
+		}
+		if cli.Text != text || cli.State != "failed" {
+			t.Errorf("alice's command line shows %+v, want the message failed", cli)
+		}
+		screenshot(t, ctx, "failed")
+		allNamed(t, ctx, "a failed message")
+		// The daemon keeps trying: once bob is back (and writes, so the
+		// two connect), the same message reaches him and its state moves
+		// on, live.
+		bob.start()
+		bob.h.MustRun("send", "alice", "back online", "--wait", "delivered", "--timeout", waitFor.String())
+		eventually(t, waitFor, func() string {
+			if !slices.ContainsFunc(bob.lines("inbox"), func(m msg) bool { return m.Text == text }) {
+				return "bob's inbox lacks the message that failed"
+			}
+			return ""
+		})
+		eventually(t, waitFor, func() string {
+			shown = js[[]string](t, ctx, lastOut)
+			if len(shown) != 3 || shown[0] != text || (shown[1] != "delivered" && shown[1] != "read") {
+				return fmt.Sprintf("the message shows %q after it reached bob, not delivered", shown)
+			}
+			return ""
 		})
 	})
 
@@ -585,4 +635,20 @@ func TestWebApp(t *testing.T) {
 func jsString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// appState says what the app shows where a test waits: the focus, the
+// composer, the newest outgoing message and its state, and a toast.
+func appState(t *testing.T, ctx context.Context) string {
+	return js[string](t, ctx, `(() => {
+		const out = [...document.querySelectorAll('#msg-list li.out')].at(-1);
+		const toast = document.getElementById('toast');
+		return JSON.stringify({
+			hash: location.hash,
+			focus: document.activeElement ? document.activeElement.tagName + '#' + document.activeElement.id : '',
+			composer: document.getElementById('msg-input').value,
+			last_out: out ? out.querySelector('.text')?.textContent + ' [' + out.querySelector('.state')?.textContent + ']' : '',
+			toast: toast.hidden ? '' : toast.textContent,
+		});
+	})()`)
 }
