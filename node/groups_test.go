@@ -4,8 +4,14 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sealpost/sealpost/node/groups"
 	"github.com/sealpost/sealpost/node/nodetest"
@@ -249,6 +255,78 @@ func TestGroupCommitRace(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("commits refused and retried: %v", refusedCommits(t, a)+refusedCommits(t, b))
+}
+
+// cutGater refuses connections with one peer once cut is set.
+type cutGater struct{ cut atomic.Value } // peer.ID
+
+func (g *cutGater) ok(p peer.ID) bool {
+	c, _ := g.cut.Load().(peer.ID)
+	return c == "" || c != p
+}
+func (g *cutGater) InterceptPeerDial(p peer.ID) bool                 { return g.ok(p) }
+func (g *cutGater) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return g.ok(p) }
+func (g *cutGater) InterceptAccept(network.ConnMultiaddrs) bool      { return true }
+func (g *cutGater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	return g.ok(p)
+}
+func (g *cutGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }
+
+// TestCommitAfterUnreadEntries: an admin whose commit the relay accepts
+// after entries of the epoch it never saw (the topic did not bring them
+// and it had not fetched them yet) reads them before it moves to the next
+// epoch: none is lost.
+func TestCommitAfterUnreadEntries(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	r := newTestNode(t, func(c *Config) { c.RelayService = true })
+	gate := &cutGater{}
+	a := newTestNode(t, func(c *Config) {
+		c.Bootstrap = []string{r.Info().Addrs[0]}
+		c.ConnGater = gate
+		// A head the relay announces is not fetched before an hour: only
+		// a commit makes a fetch.
+		c.Groups.FetchGrace = time.Hour
+	})
+	b := newTestNode(t, func(c *Config) {
+		c.Bootstrap = []string{r.Info().Addrs[0]}
+		c.Groups.FetchGrace = 100 * time.Millisecond
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	befriend(t, ctx, a, b, "b")
+	info, err := a.Groups().Create(ctx, "unread", []string{r.Info().Addrs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 2, a, b)
+	// a and b no longer meet: the topic carries nothing between them.
+	gate.cut.Store(b.ID())
+	a.Disconnect(b.ID())
+	b.Disconnect(a.ID())
+	epoch := epochOf(t, ctx, a, info.ID)
+	for i := range 3 {
+		s, err := b.Groups().Send(ctx, info.ID, fmt.Sprintf("unseen %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := groups.ParseMessageID(s.ID)
+		if _, err := b.Groups().WaitState(ctx, id, groups.StateSent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := texts(t, ctx, a, info.ID); len(got) != 0 {
+		t.Fatalf("a holds %q before its commit: the test cannot tell", got)
+	}
+	if _, err := a.Groups().Update(ctx, info.ID); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, time.Minute, "a in the next epoch with b's messages", func() bool {
+		return epochOf(t, ctx, a, info.ID) == epoch+1 && len(texts(t, ctx, a, info.ID)) == 3
+	})
+	nodetest.WaitFor(t, time.Minute, "b in a's epoch", func() bool { return epochOf(t, ctx, b, info.ID) == epoch+1 })
 }
 
 func waitMembers(t *testing.T, ctx context.Context, group string, n int, nodes ...*Node) {

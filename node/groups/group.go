@@ -541,6 +541,7 @@ func (g *group) fetch() {
 			}
 			g.fetchFail = 0
 			g.s.met.fetched.Add(float64(len(f.Entries)))
+			g.s.log.Debug("group: fetched", "group", g.id.String(), "home", i, "epoch", epoch, "after", after, "entries", len(f.Entries), "more", f.More, "open", f.Open)
 			b := g.newBatch()
 			for _, e := range f.Entries {
 				var m protocol.GroupMessage

@@ -223,10 +223,23 @@ func (g *group) appended(it *outItem, i int, a grouplog.Appended, err error) {
 	var ee *grouplog.EpochError
 	switch {
 	case err == nil:
+		g.s.log.Debug("group: appended", "group", g.id.String(), "home", i, "epoch", it.e.Epoch, "seq", a.Seq, "kind", it.e.Kind, "message", it.e.Message.String())
 		it.e.Seqs[i] = a.Seq
 		it.fails[i] = 0
 		if it.e.Kind == protocol.GroupCommit && i == 0 && g.mg != nil && g.mg.Epoch() == it.e.Epoch {
-			g.ownCommitAccepted(it)
+			if a.Seq > g.rec.Homes[0].Cursor+1 {
+				// Entries of the epoch precede the commit in the log that
+				// this node has not read from it (the topic may have missed
+				// them): they are read with this epoch's token first, and
+				// the commit, coming back in the same fetch, is merged
+				// there (Process recognizes the pending commit).
+				b := g.newBatch()
+				g.putItem(b, it)
+				g.flush(b)
+				g.fetchAt = g.s.clock.Now()
+				return
+			}
+			g.ownCommitAccepted(it, a.Seq)
 		}
 		g.progress(it)
 	case errors.As(err, &ee):
@@ -333,8 +346,9 @@ func ignoreNotFound(err error) error {
 	return err
 }
 
-// ownCommitAccepted merges this node's commit the first home accepted.
-func (g *group) ownCommitAccepted(it *outItem) {
+// ownCommitAccepted merges this node's commit the first home accepted at
+// seq, right after the last entry this node read from it.
+func (g *group) ownCommitAccepted(it *outItem, seq uint64) {
 	if _, pending := g.mg.PendingCommit(); !pending {
 		return
 	}
@@ -343,8 +357,9 @@ func (g *group) ownCommitAccepted(it *outItem) {
 		g.s.log.Warn("group: merge own commit", "group", g.id.String(), "err", err)
 		return
 	}
+	g.rec.Homes[0].Cursor = seq
 	b := g.newBatch()
-	b.state = true
+	b.state, b.rec = true, true
 	g.applyCommit(b, r, &protocol.GroupMessage{Epoch: it.e.Epoch, Kind: protocol.GroupCommit, Body: it.e.Body})
 }
 

@@ -30,8 +30,12 @@ func run(t *testing.T, o testnet.Options) *testnet.Report {
 	if o.Drain == 0 {
 		o.Drain = time.Minute
 	}
-	if os.Getenv("TESTNET_LOG") != "" {
-		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if v := os.Getenv("TESTNET_LOG"); v != "" {
+		level := slog.LevelInfo
+		if v == "debug" {
+			level = slog.LevelDebug
+		}
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -134,4 +138,25 @@ func TestScale(t *testing.T) {
 	rep := run(t, o)
 	fmt.Printf("scale %s: %.1f s, cpu %.1f s, peak %d MiB, %d goroutines\n", spec,
 		rep.Seconds.Total, rep.CPUTimeSeconds, rep.PeakMemoryBytes>>20, rep.PeakGoroutines)
+}
+
+// TestGroupsChaos runs groups through a relay killed and both admins of
+// every group committing at once: every member ends with every group
+// message once, and no group forks.
+func TestGroupsChaos(t *testing.T) {
+	seed := int64(6)
+	if s := os.Getenv("TESTNET_SEED"); s != "" {
+		seed, _ = strconv.ParseInt(s, 10, 64)
+	}
+	rep := run(t, testnet.Options{Nodes: 10, Relays: 2, Messages: 40, Offline: 0.2, Seed: seed,
+		Groups: 3, GroupSize: 5, GroupMessages: 60,
+		Chaos: []string{testnet.KillRelay, testnet.AdminRace}})
+	g := rep.Groups
+	if g == nil {
+		t.Fatal("no group report")
+	}
+	if g.Sent+g.Skipped != 60 || g.Lost != 0 || g.Duplicated != 0 || g.Forks != 0 {
+		t.Errorf("groups: sent %d (skipped %d) of 60, lost %d %q, duplicated %d, forks %d",
+			g.Sent, g.Skipped, g.Lost, g.LostMessages, g.Duplicated, g.Forks)
+	}
 }
