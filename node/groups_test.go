@@ -367,3 +367,98 @@ func refusedCommits(t *testing.T, n *Node) float64 {
 	}
 	return 0
 }
+
+// TestRefusedCommitNewLogs: a member that breaks the group's rules (it
+// removes another without being an admin) gets its commit into the log,
+// where it closes the epoch; the others refuse it, move to new logs they
+// all derive, and go on: messages, the rule breaker's removal, a new
+// member joining through the new logs.
+func TestRefusedCommitNewLogs(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	gn := newGroupNet(t, 3)
+	a, c, d := gn.nodes[0], gn.nodes[1], gn.nodes[2]
+	b := newTestNode(t, func(cfg *Config) {
+		cfg.Bootstrap = []string{gn.relay.Info().Addrs[0]}
+		cfg.Groups.FetchGrace = 100 * time.Millisecond
+		cfg.Groups.BreakRules = true
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	befriend(t, ctx, a, b, "b")
+	befriend(t, ctx, a, c, "c")
+	befriend(t, ctx, a, d, "d")
+	info, err := a.Groups().Create(ctx, "rules", []string{gn.relay.Info().Addrs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"b", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 3, a, b, c)
+	epoch := epochOf(t, ctx, a, info.ID)
+	if _, err := b.Groups().Remove(ctx, info.ID, []string{c.Info().UserID}); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, time.Minute, "b's refused commit in the log", func() bool { return epochOf(t, ctx, b, info.ID) == epoch+1 })
+	nodetest.WaitFor(t, time.Minute, "a and c in new logs", func() bool {
+		return counter(t, a, "sealpost_groups_log_resets_total") == 1 && counter(t, c, "sealpost_groups_log_resets_total") == 1
+	})
+	for _, n := range []*Node{a, c} {
+		if g, err := n.Groups().Show(ctx, info.ID); err != nil || g.Epoch != epoch || g.State != "active" || g.Error != "" {
+			t.Fatalf("after the refused commit: %+v, %v; want active at epoch %d", g, err, epoch)
+		}
+	}
+	send := func(from *Node, text string) {
+		t.Helper()
+		r, err := from.Groups().Send(ctx, info.ID, text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := groups.ParseMessageID(r.ID)
+		if _, err := from.Groups().WaitState(ctx, id, groups.StateSent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(a, "after the refused commit")
+	nodetest.WaitFor(t, time.Minute, "c reads a's message", func() bool {
+		return slices.Contains(texts(t, ctx, c, info.ID), "after the refused commit")
+	})
+	if _, err := a.Groups().Remove(ctx, info.ID, []string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"d"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 3, a, c, d)
+	send(c, "to d")
+	nodetest.WaitFor(t, time.Minute, "d reads c's message", func() bool {
+		return slices.Contains(texts(t, ctx, d, info.ID), "to d")
+	})
+	auth := ""
+	for _, n := range []*Node{a, c, d} {
+		g, _ := n.Groups().Show(ctx, info.ID)
+		if g.Error != "" {
+			t.Errorf("%s: %s", n.Info().UserID, g.Error)
+		}
+		if auth != "" && g.Authenticator != auth {
+			t.Fatal("members disagree after the new logs: a fork")
+		}
+		auth = g.Authenticator
+	}
+}
+
+// counter reads a node's counter name (without labels).
+func counter(t *testing.T, n *Node, name string) float64 {
+	mfs, err := n.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}

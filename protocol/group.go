@@ -99,6 +99,11 @@ const (
 	// GroupTopicLabel exports an epoch's topic secret (GroupTopicSecretSize
 	// bytes; the context is empty); GroupTopic names the topic.
 	GroupTopicLabel = "sealpost/v1/group-topic"
+	// GroupLogResetLabel exports the ID of the log that replaces a home
+	// relay's log (GroupLogIDSize bytes; the context is the replaced
+	// log's ID) when its epoch was closed by a commit the group's rules
+	// refuse: every member that refuses it derives the same one.
+	GroupLogResetLabel = "sealpost/v1/group-log-reset"
 	// GroupTopicSecretSize is the length of the exported topic secret.
 	GroupTopicSecretSize = 16
 	// GroupTopicPrefix begins every group topic name.

@@ -25,7 +25,7 @@ func (g *group) commitChanges() {
 	if err != nil || len(items) == 0 {
 		return
 	}
-	admin := g.isAdmin()
+	admin := g.isAdmin() || g.s.opt.BreakRules
 	meta := *g.meta
 	meta.Admins = slices.Clone(meta.Admins)
 	metaChanged := false

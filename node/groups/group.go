@@ -521,7 +521,7 @@ func (g *group) fetch() {
 		}
 		return func() {
 			g.fetching = false
-			if g.mg == nil || g.mg.Epoch() != epoch {
+			if g.mg == nil || g.mg.Epoch() != epoch || g.rec.Homes[i].Log != home.Log {
 				g.fetchAt = g.s.clock.Now()
 				return
 			}
@@ -549,6 +549,9 @@ func (g *group) fetch() {
 					g.s.met.dropped.WithLabelValues(dropMalformed).Inc()
 				} else {
 					g.receive(b, &m, i, e.Seq)
+				}
+				if g.rec.Homes[i].Log != home.Log {
+					break // a refused commit: the group moved to new logs
 				}
 				if e.Seq > g.rec.Homes[i].Cursor {
 					g.rec.Homes[i].Cursor = e.Seq

@@ -411,8 +411,14 @@ func (g *group) join(welcome []byte, kp *mls.KeyPackagePrivate, ref *protocol.Gr
 	rec.State, rec.Name, rec.Epoch, rec.Members = store.GroupActive, meta.Name, mg.Epoch(), uint32(len(mg.Members()))
 	rec.Admin, rec.UpdatedAt, rec.Reason = meta.IsAdmin(g.s.self), g.s.clock.Now(), ""
 	rec.Homes = nil
-	for _, h := range meta.Homes {
-		rec.Homes = append(rec.Homes, store.GroupHomeCursor{Relay: h.Relay, Addrs: h.Addrs, Log: h.Log})
+	for i, h := range meta.Homes {
+		// The log the Welcome was read from is the home's log now (the
+		// group may have moved to new logs since the meta was written).
+		log := h.Log
+		if i < len(ref.Homes) && bytes.Equal(ref.Homes[i].Relay, h.Relay) {
+			log = ref.Homes[i].Log
+		}
+		rec.Homes = append(rec.Homes, store.GroupHomeCursor{Relay: h.Relay, Addrs: h.Addrs, Log: log})
 	}
 	gid := g.id
 	err = g.s.st.Update(g.s.ctx, func(tx *store.Tx) error {

@@ -124,7 +124,7 @@ func (g *group) activeAdmin() error {
 	if g.mg == nil || !g.mg.Active() {
 		return fmt.Errorf("%w: %s", ErrNotMember, g.rec.Name)
 	}
-	if !g.isAdmin() {
+	if !g.isAdmin() && !g.s.opt.BreakRules {
 		return fmt.Errorf("%w: %s", ErrNotAdmin, g.rec.Name)
 	}
 	return nil

@@ -18,6 +18,7 @@ type metrics struct {
 	fetched   prometheus.Counter
 	groups    prometheus.Gauge
 	duplicate prometheus.Counter
+	logResets prometheus.Counter
 }
 
 // Reasons a message is dropped.
@@ -52,8 +53,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		duplicate: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sealpost_groups_duplicates_total", Help: "Group messages received again (skipped before decryption, or by message ID).",
 		}),
+		logResets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_groups_log_resets_total",
+			Help: "Moves of a group to new logs because a home relay closed an epoch with a commit the group's rules refuse.",
+		}),
 	}
-	set, err := metricset.Register(reg, m.sent, m.received, m.commits, m.dropped, m.fetched, m.groups, m.duplicate)
+	set, err := metricset.Register(reg, m.sent, m.received, m.commits, m.dropped, m.fetched, m.groups, m.duplicate, m.logResets)
 	if err != nil {
 		return nil, err
 	}

@@ -137,9 +137,10 @@ func (g *group) receive(b *batch, m *protocol.GroupMessage, home int, seq uint64
 		g.remember(h)
 		g.s.met.dropped.WithLabelValues(dropRefused).Inc()
 		if m.Kind == protocol.GroupCommit {
-			// The relay closed the epoch with a commit every member refuses.
-			g.stuck = "the home relay took a commit the group's rules refuse"
-			g.s.log.Warn("group: refused commit closed the epoch", "group", g.id.String(), "epoch", m.Epoch)
+			// The relay closed the epoch with a commit the group's rules
+			// refuse: the group goes on in new logs.
+			g.s.log.Warn("group: a refused commit closed the epoch; moving to new logs", "group", g.id.String(), "epoch", m.Epoch)
+			g.resetLogs(b)
 		}
 		return
 	case err != nil:
@@ -161,6 +162,35 @@ func (g *group) receive(b *batch, m *protocol.GroupMessage, home int, seq uint64
 	case mls.KindCommit:
 		g.applyCommit(b, r, m)
 	}
+}
+
+// resetLogs moves the group to new logs on its home relays, open at the
+// current epoch, because the first home closed the epoch with a commit
+// the group's rules refuse (a member broke them; the relay cannot tell).
+// Every member that refuses the commit derives the same new log IDs from
+// the epoch's exporter and the old IDs, and creates them (a retry for all
+// but the first); an outsider cannot derive them. What the epoch held up to
+// the refused commit was read: fetches stop at a commit.
+func (g *group) resetLogs(b *batch) {
+	for i := range g.rec.Homes {
+		old := g.rec.Homes[i].Log
+		id, err := g.mg.Export(protocol.GroupLogResetLabel, old[:], protocol.GroupLogIDSize)
+		if err != nil {
+			g.stuck = "the home relay took a commit the group's rules refuse"
+			return
+		}
+		copy(g.rec.Homes[i].Log[:], id)
+		g.rec.Homes[i].Cursor = 0
+	}
+	g.s.met.logResets.Inc()
+	g.rec.UpdatedAt = g.s.clock.Now()
+	b.rec = true
+	g.sub, g.heads, g.gossipSeen, g.gossipThrough = nil, 0, nil, 0
+	g.subN++
+	for i := range g.rec.Homes {
+		g.recreate(i)
+	}
+	g.schedule(&g.fetchAt, g.s.opt.RetryMin)
 }
 
 // application commits a member's message or receipt.

@@ -122,6 +122,10 @@ type Options struct {
 	// Connect is how many member devices a group keeps connected for its
 	// topic's mesh. Default 8.
 	Connect int
+	// BreakRules makes a member that commits admin changes without being
+	// an admin: a member breaking the group's rules, for tests of the
+	// others' defence. Never set outside tests.
+	BreakRules bool
 }
 
 func (o Options) withDefaults() Options {
