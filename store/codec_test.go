@@ -35,7 +35,7 @@ func samples() map[string]struct {
 		}},
 		"prekey": {func() record { return new(Prekey) }, []record{
 			&Prekey{Kind: PrekeyOneTime, ID: math.MaxUint32, CreatedAt: t0, Private: []byte{1}, Public: []byte{2},
-				State: PrekeyUploaded, Relay: "relay", StateChangedAt: t0.Add(time.Hour)},
+				State: PrekeyUploaded, Mailbox: protocol.MailboxID{5}, StateChangedAt: t0.Add(time.Hour)},
 			&Prekey{Kind: PrekeySigned, State: PrekeyAvailable},
 		}},
 		"session": {func() record { return new(Session) }, []record{

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sealpost/sealpost/protocol"
 )
 
 // PrekeyKind says which kind of prekey a record holds.
@@ -42,8 +44,9 @@ const (
 	// PrekeyHandedOut: served in a bundle by this node; kept until a message
 	// using it decrypts (then deleted) or it ages out.
 	PrekeyHandedOut PrekeyState = 2
-	// PrekeyUploaded: uploaded to the relay named in Prekey.Relay, which
-	// hands it out.
+	// PrekeyUploaded: a one-time prekey uploaded to the relay mailbox
+	// Prekey.Mailbox, which hands it out; kept until a message using it
+	// decrypts (then deleted) or it ages out.
 	PrekeyUploaded PrekeyState = 3
 )
 
@@ -70,8 +73,9 @@ type Prekey struct {
 	Private   []byte
 	Public    []byte
 	State     PrekeyState
-	// Relay is the relay's peer ID when State is PrekeyUploaded.
-	Relay          string
+	// Mailbox is the relay mailbox that hands it out when State is
+	// PrekeyUploaded (zero otherwise).
+	Mailbox        protocol.MailboxID
 	StateChangedAt time.Time
 }
 
@@ -84,21 +88,27 @@ func (p *Prekey) validate() error {
 	if !p.Kind.valid() || !p.State.valid() {
 		return fmt.Errorf("prekey: %w: kind %d state %d", ErrInvalid, p.Kind, p.State)
 	}
-	if len(p.Private) > MaxKeyMaterial || len(p.Public) > MaxKeyMaterial || len(p.Relay) > MaxRelayLen {
+	if len(p.Private) > MaxKeyMaterial || len(p.Public) > MaxKeyMaterial {
 		return fmt.Errorf("prekey: %w: field too long", ErrInvalid)
 	}
 	return nil
 }
 
 func (p *Prekey) marshal() []byte {
-	e := newEnc(prekeyVersion, 48+len(p.Private)+len(p.Public)+len(p.Relay))
+	e := newEnc(prekeyVersion, 80+len(p.Private)+len(p.Public))
 	e.u8(uint8(p.Kind))
 	e.uvarint(uint64(p.ID))
 	e.time(p.CreatedAt)
 	e.bytes(p.Private)
 	e.bytes(p.Public)
 	e.u8(uint8(p.State))
-	e.str(p.Relay)
+	// The mailbox goes where version 1 had a relay's name, which nothing
+	// wrote: as a string, empty for none.
+	if p.Mailbox != (protocol.MailboxID{}) {
+		e.bytes(p.Mailbox[:])
+	} else {
+		e.bytes(nil)
+	}
 	e.time(p.StateChangedAt)
 	return e.b
 }
@@ -111,7 +121,13 @@ func (p *Prekey) unmarshal(b []byte) error {
 	p.Private = d.bytes(MaxKeyMaterial)
 	p.Public = d.bytes(MaxKeyMaterial)
 	p.State = PrekeyState(d.u8())
-	p.Relay = d.str(MaxRelayLen)
+	switch mb := d.bytes(len(p.Mailbox)); len(mb) {
+	case 0:
+	case len(p.Mailbox):
+		copy(p.Mailbox[:], mb)
+	default:
+		d.fail("prekey", "mailbox of the wrong size")
+	}
 	p.StateChangedAt = d.time()
 	if err := d.finish("prekey"); err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/prekeys"
 	"github.com/sealpost/sealpost/protocol"
+	"github.com/sealpost/sealpost/store"
 )
 
 // bundleTimeout bounds one bundle request, on either side.
@@ -23,8 +24,14 @@ const bundleTimeout = 20 * time.Second
 // handleBundleStream serves /sealpost/bundle/1.0.0: one BundleRequest, one
 // BundleResponse with the pinned (or current) bundle version and a
 // one-time prekey handed out to this request alone. Requests are
-// rate-limited per peer, which also bounds how fast one peer can drain the
-// one-time prekeys.
+// rate-limited per peer, and those of peers that are not an accepted
+// contact's device also share one bucket (Options.StrangerBundleRate),
+// since a fresh peer ID costs nothing: beyond it a request without a pin
+// is refused (rate_limited), and one with a pin, which anyone who got
+// the bundle once can compute, is served without a one-time prekey (an
+// invitee still gets the bundle it needs, on the last-resort KEM key).
+// That bounds how fast the one-time prekeys can be drained, whatever the
+// number of peer IDs.
 func (s *Service) handleBundleStream(str network.Stream) {
 	if !s.track(str) {
 		str.Reset()
@@ -58,8 +65,18 @@ func (s *Service) handleBundleStream(str network.Stream) {
 		if !req.Pin.IsZero() {
 			pin = req.Pin[:]
 		}
-		var err error
-		data, err = s.pk.Serve(w.tx, pin, w.now)
+		c, err := w.contactByDevice([]byte(remote))
+		if err != nil {
+			return err
+		}
+		oneTime := true
+		if (c == nil || c.c.State != store.ContactAccepted) && s.strangerLim.Take(struct{}{}, 1) == 0 {
+			if pin == nil {
+				return refuse(errStrangerLimit)
+			}
+			oneTime = false
+		}
+		data, err = s.pk.Serve(w.tx, pin, oneTime, w.now)
 		if errors.Is(err, prekeys.ErrExpired) || errors.Is(err, prekeys.ErrNoPrekeys) {
 			return refuse(err)
 		}
@@ -76,6 +93,8 @@ func (s *Service) handleBundleStream(str network.Stream) {
 		resp = &protocol.BundleResponse{Code: protocol.CodeExpired}
 	case errors.Is(err, prekeys.ErrNoPrekeys):
 		resp = &protocol.BundleResponse{Code: protocol.CodeNotFound}
+	case errors.Is(err, errStrangerLimit):
+		resp = &protocol.BundleResponse{Code: protocol.CodeRateLimited}
 	case err != nil:
 		resp = &protocol.BundleResponse{Code: protocol.CodeInternal}
 	}
@@ -84,6 +103,11 @@ func (s *Service) handleBundleStream(str network.Stream) {
 	}
 	s.answerBundle(str, resp)
 }
+
+// errStrangerLimit refuses a bundle request without a pin from a peer
+// that is not an accepted contact's device while the bucket those share is
+// empty.
+var errStrangerLimit = errors.New("messaging: too many bundle requests from unknown peers")
 
 // answerBundle writes the response and closes the stream.
 func (s *Service) answerBundle(str network.Stream, resp *protocol.BundleResponse) {

@@ -82,7 +82,7 @@ func newPair(tb testing.TB) *pair {
 	var data []byte
 	err := to.do(context.Background(), false, func(w *work) error {
 		var err error
-		data, err = to.pk.Serve(w.tx, nil, w.now)
+		data, err = to.pk.Serve(w.tx, nil, true, w.now)
 		return err
 	})
 	if err != nil {

@@ -299,15 +299,13 @@ func (r *reconciler) commit(ctx context.Context, t store.DepositToken, del bool)
 }
 
 // Relay one-time prekeys: a mailbox whose relay reports fewer than
-// relayPrekeysLow gets a batch of up to relayPrekeysBatch, made by
-// prekeys.Manager.ForRelay (disjoint from the node's own) and encrypted
-// under the mailbox's K_pk (mailbox.PrekeyKey, in the invites' card
-// blobs). A batch expires a rotation period before its keys get too old
-// for an initiator.
-const (
-	relayPrekeysLow   = 8
-	relayPrekeysBatch = protocol.MaxPrekeyBatch
-)
+// relayPrekeysLow is offered a batch made by prekeys.Manager.ForRelay
+// (disjoint from the node's own, as many as the node's own accounting
+// says the mailbox misses: the relay's report only lowers it) and
+// encrypted under the mailbox's K_pk (mailbox.PrekeyKey, in the invites'
+// card blobs). A batch expires a rotation period before its keys get too
+// old for an initiator.
+const relayPrekeysLow = 8
 
 // prekeysLow reports whether a subscribed mailbox's relay holds few
 // one-time prekeys.
@@ -341,7 +339,7 @@ func (r *reconciler) refillPrekeys(ctx context.Context, m *store.Mailbox) error 
 	var keys []*prekey.OneTimePrekey
 	err := s.do(ctx, false, func(w *work) error {
 		var err error
-		keys, err = s.pk.ForRelay(w.tx, relayPrekeysBatch-int(have), w.now)
+		keys, err = s.pk.ForRelay(w.tx, m.ID, have, w.now)
 		return err
 	})
 	if err != nil || len(keys) == 0 {
@@ -361,7 +359,6 @@ func (r *reconciler) refillPrekeys(ctx context.Context, m *store.Mailbox) error 
 		}
 		blobs = append(blobs, b)
 	}
-	expires := created.Add(prekey.MaxAge - s.pk.Policy().RotateEvery)
-	_, err = r.mb.PutPrekeys(ctx, m, blobs, expires)
+	_, err = r.mb.PutPrekeys(ctx, m, blobs, s.pk.RelayExpiry(created))
 	return err
 }

@@ -112,6 +112,11 @@ type Options struct {
 	// BundleRate and BundleBurst are the per-peer token bucket of bundle
 	// requests. Defaults 1 per second and 20.
 	BundleRate, BundleBurst float64
+	// StrangerBundleRate and StrangerBundleBurst are the one token bucket
+	// shared by the bundle requests of every peer that is not an accepted
+	// contact's device; beyond it a request without a pin is refused and
+	// one with a pin gets no one-time prekey. Defaults 1 a minute and 20.
+	StrangerBundleRate, StrangerBundleBurst float64
 	// SessionRate and SessionBurst are the per-device token bucket of
 	// first messages that start a session (each costs about a millisecond
 	// of CPU; a device starts one session at a time). Defaults 5 per
@@ -180,6 +185,12 @@ func (o Options) withDefaults() Options {
 	if o.BundleBurst <= 0 {
 		o.BundleBurst = 20
 	}
+	if o.StrangerBundleRate <= 0 {
+		o.StrangerBundleRate = 1.0 / 60
+	}
+	if o.StrangerBundleBurst <= 0 {
+		o.StrangerBundleBurst = 20
+	}
 	if o.SessionRate <= 0 {
 		o.SessionRate = 5
 	}
@@ -227,11 +238,14 @@ type Service struct {
 
 	w *store.Batcher[*job] // the writer (commit.go)
 
-	out      *outbox
-	msgLim   *ratelimit.Limiter[peer.ID]
-	bundLim  *ratelimit.Limiter[peer.ID]
-	firstLim *ratelimit.Limiter[peer.ID] // new sessions per device
-	waiters  *waiters
+	out     *outbox
+	msgLim  *ratelimit.Limiter[peer.ID]
+	bundLim *ratelimit.Limiter[peer.ID]
+	// strangerLim is the one bucket of the bundle requests of peers that
+	// are not accepted contacts' devices.
+	strangerLim *ratelimit.Limiter[struct{}]
+	firstLim    *ratelimit.Limiter[peer.ID] // new sessions per device
+	waiters     *waiters
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -303,6 +317,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.msgLim = ratelimit.New[peer.ID](s.clock, s.opt.PeerRate, s.opt.PeerBurst, s.opt.Penalty, maxLimited)
 	s.bundLim = ratelimit.New[peer.ID](s.clock, s.opt.BundleRate, s.opt.BundleBurst, s.opt.Penalty, maxLimited)
+	s.strangerLim = ratelimit.New[struct{}](s.clock, s.opt.StrangerBundleRate, s.opt.StrangerBundleBurst, 0, 1)
 	s.firstLim = ratelimit.New[peer.ID](s.clock, s.opt.SessionRate, s.opt.SessionBurst, s.opt.Penalty, maxLimited)
 	s.out = newOutbox(s)
 	if err := s.loadSelf(ctx); err != nil {

@@ -22,7 +22,10 @@
 // TTL ago); an available one stops being served a rotation period before it
 // is too old and is deleted then. When none is available, or more than
 // Policy.MaxHandedOut are out (someone is draining them), the bundle goes
-// out without one and initiators use the last-resort KEM key.
+// out without one and initiators use the last-resort KEM key. Keys made
+// for relays (ForRelay) are a set of their own, counted apart (state
+// PrekeyUploaded, Policy.MaxRelayHeld), made from the node's own
+// accounting of what each mailbox still holds.
 //
 // What the caller must do: run Maintain in a store transaction when the
 // node starts, after Serve (to refill), and about hourly; serialize calls
@@ -41,6 +44,7 @@ import (
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/crypto/pqxdh"
 	"github.com/sealpost/sealpost/crypto/prekey"
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -75,9 +79,20 @@ type Policy struct {
 	// OneTimeLow is the count below which it refills. Defaults 100 and 25.
 	OneTimeTarget int
 	OneTimeLow    int
-	// MaxHandedOut bounds the one-time prekeys handed out and not yet
-	// used; beyond it bundles go out without one. Default 1000.
+	// MaxHandedOut bounds the one-time prekeys this device handed out and
+	// that are not yet used; beyond it bundles go out without one. Default
+	// 1000.
 	MaxHandedOut int
+	// RelayBatch is the most one-time prekeys one relay mailbox holds at
+	// once. Default protocol.MaxPrekeyBatch.
+	RelayBatch int
+	// MaxRelayHeld bounds the private one-time prekeys kept for keys made
+	// for relays (ForRelay), all mailboxes together, until a message uses
+	// them or they age out; beyond it no more are made. Separate from
+	// MaxHandedOut: a drain through a relay never starves the device's
+	// own bundles. Default 256 (two batches for each of
+	// protocol.MaxMailboxes mailboxes).
+	MaxRelayHeld int
 }
 
 // DefaultPolicy returns the default schedule.
@@ -88,6 +103,8 @@ func DefaultPolicy() Policy {
 		OneTimeTarget: 100,
 		OneTimeLow:    25,
 		MaxHandedOut:  1000,
+		RelayBatch:    protocol.MaxPrekeyBatch,
+		MaxRelayHeld:  2 * protocol.MaxMailboxes * protocol.MaxPrekeyBatch,
 	}
 }
 
@@ -108,6 +125,13 @@ func (p Policy) withDefaults() Policy {
 	}
 	if p.MaxHandedOut <= 0 {
 		p.MaxHandedOut = d.MaxHandedOut
+	}
+	if p.RelayBatch <= 0 {
+		p.RelayBatch = d.RelayBatch
+	}
+	p.RelayBatch = min(p.RelayBatch, protocol.MaxPrekeyBatch)
+	if p.MaxRelayHeld <= 0 {
+		p.MaxRelayHeld = d.MaxRelayHeld
 	}
 	return p
 }
@@ -187,13 +211,17 @@ func (m *Manager) Maintain(tx *store.Tx, now time.Time) (Report, error) {
 		}
 		r.Deleted += 2
 	}
-	// One-time prekeys: drop handed-out ones no initiator may still use,
-	// and available ones about to be too old to serve.
+	// One-time prekeys: drop handed-out and uploaded ones no initiator
+	// may still use, and available ones about to be too old to serve.
 	handed, err := tx.Prekeys().ListState(store.PrekeyOneTime, store.PrekeyHandedOut)
 	if err != nil {
 		return r, err
 	}
-	for _, p := range handed {
+	uploaded, err := tx.Prekeys().ListState(store.PrekeyOneTime, store.PrekeyUploaded)
+	if err != nil {
+		return r, err
+	}
+	for _, p := range append(handed, uploaded...) {
 		if now.Sub(p.CreatedAt) >= m.pol.Retention() {
 			if err := tx.Prekeys().Delete(store.PrekeyOneTime, p.ID); err != nil {
 				return r, err
@@ -275,18 +303,42 @@ func (m *Manager) rotate(tx *store.Tx, now time.Time) error {
 
 // refill makes n one-time prekeys (at most prekey.MaxOneTimeBatch).
 func (m *Manager) refill(tx *store.Tx, n int, now time.Time) (int, error) {
-	keys, err := m.newOneTime(tx, n, now, store.PrekeyAvailable)
+	keys, err := m.newOneTime(tx, n, now, store.PrekeyAvailable, protocol.MailboxID{})
 	return len(keys), err
 }
 
-// ForRelay makes up to n new one-time prekeys for a relay to hand out:
-// a set disjoint from the node's own, stored as handed out (so the node
-// never serves them, Consume deletes one when a message that used it
-// decrypts, and Maintain deletes the rest once no initiator may use them,
-// prekey.MaxAge plus the relay TTL after they were made). A relay batch
-// must expire before that: at most prekey.MaxAge after now.
-func (m *Manager) ForRelay(tx *store.Tx, n int, now time.Time) ([]*prekey.OneTimePrekey, error) {
-	keys, err := m.newOneTime(tx, n, now, store.PrekeyHandedOut)
+// ForRelay makes the one-time prekeys relay mailbox mb is missing, for
+// it to hand out: a set disjoint from the node's own, stored as uploaded
+// to mb (the node never serves them, Consume deletes one when a message
+// that used it decrypts, and Maintain deletes the rest once no initiator
+// may use them, prekey.MaxAge plus the relay TTL after they were made).
+// Upload them as a batch that expires when they stop being servable
+// (RelayExpiry), before that.
+//
+// How many comes from the node's own accounting: Policy.RelayBatch less
+// the keys made for mb that are still on the relay (neither used nor
+// expired there). reported, the count the relay says it holds, may only
+// lower that, never raise it: a relay that says it has none left, or
+// hands keys to takers who never use them, gets no more until its keys
+// are used or expire. And all the keys kept for relays stay within
+// Policy.MaxRelayHeld.
+func (m *Manager) ForRelay(tx *store.Tx, mb protocol.MailboxID, reported uint64, now time.Time) ([]*prekey.OneTimePrekey, error) {
+	uploaded, err := tx.Prekeys().ListState(store.PrekeyOneTime, store.PrekeyUploaded)
+	if err != nil {
+		return nil, err
+	}
+	var onRelay uint64
+	for _, p := range uploaded {
+		if p.Mailbox == mb && m.servable(p.CreatedAt, now) {
+			onRelay++
+		}
+	}
+	n := m.pol.RelayBatch - int(min(max(onRelay, reported), uint64(m.pol.RelayBatch)))
+	n = min(n, m.pol.MaxRelayHeld-len(uploaded))
+	if n <= 0 {
+		return nil, nil
+	}
+	keys, err := m.newOneTime(tx, n, now, store.PrekeyUploaded, mb)
 	out := make([]*prekey.OneTimePrekey, len(keys))
 	for i, k := range keys {
 		out[i] = k.Public()
@@ -294,8 +346,15 @@ func (m *Manager) ForRelay(tx *store.Tx, n int, now time.Time) ([]*prekey.OneTim
 	return out, err
 }
 
-// newOneTime makes up to n one-time prekeys in state.
-func (m *Manager) newOneTime(tx *store.Tx, n int, now time.Time, state store.PrekeyState) ([]*prekey.OneTimePrekeyPrivate, error) {
+// RelayExpiry is when a relay should stop handing out one-time prekeys
+// made at created (ForRelay): when the node would stop serving them, a
+// rotation period before they get too old for an initiator.
+func (m *Manager) RelayExpiry(created time.Time) time.Time {
+	return created.Add(prekey.MaxAge - m.pol.RotateEvery)
+}
+
+// newOneTime makes up to n one-time prekeys in state (uploaded to mb).
+func (m *Manager) newOneTime(tx *store.Tx, n int, now time.Time, state store.PrekeyState, mb protocol.MailboxID) ([]*prekey.OneTimePrekeyPrivate, error) {
 	n = min(n, prekey.MaxOneTimeBatch)
 	if n <= 0 {
 		return nil, nil
@@ -315,7 +374,7 @@ func (m *Manager) newOneTime(tx *store.Tx, n int, now time.Time, state store.Pre
 		priv, _ := k.MarshalBinary()
 		pub, _ := k.Public().MarshalBinary()
 		err := tx.Prekeys().Put(store.Prekey{Kind: store.PrekeyOneTime, ID: k.Public().ID(), CreatedAt: now,
-			Private: priv, Public: pub, State: state, StateChangedAt: now})
+			Private: priv, Public: pub, State: state, Mailbox: mb, StateChangedAt: now})
 		if err != nil {
 			return nil, err
 		}
@@ -404,9 +463,10 @@ func (m *Manager) versions(tx *store.Tx) ([]*Version, error) {
 
 // Serve returns the encoded bundle to hand to a requester as of now: the
 // version whose hash begins with pin (nil or empty: the current version),
-// with a one-time prekey taken for this request alone if one may be handed
-// out. It returns ErrExpired when no served version matches the pin.
-func (m *Manager) Serve(tx *store.Tx, pin []byte, now time.Time) ([]byte, error) {
+// with a one-time prekey taken for this request alone if oneTime is set and
+// one may be handed out. It returns ErrExpired when no served version
+// matches the pin.
+func (m *Manager) Serve(tx *store.Tx, pin []byte, oneTime bool, now time.Time) ([]byte, error) {
 	vs, err := m.versions(tx)
 	if err != nil {
 		return nil, err
@@ -428,11 +488,13 @@ func (m *Manager) Serve(tx *store.Tx, pin []byte, now time.Time) ([]byte, error)
 		return nil, ErrExpired
 	}
 	b := *v.bundle
-	otk, err := m.takeOneTime(tx, now)
-	if err != nil {
-		return nil, err
+	if oneTime {
+		otk, err := m.takeOneTime(tx, now)
+		if err != nil {
+			return nil, err
+		}
+		b.OneTime = otk
 	}
-	b.OneTime = otk
 	return b.MarshalBinary()
 }
 

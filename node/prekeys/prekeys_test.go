@@ -11,6 +11,7 @@ import (
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/crypto/pqxdh"
 	"github.com/sealpost/sealpost/crypto/prekey"
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -77,7 +78,7 @@ func serve(t *testing.T, m *Manager, st store.Store, pin []byte, now time.Time) 
 	var b []byte
 	err := st.Update(context.Background(), func(tx *store.Tx) error {
 		var err error
-		b, err = m.Serve(tx, pin, now)
+		b, err = m.Serve(tx, pin, true, now)
 		return err
 	})
 	if err != nil {
@@ -96,7 +97,7 @@ func serve(t *testing.T, m *Manager, st store.Store, pin []byte, now time.Time) 
 func TestServeHandsOutEachOneTimeKeyOnce(t *testing.T) {
 	m, st, _ := newManager(t, Policy{OneTimeTarget: 5, OneTimeLow: 2})
 	update(t, st, func(tx *store.Tx) error {
-		if _, err := m.Serve(tx, nil, t0); !errors.Is(err, ErrNoPrekeys) {
+		if _, err := m.Serve(tx, nil, true, t0); !errors.Is(err, ErrNoPrekeys) {
 			t.Errorf("Serve before Maintain: got %v, want ErrNoPrekeys", err)
 		}
 		return nil
@@ -372,7 +373,7 @@ func TestForRelay(t *testing.T) {
 	var b *prekey.Bundle
 	update(t, st, func(tx *store.Tx) error {
 		var err error
-		if keys, err = m.ForRelay(tx, 5, t0); err != nil {
+		if keys, err = m.ForRelay(tx, protocol.MailboxID{1}, uint64(m.Policy().RelayBatch-5), t0); err != nil {
 			return err
 		}
 		v, err := m.Current(tx)
@@ -478,5 +479,99 @@ func TestReplayHashesGoWithTheirPrekey(t *testing.T) {
 	maintain(t, m, st, end.Add(time.Second))
 	if spk, first, last := state(); spk || first || last {
 		t.Fatalf("after the retention: prekey %v, hashes %v %v; want none", spk, first, last)
+	}
+}
+
+// forRelay runs ForRelay in a transaction and returns how many keys it
+// made.
+func forRelay(t *testing.T, m *Manager, st store.Store, mb protocol.MailboxID, reported uint64, now time.Time) int {
+	t.Helper()
+	var n int
+	update(t, st, func(tx *store.Tx) error {
+		keys, err := m.ForRelay(tx, mb, reported, now)
+		n = len(keys)
+		return err
+	})
+	return n
+}
+
+// TestRelayKeysApartFromDevice: one-time prekeys made for relays do not
+// count against the device's own hand-out limit, so a drain through a
+// relay leaves the device's bundles with one-time prekeys.
+func TestRelayKeysApartFromDevice(t *testing.T) {
+	m, st, _ := newManager(t, Policy{OneTimeTarget: 10, OneTimeLow: 1, MaxHandedOut: 4})
+	maintain(t, m, st, t0)
+	for i := range 3 {
+		if n := forRelay(t, m, st, protocol.MailboxID{byte(i + 1)}, 0, t0); n != m.Policy().RelayBatch {
+			t.Fatalf("mailbox %d: ForRelay made %d keys, want %d", i, n, m.Policy().RelayBatch)
+		}
+	}
+	b, err := serve(t, m, st, nil, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.OneTime == nil {
+		t.Fatal("the device's bundle has no one-time prekey after keys were made for relays")
+	}
+}
+
+// TestForRelayOwnAccounting: how many keys a mailbox gets comes from the
+// node's own accounting of what it made for it and what was used; the
+// relay's report only lowers it. A relay that says it has none left (or
+// hands keys to takers who never use them) gets nothing more until they
+// are used or expire on the relay, and all the keys kept for relays stay
+// within MaxRelayHeld.
+func TestForRelayOwnAccounting(t *testing.T) {
+	m, st, _ := newManager(t, Policy{OneTimeTarget: 1, OneTimeLow: 1, RelayBatch: 8, MaxRelayHeld: 20})
+	maintain(t, m, st, t0)
+	a, b := protocol.MailboxID{1}, protocol.MailboxID{2}
+	steps := []struct {
+		what     string
+		mb       protocol.MailboxID
+		reported uint64
+		at       time.Time
+		want     int
+	}{
+		{"a new mailbox", a, 0, t0, 8},
+		{"the relay says it has none", a, 0, t0, 0},
+		{"the relay says it has 2", a, 2, t0, 0},
+		{"the relay says it has more than were made", a, 100, t0, 0},
+		{"another mailbox", b, 0, t0, 8},
+		{"the relay holds some that were not made (it says 6)", protocol.MailboxID{3}, 6, t0, 2},
+	}
+	for _, s := range steps {
+		if n := forRelay(t, m, st, s.mb, s.reported, s.at); n != s.want {
+			t.Fatalf("%s: ForRelay made %d keys, want %d", s.what, n, s.want)
+		}
+	}
+	// Three of a's keys are used: a gets three more, no matter what its
+	// relay reports (as long as it is no more than it holds).
+	var used []uint32
+	update(t, st, func(tx *store.Tx) error {
+		ps, err := tx.Prekeys().ListState(store.PrekeyOneTime, store.PrekeyUploaded)
+		for _, p := range ps {
+			if p.Mailbox == a && len(used) < 3 {
+				used = append(used, p.ID)
+				if err := m.Consume(tx, p.ID); err != nil {
+					return err
+				}
+			}
+		}
+		return err
+	})
+	if n := forRelay(t, m, st, a, 0, t0); n != 3 {
+		t.Fatalf("after three were used: ForRelay made %d keys, want 3", n)
+	}
+	// Once the keys expire on the relay, a new batch, within what may be
+	// kept: 18 are held (until their retention), so 2 more.
+	later := m.RelayExpiry(t0)
+	if n := forRelay(t, m, st, a, 0, later); n != 2 {
+		t.Fatalf("after the relay's batch expired: ForRelay made %d keys, want 2 (MaxRelayHeld)", n)
+	}
+	// After their retention Maintain deletes them, and a mailbox gets a
+	// whole batch again.
+	maintain(t, m, st, t0.Add(m.Policy().Retention()))
+	if n := forRelay(t, m, st, b, 0, t0.Add(m.Policy().Retention())); n != 8 {
+		t.Fatalf("after the retention: ForRelay made %d keys, want 8", n)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -269,7 +270,7 @@ func testPrekeys(t *testing.T, st store.Store) {
 				return err
 			}
 			p.State = store.PrekeyUploaded
-			p.Relay = "12D3KooWrelay"
+			p.Mailbox = protocol.MailboxID{7, 7}
 			return tx.Prekeys().Put(p)
 		})
 	})
@@ -291,7 +292,7 @@ func testPrekeys(t *testing.T, st store.Store) {
 			if err != nil {
 				return err
 			}
-			if len(up) != 1 || up[0].ID != 2 || up[0].Relay != "12D3KooWrelay" {
+			if len(up) != 1 || up[0].ID != 2 || up[0].Mailbox != (protocol.MailboxID{7, 7}) {
 				t.Errorf("ListState(uploaded): got %+v", up)
 			}
 			return nil
