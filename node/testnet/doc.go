@@ -37,7 +37,8 @@
 // binary in Linux network namespaces: relays on a private internet and
 // pairs of personal nodes behind home routers that NAT with nftables
 // (labnet.go has the layout and addresses, lab.go the scenario and the
-// report). Every namespace, interface and nftables table starts with
+// report, labmember.go the daemon processes, labtraffic.go the invites,
+// messages and checks). Every namespace, interface and nftables table starts with
 // LabOptions.Prefix and lives inside the lab's namespaces, so removing the
 // namespaces (always, when RunLab returns; CleanupLab after a crash)
 // removes everything; a lock file per prefix keeps two labs of one prefix
