@@ -225,7 +225,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		msgHost = &faultHost{Host: n.host, wrap: cfg.WrapStream}
 	}
 	// Mailbox work goes through hosts of its own, never n.host.
-	n.mb, err = mailbox.New(ctx, mailbox.Config{Store: cfg.Store, Logger: n.log, Rand: cfg.Rand, Now: n.clock.Now,
+	n.mb, err = mailbox.New(ctx, mailbox.Config{Store: cfg.Store, Logger: n.log, Rand: cfg.Rand, Clock: n.clock,
 		OnStatus: n.relayStatus})
 	if err != nil {
 		n.sub.Close()

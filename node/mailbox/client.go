@@ -18,6 +18,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/sealpost/sealpost/node/internal/clock"
+	"github.com/sealpost/sealpost/node/internal/closer"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -50,8 +52,20 @@ type Config struct {
 	// envelopes; the client reads it from several goroutines, so it must be
 	// safe for concurrent use. Zero: crypto/rand.
 	Rand io.Reader
-	// Now is the clock of receipts and backoff. Zero: time.Now.
-	Now func() time.Time
+	// Clock is the time of receipts, mailbox records and status, and drives
+	// the idle-host janitor and the reconnection backoff (network deadlines
+	// keep the system clock). Zero: the system clock.
+	Clock clock.Clock
+	// OnStatus is called when the state of an own mailbox changes
+	// (connecting, fetching, subscribed, error), outside the client's
+	// locks; it must not block. Zero: not called.
+	OnStatus func(Status)
+	// Options tune the client.
+	Options Options
+}
+
+// Options tune a Client. Each field documents its zero value.
+type Options struct {
 	// Timeout bounds one request (connecting included) when its context
 	// has no earlier deadline. Zero: 20 s.
 	Timeout time.Duration
@@ -61,29 +75,45 @@ type Config struct {
 	// RetryMin and RetryMax bound the reconnection backoff of Run's
 	// subscriptions. Zero: 1 s and 2 minutes.
 	RetryMin, RetryMax time.Duration
-	// OnStatus is called when the state of an own mailbox changes
-	// (connecting, fetching, subscribed, error), outside the client's
-	// locks; it must not block. Zero: not called.
-	OnStatus func(Status)
+}
+
+// withDefaults fills the zero fields.
+func (o Options) withDefaults() Options {
+	if o.Timeout <= 0 {
+		o.Timeout = 20 * time.Second
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 5 * time.Minute
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = time.Second
+	}
+	if o.RetryMax < o.RetryMin {
+		o.RetryMax = max(2*time.Minute, o.RetryMin)
+	}
+	return o
 }
 
 // Client talks to relays for one node. Its methods are safe for
 // concurrent use.
 type Client struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	opt   Options
+	clock clock.Clock
+	log   *slog.Logger
 
 	mu     sync.Mutex
 	relays map[connKey]*relayConn
 	keys   map[peer.ID]crypto.PrivKey // client keys of the own mailboxes
 	status map[protocol.MailboxID]*Status
-	closed bool
+	closed bool          // set by Close; requests fail with ErrClosed after
 	wake   chan struct{} // Refresh
 	change chan struct{} // Changed
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closing closer.Once
 
 	badReceipts atomic.Uint64 // BadReceipts
 }
@@ -105,23 +135,14 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = clock.System()
 	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 20 * time.Second
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = 5 * time.Minute
-	}
-	if cfg.RetryMin <= 0 {
-		cfg.RetryMin = time.Second
-	}
-	if cfg.RetryMax < cfg.RetryMin {
-		cfg.RetryMax = max(2*time.Minute, cfg.RetryMin)
-	}
+	cfg.Options = cfg.Options.withDefaults()
 	c := &Client{
 		cfg:    cfg,
+		opt:    cfg.Options,
+		clock:  cfg.Clock,
 		log:    cfg.Logger,
 		relays: map[connKey]*relayConn{},
 		keys:   map[peer.ID]crypto.PrivKey{},
@@ -185,23 +206,21 @@ func (c *Client) learn(m *store.Mailbox) (peer.ID, error) {
 }
 
 // Close stops Run's subscriptions and closes every relay host. It is
-// idempotent.
+// idempotent; a second call waits for the first to finish.
 func (c *Client) Close() error {
-	c.mu.Lock()
-	if c.closed {
+	return c.closing.Do(func() error {
+		c.mu.Lock()
+		c.closed = true
+		rs := c.relays
+		c.relays = map[connKey]*relayConn{}
 		c.mu.Unlock()
+		c.cancel()
+		for _, r := range rs {
+			r.close()
+		}
+		c.wg.Wait()
 		return nil
-	}
-	c.closed = true
-	rs := c.relays
-	c.relays = map[connKey]*relayConn{}
-	c.mu.Unlock()
-	c.cancel()
-	for _, r := range rs {
-		r.close()
-	}
-	c.wg.Wait()
-	return nil
+	})
 }
 
 // Refresh makes Run read the node's mailboxes again (after one was added
@@ -321,7 +340,7 @@ func (r *relayConn) host() (host.Host, error) {
 
 func (r *relayConn) touch() {
 	r.mu.Lock()
-	r.used = r.c.cfg.Now()
+	r.used = r.c.clock.Now()
 	r.mu.Unlock()
 }
 
@@ -363,19 +382,12 @@ func (r *relayConn) connect(ctx context.Context) error {
 // (the next deposit makes a new key).
 func (c *Client) janitor() {
 	defer c.wg.Done()
-	t := time.NewTicker(max(c.cfg.IdleTimeout/4, time.Second))
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-t.C:
-		}
-		now := c.cfg.Now()
+	clock.Tick(c.ctx, c.clock, max(c.opt.IdleTimeout/4, time.Second), func() {
+		now := c.clock.Now()
 		var idle []*relayConn
 		c.mu.Lock()
 		for k, r := range c.relays {
-			if !r.own && now.Sub(r.idleSince()) > c.cfg.IdleTimeout && !r.dep.busy() && !r.ctl.busy() && r.held.Load() == 0 {
+			if !r.own && now.Sub(r.idleSince()) > c.opt.IdleTimeout && !r.dep.busy() && !r.ctl.busy() && r.held.Load() == 0 {
 				delete(c.relays, k)
 				idle = append(idle, r)
 			}
@@ -384,7 +396,7 @@ func (c *Client) janitor() {
 		for _, r := range idle {
 			r.close()
 		}
-	}
+	})
 }
 
 // ParseAddr parses a relay address: a multiaddr that ends in /p2p/<peer
@@ -406,5 +418,5 @@ func (c *Client) timeout(ctx context.Context) (context.Context, context.CancelFu
 	if _, ok := ctx.Deadline(); ok {
 		return context.WithCancel(ctx)
 	}
-	return context.WithTimeout(ctx, c.cfg.Timeout)
+	return context.WithTimeout(ctx, c.opt.Timeout)
 }

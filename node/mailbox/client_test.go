@@ -13,10 +13,12 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/crypto/seal"
+	"github.com/sealpost/sealpost/node/internal/clock/clocktest"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/node/relay"
@@ -29,7 +31,7 @@ func TestMain(m *testing.M) { nodetest.VerifyTestMain(m) }
 func newClient(t *testing.T) (*mailbox.Client, store.Store) {
 	t.Helper()
 	st := store.NewMemory()
-	c, err := mailbox.New(context.Background(), mailbox.Config{Store: st, RetryMin: 50 * time.Millisecond, RetryMax: time.Second})
+	c, err := mailbox.New(context.Background(), mailbox.Config{Store: st, Options: mailbox.Options{RetryMin: 50 * time.Millisecond, RetryMax: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,16 +356,10 @@ func TestPrekeys(t *testing.T) {
 func TestDepositKeyRotates(t *testing.T) {
 	ctx := context.Background()
 	r, _, m, tok := registered(t)
-	var mu sync.Mutex
-	now := time.Now()
-	clock := func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		return now
-	}
+	fake := clocktest.New(time.Now())
 	st := store.NewMemory()
 	defer st.Close()
-	dep, err := mailbox.New(ctx, mailbox.Config{Store: st, IdleTimeout: time.Second, Now: clock})
+	dep, err := mailbox.New(ctx, mailbox.Config{Store: st, Clock: fake, Options: mailbox.Options{IdleTimeout: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,19 +384,21 @@ func TestDepositKeyRotates(t *testing.T) {
 	if len(first) != 1 {
 		t.Fatalf("depositors %v after two deposits in a row: want one key", first)
 	}
-	// Idle for longer than IdleTimeout: the janitor (ticking every second)
-	// closes the host, and the next deposit comes under a new key. Each
-	// round moves the clock past IdleTimeout and leaves the janitor more
-	// than one tick before depositing (a deposit makes the host busy
-	// again), so a slow machine only takes more rounds.
-	nodetest.WaitFor(t, 10*time.Second, "a deposit under a new key", func() bool {
-		mu.Lock()
-		now = now.Add(2 * time.Second)
-		mu.Unlock()
-		time.Sleep(1500 * time.Millisecond)
-		deposit()
-		return len(depositors()) == 2
+	// Idle for longer than IdleTimeout: at its next tick the janitor
+	// closes the host (nothing deposits in between), the relay sees the
+	// key's connection go, and the next deposit comes under a new key.
+	firstKey, err := peer.Decode(first[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.Advance(2 * time.Second)
+	nodetest.WaitFor(t, 10*time.Second, "the idle depositor host closed", func() bool {
+		return r.Host.Network().Connectedness(firstKey) != network.Connected
 	})
+	deposit()
+	if got := depositors(); len(got) != 2 {
+		t.Fatalf("depositors %v after the idle host closed: want two keys", got)
+	}
 	ids := depositors()
 	if ids[1] != first[0] {
 		t.Errorf("depositors %v: want the new key first, then %s", ids, first[0])

@@ -79,7 +79,7 @@ func (c *Client) Create(ctx context.Context, addr string) (store.Mailbox, error)
 	}
 	return store.Mailbox{
 		ID: resp.Mailbox, Relay: id.String(), Addrs: []string{maddr.String()},
-		AuthKey: owner, SealingKey: sealSeed, ClientKey: clientKey, CreatedAt: c.cfg.Now(),
+		AuthKey: owner, SealingKey: sealSeed, ClientKey: clientKey, CreatedAt: c.clock.Now(),
 	}, nil
 }
 
@@ -332,7 +332,7 @@ func (rs *relayStream) deposit(r *relayConn, b *protocol.Mailbox, envs [][]byte,
 		if err := rc.Verify(); err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrBadRelay, r.id, err)
 		}
-		until, err := rc.CheckCustody(r.c.cfg.Now())
+		until, err := rc.CheckCustody(r.c.clock.Now())
 		if err != nil {
 			// A relay that would have the sender wait past any custody it
 			// may give: its receipt counts as none (the message goes to

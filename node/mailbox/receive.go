@@ -76,14 +76,14 @@ func (c *Client) setStatus(m *store.Mailbox, f func(s *Status)) {
 	c.mu.Lock()
 	s := c.status[m.ID]
 	if s == nil {
-		s = &Status{Mailbox: m.ID, Relay: m.Relay, State: StateConnecting, Since: c.cfg.Now()}
+		s = &Status{Mailbox: m.ID, Relay: m.Relay, State: StateConnecting, Since: c.clock.Now()}
 		c.status[m.ID] = s
 	}
 	old := *s
 	f(s)
 	changed := s.State != old.State
 	if changed {
-		s.Since = c.cfg.Now()
+		s.Since = c.clock.Now()
 	}
 	cp := *s
 	c.mu.Unlock()
@@ -168,26 +168,26 @@ func (c *Client) receive(ctx context.Context, m *store.Mailbox, h Handler) {
 		c.log.Error("mailbox: stored sealing key", "mailbox", mailboxString(m.ID), "err", err)
 		return
 	}
-	backoff := c.cfg.RetryMin
+	backoff := c.opt.RetryMin
 	for ctx.Err() == nil {
-		started := c.cfg.Now()
+		started := c.clock.Now()
 		err := c.session(ctx, m, sealing, h)
 		if ctx.Err() != nil {
 			return
 		}
 		c.setStatus(m, func(s *Status) { s.State, s.Err = StateError, err.Error() })
 		c.log.Info("mailbox: subscription ended", "relay", m.Relay, "mailbox", mailboxString(m.ID), "err", err)
-		if c.cfg.Now().Sub(started) > c.cfg.RetryMax {
-			backoff = c.cfg.RetryMin // it had worked for a while
+		if c.clock.Now().Sub(started) > c.opt.RetryMax {
+			backoff = c.opt.RetryMin // it had worked for a while
 		}
 		wait := backoff/2 + time.Duration(randUint64(c.cfg.Rand)%uint64(backoff/2+1))
-		backoff = min(2*backoff, c.cfg.RetryMax)
-		t := time.NewTimer(wait)
+		backoff = min(2*backoff, c.opt.RetryMax)
+		t := c.clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		c.setStatus(m, func(s *Status) { s.State = StateConnecting })
 	}
@@ -249,7 +249,7 @@ func (c *Client) session(ctx context.Context, m *store.Mailbox, sealing *ecdh.Pr
 	if err := rs.prepare([]byte(r.id), req, key); err != nil {
 		return err
 	}
-	rs.s.SetDeadline(time.Now().Add(c.cfg.Timeout))
+	rs.s.SetDeadline(time.Now().Add(c.opt.Timeout))
 	if err := protocol.WriteFrame(rs.s, req); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrUnreachable, r.id, err)
 	}

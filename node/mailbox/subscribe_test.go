@@ -24,8 +24,8 @@ func TestQuietSubscriptionStays(t *testing.T) {
 		states []string
 	)
 	st := store.NewMemory()
-	owner, err := mailbox.New(ctx, mailbox.Config{Store: st, Timeout: 300 * time.Millisecond,
-		RetryMin: 50 * time.Millisecond, RetryMax: time.Second,
+	owner, err := mailbox.New(ctx, mailbox.Config{Store: st,
+		Options: mailbox.Options{Timeout: 300 * time.Millisecond, RetryMin: 50 * time.Millisecond, RetryMax: time.Second},
 		OnStatus: func(s mailbox.Status) {
 			mu.Lock()
 			states = append(states, s.State)
