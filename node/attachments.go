@@ -83,5 +83,6 @@ func (n *Node) startBlobs() error {
 	if err != nil {
 		return fmt.Errorf("node: relay blobs: %w", err)
 	}
+	n.closers.PushFunc(closeService(n.blobs))
 	return nil
 }

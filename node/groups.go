@@ -45,16 +45,16 @@ func (n *Node) startGroups(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("node: gossip: %w", err)
 	}
+	n.closers.PushFunc(closeService(n.gossip))
 	n.groups, err = groups.New(ctx, groups.Config{
 		Host: n.host, Store: n.cfg.Store, Messaging: n.msg, Mailbox: n.mb, Gossip: n.gossip,
 		FindDevice: n.FindDevice, Publish: n.publish, Logger: n.log, Clock: n.clock, Rand: n.cfg.Rand,
 		Registerer: n.cfg.Registry, Options: n.cfg.Groups,
 	})
 	if err != nil {
-		n.gossip.Close()
-		n.gossip = nil
 		return fmt.Errorf("node: groups: %w", err)
 	}
+	n.closers.PushFunc(closeService(n.groups))
 	n.groupSlot.svc.Store(n.groups)
 	return nil
 }
@@ -68,6 +68,7 @@ func (n *Node) startGroupRelay() error {
 	if err != nil {
 		return fmt.Errorf("node: group relay: %w", err)
 	}
+	n.closers.PushFunc(closeService(n.grelay))
 	return nil
 }
 

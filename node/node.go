@@ -22,6 +22,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -54,6 +55,7 @@ import (
 	"github.com/sealpost/sealpost/node/gossip"
 	"github.com/sealpost/sealpost/node/grouprelay"
 	"github.com/sealpost/sealpost/node/groups"
+	"github.com/sealpost/sealpost/node/internal/closer"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/node/relay"
@@ -125,8 +127,10 @@ type Node struct {
 	spawnMu  sync.Mutex
 	stopping bool // set by Close under spawnMu; spawn refuses afterwards
 
-	closeOnce sync.Once
-	closeErr  error
+	// closers unwinds what New started, the last started first: New on
+	// failure, Close otherwise.
+	closers closer.Stack
+	closing closer.Once
 
 	reach    atomic.Int32  // network.Reachability
 	wake     chan struct{} // wakes the address-record publisher
@@ -186,13 +190,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.closers.Push(n.host.Close)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.closers.PushFunc(n.cancel)
 	fail := func(err error) (*Node, error) {
-		n.cancel()
-		if n.dht != nil {
-			n.dht.Close()
-		}
-		n.host.Close()
+		n.closers.Close()
 		return nil, err
 	}
 
@@ -207,6 +209,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("node: dht: %w", err))
 	}
+	n.closers.Push(n.dht.Close)
 
 	n.sub, err = n.host.EventBus().Subscribe([]any{
 		new(event.EvtPeerConnectednessChanged),
@@ -216,10 +219,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("node: subscribe to host events: %w", err))
 	}
+	n.closers.Push(n.sub.Close)
 	if n.met, err = newMetrics(n); err != nil {
-		n.sub.Close()
 		return fail(err)
 	}
+	n.closers.PushFunc(n.met.unregister)
+	// The node's own loops (spawned last) stop after the services.
+	n.closers.PushFunc(n.stopLoops)
 	var msgHost host.Host = n.host
 	if cfg.WrapStream != nil {
 		msgHost = &faultHost{Host: n.host, wrap: cfg.WrapStream}
@@ -228,10 +234,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n.mb, err = mailbox.New(ctx, mailbox.Config{Store: cfg.Store, Logger: n.log, Rand: cfg.Rand, Clock: n.clock,
 		OnStatus: n.relayStatus})
 	if err != nil {
-		n.sub.Close()
-		n.met.unregister()
 		return fail(fmt.Errorf("node: mailbox client: %w", err))
 	}
+	n.closers.PushFunc(closeService(n.mb))
 	mcfg := messaging.Config{
 		Host:       msgHost,
 		Store:      cfg.Store,
@@ -249,18 +254,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	mcfg.OnGroupControl = n.groupSlot.wake
 	n.msg, err = messaging.New(ctx, mcfg)
 	if err != nil {
-		n.mb.Close()
-		n.sub.Close()
-		n.met.unregister()
 		return fail(fmt.Errorf("node: messaging: %w", err))
 	}
+	n.closers.PushFunc(closeService(n.msg))
 
-	// stop closes what started after messaging, and what fail does not.
-	stop := func() {
-		n.closeServices()
-		n.sub.Close()
-		n.met.unregister()
-	}
 	if cfg.DataDir != "" {
 		n.files, err = files.New(files.Config{
 			Host:      n.host,
@@ -276,18 +273,16 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			Options:   cfg.Files,
 		})
 		if err != nil {
-			stop()
 			return fail(fmt.Errorf("node: files: %w", err))
 		}
+		n.closers.PushFunc(closeService(n.files))
 		n.sink.svc.Store(n.files)
 	}
 	if err := n.startGroups(ctx); err != nil {
-		stop()
 		return fail(err)
 	}
 	if cfg.RelayService {
 		if err := n.startGroupRelay(); err != nil {
-			stop()
 			return fail(err)
 		}
 		n.relay, err = relay.New(n.host, cfg.Store, cfg.Relay, relay.Options{
@@ -297,12 +292,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			Registerer: cfg.Registry,
 		})
 		if err != nil {
-			stop()
 			return fail(fmt.Errorf("node: relay service: %w", err))
 		}
+		n.closers.PushFunc(closeService(n.relay))
 		if cfg.DataDir != "" {
 			if err := n.startBlobs(); err != nil {
-				stop()
 				return fail(err)
 			}
 		}
@@ -310,9 +304,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.MDNS {
 		n.mdns = mdns.NewMdnsService(n.host, mdnsService, mdnsNotifee{n})
 		if err := n.mdns.Start(); err != nil {
-			stop()
 			return fail(fmt.Errorf("node: mdns: %w", err))
 		}
+		n.closers.Push(n.mdns.Close)
 	}
 
 	logs.add(n, n.log)
@@ -437,58 +431,36 @@ func (n *Node) newHost(listen []ma.Multiaddr) (host.Host, error) {
 	return h, nil
 }
 
-// Close stops the node: it cancels its work, waits for every goroutine it
-// started, and closes the DHT and the host. It does not close the store.
-// It is idempotent; later calls return the first call's result.
+// Close stops the node: it closes its services, cancels its work, waits
+// for every goroutine it started, and closes the DHT and the host. It does
+// not close the store. It is idempotent; a second call waits for the first
+// and returns its result.
 func (n *Node) Close() error {
-	n.closeOnce.Do(func() {
+	return n.closing.Do(func() error {
 		n.spawnMu.Lock()
 		n.stopping = true
 		n.spawnMu.Unlock()
-		n.closeServices()
-		n.cancel()
-		n.events.close()
-		var errs []error
-		if n.mdns != nil {
-			errs = append(errs, n.mdns.Close())
-		}
-		n.wg.Wait()
-		errs = append(errs, n.sub.Close(), n.dht.Close(), n.host.Close())
-		n.met.unregister()
+		err := n.closers.Close()
 		logs.remove(n)
-		n.closeErr = errors.Join(errs...)
-		if n.closeErr != nil {
-			n.closeErr = fmt.Errorf("node: close: %w", n.closeErr)
+		if err != nil {
+			err = fmt.Errorf("node: close: %w", err)
 		}
 		n.log.Info("node stopped")
+		return err
 	})
-	return n.closeErr
 }
 
-// closeServices closes the services the node started, the last started
-// first (each Close waits for its work).
-func (n *Node) closeServices() {
-	if n.groups != nil {
-		n.groups.Close()
-	}
-	if n.gossip != nil {
-		n.gossip.Close()
-	}
-	if n.grelay != nil {
-		n.grelay.Close()
-	}
-	if n.blobs != nil {
-		n.blobs.Close()
-	}
-	if n.relay != nil {
-		n.relay.Close()
-	}
-	if n.files != nil {
-		n.files.Close()
-	}
-	n.msg.Close()
-	n.mb.Close()
+// stopLoops cancels the node's own work and waits for its goroutines.
+func (n *Node) stopLoops() {
+	n.cancel()
+	n.events.close()
+	n.wg.Wait()
 }
+
+// closeService returns the close of a service for the closer stack. The
+// services log what fails as they close; the node's Close reports the
+// host's, the DHT's and mDNS's errors.
+func closeService(s io.Closer) func() { return func() { s.Close() } }
 
 // spawn runs f in a goroutine that Close waits for. It returns false,
 // without running f, once Close has begun.
