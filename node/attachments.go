@@ -24,10 +24,17 @@ import (
 
 // fileSink records received pointers for the file service (its Received
 // is a function of the store) and wakes the service once it runs.
-type fileSink struct{ svc atomic.Pointer[files.Service] }
+type fileSink struct {
+	svc atomic.Pointer[files.Service]
+	dir string // the file service's directory (Config.DataDir/FilesDir)
+}
 
 func (s *fileSink) Received(tx *store.Tx, id protocol.MessageID, from identity.UserID, f *protocol.File, now time.Time, auto bool) error {
 	return files.Received(tx, id, from, f, now, auto)
+}
+
+func (s *fileSink) Delete(tx *store.Tx, id protocol.MessageID) (func(), error) {
+	return files.Delete(tx, s.dir, id)
 }
 
 func (s *fileSink) Wake() {

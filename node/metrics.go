@@ -59,6 +59,26 @@ func newMetrics(n *Node) (*metrics, error) {
 			Help: "Event subscribers dropped because they fell behind.",
 		}, func() float64 { return float64(n.events.overflows.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sealpost_request_messages_dropped_total",
+			Help: "Messages of message requests dropped, the oldest first, over the caps on what one request or all of them hold (those of requests dropped whole included).",
+		}, func() float64 {
+			if n.msg == nil {
+				return 0
+			}
+			m, _ := n.msg.RequestDrops()
+			return float64(m)
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sealpost_requests_dropped_total",
+			Help: "Message requests dropped whole, the oldest first, over the caps on what all requests hold.",
+		}, func() float64 {
+			if n.msg == nil {
+				return 0
+			}
+			_, r := n.msg.RequestDrops()
+			return float64(r)
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "sealpost_relay_bad_receipts_total",
 			Help: "Custody receipts refused because a relay promised to keep an envelope longer than any relay may (a misbehaving relay).",
 		}, func() float64 {

@@ -250,6 +250,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if cfg.DataDir != "" {
 		mcfg.Files = &n.sink
+		n.sink.dir = filepath.Join(cfg.DataDir, FilesDir)
 	}
 	mcfg.OnGroupControl = n.groupSlot.wake
 	n.msg, err = messaging.New(ctx, mcfg)

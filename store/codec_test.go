@@ -49,6 +49,7 @@ func samples() map[string]struct {
 				CreatedAt: t0, UpdatedAt: t0, Device: []byte("dev"), DeviceRecord: []byte{4},
 				Addrs: [][]byte{{5}, {6, 7}}, CardSeq: 8, Session: [16]byte{9}, PendingCard: []byte{10}},
 			&Contact{State: ContactRequest},
+			&Contact{State: ContactRequest, RequestMessages: 3, RequestBytes: 1 << 20},
 		}},
 		"message": {func() record { return new(Message) }, []record{
 			&Message{ID: [16]byte{1}, Peer: [32]byte{2}, Outgoing: true, Seq: 3, Kind: 4, Body: []byte("hello"),

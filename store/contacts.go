@@ -80,11 +80,18 @@ type Contact struct {
 	// PendingCard goes with PendingIdentity: what the new identity
 	// presented (opaque), kept until the user re-verifies.
 	PendingCard []byte
+	// RequestMessages and RequestBytes are what a message request holds:
+	// the messages received from it while it is one and their size,
+	// counted against the node's caps on message requests (zero once it
+	// is accepted).
+	RequestMessages uint64
+	RequestBytes    uint64
 }
 
 // contactVersion 2 added Device, DeviceRecord, Addrs, CardSeq, Session
-// and PendingCard; version 1 records decode with them zero.
-const contactVersion = 2
+// and PendingCard, version 3 RequestMessages and RequestBytes; older
+// records decode with them zero.
+const contactVersion = 3
 
 func (c *Contact) validate() error {
 	if !c.State.valid() {
@@ -132,6 +139,8 @@ func (c *Contact) marshal() []byte {
 	e.uvarint(c.CardSeq)
 	e.fixed(c.Session[:])
 	e.bytes(c.PendingCard)
+	e.uvarint(c.RequestMessages)
+	e.uvarint(c.RequestBytes)
 	return e.b
 }
 
@@ -150,6 +159,7 @@ func (c *Contact) unmarshal(b []byte) error {
 	c.CreatedAt = d.time()
 	c.UpdatedAt = d.time()
 	c.Device, c.DeviceRecord, c.Addrs, c.CardSeq, c.Session, c.PendingCard = nil, nil, nil, 0, SessionID{}, nil
+	c.RequestMessages, c.RequestBytes = 0, 0
 	if v >= 2 {
 		c.Device = d.bytes(MaxDeviceIDLen)
 		c.DeviceRecord = d.bytes(MaxKeyMaterial)
@@ -163,6 +173,10 @@ func (c *Contact) unmarshal(b []byte) error {
 		c.CardSeq = d.uvarint()
 		d.fixed(c.Session[:])
 		c.PendingCard = d.bytes(MaxCardLen)
+	}
+	if v >= 3 {
+		c.RequestMessages = d.uvarint()
+		c.RequestBytes = d.uvarint()
 	}
 	if err := d.finish("contact"); err != nil {
 		return err

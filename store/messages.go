@@ -252,6 +252,30 @@ func (s Messages) List(peer identity.UserID, limit int, before uint64) ([]Messag
 	return s.listIndex(key(tMessageByConv, peer[:]), hi, limit)
 }
 
+// Oldest returns up to limit messages of the conversation with peer whose
+// Order is above after (0: from the start), the oldest ones, in ascending
+// Order; limit <= 0 means no limit. To page forward, pass the Order of the
+// last message returned.
+func (s Messages) Oldest(peer identity.UserID, after uint64, limit int) ([]Message, error) {
+	prefix := key(tMessageByConv, peer[:])
+	var out []Message
+	err := s.tx.scan(messageConvKey(peer, after+1), prefixEnd(prefix), false, func(k, v []byte) error {
+		if len(v) != len(protocol.MessageID{}) {
+			return fmt.Errorf("message index: %w", ErrCorrupt)
+		}
+		m, err := s.Get(protocol.MessageID(v))
+		if err != nil {
+			return fmt.Errorf("message index: %w", err)
+		}
+		out = append(out, m)
+		if limit > 0 && len(out) >= limit {
+			return errStop
+		}
+		return nil
+	})
+	return out, err
+}
+
 // ListGroup returns up to limit messages of group g whose Order is below
 // before (0: no bound), the newest ones, in ascending Order; limit <= 0
 // means no limit.

@@ -225,11 +225,11 @@ verified first (exit 4).`,
 	}
 	rm := &cobra.Command{
 		Use:   "rm NAME",
-		Short: "Remove a contact or message request and its sessions",
-		Long: `Remove a contact (or a message request) and its encryption sessions. Messages
-still waiting for delivery to it are marked failed; the history stays, and
-shows again if the same identity is added again. If it writes again, its
-message arrives as a message request.`,
+		Short: "Remove a contact or message request, its sessions and its messages",
+		Long: `Remove a contact (or a message request), its encryption sessions and the
+conversation with it: every message, with its files; messages still waiting
+for delivery are sent no further. Nothing is deleted on its side. If it
+writes again, its message arrives as a message request.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return query(c, func(cl *api.Client) (api.RemoveResult, error) { return cl.RemoveContact(cmd.Context(), args[0]) }, func(w io.Writer, res api.RemoveResult) {
@@ -561,6 +561,37 @@ message "file": {id, name, size, mime, state} (its text is the caption;
 		},
 	}
 	cmd.Flags().IntVar(&limit, "limit", 0, "show only the last N messages (0: all)")
+	var all bool
+	rm := &cobra.Command{
+		Use:   "rm ID | rm --all NAME",
+		Short: "Delete a message, or every message of a conversation, from this node",
+		Long: `Delete the message ID (as 'sealpost messages --json' and 'inbox --json' print
+it) from this node, or with --all every message of the conversation with the
+contact NAME (a name or a user ID); the contact stays ('sealpost contact rm'
+removes it and the conversation). Nothing is deleted on the other side. An
+outgoing message not delivered yet is sent no further, and a file message's
+file goes with it. An unknown ID or NAME exits 1.
+
+With --json: {"id": ID, "deleted": true}, or with --all
+{"contact": NAME, "deleted": N}.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if all {
+				return query(c, func(cl *api.Client) (api.DeleteConversationResult, error) {
+					return cl.DeleteConversation(cmd.Context(), args[0])
+				}, func(w io.Writer, res api.DeleteConversationResult) {
+					fmt.Fprintf(w, "deleted %d messages with %s\n", res.Deleted, res.Contact)
+				})
+			}
+			return query(c, func(cl *api.Client) (api.DeleteMessageResult, error) {
+				return cl.DeleteMessage(cmd.Context(), args[0])
+			}, func(w io.Writer, res api.DeleteMessageResult) {
+				fmt.Fprintf(w, "deleted %s\n", res.ID)
+			})
+		},
+	}
+	rm.Flags().BoolVar(&all, "all", false, "delete every message of the conversation with NAME")
+	cmd.AddCommand(rm)
 	return cmd
 }
 

@@ -28,6 +28,8 @@ type Messaging interface {
 	Verify(ctx context.Context, nameOrUserID, safetyNumber string) (messaging.Contact, error)
 	Accept(ctx context.Context, nameOrUserID string) (messaging.Contact, error)
 	Remove(ctx context.Context, nameOrUserID string) error
+	DeleteMessage(ctx context.Context, id string) error
+	DeleteConversation(ctx context.Context, nameOrUserID string) (int, error)
 	Send(ctx context.Context, nameOrUserID, text string) (messaging.SendResult, error)
 	MessagesBefore(ctx context.Context, nameOrUserID string, before uint64, limit int) ([]messaging.Message, error)
 	Page(ctx context.Context, nameOrUserID string, before uint64, limit int) ([]messaging.Message, error)
@@ -109,6 +111,19 @@ type VerifyRequest struct {
 type RemoveResult struct {
 	Contact string `json:"contact"`
 	Removed bool   `json:"removed"`
+}
+
+// DeleteMessageResult is the answer to DELETE /v1/messages/{id}.
+type DeleteMessageResult struct {
+	ID      string `json:"id"`
+	Deleted bool   `json:"deleted"`
+}
+
+// DeleteConversationResult is the answer to DELETE
+// /v1/contacts/{contact}/messages: how many messages were deleted.
+type DeleteConversationResult struct {
+	Contact string `json:"contact"`
+	Deleted int    `json:"deleted"`
 }
 
 // SendRequest is the body of POST /v1/messages.
@@ -202,6 +217,14 @@ func (s *Server) messagingRoutes() []route {
 			return m.Accept(r.Context(), r.PathValue("contact"))
 		})},
 		{"GET /v1/contacts/{contact}/messages", false, http.HandlerFunc(s.messages)},
+		{"DELETE /v1/contacts/{contact}/messages", false, with(func(r *http.Request) (any, error) {
+			name := r.PathValue("contact")
+			n, err := m.DeleteConversation(r.Context(), name)
+			if err != nil {
+				return nil, err
+			}
+			return DeleteConversationResult{Contact: name, Deleted: n}, nil
+		})},
 		{"POST /v1/contacts/{contact}/read", false, with(func(r *http.Request) (any, error) {
 			name := r.PathValue("contact")
 			if err := m.MarkRead(r.Context(), name); err != nil {
@@ -218,6 +241,13 @@ func (s *Server) messagingRoutes() []route {
 				return nil, err
 			}
 			return m.Send(r.Context(), req.To, req.Text)
+		})},
+		{"DELETE /v1/messages/{id}", false, with(func(r *http.Request) (any, error) {
+			id := r.PathValue("id")
+			if err := m.DeleteMessage(r.Context(), id); err != nil {
+				return nil, err
+			}
+			return DeleteMessageResult{ID: id, Deleted: true}, nil
 		})},
 		{"POST /v1/messages/{id}/wait", false, with(s.wait)},
 		{"GET /v1/inbox", false, with(s.inbox)},

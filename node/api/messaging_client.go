@@ -75,10 +75,26 @@ func (c *Client) Accept(ctx context.Context, nameOrUserID string) (messaging.Con
 }
 
 // RemoveContact calls DELETE /v1/contacts/{contact}: delete the contact (or
-// request) and its sessions.
+// request), its sessions and its conversation.
 func (c *Client) RemoveContact(ctx context.Context, nameOrUserID string) (RemoveResult, error) {
 	var res RemoveResult
 	err := c.do(ctx, http.MethodDelete, contactPath(nameOrUserID, ""), nil, &res)
+	return res, err
+}
+
+// DeleteMessage calls DELETE /v1/messages/{id}: delete one message from
+// this node.
+func (c *Client) DeleteMessage(ctx context.Context, id string) (DeleteMessageResult, error) {
+	var res DeleteMessageResult
+	err := c.do(ctx, http.MethodDelete, "/v1/messages/"+url.PathEscape(id), nil, &res)
+	return res, err
+}
+
+// DeleteConversation calls DELETE /v1/contacts/{contact}/messages: delete
+// every message of the conversation from this node; the contact stays.
+func (c *Client) DeleteConversation(ctx context.Context, nameOrUserID string) (DeleteConversationResult, error) {
+	var res DeleteConversationResult
+	err := c.do(ctx, http.MethodDelete, contactPath(nameOrUserID, "/messages"), nil, &res)
 	return res, err
 }
 

@@ -68,6 +68,12 @@ func (f *fakeMessaging) Accept(ctx context.Context, n string) (messaging.Contact
 func (f *fakeMessaging) Remove(ctx context.Context, n string) error {
 	return f.record("Remove %s", n)
 }
+func (f *fakeMessaging) DeleteMessage(ctx context.Context, id string) error {
+	return f.record("DeleteMessage %s", id)
+}
+func (f *fakeMessaging) DeleteConversation(ctx context.Context, n string) (int, error) {
+	return 3, f.record("DeleteConversation %s", n)
+}
 func (f *fakeMessaging) Send(ctx context.Context, to, text string) (messaging.SendResult, error) {
 	return messaging.SendResult{ID: strings.Repeat("ab", 16), State: "queued"}, f.record("Send %s %d", to, len(text))
 }

@@ -2,6 +2,7 @@ package files
 
 import (
 	"errors"
+	"os"
 	"time"
 
 	"github.com/sealpost/sealpost/crypto/identity"
@@ -41,4 +42,21 @@ func Received(tx *store.Tx, id protocol.MessageID, from identity.UserID, f *prot
 		rec.Relays = append(rec.Relays, store.FileRelay{Relay: r.Relay, Mailbox: r.Mailbox})
 	}
 	return tx.Files().Put(&rec)
+}
+
+// Delete deletes the file of message id, in the transaction tx that
+// deletes the message (messaging calls it): its record now, and its
+// ciphertext in dir with the function it returns, to call after the
+// commit. A message without a file is no error.
+func Delete(tx *store.Tx, dir string, id protocol.MessageID) (func(), error) {
+	if _, err := tx.Files().Get(id); errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	if err := tx.Files().Delete(id); err != nil {
+		return nil, err
+	}
+	path := dataPath(dir, id)
+	return func() { os.Remove(path) }, nil
 }

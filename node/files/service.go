@@ -318,8 +318,11 @@ const (
 	tmpSuffix = ".tmp"
 )
 
-func (s *Service) path(id protocol.MessageID) string {
-	return filepath.Join(s.cfg.Dir, id.String()+encSuffix)
+func (s *Service) path(id protocol.MessageID) string { return dataPath(s.cfg.Dir, id) }
+
+// dataPath is where the ciphertext of file id is kept in dir.
+func dataPath(dir string, id protocol.MessageID) string {
+	return filepath.Join(dir, id.String()+encSuffix)
 }
 
 // Wake makes the engine look at the pending files now (messaging calls it

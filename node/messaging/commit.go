@@ -165,6 +165,9 @@ type work struct {
 	relayCache *relayState
 	// via is the path of the ciphertext being received (Incoming.Via).
 	via string
+	// dropMsgs and dropReqs are what the caps on message requests dropped
+	// in this transaction (requests.go).
+	dropMsgs, dropReqs int
 }
 
 type contactEntry struct {

@@ -584,6 +584,7 @@ func (w *work) accept(c *contactEntry) error {
 		return nil
 	}
 	c.c.State = store.ContactAccepted
+	c.c.RequestMessages, c.c.RequestBytes = 0, 0
 	c.c.UpdatedAt = w.now
 	c.dirty = true
 	if made, err := w.issueTokens(c); err != nil {
@@ -613,33 +614,51 @@ func (w *work) accept(c *contactEntry) error {
 	return w.queueReceipts(c.c.UserID, kindRead, read)
 }
 
-// Remove deletes a contact (or a message request) and its sessions. Its
-// messages still waiting for delivery are marked failed; the history stays
-// (adding the same identity again shows it).
+// Remove deletes a contact (or a message request), its sessions and its
+// conversation: every message, with their files; what was still to be
+// sent is not sent. A long conversation is deleted in several
+// transactions, the contact with the last, so a stop part-way leaves the
+// contact with the newer part of its conversation (Remove again finishes).
 func (s *Service) Remove(ctx context.Context, nameOrUserID string) error {
-	return s.do(ctx, true, func(w *work) error {
-		c, err := w.lookup(nameOrUserID)
-		if err != nil {
-			return refuse(err)
-		}
-		if err := w.dropPeer(c.c.UserID, "not delivered: the contact was removed"); err != nil {
+	for {
+		done := false
+		err := s.do(ctx, true, func(w *work) error {
+			c, err := w.lookup(nameOrUserID)
+			if err != nil {
+				return refuse(err)
+			}
+			if n, _, err := w.deleteConversation(c.c.UserID, 0); err != nil || n == deleteChunk {
+				return err // more in the next transaction
+			}
+			done = true
+			return w.removeContact(c)
+		})
+		if err != nil || done {
 			return err
 		}
-		if err := w.revokeTokens(c.c.UserID, protocol.InviteSecret{}); err != nil {
-			return err
-		}
-		if c.c.IdentityChanged {
-			if p, err := identity.ParsePublic(c.c.PendingIdentity); err == nil {
-				if pc, err := w.contact(p.UserID()); err != nil {
+	}
+}
+
+// removeContact deletes the contact c and its sessions; its tokens are
+// revoked.
+func (w *work) removeContact(c *contactEntry) error {
+	if err := w.dropPeer(c.c.UserID, "not delivered: the contact was removed"); err != nil {
+		return err
+	}
+	if err := w.revokeTokens(c.c.UserID, protocol.InviteSecret{}); err != nil {
+		return err
+	}
+	if c.c.IdentityChanged {
+		if p, err := identity.ParsePublic(c.c.PendingIdentity); err == nil {
+			if pc, err := w.contact(p.UserID()); err != nil {
+				return err
+			} else if pc == nil {
+				if err := w.dropPeer(p.UserID(), "not delivered: the contact was removed"); err != nil {
 					return err
-				} else if pc == nil {
-					if err := w.dropPeer(p.UserID(), "not delivered: the contact was removed"); err != nil {
-						return err
-					}
 				}
 			}
 		}
-		c.deleted = true
-		return nil
-	})
+	}
+	c.deleted = true
+	return nil
 }

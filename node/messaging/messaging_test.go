@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -398,8 +399,8 @@ func TestDuplicatesAndReplays(t *testing.T) {
 	if _, err := bob.m.Contact(nodetest.Context(t), alice.m.UserID().String()); !errors.Is(err, messaging.ErrUnknownContact) {
 		t.Errorf("a replay made a contact: %v", err)
 	}
-	if got := inbox(t, bob); len(got) != 2 {
-		t.Errorf("bob's inbox holds %d messages after the replays, want 2", len(got))
+	if got := inbox(t, bob); len(got) != 0 {
+		t.Errorf("bob's inbox holds %d messages after the contact was removed and the replays, want none", len(got))
 	}
 }
 
@@ -747,6 +748,18 @@ func TestRemovedContactWritesAgain(t *testing.T) {
 	if err := bob.m.Remove(nodetest.Context(t), "alice"); err != nil {
 		t.Fatal(err)
 	}
+	// The conversation went with the contact.
+	if got := inbox(t, bob); len(got) != 0 {
+		t.Errorf("bob's inbox after he removed alice: %+v, want nothing", got)
+	}
+	var left int
+	if err := bob.st.View(nodetest.Context(t), func(tx *store.Tx) error {
+		msgs, err := tx.Messages().Oldest(alice.m.UserID(), 0, 0)
+		left = len(msgs)
+		return err
+	}); err != nil || left != 0 {
+		t.Errorf("bob's store holds %d messages with alice after he removed her (%v), want none", left, err)
+	}
 	id := send(t, alice, "bob", "are you there?")
 	nodetest.WaitFor(t, 30*time.Second, "the message to arrive as a request", func() bool {
 		for _, m := range inbox(t, bob) {
@@ -760,6 +773,9 @@ func TestRemovedContactWritesAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait(t, alice, id, messaging.StateDelivered)
+	if got := texts(t, bob, alice.m.UserID().String()); !slices.Equal(got, []string{"are you there?"}) {
+		t.Errorf("bob's conversation with alice after she wrote again: %q, want only the new message", got)
+	}
 }
 
 // TestIdentityChangeOnKnownDevice: a first message from a known device

@@ -427,6 +427,11 @@ func (w *work) deliver(c *contactEntry, e *sessEntry, p *protocol.Plaintext, h [
 		if err := w.tx.Messages().Put(&m); err != nil {
 			return 0, err
 		}
+		if c != nil && c.c.State == store.ContactRequest {
+			if err := w.holdRequest(c, &m); err != nil {
+				return 0, err
+			}
+		}
 		accepted := c != nil && c.c.State == store.ContactAccepted && !c.c.IdentityChanged
 		if p.Kind == protocol.KindFile && w.s.cfg.Files != nil {
 			// The pointer becomes an incoming file in this transaction; a
@@ -476,6 +481,11 @@ func (w *work) deliver(c *contactEntry, e *sessEntry, p *protocol.Plaintext, h [
 			SentAt: time.UnixMilli(p.SentAt), ReceivedAt: w.now, State: store.MessageReceived}
 		if err := w.tx.Messages().Put(&m); err != nil {
 			return 0, err
+		}
+		if c != nil && c.c.State == store.ContactRequest {
+			if err := w.holdRequest(c, &m); err != nil {
+				return 0, err
+			}
 		}
 	}
 	return protocol.CodeOK, nil

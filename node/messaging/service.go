@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/event"
@@ -84,6 +85,11 @@ type Files interface {
 	Received(tx *store.Tx, id protocol.MessageID, from identity.UserID, f *protocol.File, now time.Time, auto bool) error
 	// Wake is called after such a transaction committed.
 	Wake()
+	// Delete deletes the file of message id (a message without one is no
+	// error) in the transaction tx that deletes the message, and returns
+	// what to do after the commit (nil: nothing), such as removing its
+	// data. An error aborts the transaction.
+	Delete(tx *store.Tx, id protocol.MessageID) (func(), error)
 }
 
 // Options tune the service. Each zero field takes the default named next
@@ -153,6 +159,16 @@ type Options struct {
 	// contact because a message of that contact's, taken from a relay,
 	// decrypted in no session here. Default 1 hour.
 	RenewEvery time.Duration
+	// RequestMessages and RequestBytes cap what one message request (a
+	// stranger's contact, not accepted) holds: beyond either, its oldest
+	// messages are dropped. Defaults 100 and 256 KiB (at least one
+	// message of MaxText).
+	RequestMessages, RequestBytes int
+	// RequestsMessages and RequestsBytes cap what all message requests
+	// hold together (a request counts as at least one message): beyond
+	// either, the oldest requests are dropped whole. Defaults 2000 and
+	// 8 MiB (at least the caps of one request).
+	RequestsMessages, RequestsBytes int
 }
 
 func (o Options) withDefaults() Options {
@@ -211,6 +227,21 @@ func (o Options) withDefaults() Options {
 		o.FailAfterRedeposits = 2
 	}
 	def(&o.RenewEvery, time.Hour)
+	if o.RequestMessages <= 0 {
+		o.RequestMessages = 100
+	}
+	if o.RequestBytes <= 0 {
+		o.RequestBytes = 256 << 10
+	}
+	o.RequestBytes = max(o.RequestBytes, MaxText+messageOverhead)
+	if o.RequestsMessages <= 0 {
+		o.RequestsMessages = 2000
+	}
+	if o.RequestsBytes <= 0 {
+		o.RequestsBytes = 8 << 20
+	}
+	o.RequestsMessages = max(o.RequestsMessages, o.RequestMessages)
+	o.RequestsBytes = max(o.RequestsBytes, o.RequestBytes)
 	return o
 }
 
@@ -268,6 +299,10 @@ type Service struct {
 	// keeps the relays in line with the tokens (nil without a client).
 	mb    *mailbox.Client
 	recon *reconciler
+
+	// dropMsgs and dropReqs count what the caps on message requests
+	// dropped (requests.go).
+	dropMsgs, dropReqs atomic.Uint64
 
 	// rolledBack is what New did about a rolled-back store (rollback.go).
 	rolledBack *RollbackNotice
