@@ -39,6 +39,9 @@ const (
 	tGroupUndelivered byte = 0x1c // group(32) member(32) message(16) -> ""
 	tMessageByGroup   byte = 0x1d // group(32) order(8) -> id(16)
 
+	// The seen-entries of a message request's ciphertexts (seen.go).
+	tSeenRequest byte = 0x1e // user(32) until(8) hash(32) -> ""
+
 	// The relay's tables (relay.go), from 0x20 so that the personal
 	// node's tables can grow below them.
 	tRelayMailbox   byte = 0x20 // id(32) -> RelayMailbox

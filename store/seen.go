@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/sealpost/sealpost/crypto/identity"
 )
 
 // SeenSet remembers hashes: envelope hashes until a time (checked before
@@ -13,12 +15,16 @@ import (
 // they used is kept (AddFirst, ReleasePrekey), so that no replay of a first
 // message finds its prekey still there and its hash gone. Timed entries
 // are indexed by expiry so Expire does not scan them all, the others by
-// prekey.
+// prekey. The timed entries of a message request's ciphertexts are also
+// noted under the request's user (AddRequest), so that they can go with
+// the request's messages (ForgetRequest): what a stranger makes a node
+// remember is bounded like what it makes it store.
 //
-//	tSeen        hash(32)           -> 0x01 || until (time), or
-//	                                   0x02 || uvarint(prekey ID)
-//	tSeenExpiry  until(8) hash(32)  -> ""
-//	tSeenPrekey  prekey(4) hash(32) -> ""
+//	tSeen        hash(32)                    -> 0x01 || until (time), or
+//	                                            0x02 || uvarint(prekey ID)
+//	tSeenExpiry  until(8) hash(32)           -> ""
+//	tSeenPrekey  prekey(4) hash(32)          -> ""
+//	tSeenRequest user(32) until(8) hash(32) -> ""
 type SeenSet struct{ tx *Tx }
 
 // Seen returns the seen-set.
@@ -153,6 +159,89 @@ func (s SeenSet) ReleasePrekey(prekey uint32, limit int) (int, error) {
 		}
 	}
 	return len(keys), nil
+}
+
+// AddRequest remembers h until until, as Add does, and notes it under the
+// message request of uid.
+func (s SeenSet) AddRequest(uid identity.UserID, h [32]byte, until time.Time) error {
+	if err := s.Add(h, until); err != nil {
+		return err
+	}
+	t := timeKey(until)
+	return s.tx.set(key(tSeenRequest, uid[:], t[:], h[:]), nil)
+}
+
+// ForgetRequest forgets the entries noted under the message request of uid
+// but the keep latest (keep <= 0: all), with their notes, and returns how
+// many it forgot. An entry that became a first message's (AddFirst) or
+// was added again for longer stays in the set. With keep > 0 it reads at
+// most keep entries more than it forgets.
+func (s SeenSet) ForgetRequest(uid identity.UserID, keep int) (int, error) {
+	keys, err := s.requestNotes(uid, keep)
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if err := s.tx.del(k); err != nil {
+			return 0, err
+		}
+		h := [32]byte(k[1+32+8:])
+		cur, ok, err := s.entry(h)
+		if err != nil {
+			return 0, err
+		}
+		if !ok || cur.bound || timeKey(cur.until) != [8]byte(k[1+32:1+32+8]) {
+			continue
+		}
+		if err := s.tx.del(seenExpiryKey(cur.until, h)); err != nil {
+			return 0, err
+		}
+		if err := s.tx.del(seenKey(h)); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
+}
+
+// KeepRequest drops the notes of the message request of uid (accepted: its
+// entries stay until they expire) and returns how many it dropped.
+func (s SeenSet) KeepRequest(uid identity.UserID) (int, error) {
+	keys, err := s.requestNotes(uid, 0)
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range keys {
+		if err := s.tx.del(k); err != nil {
+			return 0, err
+		}
+	}
+	return len(keys), nil
+}
+
+// requestNotes returns the keys of the notes under uid but the keep latest.
+func (s SeenSet) requestNotes(uid identity.UserID, keep int) ([][]byte, error) {
+	var keys [][]byte
+	n := 0
+	err := s.tx.scanPrefix(key(tSeenRequest, uid[:]), true, func(k, _ []byte) error {
+		if len(k) != 1+32+8+32 {
+			return fmt.Errorf("seen request index: %w", ErrCorrupt)
+		}
+		if n++; n > keep || keep <= 0 {
+			keys = append(keys, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	return keys, err
+}
+
+// Count returns how many hashes the set holds.
+func (s SeenSet) Count() (int, error) {
+	n := 0
+	err := s.tx.scanPrefix([]byte{tSeen}, false, func(_, _ []byte) error {
+		n++
+		return nil
+	})
+	return n, err
 }
 
 // Has reports whether h is present (and not yet removed by Expire or

@@ -418,6 +418,21 @@ func (w *work) seenAdd(h [32]byte, until time.Time) error {
 	return w.tx.Seen().Add(h, until)
 }
 
+// seenAddRequest adds h until until as the ciphertext of a message of the
+// request of uid: the request keeps the entries of its latest
+// RequestMessages ciphertexts, as many as the messages it may keep, and
+// the older ones go. Older ciphertexts of the session are refused by the
+// ratchet (their keys are gone), and those of a dropped request by the
+// lack of a session, so the set need not grow with what strangers send.
+func (w *work) seenAddRequest(uid identity.UserID, h [32]byte, until time.Time) error {
+	w.seen[h] = true
+	if err := w.tx.Seen().AddRequest(uid, h, until); err != nil {
+		return err
+	}
+	_, err := w.tx.Seen().ForgetRequest(uid, w.s.opt.RequestMessages)
+	return err
+}
+
 // seenAddFirst adds h, the replay hash of a first message that used signed
 // prekey spk, to the seen-set for as long as the prekey is kept.
 func (w *work) seenAddFirst(h [32]byte, spk uint32) error {

@@ -585,6 +585,9 @@ func (w *work) accept(c *contactEntry) error {
 	}
 	c.c.State = store.ContactAccepted
 	c.c.RequestMessages, c.c.RequestBytes = 0, 0
+	if _, err := w.tx.Seen().KeepRequest(c.c.UserID); err != nil {
+		return err
+	}
 	c.c.UpdatedAt = w.now
 	c.dirty = true
 	if made, err := w.issueTokens(c); err != nil {
@@ -646,6 +649,9 @@ func (w *work) removeContact(c *contactEntry) error {
 		return err
 	}
 	if err := w.revokeTokens(c.c.UserID, protocol.InviteSecret{}); err != nil {
+		return err
+	}
+	if _, err := w.tx.Seen().ForgetRequest(c.c.UserID, 0); err != nil {
 		return err
 	}
 	if c.c.IdentityChanged {

@@ -399,7 +399,11 @@ func (w *work) newContact(uid identity.UserID, e *sessEntry, first *firstInfo, p
 // the seen-entry.
 func (w *work) deliver(c *contactEntry, e *sessEntry, p *protocol.Plaintext, h [32]byte, first *firstInfo) (protocol.Code, error) {
 	uid := e.rec.Peer
-	if err := w.seenAdd(h, w.now.Add(w.s.opt.SeenRetention)); err != nil {
+	if c != nil && c.c.State == store.ContactRequest {
+		if err := w.seenAddRequest(uid, h, w.now.Add(w.s.opt.SeenRetention)); err != nil {
+			return 0, err
+		}
+	} else if err := w.seenAdd(h, w.now.Add(w.s.opt.SeenRetention)); err != nil {
 		return 0, err
 	}
 	var gap uint64

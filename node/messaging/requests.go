@@ -14,7 +14,10 @@ import (
 // RequestBytes its oldest messages go, and beyond Options.RequestsMessages
 // or RequestsBytes over all requests the oldest requests (by when they
 // first wrote) go whole: contact, sessions and messages. Both are counted
-// (RequestDrops) and logged. Accepting a request clears its counts.
+// (RequestDrops) and logged. Accepting a request clears its counts. The
+// seen-set entries of a request's ciphertexts are bounded the same way
+// (seenAddRequest): the latest RequestMessages, and none once the request
+// is dropped or removed.
 
 // messageOverhead is what a stored message counts against the request
 // caps besides its body: about the size of its record and its two index
@@ -97,6 +100,9 @@ func (w *work) dropRequest(c *contactEntry) error {
 		return err
 	}
 	if err := w.dropPeer(c.c.UserID, "not delivered: the message request was dropped"); err != nil {
+		return err
+	}
+	if _, err := w.tx.Seen().ForgetRequest(c.c.UserID, 0); err != nil {
 		return err
 	}
 	c.deleted = true

@@ -9,6 +9,7 @@ import (
 	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/node/nodetest"
+	"github.com/sealpost/sealpost/store"
 )
 
 // stranger makes from a stranger to p: it adds p from an invite p revoked
@@ -25,6 +26,19 @@ func stranger(t *testing.T, from, p *tnode) {
 	if _, err := from.m.AddContact(nodetest.Context(t), inv.Link, p.name); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// burst sends n texts from p to bob, each once p's node calls it sent
+// (bob's acknowledged it), and returns them.
+func burst(t *testing.T, p *tnode, n int) []string {
+	t.Helper()
+	var sent []string
+	for i := range n {
+		text := fmt.Sprintf("%s %d", p.name, i+1)
+		wait(t, p, send(t, p, "bob", text), messaging.StateSent)
+		sent = append(sent, text)
+	}
+	return sent
 }
 
 // texts returns the texts of p's conversation with name.
@@ -54,17 +68,7 @@ func TestRequestCaps(t *testing.T) {
 	for _, p := range []*tnode{alice, carol, dave} {
 		stranger(t, p, bob)
 	}
-	burst := func(p *tnode, n int) []string {
-		var sent []string
-		for i := range n {
-			text := fmt.Sprintf("%s %d", p.name, i+1)
-			wait(t, p, send(t, p, "bob", text), messaging.StateSent)
-			sent = append(sent, text)
-		}
-		return sent
-	}
-
-	sent := burst(alice, 5)
+	sent := burst(t, alice, 5)
 	if got := texts(t, bob, "alice"); !slices.Equal(got, sent[2:]) {
 		t.Errorf("bob keeps %q of alice's request, want the newest three %q", got, sent[2:])
 	}
@@ -73,12 +77,12 @@ func TestRequestCaps(t *testing.T) {
 	}
 
 	// 3 + 2 = 5 messages in requests: at the total cap, nothing goes.
-	carolSent := burst(carol, 2)
+	carolSent := burst(t, carol, 2)
 	if got := texts(t, bob, "carol"); !slices.Equal(got, carolSent) {
 		t.Errorf("bob keeps %q of carol's request, want %q", got, carolSent)
 	}
 	// One more is over it: alice's, the oldest request, goes whole.
-	daveSent := burst(dave, 1)
+	daveSent := burst(t, dave, 1)
 	if _, err := bob.m.Contact(nodetest.Context(t), "alice"); !errors.Is(err, messaging.ErrUnknownContact) {
 		t.Errorf("alice's request over the total cap: %v, want it dropped (ErrUnknownContact)", err)
 	}
@@ -101,7 +105,7 @@ func TestRequestCaps(t *testing.T) {
 	if _, err := bob.m.Accept(nodetest.Context(t), "carol"); err != nil {
 		t.Fatal(err)
 	}
-	carolSent = append(carolSent, burst(carol, 6)...)
+	carolSent = append(carolSent, burst(t, carol, 6)...)
 	if got := texts(t, bob, "carol"); !slices.Equal(got, carolSent) {
 		t.Errorf("bob keeps %q of accepted carol, want all %q", got, carolSent)
 	}
@@ -158,5 +162,63 @@ func TestDeleteMessages(t *testing.T) {
 	// Alice deletes her side too: her conversation is hers alone.
 	if n, err := alice.m.DeleteConversation(nodetest.Context(t), "bob"); err != nil || n != 5 {
 		t.Errorf("alice's DeleteConversation: %d, %v; want 5 messages", n, err)
+	}
+}
+
+// seenCount returns how many hashes p's seen-set holds.
+func seenCount(t *testing.T, p *tnode) int {
+	t.Helper()
+	var n int
+	err := p.st.View(nodetest.Context(t), func(tx *store.Tx) error {
+		var err error
+		n, err = tx.Seen().Count()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestRequestSeenBounded: what a stranger makes a node remember of its
+// ciphertexts (the seen-set, kept for weeks) is bounded as what it makes
+// it store: a request keeps the entries of its latest RequestMessages
+// ciphertexts, and a dropped request only that of its first message (kept
+// as long as the signed prekey it used). Before, every ciphertext a
+// stranger sent stayed remembered, however many were dropped.
+func TestRequestSeenBounded(t *testing.T) {
+	bob := newPeer(t, "bob", withConfig(func(c *node.Config) {
+		c.Messaging = messaging.Options{RequestMessages: 3, RequestsMessages: 5}
+	}))
+	alice := newPeer(t, "alice")
+	carol := newPeer(t, "carol")
+	stranger(t, alice, bob)
+	stranger(t, carol, bob)
+	// Alice's eight ciphertexts: the latest three, and her first
+	// message's replay hash.
+	burst(t, alice, 8)
+	if n := seenCount(t, bob); n != 3+1 {
+		t.Errorf("bob remembers %d hashes after alice's request of 8 messages capped at 3, want 4", n)
+	}
+	// Carol's three are over the total: alice's request goes whole, and
+	// only her first message's replay hash stays.
+	burst(t, carol, 3)
+	if _, err := bob.m.Contact(nodetest.Context(t), "alice"); !errors.Is(err, messaging.ErrUnknownContact) {
+		t.Fatalf("alice's request over the total cap: %v, want it dropped", err)
+	}
+	if n := seenCount(t, bob); n != 1+3+1 {
+		t.Errorf("bob remembers %d hashes after alice's request was dropped, want 5 (alice's first, carol's three and her first)", n)
+	}
+	// Accepted, carol's ciphertexts are remembered as a contact's, all of
+	// them, and removing her later leaves them until they expire.
+	if _, err := bob.m.Accept(nodetest.Context(t), "carol"); err != nil {
+		t.Fatal(err)
+	}
+	burst(t, carol, 4)
+	if n := seenCount(t, bob); n != 5+4 {
+		t.Errorf("bob remembers %d hashes after accepted carol's four more, want 9", n)
+	}
+	if got := texts(t, bob, "carol"); len(got) != 7 {
+		t.Errorf("bob keeps %d of carol's messages, want 7: %q", len(got), got)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -1037,6 +1038,69 @@ func testSeen(t *testing.T, st store.Store) {
 				t.Errorf("after ReleasePrekey(8): present %s, want none", got)
 			}
 			return nil
+		})
+	})
+	// A message request's entries go with it: all but the latest keep,
+	// or all; an entry that became a first message's stays, and so does
+	// what an accepted request's notes covered.
+	t.Run("Request", func(t *testing.T) {
+		a, b := identity.UserID(id32(0xa0)), identity.UserID(id32(0xb0))
+		update(t, st, func(tx *store.Tx) error {
+			for i := byte(40); i < 45; i++ {
+				if err := tx.Seen().AddRequest(a, id32(i), T0.Add(time.Duration(i)*time.Hour)); err != nil {
+					return err
+				}
+			}
+			for i := byte(50); i < 53; i++ {
+				if err := tx.Seen().AddRequest(b, id32(i), T0.Add(time.Duration(i)*time.Hour)); err != nil {
+					return err
+				}
+			}
+			if err := tx.Seen().AddFirst(id32(40), 9); err != nil {
+				return err
+			}
+			n, err := tx.Seen().ForgetRequest(a, 2)
+			if n != 3 {
+				t.Errorf("ForgetRequest(a, 2): forgot %d, want 3", n)
+			}
+			return err
+		})
+		view(t, st, func(tx *store.Tx) error {
+			if got := has(tx, 40, 41, 42, 43, 44, 50, 51, 52); got != "[40 43 44 50 51 52]" {
+				t.Errorf("after ForgetRequest(a, 2): present %s, want [40 43 44 50 51 52]", got)
+			}
+			return nil
+		})
+		update(t, st, func(tx *store.Tx) error {
+			if n, err := tx.Seen().KeepRequest(b); n != 3 || err != nil {
+				t.Errorf("KeepRequest(b): %d, %v; want 3", n, err)
+			}
+			if n, err := tx.Seen().ForgetRequest(b, 0); n != 0 || err != nil {
+				t.Errorf("ForgetRequest(b, 0) after KeepRequest: %d, %v; want 0", n, err)
+			}
+			n, err := tx.Seen().ForgetRequest(a, 0)
+			if n != 2 {
+				t.Errorf("ForgetRequest(a, 0): forgot %d, want 2", n)
+			}
+			return err
+		})
+		view(t, st, func(tx *store.Tx) error {
+			if got := has(tx, 40, 43, 44, 50, 51, 52); got != "[40 50 51 52]" {
+				t.Errorf("after ForgetRequest(a, 0): present %s, want [40 50 51 52]", got)
+			}
+			if n, err := tx.Seen().Count(); n != 4 || err != nil {
+				t.Errorf("Count: %d, %v; want 4", n, err)
+			}
+			return nil
+		})
+		// Expiry still finds the timed entries, and no index is left
+		// behind.
+		update(t, st, func(tx *store.Tx) error {
+			n, err := tx.Seen().Expire(T0.Add(1000*time.Hour), 0)
+			if n != 3 {
+				t.Errorf("Expire after ForgetRequest: %d index entries, want 3", n)
+			}
+			return err
 		})
 	})
 }
