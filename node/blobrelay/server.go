@@ -34,6 +34,7 @@ import (
 
 	"github.com/sealpost/sealpost/crypto/attachment"
 	"github.com/sealpost/sealpost/node/internal/clock"
+	"github.com/sealpost/sealpost/node/internal/closer"
 	"github.com/sealpost/sealpost/node/internal/streamset"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
@@ -152,8 +153,7 @@ type Server struct {
 
 	streams *streamset.Set
 
-	mu     sync.Mutex
-	closed bool
+	closing closer.Once
 }
 
 // New removes the blob files no reference holds (a crash's leftovers),
@@ -199,21 +199,16 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Close stops serving, waits for the streams being served and the sweep,
-// and returns. It is idempotent.
+// and returns. It is idempotent; a second call waits for the first.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	return s.closing.Do(func() error {
+		s.cfg.Host.RemoveStreamHandler(libp2pproto.ID(protocol.BlobProtocol))
+		s.cancel()
+		s.streams.Close()
+		s.wg.Wait()
+		s.met.unregister()
 		return nil
-	}
-	s.closed = true
-	s.mu.Unlock()
-	s.cfg.Host.RemoveStreamHandler(libp2pproto.ID(protocol.BlobProtocol))
-	s.cancel()
-	s.streams.Close()
-	s.wg.Wait()
-	s.met.unregister()
-	return nil
+	})
 }
 
 // lock takes the lock of blob h.

@@ -51,6 +51,7 @@ import (
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sealpost/sealpost/node/internal/closer"
 	"github.com/sealpost/sealpost/protocol"
 )
 
@@ -170,8 +171,7 @@ type Gossip struct {
 	topics map[string]*Topic
 	closed bool
 
-	closeOnce sync.Once
-	closeErr  error
+	closing closer.Once
 
 	// inspect, if set (tests), sees every RPC that arrives.
 	inspect func(from peer.ID, rpc *pubsub.RPC)
@@ -342,8 +342,7 @@ type Topic struct {
 	deliver Deliver
 	done    chan struct{}
 
-	closeOnce sync.Once
-	closeErr  error
+	closing closer.Once
 }
 
 // Join subscribes to topic: check runs on every message before it is
@@ -500,14 +499,15 @@ func (t *Topic) Peers() []peer.ID {
 	return out
 }
 
-// Close leaves the topic and waits for its goroutine. It is idempotent.
+// Close leaves the topic and waits for its goroutine. It is idempotent;
+// a second call waits for the first.
 func (t *Topic) Close() error {
-	t.closeOnce.Do(func() {
+	return t.closing.Do(func() error {
 		t.sub.Cancel()
 		<-t.done
-		t.closeErr = t.topic.Close()
-		if err := t.g.ps.UnregisterTopicValidator(t.name); err != nil && t.closeErr == nil {
-			t.closeErr = err
+		err := t.topic.Close()
+		if uerr := t.g.ps.UnregisterTopicValidator(t.name); uerr != nil && err == nil {
+			err = uerr
 		}
 		t.g.mu.Lock()
 		if t.g.topics[t.name] == t {
@@ -515,14 +515,14 @@ func (t *Topic) Close() error {
 		}
 		t.g.met.topics.Set(float64(len(t.g.topics)))
 		t.g.mu.Unlock()
+		return err
 	})
-	return t.closeErr
 }
 
 // Close leaves every topic, stops gossipsub and waits for the goroutines.
-// It is idempotent.
+// It is idempotent; a second call waits for the first.
 func (g *Gossip) Close() error {
-	g.closeOnce.Do(func() {
+	return g.closing.Do(func() error {
 		g.joinMu.Lock()
 		defer g.joinMu.Unlock()
 		g.mu.Lock()
@@ -532,16 +532,17 @@ func (g *Gossip) Close() error {
 			topics = append(topics, t)
 		}
 		g.mu.Unlock()
+		var errs []error
 		for _, t := range topics {
 			if err := t.Close(); err != nil && !errors.Is(err, pubsub.ErrTopicClosed) {
-				g.closeErr = errors.Join(g.closeErr, err)
+				errs = append(errs, err)
 			}
 		}
 		g.cancel()
 		g.wg.Wait()
 		g.met.Unregister()
+		return errors.Join(errs...)
 	})
-	return g.closeErr
 }
 
 // loopback are the networks spared from the IP-colocation penalty.

@@ -32,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealpost/sealpost/node/internal/clock"
+	"github.com/sealpost/sealpost/node/internal/closer"
 	"github.com/sealpost/sealpost/node/internal/jobs"
 	"github.com/sealpost/sealpost/node/internal/ratelimit"
 	"github.com/sealpost/sealpost/node/internal/streamset"
@@ -189,8 +190,7 @@ type Server struct {
 	subsMu sync.Mutex
 	subs   map[protocol.GroupLogID]map[*subscription]struct{}
 
-	mu     sync.Mutex
-	closed bool
+	closing closer.Once
 }
 
 // maxLimited bounds the keys each rate limiter remembers.
@@ -263,22 +263,18 @@ func New(cfg Config) (*Server, error) {
 
 // Close stops serving, resets the open streams, lets the writer finish
 // the batches under way (every append answered is durable), waits for
-// every goroutine it started, and returns. It is idempotent.
+// every goroutine it started, and returns. It is idempotent; a second
+// call waits for the first.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	return s.closing.Do(func() error {
+		s.cfg.Host.RemoveStreamHandler(libp2pproto.ID(protocol.GroupLogProtocol))
+		s.cancel()
+		s.streams.Close()
+		s.w.Close()
+		s.wg.Wait()
+		s.met.Unregister()
 		return nil
-	}
-	s.closed = true
-	s.mu.Unlock()
-	s.cfg.Host.RemoveStreamHandler(libp2pproto.ID(protocol.GroupLogProtocol))
-	s.cancel()
-	s.streams.Close()
-	s.w.Close()
-	s.wg.Wait()
-	s.met.Unregister()
-	return nil
+	})
 }
 
 func (s *Server) handle(str network.Stream) {

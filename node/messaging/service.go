@@ -22,6 +22,7 @@ import (
 
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/node/internal/clock"
+	"github.com/sealpost/sealpost/node/internal/closer"
 	"github.com/sealpost/sealpost/node/internal/ratelimit"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/prekeys"
@@ -307,7 +308,7 @@ type Service struct {
 	// rolledBack is what New did about a rolled-back store (rollback.go).
 	rolledBack *RollbackNotice
 
-	closeOnce sync.Once
+	closing closer.Once
 }
 
 // New starts the messaging service on cfg.Host: it loads the identity,
@@ -441,10 +442,11 @@ func (s *Service) loadSelf(ctx context.Context) error {
 
 // Close stops the service: it removes the stream handlers, resets open
 // streams, waits for every goroutine, and finishes or fails the store
-// work in progress. It is idempotent. Every message acknowledged to a peer
-// was committed before its acknowledgement; nothing in the outbox is lost.
+// work in progress. It is idempotent; a second call waits for the first.
+// Every message acknowledged to a peer was committed before its
+// acknowledgement; nothing in the outbox is lost.
 func (s *Service) Close() error {
-	s.closeOnce.Do(func() {
+	return s.closing.Do(func() error {
 		s.host.RemoveStreamHandler(libp2pproto.ID(protocol.MsgProtocol))
 		s.host.RemoveStreamHandler(libp2pproto.ID(protocol.BundleProtocol))
 		s.spawnMu.Lock()
@@ -462,8 +464,8 @@ func (s *Service) Close() error {
 			s.recon.wait()
 		}
 		s.waiters.close()
+		return nil
 	})
-	return nil
 }
 
 // spawn runs f in a goroutine that Close waits for; false once Close began.

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealpost/sealpost/node/internal/clock"
+	"github.com/sealpost/sealpost/node/internal/closer"
 	"github.com/sealpost/sealpost/node/internal/ratelimit"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
@@ -74,8 +75,10 @@ type Server struct {
 	wg       sync.WaitGroup       // the sweeper, stream handlers, subscriptions
 	notifiee *network.NotifyBundle
 
+	closeOnce closer.Once
+
 	mu      sync.Mutex
-	closing bool
+	closing bool // Close began: admit nothing more
 	streams map[*stream]struct{}
 	perPeer map[peer.ID]int
 	subPeer map[peer.ID]int // running subscriptions per peer (protect)
@@ -83,7 +86,6 @@ type Server struct {
 	subs    map[protocol.MailboxID]*subscription
 	tokens  *ratelimit.Limiter[protocol.TokenHash]
 	penalty *ratelimit.Limiter[peer.ID]
-	closed  chan struct{}
 
 	seen *recentPeers // the peers served on mailbox streams (RecentPeers)
 }
@@ -141,7 +143,6 @@ func New(h host.Host, st store.Store, res Resources, opt Options) (*Server, erro
 		subs:        map[protocol.MailboxID]*subscription{},
 		tokens:      ratelimit.New[protocol.TokenHash](opt.Clock, res.TokenRate, float64(res.TokenBurst), 0, maxLimited),
 		penalty:     ratelimit.New[peer.ID](opt.Clock, 1, 1, res.Penalty, maxLimited),
-		closed:      make(chan struct{}),
 		seen:        newRecentPeers(MaxRecentPeers),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -175,32 +176,29 @@ func New(h host.Host, st store.Store, res Resources, opt Options) (*Server, erro
 // Close stops the service: it removes the stream handler, resets the open
 // relay streams, lets the writer finish the transaction under way, and
 // waits for every goroutine it started. Every deposit answered with a
-// receipt is durable. Close is idempotent.
+// receipt is durable. Close is idempotent; a second call waits for the
+// first.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.closing {
+	return s.closeOnce.Do(func() error {
+		s.mu.Lock()
+		s.closing = true
+		open := make([]*stream, 0, len(s.streams))
+		for c := range s.streams {
+			open = append(open, c)
+		}
 		s.mu.Unlock()
-		<-s.closed
+		s.h.RemoveStreamHandler(libp2pproto.ID(protocol.RelayProtocol))
+		s.h.Network().StopNotify(s.notifiee)
+		for _, c := range open {
+			c.str.Reset()
+		}
+		s.cancel()
+		s.w.Close()
+		s.wg.Wait()
+		s.met.unregister()
+		s.log.Info("relay service stopped")
 		return nil
-	}
-	s.closing = true
-	open := make([]*stream, 0, len(s.streams))
-	for c := range s.streams {
-		open = append(open, c)
-	}
-	s.mu.Unlock()
-	s.h.RemoveStreamHandler(libp2pproto.ID(protocol.RelayProtocol))
-	s.h.Network().StopNotify(s.notifiee)
-	for _, c := range open {
-		c.str.Reset()
-	}
-	s.cancel()
-	s.w.Close()
-	s.wg.Wait()
-	s.met.unregister()
-	s.log.Info("relay service stopped")
-	close(s.closed)
-	return nil
+	})
 }
 
 // Addrs returns the relay's multiaddrs with /p2p/, for operators.
