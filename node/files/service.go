@@ -41,6 +41,7 @@ import (
 
 	"github.com/sealpost/sealpost/crypto/identity"
 	"github.com/sealpost/sealpost/node/internal/clock"
+	"github.com/sealpost/sealpost/node/internal/closer"
 	"github.com/sealpost/sealpost/node/internal/streamset"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
@@ -221,8 +222,9 @@ type Service struct {
 	wg     sync.WaitGroup
 	wake   chan struct{}
 
+	closing closer.Once
+
 	mu       sync.Mutex
-	closed   bool
 	running  map[protocol.MessageID]bool
 	progress map[protocol.MessageID]*Progress
 	served   *streamset.Set // the blob streams this node serves
@@ -278,23 +280,19 @@ func New(cfg Config) (*Service, error) {
 }
 
 // Close stops the transfers (they resume at the next start), waits for
-// them and for the streams being served. It is idempotent.
+// them and for the streams being served. It is idempotent; a second call
+// waits for the first.
 func (s *Service) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	return s.closing.Do(func() error {
+		if !s.cfg.NoServe {
+			s.cfg.Host.RemoveStreamHandler(libp2pproto.ID(protocol.BlobProtocol))
+		}
+		s.cancel()
+		s.served.Close()
+		s.clients.Close()
+		s.wg.Wait()
 		return nil
-	}
-	s.closed = true
-	s.mu.Unlock()
-	if !s.cfg.NoServe {
-		s.cfg.Host.RemoveStreamHandler(libp2pproto.ID(protocol.BlobProtocol))
-	}
-	s.cancel()
-	s.served.Close()
-	s.clients.Close()
-	s.wg.Wait()
-	return nil
+	})
 }
 
 // removeTemps deletes the partial files a kill left in dir.
