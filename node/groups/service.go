@@ -35,6 +35,7 @@ import (
 	"github.com/sealpost/sealpost/crypto/mls"
 	"github.com/sealpost/sealpost/node/gossip"
 	"github.com/sealpost/sealpost/node/internal/clock"
+	"github.com/sealpost/sealpost/node/internal/closer"
 	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/node/messaging"
 	"github.com/sealpost/sealpost/protocol"
@@ -199,8 +200,10 @@ type Service struct {
 
 	relays *relays
 
+	closing closer.Once
+
 	mu       sync.Mutex
-	closed   bool
+	closed   bool // Close began: start nothing more
 	groups   map[protocol.GroupID]*group
 	allowed  map[string]map[peer.ID]bool // topic -> member devices
 	waiters  map[protocol.MessageID][]chan struct{}
@@ -311,26 +314,24 @@ func (s *Service) Wake() {
 }
 
 // Close stops every group's goroutine and waits for them. It is
-// idempotent.
+// idempotent; a second call waits for the first.
 func (s *Service) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closed = true
-	for _, chs := range s.waiters {
-		for _, ch := range chs {
-			close(ch)
+	return s.closing.Do(func() error {
+		s.mu.Lock()
+		s.closed = true
+		for _, chs := range s.waiters {
+			for _, ch := range chs {
+				close(ch)
+			}
 		}
-	}
-	s.waiters = map[protocol.MessageID][]chan struct{}{}
-	s.mu.Unlock()
-	s.cancel()
-	s.wg.Wait()
-	s.relays.close()
-	s.met.unregister()
-	return nil
+		s.waiters = map[protocol.MessageID][]chan struct{}{}
+		s.mu.Unlock()
+		s.cancel()
+		s.wg.Wait()
+		s.relays.close()
+		s.met.unregister()
+		return nil
+	})
 }
 
 // spawn runs f in a goroutine Close waits for; false once closed.
