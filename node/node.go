@@ -286,7 +286,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		if err := n.startGroupRelay(); err != nil {
 			return fail(err)
 		}
-		n.relay, err = relay.New(n.host, cfg.Store, cfg.Relay, relay.Options{
+		n.relay, err = relay.New(relay.Config{
+			Host:       n.host,
+			Store:      cfg.Store,
+			Resources:  cfg.Relay,
 			Logger:     n.log,
 			Clock:      n.clock,
 			Rand:       cfg.Rand,

@@ -205,7 +205,7 @@ func StartRelay(t testing.TB, o RelayOptions) *Relay {
 	if o.Tamper != nil {
 		h = &tamperHost{Host: h, tamper: o.Tamper}
 	}
-	srv, err := relay.New(h, o.Store, o.Resources, relay.Options{Clock: o.Clock})
+	srv, err := relay.New(relay.Config{Host: h, Store: o.Store, Resources: o.Resources, Clock: o.Clock})
 	if err != nil {
 		t.Fatal(err)
 	}

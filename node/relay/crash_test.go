@@ -62,7 +62,7 @@ func crashChild() bool {
 	if err != nil {
 		return fail(err)
 	}
-	if _, err := relay.New(h, st, crashResources(), relay.Options{}); err != nil {
+	if _, err := relay.New(relay.Config{Host: h, Store: st, Resources: crashResources()}); err != nil {
 		return fail(err)
 	}
 	fmt.Println("addr", h.Addrs()[0].String())
@@ -245,7 +245,7 @@ func TestCrashKeepsReceipted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	srv, err := relay.New(h, st, crashResources(), relay.Options{})
+	srv, err := relay.New(relay.Config{Host: h, Store: st, Resources: crashResources()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,7 +75,7 @@ func newRelayAt(t testing.TB, res relay.Resources, dir string, opts badgerstore.
 func (r *trelay) start() {
 	r.t.Helper()
 	r.reg = prometheus.NewRegistry()
-	srv, err := relay.New(r.h, r.st, r.res, relay.Options{Clock: r.clock, Registerer: r.reg})
+	srv, err := relay.New(relay.Config{Host: r.h, Store: r.st, Resources: r.res, Clock: r.clock, Registerer: r.reg})
 	if err != nil {
 		r.t.Fatal(err)
 	}

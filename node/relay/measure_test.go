@@ -49,7 +49,7 @@ func measureChild() bool {
 		fmt.Println("error:", err)
 		os.Exit(2)
 	}
-	srv, err := relay.New(h, st, relay.DefaultResources(), relay.Options{})
+	srv, err := relay.New(relay.Config{Host: h, Store: st})
 	if err != nil {
 		fmt.Println("error:", err)
 		os.Exit(2)

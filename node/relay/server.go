@@ -35,9 +35,18 @@ type Clock = clock.Clock
 // Timer is a one-shot timer of a Clock.
 type Timer = clock.Timer
 
-// Options are the relay's dependencies besides its host and store. Each
-// field documents its zero value.
-type Options struct {
+// Config is what a relay is built from. Each optional field documents
+// its zero value.
+type Config struct {
+	// Host serves protocol.RelayProtocol; its key must be Ed25519 (custody
+	// receipts are verified against the key inlined in the relay's peer
+	// ID). Required.
+	Host host.Host
+	// Store holds the mailboxes. Required; it must stay open until Close
+	// returns, and the relay does not close it.
+	Store store.Store
+	// Resources are the limits. Zero: DefaultResources.
+	Resources Resources
 	// Logger receives the relay's logs (never an envelope, token, key or
 	// mailbox ID). Zero: discarded.
 	Logger *slog.Logger
@@ -100,15 +109,20 @@ type connState struct {
 	mailboxes int
 }
 
-// New starts the relay service on h: it registers the stream handler of
-// protocol.RelayProtocol and starts the store writer and the sweep. The
-// host's key must be Ed25519 (custody receipts are verified against the
-// key inlined in the relay's peer ID). st must stay open until Close
-// returns; the relay does not close it.
-func New(h host.Host, st store.Store, res Resources, opt Options) (*Server, error) {
-	if err := res.Validate(); err != nil {
+// New starts the relay service on cfg.Host: it registers the stream
+// handler of protocol.RelayProtocol and starts the store writer and the
+// sweep.
+func New(cfg Config) (*Server, error) {
+	if cfg.Host == nil || cfg.Store == nil {
+		return nil, errors.New("relay: Config.Host and Store are required")
+	}
+	if cfg.Resources == (Resources{}) {
+		cfg.Resources = DefaultResources()
+	}
+	if err := cfg.Resources.Validate(); err != nil {
 		return nil, err
 	}
+	h, st, res := cfg.Host, cfg.Store, cfg.Resources
 	priv := h.Peerstore().PrivKey(h.ID())
 	if priv == nil || priv.Type() != crypto.Ed25519 {
 		return nil, fmt.Errorf("relay: the host's key must be Ed25519")
@@ -117,36 +131,36 @@ func New(h host.Host, st store.Store, res Resources, opt Options) (*Server, erro
 	if err != nil || len(raw) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("relay: host key: %v", err)
 	}
-	if opt.Logger == nil {
-		opt.Logger = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opt.Clock == nil {
-		opt.Clock = clock.System()
+	if cfg.Clock == nil {
+		cfg.Clock = clock.System()
 	}
-	if opt.Rand == nil {
-		opt.Rand = rand.Reader
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
 	}
 	s := &Server{
 		h:           h,
 		st:          st,
 		res:         res,
-		log:         opt.Logger,
-		clock:       opt.Clock,
+		log:         cfg.Logger,
+		clock:       cfg.Clock,
 		self:        []byte(h.ID()),
 		key:         ed25519.PrivateKey(raw),
 		quotaSecret: newQuotaSecret(ed25519.PrivateKey(raw).Seed()),
-		rand:        opt.Rand,
+		rand:        cfg.Rand,
 		streams:     map[*stream]struct{}{},
 		perPeer:     map[peer.ID]int{},
 		subPeer:     map[peer.ID]int{},
 		conns:       map[string]*connState{},
 		subs:        map[protocol.MailboxID]*subscription{},
-		tokens:      ratelimit.New[protocol.TokenHash](opt.Clock, res.TokenRate, float64(res.TokenBurst), 0, maxLimited),
-		penalty:     ratelimit.New[peer.ID](opt.Clock, 1, 1, res.Penalty, maxLimited),
+		tokens:      ratelimit.New[protocol.TokenHash](cfg.Clock, res.TokenRate, float64(res.TokenBurst), 0, maxLimited),
+		penalty:     ratelimit.New[peer.ID](cfg.Clock, 1, 1, res.Penalty, maxLimited),
 		seen:        newRecentPeers(MaxRecentPeers),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if s.met, err = newMetrics(s, opt.Registerer); err != nil {
+	if s.met, err = newMetrics(s, cfg.Registerer); err != nil {
 		return nil, err
 	}
 	var t store.RelayTotals

@@ -64,7 +64,7 @@ func E2E(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, erro
 	// sender deposits back to back here, which is what the rate limits.
 	res := relay.DefaultResources()
 	res.DepositRate, res.DepositBurst = 1e6, 1e6
-	srv, err := relay.New(rh, rst, res, relay.Options{})
+	srv, err := relay.New(relay.Config{Host: rh, Store: rst, Resources: res})
 	if err != nil {
 		return nil, err
 	}

@@ -74,7 +74,7 @@ func Ingest(ctx context.Context, dir string, d time.Duration) ([]bench.Figure, e
 	res.StoreMaxBytes = 1 << 50
 	res.PeerMaxBytes, res.SubnetMaxBytes = 1<<50, 1<<50
 	reg := prometheus.NewRegistry()
-	s, err := relay.New(h, st, res, relay.Options{Registerer: reg})
+	s, err := relay.New(relay.Config{Host: h, Store: st, Resources: res, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}
