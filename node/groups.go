@@ -41,7 +41,7 @@ func (s *groupSlot) allowed(topic string, p peer.ID) bool {
 // startGroups starts gossipsub and the group engine on the node's host.
 func (n *Node) startGroups(ctx context.Context) error {
 	var err error
-	n.gossip, err = gossip.New(gossip.Config{Host: n.host, Allowed: n.groupSlot.allowed, Logger: n.log, Registerer: n.cfg.Registry}, n.cfg.Gossip)
+	n.gossip, err = gossip.New(gossip.Config{Host: n.host, Allowed: n.groupSlot.allowed, Logger: n.log, Registerer: n.cfg.Registry, Options: n.cfg.Gossip})
 	if err != nil {
 		return fmt.Errorf("node: gossip: %w", err)
 	}

@@ -102,6 +102,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics. Nil: no metrics.
 	Registerer prometheus.Registerer
+	// Options tune gossipsub.
+	Options Options
 }
 
 // Options tune a Gossip; zero values take the defaults.
@@ -194,11 +196,11 @@ func features(feat pubsub.GossipSubFeature, proto libp2pproto.ID) bool {
 }
 
 // New starts gossipsub on cfg.Host.
-func New(cfg Config, opts Options) (*Gossip, error) {
-	return newGossip(cfg, opts, nil)
+func New(cfg Config) (*Gossip, error) {
+	return newGossip(cfg, nil)
 }
 
-func newGossip(cfg Config, opts Options, inspect func(peer.ID, *pubsub.RPC)) (*Gossip, error) {
+func newGossip(cfg Config, inspect func(peer.ID, *pubsub.RPC)) (*Gossip, error) {
 	if cfg.Host == nil {
 		return nil, errors.New("gossip: no host")
 	}
@@ -208,7 +210,7 @@ func newGossip(cfg Config, opts Options, inspect func(peer.ID, *pubsub.RPC)) (*G
 	if cfg.Allowed == nil {
 		cfg.Allowed = func(string, peer.ID) bool { return true }
 	}
-	opts = opts.withDefaults()
+	opts := cfg.Options.withDefaults()
 	met, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err

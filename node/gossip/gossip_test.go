@@ -79,7 +79,7 @@ func allow(ids map[peer.ID]bool) func(string, peer.ID) bool {
 func newMember(t *testing.T, h host.Host, allowed func(string, peer.ID) bool, opts Options) *member {
 	t.Helper()
 	m := &member{h: h, reg: prometheus.NewRegistry(), more: make(chan struct{}, 1)}
-	g, err := newGossip(Config{Host: h, Allowed: allowed, Registerer: m.reg}, opts, func(_ peer.ID, rpc *pubsub.RPC) {
+	g, err := newGossip(Config{Host: h, Allowed: allowed, Registerer: m.reg, Options: opts}, func(_ peer.ID, rpc *pubsub.RPC) {
 		m.mu.Lock()
 		m.rpcs = append(m.rpcs, rpc)
 		m.mu.Unlock()
