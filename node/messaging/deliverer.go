@@ -66,19 +66,19 @@ func (d *deliverer) loop() {
 				// Not reachable directly: the contact's mailboxes take
 				// what this run holds, in order (deposit).
 				d.relayed = err
-			} else {
-				stored, err := d.o.claimStored(d.pq)
-				if err != nil {
-					s.log.Warn("messaging: read the outbox", "err", err)
-				}
-				// The new connection's flushDevice may have handed
-				// entries to pending before claimStored could claim
-				// them: they join too, so that all goes in sequence
-				// order (else a retried message could arrive after a
-				// later one).
-				queue = append(append(stored, queue...), d.o.take(d.pq)...)
-				sortBySeq(queue)
 			}
+			// Whichever way this run delivers, the entries waiting for
+			// their retry go first, with it: else a message waiting
+			// after a failed attempt would arrive after a later one. A
+			// new connection's flushDevice may have handed entries to
+			// pending before claimStored could claim them: they join
+			// too, so that all goes in sequence order.
+			stored, err := d.o.claimStored(d.pq)
+			if err != nil {
+				s.log.Warn("messaging: read the outbox", "err", err)
+			}
+			queue = append(append(stored, queue...), d.o.take(d.pq)...)
+			sortBySeq(queue)
 		}
 		if len(queue) > 0 && d.relayed != nil {
 			if s.ctx.Err() != nil {
