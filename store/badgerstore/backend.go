@@ -586,6 +586,12 @@ func (b *backend) runGC() (int, error) {
 // the GC, and closes badger, all within the close timeout. If the timeout
 // passes first it returns store.ErrCloseTimeout and lets the close finish
 // in the background; every write Update acknowledged is durable already.
+//
+// If the disk has no room for badger's flush at Close even once the
+// reserve is freed (space.go, rule 3), Close leaves badger open, to end
+// with the process, and returns a *store.DiskFullError: badger would die
+// of SIGBUS flushing, and its synced logs hold every acknowledged write,
+// which it replays at the next open.
 func (b *backend) Close() error {
 	b.closeOnce.Do(func() {
 		b.mu.Lock()
@@ -597,6 +603,15 @@ func (b *backend) Close() error {
 			b.inflight.Wait()
 			close(b.stop)
 			b.bg.Wait()
+			if err := b.space.beforeClose(); err != nil {
+				b.log.Warn("store: no room on the disk for the flush at close; closing without it (the store replays its log at the next open)", "err", err)
+				b.space.close()
+				if b.ring != nil {
+					b.ring.wipe()
+				}
+				done <- fmt.Errorf("close without flushing: %w", err)
+				return
+			}
 			err := translate(b.db.Close())
 			b.space.close()
 			if b.ring != nil {

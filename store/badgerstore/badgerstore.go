@@ -41,8 +41,8 @@
 //
 // Badger writes through memory maps of sparse files, where a write that
 // finds no free block is a SIGBUS that kills the process. The store
-// allocates those files in full, keeps a reserve file for badger's own
-// work, and refuses writes (store.DiskFullError, wrapping
+// allocates those files in full, keeps a reserve file for badger's flush
+// at Close, and refuses writes (store.DiskFullError, wrapping
 // store.ErrDiskFull) while the disk lacks room for the files badger may
 // create next; reads go on, and writes resume by themselves once there is
 // room. Open refuses to start without that room. See space.go.

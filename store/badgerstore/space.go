@@ -50,11 +50,16 @@ import (
 //     margin. Otherwise Update fails with a *store.DiskFullError (wrapping
 //     store.ErrDiskFull) without writing anything; View goes on.
 //  3. A reserve file ("reserve", next to the key file), allocated with
-//     fallocate, holds room for what badger does by itself once writes
-//     stop: flushing its memtables, the compactions that starts, and the
-//     flush at Close. The store frees it as soon as it refuses writes, so
-//     that this work finds blocks even when another program took the rest
-//     of the disk, and takes it back before it admits writes again.
+//     fallocate, holds room for the work badger does at Close: flushing
+//     its memtables to tables, the compactions that starts, and the
+//     appends to MANIFEST and KEYREGISTRY. The store keeps it while it
+//     refuses writes (freed then, it went to whichever program was
+//     filling the disk, and the flush at Close found no block: a SIGBUS)
+//     and frees it only at Close, just before badger closes. If even then
+//     the disk has no room for the flush (a sparse store, or a reserve
+//     that could not grow), Close leaves badger open rather than let it
+//     fault: every acknowledged write is in badger's synced logs, which
+//     it replays at the next open.
 //
 // The store looks at the free space before every write while the disk is
 // near full (less than nearFull beyond the room rule 2 keeps), at most
@@ -69,9 +74,9 @@ import (
 // the write that filled it, or compacts), so nothing outside badger can
 // allocate it first. Its blocks come from the room rule 2 kept free when
 // the write was admitted; so a fault needs another program to take all of
-// that room (tens of MiB) between the store's look and badger's creation
-// of the file, before the store has seen the disk full and freed the
-// reserve (rule 3) for that work. The store's own writes alone never do.
+// that room (tens of MiB) between the store's look and the end of the
+// flushes and compactions that write started. The store's own writes
+// alone never do, and Close never does (rule 3).
 //
 // With Options.Sparse, or on a file system without fallocate, the files
 // keep their holes and there is no reserve; the room rule 2 keeps then
@@ -155,8 +160,12 @@ func (s *space) reserveSize() int64 {
 	if s.sparse {
 		return 0
 	}
-	return s.memtables*s.table + s.compaction + 1<<20
+	return s.memtables*s.table + s.compaction + closeMargin
 }
+
+// closeMargin is room for the appends to MANIFEST and KEYREGISTRY at
+// Close.
+const closeMargin = 1 << 20
 
 // statFree returns the bytes of dir's file system this process may use.
 func statFree(dir string) (int64, error) {
@@ -456,17 +465,10 @@ func (s *space) refreshLocked(now time.Time) error {
 	return nil
 }
 
-// tripLocked makes the store refuse writes and frees the reserve (rule
-// 3); the caller holds mu.
+// tripLocked makes the store refuse writes; it keeps the reserve for
+// Close (rule 3). The caller holds mu.
 func (s *space) tripLocked(now time.Time) {
 	was := s.full.Swap(true)
-	if !was && s.reserve > 0 {
-		if err := os.Truncate(filepath.Join(s.store, reserveFileName), 0); err != nil {
-			s.log.Warn("store: cannot free the reserve", "err", err)
-		} else {
-			s.reserve = 0
-		}
-	}
 	if free, err := s.statfs(s.store); err == nil {
 		s.free, s.freeAt = free, now
 	}
@@ -584,6 +586,42 @@ func listDir(dir string) ([]string, error) {
 	}
 	defer d.Close()
 	return d.Readdirnames(-1)
+}
+
+// beforeClose runs when no write can come any more, just before badger
+// closes: it frees the reserve (rule 3) and returns nil if the disk then
+// has room for what badger writes at Close (the tables of the memtables
+// it flushes, whose logs are the .mem files, the largest compaction, the
+// blocks its discard statistics lack, and closeMargin), else a
+// *store.DiskFullError: badger must not close then, or it faults.
+func (s *space) beforeClose() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reserve > 0 {
+		if err := os.Truncate(filepath.Join(s.store, reserveFileName), 0); err != nil {
+			s.log.Warn("store: cannot free the reserve", "err", err)
+		} else {
+			s.reserve = 0
+		}
+	}
+	names, err := listDir(s.dir)
+	if err != nil {
+		return err
+	}
+	need := s.compaction + closeMargin + holes(filepath.Join(s.dir, discardFileName))
+	for _, n := range names {
+		if filepath.Ext(n) == ".mem" {
+			need += s.table
+		}
+	}
+	free, err := s.statfs(s.store)
+	if err != nil {
+		return err
+	}
+	if free < need {
+		return &store.DiskFullError{Dir: s.store, Free: free, Need: need}
+	}
+	return nil
 }
 
 // close removes the reserve file once badger has closed: a stopped store

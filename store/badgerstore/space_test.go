@@ -332,8 +332,8 @@ func runWriter() bool {
 }
 
 // TestDiskFullGate drives the store's gate with an injected file-system
-// size: writes are refused below the room it keeps, the reserve is
-// freed, reads go on, and writes resume once there is room for both.
+// size: writes are refused below the room it keeps, the reserve is kept,
+// reads go on, and writes resume once there is room and a margin.
 func TestDiskFullGate(t *testing.T) {
 	var free atomic.Int64
 	free.Store(1 << 40)
@@ -367,23 +367,25 @@ func TestDiskFullGate(t *testing.T) {
 	time.Sleep(freshFor)
 	err = putValue(s, "k00002", 100)
 	var full *store.DiskFullError
-	// Writing again takes the room kept and the reserve freed meanwhile.
-	if !errors.As(err, &full) || full.Free != need-1 || full.Need != need+res {
-		t.Fatalf("write below the room kept: got %v, want a DiskFullError of %d free, %d needed", err, need-1, need+res)
+	if !errors.As(err, &full) || full.Free != need-1 || full.Need != need {
+		t.Fatalf("write below the room kept: got %v, want a DiskFullError of %d free, %d needed", err, need-1, need)
 	}
-	if reserve() != 0 {
-		t.Error("the reserve is kept while writes are refused")
+	// The reserve stays for Close: freed now, it would go to the program
+	// filling the disk.
+	if reserve() < res {
+		t.Errorf("reserve of %d bytes while writes are refused, want %d", reserve(), res)
 	}
 	if v, err := getValue(s, "k00001"); err != nil || len(v) != 100 {
 		t.Errorf("read while full: %d bytes, %v", len(v), err)
 	}
-	// Room for the writes but not for the reserve as well: still refused.
-	free.Store(need + res/2)
+	// Room for the writes, but within the margin that keeps the store
+	// from flapping: still refused.
+	free.Store(need + spaceMargin - 1)
 	time.Sleep(freshFor)
 	if err := putValue(s, "k00002", 100); !errors.Is(err, store.ErrDiskFull) {
-		t.Fatalf("write without room for the reserve: got %v, want ErrDiskFull", err)
+		t.Fatalf("write within the margin: got %v, want ErrDiskFull", err)
 	}
-	free.Store(need + res + spaceMargin)
+	free.Store(need + spaceMargin)
 	time.Sleep(freshFor)
 	if err := putValue(s, "k00002", 100); err != nil {
 		t.Fatalf("write with room again: %v", err)
@@ -431,4 +433,91 @@ func BenchmarkAdmit(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// envCloseChild names the tmpfs a child of TestCloseOnFullDisk works in.
+const envCloseChild = "SEALPOST_TEST_CLOSE_FULL_DIR"
+
+// closeValues is how many values of closeValueSize bytes the store holds
+// in its memtable when TestCloseOnFullDisk closes it: less than a
+// memtable, so that Close has them to flush.
+const (
+	closeValues    = 10
+	closeValueSize = 48 << 10
+)
+
+// TestCloseOnFullDisk closes a store whose memtable holds acknowledged
+// writes on a disk with no room at all, in a child process, and checks
+// that the child does not die of SIGBUS (badger writes the table it
+// flushes at Close through a map of a new file, which faults when the
+// disk has no block for it) and that every write is there when the store
+// opens again with room.
+//
+// "refilled": the disk fills, the store refuses a write, and then the
+// program that fills the disk goes on and takes whatever room there is
+// again (as a process that keeps writing does); the store's reserve must
+// still be there for the flush at Close. "sparse": a store without a
+// reserve has no room for the flush, and closes without it (badger
+// replays its log at the next open).
+func TestCloseOnFullDisk(t *testing.T) {
+	if root := os.Getenv(envCloseChild); root != "" {
+		closeOnFullDiskChild(t, root)
+		return
+	}
+	for _, mode := range []string{"refilled", "sparse"} {
+		t.Run(mode, func(t *testing.T) {
+			root := storetest.Tmpfs(t, 40<<20)
+			cmd := exec.Command(os.Args[0], "-test.run", "^TestCloseOnFullDisk$", "-test.v")
+			cmd.Env = append(os.Environ(), envCloseChild+"="+root, "SEALPOST_TEST_CLOSE_MODE="+mode)
+			out, err := cmd.CombinedOutput()
+			if err != nil || !bytes.Contains(out, []byte("closed:")) {
+				t.Fatalf("the child closing a store on a full disk: %v\n%s", err, out)
+			}
+			t.Logf("child:\n%s", out)
+			for _, n := range []string{"filler", "filler2"} {
+				os.Remove(filepath.Join(root, n))
+			}
+			opts := smallOptions()
+			opts.Sparse = mode == "sparse"
+			s, err := Open(context.Background(), filepath.Join(root, "store"), opts)
+			if err != nil {
+				t.Fatalf("Open after the close on a full disk: %v", err)
+			}
+			defer s.Close()
+			for i := range closeValues {
+				if v, err := getValue(s, fmt.Sprintf("k%05d", i)); err != nil || len(v) != closeValueSize {
+					t.Errorf("k%05d after the close on a full disk: %d bytes, %v", i, len(v), err)
+				}
+			}
+		})
+	}
+}
+
+// closeOnFullDiskChild is the child of TestCloseOnFullDisk: it writes,
+// fills the disk, closes the store, prints "closed:" and the error, and
+// exits (a store closed without its flush leaves badger's goroutines).
+func closeOnFullDiskChild(t *testing.T, root string) {
+	mode := os.Getenv("SEALPOST_TEST_CLOSE_MODE")
+	opts := smallOptions()
+	opts.Sparse = mode == "sparse"
+	s, err := Create(context.Background(), filepath.Join(root, "store"), ModeKeyFile, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range closeValues {
+		if err := putValue(s, fmt.Sprintf("k%05d", i), closeValueSize); err != nil {
+			t.Fatal(err)
+		}
+	}
+	storetest.FillDisk(t, filepath.Join(root, "filler"))
+	if err := putValue(s, "refused", closeValueSize); !errors.Is(err, store.ErrDiskFull) {
+		t.Fatalf("write on a full disk: got %v, want ErrDiskFull", err)
+	}
+	if mode == "refilled" {
+		storetest.FillDisk(t, filepath.Join(root, "filler2"))
+	}
+	t.Logf("closing: %s", s.b.space)
+	err = s.Close()
+	fmt.Printf("closed: %v\n", err)
+	os.Exit(0)
 }
