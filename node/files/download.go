@@ -27,13 +27,17 @@ func (s *Service) receiveWork(ctx context.Context, id protocol.MessageID) error 
 		return err
 	}
 	if !f.Wanted && f.State == store.FileQueued {
-		auto := s.opt.AutoDownload >= 0 && int64(f.Size) <= s.opt.AutoDownload && int64(f.Size) <= s.opt.MaxSize
+		// The decision is made on the record in the transaction that
+		// writes it: a Download committed since the read above stands.
 		f, err = s.update(ctx, id, func(f *store.File) error {
-			f.Wanted = auto
-			f.Pending = auto
+			if f.Wanted || f.State != store.FileQueued {
+				return nil
+			}
+			auto := s.opt.AutoDownload >= 0 && int64(f.Size) <= s.opt.AutoDownload && int64(f.Size) <= s.opt.MaxSize
+			f.Wanted, f.Pending = auto, auto
 			return nil
 		})
-		if err != nil || !auto {
+		if err != nil || !f.Wanted {
 			return err
 		}
 	}

@@ -146,6 +146,38 @@ func TestLargeWaits(t *testing.T) {
 	waitState(t, bob, info.ID, "saved", 30*time.Second)
 }
 
+// TestDownloadAsked asks for files over the automatic size as soon as
+// their pointers arrive, while the engine is still deciding about them:
+// the request is never undone by the engine's decision not to download.
+func TestDownloadAsked(t *testing.T) {
+	opt := testOptions()
+	opt.AutoDownload = 1 << 10
+	alice := newNode(t, "alice", testOptions())
+	bob := newNode(t, "bob", opt)
+	connect(alice, bob, nil)
+	var ids []string
+	for i := range 30 {
+		info := send(t, alice, "bob", randomBytes(4<<10, uint64(100+i)), "asked.bin")
+		// Ask as soon as the pointer is in bob's store (his engine was
+		// woken by its arrival).
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, err := bob.svc.Download(context.Background(), info.ID)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, files.ErrUnknownFile) || time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		ids = append(ids, info.ID)
+	}
+	for _, id := range ids {
+		waitState(t, bob, id, "saved", 30*time.Second)
+	}
+}
+
 // TestLimits: the node's size limit and bad metadata are refused before
 // anything is written.
 func TestLimits(t *testing.T) {
