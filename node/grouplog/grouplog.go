@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -26,6 +27,9 @@ var (
 	ErrClosed = errors.New("grouplog: connection closed")
 	// ErrBadRelay: the relay answered something that breaks the protocol.
 	ErrBadRelay = errors.New("grouplog: the relay broke the protocol")
+	// ErrSilent: a request waited AnswerTimeout with nothing from the
+	// relay; the Conn is ended (its stream reset).
+	ErrSilent = errors.New("grouplog: the relay stopped answering")
 )
 
 // EpochError is the ErrWrongEpoch answer to an append: Open is the log's
@@ -42,10 +46,20 @@ func (e *EpochError) Unwrap() error { return protocol.ErrWrongEpoch }
 // writeTimeout bounds one write of a request.
 const writeTimeout = 30 * time.Second
 
+// AnswerTimeout is how long a request waits for its answer while the
+// relay sends nothing at all on the stream (pushes of a long fetch count
+// as something). Past it the relay is taken for gone: a relay that
+// accepted the stream and went silent, or a connection that died without
+// a reset, fails the Conn instead of blocking its caller forever.
+const AnswerTimeout = 30 * time.Second
+
 // Conn is a client of one relay's group logs over one stream. Its methods
 // are safe for concurrent use.
 type Conn struct {
-	str network.Stream
+	str     network.Stream
+	timeout time.Duration
+	// lastRead is when the relay last sent a frame (unix nanoseconds).
+	lastRead atomic.Int64
 
 	wmu sync.Mutex // serializes writes
 
@@ -76,8 +90,14 @@ type Entry struct {
 }
 
 // NewConn starts a client on str, which speaks protocol.GroupLogProtocol.
-func NewConn(str network.Stream) *Conn {
-	c := &Conn{str: str, calls: map[uint64]*call{}, subs: map[uint64]*Subscription{}, done: make(chan struct{})}
+// A request fails the Conn with ErrSilent when the relay sends nothing for
+// answerTimeout while it waits (0: AnswerTimeout).
+func NewConn(str network.Stream, answerTimeout time.Duration) *Conn {
+	if answerTimeout <= 0 {
+		answerTimeout = AnswerTimeout
+	}
+	c := &Conn{str: str, timeout: answerTimeout, calls: map[uint64]*call{}, subs: map[uint64]*Subscription{}, done: make(chan struct{})}
+	c.lastRead.Store(time.Now().UnixNano())
 	go c.readLoop()
 	return c
 }
@@ -137,6 +157,7 @@ func (c *Conn) readLoop() {
 			c.fail(fmt.Errorf("%w: %v", ErrClosed, err))
 			return
 		}
+		c.lastRead.Store(time.Now().UnixNano())
 		if err := c.dispatch(&r); err != nil {
 			c.fail(err)
 			c.str.Reset()
@@ -210,17 +231,36 @@ func (c *Conn) do(ctx context.Context, req *protocol.GroupLogRequest, sub *Subsc
 		c.fail(fmt.Errorf("%w: %v", ErrClosed, err))
 		return nil, nil, c.Err()
 	}
-	select {
-	case r, ok := <-cl.resp:
-		if !ok {
+	sent := time.Now()
+	t := time.NewTimer(c.timeout)
+	defer t.Stop()
+	for {
+		select {
+		case r, ok := <-cl.resp:
+			if !ok {
+				return nil, nil, c.Err()
+			}
+			return r, cl, nil
+		case <-ctx.Done():
+			// The answer may still come; the Conn drops it. A subscription
+			// asked for is ended.
+			c.forget(req.ID)
+			return nil, nil, ctx.Err()
+		case <-t.C:
+			// Silent since the request went out, or since the last frame
+			// if that came later: wait out the rest, or give the relay up.
+			last := time.Unix(0, c.lastRead.Load())
+			if last.Before(sent) {
+				last = sent
+			}
+			if rest := c.timeout - time.Since(last); rest > 0 {
+				t.Reset(rest)
+				continue
+			}
+			c.fail(fmt.Errorf("%w: no answer to %s in %v", ErrSilent, req.Op, c.timeout))
+			c.str.Reset()
 			return nil, nil, c.Err()
 		}
-		return r, cl, nil
-	case <-ctx.Done():
-		// The answer may still come; the Conn drops it. A subscription
-		// asked for is ended.
-		c.forget(req.ID)
-		return nil, nil, ctx.Err()
 	}
 }
 

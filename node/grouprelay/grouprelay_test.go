@@ -97,7 +97,7 @@ func (r *relay) dial() *grouplog.Conn {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	c := grouplog.NewConn(str)
+	c := grouplog.NewConn(str, 0)
 	r.t.Cleanup(func() { c.Close() })
 	return c
 }

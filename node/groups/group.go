@@ -46,7 +46,9 @@ type group struct {
 	welcomes  []*welcomeItem
 	topic     *gossip.Topic
 	sub       *grouplog.Subscription
-	subN      int // which subscription is current (async subscribes)
+	subN      int       // which subscription is current (async subscribes)
+	subAt     time.Time // when to subscribe again (zero: not due)
+	subFail   int
 
 	recent    map[[32]byte]struct{}
 	recentOrd [][32]byte
@@ -209,8 +211,17 @@ func (g *group) run() {
 		case <-subWake:
 			g.onHead()
 		case <-subDone:
+			// At the epoch's commit (fetch it), or with the connection
+			// (a relay restarted): subscribe again and fetch what the
+			// gap held.
+			err := g.sub.Err()
 			g.sub = nil
 			g.schedule(&g.fetchAt, g.s.opt.RetryMin)
+			if err != nil {
+				g.s.log.Debug("group: subscription ended", "group", g.id.String(), "err", err)
+				g.subFail++
+				g.schedule(&g.subAt, g.backoff(g.subFail))
+			}
 		case <-t.C():
 		}
 	}
@@ -335,8 +346,8 @@ func (g *group) enterEpoch() error {
 		}
 	}
 	g.sub, g.heads, g.gossipSeen, g.gossipThrough = nil, 0, nil, 0
-	g.subN++
-	g.subscribe()
+	g.subN++ // a subscription of the epoch before, still on its way, is dropped
+	g.subAt = g.s.clock.Now()
 	g.connect(devices)
 	g.fetchAt = g.s.clock.Now()
 	// What arrived early for this epoch goes through again.
@@ -393,11 +404,14 @@ func (g *group) deliver(_ peer.ID, m *protocol.GroupMessage, _ []byte) {
 	}
 }
 
-// subscribe subscribes to the epoch on the first home relay.
+// subscribe subscribes to the epoch on the first home relay, in place of
+// any subscription before; one that fails is tried again after a backoff.
 func (g *group) subscribe() {
 	if g.mg == nil || !g.mg.Active() || len(g.rec.Homes) == 0 {
 		return
 	}
+	g.sub = nil
+	g.subN++
 	n, home, epoch, tok, after := g.subN, g.home(0), g.mg.Epoch(), g.token, g.rec.Homes[0].Cursor
 	g.async(func(ctx context.Context) func() {
 		c, err := g.s.relays.conn(ctx, &home)
@@ -411,9 +425,12 @@ func (g *group) subscribe() {
 			}
 			if err != nil {
 				g.s.log.Debug("group: subscribe", "group", g.id.String(), "err", err)
+				g.subFail++
+				g.schedule(&g.subAt, g.backoff(g.subFail))
 				g.schedule(&g.fetchAt, g.backoff(g.fetchFail))
 				return
 			}
+			g.subFail = 0
 			g.sub = sub
 			if sub.Start > g.heads {
 				g.heads = sub.Start
@@ -454,10 +471,18 @@ func (g *group) backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
+// poll is the time to the next fetch when nothing calls for one sooner:
+// Options.Poll, give or take a quarter (so the members of a group do not
+// poll their relay at once).
+func (g *group) poll() time.Duration {
+	d := g.s.opt.Poll
+	return d*3/4 + rand.N(d/2+1)
+}
+
 // nextDue is the earliest timed work.
 func (g *group) nextDue() time.Time {
 	var t time.Time
-	for _, x := range []time.Time{g.fetchAt, g.retryAt, g.receiptAt, g.joinAt} {
+	for _, x := range []time.Time{g.fetchAt, g.subAt, g.retryAt, g.receiptAt, g.joinAt} {
 		if !x.IsZero() && (t.IsZero() || x.Before(t)) {
 			t = x
 		}
@@ -480,6 +505,10 @@ func (g *group) step() {
 	}
 	if g.mg == nil || g.stuck != "" {
 		return
+	}
+	if !g.subAt.IsZero() && !now.Before(g.subAt) {
+		g.subAt = time.Time{}
+		g.subscribe()
 	}
 	if !g.fetchAt.IsZero() && !now.Before(g.fetchAt) && !g.fetching {
 		g.fetchAt = time.Time{}
@@ -565,6 +594,11 @@ func (g *group) fetch() {
 			if f.More || (g.mg != nil && g.mg.Epoch() != epoch) || f.Open > epoch && len(f.Entries) > 0 {
 				g.fetchAt = g.s.clock.Now()
 			}
+			// Even with the topic and the subscription quiet, the log is
+			// read again now and then: what both missed (a push lost
+			// with a relay's restart, a commit published while this node
+			// was cut off) is found within a poll.
+			g.schedule(&g.fetchAt, g.poll())
 		}
 	})
 }

@@ -2,6 +2,7 @@ package groups
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/sealpost/sealpost/crypto/identity"
@@ -124,6 +125,19 @@ func (g *group) receive(b *batch, m *protocol.GroupMessage, home int, seq uint64
 		if len(g.ahead) < MaxAhead {
 			g.ahead = append(g.ahead, m)
 		}
+		if home < 0 {
+			// The topic carries the next epoch: its commit is in the log
+			// (commits travel only there), whatever the subscription said.
+			g.schedule(&g.fetchAt, g.s.opt.FetchGrace)
+		}
+		return
+	case errors.Is(err, mls.ErrOwnMessage) && m.Kind == protocol.GroupCommit:
+		// This device's commit closed the epoch but its pending state is
+		// gone: it cannot follow the group (commitLost keeps it so this
+		// does not happen). Said, never silent.
+		g.remember(h)
+		g.stuck = fmt.Sprintf("this device's commit closed epoch %d without its keys", m.Epoch)
+		g.s.log.Warn("group: own commit without its pending state", "group", g.id.String(), "epoch", m.Epoch)
 		return
 	case errors.Is(err, mls.ErrOwnMessage), errors.Is(err, mls.ErrDuplicate):
 		g.remember(h)
@@ -160,7 +174,7 @@ func (g *group) receive(b *batch, m *protocol.GroupMessage, home int, seq uint64
 			g.wantCommit(b)
 		}
 	case mls.KindCommit:
-		g.applyCommit(b, r, m)
+		g.applyCommit(b, r, m, seq)
 	}
 }
 
@@ -187,6 +201,7 @@ func (g *group) resetLogs(b *batch) {
 	b.rec = true
 	g.sub, g.heads, g.gossipSeen, g.gossipThrough = nil, 0, nil, 0
 	g.subN++
+	g.schedule(&g.subAt, g.s.opt.RetryMin)
 	for i := range g.rec.Homes {
 		g.recreate(i)
 	}
@@ -243,11 +258,11 @@ func (g *group) wantCommit(b *batch) {
 
 // applyCommit moves the group to the epoch a commit started (another
 // member's, or this node's own coming back from the log).
-func (g *group) applyCommit(b *batch, r *mls.Received, m *protocol.GroupMessage) {
+func (g *group) applyCommit(b *batch, r *mls.Received, m *protocol.GroupMessage, seq uint64) {
 	info := r.Commit
 	entry, _ := m.Marshal()
 	if info.PendingDiscarded || info.Own {
-		g.commitDone(b, info, r.Epoch)
+		g.commitDone(b, info, r.Epoch, seq)
 	}
 	if info.SelfRemoved {
 		g.left(b, "removed")

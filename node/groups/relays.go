@@ -62,7 +62,7 @@ func (r *relays) conn(ctx context.Context, h *protocol.GroupHome) (*grouplog.Con
 	if err != nil {
 		return nil, err
 	}
-	rc.conn = grouplog.NewConn(str)
+	rc.conn = grouplog.NewConn(str, 0)
 	return rc.conn, nil
 }
 

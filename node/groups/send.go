@@ -32,6 +32,10 @@ type outItem struct {
 	tries     []time.Time
 	published bool
 	sentState bool
+	// settling: the first home refused this commit for its epoch, which
+	// some commit closed, perhaps this one (stored before its answer was
+	// lost): it is not appended again; the fetch of the epoch settles it.
+	settling bool
 }
 
 func (g *group) newItem(n uint64, e outEntry) *outItem {
@@ -109,6 +113,9 @@ func (g *group) sendOut() {
 	for _, it := range slices.Clone(g.out) {
 		if g.mg == nil {
 			return
+		}
+		if it.settling {
+			continue
 		}
 		if it.e.Epoch != g.mg.Epoch() && !it.anyBusy() && !it.anyStored() {
 			if !g.rebase(it) {
@@ -360,27 +367,32 @@ func (g *group) ownCommitAccepted(it *outItem, seq uint64) {
 	g.rec.Homes[0].Cursor = seq
 	b := g.newBatch()
 	b.state, b.rec = true, true
-	g.applyCommit(b, r, &protocol.GroupMessage{Epoch: it.e.Epoch, Kind: protocol.GroupCommit, Body: it.e.Body})
+	g.applyCommit(b, r, &protocol.GroupMessage{Epoch: it.e.Epoch, Kind: protocol.GroupCommit, Body: it.e.Body}, seq)
 }
 
-// commitLost handles the refusal of this node's commit: another won the
-// epoch. The commit goes; its changes stay, to commit again once the
-// winner is processed.
+// commitLost handles the first home's refusal of this node's commit for
+// its epoch: a commit closed the epoch. Another's, most often; but it can
+// be this very one, stored before its answer was lost (the relay or the
+// connection died, the append timed out) and appended again to a relay
+// that did not take the retry for a duplicate (PROTOCOL.md §12.3 asks it
+// to; the member does not count on it).
+// So the commit stays pending and is not sent again: the fetch of the
+// epoch reaches the commit that closed it, and Process either merges the
+// pending one (it was ours: commitDone) or discards it (another's: its
+// changes stay, to commit again once the winner is processed). Dropping
+// the pending commit here would leave this node unable to follow its own
+// commit: stuck in the epoch while the group goes on.
 func (g *group) commitLost(it *outItem) {
-	g.s.met.commits.WithLabelValues("refused").Inc()
-	g.mg.DiscardPendingCommit()
-	g.committing = false
-	b := g.newBatch()
-	b.state = true
-	g.dropItem(b, it)
-	g.flush(b)
+	it.settling = true
 	g.fetchAt = g.s.clock.Now()
 }
 
 // commitDone settles this node's commit when the epoch it was made in
 // closed: by it (Own: its changes are done, its Welcome goes out) or by
 // another's (it is void).
-func (g *group) commitDone(b *batch, info *mls.CommitInfo, epoch uint64) {
+//
+// seq is where the first home stored it (0: not from the log).
+func (g *group) commitDone(b *batch, info *mls.CommitInfo, epoch, seq uint64) {
 	g.committing = false
 	var it *outItem
 	for _, x := range g.out {
@@ -398,6 +410,13 @@ func (g *group) commitDone(b *batch, info *mls.CommitInfo, epoch uint64) {
 	g.s.met.commits.WithLabelValues("accepted").Inc()
 	if it == nil {
 		return
+	}
+	if it.settling {
+		// Stored before its answer was lost: the other homes get it now.
+		it.settling = false
+		if it.e.Seqs[0] == 0 {
+			it.e.Seqs[0] = seq
+		}
 	}
 	g.prevToken = g.token
 	id := it.e.Changes

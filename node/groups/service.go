@@ -114,9 +114,13 @@ type Options struct {
 	// subscription announced to arrive over gossipsub before it fetches it
 	// from the log. Default 300 ms.
 	FetchGrace time.Duration
-	// RetryMin and RetryMax bound the backoff of appends and fetches that
-	// failed. Defaults 500 ms and 1 min.
+	// RetryMin and RetryMax bound the backoff of appends, fetches and
+	// subscriptions that failed. Defaults 500 ms and 1 min.
 	RetryMin, RetryMax time.Duration
+	// Poll is how often a member reads its group's log when neither the
+	// topic nor the relay's subscription announced anything (give or take
+	// a quarter). Default 1 min.
+	Poll time.Duration
 	// SeenRetention is how long a received message's hash is kept in the
 	// seen-set (longer than the relays' TTL). Default 30 days.
 	SeenRetention time.Duration
@@ -139,6 +143,7 @@ func (o Options) withDefaults() Options {
 	def(&o.FetchGrace, 300*time.Millisecond)
 	def(&o.RetryMin, 500*time.Millisecond)
 	def(&o.RetryMax, time.Minute)
+	def(&o.Poll, time.Minute)
 	def(&o.SeenRetention, 30*24*time.Hour)
 	if o.Connect <= 0 {
 		o.Connect = 8

@@ -1,0 +1,278 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/sealpost/sealpost/node/groups"
+	"github.com/sealpost/sealpost/node/nodetest"
+	"github.com/sealpost/sealpost/protocol"
+)
+
+// logProxy stands as a group's home relay in front of a real one and
+// forwards its group log streams, with faults: a commit stored whose
+// member hears it was refused (as the retry of an append whose answer was
+// lost hears), every stream reset at once (the relay restarted), the
+// subscriptions' pushes dropped (the relay forgot them).
+type logProxy struct {
+	t      *testing.T
+	h      host.Host
+	target peer.AddrInfo
+
+	// loseCommitAnswer: the next commit append is stored by the relay;
+	// the member gets the answer a retry of it would get: the epoch is
+	// closed (by that very commit).
+	loseCommitAnswer atomic.Bool
+	// dropPushes: subscription pushes are dropped.
+	dropPushes atomic.Bool
+	// fetches counts the fetch answers forwarded since the last resetAll.
+	fetches atomic.Int64
+
+	mu   sync.Mutex
+	strs []network.Stream
+}
+
+func newLogProxy(t *testing.T, relay *Node) *logProxy {
+	t.Helper()
+	ai, err := peer.AddrInfoFromString(relay.Info().Addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &logProxy{t: t, h: h, target: *ai}
+	t.Cleanup(func() {
+		p.resetAll()
+		h.Close()
+	})
+	h.SetStreamHandler(libp2pproto.ID(protocol.GroupLogProtocol), p.handle)
+	return p
+}
+
+// addr is the proxy's address, as a group's home relay.
+func (p *logProxy) addr() string { return fmt.Sprintf("%s/p2p/%s", p.h.Addrs()[0], p.h.ID()) }
+
+func (p *logProxy) track(s ...network.Stream) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.strs = append(p.strs, s...)
+}
+
+// resetAll resets every stream, on both sides.
+func (p *logProxy) resetAll() {
+	p.mu.Lock()
+	strs := p.strs
+	p.strs = nil
+	p.fetches.Store(0)
+	p.mu.Unlock()
+	for _, s := range strs {
+		s.Reset()
+	}
+}
+
+func (p *logProxy) handle(s network.Stream) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.h.Connect(ctx, p.target); err != nil {
+		s.Reset()
+		return
+	}
+	u, err := p.h.NewStream(ctx, p.target.ID, libp2pproto.ID(protocol.GroupLogProtocol))
+	if err != nil {
+		s.Reset()
+		return
+	}
+	p.track(s, u)
+	var commits sync.Map // request IDs of commit appends
+	go func() {
+		fr := protocol.NewFrameReader(s, protocol.MaxGroupLogFrame)
+		for {
+			var req protocol.GroupLogRequest
+			if err := fr.Read(&req); err != nil {
+				u.Reset()
+				return
+			}
+			if req.Op == protocol.GroupLogAppend && req.Commit {
+				commits.Store(req.ID, true)
+			}
+			if err := protocol.WriteFrame(u, &req); err != nil {
+				s.Reset()
+				return
+			}
+		}
+	}()
+	fr := protocol.NewFrameReader(u, protocol.MaxGroupLogFrame)
+	for {
+		var r protocol.GroupLogResponse
+		if err := fr.Read(&r); err != nil {
+			s.Reset()
+			return
+		}
+		if _, ok := commits.Load(r.ID); ok && r.Op == protocol.GroupLogAppend && r.Code == protocol.CodeOK && p.loseCommitAnswer.CompareAndSwap(true, false) {
+			p.t.Logf("proxy: the relay stored a commit at %d; the member hears the epoch is closed", r.Seq)
+			r = protocol.GroupLogResponse{Op: protocol.GroupLogAppend, ID: r.ID, Code: protocol.CodeWrongEpoch, Epoch: r.Epoch}
+		}
+		if r.Op == protocol.GroupLogFetch {
+			p.fetches.Add(1)
+		}
+		if r.Op == protocol.GroupLogPush && len(r.Entry) == 0 && p.dropPushes.Load() {
+			continue
+		}
+		if err := protocol.WriteFrame(s, &r); err != nil {
+			u.Reset()
+			return
+		}
+	}
+}
+
+// proxiedPair is a group of a and b whose home is a proxy in front of a
+// relay; b's connections to a can be cut (no topic between them).
+func proxiedPair(t *testing.T, ctx context.Context, bOpts func(*groups.Options)) (a, b *Node, p *logProxy, gate *cutGater, group string) {
+	t.Helper()
+	r := newTestNode(t, func(c *Config) { c.RelayService = true })
+	p = newLogProxy(t, r)
+	a = newTestNode(t, func(c *Config) {
+		c.Bootstrap = []string{r.Info().Addrs[0]}
+		c.Groups.FetchGrace = 100 * time.Millisecond
+	})
+	gate = &cutGater{}
+	b = newTestNode(t, func(c *Config) {
+		c.Bootstrap = []string{r.Info().Addrs[0]}
+		c.ConnGater = gate
+		c.Groups.FetchGrace = 100 * time.Millisecond
+		if bOpts != nil {
+			bOpts(&c.Groups)
+		}
+	})
+	befriend(t, ctx, a, b, "b")
+	info, err := a.Groups().Create(ctx, "proxied", []string{p.addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 2, a, b)
+	return a, b, p, gate, info.ID
+}
+
+// cut ends the topic between a and b: what b learns, it learns from the
+// relay.
+func cut(a, b *Node, gate *cutGater) {
+	gate.cut.Store(a.ID())
+	a.Disconnect(b.ID())
+	b.Disconnect(a.ID())
+}
+
+// sendSent sends text and waits until it is on the relay.
+func sendSent(t *testing.T, ctx context.Context, n *Node, group, text string) {
+	t.Helper()
+	r, err := n.Groups().Send(ctx, group, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := groups.ParseMessageID(r.ID)
+	if _, err := n.Groups().WaitState(ctx, id, groups.StateSent); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func noGroupError(t *testing.T, ctx context.Context, group string, nodes ...*Node) {
+	t.Helper()
+	for _, n := range nodes {
+		g, err := n.Groups().Show(ctx, group)
+		if err != nil || g.Error != "" {
+			t.Errorf("%s: %+v %v", n.Info().UserID, g, err)
+		}
+	}
+}
+
+// TestCommitAnswerLost: the relay stores an admin's commit, but the admin
+// hears what a relay that does not recognize a retry would answer: the
+// epoch is closed (by that very commit). The admin must still follow its
+// commit into the next epoch, with the group, instead of dropping it and
+// staying behind.
+func TestCommitAnswerLost(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a, b, p, _, group := proxiedPair(t, ctx, nil)
+	epoch := epochOf(t, ctx, a, group)
+	p.loseCommitAnswer.Store(true)
+	if _, err := a.Groups().Update(ctx, group); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, time.Minute, "b in the epoch of a's commit", func() bool { return epochOf(t, ctx, b, group) == epoch+1 })
+	if p.loseCommitAnswer.Load() {
+		t.Fatal("the proxy lost no answer: the test cannot tell")
+	}
+	nodetest.WaitFor(t, time.Minute, "a in the epoch of its own commit", func() bool { return epochOf(t, ctx, a, group) == epoch+1 })
+	sendSent(t, ctx, b, group, "after the lost answer")
+	nodetest.WaitFor(t, time.Minute, "a reads b's message", func() bool {
+		return slices.Contains(texts(t, ctx, a, group), "after the lost answer")
+	})
+	noGroupError(t, ctx, group, a, b)
+}
+
+// TestSubscriptionLostWithRelay: the relay restarts (every stream reset)
+// while a member's topic is cut; the member subscribes again, learns of
+// the next commit from the relay, and follows it.
+func TestSubscriptionLostWithRelay(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// No poll within the test: only a new subscription can tell b.
+	a, b, p, gate, group := proxiedPair(t, ctx, func(o *groups.Options) { o.Poll = time.Hour })
+	epoch := epochOf(t, ctx, a, group)
+	cut(a, b, gate)
+	p.resetAll()
+	// Both have read the log again after the restart, so only what comes
+	// next can tell b of a's commit.
+	nodetest.WaitFor(t, time.Minute, "a and b read the log after the restart", func() bool { return p.fetches.Load() >= 2 })
+	if _, err := a.Groups().Update(ctx, group); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, time.Minute, "a in the next epoch", func() bool { return epochOf(t, ctx, a, group) == epoch+1 })
+	nodetest.WaitFor(t, time.Minute, "b in the next epoch", func() bool { return epochOf(t, ctx, b, group) == epoch+1 })
+	sendSent(t, ctx, a, group, "after the restart")
+	nodetest.WaitFor(t, time.Minute, "b reads a's message", func() bool {
+		return slices.Contains(texts(t, ctx, b, group), "after the restart")
+	})
+	noGroupError(t, ctx, group, a, b)
+}
+
+// TestQuietMemberPolls: the relay stops announcing heads (it forgot the
+// subscriptions, the streams live on) while a member's topic is cut; the
+// member still reads the log now and then and follows the group.
+func TestQuietMemberPolls(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a, b, p, gate, group := proxiedPair(t, ctx, func(o *groups.Options) { o.Poll = 2 * time.Second })
+	epoch := epochOf(t, ctx, a, group)
+	cut(a, b, gate)
+	p.dropPushes.Store(true)
+	if _, err := a.Groups().Update(ctx, group); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, time.Minute, "a in the next epoch", func() bool { return epochOf(t, ctx, a, group) == epoch+1 })
+	nodetest.WaitFor(t, time.Minute, "b in the next epoch", func() bool { return epochOf(t, ctx, b, group) == epoch+1 })
+	sendSent(t, ctx, a, group, "while the relay is quiet")
+	nodetest.WaitFor(t, time.Minute, "b reads a's message", func() bool {
+		return slices.Contains(texts(t, ctx, b, group), "while the relay is quiet")
+	})
+	noGroupError(t, ctx, group, a, b)
+}
