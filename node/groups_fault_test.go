@@ -190,6 +190,19 @@ func sendSent(t *testing.T, ctx context.Context, n *Node, group, text string) {
 	}
 }
 
+// follows checks that b, cut off from a's topic, follows a's commit out
+// of epoch and reads the text a sends next.
+func follows(t *testing.T, ctx context.Context, a, b *Node, group string, epoch uint64, text string) {
+	t.Helper()
+	nodetest.WaitFor(t, time.Minute, "a in the next epoch", func() bool { return epochOf(t, ctx, a, group) == epoch+1 })
+	nodetest.WaitFor(t, time.Minute, "b in the next epoch", func() bool { return epochOf(t, ctx, b, group) == epoch+1 })
+	sendSent(t, ctx, a, group, text)
+	nodetest.WaitFor(t, time.Minute, "b reads a's message", func() bool {
+		return slices.Contains(texts(t, ctx, b, group), text)
+	})
+	noGroupError(t, ctx, group, a, b)
+}
+
 func noGroupError(t *testing.T, ctx context.Context, group string, nodes ...*Node) {
 	t.Helper()
 	for _, n := range nodes {
@@ -245,13 +258,7 @@ func TestSubscriptionLostWithRelay(t *testing.T) {
 	if _, err := a.Groups().Update(ctx, group); err != nil {
 		t.Fatal(err)
 	}
-	nodetest.WaitFor(t, time.Minute, "a in the next epoch", func() bool { return epochOf(t, ctx, a, group) == epoch+1 })
-	nodetest.WaitFor(t, time.Minute, "b in the next epoch", func() bool { return epochOf(t, ctx, b, group) == epoch+1 })
-	sendSent(t, ctx, a, group, "after the restart")
-	nodetest.WaitFor(t, time.Minute, "b reads a's message", func() bool {
-		return slices.Contains(texts(t, ctx, b, group), "after the restart")
-	})
-	noGroupError(t, ctx, group, a, b)
+	follows(t, ctx, a, b, group, epoch, "after the restart")
 }
 
 // TestQuietMemberPolls: the relay stops announcing heads (it forgot the
@@ -268,11 +275,5 @@ func TestQuietMemberPolls(t *testing.T) {
 	if _, err := a.Groups().Update(ctx, group); err != nil {
 		t.Fatal(err)
 	}
-	nodetest.WaitFor(t, time.Minute, "a in the next epoch", func() bool { return epochOf(t, ctx, a, group) == epoch+1 })
-	nodetest.WaitFor(t, time.Minute, "b in the next epoch", func() bool { return epochOf(t, ctx, b, group) == epoch+1 })
-	sendSent(t, ctx, a, group, "while the relay is quiet")
-	nodetest.WaitFor(t, time.Minute, "b reads a's message", func() bool {
-		return slices.Contains(texts(t, ctx, b, group), "while the relay is quiet")
-	})
-	noGroupError(t, ctx, group, a, b)
+	follows(t, ctx, a, b, group, epoch, "while the relay is quiet")
 }

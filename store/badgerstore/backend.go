@@ -603,21 +603,21 @@ func (b *backend) Close() error {
 			b.inflight.Wait()
 			close(b.stop)
 			b.bg.Wait()
-			if err := b.space.beforeClose(); err != nil {
+			err := b.space.beforeClose()
+			open := err != nil // badger stays open, to end with the process
+			if open {
 				b.log.Warn("store: no room on the disk for the flush at close; closing without it (the store replays its log at the next open)", "err", err)
-				b.space.close()
-				if b.ring != nil {
-					b.ring.wipe()
-				}
-				done <- fmt.Errorf("close without flushing: %w", err)
-				return
+				err = fmt.Errorf("close without flushing: %w", err)
+			} else {
+				err = translate(b.db.Close())
 			}
-			err := translate(b.db.Close())
 			b.space.close()
 			if b.ring != nil {
 				b.ring.wipe()
 			}
-			b.lock.Close()
+			if !open {
+				b.lock.Close()
+			}
 			done <- err
 		}()
 		t := time.NewTimer(b.timeout)
