@@ -107,7 +107,7 @@ func (s *Service) sources(ptr *protocol.File) []source {
 		addrs := parseAddrs(r.Addrs)
 		out = append(out, source{name: "relay " + id.String(), loc: r.Location(), relay: i,
 			open: func(ctx context.Context) (network.Stream, error) {
-				return s.cfg.Relays.BlobStream(ctx, id, addrs, false)
+				return s.cfg.Relays.BlobStream(ctx, id, addrs, false, protocol.MailboxID{})
 			}})
 	}
 	return out

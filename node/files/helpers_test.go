@@ -173,7 +173,7 @@ func (r *trelay) totals() store.RelayBlobTotals {
 // node/mailbox's client hosts do.
 type dialer struct{ h host.Host }
 
-func (d *dialer) BlobStream(ctx context.Context, relay peer.ID, addrs []ma.Multiaddr, _ bool) (network.Stream, error) {
+func (d *dialer) BlobStream(ctx context.Context, relay peer.ID, addrs []ma.Multiaddr, _ bool, _ protocol.MailboxID) (network.Stream, error) {
 	d.h.Peerstore().AddAddrs(relay, addrs, peerstore.TempAddrTTL)
 	return d.h.NewStream(ctx, relay, libp2pproto.ID(protocol.BlobProtocol))
 }

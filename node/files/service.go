@@ -92,10 +92,11 @@ type Messenger interface {
 }
 
 // RelayDialer opens blob streams to relays through the node's relay client
-// hosts, never the device's (node/mailbox): upload streams under the key
-// that deposits go through, download streams under another.
+// hosts, never the device's (node/mailbox): an upload stream for mailbox
+// mb under the key that deposits into mb go through, download streams
+// under another.
 type RelayDialer interface {
-	BlobStream(ctx context.Context, relay peer.ID, addrs []ma.Multiaddr, upload bool) (network.Stream, error)
+	BlobStream(ctx context.Context, relay peer.ID, addrs []ma.Multiaddr, upload bool, mb protocol.MailboxID) (network.Stream, error)
 }
 
 // Config is what New needs. Each field documents its zero value.

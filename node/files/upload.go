@@ -209,7 +209,7 @@ func (s *Service) upload(ctx context.Context, id protocol.MessageID, i int, box 
 	if s.cfg.Relays == nil {
 		return errors.New("files: no relay client")
 	}
-	str, err := s.cfg.Relays.BlobStream(ctx, relay, parseAddrs(box.RelayAddrs), true)
+	str, err := s.cfg.Relays.BlobStream(ctx, relay, parseAddrs(box.RelayAddrs), true, box.ID)
 	if err != nil {
 		s.relayFailed(ctx, id, i, err)
 		return err

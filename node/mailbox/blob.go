@@ -14,22 +14,24 @@ import (
 )
 
 // BlobStream opens a stream of the relay's attachment blob service
-// (protocol.BlobProtocol). An upload goes under the depositor's key for
-// that relay, as deposits do (an upload carries a deposit token, so it
-// tells the relay no more than a deposit); a download goes under a reader's
+// (protocol.BlobProtocol). An upload for mailbox mb goes under the
+// depositor's key for that mailbox, as its deposits do (an upload carries a
+// deposit token, so it tells the relay no more than a deposit); a download
+// (mb ignored) goes under a reader's
 // key of its own, so the relay cannot join what this node fetches to what
 // it uploads or deposits. Neither is ever the device's or an own
 // mailbox's key. addrs are added to what the key's host knows of the
 // relay.
-func (c *Client) BlobStream(ctx context.Context, relay peer.ID, addrs []ma.Multiaddr, upload bool) (network.Stream, error) {
-	k := connKey{relay, roleReader}
+func (c *Client) BlobStream(ctx context.Context, relay peer.ID, addrs []ma.Multiaddr, upload bool, mb protocol.MailboxID) (network.Stream, error) {
+	k := connKey{id: relay, role: roleReader}
 	if upload {
-		k.role = roleDepositor
+		k.role, k.mailbox = roleDepositor, mb
 	}
-	r, err := c.conn(k, addrs)
+	r, err := c.conn(ctx, k, addrs)
 	if err != nil {
 		return nil, err
 	}
+	defer r.release()
 	return r.stream(ctx, protocol.BlobProtocol)
 }
 
@@ -69,7 +71,9 @@ type heldStream struct {
 func (g *heldStream) done() {
 	g.once.Do(func() {
 		g.r.touch()
-		g.r.held.Add(-1)
+		if g.r.held.Add(-1) == 0 {
+			g.r.c.freeRoom()
+		}
 	})
 }
 

@@ -75,6 +75,14 @@ type Options struct {
 	// RetryMin and RetryMax bound the reconnection backoff of Run's
 	// subscriptions. Zero: 1 s and 2 minutes.
 	RetryMin, RetryMax time.Duration
+	// RelayHosts bounds the hosts of keys made in memory (a depositor's
+	// for each mailbox written to, group logs', blob downloads') open
+	// towards one relay at once, each one connection. Past it a new one
+	// closes the least recently used one not in use (its delivery run
+	// ends), or waits for one to be released. Zero: 6, which with the
+	// own mailbox's connection stays under the 8 connections from one
+	// IPv4 address a libp2p relay accepts by default.
+	RelayHosts int
 }
 
 // withDefaults fills the zero fields.
@@ -90,6 +98,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RetryMax < o.RetryMin {
 		o.RetryMax = max(2*time.Minute, o.RetryMin)
+	}
+	if o.RelayHosts <= 0 {
+		o.RelayHosts = 6
 	}
 	return o
 }
@@ -109,6 +120,10 @@ type Client struct {
 	closed bool          // set by Close; requests fail with ErrClosed after
 	wake   chan struct{} // Refresh
 	change chan struct{} // Changed
+	// freed is closed, and replaced, when a relay host of a key made in
+	// memory is released or closed while someone waits for room (waiting).
+	freed   chan struct{}
+	waiting int
 
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -149,6 +164,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		status: map[protocol.MailboxID]*Status{},
 		wake:   make(chan struct{}, 1),
 		change: make(chan struct{}, 1),
+		freed:  make(chan struct{}),
 	}
 	boxes, err := c.ownMailboxes(ctx)
 	if err != nil {
@@ -193,8 +209,8 @@ func (c *Client) learn(m *store.Mailbox) (peer.ID, error) {
 	c.mu.Lock()
 	if old := c.keys[id]; old == nil || !old.Equals(key) {
 		c.keys[id] = key
-		if r := c.relays[connKey{id, roleOwner}]; r != nil && !r.key.Equals(key) {
-			delete(c.relays, connKey{id, roleOwner})
+		if r := c.relays[connKey{id: id, role: roleOwner}]; r != nil && !r.key.Equals(key) {
+			delete(c.relays, connKey{id: id, role: roleOwner})
 			stale = r
 		}
 	}
@@ -242,16 +258,21 @@ func (c *Client) Changed() <-chan struct{} { return c.change }
 type connKey struct {
 	id   peer.ID
 	role role
+	// mailbox is, for a depositor, the mailbox it deposits into (zero: the
+	// depositor's work that names no mailbox, group logs).
+	mailbox protocol.MailboxID
 }
 
 // role is what a relay connection's key does: each role has its own key
-// towards each relay, so the relay cannot join one role's requests to
-// another's.
+// towards each relay, and a depositor one towards each mailbox, so the
+// relay cannot join one role's requests to another's, nor one mailbox's
+// depositor to another's.
 type role uint8
 
 const (
-	// roleDepositor: deposits, card and prekey requests, group logs and
-	// blob uploads, under a key made in memory.
+	// roleDepositor: deposits, card and prekey requests and blob uploads,
+	// under a key made in memory for each mailbox written to; group logs
+	// under one more.
 	roleDepositor role = iota
 	// roleOwner: the own mailbox's operations, under its client key.
 	roleOwner
@@ -277,31 +298,64 @@ type relayConn struct {
 	// held counts the long-lived streams open for callers (group logs,
 	// blobs), which keep the host from being closed as idle.
 	held atomic.Int32
-	mu   sync.Mutex
-	used time.Time
+	// users counts the callers between conn and release, who keep the
+	// host from being closed as idle or to make room.
+	users atomic.Int32
+	mu    sync.Mutex
+	used  time.Time
 }
 
-// relay returns the depositor's connection to relay id (deposits, card
-// and prekey requests), making it if needed, and adds addrs to what its
-// host knows. Its key is made in memory and is never an own mailbox's:
-// the relay cannot join the node's own mailbox to the mailboxes it
-// deposits into (which would show it who writes to whom).
-func (c *Client) relay(id peer.ID, addrs []ma.Multiaddr) (*relayConn, error) {
-	return c.conn(connKey{id, roleDepositor}, addrs)
+// relay returns the depositor's connection to relay id for mailbox mb
+// (deposits, card and prekey requests and blob uploads for mb; zero: group
+// logs), making it if needed, and adds addrs to what its host knows; the
+// caller releases it when done. Its key is made in memory, one for each
+// mailbox, and is never an own mailbox's: the relay cannot join the
+// node's own mailbox to the mailboxes it deposits into, nor two mailboxes
+// it deposits into to each other (which would show it who writes to
+// whom). The janitor closes the connection after IdleTimeout without use,
+// and conn to make room, so each delivery run into a mailbox comes under a
+// new key.
+func (c *Client) relay(ctx context.Context, id peer.ID, mb protocol.MailboxID, addrs []ma.Multiaddr) (*relayConn, error) {
+	return c.conn(ctx, connKey{id: id, role: roleDepositor, mailbox: mb}, addrs)
 }
 
 // ownerRelay returns the owner's connection to relay id, under the client
-// key of the own mailbox there.
+// key of the own mailbox there (kept, never waited for).
 func (c *Client) ownerRelay(id peer.ID, addrs []ma.Multiaddr) (*relayConn, error) {
-	return c.conn(connKey{id, roleOwner}, addrs)
+	return c.conn(context.Background(), connKey{id: id, role: roleOwner}, addrs)
 }
 
-func (c *Client) conn(k connKey, addrs []ma.Multiaddr) (*relayConn, error) {
+// conn returns the connection k, making it if needed, and adds addrs to
+// what its host knows. A connection of a key made in memory counts a user
+// until the caller releases it; making one when Options.RelayHosts of them
+// are open towards the relay closes the least recently used one that is
+// not in use, or waits (within ctx and the request timeout) for one to be.
+func (c *Client) conn(ctx context.Context, k connKey, addrs []ma.Multiaddr) (*relayConn, error) {
 	id := k.id
+	var victim *relayConn
 	c.mu.Lock()
-	if c.closed {
+	for {
+		if c.closed {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		if c.relays[k] != nil || k.role == roleOwner {
+			break
+		}
+		var ok bool
+		if victim, ok = c.roomLocked(id); ok {
+			break
+		}
+		freed := c.freed
+		c.waiting++
 		c.mu.Unlock()
-		return nil, ErrClosed
+		err := c.waitRoom(ctx, freed)
+		c.mu.Lock()
+		c.waiting--
+		if err != nil {
+			c.mu.Unlock()
+			return nil, fmt.Errorf("%w: %s: %d hosts towards it in use: %v", ErrUnreachable, id, c.opt.RelayHosts, err)
+		}
 	}
 	r := c.relays[k]
 	if r == nil {
@@ -321,9 +375,16 @@ func (c *Client) conn(k connKey, addrs []ma.Multiaddr) (*relayConn, error) {
 		r = &relayConn{c: c, id: id, key: key, own: k.role == roleOwner}
 		c.relays[k] = r
 	}
+	if !r.own {
+		r.users.Add(1)
+	}
 	c.mu.Unlock()
+	if victim != nil {
+		victim.close()
+	}
 	h, err := r.host()
 	if err != nil {
+		r.release()
 		return nil, err
 	}
 	if len(addrs) > 0 {
@@ -331,6 +392,76 @@ func (c *Client) conn(k connKey, addrs []ma.Multiaddr) (*relayConn, error) {
 	}
 	r.touch()
 	return r, nil
+}
+
+// roomLocked reports whether a host of a key made in memory may be made
+// towards relay id, and the one taken out of c.relays to make room (the
+// least recently used of those not in use), for the caller to close.
+func (c *Client) roomLocked(id peer.ID) (*relayConn, bool) {
+	n := 0
+	var lru *relayConn
+	var lruKey connKey
+	for k, r := range c.relays {
+		if k.id != id || r.own {
+			continue
+		}
+		n++
+		if r.inUse() {
+			continue
+		}
+		if lru == nil || r.idleSince().Before(lru.idleSince()) {
+			lru, lruKey = r, k
+		}
+	}
+	if n < c.opt.RelayHosts {
+		return nil, true
+	}
+	if lru == nil {
+		return nil, false
+	}
+	delete(c.relays, lruKey)
+	return lru, true
+}
+
+// waitRoom waits until freed is closed, ctx or the request timeout ends,
+// or the client closes.
+func (c *Client) waitRoom(ctx context.Context, freed <-chan struct{}) error {
+	ctx, cancel := c.timeout(ctx)
+	defer cancel()
+	select {
+	case <-freed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.ctx.Done():
+		return ErrClosed
+	}
+}
+
+// freeRoom wakes the callers waiting for room towards a relay.
+func (c *Client) freeRoom() {
+	c.mu.Lock()
+	if c.waiting > 0 {
+		close(c.freed)
+		c.freed = make(chan struct{})
+	}
+	c.mu.Unlock()
+}
+
+// release ends a use of r that conn began.
+func (r *relayConn) release() {
+	if r.own {
+		return
+	}
+	r.touch()
+	if r.users.Add(-1) == 0 {
+		r.c.freeRoom()
+	}
+}
+
+// inUse reports whether r has a caller, a request or a long-lived stream.
+func (r *relayConn) inUse() bool {
+	return r.users.Load() > 0 || r.held.Load() > 0 || r.dep.busy() || r.ctl.busy()
 }
 
 func (r *relayConn) host() (host.Host, error) {
@@ -387,7 +518,7 @@ func (c *Client) janitor() {
 		var idle []*relayConn
 		c.mu.Lock()
 		for k, r := range c.relays {
-			if !r.own && now.Sub(r.idleSince()) > c.opt.IdleTimeout && !r.dep.busy() && !r.ctl.busy() && r.held.Load() == 0 {
+			if !r.own && now.Sub(r.idleSince()) > c.opt.IdleTimeout && !r.inUse() {
 				delete(c.relays, k)
 				idle = append(idle, r)
 			}
@@ -395,6 +526,9 @@ func (c *Client) janitor() {
 		c.mu.Unlock()
 		for _, r := range idle {
 			r.close()
+		}
+		if len(idle) > 0 {
+			c.freeRoom()
 		}
 	})
 }

@@ -28,7 +28,7 @@ import (
 
 func TestMain(m *testing.M) { nodetest.VerifyTestMain(m) }
 
-func newClient(t *testing.T) (*mailbox.Client, store.Store) {
+func newClient(t testing.TB) (*mailbox.Client, store.Store) {
 	t.Helper()
 	st := store.NewMemory()
 	c, err := mailbox.New(context.Background(), mailbox.Config{Store: st, Options: mailbox.Options{RetryMin: 50 * time.Millisecond, RetryMax: time.Second}})
@@ -43,7 +43,7 @@ func newClient(t *testing.T) (*mailbox.Client, store.Store) {
 }
 
 // own makes a mailbox on r and commits it to st.
-func own(t *testing.T, c *mailbox.Client, st store.Store, r *nodetest.Relay) store.Mailbox {
+func own(t testing.TB, c *mailbox.Client, st store.Store, r *nodetest.Relay) store.Mailbox {
 	t.Helper()
 	ctx := context.Background()
 	m, err := c.Create(ctx, r.Addr)
@@ -84,7 +84,7 @@ var (
 )
 
 // boxOf is own mailbox m as a card lists it, with token tok.
-func boxOf(t *testing.T, r *nodetest.Relay, m *store.Mailbox, tok []byte) *protocol.Mailbox {
+func boxOf(t testing.TB, r *nodetest.Relay, m *store.Mailbox, tok []byte) *protocol.Mailbox {
 	t.Helper()
 	id, a, err := mailbox.ParseAddr(r.Addr)
 	if err != nil {

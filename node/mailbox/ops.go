@@ -59,8 +59,8 @@ func (c *Client) Create(ctx context.Context, addr string) (store.Mailbox, error)
 		c.mu.Unlock()
 		return store.Mailbox{}, ErrClosed
 	}
-	old := c.relays[connKey{id, roleOwner}]
-	delete(c.relays, connKey{id, roleOwner})
+	old := c.relays[connKey{id: id, role: roleOwner}]
+	delete(c.relays, connKey{id: id, role: roleOwner})
 	c.keys[id] = key
 	c.mu.Unlock()
 	if old != nil {
@@ -134,8 +134,8 @@ func (c *Client) Forget(m *store.Mailbox) {
 		return
 	}
 	c.mu.Lock()
-	r := c.relays[connKey{id, roleOwner}]
-	delete(c.relays, connKey{id, roleOwner})
+	r := c.relays[connKey{id: id, role: roleOwner}]
+	delete(c.relays, connKey{id: id, role: roleOwner})
 	delete(c.keys, id)
 	c.mu.Unlock()
 	if r != nil {
@@ -182,9 +182,10 @@ func (c *Client) PutCard(ctx context.Context, m *store.Mailbox, token, blob []by
 	return err
 }
 
-// depositor returns the depositor's connection to the relay of b, a
-// mailbox of someone else's as a card or invite names it.
-func (c *Client) depositor(b *protocol.Mailbox) (*relayConn, error) {
+// depositor returns the depositor's connection to the relay of b for b, a
+// mailbox of someone else's as a card or invite names it; the caller
+// releases it.
+func (c *Client) depositor(ctx context.Context, b *protocol.Mailbox) (*relayConn, error) {
 	id, err := peer.IDFromBytes(b.Relay)
 	if err != nil {
 		return nil, fmt.Errorf("%w: relay peer ID: %v", ErrBadAddr, err)
@@ -195,15 +196,16 @@ func (c *Client) depositor(b *protocol.Mailbox) (*relayConn, error) {
 			addrs = append(addrs, a)
 		}
 	}
-	return c.relay(id, addrs)
+	return c.relay(ctx, id, b.ID, addrs)
 }
 
 // GetCard fetches the card blob stored under b's token.
 func (c *Client) GetCard(ctx context.Context, b *protocol.Mailbox) ([]byte, error) {
-	r, err := c.depositor(b)
+	r, err := c.depositor(ctx, b)
 	if err != nil {
 		return nil, err
 	}
+	defer r.release()
 	resp, err := r.call(ctx, &protocol.RelayRequest{Op: protocol.RelayGetCard, Mailbox: b.ID, Token: b.Token}, nil, nil)
 	if err != nil {
 		return nil, err
@@ -255,10 +257,11 @@ func (c *Client) Deposit(ctx context.Context, b *protocol.Mailbox, sender *ident
 	if err != nil {
 		return fail(err)
 	}
-	r, err := c.depositor(b)
+	r, err := c.depositor(ctx, b)
 	if err != nil {
 		return fail(err)
 	}
+	defer r.release()
 	ctx, cancel := c.timeout(ctx)
 	defer cancel()
 	done := 0
@@ -367,10 +370,11 @@ func (c *Client) PutPrekeys(ctx context.Context, m *store.Mailbox, blobs [][]byt
 // TakePrekey takes one prekey blob from b's mailbox with b's token; the
 // relay hands each blob to one requester only.
 func (c *Client) TakePrekey(ctx context.Context, b *protocol.Mailbox) ([]byte, error) {
-	r, err := c.depositor(b)
+	r, err := c.depositor(ctx, b)
 	if err != nil {
 		return nil, err
 	}
+	defer r.release()
 	resp, err := r.call(ctx, &protocol.RelayRequest{Op: protocol.RelayTakePrekey, Mailbox: b.ID, Token: b.Token}, nil, nil)
 	if err != nil {
 		return nil, err

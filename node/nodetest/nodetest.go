@@ -21,12 +21,14 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
 	"go.uber.org/goleak"
 
 	"github.com/sealpost/sealpost/node/internal/clock"
 	"github.com/sealpost/sealpost/node/relay"
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
@@ -185,6 +187,10 @@ type RelayOptions struct {
 	// push of someone else's envelope), for tests of what its clients do
 	// about one (SignReceipt signs a lie). Zero: an honest relay.
 	Tamper Tamper
+	// Watch, if set, sees every request the relay reads on a relay
+	// stream, with the peer that sent it: what a relay learns of who
+	// does what. It must not block. Zero: not called.
+	Watch func(from peer.ID, req *protocol.RelayRequest)
 }
 
 // StartRelay starts a relay server, closed with the test.
@@ -202,8 +208,8 @@ func StartRelay(t testing.TB, o RelayOptions) *Relay {
 		o.Store = st
 	}
 	h := o.Host
-	if o.Tamper != nil {
-		h = &tamperHost{Host: h, tamper: o.Tamper}
+	if o.Tamper != nil || o.Watch != nil {
+		h = &tamperHost{Host: h, tamper: o.Tamper, watch: o.Watch}
 	}
 	srv, err := relay.New(relay.Config{Host: h, Store: o.Store, Resources: o.Resources, Clock: o.Clock})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/sealpost/sealpost/protocol"
@@ -35,10 +36,12 @@ func SignReceipt(t testing.TB, h host.Host, rc protocol.Receipt) []byte {
 }
 
 // tamperHost is a relay's host whose relay streams pass every response
-// the server writes through tamper before it leaves.
+// the server writes through tamper before it leaves (nil: as it is), and
+// every request it reads to watch (nil: not called).
 type tamperHost struct {
 	host.Host
 	tamper Tamper
+	watch  func(peer.ID, *protocol.RelayRequest)
 }
 
 // SetStreamHandler wraps the relay protocol's handler; others pass.
@@ -48,7 +51,7 @@ func (h *tamperHost) SetStreamHandler(pid libp2pproto.ID, handler network.Stream
 		return
 	}
 	h.Host.SetStreamHandler(pid, func(s network.Stream) {
-		handler(&tamperStream{Stream: s, tamper: h.tamper, reqs: map[uint64]*protocol.RelayRequest{}})
+		handler(&tamperStream{Stream: s, tamper: h.tamper, watch: h.watch, reqs: map[uint64]*protocol.RelayRequest{}})
 	})
 }
 
@@ -58,6 +61,7 @@ func (h *tamperHost) SetStreamHandler(pid libp2pproto.ID, handler network.Stream
 type tamperStream struct {
 	network.Stream
 	tamper Tamper
+	watch  func(peer.ID, *protocol.RelayRequest)
 
 	mu   sync.Mutex
 	in   []byte // read, not yet a whole frame
@@ -88,7 +92,13 @@ func (s *tamperStream) Read(p []byte) (int, error) {
 	s.in = append(s.in, p[:n]...)
 	frames(&s.in, func(body []byte) {
 		req := new(protocol.RelayRequest)
-		if req.Unmarshal(body) == nil && len(s.reqs) < maxTampered {
+		if req.Unmarshal(body) != nil {
+			return
+		}
+		if s.watch != nil {
+			s.watch(s.Conn().RemotePeer(), req)
+		}
+		if len(s.reqs) < maxTampered {
 			s.reqs[req.ID] = req
 		}
 	})
@@ -112,7 +122,9 @@ func (s *tamperStream) Write(p []byte) (int, error) {
 		if resp.Op != protocol.RelayPush && resp.Op != protocol.RelaySubscribe {
 			delete(s.reqs, resp.ID)
 		}
-		s.tamper(req, &resp)
+		if s.tamper != nil {
+			s.tamper(req, &resp)
+		}
 		var err error
 		if out, err = protocol.AppendFrame(out, &resp); err != nil && failed == nil {
 			failed = err
