@@ -185,6 +185,9 @@ func (c *Client) OpenAPI(ctx context.Context) (json.RawMessage, error) {
 func (c *Client) Events(ctx context.Context, fn func(Event) error) error {
 	resp, err := c.request(ctx, http.MethodGet, "/v1/events", nil)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	defer resp.Body.Close()
