@@ -183,15 +183,43 @@ func checkAll(t *testing.T, got []msg, texts []string) {
 	}
 }
 
-// received waits until r's inbox holds want messages and returns them.
-func received(t *testing.T, r *node, want int) []msg {
+// received waits until r's inbox holds want messages, then until nothing
+// more can arrive: every message s sent to contact shows delivered (s
+// deposits none again) and r's relays report holding nothing (r fetched
+// and acknowledged all that was deposited); it returns r's inbox then, so
+// a message shown twice is in it.
+func received(t *testing.T, s *node, contact string, r *node, want int) []msg {
 	t.Helper()
-	var got []msg
 	harness.Eventually(t, 30*time.Second, fmt.Sprintf("%s received %d messages", r.name, want), func() bool {
-		got = r.inbox()
-		return len(got) >= want
+		return len(r.inbox()) >= want
 	})
-	time.Sleep(300 * time.Millisecond) // nothing more, nothing twice
+	var ls struct {
+		Relays []struct {
+			Stored uint64 `json:"stored"`
+		} `json:"relays"`
+	}
+	harness.Eventually(t, 30*time.Second, "every message delivered and the relays empty", func() bool {
+		res := s.home.Run("--json", "messages", contact)
+		if res.Code != 0 {
+			return false
+		}
+		type sent struct {
+			State    string `json:"state"`
+			Outgoing bool   `json:"outgoing"`
+		}
+		for _, m := range harness.DecodeLines[sent](t, res.Stdout) {
+			if m.Outgoing && m.State != "delivered" && m.State != "read" {
+				return false
+			}
+		}
+		r.home.JSON(&ls, "relays", "ls")
+		for _, x := range ls.Relays {
+			if x.Stored != 0 {
+				return false
+			}
+		}
+		return true
+	})
 	return r.inbox()
 }
 
@@ -219,7 +247,7 @@ func TestOfflineDelivery(t *testing.T) {
 
 	start := time.Now()
 	r.start()
-	got := received(t, r, len(texts))
+	got := received(t, s, "rita-contact", r, len(texts))
 	relay.observe(connected)
 	t.Logf("%d messages received %v after the recipient started", len(got), time.Since(start).Round(time.Millisecond))
 	checkAll(t, got, texts)
@@ -282,7 +310,7 @@ func TestRelayKilledAfterReceipts(t *testing.T) {
 	relay.start()
 
 	r.start()
-	checkAll(t, received(t, r, len(texts)), texts)
+	checkAll(t, received(t, s, "rcpt", r, len(texts)), texts)
 }
 
 // TestRedundancy: R receives through two relays, one of which is down for
@@ -300,7 +328,7 @@ func TestRedundancy(t *testing.T) {
 
 	texts := sendMany(t, s, "rcpt", "redundant", 10)
 	r.start()
-	checkAll(t, received(t, r, len(texts)), texts)
+	checkAll(t, received(t, s, "rcpt", r, len(texts)), texts)
 
 	// id lists both relays; status and relays ls tell which one works.
 	for _, relay := range []*node{up, down} {
