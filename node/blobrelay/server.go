@@ -147,6 +147,13 @@ type Server struct {
 
 	locks [64]sync.Mutex // by a blob hash's first byte: see lock
 
+	// sweeping is held through a Sweep, so that one returns only after
+	// the files of the references it found gone are removed: a second
+	// sweep running beside it (the timer's, or an explicit one) would
+	// not find those references and could return before the first
+	// removed their files.
+	sweeping sync.Mutex
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -324,8 +331,11 @@ func (s *Server) sweepLoop() {
 }
 
 // Sweep removes the references past their expiry and those charged to
-// mailboxes that no longer exist (and the blobs left without one).
+// mailboxes that no longer exist (and the blobs left without one). A
+// Sweep called while another runs waits for it, then sweeps.
 func (s *Server) Sweep(ctx context.Context) error {
+	s.sweeping.Lock()
+	defer s.sweeping.Unlock()
 	for {
 		var refs []store.BlobRefKey
 		err := s.cfg.Store.View(ctx, func(tx *store.Tx) error {
