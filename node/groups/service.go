@@ -95,8 +95,6 @@ const (
 	// MaxInbound bounds the messages from the topic waiting for a group's
 	// goroutine (the rest is fetched from the log).
 	MaxInbound = 4096
-	// MaxOutstanding bounds the appends a group has in flight.
-	MaxOutstanding = 64
 	// keyPackageLifetime is how long a KeyPackage sent to an inviter is
 	// valid (PROTOCOL.md §12.7).
 	keyPackageLifetime = 7 * 24 * time.Hour
