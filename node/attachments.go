@@ -86,6 +86,9 @@ func (n *Node) startBlobs() error {
 		Logger:     n.log,
 		Clock:      n.clock,
 		Registerer: n.cfg.Registry,
+		// Blob uploads refused for a creator quota count with the
+		// relay's own.
+		QuotaRefused: n.relay.QuotaRefused,
 	})
 	if err != nil {
 		return fmt.Errorf("node: relay blobs: %w", err)

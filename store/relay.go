@@ -66,11 +66,21 @@ type RelayMailbox struct {
 	PrekeySeq uint64
 	Deleting  bool
 	// Quotas are the keys of the shared quotas the mailbox counts against
-	// (the relay's per-creator quotas; zero: none), set at creation: its
-	// envelopes' bytes count in each, and the mailbox itself while it
-	// exists.
+	// (the relay's per-creator quotas, indexed by RelayQuotaPeer and
+	// RelayQuotaSubnet; zero: none), set at creation: its envelopes'
+	// bytes count in each, its attachment blobs' bytes too (RelayBlobs),
+	// and the mailbox itself while it exists.
 	Quotas [2]RelayQuotaKey
 }
+
+// The creator quotas of RelayMailbox.Quotas, by index.
+const (
+	// RelayQuotaPeer is the quota of the peer that created the mailbox.
+	RelayQuotaPeer = iota
+	// RelayQuotaSubnet is the quota of the address range it was created
+	// from.
+	RelayQuotaSubnet
+)
 
 // relayMailboxVersion 2 adds Quotas; version 1 records have none.
 const relayMailboxVersion = 2
@@ -123,25 +133,33 @@ func (m *RelayMailbox) unmarshal(b []byte) error {
 type RelayQuotaKey [16]byte
 
 // RelayQuota is what the mailboxes counting against one quota hold: how
-// many of them exist, and the bytes of their envelopes.
+// many of them exist, the bytes of their envelopes, and the bytes of the
+// attachment blob references charged to them (each reference counts its
+// blob's size, as in BlobUsage).
 type RelayQuota struct {
 	Mailboxes uint64
 	Bytes     uint64
+	BlobBytes uint64
 }
 
-const relayQuotaVersion = 1
+// relayQuotaVersion 2 adds BlobBytes; version 1 records have none.
+const relayQuotaVersion = 2
 
 func (q *RelayQuota) marshal() []byte {
-	e := newEnc(relayQuotaVersion, 20)
+	e := newEnc(relayQuotaVersion, 30)
 	e.uvarint(q.Mailboxes)
 	e.uvarint(q.Bytes)
+	e.uvarint(q.BlobBytes)
 	return e.b
 }
 
 func (q *RelayQuota) unmarshal(b []byte) error {
-	d, _ := newDec("relay quota", b, relayQuotaVersion)
+	d, v := newDec("relay quota", b, 1, relayQuotaVersion)
 	q.Mailboxes = d.uvarint()
 	q.Bytes = d.uvarint()
+	if v >= 2 {
+		q.BlobBytes = d.uvarint()
+	}
 	return d.finish("relay quota")
 }
 
@@ -341,16 +359,19 @@ func (r Relay) changeQuotas(m *RelayMailbox, mailboxes int, bytes int64) error {
 		}
 		add(&q.Mailboxes, int64(mailboxes))
 		add(&q.Bytes, bytes)
-		if q == (RelayQuota{}) {
-			err = r.tx.del(key(tRelayQuota, k[:]))
-		} else {
-			err = r.tx.set(key(tRelayQuota, k[:]), q.marshal())
-		}
-		if err != nil {
+		if err := r.putQuota(k, q); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// putQuota writes quota k; a quota back at zero is removed.
+func (r Relay) putQuota(k RelayQuotaKey, q RelayQuota) error {
+	if q == (RelayQuota{}) {
+		return r.tx.del(key(tRelayQuota, k[:]))
+	}
+	return r.tx.set(key(tRelayQuota, k[:]), q.marshal())
 }
 
 // add adds d to *v, stopping at zero.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"reflect"
 	"testing"
@@ -34,7 +35,7 @@ func relayRecordSeeds() map[string][]relayRecord {
 			&RelayEnvelope{},
 		},
 		"quota": {
-			&RelayQuota{Mailboxes: 3, Bytes: 1 << 33},
+			&RelayQuota{Mailboxes: 3, Bytes: 1 << 33, BlobBytes: 1 << 34},
 			&RelayQuota{},
 		},
 		"totals": {
@@ -113,5 +114,91 @@ func TestRelayMailboxVersion1(t *testing.T) {
 	var got RelayMailbox
 	if err := got.unmarshal(b); err != nil || !reflect.DeepEqual(got, m) {
 		t.Errorf("version 1: %+v, %v", got, err)
+	}
+}
+
+// TestRelayQuotaVersion1: a quota stored before blob bytes were counted
+// has none.
+func TestRelayQuotaVersion1(t *testing.T) {
+	b := []byte{1, 3, 0x80, 0x40}
+	var got RelayQuota
+	if err := got.unmarshal(b); err != nil || got != (RelayQuota{Mailboxes: 3, Bytes: 1 << 13}) {
+		t.Errorf("version 1: %+v, %v", got, err)
+	}
+}
+
+// TestBlobUsageVersion1: the blob bytes of a mailbox stored before they
+// were charged to its creator quotas are charged with its next reference,
+// all of them, so that removing any reference later takes off what was
+// charged.
+func TestBlobUsageVersion1(t *testing.T) {
+	ctx := context.Background()
+	st := NewMemory()
+	defer st.Close()
+	peer, subnet := RelayQuotaKey{1}, RelayQuotaKey{2}
+	m := RelayMailbox{ID: protocol.MailboxID{7}, Quotas: [2]RelayQuotaKey{peer, subnet}}
+	old := RelayBlobRef{Hash: [32]byte{1}, ReadCapHash: [32]byte{2}, Mailbox: m.ID, Size: 700, StoredUntil: time.UnixMilli(1)}
+	err := st.Update(ctx, func(tx *Tx) error {
+		if err := tx.Relay().CreateMailbox(m); err != nil {
+			return err
+		}
+		if _, err := tx.RelayBlobs().AddBlobRef(old, nil); err != nil {
+			return err
+		}
+		// As an older program left them: a version 1 usage record, no
+		// blob bytes in the quotas.
+		if err := tx.set(relayBlobUsageKey(m.ID), []byte{1, 1, 0xbc, 0x05}); err != nil {
+			return err
+		}
+		for _, k := range m.Quotas {
+			if err := tx.Relay().putQuota(k, RelayQuota{Mailboxes: 1}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quotas := func() (q [2]RelayQuota) {
+		t.Helper()
+		err := st.View(ctx, func(tx *Tx) error {
+			for i, k := range m.Quotas {
+				var err error
+				if q[i], err = tx.Relay().Quota(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}
+	var seen BlobCharge
+	err = st.Update(ctx, func(tx *Tx) error {
+		_, err := tx.RelayBlobs().AddBlobRef(RelayBlobRef{Hash: [32]byte{3}, ReadCapHash: [32]byte{4}, Mailbox: m.ID, Size: 300, StoredUntil: time.UnixMilli(1)},
+			func(c *BlobCharge) error { seen = *c; return nil })
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (RelayQuota{Mailboxes: 1, BlobBytes: 700}); seen.Creator != [2]RelayQuota{want, want} || seen.Usage.Quotas != m.Quotas {
+		t.Errorf("the check saw %+v", seen)
+	}
+	if want := (RelayQuota{Mailboxes: 1, BlobBytes: 1000}); quotas() != [2]RelayQuota{want, want} {
+		t.Errorf("after the next reference: %+v", quotas())
+	}
+	err = st.Update(ctx, func(tx *Tx) error {
+		_, err := tx.RelayBlobs().RemoveBlobRef(BlobRefKey{old.Hash, old.ReadCapHash})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (RelayQuota{Mailboxes: 1, BlobBytes: 300}); quotas() != [2]RelayQuota{want, want} {
+		t.Errorf("after the older reference went: %+v", quotas())
 	}
 }

@@ -16,7 +16,9 @@ import (
 // collection after every expiry, while a file is written once and unlinked
 // once. One blob is stored once, however many references it has; each
 // reference (a writer's upload for one mailbox) has its own capabilities,
-// expiry and readers, and is charged to its mailbox's blob quota.
+// expiry and readers, and is charged to its mailbox's blob quota and to
+// the creator quotas of that mailbox (RelayMailbox.Quotas), so that one
+// client's mailboxes together hold a bounded part of the blob store.
 //
 //	tRelayBlob         hash(32)                    -> RelayBlob
 //	tRelayBlobRef      hash(32) readcap(32)        -> RelayBlobRef
@@ -104,22 +106,53 @@ func (r *RelayBlobRef) unmarshal(v []byte) error {
 // pays its own quota).
 type BlobUsage struct {
 	Count, Bytes uint64
+	// Quotas are the creator quotas Bytes are charged to (set by the
+	// store from the mailbox's when the usage begins, so that references
+	// outliving their mailbox are taken off the right quotas; zero for
+	// none, and for usage begun before blob bytes were charged).
+	Quotas [2]RelayQuotaKey
 }
 
-const blobUsageVersion = 1
+// blobUsageVersion 2 adds Quotas; version 1 records have none.
+const blobUsageVersion = 2
 
 func (u *BlobUsage) marshal() []byte {
-	e := newEnc(blobUsageVersion, 20)
+	e := newEnc(blobUsageVersion, 52)
 	e.uvarint(u.Count)
 	e.uvarint(u.Bytes)
+	for _, q := range u.Quotas {
+		e.fixed(q[:])
+	}
 	return e.b
 }
 
 func (u *BlobUsage) unmarshal(v []byte) error {
-	d, _ := newDec("blob usage", v, blobUsageVersion)
+	d, ver := newDec("blob usage", v, 1, blobUsageVersion)
 	u.Count = d.uvarint()
 	u.Bytes = d.uvarint()
+	if ver >= 2 {
+		for i := range u.Quotas {
+			d.fixed(u.Quotas[i][:])
+		}
+	}
 	return d.finish("blob usage")
+}
+
+// BlobCharge is what one more reference to a blob for a mailbox is
+// checked against, as it is before the reference is added.
+type BlobCharge struct {
+	// Usage is the mailbox's, its Quotas set to the creator quotas the
+	// reference will be charged to.
+	Usage BlobUsage
+	// Creator holds those quotas (zero where Usage.Quotas has no key),
+	// counting the mailbox's blob bytes not charged to them yet (usage
+	// begun before blob bytes were charged: the next reference charges
+	// them all).
+	Creator [2]RelayQuota
+	// Totals are the relay's.
+	Totals RelayBlobTotals
+	// Stored: the blob is stored already (another reference holds it).
+	Stored bool
 }
 
 // RelayBlobTotals are the relay's blob counts: the blobs stored (once
@@ -204,7 +237,7 @@ func (s RelayBlobs) Usage(mb protocol.MailboxID) (BlobUsage, error) {
 }
 
 func (s RelayBlobs) putUsage(mb protocol.MailboxID, u BlobUsage) error {
-	if u == (BlobUsage{}) {
+	if u.Count == 0 && u.Bytes == 0 {
 		return s.tx.del(relayBlobUsageKey(mb))
 	}
 	return s.tx.set(relayBlobUsageKey(mb), u.marshal())
@@ -217,17 +250,60 @@ func (s RelayBlobs) Totals() (RelayBlobTotals, error) {
 	return t, err
 }
 
+// Charge returns what one more reference to blob h for mailbox mb would
+// be checked against now (AddBlobRef's check sees the same).
+func (s RelayBlobs) Charge(mb protocol.MailboxID, h [32]byte) (BlobCharge, error) {
+	c, _, err := s.charge(mb, h)
+	return c, err
+}
+
+// charge is Charge, with the blob's record when it is stored.
+func (s RelayBlobs) charge(mb protocol.MailboxID, h [32]byte) (BlobCharge, RelayBlob, error) {
+	var c BlobCharge
+	b, err := s.Blob(h)
+	c.Stored = err == nil
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return c, b, err
+	}
+	if c.Usage, err = s.Usage(mb); err != nil {
+		return c, b, err
+	}
+	var uncharged uint64
+	if c.Usage.Quotas == ([2]RelayQuotaKey{}) {
+		m, err := s.tx.Relay().Mailbox(mb)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			// No mailbox record (its references are swept): no quotas.
+		case err != nil:
+			return c, b, err
+		default:
+			c.Usage.Quotas, uncharged = m.Quotas, c.Usage.Bytes
+		}
+	}
+	for i, k := range c.Usage.Quotas {
+		if k == (RelayQuotaKey{}) {
+			continue
+		}
+		if c.Creator[i], err = s.tx.Relay().Quota(k); err != nil {
+			return c, b, err
+		}
+		c.Creator[i].BlobBytes += uncharged
+	}
+	c.Totals, err = s.Totals()
+	return c, b, err
+}
+
 // AddBlobRef stores reference r (its Readers: at least 1), and the blob
 // record if this is the blob's first reference: the caller has stored the
 // blob's bytes durably before, and r.Size is their size. It charges r.Size
-// to r.Mailbox's usage. ErrExists: the reference is already stored (it is
-// returned; an upload whose answer was lost, or a second writer with the
-// same read capability, which the caller tells apart by WriteCapHash).
-// ErrInvalid: r.Size differs from the stored blob's. check, if not nil,
-// sees the mailbox's usage, the totals and whether the blob is already
-// stored, as they are before the reference is added (what a quota check
-// needs); if it returns an error, nothing is written.
-func (s RelayBlobs) AddBlobRef(r RelayBlobRef, check func(u *BlobUsage, t *RelayBlobTotals, stored bool) error) (RelayBlobRef, error) {
+// to r.Mailbox's usage and to the mailbox's creator quotas. ErrExists: the
+// reference is already stored (it is returned; an upload whose answer was
+// lost, or a second writer with the same read capability, which the
+// caller tells apart by WriteCapHash). ErrInvalid: r.Size differs from the
+// stored blob's. check, if not nil, sees the charge as it is before the
+// reference is added (what a quota check needs); if it returns an error,
+// nothing is written.
+func (s RelayBlobs) AddBlobRef(r RelayBlobRef, check func(c *BlobCharge) error) (RelayBlobRef, error) {
 	k := BlobRefKey{r.Hash, r.ReadCapHash}
 	if r.Size == 0 || r.Mailbox == (protocol.MailboxID{}) {
 		return r, fmt.Errorf("relay blob reference: %w: size %d, mailbox %x", ErrInvalid, r.Size, r.Mailbox[:4])
@@ -237,28 +313,20 @@ func (s RelayBlobs) AddBlobRef(r RelayBlobRef, check func(u *BlobUsage, t *Relay
 	} else if !errors.Is(err, ErrNotFound) {
 		return r, err
 	}
-	b, err := s.Blob(r.Hash)
-	stored := err == nil
-	if err != nil && !errors.Is(err, ErrNotFound) {
+	c, b, err := s.charge(r.Mailbox, r.Hash)
+	if err != nil {
 		return r, err
 	}
-	if stored && b.Size != r.Size {
+	if c.Stored && b.Size != r.Size {
 		return r, fmt.Errorf("relay blob %x: %w: size %d, stored %d", r.Hash[:4], ErrInvalid, r.Size, b.Size)
 	}
-	u, err := s.Usage(r.Mailbox)
-	if err != nil {
-		return r, err
-	}
-	t, err := s.Totals()
-	if err != nil {
-		return r, err
-	}
 	if check != nil {
-		if err := check(&u, &t, stored); err != nil {
+		if err := check(&c); err != nil {
 			return r, err
 		}
 	}
-	if !stored {
+	t, u := c.Totals, c.Usage
+	if !c.Stored {
 		b = RelayBlob{Hash: r.Hash, Size: r.Size, StoredAt: r.CreatedAt}
 		t.Blobs++
 		t.Bytes += r.Size
@@ -267,6 +335,16 @@ func (s RelayBlobs) AddBlobRef(r RelayBlobRef, check func(u *BlobUsage, t *Relay
 	t.Refs++
 	u.Count++
 	u.Bytes += r.Size
+	for i, k := range u.Quotas {
+		if k == (RelayQuotaKey{}) {
+			continue
+		}
+		q := c.Creator[i]
+		q.BlobBytes += r.Size
+		if err := s.tx.Relay().putQuota(k, q); err != nil {
+			return r, err
+		}
+	}
 	r.Readers = max(r.Readers, 1)
 	for _, kv := range []struct{ k, v []byte }{
 		{relayBlobKey(r.Hash), b.marshal()},
@@ -282,7 +360,8 @@ func (s RelayBlobs) AddBlobRef(r RelayBlobRef, check func(u *BlobUsage, t *Relay
 	return r, s.putUsage(r.Mailbox, u)
 }
 
-// RemoveBlobRef deletes reference k and takes it off its mailbox's usage.
+// RemoveBlobRef deletes reference k and takes it off its mailbox's usage
+// and the creator quotas that usage is charged to.
 // It reports whether that was the blob's last reference: the blob record
 // is deleted too, and the caller unlinks the blob's file once this
 // transaction has committed. A missing reference is ErrNotFound.
@@ -304,6 +383,19 @@ func (s RelayBlobs) RemoveBlobRef(k BlobRefKey) (last bool, err error) {
 	sub(&u.Bytes, r.Size)
 	if err := s.putUsage(r.Mailbox, u); err != nil {
 		return false, err
+	}
+	for _, qk := range u.Quotas {
+		if qk == (RelayQuotaKey{}) {
+			continue
+		}
+		q, err := s.tx.Relay().Quota(qk)
+		if err != nil {
+			return false, err
+		}
+		sub(&q.BlobBytes, r.Size)
+		if err := s.tx.Relay().putQuota(qk, q); err != nil {
+			return false, err
+		}
 	}
 	t, err := s.Totals()
 	if err != nil {

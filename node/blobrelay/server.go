@@ -5,7 +5,8 @@
 // A blob is stored once, as a file named by its SHA-256 (store/blobfs);
 // each upload of it is a reference in the store (store.RelayBlobs) with its
 // own capabilities (the relay keeps only their hashes), the mailbox whose
-// blob quota it is charged to, its readers and its expiry (the relay's
+// blob quota it is charged to (and the quotas of that mailbox's creator:
+// its peer and address range), its readers and its expiry (the relay's
 // envelope TTL). Uploads need a deposit token of that mailbox, like
 // deposits, and the same client keys send them (node/mailbox), so the
 // relay learns which mailbox a blob is for, its padded size and when it
@@ -56,6 +57,15 @@ type Resources struct {
 	// blob is stored once for several). Over it: mailbox_quota.
 	MailboxMaxBytes uint64
 	MailboxMaxCount uint64
+	// PeerMaxBytes and SubnetMaxBytes bound the blob bytes the mailboxes
+	// made by one peer, and by the peers of one address range, hold
+	// together (the relay's creator quotas, node/relay: a mailbox counts
+	// in those of the peer and range that created it, whoever uploads
+	// into it), so that one client, however many mailboxes it makes,
+	// cannot fill the blob store (store_full) for everybody. Over it:
+	// mailbox_quota.
+	PeerMaxBytes   uint64
+	SubnetMaxBytes uint64
 	// StoreMaxBytes bounds the bytes of all blobs (each stored once).
 	// Over it: store_full.
 	StoreMaxBytes uint64
@@ -83,12 +93,16 @@ type Resources struct {
 	MaxPending int
 }
 
-// DefaultResources are the limits of a relay profile.
+// DefaultResources are the limits of a relay profile. A device makes one
+// mailbox per relay, with a peer of its own: a peer's mailboxes may hold
+// what one mailbox may; an address range may hold an eighth of the store.
 func DefaultResources() Resources {
 	return Resources{
 		MaxBlob:           attachment.MaxBlobSize,
 		MailboxMaxBytes:   1 << 30,
 		MailboxMaxCount:   16384,
+		PeerMaxBytes:      1 << 30,
+		SubnetMaxBytes:    5 << 29,
 		StoreMaxBytes:     20 << 30,
 		MinFreeDisk:       1 << 30,
 		TTL:               14 * 24 * time.Hour,
@@ -108,6 +122,8 @@ func (r Resources) Validate() error {
 		return fmt.Errorf("blobrelay: max blob %d, want 1 to %d", r.MaxBlob, attachment.MaxBlobSize)
 	case r.MailboxMaxBytes == 0 || r.MailboxMaxCount == 0 || r.StoreMaxBytes == 0:
 		return errors.New("blobrelay: zero quota")
+	case r.PeerMaxBytes < uint64(r.MaxBlob) || r.SubnetMaxBytes < uint64(r.MaxBlob):
+		return fmt.Errorf("blobrelay: peer and subnet blob bytes %d and %d, want at least the largest blob (%d)", r.PeerMaxBytes, r.SubnetMaxBytes, r.MaxBlob)
 	case r.TTL <= 0 || r.SweepInterval <= 0 || r.StreamIdle <= 0 || r.WriteTimeout <= 0:
 		return errors.New("blobrelay: zero duration")
 	case r.MaxStreamsPerPeer <= 0 || r.MaxStreams < r.MaxStreamsPerPeer || r.MaxPending <= 0:
@@ -134,6 +150,12 @@ type Config struct {
 	Clock clock.Clock
 	// Registerer gets the Prometheus metrics. Zero: not registered.
 	Registerer prometheus.Registerer
+	// QuotaRefused is called with the name of the creator quota
+	// (blob_peer_bytes, blob_subnet_bytes) of each upload refused for
+	// it: a node passes its relay's (node/relay.Server.QuotaRefused),
+	// which counts it with the envelopes' in one metric. Zero: counted
+	// only in the service's rejections (mailbox_quota).
+	QuotaRefused func(quota string)
 }
 
 // Server is the relay's blob service. Its methods are safe for concurrent

@@ -200,19 +200,12 @@ func (s *Server) precheck(req *protocol.BlobRequest) (protocol.Code, bool) {
 		if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		stored, err = tx.RelayBlobs().HasBlob(req.Hash)
+		c, err := tx.RelayBlobs().Charge(req.Mailbox, req.Hash)
 		if err != nil {
 			return err
 		}
-		u, err := tx.RelayBlobs().Usage(req.Mailbox)
-		if err != nil {
-			return err
-		}
-		t, err := tx.RelayBlobs().Totals()
-		if err != nil {
-			return err
-		}
-		return s.quota(&u, &t, stored, uint64(req.Size))
+		stored = c.Stored
+		return s.quota(&c, uint64(req.Size))
 	})
 	if err != nil {
 		return codeOf(s, err), stored
@@ -238,13 +231,26 @@ func checkToken(tx *store.Tx, req *protocol.BlobRequest) error {
 }
 
 // quota checks one more reference of size bytes against the mailbox's
-// quota and, for a blob not stored yet, the relay's total and its disk.
-func (s *Server) quota(u *store.BlobUsage, t *store.RelayBlobTotals, stored bool, size uint64) error {
-	if u.Count+1 > s.res.MailboxMaxCount || u.Bytes+size > s.res.MailboxMaxBytes {
+// quota, its creator's quotas and, for a blob not stored yet, the relay's
+// total and its disk.
+func (s *Server) quota(c *store.BlobCharge, size uint64) error {
+	if u := &c.Usage; u.Count+1 > s.res.MailboxMaxCount || u.Bytes+size > s.res.MailboxMaxBytes {
 		return protocol.ErrMailboxQuota
 	}
-	if !stored {
-		if t.Bytes+size > s.res.StoreMaxBytes {
+	for i, k := range c.Usage.Quotas {
+		if k == (store.RelayQuotaKey{}) {
+			continue
+		}
+		limit, name, who := s.res.PeerMaxBytes, "blob_peer_bytes", "peer"
+		if i == store.RelayQuotaSubnet {
+			limit, name, who = s.res.SubnetMaxBytes, "blob_subnet_bytes", "address range"
+		}
+		if held := c.Creator[i].BlobBytes; held+size > limit {
+			return quotaRefusal{fmt.Errorf("%w: the mailboxes made by its %s hold %d bytes of blobs", protocol.ErrMailboxQuota, who, held), name}
+		}
+	}
+	if !c.Stored {
+		if t := &c.Totals; t.Bytes+size > s.res.StoreMaxBytes {
 			return protocol.ErrStoreFull
 		}
 		if free, ok := disk.Free(s.cfg.Blobs.Root()); ok && free < size+s.res.MinFreeDisk {
@@ -254,9 +260,22 @@ func (s *Server) quota(u *store.BlobUsage, t *store.RelayBlobTotals, stored bool
 	return nil
 }
 
-// codeOf maps an error of a check or commit to its wire code; an error
-// that is none of the protocol's is logged and answered internal.
+// quotaRefusal is a refusal for a creator quota, with the quota's name.
+type quotaRefusal struct {
+	err   error
+	quota string
+}
+
+func (r quotaRefusal) Error() string { return r.err.Error() }
+func (r quotaRefusal) Unwrap() error { return r.err }
+
+// codeOf maps an error of a check or commit to its wire code (counting a
+// creator quota's refusal); an error that is none of the protocol's is
+// logged and answered internal.
 func codeOf(s *Server, err error) protocol.Code {
+	if qr, ok := errors.AsType[quotaRefusal](err); ok && s.cfg.QuotaRefused != nil {
+		s.cfg.QuotaRefused(qr.quota)
+	}
 	code := disk.CodeOf(err)
 	if code == protocol.CodeInternal && !errors.Is(err, context.Canceled) {
 		s.log.Error("blobrelay: request failed", "err", err)
@@ -356,12 +375,12 @@ func (s *Server) put(it *item) (int64, error) {
 			}
 		}
 		var err error
-		got, err = tx.RelayBlobs().AddBlobRef(ref, func(u *store.BlobUsage, t *store.RelayBlobTotals, stored bool) error {
-			if !stored && !fresh && !s.cfg.Blobs.Has(req.Hash) {
+		got, err = tx.RelayBlobs().AddBlobRef(ref, func(c *store.BlobCharge) error {
+			if !c.Stored && !fresh && !s.cfg.Blobs.Has(req.Hash) {
 				// Read and dropped as stored, and removed since.
 				return protocol.ErrNotFound
 			}
-			return s.quota(u, t, stored, ref.Size)
+			return s.quota(c, ref.Size)
 		})
 		return err
 	})

@@ -6,7 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/sealpost/sealpost/node/blobrelay"
 )
 
 func TestConfigRoundTrip(t *testing.T) {
@@ -123,11 +124,16 @@ func TestFilesOptions(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, err := r.BlobResources()
-	if err != nil || b.StoreMaxBytes != 20<<30 || b.TTL != 14*24*time.Hour {
+	if err != nil || b != blobrelay.DefaultResources() {
 		t.Errorf("relay blob limits: %+v, %v", b, err)
 	}
 	r.Relay.BlobStoreMaxBytes = 5 << 30
-	if b, err := r.BlobResources(); err != nil || b.StoreMaxBytes != 5<<30 {
-		t.Errorf("blob_store_max_bytes: %+v, %v", b, err)
+	r.Relay.BlobPeerMaxBytes, r.Relay.BlobSubnetMaxBytes = 1<<28, 1<<29
+	if b, err := r.BlobResources(); err != nil || b.StoreMaxBytes != 5<<30 || b.PeerMaxBytes != 1<<28 || b.SubnetMaxBytes != 1<<29 {
+		t.Errorf("blob_store_max_bytes, blob_peer_max_bytes, blob_subnet_max_bytes: %+v, %v", b, err)
+	}
+	r.Relay.BlobPeerMaxBytes = 1 << 10
+	if _, err := r.BlobResources(); err == nil {
+		t.Error("blob_peer_max_bytes under the largest blob accepted")
 	}
 }

@@ -43,6 +43,8 @@ type RelayConfig struct {
 
 	BlobMailboxMaxBytes uint64 `toml:"blob_mailbox_max_bytes" comment:"Attachment blobs one mailbox may hold at once, in bytes (each upload counts\nits blob's size, even when the blob is stored once for several). Over it:\nmailbox_quota."`
 	BlobMailboxMaxCount uint64 `toml:"blob_mailbox_max_count" comment:"Attachment blobs one mailbox may hold at once. Over it: mailbox_quota."`
+	BlobPeerMaxBytes    uint64 `toml:"blob_peer_max_bytes" comment:"Attachment blob bytes the mailboxes one peer made may hold together. Over it:\nmailbox_quota."`
+	BlobSubnetMaxBytes  uint64 `toml:"blob_subnet_max_bytes" comment:"Attachment blob bytes the mailboxes made from one address range may hold\ntogether. Over it: mailbox_quota."`
 	BlobStoreMaxBytes   uint64 `toml:"blob_store_max_bytes" comment:"All attachment blobs the relay keeps (HOME/blobs, each blob once), in bytes.\nOver it: store_full."`
 	BlobMinFreeDisk     uint64 `toml:"blob_min_free_disk" comment:"Free bytes the disk of HOME/blobs keeps: an upload that would leave less is\nrefused with store_full before anything is written."`
 }
@@ -89,6 +91,7 @@ func RelayConfigOf(r relay.Resources) RelayConfig {
 // setBlobs sets the blob keys of c from b.
 func (c *RelayConfig) setBlobs(b blobrelay.Resources) {
 	c.BlobMailboxMaxBytes, c.BlobMailboxMaxCount = b.MailboxMaxBytes, b.MailboxMaxCount
+	c.BlobPeerMaxBytes, c.BlobSubnetMaxBytes = b.PeerMaxBytes, b.SubnetMaxBytes
 	c.BlobStoreMaxBytes, c.BlobMinFreeDisk = b.StoreMaxBytes, b.MinFreeDisk
 }
 
@@ -104,6 +107,8 @@ func (c RelayConfig) BlobResources() (blobrelay.Resources, error) {
 	b.TTL = r.TTL
 	setNonZero(&b.MailboxMaxBytes, c.BlobMailboxMaxBytes)
 	setNonZero(&b.MailboxMaxCount, c.BlobMailboxMaxCount)
+	setNonZero(&b.PeerMaxBytes, c.BlobPeerMaxBytes)
+	setNonZero(&b.SubnetMaxBytes, c.BlobSubnetMaxBytes)
 	setNonZero(&b.StoreMaxBytes, c.BlobStoreMaxBytes)
 	setNonZero(&b.MinFreeDisk, c.BlobMinFreeDisk)
 	if err := b.Validate(); err != nil {

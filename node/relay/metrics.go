@@ -65,7 +65,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		quotas: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sealpost_relay_quota_refusals_total",
-			Help: "Mailbox creations and deposits refused for a quota of the mailbox's creator: peer_mailboxes, subnet_mailboxes (too_many_mailboxes), peer_bytes, subnet_bytes (mailbox_quota).",
+			Help: "Mailbox creations, deposits and blob uploads refused for a quota of the mailbox's creator: peer_mailboxes, subnet_mailboxes (too_many_mailboxes), peer_bytes, subnet_bytes, blob_peer_bytes, blob_subnet_bytes (mailbox_quota).",
 		}, []string{"quota"}),
 		deposits:      counter("sealpost_relay_deposits_total", "Envelopes stored (each answered with a custody receipt)."),
 		depositBytes:  counter("sealpost_relay_deposit_bytes_total", "Bytes of the envelopes stored."),
@@ -140,7 +140,12 @@ func (m *metrics) reject(reason string) {
 	m.rejMu.Unlock()
 }
 
-// quotaRefused counts a refusal for the creator quota named q (quota.go).
+// QuotaRefused counts a refusal for the creator quota named q: the
+// relay's own (quota.go), and those of the attachment blobs its mailboxes
+// hold (node/blobrelay: blob_peer_bytes, blob_subnet_bytes), in
+// sealpost_relay_quota_refusals_total and Stats.
+func (s *Server) QuotaRefused(q string) { s.met.quotaRefused(q) }
+
 func (m *metrics) quotaRefused(q string) {
 	m.quotas.WithLabelValues(q).Inc()
 	m.rejMu.Lock()
@@ -231,9 +236,10 @@ type Stats struct {
 	// Rejections counts refused requests by reason (wire code names)
 	// since the relay started.
 	Rejections map[string]uint64 `json:"rejections"`
-	// QuotaRefusals counts, of those, the ones for a quota of a mailbox's
-	// creator (peer_mailboxes, subnet_mailboxes, peer_bytes,
-	// subnet_bytes).
+	// QuotaRefusals counts, of those and of the attachment blob uploads
+	// refused, the ones for a quota of a mailbox's creator
+	// (peer_mailboxes, subnet_mailboxes, peer_bytes, subnet_bytes,
+	// blob_peer_bytes, blob_subnet_bytes).
 	QuotaRefusals map[string]uint64 `json:"quota_refusals"`
 	Streams       int               `json:"streams"`
 	Subscriptions int               `json:"subscriptions"`

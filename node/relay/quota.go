@@ -20,14 +20,15 @@ import (
 // with a secret of its own (from its host key), so that the store names
 // no peer ID or address.
 
-// The quotas of a mailbox, in store.RelayMailbox.Quotas.
+// The quotas of a mailbox, in store.RelayMailbox.Quotas. Its attachment
+// blobs count in them too, with limits of their own (node/blobrelay).
 const (
-	quotaPeer = iota
-	quotaSubnet
+	quotaPeer   = store.RelayQuotaPeer
+	quotaSubnet = store.RelayQuotaSubnet
 )
 
 // quotaNames name the quotas in refusals and metrics: the mailbox count
-// and the bytes of each.
+// and the envelope bytes of each.
 var quotaNames = [2][2]string{
 	quotaPeer:   {"peer_mailboxes", "peer_bytes"},
 	quotaSubnet: {"subnet_mailboxes", "subnet_bytes"},

@@ -53,8 +53,8 @@ func testRelayBlobs(t *testing.T, st store.Store) {
 	b1 := blobRef(2, 12, 1, 500)
 	b1.StoredUntil = T0.Add(time.Minute)
 	var stored []bool
-	check := func(u *store.BlobUsage, tot *store.RelayBlobTotals, s bool) error {
-		stored = append(stored, s)
+	check := func(c *store.BlobCharge) error {
+		stored = append(stored, c.Stored)
 		return nil
 	}
 	update(t, st, func(tx *store.Tx) error {
@@ -100,7 +100,7 @@ func testRelayBlobs(t *testing.T, st store.Store) {
 	}
 	quota := errors.New("quota")
 	err = st.Update(ctx, func(tx *store.Tx) error {
-		_, err := tx.RelayBlobs().AddBlobRef(blobRef(3, 14, 3, 10), func(*store.BlobUsage, *store.RelayBlobTotals, bool) error { return quota })
+		_, err := tx.RelayBlobs().AddBlobRef(blobRef(3, 14, 3, 10), func(*store.BlobCharge) error { return quota })
 		return err
 	})
 	if !errors.Is(err, quota) {

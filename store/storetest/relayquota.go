@@ -3,12 +3,14 @@ package storetest
 import (
 	"testing"
 
+	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
 
 // testRelayQuotas: the shared quotas of a creator's mailboxes count the
-// mailboxes while they exist and their envelopes' bytes, in the same
-// transactions as the data.
+// mailboxes while they exist, their envelopes' bytes and their blob
+// references' bytes, in the same transactions as the data; a mailbox's
+// blob references are taken off its quotas after the mailbox is gone.
 func testRelayQuotas(t *testing.T, st store.Store) {
 	peer, subnet := store.RelayQuotaKey{1}, store.RelayQuotaKey{2}
 	check := func(k store.RelayQuotaKey, want store.RelayQuota) {
@@ -58,6 +60,39 @@ func testRelayQuotas(t *testing.T, st store.Store) {
 	})
 	check(peer, store.RelayQuota{Mailboxes: 1, Bytes: 512})
 	check(subnet, store.RelayQuota{Mailboxes: 2, Bytes: 512 + 2048})
+
+	// Blob references: a's and b's in their quotas, c's in none.
+	refs := []store.RelayBlobRef{blobRef(1, 10, 1, 1000), blobRef(2, 11, 1, 500), blobRef(1, 12, 2, 1000), blobRef(3, 13, 3, 300)}
+	var charges []store.BlobCharge
+	update(t, st, func(tx *store.Tx) error {
+		for _, r := range refs {
+			_, err := tx.RelayBlobs().AddBlobRef(r, func(c *store.BlobCharge) error {
+				charges = append(charges, *c)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	equal(t, "the charges seen by the checks", charges, []store.BlobCharge{
+		{Usage: store.BlobUsage{Quotas: a.Quotas}, Creator: [2]store.RelayQuota{{Mailboxes: 1, Bytes: 512}, {Mailboxes: 2, Bytes: 512 + 2048}}},
+		{Usage: store.BlobUsage{Count: 1, Bytes: 1000, Quotas: a.Quotas}, Creator: [2]store.RelayQuota{{Mailboxes: 1, Bytes: 512, BlobBytes: 1000}, {Mailboxes: 2, Bytes: 512 + 2048, BlobBytes: 1000}},
+			Totals: store.RelayBlobTotals{Blobs: 1, Bytes: 1000, Refs: 1}},
+		{Usage: store.BlobUsage{Quotas: b.Quotas}, Creator: [2]store.RelayQuota{{}, {Mailboxes: 2, Bytes: 512 + 2048, BlobBytes: 1500}},
+			Totals: store.RelayBlobTotals{Blobs: 2, Bytes: 1500, Refs: 2}, Stored: true},
+		{Totals: store.RelayBlobTotals{Blobs: 2, Bytes: 1500, Refs: 3}},
+	})
+	check(peer, store.RelayQuota{Mailboxes: 1, Bytes: 512, BlobBytes: 1500})
+	check(subnet, store.RelayQuota{Mailboxes: 2, Bytes: 512 + 2048, BlobBytes: 2500})
+	update(t, st, func(tx *store.Tx) error {
+		_, err := tx.RelayBlobs().RemoveBlobRef(refKey(refs[1]))
+		return err
+	})
+	check(peer, store.RelayQuota{Mailboxes: 1, Bytes: 512, BlobBytes: 1000})
+	check(subnet, store.RelayQuota{Mailboxes: 2, Bytes: 512 + 2048, BlobBytes: 2000})
+
 	for _, m := range []store.RelayMailbox{a, b} {
 		update(t, st, func(tx *store.Tx) error {
 			for {
@@ -68,6 +103,29 @@ func testRelayQuotas(t *testing.T, st store.Store) {
 			}
 		})
 	}
+	// The mailboxes are gone; their blob references stay charged until
+	// they are removed (the relay's sweep).
+	check(peer, store.RelayQuota{BlobBytes: 1000})
+	check(subnet, store.RelayQuota{BlobBytes: 2000})
+	update(t, st, func(tx *store.Tx) error {
+		for _, r := range refs[2:] {
+			if _, err := tx.RelayBlobs().RemoveBlobRef(refKey(r)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	check(peer, store.RelayQuota{BlobBytes: 1000})
+	check(subnet, store.RelayQuota{BlobBytes: 1000})
+	update(t, st, func(tx *store.Tx) error {
+		_, err := tx.RelayBlobs().RemoveBlobRef(refKey(refs[0]))
+		return err
+	})
 	check(peer, store.RelayQuota{})
 	check(subnet, store.RelayQuota{})
+	view(t, st, func(tx *store.Tx) error {
+		boxes, err := tx.RelayBlobs().Mailboxes(protocol.MailboxID{}, 0)
+		equal(t, "mailboxes with blob references", len(boxes), 0)
+		return err
+	})
 }
