@@ -277,3 +277,97 @@ func TestQuietMemberPolls(t *testing.T) {
 	}
 	follows(t, ctx, a, b, group, epoch, "while the relay is quiet")
 }
+
+// TestReceiptOutOfReach: a member that cannot reach the sender's device
+// (every connection between them refused) sends its receipt through the
+// group after a few tries, and the sender, reading the log, sees the
+// message delivered.
+func TestReceiptOutOfReach(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a, b, _, gate, group := proxiedPair(t, ctx, nil)
+	cut(a, b, gate)
+	r, err := b.Groups().Send(ctx, group, "to an admin out of reach")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := groups.ParseMessageID(r.ID)
+	if res, err := b.Groups().WaitState(ctx, id, groups.StateDelivered); err != nil || len(res.Members) != 1 {
+		t.Fatalf("wait delivered: %v (%+v)", err, res)
+	}
+	if got := labelled(t, a, "sealpost_groups_receipts_total", "way", "group"); got < 1 {
+		t.Errorf("a sent %v receipts through the group, want at least 1", got)
+	}
+	if got := labelled(t, a, "sealpost_groups_receipts_total", "way", "direct"); got != 0 {
+		t.Errorf("a sent %v receipts straight to b, through a refused connection", got)
+	}
+}
+
+// TestReceiptFromStranger: receipts on the receipt protocol from a device
+// that is no member's are refused wrong_sender and count for nothing; an
+// unknown group is not_found; a frame that does not decode gets its error.
+func TestReceiptFromStranger(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a, b, _, gate, group := proxiedPair(t, ctx, nil)
+	cut(a, b, gate) // a's own receipt cannot reach b meanwhile
+	r, err := b.Groups().Send(ctx, group, "pending at a stranger's word")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := groups.ParseMessageID(r.ID)
+	gid, _ := groups.ParseGroupID(group)
+	stranger, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	ai, err := peer.AddrInfoFromString(b.Info().Addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stranger.Connect(ctx, *ai); err != nil {
+		t.Fatal(err)
+	}
+	send := func(frame []byte) (protocol.Ack, error) {
+		s, err := stranger.NewStream(ctx, ai.ID, libp2pproto.ID(protocol.GroupReceiptProtocol))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if _, err := s.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		var ack protocol.Ack
+		err = protocol.NewFrameReader(s, protocol.MaxGroupReceipt).Read(&ack)
+		return ack, err
+	}
+	receipt := func(g protocol.GroupID) []byte {
+		b, err := protocol.AppendFrame(nil, &protocol.GroupReceipt{Group: g, Covers: []protocol.MessageID{id}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if ack, err := send(receipt(gid)); err != nil || ack.Code != protocol.CodeWrongSender {
+		t.Errorf("a stranger's receipt: %+v, %v; want wrong_sender", ack, err)
+	}
+	if ack, err := send(receipt(protocol.GroupID{1})); err != nil || ack.Code != protocol.CodeNotFound {
+		t.Errorf("a receipt for an unknown group: %+v, %v; want not_found", ack, err)
+	}
+	if ack, err := send([]byte{3, 0xff, 0xff, 0xff}); err != nil || ack.Code != protocol.CodeMalformed {
+		t.Errorf("a frame that does not decode: %+v, %v; want malformed", ack, err)
+	}
+	ms, err := b.Groups().Messages(ctx, group, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.ID == r.ID && m.State == groups.StateDelivered && labelled(t, a, "sealpost_groups_receipts_total", "way", "group") == 0 {
+			t.Errorf("delivered on a stranger's word: %+v", m)
+		}
+	}
+	noGroupError(t, ctx, group, a, b)
+}

@@ -349,23 +349,79 @@ func epochOf(t *testing.T, ctx context.Context, n *Node, group string) uint64 {
 
 // refusedCommits reads the node's count of its commits another won.
 func refusedCommits(t *testing.T, n *Node) float64 {
+	return labelled(t, n, "sealpost_groups_commits_total", "outcome", "refused")
+}
+
+// labelled reads a node's counter name of the series whose label is value.
+func labelled(t *testing.T, n *Node, name, label, value string) float64 {
 	mfs, err := n.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "sealpost_groups_commits_total" {
+		if mf.GetName() != name {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "outcome" && l.GetValue() == "refused" {
+				if l.GetName() == label && l.GetValue() == value {
 					return m.GetCounter().GetValue()
 				}
 			}
 		}
 	}
 	return 0
+}
+
+// TestReceiptsGoToSender: a member's delivery receipts go straight to the
+// device that sent the messages, not to the group: the sender sees each
+// member's delivery, and a third member receives only the texts, none of
+// the others' receipts (through the group, every member decrypted every
+// receipt: a cost growing with the square of the group's size).
+func TestReceiptsGoToSender(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	gn := newGroupNet(t, 3)
+	a, b, c := gn.nodes[0], gn.nodes[1], gn.nodes[2]
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	befriend(t, ctx, a, b, "b")
+	befriend(t, ctx, a, c, "c")
+	info, err := a.Groups().Create(ctx, "receipts", []string{gn.relay.Info().Addrs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"b", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 3, a, b, c)
+	const n = 5
+	for i := range n {
+		r, err := b.Groups().Send(ctx, info.ID, fmt.Sprintf("from b %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := groups.ParseMessageID(r.ID)
+		res, err := b.Groups().WaitState(ctx, id, groups.StateDelivered)
+		if err != nil {
+			t.Fatalf("wait delivered: %v (%+v)", err, res)
+		}
+		if len(res.Members) != 2 || res.Members[0].At.IsZero() || res.Members[1].At.IsZero() {
+			t.Fatalf("per-member deliveries: %+v", res.Members)
+		}
+	}
+	for _, m := range []*Node{a, c} {
+		if got := labelled(t, m, "sealpost_groups_receipts_total", "way", "direct"); got < 1 {
+			t.Errorf("%s sent %v receipts to the sender's device, want some", m.Info().UserID, got)
+		}
+		if got := labelled(t, m, "sealpost_groups_receipts_total", "way", "group"); got != 0 {
+			t.Errorf("%s sent %v receipts through the group, want none", m.Info().UserID, got)
+		}
+		// Every receipt of the other member went to b only: what this
+		// member committed of others is b's texts.
+		if got := counter(t, m, "sealpost_groups_received_total"); got != n {
+			t.Errorf("%s committed %v group messages of others, want b's %d texts", m.Info().UserID, got, n)
+		}
+	}
 }
 
 // TestRefusedCommitNewLogs: a member that breaks the group's rules (it

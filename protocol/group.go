@@ -609,3 +609,76 @@ func (r *GroupLogResponse) kind() string { return "group log response" }
 
 // Err returns nil for CodeOK and the sentinel of r's code otherwise.
 func (r *GroupLogResponse) Err() error { return r.Code.Err() }
+
+// MaxGroupReceipt bounds an encoded GroupReceipt: MaxReceiptIDs IDs and the
+// group ID, with their tags.
+const MaxGroupReceipt = MaxReceiptIDs*(len(MessageID{})+2) + 64
+
+// GroupReceipt is a member's delivery receipt for group messages of one
+// sender, sent on GroupReceiptProtocol straight to that sender's device:
+// the connection names the member (docs/PROTOCOL.md §12.8).
+type GroupReceipt struct {
+	Group GroupID
+	// Covers are the IDs of the sender's messages the member committed,
+	// 1 to MaxReceiptIDs.
+	Covers []MessageID
+}
+
+// Validate checks r's fields.
+func (r *GroupReceipt) Validate() error {
+	if r.Group.IsZero() {
+		return fmt.Errorf("%w: group receipt: no group", ErrMalformed)
+	}
+	if len(r.Covers) == 0 {
+		return fmt.Errorf("%w: group receipt: covers nothing", ErrMalformed)
+	}
+	if len(r.Covers) > MaxReceiptIDs {
+		return fmt.Errorf("%w: group receipt: covers %d, limit %d", ErrTooLarge, len(r.Covers), MaxReceiptIDs)
+	}
+	for i, id := range r.Covers {
+		if id.IsZero() {
+			return fmt.Errorf("%w: group receipt: covers[%d] is all zero", ErrMalformed, i)
+		}
+	}
+	return nil
+}
+
+// Marshal returns the canonical encoding of r.
+func (r *GroupReceipt) Marshal() ([]byte, error) { return encode(nil, r) }
+
+// Unmarshal decodes and validates b into r.
+func (r *GroupReceipt) Unmarshal(b []byte) error {
+	var w pb.GroupReceipt
+	if err := decode(b, r.limit(), r.kind(), &w); err != nil {
+		return err
+	}
+	if len(w.Covers) > MaxReceiptIDs {
+		return fmt.Errorf("%w: group receipt: covers %d, limit %d", ErrTooLarge, len(w.Covers), MaxReceiptIDs)
+	}
+	var v GroupReceipt
+	if err := fixed(v.Group[:], w.Group, false, "group receipt: group"); err != nil {
+		return err
+	}
+	v.Covers = make([]MessageID, len(w.Covers))
+	for i, id := range w.Covers {
+		if err := fixed(v.Covers[i][:], id, false, fmt.Sprintf("group receipt: covers[%d]", i)); err != nil {
+			return err
+		}
+	}
+	if err := v.Validate(); err != nil {
+		return err
+	}
+	*r = v
+	return nil
+}
+
+func (r *GroupReceipt) wire() proto.Message {
+	w := &pb.GroupReceipt{Version: Version, Group: r.Group[:]}
+	for i := range r.Covers {
+		w.Covers = append(w.Covers, r.Covers[i][:])
+	}
+	return w
+}
+
+func (r *GroupReceipt) limit() int   { return MaxGroupReceipt }
+func (r *GroupReceipt) kind() string { return "group receipt" }

@@ -85,13 +85,31 @@ func groupSamples(t testing.TB) []struct {
 		{"topic message", &GroupMessage{Epoch: 7, Kind: GroupApplication, Body: pattern(300, 1), Seqs: []uint64{101, 0}}},
 		{"topic commit", &GroupMessage{Epoch: 7, Kind: GroupCommit, Body: pattern(4000, 2), Seqs: []uint64{102, 97}}},
 		{"topic message largest", &GroupMessage{Epoch: 1 << 63, Kind: GroupProposal, Body: pattern(MaxGroupBody, 3), Seqs: []uint64{1 << 63, 1 << 63}}},
+
+		{"receipt", &GroupReceipt{Group: GroupID(pattern(32, 0xc0)), Covers: []MessageID{MessageID(pattern(16, 1))}}},
+		{"receipt largest", &GroupReceipt{Group: GroupID(pattern(32, 0xc0)), Covers: receiptIDs(MaxReceiptIDs)}},
 	}
+}
+
+// receiptIDs returns n distinct message IDs with all 16 bytes set.
+func receiptIDs(n int) []MessageID {
+	ids := make([]MessageID, n)
+	for i := range ids {
+		for j := range ids[i] {
+			ids[i][j] = 0xff
+		}
+		ids[i][0], ids[i][1] = byte(i>>8), byte(i)
+	}
+	return ids
 }
 
 func TestGroupRoundTrip(t *testing.T) {
 	for _, s := range groupSamples(t) {
 		t.Run(s.name, func(t *testing.T) {
 			b := marshal(t, s.msg)
+			if _, ok := s.msg.(*GroupReceipt); ok && len(b) > MaxGroupReceipt {
+				t.Fatalf("%d bytes, over the receipt limit %d", len(b), MaxGroupReceipt)
+			}
 			if len(b) > MaxGroupLogFrame {
 				t.Fatalf("%d bytes, over the frame limit %d", len(b), MaxGroupLogFrame)
 			}
@@ -232,6 +250,12 @@ func TestGroupValidate(t *testing.T) {
 	add("message body too large", ErrTooLarge, &GroupMessage{Epoch: 1, Kind: GroupApplication, Body: make([]byte, MaxGroupBody+1)})
 	add("message with three seqs", ErrTooLarge, &GroupMessage{Epoch: 1, Kind: GroupApplication, Body: []byte{1}, Seqs: []uint64{1, 2, 3}})
 
+	gid := GroupID(pattern(32, 0xc0))
+	add("receipt without group", ErrMalformed, &GroupReceipt{Covers: receiptIDs(1)})
+	add("receipt covering nothing", ErrMalformed, &GroupReceipt{Group: gid})
+	add("receipt covering a zero ID", ErrMalformed, &GroupReceipt{Group: gid, Covers: append(receiptIDs(1), MessageID{})})
+	add("receipt covering too many", ErrTooLarge, &GroupReceipt{Group: gid, Covers: receiptIDs(MaxReceiptIDs + 1)})
+
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { checkRefused(t, c.msg, c.want) })
 	}
@@ -257,6 +281,8 @@ func TestGroupDecodeWire(t *testing.T) {
 		{"response log short", new(GroupLogResponse), marshalRaw(t, &pb.GroupLogResponse{Version: 1, Id: 1, Op: pb.GroupLogOp_GROUP_LOG_OP_CREATE, Code: 1, Log: pattern(31, 1)}), ErrMalformed},
 		{"kind beyond a byte", new(GroupMessage), marshalRaw(t, &pb.GroupMessage{Version: 1, Kind: 257, Body: []byte{1}}), ErrMalformed},
 		{"message over its limit", new(GroupMessage), make([]byte, MaxGroupMessage+1), ErrTooLarge},
+		{"receipt ID short", new(GroupReceipt), marshalRaw(t, &pb.GroupReceipt{Version: 1, Group: pattern(32, 1), Covers: [][]byte{pattern(15, 1)}}), ErrMalformed},
+		{"receipt over its limit", new(GroupReceipt), make([]byte, MaxGroupReceipt+1), ErrTooLarge},
 		{"over the frame limit", new(GroupLogRequest), make([]byte, MaxGroupLogFrame+1), ErrTooLarge},
 	}
 	if err := new(GroupLogRequest).Unmarshal(marshalRaw(t, w)); err != nil {
@@ -312,6 +338,7 @@ func TestGroupGolden(t *testing.T) {
 		{"group-wrong-epoch.hex", &GroupLogResponse{ID: 3, Op: GroupLogAppend, Code: CodeWrongEpoch, Epoch: 8}},
 		{"group-push.hex", &GroupLogResponse{ID: 4, Op: GroupLogPush, Code: CodeOK, Seq: 101, Entry: sampleEntry(t, 7, GroupApplication, 40)}},
 		{"group-message.hex", &GroupMessage{Epoch: 7, Kind: GroupApplication, Body: pattern(40, 1), Seqs: []uint64{101, 0}}},
+		{"group-receipt.hex", &GroupReceipt{Group: GroupID(pattern(32, 0xc0)), Covers: []MessageID{MessageID(pattern(16, 1)), MessageID(pattern(16, 2))}}},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
@@ -346,3 +373,4 @@ func FuzzGroupLogResponse(f *testing.F) {
 }
 
 func FuzzGroupMessage(f *testing.F) { fuzzGroup(f, func() Message { return new(GroupMessage) }) }
+func FuzzGroupReceipt(f *testing.F) { fuzzGroup(f, func() Message { return new(GroupReceipt) }) }

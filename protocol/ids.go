@@ -21,6 +21,10 @@ const (
 	// log of a group, read and appended to with an epoch's token, and the
 	// order of its commits. Frames up to MaxGroupLogFrame.
 	GroupLogProtocol = "/sealpost/grouplog/1.0.0"
+	// GroupReceiptProtocol carries a group member's delivery receipts
+	// straight to the device that sent the messages: one GroupReceipt
+	// frame, answered with one Ack. Frames up to MaxGroupReceipt.
+	GroupReceiptProtocol = "/sealpost/groupreceipt/1.0.0"
 	// GossipProtocol is gossipsub v1.2 under sealpost's own name: the
 	// protocol group members exchange GroupMessages on (node/gossip).
 	// pubsub frames it itself, in RPCs of its own.

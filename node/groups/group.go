@@ -28,6 +28,7 @@ type group struct {
 
 	cmds    chan func()
 	in      chan inbound
+	rcpts   chan receiptIn
 	results chan func()
 	kick    chan struct{}
 	done    chan struct{}
@@ -39,7 +40,9 @@ type group struct {
 	mg      *mls.Group
 	meta    *protocol.GroupMeta
 	members map[identity.UserID]memberInfo
-	token   protocol.GroupToken
+	// byDevice names the member of each device of the epoch.
+	byDevice map[peer.ID]identity.UserID
+	token    protocol.GroupToken
 	// prevToken is the token of the epoch before (to give a second home
 	// the commit that closed it).
 	prevToken protocol.GroupToken
@@ -75,6 +78,9 @@ type group struct {
 	stuck        string                   // why the group cannot go on (the log lost its epoch)
 	leaving      map[identity.UserID]bool // members who proposed to leave in the epoch
 
+	receiptBusy  map[uint64]bool         // receipt work items on their way to a sender
+	receiptFails map[identity.UserID]int // failed tries to reach a sender with receipts
+
 	joining  bool      // a Welcome is being fetched
 	joinAt   time.Time // when to try joining (zero: nothing to join with)
 	joinFail int
@@ -102,9 +108,11 @@ type inbound struct {
 func (s *Service) start(rec *store.Group) error {
 	g := &group{
 		s: s, id: rec.ID, rec: *rec,
-		cmds: make(chan func()), in: make(chan inbound, MaxInbound), results: make(chan func(), 64),
-		kick: make(chan struct{}, 1), done: make(chan struct{}), quitc: make(chan struct{}),
+		cmds: make(chan func()), in: make(chan inbound, MaxInbound), rcpts: make(chan receiptIn, MaxReceiptsInbound),
+		results: make(chan func(), 64),
+		kick:    make(chan struct{}, 1), done: make(chan struct{}), quitc: make(chan struct{}),
 		recent: map[[32]byte]struct{}{}, leaving: map[identity.UserID]bool{},
+		receiptBusy: map[uint64]bool{}, receiptFails: map[identity.UserID]int{},
 	}
 	s.mu.Lock()
 	if s.closed {
@@ -205,6 +213,18 @@ func (g *group) run() {
 				}
 			}
 			g.receiveTopic(batch)
+		case x := <-g.rcpts:
+			batch := []receiptIn{x}
+		drainReceipts:
+			for len(batch) < 256 {
+				select {
+				case x := <-g.rcpts:
+					batch = append(batch, x)
+				default:
+					break drainReceipts
+				}
+			}
+			g.receiveReceipts(batch)
 		case f := <-g.results:
 			f()
 		case <-g.kick:
@@ -309,6 +329,7 @@ func (g *group) enterEpoch() error {
 	}
 	g.meta = meta
 	g.members = map[identity.UserID]memberInfo{}
+	g.byDevice = map[peer.ID]identity.UserID{}
 	devices := map[peer.ID]bool{}
 	for _, m := range mg.Members() {
 		who, err := memberOf(m.Credential)
@@ -316,6 +337,7 @@ func (g *group) enterEpoch() error {
 			continue
 		}
 		g.members[who.user] = memberInfo{device: who.device, leaf: m.Index}
+		g.byDevice[who.device] = who.user
 		if who.device != g.s.selfPeer {
 			devices[who.device] = true
 		}

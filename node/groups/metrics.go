@@ -19,6 +19,7 @@ type metrics struct {
 	groups    prometheus.Gauge
 	duplicate prometheus.Counter
 	logResets prometheus.Counter
+	receipts  *prometheus.CounterVec // receipts sent, by way: direct, group
 }
 
 // Reasons a message is dropped.
@@ -44,7 +45,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"outcome"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sealpost_groups_dropped_total",
-			Help: "Group messages dropped, by reason (malformed, auth, refused, epoch, not_member).",
+			Help: "Group messages and receipts dropped, by reason (malformed, auth, refused, epoch, not_member).",
 		}, []string{"reason"}),
 		fetched: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sealpost_groups_fetched_total", Help: "Log entries fetched from home relays.",
@@ -57,8 +58,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sealpost_groups_log_resets_total",
 			Help: "Moves of a group to new logs because a home relay closed an epoch with a commit the group's rules refuse.",
 		}),
+		receipts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sealpost_groups_receipts_total",
+			Help: "Delivery receipts this node sent, by way: direct (to the sender's device), group (through the group: the sender was out of reach).",
+		}, []string{"way"}),
 	}
-	set, err := metricset.Register(reg, m.sent, m.received, m.commits, m.dropped, m.fetched, m.groups, m.duplicate, m.logResets)
+	set, err := metricset.Register(reg, m.sent, m.received, m.commits, m.dropped, m.fetched, m.groups, m.duplicate, m.logResets, m.receipts)
 	if err != nil {
 		return nil, err
 	}

@@ -18,14 +18,14 @@ type batch struct {
 	rec      bool // the group record changed
 	msgs     []store.Message
 	receipts map[identity.UserID][]protocol.MessageID // receipts of others, by sender
-	covers   []protocol.MessageID                     // messages to cover in the next receipt
+	covers   map[identity.UserID][]protocol.MessageID // messages to cover in the next receipts, by sender
 	drop     []identity.UserID                        // members removed: their pending deliveries go
 	fn       []func(tx *store.Tx) error               // more writes
 	after    []func()                                 // after the commit: events
 }
 
 func (g *group) newBatch() *batch {
-	return &batch{receipts: map[identity.UserID][]protocol.MessageID{}}
+	return &batch{receipts: map[identity.UserID][]protocol.MessageID{}, covers: map[identity.UserID][]protocol.MessageID{}}
 }
 
 func (b *batch) empty() bool {
@@ -236,7 +236,7 @@ func (g *group) application(b *batch, r *mls.Received) {
 			ID: p.ID, Group: g.id, Peer: who.user, Seq: p.Seq, Kind: uint8(p.Kind), Body: body,
 			SentAt: time.UnixMilli(p.SentAt), ReceivedAt: g.s.clock.Now(), State: store.MessageReceived,
 		})
-		b.covers = append(b.covers, p.ID)
+		b.covers[who.user] = append(b.covers[who.user], p.ID)
 	}
 }
 
@@ -357,17 +357,17 @@ func (g *group) left(b *batch, reason string) {
 // flush writes a batch in one transaction: the state, the record, the
 // messages, receipts and work; then it emits the events. A failed write
 // drops what the goroutine holds in memory and reads the stored state
-// again (what was lost comes again from the log).
-func (g *group) flush(b *batch) {
+// again (what was lost comes again from the log), and returns the error.
+func (g *group) flush(b *batch) error {
 	if b.empty() {
-		return
+		return nil
 	}
 	var state []byte
 	if b.state && g.mg != nil {
 		var err error
 		if state, err = g.mg.MarshalBinary(); err != nil {
 			g.s.log.Error("group: marshal state", "group", g.id.String(), "err", err)
-			return
+			return err
 		}
 	}
 	rec := g.rec
@@ -438,9 +438,9 @@ func (g *group) flush(b *batch) {
 				}
 			}
 		}
-		if len(b.covers) > 0 {
-			covers = len(b.covers)
-			if _, err := gs.AddWork(store.GroupWork{Group: g.id, Kind: workReceipt, Data: encodeWork(receiptWork{Covers: b.covers})}); err != nil {
+		for to, ids := range b.covers {
+			covers += len(ids)
+			if _, err := gs.AddWork(store.GroupWork{Group: g.id, Kind: workReceipt, Data: encodeWork(receiptWork{To: to, Covers: ids})}); err != nil {
 				return err
 			}
 		}
@@ -454,7 +454,7 @@ func (g *group) flush(b *batch) {
 	if err != nil {
 		g.s.log.Warn("group: write failed", "group", g.id.String(), "err", err)
 		g.reload()
-		return
+		return err
 	}
 	for _, f := range b.after {
 		f()
@@ -470,6 +470,7 @@ func (g *group) flush(b *batch) {
 		g.schedule(&g.receiptAt, g.s.opt.ReceiptDelay)
 	}
 	*b = *g.newBatch()
+	return nil
 }
 
 // checkDelivered moves an outgoing message to delivered once no member it

@@ -551,50 +551,6 @@ func (g *group) dropWelcome(b *batch, w *welcomeItem) {
 	b.fn = append(b.fn, func(tx *store.Tx) error { return tx.Groups().DeleteWork(gid, workWelcome, n) })
 }
 
-// sendReceipts turns the messages committed since the last receipt into
-// delivery receipts.
-func (g *group) sendReceipts() {
-	if g.mg == nil || !g.mg.Active() {
-		return
-	}
-	var items []store.GroupWork
-	err := g.s.st.View(g.s.ctx, func(tx *store.Tx) error {
-		var err error
-		items, err = tx.Groups().Work(g.id, workReceipt, 0)
-		return err
-	})
-	if err != nil || len(items) == 0 {
-		return
-	}
-	var covers []protocol.MessageID
-	for _, w := range items {
-		var r receiptWork
-		if decodeWork(w.Data, &r) == nil {
-			covers = append(covers, r.Covers...)
-		}
-	}
-	b := g.newBatch()
-	gid := g.id
-	b.fn = append(b.fn, func(tx *store.Tx) error {
-		for _, w := range items {
-			if err := tx.Groups().DeleteWork(gid, workReceipt, w.N); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	for len(covers) > 0 {
-		n := min(len(covers), protocol.MaxReceiptIDs)
-		p := protocol.Plaintext{Kind: protocol.KindDeliveryReceipt, Covers: covers[:n]}
-		if err := g.encryptOut(b, &p); err != nil {
-			g.s.log.Warn("group: receipt", "group", g.id.String(), "err", err)
-			return
-		}
-		covers = covers[n:]
-	}
-	g.flush(b)
-}
-
 // encryptOut gives p this node's next sequence number and a new ID (unless
 // it has one), encrypts it in the current epoch and queues it.
 func (g *group) encryptOut(b *batch, p *protocol.Plaintext) error {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -261,6 +262,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			s.log.Warn("group not started", "group", recs[i].ID.String(), "err", err)
 		}
 	}
+	s.cfg.Host.SetStreamHandler(libp2pproto.ID(protocol.GroupReceiptProtocol), s.handleReceipt)
 	s.spawn(s.inboxLoop)
 	s.Wake()
 	return s, nil
@@ -329,6 +331,7 @@ func (s *Service) Close() error {
 		}
 		s.waiters = map[protocol.MessageID][]chan struct{}{}
 		s.mu.Unlock()
+		s.cfg.Host.RemoveStreamHandler(libp2pproto.ID(protocol.GroupReceiptProtocol))
 		s.cancel()
 		s.wg.Wait()
 		s.relays.close()

@@ -28,8 +28,8 @@ const (
 	// workInvite: a contact invited (an admin's), waiting for its
 	// KeyPackage.
 	workInvite store.GroupWorkKind = 5
-	// workReceipt: IDs of others' messages committed here, waiting for the
-	// next delivery receipt.
+	// workReceipt: IDs of a member's messages committed here, waiting for
+	// the next delivery receipt to that member.
 	workReceipt store.GroupWorkKind = 6
 )
 
@@ -86,8 +86,11 @@ type invite struct {
 	At   time.Time       `json:"at"`
 }
 
-// receiptWork is a workReceipt item.
+// receiptWork is a workReceipt item: the IDs of messages of member To
+// (zero in items stored before receipts went to the sender: they go
+// through the group).
 type receiptWork struct {
+	To     identity.UserID      `json:"to,omitzero"`
 	Covers []protocol.MessageID `json:"covers"`
 }
 

@@ -389,6 +389,69 @@ func (x *GroupLogResponse) GetMore() bool {
 	return false
 }
 
+// GroupReceipt is a member's delivery receipt for group messages of one
+// sender, sent on /sealpost/groupreceipt/1.0.0 straight to that sender's
+// device (the stream's remote peer names the member); answered with an Ack.
+type GroupReceipt struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Group         []byte                 `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`   // the group's ID, 32 bytes
+	Covers        [][]byte               `protobuf:"bytes,3,rep,name=covers,proto3" json:"covers,omitempty"` // the message IDs committed, 16 bytes each, 1 to 1024
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupReceipt) Reset() {
+	*x = GroupReceipt{}
+	mi := &file_protocol_internal_pb_group_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupReceipt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupReceipt) ProtoMessage() {}
+
+func (x *GroupReceipt) ProtoReflect() protoreflect.Message {
+	mi := &file_protocol_internal_pb_group_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupReceipt.ProtoReflect.Descriptor instead.
+func (*GroupReceipt) Descriptor() ([]byte, []int) {
+	return file_protocol_internal_pb_group_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GroupReceipt) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *GroupReceipt) GetGroup() []byte {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+func (x *GroupReceipt) GetCovers() [][]byte {
+	if x != nil {
+		return x.Covers
+	}
+	return nil
+}
+
 // GroupMessage is what members publish on a group's gossipsub topic and
 // what a group log entry holds.
 type GroupMessage struct {
@@ -404,7 +467,7 @@ type GroupMessage struct {
 
 func (x *GroupMessage) Reset() {
 	*x = GroupMessage{}
-	mi := &file_protocol_internal_pb_group_proto_msgTypes[2]
+	mi := &file_protocol_internal_pb_group_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +479,7 @@ func (x *GroupMessage) String() string {
 func (*GroupMessage) ProtoMessage() {}
 
 func (x *GroupMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_internal_pb_group_proto_msgTypes[2]
+	mi := &file_protocol_internal_pb_group_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +492,7 @@ func (x *GroupMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMessage.ProtoReflect.Descriptor instead.
 func (*GroupMessage) Descriptor() ([]byte, []int) {
-	return file_protocol_internal_pb_group_proto_rawDescGZIP(), []int{2}
+	return file_protocol_internal_pb_group_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GroupMessage) GetVersion() uint32 {
@@ -483,7 +546,7 @@ type GroupControl struct {
 
 func (x *GroupControl) Reset() {
 	*x = GroupControl{}
-	mi := &file_protocol_internal_pb_group_proto_msgTypes[3]
+	mi := &file_protocol_internal_pb_group_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -495,7 +558,7 @@ func (x *GroupControl) String() string {
 func (*GroupControl) ProtoMessage() {}
 
 func (x *GroupControl) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_internal_pb_group_proto_msgTypes[3]
+	mi := &file_protocol_internal_pb_group_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -508,7 +571,7 @@ func (x *GroupControl) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupControl.ProtoReflect.Descriptor instead.
 func (*GroupControl) Descriptor() ([]byte, []int) {
-	return file_protocol_internal_pb_group_proto_rawDescGZIP(), []int{3}
+	return file_protocol_internal_pb_group_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GroupControl) GetVersion() uint32 {
@@ -566,7 +629,7 @@ type GroupWelcome struct {
 
 func (x *GroupWelcome) Reset() {
 	*x = GroupWelcome{}
-	mi := &file_protocol_internal_pb_group_proto_msgTypes[4]
+	mi := &file_protocol_internal_pb_group_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +641,7 @@ func (x *GroupWelcome) String() string {
 func (*GroupWelcome) ProtoMessage() {}
 
 func (x *GroupWelcome) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_internal_pb_group_proto_msgTypes[4]
+	mi := &file_protocol_internal_pb_group_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +654,7 @@ func (x *GroupWelcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupWelcome.ProtoReflect.Descriptor instead.
 func (*GroupWelcome) Descriptor() ([]byte, []int) {
-	return file_protocol_internal_pb_group_proto_rawDescGZIP(), []int{4}
+	return file_protocol_internal_pb_group_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GroupWelcome) GetEpoch() uint64 {
@@ -634,7 +697,7 @@ type GroupHome struct {
 
 func (x *GroupHome) Reset() {
 	*x = GroupHome{}
-	mi := &file_protocol_internal_pb_group_proto_msgTypes[5]
+	mi := &file_protocol_internal_pb_group_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +709,7 @@ func (x *GroupHome) String() string {
 func (*GroupHome) ProtoMessage() {}
 
 func (x *GroupHome) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_internal_pb_group_proto_msgTypes[5]
+	mi := &file_protocol_internal_pb_group_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +722,7 @@ func (x *GroupHome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupHome.ProtoReflect.Descriptor instead.
 func (*GroupHome) Descriptor() ([]byte, []int) {
-	return file_protocol_internal_pb_group_proto_rawDescGZIP(), []int{5}
+	return file_protocol_internal_pb_group_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GroupHome) GetRelay() []byte {
@@ -697,7 +760,7 @@ type GroupMeta struct {
 
 func (x *GroupMeta) Reset() {
 	*x = GroupMeta{}
-	mi := &file_protocol_internal_pb_group_proto_msgTypes[6]
+	mi := &file_protocol_internal_pb_group_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +772,7 @@ func (x *GroupMeta) String() string {
 func (*GroupMeta) ProtoMessage() {}
 
 func (x *GroupMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_internal_pb_group_proto_msgTypes[6]
+	mi := &file_protocol_internal_pb_group_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +785,7 @@ func (x *GroupMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupMeta.ProtoReflect.Descriptor instead.
 func (*GroupMeta) Descriptor() ([]byte, []int) {
-	return file_protocol_internal_pb_group_proto_rawDescGZIP(), []int{6}
+	return file_protocol_internal_pb_group_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GroupMeta) GetVersion() uint32 {
@@ -784,7 +847,11 @@ const file_protocol_internal_pb_group_proto_rawDesc = "" +
 	"\x05entry\x18\t \x01(\fR\x05entry\x12!\n" +
 	"\fstored_until\x18\n" +
 	" \x01(\x04R\vstoredUntil\x12\x12\n" +
-	"\x04more\x18\v \x01(\bR\x04more\"z\n" +
+	"\x04more\x18\v \x01(\bR\x04more\"V\n" +
+	"\fGroupReceipt\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\fR\x05group\x12\x16\n" +
+	"\x06covers\x18\x03 \x03(\fR\x06covers\"z\n" +
 	"\fGroupMessage\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x12\n" +
@@ -841,32 +908,33 @@ func file_protocol_internal_pb_group_proto_rawDescGZIP() []byte {
 }
 
 var file_protocol_internal_pb_group_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_protocol_internal_pb_group_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_protocol_internal_pb_group_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_protocol_internal_pb_group_proto_goTypes = []any{
 	(GroupLogOp)(0),          // 0: sealpost.v1.GroupLogOp
 	(GroupControlOp)(0),      // 1: sealpost.v1.GroupControlOp
 	(*GroupLogRequest)(nil),  // 2: sealpost.v1.GroupLogRequest
 	(*GroupLogResponse)(nil), // 3: sealpost.v1.GroupLogResponse
-	(*GroupMessage)(nil),     // 4: sealpost.v1.GroupMessage
-	(*GroupControl)(nil),     // 5: sealpost.v1.GroupControl
-	(*GroupWelcome)(nil),     // 6: sealpost.v1.GroupWelcome
-	(*GroupHome)(nil),        // 7: sealpost.v1.GroupHome
-	(*GroupMeta)(nil),        // 8: sealpost.v1.GroupMeta
-	(Code)(0),                // 9: sealpost.v1.Code
+	(*GroupReceipt)(nil),     // 4: sealpost.v1.GroupReceipt
+	(*GroupMessage)(nil),     // 5: sealpost.v1.GroupMessage
+	(*GroupControl)(nil),     // 6: sealpost.v1.GroupControl
+	(*GroupWelcome)(nil),     // 7: sealpost.v1.GroupWelcome
+	(*GroupHome)(nil),        // 8: sealpost.v1.GroupHome
+	(*GroupMeta)(nil),        // 9: sealpost.v1.GroupMeta
+	(Code)(0),                // 10: sealpost.v1.Code
 }
 var file_protocol_internal_pb_group_proto_depIdxs = []int32{
-	0, // 0: sealpost.v1.GroupLogRequest.op:type_name -> sealpost.v1.GroupLogOp
-	0, // 1: sealpost.v1.GroupLogResponse.op:type_name -> sealpost.v1.GroupLogOp
-	9, // 2: sealpost.v1.GroupLogResponse.code:type_name -> sealpost.v1.Code
-	1, // 3: sealpost.v1.GroupControl.op:type_name -> sealpost.v1.GroupControlOp
-	6, // 4: sealpost.v1.GroupControl.welcome:type_name -> sealpost.v1.GroupWelcome
-	7, // 5: sealpost.v1.GroupWelcome.homes:type_name -> sealpost.v1.GroupHome
-	7, // 6: sealpost.v1.GroupMeta.homes:type_name -> sealpost.v1.GroupHome
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	0,  // 0: sealpost.v1.GroupLogRequest.op:type_name -> sealpost.v1.GroupLogOp
+	0,  // 1: sealpost.v1.GroupLogResponse.op:type_name -> sealpost.v1.GroupLogOp
+	10, // 2: sealpost.v1.GroupLogResponse.code:type_name -> sealpost.v1.Code
+	1,  // 3: sealpost.v1.GroupControl.op:type_name -> sealpost.v1.GroupControlOp
+	7,  // 4: sealpost.v1.GroupControl.welcome:type_name -> sealpost.v1.GroupWelcome
+	8,  // 5: sealpost.v1.GroupWelcome.homes:type_name -> sealpost.v1.GroupHome
+	8,  // 6: sealpost.v1.GroupMeta.homes:type_name -> sealpost.v1.GroupHome
+	7,  // [7:7] is the sub-list for method output_type
+	7,  // [7:7] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_protocol_internal_pb_group_proto_init() }
@@ -881,7 +949,7 @@ func file_protocol_internal_pb_group_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protocol_internal_pb_group_proto_rawDesc), len(file_protocol_internal_pb_group_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,299 @@
+package groups
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/sealpost/sealpost/crypto/identity"
+	"github.com/sealpost/sealpost/protocol"
+	"github.com/sealpost/sealpost/store"
+)
+
+// Delivery receipts go from each member straight to the device that sent
+// the messages they cover (protocol.GroupReceiptProtocol), not to the
+// group: a message costs its sender one receipt per member and the other
+// members nothing. Through the group, every receipt reached every member,
+// so a message cost the group a number of decryptions that grew with the
+// square of its size. A sender that cannot be reached after
+// maxDirectReceiptFails tries gets its receipts through the group (the
+// log keeps them until it is back).
+const (
+	// maxDirectReceiptFails is how many failed tries to reach a sender
+	// make its receipts go through the group instead.
+	maxDirectReceiptFails = 4
+	// receiptTimeout bounds one receipt's stream: dial, frame, answer.
+	receiptTimeout = 20 * time.Second
+	// MaxReceiptsInbound bounds the receipts waiting for a group's
+	// goroutine; a receipt beyond is answered rate_limited (its member
+	// tries again).
+	MaxReceiptsInbound = 1024
+)
+
+// Ways a receipt travels (sealpost_groups_receipts_total).
+const (
+	receiptDirect = "direct" // straight to the sender's device
+	receiptGroup  = "group"  // through the group (the sender could not be reached)
+)
+
+// receiptIn is a receipt from a member's device, waiting for the group's
+// goroutine; it answers on done.
+type receiptIn struct {
+	from   peer.ID
+	covers []protocol.MessageID
+	done   chan protocol.Code
+}
+
+// handleReceipt serves GroupReceiptProtocol: one GroupReceipt from a
+// member's device, answered with an Ack once the deliveries it reports are
+// written; a frame that does not decode is answered with its error.
+func (s *Service) handleReceipt(str network.Stream) {
+	defer str.Close()
+	_ = str.SetDeadline(time.Now().Add(receiptTimeout))
+	var r protocol.GroupReceipt
+	if err := protocol.NewFrameReader(str, protocol.MaxGroupReceipt).Read(&r); err != nil {
+		// The answer, then the end of the stream (one frame per stream):
+		// a reset would drop the answer.
+		s.met.dropped.WithLabelValues(dropMalformed).Inc()
+		_ = protocol.WriteFrame(str, &protocol.Ack{Code: protocol.CodeOf(err)})
+		return
+	}
+	code := s.receipt(str.Conn().RemotePeer(), &r)
+	if err := protocol.WriteFrame(str, &protocol.Ack{ID: 1, Code: code}); err != nil {
+		str.Reset()
+	}
+}
+
+// receipt hands a receipt to its group's goroutine and waits for the
+// outcome.
+func (s *Service) receipt(from peer.ID, r *protocol.GroupReceipt) protocol.Code {
+	s.mu.Lock()
+	g := s.groups[r.Group]
+	s.mu.Unlock()
+	if g == nil {
+		return protocol.CodeNotFound
+	}
+	in := receiptIn{from: from, covers: r.Covers, done: make(chan protocol.Code, 1)}
+	select {
+	case g.rcpts <- in:
+	default:
+		return protocol.CodeRateLimited
+	}
+	select {
+	case c := <-in.done:
+		return c
+	case <-g.done:
+		return protocol.CodeInternal
+	case <-time.After(receiptTimeout):
+		return protocol.CodeInternal
+	}
+}
+
+// receiveReceipts records the receipts of members' devices, in one
+// transaction; a device that is no member's in this epoch is refused.
+func (g *group) receiveReceipts(in []receiptIn) {
+	b := g.newBatch()
+	codes := make([]protocol.Code, len(in))
+	for i, x := range in {
+		u, ok := g.byDevice[x.from]
+		if !ok || g.mg == nil {
+			codes[i] = protocol.CodeWrongSender
+			g.s.met.dropped.WithLabelValues(dropNotMember).Inc()
+			continue
+		}
+		codes[i] = protocol.CodeOK
+		b.receipts[u] = append(b.receipts[u], x.covers...)
+	}
+	if err := g.flush(b); err != nil {
+		for i := range codes {
+			if codes[i] == protocol.CodeOK {
+				codes[i] = protocol.CodeInternal
+			}
+		}
+	}
+	for i, x := range in {
+		x.done <- codes[i]
+	}
+}
+
+// sendReceipts sends the receipts that wait: one per sender of the
+// messages they cover, straight to the sender's device; the receipts for
+// a sender that could not be reached maxDirectReceiptFails times go
+// through the group.
+func (g *group) sendReceipts() {
+	if g.mg == nil || !g.mg.Active() {
+		return
+	}
+	var items []store.GroupWork
+	err := g.s.st.View(g.s.ctx, func(tx *store.Tx) error {
+		var err error
+		items, err = tx.Groups().Work(g.id, workReceipt, 0)
+		return err
+	})
+	if err != nil || len(items) == 0 {
+		return
+	}
+	type pending struct {
+		ns     []uint64
+		covers []protocol.MessageID
+	}
+	byTo := map[identity.UserID]*pending{}
+	var order []identity.UserID
+	for _, w := range items {
+		if g.receiptBusy[w.N] {
+			continue
+		}
+		var r receiptWork
+		if decodeWork(w.Data, &r) != nil {
+			r = receiptWork{}
+		}
+		p := byTo[r.To]
+		if p == nil {
+			p = &pending{}
+			byTo[r.To] = p
+			order = append(order, r.To)
+		}
+		p.ns = append(p.ns, w.N)
+		p.covers = append(p.covers, r.Covers...)
+	}
+	b := g.newBatch()
+	for _, to := range order {
+		p := byTo[to]
+		m, member := g.members[to]
+		switch {
+		case to != (identity.UserID{}) && !member:
+			// The sender left: nobody waits for these.
+			g.dropReceipts(b, p.ns)
+		case to == (identity.UserID{}) || g.receiptFails[to] >= maxDirectReceiptFails:
+			// A receipt stored before receipts went direct, or a sender
+			// out of reach: through the group.
+			if err := g.groupReceipt(b, p.covers); err != nil {
+				g.s.log.Warn("group: receipt", "group", g.id.String(), "err", err)
+				g.flush(b)
+				return
+			}
+			g.dropReceipts(b, p.ns)
+			delete(g.receiptFails, to)
+		default:
+			g.directReceipt(to, m.device, p.ns, p.covers)
+		}
+	}
+	g.flush(b)
+}
+
+// groupReceipt queues receipts covering covers as group messages.
+func (g *group) groupReceipt(b *batch, covers []protocol.MessageID) error {
+	for len(covers) > 0 {
+		n := min(len(covers), protocol.MaxReceiptIDs)
+		p := protocol.Plaintext{Kind: protocol.KindDeliveryReceipt, Covers: covers[:n]}
+		if err := g.encryptOut(b, &p); err != nil {
+			return err
+		}
+		g.s.met.receipts.WithLabelValues(receiptGroup).Inc()
+		covers = covers[n:]
+	}
+	return nil
+}
+
+// dropReceipts deletes the receipt work items ns in b's transaction.
+func (g *group) dropReceipts(b *batch, ns []uint64) {
+	gid := g.id
+	b.fn = append(b.fn, func(tx *store.Tx) error {
+		for _, n := range ns {
+			if err := tx.Groups().DeleteWork(gid, workReceipt, n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// directReceipt sends covers to the device of member to; the work items
+// ns go once it answered, or wait for the next try.
+func (g *group) directReceipt(to identity.UserID, device peer.ID, ns []uint64, covers []protocol.MessageID) {
+	for _, n := range ns {
+		g.receiptBusy[n] = true
+	}
+	gid := g.id
+	g.async(func(ctx context.Context) func() {
+		var err error
+		for c := covers; len(c) > 0 && err == nil; {
+			n := min(len(c), protocol.MaxReceiptIDs)
+			err = g.s.sendReceipt(ctx, device, &protocol.GroupReceipt{Group: gid, Covers: c[:n]})
+			c = c[n:]
+		}
+		return func() {
+			for _, n := range ns {
+				delete(g.receiptBusy, n)
+			}
+			if err != nil {
+				g.receiptFails[to]++
+				g.s.log.Debug("group: receipt not delivered", "group", g.id.String(), "tries", g.receiptFails[to], "err", err)
+				g.schedule(&g.receiptAt, g.backoff(g.receiptFails[to]))
+				return
+			}
+			delete(g.receiptFails, to)
+			g.s.met.receipts.WithLabelValues(receiptDirect).Add(float64((len(covers) + protocol.MaxReceiptIDs - 1) / protocol.MaxReceiptIDs))
+			b := g.newBatch()
+			g.dropReceipts(b, ns)
+			g.flush(b)
+		}
+	})
+}
+
+// errReceiptRefused: the sender's device answered a receipt with an error.
+var errReceiptRefused = errors.New("groups: receipt refused")
+
+// sendReceipt opens a stream to device (dialling it if needed), sends r and
+// waits for the answer.
+func (s *Service) sendReceipt(ctx context.Context, device peer.ID, r *protocol.GroupReceipt) error {
+	ctx, cancel := context.WithTimeout(ctx, receiptTimeout)
+	defer cancel()
+	if err := s.dial(ctx, device); err != nil {
+		return err
+	}
+	str, err := s.cfg.Host.NewStream(ctx, device, libp2pproto.ID(protocol.GroupReceiptProtocol))
+	if err != nil {
+		return err
+	}
+	defer str.Close()
+	if d, ok := ctx.Deadline(); ok {
+		_ = str.SetDeadline(d)
+	}
+	if err := protocol.WriteFrame(str, r); err != nil {
+		str.Reset()
+		return err
+	}
+	var ack protocol.Ack
+	if err := protocol.NewFrameReader(str, protocol.MaxGroupReceipt).Read(&ack); err != nil {
+		str.Reset()
+		return err
+	}
+	if ack.Code != protocol.CodeOK {
+		return fmt.Errorf("%w: %s", errReceiptRefused, ack.Code)
+	}
+	return nil
+}
+
+// dial connects to a member's device unless connected: with the addresses
+// the host knows, or those FindDevice finds.
+func (s *Service) dial(ctx context.Context, p peer.ID) error {
+	h := s.cfg.Host
+	if h.Network().Connectedness(p) == network.Connected {
+		return nil
+	}
+	addrs := h.Peerstore().Addrs(p)
+	if len(addrs) == 0 && s.cfg.FindDevice != nil {
+		addrs, _ = s.cfg.FindDevice(ctx, p)
+	}
+	if len(addrs) == 0 {
+		return fmt.Errorf("groups: no address for device %s", p)
+	}
+	return h.Connect(ctx, peer.AddrInfo{ID: p, Addrs: slices.Clone(addrs)})
+}
