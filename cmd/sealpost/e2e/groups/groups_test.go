@@ -8,7 +8,6 @@ package groups_test
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"strings"
@@ -59,15 +58,6 @@ func (n *node) addr() string {
 	}
 	n.t.Fatalf("%s has no loopback TCP address: %v", n.name, n.id.Addrs)
 	return ""
-}
-
-func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 type groupJSON struct {
@@ -141,12 +131,12 @@ func eventually(t *testing.T, limit time.Duration, what string, f func() bool) {
 // after).
 func TestGroupChat(t *testing.T) {
 	relay := newNode(t, "relay", "--profile", "relay")
-	relay.start("--relay-service", "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t)))
+	relay.start("--relay-service", "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", harness.FreePort(t)))
 	var a, b, c *node
 	for _, p := range []**node{&a, &b, &c} {
 		name := map[**node]string{&a: "alice", &b: "bob", &c: "carol"}[p]
 		*p = newNode(t, name)
-		(*p).start("--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t)), "--bootstrap", relay.addr())
+		(*p).start("--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", harness.FreePort(t)), "--bootstrap", relay.addr())
 	}
 	for _, x := range []*node{b, c} {
 		var inv struct {

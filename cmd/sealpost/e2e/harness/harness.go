@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -358,16 +357,4 @@ func Eventually(t testing.TB, d time.Duration, what string, f func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago (for a
-// daemon that must come back on the same address after a restart).
-func FreePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -70,17 +71,17 @@ type user struct {
 }
 
 // newUser initializes a home with display name name and starts its daemon
-// on a loopback TCP port.
+// on a loopback TCP port reserved for the test, which a restart reuses.
 func newUser(t *testing.T, name string) *user {
 	t.Helper()
 	u := &user{t: t, name: name, h: bin.Home(t)}
 	u.h.Init("--name", name)
-	u.start("0")
+	u.start(strconv.Itoa(harness.FreePort(t)))
 	return u
 }
 
-// start starts the daemon listening on the loopback TCP port (0: any),
-// with more daemon flags if given.
+// start starts the daemon listening on the loopback TCP port, with more
+// daemon flags if given.
 func (u *user) start(port string, flags ...string) {
 	u.t.Helper()
 	u.d = u.h.Start(append([]string{"--listen", "/ip4/127.0.0.1/tcp/" + port}, flags...)...)
