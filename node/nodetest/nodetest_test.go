@@ -2,12 +2,15 @@ package nodetest
 
 import (
 	"io"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"go.uber.org/goleak"
 
 	"github.com/sealpost/sealpost/protocol"
 )
@@ -75,4 +78,27 @@ func TestStartRelay(t *testing.T) {
 		ps, _ := c.Peerstore().SupportsProtocols(r.Host.ID(), protocol.RelayProtocol)
 		return len(ps) == 1
 	})
+}
+
+// TestLeakedQUICFound: the quic-go send queues the leak checks pass over
+// do not hide a QUIC host left open: its transport's and server's
+// receiving goroutines are found, and none is once the host is closed.
+func TestLeakedQUICFound(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = goleak.Find(append([]goleak.Option{before}, workers...)...)
+	for _, f := range []string{"quic-go.(*Transport).listen", "quic-go.(*baseServer).run"} {
+		if err == nil || !strings.Contains(err.Error(), f) {
+			t.Errorf("with a QUIC host open the leak check does not find %s: %v", f, err)
+		}
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := goleak.Find(append([]goleak.Option{before}, workers...)...); err != nil {
+		t.Errorf("after the host's Close: %v", err)
+	}
 }
