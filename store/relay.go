@@ -65,11 +65,17 @@ type RelayMailbox struct {
 	Prekeys   uint64
 	PrekeySeq uint64
 	Deleting  bool
+	// KeyBytes is the size of its card and prekey blobs counted in its
+	// Quotas (set by the store; blobs stored before these were counted
+	// are not: a mailbox never takes off its quotas more than it
+	// counted).
+	KeyBytes uint64
 	// Quotas are the keys of the shared quotas the mailbox counts against
 	// (the relay's per-creator quotas, indexed by RelayQuotaPeer and
-	// RelayQuotaSubnet; zero: none), set at creation: its envelopes'
-	// bytes count in each, its attachment blobs' bytes too (RelayBlobs),
-	// and the mailbox itself while it exists.
+	// RelayQuotaSubnet; zero: none), set at creation: the bytes of its
+	// envelopes and of its card and prekey blobs count in each, its
+	// attachment blobs' bytes apart (RelayBlobs), and the mailbox itself
+	// while it exists.
 	Quotas [2]RelayQuotaKey
 }
 
@@ -82,11 +88,12 @@ const (
 	RelayQuotaSubnet
 )
 
-// relayMailboxVersion 2 adds Quotas; version 1 records have none.
-const relayMailboxVersion = 2
+// relayMailboxVersion 2 adds Quotas, 3 KeyBytes; older records have
+// none.
+const relayMailboxVersion = 3
 
 func (m *RelayMailbox) marshal() []byte {
-	e := newEnc(relayMailboxVersion, 172)
+	e := newEnc(relayMailboxVersion, 182)
 	e.fixed(m.ID[:])
 	e.fixed(m.OwnerKey[:])
 	e.fixed(m.SealingKey[:])
@@ -102,11 +109,12 @@ func (m *RelayMailbox) marshal() []byte {
 	for _, q := range m.Quotas {
 		e.fixed(q[:])
 	}
+	e.uvarint(m.KeyBytes)
 	return e.b
 }
 
 func (m *RelayMailbox) unmarshal(b []byte) error {
-	d, v := newDec("relay mailbox", b, 1, relayMailboxVersion)
+	d, v := newDec("relay mailbox", b, 1, 2, relayMailboxVersion)
 	d.fixed(m.ID[:])
 	d.fixed(m.OwnerKey[:])
 	d.fixed(m.SealingKey[:])
@@ -124,6 +132,9 @@ func (m *RelayMailbox) unmarshal(b []byte) error {
 			d.fixed(m.Quotas[i][:])
 		}
 	}
+	if v >= 3 {
+		m.KeyBytes = d.uvarint()
+	}
 	return d.finish("relay mailbox")
 }
 
@@ -133,8 +144,8 @@ func (m *RelayMailbox) unmarshal(b []byte) error {
 type RelayQuotaKey [16]byte
 
 // RelayQuota is what the mailboxes counting against one quota hold: how
-// many of them exist, the bytes of their envelopes, and the bytes of the
-// attachment blob references charged to them (each reference counts its
+// many of them exist, the bytes of their envelopes and of their card and
+// prekey blobs (Bytes), and the bytes of the attachment blob references charged to them (each reference counts its
 // blob's size, as in BlobUsage).
 type RelayQuota struct {
 	Mailboxes uint64
@@ -366,6 +377,17 @@ func (r Relay) changeQuotas(m *RelayMailbox, mailboxes int, bytes int64) error {
 	return nil
 }
 
+// chargeKeys adds d bytes of card or prekey blobs to mailbox m's KeyBytes
+// and its quotas (the caller writes m); a negative d takes off at most
+// what m counted.
+func (r Relay) chargeKeys(m *RelayMailbox, d int64) error {
+	if d < 0 {
+		d = -int64(min(uint64(-d), m.KeyBytes))
+	}
+	add(&m.KeyBytes, d)
+	return r.changeQuotas(m, 0, d)
+}
+
 // putQuota writes quota k; a quota back at zero is removed.
 func (r Relay) putQuota(k RelayQuotaKey, q RelayQuota) error {
 	if q == (RelayQuota{}) {
@@ -397,7 +419,7 @@ func (r Relay) CreateMailbox(m RelayMailbox) error {
 	if ok {
 		return fmt.Errorf("relay mailbox %x: %w", m.ID[:4], ErrExists)
 	}
-	m.LastSeq, m.Count, m.Bytes, m.Tokens, m.Prekeys, m.PrekeySeq, m.Deleting = 0, 0, 0, 0, 0, 0, false
+	m.LastSeq, m.Count, m.Bytes, m.Tokens, m.Prekeys, m.PrekeySeq, m.Deleting, m.KeyBytes = 0, 0, 0, 0, 0, 0, false, 0
 	if err := r.tx.set(relayMailboxKey(m.ID), m.marshal()); err != nil {
 		return err
 	}
@@ -604,6 +626,9 @@ func (r Relay) DeleteMailbox(id protocol.MailboxID, limit int) (done bool, err e
 			return false, err
 		}
 		sub(&m.Prekeys, uint64(len(prekeys)))
+		if err := r.chargeKeys(&m, -int64(size)); err != nil {
+			return false, err
+		}
 		if err := r.putMailbox(&m); err != nil {
 			return false, err
 		}

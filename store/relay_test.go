@@ -23,7 +23,7 @@ func relayRecordSeeds() map[string][]relayRecord {
 		"mailbox": {
 			&RelayMailbox{ID: protocol.MailboxID{1}, OwnerKey: [32]byte{2}, SealingKey: [32]byte{3}, CreatedAt: t0, SeenAt: t0.Add(time.Hour),
 				LastSeq: 1 << 40, Count: 7, Bytes: 7 << 10, Tokens: 3, Prekeys: 20, PrekeySeq: 99, Deleting: true,
-				Quotas: [2]RelayQuotaKey{{4}, {5}}},
+				KeyBytes: 40 << 10, Quotas: [2]RelayQuotaKey{{4}, {5}}},
 			&RelayMailbox{},
 		},
 		"token": {
@@ -105,13 +105,21 @@ func FuzzDecodeRelayEnvelope(f *testing.F) { fuzzRelayRecord(f, "envelope") }
 func FuzzDecodeRelayTotals(f *testing.F)   { fuzzRelayRecord(f, "totals") }
 func FuzzDecodeRelayQuota(f *testing.F)    { fuzzRelayRecord(f, "quota") }
 
-// TestRelayMailboxVersion1: a mailbox stored before quotas has none.
+// TestRelayMailboxVersion1: a mailbox stored before quotas has none, one
+// stored before KeyBytes (version 2) has none counted.
 func TestRelayMailboxVersion1(t *testing.T) {
-	m := RelayMailbox{ID: protocol.MailboxID{1}, OwnerKey: [32]byte{2}, Count: 3, Deleting: true}
+	m := RelayMailbox{ID: protocol.MailboxID{1}, OwnerKey: [32]byte{2}, Count: 3, Deleting: true, Quotas: [2]RelayQuotaKey{{4}, {5}}}
 	b := m.marshal()
+	b = b[:len(b)-1] // KeyBytes 0
+	b[0] = 2
+	var got RelayMailbox
+	if err := got.unmarshal(b); err != nil || !reflect.DeepEqual(got, m) {
+		t.Errorf("version 2: %+v, %v", got, err)
+	}
 	b = b[:len(b)-2*len(RelayQuotaKey{})]
 	b[0] = 1
-	var got RelayMailbox
+	m.Quotas = [2]RelayQuotaKey{}
+	got = RelayMailbox{}
 	if err := got.unmarshal(b); err != nil || !reflect.DeepEqual(got, m) {
 		t.Errorf("version 1: %+v, %v", got, err)
 	}

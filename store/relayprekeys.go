@@ -17,7 +17,8 @@ func (r Relay) PutCard(mb protocol.MailboxID, h protocol.TokenHash, blob []byte)
 	if len(blob) == 0 || len(blob) > MaxRelayBlob {
 		return fmt.Errorf("relay card: %w: %d bytes", ErrInvalid, len(blob))
 	}
-	if _, err := r.live(mb); err != nil {
+	m, err := r.live(mb)
+	if err != nil {
 		return err
 	}
 	t, err := r.Token(mb, h)
@@ -36,6 +37,12 @@ func (r Relay) PutCard(mb protocol.MailboxID, h protocol.TokenHash, blob []byte)
 		if err := r.tx.set(relayTokenKey(mb, h), t.marshal()); err != nil {
 			return err
 		}
+	}
+	if err := r.chargeKeys(&m, int64(len(blob))-int64(len(old))); err != nil {
+		return err
+	}
+	if err := r.putMailbox(&m); err != nil {
+		return err
 	}
 	return r.changeTotals(func(tt *RelayTotals) {
 		if old == nil {
@@ -66,6 +73,16 @@ func (r Relay) deleteCard(mb protocol.MailboxID, h protocol.TokenHash) error {
 	if err := r.tx.del(relayCardKey(mb, h)); err != nil {
 		return err
 	}
+	m, err := r.Mailbox(mb)
+	if err != nil {
+		return err
+	}
+	if err := r.chargeKeys(&m, -int64(len(old))); err != nil {
+		return err
+	}
+	if err := r.putMailbox(&m); err != nil {
+		return err
+	}
 	return r.changeTotals(func(tt *RelayTotals) {
 		sub(&tt.Cards, 1)
 		sub(&tt.BlobBytes, uint64(len(old)))
@@ -94,6 +111,9 @@ func (r Relay) AddPrekeys(mb protocol.MailboxID, blobs [][]byte, expires time.Ti
 		size += uint64(len(b))
 	}
 	m.Prekeys += uint64(len(blobs))
+	if err := r.chargeKeys(&m, int64(size)); err != nil {
+		return err
+	}
 	if err := r.putMailbox(&m); err != nil {
 		return err
 	}
@@ -174,6 +194,9 @@ func (r Relay) TakePrekey(mb protocol.MailboxID, now time.Time) (blob []byte, ok
 	}
 	if len(gone) > 0 {
 		sub(&m.Prekeys, uint64(len(gone)))
+		if err := r.chargeKeys(&m, -int64(size)); err != nil {
+			return nil, false, err
+		}
 		if err := r.putMailbox(&m); err != nil {
 			return nil, false, err
 		}
@@ -201,7 +224,8 @@ func (r Relay) ExpirePrekeys(now time.Time, limit int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	perMailbox := map[protocol.MailboxID]uint64{}
+	type held struct{ n, size uint64 }
+	perMailbox := map[protocol.MailboxID]held{}
 	var size uint64
 	for _, k := range index {
 		mb := protocol.MailboxID(k[9:41])
@@ -214,7 +238,10 @@ func (r Relay) ExpirePrekeys(now time.Time, limit int) (int, error) {
 				return 0, err
 			}
 			size += uint64(len(b))
-			perMailbox[mb]++
+			h := perMailbox[mb]
+			h.n++
+			h.size += uint64(len(b))
+			perMailbox[mb] = h
 			if err := r.tx.del(pk); err != nil {
 				return 0, err
 			}
@@ -226,8 +253,8 @@ func (r Relay) ExpirePrekeys(now time.Time, limit int) (int, error) {
 		}
 	}
 	var total uint64
-	for mb, n := range perMailbox {
-		total += n
+	for mb, h := range perMailbox {
+		total += h.n
 		m, err := r.Mailbox(mb)
 		if errors.Is(err, ErrNotFound) {
 			continue
@@ -235,7 +262,10 @@ func (r Relay) ExpirePrekeys(now time.Time, limit int) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		sub(&m.Prekeys, n)
+		sub(&m.Prekeys, h.n)
+		if err := r.chargeKeys(&m, -int64(h.size)); err != nil {
+			return 0, err
+		}
 		if err := r.putMailbox(&m); err != nil {
 			return 0, err
 		}

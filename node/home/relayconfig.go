@@ -29,9 +29,9 @@ type RelayConfig struct {
 	DepositBurst           int     `toml:"deposit_burst" comment:"Deposits one connection may make at once, above the rate."`
 	MailboxesPerConnection int     `toml:"mailboxes_per_connection" comment:"Mailboxes one connection may create. Over it: too_many_mailboxes."`
 	PeerMaxMailboxes       uint64  `toml:"peer_max_mailboxes" comment:"Mailboxes one peer may have made that still exist. Over it: too_many_mailboxes."`
-	PeerMaxBytes           uint64  `toml:"peer_max_bytes" comment:"Bytes the mailboxes one peer made may hold together. Over it: mailbox_quota."`
+	PeerMaxBytes           uint64  `toml:"peer_max_bytes" comment:"Bytes of envelopes, cards and prekeys the mailboxes one peer made may hold\ntogether. Over it: mailbox_quota."`
 	SubnetMaxMailboxes     uint64  `toml:"subnet_max_mailboxes" comment:"Mailboxes the peers of one address range may have made that still exist.\nOver it: too_many_mailboxes."`
-	SubnetMaxBytes         uint64  `toml:"subnet_max_bytes" comment:"Bytes the mailboxes made from one address range may hold together. Over it:\nmailbox_quota."`
+	SubnetMaxBytes         uint64  `toml:"subnet_max_bytes" comment:"Bytes of envelopes, cards and prekeys the mailboxes made from one address\nrange may hold together. Over it: mailbox_quota."`
 	SubnetV4Bits           int     `toml:"subnet_v4_bits" comment:"Prefix length of an IPv4 address range (8 to 32)."`
 	SubnetV6Bits           int     `toml:"subnet_v6_bits" comment:"Prefix length of an IPv6 address range (16 to 128)."`
 	SubnetLoopback         bool    `toml:"subnet_loopback" comment:"Count clients on loopback addresses in an address range too (leave it off\nbehind a local proxy or onion service, where every client has one address)."`

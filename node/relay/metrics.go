@@ -65,7 +65,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		quotas: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sealpost_relay_quota_refusals_total",
-			Help: "Mailbox creations, deposits and blob uploads refused for a quota of the mailbox's creator: peer_mailboxes, subnet_mailboxes (too_many_mailboxes), peer_bytes, subnet_bytes, blob_peer_bytes, blob_subnet_bytes (mailbox_quota).",
+			Help: "Mailbox creations, deposits, cards, prekeys and blob uploads refused for a quota of the mailbox's creator: peer_mailboxes, subnet_mailboxes (too_many_mailboxes), peer_bytes, subnet_bytes, blob_peer_bytes, blob_subnet_bytes (mailbox_quota).",
 		}, []string{"quota"}),
 		deposits:      counter("sealpost_relay_deposits_total", "Envelopes stored (each answered with a custody receipt)."),
 		depositBytes:  counter("sealpost_relay_deposit_bytes_total", "Bytes of the envelopes stored."),

@@ -268,8 +268,9 @@ func (s *Server) deleteMailbox(ctx context.Context, mb protocol.MailboxID) error
 // putCard stores the card blob of a registered token.
 func (s *Server) putCard(ctx context.Context, mb protocol.MailboxID, req *protocol.RelayRequest) error {
 	var refused error
+	var quota string
 	err := s.do(ctx, 1+len(req.Blob)>>10, func(tx *store.Tx, now time.Time) error {
-		refused = nil
+		refused, quota = nil, ""
 		r := tx.Relay()
 		h := req.TokenHash
 		if _, err := r.Token(mb, h); errors.Is(err, store.ErrNotFound) {
@@ -278,13 +279,17 @@ func (s *Server) putCard(ctx context.Context, mb protocol.MailboxID, req *protoc
 		} else if err != nil {
 			return err
 		}
-		t, err := r.Totals()
+		m, err := liveMailbox(r, mb)
+		if errors.Is(err, protocol.ErrUnknownMailbox) {
+			refused = err
+			return nil
+		}
 		if err != nil {
 			return err
 		}
-		if t.EnvelopeBytes+t.BlobBytes+uint64(len(req.Blob)) > s.res.StoreMaxBytes {
-			refused = protocol.ErrStoreFull
-			return nil
+		n := uint64(len(req.Blob))
+		if refused, quota, err = s.checkKeyBytes(r, &m, n); refused != nil || err != nil {
+			return err
 		}
 		err = r.PutCard(mb, h, req.Blob)
 		if errors.Is(err, store.ErrNotFound) {
@@ -296,7 +301,31 @@ func (s *Server) putCard(ctx context.Context, mb protocol.MailboxID, req *protoc
 	if err != nil {
 		return err
 	}
+	if quota != "" {
+		s.met.quotaRefused(quota)
+	}
 	return refused
+}
+
+// checkKeyBytes checks n more bytes of card or prekey blobs for mailbox m
+// against its creator's quotas and the relay's total: it returns the
+// refusal (and the creator quota's name for one), or a store error.
+func (s *Server) checkKeyBytes(r store.Relay, m *store.RelayMailbox, n uint64) (refused error, quota string, err error) {
+	if err := s.checkBytes(r, m, n); err != nil {
+		var qr quotaRefusal
+		if errors.As(err, &qr) {
+			return qr.err, qr.quota, nil
+		}
+		return nil, "", err
+	}
+	t, err := r.Totals()
+	if err != nil {
+		return nil, "", err
+	}
+	if t.EnvelopeBytes+t.BlobBytes+n > s.res.StoreMaxBytes {
+		return protocol.ErrStoreFull, "", nil
+	}
+	return nil, "", nil
 }
 
 // putPrekeys stores a batch of prekey blobs, expiring at the time asked
@@ -307,10 +336,11 @@ func (s *Server) putPrekeys(ctx context.Context, mb protocol.MailboxID, req *pro
 		size += len(b)
 	}
 	var refused error
+	var quota string
 	var left uint64
 	var expires time.Time
 	err := s.do(ctx, 2*len(req.Blobs)+size>>10, func(tx *store.Tx, now time.Time) error {
-		refused = nil
+		refused, quota = nil, ""
 		expires = time.UnixMilli(req.ExpiresAt)
 		if limit := now.Add(s.res.MaxPrekeyTTL); expires.After(limit) {
 			expires = limit.Truncate(time.Millisecond)
@@ -332,13 +362,8 @@ func (s *Server) putPrekeys(ctx context.Context, mb protocol.MailboxID, req *pro
 			refused = fmt.Errorf("%w: %d prekeys held", protocol.ErrMailboxQuota, m.Prekeys)
 			return nil
 		}
-		t, err := r.Totals()
-		if err != nil {
+		if refused, quota, err = s.checkKeyBytes(r, &m, uint64(size)); refused != nil || err != nil {
 			return err
-		}
-		if t.EnvelopeBytes+t.BlobBytes+uint64(size) > s.res.StoreMaxBytes {
-			refused = protocol.ErrStoreFull
-			return nil
 		}
 		if err := r.AddPrekeys(mb, req.Blobs, expires); err != nil {
 			return err
@@ -348,6 +373,9 @@ func (s *Server) putPrekeys(ctx context.Context, mb protocol.MailboxID, req *pro
 	})
 	if err != nil {
 		return err
+	}
+	if quota != "" {
+		s.met.quotaRefused(quota)
 	}
 	if refused != nil {
 		return refused

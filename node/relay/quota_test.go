@@ -1,8 +1,10 @@
 package relay_test
 
 import (
+	"crypto/rand"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -122,5 +124,88 @@ func TestCreatorQuotas(t *testing.T) {
 	}
 	if _, code := c.tryCreate(); code != protocol.CodeOK {
 		t.Errorf("after a deletion: %s", code)
+	}
+}
+
+// TestCreatorCardQuotas: the card and prekey blobs a client's mailboxes
+// hold count in its creator quotas' bytes, as their envelopes do: one
+// client from one address range that registers tokens and stores cards
+// in its mailboxes until refused stops at its peers' and its range's
+// bytes (mailbox_quota), never at store_full for a client from another
+// range; a revoked token's card gives its bytes back.
+func TestCreatorCardQuotas(t *testing.T) {
+	const card = 16 << 10
+	res := testResources()
+	res.MaxEnvelope = 2048
+	res.PeerMaxMailboxes, res.PeerMaxBytes = 2, 3*card
+	res.SubnetMaxMailboxes, res.SubnetMaxBytes = 6, 8*card
+	res.StoreMaxBytes = 12 * card
+	res.SubnetLoopback = true
+	r := newRelay(t, res)
+
+	type owned struct {
+		c    *client
+		m    mailbox
+		toks [][]byte
+	}
+	var boxes []*owned
+	for range 3 {
+		c := r.dialFrom(t, "127.0.1.1")
+		for range 2 {
+			boxes = append(boxes, &owned{c: c, m: c.create()})
+		}
+	}
+	putCard := func(b *owned) protocol.Code {
+		tok := b.c.token(b.m, 0, 0)
+		blob := make([]byte, card)
+		rand.Read(blob)
+		resp := b.c.call(&protocol.RelayRequest{Op: protocol.RelayPutCard, Mailbox: b.m.id, TokenHash: protocol.HashToken(tok), Blob: blob}, b.m.key)
+		if resp.Code == protocol.CodeOK {
+			b.toks = append(b.toks, tok)
+		}
+		return resp.Code
+	}
+	// Cards into each mailbox in turn: 3 per peer, 8 for the range,
+	// though the store (12) would take more.
+	codes := map[protocol.Code]int{}
+	for range 3 {
+		for _, b := range boxes {
+			codes[putCard(b)]++
+		}
+	}
+	if codes[protocol.CodeOK] != 8 || codes[protocol.CodeMailboxQuota] != 10 {
+		t.Errorf("the attacker's cards: %v, want 8 ok (its range's bytes) and 10 mailbox_quota", codes)
+	}
+	// Prekeys count too.
+	b := boxes[5]
+	prekeys := [][]byte{make([]byte, 2<<10), make([]byte, 2<<10)}
+	resp := b.c.call(&protocol.RelayRequest{Op: protocol.RelayPutPrekeys, Mailbox: b.m.id, Blobs: prekeys, ExpiresAt: r.clock.Now().Add(time.Hour).UnixMilli()}, b.m.key)
+	if resp.Code != protocol.CodeMailboxQuota {
+		t.Errorf("prekeys into the full range: %s", resp.Code)
+	}
+	st := r.srv.Stats()
+	for _, q := range []string{"peer_bytes", "subnet_bytes"} {
+		if st.QuotaRefusals[q] == 0 {
+			t.Errorf("no refusal counted for %s: %v", q, st.QuotaRefusals)
+		}
+	}
+
+	// Another range stores its card and deposits.
+	other := r.dialFrom(t, "127.0.2.1")
+	o := &owned{c: other, m: other.create()}
+	if code := putCard(o); code != protocol.CodeOK {
+		t.Fatalf("the other client's card: %s", code)
+	}
+	e := envelope(o.m.id, 2048, 1)
+	other.checkReceipt(other.deposit(o.m.id, o.toks[0], e), o.m.id, e)
+
+	// A token revoked takes its card's bytes off: the range stores one
+	// more.
+	b = boxes[0]
+	if resp := b.c.call(&protocol.RelayRequest{Op: protocol.RelayRevokeToken, Mailbox: b.m.id, TokenHash: protocol.HashToken(b.toks[0])}, b.m.key); resp.Code != protocol.CodeOK {
+		t.Fatalf("revoke: %s", resp.Code)
+	}
+	if code := putCard(boxes[4]); code != protocol.CodeOK {
+		t.Errorf("a card after a revocation: %s", code)
 	}
 }

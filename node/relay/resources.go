@@ -55,14 +55,15 @@ type Resources struct {
 	// Over it: too_many_mailboxes.
 	MailboxesPerConn int
 	// PeerMaxMailboxes and PeerMaxBytes bound the mailboxes one peer has
-	// created (those that still exist) and the bytes of envelopes they
-	// hold together; SubnetMaxMailboxes and SubnetMaxBytes bound the same
+	// created (those that still exist) and the bytes of envelopes, card
+	// and prekey blobs they hold together; SubnetMaxMailboxes and SubnetMaxBytes bound the same
 	// for all the peers of one address range. A mailbox counts against the
 	// quotas of the peer and the range it was created from for as long as
 	// it exists, so that one client, whatever peer IDs it makes up, cannot
 	// fill the relay (store_full) for everybody. Over a count: the create
-	// is refused with too_many_mailboxes; over bytes: a deposit into any of
-	// those mailboxes is refused with mailbox_quota.
+	// is refused with too_many_mailboxes; over bytes: a deposit, card or
+	// prekey batch for any of those mailboxes is refused with
+	// mailbox_quota.
 	PeerMaxMailboxes   uint64
 	PeerMaxBytes       uint64
 	SubnetMaxMailboxes uint64

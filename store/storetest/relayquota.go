@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
@@ -61,6 +63,47 @@ func testRelayQuotas(t *testing.T, st store.Store) {
 	check(peer, store.RelayQuota{Mailboxes: 1, Bytes: 512})
 	check(subnet, store.RelayQuota{Mailboxes: 2, Bytes: 512 + 2048})
 
+	// Card and prekey blobs count in the bytes, as envelopes do, until
+	// they are replaced, taken or expire.
+	keyBytes := func(m store.RelayMailbox, want uint64) {
+		t.Helper()
+		view(t, st, func(tx *store.Tx) error {
+			got, err := tx.Relay().Mailbox(m.ID)
+			if err == nil && got.KeyBytes != want {
+				t.Errorf("mailbox %x: KeyBytes %d, want %d", m.ID[:1], got.KeyBytes, want)
+			}
+			return err
+		})
+	}
+	update(t, st, func(tx *store.Tx) error {
+		for _, err := range []error{
+			tx.Relay().PutCard(a.ID, id32(50), envelope(300, 1)),
+			tx.Relay().PutCard(a.ID, id32(50), envelope(100, 2)),
+			tx.Relay().AddPrekeys(a.ID, [][]byte{envelope(40, 3), envelope(60, 4)}, T0.Add(time.Hour)),
+			tx.Relay().AddPrekeys(b.ID, [][]byte{envelope(70, 5)}, T0.Add(time.Minute)),
+		} {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	check(peer, store.RelayQuota{Mailboxes: 1, Bytes: 512 + 200})
+	check(subnet, store.RelayQuota{Mailboxes: 2, Bytes: 512 + 2048 + 270})
+	keyBytes(a, 200)
+	keyBytes(b, 70)
+	update(t, st, func(tx *store.Tx) error {
+		if _, ok, err := tx.Relay().TakePrekey(a.ID, T0); !ok || err != nil {
+			return fmt.Errorf("take: %v, %v", ok, err)
+		}
+		_, err := tx.Relay().ExpirePrekeys(T0.Add(2*time.Minute), 0)
+		return err
+	})
+	check(peer, store.RelayQuota{Mailboxes: 1, Bytes: 512 + 160})
+	check(subnet, store.RelayQuota{Mailboxes: 2, Bytes: 512 + 2048 + 160})
+	keyBytes(a, 160)
+	keyBytes(b, 0)
+
 	// Blob references: a's and b's in their quotas, c's in none.
 	refs := []store.RelayBlobRef{blobRef(1, 10, 1, 1000), blobRef(2, 11, 1, 500), blobRef(1, 12, 2, 1000), blobRef(3, 13, 3, 300)}
 	var charges []store.BlobCharge
@@ -77,21 +120,21 @@ func testRelayQuotas(t *testing.T, st store.Store) {
 		return nil
 	})
 	equal(t, "the charges seen by the checks", charges, []store.BlobCharge{
-		{Usage: store.BlobUsage{Quotas: a.Quotas}, Creator: [2]store.RelayQuota{{Mailboxes: 1, Bytes: 512}, {Mailboxes: 2, Bytes: 512 + 2048}}},
-		{Usage: store.BlobUsage{Count: 1, Bytes: 1000, Quotas: a.Quotas}, Creator: [2]store.RelayQuota{{Mailboxes: 1, Bytes: 512, BlobBytes: 1000}, {Mailboxes: 2, Bytes: 512 + 2048, BlobBytes: 1000}},
+		{Usage: store.BlobUsage{Quotas: a.Quotas}, Creator: [2]store.RelayQuota{{Mailboxes: 1, Bytes: 512 + 160}, {Mailboxes: 2, Bytes: 512 + 2048 + 160}}},
+		{Usage: store.BlobUsage{Count: 1, Bytes: 1000, Quotas: a.Quotas}, Creator: [2]store.RelayQuota{{Mailboxes: 1, Bytes: 512 + 160, BlobBytes: 1000}, {Mailboxes: 2, Bytes: 512 + 2048 + 160, BlobBytes: 1000}},
 			Totals: store.RelayBlobTotals{Blobs: 1, Bytes: 1000, Refs: 1}},
-		{Usage: store.BlobUsage{Quotas: b.Quotas}, Creator: [2]store.RelayQuota{{}, {Mailboxes: 2, Bytes: 512 + 2048, BlobBytes: 1500}},
+		{Usage: store.BlobUsage{Quotas: b.Quotas}, Creator: [2]store.RelayQuota{{}, {Mailboxes: 2, Bytes: 512 + 2048 + 160, BlobBytes: 1500}},
 			Totals: store.RelayBlobTotals{Blobs: 2, Bytes: 1500, Refs: 2}, Stored: true},
 		{Totals: store.RelayBlobTotals{Blobs: 2, Bytes: 1500, Refs: 3}},
 	})
-	check(peer, store.RelayQuota{Mailboxes: 1, Bytes: 512, BlobBytes: 1500})
-	check(subnet, store.RelayQuota{Mailboxes: 2, Bytes: 512 + 2048, BlobBytes: 2500})
+	check(peer, store.RelayQuota{Mailboxes: 1, Bytes: 512 + 160, BlobBytes: 1500})
+	check(subnet, store.RelayQuota{Mailboxes: 2, Bytes: 512 + 2048 + 160, BlobBytes: 2500})
 	update(t, st, func(tx *store.Tx) error {
 		_, err := tx.RelayBlobs().RemoveBlobRef(refKey(refs[1]))
 		return err
 	})
-	check(peer, store.RelayQuota{Mailboxes: 1, Bytes: 512, BlobBytes: 1000})
-	check(subnet, store.RelayQuota{Mailboxes: 2, Bytes: 512 + 2048, BlobBytes: 2000})
+	check(peer, store.RelayQuota{Mailboxes: 1, Bytes: 512 + 160, BlobBytes: 1000})
+	check(subnet, store.RelayQuota{Mailboxes: 2, Bytes: 512 + 2048 + 160, BlobBytes: 2000})
 
 	for _, m := range []store.RelayMailbox{a, b} {
 		update(t, st, func(tx *store.Tx) error {
