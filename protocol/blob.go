@@ -71,8 +71,13 @@ type BlobRequest struct {
 	// Link, Delete): the reference's name at the server.
 	ReadCapHash attachment.Hash
 	// Mailbox and Token: the mailbox whose blob quota a Put or Link is
-	// charged to, and a deposit token of it.
+	// charged to, and a deposit token of it. Or, for a group's blobs, Log,
+	// Epoch and Token: the group log whose blob quota it is charged to,
+	// one of its epochs the relay still keeps, and that epoch's token
+	// (exactly one of Mailbox and Log is set).
 	Mailbox MailboxID
+	Log     GroupLogID
+	Epoch   uint64
 	Token   []byte
 	// Size is the blob's size (Put, Link), 1 to attachment.MaxBlobSize.
 	Size int64
@@ -90,16 +95,19 @@ const (
 	bqToken
 	bqSize
 	bqReaders
+	bqLog
+	bqEpoch
 )
 
-var blobRequestFieldNames = [...]string{"cap", "read_cap_hash", "mailbox", "token", "size", "readers"}
+var blobRequestFieldNames = [...]string{"cap", "read_cap_hash", "mailbox", "token", "size", "readers", "log", "epoch"}
 
 // blobRequestFields lists, per op, the fields a request must and may hold
-// besides its hash.
+// besides its hash. A Put or Link holds exactly one of mailbox and log
+// (Validate checks), and an epoch only with a log.
 var blobRequestFields = map[BlobOp]struct{ required, optional blobFields }{
 	BlobGet:    {bqCap, 0},
-	BlobPut:    {bqCap | bqReadCapHash | bqMailbox | bqToken | bqSize, bqReaders},
-	BlobLink:   {bqCap | bqReadCapHash | bqMailbox | bqToken | bqSize, bqReaders},
+	BlobPut:    {bqCap | bqReadCapHash | bqToken | bqSize, bqReaders | bqMailbox | bqLog | bqEpoch},
+	BlobLink:   {bqCap | bqReadCapHash | bqToken | bqSize, bqReaders | bqMailbox | bqLog | bqEpoch},
 	BlobAck:    {bqCap, 0},
 	BlobDelete: {bqCap | bqReadCapHash, 0},
 }
@@ -117,6 +125,8 @@ func (r *BlobRequest) present() blobFields {
 	set(len(r.Token) > 0, bqToken)
 	set(r.Size != 0, bqSize)
 	set(r.Readers != 0, bqReaders)
+	set(!r.Log.IsZero(), bqLog)
+	set(r.Epoch != 0, bqEpoch)
 	return f
 }
 
@@ -133,8 +143,19 @@ func (r *BlobRequest) Validate() error {
 	if r.Hash.IsZero() {
 		return fmt.Errorf("%w: %s: hash missing", ErrMalformed, what)
 	}
-	if err := checkFields(r.present(), row.required, row.optional, blobRequestFieldNames[:], what); err != nil {
+	f := r.present()
+	if err := checkFields(f, row.required, row.optional, blobRequestFieldNames[:], what); err != nil {
 		return err
+	}
+	if r.Op == BlobPut || r.Op == BlobLink {
+		switch {
+		case f&bqMailbox != 0 && f&bqLog != 0:
+			return fmt.Errorf("%w: %s: both mailbox and log", ErrMalformed, what)
+		case f&(bqMailbox|bqLog) == 0:
+			return fmt.Errorf("%w: %s: mailbox or log missing", ErrMalformed, what)
+		case f&bqEpoch != 0 && f&bqLog == 0:
+			return fmt.Errorf("%w: %s: epoch without a log", ErrMalformed, what)
+		}
 	}
 	if len(r.Token) > 0 {
 		if err := checkBytes(r.Token, MinToken, MaxToken, what+": token"); err != nil {
@@ -162,7 +183,7 @@ func (r *BlobRequest) Unmarshal(b []byte) error {
 	if p.Size > attachment.MaxBlobSize {
 		return fmt.Errorf("%w: blob request: size %d, limit %d", ErrTooLarge, p.Size, attachment.MaxBlobSize)
 	}
-	v := BlobRequest{ID: p.Id, Op: BlobOp(p.Op), Token: p.Token, Size: int64(p.Size), Readers: p.Readers}
+	v := BlobRequest{ID: p.Id, Op: BlobOp(p.Op), Token: p.Token, Size: int64(p.Size), Readers: p.Readers, Epoch: p.Epoch}
 	for _, f := range []struct {
 		dst  []byte
 		src  []byte
@@ -172,6 +193,7 @@ func (r *BlobRequest) Unmarshal(b []byte) error {
 		{v.Cap[:], p.Cap, "cap"},
 		{v.ReadCapHash[:], p.ReadCapHash, "read_cap_hash"},
 		{v.Mailbox[:], p.Mailbox, "mailbox"},
+		{v.Log[:], p.Log, "log"},
 	} {
 		if err := fixed(f.dst, f.src, true, "blob request: "+f.what); err != nil {
 			return err
@@ -196,6 +218,8 @@ func (r *BlobRequest) wire() proto.Message {
 		Token:       r.Token,
 		Size:        uint64(max(r.Size, 0)),
 		Readers:     r.Readers,
+		Log:         optional(r.Log[:]),
+		Epoch:       r.Epoch,
 	}
 }
 

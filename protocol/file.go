@@ -50,21 +50,26 @@ type FilePeer struct {
 	Addrs [][]byte
 }
 
-// FileRelay is a relay that holds a file's blobs under a mailbox.
+// FileRelay is a relay that holds a file's blobs under a mailbox, or, for
+// a file sent to a group, under the group's log on one of its home relays.
 type FileRelay struct {
 	// Relay is the relay's peer ID; Addrs binary multiaddrs of it, 1 to
 	// MaxFileAddrs.
 	Relay []byte
 	Addrs [][]byte
-	// Mailbox is the mailbox whose blob quota the blobs are charged to.
+	// Mailbox is the mailbox whose blob quota the blobs are charged to; or
+	// Log the group log whose blob quota they are charged to (exactly one
+	// is set).
 	Mailbox MailboxID
+	Log     GroupLogID
 }
 
 // Locations: the first byte of the location a capability is derived for
 // (attachment.Key.ReadCap).
 const (
-	locationPeer  = 0x01
-	locationRelay = 0x02
+	locationPeer     = 0x01
+	locationRelay    = 0x02
+	locationGroupLog = 0x03
 )
 
 // Location is what the blobs' capabilities at this peer are derived for:
@@ -74,9 +79,15 @@ func (p *FilePeer) Location() []byte {
 }
 
 // Location is what the blobs' capabilities at this relay mailbox are
-// derived for: 0x02 || len8(relay peer ID) || relay peer ID || mailbox ID.
+// derived for: 0x02 || len8(relay peer ID) || relay peer ID || mailbox ID;
+// at a group log, 0x03 || len8(relay peer ID) || relay peer ID || log ID.
 func (r *FileRelay) Location() []byte {
 	l := make([]byte, 0, 2+len(r.Relay)+len(r.Mailbox))
+	if !r.Log.IsZero() {
+		l = append(l, locationGroupLog, byte(len(r.Relay)))
+		l = append(l, r.Relay...)
+		return append(l, r.Log[:]...)
+	}
 	l = append(l, locationRelay, byte(len(r.Relay)))
 	l = append(l, r.Relay...)
 	return append(l, r.Mailbox[:]...)
@@ -140,8 +151,8 @@ func (f *File) Validate() error {
 		if err := checkAddrs(r.Addrs, 1, MaxFileAddrs, what+": addrs"); err != nil {
 			return err
 		}
-		if r.Mailbox.IsZero() {
-			return fmt.Errorf("%w: %s: mailbox missing", ErrMalformed, what)
+		if r.Mailbox.IsZero() == r.Log.IsZero() {
+			return fmt.Errorf("%w: %s: not exactly one of mailbox and log", ErrMalformed, what)
 		}
 		for j := range i {
 			if string(f.Relays[j].Location()) == string(r.Location()) {
@@ -258,7 +269,10 @@ func fileFromPB(w *pb.File) (*File, error) {
 	}
 	for i, r := range w.Relays {
 		fr := FileRelay{Relay: r.Relay, Addrs: r.Addrs}
-		if err := fixed(fr.Mailbox[:], r.Mailbox, false, fmt.Sprintf("file: relays[%d]: mailbox", i)); err != nil {
+		if err := fixed(fr.Mailbox[:], r.Mailbox, true, fmt.Sprintf("file: relays[%d]: mailbox", i)); err != nil {
+			return nil, err
+		}
+		if err := fixed(fr.Log[:], r.Log, true, fmt.Sprintf("file: relays[%d]: log", i)); err != nil {
 			return nil, err
 		}
 		v.Relays = append(v.Relays, fr)
@@ -290,7 +304,7 @@ func (f *File) wireFile() *pb.File {
 	}
 	for i := range f.Relays {
 		r := &f.Relays[i]
-		w.Relays = append(w.Relays, &pb.FileRelay{Relay: r.Relay, Addrs: r.Addrs, Mailbox: r.Mailbox[:]})
+		w.Relays = append(w.Relays, &pb.FileRelay{Relay: r.Relay, Addrs: r.Addrs, Mailbox: optional(r.Mailbox[:]), Log: optional(r.Log[:])})
 	}
 	return w
 }

@@ -57,6 +57,7 @@ func TestFileValidate(t *testing.T) {
 		{"peer addrs too many", ErrTooLarge, func(f *File) { f.Peer.Addrs = make([][]byte, MaxFileAddrs+1) }},
 		{"relay without addrs", ErrMalformed, func(f *File) { f.Relays[0].Addrs = nil }},
 		{"relay without mailbox", ErrMalformed, func(f *File) { f.Relays[0].Mailbox = MailboxID{} }},
+		{"relay with mailbox and log", ErrMalformed, func(f *File) { f.Relays[0].Log = GroupLogID(pattern(32, 0xb0)) }},
 		{"relay twice", ErrMalformed, func(f *File) { f.Relays = append(f.Relays, f.Relays[0]) }},
 		{"relays too many", ErrTooLarge, func(f *File) {
 			for i := range MaxFileRelays {
@@ -172,6 +173,16 @@ func TestBlobValidate(t *testing.T) {
 		{"put readers over the limit", ErrTooLarge, func() Message { r := put(); r.Readers = MaxBlobReaders + 1; return r }()},
 		{"delete without read cap hash", ErrMalformed, &BlobRequest{ID: 1, Op: BlobDelete, Hash: h, Cap: c}},
 		{"ack with mailbox", ErrMalformed, &BlobRequest{ID: 1, Op: BlobAck, Hash: h, Cap: c, Mailbox: MailboxID(pattern(32, 1))}},
+		{"put without mailbox or log", ErrMalformed, func() Message { r := put(); r.Mailbox = MailboxID{}; return r }()},
+		{"put with mailbox and log", ErrMalformed, func() Message { r := put(); r.Log = GroupLogID(pattern(32, 0xb0)); return r }()},
+		{"put with epoch and mailbox", ErrMalformed, func() Message { r := put(); r.Epoch = 3; return r }()},
+		{"link with mailbox and log", ErrMalformed, func() Message {
+			r := put()
+			r.Op, r.Log = BlobLink, GroupLogID(pattern(32, 0xb0))
+			return r
+		}()},
+		{"get with log", ErrMalformed, &BlobRequest{ID: 1, Op: BlobGet, Hash: h, Cap: c, Log: GroupLogID(pattern(32, 1))}},
+		{"ack with epoch", ErrMalformed, &BlobRequest{ID: 1, Op: BlobAck, Hash: h, Cap: c, Epoch: 2}},
 		{"get response without size", ErrMalformed, &BlobResponse{ID: 1, Op: BlobGet, Code: CodeOK}},
 		{"get response over the largest blob", ErrTooLarge, &BlobResponse{ID: 1, Op: BlobGet, Code: CodeOK, Size: attachment.MaxBlobSize + 1}},
 		{"get error with size", ErrMalformed, &BlobResponse{ID: 1, Op: BlobGet, Code: CodeNotFound, Size: 10}},
@@ -208,6 +219,9 @@ func TestFileGolden(t *testing.T) {
 		{"file.hex", sampleFile()},
 		{"plaintext-file.hex", sampleFileMessage()},
 		{"blob-put.hex", put},
+		{"blob-put-group.hex", &BlobRequest{ID: 2, Op: BlobPut, Hash: attachment.Hash(pattern(32, 0x40)), Cap: attachment.Cap(pattern(32, 0x50)),
+			ReadCapHash: attachment.Hash(pattern(32, 0x60)), Log: GroupLogID(pattern(32, 0xb0)), Epoch: 7, Token: pattern(32, 0xe0), Size: 262208}},
+		{"file-group.hex", sampleGroupFile()},
 		{"blob-get-response.hex", &BlobResponse{ID: 3, Op: BlobGet, Code: CodeOK, Size: 262208}},
 	} {
 		t.Run(c.file, func(t *testing.T) {
@@ -305,6 +319,15 @@ func TestLocations(t *testing.T) {
 	want := append(append([]byte{0x02, byte(len(r.Relay))}, r.Relay...), r.Mailbox[:]...)
 	if !bytes.Equal(r.Location(), want) {
 		t.Errorf("relay location %x, want %x", r.Location(), want)
+	}
+	g := sampleGroupFile().Relays[0]
+	want = append(append([]byte{0x03, byte(len(g.Relay))}, g.Relay...), g.Log[:]...)
+	if !bytes.Equal(g.Location(), want) {
+		t.Errorf("group log location %x, want %x", g.Location(), want)
+	}
+	same := FileRelay{Relay: g.Relay, Mailbox: MailboxID(g.Log)}
+	if bytes.Equal(same.Location(), g.Location()) {
+		t.Error("a log and a mailbox of the same ID have the same location")
 	}
 	p := sampleFile().Peer
 	if !bytes.Equal(p.Location(), append([]byte{0x01}, p.Peer...)) || !bytes.Equal(PeerLocation(p.Peer), p.Location()) {

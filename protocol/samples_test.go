@@ -163,6 +163,17 @@ func sampleFile() *File {
 	return f
 }
 
+// sampleGroupFile is a pointer of a file sent to a group: its blobs at
+// the group's two home relays, under the group's logs.
+func sampleGroupFile() *File {
+	f := sampleFile()
+	f.Relays = []FileRelay{
+		{Relay: ed25519Peer(0x90), Addrs: [][]byte{addrTCP}, Log: GroupLogID(pattern(32, 0x91))},
+		{Relay: ed25519Peer(0x98), Addrs: [][]byte{addrTCP}, Log: GroupLogID(pattern(32, 0x99))},
+	}
+	return f
+}
+
 func sampleFileMessage() *Plaintext {
 	return &Plaintext{ID: MessageID(pattern(16, 0x54)), Seq: 5, SentAt: 1767225601000, Kind: KindFile, Text: "the view from the top", File: sampleFile()}
 }
@@ -239,11 +250,16 @@ func samples(t testing.TB) []struct {
 		{"invite non-Ed25519 peers", rsaInvite, newInvite},
 		{"file", sampleFile(), newFile},
 		{"file minimal", minimalFile, newFile},
+		{"file for a group", sampleGroupFile(), newFile},
 		{"plaintext file", sampleFileMessage(), newPlaintext},
 		{"plaintext file without caption", &Plaintext{ID: MessageID(pattern(16, 9)), Seq: 6, SentAt: 1, Kind: KindFile, File: minimalFile}, newPlaintext},
 		{"blob get", &BlobRequest{ID: 3, Op: BlobGet, Hash: attachment.Hash(pattern(32, 0x40)), Cap: attachment.Cap(pattern(32, 0x51))}, newBlobRequest},
 		{"blob put", put, newBlobRequest},
 		{"blob link", &link, newBlobRequest},
+		{"blob put for a group log", &BlobRequest{ID: 6, Op: BlobPut, Hash: attachment.Hash(pattern(32, 0x40)), Cap: attachment.Cap(pattern(32, 0x50)),
+			ReadCapHash: attachment.Hash(pattern(32, 0x61)), Log: GroupLogID(pattern(32, 0xb0)), Epoch: 4, Token: pattern(32, 0xe1), Size: 1000}, newBlobRequest},
+		{"blob link for a group log at epoch 0", &BlobRequest{ID: 7, Op: BlobLink, Hash: attachment.Hash(pattern(32, 0x40)), Cap: attachment.Cap(pattern(32, 0x50)),
+			ReadCapHash: attachment.Hash(pattern(32, 0x62)), Log: GroupLogID(pattern(32, 0xb0)), Token: pattern(32, 0xe1), Size: 1000, Readers: 2}, newBlobRequest},
 		{"blob ack", &BlobRequest{ID: 4, Op: BlobAck, Hash: attachment.Hash(pattern(32, 0x40)), Cap: attachment.Cap(pattern(32, 0x51))}, newBlobRequest},
 		{"blob delete", &BlobRequest{ID: 5, Op: BlobDelete, Hash: attachment.Hash(pattern(32, 0x40)), Cap: attachment.Cap(pattern(32, 0x50)), ReadCapHash: attachment.Hash(pattern(32, 0x60))}, newBlobRequest},
 		{"blob get response", &BlobResponse{ID: 3, Op: BlobGet, Code: CodeOK, Size: 262208}, newBlobResponse},

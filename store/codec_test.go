@@ -100,6 +100,7 @@ func samples() map[string]struct {
 		}},
 		"relay blob ref": {func() record { return new(RelayBlobRef) }, []record{
 			&RelayBlobRef{WriteCapHash: [32]byte{1}, Mailbox: [32]byte{2}, Size: 100, StoredUntil: t0, Readers: 2, CreatedAt: t0},
+			&RelayBlobRef{WriteCapHash: [32]byte{1}, Log: [32]byte{3}, Size: 100, StoredUntil: t0, Readers: 1, CreatedAt: t0},
 		}},
 		"blob usage": {func() record { return new(BlobUsage) }, []record{
 			&BlobUsage{Count: 1, Bytes: 1 << 40, Quotas: [2]RelayQuotaKey{{1}, {2}}},

@@ -71,6 +71,10 @@ const (
 	tRelayGroupExpiry byte = 0x34 // until(8) id(32) seq(8) -> ""
 	tRelayGroupIdle   byte = 0x35 // until(8) id(32) -> ""
 	tRelayGroupTotals byte = 0x36 // (single key) -> RelayGroupTotals
+
+	// The relay's attachment blobs held for group logs (relayblobs.go).
+	tRelayBlobByLog    byte = 0x37 // log(32) hash(32) readcap(32) -> ""
+	tRelayBlobLogUsage byte = 0x38 // log(32) -> BlobUsage
 )
 
 // key concatenates a table byte and parts.

@@ -18,13 +18,16 @@ import (
 // reference (a writer's upload for one mailbox) has its own capabilities,
 // expiry and readers, and is charged to its mailbox's blob quota and to
 // the creator quotas of that mailbox (RelayMailbox.Quotas), so that one
-// client's mailboxes together hold a bounded part of the blob store.
+// client's mailboxes together hold a bounded part of the blob store; a
+// reference for a group log is charged to that log's blob quota.
 //
 //	tRelayBlob         hash(32)                    -> RelayBlob
 //	tRelayBlobRef      hash(32) readcap(32)        -> RelayBlobRef
 //	tRelayBlobRefExp   until(8) hash(32) readcap(32) -> ""
 //	tRelayBlobByMbox   mailbox(32) hash(32) readcap(32) -> ""
 //	tRelayBlobUsage    mailbox(32)                 -> BlobUsage
+//	tRelayBlobByLog    log(32) hash(32) readcap(32) -> ""
+//	tRelayBlobLogUsage log(32)                     -> BlobUsage
 //	tRelayBlobTotals   (one key)                   -> RelayBlobTotals
 //
 // The order a relay follows so that no crash loses a blob it acknowledged
@@ -61,7 +64,8 @@ func (b *RelayBlob) unmarshal(v []byte) error {
 	return d.finish("relay blob")
 }
 
-// RelayBlobRef is one reference to a blob: an upload for one mailbox.
+// RelayBlobRef is one reference to a blob: an upload for one mailbox, or
+// for one group log (exactly one of Mailbox and Log is set).
 type RelayBlobRef struct {
 	Hash [32]byte
 	// ReadCapHash is SHA-256 of the reference's read capability: its name.
@@ -69,6 +73,7 @@ type RelayBlobRef struct {
 	// WriteCapHash is SHA-256 of the writer's capability.
 	WriteCapHash [32]byte
 	Mailbox      protocol.MailboxID
+	Log          protocol.GroupLogID
 	Size         uint64
 	StoredUntil  time.Time
 	// Readers is how many readers' acknowledgements remain before the
@@ -77,12 +82,24 @@ type RelayBlobRef struct {
 	CreatedAt time.Time
 }
 
-const relayBlobRefVersion = 1
+// A mailbox's reference is written as version 1, a group log's as
+// version 2 (the log's ID in place of the mailbox's).
+const (
+	relayBlobRefVersion    = 1
+	relayBlobRefLogVersion = 2
+)
 
 func (r *RelayBlobRef) marshal() []byte {
-	e := newEnc(relayBlobRefVersion, 96)
-	e.fixed(r.WriteCapHash[:])
-	e.fixed(r.Mailbox[:])
+	var e *enc
+	if r.Log.IsZero() {
+		e = newEnc(relayBlobRefVersion, 96)
+		e.fixed(r.WriteCapHash[:])
+		e.fixed(r.Mailbox[:])
+	} else {
+		e = newEnc(relayBlobRefLogVersion, 96)
+		e.fixed(r.WriteCapHash[:])
+		e.fixed(r.Log[:])
+	}
 	e.uvarint(r.Size)
 	e.time(r.StoredUntil)
 	e.uvarint(r.Readers)
@@ -91,9 +108,13 @@ func (r *RelayBlobRef) marshal() []byte {
 }
 
 func (r *RelayBlobRef) unmarshal(v []byte) error {
-	d, _ := newDec("relay blob reference", v, relayBlobRefVersion)
+	d, version := newDec("relay blob reference", v, relayBlobRefVersion, relayBlobRefLogVersion)
 	d.fixed(r.WriteCapHash[:])
-	d.fixed(r.Mailbox[:])
+	if version == relayBlobRefLogVersion {
+		d.fixed(r.Log[:])
+	} else {
+		d.fixed(r.Mailbox[:])
+	}
 	r.Size = d.uvarint()
 	r.StoredUntil = d.time()
 	r.Readers = d.uvarint()
@@ -101,7 +122,7 @@ func (r *RelayBlobRef) unmarshal(v []byte) error {
 	return d.finish("relay blob reference")
 }
 
-// BlobUsage is what a mailbox's blob references hold: their count and the
+// BlobUsage is what a mailbox's (or a group log's) blob references hold: their count and the
 // bytes they reference (a blob referenced twice counts twice: each upload
 // pays its own quota).
 type BlobUsage struct {
@@ -109,7 +130,8 @@ type BlobUsage struct {
 	// Quotas are the creator quotas Bytes are charged to (set by the
 	// store from the mailbox's when the usage begins, so that references
 	// outliving their mailbox are taken off the right quotas; zero for
-	// none, and for usage begun before blob bytes were charged).
+	// none, for a group log's, and for usage begun before blob bytes were
+	// charged).
 	Quotas [2]RelayQuotaKey
 }
 
@@ -205,6 +227,20 @@ func relayBlobByMboxKey(mb protocol.MailboxID, k BlobRefKey) []byte {
 	return key(tRelayBlobByMbox, mb[:], k.Hash[:], k.ReadCapHash[:])
 }
 func relayBlobUsageKey(mb protocol.MailboxID) []byte { return key(tRelayBlobUsage, mb[:]) }
+func relayBlobByLogKey(log protocol.GroupLogID, k BlobRefKey) []byte {
+	return key(tRelayBlobByLog, log[:], k.Hash[:], k.ReadCapHash[:])
+}
+func relayBlobLogUsageKey(log protocol.GroupLogID) []byte { return key(tRelayBlobLogUsage, log[:]) }
+
+// ownerKeys returns the keys of r's owner (its mailbox or its log): its
+// index entry for r and its usage record.
+func (r *RelayBlobRef) ownerKeys() (index, usage []byte) {
+	k := BlobRefKey{r.Hash, r.ReadCapHash}
+	if !r.Log.IsZero() {
+		return relayBlobByLogKey(r.Log, k), relayBlobLogUsageKey(r.Log)
+	}
+	return relayBlobByMboxKey(r.Mailbox, k), relayBlobUsageKey(r.Mailbox)
+}
 
 var relayBlobTotalsKey = []byte{tRelayBlobTotals}
 
@@ -231,16 +267,25 @@ func (s RelayBlobs) Ref(k BlobRefKey) (RelayBlobRef, error) {
 
 // Usage returns the blob usage of mailbox mb (zero if none).
 func (s RelayBlobs) Usage(mb protocol.MailboxID) (BlobUsage, error) {
+	return s.usage(relayBlobUsageKey(mb))
+}
+
+// LogUsage returns the blob usage of group log id (zero if none).
+func (s RelayBlobs) LogUsage(id protocol.GroupLogID) (BlobUsage, error) {
+	return s.usage(relayBlobLogUsageKey(id))
+}
+
+func (s RelayBlobs) usage(key []byte) (BlobUsage, error) {
 	var u BlobUsage
-	_, err := s.tx.getRecord(relayBlobUsageKey(mb), &u)
+	_, err := s.tx.getRecord(key, &u)
 	return u, err
 }
 
-func (s RelayBlobs) putUsage(mb protocol.MailboxID, u BlobUsage) error {
+func (s RelayBlobs) putUsage(key []byte, u BlobUsage) error {
 	if u.Count == 0 && u.Bytes == 0 {
-		return s.tx.del(relayBlobUsageKey(mb))
+		return s.tx.del(key)
 	}
-	return s.tx.set(relayBlobUsageKey(mb), u.marshal())
+	return s.tx.set(key, u.marshal())
 }
 
 // Totals returns the relay's blob totals (zero for none).
@@ -253,23 +298,34 @@ func (s RelayBlobs) Totals() (RelayBlobTotals, error) {
 // Charge returns what one more reference to blob h for mailbox mb would
 // be checked against now (AddBlobRef's check sees the same).
 func (s RelayBlobs) Charge(mb protocol.MailboxID, h [32]byte) (BlobCharge, error) {
-	c, _, err := s.charge(mb, h)
+	c, _, err := s.charge(&RelayBlobRef{Mailbox: mb, Hash: h})
 	return c, err
 }
 
-// charge is Charge, with the blob's record when it is stored.
-func (s RelayBlobs) charge(mb protocol.MailboxID, h [32]byte) (BlobCharge, RelayBlob, error) {
+// LogCharge returns what one more reference to blob h for group log id
+// would be checked against now: the log's usage (a log has no creator
+// quotas) and the totals.
+func (s RelayBlobs) LogCharge(id protocol.GroupLogID, h [32]byte) (BlobCharge, error) {
+	c, _, err := s.charge(&RelayBlobRef{Log: id, Hash: h})
+	return c, err
+}
+
+// charge is Charge (LogCharge, for a reference r of a log), with the
+// blob's record when it is stored.
+func (s RelayBlobs) charge(r *RelayBlobRef) (BlobCharge, RelayBlob, error) {
 	var c BlobCharge
-	b, err := s.Blob(h)
+	b, err := s.Blob(r.Hash)
 	c.Stored = err == nil
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return c, b, err
 	}
-	if c.Usage, err = s.Usage(mb); err != nil {
+	_, usage := r.ownerKeys()
+	if c.Usage, err = s.usage(usage); err != nil {
 		return c, b, err
 	}
+	mb := r.Mailbox
 	var uncharged uint64
-	if c.Usage.Quotas == ([2]RelayQuotaKey{}) {
+	if r.Log.IsZero() && c.Usage.Quotas == ([2]RelayQuotaKey{}) {
 		m, err := s.tx.Relay().Mailbox(mb)
 		switch {
 		case errors.Is(err, ErrNotFound):
@@ -296,7 +352,8 @@ func (s RelayBlobs) charge(mb protocol.MailboxID, h [32]byte) (BlobCharge, Relay
 // AddBlobRef stores reference r (its Readers: at least 1), and the blob
 // record if this is the blob's first reference: the caller has stored the
 // blob's bytes durably before, and r.Size is their size. It charges r.Size
-// to r.Mailbox's usage and to the mailbox's creator quotas. ErrExists: the
+// to r.Mailbox's usage and to the mailbox's creator quotas, or to r.Log's
+// usage (exactly one of the two is set). ErrExists: the
 // reference is already stored (it is returned; an upload whose answer was
 // lost, or a second writer with the same read capability, which the
 // caller tells apart by WriteCapHash). ErrInvalid: r.Size differs from the
@@ -305,15 +362,16 @@ func (s RelayBlobs) charge(mb protocol.MailboxID, h [32]byte) (BlobCharge, Relay
 // nothing is written.
 func (s RelayBlobs) AddBlobRef(r RelayBlobRef, check func(c *BlobCharge) error) (RelayBlobRef, error) {
 	k := BlobRefKey{r.Hash, r.ReadCapHash}
-	if r.Size == 0 || r.Mailbox == (protocol.MailboxID{}) {
-		return r, fmt.Errorf("relay blob reference: %w: size %d, mailbox %x", ErrInvalid, r.Size, r.Mailbox[:4])
+	if r.Size == 0 || r.Mailbox.IsZero() == r.Log.IsZero() {
+		return r, fmt.Errorf("relay blob reference: %w: size %d, not exactly one of mailbox and log", ErrInvalid, r.Size)
 	}
+	index, usage := r.ownerKeys()
 	if old, err := s.Ref(k); err == nil {
 		return old, fmt.Errorf("relay blob reference %x: %w", k.Hash[:4], ErrExists)
 	} else if !errors.Is(err, ErrNotFound) {
 		return r, err
 	}
-	c, b, err := s.charge(r.Mailbox, r.Hash)
+	c, b, err := s.charge(&r)
 	if err != nil {
 		return r, err
 	}
@@ -350,18 +408,19 @@ func (s RelayBlobs) AddBlobRef(r RelayBlobRef, check func(c *BlobCharge) error) 
 		{relayBlobKey(r.Hash), b.marshal()},
 		{relayBlobRefKey(k), r.marshal()},
 		{relayBlobRefExpKey(r.StoredUntil, k), nil},
-		{relayBlobByMboxKey(r.Mailbox, k), nil},
+		{index, nil},
 		{relayBlobTotalsKey, t.marshal()},
 	} {
 		if err := s.tx.set(kv.k, kv.v); err != nil {
 			return r, err
 		}
 	}
-	return r, s.putUsage(r.Mailbox, u)
+	return r, s.putUsage(usage, u)
 }
 
 // RemoveBlobRef deletes reference k and takes it off its mailbox's usage
-// and the creator quotas that usage is charged to.
+// and the creator quotas that usage is charged to (or off its log's
+// usage).
 // It reports whether that was the blob's last reference: the blob record
 // is deleted too, and the caller unlinks the blob's file once this
 // transaction has committed. A missing reference is ErrNotFound.
@@ -370,18 +429,19 @@ func (s RelayBlobs) RemoveBlobRef(k BlobRefKey) (last bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	for _, key := range [][]byte{relayBlobRefKey(k), relayBlobRefExpKey(r.StoredUntil, k), relayBlobByMboxKey(r.Mailbox, k)} {
+	index, usage := r.ownerKeys()
+	for _, key := range [][]byte{relayBlobRefKey(k), relayBlobRefExpKey(r.StoredUntil, k), index} {
 		if err := s.tx.del(key); err != nil {
 			return false, err
 		}
 	}
-	u, err := s.Usage(r.Mailbox)
+	u, err := s.usage(usage)
 	if err != nil {
 		return false, err
 	}
 	sub(&u.Count, 1)
 	sub(&u.Bytes, r.Size)
-	if err := s.putUsage(r.Mailbox, u); err != nil {
+	if err := s.putUsage(usage, u); err != nil {
 		return false, err
 	}
 	for _, qk := range u.Quotas {
@@ -454,10 +514,22 @@ func (s RelayBlobs) ExpiredRefs(now time.Time, limit int) ([]BlobRefKey, error) 
 // MailboxRefs returns up to limit references charged to mailbox mb
 // (limit <= 0: all), for deleting a mailbox.
 func (s RelayBlobs) MailboxRefs(mb protocol.MailboxID, limit int) ([]BlobRefKey, error) {
+	return s.ownerRefs(key(tRelayBlobByMbox, mb[:]), limit, "relay blob mailbox index")
+}
+
+// LogRefs returns up to limit references charged to group log id (limit
+// <= 0: all), for deleting a log's blobs.
+func (s RelayBlobs) LogRefs(id protocol.GroupLogID, limit int) ([]BlobRefKey, error) {
+	return s.ownerRefs(key(tRelayBlobByLog, id[:]), limit, "relay blob log index")
+}
+
+// ownerRefs returns up to limit references of the owner index under
+// prefix (a table byte and a 32-byte mailbox or log ID).
+func (s RelayBlobs) ownerRefs(prefix []byte, limit int, what string) ([]BlobRefKey, error) {
 	var out []BlobRefKey
-	err := s.tx.scanPrefix(key(tRelayBlobByMbox, mb[:]), false, func(k, _ []byte) error {
+	err := s.tx.scanPrefix(prefix, false, func(k, _ []byte) error {
 		if len(k) != 1+32+32+32 {
-			return fmt.Errorf("relay blob mailbox index: %w", ErrCorrupt)
+			return fmt.Errorf("%s: %w", what, ErrCorrupt)
 		}
 		var r BlobRefKey
 		copy(r.Hash[:], k[33:65])
@@ -485,6 +557,28 @@ func (s RelayBlobs) Mailboxes(after protocol.MailboxID, limit int) ([]protocol.M
 			return fmt.Errorf("relay blob usage key: %w", ErrCorrupt)
 		}
 		out = append(out, protocol.MailboxID(k[1:]))
+		if limit > 0 && len(out) >= limit {
+			return errStop
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Logs returns up to limit group logs that have blob references, after
+// after in byte order (the zero ID: from the start), for the sweep that
+// drops the references of deleted logs.
+func (s RelayBlobs) Logs(after protocol.GroupLogID, limit int) ([]protocol.GroupLogID, error) {
+	var out []protocol.GroupLogID
+	lo := key(tRelayBlobLogUsage, after[:])
+	if !after.IsZero() {
+		lo = append(lo, 0) // strictly after
+	}
+	err := s.tx.scan(lo, prefixEnd([]byte{tRelayBlobLogUsage}), false, func(k, _ []byte) error {
+		if len(k) != 1+32 {
+			return fmt.Errorf("relay blob log usage key: %w", ErrCorrupt)
+		}
+		out = append(out, protocol.GroupLogID(k[1:]))
 		if limit > 0 && len(out) >= limit {
 			return errStop
 		}

@@ -66,6 +66,12 @@ type Resources struct {
 	// mailbox_quota.
 	PeerMaxBytes   uint64
 	SubnetMaxBytes uint64
+	// LogMaxBytes and LogMaxCount bound the blob references one group log
+	// holds at once (the blobs of the files sent to a group, uploaded
+	// once for all its members), counted as a mailbox's. Over it:
+	// quota_exceeded.
+	LogMaxBytes uint64
+	LogMaxCount uint64
 	// StoreMaxBytes bounds the bytes of all blobs (each stored once).
 	// Over it: store_full.
 	StoreMaxBytes uint64
@@ -103,6 +109,8 @@ func DefaultResources() Resources {
 		MailboxMaxCount:   16384,
 		PeerMaxBytes:      1 << 30,
 		SubnetMaxBytes:    5 << 29,
+		LogMaxBytes:       1 << 30,
+		LogMaxCount:       16384,
 		StoreMaxBytes:     20 << 30,
 		MinFreeDisk:       1 << 30,
 		TTL:               14 * 24 * time.Hour,
@@ -120,7 +128,7 @@ func (r Resources) Validate() error {
 	switch {
 	case r.MaxBlob <= 0 || r.MaxBlob > attachment.MaxBlobSize:
 		return fmt.Errorf("blobrelay: max blob %d, want 1 to %d", r.MaxBlob, attachment.MaxBlobSize)
-	case r.MailboxMaxBytes == 0 || r.MailboxMaxCount == 0 || r.StoreMaxBytes == 0:
+	case r.MailboxMaxBytes == 0 || r.MailboxMaxCount == 0 || r.LogMaxBytes == 0 || r.LogMaxCount == 0 || r.StoreMaxBytes == 0:
 		return errors.New("blobrelay: zero quota")
 	case r.PeerMaxBytes < uint64(r.MaxBlob) || r.SubnetMaxBytes < uint64(r.MaxBlob):
 		return fmt.Errorf("blobrelay: peer and subnet blob bytes %d and %d, want at least the largest blob (%d)", r.PeerMaxBytes, r.SubnetMaxBytes, r.MaxBlob)
@@ -353,8 +361,9 @@ func (s *Server) sweepLoop() {
 }
 
 // Sweep removes the references past their expiry and those charged to
-// mailboxes that no longer exist (and the blobs left without one). A
-// Sweep called while another runs waits for it, then sweeps.
+// mailboxes or group logs that no longer exist (and the blobs left
+// without one). A Sweep called while another runs waits for it, then
+// sweeps.
 func (s *Server) Sweep(ctx context.Context) error {
 	s.sweeping.Lock()
 	defer s.sweeping.Unlock()
@@ -409,16 +418,65 @@ func (s *Server) Sweep(ctx context.Context) error {
 		}
 		after = boxes[len(boxes)-1]
 	}
+	if err := s.sweepLogs(ctx); err != nil {
+		return err
+	}
 	return s.refreshTotals(ctx)
+}
+
+// sweepLogs removes the references charged to group logs that no longer
+// exist (deleted, or idle past the group relay's idle TTL).
+func (s *Server) sweepLogs(ctx context.Context) error {
+	var after protocol.GroupLogID
+	for {
+		var logs, gone []protocol.GroupLogID
+		err := s.cfg.Store.View(ctx, func(tx *store.Tx) error {
+			var err error
+			logs, err = tx.RelayBlobs().Logs(after, sweepBatch)
+			for _, id := range logs {
+				if err != nil {
+					break
+				}
+				var l store.RelayGroupLog
+				l, err = tx.RelayGroups().Log(id)
+				if errors.Is(err, store.ErrNotFound) || (err == nil && l.Deleting) {
+					gone, err = append(gone, id), nil
+				}
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		for _, id := range gone {
+			if err := s.dropRefs(ctx, func(tx *store.Tx) ([]store.BlobRefKey, error) {
+				return tx.RelayBlobs().LogRefs(id, sweepBatch)
+			}); err != nil {
+				return err
+			}
+		}
+		if len(logs) < sweepBatch {
+			return nil
+		}
+		after = logs[len(logs)-1]
+	}
 }
 
 // dropMailbox removes every reference charged to mailbox mb.
 func (s *Server) dropMailbox(ctx context.Context, mb protocol.MailboxID) error {
+	return s.dropRefs(ctx, func(tx *store.Tx) ([]store.BlobRefKey, error) {
+		return tx.RelayBlobs().MailboxRefs(mb, sweepBatch)
+	})
+}
+
+// dropRefs removes the references next lists, batch after batch, until it
+// lists none.
+func (s *Server) dropRefs(ctx context.Context, next func(tx *store.Tx) ([]store.BlobRefKey, error)) error {
 	for {
 		var refs []store.BlobRefKey
 		err := s.cfg.Store.View(ctx, func(tx *store.Tx) error {
 			var err error
-			refs, err = tx.RelayBlobs().MailboxRefs(mb, sweepBatch)
+			refs, err = next(tx)
 			return err
 		})
 		if err != nil || len(refs) == 0 {

@@ -178,9 +178,9 @@ func (s *Server) storeFailed(req *protocol.BlobRequest, err error) *protocol.Blo
 	return &protocol.BlobResponse{ID: req.ID, Op: req.Op, Code: code}
 }
 
-// precheck checks a PUT or LINK against the size limit, the mailbox, the
-// token and the quotas as they are now (the commit checks the quotas
-// again), and reports whether the blob is already stored.
+// precheck checks a PUT or LINK against the size limit, the mailbox (or
+// group log), the token and the quotas as they are now (the commit checks
+// the quotas again), and reports whether the blob is already stored.
 func (s *Server) precheck(req *protocol.BlobRequest) (protocol.Code, bool) {
 	if req.Size > s.res.MaxBlob {
 		return protocol.CodeTooLarge, false
@@ -200,12 +200,17 @@ func (s *Server) precheck(req *protocol.BlobRequest) (protocol.Code, bool) {
 		if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		c, err := tx.RelayBlobs().Charge(req.Mailbox, req.Hash)
+		var c store.BlobCharge
+		if req.Log.IsZero() {
+			c, err = tx.RelayBlobs().Charge(req.Mailbox, req.Hash)
+		} else {
+			c, err = tx.RelayBlobs().LogCharge(req.Log, req.Hash)
+		}
 		if err != nil {
 			return err
 		}
 		stored = c.Stored
-		return s.quota(&c, uint64(req.Size))
+		return s.quota(req, &c, uint64(req.Size))
 	})
 	if err != nil {
 		return codeOf(s, err), stored
@@ -213,8 +218,12 @@ func (s *Server) precheck(req *protocol.BlobRequest) (protocol.Code, bool) {
 	return protocol.CodeOK, stored
 }
 
-// checkToken checks the mailbox of an upload and its token.
+// checkToken checks the mailbox of an upload and its token, or its group
+// log and the token of the epoch it names.
 func checkToken(tx *store.Tx, req *protocol.BlobRequest) error {
+	if !req.Log.IsZero() {
+		return checkLogToken(tx, req)
+	}
 	mb := req.Mailbox
 	m, err := tx.Relay().Mailbox(mb)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && m.Deleting) {
@@ -230,12 +239,44 @@ func checkToken(tx *store.Tx, req *protocol.BlobRequest) error {
 	return err
 }
 
+// checkLogToken checks the group log of an upload and its token: the
+// token of req.Epoch, an epoch the log still keeps (the open one, or a
+// closed one whose entries have not all expired), as group log appends
+// and reads are checked (node/grouprelay). A member who was removed
+// holds only the tokens of epochs before its removal: it can upload
+// while those are kept, as it could read their entries.
+func checkLogToken(tx *store.Tx, req *protocol.BlobRequest) error {
+	l, err := tx.RelayGroups().Log(req.Log)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && l.Deleting) {
+		return protocol.ErrUnknownLog
+	}
+	if err != nil {
+		return err
+	}
+	e, err := tx.RelayGroups().Epoch(req.Log, req.Epoch)
+	if errors.Is(err, store.ErrWrongEpoch) {
+		return protocol.ErrWrongEpoch
+	}
+	if err != nil {
+		return err
+	}
+	h := protocol.HashToken(req.Token)
+	if subtle.ConstantTimeCompare(h[:], e.TokenHash[:]) != 1 {
+		return protocol.ErrTokenRefused
+	}
+	return nil
+}
+
 // quota checks one more reference of size bytes against the mailbox's
-// quota, its creator's quotas and, for a blob not stored yet, the relay's
-// total and its disk.
-func (s *Server) quota(c *store.BlobCharge, size uint64) error {
-	if u := &c.Usage; u.Count+1 > s.res.MailboxMaxCount || u.Bytes+size > s.res.MailboxMaxBytes {
+// quota and its creator's quotas (or the group log's quota) and, for a
+// blob not stored yet, the relay's total and its disk.
+func (s *Server) quota(req *protocol.BlobRequest, c *store.BlobCharge, size uint64) error {
+	u := &c.Usage
+	if req.Log.IsZero() && (u.Count+1 > s.res.MailboxMaxCount || u.Bytes+size > s.res.MailboxMaxBytes) {
 		return protocol.ErrMailboxQuota
+	}
+	if !req.Log.IsZero() && (u.Count+1 > s.res.LogMaxCount || u.Bytes+size > s.res.LogMaxBytes) {
+		return protocol.ErrQuotaExceeded
 	}
 	for i, k := range c.Usage.Quotas {
 		if k == (store.RelayQuotaKey{}) {
@@ -319,7 +360,7 @@ func (s *Server) exec(it *item) (*protocol.BlobResponse, *os.File) {
 	case protocol.BlobGet:
 		blob, resp.Size, err = s.get(req)
 	case protocol.BlobAck:
-		err = s.remove(s.ctx, store.BlobRefKey{Hash: req.Hash, ReadCapHash: req.Cap.Hash()}, true)
+		err = s.ack(req)
 	case protocol.BlobDelete:
 		err = s.delete(req)
 	}
@@ -355,6 +396,7 @@ func (s *Server) put(it *item) (int64, error) {
 		ReadCapHash:  req.ReadCapHash,
 		WriteCapHash: req.Cap.Hash(),
 		Mailbox:      req.Mailbox,
+		Log:          req.Log,
 		Size:         uint64(req.Size),
 		StoredUntil:  now.Add(s.res.TTL),
 		Readers:      uint64(req.Readers),
@@ -380,7 +422,7 @@ func (s *Server) put(it *item) (int64, error) {
 				// Read and dropped as stored, and removed since.
 				return protocol.ErrNotFound
 			}
-			return s.quota(c, ref.Size)
+			return s.quota(req, c, ref.Size)
 		})
 		return err
 	})
@@ -413,12 +455,7 @@ func (s *Server) put(it *item) (int64, error) {
 
 // get opens the blob of a GET whose reference exists and has not expired.
 func (s *Server) get(req *protocol.BlobRequest) (*os.File, int64, error) {
-	var ref store.RelayBlobRef
-	err := s.cfg.Store.View(s.ctx, func(tx *store.Tx) error {
-		var err error
-		ref, err = tx.RelayBlobs().Ref(store.BlobRefKey{Hash: req.Hash, ReadCapHash: req.Cap.Hash()})
-		return err
-	})
+	ref, err := s.ref(store.BlobRefKey{Hash: req.Hash, ReadCapHash: req.Cap.Hash()})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -439,16 +476,38 @@ func (s *Server) get(req *protocol.BlobRequest) (*os.File, int64, error) {
 	return f, size, nil
 }
 
-// delete removes the reference of a DELETE whose capability is the
-// reference's write capability (not_found otherwise).
-func (s *Server) delete(req *protocol.BlobRequest) error {
-	k := store.BlobRefKey{Hash: req.Hash, ReadCapHash: req.ReadCapHash}
+// ref reads reference k.
+func (s *Server) ref(k store.BlobRefKey) (store.RelayBlobRef, error) {
 	var ref store.RelayBlobRef
 	err := s.cfg.Store.View(s.ctx, func(tx *store.Tx) error {
 		var err error
 		ref, err = tx.RelayBlobs().Ref(k)
 		return err
 	})
+	return ref, err
+}
+
+// ack counts a reader's acknowledgement. A group log's reference is read
+// by every member with the same read capability, so one member's ack
+// cannot tell that the others have the blob: it is answered ok and the
+// reference stays until it expires (or its log goes).
+func (s *Server) ack(req *protocol.BlobRequest) error {
+	k := store.BlobRefKey{Hash: req.Hash, ReadCapHash: req.Cap.Hash()}
+	ref, err := s.ref(k)
+	if err != nil {
+		return err
+	}
+	if !ref.Log.IsZero() {
+		return nil
+	}
+	return s.remove(s.ctx, k, true)
+}
+
+// delete removes the reference of a DELETE whose capability is the
+// reference's write capability (not_found otherwise).
+func (s *Server) delete(req *protocol.BlobRequest) error {
+	k := store.BlobRefKey{Hash: req.Hash, ReadCapHash: req.ReadCapHash}
+	ref, err := s.ref(k)
 	if err != nil {
 		return err
 	}

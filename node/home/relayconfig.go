@@ -45,6 +45,8 @@ type RelayConfig struct {
 	BlobMailboxMaxCount uint64 `toml:"blob_mailbox_max_count" comment:"Attachment blobs one mailbox may hold at once. Over it: mailbox_quota."`
 	BlobPeerMaxBytes    uint64 `toml:"blob_peer_max_bytes" comment:"Attachment blob bytes the mailboxes one peer made may hold together. Over it:\nmailbox_quota."`
 	BlobSubnetMaxBytes  uint64 `toml:"blob_subnet_max_bytes" comment:"Attachment blob bytes the mailboxes made from one address range may hold\ntogether. Over it: mailbox_quota."`
+	BlobLogMaxBytes     uint64 `toml:"blob_log_max_bytes" comment:"Attachment blobs one group log may hold at once, in bytes (the files sent to\na group, uploaded once for all its members). Over it: quota_exceeded."`
+	BlobLogMaxCount     uint64 `toml:"blob_log_max_count" comment:"Attachment blobs one group log may hold at once. Over it: quota_exceeded."`
 	BlobStoreMaxBytes   uint64 `toml:"blob_store_max_bytes" comment:"All attachment blobs the relay keeps (HOME/blobs, each blob once), in bytes.\nOver it: store_full."`
 	BlobMinFreeDisk     uint64 `toml:"blob_min_free_disk" comment:"Free bytes the disk of HOME/blobs keeps: an upload that would leave less is\nrefused with store_full before anything is written."`
 }
@@ -92,6 +94,7 @@ func RelayConfigOf(r relay.Resources) RelayConfig {
 func (c *RelayConfig) setBlobs(b blobrelay.Resources) {
 	c.BlobMailboxMaxBytes, c.BlobMailboxMaxCount = b.MailboxMaxBytes, b.MailboxMaxCount
 	c.BlobPeerMaxBytes, c.BlobSubnetMaxBytes = b.PeerMaxBytes, b.SubnetMaxBytes
+	c.BlobLogMaxBytes, c.BlobLogMaxCount = b.LogMaxBytes, b.LogMaxCount
 	c.BlobStoreMaxBytes, c.BlobMinFreeDisk = b.StoreMaxBytes, b.MinFreeDisk
 }
 
@@ -109,6 +112,8 @@ func (c RelayConfig) BlobResources() (blobrelay.Resources, error) {
 	setNonZero(&b.MailboxMaxCount, c.BlobMailboxMaxCount)
 	setNonZero(&b.PeerMaxBytes, c.BlobPeerMaxBytes)
 	setNonZero(&b.SubnetMaxBytes, c.BlobSubnetMaxBytes)
+	setNonZero(&b.LogMaxBytes, c.BlobLogMaxBytes)
+	setNonZero(&b.LogMaxCount, c.BlobLogMaxCount)
 	setNonZero(&b.StoreMaxBytes, c.BlobStoreMaxBytes)
 	setNonZero(&b.MinFreeDisk, c.BlobMinFreeDisk)
 	if err := b.Validate(); err != nil {

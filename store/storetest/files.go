@@ -193,6 +193,75 @@ func testRelayBlobs(t *testing.T, st store.Store) {
 	})
 }
 
+// testRelayBlobLogs: references charged to group logs count against the
+// log's usage, not a mailbox's, share blobs with mailbox references, and
+// are listed by log.
+func testRelayBlobLogs(t *testing.T, st store.Store) {
+	ctx := context.Background()
+	m := blobRef(1, 10, 1, 1000) // blob 1 for mailbox 1
+	g := blobRef(1, 11, 0, 1000) // the same blob for log 7
+	g.Log = id32(7)
+	g.Readers = 1
+	h := blobRef(2, 12, 0, 300) // blob 2 for log 8
+	h.Log = id32(8)
+	var usages []store.BlobUsage
+	check := func(c *store.BlobCharge) error {
+		usages = append(usages, c.Usage)
+		return nil
+	}
+	update(t, st, func(tx *store.Tx) error {
+		for _, r := range []store.RelayBlobRef{m, g, h} {
+			if _, err := tx.RelayBlobs().AddBlobRef(r, check); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	equal(t, "usage each check saw", usages, []store.BlobUsage{{}, {}, {}})
+	both := m
+	both.ReadCapHash, both.Log = id32(13), id32(7)
+	err := st.Update(ctx, func(tx *store.Tx) error {
+		_, err := tx.RelayBlobs().AddBlobRef(both, nil)
+		return err
+	})
+	if !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("reference for a mailbox and a log: got %v, want ErrInvalid", err)
+	}
+	checkBlobTotals(t, st, store.RelayBlobTotals{Blobs: 2, Bytes: 1300, Refs: 3},
+		map[byte]store.BlobUsage{1: {Count: 1, Bytes: 1000}, 7: {}, 8: {}})
+	view(t, st, func(tx *store.Tx) error {
+		u7, err := tx.RelayBlobs().LogUsage(id32(7))
+		equal(t, "LogUsage 7", u7, store.BlobUsage{Count: 1, Bytes: 1000})
+		u1, err2 := tx.RelayBlobs().LogUsage(id32(1))
+		equal(t, "LogUsage of a mailbox's ID", u1, store.BlobUsage{})
+		got, err3 := tx.RelayBlobs().Ref(refKey(g))
+		equal(t, "Ref of a log's reference", got, g)
+		logs, err4 := tx.RelayBlobs().Logs(protocol.GroupLogID{}, 0)
+		equal(t, "Logs", logs, []protocol.GroupLogID{id32(7), id32(8)})
+		next, err5 := tx.RelayBlobs().Logs(id32(7), 0)
+		equal(t, "Logs after the first", next, []protocol.GroupLogID{id32(8)})
+		boxes, err6 := tx.RelayBlobs().Mailboxes(protocol.MailboxID{}, 0)
+		equal(t, "Mailboxes", boxes, []protocol.MailboxID{id32(1)})
+		refs, err7 := tx.RelayBlobs().LogRefs(id32(7), 0)
+		equal(t, "LogRefs", refs, []store.BlobRefKey{refKey(g)})
+		return errors.Join(err, err2, err3, err4, err5, err6, err7)
+	})
+	update(t, st, func(tx *store.Tx) error {
+		last, err := tx.RelayBlobs().RemoveBlobRef(refKey(g))
+		equal(t, "last after the log's reference of a shared blob", last, false)
+		return err
+	})
+	view(t, st, func(tx *store.Tx) error {
+		u7, err := tx.RelayBlobs().LogUsage(id32(7))
+		equal(t, "LogUsage 7 after removal", u7, store.BlobUsage{})
+		logs, err2 := tx.RelayBlobs().Logs(protocol.GroupLogID{}, 0)
+		equal(t, "Logs after removal", logs, []protocol.GroupLogID{id32(8)})
+		return errors.Join(err, err2)
+	})
+	checkBlobTotals(t, st, store.RelayBlobTotals{Blobs: 2, Bytes: 1300, Refs: 2},
+		map[byte]store.BlobUsage{1: {Count: 1, Bytes: 1000}})
+}
+
 func testFiles(t *testing.T, st store.Store) {
 	out := store.File{ID: id16(1), Peer: id32(2), Outgoing: true, Pointer: []byte("pointer"), Name: "a.jpg",
 		MIME: "image/jpeg", Size: 600000, Hashes: [][32]byte{id32(10), id32(11), id32(12)}, State: store.FileQueued,

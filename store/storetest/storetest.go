@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RelayDeleteMailbox", testRelayDeleteMailbox},
 		{"RelayQuotas", testRelayQuotas},
 		{"RelayBlobs", testRelayBlobs},
+		{"RelayBlobLogs", testRelayBlobLogs},
 		{"RelayGroupLogs", testRelayGroupLogs},
 		{"RelayGroupAppend", testRelayGroupAppend},
 		{"RelayGroupCommitRace", testRelayGroupCommitRace},

@@ -89,10 +89,12 @@ type BlobRequest struct {
 	Hash          []byte                 `protobuf:"bytes,4,opt,name=hash,proto3" json:"hash,omitempty"`                                    // SHA-256 of the blob, 32
 	Cap           []byte                 `protobuf:"bytes,5,opt,name=cap,proto3" json:"cap,omitempty"`                                      // read capability (GET, ACK) or write capability (PUT, LINK, DELETE), 32
 	ReadCapHash   []byte                 `protobuf:"bytes,6,opt,name=read_cap_hash,json=readCapHash,proto3" json:"read_cap_hash,omitempty"` // PUT, LINK, DELETE: SHA-256 of the reference's read capability
-	Mailbox       []byte                 `protobuf:"bytes,7,opt,name=mailbox,proto3" json:"mailbox,omitempty"`                              // PUT, LINK: the mailbox charged, 32
-	Token         []byte                 `protobuf:"bytes,8,opt,name=token,proto3" json:"token,omitempty"`                                  // PUT, LINK: a deposit token of the mailbox
+	Mailbox       []byte                 `protobuf:"bytes,7,opt,name=mailbox,proto3" json:"mailbox,omitempty"`                              // PUT, LINK: the mailbox charged, 32 (or log)
+	Token         []byte                 `protobuf:"bytes,8,opt,name=token,proto3" json:"token,omitempty"`                                  // PUT, LINK: a deposit token of the mailbox, or the epoch's token of the log
 	Size          uint64                 `protobuf:"varint,9,opt,name=size,proto3" json:"size,omitempty"`                                   // PUT, LINK: the blob's size
 	Readers       uint32                 `protobuf:"varint,10,opt,name=readers,proto3" json:"readers,omitempty"`                            // PUT, LINK: acknowledgements that delete the reference (absent: 1)
+	Log           []byte                 `protobuf:"bytes,11,opt,name=log,proto3" json:"log,omitempty"`                                     // PUT, LINK: the group log charged, 32 (or mailbox)
+	Epoch         uint64                 `protobuf:"varint,12,opt,name=epoch,proto3" json:"epoch,omitempty"`                                // PUT, LINK with log: the epoch whose token is given
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -197,6 +199,20 @@ func (x *BlobRequest) GetReaders() uint32 {
 	return 0
 }
 
+func (x *BlobRequest) GetLog() []byte {
+	if x != nil {
+		return x.Log
+	}
+	return nil
+}
+
+func (x *BlobRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type BlobResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
@@ -285,7 +301,7 @@ var File_protocol_internal_pb_blob_proto protoreflect.FileDescriptor
 
 const file_protocol_internal_pb_blob_proto_rawDesc = "" +
 	"\n" +
-	"\x1fprotocol/internal/pb/blob.proto\x12\vsealpost.v1\x1a\x1fprotocol/internal/pb/code.proto\"\x84\x02\n" +
+	"\x1fprotocol/internal/pb/blob.proto\x12\vsealpost.v1\x1a\x1fprotocol/internal/pb/code.proto\"\xac\x02\n" +
 	"\vBlobRequest\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12#\n" +
@@ -297,7 +313,9 @@ const file_protocol_internal_pb_blob_proto_rawDesc = "" +
 	"\x05token\x18\b \x01(\fR\x05token\x12\x12\n" +
 	"\x04size\x18\t \x01(\x04R\x04size\x12\x18\n" +
 	"\areaders\x18\n" +
-	" \x01(\rR\areaders\"\xbb\x01\n" +
+	" \x01(\rR\areaders\x12\x10\n" +
+	"\x03log\x18\v \x01(\fR\x03log\x12\x14\n" +
+	"\x05epoch\x18\f \x01(\x04R\x05epoch\"\xbb\x01\n" +
 	"\fBlobResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\x04R\x02id\x12#\n" +

@@ -199,7 +199,8 @@ type FileRelay struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Relay         []byte                 `protobuf:"bytes,1,opt,name=relay,proto3" json:"relay,omitempty"`     // relay peer ID bytes
 	Addrs         [][]byte               `protobuf:"bytes,2,rep,name=addrs,proto3" json:"addrs,omitempty"`     // binary multiaddrs, at least one
-	Mailbox       []byte                 `protobuf:"bytes,3,opt,name=mailbox,proto3" json:"mailbox,omitempty"` // the mailbox charged for them, 32 bytes
+	Mailbox       []byte                 `protobuf:"bytes,3,opt,name=mailbox,proto3" json:"mailbox,omitempty"` // the mailbox charged for them, 32 bytes (or log)
+	Log           []byte                 `protobuf:"bytes,4,opt,name=log,proto3" json:"log,omitempty"`         // the group log charged for them, 32 bytes (or mailbox)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -255,6 +256,13 @@ func (x *FileRelay) GetMailbox() []byte {
 	return nil
 }
 
+func (x *FileRelay) GetLog() []byte {
+	if x != nil {
+		return x.Log
+	}
+	return nil
+}
+
 var File_protocol_internal_pb_file_proto protoreflect.FileDescriptor
 
 const file_protocol_internal_pb_file_proto_rawDesc = "" +
@@ -274,11 +282,12 @@ const file_protocol_internal_pb_file_proto_rawDesc = "" +
 	" \x03(\v2\x16.sealpost.v1.FileRelayR\x06relays\"4\n" +
 	"\bFilePeer\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\fR\x04peer\x12\x14\n" +
-	"\x05addrs\x18\x02 \x03(\fR\x05addrs\"Q\n" +
+	"\x05addrs\x18\x02 \x03(\fR\x05addrs\"c\n" +
 	"\tFileRelay\x12\x14\n" +
 	"\x05relay\x18\x01 \x01(\fR\x05relay\x12\x14\n" +
 	"\x05addrs\x18\x02 \x03(\fR\x05addrs\x12\x18\n" +
-	"\amailbox\x18\x03 \x01(\fR\amailboxB3Z1github.com/sealpost/sealpost/protocol/internal/pbb\x06proto3"
+	"\amailbox\x18\x03 \x01(\fR\amailbox\x12\x10\n" +
+	"\x03log\x18\x04 \x01(\fR\x03logB3Z1github.com/sealpost/sealpost/protocol/internal/pbb\x06proto3"
 
 var (
 	file_protocol_internal_pb_file_proto_rawDescOnce sync.Once
