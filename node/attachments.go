@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sync/atomic"
@@ -33,6 +34,10 @@ func (s *fileSink) Received(tx *store.Tx, id protocol.MessageID, from identity.U
 	return files.Received(tx, id, from, f, now, auto)
 }
 
+func (s *fileSink) ReceivedGroup(tx *store.Tx, id protocol.MessageID, group protocol.GroupID, from identity.UserID, f *protocol.File, now time.Time) error {
+	return files.ReceivedGroup(tx, id, group, from, f, now)
+}
+
 func (s *fileSink) Delete(tx *store.Tx, id protocol.MessageID) (func(), error) {
 	return files.Delete(tx, s.dir, id)
 }
@@ -53,6 +58,29 @@ func (m fileMessenger) Recipient(ctx context.Context, nameOrUserID string) (file
 
 func (m fileMessenger) SendFile(ctx context.Context, to identity.UserID, id protocol.MessageID, caption string, f *protocol.File) error {
 	return m.msg.SendFile(ctx, to, id, caption, f)
+}
+
+// fileGroups is the group engine as the file service sees it; the engine
+// starts after the file service, so it is looked up at each call.
+type fileGroups struct{ slot *groupSlot }
+
+var errNoGroups = errors.New("node: the group engine is not running")
+
+func (g fileGroups) GroupTarget(ctx context.Context, ref string) (files.GroupTarget, error) {
+	svc := g.slot.svc.Load()
+	if svc == nil {
+		return files.GroupTarget{}, errNoGroups
+	}
+	t, err := svc.FileTarget(ctx, ref)
+	return files.GroupTarget(t), err
+}
+
+func (g fileGroups) SendGroupFile(ctx context.Context, group protocol.GroupID, id protocol.MessageID, caption string, f *protocol.File) error {
+	svc := g.slot.svc.Load()
+	if svc == nil {
+		return errNoGroups
+	}
+	return svc.SendFile(ctx, group, id, caption, f)
 }
 
 // Files returns the node's attachment service (package node/files), or

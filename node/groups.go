@@ -49,7 +49,7 @@ func (n *Node) startGroups(ctx context.Context) error {
 	n.groups, err = groups.New(ctx, groups.Config{
 		Host: n.host, Store: n.cfg.Store, Messaging: n.msg, Mailbox: n.mb, Gossip: n.gossip,
 		FindDevice: n.FindDevice, Publish: n.publish, Logger: n.log, Clock: n.clock, Rand: n.cfg.Rand,
-		Registerer: n.cfg.Registry, Options: n.cfg.Groups,
+		Registerer: n.cfg.Registry, Options: n.cfg.Groups, Files: n.groupFiles(),
 	})
 	if err != nil {
 		return fmt.Errorf("node: groups: %w", err)
@@ -57,6 +57,16 @@ func (n *Node) startGroups(ctx context.Context) error {
 	n.closers.PushFunc(closeService(n.groups))
 	n.groupSlot.svc.Store(n.groups)
 	return nil
+}
+
+// groupFiles is what the group engine hands the pointers of the group
+// file messages it receives to: the file sink when the node has a file
+// service.
+func (n *Node) groupFiles() groups.Files {
+	if n.files == nil {
+		return nil
+	}
+	return &n.sink
 }
 
 // startGroupRelay starts the relay's group log service.

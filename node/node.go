@@ -265,6 +265,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			Store:     cfg.Store,
 			Dir:       filepath.Join(cfg.DataDir, FilesDir),
 			Messenger: fileMessenger{n.msg},
+			Groups:    fileGroups{&n.groupSlot},
 			Relays:    n.mb,
 			Logger:    n.log,
 			Clock:     n.clock,

@@ -93,6 +93,8 @@ func samples() map[string]struct {
 				Have: []byte{0x81}, Secret: [32]byte{5}, Relays: []FileRelay{{Relay: []byte("relay"), Mailbox: [32]byte{6},
 					Done: []byte{1, 2}, StoredUntil: t0, Error: "full", Refused: true}, {}},
 				Wanted: true, Direct: true, Pending: true, Attempts: 7, NextAttempt: t0, CreatedAt: t0, UpdatedAt: t0.Add(time.Second)},
+			&File{ID: [16]byte{2}, Group: [32]byte{7}, Outgoing: true, State: FileQueued,
+				Relays: []FileRelay{{Relay: []byte("home"), Log: [32]byte{8}, Done: []byte{1}}}},
 			&File{State: FileSaved},
 		}},
 		"relay blob": {func() record { return new(RelayBlob) }, []record{
@@ -308,6 +310,47 @@ func TestVersion1Records(t *testing.T) {
 	if err := tok.unmarshal(token); err != nil || tok.Relay != "relay" || !tok.Revoked || tok.Registered ||
 		!tok.ExpiresAt.IsZero() || tok.CardSeq != 0 || tok.Invite != (protocol.InviteSecret{}) {
 		t.Errorf("deposit token v1: %+v, %v", tok, err)
+	}
+}
+
+// TestFileVersion2 decodes a file record of version 2 (before Group and
+// FileRelay.Log).
+func TestFileVersion2(t *testing.T) {
+	e := newEnc(2, 128)
+	e.fixed(make([]byte, 16))
+	e.fixed(bytes.Repeat([]byte{2}, 32))
+	e.bool(true)
+	e.bytes([]byte("pointer"))
+	e.str("look")
+	e.str("a.jpg")
+	e.str("image/jpeg")
+	e.uvarint(10)
+	e.uvarint(0) // hashes
+	e.u8(uint8(FileSent))
+	e.str("")
+	e.bytes(nil)
+	e.fixed(make([]byte, 32))
+	e.uvarint(1) // relays
+	e.bytes([]byte("relay"))
+	e.fixed(bytes.Repeat([]byte{6}, 32))
+	e.bytes([]byte{1})
+	e.time(t0)
+	e.str("err")
+	e.bool(true)  // refused
+	e.bool(false) // wanted
+	e.bool(true)  // direct
+	e.bool(true)  // pending
+	e.uvarint(3)
+	e.time(t0)
+	e.time(t0)
+	e.time(t0)
+	var f File
+	if err := f.unmarshal(e.b); err != nil {
+		t.Fatal(err)
+	}
+	if f.Caption != "look" || !f.Direct || !f.Pending || len(f.Relays) != 1 || !f.Relays[0].Refused ||
+		f.Relays[0].Mailbox[0] != 6 || !f.Relays[0].Log.IsZero() || !f.Group.IsZero() || f.Peer[0] != 2 {
+		t.Fatalf("version 2 file: %+v", f)
 	}
 }
 

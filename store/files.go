@@ -86,8 +86,12 @@ type File struct {
 	// ID is the ID of the message that carries (or will carry) the
 	// pointer.
 	ID protocol.MessageID
-	// Peer is the contact it goes to or came from.
-	Peer     identity.UserID
+	// Peer is the contact it goes to or came from (for a group's file,
+	// the member who sent it; zero for an outgoing one).
+	Peer identity.UserID
+	// Group is the group it was sent to (zero for a contact's file); its
+	// relays are then the group's home relays, under the group's logs.
+	Group    protocol.GroupID
 	Outgoing bool
 	// Pointer is the encoded pointer (protocol.File): key, digest, blobs.
 	Pointer []byte
@@ -128,10 +132,12 @@ type File struct {
 	UpdatedAt   time.Time
 }
 
-// FileRelay is one relay mailbox's part in a file's transfer.
+// FileRelay is one relay mailbox's (or group log's) part in a file's
+// transfer.
 type FileRelay struct {
 	Relay   []byte
 	Mailbox protocol.MailboxID
+	Log     protocol.GroupLogID
 	// Done is a bitmap over the blobs, as File.Have.
 	Done []byte
 	// StoredUntil is the earliest expiry the relay granted.
@@ -182,8 +188,9 @@ func CountBits(b []byte, n int) int {
 	return c
 }
 
-// fileVersion 2 added Caption, Direct and FileRelay.Refused.
-const fileVersion = 2
+// fileVersion 2 added Caption, Direct and FileRelay.Refused; 3 Group and
+// FileRelay.Log.
+const fileVersion = 3
 
 func (f *File) validate() error {
 	switch {
@@ -230,6 +237,7 @@ func (f *File) marshal() []byte {
 		e.time(r.StoredUntil)
 		e.str(r.Error)
 		e.bool(r.Refused)
+		e.fixed(r.Log[:])
 	}
 	e.bool(f.Wanted)
 	e.bool(f.Direct)
@@ -238,11 +246,12 @@ func (f *File) marshal() []byte {
 	e.time(f.NextAttempt)
 	e.time(f.CreatedAt)
 	e.time(f.UpdatedAt)
+	e.fixed(f.Group[:])
 	return e.b
 }
 
 func (f *File) unmarshal(b []byte) error {
-	d, v := newDec("file", b, 1, fileVersion)
+	d, v := newDec("file", b, 1, 2, fileVersion)
 	d.fixed(f.ID[:])
 	d.fixed(f.Peer[:])
 	f.Outgoing = d.bool()
@@ -277,6 +286,9 @@ func (f *File) unmarshal(b []byte) error {
 		if v >= 2 {
 			r.Refused = d.bool()
 		}
+		if v >= 3 {
+			d.fixed(r.Log[:])
+		}
 		f.Relays = append(f.Relays, r)
 	}
 	f.Wanted = d.bool()
@@ -289,6 +301,10 @@ func (f *File) unmarshal(b []byte) error {
 	f.NextAttempt = d.time()
 	f.CreatedAt = d.time()
 	f.UpdatedAt = d.time()
+	f.Group = protocol.GroupID{}
+	if v >= 3 {
+		d.fixed(f.Group[:])
+	}
 	if err := d.finish("file"); err != nil {
 		return err
 	}

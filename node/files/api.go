@@ -20,8 +20,11 @@ import (
 type Info struct {
 	// ID is the ID of the message that carries the file.
 	ID string `json:"id"`
-	// Peer is the contact's user ID.
-	Peer     string `json:"peer"`
+	// Peer is the contact's user ID (for a group's file, the member who
+	// sent it; empty for an outgoing one).
+	Peer string `json:"peer"`
+	// Group is the ID of the group the file was sent to, if any.
+	Group    string `json:"group,omitempty"`
 	Outgoing bool   `json:"outgoing"`
 	Name     string `json:"name"`
 	Size     int64  `json:"size"`
@@ -75,6 +78,12 @@ func (s *Service) info(f *store.File, msg store.MessageState) Info {
 		State:     f.Shown(msg).String(),
 		Error:     f.Error,
 		CreatedAt: f.CreatedAt,
+	}
+	if !f.Group.IsZero() {
+		out.Group = f.Group.String()
+		if f.Outgoing {
+			out.Peer = ""
+		}
 	}
 	if ptr, err := s.pointer(f); err == nil {
 		out.Digest = hex.EncodeToString(ptr.Digest[:])

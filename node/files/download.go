@@ -338,8 +338,9 @@ func (s *Service) verify(ctx context.Context, id protocol.MessageID, ptr *protoc
 
 // acknowledge tells each source that this node has the file: the sender's
 // device (it stops its relay fallback), then each relay (which frees the
-// references). A source that cannot be reached is skipped; relays are
-// retried until each has answered.
+// references), but a group's home relay (whose references every member
+// reads: they stay until the relay's TTL). A source that cannot be reached
+// is skipped; relays are retried until each has answered.
 func (s *Service) acknowledge(ctx context.Context, id protocol.MessageID, ptr *protocol.File) error {
 	f, err := s.record(ctx, id)
 	if err != nil {
@@ -349,6 +350,9 @@ func (s *Service) acknowledge(ctx context.Context, id protocol.MessageID, ptr *p
 	for _, src := range s.sources(ptr) {
 		n := len(ptr.Blobs)
 		if src.relay >= 0 && src.relay < len(f.Relays) && store.CountBits(f.Relays[src.relay].Done, n) == n {
+			continue
+		}
+		if src.relay >= 0 && !ptr.Relays[src.relay].Log.IsZero() {
 			continue
 		}
 		err := s.ackSource(ctx, id, ptr, src)
@@ -407,7 +411,7 @@ func (s *Service) ackSource(ctx context.Context, id protocol.MessageID, ptr *pro
 			_, err := s.update(ctx, id, func(f *store.File) error {
 				for len(f.Relays) <= src.relay {
 					r := ptr.Relays[len(f.Relays)]
-					f.Relays = append(f.Relays, store.FileRelay{Relay: r.Relay, Mailbox: r.Mailbox})
+					f.Relays = append(f.Relays, store.FileRelay{Relay: r.Relay, Mailbox: r.Mailbox, Log: r.Log})
 				}
 				for _, b := range answered {
 					f.Relays[src.relay].Done = store.SetBit(f.Relays[src.relay].Done, b)

@@ -17,6 +17,10 @@ import (
 // for Download. A pointer already recorded under id (the same message
 // received twice) is left as it is.
 func Received(tx *store.Tx, id protocol.MessageID, from identity.UserID, f *protocol.File, now time.Time, auto bool) error {
+	return received(tx, id, protocol.GroupID{}, from, f, now, auto)
+}
+
+func received(tx *store.Tx, id protocol.MessageID, group protocol.GroupID, from identity.UserID, f *protocol.File, now time.Time, auto bool) error {
 	if _, err := tx.Files().Get(id); err == nil {
 		return nil
 	} else if !errors.Is(err, store.ErrNotFound) {
@@ -29,6 +33,7 @@ func Received(tx *store.Tx, id protocol.MessageID, from identity.UserID, f *prot
 	rec := store.File{
 		ID:        id,
 		Peer:      from,
+		Group:     group,
 		Pointer:   enc,
 		Name:      f.Name,
 		MIME:      f.MIME,
@@ -39,7 +44,7 @@ func Received(tx *store.Tx, id protocol.MessageID, from identity.UserID, f *prot
 		UpdatedAt: now,
 	}
 	for _, r := range f.Relays {
-		rec.Relays = append(rec.Relays, store.FileRelay{Relay: r.Relay, Mailbox: r.Mailbox})
+		rec.Relays = append(rec.Relays, store.FileRelay{Relay: r.Relay, Mailbox: r.Mailbox, Log: r.Log})
 	}
 	return tx.Files().Put(&rec)
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -238,21 +239,34 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (Info, error) {
 	if s.cfg.Messenger == nil {
 		return Info{}, errors.New("files: no messenger")
 	}
-	if len(req.Caption) > protocol.MaxCaption || !utf8.ValidString(req.Caption) {
-		return Info{}, fmt.Errorf("%w: caption over %d bytes or not UTF-8", ErrBadInput, protocol.MaxCaption)
-	}
-	if err := s.checkSize(req.Size); err != nil {
+	if err := s.checkSend(req.Caption, req.Size); err != nil {
 		return Info{}, err
 	}
 	rcpt, err := s.cfg.Messenger.Recipient(ctx, req.To)
 	if err != nil {
 		return Info{}, err
 	}
-	p, err := s.Prepare(ctx, req.Body, req.Size, req.Meta, req.Progress)
+	return s.send(ctx, req.Body, req.Size, req.Meta, req.Progress, func(p *Prepared) (store.File, error) {
+		return s.share(ctx, p, rcpt, req.Caption)
+	})
+}
+
+// checkSend checks a file's caption and size before anything is read.
+func (s *Service) checkSend(caption string, size int64) error {
+	if len(caption) > protocol.MaxCaption || !utf8.ValidString(caption) {
+		return fmt.Errorf("%w: caption over %d bytes or not UTF-8", ErrBadInput, protocol.MaxCaption)
+	}
+	return s.checkSize(size)
+}
+
+// send encrypts a file, records it with share, hands its pointer over at
+// once when the file is direct, and wakes the engine for the rest.
+func (s *Service) send(ctx context.Context, body io.Reader, size int64, meta FileMeta, progress func(int64), share func(p *Prepared) (store.File, error)) (Info, error) {
+	p, err := s.Prepare(ctx, body, size, meta, progress)
 	if err != nil {
 		return Info{}, err
 	}
-	f, err := s.share(ctx, p, rcpt, req.Caption)
+	f, err := share(p)
 	if err != nil {
 		os.Remove(s.path(p.ID))
 		return Info{}, err
@@ -270,29 +284,12 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (Info, error) {
 // device and up to Options.Relays of the recipient's relay mailboxes as
 // sources) and its transfer state.
 func (s *Service) share(ctx context.Context, p *Prepared, rcpt Recipient, caption string) (store.File, error) {
-	ptr := &protocol.File{
-		Key: p.Key, Digest: p.Digest, Size: p.Size, Blobs: p.Blobs,
-		Name: p.Meta.Name, MIME: p.Meta.MIME, Thumbnail: p.Meta.Thumbnail,
-	}
+	ptr := p.pointer()
 	if !s.cfg.NoServe {
 		ptr.Peer = &protocol.FilePeer{Peer: []byte(s.self), Addrs: s.ownAddrs()}
 	}
-	f := store.File{
-		ID:        p.ID,
-		Peer:      rcpt.UserID,
-		Outgoing:  true,
-		Caption:   caption,
-		Name:      p.Meta.Name,
-		MIME:      p.Meta.MIME,
-		Size:      uint64(p.Size),
-		State:     store.FileQueued,
-		Pending:   true,
-		CreatedAt: s.clock.Now(),
-		UpdatedAt: s.clock.Now(),
-	}
-	for _, h := range p.Blobs {
-		f.Hashes = append(f.Hashes, h)
-	}
+	f := p.record(caption, s.clock.Now())
+	f.Peer = rcpt.UserID
 	for _, mb := range rcpt.Mailboxes {
 		if len(ptr.Relays) >= min(s.opt.Relays, protocol.MaxFileRelays) {
 			break
@@ -311,22 +308,57 @@ func (s *Service) share(ctx context.Context, p *Prepared, rcpt Recipient, captio
 	if f.Direct && len(ptr.Relays) > 0 {
 		f.NextAttempt = f.CreatedAt.Add(s.opt.RelayFallback)
 	}
+	return f, s.keep(ctx, &f, ptr)
+}
+
+// pointer returns the pointer of p without its sources.
+func (p *Prepared) pointer() *protocol.File {
+	return &protocol.File{
+		Key: p.Key, Digest: p.Digest, Size: p.Size, Blobs: p.Blobs,
+		Name: p.Meta.Name, MIME: p.Meta.MIME, Thumbnail: p.Meta.Thumbnail,
+	}
+}
+
+// record returns the record of p as an outgoing file, queued, without its
+// recipient and relays.
+func (p *Prepared) record(caption string, now time.Time) store.File {
+	f := store.File{
+		ID:        p.ID,
+		Outgoing:  true,
+		Caption:   caption,
+		Name:      p.Meta.Name,
+		MIME:      p.Meta.MIME,
+		Size:      uint64(p.Size),
+		State:     store.FileQueued,
+		Pending:   true,
+		CreatedAt: now,
+		UpdatedAt: now,
+	}
+	for _, h := range p.Blobs {
+		f.Hashes = append(f.Hashes, h)
+	}
+	return f
+}
+
+// keep draws the writer's secret of the outgoing file f, sets its pointer
+// ptr and stores it.
+func (s *Service) keep(ctx context.Context, f *store.File, ptr *protocol.File) error {
 	s.randMu.Lock()
 	_, err := io.ReadFull(s.cfg.Rand, f.Secret[:])
 	s.randMu.Unlock()
 	if err != nil {
-		return f, fmt.Errorf("files: read random: %w", err)
+		return fmt.Errorf("files: read random: %w", err)
 	}
 	enc, err := ptr.Marshal()
 	if err != nil {
-		return f, fmt.Errorf("files: pointer: %w", err)
+		return fmt.Errorf("files: pointer: %w", err)
 	}
 	f.Pointer = enc
-	if err := s.cfg.Store.Update(ctx, func(tx *store.Tx) error { return tx.Files().Put(&f) }); err != nil {
-		return f, err
+	if err := s.cfg.Store.Update(ctx, func(tx *store.Tx) error { return tx.Files().Put(f) }); err != nil {
+		return err
 	}
-	s.cfg.Publish(EventState, s.info(&f, 0))
-	return f, nil
+	s.cfg.Publish(EventState, s.info(f, 0))
+	return nil
 }
 
 // ownAddrs returns the device's addresses for a pointer.
@@ -385,7 +417,12 @@ func (s *Service) sendPointer(ctx context.Context, id protocol.MessageID) error 
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Messenger.SendFile(ctx, f.Peer, id, f.Caption, ptr); err != nil {
+	if !f.Group.IsZero() {
+		err = s.cfg.Groups.SendGroupFile(ctx, f.Group, id, f.Caption, ptr)
+	} else {
+		err = s.cfg.Messenger.SendFile(ctx, f.Peer, id, f.Caption, ptr)
+	}
+	if err != nil {
 		return err
 	}
 	_, err = s.update(ctx, id, func(f *store.File) error {

@@ -15,10 +15,10 @@
 // The message that carries a pointer is messaging's: Send hands the
 // pointer to a Messenger (in the node, messaging) and messaging records a
 // received pointer as an incoming file (store.File, Pending), which the
-// service's engine picks up. A group service can reuse the pieces: Prepare
-// encrypts a file once for any number of recipients, the pointer lists the
-// relay mailboxes to upload to, and one upload per relay serves every
-// recipient who can read the pointer (Upload with readers > 1).
+// service's engine picks up. A file sent to a group (SendGroup, group.go)
+// is encrypted once, its pointer goes through the group service
+// (GroupMessenger) and its blobs once to each of the group's home relays,
+// under the group's log there.
 package files
 
 import (
@@ -110,6 +110,9 @@ type Config struct {
 	Dir string
 	// Messenger sends pointers. Zero: Send fails.
 	Messenger Messenger
+	// Groups sends pointers to groups and says where their blobs go.
+	// Zero: SendGroup fails.
+	Groups GroupMessenger
 	// Relays opens streams to relays. Zero: no relay transfers.
 	Relays RelayDialer
 	// Logger receives the service's logs (file IDs, sizes, codes; never

@@ -26,6 +26,7 @@ func (s *Service) sendWork(ctx context.Context, id protocol.MessageID) error {
 	if err != nil {
 		return err
 	}
+	group := !f.Group.IsZero()
 	if f.Direct && unsent(&f) {
 		if err := s.sendPointer(ctx, id); err != nil {
 			s.retry(ctx, id, err)
@@ -54,14 +55,16 @@ func (s *Service) sendWork(ctx context.Context, id protocol.MessageID) error {
 		}
 		return true
 	}
-	if fetched || (!unsent(&f) && relaysDone(&f)) {
+	// A group's file goes to its homes whoever fetched it directly: the
+	// device cannot tell which members did.
+	if (fetched && !group) || (!unsent(&f) && relaysDone(&f)) {
 		_, err := s.update(ctx, id, func(f *store.File) error {
 			f.Pending, f.Error = false, ""
 			return nil
 		})
 		return err
 	}
-	if f.Direct && s.clock.Now().Before(f.CreatedAt.Add(s.opt.RelayFallback)) {
+	if f.Direct && !group && s.clock.Now().Before(f.CreatedAt.Add(s.opt.RelayFallback)) {
 		// The recipient has until then to fetch the blobs directly.
 		_, err := s.update(ctx, id, func(f *store.File) error {
 			f.NextAttempt = f.CreatedAt.Add(s.opt.RelayFallback)
@@ -111,6 +114,39 @@ func unsent(f *store.File) bool {
 	return f.State == store.FileQueued || f.State == store.FileFailed
 }
 
+// uploadDest is where one relay's uploads go: the relay's addresses and
+// the mailbox and its deposit token, or the group log, an epoch of it and
+// that epoch's token.
+type uploadDest struct {
+	addrs   [][]byte
+	mailbox protocol.MailboxID
+	log     protocol.GroupLogID
+	epoch   uint64
+	token   []byte
+}
+
+// dests returns, per relay of the outgoing file f, where its blobs go now
+// (nil for a mailbox the recipient no longer lists, or a relay that is no
+// longer one of the group's homes).
+func (s *Service) dests(ctx context.Context, f *store.File) ([]*uploadDest, error) {
+	if !f.Group.IsZero() {
+		return s.groupDests(ctx, f)
+	}
+	rcpt, err := s.cfg.Messenger.Recipient(ctx, f.Peer.String())
+	if err != nil {
+		return nil, fmt.Errorf("files: the recipient: %w", err)
+	}
+	out := make([]*uploadDest, len(f.Relays))
+	for i, r := range f.Relays {
+		for _, mb := range rcpt.Mailboxes {
+			if string(mb.Relay) == string(r.Relay) && mb.ID == r.Mailbox {
+				out[i] = &uploadDest{addrs: mb.RelayAddrs, mailbox: mb.ID, token: mb.Token}
+			}
+		}
+	}
+	return out, nil
+}
+
 // uploadAll uploads the file's blobs to each of its relays that does not
 // hold them all, the relays in parallel.
 func (s *Service) uploadAll(ctx context.Context, id protocol.MessageID) error {
@@ -118,9 +154,9 @@ func (s *Service) uploadAll(ctx context.Context, id protocol.MessageID) error {
 	if err != nil {
 		return err
 	}
-	rcpt, err := s.cfg.Messenger.Recipient(ctx, f.Peer.String())
+	dests, err := s.dests(ctx, &f)
 	if err != nil {
-		return fmt.Errorf("files: the recipient: %w", err)
+		return err
 	}
 	var (
 		wg   sync.WaitGroup
@@ -131,15 +167,9 @@ func (s *Service) uploadAll(ctx context.Context, id protocol.MessageID) error {
 		if store.CountBits(r.Done, len(f.Hashes)) == len(f.Hashes) || r.Refused {
 			continue
 		}
-		var box *protocol.Mailbox
-		for j := range rcpt.Mailboxes {
-			mb := &rcpt.Mailboxes[j]
-			if string(mb.Relay) == string(r.Relay) && mb.ID == r.Mailbox {
-				box = mb
-			}
-		}
+		box := dests[i]
 		if box == nil {
-			s.relayFailed(ctx, id, i, fmt.Errorf("%w: the recipient no longer lists this mailbox", errRefused))
+			s.relayFailed(ctx, id, i, fmt.Errorf("%w: the recipient no longer lists this mailbox (or the group this home)", errRefused))
 			continue
 		}
 		wg.Add(1)
@@ -176,7 +206,7 @@ func (s *Service) relayFailed(ctx context.Context, id protocol.MessageID, i int,
 // up to Options.Window uploads wait for their answers at once, and each
 // blob the relay acknowledges is recorded before the next answer is read,
 // so an acknowledged blob is never sent again.
-func (s *Service) upload(ctx context.Context, id protocol.MessageID, i int, box *protocol.Mailbox) error {
+func (s *Service) upload(ctx context.Context, id protocol.MessageID, i int, box *uploadDest) error {
 	f, err := s.record(ctx, id)
 	if err != nil {
 		return err
@@ -195,7 +225,7 @@ func (s *Service) upload(ctx context.Context, id protocol.MessageID, i int, box 
 		s.relayFailed(ctx, id, i, fmt.Errorf("%w: bad relay peer ID", errRefused))
 		return err
 	}
-	loc := (&protocol.FileRelay{Relay: rel.Relay, Mailbox: rel.Mailbox}).Location()
+	loc := (&protocol.FileRelay{Relay: rel.Relay, Mailbox: rel.Mailbox, Log: rel.Log}).Location()
 	var todo []int
 	var done int64
 	for b := range ptr.Blobs {
@@ -209,7 +239,7 @@ func (s *Service) upload(ctx context.Context, id protocol.MessageID, i int, box 
 	if s.cfg.Relays == nil {
 		return errors.New("files: no relay client")
 	}
-	str, err := s.cfg.Relays.BlobStream(ctx, relay, parseAddrs(box.RelayAddrs), true, box.ID)
+	str, err := s.cfg.Relays.BlobStream(ctx, relay, parseAddrs(box.addrs), true, box.mailbox)
 	if err != nil {
 		s.relayFailed(ctx, id, i, err)
 		return err
@@ -260,7 +290,7 @@ func (s *Service) upload(ctx context.Context, id protocol.MessageID, i int, box 
 				return err
 			}
 			req := &protocol.BlobRequest{Op: protocol.BlobPut, Hash: h, Cap: wc, ReadCapHash: rc.Hash(),
-				Mailbox: box.ID, Token: box.Token, Size: l.BlobSize(b)}
+				Mailbox: box.mailbox, Log: box.log, Epoch: box.epoch, Token: box.token, Size: l.BlobSize(b)}
 			if linked(b) {
 				req.Op = protocol.BlobLink
 			}

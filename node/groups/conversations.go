@@ -85,7 +85,7 @@ func (s *Service) summary(tx *store.Tx, r *store.Group) (*messaging.Message, int
 				last = &messaging.Message{
 					ID: am.ID, From: am.From, FromName: am.FromName, Outgoing: am.Outgoing, Text: am.Text, Seq: am.Seq,
 					SentAt: am.SentAt, ReceivedAt: am.ReceivedAt, State: am.State, Cursor: am.Cursor,
-					Group: am.Group, GroupID: am.GroupID,
+					Group: am.Group, GroupID: am.GroupID, File: am.File,
 				}
 			}
 			if m.Outgoing {

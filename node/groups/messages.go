@@ -41,6 +41,8 @@ func (s *Service) apiMessage(m *store.Message, group string, deliveries []Delive
 		var p protocol.Plaintext
 		if p.Unmarshal(m.Body) == nil && p.File != nil {
 			out.Text = p.Text
+			out.File = &messaging.Attachment{ID: out.ID, Name: p.File.Name, Size: p.File.Size, MIME: p.File.MIME,
+				State: store.FileQueued.String()}
 		}
 	} else {
 		out.Text = string(m.Body)
@@ -66,46 +68,122 @@ func (s *Service) Send(ctx context.Context, ref, text string) (SendResult, error
 	}
 	var id protocol.MessageID
 	err = g.do(ctx, func() error {
-		if g.mg == nil || !g.mg.Active() {
-			return fmt.Errorf("%w: %s", ErrNotMember, g.rec.Name)
-		}
-		others := g.others()
-		err := s.st.View(ctx, func(tx *store.Tx) error {
-			for _, u := range others {
-				c, err := tx.Contacts().Get(u)
-				if err == nil && c.IdentityChanged {
-					return fmt.Errorf("%w: %s", ErrUntrustedIdentity, c.Name)
-				}
-			}
-			return nil
-		})
-		if err != nil {
+		if err := g.canSend(ctx); err != nil {
 			return err
 		}
 		if err := s.read(id[:]); err != nil {
 			return err
 		}
-		p := protocol.Plaintext{ID: id, Kind: protocol.KindText, Text: text}
-		b := g.newBatch()
-		if err := g.encryptOut(b, &p); err != nil {
-			return err
-		}
-		m := store.Message{ID: id, Group: g.id, Peer: s.self, Outgoing: true, Seq: p.Seq, Kind: uint8(protocol.KindText),
-			Body: []byte(text), SentAt: time.UnixMilli(p.SentAt), ReceivedAt: s.clock.Now(), State: store.MessageQueued}
-		gid := g.id
-		b.fn = append(b.fn, func(tx *store.Tx) error {
-			if err := tx.Messages().Put(&m); err != nil {
-				return err
-			}
-			return tx.Groups().AddRecipients(gid, id, others)
-		})
-		g.flush(b)
-		return nil
+		return g.sendOwn(&protocol.Plaintext{ID: id, Kind: protocol.KindText, Text: text})
 	})
 	if err != nil {
 		return SendResult{}, err
 	}
 	return SendResult{ID: id.String(), State: StateQueued}, nil
+}
+
+// canSend checks that this node may send to the group now: it is an
+// active member, and no member's identity key changed unconfirmed.
+func (g *group) canSend(ctx context.Context) error {
+	if g.mg == nil || !g.mg.Active() {
+		return fmt.Errorf("%w: %s", ErrNotMember, g.rec.Name)
+	}
+	others := g.others()
+	return g.s.st.View(ctx, func(tx *store.Tx) error {
+		for _, u := range others {
+			c, err := tx.Contacts().Get(u)
+			if err == nil && c.IdentityChanged {
+				return fmt.Errorf("%w: %s", ErrUntrustedIdentity, c.Name)
+			}
+		}
+		return nil
+	})
+}
+
+// sendOwn encrypts p (a text or a file, with its ID) for the group,
+// queues it and stores it as an outgoing message to every other member.
+func (g *group) sendOwn(p *protocol.Plaintext) error {
+	s := g.s
+	b := g.newBatch()
+	if err := g.encryptOut(b, p); err != nil {
+		return err
+	}
+	body := []byte(p.Text)
+	if p.Kind == protocol.KindFile {
+		var err error
+		if body, err = p.Marshal(); err != nil {
+			return err
+		}
+	}
+	m := store.Message{ID: p.ID, Group: g.id, Peer: s.self, Outgoing: true, Seq: p.Seq, Kind: uint8(p.Kind),
+		Body: body, SentAt: time.UnixMilli(p.SentAt), ReceivedAt: s.clock.Now(), State: store.MessageQueued}
+	gid, id, others := g.id, p.ID, g.others()
+	b.fn = append(b.fn, func(tx *store.Tx) error {
+		if err := tx.Messages().Put(&m); err != nil {
+			return err
+		}
+		return tx.Groups().AddRecipients(gid, id, others)
+	})
+	g.flush(b)
+	return nil
+}
+
+// FileTarget is a group a file may be sent to (node/files): its ID, its
+// home relays with its log on each, and its current epoch with that
+// epoch's token, which the homes check an upload against.
+type FileTarget struct {
+	ID    protocol.GroupID
+	Homes []protocol.GroupHome
+	Epoch uint64
+	Token protocol.GroupToken
+}
+
+// FileTarget resolves group ref for sending a file, with the refusals of
+// Send: ErrUnknownGroup, ErrNotMember, ErrUntrustedIdentity.
+func (s *Service) FileTarget(ctx context.Context, ref string) (FileTarget, error) {
+	g, err := s.lookup(ctx, ref)
+	if err != nil {
+		return FileTarget{}, err
+	}
+	var t FileTarget
+	err = g.do(ctx, func() error {
+		if err := g.canSend(ctx); err != nil {
+			return err
+		}
+		t = FileTarget{ID: g.id, Epoch: g.mg.Epoch(), Token: g.token}
+		for i := range g.rec.Homes {
+			t.Homes = append(t.Homes, g.home(i))
+		}
+		return nil
+	})
+	return t, err
+}
+
+// SendFile queues the group message of kind file that carries pointer f
+// and caption, under message ID id (node/files made the pointer, and
+// recorded the file under id). Queuing an ID that is already a message is
+// a success that queues nothing.
+func (s *Service) SendFile(ctx context.Context, group protocol.GroupID, id protocol.MessageID, caption string, f *protocol.File) error {
+	g, err := s.lookup(ctx, group.String())
+	if err != nil {
+		return err
+	}
+	return g.do(ctx, func() error {
+		err := s.st.View(ctx, func(tx *store.Tx) error {
+			_, err := tx.Messages().Get(id)
+			return err
+		})
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err := g.canSend(ctx); err != nil {
+			return err
+		}
+		return g.sendOwn(&protocol.Plaintext{ID: id, Kind: protocol.KindFile, Text: caption, File: f})
+	})
 }
 
 // ParseMessageID parses a message ID's text form.
@@ -203,7 +281,13 @@ func (s *Service) messageIn(tx *store.Tx, m *store.Message, group string) (Messa
 			ds = append(ds, x)
 		}
 	}
-	return s.apiMessage(m, group, ds), nil
+	out := s.apiMessage(m, group, ds)
+	if out.File != nil {
+		if f, err := tx.Files().Get(m.ID); err == nil {
+			out.File.State = f.Shown(m.State).String()
+		}
+	}
+	return out, nil
 }
 
 // Messages returns the last limit messages of group ref (limit <= 0:

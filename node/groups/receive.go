@@ -374,9 +374,9 @@ func (g *group) flush(b *batch) error {
 	now := g.s.clock.Now()
 	var added []store.Message
 	var delivered []protocol.MessageID
-	covers := 0
+	covers, files := 0, 0
 	err := g.s.st.Update(g.s.ctx, func(tx *store.Tx) error {
-		added, delivered, covers = added[:0], delivered[:0], 0
+		added, delivered, covers, files = added[:0], delivered[:0], 0, 0
 		gs := tx.Groups()
 		if state != nil {
 			if err := gs.PutState(g.id, state); err != nil {
@@ -399,6 +399,16 @@ func (g *group) flush(b *batch) error {
 				return err
 			}
 			added = append(added, m)
+			if m.Kind == uint8(protocol.KindFile) && !m.Outgoing && g.s.cfg.Files != nil {
+				var p protocol.Plaintext
+				if err := p.Unmarshal(m.Body); err != nil || p.File == nil {
+					continue // checked when it arrived
+				}
+				if err := g.s.cfg.Files.ReceivedGroup(tx, m.ID, g.id, m.Peer, p.File, now); err != nil {
+					return err
+				}
+				files++
+			}
 		}
 		for user, ids := range b.receipts {
 			for _, id := range ids {
@@ -458,6 +468,9 @@ func (g *group) flush(b *batch) error {
 	}
 	for _, f := range b.after {
 		f()
+	}
+	if files > 0 {
+		g.s.cfg.Files.Wake()
 	}
 	for i := range added {
 		g.s.publish(EventMessage, g.s.apiMessage(&added[i], g.rec.Name, nil))

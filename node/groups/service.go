@@ -163,6 +163,10 @@ type Config struct {
 	Mailbox *mailbox.Client
 	// Gossip carries messages between online members. Required.
 	Gossip *gossip.Gossip
+	// Files takes the pointers of the file messages received (node/files).
+	// Zero: a file message shows its caption and its file is not
+	// recorded.
+	Files Files
 	// FindDevice looks a member's device up (node.FindDevice). Zero: only
 	// addresses the host knows are dialled.
 	FindDevice func(ctx context.Context, p peer.ID) ([]ma.Multiaddr, error)
@@ -177,6 +181,16 @@ type Config struct {
 	// Registerer gets the metrics. Zero: not registered.
 	Registerer prometheus.Registerer
 	Options    Options
+}
+
+// Files is what the service needs of the attachment service.
+type Files interface {
+	// ReceivedGroup records the pointer f of the file message id that
+	// member from sent to group, in the transaction tx that commits the
+	// message. An error aborts the transaction.
+	ReceivedGroup(tx *store.Tx, id protocol.MessageID, group protocol.GroupID, from identity.UserID, f *protocol.File, now time.Time) error
+	// Wake is called after such a transaction committed.
+	Wake()
 }
 
 // Service is the group engine of one node. Its methods are safe for

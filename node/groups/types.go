@@ -120,6 +120,9 @@ type Message struct {
 	Cursor     uint64    `json:"cursor"`
 	// Members is, for an outgoing message, each member's delivery.
 	Members []Delivery `json:"members,omitempty"`
+	// File is the attachment of a file message (whose Text is its
+	// caption, possibly empty); nil for a text.
+	File *messaging.Attachment `json:"file,omitempty"`
 }
 
 // SendResult is what Send returns.

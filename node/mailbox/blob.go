@@ -16,7 +16,9 @@ import (
 // BlobStream opens a stream of the relay's attachment blob service
 // (protocol.BlobProtocol). An upload for mailbox mb goes under the
 // depositor's key for that mailbox, as its deposits do (an upload carries a
-// deposit token, so it tells the relay no more than a deposit); a download
+// deposit token, so it tells the relay no more than a deposit); an upload
+// for a group log (mb zero) under the key of the node's group log streams
+// (it carries an epoch token of the log, as their appends do); a download
 // (mb ignored) goes under a reader's
 // key of its own, so the relay cannot join what this node fetches to what
 // it uploads or deposits. Neither is ever the device's or an own
