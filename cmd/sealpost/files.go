@@ -151,10 +151,11 @@ func (c countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// sendFile is send NAME --file PATH: the file is streamed to the daemon,
-// which encrypts it once and records it; with wait (sent or delivered)
-// the command follows the transfer until the file's message reaches it.
-func (c *cli) sendFile(ctx context.Context, to, path, caption, wait string, timeout time.Duration) error {
+// sendFile is send NAME --file PATH (group send GROUP --file PATH with
+// group set): the file is streamed to the daemon, which encrypts it once
+// and records it; with wait (sent or delivered) the command follows the
+// transfer until the file's message reaches it.
+func (c *cli) sendFile(ctx context.Context, to, path, caption, wait string, timeout time.Duration, group bool) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return userErrorf("%v", err)
@@ -180,7 +181,11 @@ func (c *cli) sendFile(ctx context.Context, to, path, caption, wait string, time
 		defer es.Close()
 	}
 	b := c.newBar("encrypting", st.Size())
-	info, err := cl.SendFile(ctx, to, filepath.Base(path), "", caption, countingReader{f, b}, st.Size())
+	send := cl.SendFile
+	if group {
+		send = cl.SendGroupFile
+	}
+	info, err := send(ctx, to, filepath.Base(path), "", caption, countingReader{f, b}, st.Size())
 	b.done()
 	if err != nil {
 		return err

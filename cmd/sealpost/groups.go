@@ -263,10 +263,12 @@ func (c *cli) groupSendCommand() *cobra.Command {
 	var (
 		wait    string
 		timeout time.Duration
+		file    string
+		caption string
 	)
 	cmd := &cobra.Command{
-		Use:   "send GROUP TEXT|- [--wait sent|delivered] [--timeout D]",
-		Short: "Send a message to a group (TEXT, or - to read it from standard input)",
+		Use:   "send GROUP TEXT|- [--wait sent|delivered] [--timeout D] | send GROUP --file PATH [--caption TEXT] [--wait sent|delivered] [--timeout D]",
+		Short: "Send a message (TEXT, or - to read it from standard input) or a file to a group",
 		Long: fmt.Sprintf(`Send a text to GROUP, encrypted once for its members. It goes to the
 group's home relays, then over gossipsub to the members online; members
 offline get it from a home relay when they are back. With - the text is read
@@ -279,9 +281,35 @@ time runs out.
 
 Exit codes as for 'sealpost send'; 4: a member's identity key changed (verify
 it first). With --json it prints {"id", "state", "members": [{"user_id",
-"name", "state", "at"}]}, the members' deliveries after --wait.`, groups.MaxText, defaultWaitTimeout),
-		Args: cobra.ExactArgs(2),
+"name", "state", "at"}]}, the members' deliveries after --wait.
+
+With --file PATH it sends the file PATH instead (with the text --caption, if
+given), as 'sealpost send --file' does to a contact: the daemon encrypts it
+once (a progress bar shows the reading on a terminal); its pointer goes once,
+as a group message, to every member, and its blobs once to each of the
+group's home relays (never to the members' mailboxes). Members online fetch
+the file from this device, the others from the home relays, where it stays
+for the relays' message TTL. Its states: queued, sent, delivered (every
+member has the message), failed; --wait sent|delivered follows the transfer
+with a progress bar. With --json it prints {"id", "state"}. The members'
+nodes download it automatically up to [files] auto_download; 'sealpost file
+ls' lists it.`, groups.MaxText, defaultWaitTimeout),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if file != "" {
+				return cobra.ExactArgs(1)(cmd, args)
+			}
+			return cobra.ExactArgs(2)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if caption != "" && file == "" {
+				return userErrorf("--caption goes with --file")
+			}
+			if file != "" {
+				if _, err := c.sendArgs(cmd, "", wait, timeout, groups.StateSent, groups.StateDelivered); err != nil {
+					return err
+				}
+				return c.sendFile(cmd.Context(), args[0], file, caption, wait, timeout, true)
+			}
 			text, err := c.sendArgs(cmd, args[1], wait, timeout, groups.StateSent, groups.StateDelivered)
 			if err != nil {
 				return err
@@ -309,6 +337,8 @@ it first). With --json it prints {"id", "state", "members": [{"user_id",
 			return perr
 		},
 	}
+	cmd.Flags().StringVar(&file, "file", "", "send the file PATH instead of a text")
+	cmd.Flags().StringVar(&caption, "caption", "", "the text sent with --file")
 	cmd.Flags().StringVar(&wait, "wait", "", "wait until the message is sent or delivered")
 	cmd.Flags().DurationVar(&timeout, "timeout", defaultWaitTimeout, "how long --wait waits (0: without limit); then exit 7")
 	return cmd
@@ -355,8 +385,10 @@ func (c *cli) groupMessagesCommand() *cobra.Command {
 It marks the group read here (groups send no read receipts).
 
 With --json: one JSON object a line, with id, group, group_id, from,
-from_name, text, seq, sent_at, received_at, state, outgoing, and for an
-outgoing message members (each member's delivery).`,
+from_name, text, seq, sent_at, received_at, state, outgoing, for an
+outgoing message members (each member's delivery), and for a file message
+"file": {id, name, size, mime, state} (its text is the caption; 'sealpost
+file save ID' saves it).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if limit < 0 {
@@ -384,6 +416,7 @@ outgoing message members (each member's delivery).`,
 					from = "me"
 				}
 				line := fmt.Sprintf("%s  %s: %s", m.SentAt.Local().Format(time.DateTime), displayText(from), displayText(m.Text))
+				line += fileNote(m.Text, m.File)
 				if m.Outgoing {
 					line += "  [" + m.State + "]"
 				}

@@ -357,7 +357,7 @@ message's: 'sealpost file ls' lists it.`, messaging.MaxText, defaultWaitTimeout)
 				if _, err := c.sendArgs(cmd, "", wait, timeout, messaging.StateSent, messaging.StateDelivered); err != nil {
 					return err
 				}
-				return c.sendFile(cmd.Context(), args[0], file, caption, wait, timeout)
+				return c.sendFile(cmd.Context(), args[0], file, caption, wait, timeout, false)
 			}
 			text, err := c.sendArgs(cmd, args[1], wait, timeout, messaging.StateSent, messaging.StateDelivered, messaging.StateRead)
 			if err != nil {
@@ -716,16 +716,7 @@ func (c *cli) messagePrinter(inbox bool) func(messaging.Message) error {
 			from += " in " + m.Group
 		}
 		fmt.Fprintf(&b, "%s  %s: %s", m.SentAt.Local().Format(time.DateTime), from, displayText(m.Text))
-		if f := m.File; f != nil {
-			if m.Text != "" {
-				b.WriteString("  ")
-			}
-			name := f.Name
-			if name == "" {
-				name = "(no name)"
-			}
-			fmt.Fprintf(&b, "[file %s, %s, %s: %s]", displayText(name), sizeString(f.Size), f.State, f.ID)
-		}
+		b.WriteString(fileNote(m.Text, m.File))
 		switch {
 		case m.Request:
 			b.WriteString("  [request]")
@@ -760,4 +751,21 @@ func displayText(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// fileNote describes the file of a message whose text is text (nothing
+// for a message without one).
+func fileNote(text string, f *messaging.Attachment) string {
+	if f == nil {
+		return ""
+	}
+	sep := ""
+	if text != "" {
+		sep = "  "
+	}
+	name := f.Name
+	if name == "" {
+		name = "(no name)"
+	}
+	return fmt.Sprintf("%s[file %s, %s, %s: %s]", sep, displayText(name), sizeString(f.Size), f.State, f.ID)
 }

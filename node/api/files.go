@@ -16,6 +16,7 @@ import (
 // to codes.
 type Files interface {
 	Send(ctx context.Context, req files.SendRequest) (files.Info, error)
+	SendGroup(ctx context.Context, req files.GroupSendRequest) (files.Info, error)
 	Get(ctx context.Context, id string) (files.Info, error)
 	List(ctx context.Context, limit int) ([]files.Info, error)
 	Download(ctx context.Context, id string) (files.Info, error)
@@ -56,6 +57,7 @@ func (s *Server) fileRoutes() []route {
 	}
 	return []route{
 		{"POST /v1/files", false, with(s.sendFile)},
+		{"POST /v1/groups/{group}/files", false, with(s.sendGroupFile)},
 		{"GET /v1/files", false, with(func(r *http.Request) (any, error) {
 			limit, err := queryInt(r, "limit", 0)
 			if err != nil {
@@ -91,6 +93,24 @@ func (s *Server) sendFile(r *http.Request) (any, error) {
 	}
 	return s.cfg.Files.Send(r.Context(), files.SendRequest{
 		To:      to,
+		Body:    r.Body,
+		Size:    r.ContentLength,
+		Meta:    files.FileMeta{Name: q.Get("name"), MIME: q.Get("mime")},
+		Caption: q.Get("caption"),
+	})
+}
+
+// sendGroupFile answers POST
+// /v1/groups/{group}/files?name=NAME&mime=TYPE&caption=TEXT: the body is
+// the file's content, its length in Content-Length; the file goes to
+// every member of the group.
+func (s *Server) sendGroupFile(r *http.Request) (any, error) {
+	q := r.URL.Query()
+	if r.ContentLength < 0 {
+		return nil, Errorf(CodeBadRequest, "the file's size is required: send the content with a Content-Length")
+	}
+	return s.cfg.Files.SendGroup(r.Context(), files.GroupSendRequest{
+		Group:   r.PathValue("group"),
 		Body:    r.Body,
 		Size:    r.ContentLength,
 		Meta:    files.FileMeta{Name: q.Get("name"), MIME: q.Get("mime")},

@@ -22,6 +22,18 @@ func filePath(id, rest string) string { return "/v1/files/" + url.PathEscape(id)
 func (c *Client) SendFile(ctx context.Context, to, name, mime, caption string, body io.Reader, size int64) (files.Info, error) {
 	q := url.Values{}
 	q.Set("to", to)
+	return c.postFile(ctx, "/v1/files", q, name, mime, caption, body, size)
+}
+
+// SendGroupFile calls POST /v1/groups/{group}/files: send size bytes of
+// body to every member of group, as SendFile does to a contact.
+func (c *Client) SendGroupFile(ctx context.Context, group, name, mime, caption string, body io.Reader, size int64) (files.Info, error) {
+	return c.postFile(ctx, groupPath(group)+"/files", url.Values{}, name, mime, caption, body, size)
+}
+
+// postFile posts a file's content to path with the query q and the file's
+// name, media type and caption.
+func (c *Client) postFile(ctx context.Context, path string, q url.Values, name, mime, caption string, body io.Reader, size int64) (files.Info, error) {
 	if name != "" {
 		q.Set("name", name)
 	}
@@ -31,7 +43,7 @@ func (c *Client) SendFile(ctx context.Context, to, name, mime, caption string, b
 	if caption != "" {
 		q.Set("caption", caption)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/files?"+q.Encode(), io.NopCloser(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path+"?"+q.Encode(), io.NopCloser(body))
 	if err != nil {
 		return files.Info{}, fmt.Errorf("api: %w", err)
 	}
@@ -47,7 +59,7 @@ func (c *Client) SendFile(ctx context.Context, to, name, mime, caption string, b
 	defer resp.Body.Close()
 	var info files.Info
 	if err := decodeJSON(resp, &info); err != nil {
-		return info, fmt.Errorf("api: decode POST /v1/files: %w", err)
+		return info, fmt.Errorf("api: decode POST %s: %w", path, err)
 	}
 	return info, nil
 }
