@@ -2,13 +2,18 @@
 // 127.0.0.1 — one relay, three personal nodes — and drives group chats
 // only through the command line: a group is created on the relay,
 // contacts join it, messages reach every member with per-member delivery,
-// a member offline catches up from the relay when it is back, and a member
-// removed reads nothing sent after.
+// a member offline catches up from the relay when it is back, a member
+// removed reads nothing sent after, and a file sent to the group reaches
+// every member.
 package groups_test
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -220,5 +225,134 @@ func TestGroupChat(t *testing.T) {
 	}
 	if r := c.home.Run("group", "send", g.ID, "still here?"); r.Code != 1 {
 		t.Errorf("a removed member sends: %s", r)
+	}
+}
+
+type fileJSON struct {
+	ID     string `json:"id"`
+	Group  string `json:"group"`
+	State  string `json:"state"`
+	Blobs  int    `json:"blobs"`
+	Relays []struct {
+		Done int `json:"done"`
+	} `json:"relays"`
+}
+
+// file returns n's file id (zero if n has none).
+func (n *node) file(id string) fileJSON {
+	n.t.Helper()
+	var l struct {
+		Files []fileJSON `json:"files"`
+	}
+	n.home.JSON(&l, "file", "ls")
+	for _, f := range l.Files {
+		if f.ID == id {
+			return f
+		}
+	}
+	return fileJSON{}
+}
+
+// saveSum saves n's file id and returns the saved content's SHA-256.
+func (n *node) saveSum(id string) string {
+	n.t.Helper()
+	var res struct {
+		Path string `json:"path"`
+	}
+	n.home.JSON(&res, "file", "save", id, n.t.TempDir())
+	b, err := os.ReadFile(res.Path)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// TestGroupFile: group send --file sends one file to a group of three:
+// bob, online, saves it; carol, offline when it was sent, comes back
+// after alice stopped and saves it from the group's home relay. Both
+// copies have the sha256 of the file sent.
+func TestGroupFile(t *testing.T) {
+	relay := newNode(t, "relay", "--profile", "relay")
+	relay.start("--relay-service", "--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", harness.FreePort(t)))
+	var a, b, c *node
+	for _, p := range []**node{&a, &b, &c} {
+		name := map[**node]string{&a: "alice", &b: "bob", &c: "carol"}[p]
+		*p = newNode(t, name)
+		(*p).start("--listen", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", harness.FreePort(t)), "--bootstrap", relay.addr())
+	}
+	for _, x := range []*node{b, c} {
+		var inv struct {
+			Link string `json:"link"`
+		}
+		x.home.JSON(&inv, "invite")
+		a.home.MustRun("contact", "add", inv.Link, "--name", x.name)
+	}
+	var g groupJSON
+	a.home.JSON(&g, "group", "create", "club", "--relay", relay.addr())
+	a.home.MustRun("group", "add", "club", "bob", "carol")
+	for _, n := range []*node{a, b, c} {
+		eventually(t, time.Minute, n.name+" in the group with 3 members", func() bool {
+			x := n.group(g.ID)
+			return x.State == "active" && x.Members == 3
+		})
+	}
+	c.d.Stop(syscall.SIGTERM)
+
+	content := make([]byte, 5<<20+777)
+	rand.Read(content)
+	path := filepath.Join(t.TempDir(), "photos.bin")
+	if err := os.WriteFile(path, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(content)
+	want := hex.EncodeToString(sum[:])
+	var sent struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	}
+	a.home.JSON(&sent, "group", "send", "club", "--file", path, "--caption", "the climb", "--wait", "sent", "--timeout", "60s")
+	if sent.State != "sent" && sent.State != "delivered" {
+		t.Fatalf("group send --file --wait sent: %+v", sent)
+	}
+	if f := a.file(sent.ID); f.Group != g.ID {
+		t.Fatalf("alice's file: %+v", f)
+	}
+
+	// bob is online: the message comes with the file.
+	eventually(t, 2*time.Minute, "bob saved the file", func() bool { return b.file(sent.ID).State == "saved" })
+	if got := b.saveSum(sent.ID); got != want {
+		t.Fatalf("bob's file sha256 %s, sent %s", got, want)
+	}
+	type fileMsg struct {
+		ID   string `json:"id"`
+		Text string `json:"text"`
+		File *struct {
+			Name  string `json:"name"`
+			Size  int64  `json:"size"`
+			State string `json:"state"`
+		} `json:"file"`
+	}
+	r := b.home.MustRun("--json", "group", "messages", "club")
+	msgs := harness.DecodeLines[fileMsg](t, r.Stdout)
+	if len(msgs) != 1 || msgs[0].ID != sent.ID || msgs[0].Text != "the climb" || msgs[0].File == nil ||
+		msgs[0].File.Name != "photos.bin" || msgs[0].File.Size != int64(len(content)) || msgs[0].File.State != "saved" {
+		t.Fatalf("bob's group messages: %s", r.Stdout)
+	}
+	if out := b.home.MustRun("group", "messages", "club").Stdout; !strings.Contains(out, "[file photos.bin") {
+		t.Errorf("bob's group messages do not show the file: %s", out)
+	}
+
+	// The home holds every blob; alice stops, so carol can only take the
+	// file from the home.
+	eventually(t, 2*time.Minute, "the home holds every blob", func() bool {
+		f := a.file(sent.ID)
+		return len(f.Relays) == 1 && f.Blobs > 0 && f.Relays[0].Done == f.Blobs
+	})
+	a.d.Stop(syscall.SIGTERM)
+	c.start()
+	eventually(t, 2*time.Minute, "carol saved the file", func() bool { return c.file(sent.ID).State == "saved" })
+	if got := c.saveSum(sent.ID); got != want {
+		t.Fatalf("carol's file sha256 %s, sent %s", got, want)
 	}
 }
