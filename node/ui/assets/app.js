@@ -158,7 +158,8 @@ const kinds = {
       api('GET', contactPath(id, `/messages?limit=${PAGE}&mark_read=false` + (before ? `&before=${before}` : ''))).then(ndjson),
     send: (id, text) => postJSON('/v1/messages', { to: id, text }),
     markRead: (id) => postJSON(contactPath(id, '/read')),
-    files: true,
+    // files is where a file's content is posted (q: its name and type).
+    files: (id, q) => { q.set('to', id); return '/v1/files?' + q; },
   },
   group: {
     route: (id) => '#/g/' + encodeURIComponent(id),
@@ -168,6 +169,7 @@ const kinds = {
     send: (id, text) => postJSON(groupPath(id, '/messages'), { text }),
     // Read here only: groups send no read receipts.
     markRead: (id) => postJSON(groupPath(id, '/read')),
+    files: (id, q) => groupPath(id, '/files?') + q,
   },
 };
 
@@ -433,6 +435,7 @@ function renderGroupHeader() {
   $('msg-input').disabled = blocked;
   $('send').disabled = blocked;
   $('msg-input').placeholder = blocked ? 'Verify the changed safety numbers to send' : `Message ${g.name}`;
+  $('attach').disabled = blocked;
 }
 
 // appendMessages puts messages (oldest first) at the start or the end of
@@ -543,7 +546,7 @@ async function downloadFile(id) {
 
 let uploads = 0;
 
-// sendFile sends a file to the open contact: the browser streams it to
+// sendFile sends a file to the open contact or group: the browser streams it to
 // the daemon (the progress of that upload shows on the message), which
 // encrypts it and sends it on (file.progress events move the same bar).
 function sendFile(file) {
@@ -560,10 +563,10 @@ function sendFile(file) {
   $('msg-list').append(el);
   $('messages').scrollTop = $('messages').scrollHeight;
   showProgress(tmp, 0, Math.max(file.size, 1), 'up');
-  const q = new URLSearchParams({ to: cur.id, name: file.name });
+  const q = new URLSearchParams({ name: file.name });
   if (file.type) q.set('mime', file.type);
   const xhr = new XMLHttpRequest(); // fetch reports no upload progress
-  xhr.open('POST', '/v1/files?' + q);
+  xhr.open('POST', cur.k.files(cur.id, q));
   xhr.upload.addEventListener('progress', (e) => showProgress(tmp, e.loaded, Math.max(file.size, 1) + 1, 'up'));
   xhr.addEventListener('load', () => {
     cur.msgs.delete(tmp);

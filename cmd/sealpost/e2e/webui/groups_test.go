@@ -1,7 +1,10 @@
 package webui_test
 
 import (
+	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -48,7 +51,8 @@ func (u *user) groupTexts(name string) []string {
 }
 
 // TestGroups: alice, in the app, creates a group on her relay, adds bob
-// (who is on the command line), writes and reads live, removes him; dave,
+// (who is on the command line), writes and reads live, sends him a
+// picture with the attach button, removes him; dave,
 // whom alice has not accepted, invites her to two groups: she declines one
 // and accepts the other, then leaves it. The subtests run in order.
 func TestGroups(t *testing.T) {
@@ -108,6 +112,47 @@ func TestGroups(t *testing.T) {
 		waitJS(t, ctx, "bob's message in the group", `[...document.querySelectorAll('#msg-list li.in')].some(li => li.querySelector('.text')?.textContent === `+jsString(reply)+` && li.querySelector('.from')?.textContent === 'bob')`)
 		screenshot(t, ctx, "group")
 		allNamed(t, ctx, "a group")
+	})
+
+	t.Run("attach a file", func(t *testing.T) {
+		// The group view's attach button sends the file to the group:
+		// bob's node saves it (it downloads automatically) and it is the
+		// bytes alice picked.
+		pic := testPNG(t, 40, 30)
+		path := filepath.Join(t.TempDir(), "summit.png")
+		if err := os.WriteFile(path, pic, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		do(t, ctx, visible("button", "Attach file"))
+		do(t, ctx, chromedp.SetUploadFiles(chromedp.CSS(`#file-input`), []string{path}))
+		var id string
+		eventually(t, waitFor, func() string {
+			var l struct {
+				Files []struct {
+					ID       string `json:"id"`
+					Name     string `json:"name"`
+					Group    string `json:"group"`
+					Outgoing bool   `json:"outgoing"`
+					State    string `json:"state"`
+				} `json:"files"`
+			}
+			bob.h.JSON(&l, "file", "ls")
+			for _, f := range l.Files {
+				if f.Name == "summit.png" && !f.Outgoing && f.Group == hikers.ID && f.State == "saved" {
+					id = f.ID
+					return ""
+				}
+			}
+			return "bob has not saved summit.png from the group"
+		})
+		var saved struct {
+			Path string `json:"path"`
+		}
+		bob.h.JSON(&saved, "file", "save", id, t.TempDir())
+		if got, err := os.ReadFile(saved.Path); err != nil || !bytes.Equal(got, pic) {
+			t.Fatalf("bob saved %d bytes (%v), want the %d alice attached", len(got), err, len(pic))
+		}
+		waitJS(t, ctx, "the sent picture in the group", `[...document.querySelectorAll('#msg-list li.out img')].some(i => i.alt === 'summit.png' && i.complete && i.naturalWidth === 40)`)
 	})
 
 	t.Run("unread count", func(t *testing.T) {
