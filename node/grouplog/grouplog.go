@@ -202,10 +202,20 @@ func (c *Conn) dispatch(r *protocol.GroupLogResponse) error {
 // do sends req and waits for its answer. A fetch's pushes come back in
 // the call; a subscription is registered before the request is sent.
 func (c *Conn) do(ctx context.Context, req *protocol.GroupLogRequest, sub *Subscription) (*protocol.GroupLogResponse, *call, error) {
+	cl, err := c.start(req, sub)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.wait(ctx, req, cl, time.Now())
+}
+
+// start registers req (and sub) and writes it: requests reach the relay
+// in the order of the calls to start.
+func (c *Conn) start(req *protocol.GroupLogRequest, sub *Subscription) (*call, error) {
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
-		return nil, nil, c.err
+		return nil, c.err
 	}
 	c.nextID++
 	req.ID = c.nextID
@@ -221,7 +231,7 @@ func (c *Conn) do(ctx context.Context, req *protocol.GroupLogRequest, sub *Subsc
 	c.mu.Unlock()
 	if err := req.Validate(); err != nil {
 		c.forget(req.ID)
-		return nil, nil, err
+		return nil, err
 	}
 	c.wmu.Lock()
 	c.str.SetWriteDeadline(time.Now().Add(writeTimeout))
@@ -229,9 +239,13 @@ func (c *Conn) do(ctx context.Context, req *protocol.GroupLogRequest, sub *Subsc
 	c.wmu.Unlock()
 	if err != nil {
 		c.fail(fmt.Errorf("%w: %v", ErrClosed, err))
-		return nil, nil, c.Err()
+		return nil, c.Err()
 	}
-	sent := time.Now()
+	return cl, nil
+}
+
+// wait waits for the answer to req, written at sent.
+func (c *Conn) wait(ctx context.Context, req *protocol.GroupLogRequest, cl *call, sent time.Time) (*protocol.GroupLogResponse, *call, error) {
 	t := time.NewTimer(c.timeout)
 	defer t.Stop()
 	for {
@@ -303,11 +317,39 @@ type Appended struct {
 // that lost (or an entry for an epoch the log closed) fails with an
 // *EpochError.
 func (c *Conn) Append(ctx context.Context, log protocol.GroupLogID, epoch uint64, token protocol.GroupToken, entry []byte, commit bool, next protocol.TokenHash) (Appended, error) {
+	p, err := c.StartAppend(log, epoch, token, entry, commit, next)
+	if err != nil {
+		return Appended{}, err
+	}
+	return p.Wait(ctx)
+}
+
+// PendingAppend is an append written to the relay, its answer to come.
+type PendingAppend struct {
+	c    *Conn
+	req  *protocol.GroupLogRequest
+	cl   *call
+	sent time.Time
+}
+
+// StartAppend writes an append as Append does, without waiting for its
+// answer: appends started one after the other reach the relay, and so its
+// log, in that order. Wait takes the answer.
+func (c *Conn) StartAppend(log protocol.GroupLogID, epoch uint64, token protocol.GroupToken, entry []byte, commit bool, next protocol.TokenHash) (*PendingAppend, error) {
 	req := &protocol.GroupLogRequest{Op: protocol.GroupLogAppend, Log: log, Epoch: epoch, Token: token, Entry: entry, Commit: commit}
 	if commit {
 		req.TokenHash = next
 	}
-	r, _, err := c.do(ctx, req, nil)
+	cl, err := c.start(req, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &PendingAppend{c: c, req: req, cl: cl, sent: time.Now()}, nil
+}
+
+// Wait waits for the answer to the append, as Append.
+func (p *PendingAppend) Wait(ctx context.Context) (Appended, error) {
+	r, _, err := p.c.wait(ctx, p.req, p.cl, p.sent)
 	if err != nil {
 		return Appended{}, err
 	}

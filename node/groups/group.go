@@ -68,15 +68,21 @@ type group struct {
 	gossipSeen    map[uint64]struct{}
 	gossipThrough uint64
 
-	out          []*outItem // the entries to append and publish, in order
-	proposals    int        // proposals received in the epoch
-	commitQueued bool       // a workChange commit of the proposals waits
-	retryAt      time.Time
-	receiptAt    time.Time
-	committing   bool                     // a commit of ours is on its way to the relay
-	lastCommit   []byte                   // the entry of the commit that opened this epoch, to give a second home
-	stuck        string                   // why the group cannot go on (the log lost its epoch)
-	leaving      map[identity.UserID]bool // members who proposed to leave in the epoch
+	out []*outItem // the entries to append and publish, in order
+	// sealed counts this node's encryptions of application entries;
+	// startedSealed is the newest encryption (by that count) whose append
+	// has begun. An entry encrypted before it is encrypted again before
+	// its append (sendOut).
+	sealed, startedSealed uint64
+	appenders             []chan func(context.Context) // per home (appender)
+	proposals             int                          // proposals received in the epoch
+	commitQueued          bool                         // a workChange commit of the proposals waits
+	retryAt               time.Time
+	receiptAt             time.Time
+	committing            bool                     // a commit of ours is on its way to the relay
+	lastCommit            []byte                   // the entry of the commit that opened this epoch, to give a second home
+	stuck                 string                   // why the group cannot go on (the log lost its epoch)
+	leaving               map[identity.UserID]bool // members who proposed to leave in the epoch
 
 	receiptBusy  map[uint64]bool         // receipt work items on their way to a sender
 	receiptFails map[identity.UserID]int // failed tries to reach a sender with receipts

@@ -53,6 +53,14 @@ func (g *group) receiveTopic(in []inbound) {
 	}
 	b := g.newBatch()
 	for _, x := range in {
+		if len(x.m.Seqs) > 0 && x.m.Seqs[0] > max(g.gossipThrough, g.rec.Homes[0].Cursor)+topicLead {
+			// Far ahead of what this member has read (it is catching up
+			// from the log): decrypting it now would move its sender's
+			// ratchet past the messages in between, of which MLS keeps
+			// the keys of only a window. The log brings it in its turn.
+			g.fetchAt = g.s.clock.Now()
+			continue
+		}
 		if len(x.m.Seqs) > 0 {
 			g.seenOnTopic(x.m.Seqs[0])
 		}
@@ -60,6 +68,11 @@ func (g *group) receiveTopic(in []inbound) {
 	}
 	g.flush(b)
 }
+
+// topicLead is how far ahead of the first home's entries read so far (by
+// sequence number) a message from the topic is processed at once: the
+// entries in between are fewer than the skipped keys MLS keeps.
+const topicLead = mls.DefaultOutOfOrderWindow / 2
 
 // maxGossipSeen bounds the sequence numbers kept beyond a gap: past it the
 // next fetch fills the gap anyway.

@@ -27,6 +27,7 @@ const maxHomeFails = 8
 type outItem struct {
 	n         uint64
 	e         outEntry
+	sealed    uint64 // group.sealed when it was encrypted (application entries)
 	busy      []bool
 	fails     []int
 	tries     []time.Time
@@ -50,14 +51,16 @@ func (g *group) newItem(n uint64, e outEntry) *outItem {
 // written.
 func (g *group) addOut(b *batch, e outEntry) {
 	var n uint64
-	id := g.id
+	id, sealed := g.id, g.sealed
 	b.fn = append(b.fn, func(tx *store.Tx) error {
 		var err error
 		n, err = tx.Groups().AddWork(store.GroupWork{Group: id, Kind: workOut, Data: encodeWork(e)})
 		return err
 	})
 	b.after = append(b.after, func() {
-		g.out = append(g.out, g.newItem(n, e))
+		it := g.newItem(n, e)
+		it.sealed = sealed
+		g.out = append(g.out, it)
 		g.poke()
 	})
 }
@@ -66,6 +69,9 @@ func (g *group) addOut(b *batch, e outEntry) {
 func (g *group) loadWork() error {
 	g.out, g.welcomes = nil, nil
 	g.committing, g.commitQueued = false, false
+	// What was encrypted before a restart may have been overtaken then:
+	// it is encrypted again before its append.
+	g.sealed, g.startedSealed = 1, 1
 	return g.s.st.View(g.s.ctx, func(tx *store.Tx) error {
 		items, err := tx.Groups().Work(g.id, workOut, 0)
 		if err != nil {
@@ -106,10 +112,29 @@ func (g *group) loadWork() error {
 	})
 }
 
-// sendOut starts the appends that are due and rebases entries whose
-// epoch closed.
+// sendOut starts the appends that are due, in the order the entries were
+// made and at most MaxOutstanding in flight per home, and rebases entries
+// whose epoch closed.
+//
+// Order matters: members read a log in its order, and MLS keeps the keys
+// of only mls.DefaultOutOfOrderWindow skipped generations per sender. An
+// application message written to the log after more than that many of
+// this node's later ones is one its readers can no longer decrypt (lost
+// to them, whatever the topic did). So appends go out in the order of
+// their encryption, no more in flight than the window allows to overtake
+// each other, and a message that a later one overtook (refused at first,
+// over the relay's rate; or waiting for its retry) and that no home has
+// taken yet is encrypted again before its append.
 func (g *group) sendOut() {
 	now := g.s.clock.Now()
+	inflight := make([]int, len(g.rec.Homes))
+	for _, it := range g.out {
+		for i, busy := range it.busy {
+			if busy {
+				inflight[i]++
+			}
+		}
+	}
 	for _, it := range slices.Clone(g.out) {
 		if g.mg == nil {
 			return
@@ -129,10 +154,18 @@ func (g *group) sendOut() {
 			if it.e.Kind == protocol.GroupCommit && i > 0 && it.e.Seqs[0] == 0 {
 				continue // the first home orders commits: it goes there first
 			}
+			if inflight[i] >= MaxOutstanding {
+				continue
+			}
 			if it.fails[i] > 0 && it.retry(i).After(now) {
 				g.schedule(&g.retryAt, it.retry(i).Sub(now))
 				continue
 			}
+			if it.sealed < g.startedSealed && !it.anyStored() && !it.anyBusy() && !g.reencrypt(it) {
+				break
+			}
+			inflight[i]++
+			g.startedSealed = max(g.startedSealed, it.sealed)
 			g.append(it, i)
 		}
 	}
@@ -157,7 +190,8 @@ func (g *group) rebase(it *outItem) bool {
 	case it.e.Kind == protocol.GroupApplication && it.e.Plain != nil:
 		body, err := g.mg.Encrypt(it.e.Plain, nil, g.s.rand())
 		if err == nil {
-			it.e.Body, keep = body, true
+			g.sealed++
+			it.e.Body, it.sealed, keep = body, g.sealed, true
 		}
 	case it.e.Kind == protocol.GroupProposal && g.rec.State == store.GroupLeaving:
 		body, _, err := g.mg.ProposeRemove(g.mg.LeafIndex(), g.s.rand())
@@ -177,6 +211,28 @@ func (g *group) rebase(it *outItem) bool {
 	for i := range it.e.Seqs {
 		it.e.Seqs[i] = 0
 	}
+	b.state = true
+	g.putItem(b, it)
+	g.flush(b)
+	return true
+}
+
+// reencrypt encrypts an application message again, in the current epoch
+// and with the same ID, before its append: messages encrypted after it
+// went into the log first. Anything else is left as it is. It reports
+// whether the entry is still to send.
+func (g *group) reencrypt(it *outItem) bool {
+	if it.e.Kind != protocol.GroupApplication || it.e.Plain == nil {
+		return true
+	}
+	body, err := g.mg.Encrypt(it.e.Plain, nil, g.s.rand())
+	if err != nil {
+		g.s.log.Warn("group: encrypt again", "group", g.id.String(), "err", err)
+		return false
+	}
+	g.sealed++
+	it.e.Body, it.sealed = body, g.sealed
+	b := g.newBatch()
 	b.state = true
 	g.putItem(b, it)
 	g.flush(b)
@@ -211,14 +267,55 @@ func (g *group) append(it *outItem, i int) {
 		tok = g.prevToken
 	}
 	epoch := it.e.Epoch
-	g.async(func(ctx context.Context) func() {
+	g.appender(i) <- func(ctx context.Context) {
 		c, err := g.s.relays.conn(ctx, &home)
-		var a grouplog.Appended
+		var p *grouplog.PendingAppend
 		if err == nil {
-			a, err = c.Append(ctx, home.Log, epoch, tok, entry, commit, next)
+			p, err = c.StartAppend(home.Log, epoch, tok, entry, commit, next)
 		}
-		return func() { g.appended(it, i, a, err) }
-	})
+		if err != nil {
+			g.result(func() { g.appended(it, i, grouplog.Appended{}, err) })
+			return
+		}
+		g.async(func(ctx context.Context) func() {
+			a, err := p.Wait(ctx)
+			return func() { g.appended(it, i, a, err) }
+		})
+	}
+}
+
+// appender returns the queue of home i's appends: one goroutine writes
+// them to the relay in the order they were queued (their answers are
+// awaited apart), so that the log holds them in that order. It holds at
+// least MaxOutstanding: sendOut never queues more, so queueing never
+// blocks.
+func (g *group) appender(i int) chan<- func(context.Context) {
+	for len(g.appenders) <= i {
+		q := make(chan func(context.Context), MaxOutstanding)
+		g.appenders = append(g.appenders, q)
+		g.s.spawn(func() {
+			for {
+				select {
+				case f := <-q:
+					f(g.s.ctx)
+				case <-g.done:
+					return
+				case <-g.s.ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	return g.appenders[i]
+}
+
+// result hands f to the group's goroutine (from another).
+func (g *group) result(f func()) {
+	select {
+	case g.results <- f:
+	case <-g.done:
+	case <-g.s.ctx.Done():
+	}
 }
 
 // appended handles the answer to an append.
@@ -570,6 +667,7 @@ func (g *group) encryptOut(b *batch, p *protocol.Plaintext) error {
 	if err != nil {
 		return fmt.Errorf("groups: encrypt: %w", err)
 	}
+	g.sealed++
 	e := outEntry{Epoch: g.mg.Epoch(), Kind: protocol.GroupApplication, Body: body, Plain: plain}
 	if p.Kind != protocol.KindDeliveryReceipt {
 		e.Message = p.ID

@@ -96,6 +96,9 @@ const (
 	// MaxInbound bounds the messages from the topic waiting for a group's
 	// goroutine (the rest is fetched from the log).
 	MaxInbound = 4096
+	// MaxOutstanding bounds the appends a group has in flight to each
+	// home: below the out-of-order window of its readers (sendOut).
+	MaxOutstanding = 64
 	// keyPackageLifetime is how long a KeyPackage sent to an inviter is
 	// valid (PROTOCOL.md §12.7).
 	keyPackageLifetime = 7 * 24 * time.Hour
@@ -103,6 +106,10 @@ const (
 	// copy it processed before decrypting it again.
 	recentHashes = 8192
 )
+
+// An append may overtake at most MaxOutstanding-1 others: fewer than the
+// skipped keys a reader keeps (this fails to compile otherwise).
+const _ = uint(mls.DefaultOutOfOrderWindow - MaxOutstanding)
 
 // Options tune the service; each zero field takes the default next to it.
 type Options struct {
