@@ -1,6 +1,7 @@
 package groups
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/sealpost/sealpost/crypto/identity"
@@ -33,6 +34,7 @@ func (g *group) commitChanges() {
 		opts    mls.CommitOptions
 		joiners []identity.UserID
 		ns      []uint64
+		addN    []uint64 // the changes of opts.Add, in its order
 		done    []uint64 // changes with nothing left to do
 		adding  = map[identity.UserID]bool{}
 		removal = map[identity.UserID]bool{}
@@ -68,6 +70,7 @@ func (g *group) commitChanges() {
 			adding[who.user] = true
 			opts.Add = append(opts.Add, kp)
 			joiners = append(joiners, who.user)
+			addN = append(addN, w.N)
 			used = true
 		case changeRemove:
 			for _, u := range c.Users {
@@ -135,6 +138,22 @@ func (g *group) commitChanges() {
 		}
 	}
 	msg, err := g.mg.Commit(opts, g.s.clock.Now(), g.s.rand())
+	// A commit carries its adds' KeyPackages (some 3 KB each in the
+	// post-quantum suite) and must fit one log entry: over it, half the
+	// adds wait for the next commit, until it fits.
+	for err == nil && len(msg) > protocol.MaxGroupBody && len(opts.Add) > 1 {
+		g.mg.DiscardPendingCommit()
+		keep := len(opts.Add) / 2
+		for _, n := range addN[keep:] {
+			ns = slices.DeleteFunc(ns, func(x uint64) bool { return x == n })
+		}
+		opts.Add, joiners, addN = opts.Add[:keep], joiners[:keep], addN[:keep]
+		msg, err = g.mg.Commit(opts, g.s.clock.Now(), g.s.rand())
+	}
+	if err == nil && len(msg) > protocol.MaxGroupBody {
+		g.mg.DiscardPendingCommit()
+		err = fmt.Errorf("a commit of %d bytes, over the %d of a log entry", len(msg), protocol.MaxGroupBody)
+	}
 	if err != nil {
 		g.s.log.Warn("group: commit refused locally; its changes are dropped", "group", g.id.String(), "err", err)
 		b.fn = append(b.fn, func(tx *store.Tx) error {
