@@ -225,6 +225,7 @@ func FuzzDecodeDepositToken(f *testing.F) { fuzzDecode(f, "token") }
 func FuzzDecodeInvite(f *testing.F)       { fuzzDecode(f, "invite") }
 func FuzzDecodeFile(f *testing.F)         { fuzzDecode(f, "file") }
 func FuzzDecodeRelayBlobRef(f *testing.F) { fuzzDecode(f, "relay blob ref") }
+func FuzzDecodeBlobUsage(f *testing.F)    { fuzzDecode(f, "blob usage") }
 
 // TestVersion1Records checks that records written before a version bump
 // still decode, with the added fields zero.
