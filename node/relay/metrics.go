@@ -32,7 +32,14 @@ type metrics struct {
 	batch         prometheus.Histogram
 	commit        prometheus.Histogram
 
-	totals    atomic.Pointer[store.RelayTotals]
+	totals atomic.Pointer[store.RelayTotals]
+	// totalsMu orders the totals the writer's batches report: a batch
+	// reads them inside its transaction, in commit order (seq), but two
+	// batches may finish their fsyncs in either order, and the totals of
+	// the earlier one must not replace the later one's.
+	totalsMu  sync.Mutex
+	totalsSeq uint64
+	batchSeq  atomic.Uint64
 	nDeposits atomic.Uint64
 	nFetched  atomic.Uint64
 	depRate   *window
@@ -171,10 +178,22 @@ func (m *metrics) fetched(n int) {
 
 func (m *metrics) setTotals(t store.RelayTotals) { m.totals.Store(&t) }
 
-func (m *metrics) committed(jobs int, d time.Duration, t store.RelayTotals) {
+// nextBatch numbers a batch's transaction: the writer runs them one after
+// another, so the numbers follow the order of their commits.
+func (m *metrics) nextBatch() uint64 { return m.batchSeq.Add(1) }
+
+// committed records a batch of jobs that committed in d, with the totals
+// its transaction (numbered seq by nextBatch) left, unless a later
+// transaction's totals are known already.
+func (m *metrics) committed(jobs int, d time.Duration, t store.RelayTotals, seq uint64) {
 	m.batch.Observe(float64(jobs))
 	m.commit.Observe(d.Seconds())
-	m.setTotals(t)
+	m.totalsMu.Lock()
+	defer m.totalsMu.Unlock()
+	if seq > m.totalsSeq {
+		m.totalsSeq = seq
+		m.setTotals(t)
+	}
 }
 
 // window counts events over the last minute, in one-second buckets of the

@@ -36,9 +36,11 @@ type job struct {
 	done  chan struct{}
 	err   error
 
-	// totals are the store's totals after the batch, set by the writer
-	// on a batch's first job for the metrics.
+	// totals are the store's totals after the batch, and seq the number
+	// of its transaction, set by the writer on a batch's first job for
+	// the metrics.
 	totals store.RelayTotals
+	seq    uint64
 }
 
 // maxInflight is how many batches may be committing at once.
@@ -62,12 +64,13 @@ func (s *Server) newWriter() *store.Batcher[*job] {
 			}
 			var err error
 			batch[0].totals, err = tx.Relay().Totals()
+			batch[0].seq = s.met.nextBatch()
 			return err
 		},
 		Done: func(batch []*job, took time.Duration, err error) {
 			switch {
 			case err == nil:
-				s.met.committed(len(batch), took, batch[0].totals)
+				s.met.committed(len(batch), took, batch[0].totals, batch[0].seq)
 			case errors.Is(err, store.ErrClosed):
 				err = ErrClosed
 			case errors.Is(err, store.ErrDiskFull):
