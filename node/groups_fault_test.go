@@ -340,6 +340,9 @@ func TestReceiptFromStranger(t *testing.T) {
 		if _, err := s.Write(frame); err != nil {
 			t.Fatal(err)
 		}
+		if err := s.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
 		var ack protocol.Ack
 		err = protocol.NewFrameReader(s, protocol.MaxGroupReceipt).Read(&ack)
 		return ack, err
@@ -357,8 +360,21 @@ func TestReceiptFromStranger(t *testing.T) {
 	if ack, err := send(receipt(protocol.GroupID{1})); err != nil || ack.Code != protocol.CodeNotFound {
 		t.Errorf("a receipt for an unknown group: %+v, %v; want not_found", ack, err)
 	}
+	malformed := func() float64 { return labelled(t, b, "sealpost_groups_dropped_total", "reason", "malformed") }
+	before := malformed()
 	if ack, err := send([]byte{3, 0xff, 0xff, 0xff}); err != nil || ack.Code != protocol.CodeMalformed {
 		t.Errorf("a frame that does not decode: %+v, %v; want malformed", ack, err)
+	}
+	if got := malformed(); got != before+1 {
+		t.Errorf("a frame that does not decode counted %v times as malformed, want 1", got-before)
+	}
+	// A stream that ends before its frame is answered too (the handler
+	// counts before it answers), and is no malformed message.
+	if _, err := send(nil); err != nil {
+		t.Errorf("a stream without a frame: %v; want an answer", err)
+	}
+	if got := malformed(); got != before+1 {
+		t.Errorf("a stream without a frame counted as malformed: %v, want %v", got, before+1)
 	}
 	ms, err := b.Groups().Messages(ctx, group, 0)
 	if err != nil {

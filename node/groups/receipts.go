@@ -59,8 +59,12 @@ func (s *Service) handleReceipt(str network.Stream) {
 	var r protocol.GroupReceipt
 	if err := protocol.NewFrameReader(str, protocol.MaxGroupReceipt).Read(&r); err != nil {
 		// The answer, then the end of the stream (one frame per stream):
-		// a reset would drop the answer.
-		s.met.dropped.WithLabelValues(dropMalformed).Inc()
+		// a reset would drop the answer. Only a frame that arrived and
+		// does not decode is malformed; a stream that ended or stalled
+		// before its frame is not a dropped message.
+		if errors.Is(err, protocol.ErrMalformed) || errors.Is(err, protocol.ErrTooLarge) {
+			s.met.dropped.WithLabelValues(dropMalformed).Inc()
+		}
 		_ = protocol.WriteFrame(str, &protocol.Ack{Code: protocol.CodeOf(err)})
 		return
 	}
