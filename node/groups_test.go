@@ -37,6 +37,25 @@ func newGroupNet(t *testing.T, n int) *groupNet {
 	return gn
 }
 
+// trio makes the net's first three nodes a group named name on its relay:
+// b and c become contacts of a, which creates the group and adds them; it
+// returns once each of the three holds three members.
+func (gn *groupNet) trio(t *testing.T, ctx context.Context, name string) groups.Info {
+	t.Helper()
+	a, b, c := gn.nodes[0], gn.nodes[1], gn.nodes[2]
+	befriend(t, ctx, a, b, "b")
+	befriend(t, ctx, a, c, "c")
+	info, err := a.Groups().Create(ctx, name, []string{gn.relay.Info().Addrs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"b", "c"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 3, a, b, c)
+	return info
+}
+
 // befriend makes b a contact of a (a adds b's invite; b learns a from a's
 // first message).
 func befriend(t *testing.T, ctx context.Context, a, b *Node, name string) {
@@ -197,16 +216,7 @@ func TestGroupCommitRace(t *testing.T) {
 	a, b, c := gn.nodes[0], gn.nodes[1], gn.nodes[2]
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	befriend(t, ctx, a, b, "b")
-	befriend(t, ctx, a, c, "c")
-	info, err := a.Groups().Create(ctx, "race", []string{gn.relay.Info().Addrs[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Groups().Add(ctx, info.ID, []string{"b", "c"}); err != nil {
-		t.Fatal(err)
-	}
-	waitMembers(t, ctx, info.ID, 3, a, b, c)
+	info := gn.trio(t, ctx, "race")
 	if _, err := a.Groups().Promote(ctx, info.ID, []string{b.Info().UserID}); err != nil {
 		t.Fatal(err)
 	}
@@ -384,16 +394,7 @@ func TestReceiptsGoToSender(t *testing.T) {
 	a, b, c := gn.nodes[0], gn.nodes[1], gn.nodes[2]
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	befriend(t, ctx, a, b, "b")
-	befriend(t, ctx, a, c, "c")
-	info, err := a.Groups().Create(ctx, "receipts", []string{gn.relay.Info().Addrs[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Groups().Add(ctx, info.ID, []string{"b", "c"}); err != nil {
-		t.Fatal(err)
-	}
-	waitMembers(t, ctx, info.ID, 3, a, b, c)
+	info := gn.trio(t, ctx, "receipts")
 	const n = 5
 	for i := range n {
 		r, err := b.Groups().Send(ctx, info.ID, fmt.Sprintf("from b %d", i))

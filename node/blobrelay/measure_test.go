@@ -1,14 +1,12 @@
 package blobrelay_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/sealpost/sealpost/crypto/attachment"
 	"github.com/sealpost/sealpost/node/blobrelay"
+	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store/badgerstore"
 )
@@ -59,7 +58,7 @@ func TestMeasureHeldBlobs(t *testing.T) {
 	res.MailboxMaxBytes, res.MailboxMaxCount = uint64(total)*2, uint64(n)*2
 	res.PeerMaxBytes, res.SubnetMaxBytes, res.StoreMaxBytes = uint64(total)*2, uint64(total)*2, uint64(total)*2
 	r := newRelayIn(t, res, dir, badgerstore.Options{})
-	t.Logf("empty relay: RssAnon %d KiB", rssAnonKB())
+	t.Logf("empty relay: RssAnon %d KiB", nodetest.RssAnonKB())
 
 	var next, done atomic.Int64
 	var peak atomic.Int64
@@ -72,7 +71,7 @@ func TestMeasureHeldBlobs(t *testing.T) {
 			case <-stop:
 				return
 			case <-tick.C:
-				if v := int64(rssAnonKB()); v > peak.Load() {
+				if v := int64(nodetest.RssAnonKB()); v > peak.Load() {
 					peak.Store(v)
 				}
 			}
@@ -100,7 +99,7 @@ wait:
 			break wait
 		case <-progress.C:
 			d := done.Load()
-			t.Logf("%d/%d blobs (%.1f GiB) in %s, RssAnon %d KiB", d, n, float64(d*size)/(1<<30), time.Since(start).Round(time.Second), rssAnonKB())
+			t.Logf("%d/%d blobs (%.1f GiB) in %s, RssAnon %d KiB", d, n, float64(d*size)/(1<<30), time.Since(start).Round(time.Second), nodetest.RssAnonKB())
 		}
 	}
 	progress.Stop()
@@ -118,7 +117,7 @@ wait:
 	r.start()
 	tot := r.totals()
 	time.Sleep(30 * time.Second)
-	t.Logf("restarted relay holding %d blobs, %d references, %.2f GiB, idle 30 s: RssAnon %d KiB", tot.Blobs, tot.Refs, float64(tot.Bytes)/(1<<30), rssAnonKB())
+	t.Logf("restarted relay holding %d blobs, %d references, %.2f GiB, idle 30 s: RssAnon %d KiB", tot.Blobs, tot.Refs, float64(tot.Bytes)/(1<<30), nodetest.RssAnonKB())
 }
 
 // uploadBlobs puts blobs numbered from next (until n) into r's mailbox
@@ -171,21 +170,4 @@ func uploadBlobs(r *relay, n int, size int64, next, done *atomic.Int64) error {
 		}
 		done.Add(1)
 	}
-}
-
-// rssAnonKB is this process's RssAnon, in KiB (-1 if unknown).
-func rssAnonKB() int {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "RssAnon:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return n
-		}
-	}
-	return -1
 }

@@ -1,14 +1,12 @@
 package relay_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 
 	"github.com/sealpost/sealpost/crypto/seal"
+	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/node/relay"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
@@ -37,7 +36,7 @@ func measureChild() bool {
 	if d, err := time.ParseDuration(os.Getenv("SEALPOST_MEASURE_IDLE")); err == nil {
 		idle = d
 	}
-	before := rssAnonKB()
+	before := nodetest.RssAnonKB()
 	start := time.Now()
 	st, err := badgerstore.Open(context.Background(), dir, badgerstore.Options{})
 	if err != nil {
@@ -57,27 +56,11 @@ func measureChild() bool {
 	opened := time.Since(start)
 	stats := srv.Stats()
 	time.Sleep(idle)
-	fmt.Printf("result %d %d %d %d %s\n", stats.Envelopes, stats.EnvelopeBytes, before, rssAnonKB(), opened)
+	fmt.Printf("result %d %d %d %d %s\n", stats.Envelopes, stats.EnvelopeBytes, before, nodetest.RssAnonKB(), opened)
 	srv.Close()
 	h.Close()
 	st.Close()
 	return true
-}
-
-func rssAnonKB() int {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "RssAnon:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return n
-		}
-	}
-	return -1
 }
 
 // TestMeasureMillion fills a relay store with 1,000,000 envelopes of 1 KiB
