@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/sealpost/sealpost/crypto/mls"
 	"github.com/sealpost/sealpost/node/groups"
 	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/protocol"
@@ -38,6 +39,12 @@ type logProxy struct {
 	dropPushes atomic.Bool
 	// fetches counts the fetch answers forwarded since the last resetAll.
 	fetches atomic.Int64
+	// misorder: on the streams opened after it was set (members read
+	// logs under throwaway peer IDs), the next fetch answer of at least
+	// misorderMin entries (none a commit) pushes its last entry first,
+	// each under the sequence number of the one before it: a relay that
+	// serves a log in another order than it was appended.
+	misorder atomic.Bool
 
 	mu   sync.Mutex
 	strs []network.Stream
@@ -115,11 +122,36 @@ func (p *logProxy) handle(s network.Stream) {
 		}
 	}()
 	fr := protocol.NewFrameReader(u, protocol.MaxGroupLogFrame)
+	misorder := p.misorder.Load()
+	var held []protocol.GroupLogResponse // a fetch's pushes, when misordering
 	for {
 		var r protocol.GroupLogResponse
 		if err := fr.Read(&r); err != nil {
 			s.Reset()
 			return
+		}
+		if misorder && r.Op == protocol.GroupLogPush && len(r.Entry) > 0 {
+			held = append(held, r)
+			continue
+		}
+		if len(held) > 0 {
+			if r.Op == protocol.GroupLogFetch && len(held) >= misorderMin &&
+				!slices.ContainsFunc(held, func(r protocol.GroupLogResponse) bool { return r.Commit }) &&
+				p.misorder.CompareAndSwap(true, false) {
+				p.t.Logf("proxy: %d entries of a fetch pushed with the last first", len(held))
+				last := held[len(held)-1].Entry
+				for i := len(held) - 1; i > 0; i-- {
+					held[i].Entry = held[i-1].Entry
+				}
+				held[0].Entry = last
+			}
+			for i := range held {
+				if err := protocol.WriteFrame(s, &held[i]); err != nil {
+					u.Reset()
+					return
+				}
+			}
+			held = held[:0]
 		}
 		if _, ok := commits.Load(r.ID); ok && r.Op == protocol.GroupLogAppend && r.Code == protocol.CodeOK && p.loseCommitAnswer.CompareAndSwap(true, false) {
 			p.t.Logf("proxy: the relay stored a commit at %d; the member hears the epoch is closed", r.Seq)
@@ -137,6 +169,10 @@ func (p *logProxy) handle(s network.Stream) {
 		}
 	}
 }
+
+// misorderMin is the fewest entries of a fetch answer logProxy.misorder
+// changes the order of.
+const misorderMin = mls.DefaultOutOfOrderWindow + 2
 
 // proxiedPair is a group of a and b whose home is a proxy in front of a
 // relay; b's connections to a can be cut (no topic between them).

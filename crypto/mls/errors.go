@@ -37,9 +37,21 @@ var (
 	// sender's ratchet than the configured window allows.
 	ErrGeneration = errors.New("mls: message generation out of window")
 	// ErrDuplicate means an authentic sender-data header names a key that
-	// was used already or evicted: the message was processed before, or
-	// arrived too late. No plaintext comes with it.
-	ErrDuplicate = errors.New("mls: message key already used or evicted")
+	// was used already: the message was processed before. No plaintext
+	// comes with it.
+	ErrDuplicate = errors.New("mls: message key already used")
+	// ErrEvicted means an authentic sender-data header names a key that
+	// was given up unused: its sender's ratchet had moved more than the
+	// out-of-order window past it, so the message arrived too late and
+	// cannot be read. (A key used before it would have been given up is
+	// indistinguishable from one given up: a replay of a message that old
+	// is ErrEvicted too; a seen-set of message hashes tells them apart.)
+	ErrEvicted = errors.New("mls: message key evicted before the message arrived")
+	// ErrWouldEvict means processing the message would give up the keys
+	// of skipped generations (ProcessOptions.KeepSkipped). The Group is
+	// unchanged; the message can be processed later, after the ones it
+	// skipped.
+	ErrWouldEvict = errors.New("mls: message would evict skipped keys")
 	// ErrOwnMessage means a message this member sent came back to it.
 	ErrOwnMessage = errors.New("mls: own message")
 	// ErrUnknownProposal means a commit refers to a proposal this member

@@ -103,11 +103,13 @@ func FuzzParseTree(f *testing.F) {
 func FuzzUnmarshalGroup(f *testing.F) {
 	fx := newFuzzFixture(f)
 	f.Add(fx.bob)
-	v1, err := os.ReadFile("testdata/state-v1/bob")
-	if err != nil {
-		f.Fatal(err)
+	for _, v := range []string{"v1", "v2"} {
+		old, err := os.ReadFile("testdata/state-" + v + "/bob")
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(old)
 	}
-	f.Add(v1)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		g, err := UnmarshalGroup(testConfig, b)
 		if err != nil {

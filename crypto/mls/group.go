@@ -399,7 +399,26 @@ var ErrConflict = errors.New("mls: another commit was accepted for the epoch")
 // On ErrEpochAhead keep the message and process it again after the next
 // commit. On any error the Group is unchanged.
 func (g *Group) Process(msg []byte, now time.Time) (*Received, error) {
+	return g.ProcessWith(msg, now, ProcessOptions{})
+}
+
+// ProcessOptions tune ProcessWith.
+type ProcessOptions struct {
+	// KeepSkipped refuses (ErrWouldEvict) a PrivateMessage whose
+	// generation is so far ahead of its sender's ratchet that the keys of
+	// generations it skips would not all fit the out-of-order window
+	// with those kept already: processing it would give up keys of
+	// messages that may still arrive. Use it for messages that can come
+	// out of order (a gossip copy) when the same messages also come in
+	// order later (a log).
+	KeepSkipped bool
+}
+
+// ProcessWith is Process with options.
+func (g *Group) ProcessWith(msg []byte, now time.Time, o ProcessOptions) (*Received, error) {
 	st := g.st
+	lim := g.cfg.limits()
+	lim.keep = o.KeepSkipped
 	if st.pending != nil && bytes.Equal(msg, st.pending.message) {
 		return g.mergePending(), nil
 	}
@@ -435,7 +454,7 @@ func (g *Group) Process(msg []byte, now time.Time) (*Received, error) {
 		return nil, ErrEpochAhead
 	case epoch < st.ctx.epoch:
 		if m.privateMessage != nil && m.privateMessage.contentType == contentApplication {
-			return g.processPastApplication(m.privateMessage)
+			return g.processPastApplication(m.privateMessage, lim)
 		}
 		return nil, ErrEpochGone
 	}
@@ -443,7 +462,7 @@ func (g *Group) Process(msg []byte, now time.Time) (*Received, error) {
 	if m.publicMessage != nil {
 		in, err = g.openPublic(m.publicMessage)
 	} else {
-		in, err = g.openPrivate(m.privateMessage)
+		in, err = g.openPrivate(m.privateMessage, lim)
 	}
 	if err != nil {
 		return nil, err
@@ -550,7 +569,7 @@ func (g *Group) openPublic(pm *publicMessage) (*inbound, error) {
 }
 
 // openPrivate decrypts and verifies a PrivateMessage of the current epoch.
-func (g *Group) openPrivate(pm *privateMessage) (*inbound, error) {
+func (g *Group) openPrivate(pm *privateMessage, lim limits) (*inbound, error) {
 	s, st := g.suite, g.st
 	sd, err := s.openSenderData(pm, st.secrets.senderData)
 	if err != nil {
@@ -563,7 +582,7 @@ func (g *Group) openPrivate(pm *privateMessage) (*inbound, error) {
 	if sd.leaf == st.priv.leaf {
 		return nil, ErrOwnMessage
 	}
-	c, auth, consume, err := g.decryptWith(pm, sd, st.secretTree, leaf.signatureKey, st.ctx.bytes())
+	c, auth, consume, err := g.decryptWith(pm, sd, st.secretTree, leaf.signatureKey, st.ctx.bytes(), lim)
 	if err != nil {
 		return nil, err
 	}
@@ -572,13 +591,13 @@ func (g *Group) openPrivate(pm *privateMessage) (*inbound, error) {
 
 // decryptWith decrypts the content of a PrivateMessage with a secret tree
 // and checks its signature; consume stores the ratchet's progress.
-func (g *Group) decryptWith(pm *privateMessage, sd senderData, t *secretTree, sigKey, gc []byte) (*framedContent, *authData, func(), error) {
+func (g *Group) decryptWith(pm *privateMessage, sd senderData, t *secretTree, sigKey, gc []byte, lim limits) (*framedContent, *authData, func(), error) {
 	s := g.suite
 	r, store, err := t.leafRatchets(s, sd.leaf)
 	if err != nil {
 		return nil, nil, nil, ErrAuth
 	}
-	kn, use, err := r[ratchetType(pm.contentType)].receive(s, sd.generation, g.cfg.limits())
+	kn, use, err := r[ratchetType(pm.contentType)].receive(s, sd.generation, lim)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -599,7 +618,7 @@ func (g *Group) decryptWith(pm *privateMessage, sd senderData, t *secretTree, si
 
 // processPastApplication decrypts an application message of a kept past
 // epoch.
-func (g *Group) processPastApplication(pm *privateMessage) (*Received, error) {
+func (g *Group) processPastApplication(pm *privateMessage, lim limits) (*Received, error) {
 	s := g.suite
 	i := slices.IndexFunc(g.st.past, func(p *pastEpoch) bool { return p.epoch == pm.epoch })
 	if i < 0 {
@@ -618,7 +637,7 @@ func (g *Group) processPastApplication(pm *privateMessage) (*Received, error) {
 		return nil, ErrOwnMessage
 	}
 	pmem := p.members[j]
-	c, _, consume, err := g.decryptWith(pm, sd, p.secretTree, pmem.signatureKey, p.context)
+	c, _, consume, err := g.decryptWith(pm, sd, p.secretTree, pmem.signatureKey, p.context, lim)
 	if err != nil {
 		return nil, err
 	}

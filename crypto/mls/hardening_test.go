@@ -139,7 +139,30 @@ func TestGenerationWindow(t *testing.T) {
 	if _, err := bob.g.Process(msgs[25], t0); err != nil {
 		t.Fatalf("late message inside the window: %v", err)
 	}
-	mustFail(t, bob, msgs[5], ErrDuplicate) // outside the window of 10
+	mustFail(t, bob, msgs[25], ErrDuplicate) // used, not given up
+	mustFail(t, bob, msgs[5], ErrEvicted)    // outside the window of 10: never kept
+	mustFail(t, bob, msgs[19], ErrEvicted)
+	// Keeping skipped keys: 69 would skip 38 generations, more than the
+	// window holds; 31 skips none.
+	if _, err := bob.g.ProcessWith(msgs[69], t0, ProcessOptions{KeepSkipped: true}); !errors.Is(err, ErrWouldEvict) {
+		t.Fatalf("a message skipping past the window with KeepSkipped: %v", err)
+	}
+	if _, err := bob.g.ProcessWith(msgs[31], t0, ProcessOptions{KeepSkipped: true}); err != nil {
+		t.Fatal(err)
+	}
+	// 20 to 29 are kept but for 25; 38 would skip 6 more: 15 over 10.
+	mustFail(t, bob, msgs[31], ErrDuplicate)
+	if _, err := bob.g.ProcessWith(msgs[38], t0, ProcessOptions{KeepSkipped: true}); !errors.Is(err, ErrWouldEvict) {
+		t.Fatalf("a message evicting kept keys with KeepSkipped: %v", err)
+	}
+	if _, err := bob.g.Process(msgs[38], t0); err != nil {
+		t.Fatal(err)
+	}
+	// Kept were 20-24, 26-29, 32-37: the lowest five are given up.
+	mustFail(t, bob, msgs[24], ErrEvicted)
+	if _, err := bob.g.Process(msgs[26], t0); err != nil {
+		t.Fatalf("a key the window still holds: %v", err)
+	}
 	if _, err := bob.g.Process(msgs[69], t0); err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +170,9 @@ func TestGenerationWindow(t *testing.T) {
 	if _, err := bob.g.Process(msgs[68], t0); err != nil {
 		t.Fatalf("skipped key lost in a state round trip: %v", err)
 	}
+	mustFail(t, bob, msgs[68], ErrDuplicate)
+	mustFail(t, bob, msgs[40], ErrEvicted) // given up, and still said after the round trip
+	mustFail(t, bob, msgs[69], ErrDuplicate)
 }
 
 func TestEpochs(t *testing.T) {

@@ -29,6 +29,9 @@ type limits struct {
 	maxGap uint32
 	// window is how many skipped keys a ratchet keeps for late messages.
 	window int
+	// keep refuses (ErrWouldEvict) a generation whose keys would push
+	// keys of skipped generations out of the window.
+	keep bool
 }
 
 type keyNonce struct {
@@ -43,11 +46,14 @@ type skippedKey struct {
 
 // hashRatchet is one sender ratchet: the secret of generation next, and
 // the keys of earlier generations kept for late messages (ordered by
-// generation, at most the window's size).
+// generation, at most the window's size). Keys are given up (evicted)
+// lowest generation first, so every generation below evicted whose key
+// is not in skipped was given up, or used before it would have been.
 type hashRatchet struct {
 	secret  []byte
 	next    uint32
 	skipped []skippedKey
+	evicted uint32
 }
 
 // leafRatchets are the handshake and application ratchets of one leaf.
@@ -137,33 +143,45 @@ func (r *hashRatchet) send(s *suite) (uint32, keyNonce, error) {
 
 // receive returns the key of generation g and a function that consumes it
 // (deletes it, and stores the secrets and keys derived on the way). It
-// refuses a generation more than lim.maxGap ahead, and one whose key was
-// consumed or evicted (ErrDuplicate).
+// refuses a generation more than lim.maxGap ahead, one whose key was
+// consumed (ErrDuplicate) or given up (ErrEvicted), and with lim.keep one
+// that would give up keys of skipped generations (ErrWouldEvict).
 func (r *hashRatchet) receive(s *suite, g uint32, lim limits) (keyNonce, func(), error) {
 	if g < r.next {
 		i, ok := slices.BinarySearchFunc(r.skipped, g, func(k skippedKey, g uint32) int {
 			return cmpU32(k.generation, g)
 		})
+		if !ok && g < r.evicted {
+			return keyNonce{}, nil, ErrEvicted
+		}
 		if !ok {
 			return keyNonce{}, nil, ErrDuplicate
 		}
 		kn := r.skipped[i].keyNonce
 		return kn, func() { r.skipped = slices.Delete(r.skipped, i, i+1) }, nil
 	}
-	if g-r.next > lim.maxGap {
-		return keyNonce{}, nil, fmt.Errorf("%w: generation %d is %d ahead", ErrGeneration, g, g-r.next)
+	gap := g - r.next
+	if lim.keep && (int64(gap) > int64(lim.window) || len(r.skipped)+int(gap) > lim.window) {
+		return keyNonce{}, nil, fmt.Errorf("%w: generation %d skips %d with %d kept", ErrWouldEvict, g, gap, len(r.skipped))
+	}
+	if gap > lim.maxGap {
+		return keyNonce{}, nil, fmt.Errorf("%w: generation %d is %d ahead", ErrGeneration, g, gap)
 	}
 	if g == math.MaxUint32 {
 		return keyNonce{}, nil, fmt.Errorf("%w: generation %d", ErrGeneration, g)
 	}
 	// Keys of the skipped generations; only the last lim.window can be
-	// kept, so the others are not even kept in this derivation.
+	// kept, so the others are not even kept in this derivation: they are
+	// given up at once.
 	secret := r.secret
 	var skipped []skippedKey
+	evicted := r.evicted
 	for gen := r.next; gen < g; gen++ {
 		kn, next := s.ratchetStep(secret, gen)
 		if int(g-gen) <= lim.window {
 			skipped = append(skipped, skippedKey{generation: gen, keyNonce: kn})
+		} else {
+			evicted = gen + 1
 		}
 		secret = next
 	}
@@ -171,9 +189,10 @@ func (r *hashRatchet) receive(s *suite, g uint32, lim limits) (keyNonce, func(),
 	return kn, func() {
 		r.skipped = append(r.skipped, skipped...)
 		if over := len(r.skipped) - lim.window; over > 0 {
+			evicted = max(evicted, r.skipped[over-1].generation+1)
 			r.skipped = slices.Delete(r.skipped, 0, over)
 		}
-		r.secret, r.next = next, g+1
+		r.secret, r.next, r.evicted = next, g+1, evicted
 	}, nil
 }
 
@@ -189,7 +208,7 @@ func cmpU32(a, b uint32) int {
 
 // clone copies the ratchet (secrets are never modified in place).
 func (r *hashRatchet) clone() *hashRatchet {
-	return &hashRatchet{secret: r.secret, next: r.next, skipped: slices.Clone(r.skipped)}
+	return &hashRatchet{secret: r.secret, next: r.next, skipped: slices.Clone(r.skipped), evicted: r.evicted}
 }
 
 // senderDataKeyNonce derives the key and nonce that protect the sender

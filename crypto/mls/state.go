@@ -15,8 +15,11 @@ import (
 // stateVersion is the version of the marshalled group state. Version 2
 // follows the ratchet tree with the tree hash of each of its nodes, so a
 // loaded state hashes only what a commit changes; version 1 states are
-// read too (their tree hashes are computed when first needed).
-const stateVersion = 2
+// read too (their tree hashes are computed when first needed). Version 3
+// follows each sender ratchet's skipped keys with the generation below
+// which its keys were given up (ErrEvicted); a state of an earlier version
+// reads as one that gave up none.
+const stateVersion = 3
 
 // keyPackagePrivateVersion is the version of marshalled KeyPackage private
 // keys.
@@ -45,7 +48,7 @@ func UnmarshalGroup(cfg Config, b []byte) (*Group, error) {
 	var st *groupState
 	err := decodeAll(b, func(r *reader) {
 		version := r.u8()
-		if version != 1 && version != stateVersion && r.err == nil {
+		if (version < 1 || version > stateVersion) && r.err == nil {
 			r.fail(fmt.Errorf("state version %d", version))
 			return
 		}
@@ -203,7 +206,7 @@ func decodeState(r *reader, s *suite, version uint8, depth int) *groupState {
 	for _, p := range []*[]byte{&es.senderData, &es.exporter, &es.external, &es.confirmation, &es.membership, &es.resumption, &es.authenticator, &es.init} {
 		*p = r.opaque(maxHashSize)
 	}
-	st.secretTree = decodeSecretTree(r)
+	st.secretTree = decodeSecretTree(r, version)
 	v = r.vector(MaxMessageSize)
 	for v.more() {
 		cp := cachedProposal{ref: v.opaque(maxHashSize), proposal: new(proposal)}
@@ -236,7 +239,7 @@ func decodeState(r *reader, s *suite, version uint8, depth int) *groupState {
 	v = r.vector(MaxMessageSize)
 	for v.more() {
 		p := &pastEpoch{epoch: v.u64(), context: v.opaque(MaxMessageSize), senderData: v.opaque(maxHashSize)}
-		p.secretTree = decodeSecretTree(v)
+		p.secretTree = decodeSecretTree(v, version)
 		p.ownLeaf = leafIndex(v.u32())
 		mv := v.vector(MaxMessageSize)
 		for mv.more() {
@@ -331,12 +334,13 @@ func encodeSecretTree(w *writer, t *secretTree) {
 						w.opaque(k.nonce)
 					}
 				})
+				w.u32(r.evicted)
 			}
 		}
 	})
 }
 
-func decodeSecretTree(r *reader) *secretTree {
+func decodeSecretTree(r *reader, version uint8) *secretTree {
 	t := &secretTree{leaves: r.u32(), nodes: map[nodeIndex][]byte{}, ratchets: map[leafIndex]*leafRatchets{}}
 	if r.err == nil && (t.leaves == 0 || t.leaves > MaxMembers || t.leaves&(t.leaves-1) != 0) {
 		r.fail(fmt.Errorf("secret tree of %d leaves", t.leaves))
@@ -370,6 +374,11 @@ func decodeSecretTree(r *reader) *secretTree {
 				hr.skipped = append(hr.skipped, k)
 			}
 			v.finish(sv)
+			if version >= 3 {
+				if hr.evicted = v.u32(); hr.evicted > hr.next {
+					v.fail(fmt.Errorf("keys evicted up to generation %d of %d", hr.evicted, hr.next))
+				}
+			}
 			lr[i] = hr
 		}
 		t.ratchets[l] = &lr

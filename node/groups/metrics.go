@@ -29,6 +29,7 @@ const (
 	dropRefused   = "refused"    // the group's policy refused a proposal or commit
 	dropEpoch     = "epoch"      // an epoch no longer kept, or too far ahead
 	dropNotMember = "not_member" // a commit or proposal from a topic (taken from the log only)
+	dropEvicted   = "evicted"    // MLS gave up its key before it arrived: lost for this member
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -45,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"outcome"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sealpost_groups_dropped_total",
-			Help: "Group messages and receipts dropped, by reason (malformed, auth, refused, epoch, not_member).",
+			Help: "Group messages and receipts dropped, by reason (malformed, auth, refused, epoch, not_member, evicted).",
 		}, []string{"reason"}),
 		fetched: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sealpost_groups_fetched_total", Help: "Log entries fetched from home relays.",

@@ -132,8 +132,15 @@ func (g *group) receive(b *batch, m *protocol.GroupMessage, home int, seq uint64
 			return
 		}
 	}
-	r, err := g.mg.Process(m.Body, g.s.clock.Now())
+	// A message from the topic may come before others of its sender that
+	// the log still holds: it must not push their keys out of MLS's
+	// window (they could never be read). Such a message is left to the
+	// log, which brings each sender's messages in order.
+	r, err := g.mg.ProcessWith(m.Body, g.s.clock.Now(), mls.ProcessOptions{KeepSkipped: home < 0})
 	switch {
+	case errors.Is(err, mls.ErrWouldEvict):
+		g.schedule(&g.fetchAt, g.s.opt.FetchGrace)
+		return
 	case errors.Is(err, mls.ErrEpochAhead):
 		if len(g.ahead) < MaxAhead {
 			g.ahead = append(g.ahead, m)
@@ -155,6 +162,13 @@ func (g *group) receive(b *batch, m *protocol.GroupMessage, home int, seq uint64
 	case errors.Is(err, mls.ErrOwnMessage), errors.Is(err, mls.ErrDuplicate):
 		g.remember(h)
 		g.s.met.duplicate.Inc()
+		return
+	case errors.Is(err, mls.ErrEvicted):
+		// Not a copy of a message processed before (its hash would be in
+		// recent): a message this member cannot read any more.
+		g.remember(h)
+		g.s.met.dropped.WithLabelValues(dropEvicted).Inc()
+		g.s.log.Warn("group: message arrived after MLS gave up its key", "group", g.id.String(), "epoch", m.Epoch, "home", home, "seq", seq)
 		return
 	case errors.Is(err, mls.ErrEpochGone):
 		g.remember(h)
