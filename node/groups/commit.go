@@ -14,9 +14,10 @@ import (
 // of the proposals received), unless one is on its way or a Welcome of
 // the last one is not in the log yet.
 func (g *group) commitChanges() {
-	if g.mg == nil || !g.mg.Active() || g.committing || len(g.welcomes) > 0 {
+	if g.mg == nil || !g.mg.Active() || g.committing || len(g.welcomes) > 0 || !g.changesDue {
 		return
 	}
+	g.changesDue = false
 	var items []store.GroupWork
 	err := g.s.st.View(g.s.ctx, func(tx *store.Tx) error {
 		var err error

@@ -84,6 +84,12 @@ type group struct {
 	stuck                 string                   // why the group cannot go on (the log lost its epoch)
 	leaving               map[identity.UserID]bool // members who proposed to leave in the epoch
 
+	// changesDue: the stored membership changes are to be read again
+	// (something may have queued one, or one waited for what changed). A
+	// read on every turn of the loop would wait for the disk each time
+	// (a read waits until what it may see is durable).
+	changesDue bool
+
 	receiptBusy  map[uint64]bool         // receipt work items on their way to a sender
 	receiptFails map[identity.UserID]int // failed tries to reach a sender with receipts
 
@@ -206,6 +212,9 @@ func (g *group) run() {
 		case <-g.quitc:
 			return
 		case f := <-g.cmds:
+			// A caller's command may have queued a change (or stored
+			// one before it called).
+			g.changesDue = true
 			f()
 		case m := <-g.in:
 			batch := []inbound{m}
@@ -328,6 +337,7 @@ func (g *group) reload() {
 func (g *group) enterEpoch() error {
 	mg := g.mg
 	g.proposals = 0
+	g.changesDue = true
 	clear(g.leaving)
 	meta, err := metaOf(mg.Extensions())
 	if err != nil {
@@ -600,6 +610,7 @@ func (g *group) fetch() {
 			g.s.met.fetched.Add(float64(len(f.Entries)))
 			g.s.log.Debug("group: fetched", "group", g.id.String(), "home", i, "epoch", epoch, "after", after, "entries", len(f.Entries), "more", f.More, "open", f.Open)
 			b := g.newBatch()
+			b.lazy = true
 			for _, e := range f.Entries {
 				var m protocol.GroupMessage
 				if err := m.Unmarshal(e.Entry); err != nil {

@@ -211,6 +211,7 @@ func (g *group) keyPackage(from identity.UserID, b []byte) error {
 		_, err := tx.Groups().AddWork(store.GroupWork{Group: gid, Kind: workChange, Data: encodeWork(change{Op: changeAdd, KeyPackage: b})})
 		return err
 	})
+	g.changesDue = true
 	g.flush(bt)
 	g.poke()
 	return nil

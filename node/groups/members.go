@@ -141,6 +141,7 @@ func (g *group) queueChange(c change) {
 	if c.Op == changeCommit {
 		g.commitQueued = true
 	}
+	g.changesDue = true
 	g.flush(b)
 	g.poke()
 }

@@ -100,9 +100,12 @@ func (s *Service) receipt(from peer.ID, r *protocol.GroupReceipt) protocol.Code 
 }
 
 // receiveReceipts records the receipts of members' devices, in one
-// transaction; a device that is no member's in this epoch is refused.
+// transaction; a device that is no member's in this epoch is refused. The
+// answers go once the deliveries are durable; the goroutine does not wait
+// for that.
 func (g *group) receiveReceipts(in []receiptIn) {
 	b := g.newBatch()
+	b.lazy = true
 	codes := make([]protocol.Code, len(in))
 	for i, x := range in {
 		u, ok := g.byDevice[x.from]
@@ -114,16 +117,20 @@ func (g *group) receiveReceipts(in []receiptIn) {
 		codes[i] = protocol.CodeOK
 		b.receipts[u] = append(b.receipts[u], x.covers...)
 	}
-	if err := g.flush(b); err != nil {
-		for i := range codes {
-			if codes[i] == protocol.CodeOK {
+	answer := func(err error) {
+		for i, x := range in {
+			if err != nil && codes[i] == protocol.CodeOK {
 				codes[i] = protocol.CodeInternal
 			}
+			x.done <- codes[i]
 		}
 	}
-	for i, x := range in {
-		x.done <- codes[i]
+	if b.empty() {
+		answer(nil)
+		return
 	}
+	b.durable = append(b.durable, answer)
+	g.flush(b)
 }
 
 // sendReceipts sends the receipts that wait: one per sender of the
@@ -219,7 +226,8 @@ func (g *group) dropReceipts(b *batch, ns []uint64) {
 }
 
 // directReceipt sends covers to the device of member to; the work items
-// ns go once it answered, or wait for the next try.
+// ns go once it answered (deleted on the sending goroutine: the group's
+// goroutine does not wait for that write), or wait for the next try.
 func (g *group) directReceipt(to identity.UserID, device peer.ID, ns []uint64, covers []protocol.MessageID) {
 	for _, n := range ns {
 		g.receiptBusy[n] = true
@@ -231,6 +239,20 @@ func (g *group) directReceipt(to identity.UserID, device peer.ID, ns []uint64, c
 			n := min(len(c), protocol.MaxReceiptIDs)
 			err = g.s.sendReceipt(ctx, device, &protocol.GroupReceipt{Group: gid, Covers: c[:n]})
 			c = c[n:]
+		}
+		if err == nil {
+			// A failed delete leaves the items to send again: a receipt
+			// repeated counts once.
+			if derr := g.s.st.Update(ctx, func(tx *store.Tx) error {
+				for _, n := range ns {
+					if err := tx.Groups().DeleteWork(gid, workReceipt, n); err != nil {
+						return err
+					}
+				}
+				return nil
+			}); derr != nil {
+				g.s.log.Debug("group: receipt sent, not forgotten", "group", gid.String(), "err", derr)
+			}
 		}
 		return func() {
 			for _, n := range ns {
@@ -244,9 +266,6 @@ func (g *group) directReceipt(to identity.UserID, device peer.ID, ns []uint64, c
 			}
 			delete(g.receiptFails, to)
 			g.s.met.receipts.WithLabelValues(receiptDirect).Add(float64((len(covers) + protocol.MaxReceiptIDs - 1) / protocol.MaxReceiptIDs))
-			b := g.newBatch()
-			g.dropReceipts(b, ns)
-			g.flush(b)
 		}
 	})
 }

@@ -22,6 +22,16 @@ type batch struct {
 	drop     []identity.UserID                        // members removed: their pending deliveries go
 	fn       []func(tx *store.Tx) error               // more writes
 	after    []func()                                 // after the commit: events
+	// lazy: the goroutine goes on once the transaction is committed
+	// (visible), without waiting for it to be durable. Only for what
+	// nothing leaves the node on: a batch that encrypted (sealed) waits,
+	// since its ciphertext must never go out from a state a crash could
+	// take back (the same keys would encrypt again). A later durable write
+	// makes every write before it durable (one log, synced in order).
+	lazy, sealed bool
+	// durable run once the batch is durable, with the write's error: on
+	// the writing goroutine for a lazy batch.
+	durable []func(error)
 }
 
 func (g *group) newBatch() *batch {
@@ -52,6 +62,7 @@ func (g *group) receiveTopic(in []inbound) {
 		return
 	}
 	b := g.newBatch()
+	b.lazy = true
 	for _, x := range in {
 		if len(x.m.Seqs) > 0 && x.m.Seqs[0] > max(g.gossipThrough, g.rec.Homes[0].Cursor)+topicLead {
 			// Far ahead of what this member has read (it is catching up
@@ -276,7 +287,7 @@ func (g *group) wantCommit(b *batch) {
 	if g.commitQueued {
 		return
 	}
-	g.commitQueued = true
+	g.commitQueued, g.changesDue = true, true
 	b.fn = append(b.fn, func(tx *store.Tx) error {
 		_, err := tx.Groups().AddWork(store.GroupWork{Group: g.id, Kind: workChange, Data: encodeWork(change{Op: changeCommit})})
 		return err
@@ -394,6 +405,9 @@ func (g *group) flush(b *batch) error {
 		var err error
 		if state, err = g.mg.MarshalBinary(); err != nil {
 			g.s.log.Error("group: marshal state", "group", g.id.String(), "err", err)
+			for _, f := range b.durable {
+				f(err)
+			}
 			return err
 		}
 	}
@@ -402,7 +416,25 @@ func (g *group) flush(b *batch) error {
 	var added []store.Message
 	var delivered []protocol.MessageID
 	covers, files := 0, 0
-	err := g.s.st.Update(g.s.ctx, func(tx *store.Tx) error {
+	gid := g.id
+	// What the user is shown comes once it is durable: a crash never
+	// takes back a message shown (it would come again from the log).
+	show := func(err error) {
+		if err != nil {
+			return
+		}
+		if files > 0 {
+			g.s.cfg.Files.Wake()
+		}
+		for i := range added {
+			g.s.publish(EventMessage, g.s.apiMessage(&added[i], rec.Name, nil))
+		}
+		for _, id := range delivered {
+			g.s.notify(id)
+			g.s.publish(EventMessageState, StateEvent{ID: id.String(), Group: gid.String(), State: StateDelivered})
+		}
+	}
+	err := g.write(b.lazy && !b.sealed, append(b.durable, show), func(tx *store.Tx) error {
 		added, delivered, covers, files = added[:0], delivered[:0], 0, 0
 		gs := tx.Groups()
 		if state != nil {
@@ -496,21 +528,54 @@ func (g *group) flush(b *batch) error {
 	for _, f := range b.after {
 		f()
 	}
-	if files > 0 {
-		g.s.cfg.Files.Wake()
-	}
-	for i := range added {
-		g.s.publish(EventMessage, g.s.apiMessage(&added[i], g.rec.Name, nil))
-	}
-	for _, id := range delivered {
-		g.s.notify(id)
-		g.s.publish(EventMessageState, StateEvent{ID: id.String(), Group: g.id.String(), State: StateDelivered})
-	}
 	if covers > 0 && g.receiptAt.IsZero() {
 		g.schedule(&g.receiptAt, g.s.opt.ReceiptDelay)
 	}
 	*b = *g.newBatch()
 	return nil
+}
+
+// write runs fn in an Update and calls durable with its outcome. Lazy, it
+// returns once the transaction is committed, and the Update goes on
+// waiting for durability on a goroutine of its own, which calls durable
+// and, if the write failed after all, makes the group read its stored
+// state again.
+func (g *group) write(lazy bool, durable []func(error), fn func(tx *store.Tx) error) error {
+	if !lazy {
+		err := g.s.st.Update(g.s.ctx, fn)
+		for _, f := range durable {
+			f(err)
+		}
+		return err
+	}
+	committed := make(chan struct{})
+	errc := make(chan error, 1)
+	ctx := store.WithCommitted(g.s.ctx, func() { close(committed) })
+	if !g.s.spawn(func() {
+		err := g.s.st.Update(ctx, fn)
+		errc <- err
+		for _, f := range durable {
+			f(err)
+		}
+		if err != nil {
+			select {
+			case g.results <- g.reload:
+			case <-g.done:
+			case <-g.s.ctx.Done():
+			}
+		}
+	}) {
+		for _, f := range durable {
+			f(ErrClosed)
+		}
+		return ErrClosed
+	}
+	select {
+	case <-committed:
+		return nil
+	case err := <-errc:
+		return err
+	}
 }
 
 // checkDelivered moves an outgoing message to delivered once no member it

@@ -199,7 +199,7 @@ func (g *group) rebase(it *outItem) bool {
 			it.e.Body, keep = body, true
 		}
 	case it.e.Kind == protocol.GroupCommit:
-		g.committing = false
+		g.committing, g.changesDue = false, true
 	}
 	if !keep {
 		g.dropItem(b, it)
@@ -490,7 +490,7 @@ func (g *group) commitLost(it *outItem) {
 //
 // seq is where the first home stored it (0: not from the log).
 func (g *group) commitDone(b *batch, info *mls.CommitInfo, epoch, seq uint64) {
-	g.committing = false
+	g.committing, g.changesDue = false, true
 	var it *outItem
 	for _, x := range g.out {
 		if x.e.Kind == protocol.GroupCommit && x.e.Epoch == epoch {
@@ -644,6 +644,7 @@ func (g *group) announce(w *welcomeItem) {
 
 func (g *group) dropWelcome(b *batch, w *welcomeItem) {
 	g.welcomes = slices.DeleteFunc(g.welcomes, func(x *welcomeItem) bool { return x == w })
+	g.changesDue = true
 	gid, n := g.id, w.n
 	b.fn = append(b.fn, func(tx *store.Tx) error { return tx.Groups().DeleteWork(gid, workWelcome, n) })
 }
@@ -672,7 +673,7 @@ func (g *group) encryptOut(b *batch, p *protocol.Plaintext) error {
 	if p.Kind != protocol.KindDeliveryReceipt {
 		e.Message = p.ID
 	}
-	b.state, b.rec = true, true
+	b.state, b.rec, b.sealed = true, true, true
 	g.addOut(b, e)
 	return nil
 }

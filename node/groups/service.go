@@ -8,7 +8,11 @@
 // arrives (from the topic, from the log), commits, sends, and writes the
 // state in the same transaction as what each step produced (messages,
 // receipts, the engine's durable work), so that a crash loses nothing
-// answered and repeats nothing shown.
+// answered and repeats nothing shown. What it receives it does not wait to
+// be durable for (the log has it again after a crash): the goroutine goes
+// on once the transaction is committed, and shows, answers and sends what
+// depends on it once it is durable; what it encrypts is durable before the
+// ciphertext leaves.
 //
 // What the caller must do: give it the node's messaging service, mailbox
 // client and gossip, call Wake when messaging has put a group control in
