@@ -47,6 +47,7 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/prometheus/client_golang/prometheus"
@@ -82,6 +83,12 @@ const (
 	// maxSubscriptionsPerRPC bounds the subscriptions one RPC from a peer
 	// may announce; more is topic spam and the RPC is refused.
 	maxSubscriptionsPerRPC = 2 * MaxTopics
+	// maxSubscriptionsPerPeer bounds the topics a peer is tracked as
+	// subscribed to, over all its RPCs: a node joins at most MaxTopics,
+	// and as many again leave room for subscriptions pubsub forgot
+	// without telling (an inbound stream that closed while the peer
+	// stayed connected). Subscriptions past it are dropped as topic spam.
+	maxSubscriptionsPerPeer = 2 * MaxTopics
 	// seenTTL is how long a message ID is remembered, so that a copy that
 	// arrives later is dropped as a duplicate. The group engine keeps its
 	// own seen-set for longer; this only saves it work.
@@ -173,7 +180,14 @@ type Gossip struct {
 	topics map[string]*Topic
 	closed bool
 
-	closing closer.Once
+	// subsMu guards subs: the topics each peer is tracked as subscribed
+	// to (what the subscription filter let through, less what the peer
+	// left), forgotten when the peer disconnects.
+	subsMu sync.Mutex
+	subs   map[peer.ID]map[string]struct{}
+
+	closing  closer.Once
+	notifiee network.Notifiee
 
 	// inspect, if set (tests), sees every RPC that arrives.
 	inspect func(from peer.ID, rpc *pubsub.RPC)
@@ -215,8 +229,15 @@ func newGossip(cfg Config, inspect func(peer.ID, *pubsub.RPC)) (*Gossip, error) 
 	if err != nil {
 		return nil, err
 	}
-	g := &Gossip{cfg: cfg, opts: opts, log: cfg.Logger, met: met, topics: map[string]*Topic{}, inspect: inspect}
+	g := &Gossip{cfg: cfg, opts: opts, log: cfg.Logger, met: met, topics: map[string]*Topic{}, inspect: inspect,
+		subs: map[peer.ID]map[string]struct{}{}}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
+	notifiee := &network.NotifyBundle{DisconnectedF: func(n network.Network, c network.Conn) {
+		if p := c.RemotePeer(); n.Connectedness(p) != network.Connected {
+			g.forgetSubs(p)
+		}
+	}}
+	cfg.Host.Network().Notify(notifiee)
 
 	params := pubsub.DefaultGossipSubParams()
 	params.D, params.Dlo, params.Dhi = opts.D, opts.DLo, opts.DHi
@@ -245,11 +266,13 @@ func newGossip(cfg Config, inspect func(peer.ID, *pubsub.RPC)) (*Gossip, error) 
 		pubsub.WithLogger(cfg.Logger.With("pkg", "pubsub")),
 	)
 	if err != nil {
+		cfg.Host.Network().StopNotify(notifiee)
 		g.cancel()
 		met.Unregister()
 		return nil, fmt.Errorf("gossip: %w", err)
 	}
 	g.ps = ps
+	g.notifiee = notifiee
 	return g, nil
 }
 
@@ -313,18 +336,69 @@ func (f subscriptionFilter) FilterIncomingSubscriptions(p peer.ID, subs []*pubsu
 		return nil, pubsub.ErrTooManySubscriptions
 	}
 	out := subs[:0:0]
+	spam := false
 	for _, s := range subs {
 		topic := s.GetTopicid()
 		if !strings.HasPrefix(topic, protocol.GroupTopicPrefix) {
 			continue
 		}
-		if f.g.joined(topic) && !f.g.cfg.Allowed(topic, p) {
+		if s.GetSubscribe() && f.g.joined(topic) && !f.g.cfg.Allowed(topic, p) {
 			f.g.met.refused("not_member")
+			continue
+		}
+		if !f.g.trackSub(p, topic, s.GetSubscribe()) {
+			spam = true
 			continue
 		}
 		out = append(out, s)
 	}
+	if spam {
+		f.g.met.refused("topic_spam")
+	}
 	return out, nil
+}
+
+// trackSub notes that p subscribed to topic (or left it), and reports
+// whether the subscription may be tracked: false past
+// maxSubscriptionsPerPeer.
+func (g *Gossip) trackSub(p peer.ID, topic string, subscribe bool) bool {
+	g.subsMu.Lock()
+	defer g.subsMu.Unlock()
+	topics := g.subs[p]
+	if !subscribe {
+		delete(topics, topic)
+		if len(topics) == 0 {
+			delete(g.subs, p)
+		}
+		return true
+	}
+	if _, ok := topics[topic]; ok {
+		return true
+	}
+	if len(topics) >= maxSubscriptionsPerPeer {
+		return false
+	}
+	if topics == nil {
+		topics = map[string]struct{}{}
+		g.subs[p] = topics
+	}
+	topics[topic] = struct{}{}
+	return true
+}
+
+// subsOf returns how many topics p is tracked as subscribed to.
+func (g *Gossip) subsOf(p peer.ID) int {
+	g.subsMu.Lock()
+	defer g.subsMu.Unlock()
+	return len(g.subs[p])
+}
+
+// forgetSubs forgets p's subscriptions: it disconnected, and pubsub
+// forgets them too.
+func (g *Gossip) forgetSubs(p peer.ID) {
+	g.subsMu.Lock()
+	defer g.subsMu.Unlock()
+	delete(g.subs, p)
 }
 
 func (g *Gossip) joined(topic string) bool {
@@ -542,6 +616,7 @@ func (g *Gossip) Close() error {
 		}
 		g.cancel()
 		g.wg.Wait()
+		g.cfg.Host.Network().StopNotify(g.notifiee)
 		g.met.Unregister()
 		return errors.Join(errs...)
 	})
