@@ -32,8 +32,12 @@ var (
 	ErrSilent = errors.New("grouplog: the relay stopped answering")
 )
 
-// EpochError is the ErrWrongEpoch answer to an append: Open is the log's
-// open epoch. errors.Is(err, protocol.ErrWrongEpoch) holds.
+// EpochError is the ErrWrongEpoch answer to a request: Open is the log's
+// open epoch. For an append, the epoch appended to is not the open one;
+// for a fetch or a subscription, the log does not keep the epoch: it
+// expired (Open is past it) or the log lags behind (Open is before it: a
+// home relay that missed commits). errors.Is(err, protocol.ErrWrongEpoch)
+// holds.
 type EpochError struct{ Open uint64 }
 
 func (e *EpochError) Error() string {
@@ -380,6 +384,9 @@ func (c *Conn) Fetch(ctx context.Context, log protocol.GroupLogID, epoch uint64,
 	if err != nil {
 		return Fetched{}, err
 	}
+	if r.Code == protocol.CodeWrongEpoch {
+		return Fetched{}, &EpochError{Open: r.Epoch}
+	}
 	if err := r.Err(); err != nil {
 		return Fetched{}, err
 	}
@@ -473,6 +480,10 @@ func (c *Conn) Subscribe(ctx context.Context, log protocol.GroupLogID, epoch uin
 	r, _, err := c.do(ctx, req, s)
 	if err != nil {
 		return nil, err
+	}
+	if r.Code == protocol.CodeWrongEpoch {
+		c.forget(s.id)
+		return nil, &EpochError{Open: r.Epoch}
 	}
 	if err := r.Err(); err != nil {
 		c.forget(s.id)

@@ -136,7 +136,10 @@ func (c *stream) dispatch(req *protocol.GroupLogRequest) bool {
 			resp, err = s.create(c.ctx, req)
 		}
 	case protocol.GroupLogFetch:
-		resp, err = c.fetch(req)
+		var open uint64
+		if resp, open, err = c.fetch(req); err != nil && errors.Is(err, protocol.ErrWrongEpoch) {
+			return c.refuse(req, err, open)
+		}
 	case protocol.GroupLogSubscribe:
 		return c.subscribe(req)
 	default:
@@ -162,8 +165,10 @@ func (c *stream) refuse(req *protocol.GroupLogRequest, err error, epoch uint64) 
 }
 
 // fetch pushes up to the request's limit of the epoch's entries after
-// req.After, then returns the response.
-func (c *stream) fetch(req *protocol.GroupLogRequest) (*protocol.GroupLogResponse, error) {
+// req.After, then returns the response. A refusal comes with the log's
+// open epoch (for wrong_epoch: a member tells a home that lags behind
+// its epoch from one that no longer keeps it).
+func (c *stream) fetch(req *protocol.GroupLogRequest) (*protocol.GroupLogResponse, uint64, error) {
 	s := c.s
 	limit := int(req.Limit)
 	if limit == 0 {
@@ -173,11 +178,11 @@ func (c *stream) fetch(req *protocol.GroupLogRequest) (*protocol.GroupLogRespons
 	for sent := 0; ; {
 		page, open, more, err := s.readPage(c.ctx, req, last, limit-sent)
 		if err != nil {
-			return nil, err
+			return nil, open, err
 		}
 		for _, e := range page {
 			if !c.send(&protocol.GroupLogResponse{ID: req.ID, Op: protocol.GroupLogPush, Code: protocol.CodeOK, Seq: e.Seq, Commit: e.Commit, Entry: e.Entry}) {
-				return nil, context.Canceled
+				return nil, open, context.Canceled
 			}
 			last = e.Seq
 		}
@@ -188,7 +193,7 @@ func (c *stream) fetch(req *protocol.GroupLogRequest) (*protocol.GroupLogRespons
 			if last != req.After {
 				resp.Seq = last
 			}
-			return resp, nil
+			return resp, open, nil
 		}
 	}
 }
@@ -249,7 +254,10 @@ func (c *stream) subscribe(req *protocol.GroupLogRequest) bool {
 	})
 	if err = readError(err); err != nil {
 		s.unregister(sub)
-		return c.refuse(req, err, 0)
+		if !errors.Is(err, protocol.ErrWrongEpoch) {
+			open = 0
+		}
+		return c.refuse(req, err, open)
 	}
 	if !c.send(&protocol.GroupLogResponse{ID: req.ID, Op: req.Op, Code: protocol.CodeOK, Epoch: open, Seq: last}) {
 		s.unregister(sub)

@@ -43,15 +43,18 @@ type group struct {
 	// byDevice names the member of each device of the epoch.
 	byDevice map[peer.ID]identity.UserID
 	token    protocol.GroupToken
-	// prevToken is the token of the epoch before (to give a second home
-	// the commit that closed it).
-	prevToken protocol.GroupToken
-	welcomes  []*welcomeItem
-	topic     *gossip.Topic
-	sub       *grouplog.Subscription
-	subN      int       // which subscription is current (async subscribes)
-	subAt     time.Time // when to subscribe again (zero: not due)
-	subFail   int
+	// tokens are the tokens of past epochs, up to keptTokens of them (to
+	// append entries of an epoch this node left to a home that lacks
+	// them, and to catch a lagging home up).
+	tokens map[uint64]protocol.GroupToken
+	// lags are the homes known to lag behind the group's epoch, by index.
+	lags     []*lag
+	welcomes []*welcomeItem
+	topic    *gossip.Topic
+	sub      *grouplog.Subscription
+	subN     int       // which subscription is current (async subscribes)
+	subAt    time.Time // when to subscribe again (zero: not due)
+	subFail  int
 
 	recent    map[[32]byte]struct{}
 	recentOrd [][32]byte
@@ -80,7 +83,6 @@ type group struct {
 	retryAt               time.Time
 	receiptAt             time.Time
 	committing            bool                     // a commit of ours is on its way to the relay
-	lastCommit            []byte                   // the entry of the commit that opened this epoch, to give a second home
 	stuck                 string                   // why the group cannot go on (the log lost its epoch)
 	leaving               map[identity.UserID]bool // members who proposed to leave in the epoch
 
@@ -593,10 +595,16 @@ func (g *group) fetch() {
 				return
 			}
 			if err != nil {
-				if errors.Is(err, protocol.ErrWrongEpoch) {
+				var ee *grouplog.EpochError
+				switch {
+				case errors.As(err, &ee) && ee.Open > epoch && i == 0:
 					g.stuck = fmt.Sprintf("the home relay no longer keeps epoch %d", epoch)
 					g.s.log.Warn("group: log lost the epoch", "group", g.id.String(), "epoch", epoch)
 					return
+				case errors.As(err, &ee) && ee.Open < epoch && i > 0:
+					// The second home missed commits: it is caught up
+					// (the first home is read meanwhile).
+					g.homeLags(i, ee.Open)
 				}
 				if errors.Is(err, protocol.ErrUnknownLog) {
 					g.recreate(i)

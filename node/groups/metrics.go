@@ -20,6 +20,10 @@ type metrics struct {
 	duplicate prometheus.Counter
 	logResets prometheus.Counter
 	receipts  *prometheus.CounterVec // receipts sent, by way: direct, group
+	// catchUps counts the catch-ups of a lagging home, by result: done,
+	// given_up; catchUpEntries the entries they copied.
+	catchUps       *prometheus.CounterVec
+	catchUpEntries prometheus.Counter
 }
 
 // Reasons a message is dropped.
@@ -63,8 +67,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sealpost_groups_receipts_total",
 			Help: "Delivery receipts this node sent, by way: direct (to the sender's device), group (through the group: the sender was out of reach).",
 		}, []string{"way"}),
+		catchUps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sealpost_groups_home_catchups_total",
+			Help: "Home relays this node found behind the group's epoch (down through commits) and copied the epochs they missed, by result: done, given_up (this node holds no token of an epoch they missed, or the first home no longer keeps it).",
+		}, []string{"result"}),
+		catchUpEntries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_groups_home_catchup_entries_total", Help: "Log entries copied to lagging home relays (duplicates they held included).",
+		}),
 	}
-	set, err := metricset.Register(reg, m.sent, m.received, m.commits, m.dropped, m.fetched, m.groups, m.duplicate, m.logResets, m.receipts)
+	set, err := metricset.Register(reg, m.sent, m.received, m.commits, m.dropped, m.fetched, m.groups, m.duplicate, m.logResets, m.receipts, m.catchUps, m.catchUpEntries)
 	if err != nil {
 		return nil, err
 	}

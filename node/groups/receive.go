@@ -235,6 +235,7 @@ func (g *group) resetLogs(b *batch) {
 		g.rec.Homes[i].Cursor = 0
 	}
 	g.s.met.logResets.Inc()
+	g.lags = nil
 	g.rec.UpdatedAt = g.s.clock.Now()
 	b.rec = true
 	g.sub, g.heads, g.gossipSeen, g.gossipThrough = nil, 0, nil, 0
@@ -298,7 +299,6 @@ func (g *group) wantCommit(b *batch) {
 // member's, or this node's own coming back from the log).
 func (g *group) applyCommit(b *batch, r *mls.Received, m *protocol.GroupMessage, seq uint64) {
 	info := r.Commit
-	entry, _ := m.Marshal()
 	if info.PendingDiscarded || info.Own {
 		g.commitDone(b, info, r.Epoch, seq)
 	}
@@ -306,7 +306,6 @@ func (g *group) applyCommit(b *batch, r *mls.Received, m *protocol.GroupMessage,
 		g.left(b, "removed")
 		return
 	}
-	g.lastCommit = entry
 	g.afterCommit(b, info)
 }
 
@@ -314,6 +313,7 @@ func (g *group) applyCommit(b *batch, r *mls.Received, m *protocol.GroupMessage,
 // deliveries of removed members, then the epoch's topic and log.
 func (g *group) afterCommit(b *batch, info *mls.CommitInfo) {
 	oldMeta := g.meta
+	g.keepToken(b, g.mg.Epoch()-1)
 	if err := g.enterEpoch(); err != nil {
 		g.s.log.Warn("group: new epoch", "group", g.id.String(), "err", err)
 	}
@@ -372,7 +372,7 @@ func (g *group) left(b *batch, reason string) {
 		if err := tx.Groups().DeleteState(id); err != nil {
 			return err
 		}
-		for _, k := range []store.GroupWorkKind{workOut, workChange, workWelcome, workInvite, workReceipt} {
+		for _, k := range []store.GroupWorkKind{workOut, workChange, workWelcome, workInvite, workReceipt, workToken} {
 			items, err := tx.Groups().Work(id, k, 0)
 			if err != nil {
 				return err

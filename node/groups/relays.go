@@ -1,7 +1,9 @@
 package groups
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/sealpost/sealpost/node/grouplog"
 	"github.com/sealpost/sealpost/protocol"
+	"github.com/sealpost/sealpost/store"
 )
 
 // dialTimeout bounds opening a stream to a home relay.
@@ -77,4 +80,270 @@ func (r *relays) close() {
 		}
 		rc.mu.Unlock()
 	}
+}
+
+// Catching up a lagging home (PROTOCOL.md §12.3). A second home that was
+// down while the first took commits is open at an epoch before the
+// group's: it refuses the group's appends (wrong_epoch, naming its open
+// epoch) and holds nothing of the epochs it missed. A member that meets
+// such an answer copies it, in the first home's order, every entry of
+// each epoch from the home's open one to the member's own, each with its
+// epoch's token, the commits with the hash of the next epoch's token: the
+// commits the first home ordered, so the two homes cannot fork. Entries
+// the home holds already are answered as duplicates; several members
+// catching up one home at once only meet each other's duplicates. The
+// member needs the token of every epoch copied: it keeps those of the
+// last keptTokens epochs it went through (workToken), so a home that
+// missed more (or epochs from before the member joined) is caught up by
+// another member, or not at all: the group goes on with its other home,
+// which gives that home up for each entry after maxHomeFails.
+
+// keptTokens is how many past epochs' tokens a member keeps, to copy a
+// lagging home the epochs it missed.
+const keptTokens = 64
+
+// lag is what a member knows of a home behind the group's epoch.
+type lag struct {
+	open  uint64    // the epoch the home said it is open at
+	busy  bool      // a catch-up is under way
+	fails int       // failed catch-ups in a row
+	at    time.Time // when to try again
+	// from is where the last catch-up stopped: the epoch it was copying
+	// and the first home's last entry of it copied (a catch-up stopped by
+	// the home's rate goes on from there).
+	from, after uint64
+	// gaveUp: this member cannot catch the home up (a token it does not
+	// hold, or the first home no longer keeps an epoch): its entries give
+	// the home up as for a home that is down.
+	gaveUp bool
+}
+
+// tokenOf returns the token of epoch e: the current one's, or a past one
+// this node kept.
+func (g *group) tokenOf(e uint64) (protocol.GroupToken, bool) {
+	if g.mg != nil && e == g.mg.Epoch() {
+		return g.token, true
+	}
+	t, ok := g.tokens[e]
+	return t, ok
+}
+
+// keepToken keeps the token of the epoch a commit just closed (called
+// before the next epoch is entered) and forgets the one keptTokens older.
+func (g *group) keepToken(b *batch, epoch uint64) {
+	if g.tokens == nil {
+		g.tokens = map[uint64]protocol.GroupToken{}
+	}
+	tok, gid := g.token, g.id
+	g.tokens[epoch] = tok
+	old := uint64(0)
+	if epoch >= keptTokens {
+		old = epoch - keptTokens
+		delete(g.tokens, old)
+	}
+	b.fn = append(b.fn, func(tx *store.Tx) error {
+		if err := tx.Groups().PutWork(store.GroupWork{Group: gid, Kind: workToken, N: epoch + 1, Data: tok[:]}); err != nil {
+			return err
+		}
+		if epoch >= keptTokens {
+			return tx.Groups().DeleteWork(gid, workToken, old+1)
+		}
+		return nil
+	})
+}
+
+// lagging reports whether home i is known to lag and is being (or will
+// be) caught up: its appends wait.
+func (g *group) lagging(i int) bool {
+	return i < len(g.lags) && g.lags[i] != nil && !g.lags[i].gaveUp
+}
+
+// homeLags notes that home i is open at epoch open, before epoch (the
+// epoch of an entry, or of a fetch), and starts catching it up.
+func (g *group) homeLags(i int, open uint64) {
+	for len(g.lags) <= i {
+		g.lags = append(g.lags, nil)
+	}
+	l := g.lags[i]
+	if l == nil || l.open != open && !l.busy {
+		if l != nil && l.gaveUp && l.open == open {
+			return
+		}
+		g.lags[i] = &lag{open: open, at: g.s.clock.Now()}
+		if l != nil && !l.gaveUp {
+			g.lags[i].fails, g.lags[i].from, g.lags[i].after = l.fails, l.from, l.after
+		}
+	}
+	g.poke()
+}
+
+// catchUps starts the catch-ups that are due.
+func (g *group) catchUps() {
+	now := g.s.clock.Now()
+	for i, l := range g.lags {
+		if i == 0 || l == nil || l.busy || l.gaveUp {
+			continue
+		}
+		if l.at.After(now) {
+			g.schedule(&g.retryAt, l.at.Sub(now))
+			continue
+		}
+		g.catchUp(i, l)
+	}
+}
+
+// errCannotCatchUp is a catch-up this member cannot do.
+var errCannotCatchUp = errors.New("groups: cannot catch the home up")
+
+// catchUp copies home i the entries of the epochs from l.open to the
+// current one from the first home.
+func (g *group) catchUp(i int, l *lag) {
+	cur := g.mg.Epoch()
+	if l.open >= cur {
+		g.lags[i] = nil
+		return
+	}
+	tokens := map[uint64]protocol.GroupToken{}
+	for e := l.open; e <= cur; e++ {
+		t, ok := g.tokenOf(e)
+		if !ok {
+			g.s.log.Info("group: a home lags behind epochs this node holds no token of", "group", g.id.String(), "home", i, "open", l.open, "epoch", cur)
+			g.s.met.catchUps.WithLabelValues("given_up").Inc()
+			l.gaveUp = true
+			g.poke()
+			return
+		}
+		tokens[e] = t
+	}
+	l.busy = true
+	src, dst := g.home(0), g.home(i)
+	from, after := l.open, uint64(0)
+	if l.from == l.open {
+		after = l.after
+	}
+	g.async(func(ctx context.Context) func() {
+		reached, through, copied, err := g.s.relays.copyEpochs(ctx, src, dst, tokens, from, after, cur)
+		return func() {
+			g.s.met.catchUpEntries.Add(float64(copied))
+			l.busy = false
+			if g.lags == nil || i >= len(g.lags) || g.lags[i] != l || g.rec.Homes[i].Log != dst.Log {
+				return // the group moved to new logs meanwhile
+			}
+			if err == nil {
+				g.s.log.Info("group: caught a lagging home up", "group", g.id.String(), "home", i, "from", l.open, "to", reached, "entries", copied)
+				g.s.met.catchUps.WithLabelValues("done").Inc()
+				g.lags[i] = nil
+				for _, it := range g.out {
+					it.fails[i], it.tries[i] = 0, time.Time{}
+				}
+				g.poke()
+				return
+			}
+			l.from, l.after = reached, through
+			if errors.Is(err, errCannotCatchUp) {
+				g.s.log.Info("group: cannot catch a lagging home up", "group", g.id.String(), "home", i, "err", err)
+				g.s.met.catchUps.WithLabelValues("given_up").Inc()
+				l.gaveUp = true
+				g.poke()
+				return
+			}
+			g.s.log.Debug("group: catch up a lagging home", "group", g.id.String(), "home", i, "err", err)
+			l.fails++
+			l.at = g.s.clock.Now().Add(g.backoff(l.fails))
+			g.schedule(&g.retryAt, l.at.Sub(g.s.clock.Now()))
+		}
+	})
+}
+
+// copyEpochs appends to home dst the entries of epochs from to cur that
+// home src holds, in src's order, starting after src's entry after in
+// epoch from. tokens holds each epoch's token. It returns the epoch it
+// reached and the last entry of it copied, and how many entries dst took
+// (duplicates included).
+func (r *relays) copyEpochs(ctx context.Context, src, dst protocol.GroupHome, tokens map[uint64]protocol.GroupToken, from, after, cur uint64) (reached, through uint64, copied int, err error) {
+	cs, err := r.conn(ctx, &src)
+	if err != nil {
+		return from, after, 0, err
+	}
+	cd, err := r.conn(ctx, &dst)
+	if err != nil {
+		return from, after, 0, err
+	}
+	for e := from; e <= cur; e++ {
+		if e != from {
+			after = 0
+		}
+		tok := tokens[e]
+		var next protocol.TokenHash
+		if e < cur {
+			next = tokens[e+1].Hash()
+		}
+		for {
+			f, err := cs.Fetch(ctx, src.Log, e, tok, after, 0)
+			var ee *grouplog.EpochError
+			if errors.As(err, &ee) {
+				return e, after, copied, fmt.Errorf("%w: the first home no longer keeps epoch %d: %v", errCannotCatchUp, e, err)
+			}
+			if err != nil {
+				return e, after, copied, err
+			}
+			ents := f.Entries
+			for len(ents) > 0 {
+				n := min(len(ents), MaxOutstanding)
+				batch := ents[:n]
+				ents = ents[n:]
+				var pend []*grouplog.PendingAppend
+				var serr error
+				for _, x := range batch {
+					if x.Commit && e == cur {
+						break // a commit this node has not processed yet: not copied before it is
+					}
+					p, err := cd.StartAppend(dst.Log, e, tok, x.Entry, x.Commit, commitNext(x.Commit, next))
+					if err != nil {
+						serr = err
+						break
+					}
+					pend = append(pend, p)
+				}
+				var werr error
+				for k, p := range pend {
+					_, err := p.Wait(ctx)
+					if err != nil && werr == nil {
+						werr = err
+						if errors.As(err, &ee) && ee.Open > e {
+							// Another member moved the home past this
+							// epoch meanwhile.
+							if ee.Open > cur {
+								return cur, 0, copied, nil
+							}
+							werr = nil
+							e, after = ee.Open-1, 0
+							ents = nil
+							f.More = false
+							break
+						}
+						continue
+					}
+					if werr == nil {
+						copied++
+						after = batch[k].Seq
+					}
+				}
+				if err := cmp.Or(werr, serr); err != nil {
+					return e, after, copied, err
+				}
+			}
+			if !f.More {
+				break
+			}
+		}
+	}
+	return cur, 0, copied, nil
+}
+
+func commitNext(commit bool, next protocol.TokenHash) protocol.TokenHash {
+	if commit {
+		return next
+	}
+	return protocol.TokenHash{}
 }

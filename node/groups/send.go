@@ -67,7 +67,7 @@ func (g *group) addOut(b *batch, e outEntry) {
 
 // loadWork reads the group's pending work into memory (at start).
 func (g *group) loadWork() error {
-	g.out, g.welcomes = nil, nil
+	g.out, g.welcomes, g.lags = nil, nil, nil
 	g.committing, g.commitQueued = false, false
 	// What was encrypted before a restart may have been overtaken then:
 	// it is encrypted again before its append.
@@ -98,6 +98,18 @@ func (g *group) loadWork() error {
 			}
 			g.welcomes = append(g.welcomes, j)
 		}
+		items, err = tx.Groups().Work(g.id, workToken, 0)
+		if err != nil {
+			return err
+		}
+		g.tokens = map[uint64]protocol.GroupToken{}
+		for _, w := range items {
+			var t protocol.GroupToken
+			if len(w.Data) == len(t) {
+				copy(t[:], w.Data)
+				g.tokens[w.N-1] = t
+			}
+		}
 		items, err = tx.Groups().Work(g.id, workChange, 0)
 		if err != nil {
 			return err
@@ -126,6 +138,7 @@ func (g *group) loadWork() error {
 // over the relay's rate; or waiting for its retry) and that no home has
 // taken yet is encrypted again before its append.
 func (g *group) sendOut() {
+	g.catchUps()
 	now := g.s.clock.Now()
 	inflight := make([]int, len(g.rec.Homes))
 	for _, it := range g.out {
@@ -148,7 +161,7 @@ func (g *group) sendOut() {
 			}
 		}
 		for i := range it.e.Seqs {
-			if it.e.Seqs[i] != 0 || it.busy[i] {
+			if it.e.Seqs[i] != 0 || it.busy[i] || g.lagging(i) {
 				continue
 			}
 			if it.e.Kind == protocol.GroupCommit && i > 0 && it.e.Seqs[0] == 0 {
@@ -260,11 +273,15 @@ func (g *group) append(it *outItem, i int) {
 		return
 	}
 	it.busy[i] = true
-	home, tok, commit, next := g.home(i), g.token, it.e.Kind == protocol.GroupCommit, it.e.Next
-	if commit && it.e.Epoch != g.mg.Epoch() {
-		// Replicating an accepted commit to another home: the token of the
-		// epoch it closed is gone, the next one's is known.
-		tok = g.prevToken
+	home, commit, next := g.home(i), it.e.Kind == protocol.GroupCommit, it.e.Next
+	// An entry of an epoch this node left (stored on one home, on its way
+	// to another; an accepted commit) goes with the token of its epoch.
+	tok, ok := g.tokenOf(it.e.Epoch)
+	if !ok {
+		it.busy[i] = false
+		it.e.Seqs[i] = skipped
+		g.progress(it)
+		return
 	}
 	epoch := it.e.Epoch
 	g.appender(i) <- func(ctx context.Context) {
@@ -350,9 +367,15 @@ func (g *group) appended(it *outItem, i int, a grouplog.Appended, err error) {
 		switch {
 		case it.e.Kind == protocol.GroupCommit && i == 0:
 			g.commitLost(it)
-		case i > 0 && ee.Open+1 == g.rec.Epoch && g.lastCommit != nil:
-			g.replicate(i)
-			it.fails[i]++
+		case i > 0 && ee.Open < it.e.Epoch && !(i < len(g.lags) && g.lags[i] != nil && g.lags[i].gaveUp && g.lags[i].open == ee.Open):
+			// The home missed commits (it was down): it is caught up,
+			// then the entry goes on.
+			g.homeLags(i, ee.Open)
+		case i > 0 && ee.Open > it.e.Epoch && it.anyStored():
+			// The home closed the entry's epoch without it: it can
+			// never take it.
+			it.e.Seqs[i] = skipped
+			g.progress(it)
 		case it.anyStored():
 			it.fails[i]++
 			if it.fails[i] >= maxHomeFails {
@@ -376,26 +399,6 @@ func (g *group) appended(it *outItem, i int, a grouplog.Appended, err error) {
 		it.tries[i] = g.s.clock.Now().Add(g.backoff(it.fails[i]))
 		g.schedule(&g.retryAt, it.tries[i].Sub(g.s.clock.Now()))
 	}
-}
-
-// replicate gives home i the commit that opened this epoch (it was down
-// when the commit went there).
-func (g *group) replicate(i int) {
-	home, entry, tok, next := g.home(i), g.lastCommit, g.prevToken, g.token.Hash()
-	var m protocol.GroupMessage
-	if m.Unmarshal(entry) != nil {
-		return
-	}
-	g.async(func(ctx context.Context) func() {
-		c, err := g.s.relays.conn(ctx, &home)
-		if err == nil {
-			_, err = c.Append(ctx, home.Log, m.Epoch, tok, entry, true, next)
-		}
-		if err != nil {
-			g.s.log.Debug("group: replicate commit", "group", g.id.String(), "home", i, "err", err)
-		}
-		return func() { g.poke() }
-	})
 }
 
 // progress publishes an entry once a home stored it, marks its message
@@ -435,12 +438,21 @@ func (g *group) progress(it *outItem) {
 			})
 		}
 	}
-	if !slices.Contains(it.e.Seqs, 0) {
+	if !slices.Contains(it.e.Seqs, 0) && !g.unmerged(it) {
 		g.dropItem(b, it)
 	} else {
 		g.putItem(b, it)
 	}
 	g.flush(b)
+}
+
+// unmerged reports whether it is this node's commit of the current epoch,
+// not merged yet: it stays, whatever the homes hold, until the log brings
+// it back and commitDone settles it (its Welcome, the changes it made).
+// The second home can store it before that: when the first stored it past
+// entries this node had not read, it is merged only once they are.
+func (g *group) unmerged(it *outItem) bool {
+	return it.e.Kind == protocol.GroupCommit && g.mg != nil && it.e.Epoch == g.mg.Epoch()
 }
 
 func ignoreNotFound(err error) error {
@@ -515,7 +527,6 @@ func (g *group) commitDone(b *batch, info *mls.CommitInfo, epoch, seq uint64) {
 			it.e.Seqs[0] = seq
 		}
 	}
-	g.prevToken = g.token
 	id := it.e.Changes
 	gid := g.id
 	b.fn = append(b.fn, func(tx *store.Tx) error {

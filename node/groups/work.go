@@ -31,6 +31,10 @@ const (
 	// workReceipt: IDs of a member's messages committed here, waiting for
 	// the next delivery receipt to that member.
 	workReceipt store.GroupWorkKind = 6
+	// workToken: the log token of a past epoch (N is the epoch + 1), kept
+	// for keptTokens epochs to catch a lagging home up (relays.go). (7
+	// is workJoin, join.go.)
+	workToken store.GroupWorkKind = 8
 )
 
 // outEntry is a workOut item.
