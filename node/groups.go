@@ -74,6 +74,9 @@ func (n *Node) startGroupRelay() error {
 	var err error
 	n.grelay, err = grouprelay.New(grouprelay.Config{
 		Host: n.host, Store: n.cfg.Store, Resources: n.cfg.GroupRelay, Logger: n.log, Clock: n.clock, Registerer: n.cfg.Registry,
+		// A creator's group logs count in the creator quotas of its
+		// mailboxes, and their refusals with theirs.
+		Quotas: n.relay.CreatorQuotas, QuotaRefused: n.relay.QuotaRefused,
 	})
 	if err != nil {
 		return fmt.Errorf("node: group relay: %w", err)

@@ -2,13 +2,16 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/sealpost/sealpost/node/grouprelay"
 	"github.com/sealpost/sealpost/node/nodetest"
+	"github.com/sealpost/sealpost/protocol"
 )
 
 // restartableRelay is a relay on a fixed loopback port whose store
@@ -123,4 +126,43 @@ func TestGroupTwoRelays(t *testing.T) {
 		t.Errorf("%v catch-ups given up", n)
 	}
 	noGroupError(t, ctx, info.ID, a, b, c.node)
+}
+
+// TestGroupLogCreatorQuota: a node's relay counts the group logs a peer
+// creates in that peer's creator quota, across a restart of the relay:
+// past it the creator is told too_many_logs, and another peer still
+// creates its group there.
+func TestGroupLogCreatorQuota(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res := grouprelay.DefaultResources()
+	res.PeerMaxLogs = 2
+	r := newRestartable(t, func(c *Config) {
+		c.RelayService = true
+		c.GroupRelay = res
+	})
+	at := []string{r.node.Info().Addrs[0]}
+	a := newTestNode(t, func(c *Config) { c.Bootstrap = at })
+	for _, name := range []string{"one", "two"} {
+		if _, err := a.Groups().Create(ctx, name, at); err != nil {
+			t.Fatalf("group %s: %v", name, err)
+		}
+	}
+	if _, err := a.Groups().Create(ctx, "three", at); !errors.Is(err, protocol.ErrTooManyLogs) {
+		t.Errorf("a third group of one peer: %v", err)
+	}
+	if n := labelled(t, r.node, "sealpost_relay_quota_refusals_total", "quota", "group_peer_logs"); n != 1 {
+		t.Errorf("%v refusals counted for group_peer_logs, want 1", n)
+	}
+	r.stop()
+	r.start()
+	at = []string{r.node.Info().Addrs[0]}
+	if _, err := a.Groups().Create(ctx, "three", at); !errors.Is(err, protocol.ErrTooManyLogs) {
+		t.Errorf("a third group of one peer after a restart: %v", err)
+	}
+	b := newTestNode(t, func(c *Config) { c.Bootstrap = at })
+	if _, err := b.Groups().Create(ctx, "b's", at); err != nil {
+		t.Errorf("another peer's group: %v", err)
+	}
 }

@@ -284,9 +284,6 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(err)
 	}
 	if cfg.RelayService {
-		if err := n.startGroupRelay(); err != nil {
-			return fail(err)
-		}
 		n.relay, err = relay.New(relay.Config{
 			Host:       n.host,
 			Store:      cfg.Store,
@@ -300,6 +297,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			return fail(fmt.Errorf("node: relay service: %w", err))
 		}
 		n.closers.PushFunc(closeService(n.relay))
+		if err := n.startGroupRelay(); err != nil {
+			return fail(err)
+		}
 		if cfg.DataDir != "" {
 			if err := n.startBlobs(); err != nil {
 				return fail(err)

@@ -94,6 +94,9 @@ var (
 	// the relay no longer keeps (for a read). For a commit it means that
 	// another commit for that epoch came first.
 	ErrWrongEpoch = errors.New("protocol: wrong epoch")
+	// ErrTooManyLogs: the peer, or its address range, created as many
+	// group logs (that still exist) as the relay allows it.
+	ErrTooManyLogs = errors.New("protocol: too many group logs made by this creator")
 )
 
 // Code is a wire error code: the outcome a peer reports for one request
@@ -134,8 +137,9 @@ const (
 	CodeTooManyMailboxes  Code = 40
 	CodeSubscriptionEnded Code = 41
 
-	CodeUnknownLog Code = 64
-	CodeWrongEpoch Code = 65
+	CodeUnknownLog  Code = 64
+	CodeWrongEpoch  Code = 65
+	CodeTooManyLogs Code = 66
 )
 
 // codes is the one table between wire codes, their names (stable snake_case,
@@ -174,6 +178,7 @@ var codes = [...]struct {
 
 	{CodeUnknownLog, "unknown_log", ErrUnknownLog},
 	{CodeWrongEpoch, "wrong_epoch", ErrWrongEpoch},
+	{CodeTooManyLogs, "too_many_logs", ErrTooManyLogs},
 }
 
 // CodeOf returns the wire code for err: CodeOK for nil, the code of the

@@ -146,30 +146,41 @@ type RelayQuotaKey [16]byte
 // RelayQuota is what the mailboxes counting against one quota hold: how
 // many of them exist, the bytes of their envelopes and of their card and
 // prekey blobs (Bytes), and the bytes of the attachment blob references charged to them (each reference counts its
-// blob's size, as in BlobUsage).
+// blob's size, as in BlobUsage). The group logs made by the same creator
+// count in it too (RelayGroupLog.Quotas): how many exist, and the bytes of
+// their entries.
 type RelayQuota struct {
-	Mailboxes uint64
-	Bytes     uint64
-	BlobBytes uint64
+	Mailboxes  uint64
+	Bytes      uint64
+	BlobBytes  uint64
+	GroupLogs  uint64
+	GroupBytes uint64
 }
 
-// relayQuotaVersion 2 adds BlobBytes; version 1 records have none.
-const relayQuotaVersion = 2
+// relayQuotaVersion 2 adds BlobBytes, 3 GroupLogs and GroupBytes; older
+// records have none.
+const relayQuotaVersion = 3
 
 func (q *RelayQuota) marshal() []byte {
-	e := newEnc(relayQuotaVersion, 30)
+	e := newEnc(relayQuotaVersion, 50)
 	e.uvarint(q.Mailboxes)
 	e.uvarint(q.Bytes)
 	e.uvarint(q.BlobBytes)
+	e.uvarint(q.GroupLogs)
+	e.uvarint(q.GroupBytes)
 	return e.b
 }
 
 func (q *RelayQuota) unmarshal(b []byte) error {
-	d, v := newDec("relay quota", b, 1, relayQuotaVersion)
+	d, v := newDec("relay quota", b, 1, 2, relayQuotaVersion)
 	q.Mailboxes = d.uvarint()
 	q.Bytes = d.uvarint()
 	if v >= 2 {
 		q.BlobBytes = d.uvarint()
+	}
+	if v >= 3 {
+		q.GroupLogs = d.uvarint()
+		q.GroupBytes = d.uvarint()
 	}
 	return d.finish("relay quota")
 }
@@ -360,7 +371,16 @@ func (r Relay) Quota(k RelayQuotaKey) (RelayQuota, error) {
 // wrapping below zero) to each quota of m; a quota back at zero is
 // removed.
 func (r Relay) changeQuotas(m *RelayMailbox, mailboxes int, bytes int64) error {
-	for _, k := range m.Quotas {
+	return r.changeEach(m.Quotas, func(q *RelayQuota) {
+		add(&q.Mailboxes, int64(mailboxes))
+		add(&q.Bytes, bytes)
+	})
+}
+
+// changeEach applies fn to each quota of keys (a zero key is none); a
+// quota back at zero is removed.
+func (r Relay) changeEach(keys [2]RelayQuotaKey, fn func(q *RelayQuota)) error {
+	for _, k := range keys {
 		if k == (RelayQuotaKey{}) {
 			continue
 		}
@@ -368,8 +388,7 @@ func (r Relay) changeQuotas(m *RelayMailbox, mailboxes int, bytes int64) error {
 		if err != nil {
 			return err
 		}
-		add(&q.Mailboxes, int64(mailboxes))
-		add(&q.Bytes, bytes)
+		fn(&q)
 		if err := r.putQuota(k, q); err != nil {
 			return err
 		}

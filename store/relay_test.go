@@ -35,7 +35,7 @@ func relayRecordSeeds() map[string][]relayRecord {
 			&RelayEnvelope{},
 		},
 		"quota": {
-			&RelayQuota{Mailboxes: 3, Bytes: 1 << 33, BlobBytes: 1 << 34},
+			&RelayQuota{Mailboxes: 3, Bytes: 1 << 33, BlobBytes: 1 << 34, GroupLogs: 5, GroupBytes: 1 << 35},
 			&RelayQuota{},
 		},
 		"totals": {
@@ -132,6 +132,42 @@ func TestRelayQuotaVersion1(t *testing.T) {
 	var got RelayQuota
 	if err := got.unmarshal(b); err != nil || got != (RelayQuota{Mailboxes: 3, Bytes: 1 << 13}) {
 		t.Errorf("version 1: %+v, %v", got, err)
+	}
+}
+
+// TestRelayQuotaVersion2: a quota stored before group logs were counted
+// has none.
+func TestRelayQuotaVersion2(t *testing.T) {
+	q := RelayQuota{Mailboxes: 3, Bytes: 1 << 13, BlobBytes: 5}
+	b := q.marshal()
+	b = b[:len(b)-2]
+	b[0] = 2
+	var got RelayQuota
+	if err := got.unmarshal(b); err != nil || got != q {
+		t.Errorf("version 2: %+v, %v", got, err)
+	}
+}
+
+// TestRelayGroupLogVersion1: a group log record keeps its creator quotas;
+// one stored before them (version 1) counts in none.
+func TestRelayGroupLogVersion1(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	l := RelayGroupLog{CreatedAt: t0, IdleUntil: t0.Add(time.Hour), Epoch: 4, FirstEpoch: 2, LastSeq: 9, Count: 7, Bytes: 700, Deleting: true,
+		Quotas: [2]RelayQuotaKey{{4}, {5}}}
+	b := l.marshal()
+	var got RelayGroupLog
+	if err := got.unmarshal(b); err != nil || !reflect.DeepEqual(got, l) {
+		t.Errorf("version 2: %+v, %v", got, err)
+	}
+	b = b[:len(b)-2*len(RelayQuotaKey{})]
+	b[0] = 1
+	l.Quotas = [2]RelayQuotaKey{}
+	got = RelayGroupLog{}
+	if err := got.unmarshal(b); err != nil || !reflect.DeepEqual(got, l) {
+		t.Errorf("version 1: %+v, %v", got, err)
+	}
+	if err := got.unmarshal(append(b, 0)); err == nil {
+		t.Error("version 1 with a trailing byte decoded")
 	}
 }
 

@@ -63,9 +63,17 @@ type RelayGroupLog struct {
 	Count      uint64
 	Bytes      uint64
 	Deleting   bool
+	// Quotas are the keys of the creator quotas the log counts against
+	// (the relay's quotas of the peer and of the address range that
+	// created it, as for mailboxes: RelayQuotaPeer, RelayQuotaSubnet;
+	// zero: none), set at creation: the log counts in their GroupLogs
+	// while it exists, its entries in their GroupBytes while stored. A log
+	// stored before (version 1) counts in none.
+	Quotas [2]RelayQuotaKey
 }
 
-const relayGroupLogVersion = 1
+// relayGroupLogVersion 2 adds Quotas.
+const relayGroupLogVersion = 2
 
 func (l *RelayGroupLog) marshal() []byte {
 	e := newEnc(relayGroupLogVersion, 96)
@@ -77,11 +85,14 @@ func (l *RelayGroupLog) marshal() []byte {
 	e.uvarint(l.Count)
 	e.uvarint(l.Bytes)
 	e.bool(l.Deleting)
+	for _, q := range l.Quotas {
+		e.fixed(q[:])
+	}
 	return e.b
 }
 
 func (l *RelayGroupLog) unmarshal(b []byte) error {
-	d, _ := newDec("relay group log", b, relayGroupLogVersion)
+	d, v := newDec("relay group log", b, 1, relayGroupLogVersion)
 	l.CreatedAt = d.time()
 	l.IdleUntil = d.time()
 	l.Epoch = d.uvarint()
@@ -90,6 +101,11 @@ func (l *RelayGroupLog) unmarshal(b []byte) error {
 	l.Count = d.uvarint()
 	l.Bytes = d.uvarint()
 	l.Deleting = d.bool()
+	if v >= 2 {
+		for i := range l.Quotas {
+			d.fixed(l.Quotas[i][:])
+		}
+	}
 	return d.finish("relay group log")
 }
 
@@ -279,7 +295,8 @@ func (s RelayGroups) Epoch(id protocol.GroupLogID, e uint64) (RelayGroupEpoch, e
 }
 
 // CreateLog stores a new log, open at l.Epoch for the token whose hash is
-// token (its counts start at zero whatever l holds; l.IdleUntil is kept).
+// token (its counts start at zero whatever l holds; l.IdleUntil and
+// l.Quotas are kept), and counts it in the GroupLogs of its quotas.
 // ErrExists: the ID is taken.
 func (s RelayGroups) CreateLog(l RelayGroupLog, token protocol.TokenHash) error {
 	if l.ID == (protocol.GroupLogID{}) || token == (protocol.TokenHash{}) {
@@ -301,6 +318,9 @@ func (s RelayGroups) CreateLog(l RelayGroupLog, token protocol.TokenHash) error 
 		return err
 	}
 	if err := s.putLog(&l); err != nil {
+		return err
+	}
+	if err := s.tx.Relay().changeEach(l.Quotas, func(q *RelayQuota) { q.GroupLogs++ }); err != nil {
 		return err
 	}
 	return s.changeTotals(func(t *RelayGroupTotals) { t.Logs++ })
@@ -332,8 +352,10 @@ type GroupAppend struct {
 // keeps no epoch a.Epoch); ErrNoGroupToken (a.Token is not that epoch's);
 // a duplicate; ErrWrongEpoch (a.Epoch is not the open epoch). check, if not
 // nil, then sees the log and the totals as they are before the entry is
-// added (what a quota check needs); if it returns an error, nothing is
-// written and Append returns that error. The log's open epoch after the
+// added (what a quota check needs: the log's creator quotas are read with
+// Relay.Quota of its Quotas); if it returns an error, nothing is written
+// and Append returns that error. The entry counts in the GroupBytes of the
+// log's quotas. The log's open epoch after the
 // append is in the returned entry's log record: call Log.
 func (s RelayGroups) Append(a GroupAppend, check func(l *RelayGroupLog, t *RelayGroupTotals) error) (e RelayGroupEntry, dup bool, err error) {
 	if len(a.Entry) == 0 || len(a.Entry) > MaxRelayGroupEntry {
@@ -416,6 +438,9 @@ func (s RelayGroups) Append(a GroupAppend, check func(l *RelayGroupLog, t *Relay
 	if err := s.putLog(&l); err != nil {
 		return e, false, err
 	}
+	if err := s.tx.Relay().changeEach(l.Quotas, func(q *RelayQuota) { add(&q.GroupBytes, int64(n)) }); err != nil {
+		return e, false, err
+	}
 	return e, false, s.tx.set(relayGroupTotalsKey, tot.marshal())
 }
 
@@ -470,8 +495,8 @@ func (s RelayGroups) Entries(id protocol.GroupLogID, epoch, after uint64, limit 
 	})
 }
 
-// DeleteEntry removes entry seq of log id and takes it off the counts; it
-// reports whether there was one. Deleting an epoch's commit (its last
+// DeleteEntry removes entry seq of log id and takes it off the counts (the
+// log's, its quotas', the totals); it reports whether there was one. Deleting an epoch's commit (its last
 // entry) deletes the epoch's record too.
 func (s RelayGroups) DeleteEntry(id protocol.GroupLogID, seq uint64) (bool, error) {
 	e, err := s.Entry(id, seq)
@@ -507,6 +532,9 @@ func (s RelayGroups) DeleteEntry(id protocol.GroupLogID, seq uint64) (bool, erro
 			l.FirstEpoch = e.Epoch + 1
 		}
 		if err := s.putLog(&l); err != nil {
+			return false, err
+		}
+		if err := s.tx.Relay().changeEach(l.Quotas, func(q *RelayQuota) { sub(&q.GroupBytes, n) }); err != nil {
 			return false, err
 		}
 	}
@@ -606,6 +634,9 @@ func (s RelayGroups) DeleteLog(id protocol.GroupLogID, limit int) (done bool, er
 		return false, err
 	}
 	if err := s.tx.del(relayGroupLogKey(id)); err != nil {
+		return false, err
+	}
+	if err := s.tx.Relay().changeEach(l.Quotas, func(q *RelayQuota) { sub(&q.GroupLogs, 1) }); err != nil {
 		return false, err
 	}
 	return true, s.changeTotals(func(t *RelayGroupTotals) { sub(&t.Logs, 1) })

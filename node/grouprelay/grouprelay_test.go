@@ -20,6 +20,7 @@ import (
 	"github.com/sealpost/sealpost/node/grouprelay"
 	"github.com/sealpost/sealpost/node/internal/clock/clocktest"
 	"github.com/sealpost/sealpost/node/nodetest"
+	mailrelay "github.com/sealpost/sealpost/node/relay"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 	"github.com/sealpost/sealpost/store/badgerstore"
@@ -37,15 +38,27 @@ type relay struct {
 	srv   *grouprelay.Server
 	clock *clocktest.Fake
 	res   grouprelay.Resources
+	// quotas, when set, starts a relay's mailbox service on the same host
+	// and store, whose creator quotas the group logs count in
+	// (quota_test.go).
+	quotas *mailrelay.Resources
+	mbox   *mailrelay.Server
 }
 
 func newRelay(t *testing.T, res grouprelay.Resources) *relay {
+	t.Helper()
+	return newRelayQuotas(t, res, nil)
+}
+
+// newRelayQuotas is newRelay with a mailbox service of resources quotas
+// (nil: none) whose creator quotas the logs count in.
+func newRelayQuotas(t *testing.T, res grouprelay.Resources, quotas *mailrelay.Resources) *relay {
 	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &relay{t: t, h: h, clock: clocktest.New(t0), res: res}
+	r := &relay{t: t, h: h, clock: clocktest.New(t0), res: res, quotas: quotas}
 	r.st, err = badgerstore.Create(context.Background(), filepath.Join(t.TempDir(), "store"), badgerstore.ModeUnencrypted, badgerstore.Options{GCInterval: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +75,14 @@ func newRelay(t *testing.T, res grouprelay.Resources) *relay {
 func (r *relay) start() {
 	r.t.Helper()
 	var err error
-	r.srv, err = grouprelay.New(grouprelay.Config{Host: r.h, Store: r.st, Resources: r.res, Clock: r.clock})
+	cfg := grouprelay.Config{Host: r.h, Store: r.st, Resources: r.res, Clock: r.clock}
+	if r.quotas != nil {
+		if r.mbox, err = mailrelay.New(mailrelay.Config{Host: r.h, Store: r.st, Resources: *r.quotas, Clock: r.clock}); err != nil {
+			r.t.Fatal(err)
+		}
+		cfg.Quotas, cfg.QuotaRefused = r.mbox.CreatorQuotas, r.mbox.QuotaRefused
+	}
+	r.srv, err = grouprelay.New(cfg)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -78,12 +98,18 @@ func (r *relay) stop() {
 		}
 		r.srv = nil
 	}
+	if r.mbox != nil {
+		if err := r.mbox.Close(); err != nil {
+			r.t.Error(err)
+		}
+		r.mbox = nil
+	}
 }
 
 // dial opens a client Conn from a new host, as a member's client key would.
-func (r *relay) dial() *grouplog.Conn {
+func (r *relay) dial(opts ...libp2p.Option) *grouplog.Conn {
 	r.t.Helper()
-	h, err := libp2p.New(libp2p.NoListenAddrs, libp2p.DisableRelay())
+	h, err := libp2p.New(append([]libp2p.Option{libp2p.NoListenAddrs, libp2p.DisableRelay()}, opts...)...)
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -26,29 +26,20 @@ type refusal struct{ err error }
 
 func (r refusal) Error() string { return r.err.Error() }
 
-// create makes the log req.Log, open at req.Epoch for req.TokenHash.
-// Creating it again with the same epoch and token hash is a retry.
-func (s *Server) create(ctx context.Context, req *protocol.GroupLogRequest) (*protocol.GroupLogResponse, error) {
+// create makes the log req.Log, open at req.Epoch for req.TokenHash,
+// counting in the creator quotas q. Creating it again with the same epoch
+// and token hash is a retry.
+func (s *Server) create(ctx context.Context, req *protocol.GroupLogRequest, q [2]store.RelayQuotaKey) (*protocol.GroupLogResponse, error) {
 	id := req.Log
 	var refused error
 	created := false
 	j := &jobs.Job{Fn: func(tx *store.Tx, now time.Time) error {
 		refused, created = nil, false
-		t, err := tx.RelayGroups().Totals()
-		if err != nil {
-			return err
-		}
-		if t.Logs >= s.res.MaxLogs {
-			refused = protocol.ErrStoreFull
-			return nil
-		}
-		err = tx.RelayGroups().CreateLog(store.RelayGroupLog{ID: id, CreatedAt: now, IdleUntil: s.idleUntil(now), Epoch: req.Epoch}, req.TokenHash)
-		if errors.Is(err, store.ErrExists) {
+		l, err := tx.RelayGroups().Log(id)
+		switch {
+		case err == nil:
+			// An existing log: a retry, answered whatever the quotas.
 			refused = protocol.ErrDuplicate
-			l, err := tx.RelayGroups().Log(id)
-			if err != nil {
-				return err
-			}
 			if l.Deleting || l.Epoch != req.Epoch {
 				return nil
 			}
@@ -60,7 +51,25 @@ func (s *Server) create(ctx context.Context, req *protocol.GroupLogRequest) (*pr
 				refused = nil
 			}
 			return nil
+		case !errors.Is(err, store.ErrNotFound):
+			return err
 		}
+		t, err := tx.RelayGroups().Totals()
+		if err != nil {
+			return err
+		}
+		if t.Logs >= s.res.MaxLogs {
+			refused = protocol.ErrStoreFull
+			return nil
+		}
+		if err := s.checkCreate(tx, q); err != nil {
+			if _, ok := err.(quotaRefusal); ok {
+				refused = err
+				return nil
+			}
+			return err
+		}
+		err = tx.RelayGroups().CreateLog(store.RelayGroupLog{ID: id, CreatedAt: now, IdleUntil: s.idleUntil(now), Epoch: req.Epoch, Quotas: q}, req.TokenHash)
 		created = err == nil
 		return err
 	}}
@@ -71,6 +80,7 @@ func (s *Server) create(ctx context.Context, req *protocol.GroupLogRequest) (*pr
 		return nil, err
 	}
 	if refused != nil {
+		s.refused(refused)
 		return nil, refused
 	}
 	if created {
@@ -108,6 +118,7 @@ func (a *pendingAppend) Append(buf []byte) ([]byte, error) {
 	}
 	code := protocol.CodeOf(err)
 	a.c.s.met.reject(code.String())
+	a.c.s.refused(err)
 	r := &protocol.GroupLogResponse{ID: a.req.ID, Op: a.req.Op, Code: code}
 	if code == protocol.CodeWrongEpoch {
 		r.Epoch = a.resp.Epoch
@@ -137,9 +148,13 @@ func (s *Server) startAppend(c *stream, req *protocol.GroupLogRequest) (*pending
 			Log: req.Log, Epoch: req.Epoch, Token: token, Commit: req.Commit, Next: req.TokenHash,
 			Entry: req.Entry, StoredUntil: until, IdleUntil: s.idleUntil(now), Now: now,
 		}, func(l *store.RelayGroupLog, t *store.RelayGroupTotals) error {
-			switch {
-			case l.Count+1 > s.res.LogMaxCount || l.Bytes+n > s.res.LogMaxBytes:
+			if l.Count+1 > s.res.LogMaxCount || l.Bytes+n > s.res.LogMaxBytes {
 				return refusal{protocol.ErrQuotaExceeded}
+			}
+			if err := s.checkBytes(tx, l, n); err != nil {
+				return err
+			}
+			switch {
 			case t.Bytes+n > s.res.StoreMaxBytes:
 				return refusal{protocol.ErrStoreFull}
 			case req.Commit && s.commits.Take(req.Log, 1) != 1:
@@ -151,7 +166,10 @@ func (s *Server) startAppend(c *stream, req *protocol.GroupLogRequest) (*pending
 			return nil
 		})
 		var r refusal
+		var qr quotaRefusal
 		switch {
+		case errors.As(err, &qr):
+			a.err = qr
 		case err == nil && dup:
 			// Stored before (a retry whose answer was lost): the same
 			// answer, with the open epoch as it is now.

@@ -28,7 +28,9 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealpost/sealpost/node/internal/clock"
@@ -64,6 +66,18 @@ type Resources struct {
 	// the logs held. Over either: store_full.
 	StoreMaxBytes uint64
 	MaxLogs       uint64
+	// PeerMaxLogs and SubnetMaxLogs bound the logs that the peer, and the
+	// peers of the address range, that created them hold while they exist
+	// (the relay's creator quotas, as for mailboxes: Config.Quotas);
+	// over them a CREATE is refused too_many_logs. PeerMaxBytes and
+	// SubnetMaxBytes bound the bytes of those logs' entries, whoever
+	// appends them; over them an APPEND is refused quota_exceeded. So one
+	// client, however many connections and peer IDs it uses from one
+	// range, cannot fill the relay (store_full) for every group.
+	PeerMaxLogs    uint64
+	SubnetMaxLogs  uint64
+	PeerMaxBytes   uint64
+	SubnetMaxBytes uint64
 	// CreateRate and CreateBurst bound the logs one connection creates
 	// (per second, and at once). Over it: rate_limited.
 	CreateRate  float64
@@ -112,6 +126,10 @@ func DefaultResources() Resources {
 		LogMaxBytes:       512 << 20,
 		StoreMaxBytes:     10 << 30,
 		MaxLogs:           100_000,
+		PeerMaxLogs:       512,
+		SubnetMaxLogs:     12_500,
+		PeerMaxBytes:      1 << 30,
+		SubnetMaxBytes:    5 << 28,
 		CreateRate:        1.0 / 60,
 		CreateBurst:       64,
 		AppendRate:        200,
@@ -135,8 +153,10 @@ func (r Resources) Validate() error {
 	switch {
 	case r.MaxEntry <= 0 || r.MaxEntry > protocol.MaxGroupEntry:
 		return fmt.Errorf("grouprelay: max entry %d, want 1 to %d", r.MaxEntry, protocol.MaxGroupEntry)
-	case r.LogMaxCount == 0 || r.LogMaxBytes == 0 || r.StoreMaxBytes == 0 || r.MaxLogs == 0:
+	case r.LogMaxCount == 0 || r.LogMaxBytes == 0 || r.StoreMaxBytes == 0 || r.MaxLogs == 0 || r.PeerMaxLogs == 0 || r.SubnetMaxLogs == 0:
 		return errors.New("grouprelay: zero quota")
+	case r.PeerMaxBytes < uint64(r.MaxEntry) || r.SubnetMaxBytes < uint64(r.MaxEntry):
+		return fmt.Errorf("grouprelay: peer and subnet bytes %d and %d, want at least the largest entry (%d)", r.PeerMaxBytes, r.SubnetMaxBytes, r.MaxEntry)
 	case r.TTL <= 0 || r.IdleTTL < r.TTL || r.SweepInterval <= 0 || r.StreamIdle <= 0 || r.WriteTimeout <= 0:
 		return errors.New("grouprelay: durations must be positive, the idle TTL at least the TTL")
 	case r.CreateRate <= 0 || r.CreateBurst <= 0 || r.AppendRate <= 0 || r.AppendBurst <= 0 || r.CommitRate <= 0 || r.CommitBurst <= 0:
@@ -166,6 +186,19 @@ type Config struct {
 	// Registerer gets the Prometheus metrics (no per-log label). Zero:
 	// not registered.
 	Registerer prometheus.Registerer
+	// Quotas returns the keys of the creator quotas of a peer on a
+	// connection from remote: a node passes its relay's
+	// (node/relay.Server.CreatorQuotas), so that a creator's group logs
+	// count in the quotas its mailboxes count in (store.RelayQuota). Zero:
+	// logs count in no creator quota.
+	Quotas func(p peer.ID, remote ma.Multiaddr) [2]store.RelayQuotaKey
+	// QuotaRefused is called with the name of the creator quota
+	// (group_peer_logs, group_subnet_logs, group_peer_bytes,
+	// group_subnet_bytes) of each request refused for it: a node passes
+	// its relay's (node/relay.Server.QuotaRefused), which counts it in
+	// sealpost_relay_quota_refusals_total. Zero: counted only in the
+	// service's rejections (too_many_logs, quota_exceeded).
+	QuotaRefused func(quota string)
 }
 
 // Server is the relay's group log service. Its methods are safe for

@@ -24,6 +24,9 @@ type stream struct {
 	s      *Server
 	str    network.Stream
 	connID string
+	// quotas are the creator quotas of the peer at the other end (a log it
+	// creates counts in them).
+	quotas [2]store.RelayQuotaKey
 
 	ctx    context.Context // canceled when the stream ends
 	cancel context.CancelFunc
@@ -42,6 +45,9 @@ func (a answer) Append(buf []byte) ([]byte, error) { return protocol.AppendFrame
 
 func newStream(s *Server, str network.Stream) *stream {
 	c := &stream{s: s, str: str, connID: str.Conn().ID(), subs: map[*subscription]struct{}{}}
+	if s.cfg.Quotas != nil {
+		c.quotas = s.cfg.Quotas(str.Conn().RemotePeer(), str.Conn().RemoteMultiaddr())
+	}
 	c.ctx, c.cancel = context.WithCancel(s.ctx)
 	c.out = writeq.New(str, s.res.MaxPending, s.res.WriteTimeout, func(err error) {
 		c.cancel()
@@ -133,7 +139,7 @@ func (c *stream) dispatch(req *protocol.GroupLogRequest) bool {
 		if s.creates.Take(c.connID, 1) != 1 {
 			err = protocol.ErrRateLimited
 		} else {
-			resp, err = s.create(c.ctx, req)
+			resp, err = s.create(c.ctx, req, c.quotas)
 		}
 	case protocol.GroupLogFetch:
 		var open uint64

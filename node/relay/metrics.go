@@ -72,7 +72,7 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"reason"}),
 		quotas: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sealpost_relay_quota_refusals_total",
-			Help: "Mailbox creations, deposits, cards, prekeys and blob uploads refused for a quota of the mailbox's creator: peer_mailboxes, subnet_mailboxes (too_many_mailboxes), peer_bytes, subnet_bytes, blob_peer_bytes, blob_subnet_bytes (mailbox_quota).",
+			Help: "Mailbox creations, deposits, cards, prekeys and blob uploads refused for a quota of the mailbox's creator: peer_mailboxes, subnet_mailboxes (too_many_mailboxes), peer_bytes, subnet_bytes, blob_peer_bytes, blob_subnet_bytes (mailbox_quota); group log creations and appends for a quota of the log's creator: group_peer_logs, group_subnet_logs (too_many_logs), group_peer_bytes, group_subnet_bytes (quota_exceeded).",
 		}, []string{"quota"}),
 		deposits:      counter("sealpost_relay_deposits_total", "Envelopes stored (each answered with a custody receipt)."),
 		depositBytes:  counter("sealpost_relay_deposit_bytes_total", "Bytes of the envelopes stored."),
@@ -148,8 +148,10 @@ func (m *metrics) reject(reason string) {
 }
 
 // QuotaRefused counts a refusal for the creator quota named q: the
-// relay's own (quota.go), and those of the attachment blobs its mailboxes
-// hold (node/blobrelay: blob_peer_bytes, blob_subnet_bytes), in
+// relay's own (quota.go), those of the attachment blobs its mailboxes
+// hold (node/blobrelay: blob_peer_bytes, blob_subnet_bytes) and those of
+// the group logs (node/grouprelay: group_peer_logs, group_subnet_logs,
+// group_peer_bytes, group_subnet_bytes), in
 // sealpost_relay_quota_refusals_total and Stats.
 func (s *Server) QuotaRefused(q string) { s.met.quotaRefused(q) }
 
@@ -256,9 +258,11 @@ type Stats struct {
 	// since the relay started.
 	Rejections map[string]uint64 `json:"rejections"`
 	// QuotaRefusals counts, of those and of the attachment blob uploads
-	// refused, the ones for a quota of a mailbox's creator
-	// (peer_mailboxes, subnet_mailboxes, peer_bytes, subnet_bytes,
-	// blob_peer_bytes, blob_subnet_bytes).
+	// and group log requests refused, the ones for a quota of a mailbox's
+	// or group log's creator (peer_mailboxes, subnet_mailboxes,
+	// peer_bytes, subnet_bytes, blob_peer_bytes, blob_subnet_bytes,
+	// group_peer_logs, group_subnet_logs, group_peer_bytes,
+	// group_subnet_bytes).
 	QuotaRefusals map[string]uint64 `json:"quota_refusals"`
 	Streams       int               `json:"streams"`
 	Subscriptions int               `json:"subscriptions"`

@@ -53,6 +53,13 @@ func (s *Server) quotaKey(kind byte, name []byte) store.RelayQuotaKey {
 	return k
 }
 
+// CreatorQuotas returns the keys of the creator quotas of peer p on a
+// connection from remote, for the relay's other services whose data count
+// in them (node/grouprelay: the group logs a peer creates).
+func (s *Server) CreatorQuotas(p peer.ID, remote ma.Multiaddr) [2]store.RelayQuotaKey {
+	return s.quotasOf(p, remote)
+}
+
 // quotasOf returns the quota keys of a peer on a connection from remote:
 // the peer's, and its address range's (none for an address not in a
 // range: a loopback one unless SubnetLoopback, or a transport without an

@@ -17,16 +17,7 @@ func testRelayQuotas(t *testing.T, st store.Store) {
 	peer, subnet := store.RelayQuotaKey{1}, store.RelayQuotaKey{2}
 	check := func(k store.RelayQuotaKey, want store.RelayQuota) {
 		t.Helper()
-		view(t, st, func(tx *store.Tx) error {
-			got, err := tx.Relay().Quota(k)
-			if err != nil {
-				return err
-			}
-			if got != want {
-				t.Errorf("quota %x: got %+v, want %+v", k[:1], got, want)
-			}
-			return nil
-		})
+		checkQuota(t, st, k, want)
 	}
 	a, b, c := relayMailbox(1), relayMailbox(2), relayMailbox(3)
 	a.Quotas = [2]store.RelayQuotaKey{peer, subnet}
@@ -170,5 +161,88 @@ func testRelayQuotas(t *testing.T, st store.Store) {
 		boxes, err := tx.RelayBlobs().Mailboxes(protocol.MailboxID{}, 0)
 		equal(t, "mailboxes with blob references", len(boxes), 0)
 		return err
+	})
+}
+
+// testRelayGroupQuotas: a group log counts in its creator quotas while it
+// exists, its entries' bytes while they are stored, in the same
+// transactions; one that names no quota counts in none.
+func testRelayGroupQuotas(t *testing.T, st store.Store) {
+	peer, subnet := store.RelayQuotaKey{7}, store.RelayQuotaKey{8}
+	check := func(k store.RelayQuotaKey, want store.RelayQuota) {
+		t.Helper()
+		checkQuota(t, st, k, want)
+	}
+	tok := protocol.TokenHash{1}
+	logs := []store.RelayGroupLog{
+		{ID: protocol.GroupLogID{1}, CreatedAt: T0, IdleUntil: T0.Add(time.Hour), Quotas: [2]store.RelayQuotaKey{peer, subnet}},
+		{ID: protocol.GroupLogID{2}, CreatedAt: T0, IdleUntil: T0.Add(time.Hour), Quotas: [2]store.RelayQuotaKey{{}, subnet}},
+		{ID: protocol.GroupLogID{3}, CreatedAt: T0, IdleUntil: T0.Add(time.Hour)},
+	}
+	update(t, st, func(tx *store.Tx) error {
+		for i, l := range logs {
+			if err := tx.RelayGroups().CreateLog(l, tok); err != nil {
+				return err
+			}
+			for j := range 2 {
+				a := store.GroupAppend{Log: l.ID, Token: tok, Entry: envelope(100<<(i+j), byte(j)), StoredUntil: T0.Add(time.Minute), Now: T0}
+				if _, _, err := tx.RelayGroups().Append(a, nil); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	check(peer, store.RelayQuota{GroupLogs: 1, GroupBytes: 100 + 200})
+	check(subnet, store.RelayQuota{GroupLogs: 2, GroupBytes: 100 + 200 + 200 + 400})
+	view(t, st, func(tx *store.Tx) error {
+		l, err := tx.RelayGroups().Log(logs[0].ID)
+		if err == nil && l.Quotas != logs[0].Quotas {
+			t.Errorf("stored quotas %x, want %x", l.Quotas, logs[0].Quotas)
+		}
+		return err
+	})
+	// An entry that expires gives its bytes back; a log deleted, its place.
+	update(t, st, func(tx *store.Tx) error {
+		_, err := tx.RelayGroups().DeleteEntry(logs[0].ID, 1)
+		return err
+	})
+	check(peer, store.RelayQuota{GroupLogs: 1, GroupBytes: 200})
+	check(subnet, store.RelayQuota{GroupLogs: 2, GroupBytes: 200 + 200 + 400})
+	update(t, st, func(tx *store.Tx) error {
+		for done := false; !done; {
+			var err error
+			if done, err = tx.RelayGroups().DeleteLog(logs[1].ID, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	check(subnet, store.RelayQuota{GroupLogs: 1, GroupBytes: 200})
+	update(t, st, func(tx *store.Tx) error {
+		for done := false; !done; {
+			var err error
+			if done, err = tx.RelayGroups().DeleteLog(logs[0].ID, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	check(peer, store.RelayQuota{})
+	check(subnet, store.RelayQuota{})
+}
+
+// checkQuota checks what counts against quota k.
+func checkQuota(t *testing.T, st store.Store, k store.RelayQuotaKey, want store.RelayQuota) {
+	t.Helper()
+	view(t, st, func(tx *store.Tx) error {
+		got, err := tx.Relay().Quota(k)
+		if err != nil {
+			return err
+		}
+		if got != want {
+			t.Errorf("quota %x: got %+v, want %+v", k[:1], got, want)
+		}
+		return nil
 	})
 }

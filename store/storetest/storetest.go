@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RelayPrekeyRace", testRelayPrekeyRace},
 		{"RelayDeleteMailbox", testRelayDeleteMailbox},
 		{"RelayQuotas", testRelayQuotas},
+		{"RelayGroupQuotas", testRelayGroupQuotas},
 		{"RelayBlobs", testRelayBlobs},
 		{"RelayBlobLogs", testRelayBlobLogs},
 		{"RelayGroupLogs", testRelayGroupLogs},

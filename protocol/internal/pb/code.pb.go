@@ -62,8 +62,9 @@ const (
 	Code_CODE_TOO_MANY_MAILBOXES Code = 40 // this connection created its quota of mailboxes
 	Code_CODE_SUBSCRIPTION_ENDED Code = 41 // a newer subscription to the mailbox replaced this one
 	// The group log (docs/PROTOCOL.md §11.5).
-	Code_CODE_UNKNOWN_LOG Code = 64 // no such group log on this relay
-	Code_CODE_WRONG_EPOCH Code = 65 // the epoch is not the log's open one (a commit for it was taken)
+	Code_CODE_UNKNOWN_LOG   Code = 64 // no such group log on this relay
+	Code_CODE_WRONG_EPOCH   Code = 65 // the epoch is not the log's open one (a commit for it was taken)
+	Code_CODE_TOO_MANY_LOGS Code = 66 // the peer or its address range created its quota of group logs
 )
 
 // Enum value maps for Code.
@@ -97,6 +98,7 @@ var (
 		41: "CODE_SUBSCRIPTION_ENDED",
 		64: "CODE_UNKNOWN_LOG",
 		65: "CODE_WRONG_EPOCH",
+		66: "CODE_TOO_MANY_LOGS",
 	}
 	Code_value = map[string]int32{
 		"CODE_UNSPECIFIED":         0,
@@ -127,6 +129,7 @@ var (
 		"CODE_SUBSCRIPTION_ENDED":  41,
 		"CODE_UNKNOWN_LOG":         64,
 		"CODE_WRONG_EPOCH":         65,
+		"CODE_TOO_MANY_LOGS":       66,
 	}
 )
 
@@ -161,7 +164,7 @@ var File_protocol_internal_pb_code_proto protoreflect.FileDescriptor
 
 const file_protocol_internal_pb_code_proto_rawDesc = "" +
 	"\n" +
-	"\x1fprotocol/internal/pb/code.proto\x12\vsealpost.v1*\x93\x05\n" +
+	"\x1fprotocol/internal/pb/code.proto\x12\vsealpost.v1*\xab\x05\n" +
 	"\x04Code\x12\x14\n" +
 	"\x10CODE_UNSPECIFIED\x10\x00\x12\v\n" +
 	"\aCODE_OK\x10\x01\x12\x12\n" +
@@ -191,7 +194,8 @@ const file_protocol_internal_pb_code_proto_rawDesc = "" +
 	"\x17CODE_TOO_MANY_MAILBOXES\x10(\x12\x1b\n" +
 	"\x17CODE_SUBSCRIPTION_ENDED\x10)\x12\x14\n" +
 	"\x10CODE_UNKNOWN_LOG\x10@\x12\x14\n" +
-	"\x10CODE_WRONG_EPOCH\x10AB3Z1github.com/sealpost/sealpost/protocol/internal/pbb\x06proto3"
+	"\x10CODE_WRONG_EPOCH\x10A\x12\x16\n" +
+	"\x12CODE_TOO_MANY_LOGS\x10BB3Z1github.com/sealpost/sealpost/protocol/internal/pbb\x06proto3"
 
 var (
 	file_protocol_internal_pb_code_proto_rawDescOnce sync.Once
