@@ -404,8 +404,17 @@ func (g *group) enterEpoch() error {
 }
 
 // check runs on pubsub's goroutines before a topic's message is delivered
-// or forwarded: no decryption, only the clear header.
+// or forwarded: no decryption, only the clear header. A commit is refused:
+// commits travel only through the first home's log (a member publishing
+// one breaks the protocol, and forwarded it would make every member
+// fetch).
 func (g *group) check(from peer.ID, m *protocol.GroupMessage) error {
+	switch {
+	case m.Kind == protocol.GroupCommit:
+		return errors.New("a commit on the topic")
+	case m.Kind == protocol.GroupApplication && len(m.Body) > MaxApplicationBody:
+		return fmt.Errorf("application message of %d bytes, limit %d", len(m.Body), MaxApplicationBody)
+	}
 	h, err := mls.Peek(m.Body)
 	if err != nil {
 		return err

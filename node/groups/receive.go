@@ -128,6 +128,12 @@ func (g *group) receive(b *batch, m *protocol.GroupMessage, home int, seq uint64
 	switch m.Kind {
 	case protocol.GroupWelcome:
 		return
+	case protocol.GroupApplication:
+		if len(m.Body) > MaxApplicationBody {
+			g.remember(h)
+			g.s.met.dropped.WithLabelValues(dropMalformed).Inc()
+			return
+		}
 	case protocol.GroupCommit:
 		if home != 0 {
 			if home < 0 {

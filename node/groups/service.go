@@ -94,6 +94,12 @@ const (
 	MaxGroups = gossip.MaxTopics / 2
 	// MaxText bounds a group text, as for 1:1.
 	MaxText = protocol.MaxText
+	// MaxApplicationBody bounds an application message's MLS body: its
+	// content is a Plaintext (at most protocol.MaxPlaintext, as for 1:1),
+	// and a PrivateMessage adds under 1 KiB to it (the group ID, epoch,
+	// sender data, an Ed25519 signature, padding to 64 bytes, the AEAD
+	// tags). A larger one is dropped before any decryption.
+	MaxApplicationBody = protocol.MaxPlaintext + 4<<10
 	// MaxAhead bounds the messages of a future epoch a group keeps until
 	// its commit arrives (the rest is fetched from the log then).
 	MaxAhead = 1024
