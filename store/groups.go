@@ -17,7 +17,8 @@ import (
 // Messages with Group set (messages.go).
 //
 //	tGroup            group(32)                    -> Group
-//	tGroupState       group(32)                    -> the MLS state (crypto/mls)
+//	tGroupState       group(32)                    -> the MLS state (crypto/mls), its first part
+//	tGroupStateMore   group(32) part(2)            -> its parts after the first, in order
 //	tGroupWork        group(32) kind(1) n(8)       -> GroupWork
 //	tGroupInbox       n(8)                         -> GroupInboxEntry
 //	tGroupDelivery    message(16) member(32)       -> delivered time (zero: pending)
@@ -67,6 +68,11 @@ const (
 	// MaxGroupState bounds a stored MLS group state (crypto/mls's
 	// marshalled state of a group at its largest, pending commit included).
 	MaxGroupState = 128 << 20
+	// groupStatePart is the size of the parts a state is stored in: one
+	// record holds at most MaxValueSize, and a group of 1,000 members with
+	// a commit and its Welcome pending takes more (its tree alone about
+	// 1.6 MB with the post-quantum suite).
+	groupStatePart = MaxValueSize / 2
 	// MaxGroupWork bounds one work item of the group engine.
 	MaxGroupWork = 64 << 20
 	// MaxGroupInboxEntry bounds a control that arrived from a contact.
@@ -298,20 +304,73 @@ func (s Groups) State(id protocol.GroupID) ([]byte, error) {
 	if errors.Is(err, ErrNotFound) {
 		return nil, notFound("group state", id)
 	}
-	return b, err
+	if err != nil {
+		return nil, err
+	}
+	want := uint16(1)
+	err = s.tx.scanPrefix(key(tGroupStateMore, id[:]), false, func(k, v []byte) error {
+		if len(k) != 1+32+2 || binary.BigEndian.Uint16(k[33:]) != want || len(b)+len(v) > MaxGroupState {
+			return fmt.Errorf("group state: %w: part %x", ErrCorrupt, k[33:])
+		}
+		want++
+		b = append(b, v...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
-// PutState stores the MLS state of group id.
+// PutState stores the MLS state of group id, in parts of groupStatePart
+// bytes.
 func (s Groups) PutState(id protocol.GroupID, state []byte) error {
 	if len(state) == 0 || len(state) > MaxGroupState {
 		return fmt.Errorf("group state: %w: %d bytes", ErrInvalid, len(state))
 	}
-	return s.tx.set(key(tGroupState, id[:]), state)
+	first := min(len(state), groupStatePart)
+	if err := s.tx.set(key(tGroupState, id[:]), state[:first]); err != nil {
+		return err
+	}
+	part := uint16(1)
+	for rest := state[first:]; len(rest) > 0; part++ {
+		n := min(len(rest), groupStatePart)
+		if err := s.tx.set(key(tGroupStateMore, id[:], binary.BigEndian.AppendUint16(nil, part)), rest[:n]); err != nil {
+			return err
+		}
+		rest = rest[n:]
+	}
+	return s.deleteStateParts(id, part)
+}
+
+// deleteStateParts deletes the parts of group id's state from the part
+// numbered from on.
+func (s Groups) deleteStateParts(id protocol.GroupID, from uint16) error {
+	var keys [][]byte
+	lo := key(tGroupStateMore, id[:], binary.BigEndian.AppendUint16(nil, from))
+	err := s.tx.scan(lo, prefixEnd(key(tGroupStateMore, id[:])), false, func(k, _ []byte) error {
+		keys = append(keys, append([]byte(nil), k...))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := s.tx.del(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // DeleteState deletes the MLS state of group id (the node left: what it
 // held of the group's secrets goes).
-func (s Groups) DeleteState(id protocol.GroupID) error { return s.tx.del(key(tGroupState, id[:])) }
+func (s Groups) DeleteState(id protocol.GroupID) error {
+	if err := s.deleteStateParts(id, 1); err != nil {
+		return err
+	}
+	return s.tx.del(key(tGroupState, id[:]))
+}
 
 // Delete deletes group id with its state and work (a declined request);
 // its messages, if any, stay.

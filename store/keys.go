@@ -38,6 +38,7 @@ const (
 	tGroupDelivery    byte = 0x1b // message(16) member(32) -> delivered time (zero: pending)
 	tGroupUndelivered byte = 0x1c // group(32) member(32) message(16) -> ""
 	tMessageByGroup   byte = 0x1d // group(32) order(8) -> id(16)
+	tGroupStateMore   byte = 0x1f // group(32) part(2) -> the MLS state after its first part
 
 	// The seen-entries of a message request's ciphertexts (seen.go).
 	tSeenRequest byte = 0x1e // user(32) until(8) hash(32) -> ""

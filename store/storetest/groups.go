@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 	"time"
@@ -190,6 +191,43 @@ func testGroups(t *testing.T, st store.Store) {
 		}
 		if w, _ := tx.Groups().Work(gid, 2, 0); len(w) != 0 {
 			t.Errorf("work after Delete: %d", len(w))
+		}
+		return nil
+	})
+}
+
+// testGroupStateParts: a state larger than a record (a group of 1,000
+// members with a commit and its Welcome pending) is stored in parts and
+// read back whole; a smaller one after it leaves no part of the larger
+// behind, and DeleteState deletes every part.
+func testGroupStateParts(t *testing.T, st store.Store) {
+	gid := protocol.GroupID(id32(0x62))
+	big := make([]byte, 2*store.MaxValueSize+123)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	small := big[:store.MaxValueSize/3]
+	for _, state := range [][]byte{big, small, big[:store.MaxValueSize/2+1], big} {
+		update(t, st, func(tx *store.Tx) error { return tx.Groups().PutState(gid, state) })
+		view(t, st, func(tx *store.Tx) error {
+			b, err := tx.Groups().State(gid)
+			if err != nil || !bytes.Equal(b, state) {
+				t.Errorf("State: %d bytes, %v; want the %d put", len(b), err, len(state))
+			}
+			return nil
+		})
+	}
+	update(t, st, func(tx *store.Tx) error { return tx.Groups().DeleteState(gid) })
+	view(t, st, func(tx *store.Tx) error {
+		if _, err := tx.Groups().State(gid); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("State after DeleteState: %v", err)
+		}
+		return nil
+	})
+	update(t, st, func(tx *store.Tx) error { return tx.Groups().PutState(gid, small) })
+	view(t, st, func(tx *store.Tx) error {
+		if b, err := tx.Groups().State(gid); err != nil || !bytes.Equal(b, small) {
+			t.Errorf("State after a delete and a put: %d bytes, %v", len(b), err)
 		}
 		return nil
 	})

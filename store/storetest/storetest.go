@@ -54,6 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RelayGroupDeleteLog", testRelayGroupDeleteLog},
 		{"Files", testFiles},
 		{"Groups", testGroups},
+		{"GroupStateParts", testGroupStateParts},
 		{"Counters", testCounters},
 		{"Committed", testCommitted},
 		{"Rollback", testRollback},
