@@ -34,8 +34,9 @@ func AppendFrame(dst []byte, m Message) ([]byte, error) {
 }
 
 // maxFramePrefix is the longest length prefix of any frame this package
-// writes: every message's limit is below 2^21.
-const maxFramePrefix = 3
+// writes: every message's limit is below 2^28 (a group log frame holds
+// an entry of 2 MiB).
+const maxFramePrefix = 4
 
 // WriteFrame writes m to w as one frame, in a single Write.
 func WriteFrame(w io.Writer, m Message) error {

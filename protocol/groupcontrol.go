@@ -49,9 +49,9 @@ const (
 	MaxKeyPackage = 16 << 10
 	// MaxWelcomePieces bounds the pieces of a Welcome: a Welcome carries
 	// the ratchet tree, about 2.6 KiB a member with the post-quantum suite,
-	// so a group at its largest takes a few MiB; 256 pieces of
+	// so a group at its largest takes a few MiB; 32 pieces of
 	// MaxGroupBody hold 64 MiB (crypto/mls's bound on a message).
-	MaxWelcomePieces = 256
+	MaxWelcomePieces = 32
 )
 
 // GroupHome is a home relay of a group and the ID of the group's log on it.

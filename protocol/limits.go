@@ -195,14 +195,17 @@ const (
 	// MaxGroupEntry bounds a group log entry, an encoded GroupMessage
 	// without sequence numbers. Application messages are as small as 1:1
 	// ones (a MaxText text in an MLS PrivateMessage); the bound is set by
-	// commits, whose UpdatePath grows with the tree: with the post-quantum
-	// suite each level takes an X-Wing key (1216 bytes) and an HPKE
-	// ciphertext (about 1.2 KiB) per node of the copath's resolution, so a
-	// commit to a 1,000-member group (10 levels) takes about 30 KiB, and
-	// up to several times that after removals have left blanks in the tree.
-	// A Welcome, which carries the whole tree, is cut into pieces of this
-	// size.
-	MaxGroupEntry = 256 << 10
+	// commits, whose UpdatePath takes, with the post-quantum suite, an
+	// X-Wing key (1216 bytes) per level and an HPKE ciphertext (about
+	// 1.2 KiB) per node of the resolution of the committer's copath. In a
+	// tree whose members all committed since joining that is one node per
+	// level (a commit to 1,000 members takes about 30 KiB); in one whose
+	// members were added and have not committed since, the blank parents
+	// leave nearly every member in the resolution: a commit removing one of
+	// 1,000 members takes about 1.2 MB, which this bound holds with room
+	// for the adds and meta that come with it. A Welcome, which carries the
+	// whole tree, is cut into pieces of this size.
+	MaxGroupEntry = 2 << 20
 
 	// MaxGroupBody bounds the body of a GroupMessage: MaxGroupEntry less
 	// the version, epoch, kind and tags (at most 20 bytes; 32 reserved).

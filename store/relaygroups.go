@@ -44,7 +44,7 @@ var (
 
 // MaxRelayGroupEntry bounds a stored group log entry
 // (protocol.MaxGroupEntry).
-const MaxRelayGroupEntry = 256 << 10
+const MaxRelayGroupEntry = protocol.MaxGroupEntry
 
 // RelayGroupLog is a group log a relay holds for a group's members.
 type RelayGroupLog struct {
