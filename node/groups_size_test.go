@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/pprof"
+	"slices"
 	"testing"
 	"time"
 
@@ -26,50 +28,56 @@ import (
 // inviter.
 func offlineMembers(t testing.TB, n int) [][]byte {
 	t.Helper()
-	now := time.Now()
 	out := make([][]byte, 0, n)
 	for range n {
-		id, err := identity.Generate(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, dev, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lk, err := crypto.UnmarshalEd25519PrivateKey(dev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pid, err := peer.IDFromPrivateKey(lk)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rec, err := identity.NewDeviceRecord(id, dev, []byte(pid), now, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		recb, err := rec.MarshalBinary()
-		if err != nil {
-			t.Fatal(err)
-		}
-		sk, err := mls.NewSignatureKey(mls.DefaultSuite, dev.Seed())
-		if err != nil {
-			t.Fatal(err)
-		}
-		kp, err := mls.NewKeyPackageWith(mls.Credential{Type: mls.CredentialBasic, Identity: recb}, sk,
-			now.Add(-time.Hour), now.Add(24*time.Hour),
-			mls.KeyPackageOptions{Extensions: []mls.ExtensionType{protocol.GroupMetaExtension}}, rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := kp.KeyPackage().MarshalBinary()
+		b, err := offlineMember(t).KeyPackage().MarshalBinary()
 		if err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, b)
 	}
 	return out
+}
+
+// offlineMember makes the KeyPackage of a fresh identity with one device.
+func offlineMember(t testing.TB) *mls.KeyPackagePrivate {
+	t.Helper()
+	now := time.Now()
+	id, err := identity.Generate(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, dev, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk, err := crypto.UnmarshalEd25519PrivateKey(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := peer.IDFromPrivateKey(lk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := identity.NewDeviceRecord(id, dev, []byte(pid), now, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recb, err := rec.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := mls.NewSignatureKey(mls.DefaultSuite, dev.Seed())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := mls.NewKeyPackageWith(mls.Credential{Type: mls.CredentialBasic, Identity: recb}, sk,
+		now.Add(-time.Hour), now.Add(24*time.Hour),
+		mls.KeyPackageOptions{Extensions: []mls.ExtensionType{protocol.GroupMetaExtension}}, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kp
 }
 
 // queueAdds puts KeyPackages in the admin's store as the group engine
@@ -237,8 +245,20 @@ func TestMeasureGroup1000(t *testing.T) {
 	waitGroup(t, ctx, info.ID, size-1, append([]*Node{a}, members[:online-1]...)...)
 	t.Logf("group of %d members (%d online) made in %s", size-1, online, time.Since(t0).Round(time.Millisecond))
 
+	if path := os.Getenv("SEALPOST_MEASURE_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	last := members[online-1]
 	name := fmt.Sprintf("m%d", online-1)
+	var adds, rms []time.Duration
 	for r := range rounds {
 		start := time.Now()
 		if _, err := a.Groups().Add(ctx, info.ID, []string{name}); err != nil {
@@ -258,5 +278,121 @@ func TestMeasureGroup1000(t *testing.T) {
 		})
 		t.Logf("round %d: add (invite, KeyPackage, commit, Welcome, join) to %d members in the new epoch: %s (target %s, ratio %.2f); remove: %s (ratio %.2f)",
 			r, size, add.Round(time.Millisecond), target, float64(add)/float64(target), rm.Round(time.Millisecond), float64(rm)/float64(target))
+		adds, rms = append(adds, add), append(rms, rm)
 	}
+	pprof.StopCPUProfile()
+	lim := mlsLimits(t, ctx, a, members[0], info.ID)
+	addLim := lim.addCommit + max(lim.addProcess, lim.join)
+	rmLim := lim.rmCommit + lim.rmProcess
+	t.Logf("limit, crypto/mls alone on this group's states (median of %d): add %s (commit %s of %d bytes and a Welcome of %d, then the slower of a member's processing %s and the joiner's Join %s); remove %s (commit %s of %d bytes, processing %s)",
+		limitRuns, addLim.Round(time.Millisecond), lim.addCommit.Round(time.Millisecond), lim.addBytes, lim.welcomeBytes,
+		lim.addProcess.Round(100*time.Microsecond), lim.join.Round(time.Millisecond),
+		rmLim.Round(time.Millisecond), lim.rmCommit.Round(time.Millisecond), lim.rmBytes, lim.rmProcess.Round(100*time.Microsecond))
+	madd, mrm := median(adds), median(rms)
+	t.Logf("median of %d rounds: add %s (ratio %.2f to the target %s, %.1f to the limit); remove %s (ratio %.2f, %.1f to the limit)",
+		rounds, madd.Round(time.Millisecond), float64(madd)/float64(target), target, float64(madd)/float64(addLim),
+		mrm.Round(time.Millisecond), float64(mrm)/float64(target), float64(mrm)/float64(rmLim))
+}
+
+func median(ds []time.Duration) time.Duration {
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}
+
+// limitRuns is how many times mlsLimits times each operation.
+const limitRuns = 3
+
+// groupLimits are what the group's Add and Remove cost in crypto/mls
+// alone, on the states of its admin and of one member.
+type groupLimits struct {
+	addCommit, addProcess, join, rmCommit, rmProcess time.Duration
+	addBytes, welcomeBytes, rmBytes                  int
+}
+
+// mlsLimits times, on the MLS states admin and member hold of group, the
+// admin's commit of one add (without a path, as the engine makes it) and
+// of one removal, the member's processing of each, and the joiner's Join
+// of the add's Welcome: the work no engine can avoid. Each the median of
+// limitRuns.
+func mlsLimits(t *testing.T, ctx context.Context, admin, member *Node, group string) groupLimits {
+	t.Helper()
+	gid, ok := groups.ParseGroupID(group)
+	if !ok {
+		t.Fatalf("group ID %q", group)
+	}
+	state := func(n *Node) []byte {
+		var b []byte
+		err := n.cfg.Store.View(ctx, func(tx *store.Tx) error {
+			var err error
+			b, err = tx.Groups().State(gid)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	cfg := mls.Config{
+		ValidateCredential: func(mls.Credential, []byte, *mls.Credential) error { return nil },
+		Extensions:         []mls.ExtensionType{protocol.GroupMetaExtension},
+	}
+	load := func(b []byte) *mls.Group {
+		g, err := mls.UnmarshalGroup(cfg, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	as, ms := state(admin), state(member)
+	var l groupLimits
+	var addC, addP, join, rmC, rmP []time.Duration
+	for range limitRuns {
+		kp := offlineMember(t)
+		ag, mg := load(as), load(ms)
+		start := time.Now()
+		msg, err := ag.Commit(mls.CommitOptions{Add: []*mls.KeyPackage{kp.KeyPackage()}, NoPath: true}, time.Now(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		own, err := ag.MergePendingCommit()
+		if err != nil {
+			t.Fatal(err)
+		}
+		addC = append(addC, time.Since(start))
+		l.addBytes, l.welcomeBytes = len(msg), len(own.Commit.Welcome)
+		start = time.Now()
+		if _, err := mg.Process(msg, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		addP = append(addP, time.Since(start))
+		start = time.Now()
+		if _, err := mls.Join(cfg, own.Commit.Welcome, []*mls.KeyPackagePrivate{kp}, mls.JoinOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		join = append(join, time.Since(start))
+
+		ag, mg = load(as), load(ms)
+		var leaf uint32
+		for _, m := range ag.Members() {
+			leaf = max(leaf, m.Index) // an offline member's
+		}
+		start = time.Now()
+		msg, err = ag.Commit(mls.CommitOptions{Remove: []uint32{leaf}}, time.Now(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ag.MergePendingCommit(); err != nil {
+			t.Fatal(err)
+		}
+		rmC = append(rmC, time.Since(start))
+		l.rmBytes = len(msg)
+		start = time.Now()
+		if _, err := mg.Process(msg, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		rmP = append(rmP, time.Since(start))
+	}
+	l.addCommit, l.addProcess, l.join, l.rmCommit, l.rmProcess = median(addC), median(addP), median(join), median(rmC), median(rmP)
+	return l
 }
