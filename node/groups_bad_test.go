@@ -18,6 +18,7 @@ import (
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/sealpost/sealpost/crypto/mls"
+	"github.com/sealpost/sealpost/node/grouprelay"
 	"github.com/sealpost/sealpost/node/groups"
 	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/protocol"
@@ -353,4 +354,66 @@ func TestGroupBadInput(t *testing.T) {
 			t.Errorf("%s: %s", n.Info().UserID, g.State)
 		}
 	}
+}
+
+// TestCommitRate: commits past the home relay's commit rate for the
+// group's log are refused there (rate_limited), counted by each
+// committer, and retried with backoff: every member follows every epoch,
+// none forks, and messages go on.
+func TestCommitRate(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	res := grouprelay.DefaultResources()
+	res.CommitBurst, res.CommitRate = 1, 0.5
+	r := newTestNode(t, func(c *Config) {
+		c.RelayService = true
+		c.GroupRelay = res
+	})
+	gn := &groupNet{relay: r}
+	for range 3 {
+		gn.nodes = append(gn.nodes, newTestNode(t, func(c *Config) {
+			c.Bootstrap = []string{r.Info().Addrs[0]}
+			c.Groups.FetchGrace = 100 * time.Millisecond
+		}))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	info := gn.trio(t, ctx, "commit rate")
+	nodes := gn.nodes
+	start := epochOf(t, ctx, nodes[0], info.ID)
+	// Every member updates its keys at once: three commits (or more: a
+	// member's update that lost the race for an epoch is made again)
+	// where the log takes one at once and then one every two seconds.
+	for _, n := range nodes {
+		if _, err := n.Groups().Update(ctx, info.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var epoch uint64
+	auth := ""
+	nodetest.WaitFor(t, 3*time.Minute, "every update committed, the members at one epoch", func() bool {
+		auth, epoch = "", 0
+		for _, n := range nodes {
+			g, err := n.Groups().Show(ctx, info.ID)
+			if err != nil || g.Epoch < start+uint64(len(nodes)) || epoch != 0 && g.Epoch != epoch {
+				return false
+			}
+			if auth != "" && g.Authenticator != auth {
+				t.Fatal("members disagree at one epoch: a fork")
+			}
+			epoch, auth = g.Epoch, g.Authenticator
+		}
+		return true
+	})
+	limited := sum(t, "sealpost_groups_commits_total", "outcome", "rate_limited", nodes...)
+	t.Logf("epoch %d to %d; %v commit appends rate-limited, %v commits refused for a lost race", start, epoch, limited,
+		sum(t, "sealpost_groups_commits_total", "outcome", "refused", nodes...))
+	if limited == 0 {
+		t.Error("no commit counted rate_limited")
+	}
+	sendSent(t, ctx, nodes[1], info.ID, "after the updates")
+	nodetest.WaitFor(t, time.Minute, "a and c read b's message", func() bool {
+		return slices.Contains(texts(t, ctx, nodes[0], info.ID), "after the updates") &&
+			slices.Contains(texts(t, ctx, nodes[2], info.ID), "after the updates")
+	})
+	noGroupError(t, ctx, info.ID, nodes...)
 }

@@ -46,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		commits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sealpost_groups_commits_total",
-			Help: "This node's commits, by outcome: accepted, or refused because another commit won the epoch (then retried).",
+			Help: "This node's commits, by outcome: accepted, refused because another commit won the epoch (then made again), or rate_limited by the home relay's commit rate (then retried).",
 		}, []string{"outcome"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sealpost_groups_dropped_total",

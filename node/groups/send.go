@@ -389,6 +389,9 @@ func (g *group) appended(it *outItem, i int, a grouplog.Appended, err error) {
 		if errors.Is(err, protocol.ErrUnknownLog) {
 			g.recreate(i)
 		}
+		if it.e.Kind == protocol.GroupCommit && i == 0 && errors.Is(err, protocol.ErrRateLimited) {
+			g.s.met.commits.WithLabelValues("rate_limited").Inc()
+		}
 		it.fails[i]++
 		if it.anyStored() && it.fails[i] >= maxHomeFails {
 			it.e.Seqs[i] = skipped
