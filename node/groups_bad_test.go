@@ -76,13 +76,16 @@ func TestMisorderedLogCounted(t *testing.T) {
 	}
 	p.misorder.Store(true)
 	m.start()
+	// Every message is read or counted lost (the log may hold more
+	// entries than messages: a retried append stored twice is the same
+	// message in two ciphertexts).
 	var got int
 	var lost, dup float64
 	nodetest.WaitFor(t, 2*time.Minute, "m reads the log", func() bool {
 		got = len(texts(t, ctx, m.node, info.ID))
 		lost = labelled(t, m.node, "sealpost_groups_dropped_total", "reason", "evicted")
 		dup = counter(t, m.node, "sealpost_groups_duplicates_total")
-		return !p.misorder.Load() && float64(got)+lost+dup == n
+		return !p.misorder.Load() && float64(got)+lost+dup >= n
 	})
 	t.Logf("m read %d of %d messages; %v lost, counted as evicted; %v duplicates", got, n, lost, dup)
 	if lost == 0 {
