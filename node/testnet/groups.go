@@ -34,8 +34,10 @@ const (
 	MaxGroupMessages = 100_000
 	adminRaceAt      = 0.4
 	adminRaceAgain   = 0.8
-	// groupJoinTimeout bounds the wait for every member to join a group.
-	groupJoinTimeout = 2 * time.Minute
+	// groupJoinBase and groupJoinPerMember bound the wait for every
+	// member to join a group (groupJoinTimeout).
+	groupJoinBase      = 2 * time.Minute
+	groupJoinPerMember = 2 * time.Second
 	// groupParallel groups are set up at once.
 	groupParallel = 8
 )
@@ -44,6 +46,14 @@ const (
 var testGroups = groups.Options{
 	RetryMin: 100 * time.Millisecond,
 	RetryMax: 2 * time.Second,
+}
+
+// groupJoinTimeout bounds the wait for every member of a group of size
+// members to join it: each joins on its own after the admin's commits, so
+// the wait grows with the group (100 members took more than two minutes
+// on a loaded machine).
+func groupJoinTimeout(members int) time.Duration {
+	return groupJoinBase + time.Duration(members)*groupJoinPerMember
 }
 
 // groupPlan is one group of the scenario.
@@ -160,7 +170,7 @@ func (nw *cluster) setupGroups(ctx context.Context) error {
 	return forEach(idx, groupParallel, func(gi int) error {
 		g := p.groups[gi]
 		admin := nw.nodes[g.admin]
-		ctx, cancel := context.WithTimeout(ctx, groupJoinTimeout)
+		ctx, cancel := context.WithTimeout(ctx, groupJoinTimeout(len(g.members)))
 		defer cancel()
 		home := nw.relays[p.nodeRelays[g.admin][0]]
 		info, err := admin.node().Groups().Create(ctx, fmt.Sprintf("group-%d", gi), []string{home.relayAddr()})

@@ -53,31 +53,7 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 	}
 
 	nw.phase.Store(PhaseStart)
-	if err := forEach(nw.members(), startParallel, func(m *member) error {
-		if err := m.provision(ctx); err != nil {
-			return fmt.Errorf("testnet: provision %s: %w", m.name, err)
-		}
-		nw.cut.set(m.peer, m.side)
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	for _, r := range nw.relays { // one by one: each bootstraps from those before it
-		if err := r.start(ctx); err != nil {
-			return nil, fmt.Errorf("testnet: start %w", err)
-		}
-	}
-	if err := forEach(nw.nodes, startParallel, func(m *member) error {
-		if err := m.start(ctx); err != nil {
-			return fmt.Errorf("testnet: start %w", err)
-		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if err := forEach(nw.nodes, startParallel, func(m *member) error {
-		return nw.addRelays(ctx, m)
-	}); err != nil {
+	if err := nw.up(ctx); err != nil {
 		return nil, err
 	}
 	for i, d := range p.skew {
@@ -154,6 +130,36 @@ func (nw *cluster) run(ctx context.Context) (*Report, error) {
 	}
 	rep.Seconds.Total = time.Since(nw.start).Seconds()
 	return rep, nil
+}
+
+// up provisions and starts every member: the relays one by one, then the
+// nodes, each with the relays the plan gives it.
+func (nw *cluster) up(ctx context.Context) error {
+	if err := forEach(nw.members(), startParallel, func(m *member) error {
+		if err := m.provision(ctx); err != nil {
+			return fmt.Errorf("testnet: provision %s: %w", m.name, err)
+		}
+		nw.cut.set(m.peer, m.side)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, r := range nw.relays { // one by one: each bootstraps from those before it
+		if err := r.start(ctx); err != nil {
+			return fmt.Errorf("testnet: start %w", err)
+		}
+	}
+	if err := forEach(nw.nodes, startParallel, func(m *member) error {
+		if err := m.start(ctx); err != nil {
+			return fmt.Errorf("testnet: start %w", err)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return forEach(nw.nodes, startParallel, func(m *member) error {
+		return nw.addRelays(ctx, m)
+	})
 }
 
 // progress calls Options.Progress every ProgressEvery and samples the

@@ -1,0 +1,253 @@
+package testnet
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+
+	"github.com/sealpost/sealpost/node/groups"
+)
+
+// BenchmarkGroup100 measures a group of 100 members, all online, on an
+// in-process testnet (loopback, QUIC, a badger store per node, the group
+// on one home relay): 100 messages one after the other, each from the
+// next member in turn, each once every other member has committed the
+// one before, so the figure is the latency of a message, not the wait in
+// a queue of them. The group is made once per call (minutes), so an
+// iteration is all 100 messages, and the default -benchtime runs one.
+// Reported, in milliseconds unless named otherwise:
+//
+//	p50-ms, p99-ms   Send to a member's commit (decrypted, its write
+//	                 begun: the message's ReceivedAt), over every member
+//	                 and message
+//	last-p99-ms      Send to the commit of the last member, per message
+//	shown-p99-ms     Send to the member's event (its write durable, the
+//	                 message shown to the user; for a member whose event
+//	                 was missed, when its messages were read)
+//	hop-p50-ms,      the limit: a round trip between two libp2p hosts on
+//	hop-p99-ms       loopback (QUIC ping) in this process, one before
+//	                 each message, so under the same load
+//	p99/hop          p99-ms over hop-p99-ms
+//	p99/target       p99-ms over the 50 ms the figure aims at
+//	setup-s          seconds to make the group (every member joined)
+//	cpu-ms/msg       the process's CPU time per message (all members'
+//	                 work: gossip, decryption, writes, receipts), which
+//	                 bounds the messages a second the machine can carry
+//	cores            CPU time over wall time while the messages went
+//
+// SEALPOST_GROUP_MEMBERS sets another size (a smaller group to profile):
+//
+//	go test ./node/testnet -run '^$' -bench BenchmarkGroup100 -timeout 30m
+func BenchmarkGroup100(b *testing.B) {
+	size := 100
+	if s := os.Getenv("SEALPOST_GROUP_MEMBERS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 2 || n > groups.MaxMembers {
+			b.Fatalf("SEALPOST_GROUP_MEMBERS=%q: want 2 to %d", s, groups.MaxMembers)
+		}
+		size = n
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if _, err := RaiseFileLimit(); err != nil {
+		b.Fatal(err)
+	}
+	o, err := Options{Nodes: size, Relays: 1, Messages: 1, Contacts: 1, Groups: 1, GroupSize: size, Dir: b.TempDir()}.withDefaults()
+	if err != nil {
+		b.Fatal(err)
+	}
+	work, err := workDir(o.Dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	nw := newNetwork(o, work)
+	defer nw.stopAll()
+	start := time.Now()
+	if err := nw.up(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := nw.wire(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := nw.setupGroups(ctx); err != nil {
+		b.Fatal(err)
+	}
+	setup := time.Since(start)
+	gid := nw.groups.ids[0]
+	members := nw.plan.groups[0].members
+
+	// Every member's commits, from its events (a subscriber that fell
+	// behind subscribes again; what it missed the wait below reads from
+	// the member's messages).
+	type seen struct{ received, shown time.Time }
+	var mu sync.Mutex
+	got := map[string]map[int]seen{} // message ID -> member -> when
+	note := func(mi int, m groups.Message, shown time.Time) {
+		mu.Lock()
+		defer mu.Unlock()
+		if got[m.ID] == nil {
+			got[m.ID] = map[int]seen{}
+		}
+		if _, ok := got[m.ID][mi]; !ok {
+			got[m.ID][mi] = seen{m.ReceivedAt, shown}
+		}
+	}
+	arrived := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for _, mi := range members {
+		n := nw.nodes[mi].node()
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				for e := range n.Subscribe(ctx) {
+					m, ok := e.Data.(groups.Message)
+					if e.Type != groups.EventMessage || !ok || m.Outgoing {
+						continue
+					}
+					note(mi, m, e.Time)
+					select {
+					case arrived <- struct{}{}:
+					default:
+					}
+				}
+			}
+		})
+	}
+	// missed reads the newest messages of the members whose event for
+	// message id has not come.
+	missed := func(id string) (lacking []string) {
+		mu.Lock()
+		have := maps.Clone(got[id])
+		mu.Unlock()
+		for _, mi := range members {
+			if _, ok := have[mi]; ok || nw.nodes[mi].node() == nil {
+				continue
+			}
+			ms, err := nw.nodes[mi].node().Groups().Messages(ctx, gid, 8)
+			held := false
+			for _, m := range ms {
+				if m.ID == id && !m.Outgoing {
+					note(mi, m, time.Now())
+					held = true
+				}
+			}
+			if !held {
+				lacking = append(lacking, fmt.Sprintf("%s (%d read, %v)", nw.nodes[mi].name, len(ms), err))
+			}
+		}
+		return lacking
+	}
+	hop := newPinger(b)
+
+	const messages = 100
+	var lat, last, shown, hops []time.Duration
+	cpu0, _ := usage()
+	wall0 := time.Now()
+	b.ResetTimer()
+	for i := range b.N * messages {
+		from := nw.nodes[members[i%len(members)]]
+		if d, err := hop.rtt(ctx); err == nil {
+			hops = append(hops, d)
+		}
+		t0 := time.Now()
+		r, err := from.node().Groups().Send(ctx, gid, fmt.Sprintf("group message %d from %s", i, from.name))
+		if err != nil {
+			b.Fatal(err)
+		}
+		deadline := time.NewTimer(2 * time.Minute)
+		look := time.NewTicker(5 * time.Second)
+		for {
+			mu.Lock()
+			n := len(got[r.ID])
+			mu.Unlock()
+			if n == len(members)-1 {
+				break
+			}
+			select {
+			case <-arrived:
+			case <-look.C:
+				missed(r.ID)
+			case <-deadline.C:
+				b.Fatalf("message %d: %d of %d members committed it in 2 minutes; lacking: %v", i, n, len(members)-1, missed(r.ID))
+			}
+		}
+		deadline.Stop()
+		look.Stop()
+		mu.Lock()
+		var slowest time.Duration
+		for _, s := range got[r.ID] {
+			d := s.received.Sub(t0)
+			lat = append(lat, d)
+			shown = append(shown, s.shown.Sub(t0))
+			slowest = max(slowest, d)
+		}
+		delete(got, r.ID)
+		mu.Unlock()
+		last = append(last, slowest)
+	}
+	b.StopTimer()
+	cpu1, _ := usage()
+	wall := time.Since(wall0)
+	p, l, s, h := percentiles(lat), percentiles(last), percentiles(shown), percentiles(hops)
+	b.ReportMetric(p.P50, "p50-ms")
+	b.ReportMetric(p.P99, "p99-ms")
+	b.ReportMetric(l.P99, "last-p99-ms")
+	b.ReportMetric(s.P99, "shown-p99-ms")
+	b.ReportMetric(h.P50, "hop-p50-ms")
+	b.ReportMetric(h.P99, "hop-p99-ms")
+	if h.P99 > 0 {
+		b.ReportMetric(p.P99/h.P99, "p99/hop")
+	}
+	b.ReportMetric(p.P99/50, "p99/target")
+	b.ReportMetric(setup.Seconds(), "setup-s")
+	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/1000/float64(b.N*messages), "cpu-ms/msg")
+	b.ReportMetric((cpu1-cpu0).Seconds()/wall.Seconds(), "cores")
+	b.ReportMetric(0, "ns/op") // the time of 100 messages one after the other says nothing more
+}
+
+// pinger measures one loopback round trip between two libp2p hosts.
+type pinger struct {
+	ps *ping.PingService
+	to peer.ID
+}
+
+func newPinger(b *testing.B) *pinger {
+	b.Helper()
+	var hs []interface{ Close() error }
+	mk := func() *pinger {
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1"), libp2p.DisableRelay())
+		if err != nil {
+			b.Fatal(err)
+		}
+		hs = append(hs, h)
+		return &pinger{ps: ping.NewPingService(h), to: h.ID()}
+	}
+	a, c := mk(), mk()
+	b.Cleanup(func() {
+		for _, h := range hs {
+			h.Close()
+		}
+	})
+	ha, hc := a.ps.Host, c.ps.Host
+	if err := ha.Connect(context.Background(), peer.AddrInfo{ID: hc.ID(), Addrs: hc.Addrs()}); err != nil {
+		b.Fatal(err)
+	}
+	return &pinger{ps: a.ps, to: hc.ID()}
+}
+
+func (p *pinger) rtt(ctx context.Context) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	r := <-p.ps.Ping(ctx, p.to)
+	return r.RTT, r.Error
+}
