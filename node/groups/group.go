@@ -199,6 +199,16 @@ func (g *group) run() {
 	defer t.Stop()
 	for {
 		g.step()
+		// A caller's command (a Send) goes before what else waits: the
+		// messages and answers queued behind it can wait a turn, the
+		// user should not wait for all of them.
+		select {
+		case f := <-g.cmds:
+			g.changesDue = true
+			f()
+			continue
+		default:
+		}
 		wait := time.Hour
 		if d := g.nextDue(); !d.IsZero() {
 			wait = max(d.Sub(g.s.clock.Now()), time.Millisecond)

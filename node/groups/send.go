@@ -405,9 +405,13 @@ func (g *group) appended(it *outItem, i int, a grouplog.Appended, err error) {
 }
 
 // progress publishes an entry once a home stored it, marks its message
-// sent, and drops it once every home has it.
+// sent, and drops it once every home has it. For an application message
+// the goroutine does not wait for that write to be durable (a crash
+// before it appends the message again: its members drop the copy), and
+// the message is said sent once it is.
 func (g *group) progress(it *outItem) {
 	b := g.newBatch()
+	b.lazy = it.e.Kind == protocol.GroupApplication
 	if !it.published && it.anyStored() {
 		it.published = true
 		m := &protocol.GroupMessage{Epoch: it.e.Epoch, Kind: it.e.Kind, Body: it.e.Body}
@@ -434,10 +438,14 @@ func (g *group) progress(it *outItem) {
 				}
 				return tx.Messages().SetState(id, store.MessageSent, "")
 			})
-			b.after = append(b.after, func() {
+			gid := g.id
+			b.durable = append(b.durable, func(err error) {
+				if err != nil {
+					return
+				}
 				g.s.met.sent.Inc()
 				g.s.notify(id)
-				g.s.publish(EventMessageState, StateEvent{ID: id.String(), Group: g.id.String(), State: StateSent})
+				g.s.publish(EventMessageState, StateEvent{ID: id.String(), Group: gid.String(), State: StateSent})
 			})
 		}
 	}
