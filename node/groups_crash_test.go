@@ -156,6 +156,110 @@ func (r *recordKV) Delete(k []byte) error {
 	return r.KV.Delete(k)
 }
 
+// crashPair is a group of two on a relay: a, and b on a slowDisk that can
+// crash; restart starts b again on what its disk kept.
+type crashPair struct {
+	r, a, b *Node
+	disk    *slowDisk
+	member  func(c *Config)
+	group   string
+}
+
+func newCrashPair(t *testing.T, ctx context.Context, modB func(c *Config)) *crashPair {
+	t.Helper()
+	p := &crashPair{disk: newSlowDisk()}
+	p.r = newTestNode(t, func(c *Config) { c.RelayService = true })
+	p.member = func(c *Config) {
+		c.Bootstrap = []string{p.r.Info().Addrs[0]}
+		c.Groups.ReceiptDelay = 100 * time.Millisecond
+		c.Groups.FetchGrace = 100 * time.Millisecond
+	}
+	p.a = newTestNode(t, p.member)
+	st, err := store.Open(ctx, p.disk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Provision(ctx, st, "test", nil); err != nil {
+		t.Fatal(err)
+	}
+	p.b = newTestNode(t, func(c *Config) {
+		p.member(c)
+		c.Store = st
+		modB(c)
+	})
+	t.Cleanup(p.disk.release) // before b closes (cleanups run last first)
+	befriend(t, ctx, p.a, p.b, "b")
+	info, err := p.a.Groups().Create(ctx, "crash", []string{p.r.Info().Addrs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 2, p.a, p.b)
+	p.group = info.ID
+	return p
+}
+
+// crash crashes b's disk, closes b, checks that none of ids survived,
+// and starts b again on what the disk kept.
+func (p *crashPair) crash(t *testing.T, ctx context.Context, ids []protocol.MessageID) {
+	t.Helper()
+	back := p.disk.crash(t)
+	p.b.Close()
+	st, err := store.Open(ctx, back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for _, id := range ids {
+		err := st.View(ctx, func(tx *store.Tx) error {
+			_, err := tx.Messages().Get(id)
+			return err
+		})
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("message %s survived the crash (%v); the test means to lose it", id, err)
+		}
+	}
+	cfg, err := Defaults(Test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Store = st
+	p.member(&cfg)
+	b, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	p.b = b
+}
+
+// send sends text from a and returns its ID.
+func (p *crashPair) send(t *testing.T, ctx context.Context, text string) protocol.MessageID {
+	t.Helper()
+	res, err := p.a.Groups().Send(ctx, p.group, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := groups.ParseMessageID(res.ID)
+	return id
+}
+
+// holds waits until b holds want, each once.
+func (p *crashPair) holds(t *testing.T, ctx context.Context, want []string) {
+	t.Helper()
+	nodetest.WaitFor(t, time.Minute, "b to hold the messages", func() bool {
+		return len(texts(t, ctx, p.b, p.group)) >= len(want)
+	})
+	got := texts(t, ctx, p.b, p.group)
+	slices.Sort(got)
+	want = slices.Sorted(slices.Values(want))
+	if !slices.Equal(got, want) {
+		t.Fatalf("b holds %q, want %q", got, want)
+	}
+}
+
 // TestGroupReceiveCrash: a member goes on receiving a group's messages
 // while none of what it writes becomes durable (it does not wait for the
 // disk on what it receives), and after a crash that takes all of that
@@ -164,41 +268,13 @@ func TestGroupReceiveCrash(t *testing.T) {
 	nodetest.CheckLeaks(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	r := newTestNode(t, func(c *Config) { c.RelayService = true })
-	member := func(c *Config) {
-		c.Bootstrap = []string{r.Info().Addrs[0]}
-		c.Groups.ReceiptDelay = 100 * time.Millisecond
-		c.Groups.FetchGrace = 100 * time.Millisecond
-	}
-	a := newTestNode(t, member)
-	disk := newSlowDisk()
-	st, err := store.Open(ctx, disk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Provision(ctx, st, "test", nil); err != nil {
-		t.Fatal(err)
-	}
-	b := newTestNode(t, func(c *Config) {
-		member(c)
-		c.Store = st
+	p := newCrashPair(t, ctx, func(c *Config) {
 		// No receipt round while the disk is held: its read of the
 		// receipts to send would wait for a sync.
 		c.Groups.ReceiptDelay = time.Hour
 	})
-	t.Cleanup(disk.release) // before b closes (cleanups run last first)
-	befriend(t, ctx, a, b, "b")
-	info, err := a.Groups().Create(ctx, "crash", []string{r.Info().Addrs[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
-		t.Fatal(err)
-	}
-	waitMembers(t, ctx, info.ID, 2, a, b)
-
 	// What b has committed, read past the held syncs.
-	committed, err := store.Open(ctx, disk.mem)
+	committed, err := store.Open(ctx, p.disk.mem)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,57 +288,42 @@ func TestGroupReceiveCrash(t *testing.T) {
 		}
 		return err == nil
 	}
-	disk.hold()
-	const n = 5
+	p.disk.hold()
 	var want []string
 	var ids []protocol.MessageID
-	for i := range n {
+	for i := range 5 {
 		text := "while the disk is slow " + string(rune('a'+i))
 		want = append(want, text)
-		res, err := a.Groups().Send(ctx, info.ID, text)
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, _ := groups.ParseMessageID(res.ID)
+		id := p.send(t, ctx, text)
 		ids = append(ids, id)
 		// One at a time: a member waiting for the disk after the first
 		// would never commit the second.
 		nodetest.WaitFor(t, time.Minute, fmt.Sprintf("b to commit message %d with its disk held", i), func() bool { return has(id) })
 	}
+	p.crash(t, ctx, ids)
+	p.holds(t, ctx, want)
+}
 
-	back := disk.crash(t)
-	b.Close()
-	st2, err := store.Open(ctx, back)
-	if err != nil {
-		t.Fatal(err)
+// TestGroupStateWaits: a member writes its group's MLS state moved on by
+// messages received only now and then (Options.StateEvery), with its log
+// cursor; a crash after the messages were written but not that state
+// leaves it to read them again from the log: it holds each once and
+// follows the group on.
+func TestGroupStateWaits(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := newCrashPair(t, ctx, func(c *Config) { c.Groups.StateEvery = time.Hour })
+	var want []string
+	for i := range 5 {
+		text := "before the crash " + string(rune('a'+i))
+		want = append(want, text)
+		p.send(t, ctx, text)
 	}
-	t.Cleanup(func() { st2.Close() })
-	for _, id := range ids {
-		err := st2.View(ctx, func(tx *store.Tx) error {
-			_, err := tx.Messages().Get(id)
-			return err
-		})
-		if !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("message %s survived the crash (%v); the test means to lose it", id, err)
-		}
-	}
-	cfg, err := Defaults(Test)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Store = st2
-	member(&cfg)
-	b2, err := New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b2.Close() })
-	nodetest.WaitFor(t, time.Minute, "b to read the messages again from the log", func() bool {
-		return len(texts(t, ctx, b2, info.ID)) >= n
-	})
-	got := texts(t, ctx, b2, info.ID)
-	slices.Sort(got)
-	if !slices.Equal(got, want) {
-		t.Fatalf("b holds %q after the crash, want %q", got, want)
-	}
+	p.holds(t, ctx, want) // written, durable: the state is not
+	p.crash(t, ctx, nil)
+	p.holds(t, ctx, want)
+	want = append(want, "after the crash")
+	p.send(t, ctx, "after the crash")
+	p.holds(t, ctx, want)
 }

@@ -91,6 +91,10 @@ type group struct {
 	// read on every turn of the loop would wait for the disk each time
 	// (a read waits until what it may see is durable).
 	changesDue bool
+	// stateDirty: application messages moved the MLS state (and the
+	// cursor) on since it was last written; it is written by stateAt.
+	stateDirty bool
+	stateAt    time.Time
 
 	receiptBusy  map[uint64]bool         // receipt work items on their way to a sender
 	receiptFails map[identity.UserID]int // failed tries to reach a sender with receipts
@@ -337,6 +341,7 @@ func (g *group) reload() {
 	})
 	if err == nil {
 		g.mg = nil
+		g.stateDirty, g.stateAt = false, time.Time{}
 		err = g.load()
 	}
 	if err != nil {
@@ -541,7 +546,7 @@ func (g *group) poll() time.Duration {
 // nextDue is the earliest timed work.
 func (g *group) nextDue() time.Time {
 	var t time.Time
-	for _, x := range []time.Time{g.fetchAt, g.subAt, g.retryAt, g.receiptAt, g.joinAt} {
+	for _, x := range []time.Time{g.fetchAt, g.subAt, g.retryAt, g.receiptAt, g.joinAt, g.stateAt} {
 		if !x.IsZero() && (t.IsZero() || x.Before(t)) {
 			t = x
 		}
@@ -564,6 +569,10 @@ func (g *group) step() {
 	}
 	if g.mg == nil || g.stuck != "" {
 		return
+	}
+	if !g.stateAt.IsZero() && !now.Before(g.stateAt) {
+		g.stateAt = time.Time{}
+		g.writeState()
 	}
 	if !g.subAt.IsZero() && !now.Before(g.subAt) {
 		g.subAt = time.Time{}
@@ -650,7 +659,7 @@ func (g *group) fetch() {
 				}
 				if e.Seq > g.rec.Homes[i].Cursor {
 					g.rec.Homes[i].Cursor = e.Seq
-					b.rec = true
+					b.soft = true
 				}
 				if g.mg == nil || g.mg.Epoch() != epoch {
 					break // a commit: what follows is the next epoch's, fetched with its token

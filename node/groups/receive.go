@@ -14,8 +14,12 @@ import (
 // batch is what processing some messages produced, written in one
 // transaction with the MLS state (flush).
 type batch struct {
-	state    bool // the MLS state changed
-	rec      bool // the group record changed
+	state bool // the MLS state changed
+	rec   bool // the group record changed
+	// soft: the state changed by application messages only, and the
+	// first home's cursor moved: written within stateEvery, with the
+	// next batch that writes the state or the record, or alone.
+	soft     bool
 	msgs     []store.Message
 	receipts map[identity.UserID][]protocol.MessageID // receipts of others, by sender
 	covers   map[identity.UserID][]protocol.MessageID // messages to cover in the next receipts, by sender
@@ -39,7 +43,7 @@ func (g *group) newBatch() *batch {
 }
 
 func (b *batch) empty() bool {
-	return !b.state && !b.rec && len(b.msgs) == 0 && len(b.receipts) == 0 && len(b.covers) == 0 &&
+	return !b.state && !b.rec && !b.soft && len(b.msgs) == 0 && len(b.receipts) == 0 && len(b.covers) == 0 &&
 		len(b.drop) == 0 && len(b.fn) == 0 && len(b.after) == 0
 }
 
@@ -208,7 +212,11 @@ func (g *group) receive(b *batch, m *protocol.GroupMessage, home int, seq uint64
 		return
 	}
 	g.remember(h)
-	b.state = true
+	if r.Kind == mls.KindApplication {
+		b.soft = true
+	} else {
+		b.state = true
+	}
 	switch r.Kind {
 	case mls.KindApplication:
 		g.application(b, r)
@@ -406,6 +414,18 @@ func (g *group) flush(b *batch) error {
 	if b.empty() {
 		return nil
 	}
+	switch {
+	case b.state || b.rec:
+		// The record (its cursor) is never written ahead of the state
+		// it was read with: both go together.
+		if b.soft || g.stateDirty {
+			b.state, b.rec = true, true
+		}
+		g.stateDirty, g.stateAt = false, time.Time{}
+	case b.soft:
+		g.stateDirty = true
+		g.schedule(&g.stateAt, g.s.opt.StateEvery)
+	}
 	var state []byte
 	if b.state && g.mg != nil {
 		var err error
@@ -582,6 +602,16 @@ func (g *group) write(lazy bool, durable []func(error), fn func(tx *store.Tx) er
 	case err := <-errc:
 		return err
 	}
+}
+
+// writeState writes a state left to wait (Options.StateEvery).
+func (g *group) writeState() {
+	if !g.stateDirty || g.mg == nil {
+		return
+	}
+	b := g.newBatch()
+	b.state, b.rec, b.lazy = true, true, true
+	g.flush(b)
 }
 
 // checkDelivered moves an outgoing message to delivered once no member it

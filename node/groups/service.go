@@ -137,6 +137,14 @@ type Options struct {
 	// topic nor the relay's subscription announced anything (give or take
 	// a quarter). Default 1 min.
 	Poll time.Duration
+	// StateEvery bounds how long a group's MLS state, moved on by
+	// application messages only, waits to be written: the state is
+	// written whole (100 KB in a group of 40), and every member
+	// wrote it for every message it received. A crash or restart before
+	// the write reads those messages again from the log, from the cursor
+	// written with the state (stored messages are not stored again, a
+	// receipt repeated counts once). Default 1 s.
+	StateEvery time.Duration
 	// SeenRetention is how long a received message's hash is kept in the
 	// seen-set (longer than the relays' TTL). Default 30 days.
 	SeenRetention time.Duration
@@ -160,6 +168,7 @@ func (o Options) withDefaults() Options {
 	def(&o.RetryMin, 500*time.Millisecond)
 	def(&o.RetryMax, time.Minute)
 	def(&o.Poll, time.Minute)
+	def(&o.StateEvery, time.Second)
 	def(&o.SeenRetention, 30*24*time.Hour)
 	if o.Connect <= 0 {
 		o.Connect = 8
