@@ -346,21 +346,8 @@ func (s Groups) PutState(id protocol.GroupID, state []byte) error {
 // deleteStateParts deletes the parts of group id's state from the part
 // numbered from on.
 func (s Groups) deleteStateParts(id protocol.GroupID, from uint16) error {
-	var keys [][]byte
 	lo := key(tGroupStateMore, id[:], binary.BigEndian.AppendUint16(nil, from))
-	err := s.tx.scan(lo, prefixEnd(key(tGroupStateMore, id[:])), false, func(k, _ []byte) error {
-		keys = append(keys, append([]byte(nil), k...))
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, k := range keys {
-		if err := s.tx.del(k); err != nil {
-			return err
-		}
-	}
-	return nil
+	return s.tx.delRange(lo, prefixEnd(key(tGroupStateMore, id[:])))
 }
 
 // DeleteState deletes the MLS state of group id (the node left: what it
@@ -378,18 +365,9 @@ func (s Groups) Delete(id protocol.GroupID) error {
 	if err := s.DeleteState(id); err != nil {
 		return err
 	}
-	var keys [][]byte
-	err := s.tx.scanPrefix(key(tGroupWork, id[:]), false, func(k, _ []byte) error {
-		keys = append(keys, append([]byte(nil), k...))
-		return nil
-	})
-	if err != nil {
+	work := key(tGroupWork, id[:])
+	if err := s.tx.delRange(work, prefixEnd(work)); err != nil {
 		return err
-	}
-	for _, k := range keys {
-		if err := s.tx.del(k); err != nil {
-			return err
-		}
 	}
 	return s.tx.del(key(tGroup, id[:]))
 }

@@ -259,6 +259,25 @@ func (tx *Tx) scanPrefix(prefix []byte, reverse bool, fn func(key, value []byte)
 	return tx.scan(prefix, prefixEnd(prefix), reverse, fn)
 }
 
+// delRange deletes every key in [lo, hi): the keys are collected by one scan,
+// then deleted (a scan's callback does not write).
+func (tx *Tx) delRange(lo, hi []byte) error {
+	var keys [][]byte
+	err := tx.scan(lo, hi, false, func(k, _ []byte) error {
+		keys = append(keys, append([]byte(nil), k...))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := tx.del(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // expired returns up to limit keys (limit <= 0: all), earliest first, of
 // the expiry index whose tag is tag and whose keys are tag, an 8-byte time
 // key and what names the record: those due at or before now. Each key is
