@@ -59,6 +59,8 @@ type FrameReader struct {
 	limit  int
 	prefix int // longest minimal prefix of a length <= limit
 	buf    []byte
+	next   int // the next frame's length, read by Len; 0: not read yet
+	keep   int // the largest buffer kept between frames (Keep); 0: limit
 }
 
 // frameReadBuffer is the size of the FrameReader's read-ahead buffer: the
@@ -86,41 +88,20 @@ func NewFrameReader(r io.Reader, limit int) *FrameReader {
 // (nothing of the payload has been read then); ErrMalformed for a zero or
 // non-minimal length. After an error the stream is out of step: reset it.
 func (fr *FrameReader) Next() ([]byte, error) {
-	var n uint64
-	for i := 0; ; i++ {
-		c, err := fr.r.ReadByte()
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				if i == 0 {
-					return nil, io.EOF
-				}
-				return nil, fmt.Errorf("%w: stream ended in a length prefix", ErrTruncated)
-			}
-			return nil, fmt.Errorf("protocol: read frame: %w", err)
+	n, err := fr.Len()
+	if err != nil {
+		return nil, err
+	}
+	fr.next = 0
+	var b []byte
+	if fr.keep > 0 && n > fr.keep {
+		b = make([]byte, n) // not kept: see Keep
+	} else {
+		if cap(fr.buf) < n {
+			fr.buf = make([]byte, n, fr.grow(n))
 		}
-		n |= uint64(c&0x7f) << (7 * i)
-		if c < 0x80 {
-			if c == 0 && i > 0 {
-				return nil, fmt.Errorf("%w: frame length not minimally encoded", ErrMalformed)
-			}
-			break
-		}
-		if i+1 == fr.prefix {
-			// A minimal prefix longer than this holds a length over the
-			// limit: refuse without waiting for more.
-			return nil, fmt.Errorf("%w: frame length prefix longer than %d bytes, limit %d", ErrTooLarge, fr.prefix, fr.limit)
-		}
+		b = fr.buf[:n]
 	}
-	if n > uint64(fr.limit) {
-		return nil, fmt.Errorf("%w: frame of %d bytes, limit %d", ErrTooLarge, n, fr.limit)
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("%w: empty frame", ErrMalformed)
-	}
-	if uint64(cap(fr.buf)) < n {
-		fr.buf = make([]byte, n, fr.grow(int(n)))
-	}
-	b := fr.buf[:n]
 	if k, err := io.ReadFull(fr.r, b); err != nil {
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			return nil, fmt.Errorf("%w: stream ended after %d of %d bytes", ErrTruncated, k, n)
@@ -129,6 +110,58 @@ func (fr *FrameReader) Next() ([]byte, error) {
 	}
 	return b, nil
 }
+
+// Len reads the next frame's length prefix and returns the length, checked
+// as Next checks it (with the same errors), without reading or allocating
+// anything for the payload; the next Next or Read returns that frame, and
+// Len called again before it returns the same length. A service that
+// bounds the bytes of the requests it holds across streams reserves them
+// with it before the frame is read.
+func (fr *FrameReader) Len() (int, error) {
+	if fr.next > 0 {
+		return fr.next, nil
+	}
+	var n uint64
+	for i := 0; ; i++ {
+		c, err := fr.r.ReadByte()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				if i == 0 {
+					return 0, io.EOF
+				}
+				return 0, fmt.Errorf("%w: stream ended in a length prefix", ErrTruncated)
+			}
+			return 0, fmt.Errorf("protocol: read frame: %w", err)
+		}
+		n |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			if c == 0 && i > 0 {
+				return 0, fmt.Errorf("%w: frame length not minimally encoded", ErrMalformed)
+			}
+			break
+		}
+		if i+1 == fr.prefix {
+			// A minimal prefix longer than this holds a length over the
+			// limit: refuse without waiting for more.
+			return 0, fmt.Errorf("%w: frame length prefix longer than %d bytes, limit %d", ErrTooLarge, fr.prefix, fr.limit)
+		}
+	}
+	if n > uint64(fr.limit) {
+		return 0, fmt.Errorf("%w: frame of %d bytes, limit %d", ErrTooLarge, n, fr.limit)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("%w: empty frame", ErrMalformed)
+	}
+	fr.next = int(n)
+	return fr.next, nil
+}
+
+// Keep bounds the buffer the reader keeps between frames to n bytes: a
+// frame larger than n is read into a buffer of its own, which the reader
+// forgets once Next returns it. So a stream that carried one large frame
+// does not hold that much memory for as long as it stays open. Zero (the
+// default) keeps a buffer of up to the limit.
+func (fr *FrameReader) Keep(n int) { fr.keep = max(n, 0) }
 
 // grow picks the new capacity of the frame buffer: double the old one, so a
 // stream of slowly growing frames does not allocate each time, but never
@@ -155,6 +188,9 @@ func (fr *FrameReader) Read(m Message) error {
 // reported; it simply ends the batch.
 func (fr *FrameReader) Buffered() bool {
 	have := fr.r.Buffered()
+	if fr.next > 0 {
+		return have >= fr.next // its length was read by Len
+	}
 	if have == 0 {
 		return false
 	}

@@ -330,3 +330,68 @@ func TestFrameReaderRead(t *testing.T) {
 	}()
 	NewFrameReader(bytes.NewReader(nil), 0)
 }
+
+// TestFrameLen: Len returns the next frame's length without reading its
+// payload (the bytes after the prefix stay unread until Next), again the
+// same until Next, and its errors are Next's; Buffered and Next go on
+// from it.
+func TestFrameLen(t *testing.T) {
+	in := append(frameOf(payload(300)), frameOf(payload(5))...)
+	in = append(in, binary.AppendUvarint(nil, MaxMsgFrame+1)...)
+	r := bytes.NewReader(in)
+	fr := NewFrameReader(r, MaxMsgFrame)
+	for range 2 {
+		n, err := fr.Len()
+		if err != nil || n != 300 {
+			t.Fatalf("Len: got %d, %v, want 300", n, err)
+		}
+	}
+	if !fr.Buffered() {
+		t.Error("Buffered after Len: false, the frame is there")
+	}
+	b, err := fr.Next()
+	if err != nil || !bytes.Equal(b, payload(300)) {
+		t.Fatalf("Next after Len: %d bytes, %v", len(b), err)
+	}
+	if n, err := fr.Len(); err != nil || n != 5 {
+		t.Fatalf("second Len: got %d, %v, want 5", n, err)
+	}
+	if b, err := fr.Next(); err != nil || !bytes.Equal(b, payload(5)) {
+		t.Fatalf("second Next: %d bytes, %v", len(b), err)
+	}
+	if _, err := fr.Len(); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("Len of an oversized frame: got %v, want ErrTooLarge", err)
+	}
+
+	// A frame whose payload has not arrived: Len answers from the prefix.
+	fr = NewFrameReader(io.MultiReader(bytes.NewReader(binary.AppendUvarint(nil, 4000)), &failReader{}), MaxMsgFrame)
+	if n, err := fr.Len(); err != nil || n != 4000 {
+		t.Errorf("Len before the payload: got %d, %v, want 4000", n, err)
+	}
+	if cap(fr.buf) != 0 {
+		t.Errorf("Len allocated a buffer of %d", cap(fr.buf))
+	}
+}
+
+// failReader fails every read.
+type failReader struct{}
+
+func (failReader) Read([]byte) (int, error) { return 0, errors.New("no more") }
+
+// TestFrameKeep: with Keep, a frame over it is read into a buffer the
+// reader does not keep; frames up to it reuse the kept one.
+func TestFrameKeep(t *testing.T) {
+	in := append(frameOf(payload(100)), frameOf(payload(20000))...)
+	in = append(in, frameOf(payload(200))...)
+	fr := NewFrameReader(bytes.NewReader(in), MaxMsgFrame)
+	fr.Keep(1000)
+	for i, n := range []int{100, 20000, 200} {
+		b, err := fr.Next()
+		if err != nil || !bytes.Equal(b, payload(n)) {
+			t.Fatalf("frame %d: %d bytes, %v", i, len(b), err)
+		}
+		if cap(fr.buf) > 1000 {
+			t.Fatalf("after a frame of %d: kept a buffer of %d, Keep 1000", n, cap(fr.buf))
+		}
+	}
+}

@@ -43,6 +43,10 @@ type relay struct {
 	// (quota_test.go).
 	quotas *mailrelay.Resources
 	mbox   *mailrelay.Server
+	// hook, when set, changes the service's Config before each start
+	// (pending_test.go: a store that holds or fails its transactions, a
+	// registry of the metrics).
+	hook func(*grouprelay.Config)
 }
 
 func newRelay(t *testing.T, res grouprelay.Resources) *relay {
@@ -54,11 +58,18 @@ func newRelay(t *testing.T, res grouprelay.Resources) *relay {
 // (nil: none) whose creator quotas the logs count in.
 func newRelayQuotas(t *testing.T, res grouprelay.Resources, quotas *mailrelay.Resources) *relay {
 	t.Helper()
+	return newRelayHook(t, res, quotas, nil)
+}
+
+// newRelayHook is newRelayQuotas with hook (nil: none) applied to the
+// service's Config before each start.
+func newRelayHook(t *testing.T, res grouprelay.Resources, quotas *mailrelay.Resources, hook func(*grouprelay.Config)) *relay {
+	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &relay{t: t, h: h, clock: clocktest.New(t0), res: res, quotas: quotas}
+	r := &relay{t: t, h: h, clock: clocktest.New(t0), res: res, quotas: quotas, hook: hook}
 	r.st, err = badgerstore.Create(context.Background(), filepath.Join(t.TempDir(), "store"), badgerstore.ModeUnencrypted, badgerstore.Options{GCInterval: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -81,6 +92,9 @@ func (r *relay) start() {
 			r.t.Fatal(err)
 		}
 		cfg.Quotas, cfg.QuotaRefused = r.mbox.CreatorQuotas, r.mbox.QuotaRefused
+	}
+	if r.hook != nil {
+		r.hook(&cfg)
 	}
 	r.srv, err = grouprelay.New(cfg)
 	if err != nil {

@@ -27,6 +27,8 @@ type metrics struct {
 	logs          prometheus.Gauge
 	entries       prometheus.Gauge
 	bytes         prometheus.Gauge
+	pendingBytes  prometheus.Gauge
+	pendingWaits  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -56,12 +58,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sealpost_relay_group_commit_seconds", Help: "Time of one store transaction of the group log writer, until durable.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 12),
 		}),
-		logs:    g("sealpost_relay_group_logs", "Group logs held."),
-		entries: g("sealpost_relay_group_entries", "Group log entries stored."),
-		bytes:   g("sealpost_relay_group_bytes", "Bytes of the group log entries stored."),
+		logs:         g("sealpost_relay_group_logs", "Group logs held."),
+		entries:      g("sealpost_relay_group_entries", "Group log entries stored."),
+		bytes:        g("sealpost_relay_group_bytes", "Bytes of the group log entries stored."),
+		pendingBytes: g("sealpost_relay_group_pending_bytes", "Bytes of group log requests read and held (appends until stored), all streams."),
+		pendingWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sealpost_relay_group_pending_waits_total", Help: "Times a group log stream was not read because the pending bytes were full, by bound (stream, relay).",
+		}, []string{"bound"}),
 	}
 	set, err := metricset.Register(reg, m.requests, m.rejections, m.streams, m.subscriptions, m.created, m.appends, m.commits,
-		m.appendBytes, m.nFetched, m.expired, m.idle, m.commit, m.logs, m.entries, m.bytes)
+		m.appendBytes, m.nFetched, m.expired, m.idle, m.commit, m.logs, m.entries, m.bytes, m.pendingBytes, m.pendingWaits)
 	if err != nil {
 		return nil, err
 	}

@@ -128,15 +128,23 @@ func (a *pendingAppend) Append(buf []byte) ([]byte, error) {
 
 // startAppend checks what needs no store and queues the append for the
 // writer; the caller waits with finish. A refusal known at once is
-// returned as the error.
-func (s *Server) startAppend(c *stream, req *protocol.GroupLogRequest) (*pendingAppend, error) {
+// returned as the error. The append came in a frame of held bytes
+// reserved on c: they are released once its transaction ends (with the
+// entry, which its answer does not need), or at once if it is refused
+// here.
+func (s *Server) startAppend(c *stream, req *protocol.GroupLogRequest, held int) (a *pendingAppend, err error) {
+	defer func() {
+		if err != nil {
+			c.release(held)
+		}
+	}()
 	switch {
 	case len(req.Entry) > s.res.MaxEntry:
 		return nil, protocol.ErrTooLarge
 	case s.appends.Take(c.connID, 1) != 1:
 		return nil, protocol.ErrRateLimited
 	}
-	a := &pendingAppend{c: c, req: req}
+	a = &pendingAppend{c: c, req: req}
 	n := uint64(len(req.Entry))
 	token := req.Token.Hash()
 	a.job = jobs.Job{Weight: 1 + len(req.Entry)>>10}
@@ -206,6 +214,10 @@ func (s *Server) startAppend(c *stream, req *protocol.GroupLogRequest) (*pending
 			s.met.appended(len(req.Entry), req.Commit)
 			s.notify(req.Log, req.Epoch, a.resp.Seq, req.Commit)
 		}
+	}
+	a.job.Release = func() {
+		req.Entry = nil
+		c.release(held)
 	}
 	if err := s.submit(c.ctx, &a.job); err != nil {
 		return nil, err

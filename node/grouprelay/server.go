@@ -32,6 +32,7 @@ import (
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/sealpost/sealpost/node/internal/clock"
 	"github.com/sealpost/sealpost/node/internal/closer"
@@ -111,40 +112,60 @@ type Resources struct {
 	// MaxPending bounds the requests of one stream read but not yet
 	// answered; the relay stops reading the stream while it is full.
 	MaxPending int
+	// MaxPendingBytes bounds the bytes of the requests of one stream read
+	// and not yet done with (an append's entry until its transaction
+	// ends), and MaxPendingBytesTotal those of all streams: a frame is
+	// counted from its length, before it is read. Over either the relay
+	// stops reading the stream (backpressure: the client's writes wait)
+	// until enough of what it holds is stored. MaxPendingBytes is at
+	// least one largest frame (protocol.MaxGroupLogFrame),
+	// MaxPendingBytesTotal at least MaxPendingBytes.
+	MaxPendingBytes      int
+	MaxPendingBytesTotal int
 	// MaxBatch is the weight (one per entry, one per KiB) committed in one
 	// transaction.
 	MaxBatch int
 }
 
+// The default bounds of the bytes of requests held (Resources): a stream
+// holds at most four of the largest entries at once, and all streams
+// together 64 of them.
+const (
+	DefaultMaxPendingBytes      = 4 * protocol.MaxGroupLogFrame
+	DefaultMaxPendingBytesTotal = 64 * protocol.MaxGroupLogFrame
+)
+
 // DefaultResources are the limits of a relay profile.
 func DefaultResources() Resources {
 	return Resources{
-		MaxEntry:          protocol.MaxGroupEntry,
-		TTL:               14 * 24 * time.Hour,
-		IdleTTL:           56 * 24 * time.Hour,
-		LogMaxCount:       100_000,
-		LogMaxBytes:       512 << 20,
-		StoreMaxBytes:     10 << 30,
-		MaxLogs:           100_000,
-		PeerMaxLogs:       512,
-		SubnetMaxLogs:     12_500,
-		PeerMaxBytes:      1 << 30,
-		SubnetMaxBytes:    5 << 28,
-		CreateRate:        1.0 / 60,
-		CreateBurst:       64,
-		AppendRate:        200,
-		AppendBurst:       1000,
-		CommitRate:        1,
-		CommitBurst:       20,
-		FetchLimit:        256,
-		SweepInterval:     time.Minute,
-		StreamIdle:        2 * time.Minute,
-		WriteTimeout:      30 * time.Second,
-		MaxStreams:        4096,
-		MaxStreamsPerPeer: 8,
-		MaxSubscriptions:  1024,
-		MaxPending:        256,
-		MaxBatch:          256,
+		MaxEntry:             protocol.MaxGroupEntry,
+		TTL:                  14 * 24 * time.Hour,
+		IdleTTL:              56 * 24 * time.Hour,
+		LogMaxCount:          100_000,
+		LogMaxBytes:          512 << 20,
+		StoreMaxBytes:        10 << 30,
+		MaxLogs:              100_000,
+		PeerMaxLogs:          512,
+		SubnetMaxLogs:        12_500,
+		PeerMaxBytes:         1 << 30,
+		SubnetMaxBytes:       5 << 28,
+		CreateRate:           1.0 / 60,
+		CreateBurst:          64,
+		AppendRate:           200,
+		AppendBurst:          1000,
+		CommitRate:           1,
+		CommitBurst:          20,
+		FetchLimit:           256,
+		SweepInterval:        time.Minute,
+		StreamIdle:           2 * time.Minute,
+		WriteTimeout:         30 * time.Second,
+		MaxStreams:           4096,
+		MaxStreamsPerPeer:    8,
+		MaxSubscriptions:     1024,
+		MaxPending:           256,
+		MaxPendingBytes:      DefaultMaxPendingBytes,
+		MaxPendingBytesTotal: DefaultMaxPendingBytesTotal,
+		MaxBatch:             256,
 	}
 }
 
@@ -165,6 +186,8 @@ func (r Resources) Validate() error {
 		return fmt.Errorf("grouprelay: fetch limit %d, want 1 to %d", r.FetchLimit, protocol.MaxFetchLimit)
 	case r.MaxStreamsPerPeer <= 0 || r.MaxStreams < r.MaxStreamsPerPeer || r.MaxSubscriptions <= 0 || r.MaxPending <= 0 || r.MaxBatch <= 0:
 		return errors.New("grouprelay: stream limits must be positive, the total at least the per-peer one")
+	case r.MaxPendingBytes < protocol.MaxGroupLogFrame || r.MaxPendingBytesTotal < r.MaxPendingBytes:
+		return fmt.Errorf("grouprelay: pending bytes %d per stream and %d in all, want at least one frame (%d) and the total at least the per-stream bound", r.MaxPendingBytes, r.MaxPendingBytesTotal, protocol.MaxGroupLogFrame)
 	}
 	return nil
 }
@@ -216,6 +239,7 @@ type Server struct {
 	w      *jobs.Writer
 
 	streams *streamset.Set
+	pending *semaphore.Weighted                     // the bytes of requests held, all streams (MaxPendingBytesTotal)
 	creates *ratelimit.Limiter[string]              // by connection
 	appends *ratelimit.Limiter[string]              // by connection
 	commits *ratelimit.Limiter[protocol.GroupLogID] // by log
@@ -250,6 +274,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, res: res, log: cfg.Logger, clock: cfg.Clock,
 		streams: streamset.New(res.MaxStreams, res.MaxStreamsPerPeer),
+		pending: semaphore.NewWeighted(int64(res.MaxPendingBytesTotal)),
 		creates: ratelimit.New[string](cfg.Clock, res.CreateRate, float64(res.CreateBurst), 0, maxLimited),
 		appends: ratelimit.New[string](cfg.Clock, res.AppendRate, float64(res.AppendBurst), 0, maxLimited),
 		commits: ratelimit.New[protocol.GroupLogID](cfg.Clock, res.CommitRate, float64(res.CommitBurst), 0, maxLimited),

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/sealpost/sealpost/node/internal/writeq"
 	"github.com/sealpost/sealpost/protocol"
@@ -31,6 +32,9 @@ type stream struct {
 	ctx    context.Context // canceled when the stream ends
 	cancel context.CancelFunc
 	out    *writeq.Queue
+	// pending bounds the bytes of the stream's requests held
+	// (Resources.MaxPendingBytes; reserve).
+	pending *semaphore.Weighted
 
 	subsMu sync.Mutex
 	subs   map[*subscription]struct{}
@@ -44,7 +48,8 @@ func (a answer) Ready() bool                       { return true }
 func (a answer) Append(buf []byte) ([]byte, error) { return protocol.AppendFrame(buf, a.r) }
 
 func newStream(s *Server, str network.Stream) *stream {
-	c := &stream{s: s, str: str, connID: str.Conn().ID(), subs: map[*subscription]struct{}{}}
+	c := &stream{s: s, str: str, connID: str.Conn().ID(), subs: map[*subscription]struct{}{},
+		pending: semaphore.NewWeighted(int64(s.res.MaxPendingBytes))}
 	if s.cfg.Quotas != nil {
 		c.quotas = s.cfg.Quotas(str.Conn().RemotePeer(), str.Conn().RemoteMultiaddr())
 	}
@@ -91,11 +96,19 @@ func (c *stream) serve() {
 	}
 }
 
+// keepFrame is the largest frame buffer a stream keeps between requests:
+// a larger frame (an entry) is read into a buffer of its own, counted in
+// the pending bytes while it is held.
+const keepFrame = 64 << 10
+
 // read reads and runs requests until the stream ends, and says how to end
-// it.
+// it. Each frame's length is reserved in the stream's and the relay's
+// pending bytes before the frame is read: while they are full, the stream
+// is not read.
 func (c *stream) read() int {
 	s := c.s
 	fr := protocol.NewFrameReader(c.str, protocol.MaxGroupLogFrame)
+	fr.Keep(keepFrame)
 	for {
 		if c.subscriptions() == 0 {
 			c.str.SetReadDeadline(time.Now().Add(s.res.StreamIdle))
@@ -105,7 +118,15 @@ func (c *stream) read() int {
 			c.str.SetReadDeadline(time.Time{})
 		}
 		var req protocol.GroupLogRequest
-		err := fr.Read(&req)
+		n, err := fr.Len()
+		if err == nil {
+			if !c.reserve(n) {
+				return endReset
+			}
+			if err = fr.Read(&req); err != nil {
+				c.release(n)
+			}
+		}
 		switch {
 		case err == nil:
 		case errors.Is(err, io.EOF):
@@ -118,21 +139,55 @@ func (c *stream) read() int {
 			return endReset
 		}
 		s.met.requests.WithLabelValues(req.Op.String()).Inc()
-		if !c.dispatch(&req) {
+		if !c.dispatch(&req, n) {
 			return endReset
 		}
 	}
 }
 
-// dispatch runs one request; false ends the stream with a reset.
-func (c *stream) dispatch(req *protocol.GroupLogRequest) bool {
+// reserve counts a frame of n bytes in the stream's pending bytes, then in
+// the relay's, waiting while either is full; false if the stream ended
+// first.
+func (c *stream) reserve(n int) bool {
+	s := c.s
+	if !c.pending.TryAcquire(int64(n)) {
+		s.met.pendingWaits.WithLabelValues("stream").Inc()
+		if c.pending.Acquire(c.ctx, int64(n)) != nil {
+			return false
+		}
+	}
+	if !s.pending.TryAcquire(int64(n)) {
+		s.met.pendingWaits.WithLabelValues("relay").Inc()
+		if s.pending.Acquire(c.ctx, int64(n)) != nil {
+			c.pending.Release(int64(n))
+			return false
+		}
+	}
+	s.met.pendingBytes.Add(float64(n))
+	return true
+}
+
+// release gives back what reserve counted.
+func (c *stream) release(n int) {
+	c.s.met.pendingBytes.Sub(float64(n))
+	c.s.pending.Release(int64(n))
+	c.pending.Release(int64(n))
+}
+
+// dispatch runs one request, read from a frame of n bytes reserved for
+// it, which it releases (an append, once its transaction ended); false
+// ends the stream with a reset.
+func (c *stream) dispatch(req *protocol.GroupLogRequest, n int) bool {
 	s := c.s
 	var resp *protocol.GroupLogResponse
 	var err error
+	if req.Op != protocol.GroupLogAppend {
+		defer c.release(n)
+	}
 	switch req.Op {
 	case protocol.GroupLogAppend:
 		var a *pendingAppend
-		if a, err = s.startAppend(c, req); err == nil {
+		if a, err = s.startAppend(c, req, n); err == nil {
 			return c.out.Put(c.ctx, a)
 		}
 	case protocol.GroupLogCreate:

@@ -27,6 +27,10 @@ type Job struct {
 	Exclusive bool
 	// After runs once the transaction is durable.
 	After func()
+	// Release, if set, runs once the job's outcome is known, whatever it
+	// is (durable, failed, or dropped at Close), before Wait returns: the
+	// job frees there what it held only to be run (an entry's bytes).
+	Release func()
 
 	done chan struct{}
 	err  error
@@ -97,6 +101,9 @@ func New(st store.Store, o Options) *Writer {
 				j.err = err
 				if err == nil && j.After != nil {
 					j.After()
+				}
+				if j.Release != nil {
+					j.Release()
 				}
 				close(j.done)
 			}
