@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"runtime/pprof"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -43,8 +45,17 @@ import (
 //	                 work: gossip, decryption, writes, receipts), which
 //	                 bounds the messages a second the machine can carry
 //	cores            CPU time over wall time while the messages went
+//	idle-cores       CPU time over wall time of the same network with
+//	                 the group idle (10 s before the messages): the base
+//	                 load of its nodes
+//	msg-cpu-ms/msg   cpu-ms/msg less the idle cores' share of the time
+//	                 the messages took: what the messages themselves cost
+//	syncs/msg        disk syncs of all the stores per message (each is
+//	                 one group commit of the Updates waiting at once)
 //
-// SEALPOST_GROUP_MEMBERS sets another size (a smaller group to profile):
+// SEALPOST_GROUP_MEMBERS sets another size (a smaller group to profile),
+// SEALPOST_GROUP_PROFILE=FILE writes a CPU profile of the messages alone
+// (-cpuprofile would take in the minutes of setup):
 //
 //	go test ./node/testnet -run '^$' -bench BenchmarkGroup100 -timeout 30m
 func BenchmarkGroup100(b *testing.B) {
@@ -149,10 +160,33 @@ func BenchmarkGroup100(b *testing.B) {
 	}
 	hop := newPinger(b)
 
+	// The process's CPU with the group idle, over idleFor, so that the
+	// CPU the messages themselves take can be told from the base load.
+	const idleFor = 10 * time.Second
+	idle0, _ := usage()
+	select {
+	case <-time.After(idleFor):
+	case <-ctx.Done():
+	}
+	idle1, _ := usage()
+	idleCores := (idle1 - idle0).Seconds() / idleFor.Seconds()
+
 	const messages = 100
 	var lat, last, shown, hops []time.Duration
+	syncs0 := syncs(nw)
 	cpu0, _ := usage()
 	wall0 := time.Now()
+	if f := os.Getenv("SEALPOST_GROUP_PROFILE"); f != "" {
+		pf, err := os.Create(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			b.Fatal(err)
+		}
+		defer pf.Close()
+		defer pprof.StopCPUProfile()
+	}
 	b.ResetTimer()
 	for i := range b.N * messages {
 		from := nw.nodes[members[i%len(members)]]
@@ -210,9 +244,24 @@ func BenchmarkGroup100(b *testing.B) {
 	}
 	b.ReportMetric(p.P99/50, "p99/target")
 	b.ReportMetric(setup.Seconds(), "setup-s")
+	syncs1 := syncs(nw)
 	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/1000/float64(b.N*messages), "cpu-ms/msg")
 	b.ReportMetric((cpu1-cpu0).Seconds()/wall.Seconds(), "cores")
+	b.ReportMetric(idleCores, "idle-cores")
+	b.ReportMetric(((cpu1-cpu0).Seconds()-idleCores*wall.Seconds())*1000/float64(b.N*messages), "msg-cpu-ms/msg")
+	b.ReportMetric(float64(syncs1-syncs0)/float64(b.N*messages), "syncs/msg")
 	b.ReportMetric(0, "ns/op") // the time of 100 messages one after the other says nothing more
+}
+
+// syncs is the number of disk syncs of the network's stores so far
+// (badgerstore's group commits: one for every Update waiting at once).
+func syncs(nw *cluster) (n int64) {
+	for _, m := range append(slices.Clone(nw.nodes), nw.relays...) {
+		if st, ok := m.store().(interface{ Syncs() int64 }); ok {
+			n += st.Syncs()
+		}
+	}
+	return n
 }
 
 // pinger measures one loopback round trip between two libp2p hosts.
