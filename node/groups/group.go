@@ -96,7 +96,14 @@ type group struct {
 	stateDirty bool
 	stateAt    time.Time
 
-	receiptBusy  map[uint64]bool         // receipt work items on their way to a sender
+	receiptBusy map[uint64]bool // receipt work items on their way to a sender
+	// heldReceipts are members' receipts waiting for the next write (by
+	// heldAt at the latest).
+	heldReceipts []heldReceipt
+	heldAt       time.Time
+	// receiptsSent are receipt work items sent, deleted with the next
+	// write (by stateAt at the latest); they stay in receiptBusy until then.
+	receiptsSent []uint64
 	receiptFails map[identity.UserID]int // failed tries to reach a sender with receipts
 
 	joining  bool      // a Welcome is being fetched
@@ -342,6 +349,9 @@ func (g *group) reload() {
 	if err == nil {
 		g.mg = nil
 		g.stateDirty, g.stateAt = false, time.Time{}
+		if len(g.receiptsSent) > 0 {
+			g.schedule(&g.stateAt, g.s.opt.StateEvery)
+		}
 		err = g.load()
 	}
 	if err != nil {
@@ -546,7 +556,7 @@ func (g *group) poll() time.Duration {
 // nextDue is the earliest timed work.
 func (g *group) nextDue() time.Time {
 	var t time.Time
-	for _, x := range []time.Time{g.fetchAt, g.subAt, g.retryAt, g.receiptAt, g.joinAt, g.stateAt} {
+	for _, x := range []time.Time{g.fetchAt, g.subAt, g.retryAt, g.receiptAt, g.joinAt, g.stateAt, g.heldAt} {
 		if !x.IsZero() && (t.IsZero() || x.Before(t)) {
 			t = x
 		}
@@ -567,12 +577,23 @@ func (g *group) step() {
 		g.joinAt = time.Time{}
 		g.tryJoin()
 	}
+	if !g.heldAt.IsZero() && !now.Before(g.heldAt) {
+		g.heldAt = time.Time{}
+		b := g.newBatch()
+		b.lazy = true
+		g.flush(b)
+	}
 	if g.mg == nil || g.stuck != "" {
 		return
 	}
 	if !g.stateAt.IsZero() && !now.Before(g.stateAt) {
 		g.stateAt = time.Time{}
 		g.writeState()
+		if len(g.receiptsSent) > 0 {
+			b := g.newBatch()
+			b.lazy = true
+			g.flush(b)
+		}
 	}
 	if !g.subAt.IsZero() && !now.Before(g.subAt) {
 		g.subAt = time.Time{}

@@ -99,38 +99,63 @@ func (s *Service) receipt(from peer.ID, r *protocol.GroupReceipt) protocol.Code 
 	}
 }
 
-// receiveReceipts records the receipts of members' devices, in one
-// transaction; a device that is no member's in this epoch is refused. The
-// answers go once the deliveries are durable; the goroutine does not wait
-// for that.
+// receiveReceipts takes the receipts of members' devices; a device that
+// is no member's in this epoch is refused at once. The others are held
+// (heldReceipts) and written with the group's next write, or alone after
+// receiptHold: a message's receipts come from every member, each a write
+// of its own before (a disk sync each). They are answered once their
+// write is durable; the goroutine does not wait for that.
 func (g *group) receiveReceipts(in []receiptIn) {
-	b := g.newBatch()
-	b.lazy = true
-	codes := make([]protocol.Code, len(in))
-	for i, x := range in {
+	for _, x := range in {
 		u, ok := g.byDevice[x.from]
 		if !ok || g.mg == nil {
-			codes[i] = protocol.CodeWrongSender
 			g.s.met.dropped.WithLabelValues(dropNotMember).Inc()
+			x.done <- protocol.CodeWrongSender
 			continue
 		}
-		codes[i] = protocol.CodeOK
-		b.receipts[u] = append(b.receipts[u], x.covers...)
+		g.heldReceipts = append(g.heldReceipts, heldReceipt{user: u, covers: x.covers, done: x.done})
 	}
-	answer := func(err error) {
-		for i, x := range in {
-			if err != nil && codes[i] == protocol.CodeOK {
-				codes[i] = protocol.CodeInternal
-			}
-			x.done <- codes[i]
-		}
+	switch {
+	case len(g.heldReceipts) >= MaxReceiptsInbound:
+		b := g.newBatch()
+		b.lazy = true
+		g.flush(b)
+	case len(g.heldReceipts) > 0:
+		g.schedule(&g.heldAt, g.s.opt.ReceiptDelay/receiptHoldPart)
 	}
-	if b.empty() {
-		answer(nil)
+}
+
+// receiptHoldPart: receipts are held at most ReceiptDelay/receiptHoldPart
+// before they are written (250 ms by default), so a sender writes its
+// receipts at most that often per group, whatever the group's size.
+const receiptHoldPart = 4
+
+// heldReceipt is a member's receipt waiting for the group's next write.
+type heldReceipt struct {
+	user   identity.UserID
+	covers []protocol.MessageID
+	done   chan protocol.Code
+}
+
+// takeReceipts puts the receipts held into b, answered once b is durable.
+func (g *group) takeReceipts(b *batch) {
+	held := g.heldReceipts
+	if len(held) == 0 {
 		return
 	}
-	b.durable = append(b.durable, answer)
-	g.flush(b)
+	g.heldReceipts, g.heldAt = nil, time.Time{}
+	for _, x := range held {
+		b.receipts[x.user] = append(b.receipts[x.user], x.covers...)
+	}
+	b.durable = append(b.durable, func(err error) {
+		code := protocol.CodeOK
+		if err != nil {
+			code = protocol.CodeInternal
+		}
+		for _, x := range held {
+			x.done <- code
+		}
+	})
 }
 
 // sendReceipts sends the receipts that wait: one per sender of the
@@ -226,8 +251,12 @@ func (g *group) dropReceipts(b *batch, ns []uint64) {
 }
 
 // directReceipt sends covers to the device of member to; the work items
-// ns go once it answered (deleted on the sending goroutine: the group's
-// goroutine does not wait for that write), or wait for the next try.
+// ns go once it answered, or wait for the next try. They are deleted
+// with the group's next write (forgetReceipts), not by one of their own:
+// with a sender per message, a member sends about one receipt per message
+// it receives, and a write of its own was one more disk sync each. Until
+// that write is committed they stay busy (not sent again); a crash before
+// it is durable sends them again, and a receipt repeated counts once.
 func (g *group) directReceipt(to identity.UserID, device peer.ID, ns []uint64, covers []protocol.MessageID) {
 	for _, n := range ns {
 		g.receiptBusy[n] = true
@@ -240,23 +269,14 @@ func (g *group) directReceipt(to identity.UserID, device peer.ID, ns []uint64, c
 			err = g.s.sendReceipt(ctx, device, &protocol.GroupReceipt{Group: gid, Covers: c[:n]})
 			c = c[n:]
 		}
-		if err == nil {
-			// A failed delete leaves the items to send again: a receipt
-			// repeated counts once.
-			if derr := g.s.st.Update(ctx, func(tx *store.Tx) error {
-				for _, n := range ns {
-					if err := tx.Groups().DeleteWork(gid, workReceipt, n); err != nil {
-						return err
-					}
-				}
-				return nil
-			}); derr != nil {
-				g.s.log.Debug("group: receipt sent, not forgotten", "group", gid.String(), "err", derr)
-			}
-		}
 		return func() {
-			for _, n := range ns {
-				delete(g.receiptBusy, n)
+			if err == nil {
+				g.receiptsSent = append(g.receiptsSent, ns...)
+				g.schedule(&g.stateAt, g.s.opt.StateEvery)
+			} else {
+				for _, n := range ns {
+					delete(g.receiptBusy, n)
+				}
 			}
 			if err != nil {
 				g.receiptFails[to]++
@@ -268,6 +288,32 @@ func (g *group) directReceipt(to identity.UserID, device peer.ID, ns []uint64, c
 			g.s.met.receipts.WithLabelValues(receiptDirect).Add(float64((len(covers) + protocol.MaxReceiptIDs - 1) / protocol.MaxReceiptIDs))
 		}
 	})
+}
+
+// forgetReceipts puts the deletion of the receipt work items sent
+// (receiptsSent) into b and returns them; once b's write is committed
+// they are no longer busy (sentForgotten).
+func (g *group) forgetReceipts(b *batch) []uint64 {
+	ns := g.receiptsSent
+	if len(ns) == 0 {
+		return nil
+	}
+	g.receiptsSent = nil
+	g.dropReceipts(b, ns)
+	return ns
+}
+
+// sentForgotten ends forgetReceipts after b's write: the items are gone
+// from the store, or, if the write failed, wait for the next one.
+func (g *group) sentForgotten(ns []uint64, err error) {
+	if err != nil {
+		g.receiptsSent = append(g.receiptsSent, ns...)
+		g.schedule(&g.stateAt, g.s.opt.StateEvery)
+		return
+	}
+	for _, n := range ns {
+		delete(g.receiptBusy, n)
+	}
 }
 
 // errReceiptRefused: the sender's device answered a receipt with an error.

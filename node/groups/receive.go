@@ -411,9 +411,11 @@ func (g *group) left(b *batch, reason string) {
 // drops what the goroutine holds in memory and reads the stored state
 // again (what was lost comes again from the log), and returns the error.
 func (g *group) flush(b *batch) error {
-	if b.empty() {
+	if b.empty() && len(g.receiptsSent) == 0 && len(g.heldReceipts) == 0 {
 		return nil
 	}
+	forgotten := g.forgetReceipts(b)
+	g.takeReceipts(b)
 	switch {
 	case b.state || b.rec:
 		// The record (its cursor) is never written ahead of the state
@@ -431,6 +433,7 @@ func (g *group) flush(b *batch) error {
 		var err error
 		if state, err = g.mg.MarshalBinary(); err != nil {
 			g.s.log.Error("group: marshal state", "group", g.id.String(), "err", err)
+			g.sentForgotten(forgotten, err)
 			for _, f := range b.durable {
 				f(err)
 			}
@@ -546,6 +549,7 @@ func (g *group) flush(b *batch) error {
 		}
 		return nil
 	})
+	g.sentForgotten(forgotten, err)
 	if err != nil {
 		g.s.log.Warn("group: write failed", "group", g.id.String(), "err", err)
 		g.reload()

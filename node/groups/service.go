@@ -124,7 +124,9 @@ const _ = uint(mls.DefaultOutOfOrderWindow - MaxOutstanding)
 // Options tune the service; each zero field takes the default next to it.
 type Options struct {
 	// ReceiptDelay is how long a member gathers the messages it committed
-	// before it sends one delivery receipt for them. Default 1 s.
+	// before it sends one delivery receipt for them; a quarter of it
+	// bounds how long a sender holds the receipts it gets before it
+	// writes them (with its next write, or alone). Default 1 s.
 	ReceiptDelay time.Duration
 	// FetchGrace is how long a member waits for a message its relay
 	// subscription announced to arrive over gossipsub before it fetches it
