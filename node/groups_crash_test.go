@@ -327,3 +327,68 @@ func TestGroupStateWaits(t *testing.T) {
 	p.send(t, ctx, "after the crash")
 	p.holds(t, ctx, want)
 }
+
+// wrote reports whether a commit after log[from:] wrote a key for which
+// match holds, and returns the index of the last commit that did (-1:
+// none).
+func (d *slowDisk) wrote(from int, match func(k string) bool) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	last := -1
+	for i := from; i < len(d.log); i++ {
+		for k := range d.log[i] {
+			if match(k) {
+				last = i
+			}
+		}
+	}
+	return last
+}
+
+// TestGroupReceiptsAfterRestart: a member that stopped with receipts
+// still to send (the messages committed, durable, with its MLS state)
+// sends them once it is back, without waiting for another message to
+// come: the sender sees its messages delivered.
+func TestGroupReceiptsAfterRestart(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := newCrashPair(t, ctx, func(c *Config) {
+		c.Groups.ReceiptDelay = time.Hour // none sent before the crash
+		c.Groups.StateEvery = time.Millisecond
+	})
+	want := []string{"before the stop a", "before the stop b"}
+	var ids []protocol.MessageID
+	for _, text := range want {
+		ids = append(ids, p.send(t, ctx, text))
+	}
+	p.holds(t, ctx, want)
+	// The messages and then the MLS state that read them are durable:
+	// back, b reads nothing again from the log (which would make it cover
+	// them anew), so only what it stored can bring its receipts.
+	const tMessage, tGroupState = 0x07, 0x18
+	msgs := p.disk.wrote(0, func(k string) bool {
+		return len(k) == 17 && k[0] == tMessage && (k[1:] == string(ids[0][:]) || k[1:] == string(ids[1][:]))
+	})
+	if msgs < 0 {
+		t.Fatal("b holds the messages but its disk never wrote them")
+	}
+	nodetest.WaitFor(t, time.Minute, "b's MLS state written after the messages", func() bool {
+		return p.disk.wrote(msgs+1, func(k string) bool { return len(k) == 33 && k[0] == tGroupState }) >= 0
+	})
+	p.crash(t, ctx, nil)
+	for _, id := range ids {
+		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+		res, err := p.a.Groups().WaitState(wctx, id, groups.StateDelivered)
+		wcancel()
+		if err != nil {
+			t.Fatalf("message %s not delivered after b came back: %v (%+v)", id, err, res)
+		}
+		if len(res.Members) != 1 || res.Members[0].At.IsZero() {
+			t.Fatalf("per-member deliveries: %+v", res.Members)
+		}
+	}
+	if got := counter(t, p.b, "sealpost_groups_received_total"); got != 0 {
+		t.Errorf("b committed %v messages again after the restart, want 0 (the test means its state to be durable)", got)
+	}
+}

@@ -120,6 +120,15 @@ func (g *group) loadWork() error {
 				g.commitQueued = true
 			}
 		}
+		// Receipts not sent (or sent and not yet forgotten) before a
+		// restart go now, not only once another message comes.
+		items, err = tx.Groups().Work(g.id, workReceipt, 1)
+		if err != nil {
+			return err
+		}
+		if len(items) > 0 {
+			g.schedule(&g.receiptAt, g.s.opt.ReceiptDelay)
+		}
 		return nil
 	})
 }
