@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -10,13 +11,19 @@ import (
 	"time"
 
 	"github.com/sealpost/sealpost/node/grouprelay"
+	"github.com/sealpost/sealpost/node/groups"
 	"github.com/sealpost/sealpost/node/nodetest"
 	"github.com/sealpost/sealpost/protocol"
+	"github.com/sealpost/sealpost/store"
 )
 
 // restartableRelay is a relay on a fixed loopback port whose store
 // outlives it: started again, it is the same relay at the same address.
-func restartableRelay(t *testing.T) *restartable {
+func restartableRelay(t *testing.T) *restartable { return restartableRelayWith(t, nil) }
+
+// restartableRelayWith is restartableRelay with res for its group logs
+// (nil: the defaults).
+func restartableRelayWith(t *testing.T, res *grouprelay.Resources) *restartable {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -27,6 +34,9 @@ func restartableRelay(t *testing.T) *restartable {
 	return newRestartable(t, func(c *Config) {
 		c.RelayService = true
 		c.Listen = []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", port)}
+		if res != nil {
+			c.GroupRelay = *res
+		}
 	})
 }
 
@@ -80,6 +90,7 @@ func TestGroupTwoRelays(t *testing.T) {
 
 	// The second home down through two commits: messages and commits go
 	// through the first; c goes offline after them.
+	down := epochOf(t, ctx, a, info.ID)
 	r2.stop()
 	sendSent(t, ctx, a, info.ID, "second down")
 	update(a, a, b, c.node)
@@ -97,6 +108,14 @@ func TestGroupTwoRelays(t *testing.T) {
 	nodetest.WaitFor(t, time.Minute, "the second home caught up", func() bool {
 		return labelled(t, a, "sealpost_groups_home_catchups_total", "result", "done")+
 			labelled(t, b, "sealpost_groups_home_catchups_total", "result", "done") > 0
+	})
+	// It is open at the group's epoch and holds every entry the first
+	// holds of the epochs from the one it went down in (before, its own
+	// retries could reach it out of order: a commit before a message of
+	// its epoch, which it could then never take).
+	nodetest.WaitFor(t, time.Minute, "the second home holds what it missed", func() bool {
+		open, missing := homeMisses(t, ctx, a, r1, r2, info.ID, 1, down)
+		return open == epochOf(t, ctx, a, info.ID) && missing == 0
 	})
 
 	// The first home down: c, back, reads from the second all it missed,
@@ -126,6 +145,109 @@ func TestGroupTwoRelays(t *testing.T) {
 		t.Errorf("%v catch-ups given up", n)
 	}
 	noGroupError(t, ctx, info.ID, a, b, c.node)
+}
+
+// TestGroupHomeDown: what a member sent while its group's second home was
+// down, long enough that each entry gave that home up, is copied to it
+// when it is back, in the first home's order: the home's catch-up from
+// the first entry it failed to take. Before, the entries were lost to the
+// second home: back at the same epoch, it took the next message as if it
+// had missed nothing.
+func TestGroupHomeDown(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r1, r2 := restartableRelay(t), restartableRelay(t)
+	a := newTestNode(t, func(c *Config) {
+		c.Bootstrap = []string{r1.node.Info().Addrs[0]}
+		c.Groups.RetryMin = 20 * time.Millisecond
+		c.Groups.RetryMax = 100 * time.Millisecond
+	})
+	info, err := a.Groups().Create(ctx, "down", []string{r1.node.Info().Addrs[0], r2.node.Info().Addrs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := epochOf(t, ctx, a, info.ID)
+	r2.stop()
+	for i := range 3 {
+		sendSent(t, ctx, a, info.ID, fmt.Sprintf("down %d", i))
+	}
+	// Not retried for ever: each entry gives the home up.
+	nodetest.WaitFor(t, time.Minute, "the entries give the second home up", func() bool { return outItems(t, ctx, a, info.ID) == 0 })
+	r2.start()
+	sendSent(t, ctx, a, info.ID, "back")
+	nodetest.WaitFor(t, time.Minute, "the second home holds what it missed", func() bool {
+		open, missing := homeMisses(t, ctx, a, r1, r2, info.ID, 1, down)
+		return open == epochOf(t, ctx, a, info.ID) && missing == 0 && outItems(t, ctx, a, info.ID) == 0
+	})
+	if n := labelled(t, a, "sealpost_groups_home_catchups_total", "result", "done"); n == 0 {
+		t.Error("no catch-up counted done")
+	}
+}
+
+// TestGroupHomeCatchUpRated: a catch-up that the second home's append
+// rate stops goes on from the last entry it copied, and completes. The
+// home missed two commits and 20 messages; it takes 4 appends at once.
+// Before, a catch-up stopped past its first epoch started again from
+// that epoch: its copies, answered duplicate, took the rate, and it
+// never got further.
+func TestGroupHomeCatchUpRated(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res := grouprelay.DefaultResources()
+	res.AppendRate, res.AppendBurst = 4, 4
+	r1, r2 := restartableRelay(t), restartableRelayWith(t, &res)
+	a := newTestNode(t, func(c *Config) {
+		c.Bootstrap = []string{r1.node.Info().Addrs[0]}
+		c.Groups.RetryMin = 50 * time.Millisecond
+		c.Groups.RetryMax = 500 * time.Millisecond
+	})
+	info, err := a.Groups().Create(ctx, "rated", []string{r1.node.Info().Addrs[0], r2.node.Info().Addrs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := epochOf(t, ctx, a, info.ID)
+	r2.stop()
+	for k := range 2 {
+		for i := range 10 {
+			sendSent(t, ctx, a, info.ID, fmt.Sprintf("down %d %d", k, i))
+		}
+		e := epochOf(t, ctx, a, info.ID)
+		if _, err := a.Groups().Update(ctx, info.ID); err != nil {
+			t.Fatal(err)
+		}
+		nodetest.WaitFor(t, time.Minute, "the commit", func() bool { return epochOf(t, ctx, a, info.ID) > e })
+	}
+	r2.start()
+	sendSent(t, ctx, a, info.ID, "back")
+	nodetest.WaitFor(t, 2*time.Minute, "the second home holds what it missed", func() bool {
+		open, missing := homeMisses(t, ctx, a, r1, r2, info.ID, 1, down)
+		return open == epochOf(t, ctx, a, info.ID) && missing == 0 && outItems(t, ctx, a, info.ID) == 0
+	})
+	if n := labelled(t, a, "sealpost_groups_home_catchups_total", "result", "done"); n == 0 {
+		t.Error("no catch-up counted done")
+	}
+}
+
+// outItems returns how many entries member m has on their way to its
+// group's homes (workOut items).
+func outItems(t *testing.T, ctx context.Context, m *Node, group string) int {
+	t.Helper()
+	gid, ok := groups.ParseGroupID(group)
+	if !ok {
+		t.Fatalf("group ID %q", group)
+	}
+	var n int
+	err := m.cfg.Store.View(ctx, func(tx *store.Tx) error {
+		w, err := tx.Groups().Work(gid, 1, 0) // workOut
+		n = len(w)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestGroupLogCreatorQuota: a node's relay counts the group logs a peer
@@ -165,4 +287,66 @@ func TestGroupLogCreatorQuota(t *testing.T) {
 	if _, err := b.Groups().Create(ctx, "b's", at); err != nil {
 		t.Errorf("another peer's group: %v", err)
 	}
+}
+
+// homeMisses returns the open epoch of group's log on relay r2 (its home
+// i, r1 its first home, as member m has them), and how many entries r1
+// holds of the epochs from `from` to r2's open one that r2 does not.
+func homeMisses(t *testing.T, ctx context.Context, m *Node, r1, r2 *restartable, group string, i int, from uint64) (open uint64, missing int) {
+	t.Helper()
+	gid, ok := groups.ParseGroupID(group)
+	if !ok {
+		t.Fatalf("group ID %q", group)
+	}
+	var logs [2]protocol.GroupLogID
+	err := m.cfg.Store.View(ctx, func(tx *store.Tx) error {
+		g, err := tx.Groups().Get(gid)
+		if err != nil {
+			return err
+		}
+		logs[0], logs[1] = g.Homes[0].Log, g.Homes[i].Log
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := map[[32]byte]bool{}
+	err = r2.st.View(ctx, func(tx *store.Tx) error {
+		l, err := tx.RelayGroups().Log(logs[1])
+		if err != nil {
+			return err
+		}
+		open = l.Epoch
+		for e := from; e <= open; e++ {
+			err := tx.RelayGroups().Entries(logs[1], e, 0, 0, func(x store.RelayGroupEntry) error {
+				held[sha256.Sum256(x.Entry)] = true
+				return nil
+			})
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r1.st.View(ctx, func(tx *store.Tx) error {
+		for e := from; e <= open; e++ {
+			err := tx.RelayGroups().Entries(logs[0], e, 0, 0, func(x store.RelayGroupEntry) error {
+				if !held[sha256.Sum256(x.Entry)] {
+					missing++
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return open, missing
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sealpost/sealpost/node/grouplog"
+	"github.com/sealpost/sealpost/node/mailbox"
 	"github.com/sealpost/sealpost/protocol"
 	"github.com/sealpost/sealpost/store"
 )
@@ -97,6 +99,16 @@ func (r *relays) close() {
 // missed more (or epochs from before the member joined) is caught up by
 // another member, or not at all: the group goes on with its other home,
 // which gives that home up for each entry after maxHomeFails.
+//
+// A second home that does not answer (down, cut off) is caught up the
+// same way from the epoch of the first entry it failed to take: its
+// appends wait meanwhile, and only the catch-up tries it, backing off.
+// Each entry appended one by one, on its own retry time, could reach the
+// home after the epoch's commit (this member's own, retried sooner), and
+// the home, its epoch closed, could never take it. An entry stored on the
+// first home gives the waiting home up after maxHomeFails failed
+// catch-ups: it is left to the catch-up, which copies it from the first
+// home when the home answers again.
 
 // keptTokens is how many past epochs' tokens a member keeps, to copy a
 // lagging home the epochs it missed.
@@ -116,6 +128,24 @@ type lag struct {
 	// hold, or the first home no longer keeps an epoch): its entries give
 	// the home up as for a home that is down.
 	gaveUp bool
+	// done is when the catch-up ended (the lag is kept a while so that a
+	// home found lagging again right after is caught up after a backoff,
+	// again times in a row, not at once and again).
+	done  time.Time
+	again int
+	// first is the first entry a home that did not answer failed to take:
+	// what its epoch held before that entry on the first home, the home
+	// took (a catch-up starts after it).
+	first *outItem
+	// redo is an entry before the catch-up's start that the home failed to
+	// take while the catch-up was under way: it starts again from there.
+	redo *outItem
+}
+
+// unanswered reports whether err is a home that did not answer (down,
+// cut off), not a relay's refusal.
+func unanswered(err error) bool {
+	return errors.Is(err, mailbox.ErrUnreachable) || errors.Is(err, grouplog.ErrClosed) || errors.Is(err, grouplog.ErrSilent)
 }
 
 // tokenOf returns the token of epoch e: the current one's, or a past one
@@ -155,7 +185,12 @@ func (g *group) keepToken(b *batch, epoch uint64) {
 // lagging reports whether home i is known to lag and is being (or will
 // be) caught up: its appends wait.
 func (g *group) lagging(i int) bool {
-	return i < len(g.lags) && g.lags[i] != nil && !g.lags[i].gaveUp
+	return i < len(g.lags) && g.lags[i] != nil && !g.lags[i].gaveUp && g.lags[i].done.IsZero()
+}
+
+// gaveUpOn reports whether this member cannot catch home i up.
+func (g *group) gaveUpOn(i int) bool {
+	return i < len(g.lags) && g.lags[i] != nil && g.lags[i].gaveUp
 }
 
 // homeLags notes that home i is open at epoch open, before epoch (the
@@ -165,23 +200,87 @@ func (g *group) homeLags(i int, open uint64) {
 		g.lags = append(g.lags, nil)
 	}
 	l := g.lags[i]
-	if l == nil || l.open != open && !l.busy {
+	switch {
+	case l != nil && !l.done.IsZero():
+		g.lags[i] = g.lagAgain(l, open)
+	case l == nil || l.open != open && !l.busy:
 		if l != nil && l.gaveUp && l.open == open {
 			return
 		}
 		g.lags[i] = &lag{open: open, at: g.s.clock.Now()}
 		if l != nil && !l.gaveUp {
-			g.lags[i].fails, g.lags[i].from, g.lags[i].after = l.fails, l.from, l.after
+			g.lags[i].fails = l.fails
+			if open > l.open {
+				// What the last try copied the home holds.
+				g.lags[i].from, g.lags[i].after = l.from, l.after
+			}
 		}
 	}
 	g.poke()
+}
+
+// lagAgain is a new lag of a home at open found after the catch-up done
+// ended: right after it (within RetryMax), the new catch-up waits a
+// backoff that grows with each such lag in a row.
+func (g *group) lagAgain(done *lag, open uint64) *lag {
+	now := g.s.clock.Now()
+	l := &lag{open: open, at: now}
+	if now.Sub(done.done) < g.s.opt.RetryMax {
+		l.again = done.again + 1
+		l.at = now.Add(g.backoff(l.again))
+		g.schedule(&g.retryAt, l.at.Sub(now))
+	}
+	return l
+}
+
+// homeDown notes that home i did not answer an append of an entry of
+// epoch: its appends wait, and a catch-up from that epoch tries it,
+// backing off (the relay may be down for long).
+func (g *group) homeDown(i int, it *outItem) {
+	for len(g.lags) <= i {
+		g.lags = append(g.lags, nil)
+	}
+	now, epoch := g.s.clock.Now(), it.e.Epoch
+	switch l := g.lags[i]; {
+	case l == nil:
+		g.lags[i] = &lag{open: epoch, fails: 1, at: now.Add(g.backoff(1)), first: it}
+	case !l.done.IsZero():
+		g.lags[i] = g.lagAgain(l, epoch)
+		g.lags[i].fails, g.lags[i].first = 1, it
+		g.lags[i].at = maxTime(g.lags[i].at, now.Add(g.backoff(1)))
+	case l.gaveUp:
+	case l.busy:
+		if before(it, l.open, l.first) && (l.redo == nil || before(it, l.redo.e.Epoch, l.redo)) {
+			l.redo = it
+		}
+	case epoch < l.open:
+		l.open, l.from, l.after, l.first = epoch, 0, 0, it
+	case before(it, l.open, l.first):
+		l.from, l.after, l.first = 0, 0, it
+	}
+	if l := g.lags[i]; l.at.After(now) {
+		g.schedule(&g.retryAt, l.at.Sub(now))
+	}
+}
+
+// before reports whether entry it comes before entry first of epoch open
+// (nil: before the epoch's first).
+func before(it *outItem, open uint64, first *outItem) bool {
+	return it.e.Epoch < open || it.e.Epoch == open && first != nil && it.n < first.n
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // catchUps starts the catch-ups that are due.
 func (g *group) catchUps() {
 	now := g.s.clock.Now()
 	for i, l := range g.lags {
-		if i == 0 || l == nil || l.busy || l.gaveUp {
+		if i == 0 || l == nil || l.busy || l.gaveUp || !l.done.IsZero() {
 			continue
 		}
 		if l.at.After(now) {
@@ -195,11 +294,19 @@ func (g *group) catchUps() {
 // errCannotCatchUp is a catch-up this member cannot do.
 var errCannotCatchUp = errors.New("groups: cannot catch the home up")
 
+// errLagsMore is a home open at an epoch before the one a catch-up
+// copies (it lags more than this member knew).
+type errLagsMore struct{ open uint64 }
+
+func (e errLagsMore) Error() string {
+	return fmt.Sprintf("groups: the home is open at epoch %d, before the one copied", e.open)
+}
+
 // catchUp copies home i the entries of the epochs from l.open to the
-// current one from the first home.
+// current one from the first home (from where the last try stopped).
 func (g *group) catchUp(i int, l *lag) {
 	cur := g.mg.Epoch()
-	if l.open >= cur {
+	if l.open > cur {
 		g.lags[i] = nil
 		return
 	}
@@ -218,8 +325,11 @@ func (g *group) catchUp(i int, l *lag) {
 	l.busy = true
 	src, dst := g.home(0), g.home(i)
 	from, after := l.open, uint64(0)
-	if l.from == l.open {
-		after = l.after
+	switch {
+	case l.from >= l.open && l.from <= cur && (l.from > l.open || l.after > 0):
+		from, after = l.from, l.after // where the last try stopped
+	case l.first != nil && l.first.e.Epoch == l.open && l.first.e.Seqs[0] != 0 && l.first.e.Seqs[0] != skipped:
+		after = l.first.e.Seqs[0] - 1
 	}
 	g.async(func(ctx context.Context) func() {
 		reached, through, copied, err := g.s.relays.copyEpochs(ctx, src, dst, tokens, from, after, cur)
@@ -229,10 +339,19 @@ func (g *group) catchUp(i int, l *lag) {
 			if g.lags == nil || i >= len(g.lags) || g.lags[i] != l || g.rec.Homes[i].Log != dst.Log {
 				return // the group moved to new logs meanwhile
 			}
+			if r := l.redo; r != nil {
+				l.redo = nil
+				if r.e.Epoch < l.open {
+					l.open = r.e.Epoch
+				}
+				l.from, l.after, l.first = 0, 0, r
+				g.poke()
+				return
+			}
 			if err == nil {
 				g.s.log.Info("group: caught a lagging home up", "group", g.id.String(), "home", i, "from", l.open, "to", reached, "entries", copied)
 				g.s.met.catchUps.WithLabelValues("done").Inc()
-				g.lags[i] = nil
+				l.done = g.s.clock.Now()
 				for _, it := range g.out {
 					it.fails[i], it.tries[i] = 0, time.Time{}
 				}
@@ -240,6 +359,13 @@ func (g *group) catchUp(i int, l *lag) {
 				return
 			}
 			l.from, l.after = reached, through
+			var more errLagsMore
+			if errors.As(err, &more) {
+				// Copied again from the home's open epoch, at once.
+				l.open, l.from, l.after = min(l.open, more.open), more.open, 0
+				g.poke()
+				return
+			}
 			if errors.Is(err, errCannotCatchUp) {
 				g.s.log.Info("group: cannot catch a lagging home up", "group", g.id.String(), "home", i, "err", err)
 				g.s.met.catchUps.WithLabelValues("given_up").Inc()
@@ -248,9 +374,30 @@ func (g *group) catchUp(i int, l *lag) {
 				return
 			}
 			g.s.log.Debug("group: catch up a lagging home", "group", g.id.String(), "home", i, "err", err)
-			l.fails++
+			if copied > 0 {
+				// It went on (stopped by the home's rate): on soon, from
+				// the last entry copied.
+				l.fails = 1
+			} else {
+				l.fails++
+			}
 			l.at = g.s.clock.Now().Add(g.backoff(l.fails))
 			g.schedule(&g.retryAt, l.at.Sub(g.s.clock.Now()))
+			if copied > 0 {
+				return
+			}
+			// An entry the first home holds, waiting for this one, gives it
+			// up after maxHomeFails failed catch-ups in a row: the catch-up
+			// copies it from the first home once the home answers.
+			for _, it := range slices.Clone(g.out) {
+				if it.e.Seqs[i] != 0 || it.busy[i] || !it.anyStored() {
+					continue
+				}
+				if it.fails[i]++; it.fails[i] >= maxHomeFails {
+					it.e.Seqs[i] = skipped
+					g.progress(it)
+				}
+			}
 		}
 	})
 }
@@ -289,27 +436,40 @@ func (r *relays) copyEpochs(ctx context.Context, src, dst protocol.GroupHome, to
 			}
 			ents := f.Entries
 			for len(ents) > 0 {
-				n := min(len(ents), MaxOutstanding)
-				batch := ents[:n]
-				ents = ents[n:]
+				// At most MaxOutstanding appends at once; a commit goes
+				// alone, once every entry before it is in (it closes the
+				// epoch: one refused before it, over the home's rate,
+				// could never go in after it).
+				var batch []grouplog.Entry
 				var pend []*grouplog.PendingAppend
 				var serr error
-				for _, x := range batch {
+				for len(ents) > 0 && len(pend) < MaxOutstanding {
+					x := ents[0]
 					if x.Commit && e == cur {
+						ents = nil
 						break // a commit this node has not processed yet: not copied before it is
+					}
+					if x.Commit && len(pend) > 0 {
+						break
 					}
 					p, err := cd.StartAppend(dst.Log, e, tok, x.Entry, x.Commit, commitNext(x.Commit, next))
 					if err != nil {
 						serr = err
 						break
 					}
-					pend = append(pend, p)
+					pend, batch, ents = append(pend, p), append(batch, x), ents[1:]
+					if x.Commit {
+						break
+					}
 				}
 				var werr error
 				for k, p := range pend {
 					_, err := p.Wait(ctx)
 					if err != nil && werr == nil {
 						werr = err
+						if errors.As(err, &ee) && ee.Open < e {
+							return e, after, copied, errLagsMore{ee.Open}
+						}
 						if errors.As(err, &ee) && ee.Open > e {
 							// Another member moved the home past this
 							// epoch meanwhile.

@@ -401,6 +401,13 @@ func (g *group) appended(it *outItem, i int, a grouplog.Appended, err error) {
 		if it.e.Kind == protocol.GroupCommit && i == 0 && errors.Is(err, protocol.ErrRateLimited) {
 			g.s.met.commits.WithLabelValues("rate_limited").Inc()
 		}
+		if i > 0 && unanswered(err) && !g.gaveUpOn(i) {
+			// The home did not answer: it is caught up from this entry's
+			// epoch once it does, in the first home's order (relays.go).
+			g.s.log.Debug("group: append", "group", g.id.String(), "home", i, "err", err)
+			g.homeDown(i, it)
+			return
+		}
 		it.fails[i]++
 		if it.anyStored() && it.fails[i] >= maxHomeFails {
 			it.e.Seqs[i] = skipped
