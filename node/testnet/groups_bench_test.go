@@ -270,7 +270,7 @@ type pinger struct {
 	to peer.ID
 }
 
-func newPinger(b *testing.B) *pinger {
+func newPinger(b testing.TB) *pinger {
 	b.Helper()
 	var hs []interface{ Close() error }
 	mk := func() *pinger {

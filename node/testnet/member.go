@@ -356,28 +356,29 @@ func (m *member) addrs() []string {
 	return out
 }
 
-// collectEvery is how often a member's collector reads its inbox when no
-// event wakes it.
-const collectEvery = 500 * time.Millisecond
-
 // collect records the text messages the node's store shows, as they come:
-// each message.received event (or collectEvery) makes it read the inbox
-// after its cursor.
+// it reads the inbox after its cursor once when it starts (what arrived
+// before it subscribed), then on each message.received event (the
+// messaging service publishes it after the message's commit), a burst of
+// them read once, and after an overflow of its subscription (what it
+// missed). Other events (a group's messages, peers) do not wake it, and
+// nothing polls: an idle member costs its collector nothing.
 func (m *member) collect(ctx context.Context, n *node.Node) {
 	defer close(m.collectDone)
 	events := n.Subscribe(ctx)
-	tick := time.NewTicker(collectEvery)
-	defer tick.Stop()
+	m.readInbox(ctx, n.Messaging())
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case _, ok := <-events:
+		case e, ok := <-events:
 			if !ok {
 				if ctx.Err() != nil {
 					return
 				}
 				events = n.Subscribe(ctx) // overflowed: the inbox read catches up
+			} else if e.Type != node.EventMessageReceived {
+				continue
 			}
 		drain:
 			for {
@@ -390,7 +391,6 @@ func (m *member) collect(ctx context.Context, n *node.Node) {
 					break drain
 				}
 			}
-		case <-tick.C:
 		}
 		m.readInbox(ctx, n.Messaging())
 	}
