@@ -41,7 +41,38 @@ func relayRecordSeeds() map[string][]relayRecord {
 		"totals": {
 			&RelayTotals{Mailboxes: 1, Envelopes: 2, EnvelopeBytes: 3, BlobBytes: 4, Tokens: 5, Cards: 6, Prekeys: 7},
 		},
+		"group log": {
+			&RelayGroupLog{CreatedAt: t0, IdleUntil: t0.Add(time.Hour), Epoch: 1 << 40, FirstEpoch: 2, LastSeq: 1 << 50, Count: 7, Bytes: 700 << 20,
+				Deleting: true, Quotas: [2]RelayQuotaKey{{4}, {5}}},
+			&RelayGroupLog{},
+		},
+		"group epoch": {
+			&RelayGroupEpoch{TokenHash: protocol.TokenHash{7}, FirstSeq: 5, CommitSeq: 1 << 45, OpenedAt: t0},
+			&RelayGroupEpoch{},
+		},
+		"group entry": {
+			&RelayGroupEntry{Epoch: 1 << 33, Commit: true, StoredUntil: t0.Add(30 * 24 * time.Hour), Entry: bytes.Repeat([]byte{3}, 300)},
+			&RelayGroupEntry{Entry: []byte{1}},
+		},
+		"group totals": {
+			&RelayGroupTotals{Logs: 3, Entries: 1 << 40, Bytes: 1 << 50},
+			&RelayGroupTotals{},
+		},
 	}
+}
+
+// relayRecordOlder returns records of name as older versions stored them
+// (seeds for the fuzz targets besides the current encoding).
+func relayRecordOlder(name string) [][]byte {
+	switch name {
+	case "group log":
+		// Version 1: no creator quotas.
+		b := relayRecordSeeds()[name][0].marshal()
+		b = b[:len(b)-2*len(RelayQuotaKey{})]
+		b[0] = 1
+		return [][]byte{b}
+	}
+	return nil
 }
 
 func newRelayRecord(name string) relayRecord {
@@ -54,6 +85,14 @@ func newRelayRecord(name string) relayRecord {
 		return new(RelayEnvelope)
 	case "quota":
 		return new(RelayQuota)
+	case "group log":
+		return new(RelayGroupLog)
+	case "group epoch":
+		return new(RelayGroupEpoch)
+	case "group entry":
+		return new(RelayGroupEntry)
+	case "group totals":
+		return new(RelayGroupTotals)
 	}
 	return new(RelayTotals)
 }
@@ -65,9 +104,16 @@ func TestRelayRecordsRoundTrip(t *testing.T) {
 			if err := got.unmarshal(r.marshal()); err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
-			if name == "envelope" {
+			switch name {
+			case "envelope":
 				// The envelope's Mailbox and Seq live in its key.
 				got.(*RelayEnvelope).Mailbox, got.(*RelayEnvelope).Seq = r.(*RelayEnvelope).Mailbox, r.(*RelayEnvelope).Seq
+			case "group log":
+				got.(*RelayGroupLog).ID = r.(*RelayGroupLog).ID
+			case "group epoch":
+				got.(*RelayGroupEpoch).Epoch = r.(*RelayGroupEpoch).Epoch
+			case "group entry":
+				got.(*RelayGroupEntry).Log, got.(*RelayGroupEntry).Seq = r.(*RelayGroupEntry).Log, r.(*RelayGroupEntry).Seq
 			}
 			if !reflect.DeepEqual(got, r) {
 				t.Errorf("%s: got %+v, want %+v", name, got, r)
@@ -79,6 +125,9 @@ func TestRelayRecordsRoundTrip(t *testing.T) {
 func fuzzRelayRecord(f *testing.F, name string) {
 	for _, r := range relayRecordSeeds()[name] {
 		f.Add(r.marshal())
+	}
+	for _, b := range relayRecordOlder(name) {
+		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := newRelayRecord(name)
@@ -104,6 +153,13 @@ func FuzzDecodeRelayToken(f *testing.F)    { fuzzRelayRecord(f, "token") }
 func FuzzDecodeRelayEnvelope(f *testing.F) { fuzzRelayRecord(f, "envelope") }
 func FuzzDecodeRelayTotals(f *testing.F)   { fuzzRelayRecord(f, "totals") }
 func FuzzDecodeRelayQuota(f *testing.F)    { fuzzRelayRecord(f, "quota") }
+
+// The group log records of a relay's store (its group log service,
+// node/grouprelay, reads them back with every request).
+func FuzzDecodeRelayGroupLog(f *testing.F)    { fuzzRelayRecord(f, "group log") }
+func FuzzDecodeRelayGroupEpoch(f *testing.F)  { fuzzRelayRecord(f, "group epoch") }
+func FuzzDecodeRelayGroupEntry(f *testing.F)  { fuzzRelayRecord(f, "group entry") }
+func FuzzDecodeRelayGroupTotals(f *testing.F) { fuzzRelayRecord(f, "group totals") }
 
 // TestRelayMailboxVersion1: a mailbox stored before quotas has none, one
 // stored before KeyBytes (version 2) has none counted.
