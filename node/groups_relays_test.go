@@ -185,6 +185,42 @@ func TestGroupHomeDown(t *testing.T) {
 	}
 }
 
+// TestGroupHomeDownRestart: a member restarted while its group's second
+// home is down still catches that home up once it is back, with what it
+// sent meanwhile: the entries gave the home up (they are no longer
+// queued), and the home's lag is stored. Before, the restarted member
+// knew nothing of it, and the home, back at the same epoch, took the
+// next message without the others.
+func TestGroupHomeDownRestart(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r1, r2 := restartableRelay(t), restartableRelay(t)
+	a := newRestartable(t, func(c *Config) {
+		c.Bootstrap = []string{r1.node.Info().Addrs[0]}
+		c.Groups.RetryMin = 20 * time.Millisecond
+		c.Groups.RetryMax = 100 * time.Millisecond
+	})
+	info, err := a.node.Groups().Create(ctx, "down", []string{r1.node.Info().Addrs[0], r2.node.Info().Addrs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := epochOf(t, ctx, a.node, info.ID)
+	r2.stop()
+	for i := range 3 {
+		sendSent(t, ctx, a.node, info.ID, fmt.Sprintf("down %d", i))
+	}
+	nodetest.WaitFor(t, time.Minute, "the entries give the second home up", func() bool { return outItems(t, ctx, a.node, info.ID) == 0 })
+	a.stop()
+	a.start()
+	r2.start()
+	sendSent(t, ctx, a.node, info.ID, "back")
+	nodetest.WaitFor(t, time.Minute, "the second home holds what it missed", func() bool {
+		open, missing := homeMisses(t, ctx, a.node, r1, r2, info.ID, 1, down)
+		return open == epochOf(t, ctx, a.node, info.ID) && missing == 0 && outItems(t, ctx, a.node, info.ID) == 0
+	})
+}
+
 // TestGroupHomeCatchUpRated: a catch-up that the second home's append
 // rate stops goes on from the last entry it copied, and completes. The
 // home missed two commits and 20 messages; it takes 4 appends at once.

@@ -47,14 +47,16 @@ type group struct {
 	// append entries of an epoch this node left to a home that lacks
 	// them, and to catch a lagging home up).
 	tokens map[uint64]protocol.GroupToken
-	// lags are the homes known to lag behind the group's epoch, by index.
-	lags     []*lag
-	welcomes []*welcomeItem
-	topic    *gossip.Topic
-	sub      *grouplog.Subscription
-	subN     int       // which subscription is current (async subscribes)
-	subAt    time.Time // when to subscribe again (zero: not due)
-	subFail  int
+	// lags are the homes known to lag behind the group's epoch, by index;
+	// lagsSaved the open epoch + 1 of each as stored (workLag).
+	lags      []*lag
+	lagsSaved map[int]uint64
+	welcomes  []*welcomeItem
+	topic     *gossip.Topic
+	sub       *grouplog.Subscription
+	subN      int       // which subscription is current (async subscribes)
+	subAt     time.Time // when to subscribe again (zero: not due)
+	subFail   int
 
 	recent    map[[32]byte]struct{}
 	recentOrd [][32]byte

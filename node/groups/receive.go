@@ -250,6 +250,7 @@ func (g *group) resetLogs(b *batch) {
 	}
 	g.s.met.logResets.Inc()
 	g.lags = nil
+	g.saveLagsIn(b)
 	g.rec.UpdatedAt = g.s.clock.Now()
 	b.rec = true
 	g.sub, g.heads, g.gossipSeen, g.gossipThrough = nil, 0, nil, 0

@@ -108,7 +108,8 @@ func (r *relays) close() {
 // the home, its epoch closed, could never take it. An entry stored on the
 // first home gives the waiting home up after maxHomeFails failed
 // catch-ups: it is left to the catch-up, which copies it from the first
-// home when the home answers again.
+// home when the home answers again. A lag is stored (workLag) until its
+// catch-up is done, so that a member restarted meanwhile still makes it.
 
 // keptTokens is how many past epochs' tokens a member keeps, to copy a
 // lagging home the epochs it missed.
@@ -140,6 +141,44 @@ type lag struct {
 	// redo is an entry before the catch-up's start that the home failed to
 	// take while the catch-up was under way: it starts again from there.
 	redo *outItem
+}
+
+// saveLags stores the lag of each second home whose open epoch changed
+// since it was stored, and forgets those that ended (workLag), in one
+// transaction.
+func (g *group) saveLags() {
+	b := g.newBatch()
+	g.saveLagsIn(b)
+	g.flush(b)
+}
+
+// saveLagsIn is saveLags in batch b.
+func (g *group) saveLagsIn(b *batch) {
+	gid := g.id
+	for i := 1; i < len(g.rec.Homes); i++ {
+		var want uint64 // open + 1; 0: none
+		if i < len(g.lags) {
+			if l := g.lags[i]; l != nil && !l.gaveUp && l.done.IsZero() {
+				want = l.open + 1
+			}
+		}
+		if want == g.lagsSaved[i] {
+			continue
+		}
+		if g.lagsSaved == nil {
+			g.lagsSaved = map[int]uint64{}
+		}
+		g.lagsSaved[i] = want
+		n := uint64(i + 1)
+		if want == 0 {
+			b.fn = append(b.fn, func(tx *store.Tx) error { return tx.Groups().DeleteWork(gid, workLag, n) })
+			continue
+		}
+		data := encodeWork(lagWork{Open: want - 1})
+		b.fn = append(b.fn, func(tx *store.Tx) error {
+			return tx.Groups().PutWork(store.GroupWork{Group: gid, Kind: workLag, N: n, Data: data})
+		})
+	}
 }
 
 // unanswered reports whether err is a home that did not answer (down,
@@ -216,6 +255,7 @@ func (g *group) homeLags(i int, open uint64) {
 			}
 		}
 	}
+	g.saveLags()
 	g.poke()
 }
 
@@ -261,6 +301,7 @@ func (g *group) homeDown(i int, it *outItem) {
 	if l := g.lags[i]; l.at.After(now) {
 		g.schedule(&g.retryAt, l.at.Sub(now))
 	}
+	g.saveLags()
 }
 
 // before reports whether entry it comes before entry first of epoch open
@@ -289,6 +330,7 @@ func (g *group) catchUps() {
 		}
 		g.catchUp(i, l)
 	}
+	g.saveLags()
 }
 
 // errCannotCatchUp is a catch-up this member cannot do.
@@ -334,6 +376,7 @@ func (g *group) catchUp(i int, l *lag) {
 	g.async(func(ctx context.Context) func() {
 		reached, through, copied, err := g.s.relays.copyEpochs(ctx, src, dst, tokens, from, after, cur)
 		return func() {
+			defer g.saveLags()
 			g.s.met.catchUpEntries.Add(float64(copied))
 			l.busy = false
 			if g.lags == nil || i >= len(g.lags) || g.lags[i] != l || g.rec.Homes[i].Log != dst.Log {

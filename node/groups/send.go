@@ -67,7 +67,7 @@ func (g *group) addOut(b *batch, e outEntry) {
 
 // loadWork reads the group's pending work into memory (at start).
 func (g *group) loadWork() error {
-	g.out, g.welcomes, g.lags = nil, nil, nil
+	g.out, g.welcomes, g.lags, g.lagsSaved = nil, nil, nil, nil
 	g.committing, g.commitQueued = false, false
 	// What was encrypted before a restart may have been overtaken then:
 	// it is encrypted again before its append.
@@ -109,6 +109,25 @@ func (g *group) loadWork() error {
 				copy(t[:], w.Data)
 				g.tokens[w.N-1] = t
 			}
+		}
+		items, err = tx.Groups().Work(g.id, workLag, 0)
+		if err != nil {
+			return err
+		}
+		for _, w := range items {
+			var lw lagWork
+			i := int(w.N - 1)
+			if decodeWork(w.Data, &lw) != nil || i < 1 || i >= len(g.rec.Homes) {
+				continue
+			}
+			for len(g.lags) <= i {
+				g.lags = append(g.lags, nil)
+			}
+			g.lags[i] = &lag{open: lw.Open, at: g.s.clock.Now()}
+			if g.lagsSaved == nil {
+				g.lagsSaved = map[int]uint64{}
+			}
+			g.lagsSaved[i] = lw.Open + 1
 		}
 		items, err = tx.Groups().Work(g.id, workChange, 0)
 		if err != nil {

@@ -35,7 +35,17 @@ const (
 	// for keptTokens epochs to catch a lagging home up (relays.go). (7
 	// is workJoin, join.go.)
 	workToken store.GroupWorkKind = 8
+	// workLag: a second home known to lag or down (N is its index + 1),
+	// to catch up from the epoch it holds (lagWork), kept until the
+	// catch-up is done: the entries that gave the home up are no longer
+	// queued, so a member restarted before it still makes it (relays.go).
+	workLag store.GroupWorkKind = 9
 )
+
+// lagWork is a workLag item.
+type lagWork struct {
+	Open uint64 `json:"open"`
+}
 
 // outEntry is a workOut item.
 type outEntry struct {
