@@ -52,6 +52,10 @@ import (
 //	                 the messages took: what the messages themselves cost
 //	syncs/msg        disk syncs of all the stores per message (each is
 //	                 one group commit of the Updates waiting at once)
+//	wait-p50-ms,     how long the process's goroutines waited, runnable,
+//	wait-p99-ms      before they ran, while the messages went (the Go
+//	                 scheduler's histogram): a hop-p99-ms close to it is
+//	                 the process short of CPU, not the network
 //
 // SEALPOST_GROUP_MEMBERS sets another size (a smaller group to profile),
 // SEALPOST_GROUP_PROFILE=FILE writes a CPU profile of the messages alone
@@ -174,6 +178,7 @@ func BenchmarkGroup100(b *testing.B) {
 	const messages = 100
 	var lat, last, shown, hops []time.Duration
 	syncs0 := syncs(nw)
+	sched0 := schedLatencies()
 	cpu0, _ := usage()
 	wall0 := time.Now()
 	if f := os.Getenv("SEALPOST_GROUP_PROFILE"); f != "" {
@@ -231,6 +236,7 @@ func BenchmarkGroup100(b *testing.B) {
 	}
 	b.StopTimer()
 	cpu1, _ := usage()
+	sched := schedLatencies().since(sched0)
 	wall := time.Since(wall0)
 	p, l, s, h := percentiles(lat), percentiles(last), percentiles(shown), percentiles(hops)
 	b.ReportMetric(p.P50, "p50-ms")
@@ -247,6 +253,8 @@ func BenchmarkGroup100(b *testing.B) {
 	syncs1 := syncs(nw)
 	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/1000/float64(b.N*messages), "cpu-ms/msg")
 	b.ReportMetric((cpu1-cpu0).Seconds()/wall.Seconds(), "cores")
+	b.ReportMetric(sched.quantile(0.5)*1000, "wait-p50-ms")
+	b.ReportMetric(sched.quantile(0.99)*1000, "wait-p99-ms")
 	b.ReportMetric(idleCores, "idle-cores")
 	b.ReportMetric(((cpu1-cpu0).Seconds()-idleCores*wall.Seconds())*1000/float64(b.N*messages), "msg-cpu-ms/msg")
 	b.ReportMetric(float64(syncs1-syncs0)/float64(b.N*messages), "syncs/msg")
