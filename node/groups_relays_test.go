@@ -221,6 +221,52 @@ func TestGroupHomeDownRestart(t *testing.T) {
 	})
 }
 
+// TestGroupHomeLagsMore: a member whose append the second home did not
+// answer copies it what it missed from that entry's epoch, and from an
+// earlier one when the home turns out to lag more: it also missed a
+// commit of another member, who is offline when the home is back. Before,
+// the catch-up's appends were refused wrong_epoch again and again and the
+// home stayed behind.
+func TestGroupHomeLagsMore(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r1, r2 := restartableRelay(t), restartableRelay(t)
+	opts := func(c *Config) {
+		c.Bootstrap = []string{r1.node.Info().Addrs[0]}
+		c.Groups.ReceiptDelay = 100 * time.Millisecond
+		c.Groups.FetchGrace = 100 * time.Millisecond
+		c.Groups.RetryMin = 20 * time.Millisecond
+		c.Groups.RetryMax = 100 * time.Millisecond
+	}
+	a := newTestNode(t, opts)
+	b := newRestartable(t, opts)
+	befriend(t, ctx, a, b.node, "b")
+	info, err := a.Groups().Create(ctx, "more", []string{r1.node.Info().Addrs[0], r2.node.Info().Addrs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 2, a, b.node)
+	down := epochOf(t, ctx, a, info.ID)
+	r2.stop()
+	if _, err := b.node.Groups().Update(ctx, info.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*Node{a, b.node} {
+		nodetest.WaitFor(t, time.Minute, "every member past b's commit", func() bool { return epochOf(t, ctx, n, info.ID) > down })
+	}
+	b.stop()
+	sendSent(t, ctx, a, info.ID, "after b's commit")
+	r2.start()
+	nodetest.WaitFor(t, time.Minute, "the second home holds what it missed", func() bool {
+		open, missing := homeMisses(t, ctx, a, r1, r2, info.ID, 1, down)
+		return open == epochOf(t, ctx, a, info.ID) && missing == 0
+	})
+}
+
 // TestGroupHomeCatchUpRated: a catch-up that the second home's append
 // rate stops goes on from the last entry it copied, and completes. The
 // home missed two commits and 20 messages; it takes 4 appends at once.
