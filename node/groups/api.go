@@ -291,6 +291,9 @@ func (s *Service) Show(ctx context.Context, ref string) (Group, error) {
 		for i := range g.rec.Homes {
 			h := g.home(i)
 			r := Relay{ID: relayName(h.Relay)}
+			if i < len(g.homeFails) {
+				r.Error = g.homeFails[i].shown
+			}
 			for _, a := range h.Addrs {
 				if m, err := ma.NewMultiaddrBytes(a); err == nil {
 					r.Addrs = append(r.Addrs, m.String())

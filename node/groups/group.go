@@ -83,6 +83,7 @@ type group struct {
 	proposals             int                          // proposals received in the epoch
 	commitQueued          bool                         // a workChange commit of the proposals waits
 	retryAt               time.Time
+	homeFails             []*homeFail // per home: its appends' failures in a row (send.go)
 	receiptAt             time.Time
 	committing            bool                     // a commit of ours is on its way to the relay
 	stuck                 string                   // why the group cannot go on (the log lost its epoch)
@@ -289,6 +290,7 @@ func (g *group) run() {
 
 // stop leaves the topic and the subscription.
 func (g *group) stop() {
+	g.homesOK()
 	if g.topic != nil {
 		g.s.setAllowed(g.topic.Name(), nil)
 		g.topic.Close()

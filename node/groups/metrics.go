@@ -24,6 +24,11 @@ type metrics struct {
 	// given_up; catchUpEntries the entries they copied.
 	catchUps       *prometheus.CounterVec
 	catchUpEntries prometheus.Counter
+	// appendFails are failed appends to home relays, by code (the relay's
+	// wire code, or unreachable); homesFailing the homes of running
+	// groups whose appends failed HomeFailsShown rounds in a row.
+	appendFails  *prometheus.CounterVec
+	homesFailing prometheus.Gauge
 }
 
 // Reasons a message is dropped.
@@ -75,7 +80,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sealpost_groups_home_catchup_entries_total", Help: "Log entries copied to lagging home relays (duplicates they held included).",
 		}),
 	}
-	set, err := metricset.Register(reg, m.sent, m.received, m.commits, m.dropped, m.fetched, m.groups, m.duplicate, m.logResets, m.receipts, m.catchUps, m.catchUpEntries)
+	m.appendFails = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sealpost_groups_append_failures_total", Help: "Appends to home relays that failed, by code (the relay's answer: internal, rate_limited, ...; or unreachable); wrong_epoch and unknown_log, answers of a home that works, are not counted.",
+	}, []string{"code"})
+	m.homesFailing = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "sealpost_groups_homes_failing", Help: "Home relays of this node's groups (one per group and home) whose appends failed many rounds in a row (shown in the group's relays).",
+	})
+	set, err := metricset.Register(reg, m.sent, m.received, m.commits, m.dropped, m.fetched, m.groups, m.duplicate, m.logResets, m.receipts, m.catchUps, m.catchUpEntries, m.appendFails, m.homesFailing)
 	if err != nil {
 		return nil, err
 	}

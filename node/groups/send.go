@@ -195,6 +195,12 @@ func (g *group) sendOut() {
 			if it.e.Kind == protocol.GroupCommit && i > 0 && it.e.Seqs[0] == 0 {
 				continue // the first home orders commits: it goes there first
 			}
+			if h := g.homeFail(i); h.at.After(now) {
+				g.schedule(&g.retryAt, h.at.Sub(now))
+				continue
+			} else if h.fails > 0 && inflight[i] > 0 {
+				continue // one append at a time to a home that fails
+			}
 			if inflight[i] >= MaxOutstanding {
 				continue
 			}
@@ -366,10 +372,15 @@ func (g *group) result(f func()) {
 // appended handles the answer to an append.
 func (g *group) appended(it *outItem, i int, a grouplog.Appended, err error) {
 	it.busy[i] = false
+	var ee *grouplog.EpochError
+	if err == nil || errors.As(err, &ee) || errors.Is(err, protocol.ErrUnknownLog) {
+		g.homeOK(i) // it answered as a home that works
+	} else {
+		g.homeFailed(i, err)
+	}
 	if !slices.Contains(g.out, it) {
 		return
 	}
-	var ee *grouplog.EpochError
 	switch {
 	case err == nil:
 		g.s.log.Debug("group: appended", "group", g.id.String(), "home", i, "epoch", it.e.Epoch, "seq", a.Seq, "kind", it.e.Kind, "message", it.e.Message.String())

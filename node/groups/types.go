@@ -19,6 +19,10 @@ const (
 	// EventMessageState: an outgoing group message changed state (sent,
 	// delivered); the same event type as messaging's. Data: StateEvent.
 	EventMessageState = messaging.EventMessageState
+	// EventRelay: a home relay of a group kept failing this node's
+	// appends (HomeFailsShown rounds in a row), or took one again after
+	// that (Error empty). Data: RelayEvent.
+	EventRelay = "group.relay"
 )
 
 // Membership changes, as MemberEvent.Change says them.
@@ -76,6 +80,9 @@ type Member struct {
 type Relay struct {
 	ID    string   `json:"id"`
 	Addrs []string `json:"addrs"`
+	// Error says since when and why this node's appends to it fail, once
+	// they failed HomeFailsShown rounds in a row (until one is taken).
+	Error string `json:"error,omitempty"`
 }
 
 // Group is a group in detail (Show).
@@ -149,6 +156,16 @@ type RequestEvent struct {
 	From    string `json:"from"`
 	// FromName is the inviter's contact name.
 	FromName string `json:"from_name"`
+}
+
+// RelayEvent is the data of group.relay.
+type RelayEvent struct {
+	Group   string `json:"group"`
+	GroupID string `json:"group_id"`
+	Relay   string `json:"relay"`
+	// Error is what Relay.Error shows; empty: the relay took an append
+	// again.
+	Error string `json:"error,omitempty"`
 }
 
 // StateEvent is the data of message.state for a group message.

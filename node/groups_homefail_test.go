@@ -1,0 +1,182 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sealpost/sealpost/node/groups"
+	"github.com/sealpost/sealpost/node/nodetest"
+	"github.com/sealpost/sealpost/store"
+)
+
+// failStore is a node's store whose write transactions fail while fail is
+// set: a disk that broke under a relay. Reads go through.
+type failStore struct {
+	store.Store
+	mu  sync.Mutex
+	err error
+}
+
+func (f *failStore) Update(ctx context.Context, fn func(tx *store.Tx) error) error {
+	f.mu.Lock()
+	err := f.err
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return f.Store.Update(ctx, fn)
+}
+
+func (f *failStore) fail(err error) {
+	f.mu.Lock()
+	f.err = err
+	f.mu.Unlock()
+}
+
+// homeFailNet is two relays, the second on a store that can fail, and a
+// group of a and b with the second as its home (the first is the
+// members' bootstrap), b's copy of the group made sure of before it
+// returns.
+func homeFailNet(t *testing.T, ctx context.Context, opts func(*Config)) (a, b, r1, r2 *Node, fs *failStore, group string) {
+	t.Helper()
+	r1 = newTestNode(t, func(c *Config) { c.RelayService = true })
+	r2 = newTestNode(t, func(c *Config) {
+		c.RelayService = true
+		fs = &failStore{Store: c.Store}
+		c.Store = fs
+	})
+	mod := func(c *Config) {
+		c.Bootstrap = []string{r1.Info().Addrs[0]}
+		c.Groups.ReceiptDelay = 100 * time.Millisecond
+		c.Groups.FetchGrace = 100 * time.Millisecond
+		opts(c)
+	}
+	a, b = newTestNode(t, mod), newTestNode(t, mod)
+	befriend(t, ctx, a, b, "b")
+	info, err := a.Groups().Create(ctx, "homes", []string{r2.Info().Addrs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 2, a, b)
+	return a, b, r1, r2, fs, info.ID
+}
+
+// entries is the count of group log entries relay r holds.
+func entries(t *testing.T, r *Node) uint64 {
+	x, err := r.GroupRelay().Totals(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return x.Entries
+}
+
+// waitTexts waits until n shows exactly the texts want of group, in any
+// order, each once.
+func waitTexts(t *testing.T, ctx context.Context, n *Node, group string, want ...string) {
+	t.Helper()
+	want = slices.Sorted(slices.Values(want))
+	var got []string
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		got = slices.Sorted(slices.Values(texts(t, ctx, n, group)))
+		if slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute the member shows %q, want %q", got, want)
+		}
+	}
+}
+
+// TestGroupHomeStoreFails: the store of a group's home relay fails (every
+// append is answered internal). The member's appends back off as a whole
+// and, past HomeFailsShown rounds, the member shows the relay's failure
+// (the group's relays, a group.relay event, sealpost_groups_homes_failing).
+// The store heals: the entry lands once, the other member reads it once,
+// and the failure is no longer shown. Before, the failure was only logged
+// at debug level.
+func TestGroupHomeStoreFails(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a, b, _, r2, fs, group := homeFailNet(t, ctx, func(c *Config) {
+		c.Groups.RetryMin = 20 * time.Millisecond
+		c.Groups.RetryMax = 200 * time.Millisecond
+	})
+	evctx, evcancel := context.WithCancel(ctx)
+	defer evcancel()
+	events := a.Subscribe(evctx)
+	var evmu sync.Mutex
+	var shown []groups.RelayEvent
+	evdone := make(chan struct{})
+	go func() {
+		defer close(evdone)
+		for e := range events {
+			if re, ok := e.Data.(groups.RelayEvent); ok && e.Type == groups.EventRelay {
+				evmu.Lock()
+				shown = append(shown, re)
+				evmu.Unlock()
+			}
+		}
+	}()
+	relayError := func() string {
+		g, err := a.Groups().Show(ctx, group)
+		if err != nil || len(g.Relays) != 1 {
+			t.Fatalf("show: %+v, %v", g, err)
+		}
+		return g.Relays[0].Error
+	}
+	gauge := func() float64 { return gaugeOf(t, a, "sealpost_groups_homes_failing") }
+
+	before := entries(t, r2)
+	fs.fail(errors.New("disk on fire"))
+	if _, err := a.Groups().Send(ctx, group, "one"); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, time.Minute, "a to show its home failing", func() bool { return relayError() != "" })
+	if got := labelled(t, a, "sealpost_groups_append_failures_total", "code", "internal"); got < groups.HomeFailsShown {
+		t.Errorf("append failures counted internal: %v, want at least %d", got, groups.HomeFailsShown)
+	}
+	if g := gauge(); g != 1 {
+		t.Errorf("homes failing: %v, want 1", g)
+	}
+	if got := texts(t, ctx, b, group); len(got) != 0 {
+		t.Errorf("b read %q while the home failed", got)
+	}
+
+	fs.fail(nil)
+	waitTexts(t, ctx, b, group, "one")
+	nodetest.WaitFor(t, time.Minute, "the failure no longer shown", func() bool { return relayError() == "" && gauge() == 0 })
+	if got := entries(t, r2); got != before+1 {
+		t.Errorf("the home holds %d entries, want %d: the one appended once", got, before+1)
+	}
+	evcancel()
+	<-evdone
+	evmu.Lock()
+	defer evmu.Unlock()
+	if len(shown) != 2 || shown[0].Error == "" || shown[1].Error != "" || shown[0].GroupID != group || shown[0].Relay != r2.ID().String() {
+		t.Errorf("group.relay events %+v, want the failure shown, then cleared", shown)
+	}
+}
+
+// gaugeOf reads a node's gauge name.
+func gaugeOf(t *testing.T, n *Node, name string) float64 {
+	mfs, err := n.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return 0
+}
