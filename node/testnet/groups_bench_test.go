@@ -46,8 +46,9 @@ import (
 //	                 bounds the messages a second the machine can carry
 //	cores            CPU time over wall time while the messages went
 //	idle-cores       CPU time over wall time of the same network with
-//	                 the group idle (10 s before the messages): the base
-//	                 load of its nodes
+//	                 the group idle (10 s before the messages, once the
+//	                 setup's work settled for 30 s): the base load of
+//	                 its nodes
 //	msg-cpu-ms/msg   cpu-ms/msg less the idle cores' share of the time
 //	                 the messages took: what the messages themselves cost
 //	syncs/msg        disk syncs of all the stores per message (each is
@@ -166,7 +167,14 @@ func BenchmarkGroup100(b *testing.B) {
 
 	// The process's CPU with the group idle, over idleFor, so that the
 	// CPU the messages themselves take can be told from the base load.
-	const idleFor = 10 * time.Second
+	// The members go on connecting to one another (QUIC and noise
+	// handshakes, identify) for a while after every member joined: the
+	// window begins once settleFor has passed.
+	const settleFor, idleFor = 30 * time.Second, 10 * time.Second
+	select {
+	case <-time.After(settleFor):
+	case <-ctx.Done():
+	}
 	idle0, _ := usage()
 	select {
 	case <-time.After(idleFor):
