@@ -195,3 +195,24 @@ func (l latencies) quantile(q float64) float64 {
 	}
 	return l.buckets[len(l.buckets)-1]
 }
+
+func TestLatencyQuantile(t *testing.T) {
+	inf := math.Inf(1)
+	l := latencies{counts: []uint64{1, 1, 1}, buckets: []float64{math.Inf(-1), 1, 2, inf}}
+	for _, c := range []struct{ q, want float64 }{{0, 1}, {0.33, 1}, {0.34, 2}, {0.5, 2}, {0.99, 2}} {
+		if got := l.quantile(c.q); got != c.want {
+			t.Errorf("quantile(%v) = %v, want %v", c.q, got, c.want)
+		}
+	}
+	if got := (latencies{counts: []uint64{0, 0}, buckets: []float64{0, 1, inf}}).quantile(0.5); got != 0 {
+		t.Errorf("quantile of an empty histogram = %v, want 0", got)
+	}
+	d := latencies{counts: []uint64{3, 5, 2}, buckets: l.buckets}.since(latencies{counts: []uint64{3, 1, 2}})
+	if !slices.Equal(d.counts, []uint64{0, 4, 0}) || d.quantile(0.5) != 2 {
+		t.Errorf("since: counts %v, median %v; want [0 4 0] and 2", d.counts, d.quantile(0.5))
+	}
+	// The runtime's histogram of waits to run is there and counts.
+	if s := schedLatencies(); len(s.counts) == 0 || len(s.buckets) != len(s.counts)+1 {
+		t.Errorf("/sched/latencies:seconds: %d counts, %d bucket bounds", len(s.counts), len(s.buckets))
+	}
+}
