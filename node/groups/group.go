@@ -83,7 +83,7 @@ type group struct {
 	proposals             int                          // proposals received in the epoch
 	commitQueued          bool                         // a workChange commit of the proposals waits
 	retryAt               time.Time
-	homeFails             []*homeFail // per home: its appends' failures in a row (send.go)
+	homeFails             []*homeFail // per home: its appends' failures in a row (homes.go)
 	receiptAt             time.Time
 	committing            bool                     // a commit of ours is on its way to the relay
 	stuck                 string                   // why the group cannot go on (the log lost its epoch)
