@@ -25,10 +25,12 @@ type groupNet struct {
 
 func newGroupNet(t *testing.T, n int) *groupNet {
 	t.Helper()
+	logs := newGroupLogs(t)
 	r := newTestNode(t, func(c *Config) { c.RelayService = true })
 	gn := &groupNet{relay: r}
 	for range n {
 		gn.nodes = append(gn.nodes, newTestNode(t, func(c *Config) {
+			c.Logger = logs.logger()
 			c.Bootstrap = []string{r.Info().Addrs[0]}
 			c.Groups.ReceiptDelay = 100 * time.Millisecond
 			c.Groups.FetchGrace = 100 * time.Millisecond
