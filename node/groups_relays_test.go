@@ -185,6 +185,53 @@ func TestGroupHomeDown(t *testing.T) {
 	}
 }
 
+// TestGroupWelcomeSecondHome: a Welcome goes to a group's second home
+// after the commit that opens its epoch there, also when that commit is
+// held back. The second home takes one commit at once and then one every
+// 30 s: the admin adds b (that commit takes the home's one) and then c,
+// whose commit the second home refuses over its rate for a while. Before,
+// the Welcome's pieces went to the second home as soon as the first held
+// them: refused wrong_epoch (the epoch was not open there yet), they were
+// given up, and c could not have joined from the second home while the
+// first was down.
+func TestGroupWelcomeSecondHome(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res := grouprelay.DefaultResources()
+	res.CommitBurst, res.CommitRate = 1, 0.1
+	r1, r2 := restartableRelay(t), restartableRelayWith(t, &res)
+	opts := func(c *Config) {
+		c.Bootstrap = []string{r1.node.Info().Addrs[0]}
+		// The commit's retries on the second home outlast its refusals:
+		// it is not given up there (which would make the home lag, and
+		// its catch-up copy the Welcome).
+		c.Groups.RetryMax = 5 * time.Second
+	}
+	a, b, c := newTestNode(t, opts), newTestNode(t, opts), newTestNode(t, opts)
+	befriend(t, ctx, a, b, "b")
+	befriend(t, ctx, a, c, "c")
+	info, err := a.Groups().Create(ctx, "welcomes", []string{r1.node.Info().Addrs[0], r2.node.Info().Addrs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := epochOf(t, ctx, a, info.ID)
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 2, a, b)
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"c"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 3, a, b, c)
+	nodetest.WaitFor(t, 2*time.Minute, "the second home holds every entry of the first, the Welcomes' too", func() bool {
+		open, missing := homeMisses(t, ctx, a, r1, r2, info.ID, 1, start)
+		return open == epochOf(t, ctx, a, info.ID) && missing == 0
+	})
+	t.Logf("catch-ups of the second home: %v", labelled(t, a, "sealpost_groups_home_catchups_total", "result", "done"))
+	noGroupError(t, ctx, info.ID, a, b, c)
+}
+
 // TestGroupHomeDownRestart: a member restarted while its group's second
 // home is down still catches that home up once it is back, with what it
 // sent meanwhile: the entries gave the home up (they are no longer

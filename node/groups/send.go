@@ -625,7 +625,17 @@ type welcomeItem struct {
 	job  welcomeJob
 	busy bool
 	sent bool
+	// fails counts the failed appends to a second home in a row, and at
+	// is when the next may go (the second home is best effort: after
+	// maxWelcomeFails it is given up).
+	fails int
+	at    time.Time
 }
+
+// maxWelcomeFails is how many failed appends of a Welcome's piece give a
+// second home up (the first home orders the group: its Welcome is tried
+// until its epoch closes).
+const maxWelcomeFails = 8
 
 // sendWelcomes appends the pieces of the Welcomes this node made to the
 // epoch they start, then tells each new member where they are.
@@ -639,7 +649,7 @@ func (g *group) sendWelcomes() {
 			g.announce(w)
 			continue
 		}
-		if i > 0 && w.job.Done[0] < len(w.job.Pieces) {
+		if i > 0 && (w.job.Done[0] < len(w.job.Pieces) || g.welcomeWaits(w, i)) {
 			continue
 		}
 		w.busy = true
@@ -664,7 +674,15 @@ func (g *group) sendWelcomes() {
 					g.dropWelcome(b, w)
 					g.flush(b)
 					return
+				case i > 0 && g.homeMissed(i, job.Epoch, err):
+					return // tried again once the home is caught up
+				case i > 0 && w.fails+1 < maxWelcomeFails && !errors.Is(err, protocol.ErrWrongEpoch):
+					w.fails++
+					w.at = g.s.clock.Now().Add(g.backoff(w.fails))
+					g.schedule(&g.retryAt, w.at.Sub(g.s.clock.Now()))
+					return
 				case i > 0:
+					g.s.log.Debug("group: welcome not on a second home", "group", g.id.String(), "home", i, "err", err)
 					w.job.Done[i] = len(w.job.Pieces) // the second home is best effort
 				default:
 					g.schedule(&g.retryAt, g.backoff(1))
@@ -677,6 +695,34 @@ func (g *group) sendWelcomes() {
 			}
 		})
 	}
+}
+
+// welcomeWaits reports whether Welcome w waits before its next piece goes
+// to home i, a second home: for its backoff, or for the commit that
+// opens its epoch there. That is this node's own commit, still on its way
+// to the home (held back by a refusal over the home's commit rate, or by
+// the home's backoff), or the home's catch-up. A piece that went before
+// it would be refused wrong_epoch, and the home would never hold the
+// Welcome: a joiner could not join while the first home is down.
+func (g *group) welcomeWaits(w *welcomeItem, i int) bool {
+	if w.at.After(g.s.clock.Now()) || g.lagging(i) {
+		return true
+	}
+	return slices.ContainsFunc(g.out, func(it *outItem) bool {
+		return it.e.Kind == protocol.GroupCommit && it.e.Epoch < w.job.Epoch && i < len(it.e.Seqs) && it.e.Seqs[i] == 0
+	})
+}
+
+// homeMissed reports whether err, the answer of home i to an append of
+// epoch, says the home is open at an earlier epoch with no commit of this
+// node's on its way to it: it missed a commit, and its catch-up starts.
+func (g *group) homeMissed(i int, epoch uint64, err error) bool {
+	var ee *grouplog.EpochError
+	if !errors.As(err, &ee) || ee.Open >= epoch || g.gaveUpOn(i) {
+		return false
+	}
+	g.homeLags(i, ee.Open)
+	return true
 }
 
 // announce sends each new member of a Welcome in the log where it is.
