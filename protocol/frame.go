@@ -165,10 +165,13 @@ func (fr *FrameReader) Keep(n int) { fr.keep = max(n, 0) }
 
 // grow picks the new capacity of the frame buffer: double the old one, so a
 // stream of slowly growing frames does not allocate each time, but never
-// over the limit.
+// over the limit, nor over the buffer kept (Keep; n is at most that).
 func (fr *FrameReader) grow(n int) int {
-	c := max(2*cap(fr.buf), 512, n)
-	return min(c, fr.limit)
+	c := min(max(2*cap(fr.buf), 512, n), fr.limit)
+	if fr.keep > 0 {
+		c = min(c, fr.keep)
+	}
+	return c
 }
 
 // Read reads the next frame into m (see Next for the errors; m's Unmarshal

@@ -104,6 +104,68 @@ func FuzzParseLink(f *testing.F) {
 	})
 }
 
+// FuzzFrameReaderLen reads frames as a service that bounds the bytes it
+// holds does: each frame's length with Len first (twice: the same), then
+// the frame, with a bound on the buffer kept (Keep). Len's length is the
+// frame's, its errors are Next's, the buffer kept never grows past the
+// bound, and the frames read are the input's own bytes.
+func FuzzFrameReaderLen(f *testing.F) {
+	var buf bytes.Buffer
+	for _, m := range []Message{&Ack{ID: 1, Code: CodeOK}, sampleCiphertext(), &BundleRequest{}} {
+		if err := WriteFrame(&buf, m); err != nil {
+			f.Fatal(err)
+		}
+	}
+	f.Add(buf.Bytes(), uint16(200), uint16(16))
+	f.Add(buf.Bytes(), uint16(1000), uint16(0))
+	f.Add([]byte{0x81, 0x00}, uint16(10), uint16(1))
+	f.Add([]byte{0xff, 0xff, 0xff, 0x7f}, uint16(1000), uint16(5))
+	f.Add([]byte{0x03, 1, 2}, uint16(3), uint16(2))
+	f.Fuzz(func(t *testing.T, in []byte, limit, keep uint16) {
+		if limit == 0 {
+			return
+		}
+		fr := NewFrameReader(bytes.NewReader(in), int(limit))
+		fr.Keep(int(keep))
+		var rebuilt []byte
+		for {
+			n, err := fr.Len()
+			if err == nil {
+				if n2, err2 := fr.Len(); n2 != n || err2 != nil {
+					t.Fatalf("Len again: %d, %v, then %d, %v", n, err, n2, err2)
+				}
+				if n < 1 || n > int(limit) {
+					t.Fatalf("Len %d, limit %d", n, limit)
+				}
+			}
+			var b []byte
+			if err == nil {
+				b, err = fr.Next()
+			}
+			if err == io.EOF {
+				if !bytes.Equal(rebuilt, in) {
+					t.Fatal("frames read are not the input")
+				}
+				return
+			}
+			if err != nil {
+				checkDecodeError(t, err)
+				if !bytes.HasPrefix(in, rebuilt) {
+					t.Fatal("frames read are not the input")
+				}
+				return
+			}
+			if len(b) != n {
+				t.Fatalf("Len said %d, the frame has %d bytes", n, len(b))
+			}
+			if keep > 0 && cap(fr.buf) > int(keep) || cap(fr.buf) > int(limit) {
+				t.Fatalf("buffer kept %d, keep %d, limit %d", cap(fr.buf), keep, limit)
+			}
+			rebuilt = append(rebuilt, frameOf(b)...)
+		}
+	})
+}
+
 // FuzzFrameReader reads frames from arbitrary bytes under a small limit:
 // no panic, no frame over the limit, no buffer over the limit, errors are
 // the documented ones, frames read are the input's own bytes, and a frame
