@@ -321,6 +321,9 @@ func TestGroupStateWaits(t *testing.T) {
 		p.send(t, ctx, text)
 	}
 	p.holds(t, ctx, want) // written, durable: the state is not
+	if got := labelled(t, p.b, "sealpost_groups_state_writes_total", "why", "deferred"); got != 0 {
+		t.Errorf("b counted %v deferred state writes before the crash, want none", got)
+	}
 	p.crash(t, ctx, nil)
 	p.holds(t, ctx, want)
 	want = append(want, "after the crash")
@@ -376,6 +379,13 @@ func TestGroupReceiptsAfterRestart(t *testing.T) {
 	nodetest.WaitFor(t, time.Minute, "b's MLS state written after the messages", func() bool {
 		return p.disk.wrote(msgs+1, func(k string) bool { return len(k) == 33 && k[0] == tGroupState }) >= 0
 	})
+	// b only read messages: its state waited for StateEvery.
+	if got := labelled(t, p.b, "sealpost_groups_state_writes_total", "why", "deferred"); got < 1 {
+		t.Errorf("b counted %v deferred state writes, want at least 1", got)
+	}
+	if got := counter(t, p.b, "sealpost_groups_state_bytes_total"); got <= 0 {
+		t.Errorf("b counted %v bytes of state written, want some", got)
+	}
 	p.crash(t, ctx, nil)
 	for _, id := range ids {
 		wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)

@@ -29,7 +29,21 @@ type metrics struct {
 	// groups whose appends failed HomeFailsShown rounds in a row.
 	appendFails  *prometheus.CounterVec
 	homesFailing prometheus.Gauge
+	// stateWrites count the writes of a group's whole MLS state, by why
+	// (stateChange, stateDeferred); stateBytes their bytes.
+	stateWrites *prometheus.CounterVec
+	stateBytes  prometheus.Counter
 }
+
+// Why a group's MLS state is written (sealpost_groups_state_writes_total).
+const (
+	// stateChange: with a change that must be durable with it (a commit,
+	// an own message encrypted, the record).
+	stateChange = "change"
+	// stateDeferred: the keys messages of others used, written within
+	// Options.StateEvery.
+	stateDeferred = "deferred"
+)
 
 // Reasons a message is dropped.
 const (
@@ -86,7 +100,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.homesFailing = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "sealpost_groups_homes_failing", Help: "Home relays of this node's groups (one per group and home) whose appends failed many rounds in a row (shown in the group's relays).",
 	})
-	set, err := metricset.Register(reg, m.sent, m.received, m.commits, m.dropped, m.fetched, m.groups, m.duplicate, m.logResets, m.receipts, m.catchUps, m.catchUpEntries, m.appendFails, m.homesFailing)
+	m.stateWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sealpost_groups_state_writes_total", Help: "Writes of a group's whole MLS state, by why: change (with a commit, an own message, the group's record), deferred (the keys others' messages used, written within StateEvery).",
+	}, []string{"why"})
+	m.stateBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sealpost_groups_state_bytes_total", Help: "Bytes of the MLS states written (sealpost_groups_state_writes_total); a state grows with its group's size.",
+	})
+	set, err := metricset.Register(reg, m.sent, m.received, m.commits, m.dropped, m.fetched, m.groups, m.duplicate, m.logResets, m.receipts, m.catchUps, m.catchUpEntries, m.appendFails, m.homesFailing, m.stateWrites, m.stateBytes)
 	if err != nil {
 		return nil, err
 	}

@@ -441,6 +441,14 @@ func (g *group) flush(b *batch) error {
 			return err
 		}
 	}
+	if state != nil {
+		why := stateChange
+		if g.deferred {
+			why = stateDeferred
+		}
+		g.s.met.stateWrites.WithLabelValues(why).Inc()
+		g.s.met.stateBytes.Add(float64(len(state)))
+	}
 	rec := g.rec
 	now := g.s.clock.Now()
 	var added []store.Message
@@ -616,7 +624,9 @@ func (g *group) writeState() {
 	}
 	b := g.newBatch()
 	b.state, b.rec, b.lazy = true, true, true
+	g.deferred = true
 	g.flush(b)
+	g.deferred = false
 }
 
 // checkDelivered moves an outgoing message to delivered once no member it

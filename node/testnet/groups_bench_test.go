@@ -53,6 +53,10 @@ import (
 //	                 the messages took: what the messages themselves cost
 //	syncs/msg        disk syncs of all the stores per message (each is
 //	                 one group commit of the Updates waiting at once)
+//	state-writes/msg writes of a member's whole MLS state per message,
+//	                 all members (sealpost_groups_state_writes_total)
+//	state-KiB        the size of a state written (their mean)
+//	state-KiB/msg    the states' bytes written per message, all members
 //	wait-p50-ms,     how long the process's goroutines waited, runnable,
 //	wait-p99-ms      before they ran, while the messages went (the Go
 //	                 scheduler's histogram): a hop-p99-ms close to it is
@@ -186,6 +190,7 @@ func BenchmarkGroup100(b *testing.B) {
 	const messages = 100
 	var lat, last, shown, hops []time.Duration
 	syncs0 := syncs(nw)
+	states0, stateBytes0 := counterSum(b, nw, "sealpost_groups_state_writes_total"), counterSum(b, nw, "sealpost_groups_state_bytes_total")
 	sched0 := schedLatencies()
 	cpu0, _ := usage()
 	wall0 := time.Now()
@@ -266,6 +271,12 @@ func BenchmarkGroup100(b *testing.B) {
 	b.ReportMetric(idleCores, "idle-cores")
 	b.ReportMetric(((cpu1-cpu0).Seconds()-idleCores*wall.Seconds())*1000/float64(b.N*messages), "msg-cpu-ms/msg")
 	b.ReportMetric(float64(syncs1-syncs0)/float64(b.N*messages), "syncs/msg")
+	states1, stateBytes1 := counterSum(b, nw, "sealpost_groups_state_writes_total"), counterSum(b, nw, "sealpost_groups_state_bytes_total")
+	b.ReportMetric((states1-states0)/float64(b.N*messages), "state-writes/msg")
+	if states1 > states0 {
+		b.ReportMetric((stateBytes1-stateBytes0)/(states1-states0)/1024, "state-KiB")
+	}
+	b.ReportMetric((stateBytes1-stateBytes0)/1024/float64(b.N*messages), "state-KiB/msg")
 	b.ReportMetric(0, "ns/op") // the time of 100 messages one after the other says nothing more
 }
 
@@ -275,6 +286,29 @@ func syncs(nw *cluster) (n int64) {
 	for _, m := range append(slices.Clone(nw.nodes), nw.relays...) {
 		if st, ok := m.store().(interface{ Syncs() int64 }); ok {
 			n += st.Syncs()
+		}
+	}
+	return n
+}
+
+// counterSum is the sum of the counter name (all its labels) over the
+// network's nodes.
+func counterSum(b *testing.B, nw *cluster, name string) (n float64) {
+	for _, m := range nw.nodes {
+		nd := m.node()
+		if nd == nil {
+			continue
+		}
+		mfs, err := nd.Registry().Gather()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				for _, c := range mf.GetMetric() {
+					n += c.GetCounter().GetValue()
+				}
+			}
 		}
 	}
 	return n
