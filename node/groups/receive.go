@@ -507,22 +507,30 @@ func (g *group) flush(b *batch) error {
 				files++
 			}
 		}
+		// Each message a receipt covered is checked once, after all of
+		// them: a sender gets its message's receipts from every member
+		// together, and each check reads the message's deliveries.
+		var touched []protocol.MessageID
+		seen := map[protocol.MessageID]bool{}
 		for user, ids := range b.receipts {
 			for _, id := range ids {
 				ok, err := gs.Delivered(g.id, id, user, now)
 				if err != nil {
 					return err
 				}
-				if !ok {
-					continue
+				if ok && !seen[id] {
+					seen[id] = true
+					touched = append(touched, id)
 				}
-				done, err := g.checkDelivered(tx, id)
-				if err != nil {
-					return err
-				}
-				if done {
-					delivered = append(delivered, id)
-				}
+			}
+		}
+		for _, id := range touched {
+			done, err := g.checkDelivered(tx, id)
+			if err != nil {
+				return err
+			}
+			if done {
+				delivered = append(delivered, id)
 			}
 		}
 		for _, u := range b.drop {
