@@ -57,6 +57,8 @@ import (
 //	                 all members (sealpost_groups_state_writes_total)
 //	state-KiB        the size of a state written (their mean)
 //	state-KiB/msg    the states' bytes written per message, all members
+//	dials/msg        connections the process opened per message (a
+//	                 receipt to a sender not connected dials it)
 //	wait-p50-ms,     how long the process's goroutines waited, runnable,
 //	wait-p99-ms      before they ran, while the messages went (the Go
 //	                 scheduler's histogram): a hop-p99-ms close to it is
@@ -189,7 +191,7 @@ func BenchmarkGroup100(b *testing.B) {
 
 	const messages = 100
 	var lat, last, shown, hops []time.Duration
-	syncs0 := syncs(nw)
+	syncs0, conns0 := syncs(nw), connsOpened(b, nw)
 	states0, stateBytes0 := counterSum(b, nw, "sealpost_groups_state_writes_total"), counterSum(b, nw, "sealpost_groups_state_bytes_total")
 	sched0 := schedLatencies()
 	cpu0, _ := usage()
@@ -263,7 +265,7 @@ func BenchmarkGroup100(b *testing.B) {
 	}
 	b.ReportMetric(p.P99/50, "p99/target")
 	b.ReportMetric(setup.Seconds(), "setup-s")
-	syncs1 := syncs(nw)
+	syncs1, conns1 := syncs(nw), connsOpened(b, nw)
 	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/1000/float64(b.N*messages), "cpu-ms/msg")
 	b.ReportMetric((cpu1-cpu0).Seconds()/wall.Seconds(), "cores")
 	b.ReportMetric(sched.quantile(0.5)*1000, "wait-p50-ms")
@@ -277,6 +279,7 @@ func BenchmarkGroup100(b *testing.B) {
 		b.ReportMetric((stateBytes1-stateBytes0)/(states1-states0)/1024, "state-KiB")
 	}
 	b.ReportMetric((stateBytes1-stateBytes0)/1024/float64(b.N*messages), "state-KiB/msg")
+	b.ReportMetric((conns1-conns0)/float64(b.N*messages), "dials/msg")
 	b.ReportMetric(0, "ns/op") // the time of 100 messages one after the other says nothing more
 }
 
@@ -286,6 +289,34 @@ func syncs(nw *cluster) (n int64) {
 	for _, m := range append(slices.Clone(nw.nodes), nw.relays...) {
 		if st, ok := m.store().(interface{ Syncs() int64 }); ok {
 			n += st.Syncs()
+		}
+	}
+	return n
+}
+
+// connsOpened is the number of connections opened so far in this process
+// (libp2p_swarm_connections_opened_total, outbound: libp2p's swarm
+// metrics count for the whole process, whichever host's registry
+// gathers them, so one node's is read).
+func connsOpened(b *testing.B, nw *cluster) (n float64) {
+	nd := nw.nodes[0].node()
+	if nd == nil {
+		return 0
+	}
+	mfs, err := nd.Registry().Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "libp2p_swarm_connections_opened_total" {
+			continue
+		}
+		for _, c := range mf.GetMetric() {
+			for _, l := range c.GetLabel() {
+				if l.GetName() == "dir" && l.GetValue() == "outbound" {
+					n += c.GetCounter().GetValue()
+				}
+			}
 		}
 	}
 	return n
