@@ -24,7 +24,10 @@ type Stream interface {
 	Reset() error
 }
 
-// bufSize is how much the writer collects before one Write.
+// bufSize is how much the writer collects before one Write. A buffer
+// that grew past twice that for a large frame is not kept after its
+// Write: a stream that carried one large answer does not hold that much
+// for as long as it stays open.
 const bufSize = 64 << 10
 
 // Queue is the ordered output of one stream.
@@ -34,6 +37,7 @@ type Queue struct {
 	fail    func(error)
 	items   chan Item
 	done    chan struct{}
+	buf     []byte // the writer's, kept between Writes
 }
 
 // New starts the writer of str: capacity items may wait (Put blocks while
@@ -65,7 +69,6 @@ func (q *Queue) Close() {
 
 func (q *Queue) loop() {
 	defer close(q.done)
-	var buf []byte
 	var held Item
 	failed := false
 	for {
@@ -80,8 +83,7 @@ func (q *Queue) loop() {
 		if failed {
 			continue // drain, so that Put does not block
 		}
-		var err error
-		buf, err = it.Append(buf[:0])
+		buf, err := it.Append(q.buf[:0])
 	more:
 		for err == nil && len(buf) < bufSize {
 			select {
@@ -101,6 +103,10 @@ func (q *Queue) loop() {
 		if err == nil {
 			q.str.SetWriteDeadline(time.Now().Add(q.timeout))
 			_, err = q.str.Write(buf)
+		}
+		q.buf = buf
+		if cap(buf) > 2*bufSize {
+			q.buf = nil
 		}
 		if err != nil {
 			failed = true

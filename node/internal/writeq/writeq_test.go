@@ -98,3 +98,29 @@ func TestFail(t *testing.T) {
 		t.Errorf("fails %d, reset %v", fails, s.reset)
 	}
 }
+
+// TestLargeBufferNotKept: after an answer larger than twice the write
+// buffer the writer does not keep a buffer that large; after small ones it
+// keeps its buffer.
+func TestLargeBufferNotKept(t *testing.T) {
+	s := &stream{}
+	q := New(s, 4, time.Second, func(err error) { t.Errorf("fail: %v", err) })
+	ctx := context.Background()
+	q.Put(ctx, item{b: string(make([]byte, 1<<20))})
+	q.Put(ctx, item{b: "small"})
+	q.Close()
+	if cap(q.buf) > 2*bufSize {
+		t.Errorf("kept a buffer of %d after a large answer, bound %d", cap(q.buf), 2*bufSize)
+	}
+	if s.buf.Len() != 1<<20+len("small") {
+		t.Errorf("wrote %d bytes", s.buf.Len())
+	}
+
+	s = &stream{}
+	q = New(s, 4, time.Second, func(err error) { t.Errorf("fail: %v", err) })
+	q.Put(ctx, item{b: "small"})
+	q.Close()
+	if cap(q.buf) == 0 {
+		t.Error("no buffer kept after a small answer")
+	}
+}
