@@ -366,7 +366,7 @@ func TestGroupReceiptsAfterRestart(t *testing.T) {
 		ids = append(ids, p.send(t, ctx, text))
 	}
 	p.holds(t, ctx, want)
-	// The messages and then the MLS state that read them are durable:
+	// The messages and then the MLS keys that read them are durable:
 	// back, b reads nothing again from the log (which would make it cover
 	// them anew), so only what it stored can bring its receipts.
 	const tMessage, tGroupState = 0x07, 0x18
@@ -376,9 +376,15 @@ func TestGroupReceiptsAfterRestart(t *testing.T) {
 	if msgs < 0 {
 		t.Fatal("b holds the messages but its disk never wrote them")
 	}
-	nodetest.WaitFor(t, time.Minute, "b's MLS state written after the messages", func() bool {
-		return p.disk.wrote(msgs+1, func(k string) bool { return len(k) == 33 && k[0] == tGroupState }) >= 0
+	// b only read messages: after them it writes the keys they used, not
+	// its whole state.
+	const tGroupStateKeys = 0x39
+	nodetest.WaitFor(t, time.Minute, "b's MLS keys written after the messages", func() bool {
+		return p.disk.wrote(msgs+1, func(k string) bool { return len(k) == 33 && k[0] == tGroupStateKeys }) >= 0
 	})
+	if i := p.disk.wrote(msgs+1, func(k string) bool { return len(k) == 33 && k[0] == tGroupState }); i >= 0 {
+		t.Errorf("b wrote its whole MLS state after reading the messages (commit %d), want only their keys", i)
+	}
 	// b only read messages: its state waited for StateEvery.
 	if got := labelled(t, p.b, "sealpost_groups_state_writes_total", "why", "deferred"); got < 1 {
 		t.Errorf("b counted %v deferred state writes, want at least 1", got)

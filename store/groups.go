@@ -19,6 +19,7 @@ import (
 //	tGroup            group(32)                    -> Group
 //	tGroupState       group(32)                    -> the MLS state (crypto/mls), its first part
 //	tGroupStateMore   group(32) part(2)            -> its parts after the first, in order
+//	tGroupStateKeys   group(32)                    -> the MLS keys that moved since the state was written
 //	tGroupWork        group(32) kind(1) n(8)       -> GroupWork
 //	tGroupInbox       n(8)                         -> GroupInboxEntry
 //	tGroupDelivery    message(16) member(32)       -> delivered time (zero: pending)
@@ -340,7 +341,33 @@ func (s Groups) PutState(id protocol.GroupID, state []byte) error {
 		}
 		rest = rest[n:]
 	}
-	return s.deleteStateParts(id, part)
+	if err := s.deleteStateParts(id, part); err != nil {
+		return err
+	}
+	return s.tx.del(key(tGroupStateKeys, id[:]))
+}
+
+// StateKeys returns the MLS keys of group id written after its state
+// (PutStateKeys), or ErrNotFound.
+func (s Groups) StateKeys(id protocol.GroupID) ([]byte, error) {
+	b, err := s.tx.get(key(tGroupStateKeys, id[:]))
+	if errors.Is(err, ErrNotFound) {
+		return nil, notFound("group state keys", id)
+	}
+	return b, err
+}
+
+// PutStateKeys stores the MLS keys of group id that moved since its state
+// was written (crypto/mls MarshalKeys), at most MaxValueSize bytes; the
+// next PutState deletes them.
+func (s Groups) PutStateKeys(id protocol.GroupID, keys []byte) error {
+	if len(keys) == 0 || len(keys) > MaxValueSize {
+		return fmt.Errorf("group state keys: %w: %d bytes", ErrInvalid, len(keys))
+	}
+	if _, err := s.tx.get(key(tGroupState, id[:])); err != nil {
+		return fmt.Errorf("group state keys: %w", err)
+	}
+	return s.tx.set(key(tGroupStateKeys, id[:]), keys)
 }
 
 // deleteStateParts deletes the parts of group id's state from the part
@@ -354,6 +381,9 @@ func (s Groups) deleteStateParts(id protocol.GroupID, from uint16) error {
 // held of the group's secrets goes).
 func (s Groups) DeleteState(id protocol.GroupID) error {
 	if err := s.deleteStateParts(id, 1); err != nil {
+		return err
+	}
+	if err := s.tx.del(key(tGroupStateKeys, id[:])); err != nil {
 		return err
 	}
 	return s.tx.del(key(tGroupState, id[:]))

@@ -75,7 +75,10 @@ const (
 
 	// The relay's attachment blobs held for group logs (relayblobs.go).
 	tRelayBlobByLog    byte = 0x37 // log(32) hash(32) readcap(32) -> ""
-	tRelayBlobLogUsage byte = 0x38 // log(32) -> BlobUsage
+	tRelayBlobLogUsage byte = 0x38 // log(32 -> BlobUsage
+
+	// A group's keys written after its state (groups.go).
+	tGroupStateKeys byte = 0x39 // group(32) -> the MLS keys after the state (crypto/mls MarshalKeys)
 )
 
 // key concatenates a table byte and parts.

@@ -182,3 +182,50 @@ func FuzzJoinExternal(f *testing.F) {
 		}
 	})
 }
+
+func FuzzApplyKeys(f *testing.F) {
+	fx := newFuzzFixture(f)
+	g, err := UnmarshalGroup(testConfig, fx.bob)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, m := range fx.messages {
+		if hd, err := Peek(m); err == nil && hd.Kind == KindApplication {
+			_, _ = g.Process(m, t0)
+		}
+	}
+	keys, err := g.MarshalKeys()
+	if err != nil {
+		f.Fatal(err)
+	}
+	if g, _ := UnmarshalGroup(testConfig, fx.bob); g == nil || g.ApplyKeys(keys) != nil {
+		f.Fatal("the seed's keys do not apply")
+	}
+	f.Add(keys)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		g, err := UnmarshalGroup(testConfig, fx.bob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.ApplyKeys(b); err != nil {
+			if !errors.Is(err, ErrInvalidState) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("ApplyKeys: %v, want ErrInvalidState", err)
+			}
+			return
+		}
+		out, err := g.MarshalKeys()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := g.ApplyKeys(out); err != nil {
+			t.Fatalf("keys re-marshalled do not apply: %v", err)
+		}
+		st, err := g.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := UnmarshalGroup(testConfig, st); err != nil {
+			t.Fatalf("state with the keys applied does not decode: %v", err)
+		}
+	})
+}

@@ -386,3 +386,79 @@ func decodeSecretTree(r *reader, version uint8) *secretTree {
 	r.finish(v)
 	return t
 }
+
+// keysVersion is the version of the marshalled keys (MarshalKeys).
+const keysVersion = 1
+
+// MarshalKeys encodes the part of the state that application messages
+// move: the secret trees (the senders' ratchets and the keys of messages
+// skipped) of the current epoch and of the past epochs kept, with the
+// epochs they belong to. The rest of the state changes only with
+// proposals, commits and the group's own messages. Between two writes of
+// the whole state, a member can store only these (a few hundred bytes a
+// sender) instead of the state, which grows with the group (the ratchet
+// tree: about 2 KB a member with post-quantum keys); ApplyKeys puts them
+// back into the state they came from. It holds secrets: store it
+// encrypted.
+func (g *Group) MarshalKeys() ([]byte, error) {
+	return encode(func(w *writer) {
+		w.u8(keysVersion)
+		w.u64(g.st.ctx.epoch)
+		encodeSecretTree(w, g.st.secretTree)
+		w.vector(func() {
+			for _, p := range g.st.past {
+				w.u64(p.epoch)
+				encodeSecretTree(w, p.secretTree)
+			}
+		})
+	})
+}
+
+// ApplyKeys replaces the secret trees of g with keys MarshalKeys returned
+// for a later copy of the same state. Keys of another state (another
+// epoch, other past epochs, another size) are refused with
+// ErrInvalidState and g is left as it was.
+func (g *Group) ApplyKeys(b []byte) error {
+	if len(b) > 2*MaxMessageSize {
+		return fmt.Errorf("%w: keys of %d bytes", ErrTooLarge, len(b))
+	}
+	var epoch uint64
+	var cur *secretTree
+	var past []*pastEpoch
+	err := decodeAll(b, func(r *reader) {
+		if v := r.u8(); v != keysVersion && r.err == nil {
+			r.fail(fmt.Errorf("keys version %d", v))
+			return
+		}
+		epoch = r.u64()
+		cur = decodeSecretTree(r, stateVersion)
+		v := r.vector(MaxMessageSize)
+		for v.more() {
+			if len(past) >= len(g.st.past) {
+				v.fail(fmt.Errorf("keys of %d past epochs or more, the state keeps %d", len(past)+1, len(g.st.past)))
+				break
+			}
+			p := &pastEpoch{epoch: v.u64()}
+			p.secretTree = decodeSecretTree(v, stateVersion)
+			past = append(past, p)
+		}
+		r.finish(v)
+	})
+	if err != nil {
+		return fmt.Errorf("%w: keys: %w", ErrInvalidState, err)
+	}
+	if epoch != g.st.ctx.epoch || cur.leaves != g.st.secretTree.leaves || len(past) != len(g.st.past) {
+		return fmt.Errorf("%w: keys of epoch %d (%d leaves, %d past), the state is at %d (%d leaves, %d past)",
+			ErrInvalidState, epoch, cur.leaves, len(past), g.st.ctx.epoch, g.st.secretTree.leaves, len(g.st.past))
+	}
+	for i, p := range past {
+		if q := g.st.past[i]; p.epoch != q.epoch || p.secretTree.leaves != q.secretTree.leaves {
+			return fmt.Errorf("%w: keys of past epoch %d, the state keeps %d", ErrInvalidState, p.epoch, q.epoch)
+		}
+	}
+	g.st.secretTree = cur
+	for i, p := range past {
+		g.st.past[i].secretTree = p.secretTree
+	}
+	return nil
+}

@@ -312,23 +312,38 @@ func (g *group) load() error {
 	if err := g.loadWork(); err != nil {
 		return err
 	}
-	var b []byte
+	var b, keys []byte
 	err := g.s.st.View(g.s.ctx, func(tx *store.Tx) error {
 		var err error
-		b, err = tx.Groups().State(g.id)
+		if b, err = tx.Groups().State(g.id); err != nil {
+			return err
+		}
+		keys, err = tx.Groups().StateKeys(g.id)
+		if errors.Is(err, store.ErrNotFound) {
+			err = nil
+		}
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	return g.setState(b)
+	return g.setState(b, keys)
 }
 
-// setState makes b the group's MLS state and enters its epoch.
-func (g *group) setState(b []byte) error {
+// setState makes b the group's MLS state, with the keys messages used
+// after it was written (writeState; none: nil), and enters its epoch.
+func (g *group) setState(b, keys []byte) error {
 	mg, err := mls.UnmarshalGroup(g.mlsConfig(), b)
 	if err != nil {
 		return err
+	}
+	if keys != nil {
+		if err := mg.ApplyKeys(keys); err != nil {
+			// Never written so (the keys go with the state they came
+			// from, and the next state deletes them): the state alone
+			// holds keys of messages read since, read again if they come.
+			g.s.log.Warn("group: stored keys do not fit the stored state", "group", g.id.String(), "err", err)
+		}
 	}
 	g.mg = mg
 	return g.enterEpoch()

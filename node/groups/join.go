@@ -441,7 +441,7 @@ func (g *group) join(welcome []byte, kp *mls.KeyPackagePrivate, ref *protocol.Gr
 	}
 	g.rec = rec
 	g.joinAt = time.Time{}
-	if err := g.setState(state); err != nil {
+	if err := g.setState(state, nil); err != nil {
 		return err
 	}
 	g.s.met.groups.Inc()

@@ -429,8 +429,16 @@ func (g *group) flush(b *batch) error {
 		g.stateDirty = true
 		g.schedule(&g.stateAt, g.s.opt.StateEvery)
 	}
-	var state []byte
-	if b.state && g.mg != nil {
+	var state, keys []byte
+	if b.state && g.mg != nil && g.deferred {
+		// Only messages of others moved the state since it was written
+		// whole (anything else writes it at once): their keys are
+		// enough, a small part of a state that grows with the group.
+		if k, err := g.mg.MarshalKeys(); err == nil && len(k) <= store.MaxValueSize {
+			keys = k
+		}
+	}
+	if b.state && g.mg != nil && keys == nil {
 		var err error
 		if state, err = g.mg.MarshalBinary(); err != nil {
 			g.s.log.Error("group: marshal state", "group", g.id.String(), "err", err)
@@ -441,13 +449,13 @@ func (g *group) flush(b *batch) error {
 			return err
 		}
 	}
-	if state != nil {
+	if state != nil || keys != nil {
 		why := stateChange
 		if g.deferred {
 			why = stateDeferred
 		}
 		g.s.met.stateWrites.WithLabelValues(why).Inc()
-		g.s.met.stateBytes.Add(float64(len(state)))
+		g.s.met.stateBytes.Add(float64(len(state) + len(keys)))
 	}
 	rec := g.rec
 	now := g.s.clock.Now()
@@ -477,6 +485,11 @@ func (g *group) flush(b *batch) error {
 		gs := tx.Groups()
 		if state != nil {
 			if err := gs.PutState(g.id, state); err != nil {
+				return err
+			}
+		}
+		if keys != nil {
+			if err := gs.PutStateKeys(g.id, keys); err != nil {
 				return err
 			}
 		}

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -231,4 +232,39 @@ func testGroupStateParts(t *testing.T, st store.Store) {
 		}
 		return nil
 	})
+}
+
+// testGroupStateKeys: keys go with a state only; the next PutState and
+// DeleteState delete them.
+func testGroupStateKeys(t *testing.T, st store.Store) {
+	gid := protocol.GroupID(id32(0x63))
+	keys := func() []byte {
+		var b []byte
+		view(t, st, func(tx *store.Tx) error {
+			var err error
+			if b, err = tx.Groups().StateKeys(gid); err != nil && !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("StateKeys: %v", err)
+			}
+			return nil
+		})
+		return b
+	}
+	if err := st.Update(context.Background(), func(tx *store.Tx) error { return tx.Groups().PutStateKeys(gid, []byte("keys")) }); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("PutStateKeys without a state: %v, want ErrNotFound", err)
+	}
+	update(t, st, func(tx *store.Tx) error { return tx.Groups().PutState(gid, []byte("state")) })
+	update(t, st, func(tx *store.Tx) error { return tx.Groups().PutStateKeys(gid, []byte("keys 1")) })
+	update(t, st, func(tx *store.Tx) error { return tx.Groups().PutStateKeys(gid, []byte("keys 2")) })
+	if b := keys(); string(b) != "keys 2" {
+		t.Errorf("StateKeys: %q, want the last put", b)
+	}
+	update(t, st, func(tx *store.Tx) error { return tx.Groups().PutState(gid, []byte("state 2")) })
+	if b := keys(); b != nil {
+		t.Errorf("StateKeys after PutState: %q, want none", b)
+	}
+	update(t, st, func(tx *store.Tx) error { return tx.Groups().PutStateKeys(gid, []byte("keys 3")) })
+	update(t, st, func(tx *store.Tx) error { return tx.Groups().DeleteState(gid) })
+	if b := keys(); b != nil {
+		t.Errorf("StateKeys after DeleteState: %q, want none", b)
+	}
 }

@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Files", testFiles},
 		{"Groups", testGroups},
 		{"GroupStateParts", testGroupStateParts},
+		{"GroupStateKeys", testGroupStateKeys},
 		{"Counters", testCounters},
 		{"Committed", testCommitted},
 		{"Rollback", testRollback},
