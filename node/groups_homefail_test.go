@@ -164,19 +164,3 @@ func TestGroupHomeStoreFails(t *testing.T) {
 		t.Errorf("group.relay events %+v, want the failure shown, then cleared", shown)
 	}
 }
-
-// gaugeOf reads a node's gauge name.
-func gaugeOf(t *testing.T, n *Node, name string) float64 {
-	mfs, err := n.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				return m.GetGauge().GetValue()
-			}
-		}
-	}
-	return 0
-}

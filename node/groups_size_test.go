@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"runtime/pprof"
 	"slices"
 	"testing"
 	"time"
@@ -245,17 +244,8 @@ func TestMeasureGroup1000(t *testing.T) {
 	waitGroup(t, ctx, info.ID, size-1, append([]*Node{a}, members[:online-1]...)...)
 	t.Logf("group of %d members (%d online) made in %s", size-1, online, time.Since(t0).Round(time.Millisecond))
 
-	if path := os.Getenv("SEALPOST_MEASURE_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			t.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
-	}
+	stopProfile := nodetest.CPUProfile(t, "SEALPOST_MEASURE_CPUPROFILE")
+	defer stopProfile()
 	last := members[online-1]
 	name := fmt.Sprintf("m%d", online-1)
 	var adds, rms []time.Duration
@@ -280,7 +270,7 @@ func TestMeasureGroup1000(t *testing.T) {
 			r, size, add.Round(time.Millisecond), target, float64(add)/float64(target), rm.Round(time.Millisecond), float64(rm)/float64(target))
 		adds, rms = append(adds, add), append(rms, rm)
 	}
-	pprof.StopCPUProfile()
+	stopProfile()
 	lim := mlsLimits(t, ctx, a, members[0], info.ID)
 	addLim := lim.addCommit + max(lim.addProcess, lim.join)
 	rmLim := lim.rmCommit + lim.rmProcess

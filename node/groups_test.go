@@ -508,6 +508,17 @@ func TestRefusedCommitNewLogs(t *testing.T) {
 
 // counter reads a node's counter name (without labels).
 func counter(t *testing.T, n *Node, name string) float64 {
+	return metricValue(t, n, name, false)
+}
+
+// gaugeOf reads a node's gauge name (without labels).
+func gaugeOf(t *testing.T, n *Node, name string) float64 {
+	return metricValue(t, n, name, true)
+}
+
+// metricValue reads the first series of a node's metric name: a gauge's
+// value, or a counter's; 0 if it has none.
+func metricValue(t *testing.T, n *Node, name string, gauge bool) float64 {
 	mfs, err := n.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -515,6 +526,9 @@ func counter(t *testing.T, n *Node, name string) float64 {
 	for _, mf := range mfs {
 		if mf.GetName() == name {
 			for _, m := range mf.GetMetric() {
+				if gauge {
+					return m.GetGauge().GetValue()
+				}
 				return m.GetCounter().GetValue()
 			}
 		}

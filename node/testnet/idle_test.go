@@ -7,13 +7,13 @@ import (
 	"os"
 	"runtime"
 	"runtime/metrics"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/sealpost/sealpost/node/groups"
+	"github.com/sealpost/sealpost/node/nodetest"
 )
 
 // TestMeasureIdle reports the CPU that idle nodes take: N personal nodes
@@ -103,17 +103,8 @@ func TestMeasureIdle(t *testing.T) {
 	hop := newPinger(t)
 	time.Sleep(settle)
 
-	if path := os.Getenv("SEALPOST_MEASURE_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			t.Fatal(err)
-		}
-		defer pprof.StopCPUProfile()
-	}
+	stopProfile := nodetest.CPUProfile(t, "SEALPOST_MEASURE_CPUPROFILE")
+	defer stopProfile()
 	var hops []time.Duration
 	sched0 := schedLatencies()
 	cpu0, _ := usage()
@@ -129,7 +120,7 @@ func TestMeasureIdle(t *testing.T) {
 	cpu1, _ := usage()
 	wall := time.Since(wall0)
 	sched := schedLatencies().since(sched0)
-	pprof.StopCPUProfile()
+	stopProfile()
 
 	busy := (cpu1 - cpu0).Seconds() / wall.Seconds()
 	h := percentiles(hops)
