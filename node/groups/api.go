@@ -132,11 +132,7 @@ func (s *Service) Create(ctx context.Context, name string, relays []string) (Inf
 		return Info{}, err
 	}
 	for i := range homes {
-		c, err := s.relays.conn(ctx, &homes[i])
-		if err == nil {
-			err = c.Create(ctx, homes[i].Log, 0, protocol.GroupToken(tok))
-		}
-		if err != nil {
+		if err := s.relays.create(ctx, &homes[i], protocol.GroupToken(tok)); err != nil {
 			return Info{}, fmt.Errorf("groups: create the log on %s: %w", relayName(homes[i].Relay), err)
 		}
 	}

@@ -71,6 +71,24 @@ func (r *relays) conn(ctx context.Context, h *protocol.GroupHome) (*grouplog.Con
 	return rc.conn, nil
 }
 
+// create creates h's log, at epoch 0 with tok. A connection kept open
+// from before that turns out closed (the relay restarted since, and this
+// node had not seen its stream end yet) is dialled again, once: a CREATE
+// of a log the relay already made is a retry, answered as the first.
+func (r *relays) create(ctx context.Context, h *protocol.GroupHome, tok protocol.GroupToken) error {
+	var err error
+	for range 2 {
+		var c *grouplog.Conn
+		if c, err = r.conn(ctx, h); err != nil {
+			return err
+		}
+		if err = c.Create(ctx, h.Log, 0, tok); !errors.Is(err, grouplog.ErrClosed) {
+			return err
+		}
+	}
+	return err
+}
+
 // close closes every connection.
 func (r *relays) close() {
 	r.mu.Lock()
