@@ -97,9 +97,7 @@ type group struct {
 	// stateDirty: application messages moved the MLS state (and the
 	// cursor) on since it was last written; it is written by stateAt.
 	stateDirty bool
-	// deferred: the flush under way is writeState's (for the metrics).
-	deferred bool
-	stateAt  time.Time
+	stateAt    time.Time
 
 	receiptBusy map[uint64]bool // receipt work items on their way to a sender
 	// heldReceipts are members' receipts waiting for the next write (by

@@ -19,7 +19,11 @@ type batch struct {
 	// soft: the state changed by application messages only, and the
 	// first home's cursor moved: written within stateEvery, with the
 	// next batch that writes the state or the record, or alone.
-	soft     bool
+	soft bool
+	// deferred: writeState's batch; only messages of others moved the
+	// state since it was written whole, so their keys are written, not
+	// the state.
+	deferred bool
 	msgs     []store.Message
 	receipts map[identity.UserID][]protocol.MessageID // receipts of others, by sender
 	covers   map[identity.UserID][]protocol.MessageID // messages to cover in the next receipts, by sender
@@ -430,7 +434,7 @@ func (g *group) flush(b *batch) error {
 		g.schedule(&g.stateAt, g.s.opt.StateEvery)
 	}
 	var state, keys []byte
-	if b.state && g.mg != nil && g.deferred {
+	if b.state && g.mg != nil && b.deferred {
 		// Only messages of others moved the state since it was written
 		// whole (anything else writes it at once): their keys are
 		// enough, a small part of a state that grows with the group.
@@ -451,7 +455,7 @@ func (g *group) flush(b *batch) error {
 	}
 	if state != nil || keys != nil {
 		why := stateChange
-		if g.deferred {
+		if b.deferred {
 			why = stateDeferred
 		}
 		g.s.met.stateWrites.WithLabelValues(why).Inc()
@@ -644,10 +648,8 @@ func (g *group) writeState() {
 		return
 	}
 	b := g.newBatch()
-	b.state, b.rec, b.lazy = true, true, true
-	g.deferred = true
+	b.state, b.rec, b.lazy, b.deferred = true, true, true, true
 	g.flush(b)
-	g.deferred = false
 }
 
 // checkDelivered moves an outgoing message to delivered once no member it

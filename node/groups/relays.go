@@ -163,11 +163,15 @@ type lag struct {
 
 // saveLags stores the lag of each second home whose open epoch changed
 // since it was stored, and forgets those that ended (workLag), in one
-// transaction.
+// transaction; with none changed it writes nothing. (It runs with every
+// step: an empty flush would still write the receipts held for the next
+// write, and forget those sent, at once.)
 func (g *group) saveLags() {
 	b := g.newBatch()
 	g.saveLagsIn(b)
-	g.flush(b)
+	if !b.empty() {
+		g.flush(b)
+	}
 }
 
 // saveLagsIn is saveLags in batch b.
