@@ -17,6 +17,17 @@ import (
 	"github.com/sealpost/sealpost/store"
 )
 
+// createOnHomes has n create the group name with its homes on r1 and r2,
+// in that order.
+func createOnHomes(t *testing.T, ctx context.Context, n *Node, name string, r1, r2 *restartable) groups.Info {
+	t.Helper()
+	info, err := n.Groups().Create(ctx, name, []string{r1.node.Info().Addrs[0], r2.node.Info().Addrs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
 // restartableRelay is a relay on a fixed loopback port whose store
 // outlives it: started again, it is the same relay at the same address.
 func restartableRelay(t *testing.T) *restartable { return restartableRelayWith(t, nil) }
@@ -66,10 +77,7 @@ func TestGroupTwoRelays(t *testing.T) {
 	c := newRestartable(t, opts)
 	befriend(t, ctx, a, b, "b")
 	befriend(t, ctx, a, c.node, "c")
-	info, err := a.Groups().Create(ctx, "two", []string{r1.node.Info().Addrs[0], r2.node.Info().Addrs[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := createOnHomes(t, ctx, a, "two", r1, r2)
 	if _, err := a.Groups().Add(ctx, info.ID, []string{"b", "c"}); err != nil {
 		t.Fatal(err)
 	}
@@ -163,10 +171,7 @@ func TestGroupHomeDown(t *testing.T) {
 		c.Groups.RetryMin = 20 * time.Millisecond
 		c.Groups.RetryMax = 100 * time.Millisecond
 	})
-	info, err := a.Groups().Create(ctx, "down", []string{r1.node.Info().Addrs[0], r2.node.Info().Addrs[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := createOnHomes(t, ctx, a, "down", r1, r2)
 	down := epochOf(t, ctx, a, info.ID)
 	r2.stop()
 	for i := range 3 {
@@ -211,10 +216,7 @@ func TestGroupWelcomeSecondHome(t *testing.T) {
 	a, b, c := newTestNode(t, opts), newTestNode(t, opts), newTestNode(t, opts)
 	befriend(t, ctx, a, b, "b")
 	befriend(t, ctx, a, c, "c")
-	info, err := a.Groups().Create(ctx, "welcomes", []string{r1.node.Info().Addrs[0], r2.node.Info().Addrs[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := createOnHomes(t, ctx, a, "welcomes", r1, r2)
 	start := epochOf(t, ctx, a, info.ID)
 	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
 		t.Fatal(err)
@@ -248,10 +250,7 @@ func TestGroupHomeDownRestart(t *testing.T) {
 		c.Groups.RetryMin = 20 * time.Millisecond
 		c.Groups.RetryMax = 100 * time.Millisecond
 	})
-	info, err := a.node.Groups().Create(ctx, "down", []string{r1.node.Info().Addrs[0], r2.node.Info().Addrs[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := createOnHomes(t, ctx, a.node, "down", r1, r2)
 	down := epochOf(t, ctx, a.node, info.ID)
 	r2.stop()
 	for i := range 3 {
@@ -289,10 +288,7 @@ func TestGroupHomeLagsMore(t *testing.T) {
 	a := newTestNode(t, opts)
 	b := newRestartable(t, opts)
 	befriend(t, ctx, a, b.node, "b")
-	info, err := a.Groups().Create(ctx, "more", []string{r1.node.Info().Addrs[0], r2.node.Info().Addrs[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := createOnHomes(t, ctx, a, "more", r1, r2)
 	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
 		t.Fatal(err)
 	}
@@ -332,10 +328,7 @@ func TestGroupHomeCatchUpRated(t *testing.T) {
 		c.Groups.RetryMin = 50 * time.Millisecond
 		c.Groups.RetryMax = 500 * time.Millisecond
 	})
-	info, err := a.Groups().Create(ctx, "rated", []string{r1.node.Info().Addrs[0], r2.node.Info().Addrs[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
+	info := createOnHomes(t, ctx, a, "rated", r1, r2)
 	down := epochOf(t, ctx, a, info.ID)
 	r2.stop()
 	for k := range 2 {

@@ -123,21 +123,7 @@ func (r *relay) stop() {
 // dial opens a client Conn from a new host, as a member's client key would.
 func (r *relay) dial(opts ...libp2p.Option) *grouplog.Conn {
 	r.t.Helper()
-	h, err := libp2p.New(append([]libp2p.Option{libp2p.NoListenAddrs, libp2p.DisableRelay()}, opts...)...)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	r.t.Cleanup(func() { h.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := h.Connect(ctx, peer.AddrInfo{ID: r.h.ID(), Addrs: r.h.Addrs()}); err != nil {
-		r.t.Fatal(err)
-	}
-	str, err := h.NewStream(ctx, r.h.ID(), libp2pproto.ID(protocol.GroupLogProtocol))
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	c := grouplog.NewConn(str, 0)
+	c := grouplog.NewConn(r.rawStream(opts...), 0)
 	r.t.Cleanup(func() { c.Close() })
 	return c
 }

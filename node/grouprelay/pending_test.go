@@ -141,11 +141,11 @@ func waitFor(cond func() bool) bool {
 	return cond()
 }
 
-// rawStream opens a group log stream from a new host, for a client that
-// writes requests and reads nothing.
-func (r *relay) rawStream() network.Stream {
+// rawStream opens a group log stream from a new host (with opts), for a
+// client that writes requests and reads what it wants.
+func (r *relay) rawStream(opts ...libp2p.Option) network.Stream {
 	r.t.Helper()
-	h, err := libp2p.New(libp2p.NoListenAddrs, libp2p.DisableRelay())
+	h, err := libp2p.New(append([]libp2p.Option{libp2p.NoListenAddrs, libp2p.DisableRelay()}, opts...)...)
 	if err != nil {
 		r.t.Fatal(err)
 	}
