@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sealpost/sealpost/node/groups"
 )
@@ -193,6 +194,7 @@ func BenchmarkGroup100(b *testing.B) {
 	var lat, last, shown, hops []time.Duration
 	syncs0, conns0 := syncs(nw), connsOpened(b, nw)
 	states0, stateBytes0 := counterSum(b, nw, "sealpost_groups_state_writes_total"), counterSum(b, nw, "sealpost_groups_state_bytes_total")
+	path0 := messagePath(b, nw)
 	sched0 := schedLatencies()
 	cpu0, _ := usage()
 	wall0 := time.Now()
@@ -280,6 +282,9 @@ func BenchmarkGroup100(b *testing.B) {
 	}
 	b.ReportMetric((stateBytes1-stateBytes0)/1024/float64(b.N*messages), "state-KiB/msg")
 	b.ReportMetric((conns1-conns0)/float64(b.N*messages), "dials/msg")
+	for i, v := range messagePath(b, nw) {
+		b.ReportMetric((v-path0[i])/float64(b.N*messages), messagePathUnits[i])
+	}
 	b.ReportMetric(0, "ns/op") // the time of 100 messages one after the other says nothing more
 }
 
@@ -322,9 +327,30 @@ func connsOpened(b *testing.B, nw *cluster) (n float64) {
 	return n
 }
 
-// counterSum is the sum of the counter name (all its labels) over the
-// network's nodes.
-func counterSum(b *testing.B, nw *cluster, name string) (n float64) {
+// messagePathUnits name what messagePath counts, per message sent.
+var messagePathUnits = [...]string{"received/msg", "duplicates/msg", "fetched/msg", "group-receipts/msg", "direct-receipts/msg", "commits/msg"}
+
+// messagePath counts, over the network's nodes, the group messages
+// decrypted (texts and receipts of others), those skipped as copies, the
+// log entries fetched, the receipts sent through the group and straight
+// to their sender, and the commits made: a message sent to the group
+// should cost about one decryption a member and one direct receipt a
+// member, and nothing else.
+func messagePath(b *testing.B, nw *cluster) [len(messagePathUnits)]float64 {
+	return [...]float64{
+		counterSum(b, nw, "sealpost_groups_received_total"),
+		counterSum(b, nw, "sealpost_groups_duplicates_total"),
+		counterSum(b, nw, "sealpost_groups_fetched_total"),
+		counterSum(b, nw, "sealpost_groups_receipts_total", "way", "group"),
+		counterSum(b, nw, "sealpost_groups_receipts_total", "way", "direct"),
+		counterSum(b, nw, "sealpost_groups_commits_total"),
+	}
+}
+
+// counterSum is the sum of the counter name over the network's nodes: of
+// all its labels, or, with labels (name, value pairs), of the series that
+// carry them.
+func counterSum(b *testing.B, nw *cluster, name string, labels ...string) (n float64) {
 	for _, m := range nw.nodes {
 		nd := m.node()
 		if nd == nil {
@@ -335,10 +361,19 @@ func counterSum(b *testing.B, nw *cluster, name string) (n float64) {
 			b.Fatal(err)
 		}
 		for _, mf := range mfs {
-			if mf.GetName() == name {
-				for _, c := range mf.GetMetric() {
-					n += c.GetCounter().GetValue()
+			if mf.GetName() != name {
+				continue
+			}
+		series:
+			for _, c := range mf.GetMetric() {
+				for i := 0; i+1 < len(labels); i += 2 {
+					if !slices.ContainsFunc(c.GetLabel(), func(l *dto.LabelPair) bool {
+						return l.GetName() == labels[i] && l.GetValue() == labels[i+1]
+					}) {
+						continue series
+					}
 				}
+				n += c.GetCounter().GetValue()
 			}
 		}
 	}
