@@ -462,7 +462,8 @@ type GroupLogResponse struct {
 	// StoredUntil is how long the relay keeps an appended entry (Append),
 	// Unix milliseconds.
 	StoredUntil int64
-	// More reports that a Fetch stopped at its limit with more entries of
+	// More reports that a Fetch stopped at its limit, or at the relay's
+	// bound of answer bytes queued for the stream, with more entries of
 	// the epoch stored after Seq.
 	More bool
 }

@@ -370,7 +370,9 @@ func (p *PendingAppend) Wait(ctx context.Context) (Appended, error) {
 type Fetched struct {
 	Entries []Entry
 	// Open is the log's open epoch; More that the fetch stopped at its
-	// limit with more entries of the epoch stored.
+	// limit, or short of it at the relay's bound of answer bytes queued,
+	// with more entries of the epoch stored: fetch again after the last
+	// entry.
 	Open uint64
 	More bool
 }

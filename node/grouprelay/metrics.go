@@ -29,6 +29,8 @@ type metrics struct {
 	bytes         prometheus.Gauge
 	pendingBytes  prometheus.Gauge
 	pendingWaits  *prometheus.CounterVec
+	queuedBytes   prometheus.Gauge
+	queuedWaits   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -65,9 +67,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		pendingWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sealpost_relay_group_pending_waits_total", Help: "Times a group log stream was not read because the pending bytes were full, by bound (stream, relay).",
 		}, []string{"bound"}),
+		queuedBytes: g("sealpost_relay_group_queued_bytes", "Bytes of group log entries read for fetches and not yet written to their streams, all streams."),
+		queuedWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sealpost_relay_group_queued_waits_total", Help: "Times a group log fetch waited for its answer's room because the queued bytes were full, by bound (stream, relay).",
+		}, []string{"bound"}),
 	}
 	set, err := metricset.Register(reg, m.requests, m.rejections, m.streams, m.subscriptions, m.created, m.appends, m.commits,
-		m.appendBytes, m.nFetched, m.expired, m.idle, m.commit, m.logs, m.entries, m.bytes, m.pendingBytes, m.pendingWaits)
+		m.appendBytes, m.nFetched, m.expired, m.idle, m.commit, m.logs, m.entries, m.bytes, m.pendingBytes, m.pendingWaits,
+		m.queuedBytes, m.queuedWaits)
 	if err != nil {
 		return nil, err
 	}

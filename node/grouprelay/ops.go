@@ -228,17 +228,14 @@ func (s *Server) startAppend(c *stream, req *protocol.GroupLogRequest, held int)
 // errPageFull stops a page read.
 var errPageFull = errors.New("grouprelay: page full")
 
-// pageEntries and pageBytes bound the entries one read of a fetch holds in
-// memory.
-const (
-	pageEntries = 64
-	pageBytes   = 2 << 20
-)
+// pageEntries bounds the entries one read of a fetch holds in memory.
+const pageEntries = 64
 
-// readPage reads up to n entries of an epoch after seq after (and at most
-// pageBytes), skipping those past their stored-until. It checks the token
-// and returns the log's open epoch; more reports entries left unread.
-func (s *Server) readPage(ctx context.Context, req *protocol.GroupLogRequest, after uint64, n int) (page []store.RelayGroupEntry, open uint64, more bool, err error) {
+// readPage reads up to n entries of an epoch after seq after, whose
+// pushes cost (pushCost) at most room bytes in all, skipping those past
+// their stored-until. It checks the token and returns the log's open
+// epoch; more reports entries left unread.
+func (s *Server) readPage(ctx context.Context, req *protocol.GroupLogRequest, after uint64, n, room int) (page []store.RelayGroupEntry, open uint64, more bool, err error) {
 	n = min(n, pageEntries)
 	token := req.Token.Hash()
 	err = s.cfg.Store.View(ctx, func(tx *store.Tx) error {
@@ -249,15 +246,16 @@ func (s *Server) readPage(ctx context.Context, req *protocol.GroupLogRequest, af
 		now := s.clock.Now()
 		size := 0
 		err := tx.RelayGroups().Entries(req.Log, req.Epoch, after, 0, func(e store.RelayGroupEntry) error {
-			if len(page) >= n || size+len(e.Entry) > pageBytes && len(page) > 0 {
-				more = true
-				return errPageFull
-			}
 			if !e.StoredUntil.After(now) {
 				return nil // expired; the sweep removes it
 			}
+			cost := pushCost(len(e.Entry))
+			if len(page) >= n || size+cost > room {
+				more = true
+				return errPageFull
+			}
 			page = append(page, e)
-			size += len(e.Entry)
+			size += cost
 			return nil
 		})
 		if errors.Is(err, errPageFull) {

@@ -122,17 +122,30 @@ type Resources struct {
 	// MaxPendingBytesTotal at least MaxPendingBytes.
 	MaxPendingBytes      int
 	MaxPendingBytesTotal int
+	// MaxQueuedBytes bounds the bytes of the entries that one stream's
+	// FETCHes read for their answers and did not write yet (its client
+	// has not read them), and MaxQueuedBytesTotal those of all streams;
+	// a push counts its entry and 64 bytes. A FETCH waits for room for a
+	// page of entries (one largest frame, protocol.MaxGroupLogFrame)
+	// before it reads its first, and ends with more at the first entry
+	// that does not fit after that: its client fetches the rest once it
+	// has read these. MaxQueuedBytes is at least one largest frame,
+	// MaxQueuedBytesTotal at least MaxQueuedBytes.
+	MaxQueuedBytes      int
+	MaxQueuedBytesTotal int
 	// MaxBatch is the weight (one per entry, one per KiB) committed in one
 	// transaction.
 	MaxBatch int
 }
 
-// The default bounds of the bytes of requests held (Resources): a stream
-// holds at most four of the largest entries at once, and all streams
-// together 64 of them.
+// The default bounds of the bytes of requests held, and of answers
+// queued (Resources): a stream holds at most four of the largest entries
+// at once, and all streams together 64 of them, of each.
 const (
 	DefaultMaxPendingBytes      = 4 * protocol.MaxGroupLogFrame
 	DefaultMaxPendingBytesTotal = 64 * protocol.MaxGroupLogFrame
+	DefaultMaxQueuedBytes       = 4 * protocol.MaxGroupLogFrame
+	DefaultMaxQueuedBytesTotal  = 64 * protocol.MaxGroupLogFrame
 )
 
 // DefaultResources are the limits of a relay profile.
@@ -165,6 +178,8 @@ func DefaultResources() Resources {
 		MaxPending:           256,
 		MaxPendingBytes:      DefaultMaxPendingBytes,
 		MaxPendingBytesTotal: DefaultMaxPendingBytesTotal,
+		MaxQueuedBytes:       DefaultMaxQueuedBytes,
+		MaxQueuedBytesTotal:  DefaultMaxQueuedBytesTotal,
 		MaxBatch:             256,
 	}
 }
@@ -188,6 +203,8 @@ func (r Resources) Validate() error {
 		return errors.New("grouprelay: stream limits must be positive, the total at least the per-peer one")
 	case r.MaxPendingBytes < protocol.MaxGroupLogFrame || r.MaxPendingBytesTotal < r.MaxPendingBytes:
 		return fmt.Errorf("grouprelay: pending bytes %d per stream and %d in all, want at least one frame (%d) and the total at least the per-stream bound", r.MaxPendingBytes, r.MaxPendingBytesTotal, protocol.MaxGroupLogFrame)
+	case r.MaxQueuedBytes < pageBytes || r.MaxQueuedBytesTotal < r.MaxQueuedBytes:
+		return fmt.Errorf("grouprelay: queued bytes %d per stream and %d in all, want at least one frame (%d) and the total at least the per-stream bound", r.MaxQueuedBytes, r.MaxQueuedBytesTotal, pageBytes)
 	}
 	return nil
 }
@@ -240,6 +257,7 @@ type Server struct {
 
 	streams *streamset.Set
 	pending *semaphore.Weighted                     // the bytes of requests held, all streams (MaxPendingBytesTotal)
+	queued  *budget                                 // the bytes of answers queued, all streams (MaxQueuedBytesTotal)
 	creates *ratelimit.Limiter[string]              // by connection
 	appends *ratelimit.Limiter[string]              // by connection
 	commits *ratelimit.Limiter[protocol.GroupLogID] // by log
@@ -275,6 +293,7 @@ func New(cfg Config) (*Server, error) {
 		cfg: cfg, res: res, log: cfg.Logger, clock: cfg.Clock,
 		streams: streamset.New(res.MaxStreams, res.MaxStreamsPerPeer),
 		pending: semaphore.NewWeighted(int64(res.MaxPendingBytesTotal)),
+		queued:  newBudget(res.MaxQueuedBytesTotal),
 		creates: ratelimit.New[string](cfg.Clock, res.CreateRate, float64(res.CreateBurst), 0, maxLimited),
 		appends: ratelimit.New[string](cfg.Clock, res.AppendRate, float64(res.AppendBurst), 0, maxLimited),
 		commits: ratelimit.New[protocol.GroupLogID](cfg.Clock, res.CommitRate, float64(res.CommitBurst), 0, maxLimited),

@@ -20,7 +20,10 @@ import (
 // writer writes the queue in order, waiting for each append's commit only
 // when nothing before it is left to write. The queue's capacity bounds the
 // appends waiting for a commit: when it is full the reader stops reading.
-// Subscriptions queue their pushes on the same queue.
+// Subscriptions queue their pushes (heads, without entries) on the same
+// queue. The entries of FETCHes are bounded in bytes besides (queued.go):
+// they hold room in the stream's and the relay's queued bytes until
+// written.
 type stream struct {
 	s      *Server
 	str    network.Stream
@@ -35,6 +38,9 @@ type stream struct {
 	// pending bounds the bytes of the stream's requests held
 	// (Resources.MaxPendingBytes; reserve).
 	pending *semaphore.Weighted
+	// queued bounds the bytes of the entries its FETCHes read and did
+	// not write yet (Resources.MaxQueuedBytes; reserveQueued).
+	queued *budget
 
 	subsMu sync.Mutex
 	subs   map[*subscription]struct{}
@@ -49,7 +55,7 @@ func (a answer) Append(buf []byte) ([]byte, error) { return protocol.AppendFrame
 
 func newStream(s *Server, str network.Stream) *stream {
 	c := &stream{s: s, str: str, connID: str.Conn().ID(), subs: map[*subscription]struct{}{},
-		pending: semaphore.NewWeighted(int64(s.res.MaxPendingBytes))}
+		pending: semaphore.NewWeighted(int64(s.res.MaxPendingBytes)), queued: newBudget(s.res.MaxQueuedBytes)}
 	if s.cfg.Quotas != nil {
 		c.quotas = s.cfg.Quotas(str.Conn().RemotePeer(), str.Conn().RemoteMultiaddr())
 	}
@@ -229,6 +235,12 @@ func (c *stream) refuse(req *protocol.GroupLogRequest, err error, epoch uint64) 
 // req.After, then returns the response. A refusal comes with the log's
 // open epoch (for wrong_epoch: a member tells a home that lags behind
 // its epoch from one that no longer keeps it).
+//
+// Each page of entries is read into room taken in the queued bytes
+// (reserveQueued), which its pushes hold until written: the first page
+// waits for room, a later one takes what is free, and the FETCH ends with
+// more at the first entry that does not fit (its client fetches the rest
+// once it has read these).
 func (c *stream) fetch(req *protocol.GroupLogRequest) (*protocol.GroupLogResponse, uint64, error) {
 	s := c.s
 	limit := int(req.Limit)
@@ -236,25 +248,49 @@ func (c *stream) fetch(req *protocol.GroupLogRequest) (*protocol.GroupLogRespons
 		limit = s.res.FetchLimit
 	}
 	last := req.After
+	var open uint64
+	done := func(more bool) *protocol.GroupLogResponse {
+		resp := &protocol.GroupLogResponse{ID: req.ID, Op: req.Op, Code: protocol.CodeOK, Epoch: open, More: more}
+		if last != req.After {
+			resp.Seq = last
+		}
+		return resp
+	}
 	for sent := 0; ; {
-		page, open, more, err := s.readPage(c.ctx, req, last, limit-sent)
+		room, ok := c.reserveQueued(sent == 0)
+		if !ok {
+			return nil, 0, context.Canceled
+		}
+		if room == 0 {
+			// Nothing free: the entries left wait for the client to
+			// read these and fetch again.
+			return done(true), open, nil
+		}
+		page, o, more, err := s.readPage(c.ctx, req, last, limit-sent, room)
+		open = o
 		if err != nil {
+			c.releaseQueued(room)
 			return nil, open, err
 		}
+		held := 0
 		for _, e := range page {
-			if !c.send(&protocol.GroupLogResponse{ID: req.ID, Op: protocol.GroupLogPush, Code: protocol.CodeOK, Seq: e.Seq, Commit: e.Commit, Entry: e.Entry}) {
+			held += pushCost(len(e.Entry))
+		}
+		c.releaseQueued(room - held)
+		for _, e := range page {
+			p := &push{c: c, cost: pushCost(len(e.Entry)),
+				r: protocol.GroupLogResponse{ID: req.ID, Op: protocol.GroupLogPush, Code: protocol.CodeOK, Seq: e.Seq, Commit: e.Commit, Entry: e.Entry}}
+			if !c.out.Put(c.ctx, p) {
+				c.releaseQueued(held)
 				return nil, open, context.Canceled
 			}
+			held -= p.cost
 			last = e.Seq
 		}
 		sent += len(page)
 		s.met.fetched(len(page))
-		if !more || sent >= limit {
-			resp := &protocol.GroupLogResponse{ID: req.ID, Op: req.Op, Code: protocol.CodeOK, Epoch: open, More: more}
-			if last != req.After {
-				resp.Seq = last
-			}
-			return resp, open, nil
+		if !more || sent >= limit || len(page) == 0 {
+			return done(more), open, nil
 		}
 	}
 }

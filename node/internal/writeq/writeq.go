@@ -17,6 +17,22 @@ type Item interface {
 	Append(buf []byte) ([]byte, error)
 }
 
+// Releaser is an Item that holds something (an entry, bytes counted in a
+// bound) until it is written: Release is called once, after the Write
+// that carried its frame returned, or when the item is dropped (its
+// encoding or a Write failed, or one before it did).
+type Releaser interface {
+	Item
+	Release()
+}
+
+// release releases it if it is a Releaser.
+func release(it Item) {
+	if r, ok := it.(Releaser); ok {
+		r.Release()
+	}
+}
+
 // Stream is the part of a libp2p stream the writer uses.
 type Stream interface {
 	Write([]byte) (int, error)
@@ -38,6 +54,7 @@ type Queue struct {
 	items   chan Item
 	done    chan struct{}
 	buf     []byte // the writer's, kept between Writes
+	batch   []Item // the items of one Write, kept between Writes
 }
 
 // New starts the writer of str: capacity items may wait (Put blocks while
@@ -50,7 +67,8 @@ func New(str Stream, capacity int, timeout time.Duration, fail func(error)) *Que
 	return q
 }
 
-// Put queues it; false if ctx ended first.
+// Put queues it; false if ctx ended first (a Releaser is then not
+// released: it is still the caller's).
 func (q *Queue) Put(ctx context.Context, it Item) bool {
 	select {
 	case q.items <- it:
@@ -81,8 +99,10 @@ func (q *Queue) loop() {
 			}
 		}
 		if failed {
+			release(it)
 			continue // drain, so that Put does not block
 		}
+		batch := append(q.batch[:0], it)
 		buf, err := it.Append(q.buf[:0])
 	more:
 		for err == nil && len(buf) < bufSize {
@@ -95,6 +115,7 @@ func (q *Queue) loop() {
 					held = next
 					break more
 				}
+				batch = append(batch, next)
 				buf, err = next.Append(buf)
 			default:
 				break more
@@ -104,6 +125,11 @@ func (q *Queue) loop() {
 			q.str.SetWriteDeadline(time.Now().Add(q.timeout))
 			_, err = q.str.Write(buf)
 		}
+		for _, it := range batch {
+			release(it)
+		}
+		clear(batch)
+		q.batch = batch[:0]
 		q.buf = buf
 		if cap(buf) > 2*bufSize {
 			q.buf = nil

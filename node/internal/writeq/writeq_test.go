@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,5 +123,53 @@ func TestLargeBufferNotKept(t *testing.T) {
 	q.Close()
 	if cap(q.buf) == 0 {
 		t.Error("no buffer kept after a small answer")
+	}
+}
+
+// counted is an item that counts its releases and notes what was written
+// before its release.
+type counted struct {
+	item
+	s        *stream
+	released *int
+	written  *[]int
+}
+
+func (c counted) Release() {
+	*c.released++
+	c.s.mu.Lock()
+	*c.written = append(*c.written, c.s.buf.Len())
+	c.s.mu.Unlock()
+}
+
+// TestRelease: each Releaser is released once, after the Write that
+// carried it (what was written then includes it), and the items dropped
+// after a failure are released too.
+func TestRelease(t *testing.T) {
+	s := &stream{}
+	q := New(s, 16, time.Second, func(err error) { t.Errorf("fail: %v", err) })
+	released, written := 0, []int{}
+	for i := range 5 {
+		q.Put(context.Background(), counted{item{b: strings.Repeat("x", i+1)}, s, &released, &written})
+	}
+	q.Close()
+	if released != 5 {
+		t.Errorf("%d releases of 5 items", released)
+	}
+	for i, n := range written {
+		if want := (i + 1) * (i + 2) / 2; n < want {
+			t.Errorf("item %d released with %d bytes written, want at least %d", i, n, want)
+		}
+	}
+
+	s = &stream{fail: errors.New("broken")}
+	released = 0
+	q = New(s, 16, time.Second, func(error) {})
+	for range 10 {
+		q.Put(context.Background(), counted{item{b: "x"}, s, &released, &written})
+	}
+	q.Close()
+	if released != 10 {
+		t.Errorf("%d releases of 10 items after a failed write", released)
 	}
 }
