@@ -462,9 +462,9 @@ type GroupLogResponse struct {
 	// StoredUntil is how long the relay keeps an appended entry (Append),
 	// Unix milliseconds.
 	StoredUntil int64
-	// More reports that a Fetch stopped at its limit, or at the relay's
-	// bound of answer bytes queued for the stream, with more entries of
-	// the epoch stored after Seq.
+	// More reports that a Fetch stopped at its limit, or short of it (at
+	// MaxFetchBytes, or at the relay's bound of answer bytes queued for
+	// the stream), with more entries of the epoch stored after Seq.
 	More bool
 }
 

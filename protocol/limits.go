@@ -215,6 +215,13 @@ const (
 	// its sequence numbers (at most 2 x 10 bytes and a tag and length).
 	MaxGroupMessage = MaxGroupEntry + 32
 
+	// MaxFetchBytes bounds the bytes of the entries one group log FETCH
+	// pushes: a relay ends the answer, with more, before an entry that
+	// would pass it, and a client takes no more. So a client holds at most
+	// this much of one answer (MaxFetchLimit entries of MaxGroupEntry
+	// would be 2 GiB), and every answer holds at least one entry.
+	MaxFetchBytes = 8 * MaxGroupEntry
+
 	// MaxHomeRelays bounds the home relays of a group: each keeps a full
 	// copy of the group's log, and the first orders its commits; a second
 	// keeps the log readable while the first is down.

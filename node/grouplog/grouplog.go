@@ -82,6 +82,7 @@ type call struct {
 	op     protocol.GroupLogOp
 	pushes []Entry
 	max    int // pushes accepted (a fetch's limit)
+	bytes  int // bytes of the entries pushed, at most protocol.MaxFetchBytes
 	resp   chan *protocol.GroupLogResponse
 }
 
@@ -190,6 +191,9 @@ func (c *Conn) dispatch(r *protocol.GroupLogResponse) error {
 		cl := c.calls[r.ID]
 		if cl == nil || cl.op != protocol.GroupLogFetch || len(r.Entry) == 0 || len(cl.pushes) >= cl.max {
 			return fmt.Errorf("%w: a push for no fetch", ErrBadRelay)
+		}
+		if cl.bytes += len(r.Entry); cl.bytes > protocol.MaxFetchBytes {
+			return fmt.Errorf("%w: a fetch's pushes past %d bytes", ErrBadRelay, protocol.MaxFetchBytes)
 		}
 		cl.pushes = append(cl.pushes, Entry{Seq: r.Seq, Commit: r.Commit, Entry: r.Entry})
 		return nil
@@ -370,9 +374,9 @@ func (p *PendingAppend) Wait(ctx context.Context) (Appended, error) {
 type Fetched struct {
 	Entries []Entry
 	// Open is the log's open epoch; More that the fetch stopped at its
-	// limit, or short of it at the relay's bound of answer bytes queued,
-	// with more entries of the epoch stored: fetch again after the last
-	// entry.
+	// limit, or short of it (at protocol.MaxFetchBytes, or at the relay's
+	// bound of answer bytes queued), with more entries of the epoch
+	// stored: fetch again after the last entry.
 	Open uint64
 	More bool
 }

@@ -155,3 +155,34 @@ func TestLongFetchIsNotSilent(t *testing.T) {
 		t.Fatalf("%d entries, want %d", len(f.Entries), n)
 	}
 }
+
+// TestFetchBytes: a relay whose pushes for one fetch carry more than
+// protocol.MaxFetchBytes of entries is a bad relay: the fetch fails (the
+// Conn holds no more of the answer) instead of gathering up to
+// MaxFetchLimit entries of 2 MiB.
+func TestFetchBytes(t *testing.T) {
+	entry, err := (&protocol.GroupMessage{Epoch: 1, Kind: protocol.GroupApplication, Body: make([]byte, protocol.MaxGroupBody)}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := protocol.MaxFetchBytes/len(entry) + 1
+	r := badRelay(t, func(s network.Stream) {
+		fr := protocol.NewFrameReader(s, protocol.MaxGroupLogFrame)
+		var req protocol.GroupLogRequest
+		if fr.Read(&req) != nil {
+			return
+		}
+		for i := range n {
+			if protocol.WriteFrame(s, &protocol.GroupLogResponse{Op: protocol.GroupLogPush, ID: req.ID, Code: protocol.CodeOK, Seq: uint64(i + 1), Entry: entry}) != nil {
+				return // the client reset the stream
+			}
+		}
+		protocol.WriteFrame(s, &protocol.GroupLogResponse{Op: protocol.GroupLogFetch, ID: req.ID, Code: protocol.CodeOK, Epoch: 1})
+		io.Copy(io.Discard, s)
+	})
+	c := dial(t, r, time.Minute)
+	f, err := c.Fetch(context.Background(), log, 1, tok, 0, 0)
+	if !errors.Is(err, grouplog.ErrBadRelay) {
+		t.Fatalf("a fetch answered with %d entries of %d bytes: %d entries, %v; want ErrBadRelay", n, len(entry), len(f.Entries), err)
+	}
+}

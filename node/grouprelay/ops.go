@@ -232,10 +232,11 @@ var errPageFull = errors.New("grouprelay: page full")
 const pageEntries = 64
 
 // readPage reads up to n entries of an epoch after seq after, whose
-// pushes cost (pushCost) at most room bytes in all, skipping those past
-// their stored-until. It checks the token and returns the log's open
-// epoch; more reports entries left unread.
-func (s *Server) readPage(ctx context.Context, req *protocol.GroupLogRequest, after uint64, n, room int) (page []store.RelayGroupEntry, open uint64, more bool, err error) {
+// pushes cost (pushCost) at most room bytes in all and whose entries hold
+// at most bytes, skipping those past their stored-until. It checks the
+// token and returns the log's open epoch; more reports entries left
+// unread.
+func (s *Server) readPage(ctx context.Context, req *protocol.GroupLogRequest, after uint64, n, room, bytes int) (page []store.RelayGroupEntry, open uint64, more bool, err error) {
 	n = min(n, pageEntries)
 	token := req.Token.Hash()
 	err = s.cfg.Store.View(ctx, func(tx *store.Tx) error {
@@ -244,18 +245,19 @@ func (s *Server) readPage(ctx context.Context, req *protocol.GroupLogRequest, af
 			return err
 		}
 		now := s.clock.Now()
-		size := 0
+		size, held := 0, 0
 		err := tx.RelayGroups().Entries(req.Log, req.Epoch, after, 0, func(e store.RelayGroupEntry) error {
 			if !e.StoredUntil.After(now) {
 				return nil // expired; the sweep removes it
 			}
 			cost := pushCost(len(e.Entry))
-			if len(page) >= n || size+cost > room {
+			if len(page) >= n || size+cost > room || held+len(e.Entry) > bytes {
 				more = true
 				return errPageFull
 			}
 			page = append(page, e)
 			size += cost
+			held += len(e.Entry)
 			return nil
 		})
 		if errors.Is(err, errPageFull) {

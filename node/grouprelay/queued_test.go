@@ -213,3 +213,55 @@ func TestPushCost(t *testing.T) {
 		}
 	}
 }
+
+// TestFetchBytes: a FETCH's answer carries at most protocol.MaxFetchBytes
+// of entries, whatever its limit and however fast its client reads: it
+// ends with more before the entry that would pass it, and the client
+// gets the rest by fetching again. Before the bound, the answer held all
+// 12 entries (18 MiB).
+func TestFetchBytes(t *testing.T) {
+	res := testResources()
+	// The queued bytes out of the way: only MaxFetchBytes cuts.
+	res.MaxQueuedBytes = 64 * protocol.MaxGroupLogFrame
+	res.MaxQueuedBytesTotal = res.MaxQueuedBytes
+	r := newRelay(t, res)
+	c := r.dial()
+	log, err := create(c, 0, tok(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const entries = 12
+	big := strings.Repeat("x", 3<<19)
+	var size int
+	for i := range entries {
+		e := entry(t, 0, protocol.GroupApplication, fmt.Sprintf("%03d %s", i, big))
+		size = len(e)
+		if _, err := c.Append(ctx, log, 0, tok(0), e, false, protocol.TokenHash{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f, err := c.Fetch(ctx, log, 0, tok(0), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := protocol.MaxFetchBytes / size; len(f.Entries) != want || !f.More {
+		t.Fatalf("a FETCH of %d entries of %d bytes: %d entries, more %v; want %d (%d bytes) and more", entries, size, len(f.Entries), f.More, want, protocol.MaxFetchBytes)
+	}
+	got := bodies(t, f.Entries)
+	f, err = c.Fetch(ctx, log, 0, tok(0), f.Entries[len(f.Entries)-1].Seq, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.More {
+		t.Error("more after the rest")
+	}
+	got = append(got, bodies(t, f.Entries)...)
+	if len(got) != entries {
+		t.Fatalf("%d entries in two fetches, want %d", len(got), entries)
+	}
+	for i, b := range got {
+		if want := fmt.Sprintf("%03d", i); b[:3] != want {
+			t.Errorf("entry %d is %q..., want %q", i, b[:3], want)
+		}
+	}
+}

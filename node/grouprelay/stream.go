@@ -240,7 +240,8 @@ func (c *stream) refuse(req *protocol.GroupLogRequest, err error, epoch uint64) 
 // (reserveQueued), which its pushes hold until written: the first page
 // waits for room, a later one takes what is free, and the FETCH ends with
 // more at the first entry that does not fit (its client fetches the rest
-// once it has read these).
+// once it has read these), or that would take its entries past
+// protocol.MaxFetchBytes.
 func (c *stream) fetch(req *protocol.GroupLogRequest) (*protocol.GroupLogResponse, uint64, error) {
 	s := c.s
 	limit := int(req.Limit)
@@ -249,6 +250,7 @@ func (c *stream) fetch(req *protocol.GroupLogRequest) (*protocol.GroupLogRespons
 	}
 	last := req.After
 	var open uint64
+	bytes := 0 // of the entries pushed, at most protocol.MaxFetchBytes
 	done := func(more bool) *protocol.GroupLogResponse {
 		resp := &protocol.GroupLogResponse{ID: req.ID, Op: req.Op, Code: protocol.CodeOK, Epoch: open, More: more}
 		if last != req.After {
@@ -266,7 +268,7 @@ func (c *stream) fetch(req *protocol.GroupLogRequest) (*protocol.GroupLogRespons
 			// read these and fetch again.
 			return done(true), open, nil
 		}
-		page, o, more, err := s.readPage(c.ctx, req, last, limit-sent, room)
+		page, o, more, err := s.readPage(c.ctx, req, last, limit-sent, room, protocol.MaxFetchBytes-bytes)
 		open = o
 		if err != nil {
 			c.releaseQueued(room)
@@ -275,6 +277,7 @@ func (c *stream) fetch(req *protocol.GroupLogRequest) (*protocol.GroupLogRespons
 		held := 0
 		for _, e := range page {
 			held += pushCost(len(e.Entry))
+			bytes += len(e.Entry)
 		}
 		c.releaseQueued(room - held)
 		for _, e := range page {
