@@ -178,11 +178,20 @@ const misorderMin = mls.DefaultOutOfOrderWindow + 2
 // relay; b's connections to a can be cut (no topic between them).
 func proxiedPair(t *testing.T, ctx context.Context, bOpts func(*groups.Options)) (a, b *Node, p *logProxy, gate *cutGater, group string) {
 	t.Helper()
+	return proxiedPairWith(t, ctx, nil, bOpts)
+}
+
+// proxiedPairWith is proxiedPair with a's group options set by aOpts.
+func proxiedPairWith(t *testing.T, ctx context.Context, aOpts, bOpts func(*groups.Options)) (a, b *Node, p *logProxy, gate *cutGater, group string) {
+	t.Helper()
 	r := newTestNode(t, func(c *Config) { c.RelayService = true })
 	p = newLogProxy(t, r)
 	a = newTestNode(t, func(c *Config) {
 		c.Bootstrap = []string{r.Info().Addrs[0]}
 		c.Groups.FetchGrace = 100 * time.Millisecond
+		if aOpts != nil {
+			aOpts(&c.Groups)
+		}
 	})
 	gate = &cutGater{}
 	b = newTestNode(t, func(c *Config) {
@@ -337,6 +346,47 @@ func TestReceiptOutOfReach(t *testing.T) {
 	}
 	if got := labelled(t, a, "sealpost_groups_receipts_total", "way", "direct"); got != 0 {
 		t.Errorf("a sent %v receipts straight to b, through a refused connection", got)
+	}
+}
+
+// TestReceiptBusySender: a sender's device that refuses a member's
+// connections for a while (as one over its connection limits does, when
+// every member of a large group sends it receipts at once) is tried
+// again, not written off after a few quick tries: once it takes the
+// connection, the member's receipt goes to it directly, never through
+// the group (where every member would decrypt it).
+func TestReceiptBusySender(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// a tries b at least every second, so it fails its few tries well
+	// within the refusal below, and writes b off only after 30 receipt
+	// delays (a minute).
+	a, b, _, gate, group := proxiedPairWith(t, ctx, func(o *groups.Options) {
+		o.ReceiptDelay = 2 * time.Second
+		o.RetryMin, o.RetryMax = 100*time.Millisecond, time.Second
+	}, nil)
+	cut(a, b, gate)
+	r, err := b.Groups().Send(ctx, group, "to a busy device")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := groups.ParseMessageID(r.ID)
+	nodetest.WaitFor(t, time.Minute, "a read b's message", func() bool {
+		ms, err := a.Groups().Messages(ctx, group, 1)
+		return err == nil && len(ms) == 1 && ms[0].ID == r.ID
+	})
+	time.Sleep(12 * time.Second) // a's receipt delay and its tries, refused
+	gate.cut.Store(peer.ID(""))
+	if res, err := b.Groups().WaitState(ctx, id, groups.StateDelivered); err != nil || len(res.Members) != 1 {
+		t.Fatalf("wait delivered: %v (%+v)", err, res)
+	}
+	// a counts its receipt once b's answer is back with it.
+	nodetest.WaitFor(t, time.Minute, "a counted its receipt", func() bool {
+		return labelled(t, a, "sealpost_groups_receipts_total", "way", "direct")+labelled(t, a, "sealpost_groups_receipts_total", "way", "group") > 0
+	})
+	if got := labelled(t, a, "sealpost_groups_receipts_total", "way", "group"); got != 0 {
+		t.Errorf("a sent %v receipts through the group to a device that was busy for seconds, want 0", got)
 	}
 }
 

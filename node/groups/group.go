@@ -107,7 +107,7 @@ type group struct {
 	// receiptsSent are receipt work items sent, deleted with the next
 	// write (by stateAt at the latest); they stay in receiptBusy until then.
 	receiptsSent []uint64
-	receiptFails map[identity.UserID]int // failed tries to reach a sender with receipts
+	receiptFails map[identity.UserID]receiptFail // failed tries to reach a sender with receipts
 
 	joining  bool      // a Welcome is being fetched
 	joinAt   time.Time // when to try joining (zero: nothing to join with)
@@ -140,7 +140,7 @@ func (s *Service) start(rec *store.Group) error {
 		results: make(chan func(), 64),
 		kick:    make(chan struct{}, 1), done: make(chan struct{}), quitc: make(chan struct{}),
 		recent: map[[32]byte]struct{}{}, leaving: map[identity.UserID]bool{},
-		receiptBusy: map[uint64]bool{}, receiptFails: map[identity.UserID]int{},
+		receiptBusy: map[uint64]bool{}, receiptFails: map[identity.UserID]receiptFail{},
 	}
 	s.mu.Lock()
 	if s.closed {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -21,13 +22,29 @@ import (
 // group: a message costs its sender one receipt per member and the other
 // members nothing. Through the group, every receipt reached every member,
 // so a message cost the group a number of decryptions that grew with the
-// square of its size. A sender that cannot be reached after
-// maxDirectReceiptFails tries gets its receipts through the group (the
-// log keeps them until it is back).
+// square of its size. A sender out of reach (maxDirectReceiptFails tries
+// failed, over receiptOutOfReach receipt delays at least) gets its
+// receipts through the group (the log keeps them until it is back).
+//
+// The members of a group send their receipts for a message at about the
+// same time, each over a connection of its own to the sender, which a
+// device with the default connection limits cannot take at once in a
+// large group: it refuses what is over its limits, and its dialers then
+// hold it in their dial backoff. So a member waits a receipt delay and a
+// random part of a window that grows with the group (receiptSpread
+// members a receipt delay), and a sender that refused is tried again
+// later, not written off: only failing for long says it is out of reach.
 const (
-	// maxDirectReceiptFails is how many failed tries to reach a sender
-	// make its receipts go through the group instead.
+	// maxDirectReceiptFails and receiptOutOfReach: a sender whose
+	// receipts failed at least this many tries, the first at least
+	// receiptOutOfReach receipt delays ago, is out of reach: its
+	// receipts go through the group.
 	maxDirectReceiptFails = 4
+	receiptOutOfReach     = 30
+	// receiptSpread is how many members' receipts a receipt delay's
+	// window takes: the window is the group's size over it, in receipt
+	// delays.
+	receiptSpread = 32
 	// receiptTimeout bounds one receipt's stream: dial, frame, answer.
 	receiptTimeout = 20 * time.Second
 	// MaxReceiptsInbound bounds the receipts waiting for a group's
@@ -41,6 +58,29 @@ const (
 	receiptDirect = "direct" // straight to the sender's device
 	receiptGroup  = "group"  // through the group (the sender could not be reached)
 )
+
+// receiptFail counts the failed tries to reach a sender with its
+// receipts since the first.
+type receiptFail struct {
+	tries int
+	since time.Time
+}
+
+// outOfReach reports whether the sender's device failed receipts long
+// enough to be written off for now (its receipts go through the group).
+func (g *group) outOfReach(to identity.UserID) bool {
+	f, ok := g.receiptFails[to]
+	return ok && f.tries >= maxDirectReceiptFails &&
+		g.s.clock.Now().Sub(f.since) >= receiptOutOfReach*g.s.opt.ReceiptDelay
+}
+
+// receiptWait is how long a member gathers receipts before it sends
+// them: a receipt delay and a random part of the group's window.
+func (g *group) receiptWait() time.Duration {
+	d := g.s.opt.ReceiptDelay
+	window := d * time.Duration(len(g.members)) / receiptSpread
+	return d + rand.N(window+1)
+}
 
 // receiptIn is a receipt from a member's device, waiting for the group's
 // goroutine; it answers on done.
@@ -206,7 +246,7 @@ func (g *group) sendReceipts() {
 		case to != (identity.UserID{}) && !member:
 			// The sender left: nobody waits for these.
 			g.dropReceipts(b, p.ns)
-		case to == (identity.UserID{}) || g.receiptFails[to] >= maxDirectReceiptFails:
+		case to == (identity.UserID{}) || g.outOfReach(to):
 			// A receipt stored before receipts went direct, or a sender
 			// out of reach: through the group.
 			if err := g.groupReceipt(b, p.covers); err != nil {
@@ -279,9 +319,14 @@ func (g *group) directReceipt(to identity.UserID, device peer.ID, ns []uint64, c
 				}
 			}
 			if err != nil {
-				g.receiptFails[to]++
-				g.s.log.Debug("group: receipt not delivered", "group", g.id.String(), "tries", g.receiptFails[to], "err", err)
-				g.schedule(&g.receiptAt, g.backoff(g.receiptFails[to]))
+				f := g.receiptFails[to]
+				if f.tries == 0 {
+					f.since = g.s.clock.Now()
+				}
+				f.tries++
+				g.receiptFails[to] = f
+				g.s.log.Debug("group: receipt not delivered", "group", g.id.String(), "tries", f.tries, "err", err)
+				g.schedule(&g.receiptAt, g.backoff(f.tries))
 				return
 			}
 			delete(g.receiptFails, to)

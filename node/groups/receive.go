@@ -593,7 +593,7 @@ func (g *group) flush(b *batch) error {
 		f()
 	}
 	if covers > 0 && g.receiptAt.IsZero() {
-		g.schedule(&g.receiptAt, g.s.opt.ReceiptDelay)
+		g.schedule(&g.receiptAt, g.receiptWait())
 	}
 	*b = *g.newBatch()
 	return nil

@@ -124,9 +124,12 @@ const _ = uint(mls.DefaultOutOfOrderWindow - MaxOutstanding)
 // Options tune the service; each zero field takes the default next to it.
 type Options struct {
 	// ReceiptDelay is how long a member gathers the messages it committed
-	// before it sends one delivery receipt for them; a quarter of it
-	// bounds how long a sender holds the receipts it gets before it
-	// writes them (with its next write, or alone). Default 1 s.
+	// before it sends one delivery receipt for them (and a random part
+	// of one more per 32 members, so a large group's receipts do not
+	// reach their sender at once); a quarter of it bounds how long a
+	// sender holds the receipts it gets before it writes them (with its
+	// next write, or alone); a sender its receipts failed to reach for 30
+	// of it gets them through the group. Default 1 s.
 	ReceiptDelay time.Duration
 	// FetchGrace is how long a member waits for a message its relay
 	// subscription announced to arrive over gossipsub before it fetches it
