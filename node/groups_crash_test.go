@@ -53,17 +53,19 @@ func (d *slowDisk) release() {
 	d.mu.Unlock()
 }
 
-// crash fails every wait for a sync and returns a new backend holding
-// what was durable.
-func (d *slowDisk) crash(t *testing.T) store.Backend {
+// crash fails every wait for a sync and returns a new slowDisk holding
+// what was durable (durable, its log that of this one up to the crash),
+// which can crash in its turn.
+func (d *slowDisk) crash(t *testing.T) *slowDisk {
 	t.Helper()
 	d.mu.Lock()
 	d.crashed = true
 	d.cond.Broadcast()
 	durable := slices.Clone(d.log[:d.durable])
 	d.mu.Unlock()
-	b := store.NewMemoryBackend()
-	err := b.Update(context.Background(), func(kv store.KV) error {
+	n := newSlowDisk()
+	n.log, n.durable = durable, len(durable)
+	err := n.mem.Update(context.Background(), func(kv store.KV) error {
 		for _, w := range durable {
 			for k, v := range w {
 				var err error
@@ -82,7 +84,7 @@ func (d *slowDisk) crash(t *testing.T) store.Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return n
 }
 
 // settle waits until log[:n] is durable.
@@ -205,9 +207,21 @@ func newCrashPair(t *testing.T, ctx context.Context, modB func(c *Config)) *cras
 // and starts b again on what the disk kept.
 func (p *crashPair) crash(t *testing.T, ctx context.Context, ids []protocol.MessageID) {
 	t.Helper()
-	back := p.disk.crash(t)
+	p.crashWith(t, ctx, ids, nil)
+}
+
+// crashWith is crash, with mod (unless nil) changing what the disk kept
+// before b starts on it.
+func (p *crashPair) crashWith(t *testing.T, ctx context.Context, ids []protocol.MessageID, mod func(kv store.KV) error) {
+	t.Helper()
+	p.disk = p.disk.crash(t)
 	p.b.Close()
-	st, err := store.Open(ctx, back)
+	if mod != nil {
+		if err := p.disk.Update(ctx, mod); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := store.Open(ctx, p.disk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,6 +246,7 @@ func (p *crashPair) crash(t *testing.T, ctx context.Context, ids []protocol.Mess
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
+	t.Cleanup(p.disk.release) // before b closes
 	p.b = b
 }
 
@@ -249,14 +264,20 @@ func (p *crashPair) send(t *testing.T, ctx context.Context, text string) protoco
 // holds waits until b holds want, each once.
 func (p *crashPair) holds(t *testing.T, ctx context.Context, want []string) {
 	t.Helper()
-	nodetest.WaitFor(t, time.Minute, "b to hold the messages", func() bool {
-		return len(texts(t, ctx, p.b, p.group)) >= len(want)
+	holdsAll(t, ctx, p.b, p.group, want)
+}
+
+// holdsAll waits until n holds want in group, each once.
+func holdsAll(t *testing.T, ctx context.Context, n *Node, group string, want []string) {
+	t.Helper()
+	nodetest.WaitFor(t, time.Minute, "the messages held", func() bool {
+		return len(texts(t, ctx, n, group)) >= len(want)
 	})
-	got := texts(t, ctx, p.b, p.group)
+	got := texts(t, ctx, n, group)
 	slices.Sort(got)
 	want = slices.Sorted(slices.Values(want))
 	if !slices.Equal(got, want) {
-		t.Fatalf("b holds %q, want %q", got, want)
+		t.Fatalf("holds %q, want %q", got, want)
 	}
 }
 
@@ -369,7 +390,7 @@ func TestGroupReceiptsAfterRestart(t *testing.T) {
 	// The messages and then the MLS keys that read them are durable:
 	// back, b reads nothing again from the log (which would make it cover
 	// them anew), so only what it stored can bring its receipts.
-	const tMessage, tGroupState = 0x07, 0x18
+	const tMessage = 0x07
 	msgs := p.disk.wrote(0, func(k string) bool {
 		return len(k) == 17 && k[0] == tMessage && (k[1:] == string(ids[0][:]) || k[1:] == string(ids[1][:]))
 	})
@@ -378,11 +399,10 @@ func TestGroupReceiptsAfterRestart(t *testing.T) {
 	}
 	// b only read messages: after them it writes the keys they used, not
 	// its whole state.
-	const tGroupStateKeys = 0x39
 	nodetest.WaitFor(t, time.Minute, "b's MLS keys written after the messages", func() bool {
-		return p.disk.wrote(msgs+1, func(k string) bool { return len(k) == 33 && k[0] == tGroupStateKeys }) >= 0
+		return p.disk.wrote(msgs+1, isGroupStateKeys) >= 0
 	})
-	if i := p.disk.wrote(msgs+1, func(k string) bool { return len(k) == 33 && k[0] == tGroupState }); i >= 0 {
+	if i := p.disk.wrote(msgs+1, isGroupState); i >= 0 {
 		t.Errorf("b wrote its whole MLS state after reading the messages (commit %d), want only their keys", i)
 	}
 	// b only read messages: its state waited for StateEvery.
@@ -406,5 +426,117 @@ func TestGroupReceiptsAfterRestart(t *testing.T) {
 	}
 	if got := counter(t, p.b, "sealpost_groups_received_total"); got != 0 {
 		t.Errorf("b committed %v messages again after the restart, want 0 (the test means its state to be durable)", got)
+	}
+}
+
+// commits returns how many commits wrote something.
+func (d *slowDisk) commits() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.log)
+}
+
+// sendFrom sends text from n to group.
+func sendFrom(t *testing.T, ctx context.Context, n *Node, group, text string) {
+	t.Helper()
+	if _, err := n.Groups().Send(ctx, group, text); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Store keys of a group's MLS state (store/groups.go): the whole state
+// (its first part), and the keys written after it.
+const tGroupState, tGroupStateKeys = 0x18, 0x39
+
+func isGroupState(k string) bool     { return len(k) == 33 && k[0] == tGroupState }
+func isGroupStateKeys(k string) bool { return len(k) == 33 && k[0] == tGroupStateKeys }
+
+// TestGroupOwnMessagesWriteKeys: a member's own application messages move
+// only its sender ratchet, so before each leaves it writes the keys of
+// its MLS state, not the whole state (which grows with the group); the
+// others read them.
+func TestGroupOwnMessagesWriteKeys(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := newCrashPair(t, ctx, func(c *Config) {})
+	from := p.disk.commits()
+	changes := labelled(t, p.b, "sealpost_groups_state_writes_total", "why", "change")
+	bytes0 := counter(t, p.b, "sealpost_groups_state_bytes_total")
+	var want []string
+	for i := range 3 {
+		text := "from b " + string(rune('a'+i))
+		want = append(want, text)
+		sendFrom(t, ctx, p.b, p.group, text)
+	}
+	holdsAll(t, ctx, p.a, p.group, want)
+	if p.disk.wrote(from, isGroupStateKeys) < 0 {
+		t.Error("b wrote no MLS keys with its messages")
+	}
+	if i := p.disk.wrote(from, isGroupState); i >= 0 {
+		t.Errorf("b wrote its whole MLS state with its own messages (commit %d), want only their keys", i)
+	}
+	if got := labelled(t, p.b, "sealpost_groups_state_writes_total", "why", "keys"); got < 3 {
+		t.Errorf("b counted %v writes of keys, want one a message at least", got)
+	}
+	if got := labelled(t, p.b, "sealpost_groups_state_writes_total", "why", "change"); got != changes {
+		t.Errorf("b counted %v writes of its whole state, %v before its messages", got, changes)
+	}
+	if got := counter(t, p.b, "sealpost_groups_state_bytes_total"); got <= bytes0 {
+		t.Errorf("b counted %v bytes of state written, %v before its messages", got, bytes0)
+	}
+}
+
+// TestGroupSendAfterCrash: a member that sent messages (their keys
+// written, not its whole state) crashes and comes back: its stored keys
+// carry its sender ratchet on, so it sends on with the generations after
+// those used (a generation used again is read as a duplicate and dropped)
+// and the others read every message. With its stored keys then broken (as
+// if they did not fit its state: its state alone would encrypt with
+// generations used), it encrypts nothing more in the epoch: its key update
+// ends it, and the message sent meanwhile goes out in the next.
+func TestGroupSendAfterCrash(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := newCrashPair(t, ctx, func(c *Config) {})
+	var want []string
+	send := func(text string) {
+		t.Helper()
+		want = append(want, text)
+		sendFrom(t, ctx, p.b, p.group, text)
+	}
+	for i := range 3 {
+		send("before the crash " + string(rune('a'+i)))
+	}
+	holdsAll(t, ctx, p.a, p.group, want)
+	if p.disk.wrote(0, isGroupStateKeys) <= p.disk.wrote(0, isGroupState) {
+		t.Fatal("b wrote no MLS keys after its state: the test means its sender ratchet to be in them")
+	}
+	p.crash(t, ctx, nil)
+	for i := range 3 {
+		send("after the crash " + string(rune('a'+i)))
+	}
+	holdsAll(t, ctx, p.a, p.group, want)
+
+	epoch := epochOf(t, ctx, p.b, p.group)
+	p.crashWith(t, ctx, nil, func(kv store.KV) error {
+		var keys [][2][]byte
+		err := kv.Scan([]byte{tGroupStateKeys}, []byte{tGroupStateKeys + 1}, false, func(k, v []byte) error {
+			keys = append(keys, [2][]byte{slices.Clone(k), slices.Clone(v)})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(keys) != 1 {
+			return fmt.Errorf("%d keys stored, want b's of the group", len(keys))
+		}
+		return kv.Set(keys[0][0], keys[0][1][:len(keys[0][1])-1])
+	})
+	send("with the keys lost")
+	holdsAll(t, ctx, p.a, p.group, want)
+	if got := epochOf(t, ctx, p.b, p.group); got <= epoch {
+		t.Errorf("b sent in epoch %d, the one of its lost keys", got)
 	}
 }

@@ -198,10 +198,20 @@ func FuzzApplyKeys(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	if g, _ := UnmarshalGroup(testConfig, fx.bob); g == nil || g.ApplyKeys(keys) != nil {
-		f.Fatal("the seed's keys do not apply")
+	// bob's own messages move its sender ratchet (the keys of a sender).
+	if _, err := g.Encrypt([]byte("own"), nil, bytes.NewReader(make([]byte, 64))); err != nil {
+		f.Fatal(err)
 	}
-	f.Add(keys)
+	own, err := g.MarshalKeys()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, k := range [][]byte{keys, own} {
+		if g, _ := UnmarshalGroup(testConfig, fx.bob); g == nil || g.ApplyKeys(k) != nil {
+			f.Fatal("the seed's keys do not apply")
+		}
+		f.Add(k)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		g, err := UnmarshalGroup(testConfig, fx.bob)
 		if err != nil {

@@ -79,3 +79,69 @@ func TestKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestKeysOwnMessages: the keys of a state that encrypted messages,
+// applied to the state written before them, carry its sender ratchet on:
+// the next message it encrypts takes the generation after theirs, and
+// every member reads it. The state written before, alone, would encrypt
+// with a generation used already (read as a duplicate).
+func TestKeysOwnMessages(t *testing.T) {
+	c := newGroupOf(t, MLS128DHKEMX25519AES128GCMSHA256Ed25519, testConfig, "alice", "bob", "carol")
+	alice, bob := c[0], c[1]
+	// alice has sent before the state is written: its ratchet is derived.
+	m0, err := alice.g.Encrypt([]byte{0}, nil, alice.rand)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written := stateOf(t, alice.g)
+	var msgs [][]byte
+	for i := 1; i <= 3; i++ {
+		m, err := alice.g.Encrypt([]byte{byte(i)}, nil, alice.rand)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m)
+	}
+	keys, err := alice.g.MarshalKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := UnmarshalGroup(testConfig, written)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := back.ApplyKeys(keys); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(stateOf(t, back), stateOf(t, alice.g)) {
+		t.Error("the state with the keys applied is not the state that encrypted")
+	}
+	leaf := back.st.priv.leaf
+	if got, want := back.st.secretTree.ratchets[leaf][applicationRatchet].next, uint32(4); got != want {
+		t.Errorf("sender ratchet at generation %d after the keys, want %d", got, want)
+	}
+	next, err := back.Encrypt([]byte{4}, nil, alice.rand)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range append(append([][]byte{m0}, msgs...), next) {
+		r, err := bob.g.Process(m, t0)
+		if err != nil || !bytes.Equal(r.Data, []byte{byte(i)}) {
+			t.Fatalf("bob reads message %d: %+v, %v", i, r, err)
+		}
+	}
+
+	// Without the keys, the state written before encrypts with the
+	// generation of a message sent: bob has read it already.
+	stale, err := UnmarshalGroup(testConfig, written)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := stale.Encrypt([]byte{5}, nil, alice.rand)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.g.Process(again, t0); !errors.Is(err, ErrDuplicate) {
+		t.Errorf("a message of the state without its keys: %v, want ErrDuplicate (its generation used)", err)
+	}
+}

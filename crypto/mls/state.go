@@ -393,8 +393,10 @@ const keysVersion = 1
 // MarshalKeys encodes the part of the state that application messages
 // move: the secret trees (the senders' ratchets and the keys of messages
 // skipped) of the current epoch and of the past epochs kept, with the
-// epochs they belong to. The rest of the state changes only with
-// proposals, commits and the group's own messages. Between two writes of
+// epochs they belong to. That includes this member's own sender
+// ratchets: the generation its next application message takes, which
+// Encrypt moves and nothing else. The rest of the state changes only with
+// proposals and commits (this member's or others'). Between two writes of
 // the whole state, a member can store only these (a few hundred bytes a
 // sender) instead of the state, which grows with the group (the ratchet
 // tree: about 2 KB a member with post-quantum keys); ApplyKeys puts them

@@ -98,6 +98,15 @@ type group struct {
 	// cursor) on since it was last written; it is written by stateAt.
 	stateDirty bool
 	stateAt    time.Time
+	// keysLost is the epoch (plus one; zero: none) whose stored keys did
+	// not fit the stored state (setState): this member's sender ratchet
+	// may then be behind messages it sent, and encrypting again could
+	// use their keys once more. It encrypts nothing in that epoch; its
+	// key update ends it. Until then every write of the state is whole
+	// and keeps lostKeys, the keys that did not fit, stored with it: a
+	// crash before the update finds them again.
+	keysLost uint64
+	lostKeys []byte
 
 	receiptBusy map[uint64]bool // receipt work items on their way to a sender
 	// heldReceipts are members' receipts waiting for the next write (by
@@ -335,16 +344,35 @@ func (g *group) setState(b, keys []byte) error {
 	if err != nil {
 		return err
 	}
+	lost := false
 	if keys != nil {
 		if err := mg.ApplyKeys(keys); err != nil {
 			// Never written so (the keys go with the state they came
-			// from, and the next state deletes them): the state alone
-			// holds keys of messages read since, read again if they come.
-			g.s.log.Warn("group: stored keys do not fit the stored state", "group", g.id.String(), "err", err)
+			// from, and the next state deletes them). The state alone
+			// holds keys of messages read since, read again if they
+			// come; but its own sender ratchet may be behind messages
+			// this member sent (written as keys): it must not encrypt
+			// again in the epoch.
+			g.s.log.Error("group: stored keys do not fit the stored state; sending waits for a key update", "group", g.id.String(), "err", err)
+			lost = true
 		}
 	}
 	g.mg = mg
-	return g.enterEpoch()
+	g.keysLost, g.lostKeys = 0, nil
+	if err := g.enterEpoch(); err != nil {
+		return err
+	}
+	if lost {
+		g.keysLost, g.lostKeys = mg.Epoch()+1, keys
+		g.queueChange(change{Op: changeUpdate})
+	}
+	return nil
+}
+
+// sendKeysLost reports whether this member may not encrypt in the
+// current epoch (keysLost).
+func (g *group) sendKeysLost() bool {
+	return g.keysLost != 0 && g.mg != nil && g.keysLost == g.mg.Epoch()+1
 }
 
 // mlsConfig is the member's MLS policy for this group.

@@ -29,19 +29,24 @@ type metrics struct {
 	// groups whose appends failed HomeFailsShown rounds in a row.
 	appendFails  *prometheus.CounterVec
 	homesFailing prometheus.Gauge
-	// stateWrites count the writes of a group's whole MLS state, by why
-	// (stateChange, stateDeferred); stateBytes their bytes.
+	// stateWrites count the writes of a group's MLS state, whole or its
+	// keys, by why (stateChange, stateKeys, stateDeferred); stateBytes
+	// their bytes.
 	stateWrites *prometheus.CounterVec
 	stateBytes  prometheus.Counter
 }
 
 // Why a group's MLS state is written (sealpost_groups_state_writes_total).
 const (
-	// stateChange: with a change that must be durable with it (a commit,
-	// an own message encrypted, the record).
+	// stateChange: the whole state, with a change that must be durable
+	// with it (a commit, a proposal, an entry encrypted again, a join).
 	stateChange = "change"
-	// stateDeferred: the keys messages of others used, written within
-	// Options.StateEvery.
+	// stateKeys: only the keys application messages moved, with what
+	// must be durable with them: this member's own message (its sender
+	// ratchet, before the message leaves), or the group's record.
+	stateKeys = "keys"
+	// stateDeferred: only the keys messages of others used, written
+	// within Options.StateEvery.
 	stateDeferred = "deferred"
 )
 
@@ -101,10 +106,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "sealpost_groups_homes_failing", Help: "Home relays of this node's groups (one per group and home) whose appends failed many rounds in a row (shown in the group's relays).",
 	})
 	m.stateWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sealpost_groups_state_writes_total", Help: "Writes of a group's whole MLS state, by why: change (with a commit, an own message, the group's record), deferred (the keys others' messages used, written within StateEvery).",
+		Name: "sealpost_groups_state_writes_total", Help: "Writes of a group's MLS state, by why: change (the whole state, with a commit, a proposal, an entry encrypted again), keys (only the keys application messages moved, with an own message or the group's record), deferred (only the keys others' messages used, written within StateEvery).",
 	}, []string{"why"})
 	m.stateBytes = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "sealpost_groups_state_bytes_total", Help: "Bytes of the MLS states written (sealpost_groups_state_writes_total); a state grows with its group's size.",
+		Name: "sealpost_groups_state_bytes_total", Help: "Bytes of the MLS states and keys written (sealpost_groups_state_writes_total); a whole state grows with its group's size.",
 	})
 	set, err := metricset.Register(reg, m.sent, m.received, m.commits, m.dropped, m.fetched, m.groups, m.duplicate, m.logResets, m.receipts, m.catchUps, m.catchUpEntries, m.appendFails, m.homesFailing, m.stateWrites, m.stateBytes)
 	if err != nil {

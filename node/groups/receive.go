@@ -14,15 +14,20 @@ import (
 // batch is what processing some messages produced, written in one
 // transaction with the MLS state (flush).
 type batch struct {
-	state bool // the MLS state changed
-	rec   bool // the group record changed
+	// state: the MLS state changed in more than its keys (a commit, a
+	// proposal, a re-encryption): it is written whole.
+	state bool
+	// keys: only the keys of the MLS state moved (this member's own
+	// application message, its sender ratchet), and must be durable with
+	// the batch: the keys are written, not the whole state (flush).
+	keys bool
+	rec  bool // the group record changed
 	// soft: the state changed by application messages only, and the
 	// first home's cursor moved: written within stateEvery, with the
 	// next batch that writes the state or the record, or alone.
 	soft bool
-	// deferred: writeState's batch; only messages of others moved the
-	// state since it was written whole, so their keys are written, not
-	// the state.
+	// deferred: writeState's batch: the keys messages of others moved,
+	// written within StateEvery.
 	deferred bool
 	msgs     []store.Message
 	receipts map[identity.UserID][]protocol.MessageID // receipts of others, by sender
@@ -47,7 +52,7 @@ func (g *group) newBatch() *batch {
 }
 
 func (b *batch) empty() bool {
-	return !b.state && !b.rec && !b.soft && len(b.msgs) == 0 && len(b.receipts) == 0 && len(b.covers) == 0 &&
+	return !b.state && !b.keys && !b.rec && !b.soft && len(b.msgs) == 0 && len(b.receipts) == 0 && len(b.covers) == 0 &&
 		len(b.drop) == 0 && len(b.fn) == 0 && len(b.after) == 0
 }
 
@@ -422,11 +427,11 @@ func (g *group) flush(b *batch) error {
 	forgotten := g.forgetReceipts(b)
 	g.takeReceipts(b)
 	switch {
-	case b.state || b.rec:
+	case b.state || b.keys || b.rec:
 		// The record (its cursor) is never written ahead of the state
 		// it was read with: both go together.
 		if b.soft || g.stateDirty {
-			b.state, b.rec = true, true
+			b.keys, b.rec = true, true
 		}
 		g.stateDirty, g.stateAt = false, time.Time{}
 	case b.soft:
@@ -434,15 +439,19 @@ func (g *group) flush(b *batch) error {
 		g.schedule(&g.stateAt, g.s.opt.StateEvery)
 	}
 	var state, keys []byte
-	if b.state && g.mg != nil && b.deferred {
-		// Only messages of others moved the state since it was written
-		// whole (anything else writes it at once): their keys are
-		// enough, a small part of a state that grows with the group.
+	lost, lostKeys := g.sendKeysLost(), g.lostKeys
+	if b.keys && !b.state && g.mg != nil && !lost {
+		// Only application messages (others' read, this member's own
+		// sent) moved the state since it was written whole: anything
+		// else writes it whole at once, and a failed write reads the
+		// stored state again. Their keys are enough, a small part of a
+		// state that grows with the group; loading applies them to the
+		// state (setState), this member's sender ratchet with them.
 		if k, err := g.mg.MarshalKeys(); err == nil && len(k) <= store.MaxValueSize {
 			keys = k
 		}
 	}
-	if b.state && g.mg != nil && keys == nil {
+	if (b.state || b.keys) && g.mg != nil && keys == nil {
 		var err error
 		if state, err = g.mg.MarshalBinary(); err != nil {
 			g.s.log.Error("group: marshal state", "group", g.id.String(), "err", err)
@@ -455,8 +464,12 @@ func (g *group) flush(b *batch) error {
 	}
 	if state != nil || keys != nil {
 		why := stateChange
-		if b.deferred {
+		switch {
+		case state != nil:
+		case b.deferred:
 			why = stateDeferred
+		default:
+			why = stateKeys
 		}
 		g.s.met.stateWrites.WithLabelValues(why).Inc()
 		g.s.met.stateBytes.Add(float64(len(state) + len(keys)))
@@ -490,6 +503,12 @@ func (g *group) flush(b *batch) error {
 		if state != nil {
 			if err := gs.PutState(g.id, state); err != nil {
 				return err
+			}
+			if lost {
+				// Kept until the epoch ends (group.keysLost).
+				if err := gs.PutStateKeys(g.id, lostKeys); err != nil {
+					return err
+				}
 			}
 		}
 		if keys != nil {
@@ -648,7 +667,7 @@ func (g *group) writeState() {
 		return
 	}
 	b := g.newBatch()
-	b.state, b.rec, b.lazy, b.deferred = true, true, true, true
+	b.keys, b.rec, b.lazy, b.deferred = true, true, true, true
 	g.flush(b)
 }
 

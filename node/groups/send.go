@@ -183,6 +183,9 @@ func (g *group) sendOut() {
 		if it.settling {
 			continue
 		}
+		if it.e.Kind == protocol.GroupApplication && g.sendKeysLost() && !it.anyBusy() && !it.anyStored() {
+			continue // encrypted (again) once this member's key update ends the epoch
+		}
 		if it.e.Epoch != g.mg.Epoch() && !it.anyBusy() && !it.anyStored() {
 			if !g.rebase(it) {
 				continue
@@ -778,16 +781,26 @@ func (g *group) encryptOut(b *batch, p *protocol.Plaintext) error {
 	if err != nil {
 		return fmt.Errorf("groups: encode: %w", err)
 	}
+	e := outEntry{Epoch: g.mg.Epoch(), Kind: protocol.GroupApplication, Plain: plain}
+	if p.Kind != protocol.KindDeliveryReceipt {
+		e.Message = p.ID
+	}
+	if g.sendKeysLost() {
+		// Queued unencrypted: sendOut encrypts it (rebase) once this
+		// member's key update ended the epoch.
+		b.rec = true
+		g.addOut(b, e)
+		return nil
+	}
 	body, err := g.mg.Encrypt(plain, nil, g.s.rand())
 	if err != nil {
 		return fmt.Errorf("groups: encrypt: %w", err)
 	}
 	g.sealed++
-	e := outEntry{Epoch: g.mg.Epoch(), Kind: protocol.GroupApplication, Body: body, Plain: plain}
-	if p.Kind != protocol.KindDeliveryReceipt {
-		e.Message = p.ID
-	}
-	b.state, b.rec, b.sealed = true, true, true
+	e.Body = body
+	// Encrypting moved only this member's sender ratchet: its keys are
+	// written, durable before the message leaves (sealed).
+	b.keys, b.rec, b.sealed = true, true, true
 	g.addOut(b, e)
 	return nil
 }

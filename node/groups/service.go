@@ -143,9 +143,9 @@ type Options struct {
 	// a quarter). Default 1 min.
 	Poll time.Duration
 	// StateEvery bounds how long a group's MLS state, moved on by
-	// application messages only, waits to be written: the state is
-	// written whole (100 KB in a group of 40), and every member
-	// wrote it for every message it received. A crash or restart before
+	// messages of others only, waits to be written (only its keys, a few
+	// hundred bytes a sender): every member would otherwise write for
+	// every message it received. A crash or restart before
 	// the write reads those messages again from the log, from the cursor
 	// written with the state (stored messages are not stored again, a
 	// receipt repeated counts once). Default 1 s.

@@ -54,9 +54,10 @@ import (
 //	                 the messages took: what the messages themselves cost
 //	syncs/msg        disk syncs of all the stores per message (each is
 //	                 one group commit of the Updates waiting at once)
-//	state-writes/msg writes of a member's whole MLS state per message,
-//	                 all members (sealpost_groups_state_writes_total)
-//	state-KiB        the size of a state written (their mean)
+//	state-writes/msg writes of a member's MLS state (whole, or only its
+//	                 keys) per message, all members
+//	                 (sealpost_groups_state_writes_total)
+//	state-KiB        the size of a state or keys written (their mean)
 //	state-KiB/msg    the states' bytes written per message, all members
 //	dials/msg        connections the process opened per message (a
 //	                 receipt to a sender not connected dials it)
