@@ -171,8 +171,9 @@ func newCrashPair(t *testing.T, ctx context.Context, modB func(c *Config)) *cras
 	t.Helper()
 	p := &crashPair{disk: newSlowDisk()}
 	p.r = newTestNode(t, func(c *Config) { c.RelayService = true })
+	relay := p.r.Info().Addrs[0]
 	p.member = func(c *Config) {
-		c.Bootstrap = []string{p.r.Info().Addrs[0]}
+		c.Bootstrap = []string{relay}
 		c.Groups.ReceiptDelay = 100 * time.Millisecond
 		c.Groups.FetchGrace = 100 * time.Millisecond
 	}
@@ -538,5 +539,30 @@ func TestGroupSendAfterCrash(t *testing.T) {
 	holdsAll(t, ctx, p.a, p.group, want)
 	if got := epochOf(t, ctx, p.b, p.group); got <= epoch {
 		t.Errorf("b sent in epoch %d, the one of its lost keys", got)
+	}
+}
+
+// TestGroupCommitStoredRestart: a member that stopped with a commit of its
+// own stored but not yet appended (its home relay down) loads the group
+// again when it is back, the commit still on its way.
+func TestGroupCommitStoredRestart(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := newCrashPair(t, ctx, func(c *Config) {})
+	p.r.Close()
+	from := p.disk.commits()
+	if _, err := p.b.Groups().Update(ctx, p.group); err != nil {
+		t.Fatal(err)
+	}
+	// The commit is made: the state, the commit pending, written whole
+	// with the entry.
+	nodetest.WaitFor(t, time.Minute, "b's key update made", func() bool {
+		return p.disk.wrote(from, isGroupState) >= 0
+	})
+	p.crash(t, ctx, nil)
+	g, err := p.b.Groups().Show(ctx, p.group)
+	if err != nil || g.State != "active" || len(g.Members) != 2 {
+		t.Fatalf("b's group after the restart: %+v, %v", g, err)
 	}
 }

@@ -82,10 +82,13 @@ func (g *group) loadWork() error {
 			if err := decodeWork(w.Data, &e); err != nil {
 				return err
 			}
-			if e.Kind == protocol.GroupCommit && e.Seqs[0] == 0 {
+			// An entry stored before its first append has no sequence
+			// numbers yet (newItem gives it one per home).
+			it := g.newItem(w.N, e)
+			if it.e.Kind == protocol.GroupCommit && len(it.e.Seqs) > 0 && it.e.Seqs[0] == 0 {
 				g.committing = true
 			}
-			g.out = append(g.out, g.newItem(w.N, e))
+			g.out = append(g.out, it)
 		}
 		items, err = tx.Groups().Work(g.id, workWelcome, 0)
 		if err != nil {
