@@ -165,6 +165,7 @@ type crashPair struct {
 	disk    *slowDisk
 	member  func(c *Config)
 	group   string
+	started int // the disk's commits when b last started
 }
 
 func newCrashPair(t *testing.T, ctx context.Context, modB func(c *Config)) *crashPair {
@@ -242,6 +243,7 @@ func (p *crashPair) crashWith(t *testing.T, ctx context.Context, ids []protocol.
 	}
 	cfg.Store = st
 	p.member(&cfg)
+	p.started = p.disk.commits()
 	b, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -521,24 +523,56 @@ func TestGroupSendAfterCrash(t *testing.T) {
 	holdsAll(t, ctx, p.a, p.group, want)
 
 	epoch := epochOf(t, ctx, p.b, p.group)
-	p.crashWith(t, ctx, nil, func(kv store.KV) error {
-		var keys [][2][]byte
-		err := kv.Scan([]byte{tGroupStateKeys}, []byte{tGroupStateKeys + 1}, false, func(k, v []byte) error {
-			keys = append(keys, [2][]byte{slices.Clone(k), slices.Clone(v)})
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if len(keys) != 1 {
-			return fmt.Errorf("%d keys stored, want b's of the group", len(keys))
-		}
-		return kv.Set(keys[0][0], keys[0][1][:len(keys[0][1])-1])
-	})
+	p.crashWith(t, ctx, nil, breakKeys)
 	send("with the keys lost")
 	holdsAll(t, ctx, p.a, p.group, want)
 	if got := epochOf(t, ctx, p.b, p.group); got <= epoch {
 		t.Errorf("b sent in epoch %d, the one of its lost keys", got)
+	}
+}
+
+// breakKeys cuts the last byte off the one group's MLS keys stored, so
+// that they no longer fit its state.
+func breakKeys(kv store.KV) error {
+	var keys [][2][]byte
+	err := kv.Scan([]byte{tGroupStateKeys}, []byte{tGroupStateKeys + 1}, false, func(k, v []byte) error {
+		keys = append(keys, [2][]byte{slices.Clone(k), slices.Clone(v)})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(keys) != 1 {
+		return fmt.Errorf("%d keys stored, want the group's", len(keys))
+	}
+	return kv.Set(keys[0][0], keys[0][1][:len(keys[0][1])-1])
+}
+
+// TestGroupKeysLostKept: a member whose stored keys did not fit its state
+// writes its state whole until its key update ends the epoch, and keeps
+// those keys stored with it: crashed again before the update landed (its
+// home relay down), it still encrypts nothing in the epoch. Its state
+// alone, without them, would encrypt with its sender ratchet behind the
+// messages it sent.
+func TestGroupKeysLostKept(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	p := newCrashPair(t, ctx, func(c *Config) {})
+	sendFrom(t, ctx, p.b, p.group, "before the crash")
+	holdsAll(t, ctx, p.a, p.group, []string{"before the crash"})
+	// The relay down: b's key update cannot land.
+	p.r.Close()
+	p.crashWith(t, ctx, nil, breakKeys)
+	// b makes its key update: its state, the commit pending, is written
+	// whole.
+	nodetest.WaitFor(t, time.Minute, "b's state written with its key update", func() bool {
+		return p.disk.wrote(p.started, isGroupState) >= 0
+	})
+	p.crash(t, ctx, nil)
+	sendFrom(t, ctx, p.b, p.group, "after the second crash")
+	if got := labelled(t, p.b, "sealpost_groups_state_writes_total", "why", "keys"); got != 0 {
+		t.Errorf("b wrote keys of its own message %v times in the epoch of its lost keys, want none (nothing encrypted)", got)
 	}
 }
 
