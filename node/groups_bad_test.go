@@ -420,3 +420,95 @@ func TestCommitRate(t *testing.T) {
 	})
 	noGroupError(t, ctx, info.ID, nodes...)
 }
+
+// TestGroupForgedSeq: a member's device replays a message of the group
+// on the topic with the sequence number of the log's next entry (the
+// topic's sequence numbers carry no signature). The others have the
+// message already, take the copy, and their cursors pass the entry to
+// come: the commit that closes the epoch there. A member must still read
+// that commit: a fetch that finds the epoch closed and nothing of it past
+// the cursor reads the epoch again from its start.
+func TestGroupForgedSeq(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	gn := newGroupNet(t, 4)
+	a, b, c, d := gn.nodes[0], gn.nodes[1], gn.nodes[2], gn.nodes[3]
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	info := gn.trio(t, ctx, "forged seq")
+	befriend(t, ctx, a, d, "d")
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"d"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 4, a, b, c, d)
+	honest := []*Node{a, b, c}
+	dm := newImpostor(t, d, honest...)
+	topic := dm.topic(t, honest...)
+	tp, err := dm.ps.Join(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tp.Close() })
+	nodetest.WaitFor(t, time.Minute, "the members as topic peers", func() bool {
+		peers := tp.ListPeers()
+		for _, n := range honest {
+			if !slices.Contains(peers, n.ID()) {
+				return false
+			}
+		}
+		return true
+	})
+	sub, err := tp.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Cancel()
+	var m protocol.GroupMessage
+	var text string
+	for i := 0; m.Body == nil; i++ {
+		if i == 60 {
+			t.Fatal("the impostor received no message of a's")
+		}
+		text = fmt.Sprint("before ", i)
+		sendSent(t, ctx, a, info.ID, text)
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		msg, err := sub.Next(rctx)
+		rcancel()
+		if err == nil && m.Unmarshal(msg.GetData()) != nil {
+			t.Fatal("a's message does not decode")
+		}
+	}
+	if len(m.Seqs) == 0 || m.Seqs[0] == 0 {
+		t.Fatalf("a's message names no entry: %v", m.Seqs)
+	}
+	nodetest.WaitFor(t, time.Minute, "b and c read a's messages", func() bool {
+		return slices.Contains(texts(t, ctx, b, info.ID), text) && slices.Contains(texts(t, ctx, c, info.ID), text)
+	})
+	dups := func() float64 {
+		return counter(t, b, "sealpost_groups_duplicates_total") + counter(t, c, "sealpost_groups_duplicates_total")
+	}
+	before := dups()
+	forged := protocol.GroupMessage{Epoch: m.Epoch, Kind: m.Kind, Body: m.Body, Seqs: []uint64{m.Seqs[0] + 1}}
+	raw, err := forged.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.Publish(ctx, raw); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, time.Minute, "the forged copy taken", func() bool { return dups() >= before+2 })
+
+	// The next entry: a's commit.
+	epoch := epochOf(t, ctx, a, info.ID)
+	if _, err := a.Groups().Update(ctx, info.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range honest {
+		nodetest.WaitFor(t, time.Minute, "the commit read", func() bool { return epochOf(t, ctx, n, info.ID) > epoch })
+	}
+	sendSent(t, ctx, a, info.ID, "after the commit")
+	nodetest.WaitFor(t, time.Minute, "the members read a's next message", func() bool {
+		return slices.Contains(texts(t, ctx, b, info.ID), "after the commit") &&
+			slices.Contains(texts(t, ctx, c, info.ID), "after the commit")
+	})
+	noGroupError(t, ctx, info.ID, honest...)
+}

@@ -25,6 +25,13 @@ type groupNet struct {
 
 func newGroupNet(t *testing.T, n int) *groupNet {
 	t.Helper()
+	return newGroupNetWith(t, n, nil)
+}
+
+// newGroupNetWith is newGroupNet with the nodes' group options changed by
+// opts (nil: none).
+func newGroupNetWith(t *testing.T, n int, opts func(*groups.Options)) *groupNet {
+	t.Helper()
 	logs := newGroupLogs(t)
 	r := newTestNode(t, func(c *Config) { c.RelayService = true })
 	gn := &groupNet{relay: r}
@@ -34,6 +41,9 @@ func newGroupNet(t *testing.T, n int) *groupNet {
 			c.Bootstrap = []string{r.Info().Addrs[0]}
 			c.Groups.ReceiptDelay = 100 * time.Millisecond
 			c.Groups.FetchGrace = 100 * time.Millisecond
+			if opts != nil {
+				opts(&c.Groups)
+			}
 		}))
 	}
 	return gn

@@ -58,7 +58,9 @@ type group struct {
 	subAt     time.Time // when to subscribe again (zero: not due)
 	subFail   int
 
-	recent    map[[32]byte]struct{}
+	// recent are the hashes of messages processed or dropped lately,
+	// each with whether it was taken (receive).
+	recent    map[[32]byte]bool
 	recentOrd [][32]byte
 	ahead     []*protocol.GroupMessage
 
@@ -66,12 +68,18 @@ type group struct {
 	fetchAt   time.Time // zero: no fetch due
 	fetchFail int
 	heads     uint64 // the newest entry the subscription announced
-	// gossipSeen are the first home's sequence numbers after the cursor
-	// that the topic brought; gossipThrough the newest up to which every
-	// entry was seen (on the topic or fetched). An entry the topic missed
-	// leaves a gap the next fetch fills.
-	gossipSeen    map[uint64]struct{}
-	gossipThrough uint64
+	// headMarks are the heads announced past the first home's cursor, in
+	// order, each with the end of its grace (Options.FetchGrace): once it
+	// ends, the member fetches if the cursor is still short of it.
+	headMarks []headMark
+	// taken are the first home's sequence numbers past its cursor whose
+	// entries were taken without the log (take): the cursor moves over
+	// them once no entry before them is missing. An entry the topic
+	// missed leaves a gap the next fetch fills.
+	taken map[uint64]struct{}
+	// reread: the epoch was read again from its start because the cursor
+	// had passed its commit (once per epoch).
+	reread bool
 
 	out []*outItem // the entries to append and publish, in order
 	// sealed counts this node's encryptions of application entries;
@@ -130,6 +138,16 @@ func (g *group) quit() {
 	}
 }
 
+// headMark is a head the subscription announced and when its grace ends.
+type headMark struct {
+	seq uint64
+	at  time.Time
+}
+
+// maxHeadMarks bounds the heads waiting for their grace: past it the
+// newest mark takes the newer head (it is fetched no later than before).
+const maxHeadMarks = 64
+
 type memberInfo struct {
 	device peer.ID
 	leaf   uint32
@@ -148,7 +166,7 @@ func (s *Service) start(rec *store.Group) error {
 		cmds: make(chan func()), in: make(chan inbound, MaxInbound), rcpts: make(chan receiptIn, MaxReceiptsInbound),
 		results: make(chan func(), 64),
 		kick:    make(chan struct{}, 1), done: make(chan struct{}), quitc: make(chan struct{}),
-		recent: map[[32]byte]struct{}{}, leaving: map[identity.UserID]bool{},
+		recent: map[[32]byte]bool{}, leaving: map[identity.UserID]bool{},
 		receiptBusy: map[uint64]bool{}, receiptFails: map[identity.UserID]receiptFail{},
 	}
 	s.mu.Lock()
@@ -395,6 +413,9 @@ func (g *group) reload() {
 	})
 	if err == nil {
 		g.mg = nil
+		// Messages taken since the stored state are read again.
+		clear(g.recent)
+		g.recentOrd = nil
 		g.stateDirty, g.stateAt = false, time.Time{}
 		if len(g.receiptsSent) > 0 {
 			g.schedule(&g.stateAt, g.s.opt.StateEvery)
@@ -457,7 +478,7 @@ func (g *group) enterEpoch() error {
 			g.s.log.Warn("group: topic", "group", g.id.String(), "err", err)
 		}
 	}
-	g.sub, g.heads, g.gossipSeen, g.gossipThrough = nil, 0, nil, 0
+	g.sub, g.heads, g.headMarks, g.taken, g.reread = nil, 0, nil, nil, false
 	g.subN++ // a subscription of the epoch before, still on its way, is dropped
 	g.subAt = g.s.clock.Now()
 	g.connect(devices)
@@ -468,7 +489,7 @@ func (g *group) enterEpoch() error {
 	if len(ahead) > 0 {
 		b := g.newBatch()
 		for _, m := range ahead {
-			g.receive(b, m, -1, 0)
+			g.receiveTopic1(b, m)
 		}
 		g.flush(b)
 	}
@@ -573,8 +594,36 @@ func (g *group) onHead() {
 	switch {
 	case commit:
 		g.fetchAt = g.s.clock.Now()
-	case g.heads > max(g.rec.Homes[0].Cursor, g.gossipThrough):
-		g.schedule(&g.fetchAt, g.s.opt.FetchGrace)
+	case g.heads > g.rec.Homes[0].Cursor:
+		// The topic brings most entries about when their heads come: a
+		// fetch waits for it a grace, and happens only if the cursor did
+		// not pass the head meanwhile (stepHeads).
+		if n := len(g.headMarks); n > 0 && g.headMarks[n-1].seq >= g.heads {
+			return
+		}
+		if n := len(g.headMarks); n >= maxHeadMarks {
+			g.headMarks[n-1].seq = g.heads
+			return
+		}
+		g.headMarks = append(g.headMarks, headMark{seq: g.heads, at: g.s.clock.Now().Add(g.s.opt.FetchGrace)})
+	}
+}
+
+// stepHeads fetches when a head whose grace ended is past the first
+// home's cursor: the topic did not bring it (or an entry before it).
+func (g *group) stepHeads(now time.Time) {
+	var due uint64
+	n := 0
+	for n < len(g.headMarks) && !now.Before(g.headMarks[n].at) {
+		due = g.headMarks[n].seq
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	g.headMarks = append(g.headMarks[:0], g.headMarks[n:]...)
+	if due > g.rec.Homes[0].Cursor {
+		g.schedule(&g.fetchAt, 0)
 	}
 }
 
@@ -602,8 +651,11 @@ func (g *group) poll() time.Duration {
 
 // nextDue is the earliest timed work.
 func (g *group) nextDue() time.Time {
-	var t time.Time
-	for _, x := range []time.Time{g.fetchAt, g.subAt, g.retryAt, g.receiptAt, g.joinAt, g.stateAt, g.heldAt} {
+	var t, head time.Time
+	if len(g.headMarks) > 0 {
+		head = g.headMarks[0].at
+	}
+	for _, x := range []time.Time{g.fetchAt, g.subAt, g.retryAt, g.receiptAt, g.joinAt, g.stateAt, g.heldAt, head} {
 		if !x.IsZero() && (t.IsZero() || x.Before(t)) {
 			t = x
 		}
@@ -646,6 +698,7 @@ func (g *group) step() {
 		g.subAt = time.Time{}
 		g.subscribe()
 	}
+	g.stepHeads(now)
 	if !g.fetchAt.IsZero() && !now.Before(g.fetchAt) && !g.fetching {
 		g.fetchAt = time.Time{}
 		g.fetch()
@@ -678,11 +731,19 @@ func (g *group) fetch() {
 		i = 1
 	}
 	home, epoch, tok, after := g.home(i), g.mg.Epoch(), g.token, g.rec.Homes[i].Cursor
+	// From the first home, only the gap before the entries taken from
+	// the topic: they are not read twice.
+	limit := 0
+	if i == 0 {
+		if next := g.nextTaken(); next > 0 && next-after-1 <= protocol.MaxFetchLimit {
+			limit = int(next - after - 1)
+		}
+	}
 	g.async(func(ctx context.Context) func() {
 		c, err := g.s.relays.conn(ctx, &home)
 		var f grouplog.Fetched
 		if err == nil {
-			f, err = c.Fetch(ctx, home.Log, epoch, tok, after, 0)
+			f, err = c.Fetch(ctx, home.Log, epoch, tok, after, limit)
 		}
 		return func() {
 			g.fetching = false
@@ -728,13 +789,31 @@ func (g *group) fetch() {
 				if e.Seq > g.rec.Homes[i].Cursor {
 					g.rec.Homes[i].Cursor = e.Seq
 					b.soft = true
+					if i == 0 {
+						g.advance()
+					}
 				}
 				if g.mg == nil || g.mg.Epoch() != epoch {
 					break // a commit: what follows is the next epoch's, fetched with its token
 				}
 			}
+			if i == 0 && len(f.Entries) == 0 && f.Open > epoch && after > 0 && !g.reread && g.mg != nil && g.mg.Epoch() == epoch {
+				// The epoch is closed and nothing of it follows the
+				// cursor: the cursor passed its commit. Only sequence
+				// numbers from the topic (a sender's word, or a
+				// forwarder's) move it without the log: the epoch is
+				// read again from its start, its commit with it (once:
+				// a commit that cannot be read stays so).
+				g.s.log.Warn("group: the cursor passed the epoch's commit; reading the epoch again", "group", g.id.String(), "epoch", epoch, "cursor", after)
+				g.rec.Homes[0].Cursor, g.taken, g.reread = 0, nil, true
+				g.fetchAt = g.s.clock.Now()
+			}
 			g.flush(b)
-			if f.More || (g.mg != nil && g.mg.Epoch() != epoch) || f.Open > epoch && len(f.Entries) > 0 {
+			// A fetch up to the entries taken from the topic stops before
+			// them; past them, only what the subscription announced (or,
+			// without one, anything) is fetched.
+			more := f.More && (limit == 0 || g.sub == nil || g.heads > g.rec.Homes[i].Cursor)
+			if more || (g.mg != nil && g.mg.Epoch() != epoch) || f.Open > epoch && len(f.Entries) > 0 {
 				g.fetchAt = g.s.clock.Now()
 			}
 			// Even with the topic and the subscription quiet, the log is
