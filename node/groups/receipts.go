@@ -369,8 +369,22 @@ var errReceiptRefused = errors.New("groups: receipt refused")
 func (s *Service) sendReceipt(ctx context.Context, device peer.ID, r *protocol.GroupReceipt) error {
 	ctx, cancel := context.WithTimeout(ctx, receiptTimeout)
 	defer cancel()
-	if err := s.dial(ctx, device); err != nil {
-		return err
+	h := s.cfg.Host
+	if h.Network().Connectedness(device) != network.Connected {
+		if err := s.dial(ctx, device); err != nil {
+			return err
+		}
+		// A connection made for a receipt alone is closed after it:
+		// every member of a large group connects to a message's sender
+		// for its receipt, more connections than a device takes; kept,
+		// they fill its limits until its connection manager trims them.
+		// One that something else of this node's keeps (a peer of the
+		// topic's mesh) stays.
+		defer func() {
+			if !h.ConnManager().IsProtected(device, "") {
+				_ = h.Network().ClosePeer(device)
+			}
+		}()
 	}
 	str, err := s.cfg.Host.NewStream(ctx, device, libp2pproto.ID(protocol.GroupReceiptProtocol))
 	if err != nil {
