@@ -164,3 +164,80 @@ func TestGroupHomeStoreFails(t *testing.T) {
 		t.Errorf("group.relay events %+v, want the failure shown, then cleared", shown)
 	}
 }
+
+// TestGroupHomeFailsOthersGoOn: while a group's second home fails every
+// append (its store fails) and each member waits out that home's backoff,
+// long here (2 to 4 minutes a round), the rest of the group's work goes
+// on through the first home: messages are sent and delivered (the
+// receipts go), a commit is made and followed, each within a minute, and
+// the failing home is sent nothing more meanwhile. Before, a member
+// waiting out one home's backoff did nothing else: b's message waited
+// for a's receipt, which waited for a's backoff to end.
+func TestGroupHomeFailsOthersGoOn(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r1 := newTestNode(t, func(c *Config) { c.RelayService = true })
+	var fs *failStore
+	r2 := newTestNode(t, func(c *Config) {
+		c.RelayService = true
+		fs = &failStore{Store: c.Store}
+		c.Store = fs
+	})
+	opts := func(c *Config) {
+		c.Bootstrap = []string{r1.Info().Addrs[0]}
+		c.Groups.ReceiptDelay = 100 * time.Millisecond
+		c.Groups.FetchGrace = 100 * time.Millisecond
+		c.Groups.Poll = 2 * time.Second
+		c.Groups.RetryMin, c.Groups.RetryMax = 4*time.Minute, 4*time.Minute
+	}
+	a, b := newTestNode(t, opts), newTestNode(t, opts)
+	befriend(t, ctx, a, b, "b")
+	info, err := a.Groups().Create(ctx, "homes", []string{r1.Info().Addrs[0], r2.Info().Addrs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 2, a, b)
+
+	held := entries(t, r2)
+	fs.fail(errors.New("disk on fire"))
+	delivered := func(from, to *Node, text string) {
+		t.Helper()
+		r, err := from.Groups().Send(ctx, info.ID, text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := groups.ParseMessageID(r.ID)
+		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+		defer wcancel()
+		if res, err := from.Groups().WaitState(wctx, id, groups.StateDelivered); err != nil {
+			t.Fatalf("%q not delivered within a minute: %+v %v", text, res, err)
+		}
+		nodetest.WaitFor(t, time.Minute, "the other member reads "+text, func() bool {
+			return slices.Contains(texts(t, ctx, to, info.ID), text)
+		})
+	}
+	delivered(a, b, "one")
+	delivered(b, a, "two")
+	delivered(a, b, "three")
+	e := epochOf(t, ctx, a, info.ID)
+	if _, err := a.Groups().Update(ctx, info.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*Node{a, b} {
+		nodetest.WaitFor(t, time.Minute, "every member past a's commit", func() bool { return epochOf(t, ctx, n, info.ID) > e })
+	}
+	delivered(b, a, "four")
+	for _, n := range []*Node{a, b} {
+		if got := labelled(t, n, "sealpost_groups_append_failures_total", "code", "internal"); got != 1 {
+			t.Errorf("append failures counted internal: %v, want 1 (one round, then the home's backoff)", got)
+		}
+	}
+	if got := entries(t, r2); got != held {
+		t.Errorf("the failing home holds %d entries, had %d", got, held)
+	}
+	noGroupError(t, ctx, info.ID, a, b)
+}

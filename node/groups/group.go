@@ -90,8 +90,8 @@ type group struct {
 	appenders             []chan func(context.Context) // per home (appender)
 	proposals             int                          // proposals received in the epoch
 	commitQueued          bool                         // a workChange commit of the proposals waits
-	retryAt               time.Time
-	homeFails             []*homeFail // per home: its appends' failures in a row (homes.go)
+	retryAt               time.Time                    // the earliest backoff's end: a wake-up, each backoff gates its own work
+	homeFails             []*homeFail                  // per home: its appends' failures in a row (homes.go)
 	receiptAt             time.Time
 	committing            bool                     // a commit of ours is on its way to the relay
 	stuck                 string                   // why the group cannot go on (the log lost its epoch)
@@ -703,10 +703,12 @@ func (g *group) step() {
 		g.fetchAt = time.Time{}
 		g.fetch()
 	}
-	if !g.retryAt.IsZero() && now.Before(g.retryAt) {
-		return
+	// retryAt only wakes the goroutine when the earliest backoff ends:
+	// each append, home, catch-up and Welcome waits out its own, and the
+	// rest of the group's work goes on meanwhile.
+	if !g.retryAt.IsZero() && !now.Before(g.retryAt) {
+		g.retryAt = time.Time{}
 	}
-	g.retryAt = time.Time{}
 	if !g.receiptAt.IsZero() && !now.Before(g.receiptAt) {
 		g.receiptAt = time.Time{}
 		g.sendReceipts()

@@ -637,9 +637,10 @@ type welcomeItem struct {
 	job  welcomeJob
 	busy bool
 	sent bool
-	// fails counts the failed appends to a second home in a row, and at
-	// is when the next may go (the second home is best effort: after
-	// maxWelcomeFails it is given up).
+	// fails counts the failed appends to a second home in a row (the
+	// second home is best effort: after maxWelcomeFails it is given up),
+	// and at is when the next append to any home may go: a failed one
+	// waits its backoff, the group's other work does not.
 	fails int
 	at    time.Time
 }
@@ -652,8 +653,9 @@ const maxWelcomeFails = 8
 // sendWelcomes appends the pieces of the Welcomes this node made to the
 // epoch they start, then tells each new member where they are.
 func (g *group) sendWelcomes() {
+	now := g.s.clock.Now()
 	for _, w := range g.welcomes {
-		if w.busy {
+		if w.busy || w.at.After(now) {
 			continue
 		}
 		i := slices.IndexFunc(w.job.Done, func(d int) bool { return d < len(w.job.Pieces) })
@@ -697,7 +699,8 @@ func (g *group) sendWelcomes() {
 					g.s.log.Debug("group: welcome not on a second home", "group", g.id.String(), "home", i, "err", err)
 					w.job.Done[i] = len(w.job.Pieces) // the second home is best effort
 				default:
-					g.schedule(&g.retryAt, g.backoff(1))
+					w.at = g.s.clock.Now().Add(g.backoff(1))
+					g.schedule(&g.retryAt, w.at.Sub(g.s.clock.Now()))
 					return
 				}
 				b := g.newBatch()
@@ -710,14 +713,14 @@ func (g *group) sendWelcomes() {
 }
 
 // welcomeWaits reports whether Welcome w waits before its next piece goes
-// to home i, a second home: for its backoff, or for the commit that
-// opens its epoch there. That is this node's own commit, still on its way
-// to the home (held back by a refusal over the home's commit rate, or by
-// the home's backoff), or the home's catch-up. A piece that went before
+// to home i, a second home, for the commit that opens its epoch there
+// (sendWelcomes checks its backoff). That is this node's own commit,
+// still on its way to the home (held back by a refusal over the home's
+// commit rate, or by the home's backoff), or the home's catch-up. A piece that went before
 // it would be refused wrong_epoch, and the home would never hold the
 // Welcome: a joiner could not join while the first home is down.
 func (g *group) welcomeWaits(w *welcomeItem, i int) bool {
-	if w.at.After(g.s.clock.Now()) || g.lagging(i) {
+	if g.lagging(i) {
 		return true
 	}
 	return slices.ContainsFunc(g.out, func(it *outItem) bool {
