@@ -352,9 +352,86 @@ func TestGroupHomeCatchUpRated(t *testing.T) {
 	}
 }
 
+// TestGroupHomeLagStale: a member whose lag of its group's second home is
+// stale (another member caught the home up) sends through that home
+// while the first home is down. a and then b send while the second home
+// is down (each stores the home's lag), b stops, the home comes back and
+// a catches it up, b's entry too. Then the first home goes down and b
+// comes back: its catch-up cannot read the first home, yet its message
+// goes through the second, and a reads it there; once the first home is
+// back, b's catch-up finds the home holds all and its lag is forgotten.
+// Before, b's appends to the second home waited for that catch-up, which
+// waited for the first home: b could send nothing while it was down.
+func TestGroupHomeLagStale(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r1, r2 := restartableRelay(t), restartableRelay(t)
+	boot := []string{r1.node.Info().Addrs[0]}
+	opts := func(c *Config) {
+		c.Bootstrap = boot
+		c.Groups.ReceiptDelay = 100 * time.Millisecond
+		c.Groups.FetchGrace = 100 * time.Millisecond
+		c.Groups.RetryMin = 20 * time.Millisecond
+		c.Groups.RetryMax = 200 * time.Millisecond
+	}
+	a := newTestNode(t, opts)
+	b := newRestartable(t, opts)
+	befriend(t, ctx, a, b.node, "b")
+	info := createOnHomes(t, ctx, a, "stale", r1, r2)
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 2, a, b.node)
+	down := epochOf(t, ctx, a, info.ID)
+	r2.stop()
+	sendSent(t, ctx, a, info.ID, "a, second down")
+	nodetest.WaitFor(t, time.Minute, "a to store the second home's lag", func() bool { return lagItems(t, ctx, a, info.ID) == 1 })
+	sendSent(t, ctx, b.node, info.ID, "b, second down")
+	nodetest.WaitFor(t, time.Minute, "b to store the second home's lag", func() bool { return lagItems(t, ctx, b.node, info.ID) == 1 })
+	b.stop()
+	r2.start()
+	nodetest.WaitFor(t, time.Minute, "a to catch the second home up", func() bool {
+		open, missing := homeMisses(t, ctx, a, r1, r2, info.ID, 1, down)
+		return open == epochOf(t, ctx, a, info.ID) && missing == 0 && lagItems(t, ctx, a, info.ID) == 0
+	})
+
+	r1.stop()
+	b.start()
+	if lagItems(t, ctx, b.node, info.ID) != 1 {
+		t.Fatal("b's lag of the second home not stored")
+	}
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	defer wcancel()
+	sendSent(t, wctx, b.node, info.ID, "b, first down")
+	nodetest.WaitFor(t, time.Minute, "a reads b's message from the second home", func() bool {
+		return slices.Contains(texts(t, ctx, a, info.ID), "b, first down")
+	})
+
+	r1.start()
+	nodetest.WaitFor(t, time.Minute, "b's lag forgotten", func() bool { return lagItems(t, ctx, b.node, info.ID) == 0 })
+	sendSent(t, ctx, a, info.ID, "first back")
+	nodetest.WaitFor(t, time.Minute, "b reads a's message", func() bool { return slices.Contains(texts(t, ctx, b.node, info.ID), "first back") })
+	noGroupError(t, ctx, info.ID, a, b.node)
+}
+
 // outItems returns how many entries member m has on their way to its
 // group's homes (workOut items).
 func outItems(t *testing.T, ctx context.Context, m *Node, group string) int {
+	t.Helper()
+	return workItems(t, ctx, m, group, 1) // workOut
+}
+
+// lagItems returns how many of its group's homes member m has stored as
+// lagging (workLag items).
+func lagItems(t *testing.T, ctx context.Context, m *Node, group string) int {
+	t.Helper()
+	return workItems(t, ctx, m, group, 9) // workLag
+}
+
+// workItems returns how many work items of kind member m has stored for
+// its group.
+func workItems(t *testing.T, ctx context.Context, m *Node, group string, kind store.GroupWorkKind) int {
 	t.Helper()
 	gid, ok := groups.ParseGroupID(group)
 	if !ok {
@@ -362,7 +439,7 @@ func outItems(t *testing.T, ctx context.Context, m *Node, group string) int {
 	}
 	var n int
 	err := m.cfg.Store.View(ctx, func(tx *store.Tx) error {
-		w, err := tx.Groups().Work(gid, 1, 0) // workOut
+		w, err := tx.Groups().Work(gid, kind, 0)
 		n = len(w)
 		return err
 	})

@@ -118,6 +118,21 @@ func (r *relays) close() {
 // another member, or not at all: the group goes on with its other home,
 // which gives that home up for each entry after maxHomeFails.
 //
+// While the first home does not answer, no catch-up can end a lag, and
+// the member, its appends to the first home failing too, could send
+// nothing; yet the lag may be stale: another member caught the home up
+// since. So a catch-up that cannot read the first home lets the member's
+// next entry of the current epoch go to the home (a probe, one at a
+// time); once the home takes one, the member's entries of the epoch go to
+// it again (lag.answered), commits excepted. The lag itself stays until a
+// catch-up is done: the home may still miss entries this member gave it
+// up for, which the catch-up copies once the first home answers (only
+// duplicates, when the lag was stale). A commit needs the first home, so
+// none waits meanwhile; once there is one again, it waits for the
+// catch-up, so that it cannot close an epoch on the home before the
+// entries the catch-up copies. Any failure of the home to take an entry
+// ends answered: only the catch-up tries it again.
+//
 // A second home that does not answer (down, cut off) is caught up the
 // same way from the epoch of the first entry it failed to take: its
 // appends wait meanwhile, and only the catch-up tries it, backing off.
@@ -159,6 +174,14 @@ type lag struct {
 	// redo is an entry before the catch-up's start that the home failed to
 	// take while the catch-up was under way: it starts again from there.
 	redo *outItem
+	// probe: the last catch-up could not read the first home (it did not
+	// answer): the member's next entry of the current epoch may go to the
+	// home (probing, on its way). answered: the home took one, and the
+	// member's entries of the current epoch but commits go to it until
+	// the catch-up is done or the home fails one.
+	probe    bool
+	probing  *outItem
+	answered bool
 }
 
 // saveLags stores the lag of each second home whose open epoch changed
@@ -366,6 +389,47 @@ func (e errLagsMore) Error() string {
 	return fmt.Sprintf("groups: the home is open at epoch %d, before the one copied", e.open)
 }
 
+// errSource is a catch-up's failure to read the first home.
+type errSource struct{ err error }
+
+func (e errSource) Error() string { return "groups: the first home: " + e.err.Error() }
+func (e errSource) Unwrap() error { return e.err }
+
+// lagLets reports whether entry it goes to home i, which lags, before
+// the home's catch-up is done (with inflight appends to it on their way):
+// an entry of the current epoch other than a commit, to a home that took
+// one since the first home stopped answering the catch-up, or as the
+// probe of whether it does.
+func (g *group) lagLets(i int, it *outItem, inflight int) bool {
+	l := g.lags[i]
+	if g.mg == nil || it.e.Epoch != g.mg.Epoch() || it.e.Kind == protocol.GroupCommit {
+		return false
+	}
+	return l.answered || l.probe && inflight == 0 && (l.probing == nil || !slices.Contains(g.out, l.probing))
+}
+
+// lagAnswer handles the answer err of home i, which lags, to entry it:
+// a probe taken lets the member's entries of the epoch go to the home; a
+// failure of any leaves the home to its catch-up again.
+func (g *group) lagAnswer(i int, it *outItem, err error) {
+	if !g.lagging(i) {
+		return
+	}
+	l := g.lags[i]
+	probe := l.probing == it
+	if probe {
+		l.probing = nil
+	}
+	switch {
+	case err != nil:
+		l.answered = false
+	case probe && !l.answered && g.mg != nil && it.e.Epoch == g.mg.Epoch():
+		l.answered = true
+		g.s.log.Info("group: a lagging home takes entries of the epoch while the first home does not answer", "group", g.id.String(), "home", i, "epoch", it.e.Epoch)
+		g.poke()
+	}
+}
+
 // catchUp copies home i the entries of the epochs from l.open to the
 // current one from the first home (from where the last try stopped).
 func (g *group) catchUp(i int, l *lag) {
@@ -439,6 +503,10 @@ func (g *group) catchUp(i int, l *lag) {
 				return
 			}
 			g.s.log.Debug("group: catch up a lagging home", "group", g.id.String(), "home", i, "err", err)
+			var src errSource
+			if errors.As(err, &src) && unanswered(err) && copied == 0 {
+				l.probe = true
+			}
 			if copied > 0 {
 				// It went on (stopped by the home's rate): on soon, from
 				// the last entry copied.
@@ -475,7 +543,7 @@ func (g *group) catchUp(i int, l *lag) {
 func (r *relays) copyEpochs(ctx context.Context, src, dst protocol.GroupHome, tokens map[uint64]protocol.GroupToken, from, after, cur uint64) (reached, through uint64, copied int, err error) {
 	cs, err := r.conn(ctx, &src)
 	if err != nil {
-		return from, after, 0, err
+		return from, after, 0, errSource{err}
 	}
 	cd, err := r.conn(ctx, &dst)
 	if err != nil {
@@ -497,7 +565,7 @@ func (r *relays) copyEpochs(ctx context.Context, src, dst protocol.GroupHome, to
 				return e, after, copied, fmt.Errorf("%w: the first home no longer keeps epoch %d: %v", errCannotCatchUp, e, err)
 			}
 			if err != nil {
-				return e, after, copied, err
+				return e, after, copied, errSource{err}
 			}
 			ents := f.Entries
 			for len(ents) > 0 {

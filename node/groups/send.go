@@ -195,7 +195,11 @@ func (g *group) sendOut() {
 			}
 		}
 		for i := range it.e.Seqs {
-			if it.e.Seqs[i] != 0 || it.busy[i] || g.lagging(i) {
+			if it.e.Seqs[i] != 0 || it.busy[i] {
+				continue
+			}
+			lagging := g.lagging(i)
+			if lagging && !g.lagLets(i, it, inflight[i]) {
 				continue
 			}
 			if it.e.Kind == protocol.GroupCommit && i > 0 && it.e.Seqs[0] == 0 {
@@ -216,6 +220,9 @@ func (g *group) sendOut() {
 			}
 			if it.sealed < g.startedSealed && !it.anyStored() && !it.anyBusy() && !g.reencrypt(it) {
 				break
+			}
+			if lagging && !g.lags[i].answered {
+				g.lags[i].probe, g.lags[i].probing = false, it
 			}
 			inflight[i]++
 			g.startedSealed = max(g.startedSealed, it.sealed)
@@ -378,6 +385,7 @@ func (g *group) result(f func()) {
 // appended handles the answer to an append.
 func (g *group) appended(it *outItem, i int, a grouplog.Appended, err error) {
 	it.busy[i] = false
+	g.lagAnswer(i, it, err)
 	var ee *grouplog.EpochError
 	if err == nil || errors.As(err, &ee) || errors.Is(err, protocol.ErrUnknownLog) {
 		g.homeOK(i) // it answered as a home that works
