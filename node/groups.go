@@ -49,7 +49,7 @@ func (n *Node) startGroups(ctx context.Context) error {
 	n.groups, err = groups.New(ctx, groups.Config{
 		Host: n.host, Store: n.cfg.Store, Messaging: n.msg, Mailbox: n.mb, Gossip: n.gossip,
 		FindDevice: n.FindDevice, Publish: n.publish, Logger: n.log, Clock: n.clock, Rand: n.cfg.Rand,
-		Registerer: n.cfg.Registry, Options: n.cfg.Groups, Files: n.groupFiles(),
+		Registerer: n.cfg.Registry, ConnHigh: n.cfg.ConnHigh, Options: n.cfg.Groups, Files: n.groupFiles(),
 	})
 	if err != nil {
 		return fmt.Errorf("node: groups: %w", err)

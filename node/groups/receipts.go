@@ -374,14 +374,15 @@ func (s *Service) sendReceipt(ctx context.Context, device peer.ID, r *protocol.G
 		if err := s.dial(ctx, device); err != nil {
 			return err
 		}
-		// A connection made for a receipt alone is closed after it:
-		// every member of a large group connects to a message's sender
-		// for its receipt, more connections than a device takes; kept,
-		// they fill its limits until its connection manager trims them.
+		// A connection made for a receipt alone is closed after it once
+		// this host holds many: every member of a large group connects
+		// to a message's sender for its receipt, more connections than a
+		// device takes; kept, they fill its limits until its connection
+		// manager trims them. Below, it is kept for the next receipt.
 		// One that something else of this node's keeps (a peer of the
 		// topic's mesh) stays.
 		defer func() {
-			if !h.ConnManager().IsProtected(device, "") {
+			if len(h.Network().Peers()) > s.cfg.ConnHigh*2/3 && !h.ConnManager().IsProtected(device, "") {
 				_ = h.Network().ClosePeer(device)
 			}
 		}()

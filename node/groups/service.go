@@ -212,7 +212,13 @@ type Config struct {
 	Rand   io.Reader
 	// Registerer gets the metrics. Zero: not registered.
 	Registerer prometheus.Registerer
-	Options    Options
+	// ConnHigh is the host's connection manager's high watermark: a
+	// connection made only for a receipt is closed after it once the host
+	// holds more than two thirds of it (receipts of a large group would
+	// fill it, and the device would refuse what comes next). Zero: such a
+	// connection is always closed.
+	ConnHigh int
+	Options  Options
 }
 
 // Files is what the service needs of the attachment service.
