@@ -7,15 +7,19 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/control"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pproto "github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sealpost/sealpost/crypto/mls"
 	"github.com/sealpost/sealpost/node/grouprelay"
@@ -511,4 +515,104 @@ func TestGroupForgedSeq(t *testing.T) {
 			slices.Contains(texts(t, ctx, c, info.ID), "after the commit")
 	})
 	noGroupError(t, ctx, info.ID, honest...)
+}
+
+// TestGroupForgedSeqText: a member's device replays a message on the
+// topic under the next entry's sequence number, and that entry, a text,
+// never reaches b over the topic (b is cut off from every member): the
+// forged number moved b's cursor over it, and b still reads it from the
+// log, within a poll.
+func TestGroupForgedSeqText(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	gate := &relayOnly{}
+	gn := newGroupNetConf(t, 4, func(i int, c *Config) {
+		c.Groups.Poll = 2 * time.Second
+		if i == 1 {
+			c.ConnGater = gate
+		}
+	})
+	a, b, c, d := gn.nodes[0], gn.nodes[1], gn.nodes[2], gn.nodes[3]
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	info := gn.trio(t, ctx, "forged seq of a text")
+	befriend(t, ctx, a, d, "d")
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"d"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 4, a, b, c, d)
+	honest := []*Node{a, b, c}
+	dm := newImpostor(t, d, honest...)
+	tp, err := dm.ps.Join(dm.topic(t, honest...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tp.Close() })
+	nodetest.WaitFor(t, time.Minute, "b as a topic peer", func() bool { return slices.Contains(tp.ListPeers(), b.ID()) })
+	sub, err := tp.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Cancel()
+	var m protocol.GroupMessage
+	var text string
+	for i := 0; m.Body == nil; i++ {
+		if i == 60 {
+			t.Fatal("the impostor received no message of a's")
+		}
+		text = fmt.Sprint("before ", i)
+		sendSent(t, ctx, a, info.ID, text)
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		msg, err := sub.Next(rctx)
+		rcancel()
+		if err == nil && m.Unmarshal(msg.GetData()) != nil {
+			t.Fatal("a's message does not decode")
+		}
+	}
+	if len(m.Seqs) == 0 || m.Seqs[0] == 0 {
+		t.Fatalf("a's message names no entry: %v", m.Seqs)
+	}
+	nodetest.WaitFor(t, time.Minute, "b read a's messages", func() bool { return slices.Contains(texts(t, ctx, b, info.ID), text) })
+	before := counter(t, b, "sealpost_groups_duplicates_total")
+	forged := protocol.GroupMessage{Epoch: m.Epoch, Kind: m.Kind, Body: m.Body, Seqs: []uint64{m.Seqs[0] + 1}}
+	raw, err := forged.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.Publish(ctx, raw); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, time.Minute, "b took the forged copy", func() bool { return counter(t, b, "sealpost_groups_duplicates_total") > before })
+
+	// b hears of the next entry from its relay only.
+	gate.relay.Store(gn.relay.ID())
+	gate.on.Store(true)
+	for _, p := range []peer.ID{a.ID(), c.ID(), dm.h.ID()} {
+		_ = b.Disconnect(p)
+	}
+	sendSent(t, ctx, a, info.ID, "under the forged number")
+	nodetest.WaitFor(t, time.Minute, "b read a's text under the forged number", func() bool {
+		return slices.Contains(texts(t, ctx, b, info.ID), "under the forged number")
+	})
+	noGroupError(t, ctx, info.ID, a, b, c)
+}
+
+// relayOnly is a connection gater that, once on, refuses every peer but
+// the relay.
+type relayOnly struct {
+	on    atomic.Bool
+	relay atomic.Value // peer.ID
+}
+
+func (g *relayOnly) ok(p peer.ID) bool {
+	r, _ := g.relay.Load().(peer.ID)
+	return !g.on.Load() || p == r
+}
+func (g *relayOnly) InterceptPeerDial(p peer.ID) bool                 { return g.ok(p) }
+func (g *relayOnly) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return g.ok(p) }
+func (g *relayOnly) InterceptAccept(network.ConnMultiaddrs) bool      { return true }
+func (g *relayOnly) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	return g.ok(p)
+}
+func (g *relayOnly) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
 }

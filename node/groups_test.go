@@ -32,18 +32,27 @@ func newGroupNet(t *testing.T, n int) *groupNet {
 // opts (nil: none).
 func newGroupNetWith(t *testing.T, n int, opts func(*groups.Options)) *groupNet {
 	t.Helper()
+	return newGroupNetConf(t, n, func(_ int, c *Config) {
+		if opts != nil {
+			opts(&c.Groups)
+		}
+	})
+}
+
+// newGroupNetConf is newGroupNet with node i's configuration changed by
+// conf.
+func newGroupNetConf(t *testing.T, n int, conf func(i int, c *Config)) *groupNet {
+	t.Helper()
 	logs := newGroupLogs(t)
 	r := newTestNode(t, func(c *Config) { c.RelayService = true })
 	gn := &groupNet{relay: r}
-	for range n {
+	for i := range n {
 		gn.nodes = append(gn.nodes, newTestNode(t, func(c *Config) {
 			c.Logger = logs.logger()
 			c.Bootstrap = []string{r.Info().Addrs[0]}
 			c.Groups.ReceiptDelay = 100 * time.Millisecond
 			c.Groups.FetchGrace = 100 * time.Millisecond
-			if opts != nil {
-				opts(&c.Groups)
-			}
+			conf(i, c)
 		}))
 	}
 	return gn

@@ -80,6 +80,17 @@ type group struct {
 	// reread: the epoch was read again from its start because the cursor
 	// had passed its commit (once per epoch).
 	reread bool
+	// logRead: the first home's entries up to here were read from its
+	// log (or were read when the group was loaded). The topic's sequence
+	// numbers carry no signature: one a forwarder made up moves the
+	// cursor over an entry the topic never brought. So the cursor may
+	// pass logRead only until the next poll (checkAt), which reads the
+	// log again from logRead: a made-up number costs a member an entry
+	// for a poll at most, never for good. Copies of what was taken cost
+	// that read their hash.
+	logRead uint64
+	checkAt time.Time // zero: no such read due
+	recheck bool      // the next fetch from the first home reads from logRead
 
 	out []*outItem // the entries to append and publish, in order
 	// sealed counts this node's encryptions of application entries;
@@ -479,6 +490,11 @@ func (g *group) enterEpoch() error {
 		}
 	}
 	g.sub, g.heads, g.headMarks, g.taken, g.reread = nil, 0, nil, nil, false
+	// The log is read by epoch: an entry of the epoch before that the
+	// topic's numbers passed is not read again (its commit was).
+	if len(g.rec.Homes) > 0 {
+		g.logRead = max(g.logRead, g.rec.Homes[0].Cursor)
+	}
 	g.subN++ // a subscription of the epoch before, still on its way, is dropped
 	g.subAt = g.s.clock.Now()
 	g.connect(devices)
@@ -655,7 +671,7 @@ func (g *group) nextDue() time.Time {
 	if len(g.headMarks) > 0 {
 		head = g.headMarks[0].at
 	}
-	for _, x := range []time.Time{g.fetchAt, g.subAt, g.retryAt, g.receiptAt, g.joinAt, g.stateAt, g.heldAt, head} {
+	for _, x := range []time.Time{g.fetchAt, g.subAt, g.retryAt, g.receiptAt, g.joinAt, g.stateAt, g.heldAt, g.checkAt, head} {
 		if !x.IsZero() && (t.IsZero() || x.Before(t)) {
 			t = x
 		}
@@ -699,6 +715,9 @@ func (g *group) step() {
 		g.subscribe()
 	}
 	g.stepHeads(now)
+	if !g.checkAt.IsZero() && !now.Before(g.checkAt) {
+		g.checkAt, g.recheck, g.fetchAt = time.Time{}, true, now
+	}
 	if !g.fetchAt.IsZero() && !now.Before(g.fetchAt) && !g.fetching {
 		g.fetchAt = time.Time{}
 		g.fetch()
@@ -734,12 +753,19 @@ func (g *group) fetch() {
 	}
 	home, epoch, tok, after := g.home(i), g.mg.Epoch(), g.token, g.rec.Homes[i].Cursor
 	// From the first home, only the gap before the entries taken from
-	// the topic: they are not read twice.
+	// the topic: they are not read twice; but a poll reads again what the
+	// topic's numbers moved the cursor over (logRead).
 	limit := 0
-	if i == 0 {
+	switch {
+	case i == 0 && g.recheck && g.logRead < after:
+		after = g.logRead
+	case i == 0:
 		if next := g.nextTaken(); next > 0 && next-after-1 <= protocol.MaxFetchLimit {
 			limit = int(next - after - 1)
 		}
+	}
+	if i == 0 {
+		g.recheck = false
 	}
 	g.async(func(ctx context.Context) func() {
 		c, err := g.s.relays.conn(ctx, &home)
@@ -775,6 +801,13 @@ func (g *group) fetch() {
 			}
 			g.fetchFail = 0
 			g.s.met.fetched.Add(float64(len(f.Entries)))
+			if i == 0 && after <= g.logRead {
+				// Read from the log without a gap since logRead.
+				g.logRead = after
+				if n := len(f.Entries); n > 0 {
+					g.logRead = max(after, f.Entries[n-1].Seq)
+				}
+			}
 			g.s.log.Debug("group: fetched", "group", g.id.String(), "home", i, "epoch", epoch, "after", after, "entries", len(f.Entries), "more", f.More, "open", f.Open)
 			b := g.newBatch()
 			b.lazy = true
@@ -807,7 +840,7 @@ func (g *group) fetch() {
 				// read again from its start, its commit with it (once:
 				// a commit that cannot be read stays so).
 				g.s.log.Warn("group: the cursor passed the epoch's commit; reading the epoch again", "group", g.id.String(), "epoch", epoch, "cursor", after)
-				g.rec.Homes[0].Cursor, g.taken, g.reread = 0, nil, true
+				g.rec.Homes[0].Cursor, g.logRead, g.taken, g.reread = 0, 0, nil, true
 				g.fetchAt = g.s.clock.Now()
 			}
 			g.flush(b)
@@ -821,8 +854,12 @@ func (g *group) fetch() {
 			// Even with the topic and the subscription quiet, the log is
 			// read again now and then: what both missed (a push lost
 			// with a relay's restart, a commit published while this node
-			// was cut off) is found within a poll.
+			// was cut off) is found within a poll, and so is an entry
+			// the topic's numbers moved the cursor over.
 			g.schedule(&g.fetchAt, g.poll())
+			if g.logRead < g.rec.Homes[0].Cursor {
+				g.schedule(&g.checkAt, g.poll())
+			}
 		}
 	})
 }

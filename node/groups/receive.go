@@ -302,6 +302,7 @@ func (g *group) resetLogs(b *batch) {
 		copy(g.rec.Homes[i].Log[:], id)
 		g.rec.Homes[i].Cursor = 0
 	}
+	g.logRead = 0
 	g.s.met.logResets.Inc()
 	g.lags = nil
 	g.saveLagsIn(b)
