@@ -32,27 +32,18 @@ func newGroupNet(t *testing.T, n int) *groupNet {
 // opts (nil: none).
 func newGroupNetWith(t *testing.T, n int, opts func(*groups.Options)) *groupNet {
 	t.Helper()
-	return newGroupNetConf(t, n, func(_ int, c *Config) {
-		if opts != nil {
-			opts(&c.Groups)
-		}
-	})
-}
-
-// newGroupNetConf is newGroupNet with node i's configuration changed by
-// conf.
-func newGroupNetConf(t *testing.T, n int, conf func(i int, c *Config)) *groupNet {
-	t.Helper()
 	logs := newGroupLogs(t)
 	r := newTestNode(t, func(c *Config) { c.RelayService = true })
 	gn := &groupNet{relay: r}
-	for i := range n {
+	for range n {
 		gn.nodes = append(gn.nodes, newTestNode(t, func(c *Config) {
 			c.Logger = logs.logger()
 			c.Bootstrap = []string{r.Info().Addrs[0]}
 			c.Groups.ReceiptDelay = 100 * time.Millisecond
 			c.Groups.FetchGrace = 100 * time.Millisecond
-			conf(i, c)
+			if opts != nil {
+				opts(&c.Groups)
+			}
 		}))
 	}
 	return gn
@@ -553,4 +544,52 @@ func metricValue(t *testing.T, n *Node, name string, gauge bool) float64 {
 		}
 	}
 	return 0
+}
+
+// TestGroupHeadsCoveredNotFetched: the relay announces each text's entry
+// (a head), and the topic brings the text within the fetch grace: the
+// members fetch none of them (each head is looked at again when its
+// grace ends), and read each text once.
+func TestGroupHeadsCoveredNotFetched(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	// A grace the topic on loopback keeps well within, and no poll in
+	// the test.
+	gn := newGroupNetWith(t, 3, func(o *groups.Options) { o.FetchGrace, o.Poll = 2*time.Second, time.Hour })
+	a, b, c := gn.nodes[0], gn.nodes[1], gn.nodes[2]
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	info := gn.trio(t, ctx, "heads covered")
+	last := func(n *Node) string {
+		ts := texts(t, ctx, n, info.ID)
+		if len(ts) == 0 {
+			return ""
+		}
+		return ts[len(ts)-1]
+	}
+	// The joins' fetches are over once the first text is read.
+	sendSent(t, ctx, a, info.ID, "warm-up")
+	nodetest.WaitFor(t, time.Minute, "the warm-up read", func() bool { return last(b) == "warm-up" && last(c) == "warm-up" })
+	time.Sleep(3 * time.Second) // the warm-up's grace ends
+	fetched := func() float64 {
+		return counter(t, b, "sealpost_groups_fetched_total") + counter(t, c, "sealpost_groups_fetched_total")
+	}
+	before := fetched()
+	const n = 10
+	for i := range n {
+		sendSent(t, ctx, a, info.ID, fmt.Sprint("text ", i))
+	}
+	nodetest.WaitFor(t, time.Minute, "every text read", func() bool {
+		return last(b) == fmt.Sprint("text ", n-1) && last(c) == fmt.Sprint("text ", n-1)
+	})
+	time.Sleep(3 * time.Second) // the last text's grace ends
+	// A text the topic was late with on a loaded machine is fetched; most
+	// are not.
+	if got := fetched() - before; got > n/2 {
+		t.Errorf("b and c fetched %v entries for %d texts the topic brought, want at most %d", got, n, n/2)
+	}
+	for _, m := range []*Node{b, c} {
+		if got := len(texts(t, ctx, m, info.ID)); got != n+1 {
+			t.Errorf("a member holds %d texts, want %d", got, n+1)
+		}
+	}
 }

@@ -58,39 +58,21 @@ type group struct {
 	subAt     time.Time // when to subscribe again (zero: not due)
 	subFail   int
 
-	// recent are the hashes of messages processed or dropped lately,
-	// each with whether it was taken (receive).
-	recent    map[[32]byte]bool
+	recent    map[[32]byte]struct{}
 	recentOrd [][32]byte
 	ahead     []*protocol.GroupMessage
 
 	fetching  bool
 	fetchAt   time.Time // zero: no fetch due
+	headAt    time.Time // the grace of a head announced ends (headDue)
 	fetchFail int
 	heads     uint64 // the newest entry the subscription announced
-	// headMarks are the heads announced past the first home's cursor, in
-	// order, each with the end of its grace (Options.FetchGrace): once it
-	// ends, the member fetches if the cursor is still short of it.
-	headMarks []headMark
-	// taken are the first home's sequence numbers past its cursor whose
-	// entries were taken without the log (take): the cursor moves over
-	// them once no entry before them is missing. An entry the topic
-	// missed leaves a gap the next fetch fills.
-	taken map[uint64]struct{}
-	// reread: the epoch was read again from its start because the cursor
-	// had passed its commit (once per epoch).
-	reread bool
-	// logRead: the first home's entries up to here were read from its
-	// log (or were read when the group was loaded). The topic's sequence
-	// numbers carry no signature: one a forwarder made up moves the
-	// cursor over an entry the topic never brought. So the cursor may
-	// pass logRead only until the next poll (checkAt), which reads the
-	// log again from logRead: a made-up number costs a member an entry
-	// for a poll at most, never for good. Copies of what was taken cost
-	// that read their hash.
-	logRead uint64
-	checkAt time.Time // zero: no such read due
-	recheck bool      // the next fetch from the first home reads from logRead
+	// gossipSeen are the first home's sequence numbers after the cursor
+	// that the topic brought; gossipThrough the newest up to which every
+	// entry was seen (on the topic or fetched). An entry the topic missed
+	// leaves a gap the next fetch fills.
+	gossipSeen    map[uint64]struct{}
+	gossipThrough uint64
 
 	out []*outItem // the entries to append and publish, in order
 	// sealed counts this node's encryptions of application entries;
@@ -149,16 +131,6 @@ func (g *group) quit() {
 	}
 }
 
-// headMark is a head the subscription announced and when its grace ends.
-type headMark struct {
-	seq uint64
-	at  time.Time
-}
-
-// maxHeadMarks bounds the heads waiting for their grace: past it the
-// newest mark takes the newer head (it is fetched no later than before).
-const maxHeadMarks = 64
-
 type memberInfo struct {
 	device peer.ID
 	leaf   uint32
@@ -177,7 +149,7 @@ func (s *Service) start(rec *store.Group) error {
 		cmds: make(chan func()), in: make(chan inbound, MaxInbound), rcpts: make(chan receiptIn, MaxReceiptsInbound),
 		results: make(chan func(), 64),
 		kick:    make(chan struct{}, 1), done: make(chan struct{}), quitc: make(chan struct{}),
-		recent: map[[32]byte]bool{}, leaving: map[identity.UserID]bool{},
+		recent: map[[32]byte]struct{}{}, leaving: map[identity.UserID]bool{},
 		receiptBusy: map[uint64]bool{}, receiptFails: map[identity.UserID]receiptFail{},
 	}
 	s.mu.Lock()
@@ -424,7 +396,8 @@ func (g *group) reload() {
 	})
 	if err == nil {
 		g.mg = nil
-		// Messages taken since the stored state are read again.
+		// The messages processed since the stored state are not in it:
+		// their copies from the log are read again, not skipped.
 		clear(g.recent)
 		g.recentOrd = nil
 		g.stateDirty, g.stateAt = false, time.Time{}
@@ -489,12 +462,7 @@ func (g *group) enterEpoch() error {
 			g.s.log.Warn("group: topic", "group", g.id.String(), "err", err)
 		}
 	}
-	g.sub, g.heads, g.headMarks, g.taken, g.reread = nil, 0, nil, nil, false
-	// The log is read by epoch: an entry of the epoch before that the
-	// topic's numbers passed is not read again (its commit was).
-	if len(g.rec.Homes) > 0 {
-		g.logRead = max(g.logRead, g.rec.Homes[0].Cursor)
-	}
+	g.sub, g.heads, g.gossipSeen, g.gossipThrough = nil, 0, nil, 0
 	g.subN++ // a subscription of the epoch before, still on its way, is dropped
 	g.subAt = g.s.clock.Now()
 	g.connect(devices)
@@ -505,7 +473,7 @@ func (g *group) enterEpoch() error {
 	if len(ahead) > 0 {
 		b := g.newBatch()
 		for _, m := range ahead {
-			g.receiveTopic1(b, m)
+			g.receive(b, m, -1, 0)
 		}
 		g.flush(b)
 	}
@@ -610,36 +578,19 @@ func (g *group) onHead() {
 	switch {
 	case commit:
 		g.fetchAt = g.s.clock.Now()
-	case g.heads > g.rec.Homes[0].Cursor:
-		// The topic brings most entries about when their heads come: a
-		// fetch waits for it a grace, and happens only if the cursor did
-		// not pass the head meanwhile (stepHeads).
-		if n := len(g.headMarks); n > 0 && g.headMarks[n-1].seq >= g.heads {
-			return
-		}
-		if n := len(g.headMarks); n >= maxHeadMarks {
-			g.headMarks[n-1].seq = g.heads
-			return
-		}
-		g.headMarks = append(g.headMarks, headMark{seq: g.heads, at: g.s.clock.Now().Add(g.s.opt.FetchGrace)})
+	case g.heads > max(g.rec.Homes[0].Cursor, g.gossipThrough):
+		g.schedule(&g.headAt, g.s.opt.FetchGrace)
 	}
 }
 
-// stepHeads fetches when a head whose grace ended is past the first
-// home's cursor: the topic did not bring it (or an entry before it).
-func (g *group) stepHeads(now time.Time) {
-	var due uint64
-	n := 0
-	for n < len(g.headMarks) && !now.Before(g.headMarks[n].at) {
-		due = g.headMarks[n].seq
-		n++
-	}
-	if n == 0 {
-		return
-	}
-	g.headMarks = append(g.headMarks[:0], g.headMarks[n:]...)
-	if due > g.rec.Homes[0].Cursor {
-		g.schedule(&g.fetchAt, 0)
+// headDue fetches the heads announced if the topic has not brought them
+// in their grace. The cursor moves only with what the log brought (the
+// topic's sequence numbers carry no signature: they only spare fetches),
+// so what the topic brought is read again by the next fetch, a poll at
+// the latest, as copies (their hash).
+func (g *group) headDue() {
+	if g.heads > max(g.rec.Homes[0].Cursor, g.gossipThrough) {
+		g.fetchAt = g.s.clock.Now()
 	}
 }
 
@@ -667,11 +618,8 @@ func (g *group) poll() time.Duration {
 
 // nextDue is the earliest timed work.
 func (g *group) nextDue() time.Time {
-	var t, head time.Time
-	if len(g.headMarks) > 0 {
-		head = g.headMarks[0].at
-	}
-	for _, x := range []time.Time{g.fetchAt, g.subAt, g.retryAt, g.receiptAt, g.joinAt, g.stateAt, g.heldAt, g.checkAt, head} {
+	var t time.Time
+	for _, x := range []time.Time{g.fetchAt, g.headAt, g.subAt, g.retryAt, g.receiptAt, g.joinAt, g.stateAt, g.heldAt} {
 		if !x.IsZero() && (t.IsZero() || x.Before(t)) {
 			t = x
 		}
@@ -714,9 +662,9 @@ func (g *group) step() {
 		g.subAt = time.Time{}
 		g.subscribe()
 	}
-	g.stepHeads(now)
-	if !g.checkAt.IsZero() && !now.Before(g.checkAt) {
-		g.checkAt, g.recheck, g.fetchAt = time.Time{}, true, now
+	if !g.headAt.IsZero() && !now.Before(g.headAt) {
+		g.headAt = time.Time{}
+		g.headDue()
 	}
 	if !g.fetchAt.IsZero() && !now.Before(g.fetchAt) && !g.fetching {
 		g.fetchAt = time.Time{}
@@ -752,26 +700,11 @@ func (g *group) fetch() {
 		i = 1
 	}
 	home, epoch, tok, after := g.home(i), g.mg.Epoch(), g.token, g.rec.Homes[i].Cursor
-	// From the first home, only the gap before the entries taken from
-	// the topic: they are not read twice; but a poll reads again what the
-	// topic's numbers moved the cursor over (logRead).
-	limit := 0
-	switch {
-	case i == 0 && g.recheck && g.logRead < after:
-		after = g.logRead
-	case i == 0:
-		if next := g.nextTaken(); next > 0 && next-after-1 <= protocol.MaxFetchLimit {
-			limit = int(next - after - 1)
-		}
-	}
-	if i == 0 {
-		g.recheck = false
-	}
 	g.async(func(ctx context.Context) func() {
 		c, err := g.s.relays.conn(ctx, &home)
 		var f grouplog.Fetched
 		if err == nil {
-			f, err = c.Fetch(ctx, home.Log, epoch, tok, after, limit)
+			f, err = c.Fetch(ctx, home.Log, epoch, tok, after, 0)
 		}
 		return func() {
 			g.fetching = false
@@ -801,13 +734,6 @@ func (g *group) fetch() {
 			}
 			g.fetchFail = 0
 			g.s.met.fetched.Add(float64(len(f.Entries)))
-			if i == 0 && after <= g.logRead {
-				// Read from the log without a gap since logRead.
-				g.logRead = after
-				if n := len(f.Entries); n > 0 {
-					g.logRead = max(after, f.Entries[n-1].Seq)
-				}
-			}
 			g.s.log.Debug("group: fetched", "group", g.id.String(), "home", i, "epoch", epoch, "after", after, "entries", len(f.Entries), "more", f.More, "open", f.Open)
 			b := g.newBatch()
 			b.lazy = true
@@ -824,42 +750,20 @@ func (g *group) fetch() {
 				if e.Seq > g.rec.Homes[i].Cursor {
 					g.rec.Homes[i].Cursor = e.Seq
 					b.soft = true
-					if i == 0 {
-						g.advance()
-					}
 				}
 				if g.mg == nil || g.mg.Epoch() != epoch {
 					break // a commit: what follows is the next epoch's, fetched with its token
 				}
 			}
-			if i == 0 && len(f.Entries) == 0 && f.Open > epoch && after > 0 && !g.reread && g.mg != nil && g.mg.Epoch() == epoch {
-				// The epoch is closed and nothing of it follows the
-				// cursor: the cursor passed its commit. Only sequence
-				// numbers from the topic (a sender's word, or a
-				// forwarder's) move it without the log: the epoch is
-				// read again from its start, its commit with it (once:
-				// a commit that cannot be read stays so).
-				g.s.log.Warn("group: the cursor passed the epoch's commit; reading the epoch again", "group", g.id.String(), "epoch", epoch, "cursor", after)
-				g.rec.Homes[0].Cursor, g.logRead, g.taken, g.reread = 0, 0, nil, true
-				g.fetchAt = g.s.clock.Now()
-			}
 			g.flush(b)
-			// A fetch up to the entries taken from the topic stops before
-			// them; past them, only what the subscription announced (or,
-			// without one, anything) is fetched.
-			more := f.More && (limit == 0 || g.sub == nil || g.heads > g.rec.Homes[i].Cursor)
-			if more || (g.mg != nil && g.mg.Epoch() != epoch) || f.Open > epoch && len(f.Entries) > 0 {
+			if f.More || (g.mg != nil && g.mg.Epoch() != epoch) || f.Open > epoch && len(f.Entries) > 0 {
 				g.fetchAt = g.s.clock.Now()
 			}
 			// Even with the topic and the subscription quiet, the log is
 			// read again now and then: what both missed (a push lost
 			// with a relay's restart, a commit published while this node
-			// was cut off) is found within a poll, and so is an entry
-			// the topic's numbers moved the cursor over.
+			// was cut off) is found within a poll.
 			g.schedule(&g.fetchAt, g.poll())
-			if g.logRead < g.rec.Homes[0].Cursor {
-				g.schedule(&g.checkAt, g.poll())
-			}
 		}
 	})
 }

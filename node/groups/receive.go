@@ -56,14 +56,12 @@ func (b *batch) empty() bool {
 		len(b.drop) == 0 && len(b.fn) == 0 && len(b.after) == 0
 }
 
-// remember notes a message hash as processed or dropped, and whether the
-// message was taken (receive).
-func (g *group) remember(h [32]byte, taken bool) {
+// remember notes a message hash as processed.
+func (g *group) remember(h [32]byte) {
 	if _, ok := g.recent[h]; ok {
-		g.recent[h] = g.recent[h] || taken
 		return
 	}
-	g.recent[h] = taken
+	g.recent[h] = struct{}{}
 	g.recentOrd = append(g.recentOrd, h)
 	if len(g.recentOrd) > recentHashes {
 		delete(g.recent, g.recentOrd[0])
@@ -79,7 +77,7 @@ func (g *group) receiveTopic(in []inbound) {
 	b := g.newBatch()
 	b.lazy = true
 	for _, x := range in {
-		if len(x.m.Seqs) > 0 && x.m.Seqs[0] > g.rec.Homes[0].Cursor+topicLead {
+		if len(x.m.Seqs) > 0 && x.m.Seqs[0] > max(g.gossipThrough, g.rec.Homes[0].Cursor)+topicLead {
 			// Far ahead of what this member has read (it is catching up
 			// from the log): decrypting it now would move its sender's
 			// ratchet past the messages in between, of which MLS keeps
@@ -87,19 +85,12 @@ func (g *group) receiveTopic(in []inbound) {
 			g.fetchAt = g.s.clock.Now()
 			continue
 		}
-		g.receiveTopic1(b, x.m)
+		if len(x.m.Seqs) > 0 {
+			g.seenOnTopic(x.m.Seqs[0])
+		}
+		g.receive(b, x.m, -1, 0)
 	}
 	g.flush(b)
-}
-
-// receiveTopic1 processes one message from the topic; if it is taken
-// (processed, or a copy of one processed), the first home's cursor may
-// move over its entry. One left to the log (a commit, one that would give
-// up skipped keys, one of the next epoch, one that failed) is not.
-func (g *group) receiveTopic1(b *batch, m *protocol.GroupMessage) {
-	if g.receive(b, m, -1, 0) && len(m.Seqs) > 0 {
-		g.take(m.Seqs[0])
-	}
 }
 
 // topicLead is how far ahead of the first home's entries read so far (by
@@ -107,89 +98,54 @@ func (g *group) receiveTopic1(b *batch, m *protocol.GroupMessage) {
 // entries in between are fewer than the skipped keys MLS keeps.
 const topicLead = mls.DefaultOutOfOrderWindow / 2
 
-// maxTaken bounds the sequence numbers kept beyond a gap: past it the next
-// fetch fills the gap and reads them again.
-const maxTaken = 4096
+// maxGossipSeen bounds the sequence numbers kept beyond a gap: past it the
+// next fetch fills the gap anyway.
+const maxGossipSeen = 4096
 
-// take notes that the first home's entry seq was taken without the log
-// (from the topic, or this node's own append), and moves the cursor over
-// the entries taken without a gap.
-//
-// The cursor is written with the group's record, which is never written
-// ahead of the state (flush): whatever took an entry moved the state
-// (stateDirty) or found it moved before, so the cursor never passes, on
-// disk, an entry whose processing is not there too.
-func (g *group) take(seq uint64) {
-	if len(g.rec.Homes) == 0 || seq <= g.rec.Homes[0].Cursor {
+// seenOnTopic notes that the topic brought the first home's entry seq,
+// and moves gossipThrough over the entries seen without a gap.
+func (g *group) seenOnTopic(seq uint64) {
+	through := max(g.gossipThrough, g.rec.Homes[0].Cursor)
+	if seq <= through {
 		return
 	}
-	if g.taken == nil {
-		g.taken = map[uint64]struct{}{}
+	if g.gossipSeen == nil {
+		g.gossipSeen = map[uint64]struct{}{}
 	}
-	if len(g.taken) >= maxTaken {
-		clear(g.taken)
+	if len(g.gossipSeen) >= maxGossipSeen {
+		clear(g.gossipSeen)
 	}
-	g.taken[seq] = struct{}{}
-	g.advance()
-}
-
-// advance moves the first home's cursor over the entries taken right
-// after it, and forgets those it passed.
-func (g *group) advance() {
-	if len(g.taken) == 0 {
-		return
-	}
-	c := g.rec.Homes[0].Cursor
-	for seq := range g.taken {
-		if seq <= c {
-			delete(g.taken, seq)
-		}
-	}
+	g.gossipSeen[seq] = struct{}{}
 	for {
-		if _, ok := g.taken[c+1]; !ok {
+		if _, ok := g.gossipSeen[through+1]; !ok {
 			break
 		}
-		delete(g.taken, c+1)
-		c++
+		delete(g.gossipSeen, through+1)
+		through++
 	}
-	g.rec.Homes[0].Cursor = c
-}
-
-// nextTaken is the first entry taken past the cursor's gap (0: none): a
-// fetch from the first home reads up to it.
-func (g *group) nextTaken() uint64 {
-	var next uint64
-	for seq := range g.taken {
-		if seq > g.rec.Homes[0].Cursor && (next == 0 || seq < next) {
-			next = seq
-		}
-	}
-	return next
+	g.gossipThrough = through
 }
 
 // receive processes one message: from the topic (home -1) or from home
 // relay home's log at seq. Commits are taken from the first home's log
-// only: the relay that orders them (PROTOCOL.md §12.8). It reports whether
-// the message was taken: processed, or known as processed before (its
-// hash, MLS's own or used key); one dropped for anything else, or left to
-// come again, is not.
-func (g *group) receive(b *batch, m *protocol.GroupMessage, home int, seq uint64) bool {
+// only: the relay that orders them (PROTOCOL.md §12.8).
+func (g *group) receive(b *batch, m *protocol.GroupMessage, home int, seq uint64) {
 	if g.mg == nil || !g.mg.Active() {
-		return false
+		return
 	}
 	h := m.Hash()
-	if taken, ok := g.recent[h]; ok {
+	if _, ok := g.recent[h]; ok {
 		g.s.met.duplicate.Inc()
-		return taken
+		return
 	}
 	switch m.Kind {
 	case protocol.GroupWelcome:
-		return false
+		return
 	case protocol.GroupApplication:
 		if len(m.Body) > MaxApplicationBody {
-			g.remember(h, false)
+			g.remember(h)
 			g.s.met.dropped.WithLabelValues(dropMalformed).Inc()
-			return false
+			return
 		}
 	case protocol.GroupCommit:
 		if home != 0 {
@@ -197,13 +153,13 @@ func (g *group) receive(b *batch, m *protocol.GroupMessage, home int, seq uint64
 				g.fetchAt = g.s.clock.Now()
 			}
 			g.s.met.dropped.WithLabelValues(dropNotMember).Inc()
-			return false
+			return
 		}
 	}
 	if home < 0 {
 		if hd, err := mls.Peek(m.Body); err != nil || !kindMatches(m.Kind, hd.Kind) {
 			g.s.met.dropped.WithLabelValues(dropMalformed).Inc()
-			return false
+			return
 		}
 	}
 	// A message from the topic may come before others of its sender that
@@ -214,7 +170,7 @@ func (g *group) receive(b *batch, m *protocol.GroupMessage, home int, seq uint64
 	switch {
 	case errors.Is(err, mls.ErrWouldEvict):
 		g.schedule(&g.fetchAt, g.s.opt.FetchGrace)
-		return false
+		return
 	case errors.Is(err, mls.ErrEpochAhead):
 		if len(g.ahead) < MaxAhead {
 			g.ahead = append(g.ahead, m)
@@ -224,32 +180,32 @@ func (g *group) receive(b *batch, m *protocol.GroupMessage, home int, seq uint64
 			// (commits travel only there), whatever the subscription said.
 			g.schedule(&g.fetchAt, g.s.opt.FetchGrace)
 		}
-		return false
+		return
 	case errors.Is(err, mls.ErrOwnMessage) && m.Kind == protocol.GroupCommit:
 		// This device's commit closed the epoch but its pending state is
 		// gone: it cannot follow the group (commitLost keeps it so this
 		// does not happen). Said, never silent.
-		g.remember(h, false)
+		g.remember(h)
 		g.stuck = fmt.Sprintf("this device's commit closed epoch %d without its keys", m.Epoch)
 		g.s.log.Warn("group: own commit without its pending state", "group", g.id.String(), "epoch", m.Epoch)
-		return false
+		return
 	case errors.Is(err, mls.ErrOwnMessage), errors.Is(err, mls.ErrDuplicate):
-		g.remember(h, true)
+		g.remember(h)
 		g.s.met.duplicate.Inc()
-		return true
+		return
 	case errors.Is(err, mls.ErrEvicted):
 		// Not a copy of a message processed before (its hash would be in
 		// recent): a message this member cannot read any more.
-		g.remember(h, false)
+		g.remember(h)
 		g.s.met.dropped.WithLabelValues(dropEvicted).Inc()
 		g.s.log.Warn("group: message arrived after MLS gave up its key", "group", g.id.String(), "epoch", m.Epoch, "home", home, "seq", seq)
-		return false
+		return
 	case errors.Is(err, mls.ErrEpochGone):
-		g.remember(h, false)
+		g.remember(h)
 		g.s.met.dropped.WithLabelValues(dropEpoch).Inc()
-		return false
+		return
 	case errors.Is(err, mls.ErrRefused):
-		g.remember(h, false)
+		g.remember(h)
 		g.s.met.dropped.WithLabelValues(dropRefused).Inc()
 		if m.Kind == protocol.GroupCommit {
 			// The relay closed the epoch with a commit the group's rules
@@ -257,14 +213,14 @@ func (g *group) receive(b *batch, m *protocol.GroupMessage, home int, seq uint64
 			g.s.log.Warn("group: a refused commit closed the epoch; moving to new logs", "group", g.id.String(), "epoch", m.Epoch)
 			g.resetLogs(b)
 		}
-		return false
+		return
 	case err != nil:
-		g.remember(h, false)
+		g.remember(h)
 		g.s.met.dropped.WithLabelValues(dropAuth).Inc()
 		g.s.log.Debug("group: message refused", "group", g.id.String(), "err", err)
-		return false
+		return
 	}
-	g.remember(h, true)
+	g.remember(h)
 	if r.Kind == mls.KindApplication {
 		b.soft = true
 	} else {
@@ -281,7 +237,6 @@ func (g *group) receive(b *batch, m *protocol.GroupMessage, home int, seq uint64
 	case mls.KindCommit:
 		g.applyCommit(b, r, m, seq)
 	}
-	return true
 }
 
 // resetLogs moves the group to new logs on its home relays, open at the
@@ -302,13 +257,12 @@ func (g *group) resetLogs(b *batch) {
 		copy(g.rec.Homes[i].Log[:], id)
 		g.rec.Homes[i].Cursor = 0
 	}
-	g.logRead = 0
 	g.s.met.logResets.Inc()
 	g.lags = nil
 	g.saveLagsIn(b)
 	g.rec.UpdatedAt = g.s.clock.Now()
 	b.rec = true
-	g.sub, g.heads, g.headMarks, g.taken = nil, 0, nil, nil
+	g.sub, g.heads, g.gossipSeen, g.gossipThrough = nil, 0, nil, 0
 	g.subN++
 	g.schedule(&g.subAt, g.s.opt.RetryMin)
 	for i := range g.rec.Homes {

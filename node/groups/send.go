@@ -400,12 +400,6 @@ func (g *group) appended(it *outItem, i int, a grouplog.Appended, err error) {
 		g.s.log.Debug("group: appended", "group", g.id.String(), "home", i, "epoch", it.e.Epoch, "seq", a.Seq, "kind", it.e.Kind, "message", it.e.Message.String())
 		it.e.Seqs[i] = a.Seq
 		it.fails[i] = 0
-		if i == 0 && it.e.Kind != protocol.GroupCommit && g.mg != nil && g.mg.Epoch() == it.e.Epoch {
-			// This node's own entry: its state was written before the
-			// append (a crash reads it back as its own), and the log
-			// need not bring it back.
-			g.take(a.Seq)
-		}
 		if it.e.Kind == protocol.GroupCommit && i == 0 && g.mg != nil && g.mg.Epoch() == it.e.Epoch {
 			if a.Seq > g.rec.Homes[0].Cursor+1 {
 				// Entries of the epoch precede the commit in the log that

@@ -133,8 +133,7 @@ type Options struct {
 	ReceiptDelay time.Duration
 	// FetchGrace is how long a member waits for a message its relay
 	// subscription announced to arrive over gossipsub before it fetches it
-	// from the log (if its cursor is still short of it then). Default
-	// 300 ms.
+	// from the log. Default 300 ms.
 	FetchGrace time.Duration
 	// RetryMin and RetryMax bound the backoff of appends, fetches and
 	// subscriptions that failed. Defaults 500 ms and 1 min.
