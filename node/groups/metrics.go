@@ -106,7 +106,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "sealpost_groups_homes_failing", Help: "Home relays of this node's groups (one per group and home) whose appends failed many rounds in a row (shown in the group's relays).",
 	})
 	m.stateWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sealpost_groups_state_writes_total", Help: "Writes of a group's MLS state, by why: change (the whole state, with a commit, a proposal, an entry encrypted again), keys (only the keys application messages moved, with an own message or the group's record), deferred (only the keys others' messages used, written within StateEvery).",
+		Name: "sealpost_groups_state_writes_total", Help: "Writes of a group's MLS state, by why: change (the whole state: with a commit, a proposal, an entry encrypted again, or in place of keys that cannot be written alone), keys (only the keys application messages moved, with an own message or the group's record), deferred (only the keys others' messages used, written within StateEvery).",
 	}, []string{"why"})
 	m.stateBytes = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "sealpost_groups_state_bytes_total", Help: "Bytes of the MLS states and keys written (sealpost_groups_state_writes_total); a whole state grows with its group's size.",

@@ -303,12 +303,7 @@ func (g *group) directReceipt(to identity.UserID, device peer.ID, ns []uint64, c
 	}
 	gid := g.id
 	g.async(func(ctx context.Context) func() {
-		var err error
-		for c := covers; len(c) > 0 && err == nil; {
-			n := min(len(c), protocol.MaxReceiptIDs)
-			err = g.s.sendReceipt(ctx, device, &protocol.GroupReceipt{Group: gid, Covers: c[:n]})
-			c = c[n:]
-		}
+		err := g.s.sendReceipts(ctx, device, gid, covers)
 		return func() {
 			if err == nil {
 				g.receiptsSent = append(g.receiptsSent, ns...)
@@ -364,29 +359,49 @@ func (g *group) sentForgotten(ns []uint64, err error) {
 // errReceiptRefused: the sender's device answered a receipt with an error.
 var errReceiptRefused = errors.New("groups: receipt refused")
 
-// sendReceipt opens a stream to device (dialling it if needed), sends r and
-// waits for the answer.
-func (s *Service) sendReceipt(ctx context.Context, device peer.ID, r *protocol.GroupReceipt) error {
+// sendReceipts sends device receipts covering covers (a frame of at most
+// protocol.MaxReceiptIDs each), dialling it if needed.
+//
+// A connection made for receipts alone is closed after them once this host
+// holds many peers (two thirds of its connection manager's high
+// watermark): every member of a large group connects to a message's
+// sender for its receipt, more connections than a device takes; kept,
+// they fill its limits until its connection manager trims them. Below,
+// it is kept for the next receipt. Only the connections this dial opened
+// are closed, and none to a peer something else of this node's keeps (a
+// peer of the topic's mesh).
+func (s *Service) sendReceipts(ctx context.Context, device peer.ID, group protocol.GroupID, covers []protocol.MessageID) error {
 	ctx, cancel := context.WithTimeout(ctx, receiptTimeout)
 	defer cancel()
 	h := s.cfg.Host
 	if h.Network().Connectedness(device) != network.Connected {
+		began := time.Now()
 		if err := s.dial(ctx, device); err != nil {
 			return err
 		}
-		// A connection made for a receipt alone is closed after it once
-		// this host holds many: every member of a large group connects
-		// to a message's sender for its receipt, more connections than a
-		// device takes; kept, they fill its limits until its connection
-		// manager trims them. Below, it is kept for the next receipt.
-		// One that something else of this node's keeps (a peer of the
-		// topic's mesh) stays.
 		defer func() {
-			if len(h.Network().Peers()) > s.cfg.ConnHigh*2/3 && !h.ConnManager().IsProtected(device, "") {
-				_ = h.Network().ClosePeer(device)
+			if len(h.Network().Peers()) <= s.cfg.ConnHigh*2/3 || h.ConnManager().IsProtected(device, "") {
+				return
+			}
+			for _, c := range h.Network().ConnsToPeer(device) {
+				if st := c.Stat(); st.Direction == network.DirOutbound && !st.Opened.Before(began) {
+					_ = c.Close()
+				}
 			}
 		}()
 	}
+	for len(covers) > 0 {
+		n := min(len(covers), protocol.MaxReceiptIDs)
+		if err := s.sendReceipt(ctx, device, &protocol.GroupReceipt{Group: group, Covers: covers[:n]}); err != nil {
+			return err
+		}
+		covers = covers[n:]
+	}
+	return nil
+}
+
+// sendReceipt opens a stream to device, sends r and waits for the answer.
+func (s *Service) sendReceipt(ctx context.Context, device peer.ID, r *protocol.GroupReceipt) error {
 	str, err := s.cfg.Host.NewStream(ctx, device, libp2pproto.ID(protocol.GroupReceiptProtocol))
 	if err != nil {
 		return err
