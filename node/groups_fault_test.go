@@ -376,7 +376,9 @@ func TestReceiptBusySender(t *testing.T) {
 		ms, err := a.Groups().Messages(ctx, group, 1)
 		return err == nil && len(ms) == 1 && ms[0].ID == r.ID
 	})
-	time.Sleep(12 * time.Second) // a's receipt delay and its tries, refused
+	nodetest.WaitFor(t, time.Minute, "a's receipt refused a few times", func() bool {
+		return counter(t, a, "sealpost_groups_receipt_failures_total") >= 4
+	})
 	gate.cut.Store(peer.ID(""))
 	if res, err := b.Groups().WaitState(ctx, id, groups.StateDelivered); err != nil || len(res.Members) != 1 {
 		t.Fatalf("wait delivered: %v (%+v)", err, res)

@@ -20,6 +20,10 @@ type metrics struct {
 	duplicate prometheus.Counter
 	logResets prometheus.Counter
 	receipts  *prometheus.CounterVec // receipts sent, by way: direct, group
+	// receiptFails are the tries to send receipts straight to their
+	// sender that failed (tried again; through the group once the sender
+	// has failed long enough).
+	receiptFails prometheus.Counter
 	// catchUps counts the catch-ups of a lagging home, by result: done,
 	// given_up; catchUpEntries the entries they copied.
 	catchUps       *prometheus.CounterVec
@@ -87,6 +91,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sealpost_groups_log_resets_total",
 			Help: "Moves of a group to new logs because a home relay closed an epoch with a commit the group's rules refuse.",
 		}),
+		receiptFails: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sealpost_groups_receipt_failures_total",
+			Help: "Tries to send delivery receipts straight to their sender's device that failed (refused, or out of reach); they are tried again, and go through the group once the sender has failed for 30 receipt delays.",
+		}),
 		receipts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sealpost_groups_receipts_total",
 			Help: "Delivery receipts this node sent, by way: direct (to the sender's device), group (through the group: the sender was out of reach).",
@@ -111,7 +119,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.stateBytes = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "sealpost_groups_state_bytes_total", Help: "Bytes of the MLS states and keys written (sealpost_groups_state_writes_total); a whole state grows with its group's size.",
 	})
-	set, err := metricset.Register(reg, m.sent, m.received, m.commits, m.dropped, m.fetched, m.groups, m.duplicate, m.logResets, m.receipts, m.catchUps, m.catchUpEntries, m.appendFails, m.homesFailing, m.stateWrites, m.stateBytes)
+	set, err := metricset.Register(reg, m.sent, m.received, m.commits, m.dropped, m.fetched, m.groups, m.duplicate, m.logResets, m.receipts, m.receiptFails, m.catchUps, m.catchUpEntries, m.appendFails, m.homesFailing, m.stateWrites, m.stateBytes)
 	if err != nil {
 		return nil, err
 	}

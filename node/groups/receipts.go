@@ -320,6 +320,7 @@ func (g *group) directReceipt(to identity.UserID, device peer.ID, ns []uint64, c
 				}
 				f.tries++
 				g.receiptFails[to] = f
+				g.s.met.receiptFails.Inc()
 				g.s.log.Debug("group: receipt not delivered", "group", g.id.String(), "tries", f.tries, "err", err)
 				g.schedule(&g.receiptAt, g.backoff(f.tries))
 				return
