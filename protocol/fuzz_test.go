@@ -104,6 +104,28 @@ func FuzzParseLink(f *testing.F) {
 	})
 }
 
+// readEnded checks the end of reading in frame by frame, rebuilt being
+// the frames read so far: at io.EOF they are all of in, after another
+// error (a documented one) its first bytes. It reports whether reading
+// ended (err is not nil).
+func readEnded(t *testing.T, in, rebuilt []byte, err error) bool {
+	t.Helper()
+	switch {
+	case err == nil:
+		return false
+	case err == io.EOF:
+		if !bytes.Equal(rebuilt, in) {
+			t.Fatal("frames read are not the input")
+		}
+	default:
+		checkDecodeError(t, err)
+		if !bytes.HasPrefix(in, rebuilt) {
+			t.Fatal("frames read are not the input")
+		}
+	}
+	return true
+}
+
 // FuzzFrameReaderLen reads frames as a service that bounds the bytes it
 // holds does: each frame's length with Len first (twice: the same), then
 // the frame, with a bound on the buffer kept (Keep). Len's length is the
@@ -142,17 +164,7 @@ func FuzzFrameReaderLen(f *testing.F) {
 			if err == nil {
 				b, err = fr.Next()
 			}
-			if err == io.EOF {
-				if !bytes.Equal(rebuilt, in) {
-					t.Fatal("frames read are not the input")
-				}
-				return
-			}
-			if err != nil {
-				checkDecodeError(t, err)
-				if !bytes.HasPrefix(in, rebuilt) {
-					t.Fatal("frames read are not the input")
-				}
+			if readEnded(t, in, rebuilt, err) {
 				return
 			}
 			if len(b) != n {
@@ -190,20 +202,10 @@ func FuzzFrameReader(f *testing.F) {
 		for {
 			buffered := fr.Buffered()
 			b, err := fr.Next()
-			if err == io.EOF {
-				if !bytes.Equal(rebuilt, in) {
-					t.Fatal("frames read are not the input")
-				}
-				return
+			if buffered && errors.Is(err, ErrTruncated) {
+				t.Fatalf("Buffered reported a truncated frame: %v", err)
 			}
-			if err != nil {
-				checkDecodeError(t, err)
-				if buffered && errors.Is(err, ErrTruncated) {
-					t.Fatalf("Buffered reported a truncated frame: %v", err)
-				}
-				if !bytes.HasPrefix(in, rebuilt) {
-					t.Fatal("frames read are not the input")
-				}
+			if readEnded(t, in, rebuilt, err) {
 				return
 			}
 			if len(b) == 0 || len(b) > int(limit) || cap(fr.buf) > int(limit) {

@@ -121,6 +121,28 @@ func TestRelayGoneMidFetch(t *testing.T) {
 	<-c.Done()
 }
 
+// pushingRelay is a relay that answers a FETCH with n pushes of entry at
+// epoch 1, gap apart, and then the FETCH's end (until the client resets
+// the stream).
+func pushingRelay(t *testing.T, n int, entry []byte, gap time.Duration) host.Host {
+	t.Helper()
+	return badRelay(t, func(s network.Stream) {
+		fr := protocol.NewFrameReader(s, protocol.MaxGroupLogFrame)
+		var req protocol.GroupLogRequest
+		if fr.Read(&req) != nil {
+			return
+		}
+		for i := range n {
+			time.Sleep(gap)
+			if protocol.WriteFrame(s, &protocol.GroupLogResponse{Op: protocol.GroupLogPush, ID: req.ID, Code: protocol.CodeOK, Seq: uint64(i + 1), Entry: entry}) != nil {
+				return
+			}
+		}
+		protocol.WriteFrame(s, &protocol.GroupLogResponse{Op: protocol.GroupLogFetch, ID: req.ID, Code: protocol.CodeOK, Epoch: 1})
+		io.Copy(io.Discard, s)
+	})
+}
+
 // TestLongFetchIsNotSilent: pushes of a fetch count as answers: a fetch
 // whose pushes keep coming for longer than the timeout completes.
 func TestLongFetchIsNotSilent(t *testing.T) {
@@ -129,22 +151,7 @@ func TestLongFetchIsNotSilent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := badRelay(t, func(s network.Stream) {
-		fr := protocol.NewFrameReader(s, protocol.MaxGroupLogFrame)
-		var req protocol.GroupLogRequest
-		if fr.Read(&req) != nil {
-			return
-		}
-		for i := range n {
-			time.Sleep(gap)
-			if err := protocol.WriteFrame(s, &protocol.GroupLogResponse{Op: protocol.GroupLogPush, ID: req.ID, Code: protocol.CodeOK, Seq: uint64(i + 1), Entry: entry}); err != nil {
-				t.Log(err)
-				return
-			}
-		}
-		protocol.WriteFrame(s, &protocol.GroupLogResponse{Op: protocol.GroupLogFetch, ID: req.ID, Code: protocol.CodeOK, Epoch: 1})
-		io.Copy(io.Discard, s)
-	})
+	r := pushingRelay(t, n, entry, gap)
 	// The timeout is shorter than the fetch, longer than a gap.
 	c := dial(t, r, 4*gap)
 	f, err := c.Fetch(context.Background(), log, 1, tok, 0, 0)
@@ -166,20 +173,7 @@ func TestFetchBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := protocol.MaxFetchBytes/len(entry) + 1
-	r := badRelay(t, func(s network.Stream) {
-		fr := protocol.NewFrameReader(s, protocol.MaxGroupLogFrame)
-		var req protocol.GroupLogRequest
-		if fr.Read(&req) != nil {
-			return
-		}
-		for i := range n {
-			if protocol.WriteFrame(s, &protocol.GroupLogResponse{Op: protocol.GroupLogPush, ID: req.ID, Code: protocol.CodeOK, Seq: uint64(i + 1), Entry: entry}) != nil {
-				return // the client reset the stream
-			}
-		}
-		protocol.WriteFrame(s, &protocol.GroupLogResponse{Op: protocol.GroupLogFetch, ID: req.ID, Code: protocol.CodeOK, Epoch: 1})
-		io.Copy(io.Discard, s)
-	})
+	r := pushingRelay(t, n, entry, 0)
 	c := dial(t, r, time.Minute)
 	f, err := c.Fetch(context.Background(), log, 1, tok, 0, 0)
 	if !errors.Is(err, grouplog.ErrBadRelay) {

@@ -560,14 +560,22 @@ func (g *group) flush(b *batch) error {
 				}
 			}
 		}
-		for _, id := range touched {
-			done, err := g.checkDelivered(tx, id)
-			if err != nil {
-				return err
+		// check moves those of ids no member misses any more to
+		// delivered.
+		check := func(ids []protocol.MessageID) error {
+			for _, id := range ids {
+				done, err := g.checkDelivered(tx, id)
+				if err != nil {
+					return err
+				}
+				if done {
+					delivered = append(delivered, id)
+				}
 			}
-			if done {
-				delivered = append(delivered, id)
-			}
+			return nil
+		}
+		if err := check(touched); err != nil {
+			return err
 		}
 		for _, u := range b.drop {
 			for {
@@ -575,14 +583,8 @@ func (g *group) flush(b *batch) error {
 				if err != nil {
 					return err
 				}
-				for _, id := range ids {
-					done, err := g.checkDelivered(tx, id)
-					if err != nil {
-						return err
-					}
-					if done {
-						delivered = append(delivered, id)
-					}
+				if err := check(ids); err != nil {
+					return err
 				}
 				if len(ids) < 1024 {
 					break
