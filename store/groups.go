@@ -21,6 +21,7 @@ import (
 //	tGroupStateMore   group(32) part(2)            -> its parts after the first, in order
 //	tGroupStateKeys   group(32)                    -> the MLS keys that moved since the state was written
 //	tGroupWork        group(32) kind(1) n(8)       -> GroupWork
+//	tGroupWork        group(32) 0 kind(1)          -> the last n AddWork gave the kind
 //	tGroupInbox       n(8)                         -> GroupInboxEntry
 //	tGroupDelivery    message(16) member(32)       -> delivered time (zero: pending)
 //	tGroupUndelivered group(32) member(32) msg(16) -> "": the pending rows by member
@@ -200,7 +201,7 @@ func (g *Group) unmarshal(b []byte) error {
 
 // GroupWorkKind says what a work item of the group engine is. The engine
 // encodes the item's Data; the store keeps the items of a group in order,
-// per kind.
+// per kind. Kind 0 is none (AddWork and PutWork refuse it).
 type GroupWorkKind uint8
 
 // GroupWork is one durable item of the group engine's work for a group
@@ -220,6 +221,13 @@ type GroupWork struct {
 func groupWorkKey(g protocol.GroupID, kind GroupWorkKind, n uint64) []byte {
 	k := u64Key(n)
 	return key(tGroupWork, g[:], []byte{byte(kind)}, k[:])
+}
+
+// groupWorkLastKey is the row of the last N AddWork gave group g's kind:
+// kind 0 is no kind, so the row is in no kind's range of items, and it
+// goes with the group's work when the group is deleted.
+func groupWorkLastKey(g protocol.GroupID, kind GroupWorkKind) []byte {
+	return key(tGroupWork, g[:], []byte{0, byte(kind)})
 }
 
 // GroupInboxEntry is a group control that arrived from a contact, kept
@@ -403,28 +411,53 @@ func (s Groups) Delete(id protocol.GroupID) error {
 }
 
 // AddWork appends a work item for w.Group of kind w.Kind; N is assigned
-// (one more than the kind's last) and returned.
+// (one more than the last N it assigned to the kind) and returned.
+//
+// The last N is a row of its own, read with one lookup: the items are
+// written and deleted all the time (a receipt owed for every message
+// received), and finding the last of them by a scan walks every deleted
+// item the store has not compacted away yet. A store written before the
+// row (or a kind's first item) finds it by that scan once.
 func (s Groups) AddWork(w GroupWork) (uint64, error) {
-	if len(w.Data) > MaxGroupWork {
-		return 0, fmt.Errorf("group work: %w: %d bytes", ErrInvalid, len(w.Data))
+	if len(w.Data) > MaxGroupWork || w.Kind == 0 {
+		return 0, fmt.Errorf("group work: %w: kind %d, %d bytes", ErrInvalid, w.Kind, len(w.Data))
 	}
-	var last uint64
-	prefix := key(tGroupWork, w.Group[:], []byte{byte(w.Kind)})
-	err := s.tx.scanPrefix(prefix, true, func(k, _ []byte) error {
-		last = binary.BigEndian.Uint64(k[len(k)-8:])
-		return errStop
-	})
+	last, err := s.lastWork(w.Group, w.Kind)
 	if err != nil {
 		return 0, err
 	}
 	w.N = last + 1
+	n := u64Key(w.N)
+	if err := s.tx.set(groupWorkLastKey(w.Group, w.Kind), n[:]); err != nil {
+		return 0, err
+	}
 	return w.N, s.tx.set(groupWorkKey(w.Group, w.Kind, w.N), w.Data)
+}
+
+// lastWork returns the last N AddWork assigned to group g's kind.
+func (s Groups) lastWork(g protocol.GroupID, kind GroupWorkKind) (uint64, error) {
+	b, err := s.tx.get(groupWorkLastKey(g, kind))
+	switch {
+	case err == nil && len(b) == 8:
+		return binary.BigEndian.Uint64(b), nil
+	case err == nil:
+		return 0, fmt.Errorf("group work: last n of %d bytes: %w", len(b), ErrCorrupt)
+	case !errors.Is(err, ErrNotFound):
+		return 0, err
+	}
+	var last uint64
+	prefix := key(tGroupWork, g[:], []byte{byte(kind)})
+	err = s.tx.scanPrefix(prefix, true, func(k, _ []byte) error {
+		last = binary.BigEndian.Uint64(k[len(k)-8:])
+		return errStop
+	})
+	return last, err
 }
 
 // PutWork replaces the data of an existing work item (or writes one at a
 // chosen N).
 func (s Groups) PutWork(w GroupWork) error {
-	if len(w.Data) > MaxGroupWork || w.N == 0 {
+	if len(w.Data) > MaxGroupWork || w.N == 0 || w.Kind == 0 {
 		return fmt.Errorf("group work: %w", ErrInvalid)
 	}
 	return s.tx.set(groupWorkKey(w.Group, w.Kind, w.N), w.Data)

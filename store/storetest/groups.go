@@ -85,6 +85,35 @@ func testGroups(t *testing.T, st store.Store) {
 			}
 			return nil
 		})
+		// N goes on from the last one given, even once every item is
+		// gone: an N is never given twice.
+		update(t, st, func(tx *store.Tx) error {
+			for _, n := range []uint64{1, 3} {
+				if err := tx.Groups().DeleteWork(gid, 1, n); err != nil {
+					return err
+				}
+			}
+			n, err := tx.Groups().AddWork(store.GroupWork{Group: gid, Kind: 1, Data: []byte("after")})
+			if n != 4 {
+				t.Errorf("AddWork after deleting every item: n %d, want 4", n)
+			}
+			return err
+		})
+		view(t, st, func(tx *store.Tx) error {
+			for kind, want := range map[store.GroupWorkKind]int{1: 1, 2: 1} {
+				if w, err := tx.Groups().Work(gid, kind, 0); err != nil || len(w) != want {
+					t.Errorf("Work of kind %d: %+v, %v; want %d items", kind, w, err, want)
+				}
+			}
+			return nil
+		})
+		update(t, st, func(tx *store.Tx) error {
+			_, err := tx.Groups().AddWork(store.GroupWork{Group: gid, Kind: 0, Data: []byte("none")})
+			if !errors.Is(err, store.ErrInvalid) {
+				t.Errorf("AddWork of kind 0: %v", err)
+			}
+			return nil
+		})
 	})
 
 	t.Run("Inbox", func(t *testing.T) {
