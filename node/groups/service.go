@@ -154,7 +154,7 @@ type Options struct {
 	// seen-set (longer than the relays' TTL). Default 30 days.
 	SeenRetention time.Duration
 	// Connect is how many member devices a group keeps connected for its
-	// topic's mesh. Default 8.
+	// topic's mesh. Default DefaultConnect.
 	Connect int
 	// BreakRules makes a member that commits admin changes without being
 	// an admin: a member breaking the group's rules, for tests of the
@@ -176,10 +176,13 @@ func (o Options) withDefaults() Options {
 	def(&o.StateEvery, time.Second)
 	def(&o.SeenRetention, 30*24*time.Hour)
 	if o.Connect <= 0 {
-		o.Connect = 8
+		o.Connect = DefaultConnect
 	}
 	return o
 }
+
+// DefaultConnect is Options.Connect's default.
+const DefaultConnect = 8
 
 // Config is what New needs. Each field documents its zero value.
 type Config struct {

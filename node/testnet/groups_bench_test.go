@@ -27,11 +27,27 @@ import (
 // one before, so the figure is the latency of a message, not the wait in
 // a queue of them. The group is made once per call (minutes), so an
 // iteration is all 100 messages, and the default -benchtime runs one.
+//
+// One after the other, a message meets the receipts of the few before it
+// (each member sends its own a receipt delay and a random part of a
+// window later, over a connection to the sender): in this process, they
+// take the same two cores as the message. SEALPOST_GROUP_PACE=delivered
+// sends each message once the one before is delivered to every member
+// (the sender has every receipt), as in a conversation whose messages
+// are seconds apart; SEALPOST_GROUP_MESSAGES sets how many messages (a
+// message then takes as long as its receipts, tens of seconds at 100
+// members).
+//
 // Reported, in milliseconds unless named otherwise:
 //
 //	p50-ms, p99-ms   Send to a member's commit (decrypted, its write
 //	                 begun: the message's ReceivedAt), over every member
 //	                 and message
+//	sent-p50-ms,     Send to the sender's event that the message is sent
+//	sent-p99-ms      (on its home relay, published, and that state
+//	                 durable): the part of the latency before the fan-out
+//	delivered-p50-ms, Send to the sender's message delivered to every
+//	delivered-p99-ms member (paced runs only)
 //	last-p99-ms      Send to the commit of the last member, per message
 //	shown-p99-ms     Send to the member's event (its write durable, the
 //	                 message shown to the user; for a member whose event
@@ -40,6 +56,13 @@ import (
 //	hop-p99-ms       loopback (QUIC ping) in this process, one before
 //	                 each message, so under the same load
 //	p99/hop          p99-ms over hop-p99-ms
+//	gossip-p50-ms,   the limit of the fan-out: a bare gossipsub network
+//	gossip-p99-ms    of as many hosts in this process (sealpost's gossip
+//	                 transport, each host connected to as many others as
+//	                 a group keeps, no decryption, store or relay),
+//	                 publish to each host's delivery, measured after the
+//	                 messages with the group's nodes still up
+//	p99/gossip       p99-ms over gossip-p99-ms
 //	p99/target       p99-ms over the 50 ms the figure aims at
 //	setup-s          seconds to make the group (every member joined)
 //	cpu-ms/msg       the process's CPU time per message (all members'
@@ -61,6 +84,11 @@ import (
 //	state-KiB/msg    the states' bytes written per message, all members
 //	dials/msg        connections the process opened per message (a
 //	                 receipt to a sender not connected dials it)
+//	received/msg ... the message's path, per message, over all nodes
+//	commits/msg      (messagePath): decryptions, copies skipped, log
+//	                 entries fetched, receipts through the group and
+//	                 straight to the sender, tries of those that failed,
+//	                 commits
 //	wait-p50-ms,     how long the process's goroutines waited, runnable,
 //	wait-p99-ms      before they ran, while the messages went (the Go
 //	                 scheduler's histogram): a hop-p99-ms close to it is
@@ -68,7 +96,10 @@ import (
 //
 // SEALPOST_GROUP_MEMBERS sets another size (a smaller group to profile),
 // SEALPOST_GROUP_PROFILE=FILE writes a CPU profile of the messages alone
-// (-cpuprofile would take in the minutes of setup):
+// (-cpuprofile would take in the minutes of setup), and
+// SEALPOST_GROUP_FANOUT_PROFILES=DIR one profile per message, from its
+// Send until every member committed it, to merge (go tool pprof -proto
+// DIR/*.prof): where the CPU goes while a message fans out:
 //
 //	go test ./node/testnet -run '^$' -bench BenchmarkGroup100 -timeout 30m
 func BenchmarkGroup100(b *testing.B) {
@@ -82,6 +113,23 @@ func BenchmarkGroup100(b *testing.B) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	messages := 100
+	if s := os.Getenv("SEALPOST_GROUP_MESSAGES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			b.Fatalf("SEALPOST_GROUP_MESSAGES=%q: want a number of messages", s)
+		}
+		messages = n
+	}
+	paced := false
+	switch s := os.Getenv("SEALPOST_GROUP_PACE"); s {
+	case "", "committed":
+	case "delivered":
+		paced = true
+	default:
+		b.Fatalf("SEALPOST_GROUP_PACE=%q: want committed or delivered", s)
+	}
+	fanoutProfiles := os.Getenv("SEALPOST_GROUP_FANOUT_PROFILES")
 	if _, err := RaiseFileLimit(); err != nil {
 		b.Fatal(err)
 	}
@@ -115,6 +163,7 @@ func BenchmarkGroup100(b *testing.B) {
 	type seen struct{ received, shown time.Time }
 	var mu sync.Mutex
 	got := map[string]map[int]seen{} // message ID -> member -> when
+	sentAt := map[string]time.Time{} // message ID -> its sender's sent event
 	note := func(mi int, m groups.Message, shown time.Time) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -134,6 +183,12 @@ func BenchmarkGroup100(b *testing.B) {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				for e := range n.Subscribe(ctx) {
+					if st, ok := e.Data.(groups.StateEvent); ok && e.Type == groups.EventMessageState && st.State == groups.StateSent {
+						mu.Lock()
+						sentAt[st.ID] = e.Time
+						mu.Unlock()
+						continue
+					}
 					m, ok := e.Data.(groups.Message)
 					if e.Type != groups.EventMessage || !ok || m.Outgoing {
 						continue
@@ -191,8 +246,7 @@ func BenchmarkGroup100(b *testing.B) {
 	idle1, _ := usage()
 	idleCores := (idle1 - idle0).Seconds() / idleFor.Seconds()
 
-	const messages = 100
-	var lat, last, shown, hops []time.Duration
+	var lat, last, shown, hops, sent, delivered []time.Duration
 	syncs0, conns0 := syncs(nw), connsOpened(b, nw)
 	states0, stateBytes0 := counterSum(b, nw, "sealpost_groups_state_writes_total"), counterSum(b, nw, "sealpost_groups_state_bytes_total")
 	path0 := messagePath(b, nw)
@@ -215,6 +269,15 @@ func BenchmarkGroup100(b *testing.B) {
 		from := nw.nodes[members[i%len(members)]]
 		if d, err := hop.rtt(ctx); err == nil {
 			hops = append(hops, d)
+		}
+		var fanout *os.File
+		if fanoutProfiles != "" {
+			if fanout, err = os.Create(fmt.Sprintf("%s/fanout-%03d.prof", fanoutProfiles, i)); err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.StartCPUProfile(fanout); err != nil {
+				b.Fatal(err)
+			}
 		}
 		t0 := time.Now()
 		r, err := from.node().Groups().Send(ctx, gid, fmt.Sprintf("group message %d from %s", i, from.name))
@@ -240,6 +303,25 @@ func BenchmarkGroup100(b *testing.B) {
 		}
 		deadline.Stop()
 		look.Stop()
+		if fanout != nil {
+			pprof.StopCPUProfile()
+			if err := fanout.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if paced {
+			id, err := groups.ParseMessageID(r.ID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			wctx, wcancel := context.WithTimeout(ctx, 5*time.Minute)
+			res, err := from.node().Groups().WaitState(wctx, id, groups.StateDelivered)
+			wcancel()
+			if err != nil {
+				b.Fatalf("message %d not delivered to every member in 5 minutes: %v (%+v)", i, err, res)
+			}
+			delivered = append(delivered, time.Since(t0))
+		}
 		mu.Lock()
 		var slowest time.Duration
 		for _, s := range got[r.ID] {
@@ -249,6 +331,10 @@ func BenchmarkGroup100(b *testing.B) {
 			slowest = max(slowest, d)
 		}
 		delete(got, r.ID)
+		if at, ok := sentAt[r.ID]; ok {
+			sent = append(sent, at.Sub(t0))
+			delete(sentAt, r.ID)
+		}
 		mu.Unlock()
 		last = append(last, slowest)
 	}
@@ -267,6 +353,14 @@ func BenchmarkGroup100(b *testing.B) {
 		b.ReportMetric(p.P99/h.P99, "p99/hop")
 	}
 	b.ReportMetric(p.P99/50, "p99/target")
+	se := percentiles(sent)
+	b.ReportMetric(se.P50, "sent-p50-ms")
+	b.ReportMetric(se.P99, "sent-p99-ms")
+	if paced {
+		d := percentiles(delivered)
+		b.ReportMetric(d.P50, "delivered-p50-ms")
+		b.ReportMetric(d.P99, "delivered-p99-ms")
+	}
 	b.ReportMetric(setup.Seconds(), "setup-s")
 	syncs1, conns1 := syncs(nw), connsOpened(b, nw)
 	b.ReportMetric(float64((cpu1-cpu0).Microseconds())/1000/float64(b.N*messages), "cpu-ms/msg")
@@ -286,7 +380,13 @@ func BenchmarkGroup100(b *testing.B) {
 	for i, v := range messagePath(b, nw) {
 		b.ReportMetric((v-path0[i])/float64(b.N*messages), messagePathUnits[i])
 	}
-	b.ReportMetric(0, "ns/op") // the time of 100 messages one after the other says nothing more
+	fl := percentiles(gossipFloor(ctx, b, size, groups.DefaultConnect, 100))
+	b.ReportMetric(fl.P50, "gossip-p50-ms")
+	b.ReportMetric(fl.P99, "gossip-p99-ms")
+	if fl.P99 > 0 {
+		b.ReportMetric(p.P99/fl.P99, "p99/gossip")
+	}
+	b.ReportMetric(0, "ns/op") // the time of the messages one after the other says nothing more
 }
 
 // syncs is the number of disk syncs of the network's stores so far
@@ -329,12 +429,13 @@ func connsOpened(b *testing.B, nw *cluster) (n float64) {
 }
 
 // messagePathUnits name what messagePath counts, per message sent.
-var messagePathUnits = [...]string{"received/msg", "duplicates/msg", "fetched/msg", "group-receipts/msg", "direct-receipts/msg", "commits/msg"}
+var messagePathUnits = [...]string{"received/msg", "duplicates/msg", "fetched/msg", "group-receipts/msg", "direct-receipts/msg", "receipt-fails/msg", "commits/msg"}
 
 // messagePath counts, over the network's nodes, the group messages
 // decrypted (texts and receipts of others), those skipped as copies, the
 // log entries fetched, the receipts sent through the group and straight
-// to their sender, and the commits made: a message sent to the group
+// to their sender, the tries to send receipts to their sender that
+// failed, and the commits made: a message sent to the group
 // should cost about one decryption a member and one direct receipt a
 // member, and nothing else.
 func messagePath(b *testing.B, nw *cluster) [len(messagePathUnits)]float64 {
@@ -344,6 +445,7 @@ func messagePath(b *testing.B, nw *cluster) [len(messagePathUnits)]float64 {
 		counterSum(b, nw, "sealpost_groups_fetched_total"),
 		counterSum(b, nw, "sealpost_groups_receipts_total", "way", "group"),
 		counterSum(b, nw, "sealpost_groups_receipts_total", "way", "direct"),
+		counterSum(b, nw, "sealpost_groups_receipt_failures_total"),
 		counterSum(b, nw, "sealpost_groups_commits_total"),
 	}
 }
