@@ -301,9 +301,9 @@ func (g *group) directReceipt(to identity.UserID, device peer.ID, ns []uint64, c
 	for _, n := range ns {
 		g.receiptBusy[n] = true
 	}
-	gid := g.id
+	gid, large := g.id, len(g.members) > g.s.cfg.ConnHigh/receiptConnShare
 	g.async(func(ctx context.Context) func() {
-		err := g.s.sendReceipts(ctx, device, gid, covers)
+		err := g.s.sendReceipts(ctx, device, gid, covers, large)
 		return func() {
 			if err == nil {
 				g.receiptsSent = append(g.receiptsSent, ns...)
@@ -360,18 +360,29 @@ func (g *group) sentForgotten(ns []uint64, err error) {
 // errReceiptRefused: the sender's device answered a receipt with an error.
 var errReceiptRefused = errors.New("groups: receipt refused")
 
+// receiptConnShare: a group of more members than a receipt connection
+// share of a device's high watermark (ConnHigh/receiptConnShare) is
+// large: its receipts take no connection to their sender for longer than
+// they need.
+const receiptConnShare = 3
+
 // sendReceipts sends device receipts covering covers (a frame of at most
 // protocol.MaxReceiptIDs each), dialling it if needed.
 //
-// A connection made for receipts alone is closed after them once this host
-// holds many peers (two thirds of its connection manager's high
-// watermark): every member of a large group connects to a message's
-// sender for its receipt, more connections than a device takes; kept,
-// they fill its limits until its connection manager trims them. Below,
-// it is kept for the next receipt. Only the connections this dial opened
-// are closed, and none to a peer something else of this node's keeps (a
-// peer of the topic's mesh).
-func (s *Service) sendReceipts(ctx context.Context, device peer.ID, group protocol.GroupID, covers []protocol.MessageID) error {
+// A connection made for receipts alone is closed after them in a large
+// group, or once this host holds many peers (two thirds of its connection
+// manager's high watermark). Every member of a group connects to a
+// message's sender for its receipt: kept, the connections of a large
+// group's members fill the sender's limits (its high watermark is about
+// the connections it takes in) until its connection manager trims them,
+// and it refuses the receipts that come next, whose dialers then hold it
+// in their dial backoff for seconds. In a small group, on a host with few
+// peers, it is kept for the next receipt. Only the connections this dial
+// opened are closed: a peer connected before (a peer of the topic's mesh)
+// keeps its connection. Whether the connection manager protects the peer
+// says nothing here: pubsub protects a peer of a topic's mesh, and the
+// protection outlives the peer's connection.
+func (s *Service) sendReceipts(ctx context.Context, device peer.ID, group protocol.GroupID, covers []protocol.MessageID, large bool) error {
 	ctx, cancel := context.WithTimeout(ctx, receiptTimeout)
 	defer cancel()
 	h := s.cfg.Host
@@ -381,7 +392,7 @@ func (s *Service) sendReceipts(ctx context.Context, device peer.ID, group protoc
 			return err
 		}
 		defer func() {
-			if len(h.Network().Peers()) <= s.cfg.ConnHigh*2/3 || h.ConnManager().IsProtected(device, "") {
+			if !large && len(h.Network().Peers()) <= s.cfg.ConnHigh*2/3 {
 				return
 			}
 			for _, c := range h.Network().ConnsToPeer(device) {

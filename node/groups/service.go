@@ -215,10 +215,11 @@ type Config struct {
 	// Registerer gets the metrics. Zero: not registered.
 	Registerer prometheus.Registerer
 	// ConnHigh is the host's connection manager's high watermark: a
-	// connection made only for receipts is closed after them once the
-	// host is connected to more peers than two thirds of it (receipts of a
-	// large group would fill it, and the device would refuse what comes
-	// next). Zero: such a connection is always closed.
+	// connection made only for receipts is closed after them in a group of
+	// more members than a third of it, or once the host is connected to
+	// more peers than two thirds of it (receipts of a large group would
+	// fill the sender's, and its device would refuse what comes next).
+	// Zero: such a connection is always closed.
 	ConnHigh int
 	Options  Options
 }
