@@ -17,12 +17,13 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/sealpost/sealpost/node"
 	"github.com/sealpost/sealpost/node/groups"
 )
 
 // BenchmarkGroup100 measures a group of 100 members, all online, on an
-// in-process testnet (loopback, QUIC, a badger store per node, the group
-// on one home relay): 100 messages one after the other, each from the
+// in-process testnet (loopback, QUIC, a badger store per node, a personal
+// node's connection limits, the group on one home relay): 100 messages one after the other, each from the
 // next member in turn, each once every other member has committed the
 // one before, so the figure is the latency of a message, not the wait in
 // a queue of them. The group is made once per call (minutes), so an
@@ -142,6 +143,16 @@ func BenchmarkGroup100(b *testing.B) {
 		b.Fatal(err)
 	}
 	nw := newNetwork(o, work)
+	// The members take connections as a user's node does: the test
+	// profile's limits are half of them, and a message's receipts are
+	// each a connection to its sender.
+	personal, err := node.Defaults(node.Personal)
+	if err != nil {
+		b.Fatal(err)
+	}
+	nw.personal = func(c *node.Config) {
+		c.ConnLow, c.ConnHigh, c.MaxFDs, c.MaxMemory = personal.ConnLow, personal.ConnHigh, personal.MaxFDs, personal.MaxMemory
+	}
 	defer nw.stopAll()
 	start := time.Now()
 	if err := nw.up(ctx); err != nil {

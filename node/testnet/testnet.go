@@ -339,6 +339,9 @@ type cluster struct {
 	relayBytes int64
 	// groups is the run's group chats (nil without), made with the plan.
 	groups *groupRun
+	// personal, if set, changes the configuration of every personal node
+	// (benchmarks that need a user's limits, not the test profile's).
+	personal func(*node.Config)
 }
 
 func newNetwork(o Options, work string) *cluster {
@@ -419,6 +422,9 @@ func (nw *cluster) nodeConfig(m *member) (node.Config, error) {
 		// stays a DHT client, as it would behind a NAT; the relays serve
 		// the DHT.
 		cfg.DHTMode = node.DHTClient
+		if nw.personal != nil {
+			nw.personal(&cfg)
+		}
 	}
 	// Every member bootstraps from the other relays that have started
 	// (not from itself: start holds m.mu, which m.addrs takes).
