@@ -392,6 +392,81 @@ func TestReceiptBusySender(t *testing.T) {
 	}
 }
 
+// TestReceiptConnClosedLargeGroup: in a group large for a device's
+// connection limits (more members than a third of its high watermark), a
+// connection the device dialed only for a receipt is closed once the
+// receipt is answered, though it holds few peers and pubsub protected the
+// sender while it was a peer of the topic's mesh.
+func TestReceiptConnClosedLargeGroup(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r := newTestNode(t, func(c *Config) { c.RelayService = true })
+	gate := &cutGater{}
+	a := newTestNode(t, func(c *Config) {
+		c.Bootstrap = []string{r.Info().Addrs[0]}
+		// Two members are a large group for a high watermark of 5; a
+		// holds fewer peers than two thirds of it.
+		c.ConnLow, c.ConnHigh = 2, 5
+		// Neither serves the DHT, so neither dials the other for it:
+		// the only connection between them after the cut is the
+		// receipt's.
+		c.DHTMode = DHTClient
+		c.Groups.FetchGrace = 100 * time.Millisecond
+		c.Groups.RetryMin, c.Groups.RetryMax = 100*time.Millisecond, time.Second
+	})
+	b := newTestNode(t, func(c *Config) {
+		c.Bootstrap = []string{r.Info().Addrs[0]}
+		c.ConnGater = gate
+		c.DHTMode = DHTClient
+		c.Groups.FetchGrace = 100 * time.Millisecond
+	})
+	befriend(t, ctx, a, b, "b")
+	info, err := a.Groups().Create(ctx, "large", []string{r.Info().Addrs[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 2, a, b)
+	// b's message reaches a through the relay, and a's receipt dials b
+	// once the cut ends.
+	cut(a, b, gate)
+	res, err := b.Groups().Send(ctx, info.ID, "to a large group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := groups.ParseMessageID(res.ID)
+	nodetest.WaitFor(t, time.Minute, "a read b's message", func() bool {
+		return slices.Contains(texts(t, ctx, a, info.ID), "to a large group")
+	})
+	var mu sync.Mutex
+	var dialed []network.Conn
+	notifiee := &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		if c.RemotePeer() == b.ID() {
+			mu.Lock()
+			dialed = append(dialed, c)
+			mu.Unlock()
+		}
+	}}
+	a.host.Network().Notify(notifiee)
+	defer a.host.Network().StopNotify(notifiee)
+	gate.cut.Store(peer.ID(""))
+	if res, err := b.Groups().WaitState(ctx, id, groups.StateDelivered); err != nil || len(res.Members) != 1 {
+		t.Fatalf("wait delivered: %v (%+v)", err, res)
+	}
+	mu.Lock()
+	conns := slices.Clone(dialed)
+	mu.Unlock()
+	if len(conns) == 0 {
+		t.Fatal("a's receipt reached b over no new connection")
+	}
+	nodetest.WaitFor(t, 30*time.Second, "a closed the connection it dialed for its receipt", func() bool {
+		return !slices.ContainsFunc(conns, func(c network.Conn) bool { return !c.IsClosed() })
+	})
+}
+
 // TestReceiptFromStranger: receipts on the receipt protocol from a device
 // that is no member's are refused wrong_sender and count for nothing; an
 // unknown group is not_found; a frame that does not decode gets its error.
