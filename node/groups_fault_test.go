@@ -202,16 +202,7 @@ func proxiedPairWith(t *testing.T, ctx context.Context, aOpts, bOpts func(*group
 			bOpts(&c.Groups)
 		}
 	})
-	befriend(t, ctx, a, b, "b")
-	info, err := a.Groups().Create(ctx, "proxied", []string{p.addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
-		t.Fatal(err)
-	}
-	waitMembers(t, ctx, info.ID, 2, a, b)
-	return a, b, p, gate, info.ID
+	return a, b, p, gate, pairGroup(t, ctx, a, b, "proxied", p.addr())
 }
 
 // cut ends the topic between a and b: what b learns, it learns from the
@@ -220,6 +211,25 @@ func cut(a, b *Node, gate *cutGater) {
 	gate.cut.Store(a.ID())
 	a.Disconnect(b.ID())
 	b.Disconnect(a.ID())
+}
+
+// sendCut cuts a off from b's topic, sends text from b and waits until a
+// read it (from the relay); it returns the message's ID.
+func sendCut(t *testing.T, ctx context.Context, a, b *Node, gate *cutGater, group, text string) protocol.MessageID {
+	t.Helper()
+	cut(a, b, gate)
+	r, err := b.Groups().Send(ctx, group, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := groups.ParseMessageID(r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, time.Minute, "a read b's message", func() bool {
+		return slices.Contains(texts(t, ctx, a, group), text)
+	})
+	return id
 }
 
 // sendSent sends text and waits until it is on the relay.
@@ -332,12 +342,7 @@ func TestReceiptOutOfReach(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	a, b, _, gate, group := proxiedPair(t, ctx, nil)
-	cut(a, b, gate)
-	r, err := b.Groups().Send(ctx, group, "to an admin out of reach")
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, _ := groups.ParseMessageID(r.ID)
+	id := sendCut(t, ctx, a, b, gate, group, "to an admin out of reach")
 	if res, err := b.Groups().WaitState(ctx, id, groups.StateDelivered); err != nil || len(res.Members) != 1 {
 		t.Fatalf("wait delivered: %v (%+v)", err, res)
 	}
@@ -366,16 +371,7 @@ func TestReceiptBusySender(t *testing.T) {
 		o.ReceiptDelay = 2 * time.Second
 		o.RetryMin, o.RetryMax = 100*time.Millisecond, time.Second
 	}, nil)
-	cut(a, b, gate)
-	r, err := b.Groups().Send(ctx, group, "to a busy device")
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, _ := groups.ParseMessageID(r.ID)
-	nodetest.WaitFor(t, time.Minute, "a read b's message", func() bool {
-		ms, err := a.Groups().Messages(ctx, group, 1)
-		return err == nil && len(ms) == 1 && ms[0].ID == r.ID
-	})
+	id := sendCut(t, ctx, a, b, gate, group, "to a busy device")
 	nodetest.WaitFor(t, time.Minute, "a's receipt refused a few times", func() bool {
 		return counter(t, a, "sealpost_groups_receipt_failures_total") >= 4
 	})
@@ -421,26 +417,9 @@ func TestReceiptConnClosedLargeGroup(t *testing.T) {
 		c.DHTMode = DHTClient
 		c.Groups.FetchGrace = 100 * time.Millisecond
 	})
-	befriend(t, ctx, a, b, "b")
-	info, err := a.Groups().Create(ctx, "large", []string{r.Info().Addrs[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
-		t.Fatal(err)
-	}
-	waitMembers(t, ctx, info.ID, 2, a, b)
-	// b's message reaches a through the relay, and a's receipt dials b
-	// once the cut ends.
-	cut(a, b, gate)
-	res, err := b.Groups().Send(ctx, info.ID, "to a large group")
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, _ := groups.ParseMessageID(res.ID)
-	nodetest.WaitFor(t, time.Minute, "a read b's message", func() bool {
-		return slices.Contains(texts(t, ctx, a, info.ID), "to a large group")
-	})
+	group := pairGroup(t, ctx, a, b, "large", r.Info().Addrs[0])
+	// a's receipt dials b once the cut ends.
+	id := sendCut(t, ctx, a, b, gate, group, "to a large group")
 	var mu sync.Mutex
 	var dialed []network.Conn
 	notifiee := &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {

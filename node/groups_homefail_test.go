@@ -56,16 +56,7 @@ func homeFailNet(t *testing.T, ctx context.Context, opts func(*Config)) (a, b, r
 		opts(c)
 	}
 	a, b = newTestNode(t, mod), newTestNode(t, mod)
-	befriend(t, ctx, a, b, "b")
-	info, err := a.Groups().Create(ctx, "homes", []string{r2.Info().Addrs[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
-		t.Fatal(err)
-	}
-	waitMembers(t, ctx, info.ID, 2, a, b)
-	return a, b, r1, r2, fs, info.ID
+	return a, b, r1, r2, fs, pairGroup(t, ctx, a, b, "homes", r2.Info().Addrs[0])
 }
 
 // entries is the count of group log entries relay r holds.
@@ -192,21 +183,13 @@ func TestGroupHomeFailsOthersGoOn(t *testing.T) {
 		c.Groups.RetryMin, c.Groups.RetryMax = 4*time.Minute, 4*time.Minute
 	}
 	a, b := newTestNode(t, opts), newTestNode(t, opts)
-	befriend(t, ctx, a, b, "b")
-	info, err := a.Groups().Create(ctx, "homes", []string{r1.Info().Addrs[0], r2.Info().Addrs[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
-		t.Fatal(err)
-	}
-	waitMembers(t, ctx, info.ID, 2, a, b)
+	group := pairGroup(t, ctx, a, b, "homes", r1.Info().Addrs[0], r2.Info().Addrs[0])
 
 	held := entries(t, r2)
 	fs.fail(errors.New("disk on fire"))
 	delivered := func(from, to *Node, text string) {
 		t.Helper()
-		r, err := from.Groups().Send(ctx, info.ID, text)
+		r, err := from.Groups().Send(ctx, group, text)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -217,18 +200,18 @@ func TestGroupHomeFailsOthersGoOn(t *testing.T) {
 			t.Fatalf("%q not delivered within a minute: %+v %v", text, res, err)
 		}
 		nodetest.WaitFor(t, time.Minute, "the other member reads "+text, func() bool {
-			return slices.Contains(texts(t, ctx, to, info.ID), text)
+			return slices.Contains(texts(t, ctx, to, group), text)
 		})
 	}
 	delivered(a, b, "one")
 	delivered(b, a, "two")
 	delivered(a, b, "three")
-	e := epochOf(t, ctx, a, info.ID)
-	if _, err := a.Groups().Update(ctx, info.ID); err != nil {
+	e := epochOf(t, ctx, a, group)
+	if _, err := a.Groups().Update(ctx, group); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []*Node{a, b} {
-		nodetest.WaitFor(t, time.Minute, "every member past a's commit", func() bool { return epochOf(t, ctx, n, info.ID) > e })
+		nodetest.WaitFor(t, time.Minute, "every member past a's commit", func() bool { return epochOf(t, ctx, n, group) > e })
 	}
 	delivered(b, a, "four")
 	for _, n := range []*Node{a, b} {
@@ -239,5 +222,5 @@ func TestGroupHomeFailsOthersGoOn(t *testing.T) {
 	if got := entries(t, r2); got != held {
 		t.Errorf("the failing home holds %d entries, had %d", got, held)
 	}
-	noGroupError(t, ctx, info.ID, a, b)
+	noGroupError(t, ctx, group, a, b)
 }

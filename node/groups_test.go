@@ -68,6 +68,23 @@ func (gn *groupNet) trio(t *testing.T, ctx context.Context, name string) groups.
 	return info
 }
 
+// pairGroup makes b a contact of a, and a group named name of the two on
+// the relays at addrs (a creates it and adds b); it returns the group's ID
+// once both hold two members.
+func pairGroup(t *testing.T, ctx context.Context, a, b *Node, name string, addrs ...string) string {
+	t.Helper()
+	befriend(t, ctx, a, b, "b")
+	info, err := a.Groups().Create(ctx, name, addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, info.ID, 2, a, b)
+	return info.ID
+}
+
 // befriend makes b a contact of a (a adds b's invite; b learns a from a's
 // first message).
 func befriend(t *testing.T, ctx context.Context, a, b *Node, name string) {
@@ -315,22 +332,14 @@ func TestCommitAfterUnreadEntries(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	befriend(t, ctx, a, b, "b")
-	info, err := a.Groups().Create(ctx, "unread", []string{r.Info().Addrs[0]})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
-		t.Fatal(err)
-	}
-	waitMembers(t, ctx, info.ID, 2, a, b)
+	group := pairGroup(t, ctx, a, b, "unread", r.Info().Addrs[0])
 	// a and b no longer meet: the topic carries nothing between them.
 	gate.cut.Store(b.ID())
 	a.Disconnect(b.ID())
 	b.Disconnect(a.ID())
-	epoch := epochOf(t, ctx, a, info.ID)
+	epoch := epochOf(t, ctx, a, group)
 	for i := range 3 {
-		s, err := b.Groups().Send(ctx, info.ID, fmt.Sprintf("unseen %d", i))
+		s, err := b.Groups().Send(ctx, group, fmt.Sprintf("unseen %d", i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -339,16 +348,16 @@ func TestCommitAfterUnreadEntries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := texts(t, ctx, a, info.ID); len(got) != 0 {
+	if got := texts(t, ctx, a, group); len(got) != 0 {
 		t.Fatalf("a holds %q before its commit: the test cannot tell", got)
 	}
-	if _, err := a.Groups().Update(ctx, info.ID); err != nil {
+	if _, err := a.Groups().Update(ctx, group); err != nil {
 		t.Fatal(err)
 	}
 	nodetest.WaitFor(t, time.Minute, "a in the next epoch with b's messages", func() bool {
-		return epochOf(t, ctx, a, info.ID) == epoch+1 && len(texts(t, ctx, a, info.ID)) == 3
+		return epochOf(t, ctx, a, group) == epoch+1 && len(texts(t, ctx, a, group)) == 3
 	})
-	nodetest.WaitFor(t, time.Minute, "b in a's epoch", func() bool { return epochOf(t, ctx, b, info.ID) == epoch+1 })
+	nodetest.WaitFor(t, time.Minute, "b in a's epoch", func() bool { return epochOf(t, ctx, b, group) == epoch+1 })
 }
 
 func waitMembers(t *testing.T, ctx context.Context, group string, n int, nodes ...*Node) {
