@@ -33,7 +33,7 @@ const (
 	// A personal node's groups (groups.go).
 	tGroup            byte = 0x17 // group(32) -> Group
 	tGroupState       byte = 0x18 // group(32) -> MLS state
-	tGroupWork        byte = 0x19 // group(32) kind(1) n(8) -> GroupWork data
+	tGroupWork        byte = 0x19 // group(32) kind(1) n(8) -> GroupWork data; group(32) 0 kind(1) -> the last n given
 	tGroupInbox       byte = 0x1a // n(8) -> GroupInboxEntry
 	tGroupDelivery    byte = 0x1b // message(16) member(32) -> delivered time (zero: pending)
 	tGroupUndelivered byte = 0x1c // group(32) member(32) message(16) -> ""

@@ -23,10 +23,10 @@ import (
 
 // BenchmarkGroup100 measures a group of 100 members, all online, on an
 // in-process testnet (loopback, QUIC, a badger store per node, a personal
-// node's connection limits, the group on one home relay): 100 messages one after the other, each from the
-// next member in turn, each once every other member has committed the
-// one before, so the figure is the latency of a message, not the wait in
-// a queue of them. The group is made once per call (minutes), so an
+// node's connection limits, the group on one home relay): 100 messages
+// one after the other, each from the next member in turn, each once every
+// other member has committed the one before, so the figure is the latency
+// of a message, not the wait in a queue of them. The group is made once per call (minutes), so an
 // iteration is all 100 messages, and the default -benchtime runs one.
 //
 // One after the other, a message meets the receipts of the few before it
@@ -36,8 +36,7 @@ import (
 // sends each message once the one before is delivered to every member
 // (the sender has every receipt), as in a conversation whose messages
 // are seconds apart; SEALPOST_GROUP_MESSAGES sets how many messages (a
-// message then takes as long as its receipts, tens of seconds at 100
-// members).
+// message then takes as long as its receipts, about 5 s at 100 members).
 //
 // Reported, in milliseconds unless named otherwise:
 //
