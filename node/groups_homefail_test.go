@@ -156,6 +156,44 @@ func TestGroupHomeStoreFails(t *testing.T) {
 	}
 }
 
+// TestGroupJoinSecondHomeFails: while a group's second home fails every
+// append, a contact the admin adds joins through the first home and reads
+// what a member sends. The joiner is told of its Welcome once the first
+// home holds it; before, only once the second home took it too or was
+// given up (8 tries, each after its backoff: 4 minutes a round here).
+func TestGroupJoinSecondHomeFails(t *testing.T) {
+	nodetest.CheckLeaks(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r1 := newTestNode(t, func(c *Config) { c.RelayService = true })
+	var fs *failStore
+	r2 := newTestNode(t, func(c *Config) {
+		c.RelayService = true
+		fs = &failStore{Store: c.Store}
+		c.Store = fs
+	})
+	opts := func(c *Config) {
+		c.Bootstrap = []string{r1.Info().Addrs[0]}
+		c.Groups.ReceiptDelay = 100 * time.Millisecond
+		c.Groups.FetchGrace = 100 * time.Millisecond
+		c.Groups.RetryMin, c.Groups.RetryMax = 4*time.Minute, 4*time.Minute
+	}
+	a, b, c := newTestNode(t, opts), newTestNode(t, opts), newTestNode(t, opts)
+	group := pairGroup(t, ctx, a, b, "homes", r1.Info().Addrs[0], r2.Info().Addrs[0])
+	befriend(t, ctx, a, c, "c")
+	fs.fail(errors.New("disk on fire"))
+	if _, err := a.Groups().Add(ctx, group, []string{"c"}); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(t, ctx, group, 3, a, b, c)
+	if _, err := b.Groups().Send(ctx, group, "to the one who joined"); err != nil {
+		t.Fatal(err)
+	}
+	nodetest.WaitFor(t, time.Minute, "c reads b's message", func() bool {
+		return slices.Contains(texts(t, ctx, c, group), "to the one who joined")
+	})
+}
+
 // TestGroupHomeFailsOthersGoOn: while a group's second home fails every
 // append (its store fails) and each member waits out that home's backoff,
 // long here (2 to 4 minutes a round), the rest of the group's work goes

@@ -653,16 +653,38 @@ type welcomeItem struct {
 const maxWelcomeFails = 8
 
 // sendWelcomes appends the pieces of the Welcomes this node made to the
-// epoch they start, then tells each new member where they are.
+// epoch they start, and tells each new member where they are once the
+// first home holds them: a second home is best effort, and one that fails
+// (up to maxWelcomeFails tries, each after its backoff) does not keep the
+// joiner waiting. The item goes once every home holds its pieces (or a
+// second home was given up) and the joiners were told.
 func (g *group) sendWelcomes() {
 	now := g.s.clock.Now()
+	var done []*welcomeItem
+	defer func() {
+		if len(done) == 0 {
+			return
+		}
+		b := g.newBatch()
+		for _, w := range done {
+			g.dropWelcome(b, w)
+		}
+		g.flush(b)
+	}()
 	for _, w := range g.welcomes {
-		if w.busy || w.at.After(now) {
+		if w.busy {
+			continue
+		}
+		if !w.sent && w.job.Done[0] == len(w.job.Pieces) {
+			g.announce(w)
 			continue
 		}
 		i := slices.IndexFunc(w.job.Done, func(d int) bool { return d < len(w.job.Pieces) })
 		if i < 0 {
-			g.announce(w)
+			done = append(done, w)
+			continue
+		}
+		if w.at.After(now) {
 			continue
 		}
 		if i > 0 && (w.job.Done[0] < len(w.job.Pieces) || g.welcomeWaits(w, i)) {
@@ -742,7 +764,8 @@ func (g *group) homeMissed(i int, epoch uint64, err error) bool {
 	return true
 }
 
-// announce sends each new member of a Welcome in the log where it is.
+// announce sends each new member of a Welcome in the log where it is,
+// then looks at the item again (its second home may be left).
 func (g *group) announce(w *welcomeItem) {
 	if w.sent {
 		return
@@ -765,11 +788,7 @@ func (g *group) announce(w *welcomeItem) {
 				g.s.log.Warn("group: welcome not sent", "group", gid.String(), "err", err)
 			}
 		}
-		return func() {
-			b := g.newBatch()
-			g.dropWelcome(b, w)
-			g.flush(b)
-		}
+		return func() { w.busy = false }
 	})
 }
 
