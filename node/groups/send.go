@@ -764,8 +764,8 @@ func (g *group) homeMissed(i int, epoch uint64, err error) bool {
 	return true
 }
 
-// announce sends each new member of a Welcome in the log where it is,
-// then looks at the item again (its second home may be left).
+// announce sends each new member of a Welcome in the log where it is;
+// the item stays for sendWelcomes (its second home may be left).
 func (g *group) announce(w *welcomeItem) {
 	if w.sent {
 		return
