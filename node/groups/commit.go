@@ -12,9 +12,14 @@ import (
 
 // commitChanges makes one commit of the membership changes that wait (and
 // of the proposals received), unless one is on its way or a Welcome of
-// the last one is not in the log yet.
+// the last one is not in the first home's log yet (the commit would close
+// its epoch there). A Welcome still on its way to a second home does not
+// hold it: that home is best effort, and one that fails would hold every
+// change for its tries.
 func (g *group) commitChanges() {
-	if g.mg == nil || !g.mg.Active() || g.committing || len(g.welcomes) > 0 || !g.changesDue {
+	if g.mg == nil || !g.mg.Active() || g.committing || !g.changesDue || slices.ContainsFunc(g.welcomes, func(w *welcomeItem) bool {
+		return w.job.Done[0] < len(w.job.Pieces)
+	}) {
 		return
 	}
 	g.changesDue = false
