@@ -173,11 +173,7 @@ func newCrashPair(t *testing.T, ctx context.Context, modB func(c *Config)) *cras
 	p := &crashPair{disk: newSlowDisk()}
 	p.r = newTestNode(t, func(c *Config) { c.RelayService = true })
 	relay := p.r.Info().Addrs[0]
-	p.member = func(c *Config) {
-		c.Bootstrap = []string{relay}
-		c.Groups.ReceiptDelay = 100 * time.Millisecond
-		c.Groups.FetchGrace = 100 * time.Millisecond
-	}
+	p.member = quickMember(relay, nil)
 	p.a = newTestNode(t, p.member)
 	st, err := store.Open(ctx, p.disk)
 	if err != nil {

@@ -37,11 +37,8 @@ func (f *failStore) fail(err error) {
 	f.mu.Unlock()
 }
 
-// homeFailNet is two relays, the second on a store that can fail, and a
-// group of a and b with the second as its home (the first is the
-// members' bootstrap), b's copy of the group made sure of before it
-// returns.
-func homeFailNet(t *testing.T, ctx context.Context, opts func(*Config)) (a, b, r1, r2 *Node, fs *failStore, group string) {
+// failingRelays are two relays, the second on a store that can fail.
+func failingRelays(t *testing.T) (r1, r2 *Node, fs *failStore) {
 	t.Helper()
 	r1 = newTestNode(t, func(c *Config) { c.RelayService = true })
 	r2 = newTestNode(t, func(c *Config) {
@@ -49,12 +46,16 @@ func homeFailNet(t *testing.T, ctx context.Context, opts func(*Config)) (a, b, r
 		fs = &failStore{Store: c.Store}
 		c.Store = fs
 	})
-	mod := func(c *Config) {
-		c.Bootstrap = []string{r1.Info().Addrs[0]}
-		c.Groups.ReceiptDelay = 100 * time.Millisecond
-		c.Groups.FetchGrace = 100 * time.Millisecond
-		opts(c)
-	}
+	return r1, r2, fs
+}
+
+// homeFailNet is failingRelays and a group of a and b with the second as
+// its home (the first is the members' bootstrap), b's copy of the group
+// made sure of before it returns.
+func homeFailNet(t *testing.T, ctx context.Context, opts func(*Config)) (a, b, r1, r2 *Node, fs *failStore, group string) {
+	t.Helper()
+	r1, r2, fs = failingRelays(t)
+	mod := quickMember(r1.Info().Addrs[0], opts)
 	a, b = newTestNode(t, mod), newTestNode(t, mod)
 	return a, b, r1, r2, fs, pairGroup(t, ctx, a, b, "homes", r2.Info().Addrs[0])
 }
@@ -167,19 +168,10 @@ func TestGroupJoinSecondHomeFails(t *testing.T) {
 	nodetest.CheckLeaks(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	r1 := newTestNode(t, func(c *Config) { c.RelayService = true })
-	var fs *failStore
-	r2 := newTestNode(t, func(c *Config) {
-		c.RelayService = true
-		fs = &failStore{Store: c.Store}
-		c.Store = fs
-	})
-	opts := func(c *Config) {
-		c.Bootstrap = []string{r1.Info().Addrs[0]}
-		c.Groups.ReceiptDelay = 100 * time.Millisecond
-		c.Groups.FetchGrace = 100 * time.Millisecond
+	r1, r2, fs := failingRelays(t)
+	opts := quickMember(r1.Info().Addrs[0], func(c *Config) {
 		c.Groups.RetryMin, c.Groups.RetryMax = 4*time.Minute, 4*time.Minute
-	}
+	})
 	a, b, c := newTestNode(t, opts), newTestNode(t, opts), newTestNode(t, opts)
 	group := pairGroup(t, ctx, a, b, "homes", r1.Info().Addrs[0], r2.Info().Addrs[0])
 	befriend(t, ctx, a, c, "c")
@@ -216,20 +208,11 @@ func TestGroupHomeFailsOthersGoOn(t *testing.T) {
 	nodetest.CheckLeaks(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	r1 := newTestNode(t, func(c *Config) { c.RelayService = true })
-	var fs *failStore
-	r2 := newTestNode(t, func(c *Config) {
-		c.RelayService = true
-		fs = &failStore{Store: c.Store}
-		c.Store = fs
-	})
-	opts := func(c *Config) {
-		c.Bootstrap = []string{r1.Info().Addrs[0]}
-		c.Groups.ReceiptDelay = 100 * time.Millisecond
-		c.Groups.FetchGrace = 100 * time.Millisecond
+	r1, r2, fs := failingRelays(t)
+	opts := quickMember(r1.Info().Addrs[0], func(c *Config) {
 		c.Groups.Poll = 2 * time.Second
 		c.Groups.RetryMin, c.Groups.RetryMax = 4*time.Minute, 4*time.Minute
-	}
+	})
 	a, b := newTestNode(t, opts), newTestNode(t, opts)
 	group := pairGroup(t, ctx, a, b, "homes", r1.Info().Addrs[0], r2.Info().Addrs[0])
 

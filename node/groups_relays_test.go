@@ -28,6 +28,20 @@ func createOnHomes(t *testing.T, ctx context.Context, n *Node, name string, r1, 
 	return info
 }
 
+// lagPair is the net of the lagging-home tests: two restartable relays,
+// and a group named name of a and b (b restartable) with both as homes,
+// its members retrying from 20 ms up to retryMax; it returns once both
+// hold two members.
+func lagPair(t *testing.T, ctx context.Context, name string, retryMax time.Duration) (r1, r2 *restartable, a *Node, b *restartable, group string) {
+	t.Helper()
+	r1, r2 = restartableRelay(t), restartableRelay(t)
+	opts := quickMember(r1.node.Info().Addrs[0], func(c *Config) {
+		c.Groups.RetryMin, c.Groups.RetryMax = 20*time.Millisecond, retryMax
+	})
+	a, b = newTestNode(t, opts), newRestartable(t, opts)
+	return r1, r2, a, b, pairGroup(t, ctx, a, b.node, name, r1.node.Info().Addrs[0], r2.node.Info().Addrs[0])
+}
+
 // restartableRelay is a relay on a fixed loopback port whose store
 // outlives it: started again, it is the same relay at the same address.
 func restartableRelay(t *testing.T) *restartable { return restartableRelayWith(t, nil) }
@@ -64,14 +78,10 @@ func TestGroupTwoRelays(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	r1, r2 := restartableRelay(t), restartableRelay(t)
-	boot := []string{r1.node.Info().Addrs[0]}
-	opts := func(c *Config) {
-		c.Bootstrap = boot
-		c.Groups.ReceiptDelay = 100 * time.Millisecond
-		c.Groups.FetchGrace = 100 * time.Millisecond
+	opts := quickMember(r1.node.Info().Addrs[0], func(c *Config) {
 		c.Groups.RetryMax = 2 * time.Second
 		c.Groups.Poll = 5 * time.Second
-	}
+	})
 	a := newTestNode(t, opts)
 	b := newTestNode(t, opts)
 	c := newRestartable(t, opts)
@@ -277,36 +287,21 @@ func TestGroupHomeLagsMore(t *testing.T) {
 	nodetest.CheckLeaks(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	r1, r2 := restartableRelay(t), restartableRelay(t)
-	opts := func(c *Config) {
-		c.Bootstrap = []string{r1.node.Info().Addrs[0]}
-		c.Groups.ReceiptDelay = 100 * time.Millisecond
-		c.Groups.FetchGrace = 100 * time.Millisecond
-		c.Groups.RetryMin = 20 * time.Millisecond
-		c.Groups.RetryMax = 100 * time.Millisecond
-	}
-	a := newTestNode(t, opts)
-	b := newRestartable(t, opts)
-	befriend(t, ctx, a, b.node, "b")
-	info := createOnHomes(t, ctx, a, "more", r1, r2)
-	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
-		t.Fatal(err)
-	}
-	waitMembers(t, ctx, info.ID, 2, a, b.node)
-	down := epochOf(t, ctx, a, info.ID)
+	r1, r2, a, b, group := lagPair(t, ctx, "more", 100*time.Millisecond)
+	down := epochOf(t, ctx, a, group)
 	r2.stop()
-	if _, err := b.node.Groups().Update(ctx, info.ID); err != nil {
+	if _, err := b.node.Groups().Update(ctx, group); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []*Node{a, b.node} {
-		nodetest.WaitFor(t, time.Minute, "every member past b's commit", func() bool { return epochOf(t, ctx, n, info.ID) > down })
+		nodetest.WaitFor(t, time.Minute, "every member past b's commit", func() bool { return epochOf(t, ctx, n, group) > down })
 	}
 	b.stop()
-	sendSent(t, ctx, a, info.ID, "after b's commit")
+	sendSent(t, ctx, a, group, "after b's commit")
 	r2.start()
 	nodetest.WaitFor(t, time.Minute, "the second home holds what it missed", func() bool {
-		open, missing := homeMisses(t, ctx, a, r1, r2, info.ID, 1, down)
-		return open == epochOf(t, ctx, a, info.ID) && missing == 0
+		open, missing := homeMisses(t, ctx, a, r1, r2, group, 1, down)
+		return open == epochOf(t, ctx, a, group) && missing == 0
 	})
 }
 
@@ -366,53 +361,37 @@ func TestGroupHomeLagStale(t *testing.T) {
 	nodetest.CheckLeaks(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	r1, r2 := restartableRelay(t), restartableRelay(t)
-	boot := []string{r1.node.Info().Addrs[0]}
-	opts := func(c *Config) {
-		c.Bootstrap = boot
-		c.Groups.ReceiptDelay = 100 * time.Millisecond
-		c.Groups.FetchGrace = 100 * time.Millisecond
-		c.Groups.RetryMin = 20 * time.Millisecond
-		c.Groups.RetryMax = 200 * time.Millisecond
-	}
-	a := newTestNode(t, opts)
-	b := newRestartable(t, opts)
-	befriend(t, ctx, a, b.node, "b")
-	info := createOnHomes(t, ctx, a, "stale", r1, r2)
-	if _, err := a.Groups().Add(ctx, info.ID, []string{"b"}); err != nil {
-		t.Fatal(err)
-	}
-	waitMembers(t, ctx, info.ID, 2, a, b.node)
-	down := epochOf(t, ctx, a, info.ID)
+	r1, r2, a, b, group := lagPair(t, ctx, "stale", 200*time.Millisecond)
+	down := epochOf(t, ctx, a, group)
 	r2.stop()
-	sendSent(t, ctx, a, info.ID, "a, second down")
-	nodetest.WaitFor(t, time.Minute, "a to store the second home's lag", func() bool { return lagItems(t, ctx, a, info.ID) == 1 })
-	sendSent(t, ctx, b.node, info.ID, "b, second down")
-	nodetest.WaitFor(t, time.Minute, "b to store the second home's lag", func() bool { return lagItems(t, ctx, b.node, info.ID) == 1 })
+	sendSent(t, ctx, a, group, "a, second down")
+	nodetest.WaitFor(t, time.Minute, "a to store the second home's lag", func() bool { return lagItems(t, ctx, a, group) == 1 })
+	sendSent(t, ctx, b.node, group, "b, second down")
+	nodetest.WaitFor(t, time.Minute, "b to store the second home's lag", func() bool { return lagItems(t, ctx, b.node, group) == 1 })
 	b.stop()
 	r2.start()
 	nodetest.WaitFor(t, time.Minute, "a to catch the second home up", func() bool {
-		open, missing := homeMisses(t, ctx, a, r1, r2, info.ID, 1, down)
-		return open == epochOf(t, ctx, a, info.ID) && missing == 0 && lagItems(t, ctx, a, info.ID) == 0
+		open, missing := homeMisses(t, ctx, a, r1, r2, group, 1, down)
+		return open == epochOf(t, ctx, a, group) && missing == 0 && lagItems(t, ctx, a, group) == 0
 	})
 
 	r1.stop()
 	b.start()
-	if lagItems(t, ctx, b.node, info.ID) != 1 {
+	if lagItems(t, ctx, b.node, group) != 1 {
 		t.Fatal("b's lag of the second home not stored")
 	}
 	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
 	defer wcancel()
-	sendSent(t, wctx, b.node, info.ID, "b, first down")
+	sendSent(t, wctx, b.node, group, "b, first down")
 	nodetest.WaitFor(t, time.Minute, "a reads b's message from the second home", func() bool {
-		return slices.Contains(texts(t, ctx, a, info.ID), "b, first down")
+		return slices.Contains(texts(t, ctx, a, group), "b, first down")
 	})
 
 	r1.start()
-	nodetest.WaitFor(t, time.Minute, "b's lag forgotten", func() bool { return lagItems(t, ctx, b.node, info.ID) == 0 })
-	sendSent(t, ctx, a, info.ID, "first back")
-	nodetest.WaitFor(t, time.Minute, "b reads a's message", func() bool { return slices.Contains(texts(t, ctx, b.node, info.ID), "first back") })
-	noGroupError(t, ctx, info.ID, a, b.node)
+	nodetest.WaitFor(t, time.Minute, "b's lag forgotten", func() bool { return lagItems(t, ctx, b.node, group) == 0 })
+	sendSent(t, ctx, a, group, "first back")
+	nodetest.WaitFor(t, time.Minute, "b reads a's message", func() bool { return slices.Contains(texts(t, ctx, b.node, group), "first back") })
+	noGroupError(t, ctx, group, a, b.node)
 }
 
 // outItems returns how many entries member m has on their way to its

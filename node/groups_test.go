@@ -28,6 +28,20 @@ func newGroupNet(t *testing.T, n int) *groupNet {
 	return newGroupNetWith(t, n, nil)
 }
 
+// quickMember is the configuration of a group member in these tests:
+// bootstrapped from relay, its receipts and fetches a tenth of a second
+// after what calls for them, then more (nil: nothing more).
+func quickMember(relay string, more func(*Config)) func(*Config) {
+	return func(c *Config) {
+		c.Bootstrap = []string{relay}
+		c.Groups.ReceiptDelay = 100 * time.Millisecond
+		c.Groups.FetchGrace = 100 * time.Millisecond
+		if more != nil {
+			more(c)
+		}
+	}
+}
+
 // newGroupNetWith is newGroupNet with the nodes' group options changed by
 // opts (nil: none).
 func newGroupNetWith(t *testing.T, n int, opts func(*groups.Options)) *groupNet {
@@ -36,15 +50,12 @@ func newGroupNetWith(t *testing.T, n int, opts func(*groups.Options)) *groupNet 
 	r := newTestNode(t, func(c *Config) { c.RelayService = true })
 	gn := &groupNet{relay: r}
 	for range n {
-		gn.nodes = append(gn.nodes, newTestNode(t, func(c *Config) {
+		gn.nodes = append(gn.nodes, newTestNode(t, quickMember(r.Info().Addrs[0], func(c *Config) {
 			c.Logger = logs.logger()
-			c.Bootstrap = []string{r.Info().Addrs[0]}
-			c.Groups.ReceiptDelay = 100 * time.Millisecond
-			c.Groups.FetchGrace = 100 * time.Millisecond
 			if opts != nil {
 				opts(&c.Groups)
 			}
-		}))
+		})))
 	}
 	return gn
 }

@@ -17,9 +17,8 @@ import (
 // hold it: that home is best effort, and one that fails would hold every
 // change for its tries.
 func (g *group) commitChanges() {
-	if g.mg == nil || !g.mg.Active() || g.committing || !g.changesDue || slices.ContainsFunc(g.welcomes, func(w *welcomeItem) bool {
-		return w.job.Done[0] < len(w.job.Pieces)
-	}) {
+	if g.mg == nil || !g.mg.Active() || g.committing || !g.changesDue ||
+		slices.ContainsFunc(g.welcomes, func(w *welcomeItem) bool { return !w.onFirstHome() }) {
 		return
 	}
 	g.changesDue = false

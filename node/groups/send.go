@@ -647,6 +647,9 @@ type welcomeItem struct {
 	at    time.Time
 }
 
+// onFirstHome reports whether the first home holds every piece of w.
+func (w *welcomeItem) onFirstHome() bool { return w.job.Done[0] == len(w.job.Pieces) }
+
 // maxWelcomeFails is how many failed appends of a Welcome's piece give a
 // second home up (the first home orders the group: its Welcome is tried
 // until its epoch closes).
@@ -675,7 +678,7 @@ func (g *group) sendWelcomes() {
 		if w.busy {
 			continue
 		}
-		if !w.sent && w.job.Done[0] == len(w.job.Pieces) {
+		if !w.sent && w.onFirstHome() {
 			g.announce(w)
 			continue
 		}
@@ -687,7 +690,9 @@ func (g *group) sendWelcomes() {
 		if w.at.After(now) {
 			continue
 		}
-		if i > 0 && (w.job.Done[0] < len(w.job.Pieces) || g.welcomeWaits(w, i)) {
+		// i is the first home lacking pieces: a second home's go once
+		// the first holds them all.
+		if i > 0 && g.welcomeWaits(w, i) {
 			continue
 		}
 		w.busy = true
