@@ -19,13 +19,13 @@ import (
 
 // gossipFloor measures what a bare gossipsub network of size hosts does
 // on this machine, in this process, at this moment: sealpost's gossip
-// transport on libp2p hosts on loopback (QUIC), each connected to connect
-// others chosen at random (as a group keeps its members connected), one
-// topic, no decryption, no store, no relay. messages are published one
-// after the other, each from the next host in turn, each once every host
-// received the one before; the latencies are from a publish to each
-// host's delivery. It is the limit of a group message's latency: the
-// fan-out alone.
+// transport on libp2p hosts on loopback (QUIC), each dialing connect
+// others chosen at random (so that it has about as many peers as a
+// group's member), one topic, no decryption, no store, no relay.
+// messages are published one after the other, each from the next host in
+// turn, each once every host received the one before; the latencies are
+// from a publish to each host's delivery. It is the limit of a group
+// message's latency: the fan-out alone.
 func gossipFloor(ctx context.Context, b *testing.B, size, connect, messages int) []time.Duration {
 	b.Helper()
 	var (

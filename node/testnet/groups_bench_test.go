@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -58,12 +59,19 @@ import (
 //	p99/hop          p99-ms over hop-p99-ms
 //	gossip-p50-ms,   the limit of the fan-out: a bare gossipsub network
 //	gossip-p99-ms    of as many hosts in this process (sealpost's gossip
-//	                 transport, each host connected to as many others as
-//	                 a group keeps, no decryption, store or relay),
+//	                 transport, each host with as many peers as a member
+//	                 has (peers/member), no decryption, store or relay),
 //	                 publish to each host's delivery, measured after the
 //	                 messages with the group's nodes still up
 //	p99/gossip       p99-ms over gossip-p99-ms
 //	p99/target       p99-ms over the 50 ms the figure aims at
+//	gc-hit-msgs      messages whose fan-out (Send until every member
+//	                 committed it) a cycle of the garbage collector
+//	                 overlapped (gcWatch): the nodes share this process's
+//	                 heap, and a cycle marks all of it at once, slowing
+//	                 every member together, as no node alone is
+//	nogc-p50-ms,     p50-ms and p99-ms over the other messages
+//	nogc-p99-ms
 //	setup-s          seconds to make the group (every member joined)
 //	cpu-ms/msg       the process's CPU time per message (all members'
 //	                 work: gossip, decryption, writes, receipts), which
@@ -89,6 +97,8 @@ import (
 //	                 entries fetched, receipts through the group and
 //	                 straight to the sender, tries of those that failed,
 //	                 commits
+//	peers/member     the connections of a member (its peers) after the
+//	                 messages, on average
 //	wait-p50-ms,     how long the process's goroutines waited, runnable,
 //	wait-p99-ms      before they ran, while the messages went (the Go
 //	                 scheduler's histogram): a hop-p99-ms close to it is
@@ -256,7 +266,9 @@ func BenchmarkGroup100(b *testing.B) {
 	idle1, _ := usage()
 	idleCores := (idle1 - idle0).Seconds() / idleFor.Seconds()
 
-	var lat, last, shown, hops, sent, delivered []time.Duration
+	var lat, last, shown, hops, sent, delivered, latNoGC []time.Duration
+	gcHit := 0
+	gcw := watchGC(ctx)
 	syncs0, conns0 := syncs(nw), connsOpened(b, nw)
 	states0, stateBytes0 := counterSum(b, nw, "sealpost_groups_state_writes_total"), counterSum(b, nw, "sealpost_groups_state_bytes_total")
 	path0 := messagePath(b, nw)
@@ -313,6 +325,10 @@ func BenchmarkGroup100(b *testing.B) {
 		}
 		deadline.Stop()
 		look.Stop()
+		hitByGC := gcw.overlaps(t0, time.Now())
+		if hitByGC {
+			gcHit++
+		}
 		if fanout != nil {
 			pprof.StopCPUProfile()
 			if err := fanout.Close(); err != nil {
@@ -337,6 +353,9 @@ func BenchmarkGroup100(b *testing.B) {
 		for _, s := range got[r.ID] {
 			d := s.received.Sub(t0)
 			lat = append(lat, d)
+			if !hitByGC {
+				latNoGC = append(latNoGC, d)
+			}
 			shown = append(shown, s.shown.Sub(t0))
 			slowest = max(slowest, d)
 		}
@@ -363,6 +382,12 @@ func BenchmarkGroup100(b *testing.B) {
 		b.ReportMetric(p.P99/h.P99, "p99/hop")
 	}
 	b.ReportMetric(p.P99/50, "p99/target")
+	b.ReportMetric(float64(gcHit), "gc-hit-msgs")
+	if len(latNoGC) > 0 {
+		ng := percentiles(latNoGC)
+		b.ReportMetric(ng.P50, "nogc-p50-ms")
+		b.ReportMetric(ng.P99, "nogc-p99-ms")
+	}
 	se := percentiles(sent)
 	b.ReportMetric(se.P50, "sent-p50-ms")
 	b.ReportMetric(se.P99, "sent-p99-ms")
@@ -390,7 +415,16 @@ func BenchmarkGroup100(b *testing.B) {
 	for i, v := range messagePath(b, nw) {
 		b.ReportMetric((v-path0[i])/float64(b.N*messages), messagePathUnits[i])
 	}
-	fl := percentiles(gossipFloor(ctx, b, size, groups.DefaultConnect, 100))
+	peers := 0
+	for _, mi := range members {
+		peers += len(nw.nodes[mi].node().Peers())
+	}
+	meanPeers := float64(peers) / float64(len(members))
+	b.ReportMetric(meanPeers, "peers/member")
+	// Each host of the bare network dials connect others and is dialed by
+	// as many: as many peers as a member, less its home relay.
+	connect := max(groups.DefaultConnect, int(math.Round((meanPeers-1)/2)))
+	fl := percentiles(gossipFloor(ctx, b, size, connect, 100))
 	b.ReportMetric(fl.P50, "gossip-p50-ms")
 	b.ReportMetric(fl.P99, "gossip-p99-ms")
 	if fl.P99 > 0 {
