@@ -241,9 +241,18 @@ func newGossip(cfg Config, inspect func(peer.ID, *pubsub.RPC)) (*Gossip, error) 
 
 	params := pubsub.DefaultGossipSubParams()
 	params.D, params.Dlo, params.Dhi = opts.D, opts.DLo, opts.DHi
-	params.Dout = min(params.Dout, opts.DLo/2, opts.D/2)
+	// pubsub takes Dout below Dlo and below D/2 (rounded down).
+	params.Dout = max(0, min(params.Dout, opts.DLo-1, opts.D/2-1))
 	params.Dscore = min(params.Dscore, opts.D)
 	params.HeartbeatInterval = opts.Heartbeat
+	// A message's ID is announced (IHAVE) to peers outside the mesh at the
+	// first heartbeat after it arrived, not at three as by default: the
+	// later announcements come after the group's log has brought the
+	// message to a member the mesh missed (the relay pushes the entry's
+	// head at once; the member fetches it after its grace), and in a large
+	// group the three heartbeats' announcements outnumbered the copies of
+	// the message itself four to one.
+	params.HistoryGossip = 1
 	params.MaxIDontWantMessages = max(params.MaxIDontWantMessages, opts.Queue)
 
 	ps, err := pubsub.NewGossipSub(g.ctx, cfg.Host,

@@ -67,6 +67,8 @@ type member struct {
 	from []peer.ID
 	more chan struct{}
 	rpcs []*pubsub.RPC
+	// rpcFrom: the peer each of rpcs came from.
+	rpcFrom []peer.ID
 }
 
 // allow is an Allowed built from a set of peers (nil: everyone).
@@ -80,9 +82,10 @@ func allow(ids map[peer.ID]bool) func(string, peer.ID) bool {
 func newMember(t *testing.T, h host.Host, allowed func(string, peer.ID) bool, opts Options) *member {
 	t.Helper()
 	m := &member{h: h, reg: prometheus.NewRegistry(), more: make(chan struct{}, 1)}
-	g, err := newGossip(Config{Host: h, Allowed: allowed, Registerer: m.reg, Options: opts}, func(_ peer.ID, rpc *pubsub.RPC) {
+	g, err := newGossip(Config{Host: h, Allowed: allowed, Registerer: m.reg, Options: opts}, func(from peer.ID, rpc *pubsub.RPC) {
 		m.mu.Lock()
 		m.rpcs = append(m.rpcs, rpc)
+		m.rpcFrom = append(m.rpcFrom, from)
 		m.mu.Unlock()
 	})
 	if err != nil {
@@ -593,4 +596,90 @@ func TestJoinLeave(t *testing.T) {
 	if _, err := m.g.Join(topicName(6), ok, drop); !errors.Is(err, ErrClosed) {
 		t.Errorf("join after Close: %v", err)
 	}
+}
+
+// TestAnnouncedOnce: a member hears a message's ID announced (IHAVE) by a
+// peer at most once, at that peer's first heartbeat after the message, not
+// at each of the next ones; and what it hears is counted in
+// sealpost_gossip_control_total. Four members, each connected to the
+// three others, with a mesh of two, each have a peer outside their mesh.
+func TestAnnouncedOnce(t *testing.T) {
+	const heartbeat = 50 * time.Millisecond
+	ms := group(t, 4, Options{D: 2, DLo: 2, DHi: 2, Heartbeat: heartbeat})
+	connect(t, ms[0].h, ms[2].h)
+	connect(t, ms[1].h, ms[3].h)
+	settle(t, ms[0], ms[1:]...)
+	time.Sleep(10 * heartbeat)
+	for _, m := range ms {
+		m.mu.Lock()
+		m.rpcs, m.rpcFrom = nil, nil
+		m.mu.Unlock()
+	}
+	reset(ms...)
+	const sent = 5
+	ids := map[string]bool{}
+	for i := range sent {
+		b := groupMessage(t, i, 64)
+		ids[string(sha256Sum(b))] = true
+		if err := ms[0].t.Publish(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range ms[1:] {
+		m.waitFor(t, sent)
+	}
+	// Past the heartbeats that could announce them again (gossipsub keeps
+	// five heartbeats of history).
+	time.Sleep(10 * heartbeat)
+	total := 0
+	for i, m := range ms {
+		m.mu.Lock()
+		announced := map[string]int{} // announcer and message ID
+		n := 0
+		for j, rpc := range m.rpcs {
+			for _, ih := range rpc.GetControl().GetIhave() {
+				n += len(ih.GetMessageIDs())
+				for _, id := range ih.GetMessageIDs() {
+					if ids[id] {
+						announced[string(m.rpcFrom[j])+id]++
+					}
+				}
+			}
+		}
+		m.mu.Unlock()
+		total += len(announced)
+		for k, c := range announced {
+			if c > 1 {
+				t.Errorf("member %d heard a message announced %d times by one peer (%x)", i, c, k[len(k)-32:])
+			}
+		}
+		if got := ihaveCounted(t, m); got < float64(n) {
+			t.Errorf("member %d counted %v message IDs announced, heard %d", i, got, n)
+		}
+	}
+	if total == 0 {
+		t.Error("no message was announced: no member had a peer outside its mesh")
+	}
+}
+
+// ihaveCounted reads m's sealpost_gossip_control_total{kind="ihave"}.
+func ihaveCounted(t *testing.T, m *member) float64 {
+	t.Helper()
+	mfs, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "sealpost_gossip_control_total" {
+			continue
+		}
+		for _, c := range mf.GetMetric() {
+			for _, l := range c.GetLabel() {
+				if l.GetName() == "kind" && l.GetValue() == "ihave" {
+					return c.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }

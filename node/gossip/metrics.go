@@ -22,6 +22,7 @@ type metrics struct {
 	drops     *prometheus.CounterVec // messages dropped by validation, by reason
 	refusals  *prometheus.CounterVec // RPCs and subscriptions refused, by reason
 	lost      *prometheus.CounterVec // messages pubsub could not queue or deliver
+	control   *prometheus.CounterVec // gossipsub control entries received, by kind
 	topics    prometheus.Gauge
 
 	// counts kept for Stats and tests
@@ -49,9 +50,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "sealpost_gossip_queue_drops_total",
 			Help: "Pubsub RPCs dropped because a peer's outbound queue was full (rpc), and messages no subscriber could take (undeliverable).",
 		}, []string{"what"}),
+		control: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sealpost_gossip_control_total",
+			Help: "Gossipsub control received: message IDs announced (ihave), asked for (iwant) or declined (idontwant), and mesh joins (graft) and leaves (prune).",
+		}, []string{"kind"}),
 		topics: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sealpost_gossip_topics", Help: "Group topics joined."}),
 	}
-	set, err := metricset.Register(reg, m.published, m.delivered, m.drops, m.refusals, m.lost, m.topics)
+	for _, k := range []string{"ihave", "iwant", "idontwant", "graft", "prune"} {
+		m.control.WithLabelValues(k)
+	}
+	set, err := metricset.Register(reg, m.published, m.delivered, m.drops, m.refusals, m.lost, m.control, m.topics)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +84,8 @@ func (g *Gossip) Stats() Stats {
 	return Stats{DroppedRPCs: g.met.nDropRPC.Load(), Undeliverable: g.met.nUndeliverable.Load()}
 }
 
-// tracer counts what pubsub drops for lack of queue space.
+// tracer counts what pubsub drops for lack of queue space, and the
+// control entries that arrive.
 type tracer struct{ m *metrics }
 
 var _ pubsub.RawTracer = tracer{}
@@ -89,6 +98,35 @@ func (t tracer) DropRPC(*pubsub.RPC, peer.ID) {
 func (t tracer) UndeliverableMessage(*pubsub.Message) {
 	t.m.nUndeliverable.Add(1)
 	t.m.lost.WithLabelValues("undeliverable").Inc()
+}
+
+func (t tracer) RecvRPC(rpc *pubsub.RPC) {
+	c := rpc.GetControl()
+	if c == nil {
+		return
+	}
+	ids := func(kind string, n int) {
+		if n > 0 {
+			t.m.control.WithLabelValues(kind).Add(float64(n))
+		}
+	}
+	n := 0
+	for _, x := range c.GetIhave() {
+		n += len(x.GetMessageIDs())
+	}
+	ids("ihave", n)
+	n = 0
+	for _, x := range c.GetIwant() {
+		n += len(x.GetMessageIDs())
+	}
+	ids("iwant", n)
+	n = 0
+	for _, x := range c.GetIdontwant() {
+		n += len(x.GetMessageIDs())
+	}
+	ids("idontwant", n)
+	ids("graft", len(c.GetGraft()))
+	ids("prune", len(c.GetPrune()))
 }
 
 func (tracer) AddPeer(peer.ID, libp2pproto.ID)                      {}
@@ -104,6 +142,5 @@ func (tracer) DeliverMessage(*pubsub.Message)                       {}
 func (tracer) RejectMessage(*pubsub.Message, string)                {}
 func (tracer) DuplicateMessage(*pubsub.Message)                     {}
 func (tracer) ThrottlePeer(peer.ID)                                 {}
-func (tracer) RecvRPC(*pubsub.RPC)                                  {}
 func (tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
 func (tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}

@@ -93,10 +93,10 @@ import (
 //	dials/msg        connections the process opened per message (a
 //	                 receipt to a sender not connected dials it)
 //	received/msg ... the message's path, per message, over all nodes
-//	commits/msg      (messagePath): decryptions, copies skipped, log
+//	ihave-ids/msg    (messagePath): decryptions, copies skipped, log
 //	                 entries fetched, receipts through the group and
 //	                 straight to the sender, tries of those that failed,
-//	                 commits
+//	                 commits, message IDs gossip announced (IHAVE)
 //	peers/member     the connections of a member (its peers) after the
 //	                 messages, on average
 //	wait-p50-ms,     how long the process's goroutines waited, runnable,
@@ -473,15 +473,16 @@ func connsOpened(b *testing.B, nw *cluster) (n float64) {
 }
 
 // messagePathUnits name what messagePath counts, per message sent.
-var messagePathUnits = [...]string{"received/msg", "duplicates/msg", "fetched/msg", "group-receipts/msg", "direct-receipts/msg", "receipt-fails/msg", "commits/msg"}
+var messagePathUnits = [...]string{"received/msg", "duplicates/msg", "fetched/msg", "group-receipts/msg", "direct-receipts/msg", "receipt-fails/msg", "commits/msg", "ihave-ids/msg"}
 
 // messagePath counts, over the network's nodes, the group messages
 // decrypted (texts and receipts of others), those skipped as copies, the
 // log entries fetched, the receipts sent through the group and straight
 // to their sender, the tries to send receipts to their sender that
-// failed, and the commits made: a message sent to the group
-// should cost about one decryption a member and one direct receipt a
-// member, and nothing else.
+// failed, the commits made, and the message IDs gossipsub announced to
+// peers (IHAVE, received): a message sent to the group should cost about
+// one decryption a member and one direct receipt a member, and nothing
+// else.
 func messagePath(b *testing.B, nw *cluster) [len(messagePathUnits)]float64 {
 	return [...]float64{
 		counterSum(b, nw, "sealpost_groups_received_total"),
@@ -491,6 +492,7 @@ func messagePath(b *testing.B, nw *cluster) [len(messagePathUnits)]float64 {
 		counterSum(b, nw, "sealpost_groups_receipts_total", "way", "direct"),
 		counterSum(b, nw, "sealpost_groups_receipt_failures_total"),
 		counterSum(b, nw, "sealpost_groups_commits_total"),
+		counterSum(b, nw, "sealpost_gossip_control_total", "kind", "ihave"),
 	}
 }
 
