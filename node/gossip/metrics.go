@@ -25,6 +25,9 @@ type metrics struct {
 	control   *prometheus.CounterVec // gossipsub control entries received, by kind
 	topics    prometheus.Gauge
 
+	// control's counters, by kind
+	ihave, iwant, idontwant, graft, prune prometheus.Counter
+
 	// counts kept for Stats and tests
 	nDropRPC       atomic.Uint64
 	nUndeliverable atomic.Uint64
@@ -56,9 +59,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"kind"}),
 		topics: prometheus.NewGauge(prometheus.GaugeOpts{Name: "sealpost_gossip_topics", Help: "Group topics joined."}),
 	}
-	for _, k := range []string{"ihave", "iwant", "idontwant", "graft", "prune"} {
-		m.control.WithLabelValues(k)
-	}
+	m.ihave, m.iwant, m.idontwant = m.control.WithLabelValues("ihave"), m.control.WithLabelValues("iwant"), m.control.WithLabelValues("idontwant")
+	m.graft, m.prune = m.control.WithLabelValues("graft"), m.control.WithLabelValues("prune")
 	set, err := metricset.Register(reg, m.published, m.delivered, m.drops, m.refusals, m.lost, m.control, m.topics)
 	if err != nil {
 		return nil, err
@@ -105,28 +107,28 @@ func (t tracer) RecvRPC(rpc *pubsub.RPC) {
 	if c == nil {
 		return
 	}
-	ids := func(kind string, n int) {
+	add := func(ctr prometheus.Counter, n int) {
 		if n > 0 {
-			t.m.control.WithLabelValues(kind).Add(float64(n))
+			ctr.Add(float64(n))
 		}
 	}
 	n := 0
 	for _, x := range c.GetIhave() {
 		n += len(x.GetMessageIDs())
 	}
-	ids("ihave", n)
+	add(t.m.ihave, n)
 	n = 0
 	for _, x := range c.GetIwant() {
 		n += len(x.GetMessageIDs())
 	}
-	ids("iwant", n)
+	add(t.m.iwant, n)
 	n = 0
 	for _, x := range c.GetIdontwant() {
 		n += len(x.GetMessageIDs())
 	}
-	ids("idontwant", n)
-	ids("graft", len(c.GetGraft()))
-	ids("prune", len(c.GetPrune()))
+	add(t.m.idontwant, n)
+	add(t.m.graft, len(c.GetGraft()))
+	add(t.m.prune, len(c.GetPrune()))
 }
 
 func (tracer) AddPeer(peer.ID, libp2pproto.ID)                      {}
