@@ -27,8 +27,8 @@ type group struct {
 	id protocol.GroupID
 
 	cmds    chan func()
-	in      chan inbound
-	rcpts   chan receiptIn
+	in      *queue[inbound]
+	rcpts   *queue[receiptIn]
 	results chan func()
 	kick    chan struct{}
 	done    chan struct{}
@@ -146,7 +146,7 @@ type inbound struct {
 func (s *Service) start(rec *store.Group) error {
 	g := &group{
 		s: s, id: rec.ID, rec: *rec,
-		cmds: make(chan func()), in: make(chan inbound, MaxInbound), rcpts: make(chan receiptIn, MaxReceiptsInbound),
+		cmds: make(chan func()), in: newQueue[inbound](MaxInbound), rcpts: newQueue[receiptIn](MaxReceiptsInbound),
 		results: make(chan func(), 64),
 		kick:    make(chan struct{}, 1), done: make(chan struct{}), quitc: make(chan struct{}),
 		recent: map[[32]byte]struct{}{}, leaving: map[identity.UserID]bool{},
@@ -252,30 +252,14 @@ func (g *group) run() {
 			// one before it called).
 			g.changesDue = true
 			f()
-		case m := <-g.in:
-			batch := []inbound{m}
-		drain:
-			for len(batch) < 256 {
-				select {
-				case m := <-g.in:
-					batch = append(batch, m)
-				default:
-					break drain
-				}
+		case <-g.in.ready:
+			if batch := g.in.take(256); len(batch) > 0 {
+				g.receiveTopic(batch)
 			}
-			g.receiveTopic(batch)
-		case x := <-g.rcpts:
-			batch := []receiptIn{x}
-		drainReceipts:
-			for len(batch) < 256 {
-				select {
-				case x := <-g.rcpts:
-					batch = append(batch, x)
-				default:
-					break drainReceipts
-				}
+		case <-g.rcpts.ready:
+			if batch := g.rcpts.take(256); len(batch) > 0 {
+				g.receiveReceipts(batch)
 			}
-			g.receiveReceipts(batch)
 		case f := <-g.results:
 			f()
 		case <-g.kick:
@@ -524,10 +508,7 @@ func (g *group) deliver(_ peer.ID, m *protocol.GroupMessage, _ []byte) {
 	c := *m
 	c.Body = slices.Clone(m.Body)
 	c.Seqs = slices.Clone(m.Seqs)
-	select {
-	case g.in <- inbound{m: &c}:
-	default:
-	}
+	g.in.put(inbound{m: &c})
 }
 
 // subscribe subscribes to the epoch on the first home relay, in place of

@@ -124,9 +124,7 @@ func (s *Service) receipt(from peer.ID, r *protocol.GroupReceipt) protocol.Code 
 		return protocol.CodeNotFound
 	}
 	in := receiptIn{from: from, covers: r.Covers, done: make(chan protocol.Code, 1)}
-	select {
-	case g.rcpts <- in:
-	default:
+	if !g.rcpts.put(in) {
 		return protocol.CodeRateLimited
 	}
 	select {
