@@ -60,6 +60,23 @@ func homeFailNet(t *testing.T, ctx context.Context, opts func(*Config)) (a, b, r
 	return a, b, r1, r2, fs, pairGroup(t, ctx, a, b, "homes", r2.Info().Addrs[0])
 }
 
+// twoHomePair is failingRelays and a group of a and b on both relays, the
+// failing one (r2) second, whose members back off 4 minutes a round from a
+// home that fails (more changes their configuration further); opts makes
+// more members of the kind.
+func twoHomePair(t *testing.T, ctx context.Context, more func(*Config)) (opts func(*Config), a, b, r2 *Node, fs *failStore, group string) {
+	t.Helper()
+	r1, r2, fs := failingRelays(t)
+	opts = quickMember(r1.Info().Addrs[0], func(c *Config) {
+		c.Groups.RetryMin, c.Groups.RetryMax = 4*time.Minute, 4*time.Minute
+		if more != nil {
+			more(c)
+		}
+	})
+	a, b = newTestNode(t, opts), newTestNode(t, opts)
+	return opts, a, b, r2, fs, pairGroup(t, ctx, a, b, "homes", r1.Info().Addrs[0], r2.Info().Addrs[0])
+}
+
 // entries is the count of group log entries relay r holds.
 func entries(t *testing.T, r *Node) uint64 {
 	x, err := r.GroupRelay().Totals(context.Background())
@@ -168,12 +185,8 @@ func TestGroupJoinSecondHomeFails(t *testing.T) {
 	nodetest.CheckLeaks(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	r1, r2, fs := failingRelays(t)
-	opts := quickMember(r1.Info().Addrs[0], func(c *Config) {
-		c.Groups.RetryMin, c.Groups.RetryMax = 4*time.Minute, 4*time.Minute
-	})
-	a, b, c := newTestNode(t, opts), newTestNode(t, opts), newTestNode(t, opts)
-	group := pairGroup(t, ctx, a, b, "homes", r1.Info().Addrs[0], r2.Info().Addrs[0])
+	opts, a, b, _, fs, group := twoHomePair(t, ctx, nil)
+	c := newTestNode(t, opts)
 	befriend(t, ctx, a, c, "c")
 	fs.fail(errors.New("disk on fire"))
 	if _, err := a.Groups().Add(ctx, group, []string{"c"}); err != nil {
@@ -208,13 +221,7 @@ func TestGroupHomeFailsOthersGoOn(t *testing.T) {
 	nodetest.CheckLeaks(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	r1, r2, fs := failingRelays(t)
-	opts := quickMember(r1.Info().Addrs[0], func(c *Config) {
-		c.Groups.Poll = 2 * time.Second
-		c.Groups.RetryMin, c.Groups.RetryMax = 4*time.Minute, 4*time.Minute
-	})
-	a, b := newTestNode(t, opts), newTestNode(t, opts)
-	group := pairGroup(t, ctx, a, b, "homes", r1.Info().Addrs[0], r2.Info().Addrs[0])
+	_, a, b, r2, fs, group := twoHomePair(t, ctx, func(c *Config) { c.Groups.Poll = 2 * time.Second })
 
 	held := entries(t, r2)
 	fs.fail(errors.New("disk on fire"))

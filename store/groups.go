@@ -455,7 +455,8 @@ func (s Groups) lastWork(g protocol.GroupID, kind GroupWorkKind) (uint64, error)
 }
 
 // PutWork replaces the data of an existing work item (or writes one at a
-// chosen N).
+// chosen N). A kind's items are either added (AddWork) or put at chosen
+// Ns: AddWork counts from the last N it gave, not from what PutWork wrote.
 func (s Groups) PutWork(w GroupWork) error {
 	if len(w.Data) > MaxGroupWork || w.N == 0 || w.Kind == 0 {
 		return fmt.Errorf("group work: %w", ErrInvalid)

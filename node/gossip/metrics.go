@@ -107,28 +107,19 @@ func (t tracer) RecvRPC(rpc *pubsub.RPC) {
 	if c == nil {
 		return
 	}
-	add := func(ctr prometheus.Counter, n int) {
-		if n > 0 {
-			ctr.Add(float64(n))
-		}
-	}
-	n := 0
-	for _, x := range c.GetIhave() {
+	t.m.ihave.Add(float64(countIDs(c.GetIhave())))
+	t.m.iwant.Add(float64(countIDs(c.GetIwant())))
+	t.m.idontwant.Add(float64(countIDs(c.GetIdontwant())))
+	t.m.graft.Add(float64(len(c.GetGraft())))
+	t.m.prune.Add(float64(len(c.GetPrune())))
+}
+
+// countIDs is the number of message IDs in control entries xs.
+func countIDs[T interface{ GetMessageIDs() []string }](xs []T) (n int) {
+	for _, x := range xs {
 		n += len(x.GetMessageIDs())
 	}
-	add(t.m.ihave, n)
-	n = 0
-	for _, x := range c.GetIwant() {
-		n += len(x.GetMessageIDs())
-	}
-	add(t.m.iwant, n)
-	n = 0
-	for _, x := range c.GetIdontwant() {
-		n += len(x.GetMessageIDs())
-	}
-	add(t.m.idontwant, n)
-	add(t.m.graft, len(c.GetGraft()))
-	add(t.m.prune, len(c.GetPrune()))
+	return n
 }
 
 func (tracer) AddPeer(peer.ID, libp2pproto.ID)                      {}
