@@ -16,7 +16,7 @@ import (
 // megabytes, for tenths of a second), taking a quarter of the CPU and
 // drafting the goroutines that allocate meanwhile, so a message fanning
 // out then is slowed at every member together. A node alone marks only
-// its own heap, in milliseconds.
+// its own heap, a hundredth of that in a testnet of 100.
 type gcWatch struct {
 	mu     sync.Mutex
 	cycles []gcCycle
