@@ -264,7 +264,14 @@ func TestGroupCommitRace(t *testing.T) {
 		g, err := b.Groups().Show(ctx, info.ID)
 		return err == nil && g.Admin
 	})
-	epoch := epochOf(t, ctx, a, info.ID)
+	// a merges its own commit once the log brings it back, so b can be
+	// promoted before a is in the epoch: the rounds count from the epoch
+	// every member is in.
+	var epoch uint64
+	nodetest.WaitFor(t, time.Minute, "every member in the promotion's epoch", func() bool {
+		epoch = epochOf(t, ctx, b, info.ID)
+		return epochOf(t, ctx, a, info.ID) == epoch && epochOf(t, ctx, c, info.ID) == epoch
+	})
 	for round := range 5 {
 		done := make(chan error, 2)
 		for _, n := range []*Node{a, b} {
