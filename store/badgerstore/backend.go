@@ -45,6 +45,7 @@ type backend struct {
 	epochPeriod time.Duration
 
 	sync  *syncer
+	files syncFiles // the sync loop's open files
 	space *space
 	// Commits and syncs are counted so that a transaction that only reads
 	// returns after what it read is durable too (see settle).
@@ -603,6 +604,7 @@ func (b *backend) Close() error {
 			b.inflight.Wait()
 			close(b.stop)
 			b.bg.Wait()
+			b.files.close()
 			err := b.space.beforeClose()
 			open := err != nil // badger stays open, to end with the process
 			if open {
