@@ -114,7 +114,14 @@ func (s *syncFiles) open(dir string, names []string) ([]syncFile, error) {
 		fd, ok := s.fds[n]
 		if !ok {
 			var err error
-			fd, err = unix.Open(filepath.Join(dir, n), unix.O_RDWR|unix.O_CLOEXEC, 0)
+			for {
+				// Some file systems (network, FUSE) let a signal
+				// interrupt an open, as os.OpenFile knows.
+				fd, err = unix.Open(filepath.Join(dir, n), unix.O_RDWR|unix.O_CLOEXEC, 0)
+				if !errors.Is(err, unix.EINTR) {
+					break
+				}
+			}
 			if errors.Is(err, unix.ENOENT) {
 				continue
 			}
