@@ -41,14 +41,16 @@ func (q *queue[T]) put(x T) bool {
 func (q *queue[T]) take(n int) []T {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	n = min(n, len(q.items))
+	if n >= len(q.items) {
+		// All of it: the caller takes the slice itself, and the memory
+		// goes with it.
+		out := q.items
+		q.items = nil
+		return out
+	}
 	out := slices.Clone(q.items[:n])
 	clear(q.items[:n])
 	q.items = q.items[n:]
-	if len(q.items) == 0 {
-		q.items = nil // the memory goes back once the queue is empty
-		return out
-	}
 	select {
 	case q.ready <- struct{}{}:
 	default:

@@ -29,8 +29,8 @@ func cpuTime(b *testing.B) time.Duration {
 // value (a received message's size), one after the other, each with a
 // sync round of its own, as a node writes a message that comes alone.
 // Besides the time it reports cpu-us/op, the CPU the process spent per
-// Update (badger's commit and the sync round: the directory read, the
-// files opened and synced), and next to it, from the same run, the
+// Update (badger's commit and the sync round: the directory read and the
+// files synced), and next to it, from the same run, the
 // limit: file-cpu-us/op, the CPU of appending as many bytes to a plain
 // file in the same directory and fdatasyncing it.
 func BenchmarkDurableUpdate(b *testing.B) {
