@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sealpost/sealpost/node/internal/clock"
 )
 
 // gcWatch records when the process's garbage collector ran a cycle,
@@ -44,34 +46,26 @@ func watchGC(ctx context.Context) *gcWatch {
 		return pauses, cycles
 	}
 	pauses, cycles := read()
-	go func() {
-		t := time.NewTicker(gcWatchEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			p, c := read()
-			now := time.Now()
-			w.mu.Lock()
-			if p > pauses && w.open.IsZero() {
-				// A cycle begins with a pause; the sample before saw none.
-				w.open = now.Add(-gcWatchEvery)
-			}
-			if c > cycles {
-				start := w.open
-				if start.IsZero() {
-					start = now.Add(-gcWatchEvery)
-				}
-				w.cycles = append(w.cycles, gcCycle{start, now})
-				w.open = time.Time{}
-			}
-			w.mu.Unlock()
-			pauses, cycles = p, c
+	last := time.Now() // when pauses and cycles were read
+	go clock.Tick(ctx, clock.System(), gcWatchEvery, func() {
+		p, c := read()
+		now := time.Now()
+		w.mu.Lock()
+		if p > pauses && w.open.IsZero() {
+			// A cycle begins with a pause; the sample before saw none.
+			w.open = last
 		}
-	}()
+		if c > cycles {
+			start := w.open
+			if start.IsZero() {
+				start = last
+			}
+			w.cycles = append(w.cycles, gcCycle{start, now})
+			w.open = time.Time{}
+		}
+		w.mu.Unlock()
+		pauses, cycles, last = p, c, now
+	})
 	return w
 }
 
